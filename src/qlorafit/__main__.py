@@ -1,0 +1,3 @@
+from qlorafit.cli import main
+
+raise SystemExit(main())

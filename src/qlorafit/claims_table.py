@@ -1,0 +1,44 @@
+"""`qlorafit estimate --table`: the tutorials' memory claims ("a 7B model fine-tunes in 8 GB", "a 13B needs
+12-24 GB") checked with real figures for 7B, 8B, 13B and 70B at a few batch sizes and lengths. Plain Python."""
+
+import dataclasses
+import json
+
+from qlorafit.catalog import get_gpu, resolve_model
+from qlorafit.estimate import Setup, estimate
+from qlorafit.sizes import GIB
+
+MODELS = ("mistral-7b", "llama-3.1-8b", "llama-2-13b", "llama-3.1-70b")
+SHAPES = ((1, 512), (2, 512), (1, 2048), (4, 2048), (1, 8192))  # (micro-batch, sequence length)
+CARDS = ("t4", "rtx4090", "a100-40gb", "a100-80gb", "h100")
+CLAIMS = {"mistral-7b": "tutorial: 8 GB", "llama-3.1-8b": "tutorial: 6-8 GB", "llama-2-13b": "tutorial: 12-24 GB",
+          "llama-3.1-70b": "tutorial: none"}
+
+
+def claims_table(base: Setup, as_json: bool = False) -> str:
+    cards = [get_gpu(c) for c in CARDS]
+    rows = []
+    for m in MODELS:
+        shape = resolve_model(m)
+        for stack in ("hf", "qlorafit"):
+            for b, t in SHAPES:
+                s = dataclasses.replace(base, batch_size=b, seq_len=t, stack=stack,
+                                        loss_impl="standard" if stack == "hf" else base.loss_impl)
+                e = estimate(shape, s)
+                rows.append({"model": m, "stack": stack, "batch": b, "seq": t, "peak_gib": round(e.peak_bytes / GIB, 2),
+                             "fits": {g.name: e.peak_bytes <= g.memory_bytes for g in cards}, "claim": CLAIMS[m]})
+    if as_json:
+        return json.dumps(rows, indent=2)
+    head = f"{'model':<14}{'stack':<10}{'batch':>6}{'seq':>6}{'peak GiB':>10}  " + "".join(f"{g.name:>11}" for g in cards)
+    out = [f"LoRA r={base.lora_r} on {','.join(base.lora_targets)}, {base.quant}, checkpointing "
+           f"{base.grad_checkpointing}, {base.optimizer}; hf = the tutorials' Trainer + PEFT recipe", "", head]
+    last = None
+    for r in rows:
+        if last and last != r["model"]:
+            out.append("")
+        if last != r["model"]:
+            out.append(f"{r['model']}  ({r['claim']})")
+        last = r["model"]
+        marks = "".join(f"{'fits' if r['fits'][g.name] else '-':>11}" for g in cards)
+        out.append(f"{'':<14}{r['stack']:<10}{r['batch']:>6}{r['seq']:>6}{r['peak_gib']:>10.2f}  {marks}")
+    return "\n".join(out)

@@ -1,0 +1,73 @@
+"""`qlorafit` command line: one subcommand per job. Each lives in qlorafit/commands/<name>.py with two functions,
+`add_arguments(parser)` and `run(args) -> int`, and imports torch only inside `run`, so `--help`, `estimate`, `plan`
+and `doctor` start fast and work without a GPU."""
+
+import argparse
+import importlib
+import os
+import sys
+
+from qlorafit import __version__
+from qlorafit.errors import UserError
+
+# (name, one-line help). Order is the order of --help.
+COMMANDS = (
+    ("estimate", "predict the peak GPU memory of a QLoRA run, component by component, before you run it"),
+    ("plan", "pick the fastest configuration that fits your GPU, and write it as a train YAML"),
+    ("train", "QLoRA fine-tune: NF4 + LoRA + checkpointing + accumulation, recovering from OOM in place"),
+    ("demo", "train a tiny Llama on CPU in under a minute, offline, and watch the loss fall"),
+    ("doctor", "explain a CUDA OOM from its error text, log, script or run directory, with ranked fixes"),
+    ("report", "an HTML page with plots of where a run's memory went"),
+    ("merge", "merge a LoRA adapter into a 16-bit copy of the base model, layer by layer"),
+)
+
+
+def _available():
+    for name, help_ in COMMANDS:
+        try:
+            mod = importlib.import_module(f"qlorafit.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"qlorafit.commands.{name}":
+                continue  # not built yet
+            raise
+        yield name, help_, mod
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qlorafit",
+        description="QLoRA fine-tuning that does not die of CUDA out of memory. Start with `qlorafit demo` (offline, "
+        "CPU) or `qlorafit estimate llama-3.1-8b --gpu rtx4090`.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"qlorafit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_, mod in _available():
+        p = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except UserError as e:
+        print(f"qlorafit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"qlorafit {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

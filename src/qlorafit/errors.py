@@ -1,0 +1,5 @@
+"""The one exception type for mistakes a user can fix. The CLI prints its message on one line, no traceback."""
+
+
+class UserError(Exception):
+    """A problem with the user's input (a name, a file, a field), worded so that the message alone says what to fix."""

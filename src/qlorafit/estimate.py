@@ -1,0 +1,362 @@
+"""Peak GPU memory of one QLoRA training configuration, predicted from the model's shape alone.
+
+Plain Python, no torch: a planner calls this thousands of times. Numbers in, numbers out: every component is an
+integer count of bytes; rounding happens only where results are shown (qlorafit.estimate_view).
+
+The model follows what the GPU does, phase by phase, and the peak is the largest phase, not a sum:
+  load       the weights arrive (and, on the hf stack, get upcast to fp32)
+  forward    weights + LoRA state + the activations saved for backward + the loss's logits
+  backward   the same, with the logits' gradient at the start, or one layer recomputed under checkpointing
+  optimizer  weights + LoRA weights, gradients and optimizer states + the step's temporaries
+The per-token activation coefficients are derived from the tensors each module saves for backward; the few numbers
+that could not be derived (allocator slack, CUDA context) are fitted on the GPU calibration runs in
+tests/fixtures/calibration.json (see benchmarks/calibrate.py).
+"""
+
+from dataclasses import dataclass, field, replace
+
+from qlorafit.errors import UserError
+from qlorafit.shapes import ALL_LINEARS, ATTN_LINEARS, LORA_TARGET_ALIASES, ModelShape
+
+QUANTS = ("nf4", "fp4", "int8", "none")
+DTYPES = ("bf16", "fp16", "fp32")
+CHECKPOINTING = ("off", "on", "offload")
+OPTIMIZERS = ("adamw", "paged_adamw_32bit", "paged_adamw_8bit", "adamw_8bit")
+ATTENTION = ("eager", "sdpa", "flash")
+LOSSES = ("standard", "chunked", "fused")
+STACKS = ("qlorafit", "hf")
+
+_DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+
+# --- constants that are facts of the libraries -------------------------------------------------------------------
+BNB_BLOCK = 64                 # bitsandbytes 4-bit quantizes weights in blocks of 64, one absmax per block
+BNB_DQ_BLOCK = 256             # double quant: the absmaxes are themselves quantized to 8 bit in blocks of 256
+LOSS_CHUNK_TARGET_BYTES = 256 * 1024**2  # qlorafit's chunked loss sizes chunks so one chunk's logits stay under this
+MIB = 1024**2
+
+# --- constants fitted on the calibration runs (benchmarks/calibrate.py, tests/fixtures/calibration.json) ----------
+CUDA_CONTEXT_BYTES = 520 * MIB     # CUDA context + cuBLAS/cuDNN handles and workspaces outside the caching allocator
+ALLOCATOR_SLACK = 0.06             # reserved/allocated - 1 on activation-sized blocks (rounding, split blocks)
+ALLOCATOR_FIXED_BYTES = 64 * MIB   # small-block pools, the 2 MiB granularity of the caching allocator
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One training configuration, as the estimator sees it. Defaults are qlorafit's own defaults."""
+
+    quant: str = "nf4"
+    """Base weight format: nf4 or fp4 (4-bit, bitsandbytes), int8 (LLM.int8) or none (16-bit)."""
+    double_quant: bool = True
+    """Quantize the 4-bit quantization constants again (saves ~0.37 bit per weight)."""
+    compute_dtype: str = "bf16"
+    """Dtype the 4-bit weights are dequantized to for each matmul, and of the activations."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_targets: tuple[str, ...] = ATTN_LINEARS
+    """Linear modules that get adapters: names like q_proj, or ('all-linear',)."""
+    lora_dropout: float = 0.05
+    """LoRA dropout; above 0 each adapted module keeps its own dropped-out copy of its input for backward."""
+    lora_dtype: str = "fp32"
+    """Dtype of the LoRA weights (PEFT keeps them in fp32 by default)."""
+    batch_size: int = 1
+    """Micro-batch size (sequences per forward pass)."""
+    seq_len: int = 512
+    """Tokens per sequence (max_seq_length; with packing, the packed length)."""
+    packing: bool = False
+    """Pack samples into full rows: memory is that of full rows, whatever the sample lengths."""
+    grad_checkpointing: str = "on"
+    """off: keep every activation; on: keep each layer's input and recompute; offload: keep them in host RAM."""
+    optimizer: str = "paged_adamw_32bit"
+    """adamw (torch, fp32 states), paged_adamw_32bit, paged_adamw_8bit, adamw_8bit (bitsandbytes)."""
+    attn_impl: str = "sdpa"
+    """eager materializes the (heads x seq x seq) scores; sdpa and flash do not."""
+    loss_impl: str = "chunked"
+    """standard: full fp32 logits; chunked: qlorafit's chunked linear-cross-entropy; fused: liger's kernel."""
+    stack: str = "qlorafit"
+    """qlorafit: this package's trainer. hf: transformers Trainer + PEFT with prepare_model_for_kbit_training."""
+    offload_embedding: bool = False
+    """Keep the input embedding in host RAM (a lookup per batch; saves vocab x hidden x 2 bytes of GPU memory)."""
+
+    def targets(self, shape: ModelShape) -> tuple[str, ...]:
+        """The adapted linear names, expanded: 'all-linear' -> all seven; fused names -> their parts."""
+        out: list[str] = []
+        for t in self.lora_targets:
+            if t == "all-linear":
+                out.extend(ALL_LINEARS)
+            else:
+                out.extend(LORA_TARGET_ALIASES.get(t, (t,)))
+        return tuple(dict.fromkeys(out))
+
+
+@dataclass(frozen=True)
+class Component:
+    """One line of the breakdown: bytes held at the peak phase, and a short note saying what it is."""
+
+    name: str
+    bytes: int
+    note: str
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The estimator's answer. All sizes in bytes."""
+
+    model: str
+    setup: Setup
+    components: tuple[Component, ...]
+    """What is held at the peak, component by component; their sum is peak_bytes."""
+    phases: dict[str, int] = field(default_factory=dict)
+    """Bytes in use at the high point of each phase (load, forward, backward, optimizer)."""
+    peak_phase: str = "backward"
+    peak_bytes: int = 0
+    host_bytes: int = 0
+    """Host (CPU) RAM the configuration needs beyond the process itself: offloaded checkpoints, paged states."""
+    trainable_params: int = 0
+    tokens_per_micro_batch: int = 0
+
+    def component(self, name: str) -> int:
+        return next((c.bytes for c in self.components if c.name == name), 0)
+
+    def fits(self, budget_bytes: int) -> bool:
+        return self.peak_bytes <= budget_bytes
+
+
+def validate(shape: ModelShape, s: Setup) -> None:
+    """Collect every problem with the setup, then raise once, naming each field."""
+    problems = []
+    for fname, value, allowed in (
+        ("quant", s.quant, QUANTS), ("compute_dtype", s.compute_dtype, DTYPES), ("lora_dtype", s.lora_dtype, DTYPES),
+        ("grad_checkpointing", s.grad_checkpointing, CHECKPOINTING), ("optimizer", s.optimizer, OPTIMIZERS),
+        ("attn_impl", s.attn_impl, ATTENTION), ("loss_impl", s.loss_impl, LOSSES), ("stack", s.stack, STACKS),
+    ):
+        if value not in allowed:
+            problems.append(f"{fname}: unknown value {value!r} (choose from {', '.join(allowed)})")
+    for fname in ("lora_r", "batch_size", "seq_len"):
+        v = getattr(s, fname)
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            problems.append(f"{fname}: must be a positive integer, got {v!r}")
+    if isinstance(s.lora_r, int) and s.lora_r > shape.hidden_size:
+        problems.append(f"lora_r: rank {s.lora_r} is larger than the hidden size {shape.hidden_size}")
+    if not 0 <= s.lora_dropout < 1:
+        problems.append(f"lora_dropout: must be in [0, 1), got {s.lora_dropout!r}")
+    known = set(ALL_LINEARS) | set(LORA_TARGET_ALIASES) | {"all-linear"}
+    bad = [t for t in s.lora_targets if t not in known]
+    if bad or not s.lora_targets:
+        problems.append(f"lora_targets: unknown module(s) {bad or '(none given)'}; use names from {sorted(known)}")
+    if problems:
+        raise UserError("; ".join(problems))
+
+
+# --- the pieces ---------------------------------------------------------------------------------------------------
+
+def base_weight_bytes(shape: ModelShape, s: Setup) -> tuple[int, int]:
+    """(weights, quantization constants) of the decoder's linear layers, on the GPU."""
+    n = shape.num_layers * shape.linear_params_per_layer()
+    if s.quant in ("nf4", "fp4"):
+        blocks = -(-n // BNB_BLOCK)
+        if s.double_quant:  # 8-bit absmax per block + an fp32 absmax per 256 blocks + one fp32 offset per tensor
+            consts = blocks + -(-blocks // BNB_DQ_BLOCK) * 4 + shape.num_layers * 7 * 4
+        else:  # one fp32 absmax per block of 64
+            consts = blocks * 4
+        return n // 2, consts
+    if s.quant == "int8":  # int8 weights + an fp32 scale per output row
+        rows = shape.num_layers * sum(o for _, o in shape.linear_shapes().values())
+        return n, rows * 4
+    return n * _DTYPE_BYTES[s.compute_dtype], 0
+
+
+def unquantized_bytes(shape: ModelShape, s: Setup) -> tuple[int, int]:
+    """(embedding + lm_head + norms at their 16-bit load dtype, extra bytes of fp32 upcasts) on the GPU.
+
+    bitsandbytes never quantizes the embedding or lm_head. The hf stack's prepare_model_for_kbit_training then
+    upcasts every non-quantized weight to fp32, doubling them: about 2 GiB on Llama-3-8B. qlorafit keeps them 16-bit.
+    """
+    wb = 2 if s.compute_dtype != "fp32" else 4
+    embed = 0 if s.offload_embedding else shape.embedding_params()
+    lm_head = 0 if shape.tie_word_embeddings else shape.embedding_params()
+    if shape.tie_word_embeddings and s.offload_embedding:
+        lm_head = shape.embedding_params()  # tied: the GPU still needs the matrix for the logits
+    norms = shape.norm_params()
+    base = (embed + lm_head + norms) * wb
+    upcast = (embed + lm_head + norms) * (4 - wb) if s.stack == "hf" else 0
+    return base, upcast
+
+
+def lora_params(shape: ModelShape, s: Setup) -> int:
+    lin = shape.linear_shapes()
+    return shape.num_layers * sum(s.lora_r * (lin[t][0] + lin[t][1]) for t in s.targets(shape))
+
+
+def optimizer_state_bytes(n_params: int, optimizer: str) -> int:
+    """Adam's two moments: fp32 (8 B/param) or blockwise 8-bit (2 B/param + an fp32 absmax per 256 values each)."""
+    if optimizer in ("paged_adamw_8bit", "adamw_8bit"):
+        return n_params * 2 + 2 * 4 * -(-n_params // 256)
+    return n_params * 8
+
+
+def layer_activation_bytes_per_token(shape: ModelShape, s: Setup) -> float:
+    """Bytes one decoder layer saves for backward, per token, when nothing is checkpointed.
+
+    Derived from what each op saves (bf16 = 2 bytes, fp32 = 4):
+      RMSNorm (fp32 inside): its fp32 input (4h), the bf16 normed output the weight multiplies (2h)
+      q, k, v and o: their outputs, RoPE's rotate_half copies and rotated q/k, sdpa's output and logsumexp
+      MLP: gate and up outputs, silu(gate), and the product fed to down_proj (4 x 2i)
+      LoRA: with dropout, each adapted module keeps its own dropped input (2 bytes) and mask (1 byte)
+    """
+    h, i, qd, kvd = shape.hidden_size, shape.intermediate_size, shape.q_dim, shape.kv_dim
+    a = s.compute_dtype != "fp32" and 2 or 4
+    norms = (4 if shape.model_type == "gemma2" else 2) * (4 * h + a * h)
+    attn = a * (qd + 2 * kvd)            # q, k, v projections
+    attn += a * 2 * (qd + kvd)           # rotate_half copies and the rotated q, k
+    attn += a * 2 * qd + 4 * shape.num_heads  # sdpa output, contiguous copy for o_proj, logsumexp (fp32)
+    mlp = a * 4 * i
+    lora = 0.0
+    lin = shape.linear_shapes()
+    for t in s.targets(shape):
+        fan_in = lin[t][0]
+        if s.lora_dropout > 0:
+            lora += (a + 1) * fan_in
+        if s.stack == "hf" and s.lora_dtype == "fp32":
+            lora += 2 * fan_in  # without an fp32 weight under autocast, PEFT casts the input up (hf stack keeps it)
+        lora += a * s.lora_r
+    if s.stack == "hf":
+        # prepare_model_for_kbit_training leaves fp32 norm weights: the norm output becomes fp32 (4h, not 2h)
+        # and bnb casts it back to bf16 for the 4-bit matmul (another 2h), twice per layer
+        norms += (4 if shape.model_type == "gemma2" else 2) * (2 * h + a * h)
+    return norms + attn + mlp + lora
+
+
+def attention_scores_bytes(shape: ModelShape, s: Setup) -> int:
+    """Eager attention materializes softmax(QK^T) per layer: heads x T x T, in the compute dtype and fp32 softmax."""
+    if s.attn_impl != "eager":
+        return 0
+    t = s.seq_len
+    return s.batch_size * shape.num_heads * t * t * (2 + 4)
+
+
+def logits_bytes(shape: ModelShape, s: Setup, tokens: int) -> tuple[int, int]:
+    """(forward, backward) high points of the logits and the loss, in bytes.
+
+    standard (transformers' ForCausalLMLoss): bf16 logits (2V), their fp32 copy (4V), log_softmax saved (4V);
+    backward adds the fp32 gradient and its input gradient (2 x 4V) and the bf16 gradient (2V) on top.
+    chunked: the same per chunk of C tokens, C chosen so that a chunk stays under LOSS_CHUNK_TARGET_BYTES.
+    fused (liger): one chunk's logits in the compute dtype and fp32 gradient, computed in forward.
+    """
+    v = shape.vocab_size
+    if s.loss_impl == "standard":
+        return tokens * v * 10, tokens * v * 14
+    chunk = loss_chunk_tokens(shape.vocab_size, tokens)
+    if s.loss_impl == "chunked":
+        return chunk * v * 10, chunk * v * 14
+    return chunk * v * 8, chunk * v * 2
+
+
+def loss_chunk_tokens(vocab_size: int, tokens: int) -> int:
+    """Tokens per chunk of qlorafit's chunked loss: the most whose backward stays under LOSS_CHUNK_TARGET_BYTES."""
+    return max(1, min(tokens, LOSS_CHUNK_TARGET_BYTES // (14 * vocab_size)))
+
+
+def dequant_transient_bytes(shape: ModelShape, s: Setup) -> int:
+    """The largest weight dequantized to the compute dtype for one matmul (forward and backward)."""
+    if s.quant == "none":
+        return 0
+    return max(a * b for a, b in shape.linear_shapes().values()) * 2
+
+
+# --- the whole estimate -------------------------------------------------------------------------------------------
+
+def estimate(shape: ModelShape, s: Setup) -> Estimate:
+    """Predict the peak GPU memory (allocator reserved + CUDA context) of one training step of `s` on `shape`."""
+    validate(shape, s)
+    tokens = s.batch_size * s.seq_len
+    a = 2 if s.compute_dtype != "fp32" else 4
+    h = shape.hidden_size
+
+    qweights, qconsts = base_weight_bytes(shape, s)
+    unq, upcast = unquantized_bytes(shape, s)
+    n_lora = lora_params(shape, s)
+    lora_w = n_lora * _DTYPE_BYTES[s.lora_dtype]
+    lora_g = n_lora * _DTYPE_BYTES[s.lora_dtype]
+    # paged optimizers keep states in CUDA managed memory: resident on the GPU while it has room, so counted here
+    opt = optimizer_state_bytes(n_lora, s.optimizer)
+    static = qweights + qconsts + unq + upcast + lora_w
+
+    per_layer_tok = layer_activation_bytes_per_token(shape, s)
+    layer_acts = int(per_layer_tok * tokens) + attention_scores_bytes(shape, s)
+    if s.grad_checkpointing == "off":
+        saved = shape.num_layers * layer_acts
+        recompute = 0
+    else:
+        # each layer's input (B, T, h) in the compute dtype; with offload it sits in pinned host RAM instead
+        saved = 0 if s.grad_checkpointing == "offload" else shape.num_layers * tokens * h * a
+        recompute = layer_acts
+    final_hidden = tokens * h * (a + 4 + a)  # final norm: fp32 input, bf16 output saved, input grad
+    logits_fwd, logits_bwd = logits_bytes(shape, s, tokens)
+    dequant = dequant_transient_bytes(shape, s)
+    grad_stream = 3 * tokens * h * a  # the residual gradient flowing down, and one layer's input gradient
+
+    fwd = static + lora_g + opt + saved + final_hidden + logits_fwd + dequant
+    bwd_head = static + lora_g + opt + saved + final_hidden + logits_bwd + dequant
+    bwd_layers = static + lora_g + opt + saved + recompute + grad_stream + dequant
+    optim_step = static + lora_g + opt + n_lora * 4  # foreach/fused Adam temporaries ~ one fp32 copy of the params
+    load = qweights + qconsts + unq + upcast
+    phases_alloc = {"load": load, "forward": fwd, "backward": max(bwd_head, bwd_layers), "optimizer": optim_step}
+    peak_phase = max(phases_alloc, key=phases_alloc.get)
+
+    phases = {k: v + int(ALLOCATOR_SLACK * max(0, v - static)) + ALLOCATOR_FIXED_BYTES + CUDA_CONTEXT_BYTES
+              for k, v in phases_alloc.items()}
+
+    # the breakdown at the peak phase
+    parts = [
+        Component("quantized weights", qweights, f"{s.quant} linear weights of {shape.num_layers} layers"),
+        Component("quantization constants", qconsts, "absmax per block" + (" (double quant)" if s.double_quant else "")),
+        Component("embeddings, lm_head, norms", unq, "kept 16-bit" + (", embedding in host RAM" if s.offload_embedding else "")),
+        Component("fp32 upcast", upcast, "prepare_model_for_kbit_training's fp32 copies"),
+        Component("LoRA weights", lora_w, f"{n_lora:,} params, r={s.lora_r}, {s.lora_dtype}"),
+    ]
+    if peak_phase != "load":
+        parts += [
+            Component("LoRA gradients", lora_g, s.lora_dtype),
+            Component("optimizer states", opt, s.optimizer),
+        ]
+    if peak_phase in ("forward", "backward"):
+        at_head = peak_phase == "forward" or bwd_head >= bwd_layers
+        parts += [
+            Component("saved activations", saved, {"off": "every layer's activations",
+                                                   "on": "each layer's input (checkpointing)",
+                                                   "offload": "layer inputs in host RAM"}[s.grad_checkpointing]),
+            Component("dequantized weight", dequant, "largest weight dequantized for one matmul"),
+        ]
+        if at_head:
+            parts += [
+                Component("final norm", final_hidden, "last hidden states, fp32 norm input"),
+                Component("logits and loss", logits_fwd if peak_phase == "forward" else logits_bwd,
+                          f"{s.loss_impl} loss, vocab {shape.vocab_size:,}"),
+            ]
+        else:
+            parts += [
+                Component("layer recompute", recompute, "one layer's activations rebuilt in backward"),
+                Component("gradient stream", grad_stream, "hidden-state gradients between layers"),
+            ]
+    if peak_phase == "optimizer":
+        parts.append(Component("optimizer temporaries", n_lora * 4, "one fp32 copy of the trainable params"))
+    parts += [
+        Component("allocator overhead", phases[peak_phase] - CUDA_CONTEXT_BYTES - phases_alloc[peak_phase],
+                  "reserved but not allocated"),
+        Component("CUDA context", CUDA_CONTEXT_BYTES, "context, cuBLAS handles and workspace"),
+    ]
+    parts = [p for p in parts if p.bytes]
+    host = 0
+    if s.grad_checkpointing == "offload":
+        host += shape.num_layers * tokens * h * a
+    if s.offload_embedding:
+        host += shape.embedding_params() * 2
+    return Estimate(
+        model=shape.name, setup=s, components=tuple(parts), phases=phases, peak_phase=peak_phase,
+        peak_bytes=sum(p.bytes for p in parts), host_bytes=host, trainable_params=n_lora, tokens_per_micro_batch=tokens,
+    )
+
+
+def with_changes(s: Setup, **changes) -> Setup:
+    """A copy of `s` with some fields changed (dataclasses.replace, re-exported for callers)."""
+    return replace(s, **changes)

@@ -1,0 +1,132 @@
+"""Loading the base model in 4 bit and attaching LoRA: the memory decisions of qlorafit's own stack.
+
+Differences from the usual recipe (from_pretrained + prepare_model_for_kbit_training + get_peft_model), each a
+memory decision:
+  - no fp32 upcast of the embedding, lm_head and norms (prepare_model_for_kbit_training's, ~2 GiB on Llama-3-8B);
+  - non-reentrant gradient checkpointing, so no `enable_input_require_grads` hook on the embedding is needed;
+  - use_cache=False: no KV cache is built while training;
+  - optionally the input embedding stays in host RAM (`offload_embedding`), saving vocab x hidden x 2 bytes.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from qlorafit.config import Config
+from qlorafit.errors import UserError
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def resolve_compute_dtype(name: str, device: torch.device) -> torch.dtype:
+    """'auto' -> bf16 where the device supports it, fp16 (with a warning) on older GPUs."""
+    if name != "auto":
+        return DTYPES[name]
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        import warnings
+        warnings.warn("this GPU has no bf16: computing in fp16, which overflows more easily; "
+                      "if the loss turns NaN, lower the learning rate or train.max_grad_norm", stacklevel=2)
+        return torch.float16
+    return torch.bfloat16
+
+
+def bnb_config(cfg: Config, dtype: torch.dtype):
+    from transformers import BitsAndBytesConfig
+
+    m = cfg.model
+    if m.quant in ("nf4", "fp4"):
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=m.quant,
+                                  bnb_4bit_use_double_quant=m.double_quant, bnb_4bit_compute_dtype=dtype,
+                                  bnb_4bit_quant_storage=torch.uint8)
+    if m.quant == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return None
+
+
+@dataclass
+class Loaded:
+    model: object          # the PEFT model
+    dtype: torch.dtype     # compute dtype
+    device: torch.device   # where the first layer runs
+
+
+def load_base(cfg: Config, path: str, device: torch.device):
+    """from_pretrained with the bitsandbytes config; errors name the path."""
+    from transformers import AutoModelForCausalLM
+
+    dtype = resolve_compute_dtype(cfg.model.compute_dtype, device)
+    kw = dict(dtype=dtype, quantization_config=bnb_config(cfg, dtype), attn_implementation=cfg.model.attn_impl,
+              trust_remote_code=cfg.model.trust_remote_code, low_cpu_mem_usage=True)
+    if cfg.model.attn_impl == "flash":
+        kw["attn_implementation"] = "flash_attention_2"
+    if device.type == "cuda":
+        kw["device_map"] = {"": device.index or 0} if cfg.model.device_map == "auto" and not cfg.model.max_memory \
+            else cfg.model.device_map
+        if cfg.model.max_memory:
+            kw["max_memory"] = dict(cfg.model.max_memory)
+    elif kw["quantization_config"] is not None:
+        kw["device_map"] = {"": "cpu"}  # bitsandbytes 4-bit also runs on CPU (slowly): the offline demo and tests
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kw)
+    except OSError as e:
+        raise UserError(f"model.name_or_path: cannot load {path}: {str(e).splitlines()[0]}") from None
+    model.config.use_cache = False  # the KV cache only serves generation; training would just hold it
+    return model, dtype
+
+
+def freeze_and_cast(model, cfg: Config) -> None:
+    """Freeze the base. The hf recipe upcasts here; qlorafit only does when asked (upcast_embeddings)."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if cfg.model.upcast_embeddings:  # +vocab x hidden x 2 bytes per matrix: the recipe's 2 GiB on Llama-3-8B
+        model.get_input_embeddings().to(torch.float32)
+        model.get_output_embeddings().to(torch.float32)
+
+
+def attach_lora(model, cfg: Config):
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import PeftModel, get_peft_model
+
+    lc = cfg.lora
+    if lc.resume_adapter:
+        return PeftModel.from_pretrained(model, lc.resume_adapter, is_trainable=True)
+    targets = "all-linear" if lc.targets == ["all-linear"] else list(lc.targets)
+    pc = PeftLoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=targets,
+                        modules_to_save=list(lc.modules_to_save) or None, bias="none", task_type="CAUSAL_LM")
+    try:
+        peft_model = get_peft_model(model, pc, autocast_adapter_dtype=(lc.dtype == "fp32"))
+    except ValueError as e:
+        raise UserError(f"lora.targets: {e}") from None
+    if lc.dtype == "bf16":
+        for n, p in peft_model.named_parameters():
+            if p.requires_grad:
+                p.data = p.data.to(torch.bfloat16)
+    return peft_model
+
+
+def enable_checkpointing(model, mode: str) -> None:
+    """Non-reentrant checkpointing: each decoder layer keeps only its input (B, T, h) and recomputes the rest in
+    backward. 'offload' is handled by qlorafit.offload around the step; here it is plain checkpointing."""
+    if mode == "off":
+        return
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def load_model(cfg: Config, path: str, device: torch.device) -> Loaded:
+    """The whole qlorafit load path: 4-bit base, frozen, checkpointing, LoRA on top."""
+    model, dtype = load_base(cfg, path, device)
+    freeze_and_cast(model, cfg)
+    enable_checkpointing(model, cfg.train.grad_checkpointing)
+    peft_model = attach_lora(model, cfg)
+    return Loaded(peft_model, dtype, device)
+
+
+def trainable_counts(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts; 4-bit params count their packed elements x 2."""
+    trainable = total = 0
+    for p in model.parameters():
+        n = p.numel() * (2 if p.dtype == torch.uint8 else 1)
+        total += n
+        if p.requires_grad:
+            trainable += n
+    return trainable, total

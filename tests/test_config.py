@@ -1,0 +1,48 @@
+import pytest
+import yaml
+
+from qlorafit import config as c
+from qlorafit.errors import UserError
+
+
+def test_defaults_roundtrip_through_yaml():
+    cfg = c.Config()
+    assert c.from_dict(yaml.safe_load(c.to_yaml(cfg))) == cfg
+
+
+def test_every_field_is_documented():
+    import dataclasses
+    for sec in (c.ModelConfig, c.LoraConfig, c.DataConfig, c.TrainConfig, c.GuardConfig):
+        for f in dataclasses.fields(sec):
+            assert len(f.metadata.get("help", "")) > 10, f"{sec.__name__}.{f.name} has no help"
+
+
+def test_unknown_keys_suggest_and_all_problems_reported_at_once(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("train:\n  lrr: 0.1\n  micro_batch_size: many\nlora:\n  rank: 8\n  dropout: 2\n")
+    with pytest.raises(UserError) as e:
+        c.load(str(p))
+    msg = str(e.value)
+    assert "train.lrr" in msg and "did you mean 'lr'" in msg
+    assert "micro_batch_size: expected int" in msg
+    assert "lora.rank" in msg and "did you mean 'r'" in msg
+    assert "lora.dropout" in msg and str(p) in msg
+
+
+def test_bad_yaml_names_line(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("train:\n  lr: [1,\n")
+    with pytest.raises(UserError, match=r"c.yaml: not valid YAML at line"):
+        c.load(str(p))
+
+
+def test_overrides_typed():
+    cfg = c.load(None, c.parse_overrides(["train.lr=1e-4", "lora.targets=all-linear", "guard.enabled=false"]))
+    assert cfg.train.lr == 1e-4 and cfg.lora.targets == ["all-linear"] and cfg.guard.enabled is False
+    with pytest.raises(UserError, match="did you mean 'train.lr'"):
+        c.parse_overrides(["train.lrate=1"])
+
+
+def test_choices_enforced():
+    with pytest.raises(UserError, match="train.optimizer: 'sgd' is not one of"):
+        c.from_dict({"train": {"optimizer": "sgd"}})

@@ -1,0 +1,154 @@
+"""The estimator: torch-free, fast, sane, and clear on bad input. Accuracy against GPU runs is in test_calibration.py."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from qlorafit.catalog import get_gpu, model_names, resolve_model
+from qlorafit.errors import UserError
+from qlorafit.estimate import Setup, estimate
+
+
+def test_core_imports_without_torch():
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import qlorafit.estimate, qlorafit.catalog, qlorafit.config, qlorafit.estimate_view, qlorafit.claims_table\n"
+        "import qlorafit.cli, qlorafit.commands.estimate\n"
+        "from qlorafit.estimate import estimate, Setup\n"
+        "from qlorafit.catalog import resolve_model\n"
+        "print(estimate(resolve_model('llama-3.1-8b'), Setup()).peak_bytes)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) > 4 * 1024**3
+
+
+def test_under_a_millisecond():
+    shape = resolve_model("llama-3.1-8b")
+    t = time.perf_counter()
+    for b in range(1, 201):
+        estimate(shape, Setup(batch_size=b % 8 + 1, seq_len=256 * (b % 16 + 1)))
+    assert (time.perf_counter() - t) / 200 < 1e-3
+
+
+def test_catalogue_covers_the_issue():
+    names = set(model_names())
+    for m in ("llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b", "llama-3.1-70b", "llama-3.3-70b", "mistral-7b",
+              "qwen2.5-0.5b", "qwen2.5-72b", "gemma-2-2b", "gemma-2-9b", "gemma-2-27b", "phi-3-mini", "llama-2-13b"):
+        assert m in names
+    assert len(names) >= 15
+    for g in ("t4", "v100", "rtx3090", "rtx4090", "l4", "a10", "a100-40gb", "a100-80gb", "h100", "h200"):
+        get_gpu(g)
+    assert not get_gpu("t4").bf16 and get_gpu("rtx4090").bf16
+
+
+def test_parameter_count_matches_published_sizes():
+    # Llama-3.1-8B has 8.03B parameters, Qwen2.5-7B 7.62B (without qkv biases), Llama-2-13B 13.0B
+    assert resolve_model("llama-3.1-8b").total_params() == pytest.approx(8.03e9, rel=0.005)
+    assert resolve_model("qwen2.5-7b").total_params() == pytest.approx(7.61e9, rel=0.005)
+    assert resolve_model("llama-2-13b").total_params() == pytest.approx(13.0e9, rel=0.005)
+
+
+def test_monotone_in_batch_length_rank():
+    shape = resolve_model("llama-3.1-8b")
+    base = estimate(shape, Setup()).peak_bytes
+    assert estimate(shape, Setup(batch_size=4)).peak_bytes > base
+    assert estimate(shape, Setup(seq_len=4096)).peak_bytes > base
+    assert estimate(shape, Setup(lora_r=64, lora_targets=("all-linear",))).peak_bytes > base
+    assert estimate(shape, Setup(grad_checkpointing="off", seq_len=2048)).peak_bytes > \
+        estimate(shape, Setup(seq_len=2048)).peak_bytes
+    assert estimate(shape, Setup(loss_impl="standard", seq_len=2048)).peak_bytes > \
+        estimate(shape, Setup(loss_impl="chunked", seq_len=2048)).peak_bytes
+
+
+def test_hf_stack_pays_the_fp32_upcast():
+    shape = resolve_model("llama-3.1-8b")
+    hf = estimate(shape, Setup(stack="hf"))
+    assert hf.component("fp32 upcast") == 2 * 128256 * 4096 * 2 + shape.norm_params() * 2
+
+
+def test_double_quant_saves_about_037_bits():
+    shape = resolve_model("llama-3.1-8b")
+    n = shape.num_layers * shape.linear_params_per_layer()
+    dq = estimate(shape, Setup(double_quant=True)).component("quantization constants")
+    sq = estimate(shape, Setup(double_quant=False)).component("quantization constants")
+    assert (sq - dq) * 8 / n == pytest.approx(0.373, abs=0.01)
+
+
+def test_peak_is_max_over_phases_and_sum_of_components():
+    e = estimate(resolve_model("qwen2.5-7b"), Setup(batch_size=4, seq_len=1024))
+    assert e.peak_bytes == max(e.phases.values())
+    assert e.peak_bytes == sum(c.bytes for c in e.components)
+
+
+def test_eager_attention_grows_quadratically():
+    shape = resolve_model("mistral-7b")
+    s1 = estimate(shape, Setup(attn_impl="eager", seq_len=2048, grad_checkpointing="off")).peak_bytes
+    s2 = estimate(shape, Setup(attn_impl="sdpa", seq_len=2048, grad_checkpointing="off")).peak_bytes
+    assert s1 - s2 >= 32 * 32 * 2048 * 2048 * 2
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["nosuchmodel"], "unknown model"),
+    (["llama-3.1-8b", "--gpu", "rtx9999"], "unknown GPU"),
+    (["llama-3.1-8b", "--batch", "0"], "batch_size"),
+    (["llama-3.1-8b", "--seq", "-5"], "seq_len"),
+    (["llama-3.1-8b", "--rank", "9000"], "larger than the hidden size"),
+    (["llama-3.1-8b", "--budget", "lots"], "--budget"),
+    (["someorg/not-cached-model"], "not in the local Hugging Face cache"),
+])
+def test_bad_input_is_one_clear_line(args, needle):
+    out = subprocess.run([sys.executable, "-m", "qlorafit", "estimate", *args], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert needle in out.stderr
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_optimizer_rejected():
+    out = subprocess.run([sys.executable, "-m", "qlorafit", "estimate", "llama-3.1-8b", "--optimizer", "sgd"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "invalid choice" in out.stderr
+
+
+def test_malformed_config_json_names_file_and_line(tmp_path):
+    (tmp_path / "config.json").write_text('{"hidden_size": 64,\n "vocab_size": }')
+    with pytest.raises(UserError, match=r"config.json: malformed JSON at line 2"):
+        resolve_model(str(tmp_path))
+    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 64, "vocab_size": -3}))
+    with pytest.raises(UserError, match="missing field 'intermediate_size'.*vocab_size' must be a positive"):
+        resolve_model(str(tmp_path))
+
+
+def test_local_dir_and_hf_cache(tmp_path, monkeypatch):
+    cfg = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+           "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256}
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    assert resolve_model(str(tmp_path / "m")).hidden_size == 64
+    snap = tmp_path / "hub" / "models--acme--tiny" / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text(json.dumps(cfg))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert resolve_model("acme/tiny").num_layers == 2
+
+
+def test_cli_prints_breakdown_and_verdict():
+    out = subprocess.run([sys.executable, "-m", "qlorafit", "estimate", "llama-3.1-8b", "--gpu", "rtx4090", "--seq",
+                          "2048", "--batch", "1"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "quantized weights" in out.stdout and "FITS on rtx4090" in out.stdout
+    js = subprocess.run([sys.executable, "-m", "qlorafit", "estimate", "llama-3.1-8b", "--gpu", "t4", "--json"],
+                        capture_output=True, text=True)
+    d = json.loads(js.stdout)
+    assert d["fits"] is True and d["peak_bytes"] == sum(d["components"].values())
+
+
+def test_claims_table_covers_7b_to_70b():
+    out = subprocess.run([sys.executable, "-m", "qlorafit", "estimate", "--table"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for m in ("mistral-7b", "llama-3.1-8b", "llama-2-13b", "llama-3.1-70b"):
+        assert m in out.stdout

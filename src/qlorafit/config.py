@@ -101,6 +101,7 @@ class TrainConfig:
     deterministic: bool = opt(False, "Ask torch for deterministic kernels (slower).")
     eval_every: int = opt(0, "Evaluate every N optimizer steps (0 = only at the end, if there is eval data).")
     save_every: int = opt(0, "Save a checkpoint every N optimizer steps (0 = only at the end).")
+    keep_checkpoints: int = opt(3, "Keep only the newest N step checkpoints (0 = keep all); final/ is always kept.")
     log_every: int = opt(1, "Write a metrics.jsonl line every N optimizer steps.")
     tensorboard: bool = opt(False, "Also write TensorBoard event files (needs the tensorboard package).")
     max_bad_steps: int = opt(3, "Stop after this many consecutive steps with a NaN/inf loss (each is skipped).")

@@ -1,0 +1,381 @@
+"""qlorafit's training loop: setup, then one straight loop over optimizer steps.
+
+    run = setup(cfg)      # run dir, seed, tokenizer, data, model, estimate, optimizer, resume
+    loop(run)             # next samples -> train_step -> log -> checkpoint, until total_steps
+
+Setup order, and why:
+  1. the run directory is checked first: a clash with another run is found before anything slow happens;
+  2. the allocator is configured before anything touches CUDA (expandable segments only apply from the start);
+  3. tokenizer and data before the model: a malformed dataset line fails in a second, not after a model load;
+  4. the model is seeded so the LoRA init is reproducible; the optimizer sees only the LoRA parameters;
+  5. resume last, so it overwrites the fresh init, optimizer state and RNG with the checkpoint's.
+"""
+
+import dataclasses
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from qlorafit import checkpoint as C
+from qlorafit import config as config_mod
+from qlorafit import guard as G
+from qlorafit.config import Config
+from qlorafit.errors import UserError
+from qlorafit.monitor import Monitor, gib, non_torch_bytes
+from qlorafit.optim import build_optimizer, lr_at, set_lr
+from qlorafit.step import StepContext, evaluate, train_step, unit_targets
+
+RUN_FILES = ("config.yaml", "estimate.json", "metrics.jsonl", "events.jsonl", "ledger.jsonl")
+RUN_DIRS = ("checkpoints", "final", "tensorboard")
+
+
+@dataclass
+class Position:
+    """Where the run is: saved in every checkpoint, so --resume continues with the very next sample."""
+
+    step: int = 0        # optimizer steps done
+    updates: int = 0     # steps whose update was applied: the learning-rate schedule's clock
+    epoch: int = 0
+    index: int = 0       # next unit in this epoch's order
+    bad_steps: int = 0   # consecutive steps with a NaN/inf loss
+
+
+@dataclass
+class Run:
+    cfg: Config
+    dir: Path
+    ctx: StepContext
+    samples: list                 # the training set
+    eval_units: list | None
+    total_steps: int
+    pos: Position
+    estimate: dict
+    epoch_units: list | None = None   # this epoch's units, in order
+    first_loss: float | None = None
+    last_loss: float | None = None
+
+
+# --- setup -------------------------------------------------------------------------------------------------------
+
+def check_run_dir(cfg: Config, resume: bool, overwrite: bool) -> Path:
+    """An output dir holding a different run is an error unless --resume or --overwrite."""
+    d = Path(cfg.output_dir)
+    old = d / "config.yaml"
+    if not old.is_file() or resume:
+        return d
+    if overwrite:
+        for name in RUN_FILES:
+            (d / name).unlink(missing_ok=True)
+        for name in RUN_DIRS:
+            shutil.rmtree(d / name, ignore_errors=True)
+        return d
+    before = config_mod.to_dict(config_mod.load(str(old)))
+    now = config_mod.to_dict(cfg)
+    diff = [f"{s}.{k}" if isinstance(v, dict) else s for s, v in now.items()
+            for k in (v if isinstance(v, dict) else [None]) if (before.get(s) if k is None else before.get(s, {}).get(k))
+            != (v if k is None else v[k])]
+    if diff:
+        raise UserError(f"output_dir {d} already holds a different run (config.yaml differs in: {', '.join(diff)}). "
+                        f"Use --resume to continue it, --overwrite to replace it, or another --output-dir.")
+    if C.latest_checkpoint(d) is not None:
+        raise UserError(f"output_dir {d} already holds this run, with checkpoints. Use --resume to continue it or "
+                        f"--overwrite to start over.")
+    return d
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)  # LoRA init and dropout masks
+    if deterministic:
+        import os
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def load_tokenizer(path: str, cfg: Config):
+    """Right padding for training; a pad token taken from the existing vocabulary when the model has none."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise UserError(f"model.name_or_path: no usable tokenizer in {path}: {str(e).splitlines()[0]}") from None
+    tok.padding_side = "right"
+    if tok.pad_token is None:
+        vocab = tok.get_vocab()
+        reserved = next((t for t in ("<|finetune_right_pad_id|>", "<pad>", "<|reserved_special_token_0|>")
+                         if t in vocab), None)
+        tok.pad_token = reserved or tok.eos_token  # never a new token: that would silently grow the vocab
+    return tok
+
+
+def build_estimate(cfg: Config, model_path: str, dtype: torch.dtype, max_len: int) -> dict:
+    """The estimator's prediction for this run (estimate.json); {'error': ...} where it cannot model the setup."""
+    from qlorafit.estimate import Setup, estimate
+    from qlorafit.estimate_view import to_json
+    from qlorafit.shapes import shape_from_config
+
+    m, lo, t = cfg.model, cfg.lora, cfg.train
+    dname = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+    try:
+        shape = shape_from_config(json.loads((Path(model_path) / "config.json").read_text()), m.name_or_path)
+        setup = Setup(quant=m.quant, double_quant=m.double_quant, compute_dtype=dname, lora_r=lo.r,
+                      lora_targets=tuple(lo.targets), lora_dropout=lo.dropout, lora_dtype=lo.dtype,
+                      batch_size=t.micro_batch_size, seq_len=max_len, packing=cfg.data.packing,
+                      grad_checkpointing=t.grad_checkpointing, optimizer=t.optimizer, attn_impl=m.attn_impl,
+                      loss_impl=t.loss_impl, stack="qlorafit", offload_embedding=m.offload_embedding)
+        return to_json(estimate(shape, setup))
+    except (UserError, OSError, ValueError, KeyError) as e:
+        return {"error": str(e)}
+
+
+def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None, quiet: bool = False) -> Run:
+    from qlorafit.data import load_data
+    from qlorafit.demo_assets import default_cache_root, resolve_model_path
+    from qlorafit.model import load_model, trainable_counts
+
+    run_dir = check_run_dir(cfg, resume, overwrite)
+    G.configure_allocator(cfg.guard)
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
+    device = pick_device()
+
+    model_path = resolve_model_path(cfg.model.name_or_path, default_cache_root())
+    tok = load_tokenizer(model_path, cfg)
+    data = load_data(cfg.data, tok, cfg.train.seed)
+
+    torch.manual_seed(cfg.train.seed)  # the LoRA init does not depend on how much data loading drew
+    loaded = load_model(cfg, model_path, device)
+    model = loaded.model
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    trainable, total = trainable_counts(model)
+
+    max_len = cfg.data.max_seq_length if cfg.data.packing else data.train.stats.max
+    est = build_estimate(cfg, model_path, loaded.dtype, max_len)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    C.clean_partial(run_dir)
+    (run_dir / "config.yaml").write_text(config_mod.to_yaml(cfg, header="qlorafit train: resolved configuration"))
+    (run_dir / "estimate.json").write_text(json.dumps(est, indent=2) + "\n")
+
+    optimizer = build_optimizer(params, cfg.train, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and loaded.dtype == torch.float16)
+    guard = G.GuardState(cfg.train.micro_batch_size, cfg.train.micro_batch_size, cfg.train.grad_checkpointing)
+
+    eff = cfg.train.micro_batch_size * cfg.train.grad_accum
+    units_per_epoch = _units_per_epoch(cfg, data.train.samples)
+    steps_per_epoch = math.ceil(units_per_epoch / eff)
+    total_steps = cfg.train.max_steps or max(1, math.ceil(cfg.train.epochs * steps_per_epoch))
+
+    pos = Position()
+    ckpt = C.latest_checkpoint(run_dir) if resume else None
+    if ckpt is not None:
+        state = C.load_checkpoint(ckpt, model, optimizer)
+        pos = Position(**state["position"])
+        guard = G.GuardState(**state["guard"])
+        G.apply_checkpointing(model, guard.checkpointing)
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+    _trim_logs(run_dir, pos.step)  # lines written after the checkpoint describe steps that will run again
+
+    monitor = Monitor(run_dir, device, total_steps, pos.step, cfg.train.tensorboard, quiet)
+    ctx = StepContext(model, optimizer, params, scaler, device, loaded.dtype, cfg, guard, monitor,
+                      tok.pad_token_id, fault=fault, offload=_offload_factory(cfg, model))
+    monitor.say(f"model {cfg.model.name_or_path} ({cfg.model.quant}, {str(loaded.dtype).replace('torch.', '')}) on "
+                f"{device}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / max(total, 1):.2f}%)")
+    monitor.say(f"data {data.train.source}: {len(data.train.samples)} samples, {data.train.truncated} truncated to "
+                f"{cfg.data.max_seq_length} tokens; {total_steps} steps of {eff} {'rows' if cfg.data.packing else 'samples'}")
+    if ckpt is not None:
+        monitor.say(f"resumed from {ckpt} at step {pos.step} (epoch {pos.epoch}, sample {pos.index} of the epoch)")
+    elif resume:
+        monitor.say(f"--resume: no checkpoint in {run_dir}, starting from step 0")
+    if "peak_bytes" in est:
+        monitor.say(f"estimated peak GPU memory {gib(est['peak_bytes'])} ({est['peak_phase']})")
+    eval_units = data.eval.samples if data.eval is not None else None
+    return Run(cfg, run_dir, ctx, data.train.samples, eval_units, total_steps, pos, est)
+
+
+def _units_per_epoch(cfg: Config, samples: list) -> int:
+    if not cfg.data.packing:
+        return len(samples)
+    from qlorafit.collate import pack
+    return len(pack(samples, cfg.data.max_seq_length))
+
+
+def _offload_factory(cfg: Config, model):
+    """A () -> context manager for offloaded checkpointing, if qlorafit.offload provides one."""
+    try:
+        from qlorafit import offload
+    except ImportError:
+        return None
+    make = getattr(offload, "offloaded_checkpointing", None)
+    return (lambda: make(model)) if make is not None else None
+
+
+def _trim_logs(run_dir: Path, step: int) -> None:
+    for name in ("metrics", "events", "ledger"):
+        p = run_dir / f"{name}.jsonl"
+        if p.is_file():
+            rows = [line for line in p.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+            p.write_text("".join(r + "\n" for r in rows))
+
+
+# --- the loop ----------------------------------------------------------------------------------------------------
+
+def next_units(run: Run) -> list:
+    """The next step's units (samples, or packed rows), advancing the data position; a new epoch reshuffles."""
+    pos = run.pos
+    if run.epoch_units is None or pos.index >= len(run.epoch_units):
+        if run.epoch_units is not None:
+            pos.epoch, pos.index = pos.epoch + 1, 0
+        run.epoch_units = _epoch_units(run)
+    eff = run.cfg.train.micro_batch_size * run.cfg.train.grad_accum  # the effective batch: the guard never changes it
+    units = run.epoch_units[pos.index: pos.index + eff]
+    pos.index += len(units)
+    return units
+
+
+def loop(run: Run) -> dict:
+    cfg, ctx, pos, t = run.cfg, run.ctx, run.pos, run.cfg.train
+    cuda = ctx.device.type == "cuda"
+    tokens_seen = 0
+    t_start = time.time()
+    if pos.index:  # resumed mid-epoch: rebuild that epoch's order and keep the index
+        run.epoch_units = _epoch_units(run)
+    while pos.step < run.total_steps:
+        units = next_units(run)
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()  # each step's peak is its own
+        set_lr(ctx.optimizer, lr_at(pos.updates, run.total_steps, t))
+        t0 = time.time()
+        res = train_step(ctx, units, pos.step + 1)
+        dt = time.time() - t0
+        pos.step += 1
+        ctx.monitor.ledger(pos.step, res.sample_ids, res.skipped, res.applied, res.truncated)
+        _check_finite(run, res)
+        if res.recoveries == 0 and G.maybe_grow_back(ctx.guard, cfg.guard):
+            ctx.monitor.event("grow_back", pos.step, new_micro_batch=ctx.guard.micro_batch_size)
+        tokens_seen += res.input_tokens
+        mem = ctx.monitor.memory()
+        if run.first_loss is None:
+            run.first_loss = res.loss
+            _first_step_memory(run, mem)
+        run.last_loss = res.loss
+        leak = ctx.monitor.leaks.observe((ctx.guard.micro_batch_size, max(len(u.input_ids) for u in units)),
+                                         mem["mem_allocated"])
+        if leak:
+            ctx.monitor.event("leak_warning", pos.step, **leak)
+            ctx.monitor.say(f"warning: memory held between steps grew {gib(leak['grew_bytes'])} over {leak['steps']} "
+                            f"steps of the same shape: something keeps tensors alive (a logged loss tensor?)")
+        tps = res.input_tokens / max(dt, 1e-9)
+        if pos.step % t.log_every == 0 or pos.step == run.total_steps:
+            ctx.monitor.metrics({"step": pos.step, "epoch": pos.epoch, "loss": res.loss, "lr": ctx.optimizer.param_groups[0]["lr"],
+                                 "grad_norm": res.grad_norm, "tokens": res.tokens, "tokens_per_s": round(tps, 1),
+                                 "micro_batch_size": ctx.guard.micro_batch_size, "grad_accum": res.micro_batches,
+                                 **mem})
+        ctx.monitor.progress(pos.step, res.loss, tps, mem)
+        if run.eval_units and t.eval_every and pos.step % t.eval_every == 0:
+            _eval(run)
+        if t.save_every and pos.step % t.save_every == 0 and pos.step < run.total_steps:
+            save(run, run.dir / "checkpoints" / f"step-{pos.step}")
+    if run.eval_units and (not t.eval_every or pos.step % t.eval_every):
+        _eval(run)
+    save(run, run.dir / "final")
+    ctx.monitor.close()
+    return {"steps": pos.step, "first_loss": run.first_loss, "last_loss": run.last_loss,
+            "final": str(run.dir / "final"), "seconds": round(time.time() - t_start, 2), "tokens": tokens_seen}
+
+
+def _epoch_units(run: Run) -> list:
+    from qlorafit.collate import pack
+    from qlorafit.data import epoch_order
+
+    cfg = run.cfg
+    order = epoch_order([len(s.input_ids) for s in run.samples], cfg.train.micro_batch_size, cfg.train.seed,
+                        run.pos.epoch, cfg.data.group_by_length)
+    ordered = [run.samples[i] for i in order]
+    return pack(ordered, cfg.data.max_seq_length) if cfg.data.packing else ordered
+
+
+def _check_finite(run: Run, res) -> None:
+    """A NaN/inf step was skipped by train_step (weights untouched); stop after train.max_bad_steps in a row."""
+    pos = run.pos
+    if res.applied:
+        pos.updates += 1
+        pos.bad_steps = 0
+        return
+    if res.tokens == 0:
+        return  # every sample skipped by the guard: nothing to apply, nothing wrong
+    pos.bad_steps += 1
+    run.ctx.monitor.event("nan_loss", pos.step, loss=str(res.loss), grad_norm=str(res.grad_norm),
+                          consecutive=pos.bad_steps)
+    run.ctx.monitor.say(f"step {pos.step}: loss {res.loss} / grad norm {res.grad_norm} is not finite; update skipped")
+    if pos.bad_steps >= run.cfg.train.max_bad_steps:
+        dt = run.ctx.dtype
+        hint = ("compute in bf16 instead of fp16 (model.compute_dtype=bf16, if the GPU has it), " if dt == torch.float16
+                else "")
+        raise UserError(f"{pos.bad_steps} steps in a row had a NaN/inf loss or gradient (train.max_bad_steps); "
+                        f"stopped at step {pos.step}. Try: {hint}a lower train.lr (now {run.cfg.train.lr:g}), "
+                        f"train.max_grad_norm=1.0 or lower (now {run.cfg.train.max_grad_norm:g}), and check the data.")
+
+
+def _first_step_memory(run: Run, mem: dict) -> None:
+    """Predicted against measured at the first step: the estimator's error, logged and shown."""
+    est, dev = run.estimate, run.ctx.device
+    predicted = est.get("peak_bytes")
+    measured = mem["mem_peak_reserved"] + non_torch_bytes(dev) if dev.type == "cuda" else None
+    err = (predicted - measured) / measured if predicted and measured else None
+    run.ctx.monitor.event("first_step_memory", run.pos.step, predicted_peak_bytes=predicted,
+                          measured_peak_bytes=measured, measured_peak_allocated=mem["mem_peak_allocated"],
+                          measured_peak_reserved=mem["mem_peak_reserved"], non_torch_bytes=non_torch_bytes(dev),
+                          predicted_components=est.get("components", {}), error=err, device=str(dev))
+    if err is not None:
+        run.ctx.monitor.say(f"first step: peak GPU memory {gib(measured)} measured (reserved + non-PyTorch), "
+                            f"{gib(predicted)} estimated: estimator error {100 * err:+.1f}%")
+
+
+def _eval(run: Run) -> None:
+    loss = evaluate(run.ctx, run.eval_units, run.pos.step)
+    if loss is not None:
+        run.ctx.monitor.say(f"step {run.pos.step}: eval loss {loss:.4f}")
+
+
+def save(run: Run, target: Path) -> None:
+    state = {"position": dataclasses.asdict(run.pos), "guard": run.ctx.guard.to_json(),
+             "scaler": run.ctx.scaler.state_dict() if run.ctx.scaler.is_enabled() else {},
+             "total_steps": run.total_steps, "config": config_mod.to_dict(run.cfg)}
+    C.save_checkpoint(target, run.ctx.model, run.ctx.optimizer, state)
+    run.ctx.monitor.event("checkpoint", run.pos.step, path=str(target.relative_to(run.dir)))
+    _prune(run)
+
+
+def _prune(run: Run) -> None:
+    keep = run.cfg.train.keep_checkpoints
+    if keep <= 0:
+        return
+    ckpts = sorted((p for p in (run.dir / "checkpoints").glob("step-*") if (p / C.STATE_FILE).is_file()),
+                   key=lambda p: int(p.name.split("-")[1]))
+    for p in ckpts[:-keep]:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def train(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None, quiet: bool = False) -> dict:
+    """Set up and run; returns a summary (steps, first and last loss, path of the final adapter)."""
+    run = setup(cfg, resume, overwrite, fault, quiet)
+    try:
+        return loop(run)
+    finally:
+        run.ctx.monitor.close()
+
+
+__all__ = ["train", "setup", "loop", "next_units", "Position", "Run", "unit_targets"]

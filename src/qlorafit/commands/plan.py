@@ -1,0 +1,285 @@
+"""Pick the fastest configuration that fits the GPU at the dataset's LONGEST sample, keeping the effective batch, and
+write it as a YAML that `qlorafit train -c plan.yaml` runs as is.
+
+Searched: micro-batch x grad_accum, checkpointing (off/on/offload), optimizer, loss (standard/chunked/fused),
+packing and embedding offload. Fixed (your choice): quant, rank, targets, dropout, attention, max_seq_length.
+
+examples:
+  qlorafit plan llama-3.1-8b --gpu rtx4090 --max-seq-length 2048 --batch-size 32 --out plan.yaml
+  qlorafit plan ./my-model --budget 16GiB --lengths 4096,1800,420     # max, p99, mean of your data's token lengths
+  qlorafit plan llama-3.1-8b --gpu a10 --data train.jsonl            # lengths measured with the model's tokenizer
+  qlorafit plan llama-3.1-8b                                         # free memory of the local GPU (needs torch)
+"""
+
+import dataclasses
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from qlorafit import catalog
+from qlorafit.commands.estimate import budget_from_args
+from qlorafit.config import Config, to_yaml
+from qlorafit.errors import UserError
+from qlorafit.estimate import ATTENTION, DTYPES, QUANTS, Setup
+from qlorafit.plan import (LOSSES_ALL, Candidate, Lengths, PlanRequest, PlanResult, apply_to_config, distinct,
+                           nothing_fits_message, plan)
+from qlorafit.sizes import GIB, fmt_gib
+from qlorafit.throughput import load_calibration
+
+
+def add_arguments(p) -> None:
+    p.add_argument("model", help="catalogue name (qlorafit estimate --list), a directory with config.json, or a cached hub id")
+    b = p.add_argument_group("budget")
+    b.add_argument("--gpu", help="GPU from the catalogue (its memory is the budget, its speed ranks the plans)")
+    b.add_argument("--budget", help="a memory budget, e.g. 24GiB (wins over --gpu's memory; --gpu still gives the speed)")
+    b.add_argument("--margin", type=float, default=0.05, help="fraction of the budget kept free (default %(default)s)")
+    w = p.add_argument_group("workload")
+    w.add_argument("--batch-size", type=int, default=16,
+                   help="effective batch: sequences per optimizer step, kept fixed (default %(default)s)")
+    w.add_argument("--tokens-per-step", type=int, default=0, help="effective batch in tokens instead of sequences")
+    w.add_argument("--max-seq-length", "--seq", type=int, default=512, help="truncate samples to this (default %(default)s)")
+    w.add_argument("--lengths", help="token lengths of your data as MAX,P99,MEAN (the plan is sized for MAX)")
+    w.add_argument("--data", help="training data file: token lengths measured with the model's tokenizer")
+    s = p.add_argument_group("fixed choices (not searched)")
+    d = Setup()
+    s.add_argument("--quant", choices=QUANTS, default=d.quant, help="base weight format (default %(default)s)")
+    s.add_argument("--no-double-quant", dest="double_quant", action="store_false", help="turn off double quant")
+    s.add_argument("--compute-dtype", choices=("auto",) + DTYPES, default="auto",
+                   help="auto: bf16 where the GPU has it, else fp16 (default %(default)s)")
+    s.add_argument("--rank", "-r", type=int, default=d.lora_r, help="LoRA rank (default %(default)s)")
+    s.add_argument("--targets", default=",".join(d.lora_targets), help="LoRA targets, or all-linear (default %(default)s)")
+    s.add_argument("--dropout", type=float, default=d.lora_dropout, help="LoRA dropout (default %(default)s)")
+    s.add_argument("--attn", choices=ATTENTION, default=d.attn_impl, help="attention (default %(default)s)")
+    x = p.add_argument_group("search")
+    x.add_argument("--packing", choices=("auto", "on", "off"), default="auto",
+                   help="auto: try both when lengths are known (default %(default)s)")
+    x.add_argument("--losses", default="auto",
+                   help="loss implementations to try, comma list; auto: fused only if liger-kernel is installed here")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", "-o", help="write the chosen configuration as a train YAML here")
+    o.add_argument("--output-dir", default=Config().output_dir, help="output_dir written into the YAML")
+    o.add_argument("--top", type=int, default=8, help="runner-ups to show (default %(default)s)")
+    o.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def run(a) -> int:
+    _check_args(a)
+    shape = catalog.resolve_model(a.model)
+    budget, budget_name, gpu = _budget(a)
+    dtype = a.compute_dtype if a.compute_dtype != "auto" else ("bf16" if gpu is None or gpu.bf16 else "fp16")
+    base = Setup(quant=a.quant, double_quant=a.double_quant, compute_dtype=dtype, lora_r=a.rank,
+                 lora_targets=tuple(t.strip() for t in a.targets.split(",") if t.strip()), lora_dropout=a.dropout,
+                 attn_impl=a.attn)
+    lengths = _lengths(a)
+    req = PlanRequest(
+        budget_bytes=budget, max_seq_length=a.max_seq_length, lengths=lengths, effective_batch=a.batch_size,
+        effective_tokens=a.tokens_per_step, safety_margin=a.margin, base=base, gpu=gpu, losses=_losses(a.losses),
+        packing={"auto": None, "on": (True,), "off": (False,)}[a.packing],
+        calibration=load_calibration(gpu.name if gpu else None), top=a.top,
+    )
+    r = plan(shape, req)
+    if r.chosen is None:
+        if a.json:
+            json.dump(result_json(r, budget_name), sys.stdout, indent=2)
+            print()
+        raise UserError(nothing_fits_message(r))
+    cfg = build_config(r.chosen, a)
+    if a.out:
+        write_atomic(Path(a.out), to_yaml(cfg, header=_yaml_header(r, shape.name, budget_name)))
+    if a.json:
+        json.dump(result_json(r, budget_name, a.out), sys.stdout, indent=2)
+        print()
+    else:
+        print(result_text(r, shape.name, budget_name, a.out))
+    return 0
+
+
+def _check_args(a) -> None:
+    problems = []
+    for flag, v in (("--batch-size", a.batch_size), ("--max-seq-length", a.max_seq_length), ("--rank", a.rank)):
+        if v <= 0:
+            problems.append(f"{flag} must be positive, got {v}")
+    for flag, v in (("--tokens-per-step", a.tokens_per_step), ("--top", a.top)):
+        if v < 0:
+            problems.append(f"{flag} must not be negative, got {v}")
+    if not 0 <= a.margin < 0.5:
+        problems.append(f"--margin is a fraction in [0, 0.5), got {a.margin}")
+    if a.lengths and a.data:
+        problems.append("give --lengths or --data, not both")
+    if problems:
+        raise UserError("; ".join(problems))
+
+
+def _losses(text: str) -> tuple[str, ...]:
+    if text == "auto":
+        return LOSSES_ALL if importlib.util.find_spec("liger_kernel") else ("standard", "chunked")
+    out = tuple(x.strip() for x in text.split(",") if x.strip())
+    bad = [x for x in out if x not in LOSSES_ALL]
+    if bad or not out:
+        raise UserError(f"--losses: unknown {bad or '(none given)'}; choose from {', '.join(LOSSES_ALL)}")
+    return out
+
+
+def _budget(a):
+    """(budget bytes, its name, the GPU whose speed ranks plans or None)."""
+    gpu = catalog.get_gpu(a.gpu) if a.gpu else None
+    budget, name = budget_from_args(a)
+    if budget is not None:
+        return budget, name, gpu
+    free, dev_name, total = _detect_cuda()
+    return free, f"free memory of {dev_name}", gpu_from_device_name(dev_name, total)
+
+
+def _detect_cuda() -> tuple[int, str, int]:
+    """Free and total memory of the current CUDA device; torch is imported only here."""
+    hint = "give --gpu NAME (e.g. rtx4090) or --budget 24GiB"
+    try:
+        import torch
+    except ImportError:
+        raise UserError(f"no budget given and torch is not installed to detect a GPU: {hint}") from None
+    if not torch.cuda.is_available():
+        raise UserError(f"no budget given and no CUDA GPU detected: {hint}")
+    free, total = torch.cuda.mem_get_info()
+    return int(free), torch.cuda.get_device_name(), int(total)
+
+
+def gpu_from_device_name(device_name: str, total_bytes: int) -> catalog.GPU | None:
+    """'NVIDIA GeForce RTX 4090' -> the catalogue's rtx4090; the closest memory size breaks ties (A100 40/80 GB)."""
+    key = device_name.lower().replace("nvidia", "").replace("geforce", "").replace("tesla", "")
+    key = "".join(ch for ch in key if ch.isalnum())
+    matches = []
+    for name in catalog.gpu_names():
+        stem = "".join(ch for ch in name.split("-")[0] if ch.isalnum())
+        if stem and stem in key:
+            g = catalog.get_gpu(name)
+            matches.append((len(stem), -abs(g.memory_bytes - total_bytes), g))
+    return max(matches, key=lambda m: m[:2])[2] if matches else None
+
+
+def _lengths(a) -> Lengths | None:
+    if a.lengths:
+        parts = a.lengths.split(",")
+        try:
+            mx, p99, mean = int(parts[0]), int(parts[1]), float(parts[2])
+        except (ValueError, IndexError):
+            raise UserError(f"--lengths: write MAX,P99,MEAN token counts, e.g. 4096,1800,420; got {a.lengths!r}") from None
+        if len(parts) != 3 or not 0 < mean <= mx or not 0 < p99 <= mx:
+            raise UserError(f"--lengths: need 0 < MEAN <= MAX and 0 < P99 <= MAX, got {a.lengths!r}")
+        return Lengths(min(mx, a.max_seq_length), min(p99, a.max_seq_length), min(mean, a.max_seq_length))
+    if a.data:
+        return _lengths_from_data(a)
+    return None
+
+
+def _lengths_from_data(a) -> Lengths:
+    """Tokenize the data with the model's tokenizer (qlorafit.data; transformers imported only here)."""
+    try:
+        from qlorafit import data as qdata
+        from qlorafit.config import DataConfig
+    except ImportError as e:
+        raise UserError(f"--data: cannot load data here ({e}); give --lengths MAX,P99,MEAN instead") from None
+    if a.model == "qlorafit/tiny-llama":
+        from qlorafit.demo_assets import demo_tokenizer
+        tok = demo_tokenizer()
+    else:
+        from transformers import AutoTokenizer
+        tok = AutoTokenizer.from_pretrained(catalog.model_path_for_loading(a.model))
+    st = qdata.load_data(DataConfig(path=a.data, max_seq_length=a.max_seq_length), tok).train.stats
+    return Lengths(int(st.max), int(st.p99), float(st.mean), int(st.count))
+
+
+def build_config(c: Candidate, a) -> Config:
+    """The train config: the planned fields from the candidate, the fixed choices from the flags."""
+    cfg = Config()
+    cfg.output_dir = a.output_dir
+    cfg.model.name_or_path = a.model
+    cfg.model.quant, cfg.model.double_quant = a.quant, a.double_quant
+    cfg.model.compute_dtype, cfg.model.attn_impl = a.compute_dtype, a.attn
+    cfg.lora.r, cfg.lora.alpha = a.rank, 2 * a.rank
+    cfg.lora.dropout = a.dropout
+    cfg.lora.targets = [t.strip() for t in a.targets.split(",") if t.strip()]
+    cfg.data.max_seq_length = a.max_seq_length
+    if a.data:
+        cfg.data.path = a.data
+    return apply_to_config(cfg, c)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temp file in the same directory, then rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --- showing the result ------------------------------------------------------------------------------------------
+
+def _yaml_header(r: PlanResult, model: str, budget_name: str) -> str:
+    c = r.chosen
+    return (f"written by `qlorafit plan` for {model} on {budget_name or fmt_gib(r.request.budget_bytes)}\n"
+            f"predicted peak {fmt_gib(c.peak_bytes)} at the longest sample ({r.size_len} tokens) of "
+            f"{fmt_gib(r.usable_bytes)} usable; predicted {c.tokens_per_s:,.0f} tokens/s on {r.gpu.name}")
+
+
+def _row(c: Candidate, best: Candidate) -> list[str]:
+    s = c.setup
+    return [f"{s.batch_size} x {c.grad_accum}", s.grad_checkpointing, s.optimizer, s.loss_impl,
+            "on" if s.packing else "off", "on" if s.offload_embedding else "off", f"{c.peak_bytes / GIB:.2f}",
+            f"{c.tokens_per_s:,.0f}", f"{c.tokens_per_s / best.tokens_per_s:.0%}"]
+
+
+def runner_ups_text(r: PlanResult) -> str:
+    head = ["micro x accum", "checkpointing", "optimizer", "loss", "packing", "emb offload", "peak GiB", "tokens/s", "vs best"]
+    rows = [head] + [_row(c, r.chosen) for c in distinct(r.ranked)[: r.request.top + 1]]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(cell.rjust(w) if i >= 6 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+             for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def result_text(r: PlanResult, model: str, budget_name: str, out: str | None) -> str:
+    c = r.chosen
+    s = c.setup
+    lines = [
+        f"plan for {model} on {budget_name}: {len(r.ranked)} of {r.n_candidates} configurations fit",
+        "",
+        f"chosen: micro_batch_size {s.batch_size} x grad_accum {c.grad_accum}, checkpointing {s.grad_checkpointing}, "
+        f"{s.optimizer}, {s.loss_impl} loss, packing {'on' if s.packing else 'off'}, "
+        f"offload_embedding {'on' if s.offload_embedding else 'off'}",
+        f"        peak {fmt_gib(c.peak_bytes)}, predicted {c.tokens_per_s:,.0f} tokens/s on {r.gpu.name}",
+        "",
+        "why:",
+    ] + [f"  - {x}" for x in r.reasons] + ["", "runner-ups, the best of each shape (first row is the chosen one):", runner_ups_text(r)]
+    if r.notes:
+        lines += [""] + [f"note: {n}" for n in r.notes]
+    if r.request.calibration and "not yet calibrated" in r.request.calibration.source:
+        lines.append("note: the speed model is not yet calibrated on a GPU; the ranking is the estimate")
+    lines.append("")
+    lines.append(f"wrote {out}: run it with `qlorafit train -c {out}`" if out else "write it as a train YAML with --out plan.yaml")
+    return "\n".join(lines)
+
+
+def _cand_json(c: Candidate) -> dict:
+    return {"setup": dataclasses.asdict(c.setup), "micro_batch_size": c.setup.batch_size, "grad_accum": c.grad_accum,
+            "peak_bytes": c.peak_bytes, "tokens_per_s": round(c.tokens_per_s, 1), "fits": c.fits}
+
+
+def result_json(r: PlanResult, budget_name: str, out: str | None = None) -> dict:
+    return {
+        "budget_name": budget_name, "budget_bytes": r.request.budget_bytes, "usable_bytes": r.usable_bytes,
+        "safety_margin": r.request.safety_margin, "sized_for_tokens": r.size_len, "speed_gpu": r.gpu.name,
+        "candidates": r.n_candidates, "fits": r.chosen is not None,
+        "chosen": _cand_json(r.chosen) if r.chosen else None, "reasons": list(r.reasons),
+        "runner_ups": [_cand_json(c) for c in distinct(r.ranked)[1: r.request.top + 1]],
+        "min_budget_bytes": r.min_budget_bytes,
+        "ways_out": [dataclasses.asdict(w) for w in r.ways_out], "notes": list(r.notes), "yaml": out,
+    }

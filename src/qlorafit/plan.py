@@ -1,0 +1,494 @@
+"""The planner: the fastest configuration that fits the memory budget at the LONGEST sample, with the effective batch
+kept fixed. Plain Python over the estimator and the throughput model; no torch.
+
+Search space (everything else, such as quant, rank, targets and attention, is the user's choice and stays fixed):
+  micro-batch x grad_accum   divisors of the rows per optimizer step, so micro x accum is always the same batch
+  grad_checkpointing         off / on / offload
+  optimizer                  adamw, paged_adamw_32bit, paged_adamw_8bit, adamw_8bit
+  loss_impl                  standard / chunked / fused (fused only where liger-kernel runs: CUDA, installed)
+  packing                    only when length statistics are given (without them every row is full anyway)
+  offload_embedding          off / on
+Every candidate is sized at micro-batch x the longest sample (max, never the mean or p99: one long sample late in
+an epoch is what kills runs), and ranked by predicted tokens/s.
+"""
+
+import copy
+from dataclasses import dataclass, field, replace
+
+from qlorafit.catalog import GPU, get_gpu
+from qlorafit.config import Config
+from qlorafit.errors import UserError
+from qlorafit.estimate import CHECKPOINTING, OPTIMIZERS, Setup, estimate
+from qlorafit.shapes import ATTN_LINEARS, ModelShape
+from qlorafit.sizes import fmt_gib
+from qlorafit.throughput import Calibration, predict
+
+REFERENCE_GPU = "rtx4090"      # whose speeds rank candidates when only a byte budget is known
+GROUP_PAD_FRACTION = 0.05      # padding left in a micro-batch of B > 1 when samples are grouped by length
+PACK_FILL = 0.97               # share of a packed row holding real tokens (the last sample rarely fits exactly)
+PACK_BATCH_TOLERANCE = 0.10    # packing is tried only if whole packed rows come within 10% of the asked batch
+EIGHT_BIT_PENALTY = 0.01       # rank an 8-bit optimizer 1% lower: same speed, slightly lossier states
+LOSSES_ALL = ("standard", "chunked", "fused")
+
+
+@dataclass(frozen=True)
+class Lengths:
+    """Token-length statistics of the training set, after truncation to max_seq_length."""
+
+    max: int
+    p99: int
+    mean: float
+    count: int = 0
+
+
+def lengths_of(stats) -> Lengths | None:
+    """Accept qlorafit.data.LengthStats (or anything with max, p99, mean) or None."""
+    if stats is None or isinstance(stats, Lengths):
+        return stats
+    return Lengths(int(stats.max), int(stats.p99), float(stats.mean), int(getattr(stats, "count", 0) or 0))
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    budget_bytes: int
+    """GPU memory the run may use (a card's total, free memory, or --budget), before the safety margin."""
+    max_seq_length: int = 512
+    lengths: Lengths | None = None
+    """Dataset token lengths; None: every sample is assumed max_seq_length long."""
+    effective_batch: int = 16
+    """Sequences per optimizer step (micro_batch_size x grad_accum). Ignored when effective_tokens > 0."""
+    effective_tokens: int = 0
+    """Tokens per optimizer step instead of sequences (0 = use effective_batch)."""
+    safety_margin: float = 0.05
+    """Fraction of the budget kept free: allocator behaviour varies between driver and torch versions."""
+    base: Setup = Setup()
+    """The fixed choices (quant, rank, targets, dropout, dtypes, attention); the searched fields are overwritten."""
+    gpu: GPU | None = None
+    """The GPU whose speed ranks candidates; None: the reference GPU."""
+    losses: tuple[str, ...] = LOSSES_ALL
+    packing: tuple[bool, ...] | None = None
+    """Packing values to try; None: both when lengths are given, else off."""
+    offload_embedding: tuple[bool, ...] = (False, True)
+    optimizers: tuple[str, ...] = OPTIMIZERS
+    checkpointing: tuple[str, ...] = CHECKPOINTING
+    calibration: Calibration | None = None
+    top: int = 8
+
+
+@dataclass(frozen=True)
+class Candidate:
+    setup: Setup
+    grad_accum: int
+    peak_bytes: int
+    tokens_per_s: float
+    fits: bool
+    score: float
+
+    @property
+    def rows_per_step(self) -> int:
+        return self.setup.batch_size * self.grad_accum
+
+
+@dataclass(frozen=True)
+class WayOut:
+    """One change that lowers the peak, measured by the estimator from the smallest configuration found."""
+
+    change: str
+    saves_bytes: int
+    peak_bytes: int
+    fits: bool
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    request: PlanRequest
+    gpu: GPU
+    usable_bytes: int
+    """budget x (1 - safety margin): what a candidate's predicted peak must stay under."""
+    size_len: int
+    """The sequence length every candidate is sized at (the longest sample, or max_seq_length)."""
+    rows_per_step: dict
+    """{packing: rows per optimizer step} that keep the effective batch."""
+    chosen: Candidate | None
+    ranked: tuple[Candidate, ...]
+    """Feasible candidates, best first (chosen is ranked[0])."""
+    reasons: tuple[str, ...] = ()
+    smallest: Candidate | None = None
+    """The candidate with the lowest peak (what nothing-fits measures from)."""
+    min_budget_bytes: int = 0
+    """The smallest budget (before the margin) on which the smallest candidate fits."""
+    ways_out: tuple[WayOut, ...] = ()
+    n_candidates: int = 0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+@dataclass(frozen=True)
+class _Rows:
+    computed: float    # tokens computed per row, padding included
+    real: float        # tokens trained per row
+    attn: float        # tokens each token attends over
+    size_len: int      # the length memory is sized at
+
+
+def _rows(req: PlanRequest, packing: bool, batch: int) -> _Rows:
+    L = req.lengths
+    msl = req.max_seq_length
+    if L is None:
+        return _Rows(float(msl), msl * (PACK_FILL if packing else 1.0), float(msl), msl)
+    longest = min(L.max, msl)
+    mean = min(L.mean, longest)
+    if packing:  # rows always full: memory of a full row whatever the lengths; attention stays within a sample
+        return _Rows(float(msl), msl * PACK_FILL, mean, msl)
+    padded = mean * (1 + GROUP_PAD_FRACTION) if batch > 1 else mean
+    return _Rows(min(padded, longest), mean, mean, longest)
+
+
+def rows_per_step(req: PlanRequest, packing: bool) -> int:
+    """Rows per optimizer step that keep the requested effective batch (in sequences or tokens)."""
+    L = req.lengths
+    mean = min(L.mean, req.max_seq_length) if L else req.max_seq_length
+    row_real = req.max_seq_length * PACK_FILL if packing else mean
+    if req.effective_tokens > 0:
+        return max(1, round(req.effective_tokens / row_real))
+    if packing:  # a packed row holds ~max_seq_length / mean samples
+        return max(1, round(req.effective_batch * mean / row_real))
+    return req.effective_batch
+
+
+def _validate(req: PlanRequest) -> None:
+    problems = []
+    if req.budget_bytes <= 0:
+        problems.append("budget must be positive")
+    if not 0 <= req.safety_margin < 0.5:
+        problems.append(f"safety margin must be in [0, 0.5), got {req.safety_margin}")
+    if req.max_seq_length <= 0:
+        problems.append(f"max_seq_length must be positive, got {req.max_seq_length}")
+    if req.effective_batch <= 0 and req.effective_tokens <= 0:
+        problems.append("the effective batch must be positive")
+    if req.lengths and (req.lengths.max <= 0 or req.lengths.mean <= 0):
+        problems.append("length statistics must be positive")
+    if problems:
+        raise UserError("; ".join(problems))
+
+
+def packed_batch_error(req: PlanRequest) -> float:
+    """How far whole packed rows per step miss the asked effective batch (0.1 = 10%)."""
+    mean = min(req.lengths.mean, req.max_seq_length) if req.lengths else req.max_seq_length
+    asked = req.effective_tokens or req.effective_batch * mean
+    return abs(rows_per_step(req, True) * req.max_seq_length * PACK_FILL / asked - 1)
+
+
+def _packings(req: PlanRequest) -> tuple[bool, ...]:
+    if req.packing is not None:
+        return req.packing
+    if req.lengths is None or packed_batch_error(req) > PACK_BATCH_TOLERANCE:
+        return (False,)
+    return (False, True)
+
+
+def _candidates(shape: ModelShape, req: PlanRequest, gpu: GPU):
+    packings = _packings(req)
+    usable = int(req.budget_bytes * (1 - req.safety_margin))
+    for packing in packings:
+        rows = rows_per_step(req, packing)
+        for b in divisors(rows):
+            rt = _rows(req, packing, b)
+            for ck in req.checkpointing:
+                for optim in req.optimizers:
+                    for loss in req.losses:
+                        for emb in req.offload_embedding:
+                            s = replace(req.base, batch_size=b, seq_len=rt.size_len, packing=packing,
+                                        grad_checkpointing=ck, optimizer=optim, loss_impl=loss, offload_embedding=emb)
+                            yield _evaluate(shape, s, rows // b, gpu, req, usable, rt)
+
+
+def _evaluate(shape, s, accum, gpu, req, usable, rt: _Rows) -> Candidate:
+    peak = estimate(shape, s).peak_bytes
+    tps = predict(shape, s, gpu, accum, rt.computed, rt.real, req.calibration, rt.attn).tokens_per_s
+    score = tps * (1 - (EIGHT_BIT_PENALTY if "8bit" in s.optimizer else 0))
+    return Candidate(s, accum, peak, tps, peak <= usable, score)
+
+
+def _rank_key(c: Candidate):
+    s = c.setup  # ties: fewer unusual options, then less memory
+    return (-round(c.score, 6), s.offload_embedding, s.grad_checkpointing == "offload", c.peak_bytes)
+
+
+def plan(shape: ModelShape, req: PlanRequest) -> PlanResult:
+    """Search the space, rank what fits by predicted tokens/s, explain the choice, or say how to make something fit.
+
+    >>> from qlorafit.catalog import resolve_model
+    >>> r = plan(resolve_model("llama-3.1-8b"), PlanRequest(budget_bytes=24 * 1024**3, max_seq_length=2048))
+    >>> r.chosen.setup.batch_size * r.chosen.grad_accum
+    16
+    """
+    _validate(req)
+    estimate(shape, req.base)  # raise once on a bad fixed choice, before the search multiplies it
+    gpu = req.gpu or get_gpu(REFERENCE_GPU)
+    usable = int(req.budget_bytes * (1 - req.safety_margin))
+    cands = list(_candidates(shape, req, gpu))
+    feasible = sorted((c for c in cands if c.fits), key=_rank_key)
+    smallest = min(cands, key=lambda c: (c.peak_bytes, -c.score))
+    packings = sorted({c.setup.packing for c in cands})
+    rows = {p: rows_per_step(req, p) for p in packings}
+    size_len = min(req.lengths.max, req.max_seq_length) if req.lengths else req.max_seq_length
+    notes = []
+    if req.packing is None and req.lengths and True not in packings:
+        notes.append(f"packing not tried: whole packed rows of {req.max_seq_length} tokens would change the "
+                     f"effective batch by {packed_batch_error(req):.0%}")
+    if req.gpu is None:
+        notes.append(f"speeds are predicted for {gpu.name} (name your GPU with --gpu for its own)")
+    result = PlanResult(req, gpu, usable, size_len, rows, feasible[0] if feasible else None, tuple(feasible),
+                        smallest=smallest, min_budget_bytes=_budget_for(smallest.peak_bytes, req.safety_margin),
+                        n_candidates=len(cands), notes=tuple(notes))
+    if feasible:
+        return replace(result, reasons=tuple(explain(shape, result)))
+    return replace(result, ways_out=tuple(ways_out(shape, result)))
+
+
+def distinct(ranked) -> list[Candidate]:
+    """The best candidate of each shape (micro-batch, accumulation, checkpointing, loss, packing, embedding):
+    optimizer variants of one shape run at the same speed, so a table of runner-ups shows only the best of them."""
+    seen, out = set(), []
+    for c in ranked:
+        s = c.setup
+        key = (s.batch_size, c.grad_accum, s.grad_checkpointing, s.loss_impl, s.packing, s.offload_embedding)
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out
+
+
+def _budget_for(peak: int, margin: float) -> int:
+    return -(-peak * 1000 // int(round((1 - margin) * 1000)))
+
+
+# --- why this one ------------------------------------------------------------------------------------------------
+
+def _neighbour(shape, r: PlanResult, c: Candidate, **changes) -> Candidate:
+    s = replace(c.setup, **changes)
+    rows = r.rows_per_step.get(s.packing) or rows_per_step(r.request, s.packing)
+    if rows % s.batch_size:
+        s = replace(s, batch_size=max(d for d in divisors(rows) if d <= s.batch_size))
+    rt = _rows(r.request, s.packing, s.batch_size)
+    s = replace(s, seq_len=rt.size_len)
+    return _evaluate(shape, s, rows // s.batch_size, r.gpu, r.request, r.usable_bytes, rt)
+
+
+def _pct(a: float, b: float) -> str:
+    return f"{abs(a / b - 1) * 100:.0f}%"
+
+
+def explain(shape: ModelShape, r: PlanResult) -> list[str]:
+    """One line per searched choice: why this value and not the others, with the numbers that decided it."""
+    c, req = r.chosen, r.request
+    s = c.setup
+    out = []
+    L = req.lengths
+    if L:
+        out.append(f"sized for the longest sample ({r.size_len} tokens; p99 {L.p99}, mean {L.mean:.0f}): "
+                   f"peak {fmt_gib(c.peak_bytes)} of {fmt_gib(r.usable_bytes)} usable "
+                   f"({fmt_gib(req.budget_bytes)} minus {req.safety_margin:.0%} margin)")
+    else:
+        out.append(f"sized for full rows of {r.size_len} tokens (no length statistics given): peak "
+                   f"{fmt_gib(c.peak_bytes)} of {fmt_gib(r.usable_bytes)} usable "
+                   f"({fmt_gib(req.budget_bytes)} minus {req.safety_margin:.0%} margin)")
+    # micro-batch: the next larger divisor, same everything else
+    rows = c.rows_per_step
+    bigger = [d for d in divisors(rows) if d > s.batch_size]
+    line = f"micro_batch_size {s.batch_size} x grad_accum {c.grad_accum} = {rows} sequences per step"
+    if s.packing:
+        mean = min(L.mean, req.max_seq_length) if L else req.max_seq_length
+        line = (f"micro_batch_size {s.batch_size} x grad_accum {c.grad_accum} = {rows} packed rows per step "
+                f"(~{rows * req.max_seq_length * PACK_FILL / mean:.0f} samples)")
+    if bigger:
+        nb = _neighbour(shape, r, c, batch_size=bigger[0])
+        if not nb.fits:
+            line += f": micro-batch {bigger[0]} would need {fmt_gib(nb.peak_bytes)}"
+        else:
+            line += f": micro-batch {bigger[0]} fits but is predicted {_pct(nb.tokens_per_s, c.tokens_per_s)} slower here"
+    else:
+        line += ": the whole step in one micro-batch, no accumulation"
+    out.append(line)
+    out.append(_field_reason(shape, r, "grad_checkpointing", CHECKPOINTING, {
+        "off": "keeps every activation, no recompute", "on": "recomputes each layer in backward",
+        "offload": "layer inputs in host RAM over PCIe"}))
+    out.append(_field_reason(shape, r, "optimizer", req.optimizers, {}))
+    out.append(_field_reason(shape, r, "loss_impl", req.losses, {
+        "standard": "full fp32 logits", "chunked": "logits in chunks", "fused": "liger-kernel fused linear-CE"}))
+    if len(r.rows_per_step) > 1 or s.packing:
+        out.append(_field_reason(shape, r, "packing", (False, True), {}))
+    out.append(_field_reason(shape, r, "offload_embedding", req.offload_embedding, {}))
+    return out
+
+
+def _field_reason(shape, r: PlanResult, name: str, values, what: dict) -> str:
+    c = r.chosen
+    v = getattr(c.setup, name)
+    head = f"{name} {_show(v)}" + (f" ({what[v]})" if v in what else "")
+    bits = []
+    for alt in values:
+        if alt == v:
+            continue
+        nb = _neighbour(shape, r, c, **{name: alt})
+        if not nb.fits:
+            bits.append(f"{_show(alt)} would need {fmt_gib(nb.peak_bytes)}")
+        elif nb.tokens_per_s > c.tokens_per_s * 1.0005:
+            # only the 8-bit penalty ranks a faster feasible neighbour lower
+            bits.append(f"{_show(alt)} {_pct(nb.tokens_per_s, c.tokens_per_s)} faster, ranked "
+                        f"{EIGHT_BIT_PENALTY:.0%} lower for its 8-bit states")
+        elif nb.tokens_per_s < c.tokens_per_s * 0.9995:
+            bits.append(f"{_show(alt)} {_pct(nb.tokens_per_s, c.tokens_per_s)} slower")
+        else:
+            saved = c.peak_bytes - nb.peak_bytes
+            bits.append(f"{_show(alt)} same speed" + (f", saves {fmt_gib(saved)} not needed" if saved > 0 else ""))
+    return head + (": " + "; ".join(bits) if bits else "")
+
+
+def _show(v) -> str:
+    return ("on" if v else "off") if isinstance(v, bool) else str(v)
+
+
+# --- when nothing fits -------------------------------------------------------------------------------------------
+
+def ways_out(shape: ModelShape, r: PlanResult) -> list[WayOut]:
+    """From the smallest configuration found: each lever alone, with the bytes it saves and whether it then fits.
+
+    Levers the search already pulled (offloaded checkpointing, 8-bit optimizer) are reported with what they saved
+    against the default choice, so the user sees that they are in use."""
+    base = r.smallest.setup
+    peak0 = r.smallest.peak_bytes
+    out: list[WayOut] = []
+
+    def add(change: str, s: Setup, already: bool = False):
+        p = estimate(shape, s).peak_bytes
+        if already:  # s is the setup without the lever: the saving is the other way round
+            out.append(WayOut(change + " (already in the smallest configuration)", p - peak0, peak0, False))
+        elif p < peak0:
+            out.append(WayOut(change, peak0 - p, p, p <= r.usable_bytes))
+
+    seq = _longest_fitting_seq(shape, base, r.usable_bytes)
+    if seq:
+        add(f"max_seq_length {seq} (from {base.seq_len}; longer samples are truncated)", replace(base, seq_len=seq))
+    else:
+        add(f"max_seq_length {max(1, base.seq_len // 4)} (not enough at any length: the rest alone is over)",
+            replace(base, seq_len=max(1, base.seq_len // 4)))
+    if base.grad_checkpointing == "offload":
+        add("offloaded checkpointing", replace(base, grad_checkpointing="on"), already=True)
+    else:
+        add("offloaded checkpointing", replace(base, grad_checkpointing="offload"))
+    for r_ in (8, 4):
+        if base.lora_r > r_:
+            add(f"LoRA rank {r_} (from {base.lora_r})", replace(base, lora_r=r_))
+            break
+    targets = base.targets(shape)
+    if set(targets) - set(ATTN_LINEARS):
+        add("LoRA on attention only (q,k,v,o)", replace(base, lora_targets=ATTN_LINEARS))
+    elif len(targets) > 2:
+        add("LoRA on q_proj,v_proj only", replace(base, lora_targets=("q_proj", "v_proj")))
+    if "8bit" in base.optimizer:
+        add("8-bit optimizer", replace(base, optimizer="adamw"), already=True)
+    else:
+        add("8-bit optimizer (adamw_8bit)", replace(base, optimizer="adamw_8bit"))
+    if base.lora_dropout > 0:
+        add("lora dropout 0 (no dropped input copies)", replace(base, lora_dropout=0.0))
+    if base.offload_embedding:
+        add("embedding in host RAM", replace(base, offload_embedding=False), already=True)
+    else:
+        add("embedding in host RAM (offload_embedding)", replace(base, offload_embedding=True))
+    if base.quant in ("none", "int8"):
+        add("4-bit nf4 base weights", replace(base, quant="nf4", double_quant=True))
+    elif not base.double_quant:
+        add("double quant", replace(base, double_quant=True))
+    fresh = sorted((w for w in out if "already" not in w.change), key=lambda w: (not w.fits, -w.saves_bytes))
+    if fresh and not any(w.fits for w in fresh):  # no single lever is enough: what all of them do together
+        s = replace(base, lora_r=min(base.lora_r, 8), lora_dropout=0.0, offload_embedding=True,
+                    grad_checkpointing="offload", optimizer="adamw_8bit" if "8bit" not in base.optimizer else base.optimizer,
+                    lora_targets=("q_proj", "v_proj"), seq_len=max(1, base.seq_len // 4))
+        if base.quant in ("none", "int8"):
+            s = replace(s, quant="nf4", double_quant=True)
+        p = estimate(shape, s).peak_bytes
+        fresh.append(WayOut(f"all of these together (max_seq_length {s.seq_len}, r={s.lora_r}, q_proj,v_proj)",
+                            peak0 - p, p, p <= r.usable_bytes))
+    return fresh + [w for w in out if "already" in w.change]
+
+
+def _longest_fitting_seq(shape: ModelShape, s: Setup, usable: int) -> int:
+    """The longest sequence length (a multiple of 64, or below 64 any) at which `s` fits; 0 if none."""
+    lo, hi = 0, s.seq_len - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if estimate(shape, replace(s, seq_len=mid)).peak_bytes <= usable:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo - lo % 64 if lo >= 64 else lo
+
+
+# --- to and from the train config ----------------------------------------------------------------------------------
+
+def setup_from_config(cfg: Config, gpu_bf16: bool = True) -> Setup:
+    """The estimator's view of a train config (compute_dtype auto -> bf16 where the GPU has it, else fp16)."""
+    dt = cfg.model.compute_dtype
+    if dt == "auto":
+        dt = "bf16" if gpu_bf16 else "fp16"
+    return Setup(
+        quant=cfg.model.quant, double_quant=cfg.model.double_quant, compute_dtype=dt, lora_r=cfg.lora.r,
+        lora_targets=tuple(cfg.lora.targets), lora_dropout=cfg.lora.dropout, lora_dtype=cfg.lora.dtype,
+        batch_size=cfg.train.micro_batch_size, seq_len=cfg.data.max_seq_length, packing=cfg.data.packing,
+        grad_checkpointing=cfg.train.grad_checkpointing, optimizer=cfg.train.optimizer, attn_impl=cfg.model.attn_impl,
+        loss_impl=cfg.train.loss_impl, stack="qlorafit", offload_embedding=cfg.model.offload_embedding,
+    )
+
+
+def apply_to_config(cfg: Config, c: Candidate) -> Config:
+    """A copy of `cfg` with the searched fields set from the candidate; everything else is left as the user had it."""
+    out = copy.deepcopy(cfg)
+    s = c.setup
+    out.train.micro_batch_size = s.batch_size
+    out.train.grad_accum = c.grad_accum
+    out.train.grad_checkpointing = s.grad_checkpointing
+    out.train.optimizer = s.optimizer
+    out.train.loss_impl = s.loss_impl
+    out.data.packing = s.packing
+    out.model.offload_embedding = s.offload_embedding
+    return out
+
+
+def nothing_fits_message(r: PlanResult) -> str:
+    s = r.smallest
+    lines = [f"nothing fits in {fmt_gib(r.usable_bytes)} usable ({fmt_gib(r.request.budget_bytes)} minus "
+             f"{r.request.safety_margin:.0%} margin): the smallest of {r.n_candidates} configurations needs "
+             f"{fmt_gib(s.peak_bytes)} at {r.size_len} tokens, so the smallest budget that fits is "
+             f"{fmt_gib(r.min_budget_bytes)}.", "ways out, each alone, from that smallest configuration:"]
+    for w in r.ways_out:
+        verdict = "fits" if w.fits else "still over"
+        if "already" in w.change:
+            lines.append(f"  - {w.change}: saves {fmt_gib(w.saves_bytes)}")
+        else:
+            lines.append(f"  - {w.change}: saves {fmt_gib(w.saves_bytes)} -> peak {fmt_gib(w.peak_bytes)} ({verdict})")
+    return "\n".join(lines)
+
+
+def plan_config(cfg: Config, shape: ModelShape, budget_bytes: int, length_stats=None, gpu: GPU | None = None,
+                safety_margin: float = 0.05, liger_available: bool = True) -> Config:
+    """For `qlorafit train --plan auto`: the config with its searched fields planned to fit `budget_bytes`.
+
+    Keeps the effective batch (micro_batch_size x grad_accum), max_seq_length, model, LoRA and data choices, and the
+    user's packing (packing changes what a batch means, so train leaves it alone). Raises UserError with the smallest
+    budget and the ways out when nothing fits.
+    """
+    base = setup_from_config(cfg, gpu.bf16 if gpu else True)
+    req = PlanRequest(
+        budget_bytes=budget_bytes, max_seq_length=cfg.data.max_seq_length, lengths=lengths_of(length_stats),
+        effective_batch=cfg.train.micro_batch_size * cfg.train.grad_accum, safety_margin=safety_margin, base=base,
+        gpu=gpu, losses=LOSSES_ALL if liger_available else ("standard", "chunked"), packing=(cfg.data.packing,),
+    )
+    r = plan(shape, req)
+    if r.chosen is None:
+        raise UserError(nothing_fits_message(r))
+    return apply_to_config(cfg, r.chosen)

@@ -1,0 +1,230 @@
+"""Predicted training speed (tokens/s) of one QLoRA configuration on one GPU: a roofline-style model, plain Python.
+
+Each kernel family costs max(FLOPs / achieved FLOP/s, bytes / achieved bandwidth), summed over what one optimizer
+step does:
+  forward      2 x params per token (decoder linears and lm_head) + attention (4 x layers x seq x q_dim for sdpa)
+  recompute    another forward of the decoder when checkpointing is on or offloaded
+  backward     2 x params per token: the base is frozen, so only input gradients flow; LoRA adds its weight grads
+  dequant      every 4-bit linear is dequantized to bf16 in forward, again in recompute and again in backward: a
+               per-micro-batch cost spread over batch x seq tokens, which is why larger micro-batches are faster
+  elementwise  norms, RoPE, SiLU, residual adds, LoRA dropout: bytes moved per token, bandwidth-bound
+  loss         standard / chunked (recomputes the logits) / fused (liger: gradient computed in forward)
+  offload      layer inputs to host RAM and back over PCIe (checkpointing=offload), the embedding lookup in host RAM
+  launches     a fixed cost per kernel: what makes tiny micro-batches slow
+  optimizer    once per optimizer step, over the LoRA parameters only
+
+The efficiency factors (fraction of the datasheet peak actually achieved) are calibrated on the GPU:
+benchmarks/results/throughput_calibration.json overrides the starting values below, globally or per GPU.
+The ranking of configurations matters more than the absolute number; the model is built to get the ordering right.
+"""
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from qlorafit.catalog import GPU
+from qlorafit.errors import UserError
+from qlorafit.estimate import Setup, layer_activation_bytes_per_token, lora_params, loss_chunk_tokens
+from qlorafit.shapes import ModelShape
+
+CALIBRATION_FILE = Path("benchmarks") / "results" / "throughput_calibration.json"
+CALIBRATION_ENV = "QLORAFIT_THROUGHPUT_CALIBRATION"
+
+# bytes moved per base weight when one linear is dequantized to bf16 for a matmul: read the packed weight and its
+# constants, write the bf16 copy (the matmul's own read of that copy is in the roofline of the matmul)
+_DEQUANT_BYTES_PER_PARAM = {"nf4": 0.5 + 0.13 + 2, "fp4": 0.5 + 0.13 + 2, "int8": 1 + 2 + 2, "none": 0.0}
+_KERNELS_PER_LAYER = 28          # forward kernels of one Llama decoder layer without LoRA (norms, 7 matmuls, RoPE, ...)
+_KERNELS_PER_LORA_TARGET = 6     # dropout, x@A, @B, scale, add (+ casts)
+_BNB_OPT_KERNELS_PER_TENSOR = 1  # bitsandbytes optimizers launch one kernel per parameter tensor; torch fused ~none
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Achieved fractions of the datasheet peaks, and fixed costs. Starting values; calibrated on the GPU."""
+
+    matmul_efficiency: float = 0.40
+    """Fraction of peak bf16 tensor FLOP/s reached by the (tokens x hidden) @ (hidden x out) matmuls: calibrated on
+    the GPU. Small-M matmuls of QLoRA reach ~35-45%."""
+    attention_efficiency: float = 0.35
+    """Fraction of peak reached by sdpa/flash attention (forward and backward): calibrated on the GPU."""
+    bandwidth_efficiency: float = 0.70
+    """Fraction of datasheet memory bandwidth reached by dequant, elementwise and loss kernels: calibrated on the GPU."""
+    pcie_bytes_per_s: float = 20e9
+    """Host<->GPU copy rate for offloaded checkpoints (pinned memory, PCIe 4 x16 ~20 GB/s): calibrated on the GPU."""
+    offload_hidden_fraction: float = 0.5
+    """Share of the offload copies hidden behind compute (copies run on a side stream): calibrated on the GPU."""
+    host_bytes_per_s: float = 10e9
+    """Host RAM gather rate for the embedding lookup when the embedding stays in host RAM."""
+    kernel_overhead_s: float = 5e-6
+    """Fixed cost per kernel (launch gap, tail): calibrated on the GPU."""
+    source: str = "built-in starting values (not yet calibrated)"
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Predicted speed of one configuration. Times are seconds per optimizer step, per part."""
+
+    tokens_per_s: float
+    """Real (non-padding) tokens trained per second."""
+    step_s: float
+    parts_s: dict
+    tokens_per_step: float
+
+
+def load_calibration(gpu_name: str | None = None, path: str | Path | None = None) -> Calibration:
+    """Calibration: the built-in starting values, overridden by the file's "default" and then its "gpus"[gpu_name].
+
+    The file is `path`, else $QLORAFIT_THROUGHPUT_CALIBRATION, else benchmarks/results/throughput_calibration.json
+    in the current directory or the source checkout. No file: the built-in values.
+
+    >>> load_calibration(path="/nonexistent/none.json").matmul_efficiency
+    0.4
+    """
+    p = _calibration_path(path)
+    if p is None:
+        return Calibration()
+    try:
+        raw = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{p}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{p}: expected a JSON object with 'default' and/or 'gpus'")
+    known = {f.name for f in dataclasses.fields(Calibration)} - {"source"}
+    values: dict = {}
+    layers = [("default", raw.get("default") or {})]
+    if gpu_name:
+        layers.append((f"gpus.{gpu_name}", (raw.get("gpus") or {}).get(gpu_name) or {}))
+    for where, layer in layers:
+        for k, v in layer.items():
+            if k not in known:
+                raise UserError(f"{p}: unknown key '{where}.{k}' (known: {', '.join(sorted(known))})")
+            if not isinstance(v, (int, float)) or v <= 0:
+                raise UserError(f"{p}: '{where}.{k}' must be a positive number, got {v!r}")
+            values[k] = float(v)
+    if not values:
+        return Calibration()
+    return Calibration(**values, source=str(p))
+
+
+def _calibration_path(path) -> Path | None:
+    if path is not None:
+        p = Path(path)
+        return p if p.is_file() else None
+    candidates = []
+    if os.environ.get(CALIBRATION_ENV):
+        candidates.append(Path(os.environ[CALIBRATION_ENV]))
+    candidates += [Path.cwd() / CALIBRATION_FILE, Path(__file__).resolve().parents[2] / CALIBRATION_FILE]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _roofline(flops: float, nbytes: float, flop_s: float, byte_s: float) -> float:
+    return max(flops / flop_s, nbytes / byte_s)
+
+
+def micro_batch_seconds(shape: ModelShape, s: Setup, gpu: GPU, cal: Calibration, row_tokens: float,
+                        attn_len: float | None = None) -> dict:
+    """Seconds of one micro-batch of s.batch_size rows of `row_tokens` (padded) tokens each, per part.
+
+    attn_len: the length each token attends over (a packed row's samples attend only within themselves);
+    default row_tokens."""
+    n = s.batch_size * row_tokens                       # tokens computed (padding included)
+    a = 4 if s.compute_dtype == "fp32" else 2
+    slow = 4 if s.compute_dtype == "fp32" else 1        # fp32 runs on TF32/CUDA cores: ~4x below the bf16 peak
+    flop_s = gpu.bf16_tflops * 1e12 * cal.matmul_efficiency / slow
+    attn_flop_s = gpu.bf16_tflops * 1e12 * cal.attention_efficiency / slow
+    byte_s = gpu.mem_bandwidth_gbps * 1e9 * cal.bandwidth_efficiency
+    recompute = s.grad_checkpointing != "off"
+    decoder_passes = 3 if recompute else 2               # forward, (recompute), backward input-gradients
+
+    p_dec = shape.num_layers * shape.linear_params_per_layer()
+    p_head = shape.vocab_size * shape.hidden_size
+    # each pass over the decoder: the matmul (compute- or weight-read-bound) plus the dequant kernel before it
+    linear_pass = _roofline(2 * n * p_dec, p_dec * a, flop_s, byte_s)
+    dequant_pass = p_dec * _DEQUANT_BYTES_PER_PARAM[s.quant] / byte_s
+    # eager attention cannot skip the other samples of a packed row: it pays the full row
+    attn_row = row_tokens if (s.attn_impl == "eager" or attn_len is None) else attn_len
+    attn_fwd = 4 * shape.num_layers * attn_row * shape.q_dim * n / attn_flop_s
+    if s.attn_impl == "eager":  # scores written and read in the compute dtype and fp32 softmax, every layer
+        attn_fwd += 3 * shape.num_layers * s.batch_size * shape.num_heads * attn_row**2 * (2 + 4) / byte_s
+    attn = attn_fwd * (1 + 2 + (1 if recompute else 0))  # backward ~2x forward
+
+    n_lora = lora_params(shape, s)
+    lin = shape.linear_shapes()
+    targets = s.targets(shape)
+    lora_io = sum(lin[t][0] + lin[t][1] for t in targets) * shape.num_layers * a  # read x, write the update
+    if s.lora_dropout > 0:
+        lora_io += sum(lin[t][0] for t in targets) * shape.num_layers * (a + 1)
+    lora = _roofline(6 * n * n_lora, 3 * n * lora_io, flop_s, byte_s) + (n * lora_io / byte_s if recompute else 0)
+
+    act = layer_activation_bytes_per_token(shape, s) * shape.num_layers
+    elementwise = n * act * (2 + 3 + (2 if recompute else 0)) / byte_s  # write+read in forward, ~3x in backward
+
+    v = shape.vocab_size
+    head_fwd = _roofline(2 * n * p_head, p_head * a, flop_s, byte_s)
+    if s.loss_impl == "standard":    # bf16 logits, fp32 copy, log_softmax; backward through all of them
+        loss = 2 * head_fwd + n * v * 32 / byte_s
+    elif s.loss_impl == "chunked":   # the same per chunk, logits recomputed in backward; many small kernels
+        chunks = -(-n // loss_chunk_tokens(v, int(n)))
+        loss = 3 * head_fwd + n * v * 34 / byte_s + chunks * 12 * cal.kernel_overhead_s
+    else:                            # liger: logits, softmax and its gradient in place, in forward
+        chunks = -(-n // loss_chunk_tokens(v, int(n)))
+        loss = 2 * head_fwd + n * v * 10 / byte_s + chunks * 8 * cal.kernel_overhead_s
+
+    offload = 0.0
+    if s.grad_checkpointing == "offload":  # every layer's input to host RAM in forward and back in backward
+        offload += 2 * shape.num_layers * n * shape.hidden_size * a / cal.pcie_bytes_per_s
+        offload *= 1 - cal.offload_hidden_fraction
+    if s.offload_embedding:  # gather rows in host RAM, copy them over
+        offload += n * shape.hidden_size * 2 / cal.host_bytes_per_s + n * shape.hidden_size * 2 / cal.pcie_bytes_per_s
+
+    kernels = shape.num_layers * (_KERNELS_PER_LAYER + _KERNELS_PER_LORA_TARGET * len(targets))
+    kernels *= 1 + 2 + (1 if recompute else 0)
+    return {
+        "matmuls": decoder_passes * linear_pass,
+        "dequant": decoder_passes * dequant_pass,
+        "attention": attn,
+        "lora": lora,
+        "elementwise": elementwise,
+        "loss": loss,
+        "offload": offload,
+        "launches": kernels * cal.kernel_overhead_s,
+    }
+
+
+def optimizer_step_seconds(shape: ModelShape, s: Setup, gpu: GPU, cal: Calibration) -> float:
+    """One optimizer step over the LoRA parameters: bandwidth-bound state updates, clipping, zero_grad, launches."""
+    n = lora_params(shape, s)
+    byte_s = gpu.mem_bandwidth_gbps * 1e9 * cal.bandwidth_efficiency
+    eight_bit = s.optimizer in ("paged_adamw_8bit", "adamw_8bit")
+    # param r/w, grad read, two moments r/w (fp32: 16 B, 8-bit: 4 B + absmax), + grad-norm read and zeroing
+    per_param = 4 + 4 + 4 + (4 + 0.1 if eight_bit else 16) + 4 + 4
+    tensors = 2 * shape.num_layers * len(s.targets(shape))
+    launches = tensors * _BNB_OPT_KERNELS_PER_TENSOR if s.optimizer != "adamw" else tensors / 64
+    return n * per_param / byte_s + (launches + 10) * cal.kernel_overhead_s
+
+
+def predict(shape: ModelShape, s: Setup, gpu: GPU, grad_accum: int = 1, row_tokens: float | None = None,
+            real_tokens_per_row: float | None = None, cal: Calibration | None = None,
+            attn_len: float | None = None) -> Throughput:
+    """Tokens/s of `s` on `gpu` with `grad_accum` micro-batches per optimizer step.
+
+    row_tokens: tokens each row is computed at (padding included); default s.seq_len (every row full).
+    real_tokens_per_row: the non-padding tokens per row that count as trained; default row_tokens.
+    attn_len: tokens each token attends over (packed rows: the sample length); default row_tokens.
+
+    >>> from qlorafit.catalog import resolve_model, get_gpu
+    >>> t = predict(resolve_model("llama-3.1-8b"), Setup(batch_size=2, seq_len=1024), get_gpu("rtx4090"), 8)
+    >>> 500 < t.tokens_per_s < 5000
+    True
+    """
+    cal = cal or Calibration()
+    row = float(row_tokens or s.seq_len)
+    real = float(real_tokens_per_row or row)
+    mb = micro_batch_seconds(shape, s, gpu, cal, row, attn_len)
+    parts = {k: v * grad_accum for k, v in mb.items()}
+    parts["optimizer"] = optimizer_step_seconds(shape, s, gpu, cal)
+    step = sum(parts.values())
+    tokens = grad_accum * s.batch_size * real
+    return Throughput(tokens_per_s=tokens / step, step_s=step, parts_s=parts, tokens_per_step=tokens)

@@ -1,0 +1,211 @@
+"""The planner and the throughput model: torch-free, fast, the effective batch fixed, sized for the longest sample,
+and a YAML that the train config loader accepts. GPU checks of the speed ranking live in the benchmarks."""
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import pytest
+
+from qlorafit import config
+from qlorafit.catalog import get_gpu, resolve_model
+from qlorafit.cli import main
+from qlorafit.errors import UserError
+from qlorafit.estimate import Setup, estimate
+from qlorafit.plan import Lengths, PlanRequest, plan, plan_config
+from qlorafit.sizes import GIB
+from qlorafit.throughput import load_calibration, predict
+
+SHAPE = resolve_model("llama-3.1-8b")
+GPU = get_gpu("rtx4090")
+
+
+def _req(**kw) -> PlanRequest:
+    kw.setdefault("budget_bytes", 24 * GIB)
+    kw.setdefault("gpu", GPU)
+    return PlanRequest(**kw)
+
+
+def test_imports_and_plans_without_torch():
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import qlorafit.plan, qlorafit.throughput, qlorafit.commands.plan\n"
+        "from qlorafit.cli import main\n"
+        "sys.exit(main(['plan', 'llama-3.1-8b', '--gpu', 'rtx4090', '--lengths', '2048,1500,300', '--json']))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["fits"] is True
+
+
+@pytest.mark.parametrize("budget_gib,batch", [(10, 16), (16, 12), (24, 32), (80, 64)])
+def test_effective_batch_is_kept_and_chosen_fits(budget_gib, batch):
+    r = plan(SHAPE, _req(budget_bytes=budget_gib * GIB, max_seq_length=2048, effective_batch=batch, packing=(False,)))
+    assert r.chosen is not None
+    assert all(c.setup.batch_size * c.grad_accum == batch for c in r.ranked)
+    est = estimate(SHAPE, r.chosen.setup)
+    assert est.peak_bytes <= budget_gib * GIB * (1 - 0.05)
+    assert r.chosen.setup.seq_len == 2048
+    assert r.ranked == tuple(sorted(r.ranked, key=lambda c: -c.score)) or r.ranked[0].score >= r.ranked[-1].score
+
+
+def test_packed_rows_keep_the_batch_in_tokens():
+    r = plan(SHAPE, _req(max_seq_length=2048, effective_tokens=64 * 1024, lengths=Lengths(2048, 1500, 400),
+                         packing=(True,)))
+    for c in r.ranked:
+        assert c.setup.packing and c.setup.seq_len == 2048  # packed rows are always full
+        assert c.rows_per_step * 2048 * 0.97 == pytest.approx(64 * 1024, rel=0.05)
+
+
+def test_sized_for_the_longest_sample_not_the_mean():
+    # same mean and p99; one sample of 4096 tokens must change the plan and be what the plan is sized for
+    common = dict(budget_bytes=12 * GIB, max_seq_length=4096, effective_batch=16, packing=(False,))
+    short = plan(SHAPE, _req(lengths=Lengths(max=600, p99=500, mean=300), **common))
+    long = plan(SHAPE, _req(lengths=Lengths(max=4096, p99=500, mean=300), **common))
+    assert short.chosen.setup.seq_len == 600 and long.chosen.setup.seq_len == 4096
+    key = lambda c: (c.setup.batch_size, c.setup.grad_checkpointing, c.setup.loss_impl, c.setup.offload_embedding)
+    assert key(short.chosen) != key(long.chosen)
+    # the short plan would not survive the long sample: that is the OOM hours into a run that this prevents
+    at_max = estimate(SHAPE, replace(short.chosen.setup, seq_len=4096)).peak_bytes
+    assert at_max > long.usable_bytes
+    assert estimate(SHAPE, long.chosen.setup).peak_bytes <= long.usable_bytes
+
+
+def test_nothing_fits_gives_the_smallest_budget_and_ways_out():
+    r = plan(SHAPE, _req(budget_bytes=6 * GIB, max_seq_length=4096))
+    assert r.chosen is None and r.ranked == ()
+    assert r.min_budget_bytes > 6 * GIB
+    # the smallest budget is tight: it fits there, and not 64 MiB below it
+    assert plan(SHAPE, _req(budget_bytes=r.min_budget_bytes, max_seq_length=4096)).chosen is not None
+    assert plan(SHAPE, _req(budget_bytes=r.min_budget_bytes - 64 * 1024**2, max_seq_length=4096)).chosen is None
+    changes = " | ".join(w.change for w in r.ways_out)
+    assert "max_seq_length" in changes and "rank" in changes and "offloaded checkpointing" in changes
+    assert "8-bit optimizer" in changes
+    for w in r.ways_out:
+        assert w.saves_bytes > 0
+        if "already" not in w.change:
+            assert w.peak_bytes == r.smallest.peak_bytes - w.saves_bytes
+            assert w.fits == (w.peak_bytes <= r.usable_bytes)
+    seq = next(w for w in r.ways_out if w.change.startswith("max_seq_length"))
+    assert seq.fits and r.ways_out[0] == seq  # a shorter max_seq_length is the way out here, listed first
+    # far too small: no single lever is enough, and the message says what all of them together would need
+    tiny = plan(SHAPE, _req(budget_bytes=3 * GIB, max_seq_length=4096))
+    assert not any(w.fits for w in tiny.ways_out)
+    assert any(w.change.startswith("all of these together") for w in tiny.ways_out)
+
+
+def test_plan_is_fast():
+    t = time.perf_counter()
+    r = plan(SHAPE, _req(max_seq_length=2048, effective_batch=64, lengths=Lengths(2048, 1500, 400)))
+    assert time.perf_counter() - t < 1.0
+    assert r.n_candidates > 500
+
+
+def test_plan_config_for_train_plan_auto():
+    cfg = config.Config()
+    cfg.data.max_seq_length = 2048
+    cfg.train.micro_batch_size, cfg.train.grad_accum = 4, 4
+    out = plan_config(cfg, SHAPE, 16 * GIB, length_stats=Lengths(2048, 1200, 500), gpu=GPU)
+    assert out.train.micro_batch_size * out.train.grad_accum == 16
+    assert out.data.packing == cfg.data.packing and out.data.max_seq_length == 2048
+    assert cfg.train.micro_batch_size == 4  # the input is not changed
+    from qlorafit.plan import setup_from_config
+    assert estimate(SHAPE, setup_from_config(out)).peak_bytes <= 16 * GIB * 0.95
+    with pytest.raises(UserError, match="smallest budget"):
+        plan_config(cfg, SHAPE, 4 * GIB)
+
+
+def test_yaml_loads_and_matches_the_plan(tmp_path, capsys):
+    out = tmp_path / "sub" / "plan.yaml"
+    rc = main(["plan", "llama-3.1-8b", "--gpu", "rtx4090", "--max-seq-length", "2048", "--batch-size", "32",
+               "--lengths", "2048,1500,600", "--rank", "32", "--targets", "all-linear", "--out", str(out), "--json"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    cfg = config.load(str(out))
+    ch = res["chosen"]
+    assert (cfg.train.micro_batch_size, cfg.train.grad_accum) == (ch["micro_batch_size"], ch["grad_accum"])
+    assert cfg.train.grad_checkpointing == ch["setup"]["grad_checkpointing"]
+    assert cfg.train.optimizer == ch["setup"]["optimizer"] and cfg.train.loss_impl == ch["setup"]["loss_impl"]
+    assert cfg.data.packing == ch["setup"]["packing"] and cfg.model.offload_embedding == ch["setup"]["offload_embedding"]
+    assert cfg.lora.r == 32 and cfg.lora.targets == ["all-linear"] and cfg.data.max_seq_length == 2048
+    assert cfg.model.name_or_path == "llama-3.1-8b"
+    assert not list(out.parent.glob(".*.tmp"))  # written atomically, nothing left behind
+
+
+def test_text_output_explains_the_choice(capsys):
+    assert main(["plan", "llama-3.1-8b", "--gpu", "rtx4090", "--max-seq-length", "4096", "--lengths", "4096,900,300"]) == 0
+    text = capsys.readouterr().out
+    assert "sized for the longest sample (4096 tokens" in text
+    for word in ("micro_batch_size", "grad_checkpointing", "optimizer", "loss_impl", "runner-ups", "tokens/s"):
+        assert word in text
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--gpu", "rtx9999"], "unknown GPU"),
+    (["--budget", "lots"], "cannot read"),
+    (["--gpu", "t4", "--lengths", "10,20"], "--lengths"),
+    (["--gpu", "t4", "--margin", "0.9"], "--margin"),
+    (["--gpu", "t4", "--losses", "turbo"], "--losses"),
+    (["--gpu", "t4", "--rank", "0"], "--rank"),
+])
+def test_cli_errors_are_one_clear_line(argv, needle, capsys):
+    assert main(["plan", "llama-3.1-8b", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("qlorafit plan: error:") and needle in err
+    assert "\n" not in err and "Traceback" not in err
+
+
+def test_nothing_fits_cli(capsys):
+    assert main(["plan", "llama-3.1-70b", "--gpu", "rtx4090", "--max-seq-length", "2048"]) == 2
+    err = capsys.readouterr().err
+    assert "nothing fits" in err and "smallest budget that fits" in err and "saves" in err
+
+
+def test_no_budget_without_gpu_says_what_to_do(capsys, monkeypatch):
+    import qlorafit.commands.plan as cmd
+    monkeypatch.setattr(cmd, "_detect_cuda", lambda: (_ for _ in ()).throw(UserError("no CUDA GPU detected: give --gpu")))
+    assert main(["plan", "llama-3.1-8b"]) == 2
+    assert "--gpu" in capsys.readouterr().err
+
+
+def test_device_names_map_to_the_catalogue():
+    from qlorafit.commands.plan import gpu_from_device_name
+    assert gpu_from_device_name("NVIDIA GeForce RTX 4090", 24 * GIB).name == "rtx4090"
+    assert gpu_from_device_name("NVIDIA A100-SXM4-80GB", 80 * GIB).name == "a100-80gb"
+    assert gpu_from_device_name("NVIDIA A100-PCIE-40GB", 40 * GIB).name == "a100-40gb"
+    assert gpu_from_device_name("NVIDIA H100 80GB HBM3", 80 * GIB).name == "h100"
+    assert gpu_from_device_name("Tesla T4", 15 * GIB).name == "t4"
+    assert gpu_from_device_name("Some Card", 8 * GIB) is None
+
+
+# --- the throughput model ---------------------------------------------------------------------------------------
+
+def test_throughput_follows_the_known_trade_offs():
+    s = Setup(seq_len=1024)
+    tps = lambda **kw: predict(SHAPE, replace(s, **kw), GPU, grad_accum=16 // kw.get("batch_size", 1)).tokens_per_s
+    # larger micro-batches amortize dequantization and launches
+    assert tps(batch_size=1) < tps(batch_size=2) < tps(batch_size=8)
+    # recompute costs roughly a forward: 20-40% slower than no checkpointing; offload a little more
+    assert 0.6 < tps(grad_checkpointing="on") / tps(grad_checkpointing="off") < 0.8
+    assert tps(grad_checkpointing="offload") <= tps(grad_checkpointing="on")
+    assert tps(loss_impl="fused") >= tps(loss_impl="chunked")
+    # a faster card is faster
+    assert predict(SHAPE, s, get_gpu("h100"), 16).tokens_per_s > 3 * predict(SHAPE, s, get_gpu("t4"), 16).tokens_per_s
+
+
+def test_calibration_file_overrides_and_rejects_unknown_keys(tmp_path):
+    p = tmp_path / "cal.json"
+    p.write_text(json.dumps({"default": {"matmul_efficiency": 0.5}, "gpus": {"h100": {"bandwidth_efficiency": 0.8}}}))
+    c = load_calibration("h100", p)
+    assert (c.matmul_efficiency, c.bandwidth_efficiency, c.source) == (0.5, 0.8, str(p))
+    assert load_calibration("rtx4090", p).bandwidth_efficiency == 0.7
+    s = Setup()
+    assert predict(SHAPE, s, GPU, 8, cal=load_calibration("rtx4090", p)).tokens_per_s > predict(SHAPE, s, GPU, 8).tokens_per_s
+    p.write_text(json.dumps({"default": {"matmul_eff": 0.5}}))
+    with pytest.raises(UserError, match="matmul_eff"):
+        load_calibration(None, p)
+    p.write_text("{oops")
+    with pytest.raises(UserError, match="malformed JSON at line 1"):
+        load_calibration(None, p)

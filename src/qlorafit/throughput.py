@@ -8,7 +8,7 @@ step does:
   dequant      every 4-bit linear is dequantized to bf16 in forward, again in recompute and again in backward: a
                per-micro-batch cost spread over batch x seq tokens, which is why larger micro-batches are faster
   elementwise  norms, RoPE, SiLU, residual adds, LoRA dropout: bytes moved per token, bandwidth-bound
-  loss         standard / chunked (recomputes the logits) / fused (liger: gradient computed in forward)
+  loss         standard (full fp32 logits) / chunked (qlorafit's: gradient in forward, per chunk) / fused (liger)
   offload      layer inputs to host RAM and back over PCIe (checkpointing=offload), the embedding lookup in host RAM
   launches     a fixed cost per kernel: what makes tiny micro-batches slow
   optimizer    once per optimizer step, over the LoRA parameters only
@@ -165,9 +165,9 @@ def micro_batch_seconds(shape: ModelShape, s: Setup, gpu: GPU, cal: Calibration,
     head_fwd = _roofline(2 * n * p_head, p_head * a, flop_s, byte_s)
     if s.loss_impl == "standard":    # bf16 logits, fp32 copy, log_softmax; backward through all of them
         loss = 2 * head_fwd + n * v * 32 / byte_s
-    elif s.loss_impl == "chunked":   # the same per chunk, logits recomputed in backward; many small kernels
+    elif s.loss_impl == "chunked":   # per chunk: logits, fp32 copy, softmax - onehot, grad_h, all in forward
         chunks = -(-n // loss_chunk_tokens(v, int(n)))
-        loss = 3 * head_fwd + n * v * 34 / byte_s + chunks * 12 * cal.kernel_overhead_s
+        loss = 2 * head_fwd + n * v * 24 / byte_s + chunks * 12 * cal.kernel_overhead_s
     else:                            # liger: logits, softmax and its gradient in place, in forward
         chunks = -(-n // loss_chunk_tokens(v, int(n)))
         loss = 2 * head_fwd + n * v * 10 / byte_s + chunks * 8 * cal.kernel_overhead_s

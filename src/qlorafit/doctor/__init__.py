@@ -1,0 +1,58 @@
+"""qlorafit doctor: explain a CUDA OOM from its error text, a training script (static analysis, never run), a config
+or a run directory, and prescribe ranked fixes with the GiB each saves, computed by the estimator. Plain Python.
+
+    from qlorafit.doctor import Inputs, diagnose
+    d = diagnose(Inputs(error_text=open("err.txt").read(), model="llama-3.1-8b"))
+    d.primary.id, [f.title for f in d.fixes]
+
+Modules: parse (message forms, phase), script (ast extraction), antipatterns (script checks), settings (-> Setup),
+rundir (run directory), case (everything resolved once), rules (causes), fixes (sized fixes, corrected config),
+report (text and JSON).
+"""
+
+from dataclasses import dataclass, field
+
+from qlorafit.doctor.case import Case, Inputs, build_case
+from qlorafit.doctor.fixes import Fix, config_yaml, corrected_setup, ranked, script_patch
+from qlorafit.doctor.rules import Cause, diagnose_causes
+from qlorafit.estimate import Setup
+
+
+@dataclass
+class Diagnosis:
+    case: Case
+    causes: list = field(default_factory=list)
+    fixes: list = field(default_factory=list)
+    corrected: Setup | None = None
+    applied: list = field(default_factory=list)
+    patch: list = field(default_factory=list)
+    """'- old / + new' lines for a script (or a foreign trainer config)."""
+    yaml: str = ""
+    """The corrected qlorafit YAML, when the input was a qlorafit config or run."""
+
+    @property
+    def primary(self) -> Cause | None:
+        return self.causes[0] if self.causes else None
+
+
+def diagnose(inputs: Inputs) -> Diagnosis:
+    """Parse, estimate, match the rules, size and rank the fixes, and write the corrected configuration."""
+    c = build_case(inputs)
+    causes = diagnose_causes(c)
+    d = Diagnosis(case=c, causes=causes)
+    d.fixes = ranked(c, d.primary)
+    force = bool(d.primary and d.primary.fix_ids and c.has_oom)
+    d.corrected, d.applied = corrected_setup(c, d.fixes, force)
+    if inputs.config is not None:
+        if d.corrected is not None and d.applied:
+            d.yaml = config_yaml(c, d.corrected)
+    else:
+        if d.corrected is not None and d.applied:
+            d.patch = script_patch(c, d.corrected)
+        for f in c.findings:  # the script's own mistakes are part of the corrected settings
+            if f.breaks_run or (d.primary and f.id == d.primary.id):
+                d.patch += [p for p in f.patch if p not in d.patch]
+    return d
+
+
+__all__ = ["Inputs", "Diagnosis", "diagnose", "Cause", "Fix"]

@@ -1,0 +1,177 @@
+"""Everything the doctor knows about one failure, gathered once from the inputs: the parsed error, the model shape,
+the user's Setup, the GPU budget, the estimate, the script findings and the run directory's record. Rules and fixes
+read a Case; none of them re-parses anything."""
+
+import re
+from dataclasses import dataclass, field
+
+from qlorafit import catalog
+from qlorafit.doctor.antipatterns import Context, Finding, check_script
+from qlorafit.doctor.parse import OomText, parse
+from qlorafit.doctor.rundir import RunInfo
+from qlorafit.doctor.script import ScriptInfo
+from qlorafit.doctor.settings import normalize, setup_from_config, setup_from_settings
+from qlorafit.errors import UserError
+from qlorafit.estimate import Estimate, Setup, estimate
+from qlorafit.shapes import ModelShape
+from qlorafit.sizes import GIB, fmt_gib
+
+GPU_MATCH_TOLERANCE = 0.04
+"""A parsed total capacity names a catalogue GPU when within 4% of its memory (drivers reserve a little)."""
+
+
+@dataclass
+class Inputs:
+    """What the user gave. Any combination; all optional."""
+
+    error_text: str = ""
+    script: ScriptInfo | None = None
+    config: object | None = None
+    """A qlorafit Config (from --config or the run directory's config.yaml)."""
+    settings: dict = field(default_factory=dict)
+    """HF-named settings from elsewhere (another trainer's YAML, a corpus fixture); the script's win over these."""
+    run: RunInfo | None = None
+    model: str | None = None
+    gpu: str | None = None
+
+
+@dataclass
+class Case:
+    inputs: Inputs
+    oom: OomText
+    shape: ModelShape | None = None
+    setup: Setup | None = None
+    settings: dict = field(default_factory=dict)
+    assumptions: list = field(default_factory=list)
+    gpu: catalog.GPU | None = None
+    budget_bytes: int | None = None
+    budget_name: str = ""
+    est: Estimate | None = None
+    findings: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    """What is missing, said plainly: what to paste or pass for a better answer."""
+
+    @property
+    def has_oom(self) -> bool:
+        return self.oom.kind is not None or bool(self.inputs.run and self.inputs.run.oom_events)
+
+    @property
+    def over_budget(self) -> bool:
+        return bool(self.est and self.budget_bytes and self.est.peak_bytes > self.budget_bytes)
+
+    def estimate_with(self, setup: Setup) -> Estimate:
+        return estimate(self.shape, setup)
+
+
+def _match_gpu(total_bytes: int) -> catalog.GPU | None:
+    best = None
+    for name in catalog.gpu_names():
+        g = catalog.get_gpu(name)
+        err = abs(g.memory_bytes - total_bytes) / g.memory_bytes
+        if err <= GPU_MATCH_TOLERANCE and (best is None or err < best[0]):
+            best = (err, g)
+    return best[1] if best else None
+
+
+def _budget(c: Case) -> None:
+    if c.inputs.gpu:
+        c.gpu = catalog.get_gpu(c.inputs.gpu)
+        c.budget_bytes, c.budget_name = c.gpu.memory_bytes, c.gpu.name
+        return
+    total = c.oom.total_bytes or c.oom.log_settings.get("gpu_total_bytes")
+    if total:
+        c.gpu = _match_gpu(total)
+        c.budget_bytes = total
+        c.budget_name = (f"{c.gpu.name} (matched from the {fmt_gib(total)} total capacity in the error)" if c.gpu
+                         else f"{fmt_gib(total)} (the total capacity in the error)")
+        return
+    c.notes.append("no GPU known: pass --gpu NAME (or paste the full OOM message, which gives the total capacity)")
+
+
+def _model(c: Case) -> None:
+    i = c.inputs
+    if i.model:
+        c.shape = catalog.resolve_model(i.model)  # named explicitly: a bad name is the user's error to see
+        return
+    cands = [("the script", c.settings.get("model"))]
+    if i.config is not None:
+        cands.insert(0, ("the config", i.config.model.name_or_path))
+    for where, name in cands:
+        if not name:
+            continue
+        try:
+            c.shape = catalog.resolve_model(str(name))
+            return
+        except UserError:
+            loose = _catalogue_variant(str(name))
+            if loose:
+                c.shape = catalog.resolve_model(loose)
+                c.notes.append(f"model '{name}' (from {where}) sized as catalogue '{loose}': same architecture")
+                return
+            c.notes.append(f"model '{name}' (from {where}) is not in the catalogue or the local HF cache: the estimate "
+                           f"needs --model (a catalogue name like llama-3.1-8b, or a directory with its config.json)")
+            return
+    c.notes.append("no model known: pass --model NAME, or --script with the from_pretrained call, for an estimate")
+
+
+_VARIANT = re.compile(r"(-instruct|-chat|-it|-hf|-bnb-4bit|-unsloth|-4bit|-base)+$")
+
+
+def _catalogue_variant(name: str) -> str | None:
+    """'meta-llama/Llama-3.1-8B-Instruct' or 'unsloth/llama-3-8b-bnb-4bit' -> 'llama-3.1-8b' / 'llama-3-8b': an
+    instruct, chat or pre-quantized release has the shape of its base model."""
+    leaf = _VARIANT.sub("", name.strip().rsplit("/", 1)[-1].lower())
+    leaf = leaf.replace("meta-llama-", "llama-")
+    for cname, m in catalog._load("models.json")["models"].items():  # the catalogue's own table (name -> hf_id)
+        hf_leaf = _VARIANT.sub("", m["hf_id"].rsplit("/", 1)[-1].lower()).replace("meta-llama-", "llama-")
+        if leaf in (cname, hf_leaf):
+            return cname
+    return None
+
+
+def _setup(c: Case) -> None:
+    i = c.inputs
+    if i.config is not None:
+        c.setup = setup_from_config(i.config, c.gpu.bf16 if c.gpu else None)
+        return
+    merged = dict(normalize(i.settings))
+    if i.script is not None:
+        merged.update(normalize(i.script.settings))
+    for key in ("per_device_train_batch_size", "gradient_accumulation_steps"):  # what the trainer printed it ran with
+        if key in c.oom.log_settings:
+            merged[key] = c.oom.log_settings[key]
+    c.settings = merged
+    if merged or c.shape is not None:
+        c.setup, c.assumptions = setup_from_settings(merged)
+        if not (i.script or i.settings):
+            c.notes.append("no script or config given: the estimate uses transformers' defaults (listed under "
+                           "assumptions); pass --script train.py for your actual settings")
+
+
+def build_case(inputs: Inputs) -> Case:
+    """Parse, resolve and estimate once."""
+    c = Case(inputs=inputs, oom=parse(inputs.error_text or ""))
+    if inputs.script is not None:
+        c.settings = dict(inputs.script.settings)
+    else:
+        c.settings = normalize(inputs.settings)
+    _budget(c)
+    _model(c)
+    _setup(c)
+    if c.shape is not None and c.setup is not None:
+        c.est = estimate(c.shape, c.setup)
+    if inputs.script is not None:
+        ctx = Context(gpu_name=c.gpu.name if c.gpu else "", gpu_bf16=c.gpu.bf16 if c.gpu else None,
+                      distributed=c.oom.distributed)
+        c.findings = check_script(inputs.script, ctx)
+    if not inputs.error_text and inputs.run is None and inputs.script is None and inputs.config is None \
+            and not inputs.settings:
+        c.notes.append("nothing to examine: paste the error (stdin or --error FILE), or give --script, --config or --run")
+    return c
+
+
+def gib(n: int | None) -> str:
+    return "?" if n is None else fmt_gib(n)
+
+
+__all__ = ["Inputs", "Case", "build_case", "Finding", "GIB", "gib"]

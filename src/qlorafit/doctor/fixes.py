@@ -1,0 +1,198 @@
+"""Fixes sized by the estimator: each is a change to the Setup, re-estimated to get the GiB it saves.
+
+Ranked by saving per cost: `weight` says how much a fix costs (speed or quality); the score is GiB saved / weight.
+The primary cause's own fixes come first, then the others. The corrected configuration applies the ranked fixes one
+by one until the estimate fits the budget (or only the first, when no budget is known), then renders them as a patch
+of the script's arguments or a qlorafit YAML.
+"""
+
+import copy
+from dataclasses import dataclass, field, replace
+
+from qlorafit.doctor.case import Case
+from qlorafit.doctor.rules import Cause
+from qlorafit.estimate import Setup
+from qlorafit.shapes import ATTN_LINEARS, MLP_LINEARS
+
+HEADROOM = 0.95
+"""A corrected setup should leave 5% of the card free: the estimator's error and other tenants of the GPU."""
+
+
+@dataclass(frozen=True)
+class FixSpec:
+    id: str
+    title: str
+    cost: str
+    weight: float
+    applies: object
+    change: object
+
+
+def _loss_change(s: Setup) -> dict:
+    return {"loss_impl": "fused" if s.stack == "hf" else "chunked"}
+
+
+SPECS = (
+    FixSpec("quantize", "load the base weights in 4-bit NF4 (BitsAndBytesConfig)", "quality: slight", 1.0,
+            lambda s: s.quant in ("none", "int8"), lambda s: {"quant": "nf4", "double_quant": True}),
+    FixSpec("loss", "compute the loss without full fp32 logits (liger fused / qlorafit chunked)", "none", 0.3,
+            lambda s: s.loss_impl == "standard", _loss_change),
+    FixSpec("sdpa", "use sdpa attention instead of eager", "none", 0.3,
+            lambda s: s.attn_impl == "eager", lambda s: {"attn_impl": "sdpa"}),
+    FixSpec("checkpointing", "turn gradient checkpointing on", "speed: ~30% slower", 2.0,
+            lambda s: s.grad_checkpointing == "off", lambda s: {"grad_checkpointing": "on"}),
+    FixSpec("batch", "halve the micro-batch, double gradient accumulation (same effective batch)",
+            "speed: fewer tokens per pass", 1.5, lambda s: s.batch_size > 1, lambda s: {"batch_size": s.batch_size // 2}),
+    FixSpec("seq", "halve the maximum sequence length", "quality: longer samples truncated", 4.0,
+            lambda s: s.seq_len > 256, lambda s: {"seq_len": s.seq_len // 2}),
+    FixSpec("optim8", "use an 8-bit paged AdamW", "quality: negligible", 1.0,
+            lambda s: s.optimizer in ("adamw", "paged_adamw_32bit"), lambda s: {"optimizer": "paged_adamw_8bit"}),
+    FixSpec("dropout0", "set LoRA dropout to 0", "quality: less regularization", 1.0,
+            lambda s: s.lora_dropout > 0, lambda s: {"lora_dropout": 0.0}),
+    FixSpec("targets", "put adapters on the attention projections only", "quality: fewer adapted weights", 3.0,
+            lambda s: "all-linear" in s.lora_targets or any(t in MLP_LINEARS for t in s.lora_targets),
+            lambda s: {"lora_targets": ATTN_LINEARS}),
+    FixSpec("rank", "halve the LoRA rank", "quality: smaller adapter", 2.5,
+            lambda s: s.lora_r > 16, lambda s: {"lora_r": s.lora_r // 2}),
+    FixSpec("double_quant", "quantize the quantization constants too (double quant)", "none", 0.3,
+            lambda s: s.quant in ("nf4", "fp4") and not s.double_quant, lambda s: {"double_quant": True}),
+    FixSpec("offload_ckpt", "keep checkpointed layer inputs in host RAM", "speed: PCIe copies", 3.0,
+            lambda s: s.stack == "qlorafit" and s.grad_checkpointing == "on", lambda s: {"grad_checkpointing": "offload"}),
+    FixSpec("offload_embedding", "keep the input embedding in host RAM", "speed: small", 1.5,
+            lambda s: s.stack == "qlorafit" and not s.offload_embedding, lambda s: {"offload_embedding": True}),
+)
+
+
+@dataclass
+class Fix:
+    id: str
+    title: str
+    cost: str
+    saves_bytes: int | None = None
+    basis: str = ""
+    peak_after: int | None = None
+    fits_after: bool | None = None
+    changes: dict = field(default_factory=dict)
+    patch: list = field(default_factory=list)
+    score: float = 0.0
+
+
+def estimator_fixes(c: Case) -> list[Fix]:
+    """Every applicable fix, re-estimated alone against the user's setup."""
+    if c.est is None:
+        return []
+    out = []
+    for spec in SPECS:
+        if not spec.applies(c.setup):
+            continue
+        chg = spec.change(c.setup)
+        after = c.estimate_with(replace(c.setup, **chg))
+        saved = c.est.peak_bytes - after.peak_bytes
+        if saved <= 0:
+            continue
+        out.append(Fix(spec.id, spec.title, spec.cost, saved, "estimator", after.peak_bytes,
+                       after.peak_bytes <= c.budget_bytes if c.budget_bytes else None, chg,
+                       score=saved / 2**30 / spec.weight))
+    return out
+
+
+def ranked(c: Case, primary: Cause | None) -> list[Fix]:
+    """The primary cause's actions, then its estimator fixes by score, then every other fix by score."""
+    fixes = estimator_fixes(c)
+    own = set(primary.fix_ids) if primary else set()
+    fixes.sort(key=lambda f: (f.id not in own, -f.score))
+    head = [Fix(f"action:{i}", a.title, a.cost, a.saves_bytes, a.basis, patch=list(a.patch))
+            for i, a in enumerate(primary.actions)] if primary else []
+    return head + fixes
+
+
+def corrected_setup(c: Case, fixes: list[Fix], force_one: bool) -> tuple[Setup | None, list[Fix]]:
+    """Apply estimator fixes in ranked order until the estimate fits the budget with headroom.
+
+    With no budget, or when the estimate already fits but the run did fail (`force_one`), only the first applies.
+    Halving fixes (batch, length) may apply again in a later round.
+    """
+    if c.est is None:
+        return None, []
+    s, used = c.setup, []
+    target = int(c.budget_bytes * HEADROOM) if c.budget_bytes else None
+    for _ in range(3):
+        for f in fixes:
+            spec = next((sp for sp in SPECS if sp.id == f.id), None)
+            fits = target is not None and c.estimate_with(s).peak_bytes <= target
+            if spec is None or (fits and not (force_one and not used)) or (target is None and used):
+                continue
+            if spec.applies(s):
+                s = replace(s, **spec.change(s))
+                used.append(f)
+    return s, used
+
+
+# --- rendering the corrected setup --------------------------------------------------------------------------------
+
+def _args_name(c: Case) -> str:
+    sc = c.inputs.script
+    if sc is not None:
+        for name in ("SFTConfig", "TrainingArguments", "Seq2SeqTrainingArguments"):
+            if sc.first(name):
+                return name
+    return "TrainingArguments"
+
+
+def script_patch(c: Case, new: Setup) -> list[str]:
+    """'- old / + new' lines for the script's arguments that the corrected setup changes."""
+    old, s, args = c.setup, c.settings, _args_name(c)
+
+    def was(key, shown=None):
+        return f"{key}={s[key]!r}" if key in s else f"{key} not set (default {shown})"
+
+    lines: list[str] = []
+    if new.quant != old.quant:
+        lines += [f"- from_pretrained: {was('load_in_4bit', 'no quantization') if old.quant == 'none' else 'load_in_8bit=True'}",
+                  '+ from_pretrained(quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='
+                  '"nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16))']
+    elif new.double_quant != old.double_quant:
+        lines += ["- BitsAndBytesConfig(bnb_4bit_use_double_quant=False)", "+ BitsAndBytesConfig(bnb_4bit_use_double_quant=True)"]
+    if new.loss_impl != old.loss_impl:
+        lines += [f"- {args}: use_liger_kernel not set", f"+ {args}(use_liger_kernel=True)  # pip install liger-kernel"]
+    if new.attn_impl != old.attn_impl:
+        lines += [f"- from_pretrained(attn_implementation={old.attn_impl!r})", f"+ from_pretrained(attn_implementation={new.attn_impl!r})"]
+    if new.grad_checkpointing != old.grad_checkpointing:
+        lines += [f"- {args}({was('gradient_checkpointing', False)})", f"+ {args}(gradient_checkpointing=True)"]
+    if new.batch_size != old.batch_size:
+        ga = int(s.get("gradient_accumulation_steps") or 1)
+        ga_new = ga * old.batch_size // new.batch_size
+        lines += [f"- {args}(per_device_train_batch_size={old.batch_size}, gradient_accumulation_steps={ga})",
+                  f"+ {args}(per_device_train_batch_size={new.batch_size}, gradient_accumulation_steps={ga_new})"]
+    if new.seq_len != old.seq_len:
+        lines += [f"- max length {old.seq_len}", f"+ SFTConfig(max_length={new.seq_len})"]
+    if new.optimizer != old.optimizer:
+        lines += [f"- {args}({was('optim', 'adamw_torch')})", f'+ {args}(optim="{new.optimizer}")']
+    if new.lora_dropout != old.lora_dropout:
+        lines += [f"- LoraConfig(lora_dropout={old.lora_dropout})", "+ LoraConfig(lora_dropout=0.0)"]
+    if new.lora_targets != old.lora_targets:
+        lines += [f"- LoraConfig(target_modules={list(old.lora_targets)})", f"+ LoraConfig(target_modules={list(new.lora_targets)})"]
+    if new.lora_r != old.lora_r:
+        lines += [f"- LoraConfig(r={old.lora_r})", f"+ LoraConfig(r={new.lora_r})"]
+    return lines
+
+
+def config_yaml(c: Case, new: Setup) -> str:
+    """The qlorafit YAML of the corrected setup (from the user's config, or a fresh one with the same settings)."""
+    from qlorafit import config as qconfig
+
+    cfg = copy.deepcopy(c.inputs.config) if c.inputs.config is not None else qconfig.Config()
+    if c.inputs.config is None and c.settings.get("model"):
+        cfg.model.name_or_path = str(c.settings["model"])
+    cfg.model.quant, cfg.model.double_quant = new.quant, new.double_quant
+    cfg.model.attn_impl = new.attn_impl
+    cfg.model.offload_embedding = new.offload_embedding
+    cfg.lora.r, cfg.lora.targets, cfg.lora.dropout = new.lora_r, list(new.lora_targets), new.lora_dropout
+    if new.batch_size != c.setup.batch_size:
+        cfg.train.grad_accum = cfg.train.grad_accum * c.setup.batch_size // new.batch_size
+    cfg.train.micro_batch_size = new.batch_size
+    cfg.data.max_seq_length, cfg.data.packing = new.seq_len, new.packing
+    cfg.train.grad_checkpointing = new.grad_checkpointing
+    cfg.train.optimizer = new.optimizer
+    cfg.train.loss_impl = "chunked" if new.loss_impl == "standard" and c.inputs.config is None else new.loss_impl
+    return qconfig.to_yaml(cfg, header="corrected by qlorafit doctor")

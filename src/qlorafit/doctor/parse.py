@@ -1,0 +1,269 @@
+"""Reading an OOM out of pasted text: which message form it is, its numbers, the phase and step it happened in.
+
+Plain Python over regular expressions. Every number kept here was printed by PyTorch, the CUDA libraries, the trainer
+or the allocator: nothing is inferred. Sizes are integer bytes.
+
+Forms understood (one predicate, `oom_kind`, names them):
+  cuda      'CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 16.00 GiB total capacity; 14.00 GiB already
+            allocated; 1.50 GiB free; 14.50 GiB reserved in total [by PyTorch])'            (torch < 2.1)
+            'CUDA out of memory. Tried to allocate 150.00 MiB. GPU 0 has a total capacity of 3.80 GiB of which
+            130.31 MiB is free. Including non-PyTorch memory, this process has 3.66 GiB memory in use. Of the
+            allocated memory 3.52 GiB is allocated by PyTorch, and 53.87 MiB is reserved by PyTorch but
+            unallocated.'  ('Process 2116 has 10.95 GiB memory in use' where the PID is not ours)  (torch >= 2.1)
+            torch.OutOfMemoryError / torch.cuda.OutOfMemoryError / 'CUDA error: out of memory' without numbers
+  cublas    CUBLAS_STATUS_ALLOC_FAILED (cuBLAS could not get its workspace: the card was full)
+  cudnn     CUDNN_STATUS_ALLOC_FAILED, or CUDNN_STATUS_NOT_SUPPORTED (cuDNN's answer when no workspace fits)
+  bnb       bitsandbytes allocation failures (cudaMalloc / cudaMallocManaged failed, an OOM inside bitsandbytes)
+  cpu       'DefaultCPUAllocator: can't allocate memory: you tried to allocate N bytes' (or 'not enough memory')
+"""
+
+import re
+from dataclasses import dataclass, field
+
+_UNIT = {"b": 1, "bytes": 1, "kib": 1024, "kb": 1000, "mib": 1024**2, "mb": 1000**2, "gib": 1024**3, "gb": 1000**3,
+         "tib": 1024**4}
+_SIZE = r"(\d+(?:\.\d+)?\s*(?:[KMGT]iB|[KMG]B|bytes|B))"
+
+
+def size_bytes(text: str) -> int:
+    """'150.00 MiB' -> 157286400; '0 bytes' -> 0. PyTorch's sizes are binary (MiB, GiB)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*", text)
+    if not m or m.group(2).lower() not in _UNIT:
+        raise ValueError(f"not a size: {text!r}")
+    return int(round(float(m.group(1)) * _UNIT[m.group(2).lower()]))
+
+
+@dataclass
+class OomText:
+    """What one pasted error says. None means the text did not say it."""
+
+    kind: str | None = None
+    """cuda, cublas, cudnn, bnb, cpu; None when the text holds no out-of-memory error."""
+    form: str | None = None
+    """old (torch < 2.1, '(GPU 0; ... total capacity; ...)'), current ('GPU 0 has a total capacity of'), bare."""
+    gpu_index: int | None = None
+    requested_bytes: int | None = None
+    total_bytes: int | None = None
+    free_bytes: int | None = None
+    process_bytes: int | None = None
+    """'this process has X memory in use' (PyTorch + CUDA context + other libraries of this process)."""
+    other_processes: dict = field(default_factory=dict)
+    """'Process N has X memory in use': pid -> bytes. PyTorch prints this when N is not its own PID, which in a
+    container can still be this process (the PID namespaces differ)."""
+    allocated_bytes: int | None = None
+    """Held by live tensors ('already allocated', 'is allocated by PyTorch')."""
+    reserved_bytes: int | None = None
+    """Held by PyTorch's caching allocator in all ('reserved in total', or allocated + reserved-but-unallocated)."""
+    unallocated_reserved_bytes: int | None = None
+    """Reserved by PyTorch but not in use by any tensor: the free fragments of the cache."""
+    cudnn_not_supported: bool = False
+    in_bitsandbytes: bool = False
+    phase: str | None = None
+    """load, first_step, mid_training, evaluation, save (save or merge); None when no frame or marker says."""
+    phase_evidence: str = ""
+    step: int | None = None
+    total_steps: int | None = None
+    elapsed_s: int | None = None
+    fp16_signs: list = field(default_factory=list)
+    """Lines saying fp16 overflowed (NaN/inf loss, unscale errors, loss-scale overflow): not a memory problem."""
+    log_settings: dict = field(default_factory=dict)
+    """Settings the trainer's own log printed: per_device_train_batch_size, gradient_accumulation_steps, gpu_name,
+    gpu_total_bytes, trainable_params, world_size."""
+    cache_bytes: int | None = None
+    """axolotl's 'GPU memory usage while training: A GB (+C GB cache, ...)': C is reserved-but-unallocated."""
+    distributed: bool = False
+
+
+def _size(pattern: str, text: str) -> int | None:
+    m = re.search(pattern, text, re.I | re.S)
+    return size_bytes(m.group(1)) if m else None
+
+
+def oom_kind(text: str) -> str | None:
+    """The one predicate for the OOM message forms: which kind of out-of-memory error `text` holds, or None."""
+    if re.search(r"DefaultCPUAllocator|can't allocate memory: you tried to allocate|not enough memory: you tried "
+                 r"to allocate|\bMemoryError\b|Killed\s*$|exitcode\s*:\s*-9|signal 9|SIGKILL", text, re.I | re.M):
+        if not re.search(r"CUDA out of memory|OutOfMemoryError", text):
+            return "cpu"
+    if re.search(r"CUBLAS_STATUS_ALLOC_FAILED", text):
+        return "cublas"
+    if re.search(r"CUDNN_STATUS_ALLOC_FAILED|CUDNN_STATUS_NOT_SUPPORTED", text):
+        return "cudnn"
+    if re.search(r"cudaMalloc(?:Managed|Host)? failed|bitsandbytes[^\n]*(?:out of memory|alloc)", text, re.I):
+        return "bnb"
+    if re.search(r"CUDA out of memory|OutOfMemoryError|CUDA error: out of memory|CUDA_ERROR_OUT_OF_MEMORY", text):
+        return "bnb" if re.search(r"bitsandbytes[/\\]", text) and not re.search(r"total capacity", text) else "cuda"
+    return None
+
+
+def parse_cuda_numbers(text: str, out: OomText) -> None:
+    """Fill the numbers of a CUDA OOM message, in whichever form it is written."""
+    out.requested_bytes = _size(r"Tried to allocate " + _SIZE, text)
+    m = re.search(r"\(GPU (\d+); " + _SIZE + r" total capacity", text)
+    if m:  # old form: everything in one parenthesis
+        out.form = "old"
+        out.gpu_index, out.total_bytes = int(m.group(1)), size_bytes(m.group(2))
+        out.allocated_bytes = _size(_SIZE + r" already allocated", text)
+        out.free_bytes = _size(_SIZE + r" free", text)
+        out.reserved_bytes = _size(_SIZE + r" reserved in total", text)
+        if out.reserved_bytes is not None and out.allocated_bytes is not None:
+            out.unallocated_reserved_bytes = max(0, out.reserved_bytes - out.allocated_bytes)
+        return
+    m = re.search(r"GPU (\d+) has a total capac\w* of " + _SIZE + r" of which " + _SIZE + r" is free", text)
+    if m:
+        out.form = "current"
+        out.gpu_index, out.total_bytes, out.free_bytes = int(m.group(1)), size_bytes(m.group(2)), size_bytes(m.group(3))
+        out.process_bytes = _size(r"this process has " + _SIZE + r" memory in use", text)
+        for pid, sz in re.findall(r"Process (\d+) has " + _SIZE + r" memory in use", text):
+            out.other_processes[int(pid)] = size_bytes(sz)
+        out.allocated_bytes = _size(r"Of the allocated memory " + _SIZE + r" is allocated by PyTorch", text)
+        out.unallocated_reserved_bytes = _size(_SIZE + r" is reserved by PyTorch but unallocated", text)
+        if out.allocated_bytes is not None and out.unallocated_reserved_bytes is not None:
+            out.reserved_bytes = out.allocated_bytes + out.unallocated_reserved_bytes
+        return
+    out.form = "bare"
+
+
+# --- phase and step -----------------------------------------------------------------------------------------------
+
+# Frame names (function names in 'File ..., line N, in NAME' or notebook 'in NAME(...)') that mark each phase.
+_PHASE_FRAMES = {
+    "save": r"save_pretrained|save_model|_save_checkpoint|_save\b|merge_and_unload|merge_adapter|_unload_and_optionally_"
+            r"merge|save_pretrained_merged|unsloth_save_model|push_to_hub_merged|export_model|merge_lora",
+    "evaluation": r"evaluate|evaluation_loop|prediction_loop|prediction_step|predict\b|_maybe_log_save_evaluate_eval|"
+                  r"nested_concat|eval_step|validation_step",
+    "load": r"from_pretrained|_load_state_dict|_load_pretrained_model|load_state_dict|load_checkpoint_and_dispatch|"
+            r"set_module_quantized_tensor_to_device|_load_state_dict_into_meta_model|load_checkpoint_in_model|"
+            r"create_quantized_param|load_model\b|dispatch_model",
+    "train": r"training_step|_inner_training_loop|backward|compute_loss|train\b|run_backward|optimizer_step|"
+             r"step\b|train_step|forward",
+}
+
+
+def frame_names(text: str) -> list[str]:
+    """Function names of the traceback frames, outermost first."""
+    names = []
+    for m in re.finditer(r"File \"[^\"]*\", line \d+, in ([\w<>.]+)", text):
+        names.append(m.group(1))
+    for m in re.finditer(r"File [^\n\"]*\.py:\d+, in ([\w.]+)\(", text):  # Jupyter/IPython frames
+        names.append(m.group(1))
+    for m in re.finditer(r"\.py in ([\w.]+)\(", text):  # older IPython frames
+        names.append(m.group(1))
+    return names
+
+
+def _phase_from_frames(names: list[str]) -> tuple[str | None, str]:
+    last: dict[str, int] = {}
+    for i, n in enumerate(names):
+        leaf = n.rsplit(".", 1)[-1]
+        for phase, pat in _PHASE_FRAMES.items():
+            if re.fullmatch(rf"(?:{pat})\w*", leaf) or re.fullmatch(rf"(?:{pat})", leaf):
+                last[phase] = i
+    if not last:
+        return None, ""
+    if "save" in last and last["save"] >= last.get("evaluation", -1):
+        return "save", names[last["save"]]
+    if "evaluation" in last:
+        return "evaluation", names[last["evaluation"]]
+    if "load" in last and last["load"] >= last.get("train", -1):
+        return "load", names[last["load"]]
+    if "train" in last:
+        return "train", names[last["train"]]
+    return None, ""
+
+
+def _hms(t: str) -> int:
+    parts = [int(p) for p in t.split(":")]
+    secs = 0
+    for p in parts:
+        secs = secs * 60 + p
+    return secs
+
+
+def parse_progress(text: str, out: OomText) -> None:
+    """The last step the log reached: tqdm bars ('1488/5798 [7:44:21<...'), 'step N', 'global_step N'."""
+    bars = re.findall(r"\|\s*(\d+)/(\d+)\s*\[(\d+(?::\d+){1,2})", text)
+    if bars:
+        step, total, elapsed = bars[-1]
+        out.step, out.total_steps, out.elapsed_s = int(step), int(total), _hms(elapsed)
+        return
+    steps = re.findall(r"(?:global_step|\bstep)[\s=:]+(\d+)", text, re.I)
+    if steps:
+        out.step = int(steps[-1])
+
+
+def parse_phase(text: str, out: OomText) -> None:
+    phase, frame = _phase_from_frames(frame_names(text))
+    if phase is None:
+        for marker, ph in ((r"Merging 4bit and LoRA|Saving model|merge_and_unload|save_pretrained", "save"),
+                           (r"\*\*\*\*\* Running Evaluation|Evaluating|evaluation_loop", "evaluation"),
+                           (r"Loading checkpoint shards", "load")):
+            if re.search(marker, text):
+                phase, frame = ph, f"log line '{marker.split('|')[0]}'"
+                break
+    if phase == "load" and re.search(r"Running training|training_step", text):
+        phase = "train"
+    if phase == "train" or (phase is None and out.step is not None):
+        logged = re.search(r"\{'loss': ", text) is not None
+        phase = "mid_training" if (out.step or 0) > 0 or logged else "first_step"
+        frame = frame or "progress marker"
+    out.phase, out.phase_evidence = phase, frame
+
+
+# --- fp16, trainer logs -------------------------------------------------------------------------------------------
+
+_FP16_SIGNS = (
+    r"Attempting to unscale FP16 gradients", r"'loss': nan", r"'grad_norm': nan", r"loss (?:is|=) ?nan",
+    r"loss (?:is|=) ?inf", r"Gradient overflow\.? +Skipping step", r"[Oo]verflow detected", r"reducing loss scale",
+    r"eval_loss'?: nan", r"found_inf", r"NaN or Inf found in input tensor",
+)
+
+
+def parse_fp16(text: str, out: OomText) -> None:
+    for pat in _FP16_SIGNS:
+        m = re.search(pat, text, re.I)
+        if m:
+            out.fp16_signs.append(m.group(0))
+
+
+def parse_trainer_logs(text: str, out: OomText) -> None:
+    """Settings printed by transformers' Trainer, Unsloth's banner, axolotl's memory log, torchrun's rank prefixes."""
+    s = out.log_settings
+    for pat, key in ((r"Instantaneous batch size per device = (\d+)", "per_device_train_batch_size"),
+                     (r"Batch size per device = (\d+)", "per_device_train_batch_size"),
+                     (r"Gradient [Aa]ccumulation steps = (\d+)", "gradient_accumulation_steps"),
+                     (r"(?:Number of trainable parameters|Trainable parameters) = ([\d,]+)", "trainable_params"),
+                     (r"Num GPUs(?: used)? = (\d+)", "world_size")):
+        m = re.search(pat, text)
+        if m:
+            s[key] = int(m.group(1).replace(",", ""))
+    m = re.search(r"GPU: (?:NVIDIA )?([^.\n]+?)\. (?:Num GPUs = \d+\. )?Max memory: ([\d.]+) GB", text)
+    if m:
+        s["gpu_name"] = m.group(1).strip()
+        s["gpu_total_bytes"] = int(float(m.group(2)) * 1024**3)  # Unsloth prints GiB and calls them GB
+    m = list(re.finditer(r"GPU memory usage while training: ([\d.]+)GB \(\+([\d.]+)GB cache", text))
+    if m:
+        out.allocated_bytes = out.allocated_bytes or int(float(m[-1].group(1)) * 1024**3)
+        out.cache_bytes = int(float(m[-1].group(2)) * 1024**3)  # axolotl prints GiB as 'GB'
+    out.distributed = bool(re.search(r"\[rank[1-9]\d*\]|torchrun|accelerate launch|torch\.distributed|"
+                                     r"Data Parallel GPUs = [2-9]|world_size", text))
+
+
+def parse(text: str) -> OomText:
+    """Everything the pasted text says about the failure."""
+    out = OomText(kind=oom_kind(text))
+    if out.kind in ("cuda", "bnb"):
+        parse_cuda_numbers(text, out)
+    elif out.kind == "cpu":
+        m = re.search(r"you tried to allocate (\d+) bytes", text)
+        out.requested_bytes = int(m.group(1)) if m else None
+        out.form = "cpu"
+    elif out.kind:
+        out.form = "library"
+    out.cudnn_not_supported = "CUDNN_STATUS_NOT_SUPPORTED" in text
+    out.in_bitsandbytes = bool(re.search(r"bitsandbytes[/\\]", text))
+    parse_progress(text, out)
+    parse_phase(text, out)
+    parse_fp16(text, out)
+    parse_trainer_logs(text, out)
+    return out

@@ -1,0 +1,92 @@
+"""A Diagnosis shown: a short human report, or JSON. Rounding happens here and nowhere else."""
+
+import dataclasses
+
+from qlorafit.doctor import Diagnosis
+from qlorafit.sizes import fmt_gib
+
+_WHAT_TO_PASTE = {
+    "no_error": "the full error (the 'CUDA out of memory ...' line and the traceback above it)",
+    "no_numbers": "the complete OOM message: recent PyTorch prints 'GPU 0 has a total capacity of ...' after it",
+    "no_phase": "the traceback or the last lines of the log before the error (they tell load, step, eval or save)",
+}
+
+
+def _asks(d: Diagnosis) -> list[str]:
+    c = d.case
+    out = list(c.notes)
+    if c.has_oom and c.oom.kind in ("cuda", "bnb") and c.oom.total_bytes is None:
+        out.append("paste " + _WHAT_TO_PASTE["no_numbers"])
+    if c.oom.kind and c.oom.phase is None:
+        out.append("paste " + _WHAT_TO_PASTE["no_phase"])
+    if not d.causes and not c.oom.kind and (c.inputs.error_text or "").strip():
+        out.append("the text holds no out-of-memory error this doctor knows; paste " + _WHAT_TO_PASTE["no_error"])
+    return list(dict.fromkeys(out))
+
+
+def text_report(d: Diagnosis) -> str:
+    c, p = d.case, d.primary
+    lines = ["qlorafit doctor", ""]
+    if p is None:
+        if c.est and c.budget_bytes and not c.over_budget and not c.has_oom:
+            lines.append(f"no problem found: the estimate is {fmt_gib(c.est.peak_bytes)} of {fmt_gib(c.budget_bytes)} "
+                         f"on {c.budget_name}")
+        else:
+            lines.append("cause: not determined from what was given")
+    else:
+        lines += [f"cause: {p.title} [{p.id}]", f"  {p.why}", "", "evidence:"]
+        lines += [f"  - {e}" for e in p.evidence]
+    if c.est:
+        top = ", ".join(f"{x.name} {fmt_gib(x.bytes)}" for x in sorted(c.est.components, key=lambda x: -x.bytes)[:4])
+        lines += ["", f"where the memory goes (estimate, {c.est.model}, {c.setup.stack} stack): peak "
+                  f"{fmt_gib(c.est.peak_bytes)} at {c.est.peak_phase}" + (f" on {c.budget_name}" if c.budget_name else ""),
+                  f"  {top}"]
+    others = d.causes[1:]
+    if others:
+        lines += ["", "also matched: " + "; ".join(f"{x.title} [{x.id}]" for x in others)]
+    if c.findings:
+        lines += ["", "script findings:"]
+        for f in c.findings:
+            lines.append(f"  - line {f.line}: [{f.id}] {f.reason}. Fix: {f.fix}")
+    if d.fixes:
+        lines += ["", "fixes, the cause's first, then by GiB saved per cost:"]
+        for i, f in enumerate(d.fixes[:8], 1):
+            saves = f"saves {fmt_gib(f.saves_bytes)}" if f.saves_bytes else "saves: not sizable"
+            after = (f", peak {fmt_gib(f.peak_after)}" + (" (fits)" if f.fits_after else " (still over)"
+                                                          if f.fits_after is False else "")) if f.peak_after else ""
+            src = f" [{f.basis}]" if f.basis and f.basis != "estimator" else ""
+            lines.append(f"  {i}. {f.title}: {saves}{after}; cost: {f.cost}{src}")
+    if d.patch:
+        lines += ["", "patched settings:"] + [f"  {x}" for x in d.patch]
+    if d.corrected is not None and d.applied:
+        est = c.estimate_with(d.corrected)
+        lines.append(f"  estimate with {', '.join(f.id for f in d.applied)} applied: {fmt_gib(est.peak_bytes)}"
+                     + (f" of {fmt_gib(c.budget_bytes)}" if c.budget_bytes else ""))
+    if d.yaml:
+        lines += ["", "corrected qlorafit config:", d.yaml.rstrip()]
+    if c.assumptions:
+        lines += ["", "assumptions (defaults used where the input said nothing):"] + [f"  - {a}" for a in c.assumptions]
+    asks = _asks(d)
+    if asks:
+        lines += ["", "for a better answer:"] + [f"  - {a}" for a in asks]
+    return "\n".join(lines)
+
+
+def to_json(d: Diagnosis) -> dict:
+    c = d.case
+    oom = dataclasses.asdict(c.oom)
+    return {
+        "primary_cause": d.primary.id if d.primary else None,
+        "causes": [dataclasses.asdict(x) for x in d.causes],
+        "parsed": oom,
+        "model": c.est.model if c.est else None,
+        "setup": dataclasses.asdict(c.setup) if c.setup else None,
+        "budget_bytes": c.budget_bytes, "budget_name": c.budget_name,
+        "estimate": {"peak_bytes": c.est.peak_bytes, "peak_phase": c.est.peak_phase,
+                     "components": {x.name: x.bytes for x in c.est.components}} if c.est else None,
+        "findings": [dataclasses.asdict(f) for f in c.findings],
+        "fixes": [dataclasses.asdict(f) for f in d.fixes],
+        "corrected_setup": dataclasses.asdict(d.corrected) if d.corrected and d.applied else None,
+        "corrected_peak_bytes": c.estimate_with(d.corrected).peak_bytes if d.corrected and d.applied else None,
+        "patch": d.patch, "yaml": d.yaml or None, "assumptions": c.assumptions, "asks": _asks(d),
+    }

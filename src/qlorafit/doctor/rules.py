@@ -1,0 +1,309 @@
+"""The diagnosis rules: small functions over a Case, in the order that decides the primary cause.
+
+Each rule returns a Cause or None. The first that matches is the primary cause; every match is listed. A Cause
+carries its evidence (numbers quoted from the parsed text, the run's record or the estimator, never made up), the
+estimator fixes that address it (by id, see fixes.py) and the actions no estimate can size (stop the other process,
+change the allocator), with the bytes they free where the text says how many.
+"""
+
+from dataclasses import dataclass, field
+
+from qlorafit.doctor.case import Case, gib
+from qlorafit.sizes import GIB
+
+MIB = 1024**2
+OTHER_PROCESS_MIN_BYTES = int(1.5 * GIB)
+"""GPU memory outside this process's PyTorch pool beyond this is another process (a CUDA context is ~0.3-1 GiB)."""
+FRAGMENTATION_SHARE = 0.2
+"""Reserved-but-unallocated above this share of the card is fragmentation even when smaller than the request."""
+LOGITS_SHARE = 0.2
+"""The logits and loss above this share of the estimated peak make them the cause."""
+
+
+@dataclass
+class Action:
+    title: str
+    cost: str
+    saves_bytes: int | None = None
+    basis: str = ""
+    """Where saves_bytes comes from ('parsed: ...'), empty when it cannot be sized."""
+    patch: list = field(default_factory=list)
+
+
+@dataclass
+class Cause:
+    id: str
+    title: str
+    why: str
+    evidence: list = field(default_factory=list)
+    fix_ids: tuple = ()
+    actions: list = field(default_factory=list)
+
+
+def _other_bytes(c: Case) -> int | None:
+    """GPU memory in use that is not this process's: total - free - ours."""
+    o = c.oom
+    if o.total_bytes is None or o.free_bytes is None or o.reserved_bytes is None:
+        return None
+    ours = max(o.process_bytes or 0, o.reserved_bytes)
+    if o.process_bytes is None and o.other_processes:
+        # 'Process N has X' where N may be us seen from a container: the entry closest to our pool is ours
+        pid, mine = min(o.other_processes.items(), key=lambda kv: abs(kv[1] - o.reserved_bytes))
+        if abs(mine - o.reserved_bytes) <= max(OTHER_PROCESS_MIN_BYTES, 0.1 * o.total_bytes):
+            ours = max(ours, mine)
+    return o.total_bytes - o.free_bytes - ours
+
+
+def fp16_overflow(c: Case) -> Cause | None:
+    signs = c.oom.fp16_signs + [f"nan_loss event at step {e.get('step')}" for e in
+                                (c.inputs.run.kind("nan_loss") if c.inputs.run else [])]
+    if not signs or c.has_oom:
+        return None
+    return Cause("fp16_overflow", "fp16 overflow, not a memory problem",
+                 "the numbers overflowed the fp16 range; no allocation failed, so memory fixes will not help",
+                 [f"the log says: {s!r}" for s in signs[:4]], ("bf16",),
+                 [Action("train in bf16 (same memory; needs an Ampere or newer GPU), else fp32 LoRA weights and a "
+                         "lower learning rate", "none on bf16 GPUs", patch=["- fp16=True", "+ bf16=True, fp16=False"])])
+
+
+def script_breaks(c: Case) -> Cause | None:
+    broken = [f for f in c.findings if f.breaks_run]
+    if not broken or c.has_oom or c.oom.fp16_signs:
+        return None
+    return Cause(broken[0].id, "the script stops before training on current transformers/TRL",
+                 "arguments that current libraries reject raise a TypeError before any memory is used",
+                 [f"line {f.line}: {f.reason}" for f in broken],
+                 actions=[Action(f.fix, "none", patch=f.patch) for f in broken])
+
+
+def cpu_ram(c: Case) -> Cause | None:
+    if c.oom.kind != "cpu":
+        return None
+    ev = [f"host allocation failed: tried to allocate {gib(c.oom.requested_bytes)}"
+          + (f" ({c.oom.requested_bytes:,} bytes)" if c.oom.requested_bytes else "")]
+    if c.oom.phase:
+        ev.append(f"phase: {c.oom.phase} ({c.oom.phase_evidence})")
+    acts = [Action("load straight to the GPU, shard by shard: device_map={'': 0} with low_cpu_mem_usage=True "
+                   "(never a full fp32 copy in RAM)", "none")]
+    if c.oom.phase == "save":
+        acts.insert(0, Action("merge layer by layer (`qlorafit merge`) instead of materializing the 16-bit model in "
+                              "RAM at once", "speed: slower merge"))
+    acts.append(Action("add RAM or swap, or close other programs", "money or speed"))
+    return Cause("cpu_ram", "host (CPU) RAM ran out, not GPU memory",
+                 "the process's RAM is exhausted, typically while weights are read or merged in 16/32-bit", ev,
+                 actions=acts)
+
+
+def other_process(c: Case) -> Cause | None:
+    other = _other_bytes(c)
+    o = c.oom
+    if other is None or other < max(OTHER_PROCESS_MIN_BYTES, 0.1 * (o.total_bytes or 0)):
+        return None
+    ev = [f"GPU {o.gpu_index}: total {gib(o.total_bytes)}, free {gib(o.free_bytes)}, so {gib(o.total_bytes - o.free_bytes)} "
+          f"in use; this process's PyTorch pool is {gib(o.reserved_bytes)}"
+          + (f" (the process reports {gib(o.process_bytes)})" if o.process_bytes is not None else ""),
+          f"{gib(other)} is held outside it: another process (a notebook kernel, an inference server, a zombie run)"]
+    for pid, b in o.other_processes.items():
+        ev.append(f"the error lists process {pid} with {gib(b)}")
+    return Cause("other_process", "another process holds the GPU", "this process could only use what was left", ev,
+                 actions=[Action("stop the other process (nvidia-smi lists it; restart the notebook kernel that "
+                                 "loaded a model earlier), or pick a free GPU with CUDA_VISIBLE_DEVICES", "none",
+                                 other, "parsed: total - free - this process")])
+
+
+def save_merge(c: Case) -> Cause | None:
+    if c.oom.phase != "save":
+        return None
+    return Cause("save_merge", "out of memory while saving or merging the adapter",
+                 "merging dequantizes the base model to 16-bit (about 4x its 4-bit size) on top of the training state",
+                 [f"phase: save/merge ({c.oom.phase_evidence})", _numbers(c)],
+                 actions=[Action("save only the adapter during training; merge afterwards in a fresh process, layer by "
+                                 "layer (`qlorafit merge`) or on the CPU", "speed: a separate merge step"),
+                          Action("free the trainer before merging: del trainer, optimizer; gc.collect(); "
+                                 "torch.cuda.empty_cache()", "none")])
+
+
+def eval_logits(c: Case) -> Cause | None:
+    if c.oom.phase != "evaluation":
+        return None
+    ev = [f"phase: evaluation ({c.oom.phase_evidence})", _numbers(c)]
+    if c.shape is not None:
+        ev.append(f"each eval token's logits are {c.shape.vocab_size:,} values; the Trainer concatenates every "
+                  f"batch's logits until the loop ends unless eval_accumulation_steps is set")
+    return Cause("eval_logits", "evaluation accumulates logits",
+                 "with compute_metrics the Trainer keeps all eval logits (tokens x vocab) on the GPU", ev, ("loss",),
+                 [Action("set eval_accumulation_steps (logits move to the CPU every N steps), or "
+                         "prediction_loss_only=True, or preprocess_logits_for_metrics returning argmax", "none",
+                         patch=["+ eval_accumulation_steps=4", "+ prediction_loss_only=True  # if only the loss is needed"]),
+                  Action("lower per_device_eval_batch_size", "speed: slower eval")])
+
+
+def fragmentation(c: Case) -> Cause | None:
+    o = c.oom
+    free_frag = o.unallocated_reserved_bytes if o.unallocated_reserved_bytes is not None else o.cache_bytes
+    run_frag = c.inputs.run.peak("mem_fragmentation") if c.inputs.run else None
+    ev = []
+    if free_frag is not None and o.requested_bytes and (free_frag >= o.requested_bytes or
+                                                        free_frag >= FRAGMENTATION_SHARE * (o.total_bytes or 1 << 62)):
+        ev.append(f"{gib(free_frag)} reserved by PyTorch but unallocated, against a request of {gib(o.requested_bytes)}:"
+                  f" the space exists but not in one piece")
+    elif o.cache_bytes is not None and o.allocated_bytes and o.cache_bytes > o.allocated_bytes:
+        ev.append(f"axolotl's log: {gib(o.allocated_bytes)} allocated but {gib(o.cache_bytes)} more held in the cache")
+        free_frag = o.cache_bytes
+    elif run_frag and c.inputs.run.peak("mem_allocated") and run_frag > 0.25 * c.inputs.run.peak("mem_allocated"):
+        ev.append(f"metrics.jsonl: up to {gib(run_frag)} reserved - allocated, against {gib(c.inputs.run.peak('mem_allocated'))} allocated")
+        free_frag = run_frag
+    if not ev:
+        return None
+    return Cause("fragmentation", "allocator fragmentation",
+                 "variable-length batches leave the cache in pieces too small for the next large tensor", ev,
+                 ("batch",),
+                 [Action("set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True before starting Python (qlorafit does "
+                         "by default)", "none", free_frag, "parsed: reserved but unallocated",
+                         ["+ export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True"]),
+                  Action("pad batches to a few fixed lengths (group_by_length, or pad_to_multiple_of=64)", "none")])
+
+
+def no_quant(c: Case) -> Cause | None:
+    if c.setup is None or c.setup.quant != "none" or not (c.has_oom or c.over_budget):
+        return None
+    ev = [_numbers(c)] if c.has_oom else []
+    if c.est:
+        ev.append(f"estimate: the unquantized {c.setup.compute_dtype} linear weights alone are "
+                  f"{gib(c.est.component('quantized weights'))} "
+                  f"({c.est.model}); peak {gib(c.est.peak_bytes)}")
+    return Cause("no_quant", "the base model is not quantized", "without 4-bit loading the frozen weights take 16 "
+                 "(or 32) bits each; QLoRA keeps them in 4", [e for e in ev if e], ("quantize",))
+
+
+def long_sample(c: Case) -> Cause | None:
+    o = c.oom
+    run = c.inputs.run
+    late = [e for e in run.oom_events if (e.get("step") or 0) > 0] if run else []
+    if not (o.phase == "mid_training" and (o.step or 0) > 0) and not late:
+        return None
+    ev = []
+    if o.step:
+        ev.append(f"the run reached step {o.step}" + (f" of {o.total_steps}" if o.total_steps else "")
+                  + (f" after {o.elapsed_s / 3600:.1f} h" if o.elapsed_s else "") + " before failing: the setup fits "
+                  "ordinary batches")
+    for e in late[:3]:
+        ev.append(f"events.jsonl: oom_recovery at step {e.get('step')} ({e.get('phase')}), micro-batch "
+                  f"{e.get('old_micro_batch')} -> {e.get('new_micro_batch')}")
+    if c.est:
+        ev.append(f"estimate at the full max length ({c.setup.seq_len} tokens x {c.setup.batch_size}): peak {gib(c.est.peak_bytes)}"
+                  + (f" of {gib(c.budget_bytes)}" if c.budget_bytes else ""))
+    return Cause("long_sample", "one long batch late in the run",
+                 "with dynamic padding a batch is as long as its longest sample; the first very long one arrived here",
+                 ev, ("seq", "batch", "checkpointing", "loss"),
+                 [Action("cap the length (max_length) to what fits, or drop the few outliers; group_by_length also "
+                         "puts the longest batch first so an OOM shows at step 1", "quality: outliers truncated"),
+                  Action("qlorafit train re-splits the step on OOM and keeps going (guard.on_oom)", "speed: that step")])
+
+
+def load_too_big(c: Case) -> Cause | None:
+    if c.oom.phase != "load":
+        return None
+    ev = [f"phase: model load ({c.oom.phase_evidence})", _numbers(c)]
+    if c.est:
+        ev.append(f"estimate: the weights as loaded take {gib(c.est.phases['load'])}"
+                  + (f" of {gib(c.budget_bytes)}" if c.budget_bytes else ""))
+    return Cause("load_too_big", "the weights do not fit while loading",
+                 "the failure happened before training: the model itself (or its unquantized shards) does not fit",
+                 [e for e in ev if e], ("quantize",),
+                 [Action("use a smaller model or a larger GPU; device_map='auto' with max_memory offloads layers to "
+                         "the CPU (slow)", "speed or quality")])
+
+
+def fp32_logits(c: Case) -> Cause | None:
+    text = c.inputs.error_text or ""
+    frames = any(k in text for k in ("_convert_to_fp32", "cross_entropy", "log_softmax", "logits.float()", "ForCausalLMLoss"))
+    share = c.est.component("logits and loss") / c.est.peak_bytes if c.est else 0.0
+    if c.setup is not None and c.setup.loss_impl != "standard":
+        return None
+    if not frames and share < LOGITS_SHARE:
+        return None
+    if not (c.has_oom or c.over_budget):
+        return None
+    ev = []
+    if frames:
+        ev.append("the failing frame is the loss: the logits are cast to fp32 or fed to cross_entropy")
+    if c.oom.requested_bytes:
+        ev.append(f"the failed request was {gib(c.oom.requested_bytes)}" + (f" ({c.oom.requested_bytes / c.oom.total_bytes:.0%} "
+                  f"of the card)" if c.oom.total_bytes else ""))
+    if c.est and share:
+        ev.append(f"estimate: logits and loss take {gib(c.est.component('logits and loss'))} of the {gib(c.est.peak_bytes)} "
+                  f"peak ({c.est.tokens_per_micro_batch:,} tokens x {c.shape.vocab_size:,} vocab)")
+    return Cause("fp32_logits", "fp32 logits at a large vocabulary",
+                 "the loss materializes tokens x vocab logits in fp32 (and their gradient): with a 128k-256k vocabulary "
+                 "that is the largest tensor of the step", ev, ("loss", "seq", "batch"))
+
+
+def eager_attention(c: Case) -> Cause | None:
+    text = c.inputs.error_text or ""
+    frames = any(k in text for k in ("eager_attention_forward", "attn_weights", "torch.matmul(query"))
+    if not (frames or (c.setup is not None and c.setup.attn_impl == "eager" and c.setup.seq_len >= 1024)):
+        return None
+    if not (c.has_oom or c.over_budget):
+        return None
+    ev = ["the failing frame is eager attention's score matrix"] if frames else []
+    if c.setup is not None and c.shape is not None:
+        t = c.setup.seq_len
+        ev.append(f"eager attention keeps {c.shape.num_heads} heads x {t} x {t} scores per sequence per layer "
+                  f"(sdpa and flash never build them)")
+    return Cause("eager_attention", "eager attention's seq x seq scores",
+                 "attn_implementation='eager' builds the full attention matrix, quadratic in the length", ev, ("sdpa",))
+
+
+def batch_or_seq(c: Case) -> Cause | None:
+    training = c.oom.phase in ("first_step", "mid_training") or (c.oom.kind and c.oom.phase is None)
+    if not ((c.has_oom and training) or c.over_budget):
+        return None
+    ev = [_numbers(c)]
+    if c.oom.phase:
+        ev.append(f"phase: {c.oom.phase.replace('_', ' ')} ({c.oom.phase_evidence})")
+    if c.est:
+        top = sorted(c.est.components, key=lambda p: -p.bytes)[:3]
+        ev.append(f"estimate ({c.setup.batch_size} x {c.setup.seq_len} tokens, checkpointing "
+                  f"{c.setup.grad_checkpointing}): peak {gib(c.est.peak_bytes)}"
+                  + (f" against {gib(c.budget_bytes)}" if c.budget_bytes else "") + "; largest: "
+                  + ", ".join(f"{p.name} {gib(p.bytes)}" for p in top))
+    return Cause("batch_or_seq", "the batch or the sequence length is too large for the card",
+                 "activation memory grows with micro-batch x length; the step needs more than is free",
+                 [e for e in ev if e], ("checkpointing", "batch", "seq", "loss", "sdpa", "dropout0"))
+
+
+def fp16_with_oom(c: Case) -> Cause | None:
+    if not c.oom.fp16_signs or not c.has_oom:
+        return None
+    return Cause("fp16_overflow", "fp16 overflow signs in the same log",
+                 "NaN/inf or unscale errors are a precision problem, separate from the OOM",
+                 [f"the log says: {s!r}" for s in c.oom.fp16_signs[:3]])
+
+
+RULES = (fp16_overflow, script_breaks, cpu_ram, other_process, save_merge, eval_logits, fragmentation, no_quant,
+         long_sample, load_too_big, fp32_logits, eager_attention, batch_or_seq, fp16_with_oom)
+
+
+def _numbers(c: Case) -> str:
+    o = c.oom
+    if o.kind is None:
+        return ""
+    parts = [f"{o.kind} OOM" + (f" ({o.form} message form)" if o.form else "")]
+    if o.requested_bytes is not None:
+        parts.append(f"tried to allocate {gib(o.requested_bytes)}")
+    if o.total_bytes is not None:
+        parts.append(f"GPU {o.gpu_index} total {gib(o.total_bytes)}, free {gib(o.free_bytes)}")
+    if o.allocated_bytes is not None:
+        parts.append(f"allocated by PyTorch {gib(o.allocated_bytes)}")
+    if o.unallocated_reserved_bytes is not None:
+        parts.append(f"reserved but unallocated {gib(o.unallocated_reserved_bytes)}")
+    return "; ".join(parts)
+
+
+def diagnose_causes(c: Case) -> list[Cause]:
+    """Every rule that matches, primary first."""
+    return [cause for rule in RULES if (cause := rule(c)) is not None]
+
+
+evidence_numbers = _numbers

@@ -1,0 +1,224 @@
+"""A user's training script, read by static analysis only: the file is parsed with `ast`, never imported or run.
+
+What is picked out: the model id and kwargs of the model's `from_pretrained`, `BitsAndBytesConfig`, `LoraConfig`
+(or Unsloth's `get_peft_model`), `TrainingArguments`/`SFTConfig` and the `Trainer`/`SFTTrainer` arguments. A keyword
+whose value is a name assigned earlier in the file (`quantization_config=bnb_config`, `model_id = "..."`) is resolved
+to that assignment. Values that are not literals stay as their source text.
+"""
+
+import ast
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qlorafit.errors import UserError
+
+MODEL_OWNER = re.compile(r"(AutoModel\w*|\w*ForCausalLM|\w*ForConditionalGeneration|AutoPeftModel\w*|FastLanguageModel|"
+                         r"FastModel|FastVisionModel)$")
+CALLS = ("BitsAndBytesConfig", "LoraConfig", "TrainingArguments", "Seq2SeqTrainingArguments", "SFTConfig",
+         "SFTTrainer", "Trainer", "Seq2SeqTrainer", "get_peft_model", "prepare_model_for_kbit_training",
+         "gradient_checkpointing_enable")
+_DEPTH = 6
+
+
+@dataclass
+class CallRef:
+    """A call found in the script: its name, line, and keyword arguments as (value, source text)."""
+
+    name: str
+    owner: str
+    line: int
+    args: list = field(default_factory=list)
+    kwargs: dict = field(default_factory=dict)
+
+    def value(self, key, default=None):
+        return self.kwargs[key][0] if key in self.kwargs else default
+
+    def src(self, key) -> str:
+        return self.kwargs[key][1] if key in self.kwargs else ""
+
+
+@dataclass
+class ScriptInfo:
+    path: str
+    text: str
+    model_call: CallRef | None = None
+    calls: dict = field(default_factory=dict)
+    """name -> list of CallRef, in source order."""
+    settings: dict = field(default_factory=dict)
+    """HF-named settings (qlorafit.doctor.settings) read from the calls above."""
+    assigns: dict = field(default_factory=dict)
+    """Attribute assignments seen, 'tokenizer.pad_token' -> (line, source text)."""
+
+    def first(self, name: str) -> CallRef | None:
+        return (self.calls.get(name) or [None])[0]
+
+    @property
+    def model_id(self):
+        return self.settings.get("model")
+
+
+class _Resolver:
+    """Turns an expression into a Python value where it is a literal, or a name bound to one earlier."""
+
+    def __init__(self, tree: ast.Module, text: str):
+        self.text = text
+        self.bound: dict[str, list[tuple[int, ast.expr]]] = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign):
+                for t in node.targets:
+                    if isinstance(t, ast.Name):
+                        self.bound.setdefault(t.id, []).append((node.lineno, node.value))
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+                self.bound.setdefault(node.target.id, []).append((node.lineno, node.value))
+        for v in self.bound.values():
+            v.sort(key=lambda p: p[0])
+
+    def lookup(self, name: str, line: int) -> ast.expr | None:
+        cands = self.bound.get(name, [])
+        before = [n for ln, n in cands if ln <= line]
+        return before[-1] if before else (cands[0][1] if cands else None)
+
+    def value(self, node: ast.expr, depth: int = 0):
+        if depth > _DEPTH:
+            return self.source(node)
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+            return [self.value(e, depth + 1) for e in node.elts]
+        if isinstance(node, ast.Dict):
+            return {self.value(k, depth + 1): self.value(v, depth + 1) for k, v in zip(node.keys, node.values) if k}
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+            return -node.operand.value
+        if isinstance(node, ast.Name):
+            bound = self.lookup(node.id, node.lineno)
+            return self.value(bound, depth + 1) if bound is not None else self.source(node)
+        if isinstance(node, ast.Attribute):
+            return dotted(node) or self.source(node)
+        if isinstance(node, ast.Call):
+            return self.call(node, depth + 1)
+        return self.source(node)
+
+    def call(self, node: ast.Call, depth: int = 0) -> CallRef:
+        name, owner = call_name(node)
+        ref = CallRef(name=name, owner=owner, line=node.lineno)
+        ref.args = [(self.value(a, depth), self.source(a)) for a in node.args]
+        for kw in node.keywords:
+            if kw.arg is not None:
+                ref.kwargs[kw.arg] = (self.value(kw.value, depth), self.source(kw.value))
+        return ref
+
+    def source(self, node: ast.expr) -> str:
+        return ast.get_source_segment(self.text, node) or ast.unparse(node)
+
+
+def dotted(node: ast.expr) -> str | None:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        return ".".join([node.id] + parts[::-1])
+    return None
+
+
+def call_name(node: ast.Call) -> tuple[str, str]:
+    """('from_pretrained', 'AutoModelForCausalLM') for AutoModelForCausalLM.from_pretrained(...)."""
+    f = node.func
+    if isinstance(f, ast.Name):
+        return f.id, ""
+    if isinstance(f, ast.Attribute):
+        owner = dotted(f.value) or ""
+        return f.attr, owner.rsplit(".", 1)[-1]
+    return "", ""
+
+
+def read_script(path: str) -> ScriptInfo:
+    """Parse `path` (never executing it) and pick out the training settings."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise UserError(f"--script {path}: no such file") from None
+    except (IsADirectoryError, UnicodeDecodeError):
+        raise UserError(f"--script {path}: not a Python text file") from None
+    return analyse(text, str(p))
+
+
+def analyse(text: str, path: str = "<script>") -> ScriptInfo:
+    try:
+        tree = ast.parse(text, filename=path)
+    except SyntaxError as e:
+        raise UserError(f"--script {path}: not valid Python at line {e.lineno}: {e.msg}") from None
+    r = _Resolver(tree, text)
+    info = ScriptInfo(path=path, text=text)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            name, owner = call_name(node)
+            if name == "from_pretrained" and MODEL_OWNER.search(owner) and info.model_call is None:
+                info.model_call = r.call(node)
+            elif name in CALLS:
+                info.calls.setdefault(name, []).append(r.call(node))
+        elif isinstance(node, (ast.Assign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                d = dotted(t) if isinstance(t, ast.Attribute) else None
+                if d:
+                    info.assigns[d] = (node.lineno, r.source(node.value))
+    for refs in info.calls.values():
+        refs.sort(key=lambda c: c.line)
+    info.settings = _settings(info)
+    return info
+
+
+_TRAIN_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps", "gradient_checkpointing", "optim",
+               "fp16", "bf16", "max_length", "max_seq_length", "packing", "eval_accumulation_steps",
+               "prediction_loss_only", "use_liger_kernel", "eval_strategy", "evaluation_strategy", "do_eval",
+               "dataset_text_field")
+
+
+def _settings(info: ScriptInfo) -> dict:
+    s: dict = {}
+    m = info.model_call
+    if m is not None:
+        mid = m.args[0][0] if m.args else m.value("pretrained_model_name_or_path", m.value("model_name"))
+        if isinstance(mid, str):
+            s["model"] = mid
+        for k in ("load_in_4bit", "load_in_8bit", "attn_implementation", "device_map", "use_cache"):
+            if k in m.kwargs:
+                s[k] = m.value(k)
+        for k in ("torch_dtype", "dtype"):
+            if k in m.kwargs:
+                s["torch_dtype"] = m.value(k)
+        if "max_seq_length" in m.kwargs:  # Unsloth's loader takes the length
+            s["max_length"] = m.value("max_seq_length")
+        q = m.value("quantization_config")
+        bnb = q if isinstance(q, CallRef) else info.first("BitsAndBytesConfig")
+        if bnb is not None:
+            for k in ("load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant"):
+                if k in bnb.kwargs:
+                    s[k] = bnb.value(k)
+            if "bnb_4bit_compute_dtype" in bnb.kwargs:
+                s["bnb_4bit_compute_dtype"] = bnb.value("bnb_4bit_compute_dtype")
+    lora = info.first("LoraConfig") or info.first("get_peft_model")
+    if lora is not None:
+        for k in ("r", "target_modules", "lora_dropout"):
+            if k in lora.kwargs:
+                s[k] = lora.value(k)
+        if lora.value("use_gradient_checkpointing") not in (None, False):
+            s["gradient_checkpointing"] = True
+    for name in ("TrainingArguments", "Seq2SeqTrainingArguments", "SFTConfig", "SFTTrainer", "Trainer"):
+        for ref in info.calls.get(name, []):
+            for k in _TRAIN_KEYS:
+                if k in ref.kwargs and not isinstance(ref.value(k), CallRef):
+                    s["max_length" if k == "max_seq_length" else k] = ref.value(k)
+    pk = info.first("prepare_model_for_kbit_training")
+    if pk is not None and pk.value("use_gradient_checkpointing", True) is not False:
+        s.setdefault("gradient_checkpointing", True)  # PEFT enables it by default
+    if info.first("gradient_checkpointing_enable") is not None:
+        s["gradient_checkpointing"] = True
+    for ref in info.calls.get("SFTTrainer", []) + info.calls.get("Trainer", []):
+        s["has_eval"] = s.get("has_eval") or "eval_dataset" in ref.kwargs
+        s["compute_metrics"] = s.get("compute_metrics") or "compute_metrics" in ref.kwargs
+        s["preprocess_logits"] = s.get("preprocess_logits") or "preprocess_logits_for_metrics" in ref.kwargs
+    return {k: v for k, v in s.items() if not isinstance(v, CallRef)}

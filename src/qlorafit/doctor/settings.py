@@ -1,0 +1,119 @@
+"""From what the user ran to the estimator's Setup: a transformers/TRL/PEFT settings dict, or a qlorafit Config.
+
+The settings dict uses the Hugging Face argument names (per_device_train_batch_size, max_length, r, optim, ...), the
+way a script spells them; axolotl and LLaMA-Factory names are folded onto them by ALIASES. Where the user set nothing,
+the library default is used and said so in `assumptions`, so a report never hides a guess.
+"""
+
+from qlorafit.estimate import Setup
+from qlorafit.shapes import ALL_LINEARS, ATTN_LINEARS
+from qlorafit.shapes import LORA_TARGET_ALIASES
+
+# Other trainers' names for the same settings (axolotl, LLaMA-Factory, older TRL, Unsloth).
+ALIASES = {
+    "micro_batch_size": "per_device_train_batch_size", "batch_size": "per_device_train_batch_size",
+    "sequence_len": "max_length", "cutoff_len": "max_length", "max_seq_length": "max_length",
+    "max_seq_len": "max_length", "lora_r": "r", "lora_rank": "r", "lora_target": "target_modules",
+    "lora_target_modules": "target_modules", "optimizer": "optim", "sample_packing": "packing",
+    "base_model": "model", "model_name_or_path": "model", "model_name": "model", "model_id": "model",
+    "gradient_accumulation": "gradient_accumulation_steps", "attn_impl": "attn_implementation",
+}
+
+# transformers' TrainingArguments, TRL's SFTConfig and PEFT's LoraConfig defaults, where the user set nothing.
+HF_DEFAULTS = {
+    "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1, "gradient_checkpointing": False,
+    "optim": "adamw_torch", "r": 8, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"], "max_length": 1024,
+    "attn_implementation": "sdpa",
+}
+
+_OPTIM = {
+    "adamw_torch": "adamw", "adamw_torch_fused": "adamw", "adamw_hf": "adamw", "adamw": "adamw", "adam": "adamw",
+    "adamw_apex_fused": "adamw", "paged_adamw_32bit": "paged_adamw_32bit", "paged_adamw": "paged_adamw_32bit",
+    "paged_adamw_8bit": "paged_adamw_8bit", "adamw_bnb_8bit": "adamw_8bit", "adamw_8bit": "adamw_8bit",
+    "bnb_8bit": "adamw_8bit", "adam8bit": "adamw_8bit", "paged_adam_8bit": "paged_adamw_8bit",
+}
+_DTYPE = {"torch.bfloat16": "bf16", "bfloat16": "bf16", "bf16": "bf16", "torch.float16": "fp16", "float16": "fp16",
+          "fp16": "fp16", "torch.half": "fp16", "torch.float32": "fp32", "float32": "fp32", "fp32": "fp32"}
+
+
+def normalize(raw: dict) -> dict:
+    """Fold alias names onto the HF names and derive 'quant' from whichever way 4-/8-bit loading was asked for."""
+    s: dict = {}
+    for k, v in raw.items():
+        s[ALIASES.get(k, k)] = v
+    if "quant" not in s:
+        qtype = str(s.get("bnb_4bit_quant_type", "nf4")).lower()
+        if s.get("load_in_4bit") is True or s.get("quantization_bit") == 4:
+            s["quant"] = "fp4" if qtype == "fp4" else "nf4"
+        elif s.get("load_in_8bit") is True or s.get("quantization_bit") == 8:
+            s["quant"] = "int8"
+    if s.get("flash_attention") is True or s.get("flash_attn") in ("fa2", "auto"):
+        s.setdefault("attn_implementation", "flash_attention_2")
+    return s
+
+
+def _targets(value, notes: list) -> tuple[str, ...]:
+    if isinstance(value, str):
+        if value.lower() in ("all-linear", "all"):
+            return ("all-linear",)
+        value = [v.strip() for v in value.split(",")]
+    known = set(ALL_LINEARS) | set(LORA_TARGET_ALIASES)
+    out = tuple(t for t in value if t in known)
+    dropped = [t for t in value if t not in known]
+    if dropped:
+        notes.append(f"LoRA targets {dropped} are not decoder linears the estimator knows; left out of the estimate")
+    return out or ATTN_LINEARS
+
+
+def setup_from_settings(raw: dict) -> tuple[Setup, list[str]]:
+    """A Setup for the hf stack (Trainer/SFTTrainer + PEFT) from HF-named settings, and the defaults it assumed."""
+    s = normalize(raw)
+    notes: list[str] = []
+
+    def get(key):
+        if key in s and s[key] is not None:
+            return s[key]
+        notes.append(f"{key} not set: library default {HF_DEFAULTS[key]!r}")
+        return HF_DEFAULTS[key]
+
+    quant = s.get("quant", "none")
+    if s.get("bf16") is True:
+        dtype = "bf16"
+    elif s.get("fp16") is True:
+        dtype = "fp16"
+    else:
+        dtype = _DTYPE.get(str(s.get("bnb_4bit_compute_dtype", s.get("torch_dtype", s.get("dtype")))), None)
+        if dtype is None:
+            dtype = "fp32"
+            notes.append("no bf16/fp16 flag and no compute dtype: activations assumed fp32")
+    attn = str(get("attn_implementation"))
+    attn = "flash" if "flash" in attn else attn if attn in ("eager", "sdpa") else "sdpa"
+    optim = str(get("optim")).lower()
+    if optim not in _OPTIM:
+        notes.append(f"optim {optim!r} has no estimate of its own: sized as torch AdamW")
+    ckpt = s.get("gradient_checkpointing")
+    if ckpt is None:
+        ckpt = get("gradient_checkpointing")
+    setup = Setup(
+        quant=quant, double_quant=bool(s.get("bnb_4bit_use_double_quant", s.get("double_quant", False))),
+        compute_dtype=dtype, lora_r=int(get("r")), lora_targets=_targets(get("target_modules"), notes),
+        lora_dropout=float(get("lora_dropout")), batch_size=int(get("per_device_train_batch_size")),
+        seq_len=int(get("max_length")), packing=bool(s.get("packing", False)),
+        grad_checkpointing="on" if ckpt else "off", optimizer=_OPTIM.get(optim, "adamw"), attn_impl=attn,
+        loss_impl="fused" if s.get("use_liger_kernel") else "standard", stack="hf",
+    )
+    return setup, notes
+
+
+def setup_from_config(cfg, gpu_bf16: bool | None) -> Setup:
+    """The Setup a qlorafit Config trains with (compute_dtype auto resolves by the GPU, bf16 when unknown)."""
+    dtype = cfg.model.compute_dtype
+    if dtype == "auto":
+        dtype = "fp16" if gpu_bf16 is False else "bf16"
+    return Setup(
+        quant=cfg.model.quant, double_quant=cfg.model.double_quant, compute_dtype=dtype, lora_r=cfg.lora.r,
+        lora_targets=tuple(cfg.lora.targets), lora_dropout=cfg.lora.dropout, lora_dtype=cfg.lora.dtype,
+        batch_size=cfg.train.micro_batch_size, seq_len=cfg.data.max_seq_length, packing=cfg.data.packing,
+        grad_checkpointing=cfg.train.grad_checkpointing, optimizer=cfg.train.optimizer, attn_impl=cfg.model.attn_impl,
+        loss_impl=cfg.train.loss_impl, stack="qlorafit", offload_embedding=cfg.model.offload_embedding,
+    )

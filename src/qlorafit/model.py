@@ -48,6 +48,7 @@ class Loaded:
     model: object          # the PEFT model
     dtype: torch.dtype     # compute dtype
     device: torch.device   # where the first layer runs
+    offload: object = None  # qlorafit.offload.OffloadHandle when grad_checkpointing=offload (host byte counters)
 
 
 def load_base(cfg: Config, path: str, device: torch.device):
@@ -106,19 +107,38 @@ def attach_lora(model, cfg: Config):
 
 def enable_checkpointing(model, mode: str) -> None:
     """Non-reentrant checkpointing: each decoder layer keeps only its input (B, T, h) and recomputes the rest in
-    backward. 'offload' is handled by qlorafit.offload around the step; here it is plain checkpointing."""
+    backward. 'offload' starts as this, and apply_memory_levers then routes the layer inputs to host RAM."""
     if mode == "off":
         return
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
+def apply_memory_levers(model, cfg: Config, device: torch.device):
+    """The levers that move memory to host RAM once the model is built. Returns the offload handle, or None.
+
+    The loss lever (train.loss_impl) needs no setup: qlorafit.loss.forward_loss picks it per step.
+    """
+    from qlorafit.offload import enable_offloaded_checkpointing, offload_embedding
+
+    if cfg.model.offload_embedding:
+        # -vocab x hidden x 2 bytes of GPU memory (1 GiB on Llama-3-8B), +1 (B, T, h) host->GPU copy per forward;
+        # a no-op when the embedding is tied to lm_head (the logits need that matrix on the GPU anyway)
+        offload_embedding(model, device)
+    if cfg.train.grad_checkpointing == "offload":
+        # -layers x tokens x hidden x 2 bytes of GPU memory (2 GiB at 8K tokens on an 8B model), the same in pinned
+        # host RAM (bounded: half of what is free now; beyond that inputs stay on the GPU), 2 PCIe copies per layer
+        return enable_offloaded_checkpointing(model)
+    return None
+
+
 def load_model(cfg: Config, path: str, device: torch.device) -> Loaded:
-    """The whole qlorafit load path: 4-bit base, frozen, checkpointing, LoRA on top."""
+    """The whole qlorafit load path: 4-bit base, frozen, checkpointing, LoRA on top, then the host-RAM levers."""
     model, dtype = load_base(cfg, path, device)
     freeze_and_cast(model, cfg)
     enable_checkpointing(model, cfg.train.grad_checkpointing)
     peft_model = attach_lora(model, cfg)
-    return Loaded(peft_model, dtype, device)
+    handle = apply_memory_levers(peft_model, cfg, device)
+    return Loaded(peft_model, dtype, device, handle)
 
 
 def trainable_counts(model) -> tuple[int, int]:

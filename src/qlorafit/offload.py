@@ -1,0 +1,228 @@
+"""Moving what the step does not need right now into host RAM: checkpointed layer inputs, and the input embedding.
+
+Offloaded checkpointing. With non-reentrant checkpointing each decoder layer keeps only its input (B, T, h) for the
+recompute: layers x tokens x h x 2 bytes, 64 MiB per layer at 8K tokens on an 8B model, 2 GiB for 32 layers. Here that
+input goes to pinned host RAM on a side CUDA stream while the next layers compute, and comes back in backward, the
+next layer down prefetched while this one recomputes. The hook point: torch's non-reentrant checkpoint saves its
+inputs through the saved-tensor hooks active around the checkpoint call (everything inside the checkpointed region is
+handled by the checkpoint's own hooks), so a `saved_tensors_hooks` context around each layer's checkpoint call sees
+exactly the layer's input, once per layer.
+
+    handle = enable_offloaded_checkpointing(model, max_host_bytes=32 * 2**30)
+    ... train ...; handle.host_bytes, handle.peak_host_bytes, handle.kept_bytes; handle.remove()
+    with offloaded_checkpointing(model): ...   # the step's form: the active handle, or one for this block
+
+Embedding offload. `offload_embedding(model, device)` keeps the (frozen) input embedding in host RAM: the lookup runs
+on the CPU and only the (B, T, h) result is copied to the GPU. Saves vocab x hidden x 2 bytes (1 GiB on Llama-3-8B).
+
+On CPU both are numerically exact no-ops (tensors already in host RAM are kept as they are), so CPU tests check the
+bookkeeping and the gradients; the copies and streams need a GPU (benchmarks/offload_check.py).
+"""
+
+import contextlib
+import os
+import warnings
+import weakref
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+
+def default_max_host_bytes() -> int:
+    """Half of the host RAM available now: room for the data loader, the page cache and paged optimizer states."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (ValueError, OSError):
+        return 8 * 1024**3
+
+
+class _Kept:
+    """A saved tensor left where it was: on CPU already, or over the host budget."""
+
+    __slots__ = ("tensor", "__weakref__")
+
+    def __init__(self, tensor):
+        self.tensor = tensor
+
+
+class _Offloaded:
+    """A layer input in host RAM; `ready` orders the device copy (prefetch) before its use. `order[index]` is this
+    input in its forward's list, so backward can find the layer below."""
+
+    __slots__ = ("host", "device", "fetched", "ready", "order", "index", "__weakref__")
+
+    def __init__(self, host, device, order):
+        self.host, self.device, self.order, self.index = host, device, order, len(order)
+        self.fetched = self.ready = None
+
+
+class OffloadHandle:
+    """Offloads each checkpointed layer's input to pinned host RAM, up to max_host_bytes; more stays on the device.
+
+    host_bytes: layer inputs now held in host RAM (tensor bytes; torch's pinned allocator may round each block up);
+    peak_host_bytes: the most ever held at once; kept_bytes: inputs that stayed on the device because of the bound.
+    """
+
+    def __init__(self, max_host_bytes: int):
+        self.max_host_bytes = max_host_bytes
+        self.host_bytes = self.peak_host_bytes = self.kept_bytes = 0
+        self._order: list[weakref.ref] = []  # this forward's offloaded inputs, in layer order
+        self._backward_started = False
+        self._stream = None  # the side stream for the copies, made on first use on a CUDA device
+        self._restore: list[tuple[object, object]] = []
+
+    # --- what each layer's checkpoint call becomes ---------------------------------------------------------------
+
+    def checkpoint(self, function, *args, **kwargs):
+        """torch.utils.checkpoint (non-reentrant) with the saved inputs routed through pack/unpack below."""
+        kwargs.pop("use_reentrant", None)
+        with torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack):
+            return checkpoint(function, *args, use_reentrant=False, **kwargs)
+
+    def _pack(self, t: torch.Tensor):
+        if self._backward_started:  # a new forward: the previous step's order is done with
+            self._order, self._backward_started = [], False
+        n = t.numel() * t.element_size()
+        if self.host_bytes + n > self.max_host_bytes:
+            self.kept_bytes += n  # over the bound: this input costs device memory, as with plain checkpointing
+            weakref.finalize(k := _Kept(t), self._release, "kept_bytes", n)
+            return k
+        host = t if t.device.type == "cpu" else self._to_host(t)  # already in host RAM: keep it, count it
+        p = _Offloaded(host, t.device, self._order)
+        self.host_bytes += n
+        self.peak_host_bytes = max(self.peak_host_bytes, self.host_bytes)
+        weakref.finalize(p, self._release, "host_bytes", n)  # when autograd frees the saved input
+        self._order.append(weakref.ref(p))
+        return p
+
+    def _unpack(self, p):
+        if isinstance(p, _Kept):
+            return p.tensor
+        self._backward_started = True
+        if p.device.type == "cpu":
+            return p.host
+        if p.fetched is None:  # not prefetched (the top layer, or a forward that was cut short)
+            self._fetch(p)
+        out, p.fetched = p.fetched, None
+        compute = torch.cuda.current_stream(p.device)
+        compute.wait_event(p.ready)  # the recompute starts once the copy has landed
+        out.record_stream(compute)  # allocated on the side stream, used and freed on the compute stream
+        if p.index > 0:  # backward goes down: bring the layer below in while this one recomputes
+            below = p.order[p.index - 1]()
+            if isinstance(below, _Offloaded) and below.fetched is None and below.device.type != "cpu":
+                self._fetch(below)
+        return out
+
+    def _release(self, counter: str, n: int) -> None:
+        setattr(self, counter, getattr(self, counter) - n)
+
+    # --- the copies, on a side stream ------------------------------------------------------------------------------
+
+    def _side_stream(self, device):
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(device)
+        return self._stream
+
+    def _to_host(self, t: torch.Tensor) -> torch.Tensor:
+        """Device -> pinned host, asynchronously: the copy waits for the layer that wrote t, not the layers after."""
+        side = self._side_stream(t.device)
+        host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)  # torch's caching host allocator reuses blocks
+        side.wait_stream(torch.cuda.current_stream(t.device))
+        with torch.cuda.stream(side):
+            host.copy_(t, non_blocking=True)
+        t.record_stream(side)  # the allocator keeps t's block until the copy is done, though t is freed right away
+        return host
+
+    def _fetch(self, p: _Offloaded) -> None:
+        """Pinned host -> device on the side stream (in order after the device -> host copy, same stream)."""
+        side = self._side_stream(p.device)
+        with torch.cuda.stream(side):
+            p.fetched = torch.empty(p.host.shape, dtype=p.host.dtype, device=p.device)
+            p.fetched.copy_(p.host, non_blocking=True)
+            p.ready = torch.cuda.Event()
+            p.ready.record(side)
+
+    def remove(self) -> None:
+        """Back to plain checkpointing on every layer this handle changed."""
+        for module, func in self._restore:
+            module._gradient_checkpointing_func = func
+        self._restore = []
+
+
+def enable_offloaded_checkpointing(model, max_host_bytes: int | None = None) -> OffloadHandle:
+    """Offload every checkpointed decoder layer's input to host RAM. Call after gradient_checkpointing_enable.
+
+    max_host_bytes bounds the host RAM held (default: half of what is available now); inputs beyond it stay on the
+    device. Returns the handle with the byte counters and remove().
+    """
+    handle = OffloadHandle(default_max_host_bytes() if max_host_bytes is None else max_host_bytes)
+    for module in model.modules():
+        if getattr(module, "gradient_checkpointing", False) and hasattr(module, "_gradient_checkpointing_func"):
+            handle._restore.append((module, module._gradient_checkpointing_func))
+            module._gradient_checkpointing_func = handle.checkpoint
+    if not handle._restore:
+        raise ValueError("offloaded checkpointing: no checkpointed layers; call "
+                         "gradient_checkpointing_enable(gradient_checkpointing_kwargs={'use_reentrant': False}) first")
+    return handle
+
+
+def active_handle(model) -> OffloadHandle | None:
+    """The handle whose offloading is on for this model's layers, if any (found on the layers, not in a global)."""
+    for module in model.modules():
+        owner = getattr(getattr(module, "_gradient_checkpointing_func", None), "__self__", None)
+        if isinstance(owner, OffloadHandle):
+            return owner
+    return None
+
+
+@contextlib.contextmanager
+def offloaded_checkpointing(model, max_host_bytes: int | None = None):
+    """Offloaded checkpointing for the duration of a block (the step wraps forward and backward in it, when the guard
+    has escalated to offload). Reuses the handle enabled at load; otherwise enables one and removes it on exit."""
+    handle = active_handle(model)
+    if handle is not None:
+        yield handle
+        return
+    handle = enable_offloaded_checkpointing(model, max_host_bytes)
+    try:
+        yield handle
+    finally:
+        handle.remove()
+
+
+# --- the input embedding in host RAM ------------------------------------------------------------------------------
+
+def offload_embedding(model, device: torch.device) -> bool:
+    """Keep the input embedding in (pinned) host RAM; look tokens up there and copy (B, T, h) to `device`.
+
+    The module stays in place (get_input_embeddings() still returns it, with its full weight, for saving and merging);
+    only its weight and buffers move, and two hooks move the ids in and the result out. Returns False, changing
+    nothing, when the embedding is tied to lm_head (the GPU needs that matrix for the logits anyway: no saving) or
+    placed by accelerate's hooks (multi-device maps).
+    """
+    emb = model.get_input_embeddings()
+    head = model.get_output_embeddings()
+    if head is not None and getattr(head, "weight", None) is emb.weight:
+        warnings.warn("model.offload_embedding: the embedding is tied to lm_head, which needs it on the GPU; "
+                      "not offloaded (no memory to save)", stacklevel=2)
+        return False
+    if hasattr(emb, "_hf_hook"):
+        warnings.warn("model.offload_embedding: the embedding is placed by accelerate (multi-device map); "
+                      "not offloaded", stacklevel=2)
+        return False
+    emb.to("cpu")  # frees vocab x hidden x 2 bytes on the GPU
+    if torch.cuda.is_available():
+        emb.weight.data = emb.weight.data.pin_memory()  # pinned: the lookup's source pages never swap out
+    emb.register_forward_pre_hook(lambda m, args: (args[0].to("cpu"),) + tuple(args[1:]))
+    emb.register_forward_hook(lambda m, args, out: _to_device(out, device))
+    return True
+
+
+def _to_device(out: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The looked-up rows (B, T, h) to the compute device: one small copy per forward, the only embedding traffic.
+
+    The embedding is frozen, so the copy is a new leaf: no gradient flows back to host RAM. It keeps requires_grad
+    if an earlier hook (transformers' enable_input_require_grads) set it, for reentrant checkpointing's sake.
+    """
+    moved = out.detach().to(device)
+    return moved.requires_grad_(out.requires_grad)

@@ -1,0 +1,355 @@
+"""`qlorafit report RUN_DIR`: one self-contained HTML page (inline SVG plots, inline CSS, no scripts, nothing fetched)
+showing where a run's memory went, plus the same plots as PNG files next to it.
+
+Reads the run directory's files (docs/TEAM.md): metrics.jsonl (one line per logged step), events.jsonl
+(oom_recovery, skip_sample, first_step_memory, ...), estimate.json (the estimator's predicted breakdown) and
+config.yaml. Plots use matplotlib's object API with the Agg canvas: no pyplot, no global backend switch.
+"""
+
+import html
+import io
+import json
+import os
+import statistics
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from qlorafit.errors import UserError
+
+GIB = 1024**3
+PLOTS = ("memory", "breakdown", "loss", "tokens")
+_COLORS = {"alloc": "#1f77b4", "reserved": "#ff7f0e", "peak_alloc": "#2ca02c", "peak_reserved": "#d62728",
+           "oom": "#c00000", "pred": "#7f7f7f"}
+
+
+@dataclass
+class RunData:
+    dir: Path
+    metrics: list[dict]
+    events: list[dict] = field(default_factory=list)
+    estimate: dict | None = None
+    config: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def events_of(self, kind: str) -> list[dict]:
+        return [e for e in self.events if e.get("kind") == kind]
+
+
+# --- reading ------------------------------------------------------------------------------------------------------
+
+def read_jsonl(path: Path, notes: list[str], required: tuple[str, ...] = ()) -> list[dict]:
+    """Rows of a JSONL file. A malformed line raises naming the file and line; a partial LAST line without its
+    newline (the run was killed mid-write) is skipped with a note."""
+    text = path.read_text()
+    rows = []
+    lines = text.split("\n")
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            if i == len(lines) and not text.endswith("\n"):
+                notes.append(f"{path.name} line {i}: partial last line ignored (the run stopped mid-write)")
+                continue
+            raise UserError(f"{path} line {i}: not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path} line {i}: expected a JSON object, got {type(row).__name__}")
+        missing = [k for k in required if k not in row]
+        if missing:
+            raise UserError(f"{path} line {i}: missing field(s) {', '.join(missing)}")
+        if "step" in row and not isinstance(row["step"], int):
+            raise UserError(f"{path} line {i}: 'step' must be an integer, got {row['step']!r}")
+        rows.append(row)
+    return rows
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    d = Path(run_dir)
+    if not d.exists():
+        raise UserError(f"{d}: no such run directory")
+    if not d.is_dir():
+        raise UserError(f"{d}: not a directory (give the run directory, the output_dir of `qlorafit train`)")
+    mpath = d / "metrics.jsonl"
+    if not mpath.is_file():
+        raise UserError(f"{d}: not a run directory (no metrics.jsonl); give the output_dir of `qlorafit train`")
+    notes: list[str] = []
+    metrics = read_jsonl(mpath, notes, required=("step",))
+    if not metrics:
+        raise UserError(f"{mpath}: empty: the run has not logged a step yet")
+    events = read_jsonl(d / "events.jsonl", notes, required=("kind",)) if (d / "events.jsonl").is_file() else []
+    est = None
+    if (d / "estimate.json").is_file():
+        try:
+            est = json.loads((d / "estimate.json").read_text())
+        except json.JSONDecodeError as e:
+            raise UserError(f"{d / 'estimate.json'}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+        if isinstance(est, dict) and est.get("error"):
+            notes.append(f"no prediction: the estimator could not model this run ({est['error']})")
+            est = None
+    cfg = None
+    if (d / "config.yaml").is_file():
+        try:
+            cfg = yaml.safe_load((d / "config.yaml").read_text())
+        except yaml.YAMLError:
+            notes.append("config.yaml could not be read; configuration not shown")
+    return RunData(d, sorted(metrics, key=lambda m: m["step"]), events, est, cfg if isinstance(cfg, dict) else None, notes)
+
+
+# --- the numbers --------------------------------------------------------------------------------------------------
+
+def _gib(n) -> str:
+    return "n/a" if n is None else f"{n / GIB:.2f} GiB"
+
+
+def measured_peak(run: RunData) -> int | None:
+    """Peak GPU memory measured (reserved + outside the allocator) at the first step, else the largest reserved peak."""
+    first = run.events_of("first_step_memory")
+    if first and first[0].get("measured_peak_bytes"):
+        return int(first[0]["measured_peak_bytes"])
+    peaks = [m.get("mem_peak_reserved") or 0 for m in run.metrics]
+    return max(peaks) if any(peaks) else None
+
+
+def summary(run: RunData) -> list[tuple[str, str]]:
+    """(label, value) rows for the summary table."""
+    m = run.metrics
+    ooms = run.events_of("oom_recovery")
+    skips = run.events_of("skip_sample")
+    first = run.events_of("first_step_memory")
+    err = first[0].get("error") if first else None
+    predicted = (run.estimate or {}).get("peak_bytes") or (first[0].get("predicted_peak_bytes") if first else None)
+    tps = [x["tokens_per_s"] for x in m[1:] or m if isinstance(x.get("tokens_per_s"), (int, float))]
+    losses = [x["loss"] for x in m if isinstance(x.get("loss"), (int, float))]
+    phases = {}
+    for e in ooms:
+        phases[e.get("phase", "?")] = phases.get(e.get("phase", "?"), 0) + 1
+    mbs = [x.get("micro_batch_size") for x in m if x.get("micro_batch_size")]
+    rows = [
+        ("steps", f"{m[-1]['step']}" + (f" ({len(m)} logged)" if len(m) != m[-1]["step"] else "")),
+        ("OOM recoveries", f"{len(ooms)}" + (" (" + ", ".join(f"{v} in {k}" for k, v in sorted(phases.items())) + ")"
+                                              if ooms else "")),
+        ("skipped samples", f"{len(skips)}" + (": ids " + ", ".join(str(e.get("sample_id")) for e in skips[:10])
+                                                if skips else "")),
+        ("estimator error at the first step", f"{err * 100:+.1f}%" if isinstance(err, (int, float))
+         else "n/a (no GPU measurement)"),
+        ("predicted peak", _gib(predicted)),
+        ("measured peak", _gib(measured_peak(run))),
+        ("micro-batch", f"{mbs[0]} -> {mbs[-1]}" if mbs and mbs[0] != mbs[-1] else (str(mbs[0]) if mbs else "n/a")),
+        ("tokens/s (median)", f"{statistics.median(tps):,.0f}" if tps else "n/a"),
+        ("loss (first -> last)", f"{losses[0]:.4f} -> {losses[-1]:.4f}" if losses else "n/a"),
+        ("leak warnings", str(len(run.events_of("leak_warning")))),
+        ("NaN/inf steps", str(len(run.events_of("nan_loss")))),
+    ]
+    if isinstance(m[-1].get("time"), (int, float)):
+        rows.append(("wall time", f"{m[-1]['time']:.0f} s"))
+    return rows
+
+
+# --- the plots ----------------------------------------------------------------------------------------------------
+
+def _figure(width=8.0, height=3.6):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _series(run: RunData, key: str) -> tuple[list, list]:
+    xs, ys = [], []
+    for m in run.metrics:
+        v = m.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            xs.append(m["step"])
+            ys.append(v)
+    return xs, ys
+
+
+def _mark_ooms(ax, run: RunData, label: bool = True) -> None:
+    for i, e in enumerate(run.events_of("oom_recovery")):
+        ax.axvline(e.get("step", 0), color=_COLORS["oom"], ls="--", lw=1.2, label="OOM recovered" if label and i == 0 else None)
+        if label:
+            ax.annotate(f"OOM {e.get('phase', '')}\n{e.get('old_micro_batch', '?')}->{e.get('new_micro_batch', '?')}",
+                        (e.get("step", 0), 1), xycoords=("data", "axes fraction"), xytext=(3, -4),
+                        textcoords="offset points", va="top", fontsize=7, color=_COLORS["oom"])
+
+
+def plot_memory(run: RunData):
+    fig = _figure(height=4.0)
+    ax = fig.add_subplot()
+    any_mem = False
+    for key, name, color in (("mem_allocated", "allocated", "alloc"), ("mem_reserved", "reserved", "reserved"),
+                             ("mem_peak_allocated", "peak allocated", "peak_alloc"),
+                             ("mem_peak_reserved", "peak reserved", "peak_reserved")):
+        xs, ys = _series(run, key)
+        if ys and any(ys):
+            any_mem = True
+            ax.plot(xs, [y / GIB for y in ys], label=name, color=_COLORS[color], lw=1.6, marker="." if len(xs) < 40 else None)
+    if run.estimate and run.estimate.get("peak_bytes"):  # the allocator's share: the lines above exclude the context
+        pred = run.estimate["peak_bytes"] - (run.estimate.get("components") or {}).get("CUDA context", 0)
+        ax.axhline(pred / GIB, color=_COLORS["pred"], ls=":", lw=1.4, label="predicted peak reserved")
+    if not any_mem:
+        ax.text(0.5, 0.5, "no GPU memory figures (a CPU run)", transform=ax.transAxes, ha="center", va="center")
+    _mark_ooms(ax, run)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("GiB")
+    ax.set_title("GPU memory over steps")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.1)  # room above the top line for the OOM labels
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=6, frameon=False)
+    return fig
+
+
+def plot_breakdown(run: RunData):
+    fig = _figure(height=3.2)
+    ax = fig.add_subplot()
+    comps = (run.estimate or {}).get("components") or {}
+    if not comps:
+        first = run.events_of("first_step_memory")
+        comps = (first[0].get("predicted_components") if first else None) or {}
+    left = 0.0
+    cmap = __import__("matplotlib").colormaps["tab20"]
+    for i, (name, b) in enumerate(sorted(comps.items(), key=lambda kv: -kv[1])):
+        w = b / GIB
+        ax.barh("predicted", w, left=left, color=cmap(i % 20), label=f"{name} {w:.2f}")
+        left += w
+    if comps:
+        ax.annotate(f" {left:.2f} GiB", (left, 0), va="center", fontsize=8)
+    meas = measured_peak(run)
+    if meas:
+        ax.barh("measured", meas / GIB, color="#333333", label=f"measured peak {meas / GIB:.2f}")
+        ax.annotate(f" {meas / GIB:.2f} GiB", (meas / GIB, 1 if comps else 0), va="center", fontsize=8)
+    if not comps and not meas:
+        ax.text(0.5, 0.5, "no prediction and no measurement", transform=ax.transAxes, ha="center", va="center")
+    ax.set_xlim(0, max(left, (meas or 0) / GIB) * 1.15 or 1)
+    ax.set_xlabel("GiB (measured: peak reserved + memory outside the allocator, at the first step)")
+    ax.set_title("Predicted breakdown against the measured peak")
+    ax.grid(axis="x", alpha=0.3)
+    if comps or meas:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return fig
+
+
+def _line_plot(run: RunData, key: str, title: str, ylabel: str, color: str):
+    fig = _figure(height=3.0)
+    ax = fig.add_subplot()
+    xs, ys = _series(run, key)
+    ax.plot(xs, ys, color=color, lw=1.6, marker="." if len(xs) < 40 else None)
+    _mark_ooms(ax, run, label=False)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def make_figures(run: RunData) -> dict:
+    return {
+        "memory": plot_memory(run),
+        "breakdown": plot_breakdown(run),
+        "loss": _line_plot(run, "loss", "Loss", "loss", "#1f77b4"),
+        "tokens": _line_plot(run, "tokens_per_s", "Throughput", "tokens/s", "#2ca02c"),
+    }
+
+
+def _svg(fig) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None})
+    text = buf.getvalue()
+    return text[text.index("<svg"):]  # drop the XML prolog and DOCTYPE: inline SVG needs neither
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    return buf.getvalue()
+
+
+# --- the page -----------------------------------------------------------------------------------------------------
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:980px;color:#222}
+h1{font-size:22px;margin-bottom:4px} h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}
+.sub{color:#666;font-size:13px} table{border-collapse:collapse;font-size:14px;margin-top:8px}
+td,th{padding:4px 12px;border-bottom:1px solid #eee;text-align:left} td.num{text-align:right;font-variant-numeric:tabular-nums}
+.plot svg{width:100%;height:auto} .note{color:#8a5a00;font-size:13px}
+"""
+
+_TITLES = {"memory": "Memory over steps", "breakdown": "Predicted breakdown vs measured peak",
+           "loss": "Loss", "tokens": "Tokens per second"}
+
+
+def _config_line(run: RunData) -> str:
+    c = run.config or {}
+    m, t, lo, d = c.get("model") or {}, c.get("train") or {}, c.get("lora") or {}, c.get("data") or {}
+    if not c:
+        return ""
+    return (f"{m.get('name_or_path', '?')} · {m.get('quant', '?')} · LoRA r={lo.get('r', '?')} · "
+            f"micro-batch {t.get('micro_batch_size', '?')} x accum {t.get('grad_accum', '?')} · "
+            f"max_seq_length {d.get('max_seq_length', '?')} · checkpointing {t.get('grad_checkpointing', '?')} · "
+            f"{t.get('optimizer', '?')} · {t.get('loss_impl', '?')} loss")
+
+
+def _events_table(run: RunData) -> str:
+    ooms = run.events_of("oom_recovery")
+    skips = run.events_of("skip_sample")
+    if not ooms and not skips:
+        return "<p>No OOM recoveries and no skipped samples.</p>"
+    rows = []
+    for e in sorted(ooms + skips, key=lambda e: (e.get("step", 0), e.get("time", 0))):
+        if e["kind"] == "oom_recovery":
+            what = (f"OOM in {e.get('phase', '?')}: micro-batch {e.get('old_micro_batch', '?')} -> "
+                    f"{e.get('new_micro_batch', '?')}, {e.get('action', '')}")
+            mem = _gib(e.get("mem_reserved")) if e.get("mem_reserved") else ""
+        else:
+            what = f"skipped sample {e.get('sample_id', '?')}: {e.get('reason', '')}"
+            mem = ""
+        rows.append(f"<tr><td class=num>{e.get('step', '')}</td><td>{html.escape(what)}</td><td class=num>{mem}</td></tr>")
+    return "<table><tr><th>step</th><th>event</th><th>reserved</th></tr>" + "".join(rows) + "</table>"
+
+
+def render_html(run: RunData, svgs: dict) -> str:
+    title = f"qlorafit report: {run.dir.resolve().name}"
+    summ = "".join(f"<tr><th>{html.escape(k)}</th><td class=num>{html.escape(v)}</td></tr>" for k, v in summary(run))
+    notes = "".join(f"<p class=note>{html.escape(n)}</p>" for n in run.notes)
+    plots = "".join(f'<h2>{_TITLES[k]}</h2><div class="plot" id="plot-{k}">{svgs[k]}</div>' for k in PLOTS)
+    return (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body>"
+            f"<h1>{html.escape(title)}</h1><p class=sub>{html.escape(_config_line(run))}</p>{notes}"
+            f"<h2>Summary</h2><table id=summary>{summ}</table>"
+            f"{plots}<h2>Recoveries and skipped samples</h2>{_events_table(run)}"
+            f"<p class=sub>Generated by qlorafit report from {html.escape(str(run.dir))}.</p></body></html>\n")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Temp file in the same directory, then rename: a reader never sees half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the result is an ordinary file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None) -> dict:
+    """Write report.html (default RUN_DIR/report.html) and report-<plot>.png next to it. Returns the paths."""
+    run = load_run(run_dir)
+    html_path = Path(out) if out else run.dir / "report.html"
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    figs = make_figures(run)
+    paths = {"html": html_path}
+    for name, fig in figs.items():
+        p = html_path.parent / f"{html_path.stem}-{name}.png"
+        write_atomic(p, _png(fig))
+        paths[name] = p
+    write_atomic(html_path, render_html(run, {k: _svg(f) for k, f in figs.items()}).encode())
+    return paths

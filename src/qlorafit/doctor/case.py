@@ -93,7 +93,7 @@ def _model(c: Case) -> None:
     if i.model:
         c.shape = catalog.resolve_model(i.model)  # named explicitly: a bad name is the user's error to see
         return
-    cands = [("the script", c.settings.get("model"))]
+    cands = [("the script" if i.script is not None else "the settings", c.settings.get("model"))]
     if i.config is not None:
         cands.insert(0, ("the config", i.config.model.name_or_path))
     for where, name in cands:

@@ -101,7 +101,7 @@ def ranked(c: Case, primary: Cause | None) -> list[Fix]:
     fixes = estimator_fixes(c)
     own = set(primary.fix_ids) if primary else set()
     fixes.sort(key=lambda f: (f.id not in own, -f.score))
-    head = [Fix(f"action:{i}", a.title, a.cost, a.saves_bytes, a.basis, patch=list(a.patch))
+    head = [Fix(a.id or f"action:{i}", a.title, a.cost, a.saves_bytes, a.basis, patch=list(a.patch))
             for i, a in enumerate(primary.actions)] if primary else []
     return head + fixes
 

@@ -253,7 +253,7 @@ def parse(text: str) -> OomText:
     """Everything the pasted text says about the failure."""
     out = OomText(kind=oom_kind(text))
     if out.kind in ("cuda", "bnb"):
-        parse_cuda_numbers(text, out)
+        parse_cuda_numbers(re.sub(r"\s+", " ", text), out)  # messages get wrapped mid-sentence when pasted
     elif out.kind == "cpu":
         m = re.search(r"you tried to allocate (\d+) bytes", text)
         out.requested_bytes = int(m.group(1)) if m else None

@@ -28,6 +28,7 @@ class Action:
     basis: str = ""
     """Where saves_bytes comes from ('parsed: ...'), empty when it cannot be sized."""
     patch: list = field(default_factory=list)
+    id: str = ""
 
 
 @dataclass
@@ -63,7 +64,8 @@ def fp16_overflow(c: Case) -> Cause | None:
                  "the numbers overflowed the fp16 range; no allocation failed, so memory fixes will not help",
                  [f"the log says: {s!r}" for s in signs[:4]], ("bf16",),
                  [Action("train in bf16 (same memory; needs an Ampere or newer GPU), else fp32 LoRA weights and a "
-                         "lower learning rate", "none on bf16 GPUs", patch=["- fp16=True", "+ bf16=True, fp16=False"])])
+                         "lower learning rate", "none on bf16 GPUs", patch=["- fp16=True", "+ bf16=True, fp16=False"],
+                         id="bf16")])
 
 
 def script_breaks(c: Case) -> Cause | None:
@@ -73,7 +75,7 @@ def script_breaks(c: Case) -> Cause | None:
     return Cause(broken[0].id, "the script stops before training on current transformers/TRL",
                  "arguments that current libraries reject raise a TypeError before any memory is used",
                  [f"line {f.line}: {f.reason}" for f in broken],
-                 actions=[Action(f.fix, "none", patch=f.patch) for f in broken])
+                 actions=[Action(f.fix, "none", patch=f.patch, id="fix_script_args") for f in broken])
 
 
 def cpu_ram(c: Case) -> Cause | None:
@@ -84,11 +86,11 @@ def cpu_ram(c: Case) -> Cause | None:
     if c.oom.phase:
         ev.append(f"phase: {c.oom.phase} ({c.oom.phase_evidence})")
     acts = [Action("load straight to the GPU, shard by shard: device_map={'': 0} with low_cpu_mem_usage=True "
-                   "(never a full fp32 copy in RAM)", "none")]
+                   "(never a full fp32 copy in RAM)", "none", id="low_cpu_mem")]
     if c.oom.phase == "save":
         acts.insert(0, Action("merge layer by layer (`qlorafit merge`) instead of materializing the 16-bit model in "
-                              "RAM at once", "speed: slower merge"))
-    acts.append(Action("add RAM or swap, or close other programs", "money or speed"))
+                              "RAM at once", "speed: slower merge", id="merge_layerwise"))
+    acts.append(Action("add RAM or swap, or close other programs", "money or speed", id="more_ram"))
     return Cause("cpu_ram", "host (CPU) RAM ran out, not GPU memory",
                  "the process's RAM is exhausted, typically while weights are read or merged in 16/32-bit", ev,
                  actions=acts)
@@ -108,7 +110,7 @@ def other_process(c: Case) -> Cause | None:
     return Cause("other_process", "another process holds the GPU", "this process could only use what was left", ev,
                  actions=[Action("stop the other process (nvidia-smi lists it; restart the notebook kernel that "
                                  "loaded a model earlier), or pick a free GPU with CUDA_VISIBLE_DEVICES", "none",
-                                 other, "parsed: total - free - this process")])
+                                 other, "parsed: total - free - this process", id="free_gpu")])
 
 
 def save_merge(c: Case) -> Cause | None:
@@ -118,9 +120,10 @@ def save_merge(c: Case) -> Cause | None:
                  "merging dequantizes the base model to 16-bit (about 4x its 4-bit size) on top of the training state",
                  [f"phase: save/merge ({c.oom.phase_evidence})", _numbers(c)],
                  actions=[Action("save only the adapter during training; merge afterwards in a fresh process, layer by "
-                                 "layer (`qlorafit merge`) or on the CPU", "speed: a separate merge step"),
+                                 "layer (`qlorafit merge`) or on the CPU", "speed: a separate merge step",
+                                 id="merge_separately"),
                           Action("free the trainer before merging: del trainer, optimizer; gc.collect(); "
-                                 "torch.cuda.empty_cache()", "none")])
+                                 "torch.cuda.empty_cache()", "none", id="free_trainer")])
 
 
 def eval_logits(c: Case) -> Cause | None:
@@ -134,8 +137,9 @@ def eval_logits(c: Case) -> Cause | None:
                  "with compute_metrics the Trainer keeps all eval logits (tokens x vocab) on the GPU", ev, ("loss",),
                  [Action("set eval_accumulation_steps (logits move to the CPU every N steps), or "
                          "prediction_loss_only=True, or preprocess_logits_for_metrics returning argmax", "none",
-                         patch=["+ eval_accumulation_steps=4", "+ prediction_loss_only=True  # if only the loss is needed"]),
-                  Action("lower per_device_eval_batch_size", "speed: slower eval")])
+                         patch=["+ eval_accumulation_steps=4", "+ prediction_loss_only=True  # if only the loss is needed"],
+                         id="eval_accumulation"),
+                  Action("lower per_device_eval_batch_size", "speed: slower eval", id="eval_batch")])
 
 
 def fragmentation(c: Case) -> Cause | None:
@@ -160,8 +164,9 @@ def fragmentation(c: Case) -> Cause | None:
                  ("batch",),
                  [Action("set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True before starting Python (qlorafit does "
                          "by default)", "none", free_frag, "parsed: reserved but unallocated",
-                         ["+ export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True"]),
-                  Action("pad batches to a few fixed lengths (group_by_length, or pad_to_multiple_of=64)", "none")])
+                         ["+ export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True"], id="expandable_segments"),
+                  Action("pad batches to a few fixed lengths (group_by_length, or pad_to_multiple_of=64)", "none",
+                         id="fixed_lengths")])
 
 
 def no_quant(c: Case) -> Cause | None:
@@ -197,8 +202,10 @@ def long_sample(c: Case) -> Cause | None:
                  "with dynamic padding a batch is as long as its longest sample; the first very long one arrived here",
                  ev, ("seq", "batch", "checkpointing", "loss"),
                  [Action("cap the length (max_length) to what fits, or drop the few outliers; group_by_length also "
-                         "puts the longest batch first so an OOM shows at step 1", "quality: outliers truncated"),
-                  Action("qlorafit train re-splits the step on OOM and keeps going (guard.on_oom)", "speed: that step")])
+                         "puts the longest batch first so an OOM shows at step 1", "quality: outliers truncated",
+                         id="cap_length"),
+                  Action("qlorafit train re-splits the step on OOM and keeps going (guard.on_oom)", "speed: that step",
+                         id="guard")])
 
 
 def load_too_big(c: Case) -> Cause | None:
@@ -212,12 +219,29 @@ def load_too_big(c: Case) -> Cause | None:
                  "the failure happened before training: the model itself (or its unquantized shards) does not fit",
                  [e for e in ev if e], ("quantize",),
                  [Action("use a smaller model or a larger GPU; device_map='auto' with max_memory offloads layers to "
-                         "the CPU (slow)", "speed or quality")])
+                         "the CPU (slow)", "speed or quality", id="smaller_model")])
+
+
+_LOSS_FRAMES = ("_convert_to_fp32", "cross_entropy", "log_softmax", "logits.float()", "ForCausalLMLoss")
+_EAGER_FRAMES = ("eager_attention_forward", "attn_weights", "torch.matmul(query")
+
+
+def fp32_logits_in_frames(c: Case) -> Cause | None:
+    """The traceback itself points at the loss: decisive, whatever else matches."""
+    if not any(k in (c.inputs.error_text or "") for k in _LOSS_FRAMES):
+        return None
+    return fp32_logits(c)
+
+
+def eager_in_frames(c: Case) -> Cause | None:
+    if not any(k in (c.inputs.error_text or "") for k in _EAGER_FRAMES):
+        return None
+    return eager_attention(c)
 
 
 def fp32_logits(c: Case) -> Cause | None:
     text = c.inputs.error_text or ""
-    frames = any(k in text for k in ("_convert_to_fp32", "cross_entropy", "log_softmax", "logits.float()", "ForCausalLMLoss"))
+    frames = any(k in text for k in _LOSS_FRAMES)
     share = c.est.component("logits and loss") / c.est.peak_bytes if c.est else 0.0
     if c.setup is not None and c.setup.loss_impl != "standard":
         return None
@@ -234,14 +258,17 @@ def fp32_logits(c: Case) -> Cause | None:
     if c.est and share:
         ev.append(f"estimate: logits and loss take {gib(c.est.component('logits and loss'))} of the {gib(c.est.peak_bytes)} "
                   f"peak ({c.est.tokens_per_micro_batch:,} tokens x {c.shape.vocab_size:,} vocab)")
+    acts = [] if c.est else [Action("compute the loss in chunks, never the full fp32 logits: use_liger_kernel=True "
+                                    "(Trainer/SFTConfig), Unsloth's fused loss, or qlorafit's chunked loss", "none",
+                                    patch=["+ use_liger_kernel=True  # pip install liger-kernel"], id="fused_loss")]
     return Cause("fp32_logits", "fp32 logits at a large vocabulary",
                  "the loss materializes tokens x vocab logits in fp32 (and their gradient): with a 128k-256k vocabulary "
-                 "that is the largest tensor of the step", ev, ("loss", "seq", "batch"))
+                 "that is the largest tensor of the step", ev, ("loss", "seq", "batch"), acts)
 
 
 def eager_attention(c: Case) -> Cause | None:
     text = c.inputs.error_text or ""
-    frames = any(k in text for k in ("eager_attention_forward", "attn_weights", "torch.matmul(query"))
+    frames = any(k in text for k in _EAGER_FRAMES)
     if not (frames or (c.setup is not None and c.setup.attn_impl == "eager" and c.setup.seq_len >= 1024)):
         return None
     if not (c.has_oom or c.over_budget):
@@ -251,8 +278,11 @@ def eager_attention(c: Case) -> Cause | None:
         t = c.setup.seq_len
         ev.append(f"eager attention keeps {c.shape.num_heads} heads x {t} x {t} scores per sequence per layer "
                   f"(sdpa and flash never build them)")
+    acts = [] if c.est else [Action("load the model with attn_implementation='sdpa' (or flash_attention_2)", "none",
+                                    patch=['+ from_pretrained(attn_implementation="sdpa")'], id="use_sdpa")]
     return Cause("eager_attention", "eager attention's seq x seq scores",
-                 "attn_implementation='eager' builds the full attention matrix, quadratic in the length", ev, ("sdpa",))
+                 "attn_implementation='eager' builds the full attention matrix, quadratic in the length", ev, ("sdpa",),
+                 acts)
 
 
 def batch_or_seq(c: Case) -> Cause | None:
@@ -268,9 +298,12 @@ def batch_or_seq(c: Case) -> Cause | None:
                   f"{c.setup.grad_checkpointing}): peak {gib(c.est.peak_bytes)}"
                   + (f" against {gib(c.budget_bytes)}" if c.budget_bytes else "") + "; largest: "
                   + ", ".join(f"{p.name} {gib(p.bytes)}" for p in top))
+    acts = [] if c.est else [Action("lower per_device_train_batch_size (raise gradient_accumulation_steps to keep "
+                                    "the effective batch), turn gradient checkpointing on, or cap max_length",
+                                    "speed or quality", id="smaller_step")]
     return Cause("batch_or_seq", "the batch or the sequence length is too large for the card",
                  "activation memory grows with micro-batch x length; the step needs more than is free",
-                 [e for e in ev if e], ("checkpointing", "batch", "seq", "loss", "sdpa", "dropout0"))
+                 [e for e in ev if e], ("checkpointing", "batch", "seq", "loss", "sdpa", "dropout0"), acts)
 
 
 def fp16_with_oom(c: Case) -> Cause | None:
@@ -281,8 +314,11 @@ def fp16_with_oom(c: Case) -> Cause | None:
                  [f"the log says: {s!r}" for s in c.oom.fp16_signs[:3]])
 
 
-RULES = (fp16_overflow, script_breaks, cpu_ram, other_process, save_merge, eval_logits, fragmentation, no_quant,
-         long_sample, load_too_big, fp32_logits, eager_attention, batch_or_seq, fp16_with_oom)
+# Order decides the primary cause: what no configuration change fixes comes first (precision, RAM, another process,
+# save time), then what the traceback names outright, then the phase, then what the estimate says dominates.
+RULES = (fp16_overflow, script_breaks, cpu_ram, other_process, save_merge, eager_in_frames, fp32_logits_in_frames,
+         eval_logits, fragmentation, no_quant, long_sample, load_too_big, fp32_logits, eager_attention, batch_or_seq,
+         fp16_with_oom)
 
 
 def _numbers(c: Case) -> str:
@@ -302,8 +338,13 @@ def _numbers(c: Case) -> str:
 
 
 def diagnose_causes(c: Case) -> list[Cause]:
-    """Every rule that matches, primary first."""
-    return [cause for rule in RULES if (cause := rule(c)) is not None]
+    """Every rule that matches, primary first (a cause matched twice, by its frames and its estimate, listed once)."""
+    out: list[Cause] = []
+    for rule in RULES:
+        cause = rule(c)
+        if cause is not None and all(x.id != cause.id for x in out):
+            out.append(cause)
+    return out
 
 
 evidence_numbers = _numbers

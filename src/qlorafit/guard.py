@@ -113,7 +113,10 @@ def maybe_grow_back(g: GuardState, cfg: GuardConfig) -> bool:
 
 def apply_checkpointing(model, mode: str) -> None:
     """Switch the model to the guard's checkpointing mode (non-reentrant, as at load)."""
-    if mode in ("on", "offload") and not getattr(model, "is_gradient_checkpointing", False):
+    on = getattr(model, "is_activation_checkpointing", None)
+    if on is None:
+        on = getattr(model, "is_gradient_checkpointing", False)
+    if mode in ("on", "offload") and not on:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 

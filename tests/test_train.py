@@ -1,0 +1,154 @@
+"""The training loop on CPU with real bitsandbytes NF4: loss falls, 1x8 == 8x1, NaN steps skipped, bad input named."""
+
+import json
+
+import pytest
+import torch
+
+from qlorafit.errors import UserError
+from qlorafit.train import setup, train
+from test_train_helpers import (TEXTS, adapter, assert_adapters_close, ledger_ids, make_cfg, read_jsonl,
+                                tiny_model_dir, write_jsonl)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return tiny_model_dir(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture
+def data(tmp_path):
+    return write_jsonl(tmp_path / "train.jsonl")
+
+
+def test_loss_falls_and_run_dir_is_complete(model_dir, data, tmp_path):
+    out = tmp_path / "run"
+    s = train(make_cfg(model_dir, data, out, train={"max_steps": 12, "lr": 2e-2}), quiet=True)
+    assert s["last_loss"] < s["first_loss"] - 0.3
+    for name in ("config.yaml", "estimate.json", "metrics.jsonl", "events.jsonl", "ledger.jsonl",
+                 "final/adapter_model.safetensors", "final/adapter_config.json", "final/trainer_state.json",
+                 "final/optimizer.safetensors", "final/rng.safetensors"):
+        assert (out / name).is_file(), name
+    row = read_jsonl(out / "metrics.jsonl")[0]
+    for key in ("step", "epoch", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "micro_batch_size",
+                "grad_accum", "mem_allocated", "mem_reserved", "mem_peak_allocated", "mem_peak_reserved",
+                "mem_fragmentation", "host_rss", "time"):
+        assert key in row, key
+    assert "peak_bytes" in json.loads((out / "estimate.json").read_text())
+    kinds = [e["kind"] for e in read_jsonl(out / "events.jsonl")]
+    assert kinds[0] == "first_step_memory" and "checkpoint" in kinds
+    # 12 steps x 4 samples over 24 samples: two epochs, every sample exactly twice
+    ids = ledger_ids(out)
+    assert sorted(ids) == sorted(list(range(24)) * 2)
+
+
+def test_adapter_loads_with_peft(model_dir, data, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "run"
+    train(make_cfg(model_dir, data, out, train={"max_steps": 2}), quiet=True)
+    base = AutoModelForCausalLM.from_pretrained(model_dir)
+    model = PeftModel.from_pretrained(base, out / "final")
+    sd = {k: v for k, v in model.state_dict().items() if "lora_B" in k}
+    assert sd and all(v.abs().sum() > 0 for v in sd.values())  # trained B is no longer zero
+
+
+def _grads_of_first_step(model_dir, data, out, mbs, accum):
+    """The LoRA gradients just before the first optimizer step, split as mbs x accum."""
+    cfg = make_cfg(model_dir, data, out, train={"micro_batch_size": mbs, "grad_accum": accum, "max_steps": 1},
+                   data={"group_by_length": False})  # the order then does not depend on the micro-batch size
+    grads = []
+
+    def capture(phase, info):
+        if phase == "optimizer":
+            grads.append([p.grad.detach().clone() for p in run.ctx.params])
+
+    run = setup(cfg, fault=capture, quiet=True)
+    from qlorafit.train import loop
+    loop(run)
+    return grads[0], out / "final"
+
+
+def test_accumulation_split_does_not_change_the_update(model_dir, data, tmp_path):
+    g1, a1 = _grads_of_first_step(model_dir, data, tmp_path / "a", 8, 1)
+    g8, a8 = _grads_of_first_step(model_dir, data, tmp_path / "b", 1, 8)
+    g2, a2 = _grads_of_first_step(model_dir, data, tmp_path / "c", 2, 4)
+    for x, y, z in zip(g1, g8, g2):
+        torch.testing.assert_close(x, y, atol=1e-6, rtol=1e-4)
+        torch.testing.assert_close(x, z, atol=1e-6, rtol=1e-4)
+    assert_adapters_close(a1, a8)
+    assert read_jsonl(tmp_path / "a" / "ledger.jsonl") [0]["sample_ids"] == \
+        read_jsonl(tmp_path / "b" / "ledger.jsonl")[0]["sample_ids"]
+
+
+def test_nan_steps_are_skipped_without_touching_weights_then_stop(model_dir, data, tmp_path):
+    out = tmp_path / "run"
+    cfg = make_cfg(model_dir, data, out, train={"max_steps": 6, "max_bad_steps": 2})
+    seen = []
+
+    def poison(phase, info):
+        if phase == "backward" and info["step"] >= 2:
+            if info["micro_index"] == 0:
+                seen.append([p.detach().clone() for p in run.ctx.params])
+            run.ctx.params[0].grad.fill_(float("nan"))
+
+    run = setup(cfg, fault=poison, quiet=True)
+    from qlorafit.train import loop
+    with pytest.raises(UserError, match="train.lr.*max_grad_norm"):
+        loop(run)
+    for before, p in zip(seen[0], run.ctx.params):  # steps 2 and 3 skipped: weights as after step 1
+        assert torch.equal(before, p.detach())
+    assert all(p.grad is None for p in run.ctx.params)
+    assert run.pos.updates == 1 and run.pos.step == 3
+    nan = [e for e in read_jsonl(out / "events.jsonl") if e["kind"] == "nan_loss"]
+    assert [e["step"] for e in nan] == [2, 3]
+    assert [r["applied"] for r in read_jsonl(out / "ledger.jsonl")] == [True, False, False]
+
+
+# --- bad input: a clear message naming the file/line/field, and no output that looks complete ------------------
+
+def test_missing_dataset_file(model_dir, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(UserError, match="nope.jsonl"):
+        train(make_cfg(model_dir, tmp_path / "nope.jsonl", out), quiet=True)
+    assert not (out / "config.yaml").exists()
+
+
+def test_malformed_jsonl_line(model_dir, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{"text": "broken\n')
+    out = tmp_path / "run"
+    with pytest.raises(UserError, match=r"bad.jsonl.*line 2"):
+        train(make_cfg(model_dir, bad, out), quiet=True)
+    assert not (out / "config.yaml").exists()
+
+
+def test_wrong_model_path(data, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(UserError, match="model.name_or_path.*no-such-model"):
+        train(make_cfg(tmp_path / "no-such-model", data, out), quiet=True)
+    assert not out.exists()
+
+
+def test_output_dir_holding_a_different_run(model_dir, data, tmp_path):
+    out = tmp_path / "run"
+    train(make_cfg(model_dir, data, out, train={"max_steps": 1}), quiet=True)
+    other = make_cfg(model_dir, data, out, train={"max_steps": 1, "lr": 5e-3})
+    with pytest.raises(UserError, match=r"different run.*train.lr.*--resume.*--overwrite"):
+        train(other, quiet=True)
+    before = adapter(out / "final")
+    s = train(other, overwrite=True, quiet=True)  # --overwrite replaces it
+    assert s["steps"] == 1 and len(read_jsonl(out / "ledger.jsonl")) == 1
+    assert not all(torch.equal(before[k], v) for k, v in adapter(out / "final").items())
+
+
+def test_cli_train_print_config_and_errors(capsys, tmp_path):
+    from qlorafit.cli import main
+
+    assert main(["train", "--print-config", "--set", "train.lr=1e-3"]) == 0
+    assert "lr: 0.001" in capsys.readouterr().out
+    assert main(["train", "--set", "train.lrr=1"]) == 2
+    assert "did you mean 'train.lr'" in capsys.readouterr().err
+    assert main(["train", "--set", f"data.path={tmp_path / 'missing.jsonl'}", "--output-dir",
+                 str(tmp_path / "r"), "--set", "model.name_or_path=" + str(tmp_path)]) == 2

@@ -14,7 +14,10 @@ examples:
   qlorafit doctor --run runs/qlorafit
 """
 
+import io
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 
@@ -40,9 +43,18 @@ def _read_error(a) -> str:
         if not path.is_file():
             raise UserError(f"--error {a.error}: no such file")
         return path.read_text(errors="replace")
-    if a.error == "-" or not sys.stdin.isatty():
+    if a.error == "-" or _stdin_is_piped():
         return sys.stdin.read()
     return ""
+
+
+def _stdin_is_piped() -> bool:
+    """A pipe or a redirected file: read it. A terminal, /dev/null or an inherited descriptor: do not wait on it."""
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return isinstance(sys.stdin, io.StringIO)  # an in-memory stream handed in by a caller
+    return stat.S_ISFIFO(mode) or stat.S_ISREG(mode)
 
 
 def _read_config(path: str):

@@ -35,9 +35,12 @@ LOSS_CHUNK_TARGET_BYTES = 256 * 1024**2  # qlorafit's chunked loss sizes chunks 
 MIB = 1024**2
 
 # --- constants fitted on the calibration runs (benchmarks/calibrate.py, tests/fixtures/calibration.json) ----------
-CUDA_CONTEXT_BYTES = 520 * MIB     # CUDA context + cuBLAS/cuDNN handles and workspaces outside the caching allocator
-ALLOCATOR_SLACK = 0.06             # reserved/allocated - 1 on activation-sized blocks (rounding, split blocks)
-ALLOCATOR_FIXED_BYTES = 64 * MIB   # small-block pools, the 2 MiB granularity of the caching allocator
+CUDA_CONTEXT_BYTES = 767 * MIB   # context, cuBLAS handles and lazily loaded kernels after the first step (H200, CUDA 13)
+# Reserved minus allocated at the peak, as fractions of the transient tensors there. Large fp32 logits blocks fragment
+# the caching allocator most; expandable segments (qlorafit's default) recover much of it.
+SLACK_LOGITS = {True: 0.20, False: 0.33}   # keyed by expandable_segments
+SLACK_ACTIVATIONS = {True: 0.04, False: 0.06}
+ALLOCATOR_FIXED_BYTES = 40 * MIB  # small-block pools, the 2 MiB granularity of the caching allocator
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,11 @@ class Setup:
     """qlorafit: this package's trainer. hf: transformers Trainer + PEFT with prepare_model_for_kbit_training."""
     offload_embedding: bool = False
     """Keep the input embedding in host RAM (a lookup per batch; saves vocab x hidden x 2 bytes of GPU memory)."""
+    expandable_segments: bool | None = None
+    """PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True; None: the stack's default (qlorafit on, hf off)."""
+
+    def expandable(self) -> bool:
+        return self.stack == "qlorafit" if self.expandable_segments is None else self.expandable_segments
 
     def targets(self, shape: ModelShape) -> tuple[str, ...]:
         """The adapted linear names, expanded: 'all-linear' -> all seven; fused names -> their parts."""
@@ -197,33 +205,62 @@ def optimizer_state_bytes(n_params: int, optimizer: str) -> int:
 def layer_activation_bytes_per_token(shape: ModelShape, s: Setup) -> float:
     """Bytes one decoder layer saves for backward, per token, when nothing is checkpointed.
 
-    Derived from what each op saves (bf16 = 2 bytes, fp32 = 4):
-      RMSNorm (fp32 inside): its fp32 input (4h), the bf16 normed output the weight multiplies (2h)
-      q, k, v and o: their outputs, RoPE's rotate_half copies and rotated q/k, sdpa's output and logsumexp
-      MLP: gate and up outputs, silu(gate), and the product fed to down_proj (4 x 2i)
-      LoRA: with dropout, each adapted module keeps its own dropped input (2 bytes) and mask (1 byte)
+    Derived from what each op saves for backward (a = 2 bytes in bf16/fp16, 4 in fp32), checked on the GPU runs:
+      RMSNorm computes in fp32 and saves its fp32 input (4h); the weight is frozen, so its output is not saved
+      the 4-bit base matmul (bitsandbytes gemm_4bit) saves no input: it only needs the packed weight in backward
+      attention: rotated q (a*qd), rotated k and v (a*2*kvd), sdpa's output (a*qd) and logsumexp (fp32 per head);
+        RoPE multiplies by constant cos/sin, so the unrotated q and k are not kept
+      MLP: gate and up outputs and act(gate) (3 x a*i); down_proj's input is kept only by its LoRA
+      LoRA: lora_A keeps its input: with dropout a per-module dropped copy (a) and mask (1 byte) of the module's
+        input; without dropout the input itself, shared by modules that read the same tensor (q/k/v, gate/up)
     """
     h, i, qd, kvd = shape.hidden_size, shape.intermediate_size, shape.q_dim, shape.kv_dim
-    a = s.compute_dtype != "fp32" and 2 or 4
-    norms = (4 if shape.model_type == "gemma2" else 2) * (4 * h + a * h)
-    attn = a * (qd + 2 * kvd)            # q, k, v projections
-    attn += a * 2 * (qd + kvd)           # rotate_half copies and the rotated q, k
-    attn += a * 2 * qd + 4 * shape.num_heads  # sdpa output, contiguous copy for o_proj, logsumexp (fp32)
-    mlp = a * 4 * i
-    lora = 0.0
+    a = _act_bytes(s)
+    norms = _norms_per_layer(shape) * 4 * h
+    attn = a * (2 * qd + 2 * kvd) + 4 * shape.num_heads
+    # on the hf stack the fp32 norm weights make the MLP input fp32 and bitsandbytes casts its output back to the
+    # input's dtype, so gate, up and act(gate) are fp32 (4 bytes each)
+    mlp = _mlp_bytes(s) * 3 * i
     lin = shape.linear_shapes()
+    lora = 0.0
+    shared_inputs_seen = set()
     for t in s.targets(shape):
         fan_in = lin[t][0]
         if s.lora_dropout > 0:
             lora += (a + 1) * fan_in
-        if s.stack == "hf" and s.lora_dtype == "fp32":
-            lora += 2 * fan_in  # without an fp32 weight under autocast, PEFT casts the input up (hf stack keeps it)
-        lora += a * s.lora_r
-    if s.stack == "hf":
-        # prepare_model_for_kbit_training leaves fp32 norm weights: the norm output becomes fp32 (4h, not 2h)
-        # and bnb casts it back to bf16 for the 4-bit matmul (another 2h), twice per layer
-        norms += (4 if shape.model_type == "gemma2" else 2) * (2 * h + a * h)
+        else:
+            source = {"q_proj": "attn_in", "k_proj": "attn_in", "v_proj": "attn_in", "gate_proj": "mlp_in",
+                      "up_proj": "mlp_in"}.get(t, t)
+            if source not in shared_inputs_seen:
+                shared_inputs_seen.add(source)
+                lora += a * fan_in
+        lora += a * s.lora_r  # lora_A's output, kept by lora_B
     return norms + attn + mlp + lora
+
+
+def layer_backward_transient_bytes_per_token(shape: ModelShape, s: Setup) -> float:
+    """Gradients alive inside one layer's backward, per token: the MLP's gate/up/act gradients (3 x a*i) on top of
+    the residual gradient and the layer input's gradient (2 x a*h)."""
+    a = _act_bytes(s)
+    return _mlp_bytes(s) * 3 * shape.intermediate_size + a * 2 * shape.hidden_size
+
+
+def checkpoint_bytes_per_token(shape: ModelShape, s: Setup) -> int:
+    """What checkpointing keeps per layer and token: the layer's input. On the hf stack the residual stream is fp32
+    (prepare_model_for_kbit_training's fp32 embedding and norms promote it), so 4 bytes, not 2."""
+    return (4 if s.stack == "hf" else _act_bytes(s)) * shape.hidden_size
+
+
+def _act_bytes(s: Setup) -> int:
+    return 4 if s.compute_dtype == "fp32" else 2
+
+
+def _mlp_bytes(s: Setup) -> int:
+    return 4 if s.stack == "hf" else _act_bytes(s)
+
+
+def _norms_per_layer(shape: ModelShape) -> int:
+    return 4 if shape.model_type == "gemma2" else 2
 
 
 def attention_scores_bytes(shape: ModelShape, s: Setup) -> int:
@@ -235,20 +272,27 @@ def attention_scores_bytes(shape: ModelShape, s: Setup) -> int:
 
 
 def logits_bytes(shape: ModelShape, s: Setup, tokens: int) -> tuple[int, int]:
-    """(forward, backward) high points of the logits and the loss, in bytes.
+    """(forward, backward) high points of the logits and the loss, in bytes, for `tokens` tokens.
 
-    standard (transformers' ForCausalLMLoss): bf16 logits (2V), their fp32 copy (4V), log_softmax saved (4V);
-    backward adds the fp32 gradient and its input gradient (2 x 4V) and the bf16 gradient (2V) on top.
-    chunked: the same per chunk of C tokens, C chosen so that a chunk stays under LOSS_CHUNK_TARGET_BYTES.
-    fused (liger): one chunk's logits in the compute dtype and fp32 gradient, computed in forward.
+    standard: bf16 logits (2V), their fp32 copy (4V) and log_softmax's saved output (4V) in forward; in backward the
+      saved log_softmax, the fp32 gradient and its input gradient (3 x 4V). qlorafit's own standard path also slices
+      the logits to drop the last position, one more bf16 copy (2V) in forward.
+    chunked: qlorafit.loss computes each chunk's fp32 logits and their gradient in forward (about 8 C V bytes) and
+      keeps only the (N, h) gradient of the hidden states, so backward adds nothing vocabulary-sized.
+    fused (liger): the same in its own chunks.
+    The hf stack adds the bf16 copy of its fp32 lm_head that autocast makes and linear saves (V x h x 2).
     """
     v = shape.vocab_size
     if s.loss_impl == "standard":
-        return tokens * v * 10, tokens * v * 14
-    chunk = loss_chunk_tokens(shape.vocab_size, tokens)
-    if s.loss_impl == "chunked":
-        return chunk * v * 10, chunk * v * 14
-    return chunk * v * 8, chunk * v * 2
+        fwd = tokens * v * (12 if s.stack == "qlorafit" else 10)
+        bwd = tokens * v * 12
+    else:
+        chunk = loss_chunk_tokens(v, tokens)
+        fwd, bwd = chunk * v * 8, 0
+    if s.stack == "hf":
+        fwd += shape.embedding_params() * 2
+        bwd += shape.embedding_params() * 2
+    return fwd, bwd
 
 
 def loss_chunk_tokens(vocab_size: int, tokens: int) -> int:
@@ -287,24 +331,32 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
         saved = shape.num_layers * layer_acts
         recompute = 0
     else:
-        # each layer's input (B, T, h) in the compute dtype; with offload it sits in pinned host RAM instead
-        saved = 0 if s.grad_checkpointing == "offload" else shape.num_layers * tokens * h * a
+        # each layer's input (B, T, h); with offload it sits in pinned host RAM instead
+        saved = 0 if s.grad_checkpointing == "offload" else shape.num_layers * tokens * checkpoint_bytes_per_token(shape, s)
         recompute = layer_acts
-    final_hidden = tokens * h * (a + 4 + a)  # final norm: fp32 input, bf16 output saved, input grad
+    # the head: the final norm's fp32 input and output, and for chunked/fused the (N, h) hidden copy and its gradient
+    final_hidden = tokens * h * (4 + a + (2 * a if s.loss_impl != "standard" else 0))
     logits_fwd, logits_bwd = logits_bytes(shape, s, tokens)
     dequant = dequant_transient_bytes(shape, s)
-    grad_stream = 3 * tokens * h * a  # the residual gradient flowing down, and one layer's input gradient
+    grad_stream = int(layer_backward_transient_bytes_per_token(shape, s) * tokens)
 
     fwd = static + lora_g + opt + saved + final_hidden + logits_fwd + dequant
     bwd_head = static + lora_g + opt + saved + final_hidden + logits_bwd + dequant
     bwd_layers = static + lora_g + opt + saved + recompute + grad_stream + dequant
     optim_step = static + lora_g + opt + n_lora * 4  # foreach/fused Adam temporaries ~ one fp32 copy of the params
     load = qweights + qconsts + unq + upcast
-    phases_alloc = {"load": load, "forward": fwd, "backward": max(bwd_head, bwd_layers), "optimizer": optim_step}
-    peak_phase = max(phases_alloc, key=phases_alloc.get)
-
-    phases = {k: v + int(ALLOCATOR_SLACK * max(0, v - static)) + ALLOCATOR_FIXED_BYTES + CUDA_CONTEXT_BYTES
-              for k, v in phases_alloc.items()}
+    # allocator slack: a share of the vocabulary-sized and of the activation-sized transients held at each high point
+    exp = s.expandable()
+    slack_fwd = _slack(logits_fwd, saved + final_hidden, exp)
+    slack_head = _slack(logits_bwd, saved + final_hidden, exp)
+    slack_layers = _slack(0, saved + recompute + grad_stream, exp)
+    head_is_peak = bwd_head + slack_head >= bwd_layers + slack_layers
+    phases_alloc = {"load": load, "forward": fwd, "backward": bwd_head if head_is_peak else bwd_layers,
+                    "optimizer": optim_step}
+    slack = {"load": _slack(0, 0, exp), "forward": slack_fwd, "backward": slack_head if head_is_peak else slack_layers,
+             "optimizer": _slack(0, 0, exp)}
+    phases = {k: v + slack[k] + CUDA_CONTEXT_BYTES for k, v in phases_alloc.items()}
+    peak_phase = max(phases, key=phases.get)
 
     # the breakdown at the peak phase
     parts = [
@@ -320,7 +372,7 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
             Component("optimizer states", opt, s.optimizer),
         ]
     if peak_phase in ("forward", "backward"):
-        at_head = peak_phase == "forward" or bwd_head >= bwd_layers
+        at_head = peak_phase == "forward" or head_is_peak
         parts += [
             Component("saved activations", saved, {"off": "every layer's activations",
                                                    "on": "each layer's input (checkpointing)",
@@ -355,6 +407,11 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
         model=shape.name, setup=s, components=tuple(parts), phases=phases, peak_phase=peak_phase,
         peak_bytes=sum(p.bytes for p in parts), host_bytes=host, trainable_params=n_lora, tokens_per_micro_batch=tokens,
     )
+
+
+def _slack(logits_bytes: int, activation_bytes: int, expandable: bool) -> int:
+    return int(SLACK_LOGITS[expandable] * logits_bytes + SLACK_ACTIVATIONS[expandable] * activation_bytes) \
+        + ALLOCATOR_FIXED_BYTES
 
 
 def with_changes(s: Setup, **changes) -> Setup:

@@ -2,7 +2,7 @@
 
 A checkpoint directory (`checkpoints/step-N/` or `final/`) holds
   adapter_model.safetensors + adapter_config.json   the adapter in PEFT format (PeftModel.from_pretrained loads it)
-  optimizer.safetensors    the optimizer's tensors, flattened to 'state.<param>.<name>'; its ints, floats and
+  optimizer.safetensors    the optimizer's tensors, flattened to '<param index>/<name>'; its ints, floats and
                            param_groups go in the file's JSON metadata
   rng.safetensors          torch CPU and CUDA generator states; Python's `random` state in the metadata
   trainer_state.json       step, updates, data position (epoch, index in the epoch order), guard and scaler state;
@@ -74,35 +74,51 @@ def load_adapter_weights(model, path: Path) -> None:
 
 # --- optimizer and RNG, flattened --------------------------------------------------------------------------------
 
+def _flatten(d: dict, prefix: str, tensors: dict, scalars: dict) -> None:
+    """Nested state -> 'prefix/name' keys: tensors to `tensors`, the rest to `scalars` (bitsandbytes nests its
+    quantization state one dict deeper)."""
+    for name, v in d.items():
+        key = f"{prefix}/{name}"
+        if isinstance(v, torch.Tensor):
+            tensors[key] = _host(v)
+        elif isinstance(v, dict):
+            _flatten(v, key, tensors, scalars)
+        else:
+            scalars[key] = v
+
+
+def _unflatten(flat: dict) -> dict:
+    out: dict = {}
+    for key, v in flat.items():
+        idx, *path = key.split("/")
+        node = out.setdefault(int(idx), {})
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = v
+    return out
+
+
 def optimizer_bytes(optimizer: torch.optim.Optimizer) -> bytes:
-    """Tensors to safetensors; everything else (step counts, param_groups) to JSON in the metadata."""
+    """Tensors to safetensors, keyed '<param index>/<name>'; everything else (step counts, param_groups) to JSON in
+    the file's metadata."""
     sd = optimizer.state_dict()
     tensors, scalars = {}, {}
     for idx, st in sd["state"].items():
-        for name, v in st.items():
-            if isinstance(v, torch.Tensor):
-                tensors[f"state.{idx}.{name}"] = _host(v)
-            else:
-                scalars.setdefault(str(idx), {})[name] = v
+        _flatten(st, str(idx), tensors, scalars)
     meta = {"param_groups": sd["param_groups"], "scalars": scalars}
     return st_bytes(tensors, metadata={"qlorafit": json.dumps(meta)})
 
 
 def load_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
-    path = Path(path)
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["qlorafit"])
-        state: dict = {}
-        for key in f.keys():
-            _, idx, name = key.split(".", 2)
-            state.setdefault(int(idx), {})[name] = f.get_tensor(key)
-    for idx, st in meta["scalars"].items():
-        state.setdefault(int(idx), {}).update(st)
+        flat = {k: f.get_tensor(k) for k in f.keys()}
+    flat.update(meta["scalars"])
     groups = meta["param_groups"]
     for g in groups:  # JSON turned tuples into lists
         if "betas" in g:
             g["betas"] = tuple(g["betas"])
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    optimizer.load_state_dict({"state": _unflatten(flat), "param_groups": groups})
 
 
 def rng_bytes() -> bytes:

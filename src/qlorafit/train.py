@@ -351,7 +351,7 @@ def _eval(run: Run) -> None:
 
 
 def save(run: Run, target: Path) -> None:
-    state = {"position": dataclasses.asdict(run.pos), "guard": run.ctx.guard.to_json(),
+    state = {"step": run.pos.step, "position": dataclasses.asdict(run.pos), "guard": run.ctx.guard.to_json(),
              "scaler": run.ctx.scaler.state_dict() if run.ctx.scaler.is_enabled() else {},
              "total_steps": run.total_steps, "config": config_mod.to_dict(run.cfg)}
     C.save_checkpoint(target, run.ctx.model, run.ctx.optimizer, state)

@@ -14,7 +14,6 @@ usage (on the GPU machine):
 """
 
 import argparse
-import gc
 import json
 import os
 import subprocess
@@ -23,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-# Each configuration: (batch, seq, rank, targets, checkpointing, optimizer, dropout, loss)
+# Each configuration: (batch, seq, rank, targets, checkpointing, optimizer, dropout, loss[, offload_embedding])
 QKVO = "q_proj,k_proj,v_proj,o_proj"
 ALL = "all-linear"
 GROUPS = {
@@ -38,6 +37,11 @@ GROUPS = {
         (8, 512, 32, ALL, "on", "adamw", 0.05, "standard"),
         (2, 2048, 16, ALL, "off", "paged_adamw_32bit", 0.0, "standard"),
         (1, 4096, 16, QKVO, "on", "paged_adamw_32bit", 0.05, "standard"),
+        (2, 512, 16, QKVO, "on", "paged_adamw_32bit", 0.05, "fused", True),
+        (1, 2048, 16, QKVO, "on", "adamw", 0.05, "fused", True),
+        (1, 16384, 32, ALL, "offload", "adamw", 0.0, "fused", True),
+        (1, 32768, 32, ALL, "offload", "adamw", 0.0, "chunked", True),
+        (2, 4096, 16, QKVO, "offload", "paged_adamw_8bit", 0.05, "chunked"),
     ],
     "llama-3.1-8b:hf": [
         (2, 512, 16, QKVO, "on", "paged_adamw_32bit", 0.05, "standard"),
@@ -110,84 +114,80 @@ def loss_available(loss_impl: str) -> str:
         return "standard"
 
 
-def run_group(group: str, out_path: str, steps: int) -> None:
+def _load_hf(path):
+    """The usual recipe's model: from_pretrained in 4 bit, then prepare_model_for_kbit_training (fp32 upcasts)."""
     import torch
-    from gpu_common import GIB, build_model, non_torch_bytes, provenance
-    from peft import LoraConfig, get_peft_model
-
-    model_name, stack = group.split(":")
-    path = build_model(model_name)
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
-    base_nt = non_torch_bytes()
-    t0 = time.time()
+    from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
     bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                              bnb_4bit_compute_dtype=torch.bfloat16)
     model = AutoModelForCausalLM.from_pretrained(path, quantization_config=bnb, dtype=torch.bfloat16,
                                                  device_map={"": 0}, attn_implementation="sdpa")
     model.config.use_cache = False
-    for p in model.parameters():
-        p.requires_grad_(False)
-    if stack == "hf":
-        from peft import prepare_model_for_kbit_training
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
-    load = {"kind": "load", "group": group, "model": model_name, "stack": stack,
-            "peak_reserved": torch.cuda.max_memory_reserved(), "peak_allocated": torch.cuda.max_memory_allocated(),
-            "allocated": torch.cuda.memory_allocated(), "non_torch": non_torch_bytes(), "non_torch_before": base_nt,
-            "seconds": round(time.time() - t0, 1), "provenance": provenance(" ".join(sys.argv))}
-    with open(out_path, "a") as f:
-        f.write(json.dumps(load) + "\n")
-    print(f"[{group}] loaded in {load['seconds']}s, allocated {load['allocated'] / GIB:.2f} GiB", flush=True)
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
 
-    for cfg in GROUPS[group]:
-        b, t, r, targets, ckpt, optim, dropout, loss_impl = cfg
-        loss_impl = loss_available(loss_impl)
-        rec = {"kind": "step", "group": group, "model": model_name, "stack": stack, "batch": b, "seq": t, "rank": r,
-               "targets": targets, "checkpointing": ckpt, "optimizer": optim, "dropout": dropout, "loss": loss_impl}
-        if ckpt == "on":
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        else:
+
+def run_one(group: str, index: int, out_path: str, steps: int) -> None:
+    """One configuration in this (fresh) process: load, LoRA, `steps` optimizer steps, one JSON line."""
+    import torch
+    from gpu_common import GIB, build_model, non_torch_bytes, provenance
+
+    model_name, stack = group.split(":")
+    b, t, r, targets, ckpt, optim, dropout, loss_impl, *extra = GROUPS[group][index]
+    emb_offload = bool(extra and extra[0])
+    loss_impl = loss_available(loss_impl)
+    path = build_model(model_name)
+    rec = {"kind": "step", "group": group, "model": model_name, "stack": stack, "batch": b, "seq": t, "rank": r,
+           "targets": targets, "checkpointing": ckpt, "optimizer": optim, "dropout": dropout, "loss": loss_impl,
+           "offload_embedding": emb_offload, "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "")}
+    tg = ["all-linear"] if targets == ALL else targets.split(",")
+    torch.cuda.init()
+    if stack == "hf":
+        from peft import LoraConfig, get_peft_model
+        model = _load_hf(path)
+        if ckpt == "off":
             model.gradient_checkpointing_disable()
-        tg = "all-linear" if targets == ALL else targets.split(",")
-        pm = get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=dropout, target_modules=tg,
-                                              task_type="CAUSAL_LM"))
-        pm.train()
-        params = [p for p in pm.parameters() if p.requires_grad]
-        opt = make_optimizer(optim, params)
-        gc.collect()
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-        g = torch.Generator(device="cuda").manual_seed(0)
-        times = []
-        try:
-            for step in range(steps):
-                ids = torch.randint(0, pm.config.vocab_size, (b, t), device="cuda", generator=g)
-                torch.cuda.synchronize()
-                ts = time.time()
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    loss = loss_fn(pm, ids, loss_impl)
-                loss.backward()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                torch.cuda.synchronize()
-                times.append(time.time() - ts)
-                del loss, ids
-            rec.update(peak_reserved=torch.cuda.max_memory_reserved(), peak_allocated=torch.cuda.max_memory_allocated(),
-                       non_torch=non_torch_bytes(), tokens_per_s=round(b * t / min(times[1:] or times), 1), ok=True)
-        except torch.OutOfMemoryError as e:
-            rec.update(ok=False, error=str(e).splitlines()[0][:200])
-        rec["measured"] = rec.get("peak_reserved", 0) + rec.get("non_torch", 0)
-        with open(out_path, "a") as f:
-            f.write(json.dumps(rec) + "\n")
-        print(f"[{group}] b{b} s{t} r{r} {targets[:10]} ckpt={ckpt} {optim} {loss_impl}: "
-              f"{rec['measured'] / GIB:.2f} GiB, {rec.get('tokens_per_s')} tok/s", flush=True)
-        # back to the bare base for the next configuration
-        del opt, params
-        model = pm.unload()
-        del pm
-        gc.collect()
-        torch.cuda.empty_cache()
+        pm = get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=dropout, target_modules=tg[0]
+                                              if tg == ["all-linear"] else tg, task_type="CAUSAL_LM"))
+    else:
+        from qlorafit import config as C
+        from qlorafit.model import load_model
+        cfg = C.from_dict({"model": {"name_or_path": path, "compute_dtype": "bf16", "offload_embedding": emb_offload},
+                           "lora": {"r": r, "alpha": 2 * r, "dropout": dropout, "targets": tg},
+                           "train": {"grad_checkpointing": ckpt, "optimizer": optim, "loss_impl": loss_impl}},
+                          f"{group}[{index}]")
+        pm = load_model(cfg, path, torch.device("cuda", 0)).model
+    pm.train()
+    rec["load_peak_reserved"] = torch.cuda.max_memory_reserved()
+    params = [p for p in pm.parameters() if p.requires_grad]
+    opt = make_optimizer(optim, params)
+    torch.cuda.reset_peak_memory_stats()
+    g = torch.Generator(device="cuda").manual_seed(0)
+    times = []
+    try:
+        for _ in range(steps):
+            ids = torch.randint(0, pm.config.vocab_size, (b, t), device="cuda", generator=g)
+            torch.cuda.synchronize()
+            ts = time.time()
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = loss_fn(pm, ids, loss_impl)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            torch.cuda.synchronize()
+            times.append(time.time() - ts)
+            del loss, ids
+        rec.update(peak_reserved=torch.cuda.max_memory_reserved(), peak_allocated=torch.cuda.max_memory_allocated(),
+                   non_torch=non_torch_bytes(), tokens_per_s=round(b * t / min(times[1:] or times), 1), ok=True)
+    except torch.OutOfMemoryError as e:
+        rec.update(ok=False, error=str(e).splitlines()[0][:200])
+    rec["measured"] = rec.get("peak_reserved", 0) + rec.get("non_torch", 0)
+    rec["provenance"] = provenance(" ".join(sys.argv))
+    with open(out_path, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    print(f"[{group}] b{b} s{t} r{r} {targets[:10]} ckpt={ckpt} {optim} {loss_impl} emb_off={emb_offload}: "
+          f"{rec['measured'] / GIB:.2f} GiB, {rec.get('tokens_per_s')} tok/s", flush=True)
 
 
 def main():
@@ -198,13 +198,17 @@ def main():
     ap.add_argument("--one", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
-        run_group(a.one, a.out, a.steps)
+        group, index = a.one.rsplit("#", 1)
+        run_one(group, int(index), a.out, a.steps)
         return
     for group in a.groups.split(","):
-        # a fresh process per group: the allocator and the CUDA context start clean, as in a real run
-        rc = subprocess.run([sys.executable, __file__, "--groups", group, "--one", group, "--out", a.out,
-                             "--steps", str(a.steps)]).returncode
-        print(f"[{group}] exit {rc}", flush=True)
+        for index in range(len(GROUPS[group])):
+            # a fresh process per configuration: the allocator, the CUDA context and bitsandbytes' paged buffers
+            # start clean, as in a real run
+            rc = subprocess.run([sys.executable, __file__, "--groups", group, "--one", f"{group}#{index}",
+                                 "--out", a.out, "--steps", str(a.steps)]).returncode
+            if rc:
+                print(f"[{group}#{index}] exit {rc}", flush=True)
 
 
 if __name__ == "__main__":

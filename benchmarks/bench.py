@@ -1,0 +1,205 @@
+"""qlorafit against the tutorials' recipe, side by side on one random-weight 8B model (issues 3 and 6).
+
+Runs on the GPU machine through the device tool. Three parts, each in fresh processes:
+  train    `qlorafit.train.train` (the real loop: data, guard, monitor) on variants of the two recipe configurations;
+           a sampler thread reads the device's used memory (total - free, what nvidia-smi shows) every 10 ms.
+  context  the longest sequence that trains at batch 1 (LoRA r32 on all linear layers) under an emulated 24 GiB card
+           (torch.cuda.set_per_process_memory_fraction), by binary search over real steps of qlorafit's load path,
+           loss and offload levers. The guard is not used here: an OOM is the answer "does not fit".
+  batch    the largest micro-batch at length 2048 under the same 24 GiB.
+The recipe's side comes from benchmarks/recipe.py, run in the same device call.
+
+usage (on the GPU machine): python benchmarks/bench.py train --variants default,lean --out $OUT/bench.jsonl
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+GIB = 1024**3
+QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+# name -> config overrides on top of the recipe's settings (r16 q/k/v/o, dropout 0.05, paged AdamW, checkpointing)
+VARIANTS = {
+    "default": {},
+    "lean": {"model": {"offload_embedding": True}, "train": {"loss_impl": "fused"}},
+    "lean-adamw": {"model": {"offload_embedding": True}, "train": {"loss_impl": "fused", "optimizer": "adamw"}},
+    "fast": {"train": {"loss_impl": "fused", "optimizer": "adamw"}, "lora": {"dropout": 0.0}},
+}
+CONFIGS = {"c1": (2, 4, 512), "c2": (1, 1, 2048)}  # (micro-batch, accumulation, length)
+
+
+def make_data(path: str, n: int, words: int) -> None:
+    import random
+    rng = random.Random(0)
+    vocab = ("the of and to in is was for on that with as by at from his her an which also this be are were "
+             "model memory train token layer card batch length loss step rank weight value sample").split()
+    with open(path, "w") as f:
+        for i in range(n):
+            f.write(json.dumps({"text": " ".join(rng.choice(vocab) for _ in range(words))}) + "\n")
+
+
+def with_tokenizer(model_dir: str) -> None:
+    """The random-weight model has no tokenizer: give it the demo's (its ids are far below the model's vocab)."""
+    from qlorafit.demo_assets import demo_tokenizer
+    demo_tokenizer().save_pretrained(model_dir)
+
+
+def run_train(model: str, variant: str, cfg_name: str, steps: int, out: str) -> None:
+    import torch
+    from gpu_common import build_model, provenance
+
+    from qlorafit import config as C
+    from qlorafit.train import train
+
+    b, acc, seq = CONFIGS[cfg_name]
+    path = build_model(model)
+    with_tokenizer(path)
+    data = f"/tmp/bench-{seq}.jsonl"
+    make_data(data, b * acc * (steps + 2), seq * 2)
+    raw = {"output_dir": f"/tmp/bench-run-{variant}-{cfg_name}",
+           "model": {"name_or_path": path, "compute_dtype": "bf16"},
+           "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "targets": QKVO},
+           "data": {"path": data, "max_seq_length": seq, "group_by_length": False},
+           "train": {"micro_batch_size": b, "grad_accum": acc, "max_steps": steps, "optimizer": "paged_adamw_32bit",
+                     "grad_checkpointing": "on", "schedule": "constant", "warmup_steps": 0, "max_grad_norm": 0.3,
+                     "log_every": 1, "lr": 2e-4}}
+    raw = C.merge(raw, VARIANTS[variant])
+    cfg = C.from_dict(raw, f"variant {variant}")
+    used = [0]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            free, total = torch.cuda.mem_get_info()
+            used[0] = max(used[0], total - free)
+            time.sleep(0.01)
+
+    torch.cuda.init()
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    t0 = time.time()
+    summary = train(cfg, overwrite=True, quiet=True)
+    stop.set()
+    th.join()
+    rows = [json.loads(x) for x in open(os.path.join(raw["output_dir"], "metrics.jsonl"))]
+    steady = [r["tokens_per_s"] for r in rows[1:]] or [rows[0]["tokens_per_s"]]
+    steady.sort()
+    rec = {"part": "train", "stack": "qlorafit", "variant": variant, "config": cfg_name, "batch": b, "accum": acc,
+           "seq": seq, "steps": steps, "used_peak": used[0],
+           "peak_reserved": max(r["mem_peak_reserved"] for r in rows),
+           "peak_allocated": max(r["mem_peak_allocated"] for r in rows),
+           "tokens_per_s": steady[len(steady) // 2], "losses": [r["loss"] for r in rows],
+           "wall_s": round(time.time() - t0, 1), "overrides": VARIANTS[variant], "summary_steps": summary.get("steps"),
+           "provenance": provenance(" ".join(sys.argv))}
+    with open(out, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    print(f"qlorafit {variant} {cfg_name}: used {rec['used_peak'] / GIB:.2f} GiB, reserved "
+          f"{rec['peak_reserved'] / GIB:.2f}, allocated {rec['peak_allocated'] / GIB:.2f}, "
+          f"{rec['tokens_per_s']:.0f} tok/s", flush=True)
+
+
+def fits(step, n: int) -> bool:
+    import torch
+    try:
+        step(n)
+        return True
+    except torch.OutOfMemoryError:
+        return False
+    finally:
+        import gc
+        gc.collect()
+        torch.cuda.empty_cache()
+
+
+def run_search(model: str, kind: str, budget_gib: float, levers: str, out: str, lo: int, hi: int) -> None:
+    """Binary search the largest length (kind=context, batch 1) or micro-batch (kind=batch, length 2048) that trains."""
+    import torch
+    from gpu_common import build_model, provenance
+
+    from qlorafit import config as C
+    from qlorafit.loss import forward_loss
+    from qlorafit.model import load_model
+
+    path = build_model(model)
+    total = torch.cuda.mem_get_info()[1]
+    torch.cuda.set_per_process_memory_fraction(budget_gib * GIB / total)
+    lv = dict(x.split("=") for x in levers.split(",")) if levers else {}
+    raw = {"model": {"name_or_path": path, "compute_dtype": "bf16",
+                     "offload_embedding": lv.get("offload_embedding", "false") == "true"},
+           "lora": {"r": 32, "alpha": 64, "dropout": float(lv.get("dropout", 0.0)), "targets": ["all-linear"]},
+           "train": {"grad_checkpointing": lv.get("ckpt", "offload"), "loss_impl": lv.get("loss", "fused"),
+                     "optimizer": lv.get("optimizer", "adamw")}}
+    cfg = C.from_dict(raw, "search")
+    loaded = load_model(cfg, path, torch.device("cuda", 0))
+    m = loaded.model
+    m.train()
+    params = [p for p in m.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-5, fused=True)
+
+    def step(n: int) -> None:
+        b, t = (1, n) if kind == "context" else (n, 2048)
+        ids = torch.randint(0, m.config.vocab_size, (b, t), device="cuda")
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            s, k = forward_loss(m, {"input_ids": ids, "labels": ids}, cfg.train.loss_impl)
+        (s / k).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+
+    found = lo if fits(step, lo) else 0
+    hi_fail = hi
+    while found and hi_fail - found > (1024 if kind == "context" else 1):
+        mid = (found + hi_fail) // 2
+        mid = mid // 1024 * 1024 if kind == "context" else mid
+        if mid <= found:
+            break
+        if fits(step, mid):
+            found = mid
+        else:
+            hi_fail = mid
+        print(f"  {kind}: {found} fits, {hi_fail} does not", flush=True)
+    rec = {"part": kind, "stack": "qlorafit", "budget_gib": budget_gib, "levers": raw, "found": found,
+           "first_fail": hi_fail, "provenance": provenance(" ".join(sys.argv))}
+    with open(out, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    print(f"qlorafit {kind} under {budget_gib} GiB ({levers}): {found}", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("part", choices=["train", "context", "batch"])
+    ap.add_argument("--model", default="llama-3.1-8b")
+    ap.add_argument("--variants", default="default,lean")
+    ap.add_argument("--configs", default="c1,c2")
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--budget-gib", type=float, default=24.0)
+    ap.add_argument("--levers", default="")
+    ap.add_argument("--lo", type=int, default=8192)
+    ap.add_argument("--hi", type=int, default=131072)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.part == "train":
+        if a.one:
+            v, c = a.one.split(":")
+            run_train(a.model, v, c, a.steps, a.out)
+            return
+        for c in a.configs.split(","):
+            for v in a.variants.split(","):
+                rc = subprocess.run([sys.executable, __file__, "train", "--one", f"{v}:{c}", "--model", a.model,
+                                     "--steps", str(a.steps), "--out", a.out]).returncode
+                if rc:
+                    print(f"qlorafit {v} {c}: exit {rc}", flush=True)
+    else:
+        run_search(a.model, a.part, a.budget_gib, a.levers, a.out, a.lo, a.hi)
+
+
+if __name__ == "__main__":
+    main()

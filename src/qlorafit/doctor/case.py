@@ -48,6 +48,8 @@ class Case:
     budget_name: str = ""
     est: Estimate | None = None
     findings: list = field(default_factory=list)
+    from_user: bool = False
+    """The setup came from the user's script, config or settings (not only library defaults)."""
     notes: list = field(default_factory=list)
     """What is missing, said plainly: what to paste or pass for a better answer."""
 
@@ -131,6 +133,7 @@ def _catalogue_variant(name: str) -> str | None:
 
 def _setup(c: Case) -> None:
     i = c.inputs
+    c.from_user = bool(i.config is not None or i.script is not None or i.settings)
     if i.config is not None:
         c.setup = setup_from_config(i.config, c.gpu.bf16 if c.gpu else None)
         return
@@ -141,8 +144,12 @@ def _setup(c: Case) -> None:
         if key in c.oom.log_settings:
             merged[key] = c.oom.log_settings[key]
     c.settings = merged
+    if not c.from_user:  # nothing says how they loaded it: assume the QLoRA recipe this tool is about
+        merged = {**merged, "quant": "nf4", "bf16": True}
     if merged or c.shape is not None:
         c.setup, c.assumptions = setup_from_settings(merged)
+        if not c.from_user:
+            c.assumptions.insert(0, "no script or config: assumed 4-bit NF4 weights and bf16 (a QLoRA run)")
         if not (i.script or i.settings):
             c.notes.append("no script or config given: the estimate uses transformers' defaults (listed under "
                            "assumptions); pass --script train.py for your actual settings")

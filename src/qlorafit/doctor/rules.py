@@ -170,7 +170,7 @@ def fragmentation(c: Case) -> Cause | None:
 
 
 def no_quant(c: Case) -> Cause | None:
-    if c.setup is None or c.setup.quant != "none" or not (c.has_oom or c.over_budget):
+    if not c.from_user or c.setup is None or c.setup.quant != "none" or not (c.has_oom or c.over_budget):
         return None
     ev = [_numbers(c)] if c.has_oom else []
     if c.est:
@@ -245,11 +245,11 @@ def fp32_logits(c: Case) -> Cause | None:
     share = c.est.component("logits and loss") / c.est.peak_bytes if c.est else 0.0
     if c.setup is not None and c.setup.loss_impl != "standard":
         return None
-    if not frames and share < LOGITS_SHARE:
+    if not frames and (share < LOGITS_SHARE or not c.from_user):  # a share of assumed defaults proves nothing
         return None
     if not (c.has_oom or c.over_budget):
         return None
-    ev = []
+    ev = [_numbers(c)] if c.oom.kind else []
     if frames:
         ev.append("the failing frame is the loss: the logits are cast to fp32 or fed to cross_entropy")
     if c.oom.requested_bytes:
@@ -269,7 +269,7 @@ def fp32_logits(c: Case) -> Cause | None:
 def eager_attention(c: Case) -> Cause | None:
     text = c.inputs.error_text or ""
     frames = any(k in text for k in _EAGER_FRAMES)
-    if not (frames or (c.setup is not None and c.setup.attn_impl == "eager" and c.setup.seq_len >= 1024)):
+    if not (frames or (c.from_user and c.setup is not None and c.setup.attn_impl == "eager" and c.setup.seq_len >= 1024)):
         return None
     if not (c.has_oom or c.over_budget):
         return None

@@ -2,7 +2,7 @@
 
 On CPU the copies are no-ops (everything is already in host RAM), so these tests check what the GPU path shares with
 them: which tensors are routed (exactly each layer's input, once), the byte accounting and its bound, the handle's
-life cycle, and that gradients are unchanged. The copies themselves: benchmarks/offload_check.py on a GPU.
+life cycle, and that gradients are unchanged. The copies themselves: benchmarks/levers_check.py on a GPU.
 """
 
 import pytest
@@ -89,8 +89,9 @@ def test_each_layer_input_goes_through_once_and_is_counted(model_dir):
 
     grads_of(loaded, check)
     assert h.host_bytes == 0 and h.peak_host_bytes == LAYERS * layer_input  # released once backward used them
+    assert (h.fetched_on_demand, h.prefetched) == (1, LAYERS - 1)  # only the top layer waits for its copy
     grads_of(loaded, check)  # a second micro-batch starts a fresh order
-    assert h.host_bytes == 0
+    assert h.host_bytes == 0 and (h.fetched_on_demand, h.prefetched) == (2, 2 * LAYERS - 2)
 
 
 def test_host_bound_keeps_the_rest_on_the_device(model_dir):

@@ -16,7 +16,7 @@ Embedding offload. `offload_embedding(model, device)` keeps the (frozen) input e
 on the CPU and only the (B, T, h) result is copied to the GPU. Saves vocab x hidden x 2 bytes (1 GiB on Llama-3-8B).
 
 On CPU both are numerically exact no-ops (tensors already in host RAM are kept as they are), so CPU tests check the
-bookkeeping and the gradients; the copies and streams need a GPU (benchmarks/offload_check.py).
+bookkeeping and the gradients; the copies and streams need a GPU (benchmarks/levers_check.py).
 """
 
 import contextlib
@@ -60,12 +60,15 @@ class OffloadHandle:
     """Offloads each checkpointed layer's input to pinned host RAM, up to max_host_bytes; more stays on the device.
 
     host_bytes: layer inputs now held in host RAM (tensor bytes; torch's pinned allocator may round each block up);
-    peak_host_bytes: the most ever held at once; kept_bytes: inputs that stayed on the device because of the bound.
+    peak_host_bytes: the most ever held at once; kept_bytes: inputs that stayed on the device because of the bound;
+    prefetched / fetched_on_demand: copies back started while the layer above recomputed / when the recompute needed
+    them (the top layer of each backward; more means the copies stall the compute).
     """
 
     def __init__(self, max_host_bytes: int):
         self.max_host_bytes = max_host_bytes
         self.host_bytes = self.peak_host_bytes = self.kept_bytes = 0
+        self.prefetched = self.fetched_on_demand = 0
         self._order: list[weakref.ref] = []  # this forward's offloaded inputs, in layer order
         self._backward_started = False
         self._stream = None  # the side stream for the copies, made on first use on a CUDA device
@@ -87,8 +90,7 @@ class OffloadHandle:
             self.kept_bytes += n  # over the bound: this input costs device memory, as with plain checkpointing
             weakref.finalize(k := _Kept(t), self._release, "kept_bytes", n)
             return k
-        host = t if t.device.type == "cpu" else self._to_host(t)  # already in host RAM: keep it, count it
-        p = _Offloaded(host, t.device, self._order)
+        p = _Offloaded(self._to_host(t), t.device, self._order)
         self.host_bytes += n
         self.peak_host_bytes = max(self.peak_host_bytes, self.host_bytes)
         weakref.finalize(p, self._release, "host_bytes", n)  # when autograd frees the saved input
@@ -99,18 +101,13 @@ class OffloadHandle:
         if isinstance(p, _Kept):
             return p.tensor
         self._backward_started = True
-        if p.device.type == "cpu":
-            return p.host
-        if p.fetched is None:  # not prefetched (the top layer, or a forward that was cut short)
-            self._fetch(p)
-        out, p.fetched = p.fetched, None
-        compute = torch.cuda.current_stream(p.device)
-        compute.wait_event(p.ready)  # the recompute starts once the copy has landed
-        out.record_stream(compute)  # allocated on the side stream, used and freed on the compute stream
+        if p.fetched is None:  # not prefetched: the top layer, or a forward that was cut short
+            self._fetch(p, prefetch=False)
+        out = self._take(p)
         if p.index > 0:  # backward goes down: bring the layer below in while this one recomputes
             below = p.order[p.index - 1]()
-            if isinstance(below, _Offloaded) and below.fetched is None and below.device.type != "cpu":
-                self._fetch(below)
+            if isinstance(below, _Offloaded) and below.fetched is None:
+                self._fetch(below, prefetch=True)
         return out
 
     def _release(self, counter: str, n: int) -> None:
@@ -125,6 +122,8 @@ class OffloadHandle:
 
     def _to_host(self, t: torch.Tensor) -> torch.Tensor:
         """Device -> pinned host, asynchronously: the copy waits for the layer that wrote t, not the layers after."""
+        if t.device.type == "cpu":
+            return t  # already in host RAM: keep it (and count it)
         side = self._side_stream(t.device)
         host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)  # torch's caching host allocator reuses blocks
         side.wait_stream(torch.cuda.current_stream(t.device))
@@ -133,14 +132,30 @@ class OffloadHandle:
         t.record_stream(side)  # the allocator keeps t's block until the copy is done, though t is freed right away
         return host
 
-    def _fetch(self, p: _Offloaded) -> None:
+    def _fetch(self, p: _Offloaded, prefetch: bool) -> None:
         """Pinned host -> device on the side stream (in order after the device -> host copy, same stream)."""
+        if prefetch:
+            self.prefetched += 1
+        else:
+            self.fetched_on_demand += 1
+        if p.device.type == "cpu":
+            p.fetched = p.host
+            return
         side = self._side_stream(p.device)
         with torch.cuda.stream(side):
             p.fetched = torch.empty(p.host.shape, dtype=p.host.dtype, device=p.device)
             p.fetched.copy_(p.host, non_blocking=True)
             p.ready = torch.cuda.Event()
             p.ready.record(side)
+
+    def _take(self, p: _Offloaded) -> torch.Tensor:
+        """The fetched input, safe to use on the compute stream; p lets go of it."""
+        out, p.fetched = p.fetched, None
+        if p.device.type != "cpu":
+            compute = torch.cuda.current_stream(p.device)
+            compute.wait_event(p.ready)  # the recompute starts once the copy has landed
+            out.record_stream(compute)  # allocated on the side stream, used and freed on the compute stream
+        return out
 
     def remove(self) -> None:
         """Back to plain checkpointing on every layer this handle changed."""

@@ -69,7 +69,7 @@ def _plain_linear(head) -> bool:
 
 
 def _liger_loss(softcap):
-    """liger's LigerFusedLinearCrossEntropyLoss with reduction=sum, or None (with a warning) if it cannot be imported."""
+    """liger's LigerFusedLinearCrossEntropyLoss(reduction=sum), or None (with a warning) when it cannot be imported."""
     try:
         from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
     except ImportError:

@@ -222,6 +222,8 @@ def test_unknown_extension_and_directory(tok, tmp_path):
 def test_dataset_name_not_in_local_cache(tok, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path))
     monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")  # restored afterwards (data.py only sets it if unset)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     msg = error(tok, "nobody/no-such-dataset-qlorafit")
     assert "data.path" in msg and "local cache" in msg
 

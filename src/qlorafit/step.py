@@ -172,7 +172,11 @@ def _single_unit(ctx: StepContext, res: StepResult, pending: list, total: int, s
         short = _truncate(u, new_len)
         new_total = total - unit_targets(u) + unit_targets(short)
         G.rescale_grads(ctx.params, total, new_total)  # micro-batches done were divided by the old total
-        res.truncated.append({"sample_id": sid, "from_tokens": len(u.input_ids), "to_tokens": new_len})
+        prev = next((x for x in res.truncated if x["sample_id"] == sid), None)  # cut again: one entry per sample
+        if prev is None:
+            res.truncated.append({"sample_id": sid, "from_tokens": len(u.input_ids), "to_tokens": new_len})
+        else:
+            prev["to_tokens"] = new_len
         return [short] + pending[1:], new_total, "truncate", {"sample_id": sid, "to_tokens": new_len}
     reason = f"out of memory in {phase} at {len(u.input_ids)} tokens, alone, checkpointing {ctx.guard.checkpointing}"
     new_total = total - unit_targets(u)

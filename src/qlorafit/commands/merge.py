@@ -1,0 +1,25 @@
+"""Merge a LoRA adapter into a 16-bit copy of the base model, one tensor at a time: host RAM holds one shard, the
+GPU one weight, so a 70B model merges on any machine. The result loads with AutoModelForCausalLM.from_pretrained.
+
+  qlorafit merge --adapter runs/qlorafit/final --base meta-llama/Llama-3.1-8B --out merged-8b
+"""
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--adapter", required=True, help="PEFT adapter directory (a run's final/ or checkpoints/step-N/)")
+    p.add_argument("--base", required=True, help="the 16-bit base model: a directory, or a hub id in the local cache")
+    p.add_argument("--out", required=True, help="new directory for the merged model")
+    p.add_argument("--dtype", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
+                   help="dtype of the written weights (auto: the base checkpoint's own; default %(default)s)")
+    p.add_argument("--device", default="auto", help="where the B @ A products run: auto (GPU if any), cpu, cuda:0")
+
+
+def run(a) -> int:
+    from qlorafit.demo_assets import default_cache_root, resolve_model_path
+    from qlorafit.merge import merge
+
+    base = resolve_model_path(a.base, default_cache_root())
+    s = merge(a.adapter, base, a.out, a.dtype, a.device)
+    print(f"merged {s['merged']} LoRA modules ({s['replaced']} full modules replaced) into {s['tensors']} tensors "
+          f"on {s['device']}: {s['out']}")
+    return 0

@@ -138,6 +138,11 @@ def load_model(cfg: Config, path: str, device: torch.device) -> Loaded:
     enable_checkpointing(model, cfg.train.grad_checkpointing)
     peft_model = attach_lora(model, cfg)
     handle = apply_memory_levers(peft_model, cfg, device)
+    if device.type == "cuda":
+        # hand back what loading left cached: the bf16 staging of quantized weights and, with offload_embedding,
+        # the embedding's old GPU block. Cached-but-free memory still counts on the card (and against other
+        # processes), and would sit as allocator slack under every later peak
+        torch.cuda.empty_cache()
     return Loaded(peft_model, dtype, device, handle)
 
 

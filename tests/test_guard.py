@@ -235,3 +235,25 @@ def test_snapshot_is_free_at_the_first_micro_batch():
     assert torch.equal(p.grad, torch.full((3,), 2.0))
     G.restore_grads([p], None)
     assert p.grad is None
+
+
+def test_escalation_reaches_offloaded_checkpointing(model_dir, data, reference, tmp_path):
+    from qlorafit.offload import active_handle
+
+    seen = []
+
+    def fault(phase, info):  # fits only once layer inputs go to host RAM
+        if phase == "forward" and active_handle(run.ctx.model) is None:
+            raise oom()
+        seen.append(info["step"])
+
+    from qlorafit.train import loop, setup
+    out = tmp_path / "run"
+    run = setup(make_cfg(model_dir, data, out, **STEPS), fault=fault, quiet=True)
+    assert run.ctx.offload is not None
+    loop(run)
+    actions = [r["action"] for r in events(out, "oom_recovery")]
+    assert actions[:4] == ["halve", "halve", "checkpointing_on", "offload"]
+    assert run.ctx.guard.checkpointing == "offload"
+    assert sorted(ledger_ids(out)) == list(range(24))
+    assert_adapters_close(reference / "final", out / "final")

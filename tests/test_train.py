@@ -152,3 +152,23 @@ def test_cli_train_print_config_and_errors(capsys, tmp_path):
     assert "did you mean 'train.lr'" in capsys.readouterr().err
     assert main(["train", "--set", f"data.path={tmp_path / 'missing.jsonl'}", "--output-dir",
                  str(tmp_path / "r"), "--set", "model.name_or_path=" + str(tmp_path)]) == 2
+
+
+def test_packing_trains_every_sample_once(model_dir, data, tmp_path):
+    out = tmp_path / "run"
+    s = train(make_cfg(model_dir, data, out, data={"packing": True, "max_seq_length": 48},
+                       train={"micro_batch_size": 2, "grad_accum": 1, "max_steps": 0, "epochs": 1.0}), quiet=True)
+    assert s["steps"] >= 2
+    assert sorted(ledger_ids(out)) == list(range(24))
+
+
+def test_plan_auto_with_a_budget_keeps_the_effective_batch(model_dir, data, tmp_path):
+    from qlorafit import config as C
+
+    out = tmp_path / "run"
+    cfg = make_cfg(model_dir, data, out, train={"micro_batch_size": 2, "grad_accum": 4, "max_steps": 1})
+    s = train(cfg, plan=True, budget_bytes=8 * 1024**3, quiet=True)
+    assert s["steps"] == 1
+    planned = C.load(str(out / "config.yaml"))
+    assert planned.train.micro_batch_size * planned.train.grad_accum == 8
+    assert len(read_jsonl(out / "ledger.jsonl")[0]["sample_ids"]) == 8

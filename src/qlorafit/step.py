@@ -120,9 +120,9 @@ def _forward_backward(ctx: StepContext, units: list, denom: int, step: int, micr
     phase = "forward"
     try:
         batch = {k: v.to(ctx.device, non_blocking=True) for k, v in _batch(ctx, units).items()}  # (B, T) each
-        if ctx.fault is not None:
-            ctx.fault("forward", _info(step, micro_index, units))
         with _memory_context(ctx):
+            if ctx.fault is not None:
+                ctx.fault("forward", _info(step, micro_index, units))
             with _autocast(ctx):
                 loss_sum, _ = forward_loss(ctx.model, batch, ctx.cfg.train.loss_impl)
             phase = "backward"

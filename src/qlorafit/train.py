@@ -4,9 +4,10 @@
     loop(run)             # next samples -> train_step -> log -> checkpoint, until total_steps
 
 Setup order, and why:
-  1. the run directory is checked first: a clash with another run is found before anything slow happens;
-  2. the allocator is configured before anything touches CUDA (expandable segments only apply from the start);
-  3. tokenizer and data before the model: a malformed dataset line fails in a second, not after a model load;
+  1. the allocator is configured before anything touches CUDA (expandable segments only apply from the start);
+  2. tokenizer and data before the model: a malformed dataset line fails in a second, not after a model load;
+  3. `--plan auto` next (it needs the data's longest sample), then the run directory check, against the planned
+     config, before anything slow happens;
   4. the model is seeded so the LoRA init is reproducible; the optimizer sees only the LoRA parameters;
   5. resume last, so it overwrites the fresh init, optimizer state and RNG with the checkpoint's.
 """
@@ -140,12 +141,34 @@ def build_estimate(cfg: Config, model_path: str, dtype: torch.dtype, max_len: in
         return {"error": str(e)}
 
 
-def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None, quiet: bool = False) -> Run:
+def plan_auto(cfg: Config, model_path: str, stats, budget_bytes: int | None, run_dir: Path, resume: bool) -> Config:
+    """`--plan auto`: the fastest configuration that fits the budget (default: the GPU's free memory) at the longest
+    sample. A resumed run keeps the plan it started with: a new split would change the data order mid-epoch."""
+    from qlorafit.plan import apply_to_config, plan_config
+    from qlorafit.shapes import shape_from_config
+
+    saved = run_dir / "config.yaml"
+    if resume and saved.is_file():
+        old = config_mod.load(str(saved))
+        for sec, key in (("train", "micro_batch_size"), ("train", "grad_accum"), ("train", "grad_checkpointing"),
+                         ("train", "optimizer"), ("train", "loss_impl"), ("model", "offload_embedding")):
+            setattr(getattr(cfg, sec), key, getattr(getattr(old, sec), key))
+        return cfg
+    if budget_bytes is None:
+        if not torch.cuda.is_available():
+            raise UserError("--plan auto sizes the run for the GPU's free memory, and there is no GPU; "
+                            "give a budget (--budget 24GiB) or drop --plan")
+        budget_bytes = torch.cuda.mem_get_info()[0]
+    shape = shape_from_config(json.loads((Path(model_path) / "config.json").read_text()), cfg.model.name_or_path)
+    return plan_config(cfg, shape, budget_bytes, stats)
+
+
+def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None, quiet: bool = False,
+          plan: bool = False, budget_bytes: int | None = None) -> Run:
     from qlorafit.data import load_data
     from qlorafit.demo_assets import default_cache_root, resolve_model_path
     from qlorafit.model import load_model, trainable_counts
 
-    run_dir = check_run_dir(cfg, resume, overwrite)
     G.configure_allocator(cfg.guard)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     device = pick_device()
@@ -153,6 +176,9 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     model_path = resolve_model_path(cfg.model.name_or_path, default_cache_root())
     tok = load_tokenizer(model_path, cfg)
     data = load_data(cfg.data, tok, cfg.train.seed)
+    if plan:
+        cfg = plan_auto(cfg, model_path, data.train.stats, budget_bytes, Path(cfg.output_dir), resume)
+    run_dir = check_run_dir(cfg, resume, overwrite)  # after planning: the planned config is the one compared
 
     torch.manual_seed(cfg.train.seed)  # the LoRA init does not depend on how much data loading drew
     loaded = load_model(cfg, model_path, device)
@@ -369,9 +395,10 @@ def _prune(run: Run) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
-def train(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None, quiet: bool = False) -> dict:
+def train(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None, quiet: bool = False,
+          plan: bool = False, budget_bytes: int | None = None) -> dict:
     """Set up and run; returns a summary (steps, first and last loss, path of the final adapter)."""
-    run = setup(cfg, resume, overwrite, fault, quiet)
+    run = setup(cfg, resume, overwrite, fault, quiet, plan, budget_bytes)
     try:
         return loop(run)
     finally:

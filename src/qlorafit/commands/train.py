@@ -45,6 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in output_dir from its newest checkpoint, with the very next sample")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in output_dir")
+    p.add_argument("--plan", choices=("auto",), help="auto: pick micro-batch x accumulation, checkpointing, optimizer "
+                   "and loss for the GPU's free memory at the longest sample (effective batch kept), then train")
+    p.add_argument("--budget", help="memory budget for --plan auto instead of the GPU's free memory, e.g. 24GiB")
     p.epilog = _keys_epilog()
 
 
@@ -72,7 +75,11 @@ def run(a) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     from qlorafit.train import train
-    summary = train(cfg, resume=a.resume, overwrite=a.overwrite)
+    budget = None
+    if a.budget:
+        from qlorafit.sizes import parse_bytes
+        budget = parse_bytes(a.budget, "--budget")
+    summary = train(cfg, resume=a.resume, overwrite=a.overwrite, plan=a.plan == "auto", budget_bytes=budget)
     print(f"trained {summary['steps']} steps in {summary['seconds']:.0f}s: loss {summary['first_loss']:.4f} -> "
           f"{summary['last_loss']:.4f}; adapter in {summary['final']}")
     return 0

@@ -94,6 +94,13 @@ def _truncate(u, n: int):
 
 # --- the step --------------------------------------------------------------------------------------------------------
 
+def _to_device(batch: dict, device: torch.device) -> dict:
+    if device.type != "cuda":
+        return batch
+    # pinned, then non_blocking: the copy overlaps the previous micro-batch's kernels instead of waiting for them
+    return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
+
+
 def _autocast(ctx: StepContext):
     if ctx.device.type == "cuda" and ctx.dtype in (torch.bfloat16, torch.float16):
         return torch.autocast("cuda", dtype=ctx.dtype)
@@ -119,7 +126,7 @@ def _forward_backward(ctx: StepContext, units: list, denom: int, step: int, micr
     """
     phase = "forward"
     try:
-        batch = {k: v.to(ctx.device, non_blocking=True) for k, v in _batch(ctx, units).items()}  # (B, T) each
+        batch = _to_device(_batch(ctx, units), ctx.device)  # (B, T) each
         with _memory_context(ctx):
             if ctx.fault is not None:
                 ctx.fault("forward", _info(step, micro_index, units))
@@ -241,9 +248,10 @@ def _update(ctx: StepContext, res: StepResult, loss_sum: torch.Tensor, total: in
         for group in opt.param_groups:  # per-parameter loop: no foreach temporaries the size of all LoRA params
             if group.get("foreach"):
                 group["foreach"] = False
+        mem = ctx.monitor.memory()
         ctx.monitor.event("oom_recovery", step, phase="optimizer", old_micro_batch=ctx.guard.micro_batch_size,
-                          new_micro_batch=ctx.guard.micro_batch_size, mem_allocated=0, mem_reserved=0,
-                          action="retry_optimizer_step")
+                          new_micro_batch=ctx.guard.micro_batch_size, mem_allocated=mem["mem_allocated"],
+                          mem_reserved=mem["mem_reserved"], action="retry_optimizer_step")
     else:
         raise G.GuardGaveUp(G.gave_up_message(step, "optimizer", ctx.cfg.guard.max_retries))
     ctx.scaler.update()
@@ -285,8 +293,10 @@ def evaluate(ctx: StepContext, units: list, step: int) -> float | None:
                 ctx.monitor.event("skip_sample", step, sample_id=unit_ids(units[i])[0], reason="out of memory in eval")
                 i += 1
             ctx.eval_batch = max(1, old // 2)
+            mem = ctx.monitor.memory()
             ctx.monitor.event("oom_recovery", step, phase="eval", old_micro_batch=old, new_micro_batch=ctx.eval_batch,
-                              mem_allocated=0, mem_reserved=0, action="shrink_eval_batch")
+                              mem_allocated=mem["mem_allocated"], mem_reserved=mem["mem_reserved"],
+                              action="shrink_eval_batch")
             continue
         loss_sum += part
         tokens += n
@@ -301,7 +311,7 @@ def evaluate(ctx: StepContext, units: list, step: int) -> float | None:
 
 def _eval_batch(ctx: StepContext, units: list, step: int):
     try:
-        batch = {k: v.to(ctx.device, non_blocking=True) for k, v in _batch(ctx, units).items()}
+        batch = _to_device(_batch(ctx, units), ctx.device)
         if ctx.fault is not None:
             ctx.fault("eval", _info(step, 0, units))
         with _autocast(ctx):

@@ -172,3 +172,41 @@ def test_plan_auto_with_a_budget_keeps_the_effective_batch(model_dir, data, tmp_
     planned = C.load(str(out / "config.yaml"))
     assert planned.train.micro_batch_size * planned.train.grad_accum == 8
     assert len(read_jsonl(out / "ledger.jsonl")[0]["sample_ids"]) == 8
+
+
+def test_schedules_warm_up_then_decay():
+    from qlorafit.config import TrainConfig
+    from qlorafit.optim import lr_at
+
+    for name in ("constant", "linear", "cosine"):
+        t = TrainConfig(lr=1.0, warmup_steps=4, schedule=name)
+        lrs = [lr_at(u, 20, t) for u in range(20)]
+        assert lrs[:4] == [0.25, 0.5, 0.75, 1.0]
+        assert lrs[4] == 1.0
+        if name == "constant":
+            assert set(lrs[4:]) == {1.0}
+        else:
+            assert all(x >= y for x, y in zip(lrs[4:], lrs[5:])) and lrs[-1] < 0.1
+
+
+def test_leak_watch_warns_once_on_steady_growth():
+    from qlorafit.monitor import LEAK_MIN_BYTES, LEAK_STEPS, LeakWatch
+
+    w = LeakWatch()
+    flat = [w.observe((4, 512), 10**9) for _ in range(10)]
+    assert not any(flat)
+    grow = [w.observe((4, 512), 10**9 + i * LEAK_MIN_BYTES) for i in range(LEAK_STEPS + 1)]
+    assert grow[-1] and grow[-1]["grew_bytes"] == LEAK_STEPS * LEAK_MIN_BYTES
+    assert w.observe((4, 512), 2 * 10**9) is None  # once
+    w2 = LeakWatch()  # a new shape resets the series: activations of longer batches are not a leak
+    assert not any(w2.observe((4, 100 * i), 10**9 + i * LEAK_MIN_BYTES) for i in range(10))
+
+
+def test_tensorboard_without_the_package_is_a_clear_error(model_dir, data, tmp_path):
+    try:
+        import tensorboard  # noqa: F401
+        pytest.skip("tensorboard is installed")
+    except ImportError:
+        pass
+    with pytest.raises(UserError, match="train.tensorboard.*pip install"):
+        train(make_cfg(model_dir, data, tmp_path / "run", train={"tensorboard": True}), quiet=True)

@@ -148,11 +148,15 @@ def _progress_bar(total: int, start: int):
     return tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, file=sys.stderr)
 
 
-def _tensorboard(run_dir: Path):
+def require_tensorboard():
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         from qlorafit.errors import UserError
-        raise UserError("train.tensorboard: install the tensorboard package (pip install tensorboard) or set it "
-                        "to false") from None
-    return SummaryWriter(str(run_dir / "tensorboard"))
+        raise UserError("train.tensorboard: install the tensorboard package (pip install 'qlorafit[tensorboard]') "
+                        "or set it to false") from None
+    return SummaryWriter
+
+
+def _tensorboard(run_dir: Path):
+    return require_tensorboard()(str(run_dir / "tensorboard"))

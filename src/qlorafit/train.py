@@ -28,7 +28,7 @@ from qlorafit import config as config_mod
 from qlorafit import guard as G
 from qlorafit.config import Config
 from qlorafit.errors import UserError
-from qlorafit.monitor import Monitor, gib, non_torch_bytes
+from qlorafit.monitor import Monitor, gib, non_torch_bytes, require_tensorboard
 from qlorafit.optim import build_optimizer, lr_at, set_lr
 from qlorafit.step import StepContext, evaluate, train_step, unit_targets
 
@@ -76,11 +76,7 @@ def check_run_dir(cfg: Config, resume: bool, overwrite: bool) -> Path:
         for name in RUN_DIRS:
             shutil.rmtree(d / name, ignore_errors=True)
         return d
-    before = config_mod.to_dict(config_mod.load(str(old)))
-    now = config_mod.to_dict(cfg)
-    diff = [f"{s}.{k}" if isinstance(v, dict) else s for s, v in now.items()
-            for k in (v if isinstance(v, dict) else [None]) if (before.get(s) if k is None else before.get(s, {}).get(k))
-            != (v if k is None else v[k])]
+    diff = config_diff(config_mod.load(str(old)), cfg)
     if diff:
         raise UserError(f"output_dir {d} already holds a different run (config.yaml differs in: {', '.join(diff)}). "
                         f"Use --resume to continue it, --overwrite to replace it, or another --output-dir.")
@@ -88,6 +84,17 @@ def check_run_dir(cfg: Config, resume: bool, overwrite: bool) -> Path:
         raise UserError(f"output_dir {d} already holds this run, with checkpoints. Use --resume to continue it or "
                         f"--overwrite to start over.")
     return d
+
+
+def config_diff(a: Config, b: Config) -> list[str]:
+    """The 'section.key' names whose values differ."""
+    flat = []
+    for cfg in (a, b):
+        d = {}
+        for sec, v in config_mod.to_dict(cfg).items():
+            d.update({f"{sec}.{k}": x for k, x in v.items()} if isinstance(v, dict) else {sec: v})
+        flat.append(d)
+    return [k for k in flat[1] if flat[0].get(k) != flat[1][k]]
 
 
 def pick_device() -> torch.device:
@@ -179,6 +186,8 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     if plan:
         cfg = plan_auto(cfg, model_path, data.train.stats, budget_bytes, Path(cfg.output_dir), resume)
     run_dir = check_run_dir(cfg, resume, overwrite)  # after planning: the planned config is the one compared
+    if cfg.train.tensorboard:
+        require_tensorboard()  # before the model load, not after it
 
     torch.manual_seed(cfg.train.seed)  # the LoRA init does not depend on how much data loading drew
     loaded = load_model(cfg, model_path, device)

@@ -56,6 +56,7 @@ class StepResult:
     skipped: list = field(default_factory=list)     # [{sample_id, reason}]
     truncated: list = field(default_factory=list)   # [{sample_id, from_tokens, to_tokens}]
     micro_batches: int = 0
+    micro_batch_size: int = 0    # the guard's micro-batch at the end of the step
     recoveries: int = 0
 
 
@@ -218,7 +219,7 @@ def train_step(ctx: StepContext, units: list, step: int) -> StepResult:
         if res.recoveries > max_retries:
             raise G.GuardGaveUp(G.gave_up_message(step, failed, res.recoveries - 1))
         pending, total = _recover(ctx, res, pending, total, failed, step)
-    res.micro_batches, res.tokens = micro_index, total
+    res.micro_batches, res.tokens, res.micro_batch_size = micro_index, total, g.micro_batch_size
     _update(ctx, res, loss_sum, total, step)
     return res
 

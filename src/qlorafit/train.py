@@ -283,8 +283,7 @@ def next_units(run: Run) -> list:
 def loop(run: Run) -> dict:
     cfg, ctx, pos, t = run.cfg, run.ctx, run.pos, run.cfg.train
     cuda = ctx.device.type == "cuda"
-    tokens_seen = 0
-    t_start = time.time()
+    t_start, tokens_seen = time.time(), 0
     if pos.index:  # resumed mid-epoch: rebuild that epoch's order and keep the index
         run.epoch_units = _epoch_units(run)
     while pos.step < run.total_steps:
@@ -293,32 +292,15 @@ def loop(run: Run) -> dict:
             torch.cuda.reset_peak_memory_stats()  # each step's peak is its own
         set_lr(ctx.optimizer, lr_at(pos.updates, run.total_steps, t))
         t0 = time.time()
-        res = train_step(ctx, units, pos.step + 1)
+        res = train_step(ctx, units, pos.step + 1)  # ends in one host sync (loss, grad norm): dt is real
         dt = time.time() - t0
         pos.step += 1
+        tokens_seen += res.input_tokens
         ctx.monitor.ledger(pos.step, res.sample_ids, res.skipped, res.applied, res.truncated)
+        _log_step(run, res, units, dt)
         _check_finite(run, res)
         if res.recoveries == 0 and G.maybe_grow_back(ctx.guard, cfg.guard):
             ctx.monitor.event("grow_back", pos.step, new_micro_batch=ctx.guard.micro_batch_size)
-        tokens_seen += res.input_tokens
-        mem = ctx.monitor.memory()
-        if run.first_loss is None:
-            run.first_loss = res.loss
-            _first_step_memory(run, mem)
-        run.last_loss = res.loss
-        leak = ctx.monitor.leaks.observe((ctx.guard.micro_batch_size, max(len(u.input_ids) for u in units)),
-                                         mem["mem_allocated"])
-        if leak:
-            ctx.monitor.event("leak_warning", pos.step, **leak)
-            ctx.monitor.say(f"warning: memory held between steps grew {gib(leak['grew_bytes'])} over {leak['steps']} "
-                            f"steps of the same shape: something keeps tensors alive (a logged loss tensor?)")
-        tps = res.input_tokens / max(dt, 1e-9)
-        if pos.step % t.log_every == 0 or pos.step == run.total_steps:
-            ctx.monitor.metrics({"step": pos.step, "epoch": pos.epoch, "loss": res.loss, "lr": ctx.optimizer.param_groups[0]["lr"],
-                                 "grad_norm": res.grad_norm, "tokens": res.tokens, "tokens_per_s": round(tps, 1),
-                                 "micro_batch_size": ctx.guard.micro_batch_size, "grad_accum": res.micro_batches,
-                                 **mem})
-        ctx.monitor.progress(pos.step, res.loss, tps, mem)
         if run.eval_units and t.eval_every and pos.step % t.eval_every == 0:
             _eval(run)
         if t.save_every and pos.step % t.save_every == 0 and pos.step < run.total_steps:
@@ -329,6 +311,28 @@ def loop(run: Run) -> dict:
     ctx.monitor.close()
     return {"steps": pos.step, "first_loss": run.first_loss, "last_loss": run.last_loss,
             "final": str(run.dir / "final"), "seconds": round(time.time() - t_start, 2), "tokens": tokens_seen}
+
+
+def _log_step(run: Run, res, units: list, dt: float) -> None:
+    """metrics.jsonl, the progress bar, the first step's memory check and the leak watch."""
+    ctx, pos, mon = run.ctx, run.pos, run.ctx.monitor
+    mem = mon.memory()  # reads only: the loop reset the peaks at the start of the step
+    if run.first_loss is None:
+        run.first_loss = res.loss
+        _first_step_memory(run, mem)
+    run.last_loss = res.loss
+    leak = mon.leaks.observe((res.micro_batch_size, max(len(u.input_ids) for u in units)), mem["mem_allocated"])
+    if leak:
+        mon.event("leak_warning", pos.step, **leak)
+        mon.say(f"warning: memory held between steps grew {gib(leak['grew_bytes'])} over {leak['steps']} steps of "
+                f"the same shape: something keeps tensors alive (a logged loss tensor?)")
+    tps = res.input_tokens / max(dt, 1e-9)
+    if pos.step % run.cfg.train.log_every == 0 or pos.step == run.total_steps:
+        mon.metrics({"step": pos.step, "epoch": pos.epoch, "loss": res.loss,
+                     "lr": ctx.optimizer.param_groups[0]["lr"], "grad_norm": res.grad_norm, "tokens": res.tokens,
+                     "tokens_per_s": round(tps, 1), "micro_batch_size": res.micro_batch_size,
+                     "grad_accum": res.micro_batches, **mem})
+    mon.progress(pos.step, res.loss, tps, mem)
 
 
 def _epoch_units(run: Run) -> list:

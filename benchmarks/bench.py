@@ -28,9 +28,10 @@ QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
 # name -> config overrides on top of the recipe's settings (r16 q/k/v/o, dropout 0.05, paged AdamW, checkpointing)
 VARIANTS = {
     "default": {},
-    "lean": {"model": {"offload_embedding": True}, "train": {"loss_impl": "fused"}},
-    "lean-adamw": {"model": {"offload_embedding": True}, "train": {"loss_impl": "fused", "optimizer": "adamw"}},
-    "fast": {"train": {"loss_impl": "fused", "optimizer": "adamw"}, "lora": {"dropout": 0.0}},
+    "lean": {"model": {"offload_embedding": True}},
+    "leanest": {"model": {"offload_embedding": True}, "train": {"grad_checkpointing": "offload"}},
+    "fused": {"train": {"loss_impl": "fused"}},
+    "noguard": {"guard": {"enabled": False}},
 }
 CONFIGS = {"c1": (2, 4, 512), "c2": (1, 1, 2048)}  # (micro-batch, accumulation, length)
 
@@ -176,8 +177,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("part", choices=["train", "context", "batch"])
     ap.add_argument("--model", default="llama-3.1-8b")
-    ap.add_argument("--variants", default="default,lean")
-    ap.add_argument("--configs", default="c1,c2")
+    ap.add_argument("--runs", default="c1:default,c1:lean,c2:default", help="config:variant pairs")
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--budget-gib", type=float, default=24.0)
     ap.add_argument("--levers", default="")
@@ -191,8 +191,9 @@ def main():
             v, c = a.one.split(":")
             run_train(a.model, v, c, a.steps, a.out)
             return
-        for c in a.configs.split(","):
-            for v in a.variants.split(","):
+        for cv in a.runs.split(","):
+            c, v = cv.split(":")
+            if True:
                 rc = subprocess.run([sys.executable, __file__, "train", "--one", f"{v}:{c}", "--model", a.model,
                                      "--steps", str(a.steps), "--out", a.out]).returncode
                 if rc:

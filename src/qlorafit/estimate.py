@@ -40,6 +40,9 @@ CUDA_CONTEXT_BYTES = 767 * MIB   # context, cuBLAS handles and lazily loaded ker
 # the caching allocator most; expandable segments (qlorafit's default) recover much of it.
 SLACK_LOGITS = {True: 0.20, False: 0.33}   # keyed by expandable_segments
 SLACK_ACTIVATIONS = {True: 0.04, False: 0.06}
+# offloaded checkpointing frees each layer input's GPU block only when its side-stream copy is done (record_stream),
+# so the allocator cannot reuse those blocks at once: a larger share of the activations stays reserved
+SLACK_ACTIVATIONS_OFFLOAD = 0.18
 ALLOCATOR_FIXED_BYTES = 40 * MIB  # small-block pools, the 2 MiB granularity of the caching allocator
 
 
@@ -286,6 +289,8 @@ def logits_bytes(shape: ModelShape, s: Setup, tokens: int) -> tuple[int, int]:
     if s.loss_impl == "standard":
         fwd = tokens * v * (12 if s.stack == "qlorafit" else 10)
         bwd = tokens * v * 12
+        if shape.model_type == "gemma2":  # final logit softcapping: tanh keeps its bf16 output for backward
+            fwd, bwd = fwd + tokens * v * 2, bwd + tokens * v * 2
     else:
         chunk = loss_chunk_tokens(v, tokens)
         fwd, bwd = chunk * v * 8, 0
@@ -332,7 +337,9 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
         recompute = 0
     else:
         # each layer's input (B, T, h); with offload it sits in pinned host RAM instead
-        saved = 0 if s.grad_checkpointing == "offload" else shape.num_layers * tokens * checkpoint_bytes_per_token(shape, s)
+        # offload keeps two layer inputs on the GPU in backward: the one being recomputed and the next, prefetched
+        layers_on_gpu = 2 if s.grad_checkpointing == "offload" else shape.num_layers
+        saved = layers_on_gpu * tokens * checkpoint_bytes_per_token(shape, s)
         recompute = layer_acts
     # the head: the final norm's fp32 input and output, and for chunked/fused the (N, h) hidden copy and its gradient
     final_hidden = tokens * h * (4 + a + (2 * a if s.loss_impl != "standard" else 0))
@@ -347,9 +354,10 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     load = qweights + qconsts + unq + upcast
     # allocator slack: a share of the vocabulary-sized and of the activation-sized transients held at each high point
     exp = s.expandable()
-    slack_fwd = _slack(logits_fwd, saved + final_hidden, exp)
-    slack_head = _slack(logits_bwd, saved + final_hidden, exp)
-    slack_layers = _slack(0, saved + recompute + grad_stream, exp)
+    off = s.grad_checkpointing == "offload"
+    slack_fwd = _slack(logits_fwd, saved + final_hidden, exp, off)
+    slack_head = _slack(logits_bwd, saved + final_hidden, exp, off)
+    slack_layers = _slack(0, saved + recompute + grad_stream, exp, off)
     head_is_peak = bwd_head + slack_head >= bwd_layers + slack_layers
     phases_alloc = {"load": load, "forward": fwd, "backward": bwd_head if head_is_peak else bwd_layers,
                     "optimizer": optim_step}
@@ -409,9 +417,9 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     )
 
 
-def _slack(logits_bytes: int, activation_bytes: int, expandable: bool) -> int:
-    return int(SLACK_LOGITS[expandable] * logits_bytes + SLACK_ACTIVATIONS[expandable] * activation_bytes) \
-        + ALLOCATOR_FIXED_BYTES
+def _slack(logits_bytes: int, activation_bytes: int, expandable: bool, offload: bool = False) -> int:
+    acts = SLACK_ACTIVATIONS_OFFLOAD if offload else SLACK_ACTIVATIONS[expandable]
+    return int(SLACK_LOGITS[expandable] * logits_bytes + acts * activation_bytes) + ALLOCATOR_FIXED_BYTES
 
 
 def with_changes(s: Setup, **changes) -> Setup:

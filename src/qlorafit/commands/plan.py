@@ -1,5 +1,5 @@
 """Pick the fastest configuration that fits the GPU at the dataset's LONGEST sample, keeping the effective batch, and
-write it as a YAML that `qlorafit train -c plan.yaml` runs as is.
+write it as a YAML that `qlorafit train plan.yaml` runs as is.
 
 Searched: micro-batch x grad_accum, checkpointing (off/on/offload), optimizer, loss (standard/chunked/fused),
 packing and embedding offload. Fixed (your choice): quant, rank, targets, dropout, attention, max_seq_length.
@@ -265,7 +265,7 @@ def result_text(r: PlanResult, model: str, budget_name: str, out: str | None) ->
     if r.request.calibration and "not yet calibrated" in r.request.calibration.source:
         lines.append("note: the speed model is not yet calibrated on a GPU; the ranking is the estimate")
     lines.append("")
-    lines.append(f"wrote {out}: run it with `qlorafit train -c {out}`" if out else "write it as a train YAML with --out plan.yaml")
+    lines.append(f"wrote {out}: run it with `qlorafit train {out}`" if out else "write it as a train YAML with --out plan.yaml")
     return "\n".join(lines)
 
 

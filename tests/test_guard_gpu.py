@@ -37,7 +37,9 @@ def test_real_oom_is_recovered_in_place(tmp_path):
     loop(run)
     per_sample = max(1, max(r["mem_peak_allocated"] for r in read_jsonl(tmp_path / "one" / "metrics.jsonl")) - steady)
     total = torch.cuda.get_device_properties(0).total_memory
-    cap = steady + 4 * per_sample + 256 * 2**20  # room for ~4 samples at once, plus allocator slack
+    # room for ~6 samples at once and a little slack: a fixed 256 MiB slack let all 16 samples of the tiny model fit
+    # on an H200 (2026-11-22), so the per-sample share decides here
+    cap = steady + 6 * per_sample + 32 * 2**20
     del run  # the second run loads its own model: free the first
     gc.collect()
     torch.cuda.empty_cache()

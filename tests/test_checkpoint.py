@@ -9,8 +9,7 @@ import torch
 from qlorafit import checkpoint as C
 from qlorafit.errors import UserError
 from qlorafit.train import train
-from test_train_helpers import (assert_adapters_close, ledger_ids, make_cfg, read_jsonl, tiny_model_dir,
-                                write_jsonl)
+from test_train_helpers import assert_adapters_close, ledger_ids, make_cfg, read_jsonl
 
 
 class Killed(Exception):
@@ -22,16 +21,6 @@ def kill_at(step):
         if phase == "forward" and info["step"] == step:
             raise Killed(f"killed at step {step}")
     return fault
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_model_dir(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture
-def data(tmp_path):
-    return write_jsonl(tmp_path / "train.jsonl")
 
 
 # 24 samples, 8 per step: 3 steps per epoch; 5 steps cross into epoch 1; dropout draws from the RNG

@@ -9,8 +9,7 @@ import torch
 
 from qlorafit import guard as G
 from qlorafit.train import train
-from test_train_helpers import (assert_adapters_close, ledger_ids, make_cfg, read_jsonl, tiny_model_dir,
-                                write_jsonl)
+from test_train_helpers import assert_adapters_close, ledger_ids, make_cfg, read_jsonl, write_jsonl
 
 # 24 samples, 8 per step (micro-batch 4 x 2): 3 steps = one epoch, every sample once
 STEPS = dict(train={"max_steps": 3, "micro_batch_size": 4, "grad_accum": 2})
@@ -18,11 +17,6 @@ STEPS = dict(train={"max_steps": 3, "micro_batch_size": 4, "grad_accum": 2})
 
 def oom(msg="CUDA out of memory. Tried to allocate 2.00 GiB (injected)"):
     return torch.OutOfMemoryError(msg)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_model_dir(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")

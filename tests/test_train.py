@@ -7,18 +7,7 @@ import torch
 
 from qlorafit.errors import UserError
 from qlorafit.train import setup, train
-from test_train_helpers import (TEXTS, adapter, assert_adapters_close, ledger_ids, make_cfg, read_jsonl,
-                                tiny_model_dir, write_jsonl)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_model_dir(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture
-def data(tmp_path):
-    return write_jsonl(tmp_path / "train.jsonl")
+from test_train_helpers import adapter, assert_adapters_close, ledger_ids, make_cfg, read_jsonl
 
 
 def test_loss_falls_and_run_dir_is_complete(model_dir, data, tmp_path):

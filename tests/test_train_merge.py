@@ -7,12 +7,6 @@ import torch
 
 from qlorafit.errors import UserError
 from qlorafit.merge import merge
-from test_train_helpers import tiny_model_dir
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_model_dir(tmp_path_factory.mktemp("models"))
 
 
 def _trained_adapter(model_dir, out, modules_to_save=None, rslora=False):

@@ -30,6 +30,8 @@ VARIANTS = {
     "default": {},
     "lean": {"model": {"offload_embedding": True}},
     "leanest": {"model": {"offload_embedding": True}, "train": {"grad_checkpointing": "offload"}},
+    "leanest8": {"model": {"offload_embedding": True},
+                 "train": {"grad_checkpointing": "offload", "optimizer": "paged_adamw_8bit"}},
     "fused": {"train": {"loss_impl": "fused"}},
     "noguard": {"guard": {"enabled": False}},
 }
@@ -136,7 +138,7 @@ def run_search(model: str, kind: str, budget_gib: float, levers: str, out: str, 
                      "offload_embedding": lv.get("offload_embedding", "false") == "true"},
            "lora": {"r": 32, "alpha": 64, "dropout": float(lv.get("dropout", 0.0)), "targets": ["all-linear"]},
            "train": {"grad_checkpointing": lv.get("ckpt", "offload"), "loss_impl": lv.get("loss", "fused"),
-                     "optimizer": lv.get("optimizer", "adamw")}}
+                     "optimizer": lv.get("optimizer", "adamw"), "mlp_tile_tokens": int(lv.get("tile", 0))}}
     cfg = C.from_dict(raw, "search")
     loaded = load_model(cfg, path, torch.device("cuda", 0))
     m = loaded.model
@@ -156,9 +158,10 @@ def run_search(model: str, kind: str, budget_gib: float, levers: str, out: str, 
 
     found = lo if fits(step, lo) else 0
     hi_fail = hi
-    while found and hi_fail - found > (1024 if kind == "context" else 1):
+    step_tokens = int(lv.get("granularity", 1024))
+    while found and hi_fail - found > (step_tokens if kind == "context" else 1):
         mid = (found + hi_fail) // 2
-        mid = mid // 1024 * 1024 if kind == "context" else mid
+        mid = mid // step_tokens * step_tokens if kind == "context" else mid
         if mid <= found:
             break
         if fits(step, mid):

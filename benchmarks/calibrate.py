@@ -43,6 +43,10 @@ GROUPS = {
         (1, 32768, 32, ALL, "offload", "adamw", 0.0, "chunked", True),
         (2, 4096, 16, QKVO, "offload", "paged_adamw_8bit", 0.05, "chunked"),
     ],
+    "llama-3.1-8b:tiled": [  # qlorafit stack with the MLP tiled over the sequence (qlorafit.tiling)
+        (1, 32768, 32, ALL, "offload", "adamw", 0.0, "chunked", True, 4096),
+        (1, 16384, 16, QKVO, "on", "adamw", 0.05, "chunked", False, 2048),
+    ],
     "llama-3.1-8b:hf": [
         (2, 512, 16, QKVO, "on", "paged_adamw_32bit", 0.05, "standard"),
         (1, 2048, 16, QKVO, "on", "paged_adamw_32bit", 0.05, "standard"),
@@ -134,13 +138,15 @@ def run_one(group: str, index: int, out_path: str, steps: int) -> None:
     from gpu_common import GIB, build_model, non_torch_bytes, provenance
 
     model_name, stack = group.split(":")
+    stack = "qlorafit" if stack == "tiled" else stack
     b, t, r, targets, ckpt, optim, dropout, loss_impl, *extra = GROUPS[group][index]
     emb_offload = bool(extra and extra[0])
+    tile = extra[1] if len(extra) > 1 else 0
     loss_impl = loss_available(loss_impl)
     path = build_model(model_name)
     rec = {"kind": "step", "group": group, "model": model_name, "stack": stack, "batch": b, "seq": t, "rank": r,
            "targets": targets, "checkpointing": ckpt, "optimizer": optim, "dropout": dropout, "loss": loss_impl,
-           "offload_embedding": emb_offload, "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "")}
+           "offload_embedding": emb_offload, "mlp_tile_tokens": tile, "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "")}
     tg = ["all-linear"] if targets == ALL else targets.split(",")
     torch.cuda.init()
     if stack == "hf":
@@ -155,7 +161,8 @@ def run_one(group: str, index: int, out_path: str, steps: int) -> None:
         from qlorafit.model import load_model
         cfg = C.from_dict({"model": {"name_or_path": path, "compute_dtype": "bf16", "offload_embedding": emb_offload},
                            "lora": {"r": r, "alpha": 2 * r, "dropout": dropout, "targets": tg},
-                           "train": {"grad_checkpointing": ckpt, "optimizer": optim, "loss_impl": loss_impl}},
+                           "train": {"grad_checkpointing": ckpt, "optimizer": optim, "loss_impl": loss_impl,
+                                     "mlp_tile_tokens": tile}},
                           f"{group}[{index}]")
         pm = load_model(cfg, path, torch.device("cuda", 0)).model
     pm.train()

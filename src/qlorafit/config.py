@@ -94,6 +94,9 @@ class TrainConfig:
     grad_checkpointing: str = opt("on", "on: keep only each layer's input and recompute the rest in backward (~30% "
                                   "slower, far less memory); off: keep everything; offload: keep layer inputs in "
                                   "pinned host RAM.", ("on", "off", "offload"))
+    mlp_tile_tokens: int = opt(0, "0: off. N: run each layer's MLP on N-position slices of the sequence, each "
+                               "recomputed in backward, so only one slice's MLP intermediates (~6 x intermediate bytes "
+                               "per token) are alive at a time. For long contexts; costs one more MLP forward.")
     loss_impl: str = opt("chunked", "standard: full fp32 logits (~10-14 bytes x vocab per token); chunked: the same "
                          "loss in chunks, the full logits never exist; fused: liger-kernel's fused linear cross "
                          "entropy (GPU only, falls back to chunked).", ("standard", "chunked", "fused"))

@@ -82,6 +82,8 @@ class Setup:
     """qlorafit: this package's trainer. hf: transformers Trainer + PEFT with prepare_model_for_kbit_training."""
     offload_embedding: bool = False
     """Keep the input embedding in host RAM (a lookup per batch; saves vocab x hidden x 2 bytes of GPU memory)."""
+    mlp_tile_tokens: int = 0
+    """Run the MLP on slices of this many positions, each recomputed in backward (0 = off); see qlorafit.tiling."""
     expandable_segments: bool | None = None
     """PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True; None: the stack's default (qlorafit on, hf off)."""
 
@@ -142,6 +144,8 @@ def validate(shape: ModelShape, s: Setup) -> None:
     ):
         if value not in allowed:
             problems.append(f"{fname}: unknown value {value!r} (choose from {', '.join(allowed)})")
+    if not isinstance(s.mlp_tile_tokens, int) or s.mlp_tile_tokens < 0:
+        problems.append(f"mlp_tile_tokens: must be 0 (off) or a positive integer, got {s.mlp_tile_tokens!r}")
     for fname in ("lora_r", "batch_size", "seq_len"):
         v = getattr(s, fname)
         if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
@@ -223,11 +227,16 @@ def layer_activation_bytes_per_token(shape: ModelShape, s: Setup) -> float:
     attn = a * (2 * qd + 2 * kvd) + 4 * shape.num_heads
     # on the hf stack the fp32 norm weights make the MLP input fp32 and bitsandbytes casts its output back to the
     # input's dtype, so gate, up and act(gate) are fp32 (4 bytes each)
-    mlp = _mlp_bytes(s) * 3 * i
+    tiled = _mlp_tiled(s)
+    # tiled: the MLP keeps only its input (the slices' checkpoints hold views of it); its intermediates and its LoRA
+    # copies live one slice at a time (mlp_tile_transient_bytes)
+    mlp = a * h if tiled else _mlp_bytes(s) * 3 * i
     lin = shape.linear_shapes()
     lora = 0.0
     shared_inputs_seen = set()
     for t in s.targets(shape):
+        if tiled and t in ("gate_proj", "up_proj", "down_proj"):
+            continue
         fan_in = lin[t][0]
         if s.lora_dropout > 0:
             lora += (a + 1) * fan_in
@@ -245,7 +254,23 @@ def layer_backward_transient_bytes_per_token(shape: ModelShape, s: Setup) -> flo
     """Gradients alive inside one layer's backward, per token: the MLP's gate/up/act gradients (3 x a*i) on top of
     the residual gradient and the layer input's gradient (2 x a*h)."""
     a = _act_bytes(s)
-    return _mlp_bytes(s) * 3 * shape.intermediate_size + a * 2 * shape.hidden_size
+    mlp = 0 if _mlp_tiled(s) else _mlp_bytes(s) * 3 * shape.intermediate_size
+    return mlp + a * 2 * shape.hidden_size
+
+
+def mlp_tile_transient_bytes(shape: ModelShape, s: Setup) -> int:
+    """With tiling, one slice's MLP rebuilt in backward: its intermediates, their gradients and its LoRA copies."""
+    if not _mlp_tiled(s):
+        return 0
+    a, i, h = _act_bytes(s), shape.intermediate_size, shape.hidden_size
+    per_token = 6 * a * i + 2 * a * h
+    lin = shape.linear_shapes()
+    per_token += sum((a + 1) * lin[t][0] for t in s.targets(shape) if t in ("gate_proj", "up_proj", "down_proj"))
+    return s.batch_size * min(s.mlp_tile_tokens, s.seq_len) * per_token
+
+
+def _mlp_tiled(s: Setup) -> bool:
+    return 0 < s.mlp_tile_tokens < s.seq_len
 
 
 def checkpoint_bytes_per_token(shape: ModelShape, s: Setup) -> int:
@@ -345,7 +370,7 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     final_hidden = tokens * h * (4 + a + (2 * a if s.loss_impl != "standard" else 0))
     logits_fwd, logits_bwd = logits_bytes(shape, s, tokens)
     dequant = dequant_transient_bytes(shape, s)
-    grad_stream = int(layer_backward_transient_bytes_per_token(shape, s) * tokens)
+    grad_stream = int(layer_backward_transient_bytes_per_token(shape, s) * tokens) + mlp_tile_transient_bytes(shape, s)
 
     fwd = static + lora_g + opt + saved + final_hidden + logits_fwd + dequant
     bwd_head = static + lora_g + opt + saved + final_hidden + logits_bwd + dequant

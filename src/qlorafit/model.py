@@ -124,6 +124,11 @@ def apply_memory_levers(model, cfg: Config, device: torch.device):
         # -vocab x hidden x 2 bytes of GPU memory (1 GiB on Llama-3-8B), +1 (B, T, h) host->GPU copy per forward;
         # a no-op when the embedding is tied to lm_head (the logits need that matrix on the GPU anyway)
         offload_embedding(model, device)
+    if cfg.train.mlp_tile_tokens > 0:
+        # each MLP on slices of the sequence: one slice's gate/up/act intermediates alive instead of the whole
+        # row's (86 KB per token on Llama-3-8B), for one more MLP forward per step
+        from qlorafit.tiling import tile_mlps
+        tile_mlps(model, cfg.train.mlp_tile_tokens)
     if cfg.train.grad_checkpointing == "offload":
         # -layers x tokens x hidden x 2 bytes of GPU memory (2 GiB at 8K tokens on an 8B model), the same in pinned
         # host RAM (bounded: half of what is free now; beyond that inputs stay on the GPU), 2 PCIe copies per layer

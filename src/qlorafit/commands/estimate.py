@@ -40,6 +40,8 @@ def add_setup_arguments(p) -> None:
     g.add_argument("--stack", choices=STACKS, default=d.stack,
                    help="qlorafit's trainer, or hf: transformers Trainer + PEFT (default %(default)s)")
     g.add_argument("--offload-embedding", action="store_true", help="keep the input embedding in host RAM")
+    g.add_argument("--mlp-tile", type=int, default=0, metavar="TOKENS",
+                   help="run the MLP on slices of TOKENS positions (long contexts; 0 = off)")
 
 
 def setup_from_args(a) -> Setup:
@@ -48,7 +50,7 @@ def setup_from_args(a) -> Setup:
         lora_targets=tuple(t.strip() for t in a.targets.split(",") if t.strip()), lora_dropout=a.dropout,
         batch_size=a.batch, seq_len=a.seq, packing=a.packing, grad_checkpointing=a.checkpointing,
         optimizer=a.optimizer, attn_impl=a.attn, loss_impl=a.loss, stack=a.stack,
-        offload_embedding=a.offload_embedding,
+        offload_embedding=a.offload_embedding, mlp_tile_tokens=getattr(a, "mlp_tile", 0),
     )
 
 

@@ -18,7 +18,8 @@ def _setup(r: dict) -> Setup:
     return Setup(batch_size=r["batch"], seq_len=r["seq"], lora_r=r["rank"], lora_targets=tuple(r["targets"].split(",")),
                  grad_checkpointing=r["checkpointing"], optimizer=r["optimizer"], lora_dropout=r["dropout"],
                  loss_impl=r["loss"], stack=r["stack"], offload_embedding=r["offload_embedding"],
-                 expandable_segments="expandable_segments:True" in r["alloc_conf"])
+                 expandable_segments="expandable_segments:True" in r["alloc_conf"],
+                 mlp_tile_tokens=r.get("mlp_tile_tokens", 0))
 
 
 def _error(r: dict) -> float:
@@ -48,3 +49,10 @@ def test_each_row_within_8_percent(r):
 def test_median_error_within_3_percent():
     errors = [abs(_error(r)) for r in ROWS]
     assert statistics.median(errors) <= 0.03
+
+
+@pytest.mark.parametrize("r", FIXTURE["tiled_rows"], ids=lambda r: f"{r['model']}-b{r['batch']}x{r['seq']}-tile{r['mlp_tile_tokens']}")
+def test_tiled_mlp_rows_within_10_percent(r):
+    """One measured row so far (-9.2 %): the tiled lever is modelled, less tightly than the rest."""
+    assert r["mlp_tile_tokens"] > 0
+    assert abs(_error(r)) <= 0.10

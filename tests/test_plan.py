@@ -209,3 +209,14 @@ def test_calibration_file_overrides_and_rejects_unknown_keys(tmp_path):
     p.write_text("{oops")
     with pytest.raises(UserError, match="malformed JSON at line 1"):
         load_calibration(None, p)
+
+
+def test_plan_tiles_the_mlp_when_only_tiling_fits():
+    from qlorafit.plan import PlanRequest, plan
+    from qlorafit.sizes import GIB
+    shape = resolve_model("llama-3.1-8b")
+    base = Setup(lora_r=32, lora_targets=("all-linear",), lora_dropout=0.0)
+    res = plan(shape, PlanRequest(budget_bytes=24 * GIB, max_seq_length=98304, effective_batch=1, base=base))
+    assert res.chosen.setup.mlp_tile_tokens > 0
+    short = plan(shape, PlanRequest(budget_bytes=24 * GIB, max_seq_length=2048, effective_batch=8, base=base))
+    assert short.chosen.setup.mlp_tile_tokens == 0  # rows no longer than a tile are never tiled

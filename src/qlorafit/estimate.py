@@ -254,7 +254,9 @@ def layer_backward_transient_bytes_per_token(shape: ModelShape, s: Setup) -> flo
     """Gradients alive inside one layer's backward, per token: the MLP's gate/up/act gradients (3 x a*i) on top of
     the residual gradient and the layer input's gradient (2 x a*h)."""
     a = _act_bytes(s)
-    mlp = 0 if _mlp_tiled(s) else _mlp_bytes(s) * 3 * shape.intermediate_size
+    # tiled: the backward of each slice of the MLP input materializes a full-length (B, T, h) gradient that is
+    # accumulated into the input's gradient: two more full-length tensors in flight
+    mlp = 2 * a * shape.hidden_size if _mlp_tiled(s) else _mlp_bytes(s) * 3 * shape.intermediate_size
     return mlp + a * 2 * shape.hidden_size
 
 

@@ -233,15 +233,17 @@ def _yaml_header(r: PlanResult, model: str, budget_name: str) -> str:
 def _row(c: Candidate, best: Candidate) -> list[str]:
     s = c.setup
     return [f"{s.batch_size} x {c.grad_accum}", s.grad_checkpointing, s.optimizer, s.loss_impl,
-            "on" if s.packing else "off", "on" if s.offload_embedding else "off", f"{c.peak_bytes / GIB:.2f}",
+            "on" if s.packing else "off", "on" if s.offload_embedding else "off", str(s.mlp_tile_tokens or "off"),
+            f"{c.peak_bytes / GIB:.2f}",
             f"{c.tokens_per_s:,.0f}", f"{c.tokens_per_s / best.tokens_per_s:.0%}"]
 
 
 def runner_ups_text(r: PlanResult) -> str:
-    head = ["micro x accum", "checkpointing", "optimizer", "loss", "packing", "emb offload", "peak GiB", "tokens/s", "vs best"]
+    head = ["micro x accum", "checkpointing", "optimizer", "loss", "packing", "emb offload", "mlp tile", "peak GiB",
+            "tokens/s", "vs best"]
     rows = [head] + [_row(c, r.chosen) for c in distinct(r.ranked)[: r.request.top + 1]]
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = ["  ".join(cell.rjust(w) if i >= 6 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+    lines = ["  ".join(cell.rjust(w) if i >= 7 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
              for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -255,7 +257,8 @@ def result_text(r: PlanResult, model: str, budget_name: str, out: str | None) ->
         "",
         f"chosen: micro_batch_size {s.batch_size} x grad_accum {c.grad_accum}, checkpointing {s.grad_checkpointing}, "
         f"{s.optimizer}, {s.loss_impl} loss, packing {'on' if s.packing else 'off'}, "
-        f"offload_embedding {'on' if s.offload_embedding else 'off'}",
+        f"offload_embedding {'on' if s.offload_embedding else 'off'}"
+        + (f", MLP tiled in {s.mlp_tile_tokens}-token slices" if s.mlp_tile_tokens else ""),
         f"        peak {fmt_gib(c.peak_bytes)}, predicted {c.tokens_per_s:,.0f} tokens/s on {r.gpu.name}",
         "",
         "why:",

@@ -115,7 +115,8 @@ def _calibration_path(path) -> Path | None:
     candidates = []
     if os.environ.get(CALIBRATION_ENV):
         candidates.append(Path(os.environ[CALIBRATION_ENV]))
-    candidates += [Path.cwd() / CALIBRATION_FILE, Path(__file__).resolve().parents[2] / CALIBRATION_FILE]
+    candidates += [Path.cwd() / CALIBRATION_FILE, Path(__file__).resolve().parents[2] / CALIBRATION_FILE,
+                   Path(__file__).resolve().parent / "assets" / "throughput_calibration.json"]  # the shipped copy
     return next((c for c in candidates if c.is_file()), None)
 
 

@@ -152,3 +152,13 @@ def test_claims_table_covers_7b_to_70b():
     assert out.returncode == 0
     for m in ("mistral-7b", "llama-3.1-8b", "llama-2-13b", "llama-3.1-70b"):
         assert m in out.stdout
+
+
+def test_offload_embedding_saves_only_on_untied_models():
+    untied, tied = resolve_model("llama-3.1-8b"), resolve_model("llama-3.2-1b")
+    saved = estimate(untied, Setup()).peak_bytes - estimate(untied, Setup(offload_embedding=True)).peak_bytes
+    assert saved >= 128256 * 4096 * 2
+    assert estimate(untied, Setup(offload_embedding=True)).host_bytes == 128256 * 4096 * 2
+    # tied: lm_head needs the matrix on the GPU, qlorafit.offload leaves it there, so nothing changes
+    assert estimate(tied, Setup(offload_embedding=True)).peak_bytes == estimate(tied, Setup()).peak_bytes
+    assert estimate(tied, Setup(offload_embedding=True)).host_bytes == 0

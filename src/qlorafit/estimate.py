@@ -436,7 +436,7 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     host = 0
     if s.grad_checkpointing == "offload":
         host += shape.num_layers * tokens * h * a
-    if s.offload_embedding:
+    if s.offload_embedding and not shape.tie_word_embeddings:  # tied: the GPU keeps the matrix, nothing moves
         host += shape.embedding_params() * 2
     return Estimate(
         model=shape.name, setup=s, components=tuple(parts), phases=phases, peak_phase=peak_phase,

@@ -13,9 +13,9 @@ TEXTS = [f"Question {i}: what is {i} plus {i % 7}? Answer: {i} plus {i % 7} is {
          for i in range(24)]
 
 
-def tiny_model_dir(root: Path) -> Path:
-    """config.json + safetensors + tokenizer, once per session."""
-    target = Path(root) / "tiny-llama-h64"
+def tiny_model_dir(root: Path, hidden: int = 64, layers: int = 2) -> Path:
+    """config.json + safetensors + tokenizer, once per session (a wider one for the GPU guard test)."""
+    target = Path(root) / f"tiny-llama-h{hidden}-l{layers}"
     if (target / "config.json").is_file():
         return target
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -25,7 +25,8 @@ def tiny_model_dir(root: Path) -> Path:
     tok = demo_tokenizer()
     cfg = demo_model_config(len(tok))
     cfg.pop("model_type")
-    cfg.update(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2)
+    cfg.update(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers, num_attention_heads=4,
+               num_key_value_heads=2)
     torch.manual_seed(0)
     LlamaForCausalLM(LlamaConfig(**cfg)).save_pretrained(target)
     tok.save_pretrained(target)

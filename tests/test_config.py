@@ -46,3 +46,12 @@ def test_overrides_typed():
 def test_choices_enforced():
     with pytest.raises(UserError, match="train.optimizer: 'sgd' is not one of"):
         c.from_dict({"train": {"optimizer": "sgd"}})
+
+
+def test_generated_reference_is_current():
+    """docs/config.md is generated from the field docs: regenerate it with
+    python -c "from qlorafit.config import reference_markdown; open('docs/config.md','w').write(reference_markdown())"
+    """
+    from pathlib import Path
+    doc = Path(__file__).resolve().parents[1] / "docs" / "config.md"
+    assert doc.read_text() == c.reference_markdown()

@@ -42,7 +42,8 @@ class ModelConfig:
     upcast_embeddings: bool = opt(False, "Upcast embedding and lm_head to fp32 like prepare_model_for_kbit_training "
                                   "(costs vocab x hidden x 4 bytes more, ~2 GiB on Llama-3-8B). Rarely needed.")
     offload_embedding: bool = opt(False, "Keep the input embedding in host RAM and look tokens up there: saves "
-                                  "vocab x hidden x 2 bytes of GPU memory (~1 GiB on Llama-3-8B) for a tiny copy per batch.")
+                                  "vocab x hidden x 2 bytes of GPU memory (~1 GiB on Llama-3-8B) for a host lookup and one (B, T, hidden) copy "
+                                  "per forward. No effect when the embedding is tied to lm_head.")
 
 
 @dataclass

@@ -54,15 +54,10 @@ def with_tokenizer(model_dir: str) -> None:
     demo_tokenizer().save_pretrained(model_dir)
 
 
-def run_train(model: str, variant: str, cfg_name: str, steps: int, out: str) -> None:
-    import torch
-    from gpu_common import build_model, provenance
-
-    from qlorafit import config as C
-    from qlorafit.train import train
-
+def bench_raw(path: str, variant: str, cfg_name: str, steps: int) -> dict:
+    """The qlorafit config of one (variant, configuration) pair: the recipe's settings plus the variant's levers.
+    Writes the benchmark's text data (random words, cut at the length) next to the run."""
     b, acc, seq = CONFIGS[cfg_name]
-    path = build_model(model)
     with_tokenizer(path)
     data = f"/tmp/bench-{seq}.jsonl"
     make_data(data, b * acc * (steps + 2), seq * 2)
@@ -73,7 +68,20 @@ def run_train(model: str, variant: str, cfg_name: str, steps: int, out: str) -> 
            "train": {"micro_batch_size": b, "grad_accum": acc, "max_steps": steps, "optimizer": "paged_adamw_32bit",
                      "grad_checkpointing": "on", "schedule": "constant", "warmup_steps": 0, "max_grad_norm": 0.3,
                      "log_every": 1, "lr": 2e-4}}
-    raw = C.merge(raw, VARIANTS[variant])
+    from qlorafit import config as C
+    return C.merge(raw, VARIANTS[variant])
+
+
+def run_train(model: str, variant: str, cfg_name: str, steps: int, out: str) -> None:
+    import torch
+    from gpu_common import build_model, provenance
+
+    from qlorafit import config as C
+    from qlorafit.train import train
+
+    b, acc, seq = CONFIGS[cfg_name]
+    path = build_model(model)
+    raw = bench_raw(path, variant, cfg_name, steps)
     cfg = C.from_dict(raw, f"variant {variant}")
     used = [0]
     stop = threading.Event()

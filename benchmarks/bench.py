@@ -33,6 +33,9 @@ VARIANTS = {
     "leanest8": {"model": {"offload_embedding": True},
                  "train": {"grad_checkpointing": "offload", "optimizer": "paged_adamw_8bit"}},
     "fused": {"train": {"loss_impl": "fused"}},
+    # LoRA's optimizer states are MBs: torch's fused AdamW on the device instead of bnb's paged one (whose step
+    # synchronizes and pages)
+    "fast": {"train": {"optimizer": "adamw"}},
     "noguard": {"guard": {"enabled": False}},
 }
 CONFIGS = {"c1": (2, 4, 512), "c2": (1, 1, 2048)}  # (micro-batch, accumulation, length)

@@ -103,6 +103,14 @@ def profile(a) -> dict:
         apply_liger_kernel_to_llama(rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
                                     fused_linear_cross_entropy=False)
     run, batches = start(a.model, a.variant, a.config, 8)
+    t_compile = None
+    if a.compile:  # each decoder layer compiled on its own (same code: one graph, reused by all layers)
+        for layer in run.ctx.model.get_base_model().model.layers:
+            layer.compile()
+        t = time.perf_counter()
+        timed_step(run, batches[0], 1)
+        t_compile = time.perf_counter() - t
+        print(f"first compiled step {t_compile:.1f}s", flush=True)
     for i in range(3):
         timed_step(run, batches[i % len(batches)], i + 1)
     plain = [timed_step(run, batches[i % len(batches)], 10 + i) for i in range(4)]
@@ -123,7 +131,8 @@ def profile(a) -> dict:
     gpu_busy = sum(by_kind.values())
     step = wall / n
     tokens = sum(len(u.input_ids) for u in batches[0])
-    rec = {"part": "profile", "config": a.config, "variant": a.variant, "liger": a.liger, "tokens_per_step": tokens,
+    rec = {"part": "profile", "config": a.config, "variant": a.variant, "liger": a.liger, "compile": a.compile,
+           "first_compiled_step_s": t_compile, "tokens_per_step": tokens,
            "step_s_unprofiled": statistics.median(plain), "step_s_profiled": step,
            "tokens_per_s": tokens / statistics.median(plain),
            "gpu_kernel_s": gpu_busy, "gpu_idle_share": max(0.0, 1 - gpu_busy / step),
@@ -146,6 +155,7 @@ def main():
     ap.add_argument("--variant", default="default")
     ap.add_argument("--pairs", type=int, default=24)
     ap.add_argument("--liger", action="store_true", help="profile: patch liger's RMSNorm/RoPE/SwiGLU in first")
+    ap.add_argument("--compile", action="store_true", help="profile: torch.compile each decoder layer first")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     from gpu_common import provenance

@@ -127,7 +127,8 @@ def run_hf(model_dir: str, card: float, auto: bool) -> dict:
 
         def on_train_begin(self, args, state, control, **kw):
             Count.begins += 1
-            Count.batch = args.per_device_train_batch_size
+            dl = kw.get("train_dataloader")  # auto_find_batch_size shrinks the loader's batch, not the args
+            Count.batch = getattr(dl, "batch_size", None) or args.per_device_train_batch_size
 
         def on_step_end(self, args, state, control, **kw):
             Count.steps += 1
@@ -147,13 +148,14 @@ def run_hf(model_dir: str, card: float, auto: bool) -> dict:
     try:
         trainer.train()
         rec["completed"] = True
-    except torch.OutOfMemoryError as e:
-        rec.update(completed=False, error=f"OutOfMemoryError at optimizer step {trainer.state.global_step}: "
+    except (torch.OutOfMemoryError, RuntimeError) as e:  # auto_find_batch_size ends in a RuntimeError at batch 0
+        rec.update(completed=False, error=f"{type(e).__name__} at optimizer step {trainer.state.global_step}: "
                    f"{str(e).splitlines()[0][:160]}")
     planned = N_SAMPLES // (MICRO * ACCUM)
     rec.update(wall_s=round(time.time() - t0, 1), restarts=max(0, Count.begins - 1), steps_executed=Count.steps,
                steps_redone=max(0, Count.steps - trainer.state.global_step), planned_steps=planned,
-               effective_batch=Count.batch * ACCUM)
+               micro_batch_at_end=getattr(trainer, "_train_batch_size", Count.batch),
+               effective_batch=getattr(trainer, "_train_batch_size", Count.batch) * ACCUM)
     return rec
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from qlorafit.train import loop, setup, train
-from test_train_helpers import assert_adapters_close, ledger_ids, make_cfg, read_jsonl, tiny_model_dir
+from test_train_helpers import adapter, ledger_ids, make_cfg, read_jsonl, tiny_model_dir
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -55,4 +55,11 @@ def test_real_oom_is_recovered_in_place(tmp_path):
     assert rec, "the cap did not force an OOM: the test calibrated too loosely"
     assert rec[0]["old_micro_batch"] == 16 and rec[0]["mem_reserved"] > 0
     assert sorted(ledger_ids(tmp_path / "many")) == sorted(ledger_ids(tmp_path / "one"))
-    assert_adapters_close(tmp_path / "one" / "final", tmp_path / "many" / "final", atol=2e-3, rtol=2e-2)  # bf16
+    # AdamW's first update is about lr * sign(grad) whatever the gradient's size, so an element whose gradient is ~0
+    # can flip sign under bf16 summation-order noise (1 x 16 vs 4 x 4) and move by 2 * lr (seen on an H200: 9 of
+    # 32,768). Recovery that lost or repeated a sample would move most elements: allow one in a thousand.
+    a, b = adapter(tmp_path / "one" / "final"), adapter(tmp_path / "many" / "final")
+    assert a.keys() == b.keys()
+    for k in a:
+        off = ~torch.isclose(a[k].float(), b[k].float(), atol=2e-3, rtol=2e-2)
+        assert off.float().mean().item() <= 1e-3, f"{k}: {int(off.sum())} of {off.numel()} elements differ"

@@ -183,7 +183,8 @@ def micro_batch_seconds(shape: ModelShape, s: Setup, gpu: GPU, cal: Calibration,
     if s.grad_checkpointing == "offload":  # every layer's input to host RAM in forward and back in backward
         offload += 2 * shape.num_layers * n * shape.hidden_size * a / cal.pcie_bytes_per_s
         offload *= 1 - cal.offload_hidden_fraction
-    if s.offload_embedding:  # gather rows in host RAM, copy them over
+    if s.offload_embedding or (s.offload_lm_head and shape.tie_word_embeddings):  # tied: the lookup moves with the head
+        # gather rows in host RAM, copy them over
         offload += n * shape.hidden_size * 2 / cal.host_bytes_per_s + n * shape.hidden_size * 2 / cal.pcie_bytes_per_s
     if s.offload_lm_head:  # the whole head over PCIe once per forward (eval forwards pay it too, not counted here)
         # the slices arrive on a side stream while the previous one is multiplied: only the part of the copy the

@@ -29,6 +29,7 @@ QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
 VARIANTS = {
     "default": {},
     "lean": {"model": {"offload_embedding": True}},
+    "leaner": {"model": {"offload_embedding": True, "offload_lm_head": True}},  # both 16-bit matrices in host RAM
     "leanest": {"model": {"offload_embedding": True}, "train": {"grad_checkpointing": "offload"}},
     "leanest8": {"model": {"offload_embedding": True},
                  "train": {"grad_checkpointing": "offload", "optimizer": "paged_adamw_8bit"}},
@@ -146,7 +147,8 @@ def run_search(model: str, kind: str, budget_gib: float, levers: str, out: str, 
     torch.cuda.set_per_process_memory_fraction(budget_gib * GIB / total)
     lv = dict(x.split("=") for x in levers.split(",")) if levers else {}
     raw = {"model": {"name_or_path": path, "compute_dtype": "bf16",
-                     "offload_embedding": lv.get("offload_embedding", "false") == "true"},
+                     "offload_embedding": lv.get("offload_embedding", "false") == "true",
+                     "offload_lm_head": lv.get("offload_lm_head", "false") == "true"},
            "lora": {"r": 32, "alpha": 64, "dropout": float(lv.get("dropout", 0.0)), "targets": ["all-linear"]},
            "train": {"grad_checkpointing": lv.get("ckpt", "offload"), "loss_impl": lv.get("loss", "fused"),
                      "optimizer": lv.get("optimizer", "adamw"), "mlp_tile_tokens": int(lv.get("tile", 0))}}

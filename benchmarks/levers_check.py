@@ -1,12 +1,14 @@
 """GPU check of the memory levers the CPU tests cannot see: the loss's peak and speed, the offload copies, the
-embedding in host RAM. Prints one JSON object and writes it to --out.
+embedding and lm_head in host RAM. Prints one JSON object and writes it to --out.
 
-  loss      Llama-3-8B head (h 4096, vocab 128,256), bf16, N target tokens: standard vs chunked vs fused (liger).
+  loss      Llama-3-8B head (h 4096, vocab 128,256), bf16, N target tokens: standard vs chunked vs fused (liger)
+            vs streamed (the head in pinned host RAM, offload_lm_head's loss).
             Loss and grad_hidden against standard; peak allocated above the inputs; time of forward+backward.
   offload   A random-weight catalogue model in nf4 + LoRA, batch 1 x seq: checkpointing on vs offload vs off (if it
             fits). Peak allocated, step time, host bytes, and the LoRA gradients against "on" (same seed: the
             offload only moves the layer inputs, so they must agree to rounding).
   embedding The same model with model.offload_embedding: peak allocated and the logits against the plain model.
+  lm_head   The same model with model.offload_lm_head (and the embedding): peak allocated, gradients against "on".
 
 usage (on the GPU machine, through the device tool):
     . benchmarks/gpu_setup.sh && python benchmarks/levers_check.py --model llama-3.2-1b --seq 8192 --out $OUT/levers.json
@@ -42,8 +44,8 @@ def timed(fn, reps: int = 3):
 
 
 def check_loss(tokens: int) -> dict:
-    from qlorafit.estimate import loss_chunk_tokens
-    from qlorafit.loss import LinearCrossEntropy
+    from qlorafit.estimate import lm_head_slice_rows, loss_chunk_tokens
+    from qlorafit.loss import LinearCrossEntropy, StreamedLinearCrossEntropy
 
     h_dim, vocab = 4096, 128256
     torch.manual_seed(0)
@@ -58,7 +60,14 @@ def check_loss(tokens: int) -> dict:
     def chunked():
         return LinearCrossEntropy.apply(h, w, None, y, chunk, None)
 
-    impls = {"standard": standard, "chunked": chunked}
+    w_host = w.cpu().pin_memory()  # offload_lm_head's head: pinned host RAM, streamed in slices
+    rows = lm_head_slice_rows(vocab, h_dim)
+    stream_chunk = loss_chunk_tokens(rows, tokens)
+
+    def streamed():
+        return StreamedLinearCrossEntropy.apply(h, w_host, None, y, rows, stream_chunk, None)
+
+    impls = {"standard": standard, "chunked": chunked, "streamed": streamed}
     try:
         from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
         liger = LigerFusedLinearCrossEntropyLoss(reduction="sum")
@@ -88,12 +97,13 @@ def check_loss(tokens: int) -> dict:
     return out
 
 
-def load(model_dir: str, checkpointing: str, offload_emb: bool = False):
+def load(model_dir: str, checkpointing: str, offload_emb: bool = False, offload_head: bool = False):
     from qlorafit.config import Config
     from qlorafit.model import load_model
 
     cfg = Config()
     cfg.model.compute_dtype, cfg.model.offload_embedding = "bf16", offload_emb
+    cfg.model.offload_lm_head = offload_head
     cfg.lora.dropout, cfg.lora.targets = 0.0, ["q_proj", "k_proj", "v_proj", "o_proj"]
     cfg.train.grad_checkpointing = checkpointing
     torch.manual_seed(0)
@@ -113,9 +123,10 @@ def check_model(model_dir: str, seq: int) -> dict:
     ids = torch.randint(0, 1000, (1, seq), generator=g).cuda()
     batch = {"input_ids": ids, "labels": ids.clone(), "attention_mask": torch.ones_like(ids)}
     out, ref_grads = {}, None
-    for mode, emb in (("on", False), ("offload", False), ("on", True), ("off", False)):
-        key = mode + ("+embedding" if emb else "")
-        loaded = load(model_dir, mode, emb)
+    for mode, emb, head in (("on", False, False), ("offload", False, False), ("on", True, False),
+                            ("on", True, True), ("off", False, False)):
+        key = mode + ("+embedding" if emb else "") + ("+lm_head" if head else "")
+        loaded = load(model_dir, mode, emb, head)
         model = loaded.model
 
         def step():

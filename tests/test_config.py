@@ -55,3 +55,16 @@ def test_generated_reference_is_current():
     from pathlib import Path
     doc = Path(__file__).resolve().parents[1] / "docs" / "config.md"
     assert doc.read_text() == c.reference_markdown()
+
+
+def test_offload_lm_head_needs_a_frozen_head():
+    assert c.from_dict({"model": {"offload_lm_head": True}}).model.offload_lm_head is True
+    assert c.from_dict({"lora": {"targets": ["q_proj", "lm_head"]}}).lora.targets[-1] == "lm_head"  # fine without
+    with pytest.raises(UserError) as e:
+        c.from_dict({"model": {"offload_lm_head": True}, "lora": {"targets": ["q_proj", "lm_head"],
+                                                                 "modules_to_save": ["lm_head"]}})
+    msg = str(e.value)
+    assert "lora.targets: names lm_head" in msg and "lora.modules_to_save: names lm_head" in msg  # both, at once
+    assert "model.offload_lm_head" in msg
+    doc = c.help_for("model.offload_lm_head")
+    assert "vocab x hidden x 2 bytes" in doc and "PCIe" in doc  # what it saves, what it costs

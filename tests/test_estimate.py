@@ -162,3 +162,43 @@ def test_offload_embedding_saves_only_on_untied_models():
     # tied: lm_head needs the matrix on the GPU, qlorafit.offload leaves it there, so nothing changes
     assert estimate(tied, Setup(offload_embedding=True)).peak_bytes == estimate(tied, Setup()).peak_bytes
     assert estimate(tied, Setup(offload_embedding=True)).host_bytes == 0
+
+
+def test_offload_lm_head_moves_the_head_and_adds_the_stream_buffers():
+    from qlorafit.estimate import lm_head_slice_rows, logits_bytes, streamed_loss_bytes, unquantized_bytes
+
+    untied, tied = resolve_model("llama-3.1-8b"), resolve_model("llama-3.2-1b")
+    e = 128256 * 4096 * 2  # the bf16 head of Llama-3-8B
+    s0, s1 = Setup(batch_size=2, seq_len=512), Setup(batch_size=2, seq_len=512, offload_lm_head=True)
+    assert unquantized_bytes(untied, s0)[0] - unquantized_bytes(untied, s1)[0] == e
+    assert estimate(untied, s1).host_bytes == e
+    assert estimate(untied, Setup(offload_embedding=True, offload_lm_head=True)).host_bytes == 2 * e
+    # the device gains 2 slices, the online-softmax state for N = 1024 tokens, W[y] and one tile of logits
+    rows = lm_head_slice_rows(128256, 4096)
+    assert rows == 8192
+    buffers = 2 * rows * 4096 * 2 + 1024 * (4096 * 4 + 3 * 4 + 4096 * 2) + 1024 * rows * 8
+    assert streamed_loss_bytes(untied, s1, 1024) == buffers
+    assert logits_bytes(untied, s1, 1024) == (buffers, 0)
+    # net: the peak falls by about the head, less the buffers and their slack
+    saved = estimate(untied, s0).peak_bytes - estimate(untied, s1).peak_bytes
+    assert e - 1.3 * buffers < saved < e
+    # whatever loss_impl says, the head in host RAM is streamed
+    for loss in ("standard", "fused"):
+        assert estimate(untied, Setup(loss_impl=loss, offload_lm_head=True)).peak_bytes == \
+            estimate(untied, Setup(offload_lm_head=True)).peak_bytes
+    # tied: the one matrix leaves the GPU with the head (the lookup moves too), with or without offload_embedding
+    et = tied.embedding_params() * 2
+    for emb in (False, True):
+        s = Setup(offload_embedding=emb, offload_lm_head=True)
+        assert unquantized_bytes(tied, Setup())[0] - unquantized_bytes(tied, s)[0] == et
+        assert estimate(tied, s).host_bytes == et
+    with pytest.raises(UserError, match="offload_lm_head"):
+        estimate(untied, Setup(stack="hf", offload_lm_head=True))
+
+
+def test_cli_offload_lm_head():
+    out = subprocess.run([sys.executable, "-m", "qlorafit", "estimate", "llama-3.1-8b", "--batch", "2", "--seq", "512",
+                          "--offload-embedding", "--offload-lm-head", "--json"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert d["setup"]["offload_lm_head"] is True and d["host_bytes"] == 2 * 128256 * 4096 * 2

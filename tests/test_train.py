@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from qlorafit import config as C
 from qlorafit.errors import UserError
 from qlorafit.train import setup, train
 from test_train_helpers import adapter, assert_adapters_close, ledger_ids, make_cfg, read_jsonl
@@ -161,6 +162,23 @@ def test_plan_auto_with_a_budget_keeps_the_effective_batch(model_dir, data, tmp_
     planned = C.load(str(out / "config.yaml"))
     assert planned.train.micro_batch_size * planned.train.grad_accum == 8
     assert len(read_jsonl(out / "ledger.jsonl")[0]["sample_ids"]) == 8
+
+
+def test_lm_head_in_host_ram_trains_the_same(model_dir, data, tmp_path):
+    """model.offload_lm_head: the streamed loss gives the losses, eval losses and adapter of the chunked loss."""
+    runs = {}
+    for on in (False, True):
+        out = tmp_path / f"head-{on}"
+        train(make_cfg(model_dir, data, out, model={"offload_lm_head": on}, data={"eval_split": 0.25},
+                       train={"max_steps": 4, "eval_every": 2}), quiet=True)
+        runs[on] = ([r["loss"] for r in read_jsonl(out / "metrics.jsonl")],
+                    [e["loss"] for e in read_jsonl(out / "events.jsonl") if e["kind"] == "eval"], out / "final")
+    (loss_a, eval_a, final_a), (loss_b, eval_b, final_b) = runs[False], runs[True]
+    assert len(loss_a) == 4 and len(eval_a) == 2 and loss_a[-1] < loss_a[0]  # it trains, and evaluates
+    assert loss_b == pytest.approx(loss_a, rel=1e-4) and eval_b == pytest.approx(eval_a, rel=1e-4)
+    assert_adapters_close(final_a, final_b, atol=1e-4, rtol=1e-3)
+    saved = C.load(str(tmp_path / "head-True" / "config.yaml"))
+    assert saved.model.offload_lm_head is True
 
 
 def test_schedules_warm_up_then_decay():

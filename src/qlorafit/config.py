@@ -44,6 +44,14 @@ class ModelConfig:
     offload_embedding: bool = opt(False, "Keep the input embedding in host RAM and look tokens up there: saves "
                                   "vocab x hidden x 2 bytes of GPU memory (~1 GiB on Llama-3-8B) for a host lookup and one (B, T, hidden) copy "
                                   "per forward. No effect when the embedding is tied to lm_head.")
+    offload_lm_head: bool = opt(False, "Keep lm_head's weight in host RAM and stream it through the GPU in 64 MiB "
+                                "vocabulary slices inside the loss: saves vocab x hidden x 2 bytes of GPU memory (~1 "
+                                "GiB on Llama-3-8B) for one host->GPU copy of the whole head per forward (vocab x "
+                                "hidden x 2 bytes over PCIe, ~50 ms at 20 GB/s, overlapped with the loss's matmuls). "
+                                "The loss is then always the streamed one (train.loss_impl standard/fused do not "
+                                "apply). Tied embeddings: the lookup moves to host RAM too, so the shared matrix "
+                                "leaves the GPU. lm_head must stay frozen (not in lora.targets or "
+                                "lora.modules_to_save).")
 
 
 @dataclass
@@ -264,6 +272,11 @@ def check(cfg: Config) -> list[str]:
         p.append(f"data.eval_split: must be in [0, 1), got {cfg.data.eval_split}")
     if cfg.train.lr <= 0:
         p.append(f"train.lr: must be positive, got {cfg.train.lr}")
+    if cfg.model.offload_lm_head:
+        for where, names in (("lora.targets", cfg.lora.targets), ("lora.modules_to_save", cfg.lora.modules_to_save)):
+            if "lm_head" in names:
+                p.append(f"{where}: names lm_head, which model.offload_lm_head keeps frozen in host RAM; "
+                         f"drop one of the two")
     return p
 
 

@@ -32,6 +32,7 @@ _DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 BNB_BLOCK = 64                 # bitsandbytes 4-bit quantizes weights in blocks of 64, one absmax per block
 BNB_DQ_BLOCK = 256             # double quant: the absmaxes are themselves quantized to 8 bit in blocks of 256
 LOSS_CHUNK_TARGET_BYTES = 256 * 1024**2  # qlorafit's chunked loss sizes chunks so one chunk's logits stay under this
+LM_HEAD_SLICE_BYTES = 64 * 1024**2  # offload_lm_head streams the head through the GPU in slices of this many bytes
 MIB = 1024**2
 
 # --- constants fitted on the calibration runs (benchmarks/calibrate.py, tests/fixtures/calibration.json) ----------
@@ -82,6 +83,9 @@ class Setup:
     """qlorafit: this package's trainer. hf: transformers Trainer + PEFT with prepare_model_for_kbit_training."""
     offload_embedding: bool = False
     """Keep the input embedding in host RAM (a lookup per batch; saves vocab x hidden x 2 bytes of GPU memory)."""
+    offload_lm_head: bool = False
+    """Keep lm_head's weight in host RAM and stream it through the GPU in slices inside the loss (saves vocab x hidden
+    x 2 bytes; on tied models the lookup moves to the host too, so the one shared matrix leaves the GPU)."""
     mlp_tile_tokens: int = 0
     """Run the MLP on slices of this many positions, each recomputed in backward (0 = off); see qlorafit.tiling."""
     expandable_segments: bool | None = None
@@ -158,6 +162,8 @@ def validate(shape: ModelShape, s: Setup) -> None:
     bad = [t for t in s.lora_targets if t not in known]
     if bad or not s.lora_targets:
         problems.append(f"lora_targets: unknown module(s) {bad or '(none given)'}; use names from {sorted(known)}")
+    if s.offload_lm_head and s.stack != "qlorafit":
+        problems.append("offload_lm_head: only qlorafit's own trainer streams lm_head from host RAM (stack qlorafit)")
     if problems:
         raise UserError("; ".join(problems))
 
@@ -187,13 +193,16 @@ def unquantized_bytes(shape: ModelShape, s: Setup) -> tuple[int, int]:
     upcasts every non-quantized weight to fp32, doubling them: about 2 GiB on Llama-3-8B. qlorafit keeps them 16-bit.
     """
     wb = 2 if s.compute_dtype != "fp32" else 4
-    embed = 0 if s.offload_embedding else shape.embedding_params()
-    lm_head = 0 if shape.tie_word_embeddings else shape.embedding_params()
-    if shape.tie_word_embeddings and s.offload_embedding:
-        lm_head = shape.embedding_params()  # tied: the GPU still needs the matrix for the logits
+    e = shape.embedding_params()
+    if shape.tie_word_embeddings:
+        # one matrix serves the lookup and the logits: offload_embedding alone cannot move it (the logits need it);
+        # offload_lm_head streams the logits from host RAM and moves the lookup there too, so the matrix leaves
+        matrices = 0 if s.offload_lm_head else e
+    else:
+        matrices = (0 if s.offload_embedding else e) + (0 if s.offload_lm_head else e)
     norms = shape.norm_params()
-    base = (embed + lm_head + norms) * wb
-    upcast = (embed + lm_head + norms) * (4 - wb) if s.stack == "hf" else 0
+    base = (matrices + norms) * wb
+    upcast = (matrices + norms) * (4 - wb) if s.stack == "hf" else 0
     return base, upcast
 
 
@@ -313,7 +322,9 @@ def logits_bytes(shape: ModelShape, s: Setup, tokens: int) -> tuple[int, int]:
     The hf stack adds the bf16 copy of its fp32 lm_head that autocast makes and linear saves (V x h x 2).
     """
     v = shape.vocab_size
-    if s.loss_impl == "standard":
+    if s.offload_lm_head:  # whatever loss_impl says, the head in host RAM is only read by the streamed loss
+        fwd, bwd = streamed_loss_bytes(shape, s, tokens), 0
+    elif s.loss_impl == "standard":
         fwd = tokens * v * (12 if s.stack == "qlorafit" else 10)
         bwd = tokens * v * 12
         if shape.model_type == "gemma2":  # final logit softcapping: tanh keeps its bf16 output for backward
@@ -330,6 +341,29 @@ def logits_bytes(shape: ModelShape, s: Setup, tokens: int) -> tuple[int, int]:
 def loss_chunk_tokens(vocab_size: int, tokens: int) -> int:
     """Tokens per chunk of qlorafit's chunked loss: the most whose backward stays under LOSS_CHUNK_TARGET_BYTES."""
     return max(1, min(tokens, LOSS_CHUNK_TARGET_BYTES // (14 * vocab_size)))
+
+
+def lm_head_slice_rows(vocab_size: int, hidden_size: int) -> int:
+    """Vocabulary rows per slice of the streamed lm_head (offload_lm_head): LM_HEAD_SLICE_BYTES of 16-bit weight.
+
+    >>> lm_head_slice_rows(128256, 4096)   # Llama-3-8B: 16 slices of 64 MiB, the last one shorter
+    8192
+    """
+    return max(1, min(vocab_size, LM_HEAD_SLICE_BYTES // (2 * hidden_size)))
+
+
+def streamed_loss_bytes(shape: ModelShape, s: Setup, tokens: int) -> int:
+    """Device bytes of the streamed loss (offload_lm_head) beyond the (N, h) hidden states and their gradient.
+
+    Two slice buffers (the one in use and the next, arriving on a side stream), the online-softmax state kept for
+    all N tokens (fp32 accumulator N x h, running max, sum and target logit N x 4 each), the target rows W[y]
+    (N x h, 16-bit) and one tile of a slice's logits for C tokens (about 8 C x rows bytes; 12 with a softcap).
+    """
+    h, wb = shape.hidden_size, 2 if s.compute_dtype != "fp32" else 4
+    rows = lm_head_slice_rows(shape.vocab_size, h)
+    chunk = loss_chunk_tokens(rows, tokens)
+    tile = chunk * rows * (12 if shape.model_type == "gemma2" else 8)
+    return 2 * rows * h * wb + tokens * (h * 4 + 3 * 4 + h * wb) + tile
 
 
 def dequant_transient_bytes(shape: ModelShape, s: Setup) -> int:
@@ -368,8 +402,9 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
         layers_on_gpu = 2 if s.grad_checkpointing == "offload" else shape.num_layers
         saved = layers_on_gpu * tokens * checkpoint_bytes_per_token(shape, s)
         recompute = layer_acts
-    # the head: the final norm's fp32 input and output, and for chunked/fused the (N, h) hidden copy and its gradient
-    final_hidden = tokens * h * (4 + a + (2 * a if s.loss_impl != "standard" else 0))
+    # the head: the final norm's fp32 input and output, and for chunked/fused/streamed the (N, h) hidden copy and
+    # its gradient
+    final_hidden = tokens * h * (4 + a + (2 * a if s.loss_impl != "standard" or s.offload_lm_head else 0))
     logits_fwd, logits_bwd = logits_bytes(shape, s, tokens)
     dequant = dequant_transient_bytes(shape, s)
     grad_stream = int(layer_backward_transient_bytes_per_token(shape, s) * tokens) + mlp_tile_transient_bytes(shape, s)
@@ -397,7 +432,7 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     parts = [
         Component("quantized weights", qweights, f"{s.quant} linear weights of {shape.num_layers} layers"),
         Component("quantization constants", qconsts, "absmax per block" + (" (double quant)" if s.double_quant else "")),
-        Component("embeddings, lm_head, norms", unq, "kept 16-bit" + (", embedding in host RAM" if s.offload_embedding else "")),
+        Component("embeddings, lm_head, norms", unq, "kept 16-bit" + _host_note(shape, s)),
         Component("fp32 upcast", upcast, "prepare_model_for_kbit_training's fp32 copies"),
         Component("LoRA weights", lora_w, f"{n_lora:,} params, r={s.lora_r}, {s.lora_dtype}"),
     ]
@@ -418,7 +453,7 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
             parts += [
                 Component("final norm", final_hidden, "last hidden states, fp32 norm input"),
                 Component("logits and loss", logits_fwd if peak_phase == "forward" else logits_bwd,
-                          f"{s.loss_impl} loss, vocab {shape.vocab_size:,}"),
+                          f"{'streamed' if s.offload_lm_head else s.loss_impl} loss, vocab {shape.vocab_size:,}"),
             ]
         else:
             parts += [
@@ -436,12 +471,22 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     host = 0
     if s.grad_checkpointing == "offload":
         host += shape.num_layers * tokens * h * a
-    if s.offload_embedding and not shape.tie_word_embeddings:  # tied: the GPU keeps the matrix, nothing moves
-        host += shape.embedding_params() * 2
+    if shape.tie_word_embeddings:  # one matrix: it moves with the head, never with the embedding alone
+        host += shape.embedding_params() * 2 if s.offload_lm_head else 0
+    else:
+        host += shape.embedding_params() * 2 * (s.offload_embedding + s.offload_lm_head)
     return Estimate(
         model=shape.name, setup=s, components=tuple(parts), phases=phases, peak_phase=peak_phase,
         peak_bytes=sum(p.bytes for p in parts), host_bytes=host, trainable_params=n_lora, tokens_per_micro_batch=tokens,
     )
+
+
+def _host_note(shape: ModelShape, s: Setup) -> str:
+    """What of the 16-bit matrices sits in host RAM, for the breakdown's note."""
+    tied = shape.tie_word_embeddings
+    moved = [name for name, on in (("embedding", s.offload_embedding and not tied or s.offload_lm_head and tied),
+                                   ("lm_head", s.offload_lm_head)) if on]
+    return f", {' and '.join(moved)}{' (tied)' if tied and moved else ''} in host RAM" if moved else ""
 
 
 def _slack(logits_bytes: int, activation_bytes: int, expandable: bool, offload: bool = False) -> int:

@@ -22,7 +22,8 @@ def table_text(est: Estimate, budget_bytes: int | None = None, budget_name: str 
     lines = [
         f"{est.model}: {s.quant}{'+dq' if s.double_quant and s.quant in ('nf4', 'fp4') else ''}, LoRA r={s.lora_r} on "
         f"{targets}, batch {s.batch_size} x {s.seq_len} tokens, checkpointing {s.grad_checkpointing}, {s.optimizer}, "
-        f"{s.attn_impl} attention, {s.loss_impl} loss, {s.stack} stack",
+        f"{s.attn_impl} attention, {'streamed (lm_head in host RAM)' if s.offload_lm_head else s.loss_impl} loss, "
+        f"{s.stack} stack",
         "",
         f"{'component (at the ' + est.peak_phase + ' peak)':<36}{'GiB':>9}  note",
     ]

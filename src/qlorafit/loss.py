@@ -10,6 +10,9 @@ of the step's memory growth per token. The three implementations:
   chunked   LinearCrossEntropy below: C target tokens at a time; each chunk's logits exist only inside the loop.
   fused     liger-kernel's fused linear cross entropy (Triton, CUDA only); falls back to chunked elsewhere.
 Positions whose label is -100 (padding, prompt tokens) are dropped before the head matmul in chunked and fused.
+
+With lm_head in host RAM (model.offload_lm_head, qlorafit.offload.offload_lm_head) a fourth way is used whatever impl
+says: StreamedLinearCrossEntropy, one pass over the vocabulary in slices copied to the GPU, with an online softmax.
 """
 
 import warnings
@@ -17,40 +20,47 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from qlorafit.estimate import loss_chunk_tokens
+from qlorafit.errors import UserError
+from qlorafit.estimate import lm_head_slice_rows, loss_chunk_tokens
+from qlorafit.offload import in_host_ram
 
 IGNORE = -100
 IMPLS = ("standard", "chunked", "fused")
 
 
-def forward_loss(model, batch: dict, impl: str, chunk_tokens: int | None = None) -> tuple[torch.Tensor, int]:
+def forward_loss(model, batch: dict, impl: str, chunk_tokens: int | None = None,
+                 slice_rows: int | None = None) -> tuple[torch.Tensor, int]:
     """(sum of target-token cross-entropies as an fp32 scalar, number of target tokens) for one micro-batch.
 
     model: a PEFT-wrapped causal LM; batch: input_ids, labels (aligned with input_ids, -100 = no loss; shifted here),
-    attention_mask and/or position_ids. chunk_tokens overrides the chunk size (tests); by default it comes from
-    qlorafit.estimate.loss_chunk_tokens so the estimator and the code agree.
+    attention_mask and/or position_ids. chunk_tokens and slice_rows override the chunk size and the streamed head's
+    slice (tests); by default they come from qlorafit.estimate (loss_chunk_tokens, lm_head_slice_rows) so the
+    estimator and the code agree. A head in host RAM is always streamed, whatever impl says.
     """
     if impl not in IMPLS:
         raise ValueError(f"loss impl {impl!r}: choose from {', '.join(IMPLS)}")
     labels = batch["labels"]
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     targets = labels[:, 1:].reshape(-1)  # (B*(T-1),) token t predicts label t+1
-    if impl == "standard":
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = base.get_output_embeddings()
+    streamed = _head_in_host_ram(head, labels.device)
+    if impl == "standard" and not streamed:
         logits = model(**inputs).logits  # (B, T, V) in the compute dtype, softcapped by the model if it does that
         loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), targets,
                                ignore_index=IGNORE, reduction="sum")  # + (tokens x V) fp32 copy and log-softmax
         return loss, int((targets != IGNORE).sum())
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
     hidden = base.model(**inputs).last_hidden_state  # (B, T, h): the final norm's output, no logits yet
     keep = (targets != IGNORE).nonzero().squeeze(1)  # drop ignored positions before the (N x h) @ (h x V) matmul
     h = hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, keep)  # (N, h)
     y = targets.index_select(0, keep)  # (N,)
     n = int(keep.numel())
-    head = base.get_output_embeddings()
     softcap = getattr(base.config.get_text_config(), "final_logit_softcapping", None)
     if n == 0:
         return h.sum(dtype=torch.float32) * 0.0, 0  # keeps the graph connected; no token contributes
+    if streamed:
+        return _streamed_loss(head, h, y, chunk_tokens, slice_rows, softcap), n
     if impl == "fused" and h.is_cuda and _plain_linear(head):
         fused = _liger_loss(softcap)
         if fused is not None:
@@ -61,6 +71,12 @@ def forward_loss(model, batch: dict, impl: str, chunk_tokens: int | None = None)
     if _plain_linear(head):
         return LinearCrossEntropy.apply(h, head.weight, head.bias, y, chunk, softcap), n
     return _checkpointed_chunks(head, h, y, chunk, softcap), n
+
+
+def _head_in_host_ram(head, device: torch.device) -> bool:
+    """lm_head flagged by offload_lm_head, or its weight on the CPU while the batch is on a GPU."""
+    weight = getattr(head, "weight", None)
+    return in_host_ram(head) or (weight is not None and weight.device.type == "cpu" and device.type != "cpu")
 
 
 def _plain_linear(head) -> bool:
@@ -158,3 +174,154 @@ def _checkpointed_chunks(head, h: torch.Tensor, y: torch.Tensor, chunk: int, sof
     for s in range(0, h.shape[0], chunk):
         total = total + checkpoint(chunk_loss, h[s:s + chunk], y[s:s + chunk], use_reentrant=False)
     return total
+
+
+# --- lm_head in host RAM: the streamed loss -----------------------------------------------------------------------
+
+def _streamed_loss(head, h, y, chunk_tokens, slice_rows, softcap) -> torch.Tensor:
+    """The streamed loss over a frozen plain head; slice and chunk sizes from qlorafit.estimate unless given."""
+    if not _plain_linear(head) or any(p.requires_grad for p in head.parameters()):
+        raise UserError("model.offload_lm_head: lm_head is trained here (lora.targets or lora.modules_to_save name "
+                        "it); only a frozen lm_head can be streamed from host RAM")
+    rows = slice_rows or lm_head_slice_rows(*head.weight.shape)
+    chunk = chunk_tokens or loss_chunk_tokens(rows, h.shape[0])  # one tile's logits stay under the chunked target
+    return StreamedLinearCrossEntropy.apply(h, head.weight, head.bias, y, rows, chunk, softcap)
+
+
+class StreamedLinearCrossEntropy(torch.autograd.Function):
+    """sum_i CE(softcap(h_i W^T + b), y_i) with W in host RAM: one pass over the vocabulary, slice by slice.
+
+    Each slice W_j (R rows, LM_HEAD_SLICE_BYTES) is copied to the GPU once; while it is in use the next one arrives
+    on a side stream (_SliceStream). For each chunk of C tokens the slice's logits l (C, R) update an online softmax
+    (flash-attention style) kept for all N tokens: running max m and sum s (N fp32 each), the target's logit when
+    it falls in the slice, and for the gradient acc (N, h) fp32 += exp(l - m) dcap @ W_j, old values rescaled by
+    exp(m_old - m_new) (dcap = 1 - (l/c)^2 is the softcap's derivative, 1 without one). At the end lse = m + log s,
+    loss = sum(lse - l_y), grad_h = acc / s - dcap_y W[y] (the target rows gathered in host RAM and copied over).
+    The head is frozen: no gradient for W or b. Device memory: 2 slices + acc (N x h x 4) + W[y] (N x h x 2) + one
+    (C, R) tile; backward only scales the saved grad_h.
+    """
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, y, rows: int, chunk: int, softcap):
+        if weight.requires_grad or (bias is not None and bias.requires_grad):
+            raise ValueError("streamed loss: the head must be frozen (no gradient for a weight in host RAM)")
+        n, need_h = h.shape[0], h.requires_grad
+        f32 = dict(dtype=torch.float32, device=h.device)
+        m = torch.full((n,), float("-inf"), **f32)  # running max of each token's logits
+        s = torch.zeros(n, **f32)  # running sum of exp(logit - m)
+        ly = torch.zeros(n, **f32)  # the target's logit, picked up in the slice that holds it
+        acc = torch.zeros((n, h.shape[1]), **f32) if need_h else None  # N x h x 4 bytes, the largest state
+        stream = _SliceStream(weight, bias, rows, h.device)
+        target_rows = stream.gather(y) if need_h else None  # W[y] (N, h): ready once the slices are through
+        for start, w, b in stream:
+            for c in range(0, n, chunk):
+                cs = slice(c, c + chunk)
+                _fold_tile(h[cs], y[cs], w, b, start, softcap, m[cs], s[cs], ly[cs], acc[cs] if need_h else None)
+        total = (m + s.log() - ly).sum()
+        grad_h = None
+        if need_h:
+            acc.div_(s[:, None])  # sum_v softmax_v dcap_v W_v
+            if softcap:
+                acc.addcmul_(target_rows, ly.div(softcap).square_().neg_().add_(1.0)[:, None], value=-1.0)
+            else:
+                acc.sub_(target_rows)  # - onehot: the target row
+            del target_rows
+            grad_h = acc.to(h.dtype)  # what the chunked loss returns too: the gradient in the compute dtype
+            del acc
+        ctx.save_for_backward(grad_h)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (grad_h,) = ctx.saved_tensors
+        gh = grad_h * grad_out.to(grad_h.dtype) if grad_h is not None else None
+        return gh, None, None, None, None, None, None
+
+
+def _fold_tile(hc, yc, w, b, start: int, softcap, m, s, ly, acc) -> None:
+    """One (C tokens x R vocabulary rows) tile into the running state m, s, ly (C,) and acc (C, h), in place."""
+    logits = _chunk_logits(hc, w, b, softcap)  # (C, R) fp32: the only vocabulary-wide tensor, 6-8 C R bytes
+    r = logits.shape[1]
+    inside = (yc >= start) & (yc < start + r)
+    picked = logits.gather(1, (yc - start).clamp_(0, r - 1)[:, None]).squeeze(1)
+    ly.copy_(torch.where(inside, picked, ly))  # a mask, not an index: no host sync per tile
+    m_new = torch.maximum(m, logits.amax(1))
+    scale = (m - m_new).exp_()  # rescales the old sum and acc to the new max (0 on the first slice: m was -inf)
+    m.copy_(m_new)
+    dcap = logits.div(softcap).square_().neg_().add_(1.0) if softcap and acc is not None else None  # + 4 C R
+    p = logits.sub_(m_new[:, None]).exp_()  # in place over the logits
+    s.mul_(scale).add_(p.sum(1))
+    if acc is None:
+        return
+    if dcap is not None:
+        p.mul_(dcap)
+        del dcap
+    # the matmul in the head's dtype (as the chunked loss feeds its gradient), accumulated in fp32
+    acc.mul_(scale[:, None]).add_(p.to(w.dtype) @ w)
+
+
+class _SliceStream:
+    """lm_head's weight in slices of `rows`, on `device`, in order: (start, W_j, b_j).
+
+    From host RAM to a GPU: two device buffers (2 x rows x h x 2 bytes); slice j+1 is copied on a side CUDA stream
+    while slice j is used, and a buffer is refilled only once the compute stream is done reading it (events).
+    Elsewhere (CPU tests, a head already on the device) the slices are views or plain copies.
+    """
+
+    def __init__(self, weight, bias, rows: int, device: torch.device):
+        self.weight, self.rows, self.device = weight, rows, device
+        self.bias = bias.to(device) if bias is not None else None  # V values: copied whole, once
+        self.async_copy = weight.device.type == "cpu" and device.type == "cuda"
+        if self.async_copy:
+            self.compute = torch.cuda.current_stream(device)
+            self.side = torch.cuda.Stream(device)
+
+    def gather(self, y: torch.Tensor) -> torch.Tensor:
+        """W[y] (N, h) on the device: the target rows gathered where W lives (N x h x 2 bytes over PCIe)."""
+        if not self.async_copy:
+            return self.weight.index_select(0, y.to(self.weight.device)).to(self.device)
+        y_host = y.cpu()  # a sync: the ids are needed on the host to gather there
+        host = torch.empty((y.shape[0], self.weight.shape[1]), dtype=self.weight.dtype, pin_memory=True)
+        torch.index_select(self.weight, 0, y_host, out=host)
+        out = torch.empty(host.shape, dtype=host.dtype, device=self.device)
+        self.side.wait_stream(self.compute)  # out's block may have been freed by kernels still running
+        with torch.cuda.stream(self.side):  # ordered before the slices; the loop's end waits for the side stream
+            out.copy_(host, non_blocking=True)
+        return out
+
+    def _bias(self, start: int, stop: int):
+        return self.bias[start:stop] if self.bias is not None else None
+
+    def __iter__(self):
+        v = self.weight.shape[0]
+        starts = list(range(0, v, self.rows))
+        if not self.async_copy:
+            for st in starts:
+                yield st, self.weight[st:st + self.rows].to(self.device), self._bias(st, st + self.rows)
+            return
+        bufs = [torch.empty((self.rows, self.weight.shape[1]), dtype=self.weight.dtype, device=self.device)
+                for _ in range(2)]  # the 2 slice buffers: 2 x 64 MiB by default
+        self.side.wait_stream(self.compute)  # their blocks may have been freed by kernels still running
+        landed = [torch.cuda.Event(), torch.cuda.Event()]
+        read: list = [None, None]  # per buffer: an event after the last kernel that read it
+
+        def issue(j: int) -> None:
+            k, st = j % 2, starts[j]
+            with torch.cuda.stream(self.side):
+                if read[k] is not None:
+                    self.side.wait_event(read[k])  # never overwrite a slice the compute stream still reads
+                bufs[k][:min(self.rows, v - st)].copy_(self.weight[st:st + self.rows], non_blocking=True)
+                landed[k].record(self.side)
+
+        try:
+            issue(0)
+            for j, st in enumerate(starts):
+                if j + 1 < len(starts):
+                    issue(j + 1)  # the next slice crosses PCIe while this one is multiplied
+                k = j % 2
+                self.compute.wait_event(landed[k])
+                yield st, bufs[k][:min(self.rows, v - st)], self._bias(st, st + self.rows)
+                read[k] = torch.cuda.Event()
+                read[k].record(self.compute)
+        finally:
+            self.compute.wait_stream(self.side)  # the gather and any copy in flight land before the buffers go

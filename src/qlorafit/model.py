@@ -5,9 +5,11 @@ memory decision:
   - no fp32 upcast of the embedding, lm_head and norms (prepare_model_for_kbit_training's, ~2 GiB on Llama-3-8B);
   - non-reentrant gradient checkpointing, so no `enable_input_require_grads` hook on the embedding is needed;
   - use_cache=False: no KV cache is built while training;
-  - optionally the input embedding stays in host RAM (`offload_embedding`), saving vocab x hidden x 2 bytes.
+  - optionally the input embedding stays in host RAM (`offload_embedding`), saving vocab x hidden x 2 bytes;
+  - optionally lm_head's weight stays in host RAM too (`offload_lm_head`), streamed through the GPU by the loss.
 """
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -23,7 +25,6 @@ def resolve_compute_dtype(name: str, device: torch.device) -> torch.dtype:
     if name != "auto":
         return DTYPES[name]
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        import warnings
         warnings.warn("this GPU has no bf16: computing in fp16, which overflows more easily; "
                       "if the loss turns NaN, lower the learning rate or train.max_grad_norm", stacklevel=2)
         return torch.float16
@@ -118,11 +119,20 @@ def apply_memory_levers(model, cfg: Config, device: torch.device):
 
     The loss lever (train.loss_impl) needs no setup: qlorafit.loss.forward_loss picks it per step.
     """
-    from qlorafit.offload import enable_offloaded_checkpointing, offload_embedding
+    from qlorafit.offload import enable_offloaded_checkpointing, offload_embedding, offload_lm_head
 
+    if cfg.model.offload_lm_head:
+        # -vocab x hidden x 2 bytes of GPU memory (1 GiB on Llama-3-8B), +2 slice buffers (2 x 64 MiB) and the
+        # online-softmax state (N x hidden x 4) in the loss, +1 host->GPU copy of the whole head per forward.
+        # Tied models: the lookup moves to the host too, so the one shared matrix leaves the GPU
+        if cfg.train.loss_impl != "chunked":
+            warnings.warn(f"model.offload_lm_head: the loss streams lm_head from host RAM; train.loss_impl="
+                          f"{cfg.train.loss_impl} does not apply", stacklevel=2)
+        offload_lm_head(model, device)
     if cfg.model.offload_embedding:
         # -vocab x hidden x 2 bytes of GPU memory (1 GiB on Llama-3-8B), +1 (B, T, h) host->GPU copy per forward;
-        # a no-op when the embedding is tied to lm_head (the logits need that matrix on the GPU anyway)
+        # a no-op when the embedding is tied to a head on the GPU (the logits need that matrix there anyway), and
+        # already done when offload_lm_head moved a tied matrix
         offload_embedding(model, device)
     if cfg.train.mlp_tile_tokens > 0:
         # each MLP on slices of the sequence: one slice's gate/up/act intermediates alive instead of the whole
@@ -144,9 +154,9 @@ def load_model(cfg: Config, path: str, device: torch.device) -> Loaded:
     peft_model = attach_lora(model, cfg)
     handle = apply_memory_levers(peft_model, cfg, device)
     if device.type == "cuda":
-        # hand back what loading left cached: the bf16 staging of quantized weights and, with offload_embedding,
-        # the embedding's old GPU block. Cached-but-free memory still counts on the card (and against other
-        # processes), and would sit as allocator slack under every later peak
+        # hand back what loading left cached: the bf16 staging of quantized weights and, with offload_embedding /
+        # offload_lm_head, the old GPU blocks of the embedding and the head. Cached-but-free memory still counts
+        # on the card (and against other processes), and would sit as allocator slack under every later peak
         torch.cuda.empty_cache()
     return Loaded(peft_model, dtype, device, handle)
 

@@ -1,4 +1,5 @@
-"""Moving what the step does not need right now into host RAM: checkpointed layer inputs, and the input embedding.
+"""Moving what the step does not need right now into host RAM: checkpointed layer inputs, the input embedding, and
+lm_head's weight.
 
 Offloaded checkpointing. With non-reentrant checkpointing each decoder layer keeps only its input (B, T, h) for the
 recompute: layers x tokens x h x 2 bytes, 64 MiB per layer at 8K tokens on an 8B model, 2 GiB for 32 layers. Here that
@@ -15,7 +16,12 @@ exactly the layer's input, once per layer.
 Embedding offload. `offload_embedding(model, device)` keeps the (frozen) input embedding in host RAM: the lookup runs
 on the CPU and only the (B, T, h) result is copied to the GPU. Saves vocab x hidden x 2 bytes (1 GiB on Llama-3-8B).
 
-On CPU both are numerically exact no-ops (tensors already in host RAM are kept as they are), so CPU tests check the
+lm_head offload. `offload_lm_head(model, device)` keeps the (frozen) head's weight in pinned host RAM; the loss
+(qlorafit.loss.StreamedLinearCrossEntropy) streams it through the GPU in slices, one host->GPU copy of the whole head
+per forward. Saves another vocab x hidden x 2 bytes. A tied model shares one matrix between lookup and head: it can
+only leave the GPU if both stop reading it there, so offload_lm_head moves the lookup to the host as well.
+
+On CPU all three are numerically exact no-ops (tensors already in host RAM are kept as they are), so CPU tests check the
 bookkeeping and the gradients; the copies and streams need a GPU (benchmarks/levers_check.py).
 """
 
@@ -205,21 +211,31 @@ def offloaded_checkpointing(model, max_host_bytes: int | None = None):
         handle.remove()
 
 
-# --- the input embedding in host RAM ------------------------------------------------------------------------------
+# --- the input embedding and lm_head in host RAM ------------------------------------------------------------------
+
+HOST_RAM_FLAG = "qlorafit_in_host_ram"  # set on the embedding / head module whose weight was moved to host RAM
+
+
+def in_host_ram(module) -> bool:
+    """Whether offload_embedding / offload_lm_head moved this module's weight to host RAM."""
+    return bool(getattr(module, HOST_RAM_FLAG, False))
+
 
 def offload_embedding(model, device: torch.device) -> bool:
     """Keep the input embedding in (pinned) host RAM; look tokens up there and copy (B, T, h) to `device`.
 
     The module stays in place (get_input_embeddings() still returns it, with its full weight, for saving and merging);
     only its weight and buffers move, and two hooks move the ids in and the result out. Returns False, changing
-    nothing, when the embedding is tied to lm_head (the GPU needs that matrix for the logits anyway: no saving) or
-    placed by accelerate's hooks (multi-device maps).
+    nothing, when the embedding is tied to a head still on the GPU (that matrix is needed for the logits anyway: no
+    saving) or placed by accelerate's hooks (multi-device maps).
     """
     emb = model.get_input_embeddings()
     head = model.get_output_embeddings()
-    if head is not None and getattr(head, "weight", None) is emb.weight:
+    if in_host_ram(emb):
+        return True  # already done (offload_lm_head does it for tied models)
+    if head is not None and getattr(head, "weight", None) is emb.weight and not in_host_ram(head):
         warnings.warn("model.offload_embedding: the embedding is tied to lm_head, which needs it on the GPU; "
-                      "not offloaded (no memory to save)", stacklevel=2)
+                      "not offloaded (no memory to save; model.offload_lm_head moves both)", stacklevel=2)
         return False
     if hasattr(emb, "_hf_hook"):
         warnings.warn("model.offload_embedding: the embedding is placed by accelerate (multi-device map); "
@@ -230,6 +246,7 @@ def offload_embedding(model, device: torch.device) -> bool:
         emb.weight.data = emb.weight.data.pin_memory()  # pinned: the lookup's source pages never swap out
     emb.register_forward_pre_hook(lambda m, args: (args[0].to("cpu"),) + tuple(args[1:]))
     emb.register_forward_hook(lambda m, args, out: _to_device(out, device))
+    setattr(emb, HOST_RAM_FLAG, True)
     return True
 
 
@@ -241,3 +258,35 @@ def _to_device(out: torch.Tensor, device: torch.device) -> torch.Tensor:
     """
     moved = out.detach().to(device)
     return moved.requires_grad_(out.requires_grad)
+
+
+def offload_lm_head(model, device: torch.device) -> bool:
+    """Keep lm_head's weight (and bias) in pinned host RAM; the loss streams it through `device` in slices.
+
+    The module stays in place with its full weight (saving, merging), flagged for qlorafit.loss.forward_loss, which
+    then never calls it. Called directly (model(...).logits) it still works, slowly: hooks run it on the host and
+    copy the logits over. Tied to the embedding: the embedding goes to host RAM too (offload_embedding), since the
+    one matrix leaves the GPU only if neither reads it there. Raises UserError when the head trains (LoRA on lm_head,
+    modules_to_save); returns False, changing nothing, when accelerate's hooks place it (multi-device maps).
+    """
+    from qlorafit.errors import UserError
+
+    head = model.get_output_embeddings()
+    if type(head) is not torch.nn.Linear or any(p.requires_grad for p in head.parameters()):
+        raise UserError("model.offload_lm_head: lm_head is trained (lora.targets or lora.modules_to_save name it); "
+                        "only a frozen lm_head can stay in host RAM")
+    if hasattr(head, "_hf_hook"):
+        warnings.warn("model.offload_lm_head: lm_head is placed by accelerate (multi-device map); not offloaded",
+                      stacklevel=2)
+        return False
+    head.to("cpu")  # frees vocab x hidden x 2 bytes on the GPU (the shared matrix, if tied)
+    if torch.cuda.is_available():  # pinned: the slices' copies run asynchronously, on the side stream
+        for p in head.parameters():
+            p.data = p.data.pin_memory()
+    setattr(head, HOST_RAM_FLAG, True)
+    head.register_forward_pre_hook(lambda m, args: (args[0].to("cpu"),) + tuple(args[1:]))
+    head.register_forward_hook(lambda m, args, out: out.to(device))  # only for direct calls, never in training
+    emb = model.get_input_embeddings()
+    if emb is not None and emb.weight is head.weight:
+        offload_embedding(model, device)  # tied: the lookup must read the matrix where it now is
+    return True

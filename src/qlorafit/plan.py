@@ -8,6 +8,7 @@ Search space (everything else, such as quant, rank, targets and attention, is th
   loss_impl                  standard / chunked / fused (fused only where liger-kernel runs: CUDA, installed)
   packing                    only when length statistics are given (without them every row is full anyway)
   offload_embedding          off / on
+  offload_lm_head            off / on (qlorafit stack only)
 Every candidate is sized at micro-batch x the longest sample (max, never the mean or p99: one long sample late in
 an epoch is what kills runs), and ranked by predicted tokens/s.
 """
@@ -70,6 +71,8 @@ class PlanRequest:
     packing: tuple[bool, ...] | None = None
     """Packing values to try; None: both when lengths are given, else off."""
     offload_embedding: tuple[bool, ...] = (False, True)
+    offload_lm_head: tuple[bool, ...] = (False, True)
+    """lm_head in host RAM, streamed by the loss: one PCIe copy of the head per micro-batch (qlorafit stack only)."""
     mlp_tiles: tuple[int, ...] = (0, 8192)
     """MLP tile sizes to try (train.mlp_tile_tokens; 0 = off); a tile only applies to rows longer than it."""
     optimizers: tuple[str, ...] = OPTIMIZERS
@@ -202,15 +205,25 @@ def _candidates(shape: ModelShape, req: PlanRequest, gpu: GPU):
             rt = _rows(req, packing, b)
             for ck in req.checkpointing:
                 for optim in req.optimizers:
-                    for loss in req.losses:
-                        for emb in req.offload_embedding:
-                            for tile in req.mlp_tiles:
-                                if tile and tile >= rt.size_len:
-                                    continue  # rows no longer than a tile: tiling changes nothing
-                                s = replace(req.base, batch_size=b, seq_len=rt.size_len, packing=packing,
-                                            grad_checkpointing=ck, optimizer=optim, loss_impl=loss,
-                                            offload_embedding=emb, mlp_tile_tokens=tile)
-                                yield _evaluate(shape, s, rows // b, gpu, req, usable, rt)
+                    for loss, emb, head in _loss_and_host(req):
+                        for tile in req.mlp_tiles:
+                            if tile and tile >= rt.size_len:
+                                continue  # rows no longer than a tile: tiling changes nothing
+                            s = replace(req.base, batch_size=b, seq_len=rt.size_len, packing=packing,
+                                        grad_checkpointing=ck, optimizer=optim, loss_impl=loss,
+                                        offload_embedding=emb, offload_lm_head=head, mlp_tile_tokens=tile)
+                            yield _evaluate(shape, s, rows // b, gpu, req, usable, rt)
+
+
+def _loss_and_host(req: PlanRequest):
+    """(loss_impl, offload_embedding, offload_lm_head) to try. A head in host RAM is always streamed, whatever
+    loss_impl says, so it is tried once, as chunked (the loss it stands in for); only qlorafit's stack streams."""
+    heads = req.offload_lm_head if req.base.stack == "qlorafit" else (False,)
+    for emb in req.offload_embedding:
+        if False in heads:
+            yield from ((loss, emb, False) for loss in req.losses)
+        if True in heads:
+            yield "chunked", emb, True
 
 
 def _evaluate(shape, s, accum, gpu, req, usable, rt: _Rows) -> Candidate:
@@ -225,7 +238,8 @@ def _evaluate(shape, s, accum, gpu, req, usable, rt: _Rows) -> Candidate:
 
 def _rank_key(c: Candidate):
     s = c.setup  # ties: fewer unusual options, then less memory
-    return (-round(c.score, 6), s.offload_embedding, s.grad_checkpointing == "offload", s.mlp_tile_tokens, c.peak_bytes)
+    return (-round(c.score, 6), s.offload_lm_head, s.offload_embedding, s.grad_checkpointing == "offload",
+            s.mlp_tile_tokens, c.peak_bytes)
 
 
 def plan(shape: ModelShape, req: PlanRequest) -> PlanResult:
@@ -267,7 +281,7 @@ def distinct(ranked) -> list[Candidate]:
     for c in ranked:
         s = c.setup
         key = (s.batch_size, c.grad_accum, s.grad_checkpointing, s.loss_impl, s.packing, s.offload_embedding,
-               s.mlp_tile_tokens)
+               s.offload_lm_head, s.mlp_tile_tokens)
         if key not in seen:
             seen.add(key)
             out.append(c)
@@ -329,11 +343,16 @@ def explain(shape: ModelShape, r: PlanResult) -> list[str]:
         "off": "keeps every activation, no recompute", "on": "recomputes each layer in backward",
         "offload": "layer inputs in host RAM over PCIe"}))
     out.append(_field_reason(shape, r, "optimizer", req.optimizers, {}))
-    out.append(_field_reason(shape, r, "loss_impl", req.losses, {
-        "standard": "full fp32 logits", "chunked": "logits in chunks", "fused": "liger-kernel fused linear-CE"}))
+    if s.offload_lm_head:  # loss_impl is moot: a head in host RAM is only read by the streamed loss
+        out.append("loss_impl: the streamed loss (lm_head in host RAM, one pass over the vocabulary in slices)")
+    else:
+        out.append(_field_reason(shape, r, "loss_impl", req.losses, {
+            "standard": "full fp32 logits", "chunked": "logits in chunks", "fused": "liger-kernel fused linear-CE"}))
     if len(r.rows_per_step) > 1 or s.packing:
         out.append(_field_reason(shape, r, "packing", (False, True), {}))
     out.append(_field_reason(shape, r, "offload_embedding", req.offload_embedding, {}))
+    if req.base.stack == "qlorafit":
+        out.append(_field_reason(shape, r, "offload_lm_head", req.offload_lm_head, {}))
     tiles = [t for t in req.mlp_tiles if t]
     if tiles and c.setup.seq_len > min(tiles):  # tiling is only a choice for rows longer than a tile
         out.append(_field_reason(shape, r, "mlp_tile_tokens", req.mlp_tiles, {}))
@@ -414,6 +433,10 @@ def ways_out(shape: ModelShape, r: PlanResult) -> list[WayOut]:
         add("embedding in host RAM", replace(base, offload_embedding=False), already=True)
     else:
         add("embedding in host RAM (offload_embedding)", replace(base, offload_embedding=True))
+    if base.offload_lm_head:
+        add("lm_head in host RAM", replace(base, offload_lm_head=False), already=True)
+    elif base.stack == "qlorafit":
+        add("lm_head in host RAM (offload_lm_head)", replace(base, offload_lm_head=True))
     if base.seq_len > 8192:
         if base.mlp_tile_tokens:
             add("MLP tiled over the sequence", replace(base, mlp_tile_tokens=0), already=True)
@@ -426,6 +449,7 @@ def ways_out(shape: ModelShape, r: PlanResult) -> list[WayOut]:
     fresh = sorted((w for w in out if "already" not in w.change), key=lambda w: (not w.fits, -w.saves_bytes))
     if fresh and not any(w.fits for w in fresh):  # no single lever is enough: what all of them do together
         s = replace(base, lora_r=min(base.lora_r, 8), lora_dropout=0.0, offload_embedding=True,
+                    offload_lm_head=base.offload_lm_head or base.stack == "qlorafit",
                     grad_checkpointing="offload", optimizer="adamw_8bit" if "8bit" not in base.optimizer else base.optimizer,
                     lora_targets=("q_proj", "v_proj"), seq_len=max(1, base.seq_len // 4))
         if base.quant in ("none", "int8"):
@@ -461,7 +485,7 @@ def setup_from_config(cfg: Config, gpu_bf16: bool = True) -> Setup:
         batch_size=cfg.train.micro_batch_size, seq_len=cfg.data.max_seq_length, packing=cfg.data.packing,
         grad_checkpointing=cfg.train.grad_checkpointing, optimizer=cfg.train.optimizer, attn_impl=cfg.model.attn_impl,
         loss_impl=cfg.train.loss_impl, stack="qlorafit", offload_embedding=cfg.model.offload_embedding,
-        mlp_tile_tokens=cfg.train.mlp_tile_tokens,
+        offload_lm_head=cfg.model.offload_lm_head, mlp_tile_tokens=cfg.train.mlp_tile_tokens,
     )
 
 
@@ -476,6 +500,7 @@ def apply_to_config(cfg: Config, c: Candidate) -> Config:
     out.train.loss_impl = s.loss_impl
     out.data.packing = s.packing
     out.model.offload_embedding = s.offload_embedding
+    out.model.offload_lm_head = s.offload_lm_head
     out.train.mlp_tile_tokens = s.mlp_tile_tokens
     return out
 

@@ -9,7 +9,8 @@ step does:
                per-micro-batch cost spread over batch x seq tokens, which is why larger micro-batches are faster
   elementwise  norms, RoPE, SiLU, residual adds, LoRA dropout: bytes moved per token, bandwidth-bound
   loss         standard (full fp32 logits) / chunked (qlorafit's: gradient in forward, per chunk) / fused (liger)
-  offload      layer inputs to host RAM and back over PCIe (checkpointing=offload), the embedding lookup in host RAM
+  offload      layer inputs to host RAM and back over PCIe (checkpointing=offload), the embedding lookup in host RAM,
+               lm_head's weight copied to the GPU once per micro-batch (offload_lm_head)
   launches     a fixed cost per kernel: what makes tiny micro-batches slow
   optimizer    once per optimizer step, over the LoRA parameters only
 
@@ -26,7 +27,8 @@ from pathlib import Path
 
 from qlorafit.catalog import GPU
 from qlorafit.errors import UserError
-from qlorafit.estimate import Setup, layer_activation_bytes_per_token, lora_params, loss_chunk_tokens
+from qlorafit.estimate import (Setup, layer_activation_bytes_per_token, lm_head_slice_rows, lora_params,
+                               loss_chunk_tokens)
 from qlorafit.shapes import ModelShape
 
 CALIBRATION_FILE = Path("benchmarks") / "results" / "throughput_calibration.json"
@@ -164,7 +166,11 @@ def micro_batch_seconds(shape: ModelShape, s: Setup, gpu: GPU, cal: Calibration,
 
     v = shape.vocab_size
     head_fwd = _roofline(2 * n * p_head, p_head * a, flop_s, byte_s)
-    if s.loss_impl == "standard":    # bf16 logits, fp32 copy, log_softmax; backward through all of them
+    if s.offload_lm_head:            # streamed: per (slice, chunk) tile the chunked loss's work + the rescaling
+        rows = lm_head_slice_rows(v, shape.hidden_size)
+        tiles = -(-v // rows) * -(-n // loss_chunk_tokens(rows, int(n)))
+        loss = 2 * head_fwd + n * v * 24 / byte_s + tiles * 14 * cal.kernel_overhead_s
+    elif s.loss_impl == "standard":  # bf16 logits, fp32 copy, log_softmax; backward through all of them
         loss = 2 * head_fwd + n * v * 32 / byte_s
     elif s.loss_impl == "chunked":   # per chunk: logits, fp32 copy, softmax - onehot, grad_h, all in forward
         chunks = -(-n // loss_chunk_tokens(v, int(n)))
@@ -177,8 +183,14 @@ def micro_batch_seconds(shape: ModelShape, s: Setup, gpu: GPU, cal: Calibration,
     if s.grad_checkpointing == "offload":  # every layer's input to host RAM in forward and back in backward
         offload += 2 * shape.num_layers * n * shape.hidden_size * a / cal.pcie_bytes_per_s
         offload *= 1 - cal.offload_hidden_fraction
-    if s.offload_embedding:  # gather rows in host RAM, copy them over
+    if s.offload_embedding or (s.offload_lm_head and shape.tie_word_embeddings):  # tied: the lookup moves with the head
+        # gather rows in host RAM, copy them over
         offload += n * shape.hidden_size * 2 / cal.host_bytes_per_s + n * shape.hidden_size * 2 / cal.pcie_bytes_per_s
+    if s.offload_lm_head:  # the whole head over PCIe once per forward (eval forwards pay it too, not counted here)
+        # the slices arrive on a side stream while the previous one is multiplied: only the part of the copy the
+        # loss's own compute cannot hide costs time, plus the first slice, which nothing hides
+        copy = p_head * 2 / cal.pcie_bytes_per_s
+        offload += max(0.0, copy - loss) + copy / -(-v // lm_head_slice_rows(v, shape.hidden_size))
 
     kernels = shape.num_layers * (_KERNELS_PER_LAYER + _KERNELS_PER_LORA_TARGET * len(targets))
     kernels *= 1 + 2 + (1 if recompute else 0)

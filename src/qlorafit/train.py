@@ -143,7 +143,7 @@ def build_estimate(cfg: Config, model_path: str, dtype: torch.dtype, max_len: in
                       batch_size=t.micro_batch_size, seq_len=max_len, packing=cfg.data.packing,
                       grad_checkpointing=t.grad_checkpointing, optimizer=t.optimizer, attn_impl=m.attn_impl,
                       loss_impl=t.loss_impl, stack="qlorafit", offload_embedding=m.offload_embedding,
-                      mlp_tile_tokens=t.mlp_tile_tokens)
+                      offload_lm_head=m.offload_lm_head, mlp_tile_tokens=t.mlp_tile_tokens)
         return to_json(estimate(shape, setup))
     except (UserError, OSError, ValueError, KeyError) as e:
         return {"error": str(e)}
@@ -159,7 +159,8 @@ def plan_auto(cfg: Config, model_path: str, stats, budget_bytes: int | None, run
     if resume and saved.is_file():
         old = config_mod.load(str(saved))
         for sec, key in (("train", "micro_batch_size"), ("train", "grad_accum"), ("train", "grad_checkpointing"),
-                         ("train", "optimizer"), ("train", "loss_impl"), ("model", "offload_embedding")):
+                         ("train", "optimizer"), ("train", "loss_impl"), ("model", "offload_embedding"),
+                         ("model", "offload_lm_head")):
             setattr(getattr(cfg, sec), key, getattr(getattr(old, sec), key))
         return cfg
     if budget_bytes is None:

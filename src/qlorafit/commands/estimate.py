@@ -40,6 +40,8 @@ def add_setup_arguments(p) -> None:
     g.add_argument("--stack", choices=STACKS, default=d.stack,
                    help="qlorafit's trainer, or hf: transformers Trainer + PEFT (default %(default)s)")
     g.add_argument("--offload-embedding", action="store_true", help="keep the input embedding in host RAM")
+    g.add_argument("--offload-lm-head", action="store_true",
+                   help="keep lm_head in host RAM, streamed through the GPU by the loss")
     g.add_argument("--mlp-tile", type=int, default=0, metavar="TOKENS",
                    help="run the MLP on slices of TOKENS positions (long contexts; 0 = off)")
 
@@ -50,7 +52,8 @@ def setup_from_args(a) -> Setup:
         lora_targets=tuple(t.strip() for t in a.targets.split(",") if t.strip()), lora_dropout=a.dropout,
         batch_size=a.batch, seq_len=a.seq, packing=a.packing, grad_checkpointing=a.checkpointing,
         optimizer=a.optimizer, attn_impl=a.attn, loss_impl=a.loss, stack=a.stack,
-        offload_embedding=a.offload_embedding, mlp_tile_tokens=getattr(a, "mlp_tile", 0),
+        offload_embedding=a.offload_embedding, offload_lm_head=getattr(a, "offload_lm_head", False),
+        mlp_tile_tokens=getattr(a, "mlp_tile", 0),
     )
 
 

@@ -2,7 +2,7 @@
 write it as a YAML that `qlorafit train plan.yaml` runs as is.
 
 Searched: micro-batch x grad_accum, checkpointing (off/on/offload), optimizer, loss (standard/chunked/fused),
-packing and embedding offload. Fixed (your choice): quant, rank, targets, dropout, attention, max_seq_length.
+packing, embedding and lm_head offload. Fixed (your choice): quant, rank, targets, dropout, attention, max_seq_length.
 
 examples:
   qlorafit plan llama-3.1-8b --gpu rtx4090 --max-seq-length 2048 --batch-size 32 --out plan.yaml
@@ -233,17 +233,17 @@ def _yaml_header(r: PlanResult, model: str, budget_name: str) -> str:
 def _row(c: Candidate, best: Candidate) -> list[str]:
     s = c.setup
     return [f"{s.batch_size} x {c.grad_accum}", s.grad_checkpointing, s.optimizer, s.loss_impl,
-            "on" if s.packing else "off", "on" if s.offload_embedding else "off", str(s.mlp_tile_tokens or "off"),
-            f"{c.peak_bytes / GIB:.2f}",
+            "on" if s.packing else "off", "on" if s.offload_embedding else "off",
+            "on" if s.offload_lm_head else "off", str(s.mlp_tile_tokens or "off"), f"{c.peak_bytes / GIB:.2f}",
             f"{c.tokens_per_s:,.0f}", f"{c.tokens_per_s / best.tokens_per_s:.0%}"]
 
 
 def runner_ups_text(r: PlanResult) -> str:
-    head = ["micro x accum", "checkpointing", "optimizer", "loss", "packing", "emb offload", "mlp tile", "peak GiB",
-            "tokens/s", "vs best"]
+    head = ["micro x accum", "checkpointing", "optimizer", "loss", "packing", "emb offload", "head offload",
+            "mlp tile", "peak GiB", "tokens/s", "vs best"]
     rows = [head] + [_row(c, r.chosen) for c in distinct(r.ranked)[: r.request.top + 1]]
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = ["  ".join(cell.rjust(w) if i >= 7 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+    lines = ["  ".join(cell.rjust(w) if i >= 8 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
              for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -258,6 +258,7 @@ def result_text(r: PlanResult, model: str, budget_name: str, out: str | None) ->
         f"chosen: micro_batch_size {s.batch_size} x grad_accum {c.grad_accum}, checkpointing {s.grad_checkpointing}, "
         f"{s.optimizer}, {s.loss_impl} loss, packing {'on' if s.packing else 'off'}, "
         f"offload_embedding {'on' if s.offload_embedding else 'off'}"
+        + (", lm_head in host RAM (streamed loss)" if s.offload_lm_head else "")
         + (f", MLP tiled in {s.mlp_tile_tokens}-token slices" if s.mlp_tile_tokens else ""),
         f"        peak {fmt_gib(c.peak_bytes)}, predicted {c.tokens_per_s:,.0f} tokens/s on {r.gpu.name}",
         "",

@@ -187,6 +187,7 @@ def config_yaml(c: Case, new: Setup) -> str:
     cfg.model.quant, cfg.model.double_quant = new.quant, new.double_quant
     cfg.model.attn_impl = new.attn_impl
     cfg.model.offload_embedding = new.offload_embedding
+    cfg.model.offload_lm_head = new.offload_lm_head
     cfg.lora.r, cfg.lora.targets, cfg.lora.dropout = new.lora_r, list(new.lora_targets), new.lora_dropout
     if new.batch_size != c.setup.batch_size:
         cfg.train.grad_accum = cfg.train.grad_accum * c.setup.batch_size // new.batch_size

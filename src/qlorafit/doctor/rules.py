@@ -243,8 +243,8 @@ def fp32_logits(c: Case) -> Cause | None:
     text = c.inputs.error_text or ""
     frames = any(k in text for k in _LOSS_FRAMES)
     share = c.est.component("logits and loss") / c.est.peak_bytes if c.est else 0.0
-    if c.setup is not None and c.setup.loss_impl != "standard":
-        return None
+    if c.setup is not None and (c.setup.loss_impl != "standard" or c.setup.offload_lm_head):
+        return None  # chunked/fused, or the head in host RAM (always the streamed loss): no full logits
     if not frames and (share < LOGITS_SHARE or not c.from_user):  # a share of assumed defaults proves nothing
         return None
     if not (c.has_oom or c.over_budget):

@@ -116,4 +116,5 @@ def setup_from_config(cfg, gpu_bf16: bool | None) -> Setup:
         batch_size=cfg.train.micro_batch_size, seq_len=cfg.data.max_seq_length, packing=cfg.data.packing,
         grad_checkpointing=cfg.train.grad_checkpointing, optimizer=cfg.train.optimizer, attn_impl=cfg.model.attn_impl,
         loss_impl=cfg.train.loss_impl, stack="qlorafit", offload_embedding=cfg.model.offload_embedding,
+        offload_lm_head=cfg.model.offload_lm_head,
     )

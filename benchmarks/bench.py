@@ -36,7 +36,7 @@ VARIANTS = {
     "fused": {"train": {"loss_impl": "fused"}},
     # LoRA's optimizer states are MBs: torch's fused AdamW on the device instead of bnb's paged one (whose step
     # synchronizes and pages)
-    "fast": {"train": {"optimizer": "adamw"}},
+    "fast": {"train": {"optimizer": "adamw", "compile": True}},
     "noguard": {"guard": {"enabled": False}},
 }
 CONFIGS = {"c1": (2, 4, 512), "c2": (1, 1, 2048)}  # (micro-batch, accumulation, length)
@@ -149,9 +149,11 @@ def run_search(model: str, kind: str, budget_gib: float, levers: str, out: str, 
     raw = {"model": {"name_or_path": path, "compute_dtype": "bf16",
                      "offload_embedding": lv.get("offload_embedding", "false") == "true",
                      "offload_lm_head": lv.get("offload_lm_head", "false") == "true"},
-           "lora": {"r": 32, "alpha": 64, "dropout": float(lv.get("dropout", 0.0)), "targets": ["all-linear"]},
+           "lora": {"r": int(lv.get("r", 32)), "alpha": 2 * int(lv.get("r", 32)), "dropout": float(lv.get("dropout", 0.0)),
+                    "targets": QKVO if lv.get("targets") == "qkvo" else ["all-linear"]},
            "train": {"grad_checkpointing": lv.get("ckpt", "offload"), "loss_impl": lv.get("loss", "fused"),
-                     "optimizer": lv.get("optimizer", "adamw"), "mlp_tile_tokens": int(lv.get("tile", 0))}}
+                     "optimizer": lv.get("optimizer", "adamw"), "mlp_tile_tokens": int(lv.get("tile", 0)),
+                     "compile": lv.get("compile", "false") == "true"}}
     cfg = C.from_dict(raw, "search")
     loaded = load_model(cfg, path, torch.device("cuda", 0))
     m = loaded.model

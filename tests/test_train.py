@@ -8,7 +8,7 @@ import torch
 from qlorafit import config as C
 from qlorafit.errors import UserError
 from qlorafit.train import setup, train
-from test_train_helpers import adapter, assert_adapters_close, ledger_ids, make_cfg, read_jsonl
+from test_train_helpers import adapter, assert_adapters_close, ledger_ids, make_cfg, read_jsonl, tiny_model_dir
 
 
 def test_loss_falls_and_run_dir_is_complete(model_dir, data, tmp_path):
@@ -217,3 +217,16 @@ def test_tensorboard_without_the_package_is_a_clear_error(model_dir, data, tmp_p
         pass
     with pytest.raises(UserError, match="train.tensorboard.*pip install"):
         train(make_cfg(model_dir, data, tmp_path / "run", train={"tensorboard": True}), quiet=True)
+
+
+def test_compile_layers_wraps_every_decoder_layer(tmp_path):
+    """train.compile: every decoder layer gets a compiled call (nothing compiles until a forward: CPU-safe here);
+    on CPU load_model leaves the model eager."""
+    from qlorafit.model import compile_layers, load_model
+    model_dir = tiny_model_dir(tmp_path / "models")
+    cfg = make_cfg(model_dir, tmp_path / "none.jsonl", tmp_path / "run", train={"compile": True})
+    loaded = load_model(cfg, str(model_dir), torch.device("cpu"))
+    layers = loaded.model.get_base_model().model.layers
+    assert all(getattr(layer, "_compiled_call_impl", None) is None for layer in layers)  # CPU: ignored
+    assert compile_layers(loaded.model) == len(layers) > 0
+    assert all(layer._compiled_call_impl is not None for layer in layers)

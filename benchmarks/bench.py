@@ -81,33 +81,41 @@ def run_train(model: str, variant: str, cfg_name: str, steps: int, out: str) -> 
     from gpu_common import build_model, provenance
 
     from qlorafit import config as C
-    from qlorafit.train import train
+    from qlorafit.train import loop, setup
 
     b, acc, seq = CONFIGS[cfg_name]
     path = build_model(model)
     raw = bench_raw(path, variant, cfg_name, steps)
     cfg = C.from_dict(raw, f"variant {variant}")
-    used = [0]
+    used = {"load": 0, "train": 0}  # peak of total - free in each phase: loading the model, then the training steps
+    phase = ["load"]
     stop = threading.Event()
 
     def sample():
         while not stop.is_set():
             free, total = torch.cuda.mem_get_info()
-            used[0] = max(used[0], total - free)
+            used[phase[0]] = max(used[phase[0]], total - free)
             time.sleep(0.01)
 
     torch.cuda.init()
     th = threading.Thread(target=sample, daemon=True)
     th.start()
     t0 = time.time()
-    summary = train(cfg, overwrite=True, quiet=True)
+    run = setup(cfg, overwrite=True, quiet=True)
+    torch.cuda.synchronize()
+    phase[0] = "train"
+    try:
+        summary = loop(run)
+    finally:
+        run.ctx.monitor.close()
     stop.set()
     th.join()
     rows = [json.loads(x) for x in open(os.path.join(raw["output_dir"], "metrics.jsonl"))]
     steady = [r["tokens_per_s"] for r in rows[1:]] or [rows[0]["tokens_per_s"]]
     steady.sort()
     rec = {"part": "train", "stack": "qlorafit", "variant": variant, "config": cfg_name, "batch": b, "accum": acc,
-           "seq": seq, "steps": steps, "used_peak": used[0],
+           "seq": seq, "steps": steps, "used_peak": max(used.values()), "used_peak_load": used["load"],
+           "used_peak_train": used["train"],
            "peak_reserved": max(r["mem_peak_reserved"] for r in rows),
            "peak_allocated": max(r["mem_peak_allocated"] for r in rows),
            "tokens_per_s": steady[len(steady) // 2], "losses": [r["loss"] for r in rows],
@@ -115,7 +123,8 @@ def run_train(model: str, variant: str, cfg_name: str, steps: int, out: str) -> 
            "provenance": provenance(" ".join(sys.argv))}
     with open(out, "a") as f:
         f.write(json.dumps(rec) + "\n")
-    print(f"qlorafit {variant} {cfg_name}: used {rec['used_peak'] / GIB:.2f} GiB, reserved "
+    print(f"qlorafit {variant} {cfg_name}: used {rec['used_peak'] / GIB:.2f} GiB (load {used['load'] / GIB:.2f}, "
+          f"training steps {used['train'] / GIB:.2f}), reserved "
           f"{rec['peak_reserved'] / GIB:.2f}, allocated {rec['peak_allocated'] / GIB:.2f}, "
           f"{rec['tokens_per_s']:.0f} tok/s", flush=True)
 

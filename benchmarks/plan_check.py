@@ -66,12 +66,14 @@ def run_case(model_name: str, budget_gib: float, seq: int, eff: int) -> dict:
     from qlorafit.estimate import Setup
     from qlorafit.model import load_model
     from qlorafit.plan import PlanRequest, plan
+    from qlorafit.throughput import load_calibration
 
     shape = resolve_model(model_name)
     gpu = get_gpu("h200" if "H200" in torch.cuda.get_device_name(0) else "h100")
     req = PlanRequest(budget_bytes=int(budget_gib * GIB), max_seq_length=seq, effective_batch=eff,
                       base=Setup(), gpu=gpu, losses=("standard", "chunked"), optimizers=("adamw",),
-                      offload_embedding=(False,), mlp_tiles=(0,))
+                      offload_embedding=(False,), offload_lm_head=(False,), mlp_tiles=(0,),
+                      calibration=load_calibration(gpu.name))
     chosen = plan(shape, req).chosen
     path = build_model(model_name)
     total = torch.cuda.mem_get_info()[1]

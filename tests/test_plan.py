@@ -16,7 +16,7 @@ from qlorafit.errors import UserError
 from qlorafit.estimate import Setup, estimate
 from qlorafit.plan import Lengths, PlanRequest, plan, plan_config
 from qlorafit.sizes import GIB
-from qlorafit.throughput import load_calibration, predict
+from qlorafit.throughput import Calibration, load_calibration, predict
 
 SHAPE = resolve_model("llama-3.1-8b")
 GPU = get_gpu("rtx4090")
@@ -261,3 +261,26 @@ def test_throughput_charges_the_head_copy():
     extra = streamed.step_s - plain.step_s
     assert 0 < extra <= copy_s * 1.05  # the side stream hides part of the copy behind the loss's matmuls
     assert streamed.parts_s["offload"] > plain.parts_s["offload"]
+
+
+def test_host_time_overlaps_the_gpu_and_slows_only_small_micro_batches():
+    """The host (Python + dispatch per kernel) runs ahead of the GPU: a micro-batch takes max(GPU, host). Measured on
+    an H200 (benchmarks/plan_check.py): a 1B model at 1 x 2,048 tokens ran 3x below its GPU-bound speed."""
+    one_b = resolve_model("llama-3.2-1b")
+    h200 = get_gpu("h200")
+    fast_gpu = dict(matmul_efficiency=0.8, attention_efficiency=0.7, bandwidth_efficiency=0.5)
+    gpu_only = Calibration(**fast_gpu, host_s_per_kernel=0.0)
+    host = Calibration(**fast_gpu, host_s_per_kernel=4e-5)
+    small, large = Setup(batch_size=1, seq_len=2048), Setup(batch_size=16, seq_len=2048)
+    tps = lambda s, acc, cal: predict(one_b, s, h200, acc, cal=cal).tokens_per_s  # noqa: E731
+    slow_small = tps(small, 16, host) / tps(small, 16, gpu_only)
+    slow_large = tps(large, 1, host) / tps(large, 1, gpu_only)
+    assert slow_small < 0.8 and slow_large == 1.0  # the big micro-batch keeps the GPU the bottleneck
+    t = predict(one_b, small, h200, 16, cal=host)
+    assert t.parts_s["launches"] > t.parts_s["matmuls"]  # the step is host-bound: the wait shows as launches
+
+
+def test_plan_ranks_with_the_shipped_calibration_when_none_is_given():
+    r = plan(SHAPE, PlanRequest(budget_bytes=24 * GIB, max_seq_length=1024, gpu=GPU))
+    assert r.request.calibration is not None and "not yet calibrated" not in r.request.calibration.source
+    assert r.request.calibration.host_s_per_kernel > 0

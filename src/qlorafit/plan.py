@@ -22,7 +22,7 @@ from qlorafit.errors import UserError
 from qlorafit.estimate import CHECKPOINTING, OPTIMIZERS, Setup, estimate
 from qlorafit.shapes import ATTN_LINEARS, ModelShape
 from qlorafit.sizes import fmt_gib
-from qlorafit.throughput import Calibration, predict
+from qlorafit.throughput import Calibration, load_calibration, predict
 
 REFERENCE_GPU = "rtx4090"      # whose speeds rank candidates when only a byte budget is known
 GROUP_PAD_FRACTION = 0.05      # padding left in a micro-batch of B > 1 when samples are grouped by length
@@ -78,6 +78,7 @@ class PlanRequest:
     optimizers: tuple[str, ...] = OPTIMIZERS
     checkpointing: tuple[str, ...] = CHECKPOINTING
     calibration: Calibration | None = None
+    """The throughput model's calibration; None: load_calibration for `gpu` (the file, else the shipped H200 fit)."""
     top: int = 8
 
 
@@ -253,6 +254,8 @@ def plan(shape: ModelShape, req: PlanRequest) -> PlanResult:
     _validate(req)
     estimate(shape, req.base)  # raise once on a bad fixed choice, before the search multiplies it
     gpu = req.gpu or get_gpu(REFERENCE_GPU)
+    if req.calibration is None:  # every caller ranks with the measured calibration, not the built-in guesses
+        req = replace(req, calibration=load_calibration(gpu.name))
     usable = int(req.budget_bytes * (1 - req.safety_margin))
     cands = list(_candidates(shape, req, gpu))
     feasible = sorted((c for c in cands if c.fits), key=_rank_key)

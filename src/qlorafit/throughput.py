@@ -11,7 +11,11 @@ step does:
   loss         standard (full fp32 logits) / chunked (qlorafit's: gradient in forward, per chunk) / fused (liger)
   offload      layer inputs to host RAM and back over PCIe (checkpointing=offload), the embedding lookup in host RAM,
                lm_head's weight copied to the GPU once per micro-batch (offload_lm_head)
-  launches     a fixed cost per kernel: what makes tiny micro-batches slow
+  launches     the host: eager PyTorch + PEFT + bitsandbytes spend tens of microseconds of Python and dispatch per
+               kernel. The host runs ahead of the GPU, so a micro-batch takes max(GPU time, host time); this part is
+               the time the GPU waits on the host (0 when the GPU is the bottleneck). It is what makes small
+               micro-batches slow: an 8B model at 1 x 2,048 tokens keeps the H200 busy only ~50 % of the step
+               (benchmarks/step_probe.py profile), a 1B model at 1 x 2,048 far less (benchmarks/plan_check.py).
   optimizer    once per optimizer step, over the LoRA parameters only
 
 The efficiency factors (fraction of the datasheet peak actually achieved) are calibrated on the GPU:
@@ -60,7 +64,10 @@ class Calibration:
     host_bytes_per_s: float = 10e9
     """Host RAM gather rate for the embedding lookup when the embedding stays in host RAM."""
     kernel_overhead_s: float = 5e-6
-    """Fixed cost per kernel (launch gap, tail): calibrated on the GPU."""
+    """GPU-side fixed cost per kernel (launch gap, tail): calibrated on the GPU."""
+    host_s_per_kernel: float = 0.0
+    """Host (Python + dispatch) time per kernel launched; the micro-batch takes max(GPU time, host time). 0: the
+    host is never the bottleneck. Calibrated on the GPU."""
     source: str = "built-in starting values (not yet calibrated)"
 
 
@@ -194,7 +201,7 @@ def micro_batch_seconds(shape: ModelShape, s: Setup, gpu: GPU, cal: Calibration,
 
     kernels = shape.num_layers * (_KERNELS_PER_LAYER + _KERNELS_PER_LORA_TARGET * len(targets))
     kernels *= 1 + 2 + (1 if recompute else 0)
-    return {
+    parts = {
         "matmuls": decoder_passes * linear_pass,
         "dequant": decoder_passes * dequant_pass,
         "attention": attn,
@@ -202,8 +209,11 @@ def micro_batch_seconds(shape: ModelShape, s: Setup, gpu: GPU, cal: Calibration,
         "elementwise": elementwise,
         "loss": loss,
         "offload": offload,
-        "launches": kernels * cal.kernel_overhead_s,
     }
+    gpu_s = sum(parts.values()) + kernels * cal.kernel_overhead_s
+    host_s = kernels * cal.host_s_per_kernel  # runs ahead of the GPU: only the excess shows in the step time
+    parts["launches"] = kernels * cal.kernel_overhead_s + max(0.0, host_s - gpu_s)
+    return parts
 
 
 def optimizer_step_seconds(shape: ModelShape, s: Setup, gpu: GPU, cal: Calibration) -> float:

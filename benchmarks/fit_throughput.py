@@ -1,0 +1,128 @@
+"""Fit the throughput model (qlorafit.throughput.Calibration) on measured tokens/s, then check the planner offline.
+
+Fit: grid search on the qlorafit-stack rows of tests/fixtures/calibration.json (H200; one micro-batch per optimizer
+step, tokens/s from the fastest step), minimizing the median |log(measured / predicted)|.
+
+Check (out of sample: the grids are not used by the fit): for each case of benchmarks/results/plan-check-*.jsonl
+(benchmarks/plan_check.py: a brute-force grid of real runs under an emulated card), re-plan with the fitted model,
+look the chosen configuration up in the measured grid, and compare its tokens/s with the grid's best. The planner
+check's target is >= 90 % of the best, with no planned configuration out of memory.
+
+Runs on CPU (no torch). usage:
+  python benchmarks/fit_throughput.py --write     # also writes the calibration files (results/ and the package copy)
+"""
+
+import argparse
+import itertools
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from qlorafit.catalog import get_gpu, resolve_model  # noqa: E402
+from qlorafit.estimate import Setup  # noqa: E402
+from qlorafit.plan import PlanRequest, plan  # noqa: E402
+from qlorafit.throughput import Calibration, predict  # noqa: E402
+
+GIB = 1024**3
+GRID = {
+    "matmul_efficiency": [0.6, 0.7, 0.8, 0.9],
+    "attention_efficiency": [0.5, 0.7],
+    "bandwidth_efficiency": [0.5, 0.6, 0.7, 0.8],
+    "kernel_overhead_s": [5e-6, 1e-5, 2e-5],
+    "host_s_per_kernel": [0.0, 2e-5, 3e-5, 4e-5, 5e-5, 6e-5, 8e-5],
+}
+
+
+def row_setup(r: dict) -> Setup:
+    return Setup(batch_size=r["batch"], seq_len=r["seq"], lora_r=r["rank"], lora_targets=tuple(r["targets"].split(",")),
+                 grad_checkpointing=r["checkpointing"], optimizer=r["optimizer"], lora_dropout=r["dropout"],
+                 loss_impl=r["loss"], stack=r["stack"], offload_embedding=r["offload_embedding"],
+                 expandable_segments="expandable_segments:True" in r["alloc_conf"],
+                 mlp_tile_tokens=r.get("mlp_tile_tokens", 0))
+
+
+def log_errors(rows: list[dict], cal: Calibration) -> list[float]:
+    gpu = get_gpu("h200")
+    return [math.log(r["tokens_per_s"] / predict(resolve_model(r["model"]), row_setup(r), gpu, 1, cal=cal).tokens_per_s)
+            for r in rows]
+
+
+def fit(rows: list[dict]) -> tuple[Calibration, float]:
+    best = None
+    for values in itertools.product(*GRID.values()):
+        cal = Calibration(**dict(zip(GRID, values)), source="fit")
+        score = statistics.median(abs(e) for e in log_errors(rows, cal))
+        if best is None or score < best[1]:
+            best = (cal, score)
+    return best
+
+
+def plan_key(rec: dict, cal: Calibration) -> tuple[str, float]:
+    """What plan_check.py's request plans with `cal`: the grid key and the predicted tokens/s."""
+    req = PlanRequest(budget_bytes=int(rec["budget_gib"] * GIB), max_seq_length=rec["seq"],
+                      effective_batch=rec["effective_batch"], base=Setup(), gpu=get_gpu("h200"),
+                      losses=("standard", "chunked"), optimizers=("adamw",), offload_embedding=(False,),
+                      offload_lm_head=(False,), mlp_tiles=(0,), calibration=cal)
+    c = plan(resolve_model(rec["model"]), req).chosen
+    s = c.setup
+    return f"{s.batch_size}x{c.grad_accum}/{s.grad_checkpointing}/{s.loss_impl}", c.tokens_per_s
+
+
+def check(cases: list[dict], cal: Calibration) -> list[dict]:
+    out = []
+    for rec in cases:
+        key, predicted = plan_key(rec, cal)
+        fits = {k: v for k, v in rec["grid"].items() if v}
+        best = max(fits, key=fits.get)
+        got = rec["grid"].get(key)
+        out.append({"case": [rec["budget_gib"], rec["seq"], rec["effective_batch"]], "planned": key,
+                    "planned_tps": got, "best": best, "best_tps": fits[best],
+                    "ratio": (got or 0) / fits[best], "planned_ooms": got is None and key in rec["grid"],
+                    "planned_in_grid": key in rec["grid"], "predicted_tps": round(predicted)})
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--write", action="store_true")
+    a = ap.parse_args()
+    fixture = json.loads((ROOT / "tests" / "fixtures" / "calibration.json").read_text())
+    rows = [r for r in fixture["rows"] if r["stack"] == "qlorafit" and r.get("tokens_per_s")]
+    cases = [json.loads(x) for p in sorted((ROOT / "benchmarks" / "results").glob("plan-check-*.jsonl"))
+             for x in p.read_text().splitlines() if x.strip()]
+    old = Calibration(**{k: v for k, v in json.loads(
+        (ROOT / "src" / "qlorafit" / "assets" / "throughput_calibration.json").read_text())["default"].items()})
+    cal, score = fit(rows)
+    errs = log_errors(rows, cal)
+    worst = max(abs(e) for e in errs)
+    print(f"fit on {len(rows)} rows: median |log error| {score:.3f}, worst {worst:.3f}, "
+          f"{sum(abs(e) > math.log(1.25) for e in errs)} rows off by > 25 %")
+    print("  " + ", ".join(f"{k}={getattr(cal, k)}" for k in GRID))
+    for name, c in (("before (additive launches)", old), ("after (host overlapped)", cal)):
+        print(f"planner check, {name}:")
+        for r in check(cases, c):
+            print(f"  case {r['case']}: planned {r['planned']} {r['planned_tps'] and round(r['planned_tps'])} tok/s "
+                  f"(predicted {r['predicted_tps']}), best {r['best']} {round(r['best_tps'])}: {r['ratio']:.0%}")
+    if a.write:
+        doc = (f"throughput.Calibration fitted by benchmarks/fit_throughput.py (grid search) on the tokens/s of the "
+               f"{len(rows)} qlorafit-stack rows of tests/fixtures/calibration.json (H200, 2026-11-22, "
+               f"benchmarks/calibrate.py; one micro-batch per optimizer step). Median |log(measured/predicted)| = "
+               f"{score:.3f}, worst {worst:.3f}. The host term (host_s_per_kernel: Python + dispatch per kernel, "
+               f"overlapped with the GPU) was added after benchmarks/plan_check.py showed micro-batches of one "
+               f"2,048-token row of a 1B model running 3x slower than the additive model predicted.")
+        body = {"_doc": doc, "default": {k: getattr(cal, k) for k in GRID}, "gpus": {}}
+        for p in (ROOT / "benchmarks" / "results" / "throughput_calibration.json",
+                  ROOT / "src" / "qlorafit" / "assets" / "throughput_calibration.json"):
+            tmp = p.with_suffix(".tmp")
+            tmp.write_text(json.dumps(body, indent=1) + "\n")
+            tmp.replace(p)
+            print(f"wrote {p}")
+
+
+if __name__ == "__main__":
+    main()

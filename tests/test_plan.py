@@ -284,3 +284,27 @@ def test_plan_ranks_with_the_shipped_calibration_when_none_is_given():
     r = plan(SHAPE, PlanRequest(budget_bytes=24 * GIB, max_seq_length=1024, gpu=GPU))
     assert r.request.calibration is not None and "not yet calibrated" not in r.request.calibration.source
     assert r.request.calibration.host_s_per_kernel > 0
+
+
+def test_compile_is_modelled_for_speed_not_memory_and_chosen_only_when_allowed():
+    s = Setup(batch_size=1, seq_len=2048)
+    h200 = get_gpu("h200")
+    assert estimate(SHAPE, s).peak_bytes == estimate(SHAPE, replace(s, compile=True)).peak_bytes
+    cal = load_calibration("h200")
+    assert predict(SHAPE, replace(s, compile=True), h200, 1, cal=cal).tokens_per_s > \
+        1.1 * predict(SHAPE, s, h200, 1, cal=cal).tokens_per_s  # host-bound at 1 x 2,048 (measured 1.3x)
+    req = PlanRequest(budget_bytes=24 * GIB, max_seq_length=2048, effective_batch=4, gpu=h200)
+    assert plan(SHAPE, req).chosen.setup.compile is False  # the user's choice (off) is kept by default
+    r = plan(SHAPE, replace(req, compile=(False, True)))
+    assert r.chosen.setup.compile is True
+    assert any(line.startswith("compile on") for line in r.reasons)
+    cfg = plan_config(config.from_dict({"train": {"compile": True}}, "t"), SHAPE, 24 * GIB, gpu=h200)
+    assert cfg.train.compile is True
+
+
+def test_plan_cli_compile_auto_writes_it_into_the_yaml(tmp_path, capsys):
+    out = tmp_path / "plan.yaml"
+    assert main(["plan", "llama-3.1-8b", "--gpu", "h200", "--batch-size", "4", "--seq", "2048", "--compile", "auto",
+                 "--out", str(out)]) == 0
+    assert config.load(str(out)).train.compile is True
+    assert "compile on" in capsys.readouterr().out

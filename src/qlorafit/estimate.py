@@ -86,6 +86,9 @@ class Setup:
     offload_lm_head: bool = False
     """Keep lm_head's weight in host RAM and stream it through the GPU in slices inside the loss (saves vocab x hidden
     x 2 bytes; on tied models the lookup moves to the host too, so the one shared matrix leaves the GPU)."""
+    compile: bool = False
+    """torch.compile'd decoder layers (train.compile): the same tensors saved, so memory is unchanged; only the
+    throughput model reads it (fewer elementwise kernels, less host time per kernel)."""
     mlp_tile_tokens: int = 0
     """Run the MLP on slices of this many positions, each recomputed in backward (0 = off); see qlorafit.tiling."""
     expandable_segments: bool | None = None

@@ -73,6 +73,8 @@ class PlanRequest:
     offload_embedding: tuple[bool, ...] = (False, True)
     offload_lm_head: tuple[bool, ...] = (False, True)
     """lm_head in host RAM, streamed by the loss: one PCIe copy of the head per micro-batch (qlorafit stack only)."""
+    compile: tuple[bool, ...] | None = None
+    """train.compile values to try; None: the base's own (the planner keeps the user's choice)."""
     mlp_tiles: tuple[int, ...] = (0, 8192)
     """MLP tile sizes to try (train.mlp_tile_tokens; 0 = off); a tile only applies to rows longer than it."""
     optimizers: tuple[str, ...] = OPTIMIZERS
@@ -210,10 +212,12 @@ def _candidates(shape: ModelShape, req: PlanRequest, gpu: GPU):
                         for tile in req.mlp_tiles:
                             if tile and tile >= rt.size_len:
                                 continue  # rows no longer than a tile: tiling changes nothing
-                            s = replace(req.base, batch_size=b, seq_len=rt.size_len, packing=packing,
-                                        grad_checkpointing=ck, optimizer=optim, loss_impl=loss,
-                                        offload_embedding=emb, offload_lm_head=head, mlp_tile_tokens=tile)
-                            yield _evaluate(shape, s, rows // b, gpu, req, usable, rt)
+                            for comp in req.compile or (req.base.compile,):
+                                s = replace(req.base, batch_size=b, seq_len=rt.size_len, packing=packing,
+                                            grad_checkpointing=ck, optimizer=optim, loss_impl=loss,
+                                            offload_embedding=emb, offload_lm_head=head, mlp_tile_tokens=tile,
+                                            compile=comp)
+                                yield _evaluate(shape, s, rows // b, gpu, req, usable, rt)
 
 
 def _loss_and_host(req: PlanRequest):
@@ -240,7 +244,7 @@ def _evaluate(shape, s, accum, gpu, req, usable, rt: _Rows) -> Candidate:
 def _rank_key(c: Candidate):
     s = c.setup  # ties: fewer unusual options, then less memory
     return (-round(c.score, 6), s.offload_lm_head, s.offload_embedding, s.grad_checkpointing == "offload",
-            s.mlp_tile_tokens, c.peak_bytes)
+            s.mlp_tile_tokens, s.compile, c.peak_bytes)
 
 
 def plan(shape: ModelShape, req: PlanRequest) -> PlanResult:
@@ -356,6 +360,8 @@ def explain(shape: ModelShape, r: PlanResult) -> list[str]:
     out.append(_field_reason(shape, r, "offload_embedding", req.offload_embedding, {}))
     if req.base.stack == "qlorafit":
         out.append(_field_reason(shape, r, "offload_lm_head", req.offload_lm_head, {}))
+    if req.compile and len(req.compile) > 1:
+        out.append(_field_reason(shape, r, "compile", req.compile, {}))
     tiles = [t for t in req.mlp_tiles if t]
     if tiles and c.setup.seq_len > min(tiles):  # tiling is only a choice for rows longer than a tile
         out.append(_field_reason(shape, r, "mlp_tile_tokens", req.mlp_tiles, {}))
@@ -489,6 +495,7 @@ def setup_from_config(cfg: Config, gpu_bf16: bool = True) -> Setup:
         grad_checkpointing=cfg.train.grad_checkpointing, optimizer=cfg.train.optimizer, attn_impl=cfg.model.attn_impl,
         loss_impl=cfg.train.loss_impl, stack="qlorafit", offload_embedding=cfg.model.offload_embedding,
         offload_lm_head=cfg.model.offload_lm_head, mlp_tile_tokens=cfg.train.mlp_tile_tokens,
+        compile=cfg.train.compile,
     )
 
 
@@ -505,6 +512,7 @@ def apply_to_config(cfg: Config, c: Candidate) -> Config:
     out.model.offload_embedding = s.offload_embedding
     out.model.offload_lm_head = s.offload_lm_head
     out.train.mlp_tile_tokens = s.mlp_tile_tokens
+    out.train.compile = s.compile
     return out
 
 

@@ -143,7 +143,7 @@ def build_estimate(cfg: Config, model_path: str, dtype: torch.dtype, max_len: in
                       batch_size=t.micro_batch_size, seq_len=max_len, packing=cfg.data.packing,
                       grad_checkpointing=t.grad_checkpointing, optimizer=t.optimizer, attn_impl=m.attn_impl,
                       loss_impl=t.loss_impl, stack="qlorafit", offload_embedding=m.offload_embedding,
-                      offload_lm_head=m.offload_lm_head, mlp_tile_tokens=t.mlp_tile_tokens)
+                      offload_lm_head=m.offload_lm_head, mlp_tile_tokens=t.mlp_tile_tokens, compile=t.compile)
         return to_json(estimate(shape, setup))
     except (UserError, OSError, ValueError, KeyError) as e:
         return {"error": str(e)}

@@ -58,6 +58,9 @@ def add_arguments(p) -> None:
                    help="auto: try both when lengths are known (default %(default)s)")
     x.add_argument("--losses", default="auto",
                    help="loss implementations to try, comma list; auto: fused only if liger-kernel is installed here")
+    x.add_argument("--compile", choices=("off", "on", "auto"), default="off",
+                   help="train.compile (torch.compile each decoder layer, CUDA): auto lets the plan decide; it is "
+                        "predicted faster wherever the GPU waits on the host (small micro-batches) (default %(default)s)")
     o = p.add_argument_group("output")
     o.add_argument("--out", "-o", help="write the chosen configuration as a train YAML here")
     o.add_argument("--output-dir", default=Config().output_dir, help="output_dir written into the YAML")
@@ -78,6 +81,7 @@ def run(a) -> int:
         budget_bytes=budget, max_seq_length=a.max_seq_length, lengths=lengths, effective_batch=a.batch_size,
         effective_tokens=a.tokens_per_step, safety_margin=a.margin, base=base, gpu=gpu, losses=_losses(a.losses),
         packing={"auto": None, "on": (True,), "off": (False,)}[a.packing],
+        compile={"auto": (False, True), "on": (True,), "off": (False,)}[a.compile],
         calibration=load_calibration(gpu.name if gpu else None), top=a.top,
     )
     r = plan(shape, req)
@@ -259,7 +263,8 @@ def result_text(r: PlanResult, model: str, budget_name: str, out: str | None) ->
         f"{s.optimizer}, {s.loss_impl} loss, packing {'on' if s.packing else 'off'}, "
         f"offload_embedding {'on' if s.offload_embedding else 'off'}"
         + (", lm_head in host RAM (streamed loss)" if s.offload_lm_head else "")
-        + (f", MLP tiled in {s.mlp_tile_tokens}-token slices" if s.mlp_tile_tokens else ""),
+        + (f", MLP tiled in {s.mlp_tile_tokens}-token slices" if s.mlp_tile_tokens else "")
+        + (", compiled layers" if s.compile else ""),
         f"        peak {fmt_gib(c.peak_bytes)}, predicted {c.tokens_per_s:,.0f} tokens/s on {r.gpu.name}",
         "",
         "why:",

@@ -156,8 +156,11 @@ def test_claims_table_covers_7b_to_70b():
 
 def test_offload_embedding_saves_only_on_untied_models():
     untied, tied = resolve_model("llama-3.1-8b"), resolve_model("llama-3.2-1b")
-    saved = estimate(untied, Setup()).peak_bytes - estimate(untied, Setup(offload_embedding=True)).peak_bytes
-    assert saved >= 128256 * 4096 * 2
+    on, off = estimate(untied, Setup(offload_embedding=True)), estimate(untied, Setup())
+    for phase in ("forward", "backward", "optimizer"):  # the training phases lose the whole matrix
+        assert off.phases[phase] - on.phases[phase] >= 128256 * 4096 * 2
+    # loading does not: from_pretrained puts the embedding on the GPU before qlorafit moves it (measured on an H200)
+    assert on.phases["load"] == off.phases["load"]
     assert estimate(untied, Setup(offload_embedding=True)).host_bytes == 128256 * 4096 * 2
     # tied: lm_head needs the matrix on the GPU, qlorafit.offload leaves it there, so nothing changes
     assert estimate(tied, Setup(offload_embedding=True)).peak_bytes == estimate(tied, Setup()).peak_bytes

@@ -74,13 +74,14 @@ def test_sized_for_the_longest_sample_not_the_mean():
 
 
 def test_nothing_fits_gives_the_smallest_budget_and_ways_out():
-    # 5.5 GiB: with the embedding and lm_head in host RAM the smallest configuration needs ~5.8 GiB at 4096 tokens
-    r = plan(SHAPE, _req(budget_bytes=int(5.5 * GIB), max_seq_length=4096))
+    # 7 GiB at 8192 tokens: the smallest configuration (everything offloaded) needs ~7.5 GiB; a shorter length fits
+    # (below ~6.5 GiB none would: loading alone holds the 16-bit embedding and lm_head on the GPU)
+    r = plan(SHAPE, _req(budget_bytes=int(7 * GIB), max_seq_length=8192))
     assert r.chosen is None and r.ranked == ()
-    assert r.min_budget_bytes > 5.5 * GIB
+    assert r.min_budget_bytes > 7 * GIB
     # the smallest budget is tight: it fits there, and not 64 MiB below it
-    assert plan(SHAPE, _req(budget_bytes=r.min_budget_bytes, max_seq_length=4096)).chosen is not None
-    assert plan(SHAPE, _req(budget_bytes=r.min_budget_bytes - 64 * 1024**2, max_seq_length=4096)).chosen is None
+    assert plan(SHAPE, _req(budget_bytes=r.min_budget_bytes, max_seq_length=8192)).chosen is not None
+    assert plan(SHAPE, _req(budget_bytes=r.min_budget_bytes - 64 * 1024**2, max_seq_length=8192)).chosen is None
     changes = " | ".join(w.change for w in r.ways_out)
     assert "max_seq_length" in changes and "rank" in changes and "offloaded checkpointing" in changes
     assert "8-bit optimizer" in changes and "lm_head in host RAM (already" in changes
@@ -225,13 +226,14 @@ def test_plan_tiles_the_mlp_when_only_tiling_fits():
 
 
 def test_plan_streams_lm_head_only_when_that_is_what_fits():
-    """The short-context target of issue 7: Llama-3-8B, 8 sequences of 512 per step under 6 GiB."""
-    common = dict(max_seq_length=512, effective_batch=8, packing=(False,))
+    """Llama-3-8B, 8 sequences of 8,192 per step: long enough that the training steps, not loading (which still holds
+    the 16-bit head on the GPU), set the peak, so moving the head out decides what fits."""
+    common = dict(max_seq_length=8192, effective_batch=8, packing=(False,))
     roomy = plan(SHAPE, _req(budget_bytes=24 * GIB, **common))
     assert roomy.chosen is not None and not roomy.chosen.setup.offload_lm_head
     assert not config_of(roomy).model.offload_lm_head
     # a budget that nothing fits without the head in host RAM, and something fits with it
-    without = plan(SHAPE, _req(budget_bytes=6 * GIB, offload_lm_head=(False,), **common))
+    without = plan(SHAPE, _req(budget_bytes=7 * GIB, offload_lm_head=(False,), **common))
     tight = without.min_budget_bytes - 64 * 1024**2
     assert plan(SHAPE, _req(budget_bytes=tight, offload_lm_head=(False,), **common)).chosen is None
     r = plan(SHAPE, _req(budget_bytes=tight, **common))
@@ -242,7 +244,7 @@ def test_plan_streams_lm_head_only_when_that_is_what_fits():
     # nothing fits at all: the lever shows up among the ways out, with its saving
     none = plan(SHAPE, _req(budget_bytes=4 * GIB, offload_lm_head=(False,), **common))
     w = next(w for w in none.ways_out if w.change.startswith("lm_head in host RAM"))
-    assert 0.8 * 128256 * 4096 * 2 < w.saves_bytes < 128256 * 4096 * 2
+    assert 0.8 * 128256 * 4096 * 2 < w.saves_bytes <= 128256 * 4096 * 2  # less the stream buffers if at the loss
     # the hf stack cannot stream the head: never tried there
     hf = plan(SHAPE, _req(budget_bytes=24 * GIB, base=Setup(stack="hf"), **common))
     assert not any(c.setup.offload_lm_head for c in hf.ranked)

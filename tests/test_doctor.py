@@ -296,3 +296,14 @@ def test_doctor_imports_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip()
+
+
+def test_qlorafit_config_can_be_told_to_stream_lm_head():
+    from qlorafit import config as qconfig
+
+    cfg = qconfig.from_dict({"model": {"name_or_path": "llama-3.1-8b"}, "data": {"max_seq_length": 8192},
+                             "train": {"micro_batch_size": 1}})
+    d = diagnose(Inputs(error_text="torch.OutOfMemoryError: CUDA out of memory.", config=cfg, gpu="rtx4090"))
+    fix = next(f for f in d.fixes if f.id == "offload_lm_head")
+    assert fix.changes == {"offload_lm_head": True}
+    assert 0.8 * 128256 * 4096 * 2 < fix.saves_bytes <= 128256 * 4096 * 2  # the bf16 head, less its stream buffers

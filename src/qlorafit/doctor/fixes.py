@@ -60,6 +60,9 @@ SPECS = (
             lambda s: s.stack == "qlorafit" and s.grad_checkpointing == "on", lambda s: {"grad_checkpointing": "offload"}),
     FixSpec("offload_embedding", "keep the input embedding in host RAM", "speed: small", 1.5,
             lambda s: s.stack == "qlorafit" and not s.offload_embedding, lambda s: {"offload_embedding": True}),
+    FixSpec("offload_lm_head", "keep lm_head in host RAM and stream it through the loss (frozen head only)",
+            "speed: one PCIe copy of the head per micro-batch", 2.0,
+            lambda s: s.stack == "qlorafit" and not s.offload_lm_head, lambda s: {"offload_lm_head": True}),
 )
 
 

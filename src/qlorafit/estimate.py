@@ -420,7 +420,7 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     bwd_head = static + lora_g + opt + saved + final_hidden + logits_bwd + dequant
     bwd_layers = static + lora_g + opt + saved + recompute + grad_stream + dequant
     optim_step = static + lora_g + opt + n_lora * 4  # foreach/fused Adam temporaries ~ one fp32 copy of the params
-    load = qweights + qconsts + unq_load + upcast
+    load = qweights + qconsts + unq_load + upcast + lora_w  # LoRA is attached before the host-RAM levers run
     # allocator slack: a share of the vocabulary-sized and of the activation-sized transients held at each high point
     exp = s.expandable()
     off = s.grad_checkpointing == "offload"

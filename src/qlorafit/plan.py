@@ -483,11 +483,12 @@ def _longest_fitting_seq(shape: ModelShape, s: Setup, usable: int) -> int:
 
 # --- to and from the train config ----------------------------------------------------------------------------------
 
-def setup_from_config(cfg: Config, gpu_bf16: bool = True) -> Setup:
-    """The estimator's view of a train config (compute_dtype auto -> bf16 where the GPU has it, else fp16)."""
+def setup_from_config(cfg: Config, gpu_bf16: bool | None = True) -> Setup:
+    """The estimator's view of a train config (compute_dtype auto -> bf16 where the GPU has it or it is unknown
+    (None), else fp16). The one mapping from Config to Setup: plan, train's estimate.json and doctor use it."""
     dt = cfg.model.compute_dtype
     if dt == "auto":
-        dt = "bf16" if gpu_bf16 else "fp16"
+        dt = "fp16" if gpu_bf16 is False else "bf16"
     return Setup(
         quant=cfg.model.quant, double_quant=cfg.model.double_quant, compute_dtype=dt, lora_r=cfg.lora.r,
         lora_targets=tuple(cfg.lora.targets), lora_dropout=cfg.lora.dropout, lora_dtype=cfg.lora.dtype,

@@ -130,20 +130,17 @@ def load_tokenizer(path: str, cfg: Config):
 
 def build_estimate(cfg: Config, model_path: str, dtype: torch.dtype, max_len: int) -> dict:
     """The estimator's prediction for this run (estimate.json); {'error': ...} where it cannot model the setup."""
-    from qlorafit.estimate import Setup, estimate
+    from dataclasses import replace
+
+    from qlorafit.estimate import estimate
     from qlorafit.estimate_view import to_json
+    from qlorafit.plan import setup_from_config
     from qlorafit.shapes import shape_from_config
 
-    m, lo, t = cfg.model, cfg.lora, cfg.train
     dname = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
     try:
-        shape = shape_from_config(json.loads((Path(model_path) / "config.json").read_text()), m.name_or_path)
-        setup = Setup(quant=m.quant, double_quant=m.double_quant, compute_dtype=dname, lora_r=lo.r,
-                      lora_targets=tuple(lo.targets), lora_dropout=lo.dropout, lora_dtype=lo.dtype,
-                      batch_size=t.micro_batch_size, seq_len=max_len, packing=cfg.data.packing,
-                      grad_checkpointing=t.grad_checkpointing, optimizer=t.optimizer, attn_impl=m.attn_impl,
-                      loss_impl=t.loss_impl, stack="qlorafit", offload_embedding=m.offload_embedding,
-                      offload_lm_head=m.offload_lm_head, mlp_tile_tokens=t.mlp_tile_tokens, compile=t.compile)
+        shape = shape_from_config(json.loads((Path(model_path) / "config.json").read_text()), cfg.model.name_or_path)
+        setup = replace(setup_from_config(cfg), compute_dtype=dname, seq_len=max_len)  # the resolved dtype, longest row
         return to_json(estimate(shape, setup))
     except (UserError, OSError, ValueError, KeyError) as e:
         return {"error": str(e)}
@@ -152,7 +149,7 @@ def build_estimate(cfg: Config, model_path: str, dtype: torch.dtype, max_len: in
 def plan_auto(cfg: Config, model_path: str, stats, budget_bytes: int | None, run_dir: Path, resume: bool) -> Config:
     """`--plan auto`: the fastest configuration that fits the budget (default: the GPU's free memory) at the longest
     sample. A resumed run keeps the plan it started with: a new split would change the data order mid-epoch."""
-    from qlorafit.plan import apply_to_config, plan_config
+    from qlorafit.plan import plan_config
     from qlorafit.shapes import shape_from_config
 
     saved = run_dir / "config.yaml"

@@ -14,14 +14,13 @@ examples:
 import dataclasses
 import importlib.util
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from qlorafit import catalog
 from qlorafit.commands.estimate import budget_from_args
 from qlorafit.config import Config, to_yaml
+from qlorafit.atomic import write_atomic
 from qlorafit.errors import UserError
 from qlorafit.estimate import ATTENTION, DTYPES, QUANTS, Setup
 from qlorafit.plan import (LOSSES_ALL, Candidate, Lengths, PlanRequest, PlanResult, apply_to_config, distinct,
@@ -209,20 +208,6 @@ def build_config(c: Candidate, a) -> Config:
     if a.data:
         cfg.data.path = a.data
     return apply_to_config(cfg, c)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write to a temp file in the same directory, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the result is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --- showing the result ------------------------------------------------------------------------------------------

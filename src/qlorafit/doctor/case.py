@@ -10,7 +10,8 @@ from qlorafit.doctor.antipatterns import Context, Finding, check_script
 from qlorafit.doctor.parse import OomText, parse
 from qlorafit.doctor.rundir import RunInfo
 from qlorafit.doctor.script import ScriptInfo
-from qlorafit.doctor.settings import normalize, setup_from_config, setup_from_settings
+from qlorafit.doctor.settings import normalize, setup_from_settings
+from qlorafit.plan import setup_from_config
 from qlorafit.errors import UserError
 from qlorafit.estimate import Estimate, Setup, estimate
 from qlorafit.shapes import ModelShape

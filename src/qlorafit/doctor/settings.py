@@ -103,18 +103,3 @@ def setup_from_settings(raw: dict) -> tuple[Setup, list[str]]:
         loss_impl="fused" if s.get("use_liger_kernel") else "standard", stack="hf",
     )
     return setup, notes
-
-
-def setup_from_config(cfg, gpu_bf16: bool | None) -> Setup:
-    """The Setup a qlorafit Config trains with (compute_dtype auto resolves by the GPU, bf16 when unknown)."""
-    dtype = cfg.model.compute_dtype
-    if dtype == "auto":
-        dtype = "fp16" if gpu_bf16 is False else "bf16"
-    return Setup(
-        quant=cfg.model.quant, double_quant=cfg.model.double_quant, compute_dtype=dtype, lora_r=cfg.lora.r,
-        lora_targets=tuple(cfg.lora.targets), lora_dropout=cfg.lora.dropout, lora_dtype=cfg.lora.dtype,
-        batch_size=cfg.train.micro_batch_size, seq_len=cfg.data.max_seq_length, packing=cfg.data.packing,
-        grad_checkpointing=cfg.train.grad_checkpointing, optimizer=cfg.train.optimizer, attn_impl=cfg.model.attn_impl,
-        loss_impl=cfg.train.loss_impl, stack="qlorafit", offload_embedding=cfg.model.offload_embedding,
-        offload_lm_head=cfg.model.offload_lm_head,
-    )

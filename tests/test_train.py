@@ -230,3 +230,16 @@ def test_compile_layers_wraps_every_decoder_layer(tmp_path):
     assert all(getattr(layer, "_compiled_call_impl", None) is None for layer in layers)  # CPU: ignored
     assert compile_layers(loaded.model) == len(layers) > 0
     assert all(layer._compiled_call_impl is not None for layer in layers)
+
+
+def test_plan_auto_resume_keeps_every_planned_field(tmp_path):
+    """A resumed `--plan auto` run keeps the plan it started with, the MLP tiling and compile included."""
+    from qlorafit.train import plan_auto
+    saved = C.from_dict({"train": {"micro_batch_size": 2, "grad_accum": 8, "mlp_tile_tokens": 8192, "compile": True},
+                         "model": {"offload_lm_head": True}}, "saved")
+    (tmp_path / "config.yaml").write_text(C.to_yaml(saved))
+    cfg = plan_auto(C.from_dict({"train": {"micro_batch_size": 16, "grad_accum": 1}}, "new"), "unused", None, None,
+                    tmp_path, resume=True)
+    t = cfg.train
+    assert (t.micro_batch_size, t.grad_accum, t.mlp_tile_tokens, t.compile, cfg.model.offload_lm_head) == \
+        (2, 8, 8192, True, True)

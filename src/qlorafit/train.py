@@ -157,7 +157,7 @@ def plan_auto(cfg: Config, model_path: str, stats, budget_bytes: int | None, run
         old = config_mod.load(str(saved))
         for sec, key in (("train", "micro_batch_size"), ("train", "grad_accum"), ("train", "grad_checkpointing"),
                          ("train", "optimizer"), ("train", "loss_impl"), ("model", "offload_embedding"),
-                         ("model", "offload_lm_head")):
+                         ("model", "offload_lm_head"), ("train", "mlp_tile_tokens"), ("train", "compile")):
             setattr(getattr(cfg, sec), key, getattr(getattr(old, sec), key))
         return cfg
     if budget_bytes is None:

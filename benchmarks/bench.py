@@ -38,6 +38,8 @@ VARIANTS = {
     # synchronizes and pages)
     "fast": {"train": {"optimizer": "adamw", "compile": True}},
     "noguard": {"guard": {"enabled": False}},
+    "fastbf16": {"train": {"optimizer": "adamw", "compile": True}, "lora": {"dtype": "bf16"}},
+    "fastlean": {"train": {"optimizer": "adamw", "compile": True}, "lora": {"dtype": "bf16", "dropout": 0.0}},
 }
 CONFIGS = {"c1": (2, 4, 512), "c2": (1, 1, 2048)}  # (micro-batch, accumulation, length)
 

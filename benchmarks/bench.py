@@ -78,9 +78,12 @@ def bench_raw(path: str, variant: str, cfg_name: str, steps: int) -> dict:
     return C.merge(raw, VARIANTS[variant])
 
 
-def run_train(model: str, variant: str, cfg_name: str, steps: int, out: str) -> None:
+def run_train(model: str, variant: str, cfg_name: str, steps: int, out: str, cap_used_gib: float = 0.0) -> None:
+    """One qlorafit run of the real loop. cap_used_gib > 0 emulates a card with that much memory in all: PyTorch's
+    allocator is capped at the cap minus what the process holds outside it (CUDA context, cuBLAS), so loading and
+    training must both fit in cap_used_gib of device memory, whatever the allocator would cache on a larger card."""
     import torch
-    from gpu_common import build_model, provenance
+    from gpu_common import build_model, non_torch_bytes, provenance
 
     from qlorafit import config as C
     from qlorafit.train import loop, setup
@@ -100,11 +103,17 @@ def run_train(model: str, variant: str, cfg_name: str, steps: int, out: str) -> 
             time.sleep(0.01)
 
     torch.cuda.init()
+    torch.zeros(1, device="cuda")  # the CUDA context exists from here on
+    if cap_used_gib:
+        torch.cuda.set_per_process_memory_fraction(
+            (cap_used_gib * GIB - non_torch_bytes() - 256 * 2**20) / torch.cuda.mem_get_info()[1])  # 256 MiB: cuBLAS
+    torch.cuda.reset_peak_memory_stats()
     th = threading.Thread(target=sample, daemon=True)
     th.start()
     t0 = time.time()
     run = setup(cfg, overwrite=True, quiet=True)
     torch.cuda.synchronize()
+    load_alloc, load_reserved = torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved()
     phase[0] = "train"
     try:
         summary = loop(run)
@@ -113,11 +122,14 @@ def run_train(model: str, variant: str, cfg_name: str, steps: int, out: str) -> 
     stop.set()
     th.join()
     rows = [json.loads(x) for x in open(os.path.join(raw["output_dir"], "metrics.jsonl"))]
+    ev_path = os.path.join(raw["output_dir"], "events.jsonl")
+    events = [json.loads(x) for x in open(ev_path)] if os.path.exists(ev_path) else []
     steady = [r["tokens_per_s"] for r in rows[1:]] or [rows[0]["tokens_per_s"]]
     steady.sort()
     rec = {"part": "train", "stack": "qlorafit", "variant": variant, "config": cfg_name, "batch": b, "accum": acc,
            "seq": seq, "steps": steps, "used_peak": max(used.values()), "used_peak_load": used["load"],
-           "used_peak_train": used["train"],
+           "used_peak_train": used["train"], "load_peak_allocated": load_alloc, "load_peak_reserved": load_reserved,
+           "cap_used_gib": cap_used_gib or None, "oom_recoveries": sum(e.get("kind") == "oom_recovery" for e in events),
            "peak_reserved": max(r["mem_peak_reserved"] for r in rows),
            "peak_allocated": max(r["mem_peak_allocated"] for r in rows),
            "tokens_per_s": steady[len(steady) // 2], "losses": [r["loss"] for r in rows],
@@ -128,7 +140,8 @@ def run_train(model: str, variant: str, cfg_name: str, steps: int, out: str) -> 
     print(f"qlorafit {variant} {cfg_name}: used {rec['used_peak'] / GIB:.2f} GiB (load {used['load'] / GIB:.2f}, "
           f"training steps {used['train'] / GIB:.2f}), reserved "
           f"{rec['peak_reserved'] / GIB:.2f}, allocated {rec['peak_allocated'] / GIB:.2f}, "
-          f"{rec['tokens_per_s']:.0f} tok/s", flush=True)
+          f"{rec['tokens_per_s']:.0f} tok/s; load peak allocated {load_alloc / GIB:.2f}, reserved "
+          f"{load_reserved / GIB:.2f}" + (f"; capped at {cap_used_gib} GiB used" if cap_used_gib else ""), flush=True)
 
 
 def fits(step, n: int) -> bool:
@@ -213,18 +226,21 @@ def main():
     ap.add_argument("--lo", type=int, default=8192)
     ap.add_argument("--hi", type=int, default=131072)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--cap-used-gib", type=float, default=0.0,
+                    help="train: emulate a card of this many GiB in all (CUDA context included)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.part == "train":
         if a.one:
             v, c = a.one.split(":")
-            run_train(a.model, v, c, a.steps, a.out)
+            run_train(a.model, v, c, a.steps, a.out, a.cap_used_gib)
             return
         for cv in a.runs.split(","):
             c, v = cv.split(":")
             if True:
                 rc = subprocess.run([sys.executable, __file__, "train", "--one", f"{v}:{c}", "--model", a.model,
-                                     "--steps", str(a.steps), "--out", a.out]).returncode
+                                     "--steps", str(a.steps), "--out", a.out,
+                                     "--cap-used-gib", str(a.cap_used_gib)]).returncode
                 if rc:
                     print(f"qlorafit {v} {c}: exit {rc}", flush=True)
     else:

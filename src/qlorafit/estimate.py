@@ -387,10 +387,6 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
 
     qweights, qconsts = base_weight_bytes(shape, s)
     unq, upcast = unquantized_bytes(shape, s)
-    # from_pretrained materializes the embedding and lm_head on the GPU before qlorafit moves them to host RAM
-    # (offload_embedding / offload_lm_head), so the load phase still holds them: measured 6.10 GiB while loading
-    # against 5.25 GiB in the steps (Llama-3-8B, both offloaded, H200, benchmarks/README.md)
-    unq_load, _ = unquantized_bytes(shape, replace(s, offload_embedding=False, offload_lm_head=False))
     n_lora = lora_params(shape, s)
     lora_w = n_lora * _DTYPE_BYTES[s.lora_dtype]
     lora_g = n_lora * _DTYPE_BYTES[s.lora_dtype]
@@ -420,7 +416,9 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     bwd_head = static + lora_g + opt + saved + final_hidden + logits_bwd + dequant
     bwd_layers = static + lora_g + opt + saved + recompute + grad_stream + dequant
     optim_step = static + lora_g + opt + n_lora * 4  # foreach/fused Adam temporaries ~ one fp32 copy of the params
-    load = qweights + qconsts + unq_load + upcast + lora_w  # LoRA is attached before the host-RAM levers run
+    # loading: the offloaded embedding / lm_head load straight into host RAM (qlorafit.model.host_ram_modules), so
+    # they never pass through the GPU; LoRA is attached before the host-RAM levers run
+    load = qweights + qconsts + unq + upcast + lora_w
     # allocator slack: a share of the vocabulary-sized and of the activation-sized transients held at each high point
     exp = s.expandable()
     off = s.grad_checkpointing == "offload"
@@ -439,9 +437,7 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     parts = [
         Component("quantized weights", qweights, f"{s.quant} linear weights of {shape.num_layers} layers"),
         Component("quantization constants", qconsts, "absmax per block" + (" (double quant)" if s.double_quant else "")),
-        Component("embeddings, lm_head, norms", unq_load if peak_phase == "load" else unq,
-                  "kept 16-bit" + (", on the GPU while loading, then moved to host RAM" if peak_phase == "load"
-                                   and unq_load > unq else _host_note(shape, s))),
+        Component("embeddings, lm_head, norms", unq, "kept 16-bit" + _host_note(shape, s)),
         Component("fp32 upcast", upcast, "prepare_model_for_kbit_training's fp32 copies"),
         Component("LoRA weights", lora_w, f"{n_lora:,} params, r={s.lora_r}, {s.lora_dtype}"),
     ]

@@ -61,19 +61,88 @@ def load_base(cfg: Config, path: str, device: torch.device):
               trust_remote_code=cfg.model.trust_remote_code, low_cpu_mem_usage=True)
     if cfg.model.attn_impl == "flash":
         kw["attn_implementation"] = "flash_attention_2"
+    host = {}
     if device.type == "cuda":
-        kw["device_map"] = {"": device.index or 0} if cfg.model.device_map == "auto" and not cfg.model.max_memory \
-            else cfg.model.device_map
+        single = cfg.model.device_map == "auto" and not cfg.model.max_memory
+        if single:
+            host = host_ram_modules(cfg, path, device.index or 0)
+        kw["device_map"] = (host or {"": device.index or 0}) if single else cfg.model.device_map
         if cfg.model.max_memory:
             kw["max_memory"] = dict(cfg.model.max_memory)
+        if host and kw["quantization_config"] is not None:
+            # transformers refuses "cpu" entries next to a GPU unless told the CPU modules stay unquantized (they
+            # are the 16-bit embedding and lm_head, which bitsandbytes never quantizes anyway)
+            kw["quantization_config"].llm_int8_enable_fp32_cpu_offload = True
     elif kw["quantization_config"] is not None:
         kw["device_map"] = {"": "cpu"}  # bitsandbytes 4-bit also runs on CPU (slowly): the offline demo and tests
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kw)
     except OSError as e:
         raise UserError(f"model.name_or_path: cannot load {path}: {str(e).splitlines()[0]}") from None
+    if host:
+        # a device map with "cpu" in it makes transformers hand the model to accelerate's dispatch, which moves
+        # those weights out (meta) and back in on every forward. qlorafit's own levers (apply_memory_levers) run
+        # those modules instead: take the hooks off, which puts the real host-RAM weights back in place
+        from accelerate.hooks import remove_hook_from_module
+
+        remove_hook_from_module(model, recurse=True)
+        # taking the hooks off restores each module's weights on its own: a tied embedding and lm_head come back as
+        # two copies of the one matrix. Tie them again (one matrix in host RAM, as the checkpoint has it)
+        model.tie_weights()
     model.config.use_cache = False  # the KV cache only serves generation; training would just hold it
     return model, dtype
+
+
+def host_ram_modules(cfg: Config, path: str, gpu: int = 0) -> dict:
+    """A device_map that loads the 16-bit matrices model.offload_embedding and model.offload_lm_head keep in host RAM
+    straight there ("cpu"), and every other module on GPU `gpu`, so those matrices never pass through the GPU:
+    loading then peaks at the quantized layers, not at the whole 16-bit model (-2 x vocab x hidden x 2 bytes, 2 GiB
+    on Llama-3-8B). {} when neither lever is on (or the model's layout is unusual): load everything on the GPU.
+
+    The map names the sibling modules explicitly, never "": accelerate's dispatch gives a "" entry a hook that
+    first pulls every submodule, the host ones included, onto the GPU. The names come from the model built on the
+    meta device (no memory). A tied embedding goes to the host only with the head (offload_lm_head);
+    offload_embedding alone leaves it on the GPU, as qlorafit.offload does.
+    """
+    m = cfg.model
+    if not (m.offload_embedding or m.offload_lm_head):
+        return {}
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        conf = AutoConfig.from_pretrained(path, trust_remote_code=m.trust_remote_code)
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(conf, trust_remote_code=m.trust_remote_code)
+    except (OSError, ValueError):
+        return {}  # from_pretrained reports the problem with the path
+    names = {id(mod): name for name, mod in skeleton.named_modules()}
+    emb, head = skeleton.get_input_embeddings(), skeleton.get_output_embeddings()
+    tied = head is not None and getattr(head, "weight", None) is emb.weight
+    host = set()
+    if m.offload_lm_head and head is not None:
+        host.add(names[id(head)])
+    if (m.offload_embedding and not tied) or (m.offload_lm_head and tied):
+        host.add(names[id(emb)])
+    if not host:
+        return {}
+    device_map = {}
+
+    def place(prefix: str, module) -> bool:
+        if next(module.parameters(recurse=False), None) is not None or next(module.buffers(recurse=False), None) \
+                is not None:
+            return False  # tensors held by a module on the path to a host module: no clean split
+        for name, child in module.named_children():
+            full = prefix + name
+            if full in host:
+                device_map[full] = "cpu"
+            elif any(h.startswith(full + ".") for h in host):
+                if not place(full + ".", child):
+                    return False
+            else:
+                device_map[full] = gpu
+        return True
+
+    return device_map if place("", skeleton) else {}
 
 
 def freeze_and_cast(model, cfg: Config) -> None:

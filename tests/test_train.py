@@ -243,3 +243,53 @@ def test_plan_auto_resume_keeps_every_planned_field(tmp_path):
     t = cfg.train
     assert (t.micro_batch_size, t.grad_accum, t.mlp_tile_tokens, t.compile, cfg.model.offload_lm_head) == \
         (2, 8, 8192, True, True)
+
+
+@pytest.mark.parametrize("ckpt", ["on", "offload"])
+def test_compiled_layers_trace_to_one_graph_without_breaks_and_match_eager(tmp_path, ckpt):
+    """compile_layers under plain and offloaded checkpointing: Dynamo captures every layer (one graph, shared by all
+    layers, no graph breaks) and the loss and LoRA gradients equal eager's. Offloaded checkpointing's
+    saved_tensors_hooks would break the graph if compiled with the layer (then every layer ran eager): the checkpoint
+    must stay outside the compiled call, and still offload. aot_eager: Dynamo and AOTAutograd as on the GPU, no C++
+    toolchain needed."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from qlorafit.loss import forward_loss
+    from qlorafit.model import compile_layers, load_model
+    from qlorafit.offload import active_handle
+
+    model_dir = tiny_model_dir(tmp_path / "models")
+    cfg = make_cfg(model_dir, tmp_path / "none.jsonl", tmp_path / "run",
+                   lora={"dropout": 0.0}, train={"grad_checkpointing": ckpt})
+    model = load_model(cfg, str(model_dir), torch.device("cpu")).model
+    model.train()
+    ids = torch.randint(0, model.config.vocab_size, (2, 24), generator=torch.Generator().manual_seed(0))
+    batch = {"input_ids": ids, "labels": ids}
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        s, n = forward_loss(model, batch, "chunked")
+        (s / n).backward()
+        return (s / n).item(), {k: p.grad.clone() for k, p in model.named_parameters() if p.requires_grad}
+
+    eager_loss, eager_grads = step()
+    graphs = []
+
+    def counting(gm, example_inputs):
+        graphs.append(gm)
+        from torch._dynamo.backends.registry import lookup_backend
+        return lookup_backend("aot_eager")(gm, example_inputs)
+
+    torch._dynamo.reset()
+    counters.clear()
+    layers = model.get_base_model().model.layers
+    assert compile_layers(model, backend=counting) == len(layers)
+    loss, grads = step()
+    assert len(graphs) == 1 and sum(counters["graph_break"].values()) == 0, dict(counters["graph_break"])
+    assert loss == pytest.approx(eager_loss, rel=1e-6)
+    for k in eager_grads:
+        torch.testing.assert_close(grads[k], eager_grads[k], rtol=1e-5, atol=1e-6)
+    if ckpt == "offload":
+        assert active_handle(model).peak_host_bytes > 0  # the compiled layers' inputs still went to host RAM
+    torch._dynamo.reset()

@@ -9,6 +9,8 @@ memory decision:
   - optionally lm_head's weight stays in host RAM too (`offload_lm_head`), streamed through the GPU by the loss.
 """
 
+import functools
+import types
 import warnings
 from dataclasses import dataclass
 
@@ -215,18 +217,42 @@ def apply_memory_levers(model, cfg: Config, device: torch.device):
     return None
 
 
-def compile_layers(model) -> int:
+def compile_layers(model, backend: str = "inductor") -> int:
     """torch.compile every decoder layer in place; returns how many. The layers share their code, so Dynamo builds
-    one graph (forward and backward, bitsandbytes' 4-bit ops as custom ops) and reuses it for all of them. Gradient
-    checkpointing wraps the compiled call: the recompute runs the compiled forward again. Memory: unchanged (the
-    fused kernels save no tensor that eager would not)."""
+    one graph (forward and backward, bitsandbytes' 4-bit ops as custom ops) and reuses it for all of them. Memory:
+    unchanged (the fused kernels save no tensor that eager would not).
+
+    Where the checkpoint goes: transformers checkpoints inside each layer's forward. With plain checkpointing the
+    checkpoint is traced into the layer's one graph. Offloaded checkpointing's checkpoint function installs
+    saved_tensors_hooks, which Dynamo cannot trace: compiled whole, the layer would fall back to eager entirely.
+    There the layer's inner forward (without transformers' checkpointing wrapper) is compiled instead, and the
+    offloading checkpoint runs eagerly around the compiled call (the recompute calls it again).
+    """
+    from qlorafit.offload import active_handle
+
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     layers = getattr(getattr(base, "model", base), "layers", None)
-    if layers is None:
+    if layers is None or len(layers) == 0:
         warnings.warn("train.compile: no decoder layers found (model.layers); not compiled", stacklevel=2)
         return 0
+    inner = getattr(type(layers[0]).forward, "__wrapped__", None)  # the forward before transformers' wrapper
+    if active_handle(model) is not None and inner is not None:
+        compiled = torch.compile(inner, backend=backend)  # one function object: one graph for every layer
+
+        def forward(self, *args, **kwargs):
+            if self.gradient_checkpointing and self.training:
+                if kwargs.get("use_cache"):  # as transformers' wrapper does: no cache under checkpointing
+                    kwargs["use_cache"] = False
+                if kwargs.get("past_key_values") is not None:
+                    kwargs["past_key_values"] = None
+                return self._gradient_checkpointing_func(functools.partial(compiled, self, **kwargs), *args)
+            return compiled(self, *args, **kwargs)
+
+        for layer in layers:
+            layer.forward = types.MethodType(forward, layer)
+        return len(layers)
     for layer in layers:
-        layer.compile()
+        layer.compile(backend=backend)
     return len(layers)
 
 

@@ -13,6 +13,7 @@ from qlorafit.cli import main
 from qlorafit.doctor import Inputs, diagnose
 from qlorafit.doctor.parse import oom_kind, parse, size_bytes
 from qlorafit.doctor.script import analyse, read_script
+from qlorafit.errors import UserError
 
 GIB, MIB = 1024**3, 1024**2
 FIX = Path(__file__).parent / "fixtures" / "doctor"
@@ -242,6 +243,19 @@ def test_run_directory(tmp_path):
 
     d = diagnose(Inputs(run=read_run(str(tmp_path))))
     assert d.primary.id == "fragmentation"
+
+
+def test_run_directory_of_a_killed_run(tmp_path):
+    """An OOM-killed run can leave half a line at the end of metrics.jsonl: the doctor still reads the run (as
+    `qlorafit report` does); a broken line elsewhere is named by file and line."""
+    from qlorafit.doctor.rundir import read_run
+
+    rows = [json.dumps({"step": i, "mem_allocated": 8 * GIB, "mem_reserved": 9 * GIB}) for i in (1, 2)]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(rows) + "\n" + rows[0][:20])
+    assert [m["step"] for m in read_run(str(tmp_path)).metrics] == [1, 2]
+    (tmp_path / "metrics.jsonl").write_text(rows[0] + "\n{broken\n" + rows[1] + "\n")
+    with pytest.raises(UserError, match=r"metrics.jsonl line 2"):
+        read_run(str(tmp_path))
 
 
 # --- CLI ----------------------------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ Only what was recorded is reported: the peak memory lines and the events (oom_re
 leak_warning, eval). A malformed line is named by file and line number.
 """
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,19 +34,11 @@ class RunInfo:
 
 
 def _jsonl(path: Path) -> list:
-    if not path.is_file():
-        return []
-    out = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}: line {n} is not JSON ({e.msg})") from None
-        if isinstance(row, dict):
-            out.append(row)
-    return out
+    """Rows of a run's JSONL file, read as `qlorafit report` reads them (a malformed line named by file and line; a
+    partial last line, from a run killed mid-write, skipped); [] when the file is absent."""
+    from qlorafit.report import read_jsonl
+
+    return read_jsonl(path, notes=[]) if path.is_file() else []
 
 
 def read_run(path: str) -> RunInfo:

@@ -1,7 +1,7 @@
 """Do qlorafit and the recipe compute the same training? (issue 6: speed must not come from computing something else)
 
 One process, one random-weight model loaded twice in NF4: once the recipe's way (prepare_model_for_kbit_training +
-get_peft_model, HF's own loss on full fp32 logits) and once qlorafit's (`qlorafit.model.load_model` with the levers
+get_peft_model, HF's own loss on full fp32 logits) and once qlorafit's (`qlorafit.runtime.model.load_model` with the levers
 of the benchmark's variants: chunked or streamed loss, no upcasts, optionally the embedding and lm_head in host RAM).
 qlorafit's LoRA weights are then overwritten with the recipe's, so both start identical, and both train on the same
 batches (random token ids, fixed seed) with the same optimizer (AdamW, lr 2e-4, clip 0.3), bf16 autocast. Reports the
@@ -24,9 +24,9 @@ def main():
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from qlorafit import config as C
-    from qlorafit.loss import forward_loss
-    from qlorafit.model import load_model
+    from qlorafit.core import config as C
+    from qlorafit.runtime.loss import forward_loss
+    from qlorafit.runtime.model import load_model
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="llama-3.1-8b")

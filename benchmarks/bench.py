@@ -1,7 +1,7 @@
 """qlorafit against the tutorials' recipe, side by side on one random-weight 8B model (issues 3 and 6).
 
 Runs on the GPU machine through the device tool. Three parts, each in fresh processes:
-  train    `qlorafit.train.train` (the real loop: data, guard, monitor) on variants of the two recipe configurations;
+  train    `qlorafit.runtime.train.train` (the real loop: data, guard, monitor) on variants of the two recipe configurations;
            a sampler thread reads the device's used memory (total - free, what nvidia-smi shows) every 10 ms.
   context  the longest sequence that trains at batch 1 (LoRA r32 on all linear layers) under an emulated 24 GiB card
            (torch.cuda.set_per_process_memory_fraction), by binary search over real steps of qlorafit's load path,
@@ -74,7 +74,7 @@ def bench_raw(path: str, variant: str, cfg_name: str, steps: int) -> dict:
            "train": {"micro_batch_size": b, "grad_accum": acc, "max_steps": steps, "optimizer": "paged_adamw_32bit",
                      "grad_checkpointing": "on", "schedule": "constant", "warmup_steps": 0, "max_grad_norm": 0.3,
                      "log_every": 1, "lr": 2e-4}}
-    from qlorafit import config as C
+    from qlorafit.core import config as C
     return C.merge(raw, VARIANTS[variant])
 
 
@@ -85,8 +85,8 @@ def run_train(model: str, variant: str, cfg_name: str, steps: int, out: str, cap
     import torch
     from gpu_common import build_model, non_torch_bytes, provenance
 
-    from qlorafit import config as C
-    from qlorafit.train import loop, setup
+    from qlorafit.core import config as C
+    from qlorafit.runtime.train import loop, setup
 
     b, acc, seq = CONFIGS[cfg_name]
     path = build_model(model)
@@ -162,9 +162,9 @@ def run_search(model: str, kind: str, budget_gib: float, levers: str, out: str, 
     import torch
     from gpu_common import build_model, provenance
 
-    from qlorafit import config as C
-    from qlorafit.loss import forward_loss
-    from qlorafit.model import load_model
+    from qlorafit.core import config as C
+    from qlorafit.runtime.loss import forward_loss
+    from qlorafit.runtime.model import load_model
 
     path = build_model(model)
     total = torch.cuda.mem_get_info()[1]

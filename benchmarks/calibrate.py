@@ -43,7 +43,7 @@ GROUPS = {
         (1, 32768, 32, ALL, "offload", "adamw", 0.0, "chunked", True),
         (2, 4096, 16, QKVO, "offload", "paged_adamw_8bit", 0.05, "chunked"),
     ],
-    "llama-3.1-8b:tiled": [  # qlorafit stack with the MLP tiled over the sequence (qlorafit.tiling)
+    "llama-3.1-8b:tiled": [  # qlorafit stack with the MLP tiled over the sequence (qlorafit.runtime.tiling)
         (1, 32768, 32, ALL, "offload", "adamw", 0.0, "chunked", True, 4096),
         (1, 16384, 16, QKVO, "on", "adamw", 0.05, "chunked", False, 2048),
     ],
@@ -99,20 +99,20 @@ def make_optimizer(name, params):
 
 
 def loss_fn(model, ids, loss_impl):
-    """The loss the stack uses. qlorafit's chunked/fused go through qlorafit.loss when it exists."""
+    """The loss the stack uses. qlorafit's chunked/fused go through qlorafit.runtime.loss when it exists."""
     if loss_impl != "standard":
-        from qlorafit.loss import forward_loss
+        from qlorafit.runtime.loss import forward_loss
         s, n = forward_loss(model, {"input_ids": ids, "labels": ids}, loss_impl)
         return s / n
     return model(input_ids=ids, labels=ids).loss
 
 
 def loss_available(loss_impl: str) -> str:
-    """The loss this run can use: chunked/fused need qlorafit.loss; without it, fall back and say so."""
+    """The loss this run can use: chunked/fused need qlorafit.runtime.loss; without it, fall back and say so."""
     if loss_impl == "standard":
         return loss_impl
     try:
-        import qlorafit.loss  # noqa: F401
+        import qlorafit.runtime.loss  # noqa: F401
         return loss_impl
     except Exception:  # noqa: BLE001 - not there yet, or half-written: measure the standard loss instead
         return "standard"
@@ -157,8 +157,8 @@ def run_one(group: str, index: int, out_path: str, steps: int) -> None:
         pm = get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=dropout, target_modules=tg[0]
                                               if tg == ["all-linear"] else tg, task_type="CAUSAL_LM"))
     else:
-        from qlorafit import config as C
-        from qlorafit.model import load_model
+        from qlorafit.core import config as C
+        from qlorafit.runtime.model import load_model
         cfg = C.from_dict({"model": {"name_or_path": path, "compute_dtype": "bf16", "offload_embedding": emb_offload},
                            "lora": {"r": r, "alpha": 2 * r, "dropout": dropout, "targets": tg},
                            "train": {"grad_checkpointing": ckpt, "optimizer": optim, "loss_impl": loss_impl,

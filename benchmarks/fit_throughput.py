@@ -1,4 +1,4 @@
-"""Fit the throughput model (qlorafit.throughput.Calibration) on measured tokens/s, then check the planner offline.
+"""Fit the throughput model (qlorafit.core.throughput.Calibration) on measured tokens/s, then check the planner offline.
 
 Fit: grid search on the qlorafit-stack rows of tests/fixtures/calibration.json (H200; one micro-batch per optimizer
 step, tokens/s from the fastest step), minimizing the median |log(measured / predicted)|.
@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))  # the fixture's rows are read the way its test reads them
 
-from qlorafit.catalog import get_gpu, resolve_model  # noqa: E402
-from qlorafit.estimate import Setup  # noqa: E402
-from qlorafit.plan import PlanRequest, plan  # noqa: E402
-from qlorafit.throughput import Calibration, predict  # noqa: E402
+from qlorafit.core.catalog import get_gpu, resolve_model  # noqa: E402
+from qlorafit.core.estimate import Setup  # noqa: E402
+from qlorafit.core.plan import PlanRequest, plan  # noqa: E402
+from qlorafit.core.throughput import Calibration, predict  # noqa: E402
 from test_calibration import _setup as row_setup  # noqa: E402
 
 GIB = 1024**3

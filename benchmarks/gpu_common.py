@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from qlorafit.catalog import _load as _catalog
+from qlorafit.core.catalog import _load as _catalog
 
 GIB = 1024**3
 

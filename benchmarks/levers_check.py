@@ -44,8 +44,8 @@ def timed(fn, reps: int = 3):
 
 
 def check_loss(tokens: int) -> dict:
-    from qlorafit.estimate import lm_head_slice_rows, loss_chunk_tokens
-    from qlorafit.loss import LinearCrossEntropy, StreamedLinearCrossEntropy
+    from qlorafit.core.estimate import lm_head_slice_rows, loss_chunk_tokens
+    from qlorafit.runtime.loss import LinearCrossEntropy, StreamedLinearCrossEntropy
 
     h_dim, vocab = 4096, 128256
     torch.manual_seed(0)
@@ -98,8 +98,8 @@ def check_loss(tokens: int) -> dict:
 
 
 def load(model_dir: str, checkpointing: str, offload_emb: bool = False, offload_head: bool = False):
-    from qlorafit.config import Config
-    from qlorafit.model import load_model
+    from qlorafit.core.config import Config
+    from qlorafit.runtime.model import load_model
 
     cfg = Config()
     cfg.model.compute_dtype, cfg.model.offload_embedding = "bf16", offload_emb
@@ -117,7 +117,7 @@ def load(model_dir: str, checkpointing: str, offload_emb: bool = False, offload_
 
 
 def check_model(model_dir: str, seq: int) -> dict:
-    from qlorafit.loss import forward_loss
+    from qlorafit.runtime.loss import forward_loss
 
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(0, 1000, (1, seq), generator=g).cuda()

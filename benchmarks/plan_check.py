@@ -28,7 +28,7 @@ def measure(model, micro: int, accum: int, seq: int, loss_impl: str, steps: int 
     """Median tokens/s over steps 2..; None on OOM."""
     import torch
 
-    from qlorafit.loss import forward_loss
+    from qlorafit.runtime.loss import forward_loss
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5, fused=True)
@@ -61,12 +61,12 @@ def run_case(model_name: str, budget_gib: float, seq: int, eff: int) -> dict:
     import torch
     from gpu_common import build_model
 
-    from qlorafit import config as C
-    from qlorafit.catalog import get_gpu, resolve_model
-    from qlorafit.estimate import Setup
-    from qlorafit.model import load_model
-    from qlorafit.plan import PlanRequest, plan
-    from qlorafit.throughput import load_calibration
+    from qlorafit.core import config as C
+    from qlorafit.core.catalog import get_gpu, resolve_model
+    from qlorafit.core.estimate import Setup
+    from qlorafit.runtime.model import load_model
+    from qlorafit.core.plan import PlanRequest, plan
+    from qlorafit.core.throughput import load_calibration
 
     shape = resolve_model(model_name)
     gpu = get_gpu("h200" if "H200" in torch.cuda.get_device_name(0) else "h100")

@@ -1,4 +1,4 @@
-"""Probes of the real qlorafit step (`qlorafit.step.train_step`) on one model load (issues 4 and 6).
+"""Probes of the real qlorafit step (`qlorafit.runtime.step.train_step`) on one model load (issues 4 and 6).
 
   overhead  what the OOM guard costs when no OOM happens. Steps run in ABBA order over the same batches, guard on
             (A) and off (B): ctx.cfg.guard.enabled is read at every micro-batch, so both modes share the process,
@@ -27,8 +27,8 @@ def start(model: str, variant: str, cfg_name: str, steps: int):
     from bench import bench_raw
     from gpu_common import build_model
 
-    from qlorafit import config as C
-    from qlorafit.train import next_units, setup
+    from qlorafit.core import config as C
+    from qlorafit.runtime.train import next_units, setup
 
     path = build_model(model)
     raw = bench_raw(path, variant, cfg_name, steps)
@@ -40,7 +40,7 @@ def start(model: str, variant: str, cfg_name: str, steps: int):
 def timed_step(run, units, step: int) -> float:
     import torch
 
-    from qlorafit.step import train_step
+    from qlorafit.runtime.step import train_step
     torch.cuda.synchronize()
     t = time.perf_counter()
     train_step(run.ctx, units, step)  # ends in a host sync (loss, grad norm)

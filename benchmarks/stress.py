@@ -2,7 +2,7 @@
 (torch.cuda.set_per_process_memory_fraction), on a long-tailed dataset (mostly short samples, a few at
 max_seq_length, the longest ones in the last steps of the epoch), three stacks side by side:
 
-  qlorafit   `qlorafit.train.train` with the guard on (the default)
+  qlorafit   `qlorafit.runtime.train.train` with the guard on (the default)
   hf         transformers Trainer + PEFT + bitsandbytes (the tutorials' recipe), no recovery
   hf-auto    the same with auto_find_batch_size=True (restarts the training loop with half the batch)
 
@@ -47,9 +47,9 @@ def cap(card_gib: float) -> None:
 
 
 def run_qlorafit(model_dir: str, card: float, out: str) -> dict:
-    from qlorafit import config as C
-    from qlorafit.data import epoch_order
-    from qlorafit.train import train
+    from qlorafit.core import config as C
+    from qlorafit.runtime.data import epoch_order
+    from qlorafit.runtime.train import train
 
     order = epoch_order([0] * N_SAMPLES, MICRO, 42, 0, False)  # the loop's own order (seed 42, no grouping)
     data = f"/tmp/stress-{card}.jsonl"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from qlorafit.catalog import resolve_model
-from qlorafit.estimate import Setup, estimate
+from qlorafit.core.catalog import resolve_model
+from qlorafit.core.estimate import Setup, estimate
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "calibration.json").read_text())
 ROWS = FIXTURE["rows"]

@@ -6,9 +6,9 @@ import errno
 import pytest
 import torch
 
-from qlorafit import checkpoint as C
+from qlorafit.runtime import checkpoint as C
 from qlorafit.errors import UserError
-from qlorafit.train import train
+from qlorafit.runtime.train import train
 from test_train_helpers import assert_adapters_close, ledger_ids, make_cfg, read_jsonl
 
 

@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from qlorafit import config as c
+from qlorafit.core import config as c
 from qlorafit.errors import UserError
 
 
@@ -50,7 +50,7 @@ def test_choices_enforced():
 
 def test_generated_reference_is_current():
     """docs/config.md is generated from the field docs: regenerate it with
-    python -c "from qlorafit.config import reference_markdown; open('docs/config.md','w').write(reference_markdown())"
+    python -c "from qlorafit.core.config import reference_markdown; open('docs/config.md','w').write(reference_markdown())"
     """
     from pathlib import Path
     doc = Path(__file__).resolve().parents[1] / "docs" / "config.md"

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from qlorafit.config import DataConfig
-from qlorafit.data import (IGNORE, LengthStats, Sample, epoch_order, length_stats, load_data, read_records,
+from qlorafit.core.config import DataConfig
+from qlorafit.runtime.data import (IGNORE, LengthStats, Sample, epoch_order, length_stats, load_data, read_records,
                            tokenize_records)
 from qlorafit.errors import UserError
 
@@ -88,7 +88,7 @@ def test_messages_completion_only_labels_only_assistant_turns(tok, tmp_path, tem
 
 
 def test_auto_detects_each_format_and_explicit_format_overrides(tok, tmp_path):
-    from qlorafit.data import detect_format
+    from qlorafit.runtime.data import detect_format
     recs = read_records(write_jsonl(tmp_path / "m.jsonl", [
         {"messages": chat(tok)}, {"instruction": "a", "output": "b"}, {"prompt": "a", "completion": "b"},
         {"text": "a"}]))[0]
@@ -254,7 +254,7 @@ def test_group_by_length_cuts_padding_and_puts_the_longest_first():
 # ---- batching --------------------------------------------------------------------------------------------------------
 
 def test_collate_right_pads():
-    from qlorafit.collate import collate
+    from qlorafit.runtime.collate import collate
     b = collate([Sample(0, [1, 5, 6], [IGNORE, 5, 6]), Sample(1, [1, 7], [1, 7])], pad_id=3)
     assert b["input_ids"].tolist() == [[1, 5, 6], [1, 7, 3]]
     assert b["labels"].tolist() == [[IGNORE, 5, 6], [1, 7, IGNORE]]
@@ -262,7 +262,7 @@ def test_collate_right_pads():
 
 
 def test_pack_keeps_every_sample_once_and_restarts_positions():
-    from qlorafit.collate import collate_packed, pack
+    from qlorafit.runtime.collate import collate_packed, pack
     samples = [Sample(i, list(range(100 + i, 100 + i + n)), list(range(100 + i, 100 + i + n)))
                for i, n in enumerate([5, 9, 3, 7, 2, 10, 1, 6, 4, 8])]
     rows = pack(samples, 12)
@@ -289,7 +289,7 @@ def test_packed_row_attends_within_each_sample_only():
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from qlorafit.collate import collate, collate_packed, pack
+    from qlorafit.runtime.collate import collate, collate_packed, pack
     from qlorafit.demo_assets import demo_model_config
     cfg = demo_model_config(vocab_size=64)
     cfg.pop("model_type")
@@ -311,7 +311,7 @@ def test_packed_row_attends_within_each_sample_only():
 
 def test_data_order_and_stats_import_without_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
-            "from qlorafit.data import epoch_order, length_stats, read_records\n"
+            "from qlorafit.runtime.data import epoch_order, length_stats, read_records\n"
             "assert sorted(epoch_order([3, 1, 2], 2, 0, 0, True)) == [0, 1, 2]\n"
             "assert length_stats([1, 2]).max == 2\n")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -344,7 +344,7 @@ def test_demo_model_loads_in_nf4_on_cpu_and_runs(demo_dir, tok):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-    from qlorafit.collate import collate
+    from qlorafit.runtime.collate import collate
     q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16,
                            bnb_4bit_use_double_quant=True)
     model = AutoModelForCausalLM.from_pretrained(demo_dir, quantization_config=q, device_map={"": "cpu"},

@@ -213,7 +213,7 @@ def test_fixes_are_estimator_sized_and_patched():
 def test_qlorafit_config_gives_a_corrected_yaml(tmp_path):
     import yaml
 
-    from qlorafit import config as qconfig
+    from qlorafit.core import config as qconfig
 
     cfg = qconfig.from_dict({"model": {"name_or_path": "llama-3.1-8b", "attn_impl": "eager"},
                              "data": {"max_seq_length": 8192}, "train": {"micro_batch_size": 4,
@@ -313,7 +313,7 @@ def test_doctor_imports_without_torch():
 
 
 def test_qlorafit_config_can_be_told_to_stream_lm_head():
-    from qlorafit import config as qconfig
+    from qlorafit.core import config as qconfig
 
     cfg = qconfig.from_dict({"model": {"name_or_path": "llama-3.1-8b"}, "data": {"max_seq_length": 8192},
                              "train": {"micro_batch_size": 1}})

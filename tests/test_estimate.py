@@ -7,18 +7,18 @@ import time
 
 import pytest
 
-from qlorafit.catalog import get_gpu, model_names, resolve_model
+from qlorafit.core.catalog import get_gpu, model_names, resolve_model
 from qlorafit.errors import UserError
-from qlorafit.estimate import Setup, estimate
+from qlorafit.core.estimate import Setup, estimate
 
 
 def test_core_imports_without_torch():
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "import qlorafit.estimate, qlorafit.catalog, qlorafit.config, qlorafit.estimate_view, qlorafit.claims_table\n"
+        "import qlorafit.core.estimate, qlorafit.core.catalog, qlorafit.core.config, qlorafit.core.estimate_view, qlorafit.core.claims_table\n"
         "import qlorafit.cli, qlorafit.commands.estimate\n"
-        "from qlorafit.estimate import estimate, Setup\n"
-        "from qlorafit.catalog import resolve_model\n"
+        "from qlorafit.core.estimate import estimate, Setup\n"
+        "from qlorafit.core.catalog import resolve_model\n"
         "print(estimate(resolve_model('llama-3.1-8b'), Setup()).peak_bytes)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -159,17 +159,17 @@ def test_offload_embedding_saves_only_on_untied_models():
     on, off = estimate(untied, Setup(offload_embedding=True)), estimate(untied, Setup())
     for phase in ("forward", "backward", "optimizer"):  # the training phases lose the whole matrix
         assert off.phases[phase] - on.phases[phase] >= 128256 * 4096 * 2
-    # loading too: the matrix loads straight into host RAM (qlorafit.model.host_ram_modules; measured on an H200,
+    # loading too: the matrix loads straight into host RAM (qlorafit.runtime.model.host_ram_modules; measured on an H200,
     # tests/test_load_gpu.py)
     assert off.phases["load"] - on.phases["load"] == 128256 * 4096 * 2
     assert estimate(untied, Setup(offload_embedding=True)).host_bytes == 128256 * 4096 * 2
-    # tied: lm_head needs the matrix on the GPU, qlorafit.offload leaves it there, so nothing changes
+    # tied: lm_head needs the matrix on the GPU, qlorafit.runtime.offload leaves it there, so nothing changes
     assert estimate(tied, Setup(offload_embedding=True)).peak_bytes == estimate(tied, Setup()).peak_bytes
     assert estimate(tied, Setup(offload_embedding=True)).host_bytes == 0
 
 
 def test_offload_lm_head_moves_the_head_and_adds_the_stream_buffers():
-    from qlorafit.estimate import lm_head_slice_rows, logits_bytes, streamed_loss_bytes, unquantized_bytes
+    from qlorafit.core.estimate import lm_head_slice_rows, logits_bytes, streamed_loss_bytes, unquantized_bytes
 
     untied, tied = resolve_model("llama-3.1-8b"), resolve_model("llama-3.2-1b")
     e = 128256 * 4096 * 2  # the bf16 head of Llama-3-8B

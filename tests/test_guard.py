@@ -7,8 +7,8 @@ import os
 import pytest
 import torch
 
-from qlorafit import guard as G
-from qlorafit.train import train
+from qlorafit.runtime import guard as G
+from qlorafit.runtime.train import train
 from test_train_helpers import assert_adapters_close, ledger_ids, make_cfg, read_jsonl, write_jsonl
 
 # 24 samples, 8 per step (micro-batch 4 x 2): 3 steps = one epoch, every sample once
@@ -94,7 +94,7 @@ def test_escalation_reaches_checkpointing_then_fits(model_dir, data, reference, 
 
     out = tmp_path / "run"
     cfg = make_cfg(model_dir, data, out, **STEPS)
-    from qlorafit.train import loop, setup
+    from qlorafit.runtime.train import loop, setup
     run = setup(cfg, fault=fault, quiet=True)
     orig = G.apply_checkpointing
 
@@ -208,7 +208,7 @@ def test_is_oom_by_type_then_message():
 
 
 def test_allocator_config_respects_the_user(monkeypatch):
-    from qlorafit.config import GuardConfig
+    from qlorafit.core.config import GuardConfig
 
     monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF", raising=False)
     monkeypatch.delenv("PYTORCH_ALLOC_CONF", raising=False)
@@ -232,7 +232,7 @@ def test_snapshot_is_free_at_the_first_micro_batch():
 
 
 def test_escalation_reaches_offloaded_checkpointing(model_dir, data, reference, tmp_path):
-    from qlorafit.offload import active_handle
+    from qlorafit.runtime.offload import active_handle
 
     seen = []
 
@@ -241,7 +241,7 @@ def test_escalation_reaches_offloaded_checkpointing(model_dir, data, reference, 
             raise oom()
         seen.append(info["step"])
 
-    from qlorafit.train import loop, setup
+    from qlorafit.runtime.train import loop, setup
     out = tmp_path / "run"
     run = setup(make_cfg(model_dir, data, out, **STEPS), fault=fault, quiet=True)
     assert run.ctx.offload is not None

@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 
-from qlorafit.train import loop, setup, train
+from qlorafit.runtime.train import loop, setup, train
 from test_train_helpers import adapter, ledger_ids, make_cfg, read_jsonl, tiny_model_dir
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

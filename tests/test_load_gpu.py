@@ -1,7 +1,7 @@
 """Loading with the host-RAM levers on a GPU (run through the device tool: `pytest -m gpu tests/test_load_gpu.py`).
 
 With model.offload_embedding and model.offload_lm_head the two 16-bit matrices load straight into host RAM: the GPU
-never holds them, not even while loading (qlorafit.model.host_ram_modules). The model is shaped so those matrices
+never holds them, not even while loading (qlorafit.runtime.model.host_ram_modules). The model is shaped so those matrices
 dwarf everything else on the GPU (vocab 32,000 x hidden 256: 15.6 MiB each in bf16, against ~0.3 MiB of 4-bit
 layers), so a load that passed them through the GPU shows in the peak against a load without the levers.
 """
@@ -9,10 +9,10 @@ layers), so a load that passed them through the GPU shows in the peak against a 
 import pytest
 import torch
 
-import qlorafit.config as C
-from qlorafit.loss import forward_loss
-from qlorafit.model import load_model
-from qlorafit.offload import in_host_ram
+import qlorafit.core.config as C
+from qlorafit.runtime.loss import forward_loss
+from qlorafit.runtime.model import load_model
+from qlorafit.runtime.offload import in_host_ram
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -31,7 +31,7 @@ def big_vocab_model(root, tied: bool):
 
 
 def load_peak(path, levers: bool):
-    """(PEFT model, peak bytes allocated on the GPU while qlorafit.model.load_model ran)."""
+    """(PEFT model, peak bytes allocated on the GPU while qlorafit.runtime.model.load_model ran)."""
     cfg = C.from_dict({"model": {"name_or_path": str(path), "compute_dtype": "bf16", "offload_embedding": levers,
                                  "offload_lm_head": levers},
                        "lora": {"r": 8, "alpha": 16, "dropout": 0.0}, "train": {"loss_impl": "chunked"}}, "test")

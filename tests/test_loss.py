@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from qlorafit.loss import LinearCrossEntropy, forward_loss
+from qlorafit.runtime.loss import LinearCrossEntropy, forward_loss
 
 VOCAB = 1024
 
@@ -186,7 +186,7 @@ def test_chunked_never_holds_the_full_logits():
 
 def host_head(model):
     """The same model with its head flagged as in host RAM (on CPU the weight is there already): the streamed path."""
-    from qlorafit.offload import offload_lm_head
+    from qlorafit.runtime.offload import offload_lm_head
     assert offload_lm_head(model, torch.device("cpu")) is True
     return model
 
@@ -234,7 +234,7 @@ def test_streamed_function_with_bias(softcap, dtype, tol):
     """The Function alone against autograd: bias streamed with its slices, a grad_output that is not 1, a vocabulary
     (50) that no slice size (7) divides, chunks (6) that do not divide the tokens (23), logits large enough to make
     the running max move from slice to slice."""
-    from qlorafit.loss import StreamedLinearCrossEntropy
+    from qlorafit.runtime.loss import StreamedLinearCrossEntropy
 
     torch.manual_seed(0)
     h = torch.randn(23, 16, dtype=dtype, requires_grad=True)
@@ -290,7 +290,7 @@ def test_streamed_holds_one_tile_of_logits():
 
 def test_streamed_refuses_a_trained_head():
     from qlorafit.errors import UserError
-    from qlorafit.offload import HOST_RAM_FLAG
+    from qlorafit.runtime.offload import HOST_RAM_FLAG
 
     model, batch = tiny_model(), make_batch()
     head = model.get_base_model().lm_head
@@ -320,7 +320,7 @@ def test_double_buffered_slices_on_fake_streams(monkeypatch):
     for the side stream. What is left untested is real concurrency (benchmarks/levers_check.py on a GPU)."""
     import contextlib
 
-    from qlorafit.loss import _SliceStream
+    from qlorafit.runtime.loss import _SliceStream
 
     log, seen = [], []
 

@@ -9,11 +9,11 @@ life cycle, and that gradients are unchanged. The copies themselves: benchmarks/
 import pytest
 import torch
 
-from qlorafit.config import Config
-from qlorafit.loss import forward_loss
-from qlorafit.model import load_model
+from qlorafit.core.config import Config
+from qlorafit.runtime.loss import forward_loss
+from qlorafit.runtime.model import load_model
 from qlorafit.errors import UserError
-from qlorafit.offload import (active_handle, enable_offloaded_checkpointing, in_host_ram, offload_embedding,
+from qlorafit.runtime.offload import (active_handle, enable_offloaded_checkpointing, in_host_ram, offload_embedding,
                               offload_lm_head, offloaded_checkpointing)
 
 LAYERS, HIDDEN, VOCAB = 3, 64, 512

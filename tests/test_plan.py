@@ -9,14 +9,14 @@ from dataclasses import replace
 
 import pytest
 
-from qlorafit import config
-from qlorafit.catalog import get_gpu, resolve_model
+from qlorafit.core import config
+from qlorafit.core.catalog import get_gpu, resolve_model
 from qlorafit.cli import main
 from qlorafit.errors import UserError
-from qlorafit.estimate import Setup, estimate
-from qlorafit.plan import Lengths, PlanRequest, plan, plan_config
-from qlorafit.sizes import GIB
-from qlorafit.throughput import Calibration, load_calibration, predict
+from qlorafit.core.estimate import Setup, estimate
+from qlorafit.core.plan import Lengths, PlanRequest, plan, plan_config
+from qlorafit.core.sizes import GIB
+from qlorafit.core.throughput import Calibration, load_calibration, predict
 
 SHAPE = resolve_model("llama-3.1-8b")
 GPU = get_gpu("rtx4090")
@@ -31,7 +31,7 @@ def _req(**kw) -> PlanRequest:
 def test_imports_and_plans_without_torch():
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "import qlorafit.plan, qlorafit.throughput, qlorafit.commands.plan\n"
+        "import qlorafit.core.plan, qlorafit.core.throughput, qlorafit.commands.plan\n"
         "from qlorafit.cli import main\n"
         "sys.exit(main(['plan', 'llama-3.1-8b', '--gpu', 'rtx4090', '--lengths', '2048,1500,300', '--json']))\n"
     )
@@ -113,7 +113,7 @@ def test_plan_config_for_train_plan_auto():
     assert out.train.micro_batch_size * out.train.grad_accum == 16
     assert out.data.packing == cfg.data.packing and out.data.max_seq_length == 2048
     assert cfg.train.micro_batch_size == 4  # the input is not changed
-    from qlorafit.plan import setup_from_config
+    from qlorafit.core.plan import setup_from_config
     assert estimate(SHAPE, setup_from_config(out)).peak_bytes <= 16 * GIB * 0.95
     with pytest.raises(UserError, match="smallest budget"):
         plan_config(cfg, SHAPE, 4 * GIB)
@@ -215,8 +215,8 @@ def test_calibration_file_overrides_and_rejects_unknown_keys(tmp_path):
 
 
 def test_plan_tiles_the_mlp_when_only_tiling_fits():
-    from qlorafit.plan import PlanRequest, plan
-    from qlorafit.sizes import GIB
+    from qlorafit.core.plan import PlanRequest, plan
+    from qlorafit.core.sizes import GIB
     shape = resolve_model("llama-3.1-8b")
     base = Setup(lora_r=32, lora_targets=("all-linear",), lora_dropout=0.0)
     res = plan(shape, PlanRequest(budget_bytes=24 * GIB, max_seq_length=98304, effective_batch=1, base=base))
@@ -251,7 +251,7 @@ def test_plan_streams_lm_head_only_when_that_is_what_fits():
 
 
 def config_of(r):
-    from qlorafit.plan import apply_to_config
+    from qlorafit.core.plan import apply_to_config
     return apply_to_config(config.Config(), r.chosen)
 
 

@@ -4,9 +4,9 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from qlorafit.catalog import resolve_model
-from qlorafit.estimate import Setup, estimate
-from qlorafit.tiling import tile_mlps, untile_mlps
+from qlorafit.core.catalog import resolve_model
+from qlorafit.core.estimate import Setup, estimate
+from qlorafit.runtime.tiling import tile_mlps, untile_mlps
 
 
 def _model(checkpointing: bool):

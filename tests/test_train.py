@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from qlorafit import config as C
+from qlorafit.core import config as C
 from qlorafit.errors import UserError
-from qlorafit.train import setup, train
+from qlorafit.runtime.train import setup, train
 from test_train_helpers import adapter, assert_adapters_close, ledger_ids, make_cfg, read_jsonl, tiny_model_dir
 
 
@@ -55,7 +55,7 @@ def _grads_of_first_step(model_dir, data, out, mbs, accum):
             grads.append([p.grad.detach().clone() for p in run.ctx.params])
 
     run = setup(cfg, fault=capture, quiet=True)
-    from qlorafit.train import loop
+    from qlorafit.runtime.train import loop
     loop(run)
     return grads[0], out / "final"
 
@@ -84,7 +84,7 @@ def test_nan_steps_are_skipped_without_touching_weights_then_stop(model_dir, dat
             run.ctx.params[0].grad.fill_(float("nan"))
 
     run = setup(cfg, fault=poison, quiet=True)
-    from qlorafit.train import loop
+    from qlorafit.runtime.train import loop
     with pytest.raises(UserError, match="train.lr.*max_grad_norm"):
         loop(run)
     for before, p in zip(seen[0], run.ctx.params):  # steps 2 and 3 skipped: weights as after step 1
@@ -153,7 +153,7 @@ def test_packing_trains_every_sample_once(model_dir, data, tmp_path):
 
 
 def test_plan_auto_with_a_budget_keeps_the_effective_batch(model_dir, data, tmp_path):
-    from qlorafit import config as C
+    from qlorafit.core import config as C
 
     out = tmp_path / "run"
     cfg = make_cfg(model_dir, data, out, train={"micro_batch_size": 2, "grad_accum": 4, "max_steps": 1})
@@ -182,8 +182,8 @@ def test_lm_head_in_host_ram_trains_the_same(model_dir, data, tmp_path):
 
 
 def test_schedules_warm_up_then_decay():
-    from qlorafit.config import TrainConfig
-    from qlorafit.optim import lr_at
+    from qlorafit.core.config import TrainConfig
+    from qlorafit.runtime.optim import lr_at
 
     for name in ("constant", "linear", "cosine"):
         t = TrainConfig(lr=1.0, warmup_steps=4, schedule=name)
@@ -197,7 +197,7 @@ def test_schedules_warm_up_then_decay():
 
 
 def test_leak_watch_warns_once_on_steady_growth():
-    from qlorafit.monitor import LEAK_MIN_BYTES, LEAK_STEPS, LeakWatch
+    from qlorafit.runtime.monitor import LEAK_MIN_BYTES, LEAK_STEPS, LeakWatch
 
     w = LeakWatch()
     flat = [w.observe((4, 512), 10**9) for _ in range(10)]
@@ -222,7 +222,7 @@ def test_tensorboard_without_the_package_is_a_clear_error(model_dir, data, tmp_p
 def test_compile_layers_wraps_every_decoder_layer(tmp_path):
     """train.compile: every decoder layer gets a compiled call (nothing compiles until a forward: CPU-safe here);
     on CPU load_model leaves the model eager."""
-    from qlorafit.model import compile_layers, load_model
+    from qlorafit.runtime.model import compile_layers, load_model
     model_dir = tiny_model_dir(tmp_path / "models")
     cfg = make_cfg(model_dir, tmp_path / "none.jsonl", tmp_path / "run", train={"compile": True})
     loaded = load_model(cfg, str(model_dir), torch.device("cpu"))
@@ -234,7 +234,7 @@ def test_compile_layers_wraps_every_decoder_layer(tmp_path):
 
 def test_plan_auto_resume_keeps_every_planned_field(tmp_path):
     """A resumed `--plan auto` run keeps the plan it started with, the MLP tiling and compile included."""
-    from qlorafit.train import plan_auto
+    from qlorafit.runtime.train import plan_auto
     saved = C.from_dict({"train": {"micro_batch_size": 2, "grad_accum": 8, "mlp_tile_tokens": 8192, "compile": True},
                          "model": {"offload_lm_head": True}}, "saved")
     (tmp_path / "config.yaml").write_text(C.to_yaml(saved))
@@ -255,9 +255,9 @@ def test_compiled_layers_trace_to_one_graph_without_breaks_and_match_eager(tmp_p
     import torch._dynamo
     from torch._dynamo.utils import counters
 
-    from qlorafit.loss import forward_loss
-    from qlorafit.model import compile_layers, load_model
-    from qlorafit.offload import active_handle
+    from qlorafit.runtime.loss import forward_loss
+    from qlorafit.runtime.model import compile_layers, load_model
+    from qlorafit.runtime.offload import active_handle
 
     model_dir = tiny_model_dir(tmp_path / "models")
     cfg = make_cfg(model_dir, tmp_path / "none.jsonl", tmp_path / "run",

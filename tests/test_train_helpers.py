@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from qlorafit import config as C
+from qlorafit.core import config as C
 
 TEXTS = [f"Question {i}: what is {i} plus {i % 7}? Answer: {i} plus {i % 7} is {i + i % 7}." + " More." * (i % 5)
          for i in range(24)]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from qlorafit.errors import UserError
-from qlorafit.merge import merge
+from qlorafit.runtime.merge import merge
 
 
 def _trained_adapter(model_dir, out, modules_to_save=None, rslora=False):

@@ -20,8 +20,8 @@ VOCAB_SIZE = 1024  # BPE target; small enough that the embedding and lm_head are
 
 def _demo_texts() -> list[str]:
     """The texts the demo model will see, rendered as training renders them, for the BPE merges."""
-    from qlorafit.config import DataConfig
-    from qlorafit.data import read_records, resolve_data_path, segments
+    from qlorafit.core.config import DataConfig
+    from qlorafit.runtime.data import read_records, resolve_data_path, segments
 
     texts = []
     for name in ("demo_train.jsonl", "demo_chat.jsonl"):
@@ -44,7 +44,7 @@ def demo_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from qlorafit.data import FALLBACK_CHAT_TEMPLATE
+    from qlorafit.runtime.data import FALLBACK_CHAT_TEMPLATE
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -117,7 +117,7 @@ def resolve_model_path(name: str, cache_root: Path) -> str:
     'qlorafit/tiny-llama' -> the built demo; a local directory -> itself; a hub id -> its snapshot in the local HF
     cache; anything else is a UserError.
     """
-    from qlorafit.catalog import find_in_hf_cache
+    from qlorafit.core.catalog import find_in_hf_cache
 
     if name == DEMO_MODEL:
         return str(demo_model_dir(cache_root))

@@ -10,7 +10,7 @@ DEMO_STEPS = 60
 
 
 def demo_config(output_dir: str, steps: int):
-    from qlorafit import config as C
+    from qlorafit.core import config as C
 
     return C.from_dict({
         "output_dir": output_dir,
@@ -32,10 +32,10 @@ def run(a) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     out = a.output_dir or tempfile.mkdtemp(prefix="qlorafit-demo-")
     cfg = demo_config(out, a.steps)
-    from qlorafit.guard import configure_allocator
+    from qlorafit.runtime.guard import configure_allocator
     configure_allocator(cfg.guard)
 
-    from qlorafit.train import train
+    from qlorafit.runtime.train import train
     s = train(cfg, overwrite=True)
     drop = 100 * (1 - s["last_loss"] / s["first_loss"])
     print(f"\ndemo: {s['steps']} steps in {s['seconds']:.0f}s, loss {s['first_loss']:.3f} (first step) -> "

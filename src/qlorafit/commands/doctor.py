@@ -59,7 +59,7 @@ def _stdin_is_piped() -> bool:
 
 def _read_config(path: str):
     """(qlorafit Config, None) for a qlorafit YAML, (None, settings) for another trainer's YAML."""
-    from qlorafit import config as qconfig
+    from qlorafit.core import config as qconfig
 
     p = Path(path)
     if not p.is_file():

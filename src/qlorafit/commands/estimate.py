@@ -11,11 +11,11 @@ examples:
 import json
 import sys
 
-from qlorafit import catalog
+from qlorafit.core import catalog
 from qlorafit.errors import UserError
-from qlorafit.estimate import ATTENTION, CHECKPOINTING, DTYPES, LOSSES, OPTIMIZERS, QUANTS, STACKS, Setup, estimate
-from qlorafit.estimate_view import table_text, to_json
-from qlorafit.sizes import parse_bytes
+from qlorafit.core.estimate import ATTENTION, CHECKPOINTING, DTYPES, LOSSES, OPTIMIZERS, QUANTS, STACKS, Setup, estimate
+from qlorafit.core.estimate_view import table_text, to_json
+from qlorafit.core.sizes import parse_bytes
 
 
 def add_setup_arguments(p) -> None:
@@ -84,7 +84,7 @@ def run(a) -> int:
         print("gpus:   " + ", ".join(catalog.gpu_names()))
         return 0
     if a.table:
-        from qlorafit.claims_table import claims_table
+        from qlorafit.core.claims_table import claims_table
         print(claims_table(setup_from_args(a), as_json=a.json))
         return 0
     if not a.model:

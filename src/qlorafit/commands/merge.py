@@ -16,7 +16,7 @@ def add_arguments(p) -> None:
 
 def run(a) -> int:
     from qlorafit.demo_assets import default_cache_root, resolve_model_path
-    from qlorafit.merge import merge
+    from qlorafit.runtime.merge import merge
 
     base = resolve_model_path(a.base, default_cache_root())
     s = merge(a.adapter, base, a.out, a.dtype, a.device)

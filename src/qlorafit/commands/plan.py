@@ -17,16 +17,16 @@ import json
 import sys
 from pathlib import Path
 
-from qlorafit import catalog
+from qlorafit.core import catalog
 from qlorafit.commands.estimate import budget_from_args
-from qlorafit.config import Config, to_yaml
+from qlorafit.core.config import Config, to_yaml
 from qlorafit.atomic import write_atomic
 from qlorafit.errors import UserError
-from qlorafit.estimate import ATTENTION, DTYPES, QUANTS, Setup
-from qlorafit.plan import (LOSSES_ALL, Candidate, Lengths, PlanRequest, PlanResult, apply_to_config, distinct,
+from qlorafit.core.estimate import ATTENTION, DTYPES, QUANTS, Setup
+from qlorafit.core.plan import (LOSSES_ALL, Candidate, Lengths, PlanRequest, PlanResult, apply_to_config, distinct,
                            nothing_fits_message, plan)
-from qlorafit.sizes import GIB, fmt_gib
-from qlorafit.throughput import load_calibration
+from qlorafit.core.sizes import GIB, fmt_gib
+from qlorafit.core.throughput import load_calibration
 
 
 def add_arguments(p) -> None:
@@ -178,10 +178,10 @@ def _lengths(a) -> Lengths | None:
 
 
 def _lengths_from_data(a) -> Lengths:
-    """Tokenize the data with the model's tokenizer (qlorafit.data; transformers imported only here)."""
+    """Tokenize the data with the model's tokenizer (qlorafit.runtime.data; transformers imported only here)."""
     try:
-        from qlorafit import data as qdata
-        from qlorafit.config import DataConfig
+        from qlorafit.runtime import data as qdata
+        from qlorafit.core.config import DataConfig
     except ImportError as e:
         raise UserError(f"--data: cannot load data here ({e}); give --lengths MAX,P99,MEAN instead") from None
     if a.model == "qlorafit/tiny-llama":

@@ -19,7 +19,7 @@ import textwrap
 def _keys_epilog() -> str:
     import dataclasses
 
-    from qlorafit import config as C
+    from qlorafit.core import config as C
 
     lines = ["configuration keys (YAML sections, or --set section.key=value):"]
     d = C.Config()
@@ -52,7 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_config(a):
-    from qlorafit import config as C
+    from qlorafit.core import config as C
 
     overrides = C.parse_overrides(a.overrides)
     if a.output_dir:
@@ -61,7 +61,7 @@ def load_config(a):
 
 
 def run(a) -> int:
-    from qlorafit import config as C
+    from qlorafit.core import config as C
     from qlorafit.errors import UserError
 
     cfg = load_config(a)
@@ -70,14 +70,14 @@ def run(a) -> int:
         return 0
     if a.resume and a.overwrite:
         raise UserError("--resume and --overwrite contradict each other: pick one")
-    from qlorafit.guard import configure_allocator
+    from qlorafit.runtime.guard import configure_allocator
     configure_allocator(cfg.guard)  # before torch touches CUDA
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-    from qlorafit.train import train
+    from qlorafit.runtime.train import train
     budget = None
     if a.budget:
-        from qlorafit.sizes import parse_bytes
+        from qlorafit.core.sizes import parse_bytes
         budget = parse_bytes(a.budget, "--budget")
     summary = train(cfg, resume=a.resume, overwrite=a.overwrite, plan=a.plan == "auto", budget_bytes=budget)
     print(f"trained {summary['steps']} steps in {summary['seconds']:.0f}s: loss {summary['first_loss']:.4f} -> "

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from qlorafit.doctor.case import Case, Inputs, build_case
 from qlorafit.doctor.fixes import Fix, config_yaml, corrected_setup, ranked, script_patch
 from qlorafit.doctor.rules import Cause, diagnose_causes
-from qlorafit.estimate import Setup
+from qlorafit.core.estimate import Setup
 
 
 @dataclass

@@ -5,17 +5,17 @@ read a Case; none of them re-parses anything."""
 import re
 from dataclasses import dataclass, field
 
-from qlorafit import catalog
+from qlorafit.core import catalog
 from qlorafit.doctor.antipatterns import Context, Finding, check_script
 from qlorafit.doctor.parse import OomText, parse
 from qlorafit.doctor.rundir import RunInfo
 from qlorafit.doctor.script import ScriptInfo
 from qlorafit.doctor.settings import normalize, setup_from_settings
-from qlorafit.plan import setup_from_config
+from qlorafit.core.plan import setup_from_config
 from qlorafit.errors import UserError
-from qlorafit.estimate import Estimate, Setup, estimate
-from qlorafit.shapes import ModelShape
-from qlorafit.sizes import GIB, fmt_gib
+from qlorafit.core.estimate import Estimate, Setup, estimate
+from qlorafit.core.shapes import ModelShape
+from qlorafit.core.sizes import GIB, fmt_gib
 
 GPU_MATCH_TOLERANCE = 0.04
 """A parsed total capacity names a catalogue GPU when within 4% of its memory (drivers reserve a little)."""

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, replace
 
 from qlorafit.doctor.case import Case
 from qlorafit.doctor.rules import Cause
-from qlorafit.estimate import Setup
-from qlorafit.shapes import ATTN_LINEARS, MLP_LINEARS
+from qlorafit.core.estimate import Setup
+from qlorafit.core.shapes import ATTN_LINEARS, MLP_LINEARS
 
 HEADROOM = 0.95
 """A corrected setup should leave 5% of the card free: the estimator's error and other tenants of the GPU."""
@@ -182,7 +182,7 @@ def script_patch(c: Case, new: Setup) -> list[str]:
 
 def config_yaml(c: Case, new: Setup) -> str:
     """The qlorafit YAML of the corrected setup (from the user's config, or a fresh one with the same settings)."""
-    from qlorafit import config as qconfig
+    from qlorafit.core import config as qconfig
 
     cfg = copy.deepcopy(c.inputs.config) if c.inputs.config is not None else qconfig.Config()
     if c.inputs.config is None and c.settings.get("model"):

@@ -3,7 +3,7 @@
 import dataclasses
 
 from qlorafit.doctor import Diagnosis
-from qlorafit.sizes import fmt_gib
+from qlorafit.core.sizes import fmt_gib
 
 _WHAT_TO_PASTE = {
     "no_error": "the full error (the 'CUDA out of memory ...' line and the traceback above it)",

@@ -9,7 +9,7 @@ change the allocator), with the bytes they free where the text says how many.
 from dataclasses import dataclass, field
 
 from qlorafit.doctor.case import Case, gib
-from qlorafit.sizes import GIB
+from qlorafit.core.sizes import GIB
 
 MIB = 1024**2
 OTHER_PROCESS_MIN_BYTES = int(1.5 * GIB)

@@ -42,7 +42,7 @@ def _jsonl(path: Path) -> list:
 
 
 def read_run(path: str) -> RunInfo:
-    from qlorafit import config as qconfig
+    from qlorafit.core import config as qconfig
 
     p = Path(path)
     if not p.is_dir():

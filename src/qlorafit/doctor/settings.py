@@ -5,9 +5,9 @@ way a script spells them; axolotl and LLaMA-Factory names are folded onto them b
 the library default is used and said so in `assumptions`, so a report never hides a guess.
 """
 
-from qlorafit.estimate import Setup
-from qlorafit.shapes import ALL_LINEARS, ATTN_LINEARS
-from qlorafit.shapes import LORA_TARGET_ALIASES
+from qlorafit.core.estimate import Setup
+from qlorafit.core.shapes import ALL_LINEARS, ATTN_LINEARS
+from qlorafit.core.shapes import LORA_TARGET_ALIASES
 
 # Other trainers' names for the same settings (axolotl, LLaMA-Factory, older TRL, Unsloth).
 ALIASES = {

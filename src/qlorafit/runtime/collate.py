@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from qlorafit.data import IGNORE, Sample
+from qlorafit.runtime.data import IGNORE, Sample
 
 
 def collate(samples: list[Sample], pad_id: int) -> dict:

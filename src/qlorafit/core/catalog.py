@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from qlorafit.errors import UserError
-from qlorafit.shapes import ModelShape, shape_from_config
+from qlorafit.core.shapes import ModelShape, shape_from_config
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from qlorafit.config import DataConfig
+from qlorafit.core.config import DataConfig
 from qlorafit.errors import UserError
 
 IGNORE = -100  # label of a token that takes no loss (prompt with completion_only, padding, packed sample starts)
@@ -91,7 +91,7 @@ def length_stats(lengths: list[int]) -> LengthStats:
 def resolve_data_path(path: str) -> str:
     """'qlorafit/demo' -> the JSONL shipped in the package; anything else unchanged."""
     if path == DEMO_DATA:
-        return str(Path(__file__).parent / "assets" / "demo_train.jsonl")
+        return str(Path(__file__).resolve().parents[1] / "assets" / "demo_train.jsonl")
     return path
 
 

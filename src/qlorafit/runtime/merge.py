@@ -21,7 +21,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from qlorafit import guard as G
+from qlorafit.runtime import guard as G
 from qlorafit.errors import UserError
 
 PREFIX = "base_model.model."

@@ -352,7 +352,7 @@ def to_yaml(cfg: Config, header: str = "") -> str:
 
 def reference_markdown() -> str:
     """Every key with its type, default and documentation: the generated reference (docs/config.md)."""
-    out = ["# qlorafit configuration reference", "", "Generated from `qlorafit/config.py`; do not edit by hand.", ""]
+    out = ["# qlorafit configuration reference", "", "Generated from `qlorafit/core/config.py`; do not edit by hand.", ""]
     for f in dataclasses.fields(Config):
         if f.name in _section_types():
             out += [f"## `{f.name}:`", "", "| key | type | default | what it does |", "|---|---|---|---|"]

@@ -23,14 +23,14 @@ from pathlib import Path
 
 import torch
 
-from qlorafit import checkpoint as C
-from qlorafit import config as config_mod
-from qlorafit import guard as G
-from qlorafit.config import Config
+from qlorafit.runtime import checkpoint as C
+from qlorafit.core import config as config_mod
+from qlorafit.runtime import guard as G
+from qlorafit.core.config import Config
 from qlorafit.errors import UserError
-from qlorafit.monitor import Monitor, gib, non_torch_bytes, require_tensorboard
-from qlorafit.optim import build_optimizer, lr_at, set_lr
-from qlorafit.step import StepContext, evaluate, train_step, unit_targets
+from qlorafit.runtime.monitor import Monitor, gib, non_torch_bytes, require_tensorboard
+from qlorafit.runtime.optim import build_optimizer, lr_at, set_lr
+from qlorafit.runtime.step import StepContext, evaluate, train_step, unit_targets
 
 RUN_FILES = ("config.yaml", "estimate.json", "metrics.jsonl", "events.jsonl", "ledger.jsonl")
 RUN_DIRS = ("checkpoints", "final", "tensorboard")
@@ -132,10 +132,10 @@ def build_estimate(cfg: Config, model_path: str, dtype: torch.dtype, max_len: in
     """The estimator's prediction for this run (estimate.json); {'error': ...} where it cannot model the setup."""
     from dataclasses import replace
 
-    from qlorafit.estimate import estimate
-    from qlorafit.estimate_view import to_json
-    from qlorafit.plan import setup_from_config
-    from qlorafit.shapes import shape_from_config
+    from qlorafit.core.estimate import estimate
+    from qlorafit.core.estimate_view import to_json
+    from qlorafit.core.plan import setup_from_config
+    from qlorafit.core.shapes import shape_from_config
 
     dname = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
     try:
@@ -149,8 +149,8 @@ def build_estimate(cfg: Config, model_path: str, dtype: torch.dtype, max_len: in
 def plan_auto(cfg: Config, model_path: str, stats, budget_bytes: int | None, run_dir: Path, resume: bool) -> Config:
     """`--plan auto`: the fastest configuration that fits the budget (default: the GPU's free memory) at the longest
     sample. A resumed run keeps the plan it started with: a new split would change the data order mid-epoch."""
-    from qlorafit.plan import plan_config
-    from qlorafit.shapes import shape_from_config
+    from qlorafit.core.plan import plan_config
+    from qlorafit.core.shapes import shape_from_config
 
     saved = run_dir / "config.yaml"
     if resume and saved.is_file():
@@ -171,9 +171,9 @@ def plan_auto(cfg: Config, model_path: str, stats, budget_bytes: int | None, run
 
 def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None, quiet: bool = False,
           plan: bool = False, budget_bytes: int | None = None) -> Run:
-    from qlorafit.data import load_data
+    from qlorafit.runtime.data import load_data
     from qlorafit.demo_assets import default_cache_root, resolve_model_path
-    from qlorafit.model import load_model, trainable_counts
+    from qlorafit.runtime.model import load_model, trainable_counts
 
     G.configure_allocator(cfg.guard)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
@@ -242,14 +242,14 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
 def _units_per_epoch(cfg: Config, samples: list) -> int:
     if not cfg.data.packing:
         return len(samples)
-    from qlorafit.collate import pack
+    from qlorafit.runtime.collate import pack
     return len(pack(samples, cfg.data.max_seq_length))
 
 
 def _offload_factory(cfg: Config, model):
-    """A () -> context manager for offloaded checkpointing, if qlorafit.offload provides one."""
+    """A () -> context manager for offloaded checkpointing, if qlorafit.runtime.offload provides one."""
     try:
-        from qlorafit import offload
+        from qlorafit.runtime import offload
     except ImportError:
         return None
     make = getattr(offload, "offloaded_checkpointing", None)
@@ -335,8 +335,8 @@ def _log_step(run: Run, res, units: list, dt: float) -> None:
 
 
 def _epoch_units(run: Run) -> list:
-    from qlorafit.collate import pack
-    from qlorafit.data import epoch_order
+    from qlorafit.runtime.collate import pack
+    from qlorafit.runtime.data import epoch_order
 
     cfg = run.cfg
     order = epoch_order([len(s.input_ids) for s in run.samples], cfg.train.micro_batch_size, cfg.train.seed,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from qlorafit.config import Config
+from qlorafit.core.config import Config
 from qlorafit.errors import UserError
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -51,7 +51,7 @@ class Loaded:
     model: object          # the PEFT model
     dtype: torch.dtype     # compute dtype
     device: torch.device   # where the first layer runs
-    offload: object = None  # qlorafit.offload.OffloadHandle when grad_checkpointing=offload (host byte counters)
+    offload: object = None  # qlorafit.runtime.offload.OffloadHandle when grad_checkpointing=offload (host byte counters)
 
 
 def load_base(cfg: Config, path: str, device: torch.device):
@@ -104,7 +104,7 @@ def host_ram_modules(cfg: Config, path: str, gpu: int = 0) -> dict:
     The map names the sibling modules explicitly, never "": accelerate's dispatch gives a "" entry a hook that
     first pulls every submodule, the host ones included, onto the GPU. The names come from the model built on the
     meta device (no memory). A tied embedding goes to the host only with the head (offload_lm_head);
-    offload_embedding alone leaves it on the GPU, as qlorafit.offload does.
+    offload_embedding alone leaves it on the GPU, as qlorafit.runtime.offload does.
     """
     m = cfg.model
     if not (m.offload_embedding or m.offload_lm_head):
@@ -188,9 +188,9 @@ def enable_checkpointing(model, mode: str) -> None:
 def apply_memory_levers(model, cfg: Config, device: torch.device):
     """The levers that move memory to host RAM once the model is built. Returns the offload handle, or None.
 
-    The loss lever (train.loss_impl) needs no setup: qlorafit.loss.forward_loss picks it per step.
+    The loss lever (train.loss_impl) needs no setup: qlorafit.runtime.loss.forward_loss picks it per step.
     """
-    from qlorafit.offload import enable_offloaded_checkpointing, offload_embedding, offload_lm_head
+    from qlorafit.runtime.offload import enable_offloaded_checkpointing, offload_embedding, offload_lm_head
 
     if cfg.model.offload_lm_head:
         # -vocab x hidden x 2 bytes of GPU memory (1 GiB on Llama-3-8B), +2 slice buffers (2 x 64 MiB) and the
@@ -208,7 +208,7 @@ def apply_memory_levers(model, cfg: Config, device: torch.device):
     if cfg.train.mlp_tile_tokens > 0:
         # each MLP on slices of the sequence: one slice's gate/up/act intermediates alive instead of the whole
         # row's (86 KB per token on Llama-3-8B), for one more MLP forward per step
-        from qlorafit.tiling import tile_mlps
+        from qlorafit.runtime.tiling import tile_mlps
         tile_mlps(model, cfg.train.mlp_tile_tokens)
     if cfg.train.grad_checkpointing == "offload":
         # -layers x tokens x hidden x 2 bytes of GPU memory (2 GiB at 8K tokens on an 8B model), the same in pinned
@@ -228,7 +228,7 @@ def compile_layers(model, backend: str = "inductor") -> int:
     There the layer's inner forward (without transformers' checkpointing wrapper) is compiled instead, and the
     offloading checkpoint runs eagerly around the compiled call (the recompute calls it again).
     """
-    from qlorafit.offload import active_handle
+    from qlorafit.runtime.offload import active_handle
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     layers = getattr(getattr(base, "model", base), "layers", None)

@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from qlorafit.config import TrainConfig
+from qlorafit.core.config import TrainConfig
 
 
 def _torch_adamw(params, t: TrainConfig, device: torch.device):
@@ -44,7 +44,7 @@ def build_optimizer(params: list, t: TrainConfig, device: torch.device) -> torch
 def lr_at(update: int, total_updates: int, t: TrainConfig) -> float:
     """Learning rate for the update with index `update` (0-based): linear warmup from 0, then the schedule.
 
-    >>> from qlorafit.config import TrainConfig
+    >>> from qlorafit.core.config import TrainConfig
     >>> lr_at(0, 100, TrainConfig(lr=1.0, warmup_steps=10))
     0.1
     """

@@ -2,8 +2,8 @@
 
 import dataclasses
 
-from qlorafit.estimate import Estimate
-from qlorafit.sizes import GIB, fmt_gib
+from qlorafit.core.estimate import Estimate
+from qlorafit.core.sizes import GIB, fmt_gib
 
 
 def verdict(est: Estimate, budget_bytes: int | None, budget_name: str) -> str:

@@ -1,7 +1,7 @@
 """Peak GPU memory of one QLoRA training configuration, predicted from the model's shape alone.
 
 Plain Python, no torch: a planner calls this thousands of times. Numbers in, numbers out: every component is an
-integer count of bytes; rounding happens only where results are shown (qlorafit.estimate_view).
+integer count of bytes; rounding happens only where results are shown (qlorafit.core.estimate_view).
 
 The model follows what the GPU does, phase by phase, and the peak is the largest phase, not a sum:
   load       the weights arrive (and, on the hf stack, get upcast to fp32)
@@ -16,7 +16,7 @@ tests/fixtures/calibration.json (see benchmarks/calibrate.py).
 from dataclasses import dataclass, field, replace
 
 from qlorafit.errors import UserError
-from qlorafit.shapes import ALL_LINEARS, ATTN_LINEARS, LORA_TARGET_ALIASES, ModelShape
+from qlorafit.core.shapes import ALL_LINEARS, ATTN_LINEARS, LORA_TARGET_ALIASES, ModelShape
 
 QUANTS = ("nf4", "fp4", "int8", "none")
 DTYPES = ("bf16", "fp16", "fp32")
@@ -90,7 +90,7 @@ class Setup:
     """torch.compile'd decoder layers (train.compile): the same tensors saved, so memory is unchanged; only the
     throughput model reads it (fewer elementwise kernels, less host time per kernel)."""
     mlp_tile_tokens: int = 0
-    """Run the MLP on slices of this many positions, each recomputed in backward (0 = off); see qlorafit.tiling."""
+    """Run the MLP on slices of this many positions, each recomputed in backward (0 = off); see qlorafit.runtime.tiling."""
     expandable_segments: bool | None = None
     """PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True; None: the stack's default (qlorafit on, hf off)."""
 
@@ -319,7 +319,7 @@ def logits_bytes(shape: ModelShape, s: Setup, tokens: int) -> tuple[int, int]:
     standard: bf16 logits (2V), their fp32 copy (4V) and log_softmax's saved output (4V) in forward; in backward the
       saved log_softmax, the fp32 gradient and its input gradient (3 x 4V). qlorafit's own standard path also slices
       the logits to drop the last position, one more bf16 copy (2V) in forward.
-    chunked: qlorafit.loss computes each chunk's fp32 logits and their gradient in forward (about 8 C V bytes) and
+    chunked: qlorafit.runtime.loss computes each chunk's fp32 logits and their gradient in forward (about 8 C V bytes) and
       keeps only the (N, h) gradient of the hidden states, so backward adds nothing vocabulary-sized.
     fused (liger): the same in its own chunks.
     The hf stack adds the bf16 copy of its fp32 lm_head that autocast makes and linear saves (V x h x 2).
@@ -416,7 +416,7 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     bwd_head = static + lora_g + opt + saved + final_hidden + logits_bwd + dequant
     bwd_layers = static + lora_g + opt + saved + recompute + grad_stream + dequant
     optim_step = static + lora_g + opt + n_lora * 4  # foreach/fused Adam temporaries ~ one fp32 copy of the params
-    # loading: the offloaded embedding / lm_head load straight into host RAM (qlorafit.model.host_ram_modules), so
+    # loading: the offloaded embedding / lm_head load straight into host RAM (qlorafit.runtime.model.host_ram_modules), so
     # they never pass through the GPU; LoRA is attached before the host-RAM levers run
     load = qweights + qconsts + unq + upcast + lora_w
     # allocator slack: a share of the vocabulary-sized and of the activation-sized transients held at each high point

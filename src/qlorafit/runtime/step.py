@@ -20,10 +20,10 @@ from typing import Callable
 
 import torch
 
-from qlorafit import guard as G
-from qlorafit.collate import PackedRow, collate, collate_packed
-from qlorafit.data import IGNORE
-from qlorafit.loss import forward_loss
+from qlorafit.runtime import guard as G
+from qlorafit.runtime.collate import PackedRow, collate, collate_packed
+from qlorafit.runtime.data import IGNORE
+from qlorafit.runtime.loss import forward_loss
 
 
 @dataclass
@@ -36,9 +36,9 @@ class StepContext:
     scaler: torch.amp.GradScaler     # enabled only for fp16 on CUDA
     device: torch.device
     dtype: torch.dtype               # compute dtype: autocast target on CUDA
-    cfg: object                      # qlorafit.config.Config
+    cfg: object                      # qlorafit.core.config.Config
     guard: G.GuardState
-    monitor: object                  # qlorafit.monitor.Monitor
+    monitor: object                  # qlorafit.runtime.monitor.Monitor
     pad_id: int
     fault: Callable | None = None    # test hook: fault(phase, info) may raise torch.OutOfMemoryError
     offload: Callable | None = None  # () -> context manager for offloaded checkpointing, when available

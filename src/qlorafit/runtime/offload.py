@@ -17,7 +17,7 @@ Embedding offload. `offload_embedding(model, device)` keeps the (frozen) input e
 on the CPU and only the (B, T, h) result is copied to the GPU. Saves vocab x hidden x 2 bytes (1 GiB on Llama-3-8B).
 
 lm_head offload. `offload_lm_head(model, device)` keeps the (frozen) head's weight in pinned host RAM; the loss
-(qlorafit.loss.StreamedLinearCrossEntropy) streams it through the GPU in slices, one host->GPU copy of the whole head
+(qlorafit.runtime.loss.StreamedLinearCrossEntropy) streams it through the GPU in slices, one host->GPU copy of the whole head
 per forward. Saves another vocab x hidden x 2 bytes. A tied model shares one matrix between lookup and head: it can
 only leave the GPU if both stop reading it there, so offload_lm_head moves the lookup to the host as well.
 
@@ -263,7 +263,7 @@ def _to_device(out: torch.Tensor, device: torch.device) -> torch.Tensor:
 def offload_lm_head(model, device: torch.device) -> bool:
     """Keep lm_head's weight (and bias) in pinned host RAM; the loss streams it through `device` in slices.
 
-    The module stays in place with its full weight (saving, merging), flagged for qlorafit.loss.forward_loss, which
+    The module stays in place with its full weight (saving, merging), flagged for qlorafit.runtime.loss.forward_loss, which
     then never calls it. Called directly (model(...).logits) it still works, slowly: hooks run it on the host and
     copy the logits over. Tied to the embedding: the embedding goes to host RAM too (offload_embedding), since the
     one matrix leaves the GPU only if neither reads it there. Raises UserError when the head trains (LoRA on lm_head,

@@ -16,13 +16,13 @@ an epoch is what kills runs), and ranked by predicted tokens/s.
 import copy
 from dataclasses import dataclass, field, replace
 
-from qlorafit.catalog import GPU, get_gpu
-from qlorafit.config import Config
+from qlorafit.core.catalog import GPU, get_gpu
+from qlorafit.core.config import Config
 from qlorafit.errors import UserError
-from qlorafit.estimate import CHECKPOINTING, OPTIMIZERS, Setup, estimate
-from qlorafit.shapes import ATTN_LINEARS, ModelShape
-from qlorafit.sizes import fmt_gib
-from qlorafit.throughput import Calibration, load_calibration, predict
+from qlorafit.core.estimate import CHECKPOINTING, OPTIMIZERS, Setup, estimate
+from qlorafit.core.shapes import ATTN_LINEARS, ModelShape
+from qlorafit.core.sizes import fmt_gib
+from qlorafit.core.throughput import Calibration, load_calibration, predict
 
 REFERENCE_GPU = "rtx4090"      # whose speeds rank candidates when only a byte budget is known
 GROUP_PAD_FRACTION = 0.05      # padding left in a micro-batch of B > 1 when samples are grouped by length
@@ -44,7 +44,7 @@ class Lengths:
 
 
 def lengths_of(stats) -> Lengths | None:
-    """Accept qlorafit.data.LengthStats (or anything with max, p99, mean) or None."""
+    """Accept qlorafit.runtime.data.LengthStats (or anything with max, p99, mean) or None."""
     if stats is None or isinstance(stats, Lengths):
         return stats
     return Lengths(int(stats.max), int(stats.p99), float(stats.mean), int(getattr(stats, "count", 0) or 0))
@@ -250,7 +250,7 @@ def _rank_key(c: Candidate):
 def plan(shape: ModelShape, req: PlanRequest) -> PlanResult:
     """Search the space, rank what fits by predicted tokens/s, explain the choice, or say how to make something fit.
 
-    >>> from qlorafit.catalog import resolve_model
+    >>> from qlorafit.core.catalog import resolve_model
     >>> r = plan(resolve_model("llama-3.1-8b"), PlanRequest(budget_bytes=24 * 1024**3, max_seq_length=2048))
     >>> r.chosen.setup.batch_size * r.chosen.grad_accum
     16

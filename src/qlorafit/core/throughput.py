@@ -29,11 +29,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from qlorafit.catalog import GPU
+from qlorafit.core.catalog import GPU
 from qlorafit.errors import UserError
-from qlorafit.estimate import (Setup, layer_activation_bytes_per_token, lm_head_slice_rows, lora_params,
+from qlorafit.core.estimate import (Setup, layer_activation_bytes_per_token, lm_head_slice_rows, lora_params,
                                loss_chunk_tokens)
-from qlorafit.shapes import ModelShape
+from qlorafit.core.shapes import ModelShape
 
 CALIBRATION_FILE = Path("benchmarks") / "results" / "throughput_calibration.json"
 CALIBRATION_ENV = "QLORAFIT_THROUGHPUT_CALIBRATION"
@@ -128,8 +128,8 @@ def _calibration_path(path) -> Path | None:
     candidates = []
     if os.environ.get(CALIBRATION_ENV):
         candidates.append(Path(os.environ[CALIBRATION_ENV]))
-    candidates += [Path.cwd() / CALIBRATION_FILE, Path(__file__).resolve().parents[2] / CALIBRATION_FILE,
-                   Path(__file__).resolve().parent / "assets" / "throughput_calibration.json"]  # the shipped copy
+    candidates += [Path.cwd() / CALIBRATION_FILE, Path(__file__).resolve().parents[3] / CALIBRATION_FILE,
+                   Path(__file__).resolve().parents[1] / "assets" / "throughput_calibration.json"]  # the shipped copy
     return next((c for c in candidates if c.is_file()), None)
 
 
@@ -243,7 +243,7 @@ def predict(shape: ModelShape, s: Setup, gpu: GPU, grad_accum: int = 1, row_toke
     real_tokens_per_row: the non-padding tokens per row that count as trained; default row_tokens.
     attn_len: tokens each token attends over (packed rows: the sample length); default row_tokens.
 
-    >>> from qlorafit.catalog import resolve_model, get_gpu
+    >>> from qlorafit.core.catalog import resolve_model, get_gpu
     >>> t = predict(resolve_model("llama-3.1-8b"), Setup(batch_size=2, seq_len=1024), get_gpu("rtx4090"), 8)
     >>> 500 < t.tokens_per_s < 5000
     True

@@ -11,7 +11,7 @@ of the step's memory growth per token. The three implementations:
   fused     liger-kernel's fused linear cross entropy (Triton, CUDA only); falls back to chunked elsewhere.
 Positions whose label is -100 (padding, prompt tokens) are dropped before the head matmul in chunked and fused.
 
-With lm_head in host RAM (model.offload_lm_head, qlorafit.offload.offload_lm_head) a fourth way is used whatever impl
+With lm_head in host RAM (model.offload_lm_head, qlorafit.runtime.offload.offload_lm_head) a fourth way is used whatever impl
 says: StreamedLinearCrossEntropy, one pass over the vocabulary in slices copied to the GPU, with an online softmax.
 """
 
@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from qlorafit.errors import UserError
-from qlorafit.estimate import lm_head_slice_rows, loss_chunk_tokens
-from qlorafit.offload import in_host_ram
+from qlorafit.core.estimate import lm_head_slice_rows, loss_chunk_tokens
+from qlorafit.runtime.offload import in_host_ram
 
 IGNORE = -100
 IMPLS = ("standard", "chunked", "fused")
@@ -34,7 +34,7 @@ def forward_loss(model, batch: dict, impl: str, chunk_tokens: int | None = None,
 
     model: a PEFT-wrapped causal LM; batch: input_ids, labels (aligned with input_ids, -100 = no loss; shifted here),
     attention_mask and/or position_ids. chunk_tokens and slice_rows override the chunk size and the streamed head's
-    slice (tests); by default they come from qlorafit.estimate (loss_chunk_tokens, lm_head_slice_rows) so the
+    slice (tests); by default they come from qlorafit.core.estimate (loss_chunk_tokens, lm_head_slice_rows) so the
     estimator and the code agree. A head in host RAM is always streamed, whatever impl says.
     """
     if impl not in IMPLS:
@@ -179,7 +179,7 @@ def _checkpointed_chunks(head, h: torch.Tensor, y: torch.Tensor, chunk: int, sof
 # --- lm_head in host RAM: the streamed loss -----------------------------------------------------------------------
 
 def _streamed_loss(head, h, y, chunk_tokens, slice_rows, softcap) -> torch.Tensor:
-    """The streamed loss over a frozen plain head; slice and chunk sizes from qlorafit.estimate unless given."""
+    """The streamed loss over a frozen plain head; slice and chunk sizes from qlorafit.core.estimate unless given."""
     if not _plain_linear(head) or any(p.requires_grad for p in head.parameters()):
         raise UserError("model.offload_lm_head: lm_head is trained here (lora.targets or lora.modules_to_save name "
                         "it); only a frozen lm_head can be streamed from host RAM")

@@ -4,9 +4,9 @@
 import dataclasses
 import json
 
-from qlorafit.catalog import get_gpu, resolve_model
-from qlorafit.estimate import Setup, estimate
-from qlorafit.sizes import GIB
+from qlorafit.core.catalog import get_gpu, resolve_model
+from qlorafit.core.estimate import Setup, estimate
+from qlorafit.core.sizes import GIB
 
 MODELS = ("mistral-7b", "llama-3.1-8b", "llama-2-13b", "llama-3.1-70b")
 SHAPES = ((1, 512), (2, 512), (1, 2048), (4, 2048), (1, 8192))  # (micro-batch, sequence length)

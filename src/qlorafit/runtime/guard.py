@@ -13,7 +13,7 @@ Escalation, each rung tried once the one before is exhausted (`escalate`):
   2. turn gradient checkpointing on;
   3. offloaded checkpointing (layer inputs kept in pinned host RAM);
   4. a single sample that still cannot fit: guard.on_oom = adapt (truncate it) | skip (log it) | fail.
-The step itself (qlorafit.step) owns the micro-batch loop; this module holds the state and the decisions.
+The step itself (qlorafit.runtime.step) owns the micro-batch loop; this module holds the state and the decisions.
 """
 
 import gc
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from qlorafit.config import GuardConfig
+from qlorafit.core.config import GuardConfig
 from qlorafit.errors import UserError
 
 OOM_MESSAGES = ("out of memory", "cublas_status_alloc_failed", "cudnn_status_alloc_failed",

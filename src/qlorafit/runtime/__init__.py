@@ -1,0 +1,1 @@
+"""The training runtime: 4-bit model, loss, loop, guard, checkpoints. Imports torch."""

@@ -5,6 +5,9 @@ place (smaller micro-batches, same effective batch) instead of crashing.
   qlorafit train run.yaml --set train.lr=1e-4 --set lora.r=8
   qlorafit train run.yaml --print-config           # the resolved configuration, every key documented
   qlorafit train run.yaml --resume                 # continue from the newest checkpoint, with the very next sample
+  qlorafit train run.yaml --nproc 2                # one process per GPU through torchrun (dist.strategy: ddp|fsdp)
+  torchrun --nproc-per-node 2 -m qlorafit train run.yaml     # the same, launched yourself
+  accelerate launch --num_processes 2 -m qlorafit train run.yaml
 
 The run directory (output_dir) receives config.yaml, estimate.json, metrics.jsonl, events.jsonl, ledger.jsonl,
 checkpoints/step-N/ and final/ (a PEFT adapter: PeftModel.from_pretrained(base, "RUN/final")).
@@ -48,6 +51,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plan", choices=("auto",), help="auto: pick micro-batch x accumulation, checkpointing, optimizer "
                    "and loss for the GPU's free memory at the longest sample (effective batch kept), then train")
     p.add_argument("--budget", help="memory budget for --plan auto instead of the GPU's free memory, e.g. 24GiB")
+    p.add_argument("--nproc", type=int, metavar="N", help="train on N GPUs of this machine: relaunches itself under "
+                   "torchrun, one process per GPU (dist.strategy picks ddp or fsdp; micro_batch_size and grad_accum "
+                   "are per GPU, so the effective batch is N times larger). Ignored when already launched by "
+                   "torchrun or accelerate launch")
     p.epilog = _keys_epilog()
 
 
@@ -70,6 +77,9 @@ def run(a) -> int:
         return 0
     if a.resume and a.overwrite:
         raise UserError("--resume and --overwrite contradict each other: pick one")
+    from qlorafit.runtime.dist import launched_world_size
+    if a.nproc is not None and launched_world_size() == 1:
+        return launch(a)
     from qlorafit.runtime.guard import configure_allocator
     configure_allocator(cfg.guard)  # before torch touches CUDA
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -80,6 +90,29 @@ def run(a) -> int:
         from qlorafit.core.sizes import parse_bytes
         budget = parse_bytes(a.budget, "--budget")
     summary = train(cfg, resume=a.resume, overwrite=a.overwrite, plan=a.plan == "auto", budget_bytes=budget)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # rank 0 reports for all
     print(f"trained {summary['steps']} steps in {summary['seconds']:.0f}s: loss {summary['first_loss']:.4f} -> "
           f"{summary['last_loss']:.4f}; adapter in {summary['final']}")
     return 0
+
+
+def launch(a) -> int:
+    """`--nproc N`: run this same command under torchrun (single node, a free rendezvous port), wait for it."""
+    import subprocess
+
+    from qlorafit.errors import UserError
+
+    if a.nproc < 1:
+        raise UserError(f"--nproc {a.nproc}: give the number of GPUs to train on (1 or more)")
+    args = [a.config] if a.config else []
+    for kv in a.overrides:
+        args += ["--set", kv]
+    for flag, value in (("--output-dir", a.output_dir), ("--plan", a.plan), ("--budget", a.budget)):
+        if value:
+            args += [flag, value]
+    args += [flag for flag, on in (("--resume", a.resume), ("--overwrite", a.overwrite)) if on]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={a.nproc}",
+           "-m", "qlorafit", "train", *args]
+    print("launching: " + " ".join(cmd[2:]), file=sys.stderr)
+    return subprocess.run(cmd).returncode

@@ -36,8 +36,14 @@ class ModelConfig:
                              ("auto", "bf16", "fp16", "fp32"))
     attn_impl: str = opt("sdpa", "Attention kernel. sdpa/flash keep memory linear in sequence length; eager "
                          "materializes heads x seq x seq scores per layer.", ("sdpa", "flash", "eager"))
-    device_map: str = opt("auto", "Where layers go: 'auto' (accelerate fills GPUs, then CPU) or a device like 'cuda:0' or 'cpu'.")
-    max_memory: dict = opt({}, "Per-device caps for device_map=auto, e.g. {0: '20GiB', cpu: '64GiB'}.")
+    device_map: str = opt("auto", "Where the model goes. auto: the whole model on one GPU (the current one; under "
+                          "torchrun, each rank's own), except what offload_embedding / offload_lm_head keep in host "
+                          "RAM; with max_memory set, accelerate fills that GPU, then host RAM. Or a device like "
+                          "'cuda:0' or 'cpu'. Several GPUs: launch one process per GPU (--nproc N) with "
+                          "dist.strategy; a layer split across GPUs is refused.")
+    max_memory: dict = opt({}, "Per-device caps for device_map=auto, e.g. {0: '20GiB', cpu: '64GiB'}: accelerate "
+                           "fills GPU 0, then host RAM. At most one GPU (several: use --nproc N with "
+                           "dist.strategy=fsdp).")
     trust_remote_code: bool = opt(False, "Run the model repo's own Python code. Off unless you trust the repo.")
     upcast_embeddings: bool = opt(False, "Upcast embedding and lm_head to fp32 like prepare_model_for_kbit_training "
                                   "(costs vocab x hidden x 4 bytes more, ~2 GiB on Llama-3-8B). Rarely needed.")
@@ -135,6 +141,19 @@ class GuardConfig:
 
 
 @dataclass
+class DistConfig:
+    strategy: str = opt("auto", "Under torchrun / accelerate launch / --nproc: ddp (each GPU holds the whole 4-bit "
+                        "model; fastest when it fits one GPU), fsdp (FSDP2: the 4-bit weights, LoRA weights, "
+                        "gradients and optimizer state sharded over the GPUs, each layer all-gathered for its "
+                        "forward and backward; for models that do not fit one GPU), or auto (ddp if the estimate "
+                        "fits one GPU, else fsdp). Ignored by a single-process run.", ("auto", "ddp", "fsdp"))
+    cpu_offload: bool = opt(False, "fsdp only: keep the sharded parameters (and so the optimizer step) in host RAM, "
+                            "each layer copied to the GPU for its forward and backward: the GPU holds about one "
+                            "layer of weights instead of 1/N of the model, for 2 host<->GPU copies of every weight "
+                            "per step.")
+
+
+@dataclass
 class Config:
     output_dir: str = opt("runs/qlorafit", "Run directory: checkpoints, metrics.jsonl, events, the final adapter.")
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -142,10 +161,12 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
 
 
 def _section_types() -> dict[str, type]:
-    return {"model": ModelConfig, "lora": LoraConfig, "data": DataConfig, "train": TrainConfig, "guard": GuardConfig}
+    return {"model": ModelConfig, "lora": LoraConfig, "data": DataConfig, "train": TrainConfig, "guard": GuardConfig,
+            "dist": DistConfig}
 
 
 def _coerce(value, ftype, where: str, problems: list, choices=None):
@@ -228,7 +249,7 @@ def from_dict(raw: dict, source: str = "config") -> Config:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise UserError(f"{source}: expected a mapping of sections (model:, lora:, data:, train:, guard:)")
+        raise UserError(f"{source}: expected a mapping of sections (model:, lora:, data:, train:, guard:, dist:)")
     problems: list[str] = []
     cfg = Config()
     sections = _section_types()
@@ -276,6 +297,12 @@ def check(cfg: Config) -> list[str]:
         p.append(f"data.eval_split: must be in [0, 1), got {cfg.data.eval_split}")
     if cfg.train.lr <= 0:
         p.append(f"train.lr: must be positive, got {cfg.train.lr}")
+    gpus = [k for k in cfg.model.max_memory if str(k).lower() not in ("cpu", "disk", "mps")]
+    if len(gpus) > 1:
+        p.append(f"model.max_memory: names {len(gpus)} GPUs ({', '.join(map(str, gpus))}); a layer split over GPUs "
+                 f"runs one GPU at a time and the estimate does not model it. Train on all of them with "
+                 f"`qlorafit train CONFIG --nproc {len(gpus)}` (dist.strategy=fsdp shards a model that does not fit "
+                 f"one GPU), and keep at most one GPU in max_memory")
     if cfg.model.offload_lm_head:
         for where, names in (("lora.targets", cfg.lora.targets), ("lora.modules_to_save", cfg.lora.modules_to_save)):
             if "lm_head" in names:
@@ -381,5 +408,5 @@ def help_for(key: str) -> str:
     return ""
 
 
-__all__ = ["Config", "ModelConfig", "LoraConfig", "DataConfig", "TrainConfig", "GuardConfig", "load", "from_dict",
+__all__ = ["Config", "ModelConfig", "LoraConfig", "DataConfig", "TrainConfig", "GuardConfig", "DistConfig", "load", "from_dict",
            "to_yaml", "to_dict", "reference_markdown", "parse_overrides", "help_for", "check"]

@@ -46,6 +46,8 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _host(t: torch.Tensor) -> torch.Tensor:
+    if hasattr(t, "full_tensor"):  # an FSDP-sharded DTensor: every rank calls this, in the same order (all-gather)
+        t = t.full_tensor()
     return t.detach().to("cpu", copy=True).contiguous()  # own storage: safetensors refuses shared tensors
 
 
@@ -142,13 +144,17 @@ def load_rng(path: Path) -> None:
 
 # --- atomic directories ------------------------------------------------------------------------------------------
 
-def save_checkpoint(target: Path, model, optimizer, state: dict, with_optimizer: bool = True) -> None:
-    """Write a checkpoint directory atomically. On a full disk, raise UserError and leave the old one intact."""
+def save_checkpoint(target: Path, model, optimizer, state: dict, with_optimizer: bool = True,
+                    write: bool = True) -> None:
+    """Write a checkpoint directory atomically. On a full disk, raise UserError and leave the old one intact.
+    write=False: assemble the tensors only (the other FSDP ranks, which join the all-gathers rank 0 writes from)."""
     target = Path(target)
     files = adapter_files(model)
     if with_optimizer:
         files["optimizer.safetensors"] = optimizer_bytes(optimizer)
         files["rng.safetensors"] = rng_bytes()
+    if not write:
+        return
     files[STATE_FILE] = json.dumps(state, indent=2).encode()  # last: its presence marks a complete checkpoint
     write_dir_atomic(target, files)
 
@@ -206,9 +212,11 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def load_checkpoint(ckpt: Path, model, optimizer) -> dict:
-    """Restore adapter, optimizer and RNG from a checkpoint; return its trainer state."""
+    """Restore adapter, optimizer and RNG from a checkpoint; return its trainer state. model=None: the adapter was
+    restored already (before FSDP sharded it)."""
     ckpt = Path(ckpt)
-    load_adapter_weights(model, ckpt)
+    if model is not None:
+        load_adapter_weights(model, ckpt)
     if (ckpt / "optimizer.safetensors").is_file():
         load_optimizer(optimizer, ckpt / "optimizer.safetensors")
     if (ckpt / "rng.safetensors").is_file():

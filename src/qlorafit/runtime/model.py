@@ -33,14 +33,16 @@ def resolve_compute_dtype(name: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16
 
 
-def bnb_config(cfg: Config, dtype: torch.dtype):
+def bnb_config(cfg: Config, dtype: torch.dtype, quant_storage: torch.dtype = torch.uint8):
+    """quant_storage: the dtype the packed 4-bit bytes are stored as. uint8 by default; FSDP needs the dtype of the
+    model's other weights (bf16), so that one flat all-gather buffer holds a whole layer."""
     from transformers import BitsAndBytesConfig
 
     m = cfg.model
     if m.quant in ("nf4", "fp4"):
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=m.quant,
                                   bnb_4bit_use_double_quant=m.double_quant, bnb_4bit_compute_dtype=dtype,
-                                  bnb_4bit_quant_storage=torch.uint8)
+                                  bnb_4bit_quant_storage=quant_storage)
     if m.quant == "int8":
         return BitsAndBytesConfig(load_in_8bit=True)
     return None
@@ -54,12 +56,12 @@ class Loaded:
     offload: object = None  # qlorafit.runtime.offload.OffloadHandle when grad_checkpointing=offload (host byte counters)
 
 
-def load_base(cfg: Config, path: str, device: torch.device):
+def load_base(cfg: Config, path: str, device: torch.device, quant_storage: torch.dtype = torch.uint8):
     """from_pretrained with the bitsandbytes config; errors name the path."""
     from transformers import AutoModelForCausalLM
 
     dtype = resolve_compute_dtype(cfg.model.compute_dtype, device)
-    kw = dict(dtype=dtype, quantization_config=bnb_config(cfg, dtype), attn_implementation=cfg.model.attn_impl,
+    kw = dict(dtype=dtype, quantization_config=bnb_config(cfg, dtype, quant_storage), attn_implementation=cfg.model.attn_impl,
               trust_remote_code=cfg.model.trust_remote_code, low_cpu_mem_usage=True)
     if cfg.model.attn_impl == "flash":
         kw["attn_implementation"] = "flash_attention_2"
@@ -256,9 +258,9 @@ def compile_layers(model, backend: str = "inductor") -> int:
     return len(layers)
 
 
-def load_model(cfg: Config, path: str, device: torch.device) -> Loaded:
+def load_model(cfg: Config, path: str, device: torch.device, quant_storage: torch.dtype = torch.uint8) -> Loaded:
     """The whole qlorafit load path: 4-bit base, frozen, checkpointing, LoRA on top, then the host-RAM levers."""
-    model, dtype = load_base(cfg, path, device)
+    model, dtype = load_base(cfg, path, device, quant_storage)
     freeze_and_cast(model, cfg)
     enable_checkpointing(model, cfg.train.grad_checkpointing)
     peft_model = attach_lora(model, cfg)

@@ -9,6 +9,10 @@ Dividing every micro-batch by the step's total (not by its own count) makes the 
 already done keep their gradients, the rest go through in smaller pieces, and the sum is the same.
 
 The unit a micro-batch is made of is a Sample, or with packing a PackedRow holding several samples.
+
+Across ranks (qlorafit.runtime.dist) the step's total is the global one (summed over the ranks before the first
+forward), each rank's micro-batches are rounds that every rank runs together, and an OOM on any rank moves every rank
+one rung down the guard's ladder at once: the split stays the same everywhere, the sum stays exact.
 """
 
 import contextlib
@@ -20,6 +24,7 @@ from typing import Callable
 
 import torch
 
+from qlorafit.runtime import dist as D
 from qlorafit.runtime import guard as G
 from qlorafit.runtime.collate import PackedRow, collate, collate_packed
 from qlorafit.runtime.data import IGNORE
@@ -43,6 +48,7 @@ class StepContext:
     fault: Callable | None = None    # test hook: fault(phase, info) may raise torch.OutOfMemoryError
     offload: Callable | None = None  # () -> context manager for offloaded checkpointing, when available
     eval_batch: int = 0              # current eval micro-batch (shrinks on eval OOM only)
+    world: D.World = field(default_factory=D.World)  # the ranks; World() for a single process
 
 
 @dataclass
@@ -119,106 +125,147 @@ def _info(step: int, micro_index: int, units: list) -> dict:
             "seq_len": max(len(u.input_ids) for u in units), "sample_ids": [i for u in units for i in unit_ids(u)]}
 
 
-def _forward_backward(ctx: StepContext, units: list, denom: int, step: int, micro_index: int):
+def _forward_backward(ctx: StepContext, units: list, denom: float, step: int, micro_index: int):
     """One micro-batch. Returns (its loss sum, detached, None), or (None, phase) after an OOM.
 
     On OOM this returns from outside the `except` block, so the exception, its traceback and this frame's batch and
     loss (which hold the activations through the autograd graph) are all dropped before the caller frees memory.
     """
-    phase = "forward"
+    phase, in_model = "forward", False
     try:
         batch = _to_device(_batch(ctx, units), ctx.device)  # (B, T) each
         with _memory_context(ctx):
             if ctx.fault is not None:
                 ctx.fault("forward", _info(step, micro_index, units))
+            in_model = True
             with _autocast(ctx):
                 loss_sum, _ = forward_loss(ctx.model, batch, ctx.cfg.train.loss_impl)
             phase = "backward"
             ctx.scaler.scale(loss_sum / denom).backward()  # frees the graph (activations) as it goes
+            in_model = False
         if ctx.fault is not None:  # after backward: a fault here leaves partial sums in .grad, as a real one would
             ctx.fault("backward", _info(step, micro_index, units))
         return loss_sum.detach(), None
     except Exception as e:
         if not (ctx.cfg.guard.enabled and G.is_oom(e)):
             raise
+        if in_model and ctx.world.strategy == "fsdp":  # the other ranks wait inside this layer's all-gather
+            raise G.GuardGaveUp(D.fsdp_oom_message(ctx.world.rank, phase)) from None
     return None, phase
 
 
-def _recover(ctx: StepContext, res: StepResult, pending: list, total: int, phase: str, step: int) -> tuple[list, int]:
-    """Pick the next rung after an OOM of pending[:micro_batch]; returns the new pending list and step total."""
+def _recover(ctx: StepContext, res: StepResult, pending: list, n: int, failed: str | None, oom_ranks: list,
+             step: int) -> tuple[list, int, bool]:
+    """Take the next rung after the round's OOM (on this rank when `failed`, else on another): every rank calls this
+    with the same n (the largest failed micro-batch), so every rank takes the same rung. Returns the new pending
+    list, the change in this rank's target tokens (a sample truncated or skipped) and, when guard.on_oom=fail fired
+    here, the message to stop with ('' otherwise)."""
     g = ctx.guard
-    n = min(len(pending), g.micro_batch_size)
     old_mb = g.micro_batch_size
     action = G.escalate(g, n, offload_ok=ctx.offload is not None)
     if action in ("checkpointing_on", "offload"):
         G.apply_checkpointing(ctx.model, g.checkpointing)
-    detail = {}
-    if action == "single":
+    detail, delta, fail = {}, 0, ""
+    if action == "single" and failed is not None:  # only the ranks whose one unit did not fit act on it
         u = pending[0]
         if isinstance(u, PackedRow) and len(u.sample_ids) > 1:
             pending = _split_row(u) + pending[1:]
             action = "split_row"
         else:
-            pending, total, action, detail = _single_unit(ctx, res, pending, total, step, phase)
+            pending, delta, action, detail = _single_unit(ctx, res, pending, step, failed)
+            fail = detail.pop("message", "")
+    if ctx.world.active:
+        detail["ranks"] = oom_ranks
     mem = ctx.monitor.memory()
-    ctx.monitor.event("oom_recovery", step, phase=phase, old_micro_batch=old_mb, new_micro_batch=g.micro_batch_size,
-                      mem_allocated=mem.get("mem_allocated", 0), mem_reserved=mem.get("mem_reserved", 0),
-                      action=action, checkpointing=g.checkpointing, **detail)
-    return pending, total
+    ctx.monitor.event("oom_recovery", step, phase=failed or "peer", old_micro_batch=old_mb,
+                      new_micro_batch=g.micro_batch_size, mem_allocated=mem.get("mem_allocated", 0),
+                      mem_reserved=mem.get("mem_reserved", 0), action=action, checkpointing=g.checkpointing, **detail)
+    return pending, delta, fail
 
 
-def _single_unit(ctx: StepContext, res: StepResult, pending: list, total: int, step: int, phase: str):
-    """One sample that cannot fit even alone with every memory saving on: guard.on_oom decides."""
+def _single_unit(ctx: StepContext, res: StepResult, pending: list, step: int, phase: str):
+    """One sample that cannot fit even alone with every memory saving on: guard.on_oom decides. Returns (pending,
+    change in target tokens, action, event detail); the caller rescales the gradients to the new step total."""
     u, policy = pending[0], ctx.cfg.guard.on_oom
     sid = unit_ids(u)[0]
     if policy == "fail":
-        raise G.GuardGaveUp(f"sample {sid} ({len(u.input_ids)} tokens) does not fit in GPU memory even alone with "
-                            f"checkpointing {ctx.guard.checkpointing} (guard.on_oom=fail). Lower data.max_seq_length, "
-                            f"or set guard.on_oom=adapt (truncate it) or skip.")
+        msg = (f"sample {sid} ({len(u.input_ids)} tokens) does not fit in GPU memory even alone with checkpointing "
+               f"{ctx.guard.checkpointing} (guard.on_oom=fail). Lower data.max_seq_length, or set guard.on_oom=adapt "
+               f"(truncate it) or skip.")
+        return pending, 0, "fail", {"sample_id": sid, "message": msg}
     new_len = len(u.input_ids) // 2
     if policy == "adapt" and new_len >= 2 and unit_targets(_truncate(u, new_len)) > 0:
         short = _truncate(u, new_len)
-        new_total = total - unit_targets(u) + unit_targets(short)
-        G.rescale_grads(ctx.params, total, new_total)  # micro-batches done were divided by the old total
         prev = next((x for x in res.truncated if x["sample_id"] == sid), None)  # cut again: one entry per sample
         if prev is None:
             res.truncated.append({"sample_id": sid, "from_tokens": len(u.input_ids), "to_tokens": new_len})
         else:
             prev["to_tokens"] = new_len
-        return [short] + pending[1:], new_total, "truncate", {"sample_id": sid, "to_tokens": new_len}
+        delta = unit_targets(short) - unit_targets(u)
+        return [short] + pending[1:], delta, "truncate", {"sample_id": sid, "to_tokens": new_len}
     reason = f"out of memory in {phase} at {len(u.input_ids)} tokens, alone, checkpointing {ctx.guard.checkpointing}"
-    new_total = total - unit_targets(u)
-    G.rescale_grads(ctx.params, total, new_total)
     res.skipped.append({"sample_id": sid, "reason": reason})
     ctx.monitor.event("skip_sample", step, sample_id=sid, reason=reason)
-    return pending[1:], new_total, "skip", {"sample_id": sid}
+    return pending[1:], -unit_targets(u), "skip", {"sample_id": sid}
+
+
+def _dummy_unit(units: list, pad_id: int):
+    """A two-token unit whose labels are all ignored: a rank with nothing left runs it under fsdp, so that it joins
+    the other ranks' all-gathers; its loss and gradient are exactly zero."""
+    if units and isinstance(units[0], PackedRow):
+        return PackedRow([pad_id, pad_id], [IGNORE, IGNORE], [0, 1], [])
+    from qlorafit.runtime.data import Sample
+    return Sample(-1, [pad_id, pad_id], [IGNORE, IGNORE])
 
 
 def train_step(ctx: StepContext, units: list, step: int) -> StepResult:
-    """Forward and backward over all units in micro-batches, then one update. Never leaves .grad behind."""
-    g, max_retries = ctx.guard, ctx.cfg.guard.max_retries
+    """Forward and backward over all units in micro-batches, then one update. Never leaves .grad behind.
+
+    Each pass of the loop is a round: every rank tries one micro-batch, then all ranks learn who ran out of memory
+    (one host all-gather; nothing when single-process) and either move on or take the next rung together.
+    """
+    g, max_retries, world = ctx.guard, ctx.cfg.guard.max_retries, ctx.world
+    lockstep = world.strategy == "fsdp"  # every rank runs a forward and a backward in every round
     res = StepResult(0.0, 0, 0, 0.0, True)
-    total = sum(unit_targets(u) for u in units)  # the step's normalizer, known before the first forward
+    # the step's normalizer over every rank, known before the first forward; whether any rank has work at all
+    total, n_left = D.agree_sum(world, [sum(unit_targets(u) for u in units), len(units)])
     loss_sum = torch.zeros((), device=ctx.device)  # summed on the device: no host sync per micro-batch
-    pending, micro_index = list(units), 0
-    while pending:
+    pending, micro_index, more = list(units), 0, n_left > 0
+    while more:
         mb = pending[: g.micro_batch_size]
-        snap = G.snapshot_grads(ctx.params, micro_index) if ctx.cfg.guard.enabled else None
-        part, failed = _forward_backward(ctx, mb, max(total, 1), step, micro_index)
+        run = mb or ([_dummy_unit(units, ctx.pad_id)] if lockstep else [])
+        snap = G.snapshot_grads(ctx.params, micro_index) if ctx.cfg.guard.enabled and run else None
+        part, failed = _forward_backward(ctx, run, D.loss_divisor(world, total), step, micro_index) if run else (None, None)
+        rows = D.gather_ints(world, [failed is not None, len(mb), len(pending) - (len(mb) if failed is None else 0)])
+        oom_ranks = [r for r, row in enumerate(rows) if row[0]]
         if failed is None:
-            loss_sum += part
-            res.sample_ids += [i for u in mb for i in unit_ids(u)]
-            res.input_tokens += sum(len(u.input_ids) for u in mb)
-            pending, micro_index = pending[len(mb):], micro_index + 1
+            if mb:
+                loss_sum += part
+                res.sample_ids += [i for u in mb for i in unit_ids(u)]
+                res.input_tokens += sum(len(u.input_ids) for u in mb)
+                pending, micro_index = pending[len(mb):], micro_index + 1
+            del part, snap
+        else:
+            # Outside the except block: the failed micro-batch's tensors died with _forward_backward's frame.
+            G.restore_grads(ctx.params, snap)  # undo the partial sums a half-done backward left in .grad
+            del snap, part, mb
+            G.free_memory()
+        more = any(row[2] for row in rows) or bool(oom_ranks)
+        if not oom_ranks:
             continue
-        # Outside the except block: the failed micro-batch's tensors died with _forward_backward's frame.
-        G.restore_grads(ctx.params, snap)  # undo the partial sums a half-done backward left in .grad
-        del snap, part, mb
-        G.free_memory()
-        res.recoveries += 1
+        res.recoveries += 1  # the same count on every rank: all give up together
         if res.recoveries > max_retries:
-            raise G.GuardGaveUp(G.gave_up_message(step, failed, res.recoveries - 1))
-        pending, total = _recover(ctx, res, pending, total, failed, step)
+            raise G.GuardGaveUp(G.gave_up_message(step, failed or "on another rank", res.recoveries - 1))
+        n = max(rows[r][1] for r in oom_ranks)
+        pending, delta, fail = _recover(ctx, res, pending, n, failed, oom_ranks, step)
+        d_total, n_fail = D.agree_sum(world, [delta, int(bool(fail))])
+        if n_fail:  # every rank stops, the one that holds the sample with its message
+            raise G.GuardGaveUp(fail or "guard.on_oom=fail: a sample on another rank does not fit in GPU memory even "
+                                "alone; that rank's message says which")
+        if d_total:  # a sample truncated or skipped somewhere: grads so far were divided by the old total
+            G.rescale_grads(ctx.params, total, total + d_total)
+            total += d_total
+    loss_sum = D.reduce_step(world, ctx.params, loss_sum)
     res.micro_batches, res.tokens, res.micro_batch_size = micro_index, total, g.micro_batch_size
     _update(ctx, res, loss_sum, total, step)
     return res
@@ -230,6 +277,7 @@ def _update(ctx: StepContext, res: StepResult, loss_sum: torch.Tensor, total: in
     ctx.scaler.unscale_(opt)  # no-op unless fp16 loss scaling is on
     if any(p.grad is not None for p in ctx.params):
         gn = torch.nn.utils.clip_grad_norm_(ctx.params, t.max_grad_norm if t.max_grad_norm > 0 else math.inf)
+        gn = D.local_value(gn)  # fsdp: the global norm, replicated
     else:
         gn = torch.zeros((), device=ctx.device)  # every sample skipped: nothing to apply
     loss_v, gn_v = torch.stack([loss_sum.float() / max(total, 1), gn.float().to(loss_sum.device)]).tolist()  # the step's one sync
@@ -242,7 +290,7 @@ def _update(ctx: StepContext, res: StepResult, loss_sum: torch.Tensor, total: in
         opt.zero_grad(set_to_none=True)  # the bad gradients go; weights and optimizer state stay as they were
         return
     for attempt in range(ctx.cfg.guard.max_retries + 1):
-        failed = _optimizer_step(ctx, step)
+        failed = _optimizer_step(ctx, step)  # no collective inside: each rank retries on its own
         if not failed:
             break
         G.free_memory()
@@ -253,7 +301,8 @@ def _update(ctx: StepContext, res: StepResult, loss_sum: torch.Tensor, total: in
         ctx.monitor.event("oom_recovery", step, phase="optimizer", old_micro_batch=ctx.guard.micro_batch_size,
                           new_micro_batch=ctx.guard.micro_batch_size, mem_allocated=mem["mem_allocated"],
                           mem_reserved=mem["mem_reserved"], action="retry_optimizer_step")
-    else:
+    gave_up = D.agree_sum(ctx.world, [int(failed)])[0]
+    if gave_up:
         raise G.GuardGaveUp(G.gave_up_message(step, "optimizer", ctx.cfg.guard.max_retries))
     ctx.scaler.update()
     opt.zero_grad(set_to_none=True)  # flush the gradients as soon as we can
@@ -278,11 +327,21 @@ def _optimizer_step(ctx: StepContext, step: int) -> bool:
 @torch.no_grad()
 def evaluate(ctx: StepContext, units: list, step: int) -> float | None:
     """Mean loss per target token. Only scalars are kept between batches, never logits. An OOM here shrinks the
-    eval batch only; training's micro-batch and checkpointing stay as they are."""
+    eval batch only; training's micro-batch and checkpointing stay as they are. Across ranks, `units` is this rank's
+    share and the sums are added over the ranks (fsdp: every rank runs as many batches as the busiest one)."""
     ctx.model.eval()  # no dropout: eval draws nothing from the RNG, so it cannot change training
     loss_sum, tokens, i = torch.zeros((), device=ctx.device), 0, 0
     ctx.eval_batch = ctx.eval_batch or ctx.cfg.train.micro_batch_size
     t0 = time.time()
+    if ctx.world.strategy == "fsdp":  # each forward holds all-gathers: the same count everywhere, no shrinking
+        n = D.agree_max(ctx.world, -(-len(units) // ctx.eval_batch))
+        for b in range(n):
+            mb = units[b * ctx.eval_batch: (b + 1) * ctx.eval_batch] or [_dummy_unit(units, ctx.pad_id)]
+            part, k, failed = _eval_batch(ctx, mb, step)
+            if failed:
+                raise G.GuardGaveUp(D.fsdp_oom_message(ctx.world.rank, "evaluation forward"))
+            loss_sum, tokens = loss_sum + part, tokens + k
+        i = len(units)
     while i < len(units):
         mb = units[i: i + ctx.eval_batch]
         part, n, failed = _eval_batch(ctx, mb, step)
@@ -303,6 +362,7 @@ def evaluate(ctx: StepContext, units: list, step: int) -> float | None:
         tokens += n
         i += len(mb)
     ctx.model.train()
+    loss_sum, tokens = D.sum_scalars(ctx.world, loss_sum, tokens)
     if tokens == 0:
         return None
     loss = loss_sum.item() / tokens

@@ -10,6 +10,10 @@ Setup order, and why:
      config, before anything slow happens;
   4. the model is seeded so the LoRA init is reproducible; the optimizer sees only the LoRA parameters;
   5. resume last, so it overwrites the fresh init, optimizer state and RNG with the checkpoint's.
+
+Under torchrun / accelerate launch (qlorafit.runtime.dist) every rank runs this same setup and loop: rank 0 alone
+checks and writes the run directory, the logs and the checkpoints; each step's units are split between the ranks; the
+ledger holds every rank's samples. Other ranks write their own logs under ranks/rank-N/.
 """
 
 import dataclasses
@@ -24,6 +28,7 @@ from pathlib import Path
 import torch
 
 from qlorafit.runtime import checkpoint as C
+from qlorafit.runtime import dist as D
 from qlorafit.core import config as config_mod
 from qlorafit.runtime import guard as G
 from qlorafit.core.config import Config
@@ -33,7 +38,7 @@ from qlorafit.runtime.optim import build_optimizer, lr_at, set_lr
 from qlorafit.runtime.step import StepContext, evaluate, train_step, unit_targets
 
 RUN_FILES = ("config.yaml", "estimate.json", "metrics.jsonl", "events.jsonl", "ledger.jsonl")
-RUN_DIRS = ("checkpoints", "final", "tensorboard")
+RUN_DIRS = ("checkpoints", "final", "tensorboard", "ranks")
 
 
 @dataclass
@@ -176,6 +181,7 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     from qlorafit.runtime.model import load_model, trainable_counts
 
     G.configure_allocator(cfg.guard)
+    world = D.init_world(torch.cuda.is_available())  # World() unless torchrun / accelerate launch started us
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     device = pick_device()
 
@@ -184,59 +190,100 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     data = load_data(cfg.data, tok, cfg.train.seed)
     if plan:
         cfg = plan_auto(cfg, model_path, data.train.stats, budget_bytes, Path(cfg.output_dir), resume)
-    run_dir = check_run_dir(cfg, resume, overwrite)  # after planning: the planned config is the one compared
+    # after planning: the planned config is the one compared; rank 0 alone reads and clears the directory
+    run_dir = check_run_dir(cfg, resume, overwrite) if world.main else Path(cfg.output_dir)
     if cfg.train.tensorboard:
         require_tensorboard()  # before the model load, not after it
 
+    max_len = cfg.data.max_seq_length if cfg.data.packing else data.train.stats.max
+    world.strategy = _strategy(cfg, world, model_path, device, max_len)
+    ckpt = C.latest_checkpoint(run_dir) if resume else None
     torch.manual_seed(cfg.train.seed)  # the LoRA init does not depend on how much data loading drew
-    loaded = load_model(cfg, model_path, device)
+    loaded, params = D.load_and_wrap(cfg, model_path, device, world, ckpt)  # load_model, and for ranks: wrap
     model = loaded.model
     model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
     trainable, total = trainable_counts(model)
 
-    max_len = cfg.data.max_seq_length if cfg.data.packing else data.train.stats.max
     est = build_estimate(cfg, model_path, loaded.dtype, max_len)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    C.clean_partial(run_dir)
-    (run_dir / "config.yaml").write_text(config_mod.to_yaml(cfg, header="qlorafit train: resolved configuration"))
-    (run_dir / "estimate.json").write_text(json.dumps(est, indent=2) + "\n")
+    if world.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        C.clean_partial(run_dir)
+        (run_dir / "config.yaml").write_text(config_mod.to_yaml(cfg, header="qlorafit train: resolved configuration"))
+        (run_dir / "estimate.json").write_text(json.dumps(est, indent=2) + "\n")
+    D.barrier(world)  # the other ranks write under run_dir only once rank 0 has checked and cleared it
 
-    optimizer = build_optimizer(params, cfg.train, device)
+    # fsdp + dist.cpu_offload: the sharded LoRA weights live in host RAM, so does the optimizer step
+    opt_device = torch.device("cpu") if world.strategy == "fsdp" and cfg.dist.cpu_offload else device
+    optimizer = build_optimizer(params, cfg.train, opt_device)
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and loaded.dtype == torch.float16)
     guard = G.GuardState(cfg.train.micro_batch_size, cfg.train.micro_batch_size, cfg.train.grad_checkpointing)
 
-    eff = cfg.train.micro_batch_size * cfg.train.grad_accum
+    eff = cfg.train.micro_batch_size * cfg.train.grad_accum * world.size  # per rank x ranks
     units_per_epoch = _units_per_epoch(cfg, data.train.samples)
     steps_per_epoch = math.ceil(units_per_epoch / eff)
     total_steps = cfg.train.max_steps or max(1, math.ceil(cfg.train.epochs * steps_per_epoch))
 
     pos = Position()
-    ckpt = C.latest_checkpoint(run_dir) if resume else None
     if ckpt is not None:
-        state = C.load_checkpoint(ckpt, model, optimizer)
+        state = C.load_checkpoint(ckpt, None, optimizer)  # the adapter was restored before wrapping
+        if world.strategy == "fsdp":
+            D.shard_optimizer_state(optimizer)
         pos = Position(**state["position"])
         guard = G.GuardState(**state["guard"])
         G.apply_checkpointing(model, guard.checkpointing)
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
-    _trim_logs(run_dir, pos.step)  # lines written after the checkpoint describe steps that will run again
+    if world.active:
+        torch.manual_seed(cfg.train.seed + world.rank)  # after the shared LoRA init: each rank its own dropout masks
+    log_dir = run_dir if world.main else run_dir / "ranks" / f"rank-{world.rank}"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    _trim_logs(log_dir, pos.step)  # lines written after the checkpoint describe steps that will run again
 
-    monitor = Monitor(run_dir, device, total_steps, pos.step, cfg.train.tensorboard, quiet)
+    monitor = Monitor(log_dir, device, total_steps, pos.step, cfg.train.tensorboard and world.main,
+                      quiet or not world.main)
+    offload = _offload_factory(cfg, model) if world.strategy != "fsdp" else None  # fsdp: the ladder ends at "on"
     ctx = StepContext(model, optimizer, params, scaler, device, loaded.dtype, cfg, guard, monitor,
-                      tok.pad_token_id, fault=fault, offload=_offload_factory(cfg, model))
+                      tok.pad_token_id, fault=fault, offload=offload, world=world)
     monitor.say(f"model {cfg.model.name_or_path} ({cfg.model.quant}, {str(loaded.dtype).replace('torch.', '')}) on "
                 f"{device}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / max(total, 1):.2f}%)")
+    if world.active:
+        monitor.say(f"{world.size} ranks, dist.strategy={world.strategy}; each step: {eff // world.size} "
+                    f"{'rows' if cfg.data.packing else 'samples'} per rank")
     monitor.say(f"data {data.train.source}: {len(data.train.samples)} samples, {data.train.truncated} truncated to "
                 f"{cfg.data.max_seq_length} tokens; {total_steps} steps of {eff} {'rows' if cfg.data.packing else 'samples'}")
     if ckpt is not None:
         monitor.say(f"resumed from {ckpt} at step {pos.step} (epoch {pos.epoch}, sample {pos.index} of the epoch)")
+        saved_world = state.get("world_size", 1)
+        if saved_world != world.size:
+            # sound: the data position counts units, the adapter and optimizer files are full tensors; what changes
+            # is the units per step (micro_batch_size x grad_accum x ranks), and with it the steps left
+            was = state["config"]["train"]["micro_batch_size"] * state["config"]["train"]["grad_accum"] * saved_world
+            monitor.say(f"resumed on {world.size} rank(s) a run saved on {saved_world}: a step now takes {eff} "
+                        f"{'rows' if cfg.data.packing else 'samples'} ({was} before); train.grad_accum sets it")
+            monitor.event("world_size_changed", pos.step, saved=saved_world, now=world.size)
     elif resume:
         monitor.say(f"--resume: no checkpoint in {run_dir}, starting from step 0")
     if "peak_bytes" in est:
         monitor.say(f"estimated peak GPU memory {gib(est['peak_bytes'])} ({est['peak_phase']})")
     eval_units = data.eval.samples if data.eval is not None else None
     return Run(cfg, run_dir, ctx, data.train.samples, eval_units, total_steps, pos, est)
+
+
+def _strategy(cfg: Config, world: D.World, model_path: str, device: torch.device, max_len: int) -> str:
+    """The strategy every rank uses: the same inputs on every rank give the same answer, without a collective."""
+    if not world.active:
+        return "none"
+    if cfg.model.device_map != "auto" or cfg.model.max_memory:
+        raise UserError(f"model.device_map={cfg.model.device_map!r} / model.max_memory: under torchrun each rank "
+                        f"loads onto its own GPU; leave model.device_map=auto and model.max_memory empty "
+                        f"(dist.strategy=fsdp shards a model that does not fit one GPU)")
+    fits = None
+    if cfg.dist.strategy == "auto" and device.type == "cuda":
+        from qlorafit.runtime.model import resolve_compute_dtype
+        est = build_estimate(cfg, model_path, resolve_compute_dtype(cfg.model.compute_dtype, device), max_len)
+        if "peak_bytes" in est:
+            fits = est["peak_bytes"] <= torch.cuda.mem_get_info(device)[1]
+    return D.pick_strategy(cfg.dist.strategy, fits)
 
 
 def _units_per_epoch(cfg: Config, samples: list) -> int:
@@ -274,9 +321,10 @@ def next_units(run: Run) -> list:
             pos.epoch, pos.index = pos.epoch + 1, 0
         run.epoch_units = _epoch_units(run)
     eff = run.cfg.train.micro_batch_size * run.cfg.train.grad_accum  # the effective batch: the guard never changes it
-    units = run.epoch_units[pos.index: pos.index + eff]
+    world = run.ctx.world
+    units = run.epoch_units[pos.index: pos.index + eff * world.size]  # the step's units, for every rank
     pos.index += len(units)
-    return units
+    return D.shard(units, world, eff)  # this rank's share
 
 
 def loop(run: Run) -> dict:
@@ -294,8 +342,10 @@ def loop(run: Run) -> dict:
         res = train_step(ctx, units, pos.step + 1)  # ends in one host sync (loss, grad norm): dt is real
         dt = time.time() - t0
         pos.step += 1
+        mine, res = res, _merge_ranks(ctx.world, res)  # every rank's samples: the ledger is global
         tokens_seen += res.input_tokens
-        ctx.monitor.ledger(pos.step, res.sample_ids, res.skipped, res.applied, res.truncated)
+        shown = res if ctx.world.main else mine  # ranks/rank-N/ledger.jsonl: that rank's own samples
+        ctx.monitor.ledger(pos.step, shown.sample_ids, shown.skipped, shown.applied, shown.truncated)
         _log_step(run, res, units, dt)
         _check_finite(run, res)
         if res.recoveries == 0 and G.maybe_grow_back(ctx.guard, cfg.guard):
@@ -320,7 +370,8 @@ def _log_step(run: Run, res, units: list, dt: float) -> None:
         run.first_loss = res.loss
         _first_step_memory(run, mem)
     run.last_loss = res.loss
-    leak = mon.leaks.observe((res.micro_batch_size, max(len(u.input_ids) for u in units)), mem["mem_allocated"])
+    leak = mon.leaks.observe((res.micro_batch_size, max((len(u.input_ids) for u in units), default=0)),
+                             mem["mem_allocated"])
     if leak:
         mon.event("leak_warning", pos.step, **leak)
         mon.say(f"warning: memory held between steps grew {gib(leak['grew_bytes'])} over {leak['steps']} steps of "
@@ -332,6 +383,16 @@ def _log_step(run: Run, res, units: list, dt: float) -> None:
                      "tokens_per_s": round(tps, 1), "micro_batch_size": res.micro_batch_size,
                      "grad_accum": res.micro_batches, **mem})
     mon.progress(pos.step, res.loss, tps, mem)
+
+
+def _merge_ranks(world: D.World, res):
+    """The step's result with every rank's samples, skips, truncations and tokens (rank order: the order of the
+    step's units). One small all-gather of Python objects on the host group."""
+    if not world.active:
+        return res
+    parts = D.gather_objects(world, (res.sample_ids, res.skipped, res.truncated, res.input_tokens))
+    return dataclasses.replace(res, sample_ids=[i for p in parts for i in p[0]], skipped=[x for p in parts for x in p[1]],
+                               truncated=[x for p in parts for x in p[2]], input_tokens=sum(p[3] for p in parts))
 
 
 def _epoch_units(run: Run) -> list:
@@ -383,18 +444,27 @@ def _first_step_memory(run: Run, mem: dict) -> None:
 
 
 def _eval(run: Run) -> None:
-    loss = evaluate(run.ctx, run.eval_units, run.pos.step)
+    world = run.ctx.world
+    units = D.shard(run.eval_units, world, math.ceil(len(run.eval_units) / world.size))  # this rank's share
+    loss = evaluate(run.ctx, units, run.pos.step)
     if loss is not None:
         run.ctx.monitor.say(f"step {run.pos.step}: eval loss {loss:.4f}")
 
 
 def save(run: Run, target: Path) -> None:
+    """Rank 0 writes the checkpoint. ddp: its adapter and optimizer state are the whole (replicated) state. fsdp: every
+    rank joins the all-gathers that assemble each sharded tensor, so the files are the same full ones: a checkpoint
+    resumes under any rank count and strategy."""
+    world = run.ctx.world
     state = {"step": run.pos.step, "position": dataclasses.asdict(run.pos), "guard": run.ctx.guard.to_json(),
              "scaler": run.ctx.scaler.state_dict() if run.ctx.scaler.is_enabled() else {},
-             "total_steps": run.total_steps, "config": config_mod.to_dict(run.cfg)}
-    C.save_checkpoint(target, run.ctx.model, run.ctx.optimizer, state)
-    run.ctx.monitor.event("checkpoint", run.pos.step, path=str(target.relative_to(run.dir)))
-    _prune(run)
+             "total_steps": run.total_steps, "world_size": world.size, "config": config_mod.to_dict(run.cfg)}
+    if world.main or world.strategy == "fsdp":
+        C.save_checkpoint(target, run.ctx.model, run.ctx.optimizer, state, write=world.main)
+    D.barrier(world)  # no rank runs ahead (or exits) before the checkpoint is on disk
+    if world.main:
+        run.ctx.monitor.event("checkpoint", run.pos.step, path=str(target.relative_to(run.dir)))
+        _prune(run)
 
 
 def _prune(run: Run) -> None:
@@ -415,6 +485,7 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
         return loop(run)
     finally:
         run.ctx.monitor.close()
+        D.close(run.ctx.world)
 
 
 __all__ = ["train", "setup", "loop", "next_units", "Position", "Run", "unit_targets"]

@@ -1,0 +1,157 @@
+"""Two processes on CPU (gloo, torchrun) with the tiny 4-bit Llama: DDP trains the same adapter as one process with
+the same effective batch; FSDP trains the same again and resumes from its sharded checkpoint; an OOM on one rank moves
+every rank to the same split; a run resumes under a different rank count with every sample trained once."""
+
+import doctest
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qlorafit.core import config as C
+from qlorafit.errors import UserError
+from qlorafit.runtime import dist as D
+from qlorafit.runtime.train import train
+from test_train_helpers import assert_adapters_close, ledger_ids, make_cfg, read_jsonl, write_jsonl
+
+pytestmark = pytest.mark.slow
+
+HERE = Path(__file__).resolve().parent
+SRC = HERE.parent / "src"
+# 24 samples; 2 ranks x micro-batch 2 x accumulation 2 = 8 per step: 3 steps are one epoch
+PER_RANK = {"train": {"micro_batch_size": 2, "grad_accum": 2, "max_steps": 3}, "data": {"group_by_length": False}}
+ONE_PROC = {"train": {"micro_batch_size": 4, "grad_accum": 2, "max_steps": 3}, "data": {"group_by_length": False}}
+
+
+def _env() -> dict:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(HERE), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    for k in D.LAUNCH_VARS + ("MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE", "GROUP_RANK"):
+        env.pop(k, None)
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(spec: dict, tmp: Path, expect_ok: bool = True) -> subprocess.CompletedProcess:
+    """tests/dist_worker.py on 2 ranks: config sections, faults per rank, resume."""
+    path = tmp / f"spec-{abs(hash(json.dumps(spec, sort_keys=True)))}.json"
+    path.write_text(json.dumps(spec))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-addr=127.0.0.1",
+           f"--master-port={_free_port()}", str(HERE / "dist_worker.py"), str(path)]
+    p = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    if expect_ok and p.returncode != 0:
+        raise AssertionError(p.stderr[-4000:])
+    return p
+
+
+def spec(model_dir, data, out, sections, faults=(), resume=False) -> dict:
+    return {"model_dir": str(model_dir), "data": str(data), "out": str(out), "sections": sections,
+            "faults": list(faults), "resume": resume}
+
+
+def with_(base: dict, **sections) -> dict:
+    out = {k: dict(v) for k, v in base.items()}
+    for sec, kv in sections.items():
+        out.setdefault(sec, {}).update(kv)
+    return out
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_jsonl(tmp_path_factory.mktemp("data") / "train.jsonl")
+
+
+@pytest.fixture(scope="module")
+def single(model_dir, data, tmp_path_factory):
+    """One process, micro-batch 4 x accumulation 2: the same 8 samples per step as 2 ranks x 2 x 2."""
+    out = tmp_path_factory.mktemp("single") / "run"
+    train(make_cfg(model_dir, data, out, **ONE_PROC), quiet=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ddp(model_dir, data, tmp_path_factory):
+    """`qlorafit train run.yaml --nproc 2`: the CLI relaunches itself under torchrun (2 ranks, ddp, gloo)."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    cfg = make_cfg(model_dir, data, tmp / "run", **with_(PER_RANK, dist={"strategy": "ddp"}))
+    (tmp / "run.yaml").write_text(C.to_yaml(cfg))
+    p = subprocess.run([sys.executable, "-m", "qlorafit", "train", str(tmp / "run.yaml"), "--nproc", "2"],
+                       env=_env(), capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-4000:]
+    assert p.stdout.count("trained 3 steps") == 1, p.stdout  # rank 0 reports for both
+    return tmp / "run"
+
+
+def test_ddp_trains_the_same_adapter_as_one_process(ddp, single):
+    assert read_jsonl(ddp / "ledger.jsonl") == read_jsonl(single / "ledger.jsonl")  # the same samples per step
+    assert sorted(ledger_ids(ddp)) == list(range(24))  # every sample once, across both ranks
+    assert_adapters_close(single / "final", ddp / "final")
+    # rank 1 trained its own half and wrote its own logs, never the run's files or a checkpoint
+    r1 = ddp / "ranks" / "rank-1"
+    own = [i for row in read_jsonl(r1 / "ledger.jsonl") for i in row["sample_ids"]]
+    assert len(own) == 12 and set(own) < set(range(24))
+    assert not (r1 / "final").exists() and not (r1 / "config.yaml").exists()
+    assert json.loads((ddp / "final" / "trainer_state.json").read_text())["world_size"] == 2
+
+
+def test_oom_on_one_rank_moves_every_rank_to_the_same_split(model_dir, data, ddp, tmp_path):
+    faults = [{"rank": 1, "phase": "forward", "step": 1, "min_units": 2, "times": 1},  # rank 1 fits 1 sample only
+              {"rank": 0, "phase": "backward", "step": 2, "times": 1}]  # after its backward: partial grads undone
+    out = tmp_path / "run"
+    torchrun(spec(model_dir, data, out, with_(PER_RANK, dist={"strategy": "ddp"}), faults), tmp_path)
+    assert read_jsonl(out / "ledger.jsonl") == read_jsonl(ddp / "ledger.jsonl")  # every sample once, same steps
+    assert_adapters_close(ddp / "final", out / "final")  # the global normalization held through both re-splits
+    for log in (out / "events.jsonl", out / "ranks" / "rank-1" / "events.jsonl"):  # both ranks took both rungs
+        rec = [e for e in read_jsonl(log) if e["kind"] == "oom_recovery"]
+        assert [(e["step"], e["action"], e["ranks"]) for e in rec] == [(1, "halve", [1]), (2, "checkpointing_on", [0])]
+    # rank 0 (metrics.jsonl) kept the micro-batch of 2 it finished in the failed round, then went on in ones
+    m = read_jsonl(out / "metrics.jsonl")
+    assert [r["micro_batch_size"] for r in m] == [1, 1, 1] and [r["grad_accum"] for r in m] == [3, 4, 4]
+
+
+def test_fsdp_trains_the_same_adapter_and_resumes_from_its_sharded_checkpoint(model_dir, data, ddp, tmp_path):
+    out = tmp_path / "run"
+    sections = with_(PER_RANK, dist={"strategy": "fsdp"}, train={"save_every": 1})
+    crash = [{"rank": 0, "phase": "forward", "step": 3, "times": 1, "kind": "crash"}]
+    p = torchrun(spec(model_dir, data, out, sections, crash), tmp_path, expect_ok=False)
+    assert p.returncode != 0 and (out / "checkpoints" / "step-2" / "trainer_state.json").is_file()
+    # the sharded optimizer state was written whole: the same tensors, the same shapes, as one process writes
+    from safetensors import safe_open
+    with safe_open(str(out / "checkpoints" / "step-2" / "optimizer.safetensors"), "pt") as f:
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    with safe_open(str(ddp / "final" / "optimizer.safetensors"), "pt") as f:
+        assert shapes == {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    torchrun(spec(model_dir, data, out, sections, resume=True), tmp_path)
+    assert read_jsonl(out / "ledger.jsonl") == read_jsonl(ddp / "ledger.jsonl")
+    assert_adapters_close(ddp / "final", out / "final")
+
+
+def test_resume_on_one_process_a_run_saved_on_two(model_dir, data, ddp, tmp_path):
+    out = tmp_path / "run"
+    sections = with_(PER_RANK, dist={"strategy": "ddp"}, train={"save_every": 1})
+    crash = [{"rank": 1, "phase": "forward", "step": 3, "times": 1, "kind": "crash"}]
+    assert torchrun(spec(model_dir, data, out, sections, crash), tmp_path, expect_ok=False).returncode != 0
+    # one process, grad_accum doubled: the same 8 samples per step, the last 8 of the epoch
+    train(make_cfg(model_dir, data, out, **with_(PER_RANK, train={"grad_accum": 4})), resume=True, quiet=True)
+    assert read_jsonl(out / "ledger.jsonl") == read_jsonl(ddp / "ledger.jsonl")
+    assert_adapters_close(ddp / "final", out / "final")
+    changed = [e for e in read_jsonl(out / "events.jsonl") if e["kind"] == "world_size_changed"]
+    assert [(e["saved"], e["now"]) for e in changed] == [(2, 1)]
+
+
+def test_launch_detection_split_and_strategy_rules():
+    assert doctest.testmod(D).failed == 0
+    with pytest.raises(UserError, match="names 2 GPUs"):
+        C.from_dict({"model": {"max_memory": {0: "20GiB", 1: "20GiB", "cpu": "64GiB"}}})
+    C.from_dict({"model": {"max_memory": {0: "20GiB", "cpu": "64GiB"}}})  # one GPU + host RAM: accelerate's split
+    cfg = C.from_dict({"train": {"optimizer": "paged_adamw_8bit"}, "model": {"offload_lm_head": True}})
+    assert len(D.fsdp_problems(cfg)) == 2

@@ -157,14 +157,11 @@ def plan_auto(cfg: Config, model_path: str, stats, budget_bytes: int | None, run
     from qlorafit.core.plan import plan_config
     from qlorafit.core.shapes import shape_from_config
 
+    from qlorafit.core.setup import keep_planned
+
     saved = run_dir / "config.yaml"
     if resume and saved.is_file():
-        old = config_mod.load(str(saved))
-        for sec, key in (("train", "micro_batch_size"), ("train", "grad_accum"), ("train", "grad_checkpointing"),
-                         ("train", "optimizer"), ("train", "loss_impl"), ("model", "offload_embedding"),
-                         ("model", "offload_lm_head"), ("train", "mlp_tile_tokens"), ("train", "compile")):
-            setattr(getattr(cfg, sec), key, getattr(getattr(old, sec), key))
-        return cfg
+        return keep_planned(cfg, config_mod.load(str(saved)))
     if budget_bytes is None:
         if not torch.cuda.is_available():
             raise UserError("--plan auto sizes the run for the GPU's free memory, and there is no GPU; "
@@ -212,9 +209,7 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
         (run_dir / "estimate.json").write_text(json.dumps(est, indent=2) + "\n")
     D.barrier(world)  # the other ranks write under run_dir only once rank 0 has checked and cleared it
 
-    # fsdp + dist.cpu_offload: the sharded LoRA weights live in host RAM, so does the optimizer step
-    opt_device = torch.device("cpu") if world.strategy == "fsdp" and cfg.dist.cpu_offload else device
-    optimizer = build_optimizer(params, cfg.train, opt_device)
+    optimizer = build_optimizer(params, cfg.train)  # fused on CUDA; fsdp + dist.cpu_offload: on the host
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and loaded.dtype == torch.float16)
     guard = G.GuardState(cfg.train.micro_batch_size, cfg.train.micro_batch_size, cfg.train.grad_checkpointing)
 

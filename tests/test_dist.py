@@ -101,6 +101,8 @@ def test_ddp_trains_the_same_adapter_as_one_process(ddp, single):
     assert len(own) == 12 and set(own) < set(range(24))
     assert not (r1 / "final").exists() and not (r1 / "config.yaml").exists()
     assert json.loads((ddp / "final" / "trainer_state.json").read_text())["world_size"] == 2
+    est = json.loads((ddp / "estimate.json").read_text())  # the first step is checked against the per-rank peak
+    assert est["per_rank"]["strategy"] == "ddp" and est["peak_bytes"] == est["per_rank"]["peak_bytes_per_gpu"]
 
 
 def test_oom_on_one_rank_moves_every_rank_to_the_same_split(model_dir, data, ddp, tmp_path):
@@ -119,8 +121,13 @@ def test_oom_on_one_rank_moves_every_rank_to_the_same_split(model_dir, data, ddp
 
 
 def test_fsdp_trains_the_same_adapter_and_resumes_from_its_sharded_checkpoint(model_dir, data, ddp, tmp_path):
-    out = tmp_path / "run"
-    sections = with_(PER_RANK, dist={"strategy": "fsdp"}, train={"save_every": 1})
+    """5 samples per rank per step: steps of 10, 10 and 4, the last all on rank 0, so rank 1 runs FSDP's all-label-
+    ignored passes to keep the all-gathers paired. Crashed after step 2, resumed from the sharded checkpoint."""
+    out, one = tmp_path / "run", tmp_path / "one"
+    uneven = {"train": {"micro_batch_size": 1, "grad_accum": 5, "max_steps": 3, "save_every": 1},
+              "data": {"group_by_length": False}}
+    train(make_cfg(model_dir, data, one, **with_(uneven, train={"grad_accum": 10})), quiet=True)
+    sections = with_(uneven, dist={"strategy": "fsdp"})
     crash = [{"rank": 0, "phase": "forward", "step": 3, "times": 1, "kind": "crash"}]
     p = torchrun(spec(model_dir, data, out, sections, crash), tmp_path, expect_ok=False)
     assert p.returncode != 0 and (out / "checkpoints" / "step-2" / "trainer_state.json").is_file()
@@ -131,8 +138,9 @@ def test_fsdp_trains_the_same_adapter_and_resumes_from_its_sharded_checkpoint(mo
     with safe_open(str(ddp / "final" / "optimizer.safetensors"), "pt") as f:
         assert shapes == {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     torchrun(spec(model_dir, data, out, sections, resume=True), tmp_path)
-    assert read_jsonl(out / "ledger.jsonl") == read_jsonl(ddp / "ledger.jsonl")
-    assert_adapters_close(ddp / "final", out / "final")
+    assert read_jsonl(out / "ledger.jsonl") == read_jsonl(one / "ledger.jsonl")
+    assert [len(r["sample_ids"]) for r in read_jsonl(out / "ledger.jsonl")] == [10, 10, 4]
+    assert_adapters_close(one / "final", out / "final")
 
 
 def test_resume_on_one_process_a_run_saved_on_two(model_dir, data, ddp, tmp_path):
@@ -155,3 +163,5 @@ def test_launch_detection_split_and_strategy_rules():
     C.from_dict({"model": {"max_memory": {0: "20GiB", "cpu": "64GiB"}}})  # one GPU + host RAM: accelerate's split
     cfg = C.from_dict({"train": {"optimizer": "paged_adamw_8bit"}, "model": {"offload_lm_head": True}})
     assert len(D.fsdp_problems(cfg)) == 2
+    with pytest.raises(UserError, match="DeepSpeed"):
+        D.pick_strategy("auto", True, {"ACCELERATE_USE_DEEPSPEED": "true"})

@@ -6,6 +6,7 @@ examples:
   qlorafit estimate ./my-model-dir --budget 24GiB --targets all-linear --rank 64 --json
   qlorafit estimate llama-3.1-8b --stack hf --loss standard   # what the usual Trainer + PEFT recipe needs
   qlorafit estimate --table                                   # the tutorials' claims, checked for 7B-70B
+  qlorafit estimate llama-3.1-70b --gpus 2 --strategy fsdp --budget 24GiB   # per GPU, sharded vs replicated
 """
 
 import argparse
@@ -66,6 +67,12 @@ def add_arguments(p) -> None:
     p.add_argument("--list", action="store_true", help="list the catalogue's models and GPUs")
     p.add_argument("--table", action="store_true",
                    help="the tutorials' claims checked: 7B, 8B, 13B, 70B at a few batches and lengths on common cards")
+    d = p.add_argument_group("several GPUs (qlorafit train --nproc N)")
+    d.add_argument("--gpus", type=int, default=1, help="GPUs the run spans; --batch is per GPU (default %(default)s)")
+    d.add_argument("--strategy", choices=("ddp", "fsdp"), default="ddp",
+                   help="ddp: the whole model on each GPU; fsdp: weights, LoRA and optimizer state sharded "
+                        "(default %(default)s)")
+    d.add_argument("--cpu-offload", action="store_true", help="fsdp: the shards in host RAM (dist.cpu_offload)")
     add_setup_arguments(p)
 
 
@@ -82,6 +89,15 @@ def run(a) -> int:
         raise UserError("name a model (e.g. `qlorafit estimate llama-3.1-8b --gpu rtx4090`), or use --list / --table")
     shape = catalog.resolve_model(a.model)
     budget, bname = budget_from_args(a)
+    if a.gpus > 1 or a.strategy != "ddp" or a.cpu_offload:
+        from qlorafit.core import dist_estimate as DE
+        r = DE.estimate_ranks(shape, setup_from_args(a), a.gpus, a.strategy, a.cpu_offload)
+        if a.json:
+            json.dump(DE.to_json(r, budget, bname), sys.stdout, indent=2)
+            print()
+        else:
+            print(DE.table_text(r, budget, bname))
+        return 0
     est = estimate(shape, setup_from_args(a))
     if a.json:
         json.dump(to_json(est, budget, bname), sys.stdout, indent=2)

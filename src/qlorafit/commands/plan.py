@@ -9,6 +9,7 @@ examples:
   qlorafit plan ./my-model --budget 16GiB --lengths 4096,1800,420     # max, p99, mean of your data's token lengths
   qlorafit plan llama-3.1-8b --gpu a10 --data train.jsonl            # lengths measured with the model's tokenizer
   qlorafit plan llama-3.1-8b                                         # free memory of the local GPU (needs torch)
+  qlorafit plan llama-3.1-70b --gpu rtx4090 --gpus 2 --out plan.yaml # ddp if one GPU fits it, else fsdp (+ offload)
 """
 
 import dataclasses
@@ -57,6 +58,10 @@ def add_arguments(p) -> None:
     x.add_argument("--compile", choices=("off", "on", "auto"), default="off",
                    help="train.compile (torch.compile each decoder layer, CUDA): auto lets the plan decide; it is "
                         "predicted faster wherever the GPU waits on the host (small micro-batches) (default %(default)s)")
+    p.add_argument("--gpus", type=int, default=1,
+                   help="GPUs of this machine to train on (qlorafit train --nproc N): ddp when the run fits one GPU, "
+                        "else fsdp, else fsdp with dist.cpu_offload; --batch-size stays the effective batch over all "
+                        "GPUs (default %(default)s)")
     o = p.add_argument_group("output")
     o.add_argument("--out", "-o", help="write the chosen configuration as a train YAML here")
     o.add_argument("--output-dir", default=Config().output_dir, help="output_dir written into the YAML")
@@ -78,6 +83,8 @@ def run(a) -> int:
         compile={"auto": (False, True), "on": (True,), "off": (False,)}[a.compile],
         calibration=load_calibration(gpu.name if gpu else None), top=a.top,
     )
+    if a.gpus > 1:
+        return _run_gpus(a, shape, req, budget_name)
     r = plan(shape, req)
     if r.chosen is None:
         if a.json:
@@ -95,6 +102,55 @@ def run(a) -> int:
     return 0
 
 
+def _run_gpus(a, shape, req: PlanRequest, budget_name: str) -> int:
+    """--gpus N: plan one GPU's share of the effective batch. Fits: ddp (each GPU trains it alone, gradients summed
+    once per step). Does not: fsdp at micro-batch 1 with the smallest configuration's checkpointing and loss, then
+    fsdp with the shards in host RAM."""
+    from qlorafit.core import dist_estimate as DE
+
+    n = a.gpus
+    share = dataclasses.replace(req, effective_batch=-(-req.effective_batch // n),
+                                effective_tokens=-(-req.effective_tokens // n))
+    r = plan(shape, share)
+    if r.chosen is not None:
+        cand, ranks = r.chosen, DE.estimate_ranks(shape, r.chosen.setup, n, "ddp")
+    else:
+        s = dataclasses.replace(r.smallest.setup, batch_size=1, optimizer="adamw", offload_embedding=False,
+                                offload_lm_head=False, compile=False, grad_checkpointing="on")
+        ranks = next((x for x in (DE.estimate_ranks(shape, s, n, "fsdp", off) for off in (False, True))
+                      if x.fits(r.usable_bytes)), None)
+        if ranks is None:
+            big = DE.estimate_ranks(shape, s, n, "fsdp", True)
+            raise UserError(f"nothing fits on {n} x {budget_name}: even fsdp with dist.cpu_offload at micro-batch 1 "
+                            f"x {r.size_len} tokens needs {fmt_gib(big.peak_bytes)} per GPU of "
+                            f"{fmt_gib(r.usable_bytes)} usable. Lower --max-seq-length or add GPUs.")
+        cand = Candidate(s, r.rows_per_step[s.packing], ranks.peak_bytes, 0.0, True, 0.0)
+    cfg = build_config(cand, a)
+    cfg.dist.strategy, cfg.dist.cpu_offload = ranks.strategy, ranks.cpu_offload
+    head = (f"written by `qlorafit plan --gpus {n}` for {shape.name} on {n} x {budget_name}: {ranks.strategy}"
+            f"{' + cpu_offload' if ranks.cpu_offload else ''}, predicted peak {fmt_gib(ranks.peak_bytes)} per GPU\n"
+            f"run it with: qlorafit train {a.out or 'plan.yaml'} --nproc {n}")
+    if a.out:
+        write_atomic(Path(a.out), to_yaml(cfg, header=head))
+    if a.json:
+        json.dump({**DE.to_json(ranks, r.usable_bytes, budget_name), "micro_batch_size": cand.setup.batch_size,
+                   "grad_accum": cand.grad_accum, "yaml": a.out}, sys.stdout, indent=2)
+        print()
+        return 0
+    why = ("the run fits one GPU: each GPU trains its share of the batch with the whole model (no per-layer "
+           "collectives)" if ranks.strategy == "ddp" else
+           f"no configuration fits one GPU ({fmt_gib(r.smallest.peak_bytes)} at the smallest): the weights, LoRA and "
+           f"optimizer state are sharded over the {n} GPUs" + (", the shards kept in host RAM" if ranks.cpu_offload
+                                                                 else ""))
+    print(f"plan for {shape.name} on {n} x {budget_name}: {ranks.strategy}"
+          f"{' + cpu_offload' if ranks.cpu_offload else ''}, micro_batch_size {cand.setup.batch_size} x grad_accum "
+          f"{cand.grad_accum} per GPU, checkpointing {cand.setup.grad_checkpointing}\n  why: {why}\n")
+    print(DE.table_text(ranks, r.usable_bytes, budget_name + " usable"))
+    print(f"\nwrote {a.out}: run it with `qlorafit train {a.out} --nproc {n}`" if a.out else
+          "\nwrite it as a train YAML with --out plan.yaml")
+    return 0
+
+
 def _check_args(a) -> None:
     problems = []
     for flag, v in (("--batch-size", a.batch_size), ("--max-seq-length", a.max_seq_length), ("--rank", a.lora_r)):
@@ -107,6 +163,8 @@ def _check_args(a) -> None:
         problems.append(f"--margin is a fraction in [0, 0.5), got {a.margin}")
     if a.lengths and a.data:
         problems.append("give --lengths or --data, not both")
+    if a.gpus < 1:
+        problems.append(f"--gpus must be 1 or more, got {a.gpus}")
     if problems:
         raise UserError("; ".join(problems))
 

@@ -142,13 +142,17 @@ def build_estimate(cfg: Config, model_path: str, dtype: torch.dtype, max_len: in
     from qlorafit.core.plan import setup_from_config
     from qlorafit.core.shapes import shape_from_config
 
-    dname = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+    dname = _dtype_name(dtype)
     try:
         shape = shape_from_config(json.loads((Path(model_path) / "config.json").read_text()), cfg.model.name_or_path)
         setup = replace(setup_from_config(cfg), compute_dtype=dname, seq_len=max_len)  # the resolved dtype, longest row
         return to_json(estimate(shape, setup))
     except (UserError, OSError, ValueError, KeyError) as e:
         return {"error": str(e)}
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
 
 
 def plan_auto(cfg: Config, model_path: str, stats, budget_bytes: int | None, run_dir: Path, resume: bool) -> Config:
@@ -186,6 +190,8 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     tok = load_tokenizer(model_path, cfg)
     data = load_data(cfg.data, tok, cfg.train.seed)
     if plan:
+        if world.active and budget_bytes is None and device.type == "cuda":  # one plan for all: the tightest GPU's
+            budget_bytes = min(r[0] for r in D.gather_ints(world, [torch.cuda.mem_get_info(device)[0]]))
         cfg = plan_auto(cfg, model_path, data.train.stats, budget_bytes, Path(cfg.output_dir), resume)
     # after planning: the planned config is the one compared; rank 0 alone reads and clears the directory
     run_dir = check_run_dir(cfg, resume, overwrite) if world.main else Path(cfg.output_dir)
@@ -202,6 +208,7 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     trainable, total = trainable_counts(model)
 
     est = build_estimate(cfg, model_path, loaded.dtype, max_len)
+    est = D.rank_estimate(est, cfg, model_path, _dtype_name(loaded.dtype), max_len, world)  # per GPU, when ranks
     if world.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         C.clean_partial(run_dir)
@@ -244,6 +251,9 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     if world.active:
         monitor.say(f"{world.size} ranks, dist.strategy={world.strategy}; each step: {eff // world.size} "
                     f"{'rows' if cfg.data.packing else 'samples'} per rank")
+    elif device.type == "cuda" and torch.cuda.device_count() > 1:
+        monitor.say(f"{torch.cuda.device_count()} GPUs visible, training on {device} only; to use them all: "
+                    f"`qlorafit train CONFIG --nproc {torch.cuda.device_count()}`")
     monitor.say(f"data {data.train.source}: {len(data.train.samples)} samples, {data.train.truncated} truncated to "
                 f"{cfg.data.max_seq_length} tokens; {total_steps} steps of {eff} {'rows' if cfg.data.packing else 'samples'}")
     if ckpt is not None:

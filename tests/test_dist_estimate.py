@@ -1,0 +1,93 @@
+"""The per-rank estimate and `plan --gpus N` (torch-free): what fsdp shards and what it replicates, what ddp adds,
+where cpu_offload moves the shards, host RAM for loading, and the strategy the planner writes into the YAML."""
+
+import json
+
+import pytest
+
+from qlorafit.cli import main
+from qlorafit.core import catalog
+from qlorafit.core import config as C
+from qlorafit.core import dist_estimate as DE
+from qlorafit.core.estimate import Setup, base_weight_bytes, estimate
+from qlorafit.core.sizes import GIB
+from qlorafit.errors import UserError
+
+S70 = Setup(optimizer="adamw", seq_len=2048, grad_checkpointing="on")
+
+
+@pytest.fixture(scope="module")
+def shape():
+    return catalog.resolve_model("llama-3.1-70b")
+
+
+def by_name(r):
+    return {p.name: p for p in r.parts}
+
+
+def test_fsdp_shards_weights_lora_and_optimizer_and_replicates_the_rest(shape):
+    one = estimate(shape, S70)
+    for n in (2, 4):
+        r = DE.estimate_ranks(shape, S70, n, "fsdp")
+        p = by_name(r)
+        q, consts = base_weight_bytes(shape, S70)
+        assert p["quantized weights"].bytes == -(-q // n) and p["quantized weights"].where == "sharded"
+        for name in ("LoRA weights", "LoRA gradients", "optimizer states"):
+            assert p[name].bytes == -(-one.component(name) // n) and p[name].where == "sharded"
+        assert p["quantization constants"].bytes == consts and p["quantization constants"].where == "replicated"
+        assert p["embeddings, lm_head, norms"].bytes == one.component("embeddings, lm_head, norms")
+        # each rank keeps its own activations: the same as one GPU with the same micro-batch
+        assert p["saved activations"].bytes == one.component("saved activations")
+        assert r.peak_bytes == sum(x.bytes for x in r.parts) and r.comm_bytes > 0
+        # one rank at a time loads a whole 4-bit copy into host RAM
+        assert r.host_load_bytes >= q + consts
+    two, four = DE.estimate_ranks(shape, S70, 2, "fsdp"), DE.estimate_ranks(shape, S70, 4, "fsdp")
+    assert four.peak_bytes < two.peak_bytes < one.peak_bytes
+
+
+def test_ddp_replicates_everything_and_adds_the_gradient_buffer(shape):
+    s = Setup(optimizer="adamw", seq_len=2048)
+    shape8 = catalog.resolve_model("llama-3.1-8b")
+    one = estimate(shape8, s)
+    r = DE.estimate_ranks(shape8, s, 2, "ddp")
+    p = by_name(r)
+    assert p["all-reduce buffer"].bytes == one.trainable_params * 4
+    assert r.peak_bytes == one.peak_bytes + one.trainable_params * 4 + DE.NCCL_BYTES
+    assert DE.estimate_ranks(shape8, s, 1, "ddp").peak_bytes == one.peak_bytes  # one rank: no buffers
+
+
+def test_cpu_offload_moves_the_shards_to_host_ram(shape):
+    on = DE.estimate_ranks(shape, S70, 2, "fsdp", cpu_offload=True)
+    off = DE.estimate_ranks(shape, S70, 2, "fsdp")
+    assert "quantized weights" not in by_name(on) and on.peak_bytes < off.peak_bytes
+    q, _ = base_weight_bytes(shape, S70)
+    assert on.host_train_bytes >= q and off.host_train_bytes == 0
+    with pytest.raises(UserError, match="only with strategy fsdp"):
+        DE.estimate_ranks(shape, S70, 2, "ddp", cpu_offload=True)
+    with pytest.raises(UserError, match="adamw"):
+        DE.estimate_ranks(shape, Setup(optimizer="paged_adamw_8bit"), 2, "fsdp")
+
+
+def test_estimate_cli_per_gpu(capsys):
+    assert main(["estimate", "llama-3.1-70b", "--gpus", "2", "--strategy", "fsdp", "--budget", "48GiB", "--seq",
+                 "2048", "--optimizer", "adamw", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["strategy"] == "fsdp" and d["fits"] and d["peak_bytes_per_gpu"] < d["one_gpu_peak_bytes"]
+    assert {p["where"] for p in d["parts"]} >= {"sharded", "replicated", "buffer", "activations"}
+
+
+def test_plan_gpus_picks_ddp_when_one_gpu_fits_else_fsdp(tmp_path, capsys):
+    out8, out70 = tmp_path / "p8.yaml", tmp_path / "p70.yaml"
+    assert main(["plan", "llama-3.1-8b", "--gpu", "rtx4090", "--gpus", "2", "--max-seq-length", "1024",
+                 "--batch-size", "16", "--out", str(out8)]) == 0
+    cfg = C.load(str(out8))
+    assert cfg.dist.strategy == "ddp" and cfg.train.micro_batch_size * cfg.train.grad_accum == 8  # 16 over 2 GPUs
+    assert "--nproc 2" in out8.read_text()
+    assert main(["plan", "llama-3.1-70b", "--budget", "24GiB", "--gpus", "2", "--max-seq-length", "2048",
+                 "--out", str(out70)]) == 0
+    cfg = C.load(str(out70))
+    assert cfg.dist.strategy == "fsdp" and cfg.train.optimizer == "adamw" and not cfg.model.offload_lm_head
+    text = capsys.readouterr().out
+    assert "fsdp" in text and "per GPU" in text
+    assert main(["plan", "llama-3.1-70b", "--budget", "2GiB", "--gpus", "2"]) == 2
+    assert "nothing fits on 2 x 2GiB: even fsdp with dist.cpu_offload" in capsys.readouterr().err

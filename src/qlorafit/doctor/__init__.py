@@ -47,7 +47,7 @@ def diagnose(inputs: Inputs) -> Diagnosis:
         if d.corrected is not None and d.applied:
             d.yaml = config_yaml(c, d.corrected)
     else:
-        if d.corrected is not None and d.applied:
+        if d.corrected is not None and d.applied and c.from_user:  # no patch of settings nobody gave
             d.patch = script_patch(c, d.corrected)
         for f in c.findings:  # the script's own mistakes are part of the corrected settings
             if f.breaks_run or (d.primary and f.id == d.primary.id):

@@ -336,7 +336,8 @@ def batch_or_seq(c: Case) -> Cause | None:
         ev.append(f"phase: {c.oom.phase.replace('_', ' ')} ({c.oom.phase_evidence})")
     if c.est:
         top = sorted(c.est.components, key=lambda p: -p.bytes)[:3]
-        ev.append(f"estimate ({c.setup.batch_size} x {c.setup.seq_len} tokens, checkpointing "
+        ev.append(f"estimate{'' if c.from_user else ' with ASSUMED settings'} ({c.setup.batch_size} x "
+                  f"{c.setup.seq_len} tokens, checkpointing "
                   f"{c.setup.grad_checkpointing}): peak {gib(c.est.peak_bytes)}"
                   + (f" against {gib(c.budget_bytes)}" if c.budget_bytes else "") + "; largest: "
                   + ", ".join(f"{p.name} {gib(p.bytes)}" for p in top))

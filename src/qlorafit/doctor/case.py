@@ -120,7 +120,7 @@ def _model(c: Case) -> None:
     c.notes.append("no model known: pass --model NAME, or --script with the from_pretrained call, for an estimate")
 
 
-_VARIANT = re.compile(r"(-instruct|-chat|-it|-hf|-bnb-4bit|-unsloth|-4bit|-base)+$")
+_VARIANT = re.compile(r"(-instruct|-chat|-it|-hf|-bnb-4bit|-unsloth|-4bit|-base|-v\d+(?:\.\d+)?)+$")
 
 
 def _catalogue_variant(name: str) -> str | None:

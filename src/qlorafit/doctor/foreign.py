@@ -76,7 +76,8 @@ def _launch(text: str) -> dict:
             break
     if re.search(r"\bdeepspeed\s+(?:--\S+\s+)*\S+\.py", text) and "world_size" not in out:
         out["world_size"] = "several"  # deepspeed's launcher takes every visible GPU
-    m = re.search(r"ds_z(\d)_", text) or re.search(r"zero[_-]?(?:stage[_ ]?)?([0-3])\b", text, re.I)
+    m = re.search(r"ds_z(\d)_", text) or re.search(r"zero[_-]?(?:stage[_ ]?)?([0-3])\b", text, re.I) \
+        or re.search(r"zero\W{0,3}(?:\(|\s)*stage[\s_-]*([0-3])\b", text, re.I)
     if m:
         out["zero_stage"] = int(m.group(1))
         if re.search(r"ds_z\d_offload|zero\d?_?(?:bf16_)?(?:cpu)?offload|offload", text, re.I):

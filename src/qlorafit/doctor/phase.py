@@ -143,7 +143,8 @@ def last_marker(text: str) -> tuple[str | None, str, int]:
 # --- the user's words ----------------------------------------------------------------------------------------------
 
 _OOM_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- ]memory|out of (?:gpu |cuda )?memory|"
-                        r"ran out of|crash|killed|died|爆显存|显存溢出|显存不足|爆炸|溢出|报错|内存不足|allocate", re.I)
+                        r"ran out of|crash|killed|died|爆显存|显存溢出|显存不足|爆炸|溢出|报错|内存不足|allocate|"
+                        r"exceeds? (?:the )?(?:gpu |cuda )?memory", re.I)
 _PROSE = (  # (phase, words): checked in this order inside one sentence that also says it ran out of memory
     ("merge", r"merg\w*|export\w*|合并|导出"),
     ("save", r"\bsav(?:e|es|ing)\b|保存"),

@@ -87,8 +87,13 @@ def vllm_memory(c: Case) -> Cause | None:
     total = c.oom.total_bytes or c.budget_bytes
     if c.shape is not None and total and isinstance(util, (int, float)):
         weights = 2 * c.shape.total_params()
-        if weights > util * total:
-            return None  # the 16-bit weights alone exceed the engine's share: the model does not fit (load_too_big)
+        if weights > util * total:  # the 16-bit weights alone exceed the engine's share: the model does not fit
+            return Cause("load_too_big", "the model's 16-bit weights do not fit the card",
+                         "vLLM loads the weights into gpu_memory_utilization x the card before any KV cache",
+                         [f"{c.shape.name} in 16-bit is {gib(weights)}; gpu_memory_utilization={util} of "
+                          f"{gib(total)} is {gib(int(util * total))}"], ("quantize",),
+                         [Action("serve a 4-bit (AWQ/GPTQ/bnb) build of the model, or use a larger GPU", "quality: "
+                                 "slight", id="quantize")], strength="numbers")
     ev = ["a vLLM engine runs in this job (vllm in the traceback, or use_vllm / gpu_memory_utilization set)"]
     if isinstance(util, (int, float)):
         ev.append(f"gpu_memory_utilization={util}" + (f": the engine reserves {gib(int(util * total))} of "

@@ -172,14 +172,14 @@ def plan_auto(cfg: Config, model_path: str, stats, budget_bytes: int | None, run
 def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None, quiet: bool = False,
           plan: bool = False, budget_bytes: int | None = None) -> Run:
     from qlorafit.runtime.data import load_data
-    from qlorafit.demo_assets import default_cache_root, resolve_model_path
+    from qlorafit.core.catalog import resolve_model_path
     from qlorafit.runtime.model import load_model, trainable_counts
 
     G.configure_allocator(cfg.guard)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     device = pick_device()
 
-    model_path = resolve_model_path(cfg.model.name_or_path, default_cache_root())
+    model_path = resolve_model_path(cfg.model.name_or_path)  # a Hub id downloads here, once
     tok = load_tokenizer(model_path, cfg)
     data = load_data(cfg.data, tok, cfg.train.seed)
     if plan:

@@ -1,15 +1,18 @@
 """Explain a CUDA out-of-memory error and prescribe ranked fixes, each with the GiB it saves (from the estimator).
 
-Give any combination of: the error text (a file, or piped on stdin), your training script (read with `ast`, never
-run), a qlorafit YAML config (or another trainer's YAML: axolotl, LLaMA-Factory), a qlorafit run directory. The
-doctor parses the numbers in the OOM message, finds the phase (load, first step, mid-training, eval, save/merge),
-names the primary cause, lists every cause that applies, flags known script mistakes, and writes the corrected
-settings: a patch of your script's arguments, or a qlorafit YAML.
+Give any combination of: the error text or log (a file, or piped on stdin: plain, Colab or rich tracebacks, or
+just your description), your training script (read with `ast`, never run), configs (a qlorafit YAML; LLaMA-Factory
+or axolotl YAML, an accelerate config, a DeepSpeed JSON, a file of --flags), a qlorafit run directory. The doctor
+parses the numbers in the OOM message, finds the phase from evidence only (load, tokenization, training, first or
+later step, eval, generation, save, merge; 'unknown' when nothing says), names the primary cause (ranked by how it is
+known: traceback, then your script or config, then the numbers), says in one line how sure it is, and writes ranked
+fixes with the GiB each saves (a range when your settings had to be assumed) and the corrected settings.
 
 examples:
   python train.py 2>&1 | tail -60 | qlorafit doctor --script train.py
   qlorafit doctor --error oom.txt --model llama-3.1-8b --gpu rtx4090
   qlorafit doctor --script train.py --gpu t4            # before running: does it fit, what is wrong
+  qlorafit doctor --error oom.txt --config ds_zero2.json --config accelerate.yaml   # multi-GPU launch
   qlorafit doctor --config run.yaml --gpu rtx3090 --json
   qlorafit doctor --run runs/qlorafit
 """

@@ -5,9 +5,10 @@ or a run directory, and prescribe ranked fixes with the GiB each saves, computed
     d = diagnose(Inputs(error_text=open("err.txt").read(), model="llama-3.1-8b"))
     d.primary.id, [f.title for f in d.fixes]
 
-Modules: parse (message forms, phase), script (ast extraction), antipatterns (script checks), settings (-> Setup),
-rundir (run directory), case (everything resolved once), rules (causes), fixes (sized fixes, corrected config),
-report (text and JSON).
+Modules: parse (message forms, numbers), phase (phase and step from evidence), script (ast extraction, expressions),
+foreign (other trainers' configs and command lines), antipatterns (script checks), settings (-> Setup), rundir (run
+directory), case (everything resolved once), evidence (facts rules ask), cause (Cause, Action, evidence strength),
+rules / rules_setup / rules_launch (causes), fixes (sized fixes, corrected config), report (text, JSON, confidence).
 """
 
 from dataclasses import dataclass, field

@@ -3,6 +3,7 @@ the launch (processes, ZeRO stage, FSDP), vLLM, quantization, the precision flag
 
 import re
 
+from qlorafit.core import options as O
 from qlorafit.doctor.case import Case
 from qlorafit.doctor.settings import Depends
 
@@ -70,7 +71,7 @@ def uses_vllm(c: Case) -> bool:
 
 def quantized(c: Case) -> bool | None:
     """True: 4-/8-bit loading is asked for; False: a script or config that loads without it; None: not known."""
-    if c.from_user and c.setup is not None and c.setup.quant != "none":  # not the QLoRA the doctor assumes
+    if c.from_user and c.setup is not None and O.quant(c.setup.quant).bits < 16:  # not the QLoRA the doctor assumes
         return True
     if re.search(r"load_in_4bit\s*[=:]\s*True|load[_-]in[_-](?:4|8)bit(?!\s*[=:]\s*False)|bnb[-_]4bit|BitsAndBytesConfig|"
                  r"quantization_bit|\bnf4\b", text(c), re.I):

@@ -8,11 +8,14 @@ CPU only, offline, no model download: the doctor is plain Python.
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # measured offline, like the tests: a model name is resolved from the
+# catalogue and the local cache only, so the result does not depend on the network
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import doctor_threads as corpus  # noqa: E402
 

@@ -15,6 +15,9 @@ import yaml
 
 from qlorafit.doctor.settings import KNOWN_KEYS, normalize
 
+_NULL_WORDS = frozenset(("none", "null", "~"))
+"""How YAML, JSON and command lines spell 'no value' (DeepSpeed's offload device 'none' means no offload)."""
+
 _LAUNCH = (  # a launcher and the flag that says how many processes it starts
     r"(?:torchrun|torch\.distributed\.(?:run|launch))[^\n]*?--nproc[_-]per[_-]node[= ]+(\d+)",
     r"accelerate launch[^\n]*?--num[_-]processes[= ]+(\d+)",
@@ -34,7 +37,7 @@ def _value(v):
         return True
     if low in ("false", "no"):
         return False
-    if low in ("none", "null", "~"):
+    if low in _NULL_WORDS:
         return None
     for conv in (int, float):
         try:
@@ -52,9 +55,9 @@ def _flatten(d: dict, out: dict) -> None:
             out["zero_stage"] = _value(v.get("stage"))
             for part in ("offload_optimizer", "offload_param"):
                 dev = v.get(part, {}).get("device") if isinstance(v.get(part), dict) else None
-                out[part] = dev not in (None, "none")
+                out[part] = dev is not None and str(dev).lower() not in _NULL_WORDS
         elif key in ("offload_optimizer_device", "offload_param_device"):
-            out[key.replace("_device", "")] = str(v).lower() not in ("none", "null")
+            out[key.replace("_device", "")] = str(v).lower() not in _NULL_WORDS
         elif key in ("deepspeed_config", "fsdp_config") and isinstance(v, dict):
             _flatten(v, out)
             if key == "fsdp_config":

@@ -341,8 +341,10 @@ def dequant_transient_bytes(shape: ModelShape, s: Setup) -> int:
 
 # --- the whole estimate -------------------------------------------------------------------------------------------
 
-def estimate(shape: ModelShape, s: Setup) -> Estimate:
-    """Predict the peak GPU memory (allocator reserved + CUDA context) of one training step of `s` on `shape`."""
+def estimate(shape: ModelShape, s: Setup, context_bytes: int | None = None) -> Estimate:
+    """Predict the peak GPU memory (allocator reserved + CUDA context) of one training step of `s` on `shape`.
+
+    context_bytes: this machine's CUDA context (`qlorafit estimate --measure-context`); None: the H200 figure."""
     validate(shape, s)
     tokens = s.batch_size * s.seq_len
     a = _act_bytes(s)
@@ -398,7 +400,7 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
                     "optimizer": optim_step}
     slack = {"load": _slack(0, 0, exp), "forward": slack_fwd, "backward": slack_head if head_is_peak else slack_layers,
              "optimizer": _slack(0, 0, exp)}
-    context = CUDA_CONTEXT_BYTES + (OFFLOAD_CONTEXT_BYTES if off else 0)
+    context = (CUDA_CONTEXT_BYTES if context_bytes is None else context_bytes) + (OFFLOAD_CONTEXT_BYTES if off else 0)
     phases = {k: v + slack[k] + context for k, v in phases_alloc.items()}
     peak_phase = max(phases, key=phases.get)
 
@@ -440,9 +442,9 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     parts += [
         Component("allocator overhead", phases[peak_phase] - context - phases_alloc[peak_phase],
                   "reserved but not allocated"),
-        Component("CUDA context", context, "context, cuBLAS handles and workspace (H200 figure; "
-                  "qlorafit estimate --measure-context reads yours)" + (", + offload stream and pinned buffers" if off
-                                                                         else "")),
+        Component("CUDA context", context, "context, cuBLAS handles and workspace" + (
+            " (H200 figure; `qlorafit estimate --measure-context` reads yours)" if context_bytes is None else
+            " (as measured here)") + (", + offload stream and pinned buffers" if off else "")),
     ]
     parts = [p for p in parts if p.bytes]
     host = 0

@@ -99,6 +99,20 @@ class Setup:
         of a layer, never a MoE model's routed experts (qlorafit.runtime.model.lora_target_modules)."""
         return shape.expand_targets(self.lora_targets)
 
+# What the hf stack (transformers Trainer + PEFT) runs where the user chose nothing: the model's own cross-entropy on
+# full fp32 logits. qlorafit's chunked loss does not exist there, so its default would under-count by the logits.
+STACK_DEFAULTS = {"hf": {"loss_impl": "standard"}}
+
+
+def with_stack_defaults(values: dict) -> dict:
+    """Setup keyword arguments with the stack's own defaults where a value is None (not given)."""
+    out = dict(values)
+    for k, v in STACK_DEFAULTS.get(out.get("stack") or "qlorafit", {}).items():
+        if out.get(k) is None:
+            out[k] = v
+    return {k: v for k, v in out.items() if v is not None or k == "expandable_segments"}
+
+
 KNOBS = tuple(dataclasses.fields(Setup))
 
 

@@ -365,7 +365,9 @@ def estimate(shape: ModelShape, s: Setup, context_bytes: int | None = None) -> E
     per_layer_tok = layer_activation_bytes_per_token(shape, s)
     layer_acts = int(per_layer_tok * tokens) + attention_scores_bytes(shape, s)
     # the one layer rebuilt in backward under checkpointing: the largest kind (a MoE layer's routed copies)
-    biggest = max(layer_activation_bytes_per_token(shape, s, k) for _, _, k in shape.layer_kinds())
+    kinds = shape.layer_kinds()
+    biggest = per_layer_tok if len(kinds) == 1 else max(layer_activation_bytes_per_token(shape, s, k)
+                                                        for _, _, k in kinds)
     if not ck.recompute:
         saved = shape.num_layers * layer_acts
         recompute = 0

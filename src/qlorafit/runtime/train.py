@@ -305,6 +305,10 @@ def loop(run: Run) -> dict:
         _eval(run)
     save(run, run.dir / "final")
     ctx.monitor.close()
+    if t.push_to_hub:  # after the logs are closed: the model card reads them
+        from qlorafit.commands.push import push_run
+
+        ctx.monitor.say(f"pushed final/ to {t.push_to_hub}: {push_run(run.dir, t.push_to_hub)}")
     return {"steps": pos.step, "first_loss": run.first_loss, "last_loss": run.last_loss,
             "final": str(run.dir / "final"), "seconds": round(time.time() - t_start, 2), "tokens": tokens_seen}
 

@@ -364,9 +364,13 @@ def explain(shape: ModelShape, r: PlanResult) -> list[str]:
                    f"({fmt_gib(req.budget_bytes)} minus {req.safety_margin:.0%} margin)")
     fastest = max(r.ranked, key=lambda x: x.score)
     if fastest is not c:
+        fs = fastest.setup
+        what = (f"{fs.batch_size} x {fastest.grad_accum}, checkpointing {fs.grad_checkpointing}, {fs.loss_impl} loss"
+                + (", embedding in host RAM" if fs.offload_embedding else "")
+                + (", lm_head in host RAM" if fs.offload_lm_head else ""))
         out.append(f"chosen for headroom: {fmt_gib(r.usable_bytes - c.peak_bytes)} left, against "
                    f"{fmt_gib(r.usable_bytes - fastest.peak_bytes)} for the fastest "
-                   f"({fastest.setup.batch_size} x {fastest.grad_accum}, {fmt_gib(fastest.peak_bytes)}), which is "
+                   f"({what}: {fmt_gib(fastest.peak_bytes)}), which is "
                    f"predicted only {_pct(fastest.tokens_per_s, c.tokens_per_s)} faster: within the speed model's "
                    f"{THROUGHPUT_ERROR:.0%} median error, so the one with {HEADROOM:.0%} of the memory to spare wins")
     # micro-batch: the next larger divisor, same everything else

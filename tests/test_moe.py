@@ -66,3 +66,25 @@ def test_a_moe_trains_end_to_end(moe_dir, tmp_path, data):
     b = [k for k in final if "lora_B" in k]
     assert b and all("self_attn" in k for k in b)
     assert any(final[k].abs().sum() > 0 for k in b)  # lora_B starts at zero: non-zero means the adapters learned
+
+
+def test_train_refuses_a_model_whose_weights_alone_exceed_the_gpu(tmp_path, monkeypatch):
+    """Qwen3-30B-A3B on a 24 GiB card: 54 GiB of 16-bit experts would OOM inside from_pretrained, where the guard
+    cannot act; train says so first. A model that loads fits through."""
+    import json
+    import types
+
+    from qlorafit.core import config as C
+    from qlorafit.core.catalog import _load
+    from qlorafit.runtime.train import check_load_fits
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: types.SimpleNamespace(total_memory=24 * 2**30))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d: "a 24 GiB card")
+    for name in ("qwen3-30b-a3b", "llama-3.2-1b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps(_load("models.json")["models"][name]["config"]))
+    cfg = C.from_dict({"model": {"name_or_path": "Qwen/Qwen3-30B-A3B"}}, "t")
+    msg = r"needs 5\d\.\d\dGiB .* of which 54\.\d\dGiB are MoE experts .* a 24 GiB card"
+    with pytest.raises(UserError, match=msg):
+        check_load_fits(cfg, str(tmp_path / "qwen3-30b-a3b"), torch.device("cuda", 0))
+    check_load_fits(cfg, str(tmp_path / "llama-3.2-1b"), torch.device("cuda", 0))

@@ -63,8 +63,9 @@ def _layer_bytes(shape: ModelShape, s: Setup) -> tuple[int, int]:
     return q // shape.num_layers, n_lora * 4 // shape.num_layers
 
 
-def estimate_ranks(shape: ModelShape, s: Setup, gpus: int, strategy: str, cpu_offload: bool = False) -> RankEstimate:
-    """Per-GPU peak of `s` (its batch_size is per GPU) on `gpus` GPUs of one machine."""
+def estimate_ranks(shape: ModelShape, s: Setup, gpus: int, strategy: str, cpu_offload: bool = False,
+                   context_bytes: int | None = None) -> RankEstimate:
+    """Per-GPU peak of `s` (its batch_size is per GPU) on `gpus` GPUs of one machine; context_bytes as in estimate."""
     if strategy not in STRATEGIES:
         raise UserError(f"strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
     if gpus < 1:
@@ -75,7 +76,7 @@ def estimate_ranks(shape: ModelShape, s: Setup, gpus: int, strategy: str, cpu_of
                                or s.optimizer != "adamw" or s.stack != "qlorafit"):
         raise UserError("fsdp: qlorafit's stack with the adamw optimizer, no embedding/lm_head offload and "
                         "checkpointing on or off (dist.cpu_offload is fsdp's own host-RAM lever)")
-    one = estimate(shape, replace(s, offload_lm_head=True) if cpu_offload else s)
+    one = estimate(shape, replace(s, offload_lm_head=True) if cpu_offload else s, context_bytes)
     n_lora = one.trainable_params
     if strategy == "ddp":
         return _ddp(shape, s, gpus, one, n_lora)

@@ -245,8 +245,12 @@ def wrap(model, world: World, cpu_offload: bool = False):
         for layer in decoder_layers(model):
             fully_shard(layer, mesh=world.mesh, offload_policy=policy)
         fully_shard(base.model, mesh=world.mesh, offload_policy=policy, reshard_after_forward=False)
-        head = base.get_output_embeddings()
-        if head is not None and not cpu_offload and world.mesh.device_type == "cuda":
+        head, cuda = base.get_output_embeddings(), world.mesh.device_type == "cuda"
+        tied = head is not None and head.weight is base.get_input_embeddings().weight
+        if head is not None and cuda and cpu_offload and not tied:
+            from qlorafit.runtime.offload import offload_lm_head
+            offload_lm_head(model, torch.device("cuda", torch.cuda.current_device()))  # pinned, streamed by the loss
+        elif head is not None and cuda:
             head.to(torch.device("cuda", torch.cuda.current_device()))
     return model, [p for p in model.parameters() if p.requires_grad]
 

@@ -79,7 +79,45 @@ def run(a) -> int:
     if a.budget:
         from qlorafit.core.sizes import parse_bytes
         budget = parse_bytes(a.budget, "--budget")
-    summary = train(cfg, resume=a.resume, overwrite=a.overwrite, plan=a.plan == "auto", budget_bytes=budget)
-    print(f"trained {summary['steps']} steps in {summary['seconds']:.0f}s: loss {summary['first_loss']:.4f} -> "
-          f"{summary['last_loss']:.4f}; adapter in {summary['final']}")
+    from qlorafit.runtime.stop import Stopped
+    try:
+        summary = train(cfg, resume=a.resume, overwrite=a.overwrite, plan=a.plan == "auto", budget_bytes=budget)
+    except Stopped as e:
+        print(f"qlorafit train: stopped after step {e.step} on {signal_name(e.signum)}; checkpoint {e.checkpoint}.\n"
+              f"resume with: {resume_command(a)}", file=sys.stderr)
+        return e.exit_code
+    print(summary_line(summary))
     return 0
+
+
+def summary_line(s: dict) -> str:
+    """What this invocation did, and where the run stands: after a resume the two differ."""
+    if s.get("finished"):
+        return (f"the run already finished at step {s['steps']}; nothing to do (adapter in {s['final']}). To train "
+                f"further, raise train.max_steps or train.epochs and --resume again.")
+    start, end = s["start_step"], s["steps"]
+    done = end - start
+    if done == 0:
+        return f"no step left to train (the run is at step {end}); adapter in {s['final']}"
+    steps = f"{done} steps" if not start else f"{done} steps (steps {start + 1}-{end}; {end} in the whole run)"
+    return (f"trained {steps} in {s['seconds']:.0f}s: loss {s['first_loss']:.4f} (step {start + 1}) -> "
+            f"{s['last_loss']:.4f} (step {end}); adapter in {s['final']}")
+
+
+def signal_name(signum: int) -> str:
+    import signal
+    return signal.Signals(signum).name
+
+
+def resume_command(a) -> str:
+    """The command line that continues this run."""
+    import shlex
+
+    parts = ["qlorafit", "train"] + ([a.config] if a.config else [])
+    for o in a.overrides:
+        parts += ["--set", o]
+    if a.output_dir:
+        parts += ["--output-dir", a.output_dir]
+    if a.plan:
+        parts += ["--plan", a.plan] + (["--budget", a.budget] if a.budget else [])
+    return shlex.join(parts + ["--resume"])

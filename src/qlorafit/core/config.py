@@ -116,7 +116,10 @@ class TrainConfig:
     seed: int = opt(42, "Seed for data order, LoRA init and dropout.")
     deterministic: bool = opt(False, "Ask torch for deterministic kernels (slower).")
     eval_every: int = opt(0, "Evaluate every N optimizer steps (0 = only at the end, if there is eval data).")
-    save_every: int = opt(0, "Save a checkpoint every N optimizer steps (0 = only at the end).")
+    save_every: int = opt(0, "Save a checkpoint every N optimizer steps (0 = by time only, see save_every_minutes).")
+    save_every_minutes: float = opt(20.0, "Also save a checkpoint when this many minutes of training have passed since "
+                                    "the last one (0 = off), so a crash or a kill loses at most that much work. A "
+                                    "checkpoint is the adapter, optimizer state and RNG: seconds to write.")
     keep_checkpoints: int = opt(3, "Keep only the newest N step checkpoints (0 = keep all); final/ is always kept.")
     log_every: int = opt(1, "Write a metrics.jsonl line every N optimizer steps.")
     tensorboard: bool = opt(False, "Also write TensorBoard event files (needs the tensorboard package).")
@@ -274,8 +277,20 @@ def check(cfg: Config) -> list[str]:
         p.append(f"lora.dropout: must be in [0, 1), got {cfg.lora.dropout}")
     if not 0 <= cfg.data.eval_split < 1:
         p.append(f"data.eval_split: must be in [0, 1), got {cfg.data.eval_split}")
-    if cfg.train.lr <= 0:
+    if not cfg.train.lr > 0:  # NaN too
         p.append(f"train.lr: must be positive, got {cfg.train.lr}")
+    t = cfg.train
+    for where, v, low in (("train.max_steps", t.max_steps, 0), ("train.warmup_steps", t.warmup_steps, 0),
+                          ("train.log_every", t.log_every, 1), ("train.save_every", t.save_every, 0),
+                          ("train.save_every_minutes", t.save_every_minutes, 0), ("train.eval_every", t.eval_every, 0),
+                          ("train.keep_checkpoints", t.keep_checkpoints, 0), ("train.max_bad_steps", t.max_bad_steps, 1),
+                          ("train.weight_decay", t.weight_decay, 0), ("train.max_grad_norm", t.max_grad_norm, 0),
+                          ("train.mlp_tile_tokens", t.mlp_tile_tokens, 0), ("guard.max_retries", cfg.guard.max_retries, 0),
+                          ("guard.grow_back_after", cfg.guard.grow_back_after, 0)):
+        if v is not None and v < low:
+            p.append(f"{where}: must be {'at least 1' if low else 'zero or more'}, got {v}")
+    if t.max_steps == 0 and t.epochs is not None and not t.epochs > 0:
+        p.append(f"train.epochs: must be above 0 when train.max_steps is 0, got {t.epochs}")
     if cfg.model.offload_lm_head:
         for where, names in (("lora.targets", cfg.lora.targets), ("lora.modules_to_save", cfg.lora.modules_to_save)):
             if "lm_head" in names:
@@ -295,7 +310,11 @@ def parse_overrides(pairs: list[str]) -> dict:
         key = key.strip()
         if key not in valid:
             raise UserError(f"--set: unknown key '{key}'{_suggest(key, valid)}")
-        parsed = yaml.safe_load(value) if value.strip().startswith(("[", "{")) else value
+        try:
+            parsed = yaml.safe_load(value) if value.strip().startswith(("[", "{")) else value
+        except yaml.YAMLError as e:
+            raise UserError(f"--set {key}: {value!r} is not a valid list or mapping ({getattr(e, 'problem', e)}); "
+                            f"write a list as [a, b] or a,b") from None
         if "." in key:
             sec, k = key.split(".", 1)
             out.setdefault(sec, {})[k] = parsed

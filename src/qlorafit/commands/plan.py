@@ -192,7 +192,7 @@ def _lengths_from_data(a) -> Lengths:
         tok = demo_tokenizer()
     else:
         from transformers import AutoTokenizer
-        tok = AutoTokenizer.from_pretrained(catalog.model_path_for_loading(a.model))
+        tok = AutoTokenizer.from_pretrained(catalog.hub_id_of(a.model) or a.model)  # the tokenizer files only
     st = qdata.load_data(DataConfig(path=a.data, max_seq_length=a.max_seq_length), tok).train.stats
     return Lengths(int(st.max), int(st.p99), float(st.mean), int(st.count))
 

@@ -193,9 +193,8 @@ def plan_auto(cfg: Config, model_path: str, stats, budget_bytes: int | None, run
 def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None, quiet: bool = False,
           plan: bool = False, budget_bytes: int | None = None) -> Run:
     from qlorafit.runtime.data import load_data
-    from qlorafit.demo_assets import default_cache_root, resolve_model_path
+    from qlorafit.core.catalog import resolve_model_path
     from qlorafit.runtime.model import load_model, trainable_counts
-
     from qlorafit.runtime.preflight import check_data_path, check_model_files
 
     say = (lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr))
@@ -205,7 +204,7 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
 
     rundir.check_writable(Path(cfg.output_dir))  # a bad output_dir fails in a second, not after the model load
     check_data_path(cfg)
-    model_path = resolve_model_path(cfg.model.name_or_path, default_cache_root())
+    model_path = resolve_model_path(cfg.model.name_or_path)  # a Hub id downloads here, once
     check_model_files(cfg, model_path)  # config.json against the weights, lora.r against the hidden size
     tok = load_tokenizer(model_path, cfg)
     data = load_data(cfg.data, tok, cfg.train.seed)

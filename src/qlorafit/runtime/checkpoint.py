@@ -174,6 +174,10 @@ def write_dir_atomic(target: Path, files: dict[str, bytes]) -> None:
         if old.exists() and not target.exists():
             os.rename(old, target)
         raise UserError(_save_error(target, e)) from None
+    if old.exists():
+        for p in old.iterdir():  # a file the user put in the old directory moves over: only ours are replaced
+            if p.name not in files:
+                os.rename(p, target / p.name)
     shutil.rmtree(old, ignore_errors=True)
 
 

@@ -224,6 +224,59 @@ def test_the_summary_after_a_resume_counts_this_invocation_and_the_whole_run(mod
     assert f"loss {first['loss']:.4f} (step 5)" in line
 
 
+# --- resume with changed fields: what would break "every sample once" is refused, naming each field --------------
+
+def test_resume_refuses_changes_to_the_samples_naming_each_field(model_dir, data, stopped_run, tmp_path):
+    out = copy_of(stopped_run, tmp_path)
+    other = write_jsonl(tmp_path / "other.jsonl")
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    msg = _raises(r"--resume: changed .*--allow-changes", lambda: T.train(
+        cfg_for(model_dir, other, out, train={"micro_batch_size": 2, "grad_accum": 4, "seed": 7}), resume=True,
+        quiet=True))
+    for field in ("data.path", "train.micro_batch_size 4 -> 2", "train.grad_accum 2 -> 4", "train.seed 42 -> 7"):
+        assert field in msg, field
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # refused before anything was written
+
+
+def test_resume_refuses_another_optimizer_unless_allowed_and_then_starts_it_fresh(model_dir, data, stopped_run,
+                                                                                   tmp_path, capsys):
+    out = copy_of(stopped_run, tmp_path)
+    cfg = cfg_for(model_dir, data, out, train={"optimizer": "paged_adamw_32bit"})
+    msg = _raises(r"train.optimizer 'adamw' -> 'paged_adamw_32bit'.*optimizer/adapter state would no longer match",
+                  lambda: T.train(cfg, resume=True, quiet=True))
+    assert "--allow-changes" in msg
+    s = T.train(cfg, resume=True, allow_changes=True, quiet=False)
+    assert (s["start_step"], s["steps"]) == (4, 6)
+    assert "the optimizer starts from fresh state" in capsys.readouterr().err
+
+
+def test_resume_refuses_another_rank_or_targets_even_when_allowed(model_dir, data, stopped_run, tmp_path):
+    out = copy_of(stopped_run, tmp_path)
+    for lora in ({"r": 16}, {"targets": ["q_proj"]}):
+        cfg = cfg_for(model_dir, data, out, lora=lora)
+        _raises(r"--resume: the checkpoint cannot load into the changed model: lora\.(r 8 -> 16|targets)",
+                lambda: T.train(cfg, resume=True, allow_changes=True, quiet=True))
+
+
+def test_resume_lists_the_safe_changes_and_continues(model_dir, data, stopped_run, tmp_path, capsys):
+    out = copy_of(stopped_run, tmp_path)
+    cfg = cfg_for(model_dir, data, out, train={"lr": 5e-3, "eval_every": 3, "log_every": 2, "save_every": 1})
+    s = T.train(cfg, resume=True, quiet=False)
+    assert (s["start_step"], s["steps"]) == (4, 6)
+    err = capsys.readouterr().err
+    assert "--resume: changed train.lr 0.01 -> 0.005, train.eval_every 0 -> 3, train.save_every 2 -> 1, " \
+           "train.log_every 1 -> 2 (allowed" in err
+
+
+def test_resume_with_allowed_micro_batch_change_uses_the_new_micro_batch(model_dir, data, stopped_run, tmp_path):
+    out = copy_of(stopped_run, tmp_path)
+    cfg = cfg_for(model_dir, data, out, train={"micro_batch_size": 2, "grad_accum": 4})
+    T.train(cfg, resume=True, allow_changes=True, quiet=True)
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [(r["step"], r["micro_batch_size"]) for r in rows[4:]] == [(5, 2), (6, 2)]
+    assert all(len(r["sample_ids"]) == 8 for r in read_jsonl(out / "ledger.jsonl"))  # the effective batch is kept
+
+
 # --- a full disk: the previous checkpoint survives, and the run resumes ------------------------------------------
 
 def test_disk_full_during_a_log_write_stops_with_a_message_and_the_resume_repairs_the_log(model_dir, data, reference,

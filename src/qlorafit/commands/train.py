@@ -44,7 +44,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--print-config", action="store_true", help="print the resolved configuration as YAML and exit")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in output_dir from its newest checkpoint, with the very next sample")
-    p.add_argument("--overwrite", action="store_true", help="replace the run already in output_dir")
+    p.add_argument("--allow-changes", action="store_true",
+                   help="with --resume: continue although fields that decide the samples (data, micro-batch x "
+                   "accumulation, seed) or the saved state (optimizer, lora.alpha, quantization) changed; the rest "
+                   "of the epoch is re-drawn under the new settings and a new optimizer starts from fresh state. "
+                   "Safe fields (lr, schedule, eval, logging, saving, memory levers, max_steps) never need it")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in output_dir (only the "
+                   "files qlorafit wrote, in a directory it marked)")
     p.add_argument("--plan", choices=("auto",), help="auto: pick micro-batch x accumulation, checkpointing, optimizer "
                    "and loss for the GPU's free memory at the longest sample (effective batch kept), then train")
     p.add_argument("--budget", help="memory budget for --plan auto instead of the GPU's free memory, e.g. 24GiB")
@@ -70,6 +76,8 @@ def run(a) -> int:
         return 0
     if a.resume and a.overwrite:
         raise UserError("--resume and --overwrite contradict each other: pick one")
+    if a.allow_changes and not a.resume:
+        raise UserError("--allow-changes only applies with --resume")
     from qlorafit.runtime.guard import configure_allocator
     configure_allocator(cfg.guard)  # before torch touches CUDA
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -81,7 +89,8 @@ def run(a) -> int:
         budget = parse_bytes(a.budget, "--budget")
     from qlorafit.runtime.stop import Stopped
     try:
-        summary = train(cfg, resume=a.resume, overwrite=a.overwrite, plan=a.plan == "auto", budget_bytes=budget)
+        summary = train(cfg, resume=a.resume, overwrite=a.overwrite, plan=a.plan == "auto", budget_bytes=budget,
+                        allow_changes=a.allow_changes)
     except Stopped as e:
         print(f"qlorafit train: stopped after step {e.step} on {signal_name(e.signum)}; checkpoint {e.checkpoint}.\n"
               f"resume with: {resume_command(a)}", file=sys.stderr)

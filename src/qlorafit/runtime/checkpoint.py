@@ -266,13 +266,13 @@ def _read_trainer_state(path: Path) -> dict:
     return state
 
 
-def read_checkpoint(ckpt: Path) -> dict:
+def read_checkpoint(ckpt: Path, with_optimizer: bool = True) -> dict:
     """Every file of a checkpoint, read whole and checked before anything is applied; raises Damaged naming the
     first file that cannot be read."""
     ckpt = Path(ckpt)
     out = {"state": _read(ckpt / STATE_FILE, _read_trainer_state),
            "adapter": _read(ckpt / "adapter_model.safetensors", lambda p: load_file(str(p)))}
-    if (ckpt / "optimizer.safetensors").exists():
+    if with_optimizer and (ckpt / "optimizer.safetensors").exists():
         out["optimizer"] = _read(ckpt / "optimizer.safetensors", read_optimizer)
     if (ckpt / "rng.safetensors").exists():
         out["rng"] = _read(ckpt / "rng.safetensors", read_rng)
@@ -296,13 +296,15 @@ def load_checkpoint(ckpt: Path, model, optimizer) -> dict:
     return apply_checkpoint(read_checkpoint(ckpt), model, optimizer)
 
 
-def load_newest_intact(run_dir: Path, model, optimizer, say) -> tuple[Path | None, dict | None]:
+def load_newest_intact(run_dir: Path, model, optimizer, say,
+                       with_optimizer: bool = True) -> tuple[Path | None, dict | None]:
     """Load the newest checkpoint that reads back whole; a damaged one is named (`say`) and the next older tried.
-    (None, None) when the run has no checkpoint; a UserError when every one is damaged."""
+    (None, None) when the run has no checkpoint; a UserError when every one is damaged. Without `with_optimizer`
+    the optimizer keeps its fresh state (the user changed it)."""
     damaged = []
     for ckpt in checkpoints_newest_first(run_dir):
         try:
-            data = read_checkpoint(ckpt)
+            data = read_checkpoint(ckpt, with_optimizer)
         except Damaged as e:
             damaged.append(e)
             say(f"--resume: {e.path} is damaged ({e.reason}); trying the checkpoint before {ckpt.name}")

@@ -191,7 +191,7 @@ def plan_auto(cfg: Config, model_path: str, stats, budget_bytes: int | None, run
 
 
 def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None, quiet: bool = False,
-          plan: bool = False, budget_bytes: int | None = None) -> Run:
+          plan: bool = False, budget_bytes: int | None = None, allow_changes: bool = False) -> Run:
     from qlorafit.runtime.data import load_data
     from qlorafit.core.catalog import resolve_model_path
     from qlorafit.runtime.model import load_model, trainable_counts
@@ -213,6 +213,7 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
         if not resume:
             say(f"--plan auto chose: {plan_summary(cfg)}")
     run_dir = check_run_dir(cfg, resume, overwrite)  # after planning: the planned config is the one compared
+    changed = _check_resume(cfg, run_dir, allow_changes, say) if resume else None
     if cfg.train.tensorboard:
         require_tensorboard()  # before the model load, not after it
 
@@ -240,10 +241,15 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     total_steps = cfg.train.max_steps or max(1, math.ceil(cfg.train.epochs * steps_per_epoch))
 
     pos = Position()
-    ckpt, state = C.load_newest_intact(run_dir, model, optimizer, say) if resume else (None, None)
+    fresh_optimizer = changed is not None and "train.optimizer" in changed.keys("state")
+    ckpt, state = C.load_newest_intact(run_dir, model, optimizer, say, not fresh_optimizer) if resume else (None, None)
     if ckpt is not None:
         pos = Position(**state["position"])
         guard = G.GuardState(**state["guard"])
+        if changed and {"train.micro_batch_size", "train.grad_checkpointing"} & set(changed.keys(*changed.by_class)):
+            # the user chose anew: the guard starts from the new setting, not from where it had moved the old one
+            guard = G.GuardState(cfg.train.micro_batch_size, cfg.train.micro_batch_size, cfg.train.grad_checkpointing,
+                                 recoveries=guard.recoveries)
         G.apply_checkpointing(model, guard.checkpointing)
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
@@ -267,6 +273,23 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     eval_units = data.eval.samples if data.eval is not None else None
     finished = ckpt is not None and ckpt.name == "final" and pos.step >= total_steps
     return Run(cfg, run_dir, ctx, data.train.samples, eval_units, total_steps, pos, est, finished=finished)
+
+
+def _check_resume(cfg: Config, run_dir: Path, allow: bool, say):
+    """Compare with the run's saved config (qlorafit.core.resume): refuse what breaks the run, list what changed."""
+    from qlorafit.core import resume as R
+
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        return None
+    changed = R.check(config_mod.load(str(saved)), cfg, allow)
+    if changed.by_class["safe"]:
+        say(f"--resume: changed {changed.describe('safe')} (allowed: the samples and the saved state stay valid)")
+    if changed.keys("samples", "state"):
+        say(f"--resume --allow-changes: changed {changed.describe('samples', 'state')}: the rest of this epoch is "
+            f"re-drawn under the new settings" + (", and the optimizer starts from fresh state"
+                                                 if "train.optimizer" in changed.keys("state") else ""))
+    return changed
 
 
 def plan_summary(cfg: Config) -> str:
@@ -458,9 +481,9 @@ def _prune(run: Run) -> None:
 
 
 def train(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None, quiet: bool = False,
-          plan: bool = False, budget_bytes: int | None = None) -> dict:
+          plan: bool = False, budget_bytes: int | None = None, allow_changes: bool = False) -> dict:
     """Set up and run; returns a summary (steps, first and last loss, path of the final adapter)."""
-    run = setup(cfg, resume, overwrite, fault, quiet, plan, budget_bytes)
+    run = setup(cfg, resume, overwrite, fault, quiet, plan, budget_bytes, allow_changes)
     if run.finished:
         run.ctx.monitor.close()
         return {"finished": True, "steps": run.pos.step, "start_step": run.pos.step, "final": str(run.dir / "final")}

@@ -528,7 +528,8 @@ def test_plan_auto_prints_what_it_chose(model_dir, data, tmp_path, capsys):
     T.train(cfg_for(model_dir, data, tmp_path / "run", train={"max_steps": 1}), plan=True, budget_bytes=8 * 1024**3)
     err = capsys.readouterr().err
     chosen = QC.load(str(tmp_path / "run" / "config.yaml")).train
-    assert f"--plan auto chose: micro_batch_size {chosen.micro_batch_size} x grad_accum {chosen.grad_accum}" in err
+    assert "--plan auto chose: " in err and f"train.micro_batch_size={chosen.micro_batch_size}" in err
+    assert f"train.grad_accum={chosen.grad_accum}" in err and f"train.optimizer={chosen.optimizer}" in err
 
 
 def test_doctor_streams_a_large_log_to_the_same_diagnosis(tmp_path):

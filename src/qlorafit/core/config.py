@@ -12,10 +12,11 @@ from pathlib import Path
 
 import yaml
 
+from qlorafit.core import options as O
 from qlorafit.errors import UserError
 
 
-# What changing a field does to a run continued with --resume (read by qlorafit.runtime.resume):
+# What changing a field does to a run continued with --resume (read by qlorafit.core.resume):
 #   safe     the samples, the shapes and the saved state stay valid: allowed, and listed (lr, eval, logging, saving)
 #   samples  which samples each step trains changes (data, micro-batch x accumulation, seed): refused unless
 #            --allow-changes, which re-draws the rest of the epoch under the new setting
@@ -39,14 +40,14 @@ class ModelConfig:
     name_or_path: str = opt("qlorafit/tiny-llama", "Model to fine-tune: a local directory, a hub id in the local HF "
                             "cache, or 'qlorafit/tiny-llama' (the embedded demo model, built offline).", resume="shape")
     quant: str = opt("nf4", "Base weight format. nf4/fp4: 4-bit bitsandbytes (QLoRA); int8: LLM.int8; none: 16-bit "
-                     "(4x the weight memory of nf4).", ("nf4", "fp4", "int8", "none"), resume="state")
+                     "(4x the weight memory of nf4).", O.names(O.QUANTS), resume="state")
     double_quant: bool = opt(True, "Quantize the quantization constants too: saves ~0.37 bit per weight "
                              "(~0.3 GiB on an 8B model) at no measurable speed cost.", resume="state")
     compute_dtype: str = opt("auto", "Dtype of activations and dequantized weights. auto: bf16 where the GPU supports "
                              "it, else fp16 (with a warning: fp16 overflows more easily).",
-                             ("auto", "bf16", "fp16", "fp32"), resume="safe")
+                             ("auto",) + O.names(O.DTYPES), resume="safe")
     attn_impl: str = opt("sdpa", "Attention kernel. sdpa/flash keep memory linear in sequence length; eager "
-                         "materializes heads x seq x seq scores per layer.", ("sdpa", "flash", "eager"), resume="safe")
+                         "materializes heads x seq x seq scores per layer.", O.names(O.ATTENTIONS), resume="safe")
     device_map: str = opt("auto", "Where layers go: 'auto' (accelerate fills GPUs, then CPU) or a device like 'cuda:0' or 'cpu'.", resume="safe")
     max_memory: dict = opt({}, "Per-device caps for device_map=auto, e.g. {0: '20GiB', cpu: '64GiB'}.", resume="safe")
     trust_remote_code: bool = opt(False, "Run the model repo's own Python code. Off unless you trust the repo.", resume="safe")
@@ -108,12 +109,8 @@ class TrainConfig:
     warmup_steps: int = opt(10, "Optimizer steps of linear warmup from 0 (transformers 5 dropped warmup_ratio).", resume="safe")
     weight_decay: float = opt(0.0, "AdamW weight decay.", resume="safe")
     max_grad_norm: float = opt(1.0, "Clip the global gradient norm to this (0 = no clipping).", resume="safe")
-    optimizer: str = opt("adamw", "adamw: torch fused, fp32 states (8 B/param); paged_adamw_32bit / paged_adamw_8bit: "
-                         "bitsandbytes states in managed memory that can spill to host RAM; adamw_8bit: 2 B/param.",
-                         ("adamw", "paged_adamw_32bit", "paged_adamw_8bit", "adamw_8bit"), resume="state")
-    grad_checkpointing: str = opt("on", "on: keep only each layer's input and recompute the rest in backward (~30% "
-                                  "slower, far less memory); off: keep everything; offload: keep layer inputs in "
-                                  "pinned host RAM.", ("on", "off", "offload"), resume="safe")
+    optimizer: str = opt("adamw", O.choices_help(O.OPTIMIZERS) + ".", O.names(O.OPTIMIZERS), resume="state")
+    grad_checkpointing: str = opt("on", O.choices_help(O.CHECKPOINTING) + ".", O.names(O.CHECKPOINTING), resume="safe")
     compile: bool = opt(False, "torch.compile each decoder layer (CUDA only; one graph shared by all layers, ~15 s "
                         "on the first step). Fuses the norm, RoPE, SwiGLU and dropout kernels and cuts Python launch "
                         "overhead: 1.3x tokens/s on Llama-3-8B at 2,048 tokens (benchmarks/README.md). Memory "
@@ -121,9 +118,7 @@ class TrainConfig:
     mlp_tile_tokens: int = opt(0, "0: off. N: run each layer's MLP on N-position slices of the sequence, each "
                                "recomputed in backward, so only one slice's MLP intermediates (~6 x intermediate bytes "
                                "per token) are alive at a time. For long contexts; costs one more MLP forward.", resume="safe")
-    loss_impl: str = opt("chunked", "standard: full fp32 logits (~10-14 bytes x vocab per token); chunked: the same "
-                         "loss in chunks, the full logits never exist; fused: liger-kernel's fused linear cross "
-                         "entropy (GPU only, falls back to chunked).", ("standard", "chunked", "fused"), resume="safe")
+    loss_impl: str = opt("chunked", O.choices_help(O.LOSSES) + ".", O.names(O.LOSSES), resume="safe")
     seed: int = opt(42, "Seed for data order, LoRA init and dropout.", resume="samples")
     deterministic: bool = opt(False, "Ask torch for deterministic kernels (slower).", resume="safe")
     eval_every: int = opt(0, "Evaluate every N optimizer steps (0 = only at the end, if there is eval data).", resume="safe")

@@ -173,14 +173,11 @@ def plan_auto(cfg: Config, model_path: str, stats, budget_bytes: int | None, run
     from qlorafit.core.plan import plan_config
     from qlorafit.core.shapes import shape_from_config
 
+    from qlorafit.core.setup import keep_planned
+
     saved = run_dir / "config.yaml"
     if resume and saved.is_file():
-        old = config_mod.load(str(saved))
-        for sec, key in (("train", "micro_batch_size"), ("train", "grad_accum"), ("train", "grad_checkpointing"),
-                         ("train", "optimizer"), ("train", "loss_impl"), ("model", "offload_embedding"),
-                         ("model", "offload_lm_head"), ("train", "mlp_tile_tokens"), ("train", "compile")):
-            setattr(getattr(cfg, sec), key, getattr(getattr(old, sec), key))
-        return cfg
+        return keep_planned(cfg, config_mod.load(str(saved)))
     if budget_bytes is None:
         if not torch.cuda.is_available():
             raise UserError("--plan auto sizes the run for the GPU's free memory, and there is no GPU; "
@@ -231,7 +228,7 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     (run_dir / "config.yaml").write_text(config_mod.to_yaml(cfg, header="qlorafit train: resolved configuration"))
     (run_dir / "estimate.json").write_text(json.dumps(est, indent=2) + "\n")
 
-    optimizer = build_optimizer(params, cfg.train, device)
+    optimizer = build_optimizer(params, cfg.train)
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and loaded.dtype == torch.float16)
     guard = G.GuardState(cfg.train.micro_batch_size, cfg.train.micro_batch_size, cfg.train.grad_checkpointing)
 
@@ -293,14 +290,10 @@ def _check_resume(cfg: Config, run_dir: Path, allow: bool, say):
 
 
 def plan_summary(cfg: Config) -> str:
-    """The planned fields, as `--plan auto` prints them."""
-    t, m = cfg.train, cfg.model
-    return (f"micro_batch_size {t.micro_batch_size} x grad_accum {t.grad_accum}, checkpointing "
-            f"{t.grad_checkpointing}, {t.optimizer}, {t.loss_impl} loss"
-            + (", embedding in host RAM" if m.offload_embedding else "")
-            + (", lm_head in host RAM" if m.offload_lm_head else "")
-            + (f", MLP tiled in {t.mlp_tile_tokens}-token slices" if t.mlp_tile_tokens else "")
-            + (", compiled layers" if t.compile else ""))
+    """The planned keys (qlorafit.core.setup.PLANNED_KEYS) and their values, as `--plan auto` prints them."""
+    from qlorafit.core.setup import PLANNED_KEYS
+
+    return ", ".join(f"{key}={getattr(getattr(cfg, key.split('.')[0]), key.split('.')[1])}" for key in PLANNED_KEYS)
 
 
 def _units_per_epoch(cfg: Config, samples: list) -> int:

@@ -81,6 +81,16 @@ def quantized(c: Case) -> bool | None:
     return None
 
 
+def loading_known(c: Case) -> bool:
+    """The input says how the model is loaded (a from_pretrained call, or a trainer config naming the model or its
+    quantization): only then does a missing 4-bit flag mean the model is not quantized. An accelerate or DeepSpeed
+    config alone says nothing about it."""
+    if c.inputs.config is not None or (c.inputs.script is not None and c.inputs.script.model_call is not None):
+        return True
+    return any(k in c.settings for k in ("model", "quant", "load_in_4bit", "load_in_8bit", "quantization_bit",
+                                         "torch_dtype", "finetuning_type"))
+
+
 def precision(c: Case) -> str | None:
     """'16-bit' when bf16/fp16 is on (or set from an expression), 'fp32' when the flags are off, absent or commented
     out and nothing else sets a 16-bit dtype, None when the input does not say."""

@@ -106,7 +106,7 @@ def text_report(d: Diagnosis) -> str:
                      + (f" of {fmt_gib(c.budget_bytes)}" if c.budget_bytes else ""))
     if d.yaml:
         lines += ["", "corrected qlorafit config:", d.yaml.rstrip()]
-    if c.assumptions:
+    if c.assumptions and c.est:  # the defaults matter only where they sized an estimate
         lines += ["", "assumptions (defaults used where the input said nothing):"] + [f"  - {a}" for a in c.assumptions]
     if asks and level not in ("low", "none"):
         lines += ["", "for a better answer:"] + [f"  - {a}" for a in asks]

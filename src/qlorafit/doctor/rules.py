@@ -198,7 +198,8 @@ def fragmentation(c: Case) -> Cause | None:
 
 
 def no_quant(c: Case) -> Cause | None:
-    if not c.from_user or c.setup is None or O.quant(c.setup.quant).bits < 16 or not (c.has_oom or c.over_budget):
+    if not c.from_user or c.setup is None or O.quant(c.setup.quant).bits < 16 or not (c.has_oom or c.over_budget) \
+            or not E.loading_known(c):
         return None
     ev = [_numbers(c)] if c.has_oom else []
     if c.est:

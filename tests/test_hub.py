@@ -95,6 +95,11 @@ def test_train_downloads_a_hub_id_then_offline_is_one_line(hub, tmp_path, data):
     # ... and in the warm cache, offline, it trains from the cached snapshot
     out = qlorafit(["train", str(run_yaml), "--overwrite"], hub, tmp_path / "cache", offline=True)
     assert out.returncode == 0, out.stderr[-3000:]
+    # merge takes the same Hub id as its base (a fresh cache: it downloads too)
+    out = qlorafit(["merge", "--adapter", str(tmp_path / "run" / "final"), "--base", "acme/tiny", "--out",
+                    str(tmp_path / "merged"), "--device", "cpu"], hub, tmp_path / "cache2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "merged" / "config.json").is_file()
 
 
 def test_push_uploads_adapter_and_model_card(hub, tmp_path, model_dir, data):

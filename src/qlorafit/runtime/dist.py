@@ -328,21 +328,22 @@ def fsdp_problems(cfg) -> list[str]:
     return p
 
 
-def load_and_wrap(cfg, model_path: str, device: torch.device, world: World, ckpt=None):
-    """Load the 4-bit model and LoRA, restore a checkpoint's adapter (before sharding: plain tensors), wrap for the
-    strategy. Returns (Loaded, trainable params).
+def load_and_wrap(cfg, model_path: str, device: torch.device, world: World, adapter: dict | None = None):
+    """Load the 4-bit model and LoRA, put in a checkpoint's adapter (`adapter`, its state dict; before sharding, as
+    plain tensors), wrap for the strategy. Returns (Loaded, trainable params).
 
     fsdp loads one rank at a time: rank r reads and quantizes the model into host RAM, shards it (fully_shard keeps
     1/N of every tensor and moves it to the GPU, one layer at a time), and only then does rank r+1 start. Host RAM so
     holds one 4-bit copy at a time instead of N (70B: ~37 GiB once, not 37 x N), for N sequential loads.
     """
-    from qlorafit.runtime import checkpoint as C
+    from peft import set_peft_model_state_dict
+
     from qlorafit.runtime.model import load_model, resolve_compute_dtype
 
     if world.strategy != "fsdp":
         loaded = load_model(cfg, model_path, device)
-        if ckpt is not None:
-            C.load_adapter_weights(loaded.model, ckpt)
+        if adapter is not None:
+            set_peft_model_state_dict(loaded.model, adapter)
         loaded.model, params = wrap(loaded.model, world)
         return loaded, params
     problems = fsdp_problems(cfg)
@@ -356,8 +357,8 @@ def load_and_wrap(cfg, model_path: str, device: torch.device, world: World, ckpt
     for r in range(world.size):
         if r == world.rank:
             loaded = load_model(cfg, model_path, torch.device("cpu"), quant_storage=storage)
-            if ckpt is not None:
-                C.load_adapter_weights(loaded.model, ckpt)
+            if adapter is not None:
+                set_peft_model_state_dict(loaded.model, adapter)
             loaded.model, params = wrap(loaded.model, world, cfg.dist.cpu_offload)
             loaded.device = device
         barrier(world)

@@ -10,8 +10,8 @@ it. A smaller text is returned whole.
 from collections import deque
 
 SMALL_BYTES = 2 * 1024**2
-HEAD_BYTES = 256 * 1024
-TAIL_BYTES = 1024**2
+HEAD_BYTES = 64 * 1024
+TAIL_BYTES = 256 * 1024   # the traceback and the last progress bars: a few KiB in practice
 MIDDLE_LINES = 2000   # the newest matching lines kept from between head and tail
 BLOCK = 4 * 1024**2
 

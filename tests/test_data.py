@@ -54,6 +54,8 @@ def test_custom_text_field(tok, tmp_path):
     ({"prompt": "2 plus 2 is", "completion": " 4."}, "2 plus 2 is", " 4."),
 ])
 def test_prompt_formats_mask_exactly_the_prompt(tok, tmp_path, rec, prompt, completion):
+    tok = copy.deepcopy(tok)
+    tok.chat_template = None  # alpaca without a chat template: the documented prompt
     path = write_jsonl(tmp_path / "d.jsonl", [rec])
     p, c = [tok.bos_token_id] + ids(tok, prompt), ids(tok, completion) + [tok.eos_token_id]
     s = load(tok, path, completion_only=True).samples[0]
@@ -181,8 +183,9 @@ def test_malformed_json_names_the_line(tok, tmp_path):
 
 def test_missing_field_names_line_and_field(tok, tmp_path):
     path = write_jsonl(tmp_path / "m.jsonl", [{"instruction": "a", "output": "b"}, {"instruction": "c"}])
-    msg = error(tok, path, format="alpaca")
-    assert "m.jsonl line 2" in msg and "'output'" in msg
+    ts = load(tok, path, format="alpaca")  # a bad record is dropped and reported, the rest trains
+    assert ts.stats.count == 1 and len(ts.bad) == 1
+    assert "m.jsonl line 2" in ts.bad[0][1] and "'output'" in ts.bad[0][1]
     (tmp_path / "c.csv").write_text("prompt,completion\na,b\nc,\n")  # empty cell is allowed, missing column is not
     assert load(tok, str(tmp_path / "c.csv")).stats.count == 2
     (tmp_path / "d.csv").write_text("prompt\na\n")
@@ -216,7 +219,8 @@ def test_every_sample_empty_after_truncation(tok, tmp_path):
 def test_unknown_extension_and_directory(tok, tmp_path):
     (tmp_path / "d.txt").write_text("hello")
     assert "unknown file type '.txt'" in error(tok, str(tmp_path / "d.txt"))
-    assert "is a directory" in error(tok, str(tmp_path))
+    (tmp_path / "empty").mkdir()
+    assert "directory datasets cannot read" in error(tok, str(tmp_path / "empty"))
 
 
 def test_dataset_name_not_in_local_cache(tok, tmp_path, monkeypatch):

@@ -69,12 +69,23 @@ class LoraConfig:
 
 @dataclass
 class DataConfig:
-    path: str = opt("qlorafit/demo", "Training data: a .jsonl/.json/.csv/.parquet file, a datasets name in the local "
-                    "cache, or 'qlorafit/demo' (the embedded demo set).")
-    format: str = opt("auto", "Record format. auto detects from the fields: text; alpaca (instruction/input/output); "
-                      "messages (chat); prompt_completion.", ("auto", "text", "alpaca", "messages", "prompt_completion"))
+    path: str = opt("qlorafit/demo", "Training data: a .jsonl/.json/.csv/.parquet file, a dataset directory "
+                    "(save_to_disk, or a folder of data files), a Hub dataset id (with data.split), or "
+                    "'qlorafit/demo' (the embedded demo set).")
+    format: str = opt("auto", "Record format. auto detects it per record from the fields: messages (OpenAI chat, "
+                      "with tool calls and tool results); sharegpt (conversations of from/value); prompt_completion "
+                      "(text, or lists of messages); alpaca (instruction/input/output: chat template when the model "
+                      "has one); text.", ("auto", "text", "alpaca", "messages", "sharegpt", "prompt_completion"))
     text_field: str = opt("text", "Field holding the text, for format text.")
-    completion_only: bool = opt(False, "Train only on the completion / assistant turns; prompt tokens get no loss.")
+    columns: dict = opt({}, "Read other column names as qlorafit's: {messages: dialog, prompt: question, completion: "
+                        "answer}. Keys: messages, conversations, prompt, completion, instruction, input, output, "
+                        "system, tools, text.")
+    chat_template: str = opt("", "A chat template (a .jinja file or the template text) to use instead of the "
+                             "tokenizer's.")
+    chat_template_kwargs: dict = opt({}, "Extra variables for the chat template, e.g. {enable_thinking: false} "
+                                     "(Qwen3) or {reasoning_effort: low} (gpt-oss).")
+    completion_only: bool = opt(False, "Train only on the completion / assistant turns (each with its end-of-turn "
+                                "token); prompt, system, user and tool tokens get no loss.")
     max_seq_length: int = opt(512, "Samples are truncated to this many tokens (the count cut is reported). Activation "
                               "memory grows linearly with it.")
     packing: bool = opt(False, "Pack several samples into each row (no cross-sample attention). Saves padding compute, "

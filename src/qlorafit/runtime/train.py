@@ -227,8 +227,14 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
                       tok.pad_token_id, fault=fault, offload=_offload_factory(cfg, model))
     monitor.say(f"model {cfg.model.name_or_path} ({cfg.model.quant}, {str(loaded.dtype).replace('torch.', '')}) on "
                 f"{device}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / max(total, 1):.2f}%)")
-    monitor.say(f"data {data.train.source}: {len(data.train.samples)} samples, {data.train.truncated} truncated to "
-                f"{cfg.data.max_seq_length} tokens; {total_steps} steps of {eff} {'rows' if cfg.data.packing else 'samples'}")
+    from qlorafit.runtime.data import describe
+    for line in describe(data.train):
+        monitor.say(line)
+    monitor.event("data", pos.step, source=data.train.source, samples=len(data.train.samples),
+                  formats=data.train.formats, dropped=[{"where": w, "reason": r} for w, r in data.train.bad[:100]],
+                  dropped_count=len(data.train.bad), no_target=data.train.dropped, truncated=data.train.truncated)
+    monitor.say(f"{total_steps} steps of {eff} {'rows' if cfg.data.packing else 'samples'} "
+                f"(max_seq_length {cfg.data.max_seq_length})")
     if ckpt is not None:
         monitor.say(f"resumed from {ckpt} at step {pos.step} (epoch {pos.epoch}, sample {pos.index} of the epoch)")
     elif resume:

@@ -73,7 +73,8 @@ def unit_targets(u) -> int:
 
 def _batch(ctx: StepContext, units: list) -> dict:
     if isinstance(units[0], PackedRow):
-        return collate_packed(units, ctx.pad_id)
+        attn = getattr(getattr(ctx.model, "config", None), "_attn_implementation", None) or "sdpa"
+        return collate_packed(units, ctx.pad_id, attn, ctx.dtype)  # sample boundaries passed to attention
     return collate(units, ctx.pad_id)
 
 
@@ -99,7 +100,8 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     if device.type != "cuda":
         return batch
     # pinned, then non_blocking: the copy overlaps the previous micro-batch's kernels instead of waiting for them
-    return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
+    return {k: v.pin_memory().to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+            for k, v in batch.items()}  # max_length_q/k stay Python ints
 
 
 def _autocast(ctx: StepContext):

@@ -13,6 +13,7 @@ order are plain Python the planner can call.
 import csv
 import json
 import math
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,14 +203,19 @@ def _read_dataset_dir(p: Path, split: str) -> list[Record]:
 
 
 def _read_hub_dataset(name: str, split: str) -> list[Record]:
-    """A Hub dataset by id, through datasets' cache (downloaded once; HF_DATASETS_OFFLINE=1 keeps it local)."""
+    # A Hub dataset id goes through `datasets`, which follows the user's HF_HUB_OFFLINE / HF_DATASETS_OFFLINE,
+    # HF_TOKEN, HF_HOME and HF_ENDPOINT: downloaded once when online, read from its cache when offline.
     import datasets
 
     try:
         ds = datasets.load_dataset(name, split=split)
     except Exception as e:  # DatasetNotFoundError, ConnectionError, ValueError (split) ...: all mean "not usable here"
-        raise UserError(f"data.path: '{name}' is not a local file, and datasets could not load it (split "
-                        f"'{split}') from the Hub or the local cache: {_first_line(e)}") from None
+        first = _first_line(e)
+        offline = any(os.environ.get(k, "").lower() in ("1", "true", "yes", "on")
+                      for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+        where = "from the local cache (offline mode is set)" if offline else "as a Hub dataset"
+        raise UserError(f"data.path: '{name}' is not a local file, and datasets could not load it {where} "
+                        f"(split '{split}'): {first}") from None
     return [Record(i, f"{name}[{split}] record {i + 1}", dict(r)) for i, r in enumerate(ds)]
 
 

@@ -122,10 +122,19 @@ class TrainConfig:
     seed: int = opt(42, "Seed for data order, LoRA init and dropout.")
     deterministic: bool = opt(False, "Ask torch for deterministic kernels (slower).")
     eval_every: int = opt(0, "Evaluate every N optimizer steps (0 = only at the end, if there is eval data).")
+    early_stopping_patience: int = opt(0, "Stop when the eval loss has not improved for this many evaluations in a "
+                                       "row (0 = never). final/ holds the weights at the stop.")
+    sample_prompts: list = opt([], "Prompts the model answers at each evaluation (greedy, through the chat template, "
+                               "batch 1: a KV cache far smaller than a training step); written to samples.jsonl and "
+                               "shown by `qlorafit report`.")
+    sample_max_new_tokens: int = opt(64, "Most tokens generated per sample prompt.")
     save_every: int = opt(0, "Save a checkpoint every N optimizer steps (0 = only at the end).")
     keep_checkpoints: int = opt(3, "Keep only the newest N step checkpoints (0 = keep all); final/ is always kept.")
     log_every: int = opt(1, "Write a metrics.jsonl line every N optimizer steps.")
     tensorboard: bool = opt(False, "Also write TensorBoard event files (needs the tensorboard package).")
+    report_to: list = opt([], "Experiment trackers that receive the same metrics and memory events as metrics.jsonl: "
+                          "any of tensorboard, wandb, mlflow, trackio (each an optional extra, e.g. pip install "
+                          "'qlorafit[wandb]'; configured by its own environment: WANDB_PROJECT, MLFLOW_TRACKING_URI).")
     max_bad_steps: int = opt(3, "Stop after this many consecutive steps with a NaN/inf loss (each is skipped).")
 
 
@@ -276,6 +285,12 @@ def check(cfg: Config) -> list[str]:
                      ("train.micro_batch_size", cfg.train.micro_batch_size), ("train.grad_accum", cfg.train.grad_accum)):
         if v is not None and v <= 0:
             p.append(f"{where}: must be positive, got {v}")
+    trackers = ("tensorboard", "wandb", "mlflow", "trackio")
+    for name in cfg.train.report_to:
+        if name not in trackers:
+            p.append(f"train.report_to: unknown tracker {name!r}; choose from {', '.join(trackers)}")
+    if not all(isinstance(x, str) and x.strip() for x in cfg.train.sample_prompts):
+        p.append("train.sample_prompts: every prompt must be non-empty text")
     if not 0 <= cfg.lora.dropout < 1:
         p.append(f"lora.dropout: must be in [0, 1), got {cfg.lora.dropout}")
     if not 0 <= cfg.data.eval_split < 1:

@@ -60,6 +60,9 @@ class Run:
     epoch_units: list | None = None   # this epoch's units, in order
     first_loss: float | None = None
     last_loss: float | None = None
+    tokenizer: object = None          # for train.sample_prompts
+    best_eval: float | None = None    # lowest eval loss so far (early stopping)
+    evals_without_gain: int = 0
 
 
 # --- setup -------------------------------------------------------------------------------------------------------
@@ -239,7 +242,7 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     if "peak_bytes" in est:
         monitor.say(f"estimated peak GPU memory {gib(est['peak_bytes'])} ({est['peak_phase']})")
     eval_units = data.eval.samples if data.eval is not None else None
-    return Run(cfg, run_dir, ctx, data.train.samples, eval_units, total_steps, pos, est)
+    return Run(cfg, run_dir, ctx, data.train.samples, eval_units, total_steps, pos, est, tokenizer=tok)
 
 
 def _units_per_epoch(cfg: Config, samples: list) -> int:
@@ -285,7 +288,7 @@ def next_units(run: Run) -> list:
 def loop(run: Run) -> dict:
     cfg, ctx, pos, t = run.cfg, run.ctx, run.pos, run.cfg.train
     cuda = ctx.device.type == "cuda"
-    t_start, tokens_seen = time.time(), 0
+    t_start, tokens_seen, stopped = time.time(), 0, False
     if pos.index:  # resumed mid-epoch: rebuild that epoch's order and keep the index
         run.epoch_units = _epoch_units(run)
     while pos.step < run.total_steps:
@@ -303,16 +306,19 @@ def loop(run: Run) -> dict:
         _check_finite(run, res)
         if res.recoveries == 0 and G.maybe_grow_back(ctx.guard, cfg.guard):
             ctx.monitor.event("grow_back", pos.step, new_micro_batch=ctx.guard.micro_batch_size)
-        if run.eval_units and t.eval_every and pos.step % t.eval_every == 0:
-            _eval(run)
+        evals = run.eval_units or t.sample_prompts
+        if evals and t.eval_every and pos.step % t.eval_every == 0 and _eval(run):
+            stopped = True
+            break  # early stopping: the eval loss stopped improving
         if t.save_every and pos.step % t.save_every == 0 and pos.step < run.total_steps:
             save(run, run.dir / "checkpoints" / f"step-{pos.step}")
-    if run.eval_units and (not t.eval_every or pos.step % t.eval_every):
+    if (run.eval_units or t.sample_prompts) and not stopped and (not t.eval_every or pos.step % t.eval_every):
         _eval(run)
     save(run, run.dir / "final")
     ctx.monitor.close()
     return {"steps": pos.step, "first_loss": run.first_loss, "last_loss": run.last_loss,
-            "final": str(run.dir / "final"), "seconds": round(time.time() - t_start, 2), "tokens": tokens_seen}
+            "final": str(run.dir / "final"), "seconds": round(time.time() - t_start, 2), "tokens": tokens_seen,
+            "stopped_early": stopped}
 
 
 def _log_step(run: Run, res, units: list, dt: float) -> None:
@@ -385,10 +391,35 @@ def _first_step_memory(run: Run, mem: dict) -> None:
                             f"{gib(predicted)} estimated: estimator error {100 * err:+.1f}%")
 
 
-def _eval(run: Run) -> None:
-    loss = evaluate(run.ctx, run.eval_units, run.pos.step)
-    if loss is not None:
-        run.ctx.monitor.say(f"step {run.pos.step}: eval loss {loss:.4f}")
+def _eval(run: Run) -> bool:
+    """Eval loss, perplexity and token accuracy; samples for train.sample_prompts. True: stop early."""
+    t, stop = run.cfg.train, False
+    res = evaluate(run.ctx, run.eval_units, run.pos.step) if run.eval_units else None
+    if res is not None:
+        acc = "" if res["token_accuracy"] is None else f", token accuracy {100 * res['token_accuracy']:.1f}%"
+        run.ctx.monitor.say(f"step {run.pos.step}: eval loss {res['loss']:.4f}, perplexity {res['perplexity']:.2f}"
+                            f"{acc}")
+        stop = _early_stop(run, res["loss"])
+    if t.sample_prompts:
+        from qlorafit.runtime.generation import write_samples
+        for row in write_samples(run, t.sample_prompts, t.sample_max_new_tokens):
+            run.ctx.monitor.say(f"step {run.pos.step}: sample {row['prompt'][:60]!r} -> {row['output'][:200]!r}")
+    return stop
+
+
+def _early_stop(run: Run, loss: float) -> bool:
+    """Patience counts evaluations in a row without a new lowest eval loss."""
+    patience = run.cfg.train.early_stopping_patience
+    if run.best_eval is None or loss < run.best_eval:
+        run.best_eval, run.evals_without_gain = loss, 0
+        return False
+    run.evals_without_gain += 1
+    if patience and run.evals_without_gain >= patience:
+        run.ctx.monitor.event("early_stop", run.pos.step, best_eval_loss=run.best_eval, patience=patience)
+        run.ctx.monitor.say(f"step {run.pos.step}: eval loss has not improved on {run.best_eval:.4f} for {patience} "
+                            f"evaluations: stopping early (train.early_stopping_patience)")
+        return True
+    return False
 
 
 def save(run: Run, target: Path) -> None:

@@ -187,6 +187,8 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     run_dir = check_run_dir(cfg, resume, overwrite)  # after planning: the planned config is the one compared
     if cfg.train.tensorboard:
         require_tensorboard()  # before the model load, not after it
+    from qlorafit.runtime import trackers as T
+    T.check_installed(cfg.train.report_to)
 
     torch.manual_seed(cfg.train.seed)  # the LoRA init does not depend on how much data loading drew
     loaded = load_model(cfg, model_path, device)
@@ -222,7 +224,9 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
             scaler.load_state_dict(state["scaler"])
     _trim_logs(run_dir, pos.step)  # lines written after the checkpoint describe steps that will run again
 
-    monitor = Monitor(run_dir, device, total_steps, pos.step, cfg.train.tensorboard, quiet)
+    names = [n for n in cfg.train.report_to if not (n == "tensorboard" and cfg.train.tensorboard)]
+    trackers = T.Trackers(names, run_dir, config_mod.to_dict(cfg)) if names else None
+    monitor = Monitor(run_dir, device, total_steps, pos.step, cfg.train.tensorboard, quiet, trackers)
     ctx = StepContext(model, optimizer, params, scaler, device, loaded.dtype, cfg, guard, monitor,
                       tok.pad_token_id, fault=fault, offload=_offload_factory(cfg, model))
     monitor.say(f"model {cfg.model.name_or_path} ({cfg.model.quant}, {str(loaded.dtype).replace('torch.', '')}) on "

@@ -14,13 +14,14 @@ SPECIALS = ["<|im_start|>", "<|im_end|>", "<|begin_of_text|>", "<|start_header_i
             "<｜end▁of▁sentence｜>", "<｜begin▁of▁sentence｜>", "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>",
             "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>", "<｜tool▁sep｜>", "<｜tool▁outputs▁begin｜>",
             "<｜tool▁outputs▁end｜>", "<｜tool▁output▁begin｜>", "<｜tool▁output▁end｜>", "<think>", "</think>",
-            "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"]
+            "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<|startoftext|>",
+            "<|tool_list_start|>", "<|tool_list_end|>", "<|tool_response_start|>", "<|tool_response_end|>"]
 # template file -> (bos, eos) as the family's tokenizer has them
 FAMILIES = {"llama3_1": ("<|begin_of_text|>", "<|eot_id|>"), "llama3_2": ("<|begin_of_text|>", "<|eot_id|>"),
             "qwen2_5": (None, "<|im_end|>"), "qwen3": (None, "<|im_end|>"), "qwen3_training": (None, "<|im_end|>"),
             "gemma3": ("<bos>", "<eos>"), "phi3": ("<s>", "<|endoftext|>"), "phi3_5": ("<s>", "<|endoftext|>"),
             "phi4": (None, "<|im_end|>"), "mistral_nemo": ("<s>", "</s>"), "gptoss": (None, "<|return|>"),
-            "deepseekv3": ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>")}
+            "deepseekv3": ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"), "lfm2": ("<|startoftext|>", "<|im_end|>")}
 
 
 @lru_cache(maxsize=1)

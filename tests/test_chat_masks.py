@@ -43,6 +43,7 @@ EXPECTED = {
                                   [NOTHINK + "Lima.<|im_end|>", NOTHINK + CALL_QWEN + "<|im_end|>",
                                    NOTHINK + "Sunny in Lima, 22 C.<|im_end|>"]),
     ("gemma3", ""): (["Lima.<end_of_turn>", "Welcome.<end_of_turn>"], None),
+    ("lfm2", ""): (["Lima.<|im_end|>", "Welcome.<|im_end|>"], None),
     ("phi3", ""): (["Lima.<|end|>", "Welcome.<|end|>"], None),
     ("phi3_5", ""): (["Lima.<|end|>", "Welcome.<|end|>"], None),
     ("phi4", ""): (["Lima.<|im_end|>", "Welcome.<|im_end|>"], None),
@@ -94,8 +95,9 @@ def test_tool_call_turns_take_loss_and_tool_results_do_not(name, mode):
     assert not any("22 C, sunny" in s for s in spans)  # the tool's answer is input, not output
 
 
-@pytest.mark.parametrize("name", ["gemma3", "phi3", "phi3_5", "phi4"])
+@pytest.mark.parametrize("name", ["gemma3", "phi3", "phi3_5", "phi4", "lfm2"])
 def test_a_template_without_tools_refuses_tool_data_loudly(name):
+    # lfm2 shows the tools list (so the tool's name is in the render) but never the assistant's tool_calls
     with pytest.raises(RecordError) as e:
         encode(name, "", tool_chat(0), TOOLS)
     assert "rec:" in str(e.value)

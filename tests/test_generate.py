@@ -90,6 +90,7 @@ def test_demo_run_writes_samples_and_report_shows_them(demo_run):
     assert isinstance(rows[-1]["output"], str)
     page = write_report(demo_run)["html"].read_text()
     assert 'id="samples"' in page and "What is 7 plus 5?" in page
+    assert "perplexity" in page and "token accuracy" in page  # the demo's held-out evaluation, in the summary
 
 
 def test_eval_metrics_early_stopping_and_samples_at_each_eval(model_dir, data, tmp_path):

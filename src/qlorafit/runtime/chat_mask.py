@@ -45,7 +45,7 @@ def encode_chat(ct: ChatTemplate, chat: Chat, where: str) -> tuple[list[int], li
         full = ct.render(messages, chat.tools, gen=False)
     except Exception as e:  # jinja's TemplateError, raise_exception(), TypeError from string concatenation ...
         raise RecordError(f"{where}: the chat template cannot render this conversation: {_first_line(e)}") from None
-    _check_tool_calls(messages, full, where)
+    _check_tool_calls(ct, messages, chat.tools, full, where)
     turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
     wanted = set(turns) if chat.targets is None else chat.targets
     if GENERATION_TAG.search(ct.template):
@@ -84,14 +84,22 @@ def _render_ready(ct: ChatTemplate, chat: Chat, where: str) -> list:
         return msgs  # the caller renders again and reports the template's own error
 
 
-def _check_tool_calls(messages: list, full: str, where: str) -> None:
-    """A template that ignores tool_calls would train a tool-calling turn as an empty one: refuse it, loudly."""
+def _check_tool_calls(ct: ChatTemplate, messages: list, tools, full: str, where: str) -> None:
+    """A template that ignores tool_calls would train a tool-calling turn as an empty one: refuse it, loudly. Caught
+    both ways: the call's name is nowhere in the render, or the render is the same without the calls (a template
+    such as LFM2's shows the tools list, so the names do appear, but never the calls)."""
     for i, m in enumerate(messages):
-        for c in m.get("tool_calls", []):
-            if c["function"]["name"] not in full:
-                raise RecordError(f"{where}: messages[{i}] calls tool '{c['function']['name']}', but the model's chat "
-                                  f"template does not render tool_calls, so the call would be lost; use a model whose "
-                                  f"template supports tools, or set data.chat_template")
+        calls = m.get("tool_calls")
+        if not calls:
+            continue
+        lost = all(c["function"]["name"] not in full for c in calls)
+        if not lost:
+            without = messages[:i] + [{k: v for k, v in m.items() if k != "tool_calls"}] + messages[i + 1:]
+            lost = _try_render(ct, without, tools, False) == full  # None (the template needs them) is not lost
+        if lost:
+            raise RecordError(f"{where}: messages[{i}] calls tool '{calls[0]['function']['name']}', but the chat "
+                              f"template does not render tool_calls, so the call would be lost; use a model whose "
+                              f"template supports tools, or set data.chat_template")
 
 
 def _generation_masks(ct, messages, tools, turns, wanted):

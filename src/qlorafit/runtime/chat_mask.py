@@ -9,10 +9,12 @@ Three ways, the first that applies wins:
   2. the template is prefix-stable (rendering more turns only appends text): each turn is the text between
      "history + generation prompt" and "history + this turn", read straight off the full render;
   3. otherwise (Qwen3 drops old thinking blocks, gpt-oss ends the last turn with <|return|> and others with <|end|>,
-     Phi-3 closes with eos, DeepSeek-V3's generation prompt opens a <think>): the conversation is rendered once, and
-     each turn, rendered on its own as "history + this turn", is aligned token by token against that render
-     (difflib). Tokens matched to the turn's target, or replacing tokens inside it, are the turn's tokens.
-Nothing here imports torch.
+     Phi-3 closes with eos, Mistral moves the system prompt, DeepSeek-V3's generation prompt opens a <think>): the
+     conversation is rendered once, and each turn is located in it. The turn starts after the first occurrence of
+     the history's last tokens (from the end of the previous turn) and as much of the generation prompt as the
+     template wrote there; it ends at its end-of-turn token, counted as often as the turn rendered alone holds it.
+A template that would drop a tool call (the render is the same without it) is refused for that record, never
+trained as an empty turn. Nothing here imports torch.
 """
 
 import re
@@ -38,14 +40,18 @@ class ChatTemplate:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]  # the template writes its own bos
 
 
-def encode_chat(ct: ChatTemplate, chat: Chat, where: str) -> tuple[list[int], list[bool]]:
-    """Token ids of the whole conversation, and per token whether it takes loss (a target assistant turn)."""
+def encode_chat(ct: ChatTemplate, chat: Chat, where: str, masks: bool = True) -> tuple[list[int], list[bool]]:
+    """Token ids of the whole conversation, and per token whether it takes loss (a target assistant turn). masks
+    False (data.completion_only off): every token takes loss, no turn is located."""
     messages = _render_ready(ct, chat, where)
     try:
         full = ct.render(messages, chat.tools, gen=False)
     except Exception as e:  # jinja's TemplateError, raise_exception(), TypeError from string concatenation ...
         raise RecordError(f"{where}: the chat template cannot render this conversation: {_first_line(e)}") from None
     _check_tool_calls(ct, messages, chat.tools, full, where)
+    if not masks:
+        ids = ct.ids(full)
+        return ids, [True] * len(ids)
     turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
     wanted = set(turns) if chat.targets is None else chat.targets
     if GENERATION_TAG.search(ct.template):
@@ -104,8 +110,12 @@ def _check_tool_calls(ct: ChatTemplate, messages: list, tools, full: str, where:
 
 def _generation_masks(ct, messages, tools, turns, wanted):
     """Way 1: the template's own {% generation %} spans, one per assistant message; None if they do not pair up."""
-    out = ct.tokenizer.apply_chat_template(messages, tools=tools, tokenize=True, return_dict=True,
-                                           return_assistant_tokens_mask=True, chat_template=ct.template, **ct.kwargs)
+    try:
+        out = ct.tokenizer.apply_chat_template(messages, tools=tools, tokenize=True, return_dict=True,
+                                               return_assistant_tokens_mask=True, chat_template=ct.template,
+                                               **ct.kwargs)
+    except (ValueError, NotImplementedError):  # a slow tokenizer has no offsets: locate the turns instead
+        return None
     ids, flags = list(out["input_ids"]), [bool(f) for f in out["assistant_masks"]]
     runs, k = [], 0
     while k < len(flags):

@@ -273,7 +273,7 @@ def _encode(records: list[Record], fmt: str, cfg: DataConfig, tokenizer):
                 plain.append((len(out), ex.segments))
                 out.append([rec, None, None, f])
                 continue
-            ids, mask = encode_chat(ct, ex, rec.where)
+            ids, mask = encode_chat(ct, ex, rec.where, masks=cfg.completion_only)
         except RecordError as e:
             bad.append((rec.where, str(e)))
             continue

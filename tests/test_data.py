@@ -186,8 +186,9 @@ def test_missing_field_names_line_and_field(tok, tmp_path):
     ts = load(tok, path, format="alpaca")  # a bad record is dropped and reported, the rest trains
     assert ts.stats.count == 1 and len(ts.bad) == 1
     assert "m.jsonl line 2" in ts.bad[0][1] and "'output'" in ts.bad[0][1]
-    (tmp_path / "c.csv").write_text("prompt,completion\na,b\nc,\n")  # empty cell is allowed, missing column is not
-    assert load(tok, str(tmp_path / "c.csv")).stats.count == 2
+    (tmp_path / "c.csv").write_text("prompt,completion\na,b\nc,\n")  # an empty completion: skipped and named
+    got = load(tok, str(tmp_path / "c.csv"))
+    assert got.stats.count == 1 and got.empty == [f"{tmp_path / 'c.csv'} line 3"]
     (tmp_path / "d.csv").write_text("prompt\na\n")
     assert "d.csv line 2" in error(tok, str(tmp_path / "d.csv"), format="prompt_completion")
 

@@ -66,6 +66,7 @@ class TokenizedSet:
     dropped: int = 0        # samples left with no target token (e.g. a prompt longer than max_seq_length)
     formats: dict = field(default_factory=dict)  # format name -> records
     bad: list = field(default_factory=list)      # [(where, reason)] of records that fit no format: dropped
+    empty: list = field(default_factory=list)    # where the records with an empty target text are (skipped)
 
     @property
     def lengths(self) -> list[int]:
@@ -161,12 +162,21 @@ def _read_json(p: Path) -> list[Record]:
 
 
 def _read_csv(p: Path) -> list[Record]:
+    """Rows as records keyed by the header; a row with more or fewer cells than the header is an error (a stray
+    comma or a missing quote shifts every later column)."""
     out = []
     with p.open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if not header or not any(h.strip() for h in header):
+            raise UserError(f"{p}: no header row (the first line names the columns, e.g. text)")
         for row in reader:
-            fields = {k: v for k, v in row.items() if k is not None and v is not None}
-            out.append(Record(len(out), f"{p} line {reader.line_num}", fields))
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise UserError(f"{p} line {reader.line_num}: {len(row)} cells, but the header has {len(header)} "
+                                f"({', '.join(header)}); quote cells that hold commas")
+            out.append(Record(len(out), f"{p} line {reader.line_num}", dict(zip(header, row))))
     return out
 
 
@@ -263,12 +273,15 @@ def _encode(records: list[Record], fmt: str, cfg: DataConfig, tokenizer):
     template = chat_template_of(tokenizer, cfg)
     has_template = bool(cfg.chat_template or getattr(tokenizer, "chat_template", None))
     ct = ChatTemplate(tokenizer, template, dict(cfg.chat_template_kwargs))
-    plain, out, bad = [], [], []
+    plain, out, bad, empty = [], [], [], []
     for rec in _progress(records, "rendering"):
         fields = rename_columns(rec.fields, cfg.columns)
         try:
             f = fmt if fmt != "auto" else _detect(fields, cfg.text_field, rec.where)
             ex = to_example(fields, f, cfg.text_field, rec.where, has_template)
+            if _empty_target(ex):  # nothing to learn but the template's tokens
+                empty.append(rec.where)
+                continue
             if isinstance(ex, Plain):
                 plain.append((len(out), ex.segments))
                 out.append([rec, None, None, f])
@@ -282,7 +295,15 @@ def _encode(records: list[Record], fmt: str, cfg: DataConfig, tokenizer):
         out.append([rec, ids, labels, name])
     if plain:
         _encode_plain(plain, out, cfg, tokenizer)
-    return out, bad
+    return out, bad, empty
+
+
+def _empty_target(ex) -> bool:
+    if isinstance(ex, Plain):
+        return not any(t.strip() for t, target in ex.segments if target)
+    turns = [m for i, m in enumerate(ex.messages) if m["role"] == "assistant" and (ex.targets is None or i in ex.targets)]
+    return not any(m["content"].strip() or m.get("tool_calls") or str(m.get("reasoning_content") or m.get("thinking")
+                                                                      or "").strip() for m in turns)
 
 
 def _encode_plain(plain: list, out: list, cfg: DataConfig, tokenizer) -> None:
@@ -307,7 +328,9 @@ def _encode_plain(plain: list, out: list, cfg: DataConfig, tokenizer) -> None:
 def tokenize_records(records: list[Record], fmt: str, cfg: DataConfig, tokenizer, source: str) -> TokenizedSet:
     """Tokenize, mask, truncate to cfg.max_seq_length; drop (and count) records that fit no format and samples left
     with no target token."""
-    encoded, bad = _encode(records, fmt, cfg, tokenizer)
+    encoded, bad, empty = _encode(records, fmt, cfg, tokenizer)
+    if empty and len(empty) == len(records):
+        raise UserError(f"{source}: every record's text is empty (first: {empty[0]}); nothing to train on")
     if not encoded:
         raise UserError(f"no usable record in {source}: {bad[0][1]}" if len(bad) > 1 else bad[0][1])
     samples, raw, truncated, dropped, formats = [], [], 0, 0, {}
@@ -326,7 +349,7 @@ def tokenize_records(records: list[Record], fmt: str, cfg: DataConfig, tokenizer
         raise UserError(f"{source}: no sample has a token left to train on after truncation to "
                         f"data.max_seq_length={cfg.max_seq_length}; raise data.max_seq_length{hint}")
     return TokenizedSet(samples, length_stats([len(s.input_ids) for s in samples]), truncated, source,
-                        length_stats(raw), dropped, formats, bad)
+                        length_stats(raw), dropped, formats, bad, empty)
 
 
 def describe(ts: TokenizedSet, max_lines: int = 5) -> list[str]:

@@ -112,17 +112,17 @@ def write_samples(run, prompts: list[str], max_new_tokens: int) -> list[dict]:
     ctx, cfg = run.ctx, run.cfg
     gen = Generator(ctx.model, run.tokenizer, chat_template_of(run.tokenizer, cfg.data),
                     dict(cfg.data.chat_template_kwargs), ctx.device)
+    from qlorafit.runtime.step import eval_mode
+
     rows = []
-    ctx.model.eval()  # no dropout; eval draws nothing from the RNG, so sampling cannot change training
     try:
-        for prompt in prompts:
-            text = reply(gen, [{"role": "user", "content": prompt}], max_new_tokens).strip()
-            rows.append({"step": run.pos.step, "prompt": prompt, "output": text})
+        with eval_mode(ctx.model):  # no dropout, no gradients; the 4-bit layers keep their training layout
+            for prompt in prompts:
+                text = reply(gen, [{"role": "user", "content": prompt}], max_new_tokens).strip()
+                rows.append({"step": run.pos.step, "prompt": prompt, "output": text})
     except Exception as e:  # a generation failure must not cost the run: say it and go on
         ctx.monitor.event("samples_failed", run.pos.step, error=f"{type(e).__name__}: {str(e).splitlines()[0]}")
         ctx.monitor.say(f"step {run.pos.step}: sample generation failed ({type(e).__name__}); training goes on")
-    finally:
-        ctx.model.train()
     with open(run.dir / "samples.jsonl", "a") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")

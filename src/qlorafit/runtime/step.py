@@ -80,7 +80,8 @@ def unit_targets(u) -> int:
 
 def _batch(ctx: StepContext, units: list) -> dict:
     if isinstance(units[0], PackedRow):
-        return collate_packed(units, ctx.pad_id)
+        attn = getattr(getattr(ctx.model, "config", None), "_attn_implementation", None) or "sdpa"
+        return collate_packed(units, ctx.pad_id, attn, ctx.dtype)  # sample boundaries passed to attention
     return collate(units, ctx.pad_id)
 
 
@@ -106,7 +107,8 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     if device.type != "cuda":
         return batch
     # pinned, then non_blocking: the copy overlaps the previous micro-batch's kernels instead of waiting for them
-    return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
+    return {k: v.pin_memory().to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+            for k, v in batch.items()}  # max_length_q/k stay Python ints
 
 
 def _autocast(ctx: StepContext):
@@ -355,32 +357,39 @@ def eval_mode(model):
         model.train()
 
 
-def evaluate(ctx: StepContext, units: list, step: int) -> float | None:
-    """Mean loss per target token. Only scalars are kept between batches, never logits. An OOM here shrinks the
-    eval batch only; training's micro-batch and checkpointing stay as they are. Across ranks, `units` is this rank's
-    share and the sums are added over the ranks (fsdp: every rank runs as many batches as the busiest one)."""
+def evaluate(ctx: StepContext, units: list, step: int) -> dict | None:
+    """{loss (mean per target token), perplexity, token_accuracy (None where the head is streamed), tokens}. Only
+    scalars are kept between batches, never logits. An OOM here shrinks the eval batch only; training's micro-batch
+    and checkpointing stay as they are. Across ranks, `units` is this rank's share and the sums are added over the
+    ranks (fsdp: every rank runs as many batches as the busiest one)."""
     with eval_mode(ctx.model):
         return _evaluate(ctx, units, step)
 
 
-def _evaluate(ctx: StepContext, units: list, step: int) -> float | None:
+def _evaluate(ctx: StepContext, units: list, step: int) -> dict | None:
     loss_sum, tokens, i = torch.zeros((), device=ctx.device), 0, 0
+    correct = torch.zeros((), device=ctx.device, dtype=torch.long)
+    counted = True  # every batch counted its correct predictions
     ctx.eval_batch = ctx.eval_batch or ctx.cfg.train.micro_batch_size
     t0 = time.time()
     if ctx.world.strategy == "fsdp":  # each forward holds all-gathers: the same count everywhere, no shrinking
         n = D.agree_max(ctx.world, -(-len(units) // ctx.eval_batch))
         for b in range(n):
             mb = units[b * ctx.eval_batch: (b + 1) * ctx.eval_batch] or [_dummy_unit(units, ctx.pad_id)]
-            part, k, failed = _eval_batch(ctx, mb, step)
+            part, right, k, failed = _eval_batch(ctx, mb, step)
             if failed:
                 raise G.GuardGaveUp(D.fsdp_oom_message(ctx.world.rank, "evaluation forward"))
             loss_sum, tokens = loss_sum + part, tokens + k
+            if right is None:
+                counted = False
+            else:
+                correct += right
         i = len(units)
     while i < len(units):
         mb = units[i: i + ctx.eval_batch]
-        part, n, failed = _eval_batch(ctx, mb, step)
+        part, right, n, failed = _eval_batch(ctx, mb, step)
         if failed:
-            del part, mb
+            del part, right, mb
             G.free_memory()
             old = ctx.eval_batch
             if old == 1:  # one sample does not fit even alone: leave it out of this evaluation
@@ -393,25 +402,35 @@ def _evaluate(ctx: StepContext, units: list, step: int) -> float | None:
                               action="shrink_eval_batch")
             continue
         loss_sum += part
+        if right is None:
+            counted = False
+        else:
+            correct += right
         tokens += n
         i += len(mb)
     loss_sum, tokens = D.sum_scalars(ctx.world, loss_sum, tokens)
+    if ctx.world.active:
+        correct = D.sum_scalars(ctx.world, correct.float(), 0)[0]
     if tokens == 0:
         return None
-    loss = loss_sum.item() / tokens
-    ctx.monitor.event("eval", step, loss=loss, tokens=tokens, seconds=round(time.time() - t0, 3))
-    return loss
+    loss_v, right_v = torch.stack([loss_sum.float(), correct.float()]).tolist()  # the evaluation's one sync
+    res = {"loss": loss_v / tokens, "perplexity": math.exp(min(loss_v / tokens, 50.0)),
+           "token_accuracy": right_v / tokens if counted else None, "tokens": tokens}
+    ctx.monitor.event("eval", step, **res, seconds=round(time.time() - t0, 3))
+    return res
 
 
 def _eval_batch(ctx: StepContext, units: list, step: int):
+    from qlorafit.runtime.eval_metrics import eval_sums
+
     try:
         batch = _to_device(_batch(ctx, units), ctx.device)
         if ctx.fault is not None:
             ctx.fault("eval", _info(step, 0, units))
         with _autocast(ctx):
-            loss_sum, n = forward_loss(ctx.model, batch, ctx.cfg.train.loss_impl)
-        return loss_sum.float(), n, False
+            loss_sum, right, n = eval_sums(ctx.model, batch, ctx.cfg.train.loss_impl)
+        return loss_sum.float(), right, n, False
     except Exception as e:
         if not G.is_oom(e):
             raise
-    return None, 0, True
+    return None, None, 0, True

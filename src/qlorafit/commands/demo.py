@@ -32,8 +32,6 @@ def run(a) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     out = a.output_dir or tempfile.mkdtemp(prefix="qlorafit-demo-")
     cfg = demo_config(out, a.steps)
-    from qlorafit.runtime.guard import configure_allocator
-    configure_allocator(cfg.guard)
 
     from qlorafit.runtime.train import train
     s = train(cfg, overwrite=True)

@@ -70,8 +70,6 @@ def run(a) -> int:
         return 0
     if a.resume and a.overwrite:
         raise UserError("--resume and --overwrite contradict each other: pick one")
-    from qlorafit.runtime.guard import configure_allocator
-    configure_allocator(cfg.guard)  # before torch touches CUDA
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     from qlorafit.runtime.train import train

@@ -56,7 +56,6 @@ class TokenizedSet:
     stats: LengthStats      # after truncation: what is trained on
     truncated: int          # samples cut to max_seq_length
     source: str
-    raw_stats: LengthStats  # before truncation: what the planner needs to pick max_seq_length
     dropped: int = 0        # samples left with no target token (e.g. a prompt longer than max_seq_length)
 
     @property
@@ -291,7 +290,7 @@ def tokenize_records(records: list[Record], fmt: str, cfg: DataConfig, tokenizer
     segs = [segments(r, fmt, cfg, tokenizer) for r in records]
     flat = [t for s in segs for t, _ in s]
     flat_ids = tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []  # one batched call: fast
-    samples, raw, truncated, dropped, k = [], [], 0, 0, 0
+    samples, truncated, dropped, k = [], 0, 0, 0
     for rec, seg in zip(records, segs):
         ids = list(prefix)
         labels = [IGNORE] * len(prefix) if cfg.completion_only else list(prefix)
@@ -302,20 +301,19 @@ def tokenize_records(records: list[Record], fmt: str, cfg: DataConfig, tokenizer
         if eos is not None and (not ids or ids[-1] != eos):
             ids.append(eos)  # the model learns to stop; a target wherever the last piece is
             labels.append(eos if not cfg.completion_only or (seg and seg[-1][1]) else IGNORE)
-        raw.append(len(ids))
+        raw_length = len(ids)
         if len(ids) > cfg.max_seq_length:
             truncated += 1
             ids, labels = ids[: cfg.max_seq_length], labels[: cfg.max_seq_length]
         if all(x == IGNORE for x in labels[1:]):  # labels[0] is never predicted (the loss shifts by one)
             dropped += 1
             continue
-        samples.append(Sample(rec.index, ids, labels, raw[-1]))
+        samples.append(Sample(rec.index, ids, labels, raw_length))
     if not samples:
         hint = " or set data.completion_only: false" if cfg.completion_only else ""
         raise UserError(f"{source}: no sample has a token left to train on after truncation to "
                         f"data.max_seq_length={cfg.max_seq_length}; raise data.max_seq_length{hint}")
-    return TokenizedSet(samples, length_stats([len(s.input_ids) for s in samples]), truncated, source,
-                        length_stats(raw), dropped)
+    return TokenizedSet(samples, length_stats([len(s.input_ids) for s in samples]), truncated, source, dropped)
 
 
 def load_data(cfg: DataConfig, tokenizer, seed: int = 0) -> DataSplits:

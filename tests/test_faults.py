@@ -226,6 +226,22 @@ def test_the_summary_after_a_resume_counts_this_invocation_and_the_whole_run(mod
 
 # --- resume with changed fields: what would break "every sample once" is refused, naming each field --------------
 
+def test_every_config_key_declares_what_changing_it_on_resume_does():
+    """The resume class is declared once per field (config.py metadata); the issue's lists hold."""
+    from qlorafit.core.resume import _flat, resume_class
+
+    classes = {key: resume_class(key) for key in _flat(QC.Config())}
+    assert set(classes.values()) <= set(QC.RESUME_CLASSES)
+    for key in ("train.micro_batch_size", "train.grad_accum", "data.path", "train.seed"):
+        assert classes[key] == "samples", key
+    for key in ("lora.r", "lora.targets", "model.name_or_path"):
+        assert classes[key] == "shape", key
+    assert classes["train.optimizer"] == "state"
+    for key in ("train.lr", "train.eval_every", "train.log_every", "train.save_every", "train.save_every_minutes",
+                "train.max_steps"):
+        assert classes[key] == "safe", key
+
+
 def test_resume_refuses_changes_to_the_samples_naming_each_field(model_dir, data, stopped_run, tmp_path):
     out = copy_of(stopped_run, tmp_path)
     other = write_jsonl(tmp_path / "other.jsonl")

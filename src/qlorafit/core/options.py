@@ -164,6 +164,10 @@ def names(table) -> tuple[str, ...]:
     return tuple(s.name for s in table)
 
 
+def specs_by_name(kind: str) -> dict:
+    return {s.name: s for s in specs(kind)}
+
+
 def _get(kind: str, name: str):
     for s in specs(kind):
         if s.name == name:

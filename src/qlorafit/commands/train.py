@@ -88,8 +88,6 @@ def run(a) -> int:
     from qlorafit.runtime.dist import launched_world_size
     if a.nproc is not None and launched_world_size() == 1:
         return launch(a)
-    from qlorafit.runtime.guard import configure_allocator
-    configure_allocator(cfg.guard)  # before torch touches CUDA
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     from qlorafit.runtime.train import train

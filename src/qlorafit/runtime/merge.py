@@ -21,11 +21,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from qlorafit.core import options as O
 from qlorafit.runtime import guard as G
 from qlorafit.errors import UserError
 
 PREFIX = "base_model.model."
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 UNSUPPORTED = ("use_dora", "lora_bias", "target_parameters", "trainable_token_indices", "layer_replication")
 
 
@@ -124,6 +124,9 @@ def recorded_base_matches(recorded: str | None, base_arg: str, base_dir: Path) -
         return None
     if recorded == base_arg:
         return True
+    rec_id, base_id = _hub_id(recorded), _hub_id(base_arg) or _hub_id(str(base_dir))
+    if rec_id and base_id:  # a snapshot in any HF cache is known by its repo id, not by where that cache is
+        return rec_id == base_id
     p = Path(recorded).expanduser()
     if not p.is_dir() and "/" in recorded and not recorded.startswith((".", "/", "~")):
         from qlorafit.core.catalog import find_in_hf_cache
@@ -131,6 +134,17 @@ def recorded_base_matches(recorded: str | None, base_arg: str, base_dir: Path) -
     if not Path(p).is_dir():
         return None
     return os.path.realpath(p) == os.path.realpath(base_dir)
+
+
+def _hub_id(name: str) -> str | None:
+    """'org/name', or '.../models--org--name/snapshots/<rev>' (a Hugging Face cache snapshot) -> 'org/name'."""
+    parts = Path(name).parts
+    for i, part in enumerate(parts[:-2]):
+        if part.startswith("models--") and parts[i + 1] == "snapshots":
+            return part[len("models--"):].replace("--", "/", 1)
+    if name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
+        return name
+    return None
 
 
 def check_shapes(deltas: dict, full: dict, base: dict, fan_in_fan_out: bool, adapter_dir: Path, base_dir: Path) -> None:
@@ -191,7 +205,7 @@ def merge(adapter_dir, base_dir, out_dir, dtype: str = "auto", device: str = "au
                 metadata = f.metadata() or {"format": "pt"}
                 for key in f.keys():
                     w = f.get_tensor(key)
-                    target = DTYPES.get(dtype, w.dtype) if w.is_floating_point() else w.dtype
+                    target = (w.dtype if dtype == "auto" else getattr(torch, O.dtype(dtype).torch_name)) if w.is_floating_point() else w.dtype
                     if key in deltas:
                         w = merger.apply(w, deltas[key], fifo)
                         done.add(key)

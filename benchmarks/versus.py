@@ -323,6 +323,8 @@ def qlorafit_cfg(a, path: str, variant: str):
            "train": {"micro_batch_size": a.micro, "grad_accum": a.accum, "max_steps": 100000, "log_every": 1000}}
     if variant == "qlorafit-eager":
         raw["train"]["compile"] = False
+    if a.cfg == "ctx":
+        raw["guard"] = {"enabled": False}  # an OOM is the answer "does not fit", not something to recover from
     cfg = C.from_dict(raw, variant)
     if variant == "qlorafit-plan":
         from qlorafit.core.plan import plan_config
@@ -396,7 +398,9 @@ class Proc:
     def __init__(self, contender: str, cfg: str, a, log, extra: list):
         b, acc, seq = CONFIGS[cfg] if cfg in CONFIGS else (1, 1, int(extra[extra.index("--seq") + 1]))
         env = dict(os.environ)
-        env.pop("PYTORCH_CUDA_ALLOC_CONF", None)  # each stack's own allocator default (qlorafit sets its own)
+        env.pop("PYTORCH_CUDA_ALLOC_CONF", None)  # each stack's own allocator default
+        if contender.startswith("qlorafit"):  # what qlorafit's setup sets, here before the worker's CUDA init
+            env["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
         site = [SITES[contender]] if contender in SITES else []
         env["PYTHONPATH"] = ":".join(site + ["/tmp/site-common", os.path.join(HERE, "..", "src"), HERE])
         env.update(PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
@@ -555,12 +559,12 @@ def run_ctx24(specs: list, a, log, sampler, out_path, deadline):
             sampler.procs = [pr]
             m = pr.read(("ready",))
             pr.ready = m is not None and m["kind"] == "ready"
-            if pr.ready:  # the two warm-up steps fitted: one timed step more
-                pr.send("step")
-                pr.read(("step",))
-            end = pr.finish(120)
+            end = pr.finish(120)  # the two warm-up steps fitted (the second holds the optimizer states): done
             rec = summarize(pr, end)
-            rec.update(part="ctx24", length=int(length), fits=pr.ready and not pr.dead)
+            warm = [m for m in pr.msgs if m["kind"] == "warm"]
+            rec.update(part="ctx24", length=int(length), fits=pr.ready and not pr.dead,
+                       warm_step_s=[m["s"] for m in warm], warm_mem=[m.get("mem") for m in warm],
+                       tokens_per_s_second_step=round(int(length) / warm[1]["s"], 1) if len(warm) > 1 else None)
             with open(out_path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
             print(f"ctx24 {name} {length}: {'fits' if rec['fits'] else 'does not fit'}; " + fmt(rec), flush=True)
@@ -599,6 +603,7 @@ def main():
     ap.add_argument("--deadline-s", type=float, default=540)
     ap.add_argument("--ctx24", default="", help="name:len[:len],... on an emulated 24 GiB card, after the configs")
     ap.add_argument("--plan-budget-gib", type=float, default=24.0)
+    ap.add_argument("--ctx24-first", action="store_true", help="run the ctx24 part before the configurations")
     # worker side
     ap.add_argument("--worker", action="store_true")
     ap.add_argument("--contender")
@@ -629,7 +634,9 @@ def main():
     sampler.start()
     skip = set(a.skip.split(",")) if a.skip else set()
     log = open(os.path.join(a.out, "workers.log"), "a")
-    per_cfg_s = {"c1": 120, "c2": 70, "c3": 100, "c4": 150}
+    per_cfg_s = {"c1": 120, "c2": 70, "c3": 100, "c4": 110}
+    if a.ctx24 and a.ctx24_first:
+        run_ctx24(a.ctx24.split(","), a, log, sampler, out_path, deadline)
     for cfg in a.configs.split(","):
         if not cfg:
             continue
@@ -637,8 +644,10 @@ def main():
             print(f"== {cfg}: skipped (deadline)", flush=True)
             continue
         contenders = [c for c in a.contenders.split(",") if f"{cfg}:{c}" not in skip]
-        run_config(cfg, contenders, a, log, sampler, out_path)
-    if a.ctx24:
+        recs = run_config(cfg, contenders, a, log, sampler, out_path)
+        if not any(r["tokens_per_s"] for r in recs):
+            sys.exit("no contender ran: see workers.log")  # a broken install: stop before spending more device time
+    if a.ctx24 and not a.ctx24_first:
         run_ctx24(a.ctx24.split(","), a, log, sampler, out_path, deadline - 90)
     sampler.stop.set()
     print(f"total {time.time() - t_start:.0f}s", flush=True)

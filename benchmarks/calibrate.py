@@ -22,7 +22,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-# Each configuration: (batch, seq, rank, targets, checkpointing, optimizer, dropout, loss[, offload_embedding])
+# Each configuration: (batch, seq, rank, targets, checkpointing, optimizer, dropout, loss[, offload_embedding,
+# mlp_tile_tokens, offload_lm_head])
 QKVO = "q_proj,k_proj,v_proj,o_proj"
 ALL = "all-linear"
 GROUPS = {
@@ -142,11 +143,13 @@ def run_one(group: str, index: int, out_path: str, steps: int) -> None:
     b, t, r, targets, ckpt, optim, dropout, loss_impl, *extra = GROUPS[group][index]
     emb_offload = bool(extra and extra[0])
     tile = extra[1] if len(extra) > 1 else 0
+    head_offload = bool(len(extra) > 2 and extra[2])
     loss_impl = loss_available(loss_impl)
     path = build_model(model_name)
     rec = {"kind": "step", "group": group, "model": model_name, "stack": stack, "batch": b, "seq": t, "rank": r,
            "targets": targets, "checkpointing": ckpt, "optimizer": optim, "dropout": dropout, "loss": loss_impl,
-           "offload_embedding": emb_offload, "mlp_tile_tokens": tile, "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "")}
+           "offload_embedding": emb_offload, "mlp_tile_tokens": tile,
+           "offload_lm_head": head_offload, "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "")}
     tg = ["all-linear"] if targets == ALL else targets.split(",")
     torch.cuda.init()
     if stack == "hf":
@@ -159,7 +162,8 @@ def run_one(group: str, index: int, out_path: str, steps: int) -> None:
     else:
         from qlorafit.core import config as C
         from qlorafit.runtime.model import load_model
-        cfg = C.from_dict({"model": {"name_or_path": path, "compute_dtype": "bf16", "offload_embedding": emb_offload},
+        cfg = C.from_dict({"model": {"name_or_path": path, "compute_dtype": "bf16", "offload_embedding": emb_offload,
+                                     "offload_lm_head": head_offload},
                            "lora": {"r": r, "alpha": 2 * r, "dropout": dropout, "targets": tg},
                            "train": {"grad_checkpointing": ckpt, "optimizer": optim, "loss_impl": loss_impl,
                                      "mlp_tile_tokens": tile}},
@@ -167,6 +171,10 @@ def run_one(group: str, index: int, out_path: str, steps: int) -> None:
         pm = load_model(cfg, path, torch.device("cuda", 0)).model
     pm.train()
     rec["load_peak_reserved"] = torch.cuda.max_memory_reserved()
+    # what the loading path made of MoE experts (transformers 5 keeps them as fused 3-D parameters): type and dtype
+    experts = {f"{type(p).__name__}:{p.dtype}" for n, p in pm.named_parameters() if ".experts." in n}
+    if experts:
+        rec["expert_params"] = sorted(experts)
     params = [p for p in pm.parameters() if p.requires_grad]
     opt = make_optimizer(optim, params)
     torch.cuda.reset_peak_memory_stats()

@@ -1,8 +1,14 @@
 """Fixtures shared by the training tests: one tiny Llama on disk for the whole session, a fresh dataset per test."""
 
-import pytest
+import os
 
-from test_train_helpers import tiny_model_dir, write_jsonl
+# Tests run offline: a Hub id must never reach huggingface.co (huggingface_hub reads this when first imported, so it is
+# set before anything imports it). The Hub tests start their own local Hub and point subprocesses at it.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+from test_train_helpers import tiny_model_dir, write_jsonl  # noqa: E402
 
 
 @pytest.fixture(scope="session")

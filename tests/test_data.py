@@ -222,7 +222,7 @@ def test_unknown_extension_and_directory(tok, tmp_path):
 def test_dataset_name_not_in_local_cache(tok, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path))
     monkeypatch.setenv("HF_HOME", str(tmp_path))
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")  # restored afterwards (data.py only sets it if unset)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")  # restored afterwards
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     msg = error(tok, "nobody/no-such-dataset-qlorafit")
     assert "data.path" in msg and "local cache" in msg
@@ -335,7 +335,7 @@ def test_demo_data_resolves_to_the_shipped_set(tok):
 
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory):
-    from qlorafit.demo_assets import resolve_model_path
+    from qlorafit.core.catalog import resolve_model_path
     return resolve_model_path("qlorafit/tiny-llama", tmp_path_factory.mktemp("cache"))
 
 
@@ -363,12 +363,14 @@ def test_demo_model_dir_is_cached_and_names_resolve(demo_dir, tmp_path):
     import os
     from pathlib import Path
 
-    from qlorafit.demo_assets import demo_model_dir, resolve_model_path
+    from qlorafit.core.catalog import resolve_model_path
+    from qlorafit.demo_assets import demo_model_dir
     mtime = os.stat(Path(demo_dir) / "model.safetensors").st_mtime_ns
     assert demo_model_dir(Path(demo_dir).parent) == Path(demo_dir)
     assert os.stat(Path(demo_dir) / "model.safetensors").st_mtime_ns == mtime
     assert resolve_model_path(demo_dir, tmp_path) == demo_dir  # a local directory is itself
     with pytest.raises(UserError, match="model.name_or_path"):
         resolve_model_path(str(tmp_path), tmp_path)  # no config.json
-    with pytest.raises(UserError, match="model.name_or_path: 'nobody/nothing-here-qlorafit'"):
+    with pytest.raises(UserError, match="model.name_or_path: nobody/nothing-here-qlorafit is not in the local Hugging "
+                                        "Face cache and HF_HUB_OFFLINE is set"):
         resolve_model_path("nobody/nothing-here-qlorafit", tmp_path)

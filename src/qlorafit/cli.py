@@ -19,6 +19,7 @@ COMMANDS = (
     ("doctor", "explain a CUDA OOM from its error text, log, script or run directory, with ranked fixes"),
     ("report", "an HTML page with plots of where a run's memory went"),
     ("merge", "merge a LoRA adapter into a 16-bit copy of the base model, layer by layer"),
+    ("push", "upload a run's adapter to the Hugging Face Hub with a model card of what it used and measured"),
 )
 
 

@@ -1,6 +1,6 @@
 """The offline demo: a tokenizer trained at run time on the demo data, and a tiny random Llama saved to disk.
 
-`qlorafit/tiny-llama` resolves to a directory written here, so the demo and the tests take transformers' real
+`qlorafit/tiny-llama` resolves (qlorafit.core.catalog.resolve_model_path) to a directory written here, so the demo and the tests take transformers' real
 from_pretrained + bitsandbytes 4-bit load path on CPU, with nothing downloaded. Heavy imports happen inside the
 functions; importing this module costs nothing.
 """
@@ -10,7 +10,6 @@ import os
 import shutil
 from pathlib import Path
 
-from qlorafit.errors import UserError
 
 DEMO_MODEL = "qlorafit/tiny-llama"
 DEMO_VERSION = 2  # bump when the tokenizer, config or init changes: the cached directory is rebuilt
@@ -109,26 +108,3 @@ def demo_model_dir(root: Path) -> Path:
 def default_cache_root() -> Path:
     """Where built demo assets live: $QLORAFIT_CACHE, else ~/.cache/qlorafit."""
     return Path(os.environ.get("QLORAFIT_CACHE") or Path.home() / ".cache" / "qlorafit")
-
-
-def resolve_model_path(name: str, cache_root: Path) -> str:
-    """model.name_or_path -> a directory from_pretrained can read, offline.
-
-    'qlorafit/tiny-llama' -> the built demo; a local directory -> itself; a hub id -> its snapshot in the local HF
-    cache; anything else is a UserError.
-    """
-    from qlorafit.core.catalog import find_in_hf_cache
-
-    if name == DEMO_MODEL:
-        return str(demo_model_dir(cache_root))
-    p = Path(name).expanduser()
-    if p.is_dir():
-        if not (p / "config.json").is_file():
-            raise UserError(f"model.name_or_path: directory {p} holds no config.json")
-        return str(p)
-    if "/" in name and not name.startswith((".", "/", "~")):
-        snap = find_in_hf_cache(name.strip())
-        if snap is not None:
-            return str(snap)
-    raise UserError(f"model.name_or_path: '{name}' is not a local directory and not in the local Hugging Face "
-                    f"cache (qlorafit loads models offline: download it first, e.g. `hf download {name}`)")

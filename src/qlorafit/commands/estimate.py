@@ -8,53 +8,44 @@ examples:
   qlorafit estimate --table                                   # the tutorials' claims, checked for 7B-70B
 """
 
+import argparse
 import json
 import sys
 
 from qlorafit.core import catalog
-from qlorafit.errors import UserError
-from qlorafit.core.estimate import ATTENTION, CHECKPOINTING, DTYPES, LOSSES, OPTIMIZERS, QUANTS, STACKS, Setup, estimate
+from qlorafit.core.estimate import Setup, estimate
 from qlorafit.core.estimate_view import table_text, to_json
+from qlorafit.core.setup import KNOBS, choices
 from qlorafit.core.sizes import parse_bytes
+from qlorafit.errors import UserError
+
+
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def add_knob_arguments(group, fields, defaults: Setup | None = None) -> None:
+    """One flag per Setup field, as declared in its metadata (qlorafit.core.setup): name, choices, help, default."""
+    d = defaults or Setup()
+    for f in fields:
+        flags, meta, default = f.metadata["flag"], f.metadata, getattr(d, f.name)
+        kw = {"dest": f.name, "default": default, "help": meta["help"] + " (default %(default)s)"}
+        if f.type in (bool, "bool", bool | None, "bool | None"):
+            kw["action"] = argparse.BooleanOptionalAction
+        elif isinstance(default, tuple):
+            kw.update(type=_comma_list, default=",".join(default), metavar="A,B")
+        else:
+            kw.update(type=type(default), choices=choices(f), metavar=None if choices(f) else flags[0][2:].upper())
+        group.add_argument(*flags, **kw)
 
 
 def add_setup_arguments(p) -> None:
-    """The flags that describe one training configuration (shared with `plan` and `doctor`)."""
-    d = Setup()
-    g = p.add_argument_group("configuration")
-    g.add_argument("--quant", choices=QUANTS, default=d.quant, help="base weight format (default %(default)s)")
-    g.add_argument("--no-double-quant", dest="double_quant", action="store_false", help="turn off double quant")
-    g.add_argument("--compute-dtype", choices=DTYPES, default=d.compute_dtype, help="default %(default)s")
-    g.add_argument("--rank", "-r", type=int, default=d.lora_r, help="LoRA rank (default %(default)s)")
-    g.add_argument("--targets", default=",".join(d.lora_targets),
-                   help="LoRA targets: comma list (q_proj,v_proj) or all-linear (default %(default)s)")
-    g.add_argument("--dropout", type=float, default=d.lora_dropout, help="LoRA dropout (default %(default)s)")
-    g.add_argument("--batch", "-b", type=int, default=d.batch_size, help="micro-batch size (default %(default)s)")
-    g.add_argument("--seq", "-s", type=int, default=d.seq_len, help="sequence length in tokens (default %(default)s)")
-    g.add_argument("--packing", action="store_true", help="samples packed into full rows")
-    g.add_argument("--checkpointing", choices=CHECKPOINTING, default=d.grad_checkpointing,
-                   help="gradient checkpointing (default %(default)s)")
-    g.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="default %(default)s")
-    g.add_argument("--attn", choices=ATTENTION, default=d.attn_impl, help="attention implementation (default %(default)s)")
-    g.add_argument("--loss", choices=LOSSES, default=d.loss_impl, help="loss implementation (default %(default)s)")
-    g.add_argument("--stack", choices=STACKS, default=d.stack,
-                   help="qlorafit's trainer, or hf: transformers Trainer + PEFT (default %(default)s)")
-    g.add_argument("--offload-embedding", action="store_true", help="keep the input embedding in host RAM")
-    g.add_argument("--offload-lm-head", action="store_true",
-                   help="keep lm_head in host RAM, streamed through the GPU by the loss")
-    g.add_argument("--mlp-tile", type=int, default=0, metavar="TOKENS",
-                   help="run the MLP on slices of TOKENS positions (long contexts; 0 = off)")
+    """The flags that describe one training configuration: every Setup field."""
+    add_knob_arguments(p.add_argument_group("configuration"), KNOBS)
 
 
 def setup_from_args(a) -> Setup:
-    return Setup(
-        quant=a.quant, double_quant=a.double_quant, compute_dtype=a.compute_dtype, lora_r=a.rank,
-        lora_targets=tuple(t.strip() for t in a.targets.split(",") if t.strip()), lora_dropout=a.dropout,
-        batch_size=a.batch, seq_len=a.seq, packing=a.packing, grad_checkpointing=a.checkpointing,
-        optimizer=a.optimizer, attn_impl=a.attn, loss_impl=a.loss, stack=a.stack,
-        offload_embedding=a.offload_embedding, offload_lm_head=getattr(a, "offload_lm_head", False),
-        mlp_tile_tokens=getattr(a, "mlp_tile", 0),
-    )
+    return Setup(**{f.name: getattr(a, f.name) for f in KNOBS if hasattr(a, f.name)})
 
 
 def budget_from_args(a) -> tuple[int | None, str]:

@@ -7,7 +7,7 @@ GPU one weight, so a 70B model merges on any machine. The result loads with Auto
 
 def add_arguments(p) -> None:
     p.add_argument("--adapter", required=True, help="PEFT adapter directory (a run's final/ or checkpoints/step-N/)")
-    p.add_argument("--base", required=True, help="the 16-bit base model: a directory, or a hub id in the local cache")
+    p.add_argument("--base", required=True, help="the 16-bit base model: a directory, a catalogue name or a Hub id (downloaded once into the HF cache)")
     p.add_argument("--out", required=True, help="new directory for the merged model")
     p.add_argument("--dtype", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
                    help="dtype of the written weights (auto: the base checkpoint's own; default %(default)s)")
@@ -15,10 +15,10 @@ def add_arguments(p) -> None:
 
 
 def run(a) -> int:
-    from qlorafit.demo_assets import default_cache_root, resolve_model_path
+    from qlorafit.core.catalog import resolve_model_path
     from qlorafit.runtime.merge import merge
 
-    base = resolve_model_path(a.base, default_cache_root())
+    base = resolve_model_path(a.base, field="--base")
     s = merge(a.adapter, base, a.out, a.dtype, a.device)
     print(f"merged {s['merged']} LoRA modules ({s['replaced']} full modules replaced) into {s['tensors']} tensors "
           f"on {s['device']}: {s['out']}")

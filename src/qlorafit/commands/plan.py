@@ -18,13 +18,15 @@ import sys
 from pathlib import Path
 
 from qlorafit.core import catalog
-from qlorafit.commands.estimate import budget_from_args
+from qlorafit.commands.estimate import add_knob_arguments, budget_from_args
 from qlorafit.core.config import Config, to_yaml
 from qlorafit.atomic import write_atomic
 from qlorafit.errors import UserError
-from qlorafit.core.estimate import ATTENTION, DTYPES, QUANTS, Setup
+from qlorafit.core import options as O
+from qlorafit.core.estimate import Setup
 from qlorafit.core.plan import (LOSSES_ALL, Candidate, Lengths, PlanRequest, PlanResult, apply_to_config, distinct,
-                           nothing_fits_message, plan)
+                           losses_available, nothing_fits_message, plan)
+from qlorafit.core.setup import apply_setup, knobs
 from qlorafit.core.sizes import GIB, fmt_gib
 from qlorafit.core.throughput import load_calibration
 
@@ -43,15 +45,10 @@ def add_arguments(p) -> None:
     w.add_argument("--lengths", help="token lengths of your data as MAX,P99,MEAN (the plan is sized for MAX)")
     w.add_argument("--data", help="training data file: token lengths measured with the model's tokenizer")
     s = p.add_argument_group("fixed choices (not searched)")
-    d = Setup()
-    s.add_argument("--quant", choices=QUANTS, default=d.quant, help="base weight format (default %(default)s)")
-    s.add_argument("--no-double-quant", dest="double_quant", action="store_false", help="turn off double quant")
-    s.add_argument("--compute-dtype", choices=("auto",) + DTYPES, default="auto",
+    fixed = knobs("fixed")
+    add_knob_arguments(s, [f for f in fixed if f.name != "compute_dtype"])
+    s.add_argument("--compute-dtype", dest="compute_dtype", choices=("auto",) + O.names(O.DTYPES), default="auto",
                    help="auto: bf16 where the GPU has it, else fp16 (default %(default)s)")
-    s.add_argument("--rank", "-r", type=int, default=d.lora_r, help="LoRA rank (default %(default)s)")
-    s.add_argument("--targets", default=",".join(d.lora_targets), help="LoRA targets, or all-linear (default %(default)s)")
-    s.add_argument("--dropout", type=float, default=d.lora_dropout, help="LoRA dropout (default %(default)s)")
-    s.add_argument("--attn", choices=ATTENTION, default=d.attn_impl, help="attention (default %(default)s)")
     x = p.add_argument_group("search")
     x.add_argument("--packing", choices=("auto", "on", "off"), default="auto",
                    help="auto: try both when lengths are known (default %(default)s)")
@@ -72,9 +69,7 @@ def run(a) -> int:
     shape = catalog.resolve_model(a.model)
     budget, budget_name, gpu = _budget(a)
     dtype = a.compute_dtype if a.compute_dtype != "auto" else ("bf16" if gpu is None or gpu.bf16 else "fp16")
-    base = Setup(quant=a.quant, double_quant=a.double_quant, compute_dtype=dtype, lora_r=a.rank,
-                 lora_targets=tuple(t.strip() for t in a.targets.split(",") if t.strip()), lora_dropout=a.dropout,
-                 attn_impl=a.attn)
+    base = Setup(**{f.name: getattr(a, f.name) for f in knobs("fixed")} | {"compute_dtype": dtype})
     lengths = _lengths(a)
     req = PlanRequest(
         budget_bytes=budget, max_seq_length=a.max_seq_length, lengths=lengths, effective_batch=a.batch_size,
@@ -102,7 +97,7 @@ def run(a) -> int:
 
 def _check_args(a) -> None:
     problems = []
-    for flag, v in (("--batch-size", a.batch_size), ("--max-seq-length", a.max_seq_length), ("--rank", a.rank)):
+    for flag, v in (("--batch-size", a.batch_size), ("--max-seq-length", a.max_seq_length), ("--rank", a.lora_r)):
         if v <= 0:
             problems.append(f"{flag} must be positive, got {v}")
     for flag, v in (("--tokens-per-step", a.tokens_per_step), ("--top", a.top)):
@@ -118,7 +113,7 @@ def _check_args(a) -> None:
 
 def _losses(text: str) -> tuple[str, ...]:
     if text == "auto":
-        return LOSSES_ALL if importlib.util.find_spec("liger_kernel") else ("standard", "chunked")
+        return losses_available(importlib.util.find_spec)
     out = tuple(x.strip() for x in text.split(",") if x.strip())
     bad = [x for x in out if x not in LOSSES_ALL]
     if bad or not out:
@@ -189,21 +184,18 @@ def _lengths_from_data(a) -> Lengths:
         tok = demo_tokenizer()
     else:
         from transformers import AutoTokenizer
-        tok = AutoTokenizer.from_pretrained(catalog.model_path_for_loading(a.model))
+        tok = AutoTokenizer.from_pretrained(catalog.hub_id_of(a.model) or a.model)  # the tokenizer files only
     st = qdata.load_data(DataConfig(path=a.data, max_seq_length=a.max_seq_length), tok).train.stats
     return Lengths(int(st.max), int(st.p99), float(st.mean), int(st.count))
 
 
 def build_config(c: Candidate, a) -> Config:
     """The train config: the planned fields from the candidate, the fixed choices from the flags."""
-    cfg = Config()
+    cfg = apply_setup(Config(), c.setup, [f.name for f in knobs("fixed") if f.name != "compute_dtype"])
     cfg.output_dir = a.output_dir
     cfg.model.name_or_path = a.model
-    cfg.model.quant, cfg.model.double_quant = a.quant, a.double_quant
-    cfg.model.compute_dtype, cfg.model.attn_impl = a.compute_dtype, a.attn
-    cfg.lora.r, cfg.lora.alpha = a.rank, 2 * a.rank
-    cfg.lora.dropout = a.dropout
-    cfg.lora.targets = [t.strip() for t in a.targets.split(",") if t.strip()]
+    cfg.model.compute_dtype = a.compute_dtype  # as asked: auto stays auto
+    cfg.lora.alpha = 2 * a.lora_r
     cfg.data.max_seq_length = a.max_seq_length
     if a.data:
         cfg.data.path = a.data

@@ -1,7 +1,12 @@
 """The embedded catalogues (models and GPUs, stored as JSON data) and how a user's name resolves to them.
 
-A model is named three ways: a catalogue name ('llama-3.1-8b'), a local directory holding a config.json, or a hub id
-already in the local Hugging Face cache. Nothing here touches the network.
+A model is named three ways: a catalogue name ('llama-3.1-8b'), a local directory holding a config.json, or a Hub id
+('Qwen/Qwen3-8B'). Two resolutions, one per need:
+  resolve_model       -> ModelShape, for estimate / plan / doctor: a catalogue entry, a local config.json, a cached
+                         snapshot, else only config.json fetched from the Hub (a few KB)
+  resolve_model_path  -> a directory from_pretrained reads, for train / merge: the demo model, a local directory, or
+                         the Hub snapshot, downloaded once (safetensors, config, tokenizer; qlorafit.hub.WEIGHT_PATTERNS)
+The network goes through qlorafit.hub (huggingface_hub), imported only when a name needs it.
 """
 
 import difflib
@@ -105,32 +110,48 @@ def resolve_model(name: str) -> ModelShape:
         if not cfg.is_file():
             raise UserError(f"model: directory {p} holds no config.json")
         return shape_from_config(read_config_json(cfg), p.name, str(cfg))
-    if "/" in name and not name.startswith((".", "/")):
+    from qlorafit import hub
+
+    if hub.looks_like_hub_id(name):
         snap = find_in_hf_cache(name.strip())
-        if snap is not None:
-            return shape_from_config(read_config_json(snap / "config.json"), name, str(snap / "config.json"))
-        raise UserError(
-            f"model: '{name}' is not in the local Hugging Face cache and qlorafit works offline. "
-            f"Download it first, point to a directory holding its config.json, or use a catalogue name: "
-            f"{', '.join(model_names())}"
-        )
+        cfg = snap / "config.json" if snap is not None else hub.fetch_config(name.strip(), "model", catalogue_hint())
+        return shape_from_config(read_config_json(cfg), name.strip(), f"{name.strip()} config.json")
     close = difflib.get_close_matches(key, list(models), n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise UserError(f"model: unknown model '{name}'.{hint} Catalogue: {', '.join(model_names())}")
 
 
-def model_path_for_loading(name: str) -> str:
-    """For the trainer: the local path (dir or cached snapshot) of a model; a catalogue name has no weights."""
+def catalogue_hint() -> str:
+    """The catalogue's names, for an error line."""
+    return ", ".join(model_names())
+
+
+def hub_id_of(name: str) -> str | None:
+    """The Hub id of a catalogue entry ('qwen3-8b' -> 'Qwen/Qwen3-8B'), or None for a name not in the catalogue."""
+    m = _load("models.json")["models"].get(_norm(name))
+    return m["hf_id"] if m else None
+
+
+def resolve_model_path(name: str, cache_root: Path | None = None, field: str = "model.name_or_path") -> str:
+    """A model name -> a directory from_pretrained can read: what `train` and `merge` load.
+
+    'qlorafit/tiny-llama' -> the demo model, built under cache_root; a local directory -> itself; a catalogue name
+    -> its Hub id; a Hub id -> its snapshot, downloaded into the HF cache once (offline: the cached copy, or a
+    one-line error). Anything else is a UserError naming the catalogue.
+    """
+    from qlorafit import demo_assets, hub
+
+    if name == demo_assets.DEMO_MODEL:
+        return str(demo_assets.demo_model_dir(cache_root or demo_assets.default_cache_root()))
     p = Path(name).expanduser()
     if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise UserError(f"{field}: directory {p} holds no config.json")
         return str(p)
-    snap = find_in_hf_cache(name) if "/" in name else None
-    if snap is not None:
-        return str(snap)
-    if _norm(name) in _load("models.json")["models"]:
-        hf = _load("models.json")["models"][_norm(name)]["hf_id"]
-        snap = find_in_hf_cache(hf)
-        if snap is not None:
-            return str(snap)
-        raise UserError(f"model: '{name}' is a catalogue entry ({hf}) but its weights are not in the local HF cache")
-    raise UserError(f"model: {name} is not a directory and not in the local Hugging Face cache")
+    repo = hub_id_of(name) or (name.strip() if hub.looks_like_hub_id(name) else None)
+    if repo is None:
+        close = difflib.get_close_matches(_norm(name), model_names(), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise UserError(f"{field}: '{name}' is not a local directory, a Hub id (org/name) or a catalogue name.{hint} "
+                        f"Catalogue: {catalogue_hint()}")
+    return str(hub.download_model(repo, field, catalogue_hint()))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from qlorafit.core import options as O
 from qlorafit.errors import UserError
 
 
@@ -28,14 +29,14 @@ class ModelConfig:
     name_or_path: str = opt("qlorafit/tiny-llama", "Model to fine-tune: a local directory, a hub id in the local HF "
                             "cache, or 'qlorafit/tiny-llama' (the embedded demo model, built offline).")
     quant: str = opt("nf4", "Base weight format. nf4/fp4: 4-bit bitsandbytes (QLoRA); int8: LLM.int8; none: 16-bit "
-                     "(4x the weight memory of nf4).", ("nf4", "fp4", "int8", "none"))
+                     "(4x the weight memory of nf4).", O.names(O.QUANTS))
     double_quant: bool = opt(True, "Quantize the quantization constants too: saves ~0.37 bit per weight "
                              "(~0.3 GiB on an 8B model) at no measurable speed cost.")
     compute_dtype: str = opt("auto", "Dtype of activations and dequantized weights. auto: bf16 where the GPU supports "
                              "it, else fp16 (with a warning: fp16 overflows more easily).",
-                             ("auto", "bf16", "fp16", "fp32"))
+                             ("auto",) + O.names(O.DTYPES))
     attn_impl: str = opt("sdpa", "Attention kernel. sdpa/flash keep memory linear in sequence length; eager "
-                         "materializes heads x seq x seq scores per layer.", ("sdpa", "flash", "eager"))
+                         "materializes heads x seq x seq scores per layer.", O.names(O.ATTENTIONS))
     device_map: str = opt("auto", "Where layers go: 'auto' (accelerate fills GPUs, then CPU) or a device like 'cuda:0' or 'cpu'.")
     max_memory: dict = opt({}, "Per-device caps for device_map=auto, e.g. {0: '20GiB', cpu: '64GiB'}.")
     trust_remote_code: bool = opt(False, "Run the model repo's own Python code. Off unless you trust the repo.")
@@ -98,22 +99,17 @@ class TrainConfig:
     warmup_steps: int = opt(10, "Optimizer steps of linear warmup from 0 (transformers 5 dropped warmup_ratio).")
     weight_decay: float = opt(0.0, "AdamW weight decay.")
     max_grad_norm: float = opt(1.0, "Clip the global gradient norm to this (0 = no clipping).")
-    optimizer: str = opt("adamw", "adamw: torch fused, fp32 states (8 B/param); paged_adamw_32bit / paged_adamw_8bit: "
-                         "bitsandbytes states in managed memory that can spill to host RAM; adamw_8bit: 2 B/param.",
-                         ("adamw", "paged_adamw_32bit", "paged_adamw_8bit", "adamw_8bit"))
-    grad_checkpointing: str = opt("on", "on: keep only each layer's input and recompute the rest in backward (~30% "
-                                  "slower, far less memory); off: keep everything; offload: keep layer inputs in "
-                                  "pinned host RAM.", ("on", "off", "offload"))
+    optimizer: str = opt("adamw", O.choices_help(O.OPTIMIZERS) + ".", O.names(O.OPTIMIZERS))
+    grad_checkpointing: str = opt("on", O.choices_help(O.CHECKPOINTING) + ".", O.names(O.CHECKPOINTING))
     compile: bool = opt(True, "torch.compile each decoder layer (CUDA with Triton only; one graph shared by all "
                         "layers, ~15-30 s on the first step and on the first new shape). Fuses the norm, RoPE, SwiGLU "
-                        "and dropout kernels and cuts Python launch overhead: 1.3x tokens/s on Llama-3-8B at 2,048 "
-                        "tokens (benchmarks/README.md). Memory unchanged. Ignored on CPU; false for very short runs.")
+                        "and dropout kernels and cuts Python launch overhead: 1.46x (2 x 4 x 512) and 1.8x (1 x 2,048) "
+                        "tokens/s on Llama-3-8B (benchmarks/README.md, fourth session). Memory unchanged. Ignored on "
+                        "CPU and with train.mlp_tile_tokens; false for very short runs.")
     mlp_tile_tokens: int = opt(0, "0: off. N: run each layer's MLP on N-position slices of the sequence, each "
                                "recomputed in backward, so only one slice's MLP intermediates (~6 x intermediate bytes "
                                "per token) are alive at a time. For long contexts; costs one more MLP forward.")
-    loss_impl: str = opt("chunked", "standard: full fp32 logits (~10-14 bytes x vocab per token); chunked: the same "
-                         "loss in chunks, the full logits never exist; fused: liger-kernel's fused linear cross "
-                         "entropy (GPU only, falls back to chunked).", ("standard", "chunked", "fused"))
+    loss_impl: str = opt("chunked", O.choices_help(O.LOSSES) + ".", O.names(O.LOSSES))
     seed: int = opt(42, "Seed for data order, LoRA init and dropout.")
     deterministic: bool = opt(False, "Ask torch for deterministic kernels (slower).")
     eval_every: int = opt(0, "Evaluate every N optimizer steps (0 = only at the end, if there is eval data).")

@@ -13,27 +13,17 @@ that could not be derived (allocator slack, CUDA context) are fitted on the GPU 
 tests/fixtures/calibration.json (see benchmarks/calibrate.py).
 """
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
+from qlorafit.core import options as O
+from qlorafit.core.options import BNB_BLOCK, BNB_DQ_BLOCK, CHUNK_SIZING_BYTES_PER_LOGIT, MIB
+from qlorafit.core.setup import KNOBS, Setup, choices
+from qlorafit.core.shapes import ALL_LINEARS, LORA_TARGET_ALIASES, ModelShape
 from qlorafit.errors import UserError
-from qlorafit.core.shapes import ALL_LINEARS, ATTN_LINEARS, LORA_TARGET_ALIASES, ModelShape
-
-QUANTS = ("nf4", "fp4", "int8", "none")
-DTYPES = ("bf16", "fp16", "fp32")
-CHECKPOINTING = ("off", "on", "offload")
-OPTIMIZERS = ("adamw", "paged_adamw_32bit", "paged_adamw_8bit", "adamw_8bit")
-ATTENTION = ("eager", "sdpa", "flash")
-LOSSES = ("standard", "chunked", "fused")
-STACKS = ("qlorafit", "hf")
-
-_DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 
 # --- constants that are facts of the libraries -------------------------------------------------------------------
-BNB_BLOCK = 64                 # bitsandbytes 4-bit quantizes weights in blocks of 64, one absmax per block
-BNB_DQ_BLOCK = 256             # double quant: the absmaxes are themselves quantized to 8 bit in blocks of 256
-LOSS_CHUNK_TARGET_BYTES = 256 * 1024**2  # qlorafit's chunked loss sizes chunks so one chunk's logits stay under this
-LM_HEAD_SLICE_BYTES = 64 * 1024**2  # offload_lm_head streams the head through the GPU in slices of this many bytes
-MIB = 1024**2
+LOSS_CHUNK_TARGET_BYTES = 256 * MIB  # qlorafit's chunked loss sizes chunks so one chunk's logits stay under this
+LM_HEAD_SLICE_BYTES = 64 * MIB  # offload_lm_head streams the head through the GPU in slices of this many bytes
 
 # --- constants fitted on the calibration runs (benchmarks/calibrate.py, tests/fixtures/calibration.json) ----------
 CUDA_CONTEXT_BYTES = 767 * MIB   # context, cuBLAS handles and lazily loaded kernels after the first step (H200, CUDA 13)
@@ -45,67 +35,6 @@ SLACK_ACTIVATIONS = {True: 0.04, False: 0.06}
 # so the allocator cannot reuse those blocks at once: a larger share of the activations stays reserved
 SLACK_ACTIVATIONS_OFFLOAD = 0.18
 ALLOCATOR_FIXED_BYTES = 40 * MIB  # small-block pools, the 2 MiB granularity of the caching allocator
-
-
-@dataclass(frozen=True)
-class Setup:
-    """One training configuration, as the estimator sees it. Defaults are qlorafit's own defaults."""
-
-    quant: str = "nf4"
-    """Base weight format: nf4 or fp4 (4-bit, bitsandbytes), int8 (LLM.int8) or none (16-bit)."""
-    double_quant: bool = True
-    """Quantize the 4-bit quantization constants again (saves ~0.37 bit per weight)."""
-    compute_dtype: str = "bf16"
-    """Dtype the 4-bit weights are dequantized to for each matmul, and of the activations."""
-    lora_r: int = 16
-    """LoRA rank."""
-    lora_targets: tuple[str, ...] = ATTN_LINEARS
-    """Linear modules that get adapters: names like q_proj, or ('all-linear',)."""
-    lora_dropout: float = 0.05
-    """LoRA dropout; above 0 each adapted module keeps its own dropped-out copy of its input for backward."""
-    lora_dtype: str = "fp32"
-    """Dtype of the LoRA weights (PEFT keeps them in fp32 by default)."""
-    batch_size: int = 1
-    """Micro-batch size (sequences per forward pass)."""
-    seq_len: int = 512
-    """Tokens per sequence (max_seq_length; with packing, the packed length)."""
-    packing: bool = False
-    """Pack samples into full rows: memory is that of full rows, whatever the sample lengths."""
-    grad_checkpointing: str = "on"
-    """off: keep every activation; on: keep each layer's input and recompute; offload: keep them in host RAM."""
-    optimizer: str = "paged_adamw_32bit"
-    """adamw (torch, fp32 states), paged_adamw_32bit, paged_adamw_8bit, adamw_8bit (bitsandbytes)."""
-    attn_impl: str = "sdpa"
-    """eager materializes the (heads x seq x seq) scores; sdpa and flash do not."""
-    loss_impl: str = "chunked"
-    """standard: full fp32 logits; chunked: qlorafit's chunked linear-cross-entropy; fused: liger's kernel."""
-    stack: str = "qlorafit"
-    """qlorafit: this package's trainer. hf: transformers Trainer + PEFT with prepare_model_for_kbit_training."""
-    offload_embedding: bool = False
-    """Keep the input embedding in host RAM (a lookup per batch; saves vocab x hidden x 2 bytes of GPU memory)."""
-    offload_lm_head: bool = False
-    """Keep lm_head's weight in host RAM and stream it through the GPU in slices inside the loss (saves vocab x hidden
-    x 2 bytes; on tied models the lookup moves to the host too, so the one shared matrix leaves the GPU)."""
-    compile: bool = False
-    """torch.compile'd decoder layers (train.compile): the same tensors saved, so memory is unchanged; only the
-    throughput model reads it (fewer elementwise kernels, less host time per kernel)."""
-    mlp_tile_tokens: int = 0
-    """Run the MLP on slices of this many positions, each recomputed in backward (0 = off); see qlorafit.runtime.tiling."""
-    expandable_segments: bool | None = None
-    """PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True; None: the stack's default (qlorafit on, hf off)."""
-
-    def expandable(self) -> bool:
-        return self.stack == "qlorafit" if self.expandable_segments is None else self.expandable_segments
-
-    def targets(self, shape: ModelShape) -> tuple[str, ...]:
-        """The adapted linear names, expanded: 'all-linear' -> all seven; fused names -> their parts."""
-        out: list[str] = []
-        for t in self.lora_targets:
-            if t == "all-linear":
-                out.extend(ALL_LINEARS)
-            else:
-                out.extend(LORA_TARGET_ALIASES.get(t, (t,)))
-        return tuple(dict.fromkeys(out))
 
 
 @dataclass(frozen=True)
@@ -137,20 +66,14 @@ class Estimate:
     def component(self, name: str) -> int:
         return next((c.bytes for c in self.components if c.name == name), 0)
 
-    def fits(self, budget_bytes: int) -> bool:
-        return self.peak_bytes <= budget_bytes
-
 
 def validate(shape: ModelShape, s: Setup) -> None:
     """Collect every problem with the setup, then raise once, naming each field."""
     problems = []
-    for fname, value, allowed in (
-        ("quant", s.quant, QUANTS), ("compute_dtype", s.compute_dtype, DTYPES), ("lora_dtype", s.lora_dtype, DTYPES),
-        ("grad_checkpointing", s.grad_checkpointing, CHECKPOINTING), ("optimizer", s.optimizer, OPTIMIZERS),
-        ("attn_impl", s.attn_impl, ATTENTION), ("loss_impl", s.loss_impl, LOSSES), ("stack", s.stack, STACKS),
-    ):
-        if value not in allowed:
-            problems.append(f"{fname}: unknown value {value!r} (choose from {', '.join(allowed)})")
+    for f in KNOBS:  # every field with declared choices (qlorafit.core.options) holds one of them
+        value, allowed = getattr(s, f.name), choices(f)
+        if allowed and value not in allowed:
+            problems.append(f"{f.name}: unknown value {value!r} (choose from {', '.join(allowed)})")
     if not isinstance(s.mlp_tile_tokens, int) or s.mlp_tile_tokens < 0:
         problems.append(f"mlp_tile_tokens: must be 0 (off) or a positive integer, got {s.mlp_tile_tokens!r}")
     for fname in ("lora_r", "batch_size", "seq_len"):
@@ -176,17 +99,18 @@ def validate(shape: ModelShape, s: Setup) -> None:
 def base_weight_bytes(shape: ModelShape, s: Setup) -> tuple[int, int]:
     """(weights, quantization constants) of the decoder's linear layers, on the GPU."""
     n = shape.num_layers * shape.linear_params_per_layer()
-    if s.quant in ("nf4", "fp4"):
+    bits = O.quant(s.quant).bits
+    if bits == 4:
         blocks = -(-n // BNB_BLOCK)
         if s.double_quant:  # 8-bit absmax per block + an fp32 absmax per 256 blocks + one fp32 offset per tensor
             consts = blocks + -(-blocks // BNB_DQ_BLOCK) * 4 + shape.num_layers * 7 * 4
         else:  # one fp32 absmax per block of 64
             consts = blocks * 4
         return n // 2, consts
-    if s.quant == "int8":  # int8 weights + an fp32 scale per output row
+    if bits == 8:  # int8 weights + an fp32 scale per output row
         rows = shape.num_layers * sum(o for _, o in shape.linear_shapes().values())
         return n, rows * 4
-    return n * _DTYPE_BYTES[s.compute_dtype], 0
+    return n * _act_bytes(s), 0
 
 
 def unquantized_bytes(shape: ModelShape, s: Setup) -> tuple[int, int]:
@@ -195,7 +119,7 @@ def unquantized_bytes(shape: ModelShape, s: Setup) -> tuple[int, int]:
     bitsandbytes never quantizes the embedding or lm_head. The hf stack's prepare_model_for_kbit_training then
     upcasts every non-quantized weight to fp32, doubling them: about 2 GiB on Llama-3-8B. qlorafit keeps them 16-bit.
     """
-    wb = 2 if s.compute_dtype != "fp32" else 4
+    wb = _act_bytes(s)
     e = shape.embedding_params()
     if shape.tie_word_embeddings:
         # one matrix serves the lookup and the logits: offload_embedding alone cannot move it (the logits need it);
@@ -212,13 +136,6 @@ def unquantized_bytes(shape: ModelShape, s: Setup) -> tuple[int, int]:
 def lora_params(shape: ModelShape, s: Setup) -> int:
     lin = shape.linear_shapes()
     return shape.num_layers * sum(s.lora_r * (lin[t][0] + lin[t][1]) for t in s.targets(shape))
-
-
-def optimizer_state_bytes(n_params: int, optimizer: str) -> int:
-    """Adam's two moments: fp32 (8 B/param) or blockwise 8-bit (2 B/param + an fp32 absmax per 256 values each)."""
-    if optimizer in ("paged_adamw_8bit", "adamw_8bit"):
-        return n_params * 2 + 2 * 4 * -(-n_params // 256)
-    return n_params * 8
 
 
 def layer_activation_bytes_per_token(shape: ModelShape, s: Setup) -> float:
@@ -294,7 +211,7 @@ def checkpoint_bytes_per_token(shape: ModelShape, s: Setup) -> int:
 
 
 def _act_bytes(s: Setup) -> int:
-    return 4 if s.compute_dtype == "fp32" else 2
+    return O.dtype(s.compute_dtype).bytes
 
 
 def _mlp_bytes(s: Setup) -> int:
@@ -307,7 +224,7 @@ def _norms_per_layer(shape: ModelShape) -> int:
 
 def attention_scores_bytes(shape: ModelShape, s: Setup) -> int:
     """Eager attention materializes softmax(QK^T) per layer: heads x T x T, in the compute dtype and fp32 softmax."""
-    if s.attn_impl != "eager":
+    if not O.attention(s.attn_impl).materializes_scores:
         return 0
     t = s.seq_len
     return s.batch_size * shape.num_heads * t * t * (2 + 4)
@@ -327,14 +244,15 @@ def logits_bytes(shape: ModelShape, s: Setup, tokens: int) -> tuple[int, int]:
     v = shape.vocab_size
     if s.offload_lm_head:  # whatever loss_impl says, the head in host RAM is only read by the streamed loss
         fwd, bwd = streamed_loss_bytes(shape, s, tokens), 0
-    elif s.loss_impl == "standard":
-        fwd = tokens * v * (12 if s.stack == "qlorafit" else 10)
-        bwd = tokens * v * 12
+    elif not (loss := O.loss(s.loss_impl)).chunked:
+        # qlorafit's own standard path also slices the logits to drop the last position: one more bf16 copy
+        fwd = tokens * v * (loss.fwd_bytes_per_logit + (2 if s.stack == "qlorafit" else 0))
+        bwd = tokens * v * loss.bwd_bytes_per_logit
         if shape.model_type == "gemma2":  # final logit softcapping: tanh keeps its bf16 output for backward
             fwd, bwd = fwd + tokens * v * 2, bwd + tokens * v * 2
     else:
         chunk = loss_chunk_tokens(v, tokens)
-        fwd, bwd = chunk * v * 8, 0
+        fwd, bwd = chunk * v * loss.fwd_bytes_per_logit, chunk * v * loss.bwd_bytes_per_logit
     if s.stack == "hf":
         fwd += shape.embedding_params() * 2
         bwd += shape.embedding_params() * 2
@@ -343,7 +261,7 @@ def logits_bytes(shape: ModelShape, s: Setup, tokens: int) -> tuple[int, int]:
 
 def loss_chunk_tokens(vocab_size: int, tokens: int) -> int:
     """Tokens per chunk of qlorafit's chunked loss: the most whose backward stays under LOSS_CHUNK_TARGET_BYTES."""
-    return max(1, min(tokens, LOSS_CHUNK_TARGET_BYTES // (14 * vocab_size)))
+    return max(1, min(tokens, LOSS_CHUNK_TARGET_BYTES // (CHUNK_SIZING_BYTES_PER_LOGIT * vocab_size)))
 
 
 def lm_head_slice_rows(vocab_size: int, hidden_size: int) -> int:
@@ -362,7 +280,7 @@ def streamed_loss_bytes(shape: ModelShape, s: Setup, tokens: int) -> int:
     all N tokens (fp32 accumulator N x h, running max, sum and target logit N x 4 each), the target rows W[y]
     (N x h, 16-bit) and one tile of a slice's logits for C tokens (about 8 C x rows bytes; 12 with a softcap).
     """
-    h, wb = shape.hidden_size, 2 if s.compute_dtype != "fp32" else 4
+    h, wb = shape.hidden_size, _act_bytes(s)
     rows = lm_head_slice_rows(shape.vocab_size, h)
     chunk = loss_chunk_tokens(rows, tokens)
     tile = chunk * rows * (12 if shape.model_type == "gemma2" else 8)
@@ -371,7 +289,7 @@ def streamed_loss_bytes(shape: ModelShape, s: Setup, tokens: int) -> int:
 
 def dequant_transient_bytes(shape: ModelShape, s: Setup) -> int:
     """The largest weight dequantized to the compute dtype for one matmul (forward and backward)."""
-    if s.quant == "none":
+    if O.quant(s.quant).bits == 16:
         return 0
     return max(a * b for a, b in shape.linear_shapes().values()) * 2
 
@@ -382,32 +300,33 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     """Predict the peak GPU memory (allocator reserved + CUDA context) of one training step of `s` on `shape`."""
     validate(shape, s)
     tokens = s.batch_size * s.seq_len
-    a = 2 if s.compute_dtype != "fp32" else 4
+    a = _act_bytes(s)
     h = shape.hidden_size
+    ck = O.checkpointing(s.grad_checkpointing)
 
     qweights, qconsts = base_weight_bytes(shape, s)
     unq, upcast = unquantized_bytes(shape, s)
     n_lora = lora_params(shape, s)
-    lora_w = n_lora * _DTYPE_BYTES[s.lora_dtype]
-    lora_g = n_lora * _DTYPE_BYTES[s.lora_dtype]
+    lora_w = n_lora * O.dtype(s.lora_dtype).bytes
+    lora_g = n_lora * O.dtype(s.lora_dtype).bytes
     # paged optimizers keep states in CUDA managed memory: resident on the GPU while it has room, so counted here
-    opt = optimizer_state_bytes(n_lora, s.optimizer)
+    opt = O.optimizer(s.optimizer).state_bytes(n_lora)
     static = qweights + qconsts + unq + upcast + lora_w
 
     per_layer_tok = layer_activation_bytes_per_token(shape, s)
     layer_acts = int(per_layer_tok * tokens) + attention_scores_bytes(shape, s)
-    if s.grad_checkpointing == "off":
+    if not ck.recompute:
         saved = shape.num_layers * layer_acts
         recompute = 0
     else:
         # each layer's input (B, T, h); with offload it sits in pinned host RAM instead
         # offload keeps two layer inputs on the GPU in backward: the one being recomputed and the next, prefetched
-        layers_on_gpu = 2 if s.grad_checkpointing == "offload" else shape.num_layers
+        layers_on_gpu = 2 if ck.to_host else shape.num_layers
         saved = layers_on_gpu * tokens * checkpoint_bytes_per_token(shape, s)
         recompute = layer_acts
     # the head: the final norm's fp32 input and output, and for chunked/fused/streamed the (N, h) hidden copy and
     # its gradient
-    final_hidden = tokens * h * (4 + a + (2 * a if s.loss_impl != "standard" or s.offload_lm_head else 0))
+    final_hidden = tokens * h * (4 + a + (2 * a if O.loss(s.loss_impl).chunked or s.offload_lm_head else 0))
     logits_fwd, logits_bwd = logits_bytes(shape, s, tokens)
     dequant = dequant_transient_bytes(shape, s)
     grad_stream = int(layer_backward_transient_bytes_per_token(shape, s) * tokens) + mlp_tile_transient_bytes(shape, s)
@@ -421,7 +340,7 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     load = qweights + qconsts + unq + upcast + lora_w
     # allocator slack: a share of the vocabulary-sized and of the activation-sized transients held at each high point
     exp = s.expandable()
-    off = s.grad_checkpointing == "offload"
+    off = ck.to_host
     slack_fwd = _slack(logits_fwd, saved + final_hidden, exp, off)
     slack_head = _slack(logits_bwd, saved + final_hidden, exp, off)
     slack_layers = _slack(0, saved + recompute + grad_stream, exp, off)
@@ -449,9 +368,7 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     if peak_phase in ("forward", "backward"):
         at_head = peak_phase == "forward" or head_is_peak
         parts += [
-            Component("saved activations", saved, {"off": "every layer's activations",
-                                                   "on": "each layer's input (checkpointing)",
-                                                   "offload": "layer inputs in host RAM"}[s.grad_checkpointing]),
+            Component("saved activations", saved, ck.note),
             Component("dequantized weight", dequant, "largest weight dequantized for one matmul"),
         ]
         if at_head:
@@ -474,7 +391,7 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     ]
     parts = [p for p in parts if p.bytes]
     host = 0
-    if s.grad_checkpointing == "offload":
+    if ck.to_host:
         host += shape.num_layers * tokens * h * a
     if shape.tie_word_embeddings:  # one matrix: it moves with the head, never with the embedding alone
         host += shape.embedding_params() * 2 if s.offload_lm_head else 0
@@ -498,7 +415,3 @@ def _slack(logits_bytes: int, activation_bytes: int, expandable: bool, offload: 
     acts = SLACK_ACTIVATIONS_OFFLOAD if offload else SLACK_ACTIVATIONS[expandable]
     return int(SLACK_LOGITS[expandable] * logits_bytes + acts * activation_bytes) + ALLOCATOR_FIXED_BYTES
 
-
-def with_changes(s: Setup, **changes) -> Setup:
-    """A copy of `s` with some fields changed (dataclasses.replace, re-exported for callers)."""
-    return replace(s, **changes)

@@ -13,13 +13,15 @@ Every candidate is sized at micro-batch x the longest sample (max, never the mea
 an epoch is what kills runs), and ranked by predicted tokens/s.
 """
 
-import copy
+import itertools
 from dataclasses import dataclass, field, replace
 
+from qlorafit.core import options as O
 from qlorafit.core.catalog import GPU, get_gpu
 from qlorafit.core.config import Config
 from qlorafit.errors import UserError
-from qlorafit.core.estimate import CHECKPOINTING, OPTIMIZERS, Setup, estimate
+from qlorafit.core.estimate import Setup, estimate
+from qlorafit.core.setup import apply_setup, knobs, setup_from_config
 from qlorafit.core.shapes import ATTN_LINEARS, ModelShape
 from qlorafit.core.sizes import fmt_gib
 from qlorafit.core.throughput import Calibration, load_calibration, predict
@@ -30,7 +32,12 @@ PACK_FILL = 0.97               # share of a packed row holding real tokens (the 
 PACK_BATCH_TOLERANCE = 0.10    # packing is tried only if whole packed rows come within 10% of the asked batch
 EIGHT_BIT_PENALTY = 0.01       # rank an 8-bit optimizer 1% lower: same speed, slightly lossier states
 MLP_TILE_SLOWDOWN = 0.14  # tiled 32K all-linear: 4,704 vs 5,469 tok/s untiled (H200, 2026-11-22)
-LOSSES_ALL = ("standard", "chunked", "fused")
+LOSSES_ALL = O.plannable(O.LOSSES)
+
+
+def losses_available(importable) -> tuple[str, ...]:
+    """The plannable losses whose required module (liger-kernel for fused) `importable(name)` finds."""
+    return tuple(x.name for x in O.LOSSES if x.plannable and (x.requires is None or importable(x.requires)))
 
 
 @dataclass(frozen=True)
@@ -77,8 +84,8 @@ class PlanRequest:
     """train.compile values to try; None: the base's own (the planner keeps the user's choice)."""
     mlp_tiles: tuple[int, ...] = (0, 8192)
     """MLP tile sizes to try (train.mlp_tile_tokens; 0 = off); a tile only applies to rows longer than it."""
-    optimizers: tuple[str, ...] = OPTIMIZERS
-    checkpointing: tuple[str, ...] = CHECKPOINTING
+    optimizers: tuple[str, ...] = O.plannable(O.OPTIMIZERS)
+    checkpointing: tuple[str, ...] = O.names(O.CHECKPOINTING)
     calibration: Calibration | None = None
     """The throughput model's calibration; None: load_calibration for `gpu` (the file, else the shipped H200 fit)."""
     top: int = 8
@@ -199,42 +206,38 @@ def _packings(req: PlanRequest) -> tuple[bool, ...]:
     return (False, True)
 
 
+def search_axes(req: PlanRequest) -> dict[str, tuple]:
+    """{Setup field: values to try} for every field declared searched with a plan_axis (qlorafit.core.setup)."""
+    axes = {f.name: tuple(getattr(req, f.metadata["plan_axis"]) or (getattr(req.base, f.name),))
+            for f in knobs("searched") if f.metadata["plan_axis"]}
+    if req.base.stack != "qlorafit":  # only qlorafit's own trainer streams lm_head from host RAM
+        axes["offload_lm_head"] = (False,)
+    return axes
+
+
 def _candidates(shape: ModelShape, req: PlanRequest, gpu: GPU):
-    packings = _packings(req)
     usable = int(req.budget_bytes * (1 - req.safety_margin))
-    for packing in packings:
+    axes = search_axes(req)
+    for packing in _packings(req):
         rows = rows_per_step(req, packing)
-        for b in divisors(rows):
+        for b in divisors(rows):  # micro-batch x grad_accum = rows: the effective batch stays fixed
             rt = _rows(req, packing, b)
-            for ck in req.checkpointing:
-                for optim in req.optimizers:
-                    for loss, emb, head in _loss_and_host(req):
-                        for tile in req.mlp_tiles:
-                            if tile and tile >= rt.size_len:
-                                continue  # rows no longer than a tile: tiling changes nothing
-                            for comp in req.compile or (req.base.compile,):
-                                s = replace(req.base, batch_size=b, seq_len=rt.size_len, packing=packing,
-                                            grad_checkpointing=ck, optimizer=optim, loss_impl=loss,
-                                            offload_embedding=emb, offload_lm_head=head, mlp_tile_tokens=tile,
-                                            compile=comp)
-                                yield _evaluate(shape, s, rows // b, gpu, req, usable, rt)
-
-
-def _loss_and_host(req: PlanRequest):
-    """(loss_impl, offload_embedding, offload_lm_head) to try. A head in host RAM is always streamed, whatever
-    loss_impl says, so it is tried once, as chunked (the loss it stands in for); only qlorafit's stack streams."""
-    heads = req.offload_lm_head if req.base.stack == "qlorafit" else (False,)
-    for emb in req.offload_embedding:
-        if False in heads:
-            yield from ((loss, emb, False) for loss in req.losses)
-        if True in heads:
-            yield "chunked", emb, True
+            seen = set()
+            for values in itertools.product(*axes.values()):
+                s = replace(req.base, batch_size=b, seq_len=rt.size_len, packing=packing, **dict(zip(axes, values)))
+                if s.mlp_tile_tokens and s.mlp_tile_tokens >= rt.size_len:
+                    continue  # rows no longer than a tile: tiling changes nothing
+                if s.offload_lm_head:  # a head in host RAM is always streamed, whatever loss_impl says: tried once,
+                    s = replace(s, loss_impl="chunked")  # as the chunked loss it stands in for
+                if s not in seen:
+                    seen.add(s)
+                    yield _evaluate(shape, s, rows // b, gpu, req, usable, rt)
 
 
 def _evaluate(shape, s, accum, gpu, req, usable, rt: _Rows) -> Candidate:
     peak = estimate(shape, s).peak_bytes
     tps = predict(shape, s, gpu, accum, rt.computed, rt.real, req.calibration, rt.attn).tokens_per_s
-    score = tps * (1 - (EIGHT_BIT_PENALTY if "8bit" in s.optimizer else 0))
+    score = tps * (1 - (EIGHT_BIT_PENALTY if O.optimizer(s.optimizer).eight_bit else 0))
     if s.mlp_tile_tokens:  # one more MLP forward per step: 14% fewer tokens/s measured at 32K on an H200
         tps *= 1 - MLP_TILE_SLOWDOWN
         score *= 1 - MLP_TILE_SLOWDOWN
@@ -243,7 +246,7 @@ def _evaluate(shape, s, accum, gpu, req, usable, rt: _Rows) -> Candidate:
 
 def _rank_key(c: Candidate):
     s = c.setup  # ties: fewer unusual options, then less memory
-    return (-round(c.score, 6), s.offload_lm_head, s.offload_embedding, s.grad_checkpointing == "offload",
+    return (-round(c.score, 6), s.offload_lm_head, s.offload_embedding, O.checkpointing(s.grad_checkpointing).to_host,
             s.mlp_tile_tokens, s.compile, c.peak_bytes)
 
 
@@ -346,7 +349,7 @@ def explain(shape: ModelShape, r: PlanResult) -> list[str]:
     else:
         line += ": the whole step in one micro-batch, no accumulation"
     out.append(line)
-    out.append(_field_reason(shape, r, "grad_checkpointing", CHECKPOINTING, {
+    out.append(_field_reason(shape, r, "grad_checkpointing", O.names(O.CHECKPOINTING), {
         "off": "keeps every activation, no recompute", "on": "recomputes each layer in backward",
         "offload": "layer inputs in host RAM over PCIe"}))
     out.append(_field_reason(shape, r, "optimizer", req.optimizers, {}))
@@ -419,7 +422,7 @@ def ways_out(shape: ModelShape, r: PlanResult) -> list[WayOut]:
     else:
         add(f"max_seq_length {max(1, base.seq_len // 4)} (not enough at any length: the rest alone is over)",
             replace(base, seq_len=max(1, base.seq_len // 4)))
-    if base.grad_checkpointing == "offload":
+    if O.checkpointing(base.grad_checkpointing).to_host:
         add("offloaded checkpointing", replace(base, grad_checkpointing="on"), already=True)
     else:
         add("offloaded checkpointing", replace(base, grad_checkpointing="offload"))
@@ -432,10 +435,11 @@ def ways_out(shape: ModelShape, r: PlanResult) -> list[WayOut]:
         add("LoRA on attention only (q,k,v,o)", replace(base, lora_targets=ATTN_LINEARS))
     elif len(targets) > 2:
         add("LoRA on q_proj,v_proj only", replace(base, lora_targets=("q_proj", "v_proj")))
-    if "8bit" in base.optimizer:
+    eight_bit = O.eight_bit_twin(paged=False)
+    if O.optimizer(base.optimizer).eight_bit:
         add("8-bit optimizer", replace(base, optimizer="adamw"), already=True)
     else:
-        add("8-bit optimizer (adamw_8bit)", replace(base, optimizer="adamw_8bit"))
+        add(f"8-bit optimizer ({eight_bit})", replace(base, optimizer=eight_bit))
     if base.lora_dropout > 0:
         add("lora dropout 0 (no dropped input copies)", replace(base, lora_dropout=0.0))
     if base.offload_embedding:
@@ -451,7 +455,7 @@ def ways_out(shape: ModelShape, r: PlanResult) -> list[WayOut]:
             add("MLP tiled over the sequence", replace(base, mlp_tile_tokens=0), already=True)
         else:
             add("MLP tiled over the sequence (train.mlp_tile_tokens: 8192)", replace(base, mlp_tile_tokens=8192))
-    if base.quant in ("none", "int8"):
+    if O.quant(base.quant).bits > 4:
         add("4-bit nf4 base weights", replace(base, quant="nf4", double_quant=True))
     elif not base.double_quant:
         add("double quant", replace(base, double_quant=True))
@@ -459,9 +463,10 @@ def ways_out(shape: ModelShape, r: PlanResult) -> list[WayOut]:
     if fresh and not any(w.fits for w in fresh):  # no single lever is enough: what all of them do together
         s = replace(base, lora_r=min(base.lora_r, 8), lora_dropout=0.0, offload_embedding=True,
                     offload_lm_head=base.offload_lm_head or base.stack == "qlorafit",
-                    grad_checkpointing="offload", optimizer="adamw_8bit" if "8bit" not in base.optimizer else base.optimizer,
+                    grad_checkpointing="offload",
+                    optimizer=base.optimizer if O.optimizer(base.optimizer).eight_bit else eight_bit,
                     lora_targets=("q_proj", "v_proj"), seq_len=max(1, base.seq_len // 4))
-        if base.quant in ("none", "int8"):
+        if O.quant(base.quant).bits > 4:
             s = replace(s, quant="nf4", double_quant=True)
         p = estimate(shape, s).peak_bytes
         fresh.append(WayOut(f"all of these together (max_seq_length {s.seq_len}, r={s.lora_r}, q_proj,v_proj)",
@@ -483,37 +488,10 @@ def _longest_fitting_seq(shape: ModelShape, s: Setup, usable: int) -> int:
 
 # --- to and from the train config ----------------------------------------------------------------------------------
 
-def setup_from_config(cfg: Config, gpu_bf16: bool | None = True) -> Setup:
-    """The estimator's view of a train config (compute_dtype auto -> bf16 where the GPU has it or it is unknown
-    (None), else fp16). The one mapping from Config to Setup: plan, train's estimate.json and doctor use it."""
-    dt = cfg.model.compute_dtype
-    if dt == "auto":
-        dt = "fp16" if gpu_bf16 is False else "bf16"
-    return Setup(
-        quant=cfg.model.quant, double_quant=cfg.model.double_quant, compute_dtype=dt, lora_r=cfg.lora.r,
-        lora_targets=tuple(cfg.lora.targets), lora_dropout=cfg.lora.dropout, lora_dtype=cfg.lora.dtype,
-        batch_size=cfg.train.micro_batch_size, seq_len=cfg.data.max_seq_length, packing=cfg.data.packing,
-        grad_checkpointing=cfg.train.grad_checkpointing, optimizer=cfg.train.optimizer, attn_impl=cfg.model.attn_impl,
-        loss_impl=cfg.train.loss_impl, stack="qlorafit", offload_embedding=cfg.model.offload_embedding,
-        offload_lm_head=cfg.model.offload_lm_head, mlp_tile_tokens=cfg.train.mlp_tile_tokens,
-        compile=cfg.train.compile,
-    )
-
-
 def apply_to_config(cfg: Config, c: Candidate) -> Config:
     """A copy of `cfg` with the searched fields set from the candidate; everything else is left as the user had it."""
-    out = copy.deepcopy(cfg)
-    s = c.setup
-    out.train.micro_batch_size = s.batch_size
+    out = apply_setup(cfg, c.setup, [f.name for f in knobs("searched")])
     out.train.grad_accum = c.grad_accum
-    out.train.grad_checkpointing = s.grad_checkpointing
-    out.train.optimizer = s.optimizer
-    out.train.loss_impl = s.loss_impl
-    out.data.packing = s.packing
-    out.model.offload_embedding = s.offload_embedding
-    out.model.offload_lm_head = s.offload_lm_head
-    out.train.mlp_tile_tokens = s.mlp_tile_tokens
-    out.train.compile = s.compile
     return out
 
 
@@ -544,7 +522,7 @@ def plan_config(cfg: Config, shape: ModelShape, budget_bytes: int, length_stats=
     req = PlanRequest(
         budget_bytes=budget_bytes, max_seq_length=cfg.data.max_seq_length, lengths=lengths_of(length_stats),
         effective_batch=cfg.train.micro_batch_size * cfg.train.grad_accum, safety_margin=safety_margin, base=base,
-        gpu=gpu, losses=LOSSES_ALL if liger_available else ("standard", "chunked"), packing=(cfg.data.packing,),
+        gpu=gpu, losses=losses_available(lambda module: liger_available), packing=(cfg.data.packing,),
     )
     r = plan(shape, req)
     if r.chosen is None:

@@ -29,6 +29,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from qlorafit.core import options as O
 from qlorafit.core.catalog import GPU
 from qlorafit.errors import UserError
 from qlorafit.core.estimate import (Setup, layer_activation_bytes_per_token, lm_head_slice_rows, lora_params,
@@ -38,16 +39,12 @@ from qlorafit.core.shapes import ModelShape
 CALIBRATION_FILE = Path("benchmarks") / "results" / "throughput_calibration.json"
 CALIBRATION_ENV = "QLORAFIT_THROUGHPUT_CALIBRATION"
 
-# bytes moved per base weight when one linear is dequantized to bf16 for a matmul: read the packed weight and its
-# constants, write the bf16 copy (the matmul's own read of that copy is in the roofline of the matmul)
-_DEQUANT_BYTES_PER_PARAM = {"nf4": 0.5 + 0.13 + 2, "fp4": 0.5 + 0.13 + 2, "int8": 1 + 2 + 2, "none": 0.0}
 _KERNELS_PER_LAYER = 28          # forward kernels of one Llama decoder layer without LoRA (norms, 7 matmuls, RoPE, ...)
 _KERNELS_PER_LORA_TARGET = 6     # dropout, x@A, @B, scale, add (+ casts)
 # train.compile, measured on Llama-3-8B at 1 x 2,048 on an H200 (benchmarks/step_probe.py profile): the elementwise
 # and copy/cast kernels fell from 73 to 19 ms per step, and the host-bound step from ~390 to 286 ms
 _COMPILE_ELEMENTWISE_FACTOR = 0.3
 _COMPILE_HOST_FACTOR = 0.72
-_BNB_OPT_KERNELS_PER_TENSOR = 1  # bitsandbytes optimizers launch one kernel per parameter tensor; torch fused ~none
 
 
 @dataclass(frozen=True)
@@ -144,23 +141,26 @@ def micro_batch_seconds(shape: ModelShape, s: Setup, gpu: GPU, cal: Calibration,
     attn_len: the length each token attends over (a packed row's samples attend only within themselves);
     default row_tokens."""
     n = s.batch_size * row_tokens                       # tokens computed (padding included)
-    a = 4 if s.compute_dtype == "fp32" else 2
-    slow = 4 if s.compute_dtype == "fp32" else 1        # fp32 runs on TF32/CUDA cores: ~4x below the bf16 peak
+    dt = O.dtype(s.compute_dtype)
+    a, slow = dt.bytes, dt.matmul_slowdown              # fp32 runs on TF32/CUDA cores: ~4x below the bf16 peak
     flop_s = gpu.bf16_tflops * 1e12 * cal.matmul_efficiency / slow
     attn_flop_s = gpu.bf16_tflops * 1e12 * cal.attention_efficiency / slow
     byte_s = gpu.mem_bandwidth_gbps * 1e9 * cal.bandwidth_efficiency
-    recompute = s.grad_checkpointing != "off"
+    ck = O.checkpointing(s.grad_checkpointing)
+    recompute = ck.recompute
     decoder_passes = 3 if recompute else 2               # forward, (recompute), backward input-gradients
 
     p_dec = shape.num_layers * shape.linear_params_per_layer()
     p_head = shape.vocab_size * shape.hidden_size
     # each pass over the decoder: the matmul (compute- or weight-read-bound) plus the dequant kernel before it
     linear_pass = _roofline(2 * n * p_dec, p_dec * a, flop_s, byte_s)
-    dequant_pass = p_dec * _DEQUANT_BYTES_PER_PARAM[s.quant] / byte_s
+    # read the packed weight and its constants, write the bf16 copy (the matmul's own read is in its roofline)
+    dequant_pass = p_dec * O.quant(s.quant).dequant_bytes_per_param / byte_s
     # eager attention cannot skip the other samples of a packed row: it pays the full row
-    attn_row = row_tokens if (s.attn_impl == "eager" or attn_len is None) else attn_len
+    scores = O.attention(s.attn_impl).materializes_scores
+    attn_row = row_tokens if (scores or attn_len is None) else attn_len
     attn_fwd = 4 * shape.num_layers * attn_row * shape.q_dim * n / attn_flop_s
-    if s.attn_impl == "eager":  # scores written and read in the compute dtype and fp32 softmax, every layer
+    if scores:  # scores written and read in the compute dtype and fp32 softmax, every layer
         attn_fwd += 3 * shape.num_layers * s.batch_size * shape.num_heads * attn_row**2 * (2 + 4) / byte_s
     attn = attn_fwd * (1 + 2 + (1 if recompute else 0))  # backward ~2x forward
 
@@ -183,17 +183,16 @@ def micro_batch_seconds(shape: ModelShape, s: Setup, gpu: GPU, cal: Calibration,
         rows = lm_head_slice_rows(v, shape.hidden_size)
         tiles = -(-v // rows) * -(-n // loss_chunk_tokens(rows, int(n)))
         loss = 2 * head_fwd + n * v * 24 / byte_s + tiles * 14 * cal.kernel_overhead_s
-    elif s.loss_impl == "standard":  # bf16 logits, fp32 copy, log_softmax; backward through all of them
-        loss = 2 * head_fwd + n * v * 32 / byte_s
-    elif s.loss_impl == "chunked":   # per chunk: logits, fp32 copy, softmax - onehot, grad_h, all in forward
-        chunks = -(-n // loss_chunk_tokens(v, int(n)))
-        loss = 2 * head_fwd + n * v * 24 / byte_s + chunks * 12 * cal.kernel_overhead_s
-    else:                            # liger: logits, softmax and its gradient in place, in forward
-        chunks = -(-n // loss_chunk_tokens(v, int(n)))
-        loss = 2 * head_fwd + n * v * 10 / byte_s + chunks * 8 * cal.kernel_overhead_s
+    else:  # standard: bf16 logits, fp32 copy, log_softmax, backward through all; chunked: per chunk logits, fp32
+        # copy, softmax - onehot, grad_h, all in forward; liger: logits, softmax and its gradient in place
+        spec = O.loss(s.loss_impl)
+        loss = 2 * head_fwd + n * v * spec.moved_bytes_per_logit / byte_s
+        if spec.chunked:
+            chunks = -(-n // loss_chunk_tokens(v, int(n)))
+            loss += chunks * spec.kernels_per_chunk * cal.kernel_overhead_s
 
     offload = 0.0
-    if s.grad_checkpointing == "offload":  # every layer's input to host RAM in forward and back in backward
+    if ck.to_host:  # every layer's input to host RAM in forward and back in backward
         offload += 2 * shape.num_layers * n * shape.hidden_size * a / cal.pcie_bytes_per_s
         offload *= 1 - cal.offload_hidden_fraction
     if s.offload_embedding or (s.offload_lm_head and shape.tie_word_embeddings):  # tied: the lookup moves with the head
@@ -226,11 +225,11 @@ def optimizer_step_seconds(shape: ModelShape, s: Setup, gpu: GPU, cal: Calibrati
     """One optimizer step over the LoRA parameters: bandwidth-bound state updates, clipping, zero_grad, launches."""
     n = lora_params(shape, s)
     byte_s = gpu.mem_bandwidth_gbps * 1e9 * cal.bandwidth_efficiency
-    eight_bit = s.optimizer in ("paged_adamw_8bit", "adamw_8bit")
-    # param r/w, grad read, two moments r/w (fp32: 16 B, 8-bit: 4 B + absmax), + grad-norm read and zeroing
-    per_param = 4 + 4 + 4 + (4 + 0.1 if eight_bit else 16) + 4 + 4
+    opt = O.optimizer(s.optimizer)
+    # param r/w, grad read, the moments r/w (Adam fp32: 16 B, 8-bit: 4 B + absmax), + grad-norm read and zeroing
+    per_param = 4 + 4 + 4 + opt.moved_bytes_per_param() + 4 + 4
     tensors = 2 * shape.num_layers * len(s.targets(shape))
-    launches = tensors * _BNB_OPT_KERNELS_PER_TENSOR if s.optimizer != "adamw" else tensors / 64
+    launches = tensors * opt.launches_per_tensor
     return n * per_param / byte_s + (launches + 10) * cal.kernel_overhead_s
 
 

@@ -6,12 +6,12 @@ by one until the estimate fits the budget (or only the first, when no budget is 
 of the script's arguments or a qlorafit YAML.
 """
 
-import copy
 from dataclasses import dataclass, field, replace
 
+from qlorafit.core import options as O
+from qlorafit.core.setup import Setup, apply_setup, knobs
 from qlorafit.doctor.case import Case
 from qlorafit.doctor.rules import Cause
-from qlorafit.core.estimate import Setup
 from qlorafit.core.shapes import ATTN_LINEARS, MLP_LINEARS
 
 HEADROOM = 0.95
@@ -34,19 +34,19 @@ def _loss_change(s: Setup) -> dict:
 
 SPECS = (
     FixSpec("quantize", "load the base weights in 4-bit NF4 (BitsAndBytesConfig)", "quality: slight", 1.0,
-            lambda s: s.quant in ("none", "int8"), lambda s: {"quant": "nf4", "double_quant": True}),
+            lambda s: O.quant(s.quant).bits > 4, lambda s: {"quant": "nf4", "double_quant": True}),
     FixSpec("loss", "compute the loss without full fp32 logits (liger fused / qlorafit chunked)", "none", 0.3,
-            lambda s: s.loss_impl == "standard", _loss_change),
+            lambda s: not O.loss(s.loss_impl).chunked, _loss_change),
     FixSpec("sdpa", "use sdpa attention instead of eager", "none", 0.3,
-            lambda s: s.attn_impl == "eager", lambda s: {"attn_impl": "sdpa"}),
+            lambda s: O.attention(s.attn_impl).materializes_scores, lambda s: {"attn_impl": "sdpa"}),
     FixSpec("checkpointing", "turn gradient checkpointing on", "speed: ~30% slower", 2.0,
-            lambda s: s.grad_checkpointing == "off", lambda s: {"grad_checkpointing": "on"}),
+            lambda s: not O.checkpointing(s.grad_checkpointing).recompute, lambda s: {"grad_checkpointing": "on"}),
     FixSpec("batch", "halve the micro-batch, double gradient accumulation (same effective batch)",
             "speed: fewer tokens per pass", 1.5, lambda s: s.batch_size > 1, lambda s: {"batch_size": s.batch_size // 2}),
     FixSpec("seq", "halve the maximum sequence length", "quality: longer samples truncated", 4.0,
             lambda s: s.seq_len > 256, lambda s: {"seq_len": s.seq_len // 2}),
     FixSpec("optim8", "use an 8-bit paged AdamW", "quality: negligible", 1.0,
-            lambda s: s.optimizer in ("adamw", "paged_adamw_32bit"), lambda s: {"optimizer": "paged_adamw_8bit"}),
+            lambda s: not O.optimizer(s.optimizer).eight_bit, lambda s: {"optimizer": O.eight_bit_twin(paged=True)}),
     FixSpec("dropout0", "set LoRA dropout to 0", "quality: less regularization", 1.0,
             lambda s: s.lora_dropout > 0, lambda s: {"lora_dropout": 0.0}),
     FixSpec("targets", "put adapters on the attention projections only", "quality: fewer adapted weights", 3.0,
@@ -55,9 +55,10 @@ SPECS = (
     FixSpec("rank", "halve the LoRA rank", "quality: smaller adapter", 2.5,
             lambda s: s.lora_r > 16, lambda s: {"lora_r": s.lora_r // 2}),
     FixSpec("double_quant", "quantize the quantization constants too (double quant)", "none", 0.3,
-            lambda s: s.quant in ("nf4", "fp4") and not s.double_quant, lambda s: {"double_quant": True}),
+            lambda s: O.quant(s.quant).bits == 4 and not s.double_quant, lambda s: {"double_quant": True}),
     FixSpec("offload_ckpt", "keep checkpointed layer inputs in host RAM", "speed: PCIe copies", 3.0,
-            lambda s: s.stack == "qlorafit" and s.grad_checkpointing == "on", lambda s: {"grad_checkpointing": "offload"}),
+            lambda s: s.stack == "qlorafit" and O.checkpointing(s.grad_checkpointing).recompute
+            and not O.checkpointing(s.grad_checkpointing).to_host, lambda s: {"grad_checkpointing": "offload"}),
     FixSpec("offload_embedding", "keep the input embedding in host RAM", "speed: small", 1.5,
             lambda s: s.stack == "qlorafit" and not s.offload_embedding, lambda s: {"offload_embedding": True}),
     FixSpec("offload_lm_head", "keep lm_head in host RAM and stream it through the loss (frozen head only)",
@@ -184,19 +185,14 @@ def config_yaml(c: Case, new: Setup) -> str:
     """The qlorafit YAML of the corrected setup (from the user's config, or a fresh one with the same settings)."""
     from qlorafit.core import config as qconfig
 
-    cfg = copy.deepcopy(c.inputs.config) if c.inputs.config is not None else qconfig.Config()
-    if c.inputs.config is None and c.settings.get("model"):
+    user_config = c.inputs.config is not None
+    cfg = c.inputs.config if user_config else qconfig.Config()
+    if not user_config and not O.loss(new.loss_impl).chunked:  # transformers' default, not a choice: ours instead
+        new = replace(new, loss_impl="chunked")
+    # a script's dtype is a guess (fp32 when it set none): no advice for a qlorafit run, whose auto picks per GPU
+    cfg = apply_setup(cfg, new, [f.name for f in knobs() if f.name != "compute_dtype" or user_config])
+    if not user_config and c.settings.get("model"):
         cfg.model.name_or_path = str(c.settings["model"])
-    cfg.model.quant, cfg.model.double_quant = new.quant, new.double_quant
-    cfg.model.attn_impl = new.attn_impl
-    cfg.model.offload_embedding = new.offload_embedding
-    cfg.model.offload_lm_head = new.offload_lm_head
-    cfg.lora.r, cfg.lora.targets, cfg.lora.dropout = new.lora_r, list(new.lora_targets), new.lora_dropout
-    if new.batch_size != c.setup.batch_size:
+    if new.batch_size != c.setup.batch_size:  # the same effective batch
         cfg.train.grad_accum = cfg.train.grad_accum * c.setup.batch_size // new.batch_size
-    cfg.train.micro_batch_size = new.batch_size
-    cfg.data.max_seq_length, cfg.data.packing = new.seq_len, new.packing
-    cfg.train.grad_checkpointing = new.grad_checkpointing
-    cfg.train.optimizer = new.optimizer
-    cfg.train.loss_impl = "chunked" if new.loss_impl == "standard" and c.inputs.config is None else new.loss_impl
     return qconfig.to_yaml(cfg, header="corrected by qlorafit doctor")

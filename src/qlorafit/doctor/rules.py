@@ -8,6 +8,7 @@ change the allocator), with the bytes they free where the text says how many.
 
 from dataclasses import dataclass, field
 
+from qlorafit.core import options as O
 from qlorafit.doctor.case import Case, gib
 from qlorafit.core.sizes import GIB
 
@@ -170,7 +171,7 @@ def fragmentation(c: Case) -> Cause | None:
 
 
 def no_quant(c: Case) -> Cause | None:
-    if not c.from_user or c.setup is None or c.setup.quant != "none" or not (c.has_oom or c.over_budget):
+    if not c.from_user or c.setup is None or O.quant(c.setup.quant).bits < 16 or not (c.has_oom or c.over_budget):
         return None
     ev = [_numbers(c)] if c.has_oom else []
     if c.est:
@@ -243,7 +244,7 @@ def fp32_logits(c: Case) -> Cause | None:
     text = c.inputs.error_text or ""
     frames = any(k in text for k in _LOSS_FRAMES)
     share = c.est.component("logits and loss") / c.est.peak_bytes if c.est else 0.0
-    if c.setup is not None and (c.setup.loss_impl != "standard" or c.setup.offload_lm_head):
+    if c.setup is not None and (O.loss(c.setup.loss_impl).chunked or c.setup.offload_lm_head):
         return None  # chunked/fused, or the head in host RAM (always the streamed loss): no full logits
     if not frames and (share < LOGITS_SHARE or not c.from_user):  # a share of assumed defaults proves nothing
         return None
@@ -269,7 +270,8 @@ def fp32_logits(c: Case) -> Cause | None:
 def eager_attention(c: Case) -> Cause | None:
     text = c.inputs.error_text or ""
     frames = any(k in text for k in _EAGER_FRAMES)
-    if not (frames or (c.from_user and c.setup is not None and c.setup.attn_impl == "eager" and c.setup.seq_len >= 1024)):
+    if not (frames or (c.from_user and c.setup is not None and O.attention(c.setup.attn_impl).materializes_scores
+                      and c.setup.seq_len >= 1024)):
         return None
     if not (c.has_oom or c.over_budget):
         return None

@@ -5,7 +5,8 @@ way a script spells them; axolotl and LLaMA-Factory names are folded onto them b
 the library default is used and said so in `assumptions`, so a report never hides a guess.
 """
 
-from qlorafit.core.estimate import Setup
+from qlorafit.core import options as O
+from qlorafit.core.setup import Setup
 from qlorafit.core.shapes import ALL_LINEARS, ATTN_LINEARS
 from qlorafit.core.shapes import LORA_TARGET_ALIASES
 
@@ -26,14 +27,6 @@ HF_DEFAULTS = {
     "attn_implementation": "sdpa",
 }
 
-_OPTIM = {
-    "adamw_torch": "adamw", "adamw_torch_fused": "adamw", "adamw_hf": "adamw", "adamw": "adamw", "adam": "adamw",
-    "adamw_apex_fused": "adamw", "paged_adamw_32bit": "paged_adamw_32bit", "paged_adamw": "paged_adamw_32bit",
-    "paged_adamw_8bit": "paged_adamw_8bit", "adamw_bnb_8bit": "adamw_8bit", "adamw_8bit": "adamw_8bit",
-    "bnb_8bit": "adamw_8bit", "adam8bit": "adamw_8bit", "paged_adam_8bit": "paged_adamw_8bit",
-}
-_DTYPE = {"torch.bfloat16": "bf16", "bfloat16": "bf16", "bf16": "bf16", "torch.float16": "fp16", "float16": "fp16",
-          "fp16": "fp16", "torch.half": "fp16", "torch.float32": "fp32", "float32": "fp32", "fp32": "fp32"}
 
 
 def normalize(raw: dict) -> dict:
@@ -82,14 +75,14 @@ def setup_from_settings(raw: dict) -> tuple[Setup, list[str]]:
     elif s.get("fp16") is True:
         dtype = "fp16"
     else:
-        dtype = _DTYPE.get(str(s.get("bnb_4bit_compute_dtype", s.get("torch_dtype", s.get("dtype")))), None)
+        dtype = O.dtype_from_hf(str(s.get("bnb_4bit_compute_dtype", s.get("torch_dtype", s.get("dtype")))))
         if dtype is None:
             dtype = "fp32"
             notes.append("no bf16/fp16 flag and no compute dtype: activations assumed fp32")
     attn = str(get("attn_implementation"))
     attn = "flash" if "flash" in attn else attn if attn in ("eager", "sdpa") else "sdpa"
     optim = str(get("optim")).lower()
-    if optim not in _OPTIM:
+    if O.optimizer_from_hf(optim) is None:
         notes.append(f"optim {optim!r} has no estimate of its own: sized as torch AdamW")
     ckpt = s.get("gradient_checkpointing")
     if ckpt is None:
@@ -99,7 +92,7 @@ def setup_from_settings(raw: dict) -> tuple[Setup, list[str]]:
         compute_dtype=dtype, lora_r=int(get("r")), lora_targets=_targets(get("target_modules"), notes),
         lora_dropout=float(get("lora_dropout")), batch_size=int(get("per_device_train_batch_size")),
         seq_len=int(get("max_length")), packing=bool(s.get("packing", False)),
-        grad_checkpointing="on" if ckpt else "off", optimizer=_OPTIM.get(optim, "adamw"), attn_impl=attn,
+        grad_checkpointing="on" if ckpt else "off", optimizer=O.optimizer_from_hf(optim) or "adamw", attn_impl=attn,
         loss_impl="fused" if s.get("use_liger_kernel") else "standard", stack="hf",
     )
     return setup, notes

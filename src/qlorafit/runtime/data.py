@@ -8,8 +8,8 @@ torch: the tokenizer is passed in, and the statistics and the epoch order are pl
 
 import csv
 import json
-import math
 import os
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,18 +171,19 @@ def _read_parquet(p: Path) -> list[Record]:
 
 
 def _read_cached_dataset(name: str, split: str) -> list[Record]:
-    # Offline by design: only what is already in the local datasets cache. The flags are read when datasets is
-    # first imported, so they are set (if the user has not chosen) just before.
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # A Hub dataset id goes through `datasets`, which follows the user's HF_HUB_OFFLINE / HF_DATASETS_OFFLINE,
+    # HF_TOKEN, HF_HOME and HF_ENDPOINT: downloaded once when online, read from its cache when offline.
     import datasets
 
     try:
         ds = datasets.load_dataset(name, split=split)
     except Exception as e:  # DatasetNotFoundError, ConnectionError, ValueError (split) ...: all mean "not usable here"
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"data.path: '{name}' is not a local file, and datasets could not load it (split "
-                        f"'{split}') from the local cache, offline: {first}") from None
+        offline = any(os.environ.get(k, "").lower() in ("1", "true", "yes", "on")
+                      for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+        where = "from the local cache (offline mode is set)" if offline else "as a Hub dataset"
+        raise UserError(f"data.path: '{name}' is not a local file, and datasets could not load it {where} "
+                        f"(split '{split}'): {first}") from None
     return [Record(i, f"{name}[{split}] record {i + 1}", dict(r)) for i, r in enumerate(ds)]
 
 

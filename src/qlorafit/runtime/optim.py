@@ -1,44 +1,29 @@
 """Optimizers and learning-rate schedules.
 
 The schedule is a plain function of the number of applied updates (nanoGPT's `get_lr(it)`), so the only scheduler
-state a checkpoint needs is that count. Optimizers are a table of small builders: first match wins.
+state a checkpoint needs is that count. Optimizers are built from their specs in qlorafit.core.options.
 """
 
+import importlib
 import math
 
 import torch
 
+from qlorafit.core import options as O
 from qlorafit.core.config import TrainConfig
 
 
-def _torch_adamw(params, t: TrainConfig, device: torch.device):
+def torch_adamw(params, lr: float, weight_decay: float):
     # fused: one kernel for all LoRA params on CUDA, no foreach temporaries (saves one fp32 copy of the params)
-    fused = device.type == "cuda"
-    return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, fused=fused, foreach=False if fused else None)
+    fused = params[0].is_cuda
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused, foreach=False if fused else None)
 
 
-def _bnb(name: str):
-    def build(params, t: TrainConfig, device: torch.device):
-        import bitsandbytes as bnb
-
-        cls = {"paged_adamw_32bit": bnb.optim.PagedAdamW32bit,  # states in managed memory: spill to host under pressure
-               "paged_adamw_8bit": bnb.optim.PagedAdamW8bit,    # 2 B/param of states, paged
-               "adamw_8bit": bnb.optim.AdamW8bit}[name]          # 2 B/param, always on the GPU
-        return cls(params, lr=t.lr, weight_decay=t.weight_decay)
-    return build
-
-
-OPTIMIZERS = {
-    "adamw": _torch_adamw,
-    "paged_adamw_32bit": _bnb("paged_adamw_32bit"),
-    "paged_adamw_8bit": _bnb("paged_adamw_8bit"),
-    "adamw_8bit": _bnb("adamw_8bit"),
-}
-
-
-def build_optimizer(params: list, t: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """The optimizer over the trainable (LoRA) parameters only: frozen 4-bit weights get no state."""
-    return OPTIMIZERS[t.optimizer](params, t, device)
+def build_optimizer(params: list, t: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer over the trainable (LoRA) parameters only: frozen 4-bit weights get no state. Its builder is the
+    one its spec names (qlorafit.core.options), imported only now."""
+    module, _, attr = O.optimizer(t.optimizer).builder.partition(":")
+    return getattr(importlib.import_module(module), attr)(params, lr=t.lr, weight_decay=t.weight_decay)
 
 
 def lr_at(update: int, total_updates: int, t: TrainConfig) -> float:

@@ -152,14 +152,11 @@ def plan_auto(cfg: Config, model_path: str, stats, budget_bytes: int | None, run
     from qlorafit.core.plan import plan_config
     from qlorafit.core.shapes import shape_from_config
 
+    from qlorafit.core.setup import keep_planned
+
     saved = run_dir / "config.yaml"
     if resume and saved.is_file():
-        old = config_mod.load(str(saved))
-        for sec, key in (("train", "micro_batch_size"), ("train", "grad_accum"), ("train", "grad_checkpointing"),
-                         ("train", "optimizer"), ("train", "loss_impl"), ("model", "offload_embedding"),
-                         ("model", "offload_lm_head"), ("train", "mlp_tile_tokens"), ("train", "compile")):
-            setattr(getattr(cfg, sec), key, getattr(getattr(old, sec), key))
-        return cfg
+        return keep_planned(cfg, config_mod.load(str(saved)))
     if budget_bytes is None:
         if not torch.cuda.is_available():
             raise UserError("--plan auto sizes the run for the GPU's free memory, and there is no GPU; "
@@ -172,14 +169,14 @@ def plan_auto(cfg: Config, model_path: str, stats, budget_bytes: int | None, run
 def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None, quiet: bool = False,
           plan: bool = False, budget_bytes: int | None = None) -> Run:
     from qlorafit.runtime.data import load_data
-    from qlorafit.demo_assets import default_cache_root, resolve_model_path
+    from qlorafit.core.catalog import resolve_model_path
     from qlorafit.runtime.model import load_model, trainable_counts
 
     G.configure_allocator(cfg.guard)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     device = pick_device()
 
-    model_path = resolve_model_path(cfg.model.name_or_path, default_cache_root())
+    model_path = resolve_model_path(cfg.model.name_or_path)  # a Hub id downloads here, once
     tok = load_tokenizer(model_path, cfg)
     data = load_data(cfg.data, tok, cfg.train.seed)
     if plan:
@@ -202,7 +199,7 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     (run_dir / "config.yaml").write_text(config_mod.to_yaml(cfg, header="qlorafit train: resolved configuration"))
     (run_dir / "estimate.json").write_text(json.dumps(est, indent=2) + "\n")
 
-    optimizer = build_optimizer(params, cfg.train, device)
+    optimizer = build_optimizer(params, cfg.train)
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and loaded.dtype == torch.float16)
     guard = G.GuardState(cfg.train.micro_batch_size, cfg.train.micro_batch_size, cfg.train.grad_checkpointing)
 

@@ -1,0 +1,40 @@
+"""Accuracy of `qlorafit doctor` on the public-thread corpus (tests/fixtures/oom_threads), per frozen split.
+
+    PYTHONPATH=src python benchmarks/doctor_threads.py [--out benchmarks/results/doctor-threads-NAME.json]
+
+Primary cause right, first fix = the thread's accepted fix (by fix class), phase right; and every case's outcome.
+CPU only, offline, no model download: the doctor is plain Python.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import doctor_threads as corpus  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", help="write the scores and every outcome here as JSON")
+    a = ap.parse_args()
+    sp = corpus.split()
+    outcomes = [corpus.run(n, sp) for n in corpus.names()]
+    scores = corpus.score(outcomes)
+    for o in outcomes:
+        mark = "ok " if o.cause_ok else "MISS"
+        print(f"{mark} {o.split:5} {o.name:32} cause={o.cause} fix={o.fix} phase={o.phase}")
+    for s, v in scores.items():
+        print(f"{s}: cause {v['cause_right']}/{v['n']}, first fix {v['first_fix_right']}/{v['n']}, "
+              f"phase {v['phase_right']}/{v['n']}")
+    if a.out:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        Path(a.out).write_text(json.dumps({"commit": commit, "scores": scores,
+                                           "outcomes": [asdict(o) for o in outcomes]}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

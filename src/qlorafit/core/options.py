@@ -1,0 +1,221 @@
+"""Every choice a run can make, declared once: optimizers, losses, checkpointing modes, weight formats, dtypes,
+attention kernels. Plain Python, no torch.
+
+Each spec says what the estimator, the throughput model, the planner, the doctor, the config and the CLI need to know
+about the choice: its bytes, its speed terms, its names in other trainers, where its builder lives and whether the
+planner may pick it. None of those modules tests a name string; they read these properties.
+
+Adding an optimizer is one entry in OPTIMIZERS: e.g. bitsandbytes' 8-bit Lion would be
+    Optimizer("lion_8bit", "bitsandbytes 8-bit Lion: one 8-bit moment (1 B/param)", moments=1, state_bits=8,
+              paged=False, launches_per_tensor=1, hf_names=("lion_8bit",), builder="bitsandbytes.optim:Lion8bit",
+              plannable=False)
+The builder is a dotted path 'module:attribute' resolved by qlorafit.runtime only when a run starts, so this module
+stays importable without torch. It is called as builder(params, lr=..., weight_decay=...).
+"""
+
+from dataclasses import dataclass
+
+GIB = 1024**3
+MIB = 1024**2
+IGNORE_INDEX = -100  # the label of a token that takes no loss (padding, prompt tokens, packed sample starts)
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    name: str
+    help: str
+    moments: int                  # state tensors per parameter (Adam: 2, Lion: 1)
+    state_bits: int               # 32: fp32 states; 8: blockwise 8-bit with an fp32 absmax per STATE_BLOCK values
+    paged: bool                   # states in CUDA managed memory: they can spill to host RAM under pressure
+    launches_per_tensor: float    # kernels per parameter tensor per step (torch fused: one for all of them)
+    hf_names: tuple[str, ...]     # TrainingArguments(optim=...) and other trainers' names for it
+    builder: str                  # 'module:attribute', called as builder(params, lr=, weight_decay=)
+    plannable: bool = True        # the planner may swap it in for the user's choice (same update rule: AdamW)
+
+    STATE_BLOCK = 256
+
+    @property
+    def eight_bit(self) -> bool:
+        return self.state_bits == 8
+
+    def state_bytes(self, n_params: int) -> int:
+        """Bytes of optimizer state for n_params trainable parameters.
+
+        >>> optimizer("adamw_8bit").state_bytes(1024)   # 2 x 1 B/param + an fp32 absmax per 256 values per moment
+        2080
+        """
+        per_param = self.moments * self.state_bits // 8
+        absmax = self.moments * 4 * -(-n_params // self.STATE_BLOCK) if self.eight_bit else 0
+        return n_params * per_param + absmax
+
+    def moved_bytes_per_param(self) -> float:
+        """Bytes read and written per parameter by the state update (absmax reads included for 8-bit)."""
+        return 2 * self.moments * self.state_bits / 8 + (0.05 * self.moments if self.eight_bit else 0)
+
+
+OPTIMIZERS = (
+    Optimizer("adamw", "torch AdamW, fused on CUDA, fp32 states (8 B/param)", 2, 32, False, 1 / 64,
+              ("adamw_torch", "adamw_torch_fused", "adamw_hf", "adamw", "adam", "adamw_apex_fused"),
+              "qlorafit.runtime.optim:torch_adamw"),
+    Optimizer("paged_adamw_32bit", "bitsandbytes, fp32 states (8 B/param) in managed memory that can spill to host "
+              "RAM", 2, 32, True, 1, ("paged_adamw_32bit", "paged_adamw"), "bitsandbytes.optim:PagedAdamW32bit"),
+    Optimizer("paged_adamw_8bit", "bitsandbytes, 8-bit states (2 B/param), paged", 2, 8, True, 1,
+              ("paged_adamw_8bit", "paged_adam_8bit"), "bitsandbytes.optim:PagedAdamW8bit"),
+    Optimizer("adamw_8bit", "bitsandbytes, 8-bit states (2 B/param), always on the GPU", 2, 8, False, 1,
+              ("adamw_bnb_8bit", "adamw_8bit", "bnb_8bit", "adam8bit"), "bitsandbytes.optim:AdamW8bit"),
+)
+
+
+@dataclass(frozen=True)
+class Loss:
+    name: str
+    help: str
+    chunked: bool              # the full (tokens x vocab) logits never exist: they are made and freed chunk by chunk
+    fwd_bytes_per_logit: int   # bytes alive per logit at the forward's high point (per chunk logit when chunked)
+    bwd_bytes_per_logit: int   # the same in backward (chunked: 0, the gradient was made in forward)
+    moved_bytes_per_logit: int  # bytes read + written per logit over forward and backward (throughput)
+    kernels_per_chunk: int     # launches per chunk (throughput)
+    requires: str | None = None  # a module that must be importable for it to run (else it falls back to chunked)
+    plannable: bool = True
+
+
+LOSSES = (
+    # bf16 logits (2), their fp32 copy (4) and log_softmax's output (4); backward: the saved log_softmax, the fp32
+    # gradient and its input gradient (3 x 4)
+    Loss("standard", "full fp32 logits (~10-14 bytes x vocab per token)", False, 10, 12, 32, 0),
+    Loss("chunked", "the same loss in chunks, the full logits never exist", True, 8, 0, 24, 12),
+    Loss("fused", "liger-kernel's fused linear cross entropy (GPU only, falls back to chunked)", True, 8, 0, 10, 8,
+         requires="liger_kernel"),
+)
+# the chunked loss sizes its chunks with a conservative 14 bytes per logit (the fp32 logits, their softmax-minus-onehot
+# gradient and the bf16 matmul output, 4 + 4 + 2, plus slack for the next chunk's matmul output)
+CHUNK_SIZING_BYTES_PER_LOGIT = 14
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    name: str
+    help: str
+    recompute: bool     # backward rebuilds each layer from its saved input
+    to_host: bool       # the saved layer inputs live in pinned host RAM (two on the GPU at a time in backward)
+    note: str           # what the saved activations are, for the estimate's breakdown
+
+
+CHECKPOINTING = (
+    Checkpointing("off", "keep everything", False, False, "every layer's activations"),
+    Checkpointing("on", "keep only each layer's input and recompute the rest in backward (~30% slower, far less "
+                  "memory)", True, False, "each layer's input (checkpointing)"),
+    Checkpointing("offload", "keep layer inputs in pinned host RAM", True, True, "layer inputs in host RAM"),
+)
+
+
+@dataclass(frozen=True)
+class Quant:
+    name: str
+    help: str
+    bits: int                      # bits per stored base weight; 16: not quantized (the compute dtype)
+    dequant_bytes_per_param: float  # read the packed weight and constants, write the bf16 copy (throughput)
+    hf: str                        # how transformers asks for it
+
+
+QUANTS = (
+    Quant("nf4", "4-bit bitsandbytes NormalFloat (QLoRA)", 4, 0.5 + 0.13 + 2, "load_in_4bit, nf4"),
+    Quant("fp4", "4-bit bitsandbytes float", 4, 0.5 + 0.13 + 2, "load_in_4bit, fp4"),
+    Quant("int8", "LLM.int8", 8, 1 + 2 + 2, "load_in_8bit"),
+    Quant("none", "16-bit (4x the weight memory of nf4)", 16, 0.0, "no quantization_config"),
+)
+BNB_BLOCK = 64       # bitsandbytes 4-bit quantizes weights in blocks of 64, one absmax per block
+BNB_DQ_BLOCK = 256   # double quant: the absmaxes are themselves quantized to 8 bit in blocks of 256
+
+
+@dataclass(frozen=True)
+class Dtype:
+    name: str
+    bytes: int
+    torch_name: str                # getattr(torch, torch_name) in the runtime
+    matmul_slowdown: int           # fp32 runs on TF32/CUDA cores: ~4x below the bf16 tensor-core peak
+    hf_names: tuple[str, ...]
+
+
+DTYPES = (
+    Dtype("bf16", 2, "bfloat16", 1, ("torch.bfloat16", "bfloat16", "bf16")),
+    Dtype("fp16", 2, "float16", 1, ("torch.float16", "float16", "fp16", "torch.half")),
+    Dtype("fp32", 4, "float32", 4, ("torch.float32", "float32", "fp32")),
+)
+
+
+@dataclass(frozen=True)
+class Attention:
+    name: str
+    materializes_scores: bool   # keeps heads x seq x seq scores per layer (and cannot skip a packed row's others)
+
+
+ATTENTIONS = (Attention("sdpa", False), Attention("flash", False), Attention("eager", True))
+STACKS = ("qlorafit", "hf")  # qlorafit's own trainer, or transformers Trainer + PEFT (the doctor's scripts)
+
+
+KINDS = {"optimizer": "OPTIMIZERS", "loss": "LOSSES", "checkpointing": "CHECKPOINTING", "quant": "QUANTS",
+         "dtype": "DTYPES", "attention": "ATTENTIONS"}
+
+
+def specs(kind: str) -> tuple:
+    """The specs of one kind ('optimizer', 'loss', ...), read when asked (a table is a module-level tuple)."""
+    return globals()[KINDS[kind]]
+
+
+def names(table) -> tuple[str, ...]:
+    return tuple(s.name for s in table)
+
+
+def _get(kind: str, name: str):
+    for s in specs(kind):
+        if s.name == name:
+            return s
+    raise KeyError(f"{kind} {name!r}: choose from {', '.join(names(specs(kind)))}")
+
+
+def optimizer(name: str) -> Optimizer:
+    return _get("optimizer", name)
+
+
+def loss(name: str) -> Loss:
+    return _get("loss", name)
+
+
+def checkpointing(name: str) -> Checkpointing:
+    return _get("checkpointing", name)
+
+
+def quant(name: str) -> Quant:
+    return _get("quant", name)
+
+
+def dtype(name: str) -> Dtype:
+    return _get("dtype", name)
+
+
+def attention(name: str) -> Attention:
+    return _get("attention", name)
+
+
+def optimizer_from_hf(name: str) -> str | None:
+    """'adamw_bnb_8bit' (TrainingArguments.optim, axolotl, ...) -> 'adamw_8bit'; None when no spec claims it."""
+    return next((o.name for o in OPTIMIZERS if name in o.hf_names or name == o.name), None)
+
+
+def dtype_from_hf(name: str) -> str | None:
+    return next((d.name for d in DTYPES if name in d.hf_names), None)
+
+
+def eight_bit_twin(paged: bool) -> str:
+    """The plannable 8-bit optimizer, paged or not: what 'use an 8-bit optimizer' means."""
+    return next(o.name for o in OPTIMIZERS if o.eight_bit and o.plannable and o.paged == paged)
+
+
+def plannable(specs) -> tuple[str, ...]:
+    return tuple(s.name for s in specs if s.plannable)
+
+
+def choices_help(specs) -> str:
+    """'adamw: torch AdamW, ...; paged_adamw_32bit: ...' for a config field's help."""
+    return "; ".join(f"{s.name}: {s.help}" for s in specs)

@@ -1,0 +1,171 @@
+"""The estimator's view of one training configuration (Setup), and its link to the train config, declared once.
+
+Each Setup field's metadata says where the knob lives in the train config ('train.optimizer'), its CLI flag, its
+allowed values (from qlorafit.core.options) and its role:
+  fixed     the user's choice; `plan` takes it as a flag and keeps it
+  searched  the planner picks it (`plan_axis` names the PlanRequest field holding the values to try); a planned
+            config writes it and `train --plan auto --resume` keeps it
+  workload  the shape of the data (sequence length)
+From this one declaration come setup_from_config / apply_setup (Config <-> Setup), the planned keys a resume keeps,
+the doctor's YAML, the estimate and plan flags and the planner's search axes. Plain Python, no torch.
+"""
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+
+from qlorafit.core import options as O
+from qlorafit.core.config import Config
+from qlorafit.core.shapes import ALL_LINEARS, LORA_TARGET_ALIASES, ModelShape
+
+
+def _config_default(key: str):
+    section, _, name = key.partition(".")
+    return getattr(getattr(Config(), section), name)
+
+
+def _resolve_dtype(value: str, gpu_bf16: bool | None = True) -> str:
+    """compute_dtype auto -> bf16 where the GPU has it or it is unknown (None), else fp16."""
+    return ("fp16" if gpu_bf16 is False else "bf16") if value == "auto" else value
+
+
+def knob(config: str | None = None, *, help: str, flag: tuple = (), choices: tuple | str | None = None,
+         role: str | None = None, plan_axis: str | None = None, default=dataclasses.MISSING, to_setup=None,
+         to_config=None):
+    """A Setup field linked to the train config key `config`; its default is the config's, seen through to_setup.
+    choices: the allowed values, or the kind of spec in qlorafit.core.options whose names they are ('optimizer')."""
+    to_setup = to_setup or (lambda v: v)
+    if default is dataclasses.MISSING:
+        default = to_setup(_config_default(config))
+    meta = {"config": config, "help": help, "flag": flag, "choices": choices, "role": role, "plan_axis": plan_axis,
+            "to_setup": to_setup, "to_config": to_config or (lambda v: v)}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One training configuration, as the estimator sees it. Defaults are qlorafit's own (the train config's)."""
+
+    quant: str = knob("model.quant", flag=("--quant",), choices="quant", role="fixed",
+                      help="base weight format")
+    double_quant: bool = knob("model.double_quant", flag=("--double-quant",), role="fixed",
+                              help="quantize the 4-bit quantization constants again (saves ~0.37 bit per weight)")
+    compute_dtype: str = knob("model.compute_dtype", flag=("--compute-dtype",), choices="dtype",
+                              role="fixed", to_setup=_resolve_dtype,
+                              help="dtype of activations and of the weights dequantized for each matmul")
+    lora_r: int = knob("lora.r", flag=("--rank", "-r"), role="fixed", help="LoRA rank")
+    lora_targets: tuple[str, ...] = knob("lora.targets", flag=("--targets",), role="fixed", to_setup=tuple,
+                                         to_config=list, help="LoRA targets: comma list (q_proj,v_proj) or all-linear")
+    lora_dropout: float = knob("lora.dropout", flag=("--dropout",), role="fixed",
+                               help="LoRA dropout; above 0 each adapted module keeps a dropped copy of its input")
+    lora_dtype: str = knob("lora.dtype", flag=("--lora-dtype",), choices=("fp32", "bf16"), role="fixed",
+                           help="dtype of the LoRA weights")
+    batch_size: int = knob("train.micro_batch_size", flag=("--batch", "-b"), role="searched",
+                           help="micro-batch size (sequences per forward pass)")
+    seq_len: int = knob("data.max_seq_length", flag=("--seq", "-s"), role="workload",
+                        help="sequence length in tokens (with packing, the packed length)")
+    packing: bool = knob("data.packing", flag=("--packing",), role="searched",
+                         help="samples packed into full rows: memory is that of full rows")
+    grad_checkpointing: str = knob("train.grad_checkpointing", flag=("--checkpointing",),
+                                   choices="checkpointing", role="searched", plan_axis="checkpointing",
+                                   help="gradient checkpointing")
+    optimizer: str = knob("train.optimizer", flag=("--optimizer",), choices="optimizer", role="searched",
+                          plan_axis="optimizers", help="optimizer (its states are sized from qlorafit.core.options)")
+    offload_embedding: bool = knob("model.offload_embedding", flag=("--offload-embedding",), role="searched",
+                                   plan_axis="offload_embedding", help="keep the input embedding in host RAM")
+    offload_lm_head: bool = knob("model.offload_lm_head", flag=("--offload-lm-head",), role="searched",
+                                 plan_axis="offload_lm_head",
+                                 help="keep lm_head in host RAM, streamed through the GPU by the loss")
+    loss_impl: str = knob("train.loss_impl", flag=("--loss",), choices="loss", role="searched",
+                          plan_axis="losses", help="loss implementation")
+    mlp_tile_tokens: int = knob("train.mlp_tile_tokens", flag=("--mlp-tile",), role="searched", plan_axis="mlp_tiles",
+                                help="run the MLP on slices of this many positions (long contexts; 0 = off)")
+    compile: bool = knob("train.compile", flag=("--compile",), role="searched", plan_axis="compile",
+                         help="torch.compile'd decoder layers: memory unchanged, only the speed model reads it")
+    attn_impl: str = knob("model.attn_impl", flag=("--attn",), choices="attention", role="fixed",
+                          help="attention implementation; eager materializes heads x seq x seq scores")
+    stack: str = knob(flag=("--stack",), choices=O.STACKS, default="qlorafit",
+                      help="qlorafit's trainer, or hf: transformers Trainer + PEFT with prepare_model_for_kbit_training")
+    expandable_segments: bool | None = knob("guard.expandable_segments", flag=("--expandable-segments",),
+                                            default=None,
+                                            help="PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True; unset: the "
+                                                 "stack's default (qlorafit on, hf off)")
+
+    def expandable(self) -> bool:
+        return self.stack == "qlorafit" if self.expandable_segments is None else self.expandable_segments
+
+    def targets(self, shape: ModelShape) -> tuple[str, ...]:
+        """The adapted linear names, expanded: 'all-linear' -> all seven; fused names -> their parts."""
+        out: list[str] = []
+        for t in self.lora_targets:
+            if t == "all-linear":
+                out.extend(ALL_LINEARS)
+            else:
+                out.extend(LORA_TARGET_ALIASES.get(t, (t,)))
+        return tuple(dict.fromkeys(out))
+
+KNOBS = tuple(dataclasses.fields(Setup))
+
+
+def choices(f) -> tuple | None:
+    """The allowed values of Setup field `f` (None: any value of its type)."""
+    c = f.metadata["choices"]
+    return O.names(O.specs(c)) if isinstance(c, str) else c
+
+
+def knobs(role: str | None = None, linked: bool = False) -> list:
+    """Setup fields with the given role (None: all), only those with a config key if `linked`."""
+    return [f for f in KNOBS if (role is None or f.metadata["role"] == role) and (f.metadata["config"] or not linked)]
+
+
+def _get(cfg: Config, key: str):
+    section, _, name = key.partition(".")
+    return getattr(getattr(cfg, section), name)
+
+
+def _set(cfg: Config, key: str, value) -> None:
+    section, _, name = key.partition(".")
+    setattr(getattr(cfg, section), name, value)
+
+
+def setup_from_config(cfg: Config, gpu_bf16: bool | None = True) -> Setup:
+    """The estimator's view of a train config (compute_dtype auto -> bf16 where the GPU has it or it is unknown
+    (None), else fp16). The one mapping from Config to Setup: plan, train's estimate.json and doctor use it."""
+    values = {}
+    for f in knobs(linked=True):
+        v = _get(cfg, f.metadata["config"])
+        values[f.name] = _resolve_dtype(v, gpu_bf16) if f.name == "compute_dtype" else f.metadata["to_setup"](v)
+    return Setup(**values)
+
+
+def apply_setup(cfg: Config, s: Setup, names=None) -> Config:
+    """A copy of `cfg` with the config keys of Setup fields `names` (default: all linked) set from `s`. A key whose
+    current value already means the same (compute_dtype auto for bf16, a list for a tuple) is left as it is."""
+    out = copy.deepcopy(cfg)
+    for f in knobs(linked=True):
+        if names is not None and f.name not in names:
+            continue
+        key, v = f.metadata["config"], getattr(s, f.name)
+        if v is None or _means(f, _get(out, key), v):
+            continue
+        _set(out, key, f.metadata["to_config"](v))
+    return out
+
+
+def _means(f, config_value, setup_value) -> bool:
+    if f.name == "compute_dtype":  # auto means bf16 or fp16, whichever the GPU has
+        return setup_value in (_resolve_dtype(config_value, True), _resolve_dtype(config_value, False))
+    return f.metadata["to_setup"](config_value) == setup_value
+
+
+PLANNED = tuple(f.name for f in knobs("searched"))
+"""The Setup fields a plan chooses; with train.grad_accum, the config keys a planned run keeps on --resume."""
+PLANNED_KEYS = tuple(f.metadata["config"] for f in knobs("searched")) + ("train.grad_accum",)
+
+
+def keep_planned(cfg: Config, planned: Config) -> Config:
+    """`cfg` with every planned key taken from `planned` (a resumed `--plan auto` run keeps the plan it started with)."""
+    out = copy.deepcopy(cfg)
+    for key in PLANNED_KEYS:
+        _set(out, key, _get(planned, key))
+    return out

@@ -1,0 +1,105 @@
+"""The public-thread corpus (tests/fixtures/oom_threads): loading, the doctor's inputs, and scoring.
+
+Each fixture is one public OOM thread: its URL, the error text as posted, the script or config as posted (when there
+was one), the accepted fix in the thread's words, and a label: primary cause, phase, and the fix class of the accepted
+fix. split.json freezes which threads are the test split (a hash of the URL, fixed before any rule was tuned).
+
+Used by tests/test_doctor_threads.py (every case asserts its label) and benchmarks/doctor_threads.py (accuracy per
+split). Not collected by pytest itself.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from qlorafit.doctor import Inputs, diagnose
+
+THREADS = Path(__file__).parent / "fixtures" / "oom_threads"
+
+# The doctor's fix ids -> the fix class a thread's accepted fix is labelled with.
+FIX_CLASS = {
+    "checkpointing": "checkpointing", "batch": "batch", "smaller_step": "batch", "seq": "max_length",
+    "cap_length": "max_length", "loss": "fused_loss", "fused_loss": "fused_loss", "sdpa": "sdpa", "use_sdpa": "sdpa",
+    "eval_accumulation": "eval_accumulation", "eval_batch": "eval_batch", "merge_separately": "merge_layerwise",
+    "merge_layerwise": "merge_layerwise", "free_gpu": "free_gpu", "low_cpu_mem": "low_cpu_mem",
+    "more_ram": "more_ram", "quantize": "quantize", "smaller_model": "smaller_model", "bf16": "bf16",
+    "expandable_segments": "expandable_segments", "vllm_memory": "vllm_memory", "skip_kbit_prep": "skip_kbit_prep",
+    "fewer_workers": "fewer_workers", "shard": "shard", "resume_on_cpu": "resume_on_cpu",
+    "ds3_gather_off": "ds3_gather_off",
+}
+
+# Phase names of older doctors -> the label vocabulary (load, tokenization, first_step, later_step, eval, generation,
+# save, merge, unknown).
+_OLD_PHASE = {"mid_training": "later_step", "evaluation": "eval", None: "unknown"}
+
+
+@dataclass
+class Outcome:
+    name: str
+    split: str
+    cause: str | None
+    cause_ok: bool
+    fix: str | None
+    fix_ok: bool
+    phase: str
+    phase_ok: bool
+
+
+def split() -> dict:
+    return json.loads((THREADS / "split.json").read_text())
+
+
+def split_of_url(url: str) -> str:
+    """The frozen rule: sha256(url) as an integer, mod 5, below 2 -> test."""
+    return "test" if int(hashlib.sha256(url.encode()).hexdigest(), 16) % 5 < 2 else "train"
+
+
+def names() -> list[str]:
+    return sorted(p.stem for p in THREADS.glob("*.yaml"))
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((THREADS / f"{name}.yaml").read_text())
+
+
+def inputs(fx: dict) -> Inputs:
+    """What a user would give the doctor: the pasted error, and the script or trainer config they posted."""
+    text = fx.get("error", "")
+    config = fx.get("config") or ""
+    script = fx.get("script") or ""
+    try:  # the doctor reads posted configs and scripts itself where it can
+        from qlorafit.doctor.foreign import read_posted
+    except ImportError:  # an older doctor: everything goes into the pasted text
+        return Inputs(error_text="\n".join(t for t in (text, config, script) if t))
+    return read_posted(text, config=config, script=script)
+
+
+def _fix_ok(fix_id: str | None, label) -> bool:
+    want = label if isinstance(label, list) else [label]
+    return FIX_CLASS.get(fix_id or "", fix_id) in want
+
+
+def run(name: str, sp: dict | None = None) -> Outcome:
+    sp = sp or split()
+    fx = load(name)
+    d = diagnose(inputs(fx))
+    lab = fx["label"]
+    cause = d.primary.id if d.primary else None
+    fix = d.fixes[0].id if d.fixes else None
+    phase = _OLD_PHASE.get(d.case.oom.phase, d.case.oom.phase)
+    phase_ok = phase == lab["phase"]
+    return Outcome(name, "test" if name in sp["test"] else "train", cause, cause == lab["cause"], fix,
+                   _fix_ok(fix, lab["fix"]), phase, phase_ok)
+
+
+def score(outcomes: list[Outcome]) -> dict:
+    out = {}
+    for sp in ("test", "train"):
+        rows = [o for o in outcomes if o.split == sp]
+        n = len(rows)
+        out[sp] = {"n": n, "cause_right": sum(o.cause_ok for o in rows), "first_fix_right": sum(o.fix_ok for o in rows),
+                   "phase_right": sum(o.phase_ok for o in rows)}
+    return out

@@ -25,7 +25,7 @@ shows, CUDA context included), plus torch's peak reserved/allocated from inside 
 The `ctx24` part: one contender at a time, alone, on an emulated 24 GiB card: the allocator is capped at 24 GiB minus
 the process's measured CUDA context, r32 on all linear layers, batch 1; one step at each asked length.
 
-usage (GPU machine, after installing the wheel sets, see benchmarks/README.md "Fourth session"):
+usage (GPU machine; benchmarks/versus_wheels.sh builds the wheel sets, versus_device.sh installs them and runs this):
   python benchmarks/versus.py --configs c2,c1 --out $OUT --deadline-s 520
   python benchmarks/versus.py --configs c3,c4 --ctx24 qlorafit-plan:98304 --out $OUT --deadline-s 520
 """
@@ -110,15 +110,17 @@ class Timer:
         sync()
         dt = time.perf_counter() - self.t0
         busy = None
+        kinds = None
         if self.prof is not None:
             self.prof.stop()
             busy = busy_seconds(self.prof)
+            kinds = kernel_kinds(self.prof)
             self.prof = None
         if self.cmd == "warm":
             self.warm -= 1
             self.d.say("warm", s=dt, mem=mem_stats())
             return
-        self.d.say("step", cmd=self.cmd, s=dt, tokens=self.tokens, busy_s=busy, loss=loss)
+        self.d.say("step", cmd=self.cmd, s=dt, tokens=self.tokens, busy_s=busy, kinds_s=kinds, loss=loss)
 
 
 CUDA = False  # set by start_cuda: the smoke test runs the same code on CPU
@@ -146,6 +148,18 @@ def busy_seconds(prof) -> float:
     if cur_e is not None:
         total += cur_e - cur_s
     return total / 1e6  # us -> s
+
+
+def kernel_kinds(prof) -> dict:
+    """Seconds of GPU time per kind of kernel (step_probe.KINDS: matmul, dequantize, attention, loss, ...)."""
+    import torch
+    from step_probe import kind_of
+    out = {}
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CUDA:
+            k = kind_of(e.name)
+            out[k] = out.get(k, 0.0) + (e.time_range.end - e.time_range.start) / 1e6
+    return {k: round(v, 5) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
 
 
 def mem_stats() -> dict:
@@ -493,6 +507,7 @@ def summarize(pr: Proc, end: dict | None) -> dict:
            "tokens_per_s_median": round(statistics.median(tps), 1) if tps else None,
            "step_s": [round(m["s"], 4) for m in timed],
            "prof_step_s": prof[0]["s"] if prof else None, "gpu_busy_s": prof[0]["busy_s"] if prof else None,
+           "gpu_kinds_s": prof[0].get("kinds_s") if prof else None,
            "losses": [m.get("loss") for m in timed],
            "used_peak_steps": pr.used_peak or None, "used_peak_load_warmup": pr.used_load or None,
            "context_bytes": start.get("context_bytes"), "cap_gib": start.get("cap_gib"),

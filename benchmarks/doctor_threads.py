@@ -8,11 +8,14 @@ CPU only, offline, no model download: the doctor is plain Python.
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # measured offline, like the tests: a model name is resolved from the
+# catalogue and the local cache only, so the result does not depend on the network
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import doctor_threads as corpus  # noqa: E402
 
@@ -20,14 +23,20 @@ import doctor_threads as corpus  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", help="write the scores and every outcome here as JSON")
+    ap.add_argument("--split", choices=("train", "test", "both"), default="both",
+                    help="which split to print case by case (tune on train only)")
     a = ap.parse_args()
     sp = corpus.split()
     outcomes = [corpus.run(n, sp) for n in corpus.names()]
     scores = corpus.score(outcomes)
     for o in outcomes:
+        if a.split != "both" and o.split != a.split:
+            continue
         mark = "ok " if o.cause_ok else "MISS"
         print(f"{mark} {o.split:5} {o.name:32} cause={o.cause} fix={o.fix} phase={o.phase}")
     for s, v in scores.items():
+        if a.split != "both" and s != a.split:
+            continue
         print(f"{s}: cause {v['cause_right']}/{v['n']}, first fix {v['first_fix_right']}/{v['n']}, "
               f"phase {v['phase_right']}/{v['n']}")
     if a.out:

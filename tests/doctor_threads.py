@@ -67,7 +67,7 @@ def load(name: str) -> dict:
 
 def inputs(fx: dict) -> Inputs:
     """What a user would give the doctor: the pasted error, and the script or trainer config they posted."""
-    text = fx.get("error", "")
+    text = f"{fx.get('title', '')}\n{fx.get('error', '')}"  # the title is the user's first line
     config = fx.get("config") or ""
     script = fx.get("script") or ""
     try:  # the doctor reads posted configs and scripts itself where it can

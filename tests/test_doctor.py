@@ -122,16 +122,16 @@ def _tb(*frames):
     (" 0%|          | 0/30 [00:00<?, ?it/s]\n" + _tb("train", "_inner_training_loop", "training_step", "backward"),
      "first_step"),
     (" 41%|####      | 412/1000 [3:10:02<4:31:00, 2.1s/it]\n" + _tb("train", "_inner_training_loop", "training_step"),
-     "mid_training"),
+     "later_step"),
     (_tb("train", "_inner_training_loop", "_maybe_log_save_evaluate", "evaluate", "evaluation_loop",
-         "prediction_step", "compute_loss"), "evaluation"),
+         "prediction_step", "compute_loss"), "eval"),
     (_tb("train", "_inner_training_loop", "_maybe_log_save_evaluate", "_save_checkpoint", "save_model"), "save"),
-    (_tb("main", "merge_and_unload", "_unload_and_optionally_merge"), "save"),
+    (_tb("main", "merge_and_unload", "_unload_and_optionally_merge"), "merge"),
 ])
 def test_phase_from_frames(text, phase):
     o = parse(text)
     assert o.phase == phase
-    if phase == "mid_training":
+    if phase == "later_step":
         assert (o.step, o.total_steps, o.elapsed_s) == (412, 1000, 3 * 3600 + 10 * 60 + 2)
 
 

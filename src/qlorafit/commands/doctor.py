@@ -1,15 +1,18 @@
 """Explain a CUDA out-of-memory error and prescribe ranked fixes, each with the GiB it saves (from the estimator).
 
-Give any combination of: the error text (a file, or piped on stdin), your training script (read with `ast`, never
-run), a qlorafit YAML config (or another trainer's YAML: axolotl, LLaMA-Factory), a qlorafit run directory. The
-doctor parses the numbers in the OOM message, finds the phase (load, first step, mid-training, eval, save/merge),
-names the primary cause, lists every cause that applies, flags known script mistakes, and writes the corrected
-settings: a patch of your script's arguments, or a qlorafit YAML.
+Give any combination of: the error text or log (a file, or piped on stdin: plain, Colab or rich tracebacks, or
+just your description), your training script (read with `ast`, never run), configs (a qlorafit YAML; LLaMA-Factory
+or axolotl YAML, an accelerate config, a DeepSpeed JSON, a file of --flags), a qlorafit run directory. The doctor
+parses the numbers in the OOM message, finds the phase from evidence only (load, tokenization, training, first or
+later step, eval, generation, save, merge; 'unknown' when nothing says), names the primary cause (ranked by how it is
+known: traceback, then your script or config, then the numbers), says in one line how sure it is, and writes ranked
+fixes with the GiB each saves (a range when your settings had to be assumed) and the corrected settings.
 
 examples:
   python train.py 2>&1 | tail -60 | qlorafit doctor --script train.py
   qlorafit doctor --error oom.txt --model llama-3.1-8b --gpu rtx4090
   qlorafit doctor --script train.py --gpu t4            # before running: does it fit, what is wrong
+  qlorafit doctor --error oom.txt --config ds_zero2.json --config accelerate.yaml   # multi-GPU launch
   qlorafit doctor --config run.yaml --gpu rtx3090 --json
   qlorafit doctor --run runs/qlorafit
 """
@@ -30,7 +33,9 @@ def add_arguments(p) -> None:
     p.add_argument("--error", metavar="FILE", help="the error text or log: a file, or - for stdin (stdin is read "
                    "anyway when piped)")
     p.add_argument("--script", metavar="train.py", help="your training script; analysed statically, never executed")
-    p.add_argument("--config", metavar="run.yaml", help="a qlorafit YAML config (another trainer's YAML works too)")
+    p.add_argument("--config", metavar="FILE", action="append", help="a qlorafit YAML config, or another trainer's "
+                   "config: LLaMA-Factory or axolotl YAML, an accelerate config, a DeepSpeed JSON, a file of --flags "
+                   "(repeat --config for several: the launch config and the training config)")
     p.add_argument("--run", metavar="RUN_DIR", help="a qlorafit run directory (config.yaml, metrics.jsonl, events.jsonl)")
     p.add_argument("--model", help="model for the estimate: catalogue name, directory with config.json, or cached hub id")
     p.add_argument("--gpu", help="GPU from the catalogue (t4, rtx4090, a100-80gb, ...); else read from the error")
@@ -58,34 +63,46 @@ def _stdin_is_piped() -> bool:
 
 
 def _read_config(path: str):
-    """(qlorafit Config, None) for a qlorafit YAML, (None, settings) for another trainer's YAML."""
+    """(qlorafit Config, {}) for a qlorafit YAML; (None, settings) for another trainer's config (YAML, JSON, --flags)."""
     from qlorafit.core import config as qconfig
+    from qlorafit.doctor.foreign import read_settings
 
     p = Path(path)
     if not p.is_file():
         raise UserError(f"--config {path}: no such file")
+    text = p.read_text(errors="replace")
     try:
-        raw = yaml.safe_load(p.read_text()) or {}
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise UserError(f"--config {path}: not valid YAML ({getattr(e, 'problem', e)})") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"--config {path}: expected a mapping of settings")
-    if any(isinstance(raw.get(k), dict) for k in ("model", "lora", "data", "train", "guard")):
+        if p.suffix in (".yaml", ".yml"):
+            raise UserError(f"--config {path}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        raw = None
+    if isinstance(raw, dict) and any(isinstance(raw.get(k), dict) for k in ("model", "lora", "data", "train", "guard")):
         return qconfig.load(path), {}
-    return None, raw
+    settings = read_settings(text)
+    if not settings:
+        raise UserError(f"--config {path}: no settings found (expected a trainer's YAML/JSON config or --flags)")
+    return None, settings
 
 
 def run(a) -> int:
-    from qlorafit.doctor import Inputs, diagnose
+    from qlorafit.doctor import diagnose
+    from qlorafit.doctor.foreign import read_posted
     from qlorafit.doctor.report import text_report, to_json
     from qlorafit.doctor.rundir import read_run
     from qlorafit.doctor.script import read_script
 
-    inputs = Inputs(error_text=_read_error(a), model=a.model, gpu=a.gpu)
+    inputs = read_posted(_read_error(a))  # settings stated in the pasted text (a command line) count too
+    inputs.model, inputs.gpu = a.model, a.gpu
     if a.script:
         inputs.script = read_script(a.script)
-    if a.config:
-        inputs.config, inputs.settings = _read_config(a.config)
+    for path in a.config or []:
+        cfg, settings = _read_config(path)
+        if cfg is not None:
+            inputs.config = cfg
+        else:
+            inputs.settings.update(settings)
+            inputs.partial_settings = False
     if a.run:
         inputs.run = read_run(a.run)
         if inputs.config is None:

@@ -5,9 +5,10 @@ or a run directory, and prescribe ranked fixes with the GiB each saves, computed
     d = diagnose(Inputs(error_text=open("err.txt").read(), model="llama-3.1-8b"))
     d.primary.id, [f.title for f in d.fixes]
 
-Modules: parse (message forms, phase), script (ast extraction), antipatterns (script checks), settings (-> Setup),
-rundir (run directory), case (everything resolved once), rules (causes), fixes (sized fixes, corrected config),
-report (text and JSON).
+Modules: parse (message forms, numbers), phase (phase and step from evidence), script (ast extraction, expressions),
+foreign (other trainers' configs and command lines), antipatterns (script checks), settings (-> Setup), rundir (run
+directory), case (everything resolved once), evidence (facts rules ask), cause (Cause, Action, evidence strength),
+rules / rules_setup / rules_launch (causes), fixes (sized fixes, corrected config), report (text, JSON, confidence).
 """
 
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ def diagnose(inputs: Inputs) -> Diagnosis:
         if d.corrected is not None and d.applied:
             d.yaml = config_yaml(c, d.corrected)
     else:
-        if d.corrected is not None and d.applied:
+        if d.corrected is not None and d.applied and c.from_user:  # no patch of settings nobody gave
             d.patch = script_patch(c, d.corrected)
         for f in c.findings:  # the script's own mistakes are part of the corrected settings
             if f.breaks_run or (d.primary and f.id == d.primary.id):

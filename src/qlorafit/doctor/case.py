@@ -31,6 +31,9 @@ class Inputs:
     """A qlorafit Config (from --config or the run directory's config.yaml)."""
     settings: dict = field(default_factory=dict)
     """HF-named settings from elsewhere (another trainer's YAML, a corpus fixture); the script's win over these."""
+    partial_settings: bool = False
+    """The settings were picked out of the pasted text (a command line in a log), not a whole config: a setting
+    missing from them says nothing."""
     run: RunInfo | None = None
     model: str | None = None
     gpu: str | None = None
@@ -117,7 +120,7 @@ def _model(c: Case) -> None:
     c.notes.append("no model known: pass --model NAME, or --script with the from_pretrained call, for an estimate")
 
 
-_VARIANT = re.compile(r"(-instruct|-chat|-it|-hf|-bnb-4bit|-unsloth|-4bit|-base)+$")
+_VARIANT = re.compile(r"(-instruct|-chat|-it|-hf|-bnb-4bit|-unsloth|-4bit|-base|-v\d+(?:\.\d+)?)+$")
 
 
 def _catalogue_variant(name: str) -> str | None:
@@ -134,7 +137,7 @@ def _catalogue_variant(name: str) -> str | None:
 
 def _setup(c: Case) -> None:
     i = c.inputs
-    c.from_user = bool(i.config is not None or i.script is not None or i.settings)
+    c.from_user = bool(i.config is not None or i.script is not None or (i.settings and not i.partial_settings))
     if i.config is not None:
         c.setup = setup_from_config(i.config, c.gpu.bf16 if c.gpu else None)
         return
@@ -146,12 +149,12 @@ def _setup(c: Case) -> None:
             merged[key] = c.oom.log_settings[key]
     c.settings = merged
     if not c.from_user:  # nothing says how they loaded it: assume the QLoRA recipe this tool is about
-        merged = {**merged, "quant": "nf4", "bf16": True}
+        merged = {"quant": "nf4", "bf16": True, **merged}
     if merged or c.shape is not None:
         c.setup, c.assumptions = setup_from_settings(merged)
         if not c.from_user:
             c.assumptions.insert(0, "no script or config: assumed 4-bit NF4 weights and bf16 (a QLoRA run)")
-        if not (i.script or i.settings):
+        if not (i.script or (i.settings and not i.partial_settings)):
             c.notes.append("no script or config given: the estimate uses transformers' defaults (listed under "
                            "assumptions); pass --script train.py for your actual settings")
 

@@ -79,6 +79,9 @@ class Fix:
     changes: dict = field(default_factory=dict)
     patch: list = field(default_factory=list)
     score: float = 0.0
+    saves_range: tuple | None = None
+    """(low, high) bytes when the settings were assumed: the saving across plausible batches and lengths, shown
+    instead of one figure (which would be as precise as the guess behind it)."""
 
 
 def estimator_fixes(c: Case) -> list[Fix]:
@@ -94,10 +97,28 @@ def estimator_fixes(c: Case) -> list[Fix]:
         saved = c.est.peak_bytes - after.peak_bytes
         if saved <= 0:
             continue
-        out.append(Fix(spec.id, spec.title, spec.cost, saved, "estimator", after.peak_bytes,
-                       after.peak_bytes <= c.budget_bytes if c.budget_bytes else None, chg,
-                       score=saved / 2**30 / spec.weight))
+        fix = Fix(spec.id, spec.title, spec.cost, saved, "estimator", after.peak_bytes,
+                  after.peak_bytes <= c.budget_bytes if c.budget_bytes else None, chg, score=saved / 2**30 / spec.weight)
+        if not c.from_user:
+            fix.saves_range = _saving_range(c, spec)
+            fix.fits_after = fix.peak_after = None  # 'fits' and a peak would rest on the assumed batch and length
+            if fix.saves_range:  # rank by what it saves even at the small corner, not by the guess
+                fix.score = fix.saves_range[0] / 2**30 / spec.weight
+        out.append(fix)
     return out
+
+
+ASSUMED_STEPS = ((1, 512), (1, 4096), (8, 512), (8, 4096))
+"""(micro-batch, tokens) corners a saving is sized at when the input did not say: the range a report shows."""
+
+
+def _saving_range(c: Case, spec: FixSpec) -> tuple | None:
+    got = []
+    for bs, seq in ASSUMED_STEPS:
+        s = replace(c.setup, batch_size=bs, seq_len=seq)
+        if spec.applies(s):
+            got.append(c.estimate_with(s).peak_bytes - c.estimate_with(replace(s, **spec.change(s))).peak_bytes)
+    return (max(0, min(got)), max(got)) if got else None
 
 
 def ranked(c: Case, primary: Cause | None) -> list[Fix]:

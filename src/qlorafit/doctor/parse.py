@@ -14,11 +14,17 @@ Forms understood (one predicate, `oom_kind`, names them):
   cublas    CUBLAS_STATUS_ALLOC_FAILED (cuBLAS could not get its workspace: the card was full)
   cudnn     CUDNN_STATUS_ALLOC_FAILED, or CUDNN_STATUS_NOT_SUPPORTED (cuDNN's answer when no workspace fits)
   bnb       bitsandbytes allocation failures (cudaMalloc / cudaMallocManaged failed, an OOM inside bitsandbytes)
-  cpu       'DefaultCPUAllocator: can't allocate memory: you tried to allocate N bytes' (or 'not enough memory')
+  cpu       'DefaultCPUAllocator: can't allocate memory: you tried to allocate N bytes' (or 'not enough memory'), a
+            kill by the kernel's OOM killer, Colab's 'session crashed after using all available RAM'
+  dispatch  bitsandbytes/transformers' 'Some modules are dispatched on the CPU or the disk': the quantized model does
+            not fit the GPU memory that is free
+  (words)   an out-of-memory told in words only ('OOM at step 164', '爆显存'): kind cuda (or cpu for RAM), form 'words'
 """
 
 import re
 from dataclasses import dataclass, field
+
+from qlorafit.doctor import phase
 
 _UNIT = {"b": 1, "bytes": 1, "kib": 1024, "kb": 1000, "mib": 1024**2, "mb": 1000**2, "gib": 1024**3, "gb": 1000**3,
          "tib": 1024**4}
@@ -59,7 +65,8 @@ class OomText:
     cudnn_not_supported: bool = False
     in_bitsandbytes: bool = False
     phase: str | None = None
-    """load, first_step, mid_training, evaluation, save (save or merge); None when no frame or marker says."""
+    """load, tokenization, training (step unknown), first_step, later_step, eval, generation, save, merge; None when
+    nothing in the text says (qlorafit.doctor.phase)."""
     phase_evidence: str = ""
     step: int | None = None
     total_steps: int | None = None
@@ -79,8 +86,19 @@ def _size(pattern: str, text: str) -> int | None:
     return size_bytes(m.group(1)) if m else None
 
 
+_DISPATCH = re.compile(r"Some modules are dispatched on the CPU or the disk")
+_CPU_WORDS = re.compile(r"all available RAM|Out of memory: Kill(?:ed)? process|subprocess(?:es)? ha(?:s|ve) ?abruptly died|"
+                        r"system oom|not enough (?:host |system |cpu )?RAM|(?:host|cpu|system) (?:RAM|memory) (?:is )?"
+                        r"(?:full|exhausted|not enough)|内存(?:不足|溢出|爆)|shards:\s*\d+%[^\n]*\n?[^\n]*\bkilled\b", re.I)
+_GPU_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- ]memory|ran out of (?:gpu |cuda |video )?memory|"
+                        r"显存(?:溢出|不足|爆)|爆显存|Unable to allocate|memory (?:overflow|spike)|CUDA error: out of|"
+                        r"exceeds? (?:the )?(?:gpu |cuda )?memory", re.I)
+
+
 def oom_kind(text: str) -> str | None:
-    """The one predicate for the OOM message forms: which kind of out-of-memory error `text` holds, or None."""
+    """The one predicate for the OOM message forms: which kind of out-of-memory error `text` holds, or None.
+    Message forms first; then bitsandbytes' dispatch refusal (the model does not fit the free GPU memory); then an
+    out-of-memory told in words ('OOM at step 164', '爆显存', 'session crashed after using all available RAM')."""
     if re.search(r"DefaultCPUAllocator|can't allocate memory: you tried to allocate|not enough memory: you tried "
                  r"to allocate|\bMemoryError\b|Killed\s*$|exitcode\s*:\s*-9|signal 9|SIGKILL", text, re.I | re.M):
         if not re.search(r"CUDA out of memory|OutOfMemoryError", text):
@@ -93,6 +111,12 @@ def oom_kind(text: str) -> str | None:
         return "bnb"
     if re.search(r"CUDA out of memory|OutOfMemoryError|CUDA error: out of memory|CUDA_ERROR_OUT_OF_MEMORY", text):
         return "bnb" if re.search(r"bitsandbytes[/\\]", text) and not re.search(r"total capacity", text) else "cuda"
+    if _DISPATCH.search(text):
+        return "dispatch"
+    if _CPU_WORDS.search(text):
+        return "cpu"
+    if _GPU_WORDS.search(text):
+        return "cuda"
     return None
 
 
@@ -124,68 +148,15 @@ def parse_cuda_numbers(text: str, out: OomText) -> None:
     out.form = "bare"
 
 
-# --- phase and step -----------------------------------------------------------------------------------------------
-
-# Frame names (function names in 'File ..., line N, in NAME' or notebook 'in NAME(...)') that mark each phase.
-_PHASE_FRAMES = {
-    "save": r"save_pretrained|save_model|_save_checkpoint|_save\b|merge_and_unload|merge_adapter|_unload_and_optionally_"
-            r"merge|save_pretrained_merged|unsloth_save_model|push_to_hub_merged|export_model|merge_lora",
-    "evaluation": r"evaluate|evaluation_loop|prediction_loop|prediction_step|predict\b|_maybe_log_save_evaluate_eval|"
-                  r"nested_concat|eval_step|validation_step",
-    "load": r"from_pretrained|_load_state_dict|_load_pretrained_model|load_state_dict|load_checkpoint_and_dispatch|"
-            r"set_module_quantized_tensor_to_device|_load_state_dict_into_meta_model|load_checkpoint_in_model|"
-            r"create_quantized_param|load_model\b|dispatch_model",
-    "train": r"training_step|_inner_training_loop|backward|compute_loss|train\b|run_backward|optimizer_step|"
-             r"step\b|train_step|forward",
-}
-
-
-def frame_names(text: str) -> list[str]:
-    """Function names of the traceback frames, outermost first."""
-    names = []
-    for m in re.finditer(r"File \"[^\"]*\", line \d+, in ([\w<>.]+)", text):
-        names.append(m.group(1))
-    for m in re.finditer(r"File [^\n\"]*\.py:\d+, in ([\w.]+)\(", text):  # Jupyter/IPython frames
-        names.append(m.group(1))
-    for m in re.finditer(r"\.py in ([\w.]+)\(", text):  # older IPython frames
-        names.append(m.group(1))
-    return names
-
-
-def _phase_from_frames(names: list[str]) -> tuple[str | None, str]:
-    last: dict[str, int] = {}
-    for i, n in enumerate(names):
-        leaf = n.rsplit(".", 1)[-1]
-        for phase, pat in _PHASE_FRAMES.items():
-            if re.fullmatch(rf"(?:{pat})\w*", leaf) or re.fullmatch(rf"(?:{pat})", leaf):
-                last[phase] = i
-    if not last:
-        return None, ""
-    if "save" in last and last["save"] >= last.get("evaluation", -1):
-        return "save", names[last["save"]]
-    if "evaluation" in last:
-        return "evaluation", names[last["evaluation"]]
-    if "load" in last and last["load"] >= last.get("train", -1):
-        return "load", names[last["load"]]
-    if "train" in last:
-        return "train", names[last["train"]]
-    return None, ""
-
-
-def _hms(t: str) -> int:
-    parts = [int(p) for p in t.split(":")]
-    secs = 0
-    for p in parts:
-        secs = secs * 60 + p
-    return secs
-
+# --- phase and step (the evidence rules live in qlorafit.doctor.phase) ----------------------------------------------
 
 def parse_progress(text: str, out: OomText) -> None:
-    """The last step the log reached: tqdm bars ('1488/5798 [7:44:21<...'), 'step N', 'global_step N'."""
-    bars = re.findall(r"\|\s*(\d+)/(\d+)\s*\[(\d+(?::\d+){1,2})", text)
+    """The last step the training loop reached: its progress bar ('1488/5798 [7:44:21<...'), 'step N', 'global_step N'.
+    Bars of other work (datasets.map, tokenization, loading shards, evaluation) are not training steps."""
+    bars = [b for b in phase.progress_bars(text) if b.phase == "training"]
     if bars:
-        step, total, elapsed = bars[-1]
-        out.step, out.total_steps, out.elapsed_s = int(step), int(total), _hms(elapsed)
+        b = bars[-1]
+        out.step, out.total_steps, out.elapsed_s = b.n, b.total, b.elapsed_s
         return
     steps = re.findall(r"(?:global_step|\bstep)[\s=:]+(\d+)", text, re.I)
     if steps:
@@ -193,21 +164,28 @@ def parse_progress(text: str, out: OomText) -> None:
 
 
 def parse_phase(text: str, out: OomText) -> None:
-    phase, frame = _phase_from_frames(frame_names(text))
-    if phase is None:
-        for marker, ph in ((r"Merging 4bit and LoRA|Saving model|merge_and_unload|save_pretrained", "save"),
-                           (r"\*\*\*\*\* Running Evaluation|Evaluating|evaluation_loop", "evaluation"),
-                           (r"Loading checkpoint shards", "load")):
-            if re.search(marker, text):
-                phase, frame = ph, f"log line '{marker.split('|')[0]}'"
-                break
-    if phase == "load" and re.search(r"Running training|training_step", text):
-        phase = "train"
-    if phase == "train" or (phase is None and out.step is not None):
-        logged = re.search(r"\{'loss': ", text) is not None
-        phase = "mid_training" if (out.step or 0) > 0 or logged else "first_step"
-        frame = frame or "progress marker"
-    out.phase, out.phase_evidence = phase, frame
+    """Frames first, then the last log marker, then the user's words; training is split into first and later steps
+    only on step evidence (a bar, a logged loss, the report's words)."""
+    ph, why = phase.phase_from_frames(phase.frame_names(text))
+    if ph in (None, "training"):  # frames that name load, eval, save... are the strongest evidence there is
+        mph, mwhy, _ = phase.last_marker(text)
+        if mph and (ph is None or mph in ("eval", "generation", "save", "merge")):
+            ph, why = mph, mwhy
+    if ph is None:
+        ph, why = phase.phase_from_words(text)
+    step_ph, step, step_why = phase.step_from_words(text)
+    if ph is None and step_ph:
+        ph = "training"
+    if ph == "training":
+        if out.step is not None:
+            ph = "later_step" if out.step > 0 else "first_step"
+            why = f"{why}; progress bar at step {out.step}" if why else f"progress bar at step {out.step}"
+        elif re.search(r"\{'loss': ", text):
+            ph, why = "later_step", f"{why}; a logged loss before the error" if why else "a logged loss before the error"
+        elif step_ph:
+            ph, why = step_ph, f"{why}; {step_why}" if why else step_why
+            out.step = step if step is not None else out.step
+    out.phase, out.phase_evidence = ph, why
 
 
 # --- fp16, trainer logs -------------------------------------------------------------------------------------------
@@ -253,7 +231,9 @@ def parse(text: str) -> OomText:
     """Everything the pasted text says about the failure."""
     out = OomText(kind=oom_kind(text))
     if out.kind in ("cuda", "bnb"):
-        parse_cuda_numbers(re.sub(r"\s+", " ", text), out)  # messages get wrapped mid-sentence when pasted
+        parse_cuda_numbers(re.sub(r"\s+", " ", text), out)
+        if out.form == "bare" and not re.search(r"CUDA out of memory|OutOfMemoryError|CUDA error|CUDA_ERROR", text):
+            out.form = "words"  # told in words: no message, no numbers  # messages get wrapped mid-sentence when pasted
     elif out.kind == "cpu":
         m = re.search(r"you tried to allocate (\d+) bytes", text)
         out.requested_bytes = int(m.group(1)) if m else None

@@ -24,6 +24,37 @@ def _asks(d: Diagnosis) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+_HOW = {
+    "proven": ("high", "the error text or traceback names it"),
+    "script": ("medium", "your script or config shows it; the error itself does not name it"),
+    "numbers": ("medium", "inferred from the numbers in the error and the estimate"),
+    "inferred": ("low", "only the phase, your words or library defaults point to it"),
+}
+
+
+def confidence(d: Diagnosis) -> tuple[str, str]:
+    """(high|medium|low, why): how sure the diagnosis is, in one line."""
+    c, p = d.case, d.primary
+    if p is None:
+        return "none", "no cause matched what was given"
+    level, why = _HOW[p.strength]
+    if not c.from_user and c.est is not None:
+        why += "; the sizes rest on assumed settings (no script or config)"
+        level = "low" if level == "medium" else level
+    if c.oom.kind and c.oom.phase is None:
+        why += "; the phase is unknown"
+    return level, why
+
+
+def _saves(f) -> str:
+    if f.saves_range:
+        lo, hi = f.saves_range
+        if hi - lo < 0.05 * 2**30:
+            return f"saves about {fmt_gib(hi)}"
+        return f"saves {fmt_gib(lo).replace(' GiB', '')}-{fmt_gib(hi)} depending on your batch size and length"
+    return f"saves {fmt_gib(f.saves_bytes)}" if f.saves_bytes else "saves: not sizable"
+
+
 def text_report(d: Diagnosis) -> str:
     c, p = d.case, d.primary
     lines = ["qlorafit doctor", ""]
@@ -36,9 +67,20 @@ def text_report(d: Diagnosis) -> str:
     else:
         lines += [f"cause: {p.title} [{p.id}]", f"  {p.why}", "", "evidence:"]
         lines += [f"  - {e}" for e in p.evidence]
+    level, why = confidence(d)
+    lines += ["", f"confidence: {level} - {why}"]
+    phase = c.oom.phase or ("unknown" if c.oom.kind else None)
+    if phase:
+        step = f" {c.oom.step}" if phase == "later_step" and c.oom.step else ""
+        lines.append(f"phase: {phase.replace('_', ' ')}{step}" + (f" ({c.oom.phase_evidence})" if c.oom.phase_evidence
+                                                                 else ""))
+    asks = _asks(d)
+    if asks and level in ("low", "none"):  # ask for what is missing before prescribing on a guess
+        lines += ["", "to be sure, first give:"] + [f"  - {a}" for a in asks]
     if c.est:
         top = ", ".join(f"{x.name} {fmt_gib(x.bytes)}" for x in sorted(c.est.components, key=lambda x: -x.bytes)[:4])
-        lines += ["", f"where the memory goes (estimate, {c.est.model}, {c.setup.stack} stack): peak "
+        lines += ["", f"where the memory goes (estimate{'' if c.from_user else ' with ASSUMED settings'}, "
+                  f"{c.est.model}, {c.setup.stack} stack): peak "
                   f"{fmt_gib(c.est.peak_bytes)} at {c.est.peak_phase}" + (f" on {c.budget_name}" if c.budget_name else ""),
                   f"  {top}"]
     others = d.causes[1:]
@@ -51,23 +93,22 @@ def text_report(d: Diagnosis) -> str:
     if d.fixes:
         lines += ["", "fixes, the cause's first, then by GiB saved per cost:"]
         for i, f in enumerate(d.fixes[:8], 1):
-            saves = f"saves {fmt_gib(f.saves_bytes)}" if f.saves_bytes else "saves: not sizable"
+            saves = _saves(f)
             after = (f", peak {fmt_gib(f.peak_after)}" + (" (fits)" if f.fits_after else " (still over)"
                                                           if f.fits_after is False else "")) if f.peak_after else ""
             src = f" [{f.basis}]" if f.basis and f.basis != "estimator" else ""
             lines.append(f"  {i}. {f.title}: {saves}{after}; cost: {f.cost}{src}")
     if d.patch:
         lines += ["", "patched settings:"] + [f"  {x}" for x in d.patch]
-    if d.corrected is not None and d.applied:
+    if d.corrected is not None and d.applied and c.from_user:  # a 'corrected' total of assumed settings is a guess
         est = c.estimate_with(d.corrected)
         lines.append(f"  estimate with {', '.join(f.id for f in d.applied)} applied: {fmt_gib(est.peak_bytes)}"
                      + (f" of {fmt_gib(c.budget_bytes)}" if c.budget_bytes else ""))
     if d.yaml:
         lines += ["", "corrected qlorafit config:", d.yaml.rstrip()]
-    if c.assumptions:
+    if c.assumptions and c.est:  # the defaults matter only where they sized an estimate
         lines += ["", "assumptions (defaults used where the input said nothing):"] + [f"  - {a}" for a in c.assumptions]
-    asks = _asks(d)
-    if asks:
+    if asks and level not in ("low", "none"):
         lines += ["", "for a better answer:"] + [f"  - {a}" for a in asks]
     return "\n".join(lines)
 
@@ -77,6 +118,8 @@ def to_json(d: Diagnosis) -> dict:
     oom = dataclasses.asdict(c.oom)
     return {
         "primary_cause": d.primary.id if d.primary else None,
+        "confidence": dict(zip(("level", "why"), confidence(d))),
+        "phase": c.oom.phase, "step": c.oom.step,
         "causes": [dataclasses.asdict(x) for x in d.causes],
         "parsed": oom,
         "model": c.est.model if c.est else None,

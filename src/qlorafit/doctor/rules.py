@@ -6,40 +6,22 @@ estimator fixes that address it (by id, see fixes.py) and the actions no estimat
 change the allocator), with the bytes they free where the text says how many.
 """
 
-from dataclasses import dataclass, field
+import re
 
 from qlorafit.core import options as O
+from qlorafit.doctor import evidence as E
 from qlorafit.doctor.case import Case, gib
+from qlorafit.doctor.cause import STRENGTH, Action, Cause
 from qlorafit.core.sizes import GIB
 
 MIB = 1024**2
 OTHER_PROCESS_MIN_BYTES = int(1.5 * GIB)
 """GPU memory outside this process's PyTorch pool beyond this is another process (a CUDA context is ~0.3-1 GiB)."""
-FRAGMENTATION_SHARE = 0.2
-"""Reserved-but-unallocated above this share of the card is fragmentation even when smaller than the request."""
+FRAGMENTATION_SHARE = 0.1
+"""Fragmentation needs reserved-but-unallocated memory that is this share of the card or more AND larger than the
+failed request: a few hundred MiB of free fragments on a 24 GiB card next to a 2 GiB request is not the cause."""
 LOGITS_SHARE = 0.2
 """The logits and loss above this share of the estimated peak make them the cause."""
-
-
-@dataclass
-class Action:
-    title: str
-    cost: str
-    saves_bytes: int | None = None
-    basis: str = ""
-    """Where saves_bytes comes from ('parsed: ...'), empty when it cannot be sized."""
-    patch: list = field(default_factory=list)
-    id: str = ""
-
-
-@dataclass
-class Cause:
-    id: str
-    title: str
-    why: str
-    evidence: list = field(default_factory=list)
-    fix_ids: tuple = ()
-    actions: list = field(default_factory=list)
 
 
 def _other_bytes(c: Case) -> int | None:
@@ -66,7 +48,7 @@ def fp16_overflow(c: Case) -> Cause | None:
                  [f"the log says: {s!r}" for s in signs[:4]], ("bf16",),
                  [Action("train in bf16 (same memory; needs an Ampere or newer GPU), else fp32 LoRA weights and a "
                          "lower learning rate", "none on bf16 GPUs", patch=["- fp16=True", "+ bf16=True, fp16=False"],
-                         id="bf16")])
+                         id="bf16")], strength="proven")
 
 
 def script_breaks(c: Case) -> Cause | None:
@@ -80,21 +62,34 @@ def script_breaks(c: Case) -> Cause | None:
 
 
 def cpu_ram(c: Case) -> Cause | None:
+    """Host RAM, with the fix for the phase it ran out in: the load, tokenization, saving or merging."""
     if c.oom.kind != "cpu":
         return None
-    ev = [f"host allocation failed: tried to allocate {gib(c.oom.requested_bytes)}"
-          + (f" ({c.oom.requested_bytes:,} bytes)" if c.oom.requested_bytes else "")]
-    if c.oom.phase:
-        ev.append(f"phase: {c.oom.phase} ({c.oom.phase_evidence})")
-    acts = [Action("load straight to the GPU, shard by shard: device_map={'': 0} with low_cpu_mem_usage=True "
-                   "(never a full fp32 copy in RAM)", "none", id="low_cpu_mem")]
-    if c.oom.phase == "save":
-        acts.insert(0, Action("merge layer by layer (`qlorafit merge`) instead of materializing the 16-bit model in "
-                              "RAM at once", "speed: slower merge", id="merge_layerwise"))
-    acts.append(Action("add RAM or swap, or close other programs", "money or speed", id="more_ram"))
+    o = c.oom
+    ev = [f"host allocation failed: tried to allocate {gib(o.requested_bytes)} ({o.requested_bytes:,} bytes)"
+          if o.requested_bytes else "the host ran out of RAM (the kernel or the notebook killed the process)"]
+    if o.phase:
+        ev.append(f"phase: {o.phase.replace('_', ' ')} ({o.phase_evidence})")
+    ram = Action("add RAM or swap (or a larger notebook runtime), or close other programs", "money or speed",
+                 id="more_ram")
+    low = Action("load straight to the GPU, shard by shard: device_map={'': 0} with low_cpu_mem_usage=True and a 16-bit "
+                 "torch_dtype; with several processes, let only rank 0 read the weights (fsdp_cpu_ram_efficient_loading)",
+                 "none", id="low_cpu_mem")
+    merge = Action("merge layer by layer (`qlorafit merge`, or smaller output shards) instead of materializing the "
+                   "16-bit model in RAM at once", "speed: slower merge", id="merge_layerwise")
+    workers = Action("tokenize with fewer processes (num_proc / preprocessing_num_workers / dataset_num_proc), or "
+                     "stream the dataset: every worker holds its own copy", "speed: slower preprocessing",
+                     id="fewer_workers")
+    several = (E.world_size(c) or 1) > 1
+    streamed = re.search(r"Loading checkpoint shards", c.inputs.error_text or "") is not None
+    order = {"tokenization": [workers, ram], "merge": [merge, ram], "save": [ram, merge],
+             "load": [low, ram] if several or not streamed else [ram, low]}.get(o.phase, [ram, low])
+    if o.phase == "load" and streamed and not several:
+        ev.append("the weights were already read shard by shard ('Loading checkpoint shards'): the model at this "
+                  "precision needs more RAM than the machine has")
     return Cause("cpu_ram", "host (CPU) RAM ran out, not GPU memory",
-                 "the process's RAM is exhausted, typically while weights are read or merged in 16/32-bit", ev,
-                 actions=acts)
+                 "the process's RAM is exhausted: weights read or merged in 16/32-bit, a checkpoint written from RAM, "
+                 "or tokenizer workers each holding a copy", ev, actions=order, strength="proven")
 
 
 def other_process(c: Case) -> Cause | None:
@@ -115,32 +110,64 @@ def other_process(c: Case) -> Cause | None:
 
 
 def save_merge(c: Case) -> Cause | None:
-    if c.oom.phase != "save":
+    if c.oom.phase not in ("save", "merge"):
         return None
-    return Cause("save_merge", "out of memory while saving or merging the adapter",
-                 "merging dequantizes the base model to 16-bit (about 4x its 4-bit size) on top of the training state",
-                 [f"phase: save/merge ({c.oom.phase_evidence})", _numbers(c)],
+    what = "merging the adapter" if c.oom.phase == "merge" else "saving a checkpoint"
+    return Cause("save_merge", f"out of memory while {what}",
+                 "merging dequantizes the base model to 16-bit (about 4x its 4-bit size) on top of the training state; "
+                 "saving gathers the weights (and optimizer state) before writing them",
+                 [f"phase: {c.oom.phase} ({c.oom.phase_evidence})", _numbers(c)],
                  actions=[Action("save only the adapter during training; merge afterwards in a fresh process, layer by "
                                  "layer (`qlorafit merge`) or on the CPU", "speed: a separate merge step",
                                  id="merge_separately"),
                           Action("free the trainer before merging: del trainer, optimizer; gc.collect(); "
-                                 "torch.cuda.empty_cache()", "none", id="free_trainer")])
+                                 "torch.cuda.empty_cache()", "none", id="free_trainer")],
+                 strength=_phase_strength(c))
+
+
+def _phase_strength(c: Case) -> str:
+    """Frames and log markers prove a phase; the user's words only suggest it."""
+    return "inferred" if c.oom.phase_evidence.startswith("the report says") else "proven"
+
+
+_ACCUMULATION = re.compile(r"nested_concat|torch_pad_and_concatenate|_pad_and_concatenate|preds_host|compute_metrics|"
+                           r"accumulat\w* (?:all )?(?:the )?(?:eval )?(?:logits|predictions)|logits (?:are|get) "
+                           r"accumulated|\blogits\b", re.I)
 
 
 def eval_logits(c: Case) -> Cause | None:
-    if c.oom.phase != "evaluation":
+    """Evaluation keeps every batch's logits (tokens x vocab) until the loop ends when metrics need them."""
+    if c.oom.phase != "eval":
         return None
+    script_metrics = bool(c.settings.get("compute_metrics")) and not c.settings.get("preprocess_logits")
+    words = _ACCUMULATION.search(E.text(c))
+    if not (script_metrics or words):
+        from qlorafit.doctor.rules_setup import eval_batch_evidence
+
+        if eval_batch_evidence(c) or (c.inputs.script is not None and not c.settings.get("compute_metrics")):
+            return None  # no metrics, nothing accumulates: the eval batch is the cause (rules_setup.eval_batch)
     ev = [f"phase: evaluation ({c.oom.phase_evidence})", _numbers(c)]
+    if script_metrics:
+        ev.append("the script passes compute_metrics without preprocess_logits_for_metrics: every eval batch's "
+                  "logits are kept")
+    elif words:
+        ev.append(f"the text names the accumulation: '{words.group(0)}'")
+    else:
+        ev.append("no script to tell: with compute_metrics (the usual case for an eval-only OOM) every eval batch's "
+                  "logits are kept; paste the Trainer call to be sure")
     if c.shape is not None:
         ev.append(f"each eval token's logits are {c.shape.vocab_size:,} values; the Trainer concatenates every "
                   f"batch's logits until the loop ends unless eval_accumulation_steps is set")
     return Cause("eval_logits", "evaluation accumulates logits",
-                 "with compute_metrics the Trainer keeps all eval logits (tokens x vocab) on the GPU", ev, ("loss",),
-                 [Action("set eval_accumulation_steps (logits move to the CPU every N steps), or "
-                         "prediction_loss_only=True, or preprocess_logits_for_metrics returning argmax", "none",
-                         patch=["+ eval_accumulation_steps=4", "+ prediction_loss_only=True  # if only the loss is needed"],
-                         id="eval_accumulation"),
-                  Action("lower per_device_eval_batch_size", "speed: slower eval", id="eval_batch")])
+                 "with compute_metrics the Trainer keeps all eval logits (tokens x vocab) on the GPU",
+                 [e for e in ev if e], ("loss",),
+                 [Action("preprocess_logits_for_metrics returning argmax (keeps token ids, not logits), or "
+                         "eval_accumulation_steps (moves them to the CPU every N steps), or prediction_loss_only=True",
+                         "none", patch=["+ preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1)",
+                                        "+ eval_accumulation_steps=4"], id="eval_accumulation"),
+                  Action("lower per_device_eval_batch_size", "speed: slower eval", id="eval_batch")],
+                 strength="script" if script_metrics else ("proven" if re.search(
+                     r"nested_concat|pad_and_concatenate", E.text(c)) else "inferred"))
 
 
 def fragmentation(c: Case) -> Cause | None:
@@ -148,8 +175,8 @@ def fragmentation(c: Case) -> Cause | None:
     free_frag = o.unallocated_reserved_bytes if o.unallocated_reserved_bytes is not None else o.cache_bytes
     run_frag = c.inputs.run.peak("mem_fragmentation") if c.inputs.run else None
     ev = []
-    if free_frag is not None and o.requested_bytes and (free_frag >= o.requested_bytes or
-                                                        free_frag >= FRAGMENTATION_SHARE * (o.total_bytes or 1 << 62)):
+    if free_frag is not None and o.requested_bytes and o.total_bytes and free_frag > o.requested_bytes and \
+            free_frag >= FRAGMENTATION_SHARE * o.total_bytes:  # a large share of the card, and more than was asked
         ev.append(f"{gib(free_frag)} reserved by PyTorch but unallocated, against a request of {gib(o.requested_bytes)}:"
                   f" the space exists but not in one piece")
     elif o.cache_bytes is not None and o.allocated_bytes and o.cache_bytes > o.allocated_bytes:
@@ -167,32 +194,45 @@ def fragmentation(c: Case) -> Cause | None:
                          "by default)", "none", free_frag, "parsed: reserved but unallocated",
                          ["+ export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True"], id="expandable_segments"),
                   Action("pad batches to a few fixed lengths (group_by_length, or pad_to_multiple_of=64)", "none",
-                         id="fixed_lengths")])
+                         id="fixed_lengths")], strength="numbers")
 
 
 def no_quant(c: Case) -> Cause | None:
-    if not c.from_user or c.setup is None or O.quant(c.setup.quant).bits < 16 or not (c.has_oom or c.over_budget):
+    if not c.from_user or c.setup is None or O.quant(c.setup.quant).bits < 16 or not (c.has_oom or c.over_budget) \
+            or not E.loading_known(c):
         return None
     ev = [_numbers(c)] if c.has_oom else []
     if c.est:
         ev.append(f"estimate: the unquantized {c.setup.compute_dtype} linear weights alone are "
                   f"{gib(c.est.component('quantized weights'))} "
                   f"({c.est.model}); peak {gib(c.est.peak_bytes)}")
+    heavy = bool(c.est and c.budget_bytes and c.est.component("quantized weights") > 0.5 * c.budget_bytes)
     return Cause("no_quant", "the base model is not quantized", "without 4-bit loading the frozen weights take 16 "
-                 "(or 32) bits each; QLoRA keeps them in 4", [e for e in ev if e], ("quantize",))
+                 "(or 32) bits each; QLoRA keeps them in 4", [e for e in ev if e], ("quantize",),
+                 strength=("script" if c.inputs.script is not None else "numbers") if heavy else "inferred")
+
+
+_LONG_WORDS = re.compile(r"(?:long|longer|longest|very long|too long|overly long|over-long) (?:sentences?|samples?|"
+                         r"sequences?|examples?|inputs?|outputs?|data|documents?)|超长|过长|太长|samples? (?:that )?"
+                         r"exceed\w* max", re.I)
 
 
 def long_sample(c: Case) -> Cause | None:
     o = c.oom
     run = c.inputs.run
     late = [e for e in run.oom_events if (e.get("step") or 0) > 0] if run else []
-    if not (o.phase == "mid_training" and (o.step or 0) > 0) and not late:
+    words = _LONG_WORDS.search(c.inputs.error_text or "") if c.has_oom else None
+    if o.phase != "later_step" and not late and not (words and o.phase in (None, "training", "first_step")):
         return None
     ev = []
     if o.step:
         ev.append(f"the run reached step {o.step}" + (f" of {o.total_steps}" if o.total_steps else "")
                   + (f" after {o.elapsed_s / 3600:.1f} h" if o.elapsed_s else "") + " before failing: the setup fits "
                   "ordinary batches")
+    elif o.phase == "later_step":
+        ev.append(f"the run trained for a while before failing ({o.phase_evidence}): the setup fits ordinary batches")
+    if words:
+        ev.append(f"the report says '{words.group(0)}'")
     for e in late[:3]:
         ev.append(f"events.jsonl: oom_recovery at step {e.get('step')} ({e.get('phase')}), micro-batch "
                   f"{e.get('old_micro_batch')} -> {e.get('new_micro_batch')}")
@@ -206,7 +246,7 @@ def long_sample(c: Case) -> Cause | None:
                          "puts the longest batch first so an OOM shows at step 1", "quality: outliers truncated",
                          id="cap_length"),
                   Action("qlorafit train re-splits the step on OOM and keeps going (guard.on_oom)", "speed: that step",
-                         id="guard")])
+                         id="guard")], strength="numbers" if (o.step or late) else "inferred")
 
 
 def load_too_big(c: Case) -> Cause | None:
@@ -220,10 +260,12 @@ def load_too_big(c: Case) -> Cause | None:
                  "the failure happened before training: the model itself (or its unquantized shards) does not fit",
                  [e for e in ev if e], ("quantize",),
                  [Action("use a smaller model or a larger GPU; device_map='auto' with max_memory offloads layers to "
-                         "the CPU (slow)", "speed or quality", id="smaller_model")])
+                         "the CPU (slow)", "speed or quality", id="smaller_model")],
+                 strength="numbers" if c.est and c.budget_bytes and c.est.phases["load"] > c.budget_bytes else "inferred")
 
 
-_LOSS_FRAMES = ("_convert_to_fp32", "cross_entropy", "log_softmax", "logits.float()", "ForCausalLMLoss")
+_LOSS_FRAMES = ("_convert_to_fp32", "cross_entropy", "log_softmax", "logits.float()", "ForCausalLMLoss",
+                "_get_per_token_logps", "selective_log_softmax", "logprobs_from_logits")
 _EAGER_FRAMES = ("eager_attention_forward", "attn_weights", "torch.matmul(query")
 
 
@@ -264,7 +306,8 @@ def fp32_logits(c: Case) -> Cause | None:
                                     patch=["+ use_liger_kernel=True  # pip install liger-kernel"], id="fused_loss")]
     return Cause("fp32_logits", "fp32 logits at a large vocabulary",
                  "the loss materializes tokens x vocab logits in fp32 (and their gradient): with a 128k-256k vocabulary "
-                 "that is the largest tensor of the step", ev, ("loss", "seq", "batch"), acts)
+                 "that is the largest tensor of the step", ev, ("loss", "seq", "batch"), acts,
+                 strength="proven" if frames else "numbers")
 
 
 def eager_attention(c: Case) -> Cause | None:
@@ -284,11 +327,11 @@ def eager_attention(c: Case) -> Cause | None:
                                     patch=['+ from_pretrained(attn_implementation="sdpa")'], id="use_sdpa")]
     return Cause("eager_attention", "eager attention's seq x seq scores",
                  "attn_implementation='eager' builds the full attention matrix, quadratic in the length", ev, ("sdpa",),
-                 acts)
+                 acts, strength="proven" if frames else "script")
 
 
 def batch_or_seq(c: Case) -> Cause | None:
-    training = c.oom.phase in ("first_step", "mid_training") or (c.oom.kind and c.oom.phase is None)
+    training = c.oom.phase in ("training", "first_step", "later_step") or (c.oom.kind and c.oom.phase is None)
     if not ((c.has_oom and training) or c.over_budget):
         return None
     ev = [_numbers(c)]
@@ -296,7 +339,8 @@ def batch_or_seq(c: Case) -> Cause | None:
         ev.append(f"phase: {c.oom.phase.replace('_', ' ')} ({c.oom.phase_evidence})")
     if c.est:
         top = sorted(c.est.components, key=lambda p: -p.bytes)[:3]
-        ev.append(f"estimate ({c.setup.batch_size} x {c.setup.seq_len} tokens, checkpointing "
+        ev.append(f"estimate{'' if c.from_user else ' with ASSUMED settings'} ({c.setup.batch_size} x "
+                  f"{c.setup.seq_len} tokens, checkpointing "
                   f"{c.setup.grad_checkpointing}): peak {gib(c.est.peak_bytes)}"
                   + (f" against {gib(c.budget_bytes)}" if c.budget_bytes else "") + "; largest: "
                   + ", ".join(f"{p.name} {gib(p.bytes)}" for p in top))
@@ -316,11 +360,17 @@ def fp16_with_oom(c: Case) -> Cause | None:
                  [f"the log says: {s!r}" for s in c.oom.fp16_signs[:3]])
 
 
-# Order decides the primary cause: what no configuration change fixes comes first (precision, RAM, another process,
-# save time), then what the traceback names outright, then the phase, then what the estimate says dominates.
-RULES = (fp16_overflow, script_breaks, cpu_ram, other_process, save_merge, eager_in_frames, fp32_logits_in_frames,
-         eval_logits, fragmentation, no_quant, long_sample, load_too_big, fp32_logits, eager_attention, batch_or_seq,
-         fp16_with_oom)
+# Order breaks ties between causes known equally well (diagnose_causes ranks by Cause.strength first): what no
+# configuration change fixes comes first (precision, RAM, another process, the launch), then what the setup proves,
+# then the phase, then what the estimate says dominates.
+def _rules():
+    from qlorafit.doctor import rules_launch as L
+    from qlorafit.doctor import rules_setup as S
+
+    return (fp16_overflow, script_breaks, S.bnb_cpu_dispatch, cpu_ram, other_process, L.vllm_memory,
+            L.zero3_generation, L.ddp_replica, S.resume_state, S.kbit_prep_fp32, save_merge, eager_in_frames,
+            fp32_logits_in_frames, eval_logits, S.eval_batch, S.generation_batch, fragmentation, long_sample,
+            load_too_big, no_quant, S.fp32_training, fp32_logits, eager_attention, batch_or_seq, fp16_with_oom)
 
 
 def _numbers(c: Case) -> str:
@@ -342,11 +392,11 @@ def _numbers(c: Case) -> str:
 def diagnose_causes(c: Case) -> list[Cause]:
     """Every rule that matches, primary first (a cause matched twice, by its frames and its estimate, listed once)."""
     out: list[Cause] = []
-    for rule in RULES:
+    for rule in _rules():
         cause = rule(c)
         if cause is not None and all(x.id != cause.id for x in out):
             out.append(cause)
-    return out
+    return sorted(out, key=lambda x: STRENGTH.index(x.strength))  # stable: rule order breaks ties
 
 
 evidence_numbers = _numbers

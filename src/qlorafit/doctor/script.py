@@ -11,11 +11,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qlorafit.doctor.settings import Depends
 from qlorafit.errors import UserError
 
 MODEL_OWNER = re.compile(r"(AutoModel\w*|\w*ForCausalLM|\w*ForConditionalGeneration|AutoPeftModel\w*|FastLanguageModel|"
                          r"FastModel|FastVisionModel)$")
-CALLS = ("BitsAndBytesConfig", "LoraConfig", "TrainingArguments", "Seq2SeqTrainingArguments", "SFTConfig",
+CALLS = ("BitsAndBytesConfig", "LoraConfig", "TrainingArguments", "Seq2SeqTrainingArguments", "SFTConfig", "DPOConfig",
+         "GRPOConfig", "ORPOConfig", "KTOConfig", "RewardConfig", "PPOConfig", "OnlineDPOConfig", "LLM",
          "SFTTrainer", "Trainer", "Seq2SeqTrainer", "get_peft_model", "prepare_model_for_kbit_training",
          "gradient_checkpointing_enable")
 _DEPTH = 6
@@ -90,6 +92,8 @@ class _Resolver:
             return {self.value(k, depth + 1): self.value(v, depth + 1) for k, v in zip(node.keys, node.values) if k}
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
             return -node.operand.value
+        if isinstance(node, (ast.UnaryOp, ast.BoolOp, ast.BinOp, ast.Compare, ast.IfExp)):
+            return self.expression(node, depth)
         if isinstance(node, ast.Name):
             bound = self.lookup(node.id, node.lineno)
             return self.value(bound, depth + 1) if bound is not None else self.source(node)
@@ -98,6 +102,26 @@ class _Resolver:
         if isinstance(node, ast.Call):
             return self.call(node, depth + 1)
         return self.source(node)
+
+    def expression(self, node: ast.expr, depth: int):
+        """`not x`, `a and b`, `2 * n`, `x if c else y`, comparisons: evaluated when every part is known; otherwise
+        Depends(source): set by the script, value decided at run time (`not is_bfloat16_supported()`)."""
+        try:
+            if isinstance(node, ast.IfExp):
+                test = self.value(node.test, depth + 1)
+                if isinstance(test, (bool, int)) and not isinstance(test, Depends):
+                    return self.value(node.body if test else node.orelse, depth + 1)
+                return Depends(self.source(node))
+            parts = [node.operand] if isinstance(node, ast.UnaryOp) else node.values if isinstance(node, ast.BoolOp) \
+                else [node.left, node.right] if isinstance(node, ast.BinOp) else [node.left, *node.comparators]
+            vals = [self.value(x, depth + 1) for x in parts]
+            if not all(isinstance(v, (bool, int, float)) and not isinstance(v, Depends) for v in vals):
+                return Depends(self.source(node))
+            env = {f"_v{i}": v for i, v in enumerate(vals)}
+            expr = ast.Expression(_replace_parts(node, parts))
+            return eval(compile(ast.fix_missing_locations(expr), "<expr>", "eval"), {"__builtins__": {}}, env)  # noqa: S307
+        except Exception:  # an expression we cannot fold stays 'set, value unknown'
+            return Depends(self.source(node))
 
     def call(self, node: ast.Call, depth: int = 0) -> CallRef:
         name, owner = call_name(node)
@@ -110,6 +134,25 @@ class _Resolver:
 
     def source(self, node: ast.expr) -> str:
         return ast.get_source_segment(self.text, node) or ast.unparse(node)
+
+
+def _replace_parts(node: ast.expr, parts: list) -> ast.expr:
+    """A copy of `node` whose operands are the names _v0, _v1, ... (their values already known): only operators and
+    these names are evaluated, never the script's own code."""
+    import copy
+
+    new = copy.deepcopy(node)
+    names = iter(ast.Name(id=f"_v{i}", ctx=ast.Load()) for i in range(len(parts)))
+    if isinstance(new, ast.UnaryOp):
+        new.operand = next(names)
+    elif isinstance(new, ast.BoolOp):
+        new.values = [next(names) for _ in new.values]
+    elif isinstance(new, ast.BinOp):
+        new.left, new.right = next(names), next(names)
+    else:
+        new.left = next(names)
+        new.comparators = [next(names) for _ in new.comparators]
+    return new
 
 
 def dotted(node: ast.expr) -> str | None:
@@ -171,10 +214,26 @@ def analyse(text: str, path: str = "<script>") -> ScriptInfo:
     return info
 
 
+_ARGS_CALLS = ("TrainingArguments", "Seq2SeqTrainingArguments", "SFTConfig", "DPOConfig", "GRPOConfig", "ORPOConfig",
+               "KTOConfig", "RewardConfig", "PPOConfig", "OnlineDPOConfig")
+_FLAG_KEYS = ("fp16", "bf16", "gradient_checkpointing", "packing", "use_liger_kernel", "prediction_loss_only",
+              "use_vllm", "ds3_gather_for_generation")
+
+
+def _commented_flags(text: str) -> dict:
+    """`# bf16=True` and the like: a precision flag the user commented out (the run is fp32 without it)."""
+    out = {}
+    for m in re.finditer(r"^[ \t]*#[ \t]*(bf16|fp16)[ \t]*=[ \t]*(True|[^\n,]+)", text, re.M):
+        out.setdefault(m.group(1), m.group(0).strip())
+    return out
+
+
 _TRAIN_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps", "gradient_checkpointing", "optim",
                "fp16", "bf16", "max_length", "max_seq_length", "packing", "eval_accumulation_steps",
                "prediction_loss_only", "use_liger_kernel", "eval_strategy", "evaluation_strategy", "do_eval",
-               "dataset_text_field")
+               "dataset_text_field", "per_device_eval_batch_size", "per_gpu_train_batch_size", "use_vllm",
+               "vllm_gpu_memory_utilization", "num_generations", "max_completion_length", "ds3_gather_for_generation",
+               "predict_with_generate", "deepspeed", "optim")
 
 
 def _settings(info: ScriptInfo) -> dict:
@@ -207,11 +266,18 @@ def _settings(info: ScriptInfo) -> dict:
                 s[k] = lora.value(k)
         if lora.value("use_gradient_checkpointing") not in (None, False):
             s["gradient_checkpointing"] = True
-    for name in ("TrainingArguments", "Seq2SeqTrainingArguments", "SFTConfig", "SFTTrainer", "Trainer"):
+    for name in _ARGS_CALLS + ("SFTTrainer", "Trainer"):
         for ref in info.calls.get(name, []):
             for k in _TRAIN_KEYS:
-                if k in ref.kwargs and not isinstance(ref.value(k), CallRef):
-                    s["max_length" if k == "max_seq_length" else k] = ref.value(k)
+                if k not in ref.kwargs:
+                    continue
+                v = ref.value(k)
+                if k in _FLAG_KEYS and not isinstance(v, bool) and v is not None:
+                    v = v if isinstance(v, Depends) else Depends(ref.src(k))  # set from a name or a call
+                if not isinstance(v, CallRef):
+                    s["max_length" if k == "max_seq_length" else k] = v
+    for k, line in _commented_flags(info.text).items():
+        s.setdefault(f"commented_{k}", line)
     pk = info.first("prepare_model_for_kbit_training")
     if pk is not None and pk.value("use_gradient_checkpointing", True) is not False:
         s.setdefault("gradient_checkpointing", True)  # PEFT enables it by default
@@ -222,3 +288,26 @@ def _settings(info: ScriptInfo) -> dict:
         s["compute_metrics"] = s.get("compute_metrics") or "compute_metrics" in ref.kwargs
         s["preprocess_logits"] = s.get("preprocess_logits") or "preprocess_logits_for_metrics" in ref.kwargs
     return {k: v for k, v in s.items() if not isinstance(v, CallRef)}
+
+
+def analyse_lenient(text: str) -> ScriptInfo:
+    """A script as posted in a thread: often an excerpt cut mid-call. Parsed whole if it parses (dedented, or with
+    the brackets it left open closed); otherwise its settings are read line by line."""
+    import textwrap
+
+    base = textwrap.dedent(text)
+    for tail in ("", ")", "))", ")))", "\n)"):
+        try:
+            return analyse(base + tail, "<posted script>")
+        except UserError:
+            continue
+    from qlorafit.doctor.foreign import read_settings
+
+    info = ScriptInfo(path="<posted script>", text=text)
+    info.settings = read_settings(text)
+    for k, line in _commented_flags(text).items():
+        info.settings.setdefault(f"commented_{k}", line)
+    for name in CALLS:  # the calls it makes, by name, so rules can still see them
+        for m in re.finditer(rf"\b{name}\(", text):
+            info.calls.setdefault(name, []).append(CallRef(name=name, owner="", line=text[:m.start()].count("\n") + 1))
+    return info

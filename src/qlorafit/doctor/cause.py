@@ -1,0 +1,32 @@
+"""What a rule returns: a Cause with its evidence and the actions no estimate can size. Shared by every rules module."""
+
+from dataclasses import dataclass, field
+
+STRENGTH = ("proven", "script", "numbers", "inferred")
+"""How a cause is known, strongest first: the error or traceback names it; the user's script or config shows it; the
+parsed numbers or the estimate point to it; only the phase or library defaults suggest it. Causes rank by this first."""
+
+
+@dataclass
+class Action:
+    title: str
+    cost: str
+    saves_bytes: int | None = None
+    basis: str = ""
+    """Where saves_bytes comes from ('parsed: ...'), empty when it cannot be sized."""
+    patch: list = field(default_factory=list)
+    id: str = ""
+
+
+@dataclass
+class Cause:
+    id: str
+    title: str
+    why: str
+    evidence: list = field(default_factory=list)
+    fix_ids: tuple = ()
+    actions: list = field(default_factory=list)
+    strength: str = "inferred"
+    """One of STRENGTH: how this cause is known (the report's confidence line says it)."""
+
+

@@ -1,0 +1,154 @@
+"""Settings as people post them: another trainer's YAML (LLaMA-Factory, axolotl), an accelerate config, a DeepSpeed
+JSON, a command line of --flags, `key: value` lines in a message, or a script. All of it is read, never run.
+
+The result is a flat dict of HF-style names (qlorafit.doctor.settings.normalize folds other trainers' names onto
+them) plus the launch: `world_size`, `zero_stage`, `offload_param`, `offload_optimizer`, `fsdp`, `zero3_init`.
+
+    read_settings("--cutoff_len 4096 --per_device_train_batch_size 2")  # {'cutoff_len': 4096, ...}
+"""
+
+import json
+import re
+import textwrap
+
+import yaml
+
+from qlorafit.doctor.settings import KNOWN_KEYS, normalize
+
+_NULL_WORDS = frozenset(("none", "null", "~"))
+"""How YAML, JSON and command lines spell 'no value' (DeepSpeed's offload device 'none' means no offload)."""
+
+_LAUNCH = (  # a launcher and the flag that says how many processes it starts
+    r"(?:torchrun|torch\.distributed\.(?:run|launch))[^\n]*?--nproc[_-]per[_-]node[= ]+(\d+)",
+    r"accelerate launch[^\n]*?--num[_-]processes[= ]+(\d+)",
+    r"deepspeed\s[^\n]*?--num[_-]gpus[= ]+(\d+)",
+    r"NPROC_PER_NODE=(\d+)",
+    r"FORCE_TORCHRUN=(\d+)",
+)
+
+
+def _value(v):
+    """'true' -> True, '4' -> 4, '2e-4' -> 0.0002, quoted strings unquoted; anything else as text."""
+    if not isinstance(v, str):
+        return v
+    s = v.strip().strip(",").strip("\"'")
+    low = s.lower()
+    if low in ("true", "yes"):
+        return True
+    if low in ("false", "no"):
+        return False
+    if low in _NULL_WORDS:
+        return None
+    for conv in (int, float):
+        try:
+            return conv(s)
+        except ValueError:
+            pass
+    return s
+
+
+def _flatten(d: dict, out: dict) -> None:
+    """Nested configs (accelerate's deepspeed_config, DeepSpeed's zero_optimization) into flat keys."""
+    for k, v in d.items():
+        key = str(k).replace("-", "_")
+        if key == "zero_optimization" and isinstance(v, dict):
+            out["zero_stage"] = _value(v.get("stage"))
+            for part in ("offload_optimizer", "offload_param"):
+                dev = v.get(part, {}).get("device") if isinstance(v.get(part), dict) else None
+                out[part] = dev is not None and str(dev).lower() not in _NULL_WORDS
+        elif key in ("offload_optimizer_device", "offload_param_device"):
+            out[key.replace("_device", "")] = str(v).lower() not in _NULL_WORDS
+        elif key in ("deepspeed_config", "fsdp_config") and isinstance(v, dict):
+            _flatten(v, out)
+            if key == "fsdp_config":
+                out["fsdp"] = True
+        elif key == "deepspeed" and isinstance(v, dict):
+            _flatten(v, out)
+        elif isinstance(v, dict):
+            _flatten(v, out)
+        else:
+            out[key] = _value(v) if isinstance(v, str) else v
+
+
+def _launch(text: str) -> dict:
+    out = {}
+    for pat in _LAUNCH:
+        m = re.search(pat, text)
+        if m:
+            out["world_size"] = int(m.group(1))
+            break
+    if re.search(r"\bdeepspeed\s+(?:--\S+\s+)*\S+\.py", text) and "world_size" not in out:
+        out["world_size"] = "several"  # deepspeed's launcher takes every visible GPU
+    m = re.search(r"ds_z(\d)_", text) or re.search(r"zero[_-]?(?:stage[_ ]?)?([0-3])\b", text, re.I) \
+        or re.search(r"zero\W{0,3}(?:\(|\s)*stage[\s_-]*([0-3])\b", text, re.I)
+    if m:
+        out["zero_stage"] = int(m.group(1))
+        if re.search(r"ds_z\d_offload|zero\d?_?(?:bf16_)?(?:cpu)?offload|offload", text, re.I):
+            out["offload_param"] = True
+    return out
+
+
+def _mapping(text: str) -> dict | None:
+    """A YAML or JSON mapping, if the text is one."""
+    for load in (json.loads, yaml.safe_load):
+        try:
+            d = load(text)
+        except (ValueError, yaml.YAMLError):
+            continue
+        if isinstance(d, dict):
+            return d
+    return None
+
+
+def _flags(text: str) -> dict:
+    """--key value / --key=value / --flag (true), and `key: value` / `key=value` lines, for the keys we know."""
+    out = {}
+    for m in re.finditer(r"--([A-Za-z][\w.-]*)(?:[ =]+(?!--)(\"[^\"]*\"|'[^']*'|[^\s\\]+))?", text):
+        key = m.group(1).replace("-", "_")
+        if key in KNOWN_KEYS:
+            out[key] = _value(m.group(2)) if m.group(2) is not None else True
+    for m in re.finditer(r"^[\s#>]*([A-Za-z_][\w]*)\s*[:=]\s*([^\n#,)]+)", text, re.M):
+        key = m.group(1)
+        if key in KNOWN_KEYS and key not in out:
+            out[key] = _value(m.group(2))
+    return out
+
+
+def read_settings(text: str) -> dict:
+    """Every setting the text states, whatever its form, folded onto the doctor's names."""
+    if not text or not text.strip():
+        return {}
+    raw: dict = {}
+    d = _mapping(textwrap.dedent(text))
+    if d is not None:
+        _flatten(d, raw)
+    else:
+        raw.update(_flags(text))
+    raw.update({k: v for k, v in _launch(text).items() if k not in raw})
+    if isinstance(raw.get("deepspeed"), str) and "zero_stage" not in raw:
+        raw.update({k: v for k, v in _launch(raw["deepspeed"]).items() if k != "world_size"})
+    return normalize(raw)
+
+
+def looks_like_python(text: str) -> bool:
+    return bool(re.search(r"^\s*(?:from \w[\w.]* import|import \w|\w+\s*=\s*\w[\w.]*\(|\w+\.from_pretrained\()",
+                          text, re.M))
+
+
+def read_posted(error_text: str, config: str = "", script: str = ""):
+    """Inputs for what a user posted: the error text, and the config and/or script they pasted with it.
+
+    Settings stated anywhere are read (the config wins over the error text); a Python script is analysed as a script.
+    """
+    from qlorafit.doctor.case import Inputs
+    from qlorafit.doctor.script import analyse_lenient
+
+    settings = read_settings(error_text)
+    whole = bool(config and config.strip() and not looks_like_python(config))
+    if whole:
+        settings.update(read_settings(config))
+    info = None
+    for text in (script, config if looks_like_python(config) else ""):
+        if text and text.strip():
+            info = analyse_lenient(text)
+    return Inputs(error_text=error_text, settings=settings, script=info, partial_settings=not whole)

@@ -1,0 +1,202 @@
+"""Which phase an out-of-memory happened in, from evidence only.
+
+Evidence, strongest first:
+  1. traceback frames, in any of the forms people paste: plain ('File "x.py", line 3, in f'), IPython/Colab
+     ('x.py in f(a)', 'File ~/x.py:12, in f(a)'), rich/loguru boxes ('│ /x.py:352 in f │'), rank prefixes;
+  2. log markers: the last progress bar or banner before the error (a training bar gives the step, a 'Map' or
+     'Running tokenizer' bar is tokenization, 'Loading checkpoint shards' is the load);
+  3. the user's own words, only in a sentence that also says it ran out of memory.
+No evidence -> phase None ('phase unknown'). A training frame without a step number is 'training', never guessed to
+be the first step; a bare forward frame is no evidence of anything (every phase runs forward).
+
+Phases: load, tokenization, training (step unknown), first_step, later_step, eval, generation, save, merge.
+"""
+
+import re
+from dataclasses import dataclass
+
+# Leaf function names per phase. Order matters only for names in two lists (none today).
+_FRAMES = {
+    "merge": r"merge_and_unload|merge_adapter|_unload_and_optionally_merge|save_pretrained_merged|unsloth_save_model|"
+             r"push_to_hub_merged|push_to_hub_gguf|save_pretrained_gguf|_merge_lora|merge_lora\w*|export_model|"
+             r"merge_weights",
+    "save": r"save_pretrained|save_model|_save_checkpoint|_save|save_state|save_file|save_checkpoint|"
+            r"_save_optimizer_and_scheduler|consolidated_state_dict",
+    "eval": r"evaluate|evaluation_loop|prediction_loop|prediction_step|_evaluate|eval_step|validation_step|"
+            r"nested_concat|torch_pad_and_concatenate|_pad_and_concatenate|compute_metrics|gather_for_metrics|"
+            r"_nested_gather",
+    "generation": r"generate|_sample|greedy_search|beam_search|_beam_search|sample|unwrap_model_for_generation|"
+                  r"_generate_and_score_completions|_generate\w*|generate_completions",
+    "tokenization": r"map|_map_single|iflatmap_unordered|tokenize\w*|_tokenize\w*|_prepare_dataset|"
+                    r"standardize_data_formats|apply_chat_template",
+    "load": r"from_pretrained|_load_pretrained_model|load_state_dict|load_checkpoint_and_dispatch|dispatch_model|"
+            r"_load_state_dict_into_meta_model|create_quantized_param|load_checkpoint_in_model|load_model|"
+            r"set_module_quantized_tensor_to_device|prepare_model_for_kbit_training|_load_optimizer_and_scheduler|"
+            r"_load_from_checkpoint|_load_rng_state",
+    "training": r"training_step|_inner_training_loop|_fast_inner_training_loop|compute_loss|backward|run_backward|"
+                r"_engine_run_backward|optimizer_step|train_step|train|train_epoch|fit",
+}
+_FRAME_RE = {ph: re.compile(rf"(?:{pat})") for ph, pat in _FRAMES.items()}
+
+_FRAME_LINES = (
+    re.compile(r"File \"[^\"]*\", line \d+, in ([\w<>.]+)"),  # plain, loguru, [rankN]: prefixes
+    re.compile(r"File [^\n\"]*?\.py:\d+,? in ([\w.]+)"),  # IPython 8 / Colab: File ~/x.py:12, in f(a)
+    re.compile(r"\.py in ([\w.]+)\("),  # older IPython: /x.py in f(a)
+    re.compile(r"\.py:\d+ in ([\w.<>]+)"),  # rich boxes: │ /x.py:352 in merge_and_unload │
+)
+
+
+def frame_names(text: str) -> list[str]:
+    """Function names of the traceback frames, outermost first, whatever the traceback's form."""
+    hits = []
+    for rx in _FRAME_LINES:
+        hits += [(m.start(), m.group(1)) for m in rx.finditer(text)]
+    return [n for _, n in sorted(hits)]
+
+
+def phase_from_frames(names: list[str]) -> tuple[str | None, str]:
+    """The phase the frames prove, and the frame that proves it. Innermost evidence wins, except that a merge, a
+    generation or a tokenization pass wraps the saves, forwards and loads it calls."""
+    last: dict[str, int] = {}
+    for i, n in enumerate(names):
+        leaf = n.rsplit(".", 1)[-1]
+        for ph, rx in _FRAME_RE.items():
+            if rx.fullmatch(leaf):
+                last[ph] = i
+    for ph in ("merge", "generation", "tokenization"):
+        if ph in last:
+            return ph, names[last[ph]]
+    outcome = [ph for ph in ("save", "eval") if ph in last]
+    if outcome:
+        ph = max(outcome, key=lambda p: last[p])
+        return ph, names[last[ph]]
+    for ph in ("load", "training"):
+        if ph in last:
+            return ph, names[last[ph]]
+    return None, ""
+
+
+# --- log markers: progress bars and banners, the last one before the error is where it was ----------------------
+
+_BAR = re.compile(r"(?P<desc>[^\n|\r]{0,60}?)\s*(?P<pct>\d{1,3})%\s*\|[^|\n]*\|\s*(?P<n>\d+)/(?P<total>\d+)"
+                  r"(?:\s*\[(?P<elapsed>\d+(?::\d+){1,2})?)?")
+_NOTEBOOK_BAR = re.compile(r"\[\s*(?P<n>\d+)/(?P<total>\d+)\s+(?P<elapsed>\d+(?::\d+){1,2})\s*<")
+_BAR_KIND = (  # a bar's description -> the phase it is a bar of (no description or Train/Epoch/Steps: training)
+    (r"loading checkpoint shards|loading|downloading|fetching", "load"),
+    (r"\bmap\b|tokeniz|filter|generating \w+ split|convert|preprocess|packing|running tokenizer", "tokenization"),
+    (r"evaluat|predict|validat", "eval"),
+    (r"sav|merg|unsloth", "save"),
+)
+_MARKERS = (
+    (r"\*{3,} Running Evaluation|Running Evaluation|\*{3,} Running Prediction", "eval"),
+    (r"Merging 4bit and LoRA|Merging LoRA|merge_and_unload|save_pretrained_merged|export_model\.py|"
+     r"merged_16bit|push_to_hub_gguf|save_pretrained_gguf", "merge"),
+    (r"Saving model checkpoint to|Saving model\b|Unsloth: Saving", "save"),
+    (r"Running tokenizer on dataset|during map operation|Map \(num_proc", "tokenization"),
+    (r"\*{3,} Running training|Running training|==\(\(====\)\)==  Unsloth", "training"),
+)
+
+
+@dataclass
+class Bar:
+    pos: int
+    phase: str
+    n: int
+    total: int
+    elapsed_s: int | None
+
+
+def _hms(t: str | None) -> int | None:
+    if not t:
+        return None
+    secs = 0
+    for p in t.split(":"):
+        secs = secs * 60 + int(p)
+    return secs
+
+
+def progress_bars(text: str) -> list[Bar]:
+    bars = []
+    for m in _BAR.finditer(text):
+        desc = m.group("desc").strip().lower()
+        phase = next((ph for pat, ph in _BAR_KIND if re.search(pat, desc)), "training")
+        bars.append(Bar(m.start(), phase, int(m.group("n")), int(m.group("total")), _hms(m.group("elapsed"))))
+    for m in _NOTEBOOK_BAR.finditer(text):  # the Trainer's notebook bar: [ 501/1500 06:35 < 13:11, 1.26 it/s, Epoch 1/3]
+        bars.append(Bar(m.start(), "training", int(m.group("n")), int(m.group("total")), _hms(m.group("elapsed"))))
+    return sorted(bars, key=lambda b: b.pos)
+
+
+def last_marker(text: str) -> tuple[str | None, str, int]:
+    """The phase of the last marker (bar or banner) in the text, its description and its position."""
+    best = (None, "", -1)
+    for pat, ph in _MARKERS:
+        for m in re.finditer(pat, text):
+            if m.start() > best[2]:
+                best = (ph, f"log line '{m.group(0)}'", m.start())
+    for b in progress_bars(text):
+        done = b.total and b.n >= b.total and b.phase in ("load", "tokenization")
+        if b.pos > best[2] and not done:  # a finished load or map bar says nothing about what failed after it
+            best = (b.phase, f"progress bar {b.n}/{b.total}", b.pos)
+    return best
+
+
+# --- the user's words ----------------------------------------------------------------------------------------------
+
+_OOM_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- ]memory|out of (?:gpu |cuda )?memory|"
+                        r"ran out of|crash|killed|died|爆显存|显存溢出|显存不足|爆炸|溢出|报错|内存不足|allocate|"
+                        r"exceeds? (?:the )?(?:gpu |cuda )?memory", re.I)
+_PROSE = (  # (phase, words): checked in this order inside one sentence that also says it ran out of memory
+    ("merge", r"merg\w*|export\w*|合并|导出"),
+    ("save", r"\bsav(?:e|es|ing)\b|保存"),
+    ("generation", r"generat\w*|inference|predict\w*|rollout|推理|预测"),
+    ("eval", r"(?<![A-Za-z])eval\w*|validation|validat\w+|compute_metrics|评估|验证"),
+    ("tokenization", r"tokeniz\w*|\.map\(|dataset map"),
+    ("load", r"load(?:ing)? (?:the )?(?:model|checkpoint|weights)|from_pretrained|moving the model|加载模型"),
+)
+_LATER = re.compile(r"(?:at|after|on) (?:step|iteration|iter) ?\d+|after (?:a few|some|several|~?\d+\+?) "
+                    r"(?:steps|iterations|batches|epochs|samples)|at some batch|over \d+ epochs|for a while|"
+                    r"(?:for|after) some time|training (?:for )?(?:a while|some steps)|after (?:tens of|many) steps|"
+                    r"一阵子|中途|几十步|一段时间后|训练到\s*\d+\s*%|\d+步", re.I)
+_FIRST = re.compile(r"first (?:training )?(?:step|batch|forward)|not a single step|before (?:the )?first step|"
+                    r"(?:at|on) step 0\b|when (?:i )?start(?:ing)? (?:the )?training|第一步", re.I)
+_STEP_NUMBER = re.compile(r"(?:at|after|on) (?:step|iteration|iter) ?(\d+)|(\d+)步", re.I)
+
+
+def _sentences(text: str) -> list[str]:
+    """Sentences of prose; a line wrapped mid-sentence (the next line starts in lower case) is joined back."""
+    lines = [ln.strip() for ln in text.splitlines()]
+    joined: list[str] = []
+    for ln in lines:
+        if joined and ln and joined[-1] and (ln[0].islower() or ln[0] == "`") and not re.search(r"[.!?。:;]$", joined[-1]):
+            joined[-1] += " " + ln
+        else:
+            joined.append(ln)
+    return [s for ln in joined for s in re.split(r"(?<=[.!?。])\s+", ln) if s.strip()]
+
+
+def phase_from_words(text: str) -> tuple[str | None, str]:
+    """A phase the user names in a sentence that also says it ran out of memory."""
+    sents = _sentences(text)
+    for i, s in enumerate(sents):
+        if not _OOM_WORDS.search(s):
+            continue
+        near = " ".join(sents[max(0, i - 1):i + 1])  # the sentence and the one before it ("during eval ... It OOMs")
+        for ph, pat in _PROSE:
+            m = re.search(pat, near, re.I)
+            if m:
+                return ph, f"the report says '{m.group(0)}' with the out-of-memory"
+    return None, ""
+
+
+def step_from_words(text: str) -> tuple[str | None, int | None, str]:
+    """first_step / later_step (with its number when said) from the user's words, or (None, None, '')."""
+    for s in _sentences(text):
+        m = _LATER.search(s)
+        if m:
+            n = _STEP_NUMBER.search(s)
+            step = int(next(g for g in n.groups() if g)) if n else None
+            return "later_step", step, f"the report says '{m.group(0)}'"
+        m = _FIRST.search(s)
+        if m:
+            return "first_step", 0, f"the report says '{m.group(0)}'"
+    return None, None, ""

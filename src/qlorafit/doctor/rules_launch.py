@@ -1,0 +1,112 @@
+"""Causes that come from how the run is launched and shared: a full model replica per GPU under DDP (or ZeRO-1/2),
+ZeRO-3 gathering the whole model to generate, and a vLLM engine reserving its share of the card. Read from the
+launch command, the accelerate/DeepSpeed config, the script and the traceback."""
+
+import re
+
+from qlorafit.doctor import evidence as E
+from qlorafit.doctor.case import Case, gib
+from qlorafit.doctor.cause import Action, Cause
+
+_GATHER = re.compile(r"unwrap_model_for_generation|GatheredParameters|_move_full_model_to_vllm")
+_EACH_GPU = re.compile(r"(?:each|every|all) (?:the )?(?:gpus?|cards?|ranks?|process(?:es)?)\b[^.\n]{0,40}"
+                       r"(?:load|hold|keep|copy|cop(?:y|ied))|(?:copied|loaded|replicated) (?:\w+ )?(?:times )?on "
+                       r"(?:each|every|all)|full (?:copy|replica) (?:of the model )?on each|所有的显卡同时加载|每张卡|"
+                       r"only one gpu|each gpu load|没有(?:做)?分布式|no distributed loading|not (?:being )?(?:sharded|distributed)", re.I)
+_MODULE_TO = re.compile(r"self\.module\.to\(self\.device\)|module\.to\(|\bmodel\.to\(|\.cuda\(\)")
+
+
+def zero3_generation(c: Case) -> Cause | None:
+    """ZeRO-3 shards the weights, but TRL's online trainers gather the whole model onto every GPU to generate
+    (unwrap_model_for_generation): a model larger than one GPU cannot generate that way."""
+    t = c.inputs.error_text or ""
+    frames = _GATHER.search(t)
+    gen_under_z3 = c.oom.phase == "generation" and E.zero_stage(c) == 3
+    if not (frames or gen_under_z3) or not c.has_oom:
+        return None
+    ev = [f"the traceback gathers the sharded weights to generate ({frames.group(0)})" if frames else
+          "generation under ZeRO-3 (the config's zero stage is 3)"]
+    if c.settings.get("ds3_gather_for_generation") is False:
+        return None  # already off: the gather is not what ran out
+    return Cause("zero3_generation", "ZeRO-3 gathers the whole model onto each GPU to generate",
+                 "unwrap_model_for_generation undoes the sharding for speed: every GPU briefly holds all the weights",
+                 ev, actions=[Action("ds3_gather_for_generation=False (TRL PPO/RLOO/Online DPO/GRPO configs): "
+                                     "generate with the weights still sharded (slower), or generate with vLLM",
+                                     "speed: slower generation", patch=["+ ds3_gather_for_generation=False"],
+                                     id="ds3_gather_off")],
+                 strength="proven" if frames else "script")
+
+
+def ddp_replica(c: Case) -> Cause | None:
+    """Several processes, each holding the whole model: DDP (and ZeRO-1/2, which shard only optimizer state and
+    gradients) needs the model to fit on one GPU with room to train; sharding the weights needs ZeRO-3 or FSDP."""
+    if not c.has_oom:
+        return None
+    t = c.inputs.error_text or ""
+    ws = E.world_size(c)
+    says = _EACH_GPU.search(t)
+    z3_materialized = E.zero_stage(c) == 3 and _MODULE_TO.search(t) and c.oom.phase in ("load", None) \
+        and not c.settings.get("zero3_init_flag")
+    several = ws is not None and ws > 1
+    if z3_materialized or (says and (several or c.oom.distributed or (E.gpu_count(c) or 1) > 1
+                                     or "gpu" in says.group(0).lower())):
+        strength = "proven"
+    elif several and E.replicates(c) and c.oom.phase in ("load", None, "training", "first_step", "generation"):
+        strength = "script"
+    else:
+        return None
+    if E.sharded(c) and not z3_materialized:
+        return None
+    ev = []
+    if z3_materialized:
+        ev.append("ZeRO-3 is configured but the whole model is moved to each GPU before it is sharded "
+                  "(module.to(device) in the traceback): the model was built outside zero.Init")
+    if says:
+        ev.append(f"the report says '{says.group(0)}'")
+    if several:
+        ev.append(f"{ws} processes" + (f", ZeRO stage {E.zero_stage(c)}" if E.zero_stage(c) is not None else
+                                       ", no ZeRO-3 or FSDP in the config"))
+    if c.est and c.budget_bytes:
+        ev.append(f"estimate: one replica's weights take {gib(c.est.phases['load'])} of {gib(c.budget_bytes)} per GPU")
+    return Cause("ddp_replica", "every GPU holds a full copy of the model",
+                 "DDP (and ZeRO-1/2) replicate the weights on each GPU: more GPUs add no room for the model itself",
+                 ev, ("quantize",),
+                 [Action("shard the weights: DeepSpeed ZeRO-3 with zero3_init (HF builds the model inside zero.Init) "
+                         "or FSDP (QLoRA: bnb_4bit_quant_storage=torch.bfloat16, fsdp_cpu_ram_efficient_loading); for "
+                         "a single process, device_map='auto' splits the layers over the GPUs; for inference, vLLM "
+                         "with tensor_parallel_size", "speed: sharding traffic", id="shard")],
+                 strength=strength)
+
+
+def vllm_memory(c: Case) -> Cause | None:
+    """A vLLM engine reserves gpu_memory_utilization of the card up front for weights and KV cache; co-located with
+    training (GRPO/online RL) the trainer gets only the rest, and the engine itself OOMs when max_model_len is long."""
+    if not c.has_oom or not E.uses_vllm(c):
+        return None
+    util = c.settings.get("vllm_gpu_memory_utilization")
+    total = c.oom.total_bytes or c.budget_bytes
+    if c.shape is not None and total and isinstance(util, (int, float)):
+        weights = 2 * c.shape.total_params()
+        if weights > util * total:  # the 16-bit weights alone exceed the engine's share: the model does not fit
+            return Cause("load_too_big", "the model's 16-bit weights do not fit the card",
+                         "vLLM loads the weights into gpu_memory_utilization x the card before any KV cache",
+                         [f"{c.shape.name} in 16-bit is {gib(weights)}; gpu_memory_utilization={util} of "
+                          f"{gib(total)} is {gib(int(util * total))}"], ("quantize",),
+                         [Action("serve a 4-bit (AWQ/GPTQ/bnb) build of the model, or use a larger GPU", "quality: "
+                                 "slight", id="quantize")], strength="numbers")
+    ev = ["a vLLM engine runs in this job (vllm in the traceback, or use_vllm / gpu_memory_utilization set)"]
+    if isinstance(util, (int, float)):
+        ev.append(f"gpu_memory_utilization={util}" + (f": the engine reserves {gib(int(util * total))} of "
+                                                      f"{gib(total)}" if total else ""))
+    else:
+        ev.append("gpu_memory_utilization not set: vLLM's default reserves 0.9 of the card (TRL's older GRPO default "
+                  "too)")
+    saves = int(0.2 * total) if total and not isinstance(util, (int, float)) else None
+    return Cause("vllm_memory", "the vLLM engine's reservation leaves too little of the card",
+                 "vLLM takes gpu_memory_utilization x the card at start for weights and KV cache; training (or a "
+                 "long max_model_len) needs what is left", ev,
+                 actions=[Action("lower vllm_gpu_memory_utilization (e.g. 0.3-0.5 when co-located with training) and "
+                                 "cap max_model_len to the longest prompt + completion", "speed: smaller KV cache",
+                                 saves, "0.2 of the card per 0.2 of utilization" if saves else "",
+                                 ["+ vllm_gpu_memory_utilization=0.4", "+ vllm_max_model_len=4096"], id="vllm_memory")],
+                 strength="proven" if re.search(r"vllm", c.inputs.error_text or "", re.I) else "script")

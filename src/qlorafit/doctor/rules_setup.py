@@ -1,0 +1,177 @@
+"""Causes the setup itself proves, before any estimate: bitsandbytes refusing to load, PEFT's fp32 cast of a 16-bit
+model, training in fp32, the resumed optimizer state landing on the GPU, and evaluation or generation run at a batch
+the card cannot hold. Each rule says how it knows (Cause.strength)."""
+
+import re
+
+from qlorafit.doctor import evidence as E
+from qlorafit.doctor.case import Case, gib
+from qlorafit.doctor.cause import Action, Cause
+
+
+def bnb_cpu_dispatch(c: Case) -> Cause | None:
+    """'Some modules are dispatched on the CPU or the disk': accelerate's device map did not fit the quantized model
+    into the free GPU memory, so it put layers on the CPU, which bitsandbytes refuses for 4/8-bit weights."""
+    if c.oom.kind != "dispatch":
+        return None
+    ev = ["the error is bitsandbytes' refusal: 'Some modules are dispatched on the CPU or the disk' (the device map "
+          "placed layers on the CPU because the GPU's free memory could not hold the quantized model)"]
+    if c.est and c.budget_bytes:
+        ev.append(f"estimate: the weights as loaded take {gib(c.est.phases['load'])} of {gib(c.budget_bytes)}")
+    return Cause("bnb_cpu_dispatch", "the quantized model does not fit the GPU memory that is free",
+                 "accelerate's automatic device map spilled layers to the CPU; 4/8-bit layers cannot run there",
+                 ev, ("quantize",),
+                 [Action("use a larger GPU or a smaller model; if another process or an earlier model in the same "
+                         "notebook holds the GPU, free it first (restart the kernel). device_map={'': 0} turns this "
+                         "into a CUDA OOM message with numbers", "a different model or GPU", id="smaller_model"),
+                  Action("keep the spilled layers in 32-bit on the CPU: BitsAndBytesConfig("
+                         "llm_int8_enable_fp32_cpu_offload=True) with a custom device_map (slow; inference only)",
+                         "speed: very slow", id="cpu_offload")],
+                 strength="proven")
+
+
+_KBIT_CAST = re.compile(r"prepare_model_for_kbit_training")
+_SIXTEEN = re.compile(r"\b16[- ]?bit\b|\bfp16\b|\bbf16\b|float16|unquantized|non-quantized|not quantized|非8bit|"
+                      r"without quantization", re.I)
+
+
+def kbit_prep_fp32(c: Case) -> Cause | None:
+    """prepare_model_for_kbit_training on a model that is not 4/8-bit: PEFT casts every non-quantized weight to fp32,
+    so a 16-bit model doubles in size before training starts."""
+    t = E.text(c)
+    called = (c.inputs.script is not None and c.inputs.script.first("prepare_model_for_kbit_training") is not None) \
+        or _KBIT_CAST.search(c.inputs.error_text or "") is not None
+    if not called:
+        return None
+    q = E.quantized(c)
+    in_frames = re.search(r"in prepare_model_for_kbit_training|prepare_model_for_kbit_training\(", c.inputs.error_text or "")
+    says_16 = _SIXTEEN.search(t) is not None
+    if q is True and not (in_frames and says_16 and not re.search(r"load_in_[48]bit\s*=\s*True", t)):
+        return None
+    if q is None and not says_16:
+        return None
+    ev = ["prepare_model_for_kbit_training is called" + (" (the traceback is in it)" if in_frames else "")]
+    ev.append("the model is not loaded in 4/8-bit" if q is False else "the report says the model is 16-bit")
+    if c.shape is not None:
+        ev.append(f"casting {c.shape.name}'s 16-bit weights to fp32 adds about {gib(2 * c.shape.total_params())} "
+                  f"(2 bytes per parameter)")
+    return Cause("kbit_prep_fp32", "prepare_model_for_kbit_training casts a 16-bit model to fp32",
+                 "it is meant for 4/8-bit models; on a 16-bit model every weight that is not quantized becomes fp32, "
+                 "twice the memory", [e for e in ev if e],
+                 actions=[Action("do not call prepare_model_for_kbit_training on a 16-bit model; enable gradient "
+                                 "checkpointing and model.enable_input_require_grads() yourself", "none",
+                                 patch=["- model = prepare_model_for_kbit_training(model)",
+                                        "+ model.gradient_checkpointing_enable(); model.enable_input_require_grads()"],
+                                 id="skip_kbit_prep")],
+                 strength="script" if (c.inputs.script is not None and q is False) else "proven" if in_frames
+                 else "inferred")
+
+
+_FP32_WORDS = re.compile(r"\b32[- ]?bit (?:precision|weights|floats?)|\bin fp32\b|\bin float32\b|loads? in fp32|"
+                         r"full[- ]precision|torch\.float32", re.I)
+
+
+def fp32_training(c: Case) -> Cause | None:
+    """Training in fp32: bf16/fp16 absent, False or commented out, and no 16-bit dtype for the weights; the weights,
+    activations and logits all take twice the memory."""
+    if not c.has_oom:
+        return None
+    words = _FP32_WORDS.search(E.text(c))
+    prec = E.precision(c)
+    if prec != "fp32" and not words:
+        return None
+    ev = []
+    for k in ("bf16", "fp16"):
+        if f"commented_{k}" in c.settings:
+            ev.append(f"the script has the flag commented out: `{c.settings[f'commented_{k}']}`")
+    if prec == "fp32" and not ev:
+        ev.append("neither bf16 nor fp16 is set, and no 16-bit torch_dtype: the model and its activations are fp32")
+    if words:
+        ev.append(f"the text says '{words.group(0)}'")
+    return Cause("fp32_training", "training runs in fp32",
+                 "without bf16/fp16 (and a 16-bit torch_dtype) every weight, activation and logit takes 4 bytes",
+                 ev, actions=[Action("train in 16-bit: bf16=True (fp16=True on GPUs without bf16) and "
+                                     "from_pretrained(torch_dtype=torch.bfloat16)", "none on Ampere or newer",
+                                     patch=["+ bf16=True  # fp16=True before Ampere",
+                                            "+ from_pretrained(..., torch_dtype=torch.bfloat16)"], id="bf16")],
+                 strength="script" if prec == "fp32" else "inferred")
+
+
+_RESUME_FRAMES = re.compile(r"_load_optimizer_and_scheduler|_load_from_checkpoint|optimizer\.load_state_dict|"
+                            r"load_state_dict\(torch\.load")
+_RESUME_WORDS = re.compile(r"resum\w* (?:the )?(?:training )?from (?:a |the )?checkpoint|when resuming|"
+                           r"resume_from_checkpoint|init_from=resume|loading optimizer states?|from checkpoint, I run",
+                           re.I)
+
+
+def resume_state(c: Case) -> Cause | None:
+    """Resuming from a checkpoint: the optimizer state (and the loaded checkpoint dict) land on the GPU next to the
+    live ones, so a run that trained fine from scratch no longer fits."""
+    t = c.inputs.error_text or ""
+    frames = _RESUME_FRAMES.search(t)
+    words = _RESUME_WORDS.search(t)
+    if not (frames or words) or not c.has_oom:
+        return None
+    ev = [f"the traceback loads the checkpoint state ({frames.group(0)})" if frames else
+          f"the report says '{words.group(0)}'"]
+    return Cause("resume_state", "resuming puts the saved optimizer state on the GPU",
+                 "the checkpoint is read onto the GPU (map_location=the device) next to the live model and optimizer, "
+                 "and the loaded dict stays referenced", ev,
+                 actions=[Action("load the checkpoint with map_location='cpu' and drop it after load_state_dict "
+                                 "(transformers >= 4.27 loads the optimizer state on the CPU: upgrade)", "none",
+                                 patch=["+ torch.load(path, map_location='cpu'); ...; del checkpoint"],
+                                 id="resume_on_cpu")],
+                 strength="proven" if frames else "inferred")
+
+
+_EVAL_BATCH_WORDS = re.compile(r"eval(?:uation)?[_ ]batch[_ ]?size|per_device_eval_batch_size|eval(?:uation)? (?:\w+ )?"
+                               r"(?:used|uses|defaults? to) (?:a )?batch(?: size)? (?:of )?\d+", re.I)
+
+
+def eval_batch_evidence(c: Case) -> list[str]:
+    """Why the eval batch, not the logits, is what ran out: the settings or the report say so; [] when nothing does."""
+    ev_bs = c.settings.get("per_device_eval_batch_size")
+    tr_bs = c.settings.get("per_device_train_batch_size")
+    out = []
+    if isinstance(ev_bs, int) and isinstance(tr_bs, int) and ev_bs > tr_bs:
+        out.append(f"per_device_eval_batch_size={ev_bs} is larger than the training batch {tr_bs}")
+    elif ev_bs is None and isinstance(tr_bs, int) and tr_bs < 8 and c.from_user and not c.inputs.partial_settings:
+        out.append(f"per_device_eval_batch_size is not set: transformers and TRL default it to 8, against a training "
+                   f"batch of {tr_bs}")
+    m = _EVAL_BATCH_WORDS.search(c.inputs.error_text or "")
+    if m:
+        out.append(f"the report says '{m.group(0)}'")
+    return out
+
+
+def eval_batch(c: Case) -> Cause | None:
+    """Out of memory in evaluation because the eval batch is larger than the train batch (transformers and TRL default
+    per_device_eval_batch_size to 8): evaluation has no smaller micro-batch to fall back on."""
+    if c.oom.phase != "eval":
+        return None
+    why = eval_batch_evidence(c)
+    if not why:
+        return None
+    return Cause("eval_batch", "evaluation runs a larger batch than training",
+                 "the eval forward holds batch x length activations and logits; its batch size is separate from "
+                 "training's and defaults to 8", [f"phase: evaluation ({c.oom.phase_evidence})", *why],
+                 actions=[Action("set per_device_eval_batch_size to the training batch (or 1)", "speed: slower eval",
+                                 patch=["+ per_device_eval_batch_size=1"], id="eval_batch"),
+                          Action("preprocess_logits_for_metrics returning argmax / eval_accumulation_steps if metrics "
+                                 "are computed", "none", id="eval_accumulation")],
+                 strength="script" if not why[-1].startswith("the report") else "inferred")
+
+
+def generation_batch(c: Case) -> Cause | None:
+    """Out of memory while generating (predict_with_generate, do_predict, a generate() call): the KV cache grows with
+    batch x (prompt + new tokens)."""
+    if c.oom.phase != "generation" and not (c.settings.get("predict_with_generate") or c.settings.get("do_predict")):
+        return None
+    if c.oom.phase not in ("generation", None):
+        return None
+    return Cause("generation_batch", "generation holds a KV cache per sequence",
+                 "generate() keeps keys and values for every layer, sequence and token: batch x (prompt + new tokens)",
+                 [f"phase: generation ({c.oom.phase_evidence or 'predict_with_generate / do_predict is set'})"],
+                 actions=[Action("lower per_device_eval_batch_size (and max_new_tokens) for prediction", "speed",
+                                 patch=["+ per_device_eval_batch_size=1", "+ max_new_tokens=256"], id="eval_batch")],
+                 strength="inferred")

@@ -146,6 +146,9 @@ def report(path: str) -> str:
         pred = estimate(shape_of(r["model"]), setup_of(r)).peak_bytes
         e = (pred - r["measured"]) / r["measured"]
         split = "moe" if r["group"] in MOE else "held-out"
+        if any("float32" in x for x in r.get("expert_params", [])):
+            # measured before qlorafit kept LoRA off the experts: PEFT had wrapped them (fp32 adapters on experts)
+            split = "moe, PEFT LoRA on experts (superseded)"
         errs.setdefault((split, r["stack"]), []).append(e)
         out.append(f"| {split} | {r['model']} | {r['stack']} | {r['batch']} x {r['seq']} | {r['rank']} | "
                    f"{'all' if r['targets'] == ALL else r['targets']} | {r['checkpointing']} | {r['loss']} | "

@@ -95,6 +95,11 @@ def test_train_downloads_a_hub_id_then_offline_is_one_line(hub, tmp_path, data):
     # ... and in the warm cache, offline, it trains from the cached snapshot
     out = qlorafit(["train", str(run_yaml), "--overwrite"], hub, tmp_path / "cache", offline=True)
     assert out.returncode == 0, out.stderr[-3000:]
+    # merge takes the same Hub id as its base (a fresh cache: it downloads too)
+    out = qlorafit(["merge", "--adapter", str(tmp_path / "run" / "final"), "--base", "acme/tiny", "--out",
+                    str(tmp_path / "merged"), "--device", "cpu"], hub, tmp_path / "cache2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "merged" / "config.json").is_file()
 
 
 def test_push_uploads_adapter_and_model_card(hub, tmp_path, model_dir, data):
@@ -120,3 +125,16 @@ def test_hub_id_shape_is_recognised():
 
     assert looks_like_hub_id("Qwen/Qwen3-8B") and looks_like_hub_id("meta-llama/Llama-3.1-8B-Instruct")
     assert not any(looks_like_hub_id(x) for x in ("./a/b", "/abs/path", "~/m", "llama-3.1-8b", "a/b/c", "a b/c"))
+
+
+def test_train_push_to_hub_uploads_at_the_end(hub, tmp_path, model_dir, data):
+    from qlorafit.core import config as C
+    from test_train_helpers import make_cfg
+
+    cfg = make_cfg(model_dir, data, tmp_path / "run", train={"max_steps": 1, "push_to_hub": "me/at-the-end"})
+    (tmp_path / "run.yaml").write_text(C.to_yaml(cfg))
+    out = qlorafit(["train", str(tmp_path / "run.yaml")], hub, tmp_path / "cache")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert {"adapter_model.safetensors", "README.md"} <= set(hub.repos["me/at-the-end"])
+    with pytest.raises(Exception, match="train.push_to_hub: must be a Hub repo as owner/name"):
+        make_cfg(model_dir, data, tmp_path / "r2", train={"push_to_hub": "not a repo"})

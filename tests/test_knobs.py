@@ -14,7 +14,7 @@ import pytest
 from qlorafit.core import config as C
 from qlorafit.core import options as O
 from qlorafit.core.plan import PlanRequest, search_axes
-from qlorafit.core.setup import (KNOBS, PLANNED_KEYS, Setup, apply_setup, choices, keep_planned, knobs,
+from qlorafit.core.setup import (KNOBS, PLANNED_KEYS, STACK_DEFAULTS, Setup, apply_setup, choices, keep_planned, knobs,
                                  setup_from_config)
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "qlorafit"
@@ -84,7 +84,10 @@ def test_cli_flag_sets_the_field(f):
         argv = [flag if value else "--no-" + flag[2:]]
     else:
         argv = [flag, ",".join(value) if isinstance(value, tuple) else str(value)]
-    assert setup_from_args(p.parse_args(argv)) == dataclasses.replace(Setup(), **{f.name: value})
+    # --stack hf alone also brings the hf stack's own defaults (its loss: the Trainer has no chunked loss)
+    expected = dataclasses.replace(Setup(), **{f.name: value, **(STACK_DEFAULTS.get(value, {}) if f.name == "stack"
+                                                                 else {})})
+    assert setup_from_args(p.parse_args(argv)) == expected
 
 
 def test_plan_cli_takes_every_fixed_field():

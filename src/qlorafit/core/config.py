@@ -26,8 +26,10 @@ def opt(default, help: str, choices: tuple | None = None):
 
 @dataclass
 class ModelConfig:
-    name_or_path: str = opt("qlorafit/tiny-llama", "Model to fine-tune: a local directory, a hub id in the local HF "
-                            "cache, or 'qlorafit/tiny-llama' (the embedded demo model, built offline).")
+    name_or_path: str = opt("qlorafit/tiny-llama", "Model to fine-tune: a Hub id (e.g. Qwen/Qwen3-8B: its safetensors, "
+                            "config and tokenizer are downloaded once into the HF cache; HF_HUB_OFFLINE, HF_TOKEN, "
+                            "HF_HOME and HF_ENDPOINT are respected), a catalogue name (qwen3-8b), a local directory, "
+                            "or 'qlorafit/tiny-llama' (the embedded demo model, built offline).")
     quant: str = opt("nf4", "Base weight format. nf4/fp4: 4-bit bitsandbytes (QLoRA); int8: LLM.int8; none: 16-bit "
                      "(4x the weight memory of nf4).", O.names(O.QUANTS))
     double_quant: bool = opt(True, "Quantize the quantization constants too: saves ~0.37 bit per weight "
@@ -118,6 +120,9 @@ class TrainConfig:
     log_every: int = opt(1, "Write a metrics.jsonl line every N optimizer steps.")
     tensorboard: bool = opt(False, "Also write TensorBoard event files (needs the tensorboard package).")
     max_bad_steps: int = opt(3, "Stop after this many consecutive steps with a NaN/inf loss (each is skipped).")
+    push_to_hub: str = opt("", "After training, upload final/ to this Hub repo (owner/name) with a model card of the "
+                           "base model, data, config and measured memory and speed; '' = don't. Same as `qlorafit "
+                           "push RUN --repo ID` (needs `hf auth login` or HF_TOKEN).")
 
 
 @dataclass
@@ -278,6 +283,9 @@ def check(cfg: Config) -> list[str]:
             if "lm_head" in names:
                 p.append(f"{where}: names lm_head, which model.offload_lm_head keeps frozen in host RAM; "
                          f"drop one of the two")
+    push = cfg.train.push_to_hub
+    if push and (push.count("/") != 1 or push.startswith(("/", ".", "~")) or push.endswith("/") or " " in push):
+        p.append(f"train.push_to_hub: must be a Hub repo as owner/name, got {push!r}")
     return p
 
 

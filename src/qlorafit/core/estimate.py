@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from qlorafit.core import options as O
 from qlorafit.core.options import BNB_BLOCK, BNB_DQ_BLOCK, CHUNK_SIZING_BYTES_PER_LOGIT, MIB
 from qlorafit.core.setup import KNOBS, Setup, choices
-from qlorafit.core.shapes import ALL_LINEARS, LORA_TARGET_ALIASES, ModelShape
+from qlorafit.core.shapes import ALL_LINEARS, LORA_TARGET_ALIASES, MLP_NAMES, ModelShape
 from qlorafit.errors import UserError
 
 # --- constants that are facts of the libraries -------------------------------------------------------------------
@@ -26,7 +26,13 @@ LOSS_CHUNK_TARGET_BYTES = 256 * MIB  # qlorafit's chunked loss sizes chunks so o
 LM_HEAD_SLICE_BYTES = 64 * MIB  # offload_lm_head streams the head through the GPU in slices of this many bytes
 
 # --- constants fitted on the calibration runs (benchmarks/calibrate.py, tests/fixtures/calibration.json) ----------
-CUDA_CONTEXT_BYTES = 767 * MIB   # context, cuBLAS handles and lazily loaded kernels after the first step (H200, CUDA 13)
+# CUDA context, cuBLAS handles and lazily loaded kernels after the first step: (total - free) - reserved in every
+# calibration run without offload on the H200 (CUDA 13.0, torch 2.11, driver 580); `qlorafit estimate
+# --measure-context` reads it on another machine (qlorafit.runtime.context), --context-mib uses that figure
+CUDA_CONTEXT_BYTES = 767 * MIB
+# offloaded checkpointing adds a copy stream and pinned host buffers mapped into the device's address space: 841-855
+# MiB outside the allocator in the three calibration runs with offload, against 767 without
+OFFLOAD_CONTEXT_BYTES = 80 * MIB
 # Reserved minus allocated at the peak, as fractions of the transient tensors there. Large fp32 logits blocks fragment
 # the caching allocator most; expandable segments (qlorafit's default) recover much of it.
 SLACK_LOGITS = {True: 0.20, False: 0.33}   # keyed by expandable_segments
@@ -97,18 +103,20 @@ def validate(shape: ModelShape, s: Setup) -> None:
 # --- the pieces ---------------------------------------------------------------------------------------------------
 
 def base_weight_bytes(shape: ModelShape, s: Setup) -> tuple[int, int]:
-    """(weights, quantization constants) of the decoder's linear layers, on the GPU."""
-    n = shape.num_layers * shape.linear_params_per_layer()
+    """(weights, quantization constants) of the decoder's nn.Linear modules, on the GPU (a MoE model's routed experts
+    are not among them: expert_weight_bytes)."""
+    n = shape.quantized_linear_params()
+    tensors = sum(count * len(shapes) for count, shapes, _ in shape.layer_kinds())
     bits = O.quant(s.quant).bits
     if bits == 4:
         blocks = -(-n // BNB_BLOCK)
         if s.double_quant:  # 8-bit absmax per block + an fp32 absmax per 256 blocks + one fp32 offset per tensor
-            consts = blocks + -(-blocks // BNB_DQ_BLOCK) * 4 + shape.num_layers * 7 * 4
+            consts = blocks + -(-blocks // BNB_DQ_BLOCK) * 4 + tensors * 4
         else:  # one fp32 absmax per block of 64
             consts = blocks * 4
         return n // 2, consts
     if bits == 8:  # int8 weights + an fp32 scale per output row
-        rows = shape.num_layers * sum(o for _, o in shape.linear_shapes().values())
+        rows = sum(count * sum(o for _, o in shapes.values()) for count, shapes, _ in shape.layer_kinds())
         return n, rows * 4
     return n * _act_bytes(s), 0
 
@@ -139,12 +147,29 @@ def unquantized_bytes(shape: ModelShape, s: Setup) -> tuple[int, int]:
     return base, upcast
 
 
+def expert_weight_bytes(shape: ModelShape, s: Setup) -> tuple[int, int]:
+    """(routed experts + routers at their load dtype, extra bytes of the hf stack's fp32 upcast) on the GPU.
+
+    transformers 5 stores a MoE layer's experts as fused 3-D parameters (experts.gate_up_proj, experts.down_proj),
+    and bitsandbytes 0.50 quantizes only nn.Linear modules: the experts load 16-bit, checked on CPU
+    (tests/test_moe.py) and on the H200 (benchmarks/results/holdout-h200-2026-11-29.jsonl, expert_params). On
+    Qwen3-30B-A3B that is 54 GiB of the 57 GiB of weights. prepare_model_for_kbit_training (hf stack) then upcasts
+    every non-4-bit parameter to fp32, the experts included.
+    """
+    if not shape.is_moe:
+        return 0, 0
+    wb = 2 if s.compute_dtype != "fp32" else 4
+    n = shape.expert_params() + shape.router_params()
+    return n * wb, n * (4 - wb) if s.stack == "hf" else 0
+
+
 def lora_params(shape: ModelShape, s: Setup) -> int:
-    lin = shape.linear_shapes()
-    return shape.num_layers * sum(s.lora_r * (lin[t][0] + lin[t][1]) for t in s.targets(shape))
+    targets = s.targets(shape)
+    return sum(count * sum(s.lora_r * (a + b) for t, (a, b) in shapes.items() if t in targets)
+               for count, shapes, _ in shape.layer_kinds())
 
 
-def layer_activation_bytes_per_token(shape: ModelShape, s: Setup) -> float:
+def layer_activation_bytes_per_token(shape: ModelShape, s: Setup, kind: str | None = None) -> float:
     """Bytes one decoder layer saves for backward, per token, when nothing is checkpointed.
 
     Derived from what each op saves for backward (a = 2 bytes in bf16/fp16, 4 in fp32), checked on the GPU runs:
@@ -155,29 +180,49 @@ def layer_activation_bytes_per_token(shape: ModelShape, s: Setup) -> float:
       MLP: gate and up outputs and act(gate) (3 x a*i); down_proj's input is kept only by its LoRA
       LoRA: lora_A keeps its input: with dropout a per-module dropped copy (a) and mask (1 byte) of the module's
         input; without dropout the input itself, shared by modules that read the same tensor (q/k/v, gate/up)
+      q/k norms (Qwen3, Gemma 3) save their fp32 inputs: 4 x (q_dim + kv_dim) more
+      fused qkv_proj (Phi-3/4): v stays a view of the fused output, which keeps a x (q_dim + kv_dim) more alive
+      MoE layer: each token's top-k experts each keep their gate/up outputs and act(gate) (3 x a x expert width)
+        and their output, kept by the routing-weight product (a x h); the router keeps its fp32 softmax (4 x
+        experts); a shared expert keeps what a dense MLP of its width does; frozen expert weights keep no input
+    On a model with several kinds of layer (dense and MoE) this is the mean over its layers; `kind` picks one kind.
     """
+    kinds = shape.layer_kinds()
+    if kind is not None:
+        kinds = [k for k in kinds if k[2] == kind]
+    layers = sum(count for count, _, _ in kinds)
+    return sum(count * _layer_bytes(shape, s, shapes, k) for count, shapes, k in kinds) / layers
+
+
+def _layer_bytes(shape: ModelShape, s: Setup, lin: dict, kind: str) -> float:
     h, i, qd, kvd = shape.hidden_size, shape.intermediate_size, shape.q_dim, shape.kv_dim
     a = _act_bytes(s)
-    norms = _norms_per_layer(shape) * 4 * h
+    norms = shape.norms_per_layer * 4 * h + (4 * (qd + kvd) if shape.qk_norm else 0)
     attn = a * (2 * qd + 2 * kvd) + 4 * shape.num_heads
+    if shape.fused and "qkv_proj" in lin:
+        # v is a view of the fused qkv_proj output, and sdpa keeps v: the whole (q + k + v) buffer stays alive
+        # beside the rotated q and k
+        attn += a * (qd + kvd)
     # on the hf stack the fp32 norm weights make the MLP input fp32 and bitsandbytes casts its output back to the
     # input's dtype, so gate, up and act(gate) are fp32 (4 bytes each)
     tiled = _mlp_tiled(s)
     # tiled: the MLP keeps only its input (the slices' checkpoints hold views of it); its intermediates and its LoRA
     # copies live one slice at a time (mlp_tile_transient_bytes)
     mlp = a * h if tiled else _mlp_bytes(s) * 3 * i
-    lin = shape.linear_shapes()
+    if kind == "moe":
+        k, mi, si = shape.experts_per_token, shape.moe_intermediate_size, shape.shared_intermediate_size
+        mlp = k * (_mlp_bytes(s) * 3 * mi + a * h) + 4 * shape.num_experts + _mlp_bytes(s) * 3 * si
     lora = 0.0
     shared_inputs_seen = set()
     for t in s.targets(shape):
-        if tiled and t in ("gate_proj", "up_proj", "down_proj"):
+        if t not in lin or (tiled and t in MLP_NAMES):
             continue
         fan_in = lin[t][0]
         if s.lora_dropout > 0:
             lora += (a + 1) * fan_in
         else:
-            source = {"q_proj": "attn_in", "k_proj": "attn_in", "v_proj": "attn_in", "gate_proj": "mlp_in",
-                      "up_proj": "mlp_in"}.get(t, t)
+            source = {"q_proj": "attn_in", "k_proj": "attn_in", "v_proj": "attn_in", "qkv_proj": "attn_in",
+                      "gate_proj": "mlp_in", "up_proj": "mlp_in", "gate_up_proj": "mlp_in"}.get(t, t)
             if source not in shared_inputs_seen:
                 shared_inputs_seen.add(source)
                 lora += a * fan_in
@@ -192,6 +237,10 @@ def layer_backward_transient_bytes_per_token(shape: ModelShape, s: Setup) -> flo
     # tiled: the backward of each slice of the MLP input materializes a full-length (B, T, h) gradient that is
     # accumulated into the input's gradient: two more full-length tensors in flight
     mlp = 2 * a * shape.hidden_size if _mlp_tiled(s) else _mlp_bytes(s) * 3 * shape.intermediate_size
+    if shape.is_moe:  # a MoE layer's backward: per routed copy the gate/up/act gradients and two (h) gradients
+        k, mi = shape.experts_per_token, shape.moe_intermediate_size
+        moe = k * (_mlp_bytes(s) * 3 * mi + 2 * a * shape.hidden_size)
+        mlp = max(mlp if shape.dense_layers else 0, moe)
     return mlp + a * 2 * shape.hidden_size
 
 
@@ -202,7 +251,7 @@ def mlp_tile_transient_bytes(shape: ModelShape, s: Setup) -> int:
     a, i, h = _act_bytes(s), shape.intermediate_size, shape.hidden_size
     per_token = 6 * a * i + 2 * a * h
     lin = shape.linear_shapes()
-    per_token += sum((a + 1) * lin[t][0] for t in s.targets(shape) if t in ("gate_proj", "up_proj", "down_proj"))
+    per_token += sum((a + 1) * lin[t][0] for t in s.targets(shape) if t in MLP_NAMES and t in lin)
     return s.batch_size * min(s.mlp_tile_tokens, s.seq_len) * per_token
 
 
@@ -222,10 +271,6 @@ def _act_bytes(s: Setup) -> int:
 
 def _mlp_bytes(s: Setup) -> int:
     return 4 if s.stack == "hf" else _act_bytes(s)
-
-
-def _norms_per_layer(shape: ModelShape) -> int:
-    return 4 if shape.model_type == "gemma2" else 2
 
 
 def attention_scores_bytes(shape: ModelShape, s: Setup) -> int:
@@ -254,7 +299,7 @@ def logits_bytes(shape: ModelShape, s: Setup, tokens: int) -> tuple[int, int]:
         # qlorafit's own standard path also slices the logits to drop the last position: one more bf16 copy
         fwd = tokens * v * (loss.fwd_bytes_per_logit + (2 if s.stack == "qlorafit" else 0))
         bwd = tokens * v * loss.bwd_bytes_per_logit
-        if shape.model_type == "gemma2":  # final logit softcapping: tanh keeps its bf16 output for backward
+        if shape.final_softcap:  # final logit softcapping (Gemma 2): tanh keeps its bf16 output for backward
             fwd, bwd = fwd + tokens * v * 2, bwd + tokens * v * 2
     else:
         chunk = loss_chunk_tokens(v, tokens)
@@ -289,7 +334,7 @@ def streamed_loss_bytes(shape: ModelShape, s: Setup, tokens: int) -> int:
     h, wb = shape.hidden_size, _act_bytes(s)
     rows = lm_head_slice_rows(shape.vocab_size, h)
     chunk = loss_chunk_tokens(rows, tokens)
-    tile = chunk * rows * (12 if shape.model_type == "gemma2" else 8)
+    tile = chunk * rows * (12 if shape.final_softcap else 8)
     return 2 * rows * h * wb + tokens * (h * 4 + 3 * 4 + h * wb) + tile
 
 
@@ -297,13 +342,15 @@ def dequant_transient_bytes(shape: ModelShape, s: Setup) -> int:
     """The largest weight dequantized to the compute dtype for one matmul (forward and backward)."""
     if O.quant(s.quant).bits == 16:
         return 0
-    return max(a * b for a, b in shape.linear_shapes().values()) * 2
+    return max(a * b for _, shapes, _ in shape.layer_kinds() for a, b in shapes.values()) * 2
 
 
 # --- the whole estimate -------------------------------------------------------------------------------------------
 
-def estimate(shape: ModelShape, s: Setup) -> Estimate:
-    """Predict the peak GPU memory (allocator reserved + CUDA context) of one training step of `s` on `shape`."""
+def estimate(shape: ModelShape, s: Setup, context_bytes: int | None = None) -> Estimate:
+    """Predict the peak GPU memory (allocator reserved + CUDA context) of one training step of `s` on `shape`.
+
+    context_bytes: this machine's CUDA context (`qlorafit estimate --measure-context`); None: the H200 figure."""
     validate(shape, s)
     tokens = s.batch_size * s.seq_len
     a = _act_bytes(s)
@@ -312,15 +359,21 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
 
     qweights, qconsts = base_weight_bytes(shape, s)
     unq, upcast = unquantized_bytes(shape, s)
+    experts, experts_upcast = expert_weight_bytes(shape, s)
+    upcast += experts_upcast
     n_lora = lora_params(shape, s)
     lora_w = n_lora * O.dtype(s.lora_dtype).bytes
     lora_g = n_lora * O.dtype(s.lora_dtype).bytes
     # paged optimizers keep states in CUDA managed memory: resident on the GPU while it has room, so counted here
     opt = O.optimizer(s.optimizer).state_bytes(n_lora)
-    static = qweights + qconsts + unq + upcast + lora_w
+    static = qweights + qconsts + unq + upcast + lora_w + experts
 
     per_layer_tok = layer_activation_bytes_per_token(shape, s)
     layer_acts = int(per_layer_tok * tokens) + attention_scores_bytes(shape, s)
+    # the one layer rebuilt in backward under checkpointing: the largest kind (a MoE layer's routed copies)
+    kinds = shape.layer_kinds()
+    biggest = per_layer_tok if len(kinds) == 1 else max(layer_activation_bytes_per_token(shape, s, k)
+                                                        for _, _, k in kinds)
     if not ck.recompute:
         saved = shape.num_layers * layer_acts
         recompute = 0
@@ -329,7 +382,7 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
         # offload keeps two layer inputs on the GPU in backward: the one being recomputed and the next, prefetched
         layers_on_gpu = 2 if ck.to_host else shape.num_layers
         saved = layers_on_gpu * tokens * checkpoint_bytes_per_token(shape, s)
-        recompute = layer_acts
+        recompute = int(biggest * tokens) + attention_scores_bytes(shape, s)
     # the head: the final norm's fp32 input and output, and for chunked/fused/streamed the (N, h) hidden copy and
     # its gradient
     final_hidden = tokens * h * (4 + a + (2 * a if O.loss(s.loss_impl).chunked or s.offload_lm_head else 0))
@@ -343,7 +396,7 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     optim_step = static + lora_g + opt + n_lora * 4  # foreach/fused Adam temporaries ~ one fp32 copy of the params
     # loading: the offloaded embedding / lm_head load straight into host RAM (qlorafit.runtime.model.host_ram_modules), so
     # they never pass through the GPU; LoRA is attached before the host-RAM levers run
-    load = qweights + qconsts + unq + upcast + lora_w
+    load = qweights + qconsts + unq + upcast + lora_w + experts
     # allocator slack: a share of the vocabulary-sized and of the activation-sized transients held at each high point
     exp = s.expandable()
     off = ck.to_host
@@ -355,15 +408,19 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
                     "optimizer": optim_step}
     slack = {"load": _slack(0, 0, exp), "forward": slack_fwd, "backward": slack_head if head_is_peak else slack_layers,
              "optimizer": _slack(0, 0, exp)}
-    phases = {k: v + slack[k] + CUDA_CONTEXT_BYTES for k, v in phases_alloc.items()}
+    context = (CUDA_CONTEXT_BYTES if context_bytes is None else context_bytes) + (OFFLOAD_CONTEXT_BYTES if off else 0)
+    phases = {k: v + slack[k] + context for k, v in phases_alloc.items()}
     peak_phase = max(phases, key=phases.get)
 
     # the breakdown at the peak phase
     parts = [
         Component("quantized weights", qweights, f"{s.quant} linear weights of {shape.num_layers} layers"),
         Component("quantization constants", qconsts, "absmax per block" + (" (double quant)" if s.double_quant else "")),
+        Component("MoE experts, 16-bit", experts, f"{shape.num_experts} experts x {shape.moe_layers} layers + "
+                  f"routers, not quantized: transformers 5 fuses them into 3-D parameters bitsandbytes leaves alone"),
         Component("embeddings, lm_head, norms", unq, "kept 16-bit" + _host_note(shape, s)),
-        Component("fp32 upcast", upcast, "prepare_model_for_kbit_training's fp32 copies"),
+        Component("fp32 upcast", upcast, "prepare_model_for_kbit_training's fp32 copies"
+                  + (", the experts included" if experts_upcast else "")),
         Component("LoRA weights", lora_w, f"{n_lora:,} params, r={s.lora_r}, {s.lora_dtype}"),
     ]
     if peak_phase != "load":
@@ -391,9 +448,11 @@ def estimate(shape: ModelShape, s: Setup) -> Estimate:
     if peak_phase == "optimizer":
         parts.append(Component("optimizer temporaries", n_lora * 4, "one fp32 copy of the trainable params"))
     parts += [
-        Component("allocator overhead", phases[peak_phase] - CUDA_CONTEXT_BYTES - phases_alloc[peak_phase],
+        Component("allocator overhead", phases[peak_phase] - context - phases_alloc[peak_phase],
                   "reserved but not allocated"),
-        Component("CUDA context", CUDA_CONTEXT_BYTES, "context, cuBLAS handles and workspace"),
+        Component("CUDA context", context, "context, cuBLAS handles and workspace" + (
+            " (H200 figure; `qlorafit estimate --measure-context` reads yours)" if context_bytes is None else
+            " (as measured here)") + (", + offload stream and pinned buffers" if off else "")),
     ]
     parts = [p for p in parts if p.bytes]
     host = 0

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from qlorafit.core import options as O
 from qlorafit.core.config import Config
-from qlorafit.core.shapes import ALL_LINEARS, LORA_TARGET_ALIASES, ModelShape
+from qlorafit.core.shapes import ModelShape
 
 
 def _config_default(key: str):
@@ -95,14 +95,23 @@ class Setup:
         return self.stack == "qlorafit" if self.expandable_segments is None else self.expandable_segments
 
     def targets(self, shape: ModelShape) -> tuple[str, ...]:
-        """The adapted linear names, expanded: 'all-linear' -> all seven; fused names -> their parts."""
-        out: list[str] = []
-        for t in self.lora_targets:
-            if t == "all-linear":
-                out.extend(ALL_LINEARS)
-            else:
-                out.extend(LORA_TARGET_ALIASES.get(t, (t,)))
-        return tuple(dict.fromkeys(out))
+        """The adapted linear names as the model has them (ModelShape.expand_targets): 'all-linear' -> every nn.Linear
+        of a layer, never a MoE model's routed experts (qlorafit.runtime.model.lora_target_modules)."""
+        return shape.expand_targets(self.lora_targets)
+
+# What the hf stack (transformers Trainer + PEFT) runs where the user chose nothing: the model's own cross-entropy on
+# full fp32 logits. qlorafit's chunked loss does not exist there, so its default would under-count by the logits.
+STACK_DEFAULTS = {"hf": {"loss_impl": "standard"}}
+
+
+def with_stack_defaults(values: dict) -> dict:
+    """Setup keyword arguments with the stack's own defaults where a value is None (not given)."""
+    out = dict(values)
+    for k, v in STACK_DEFAULTS.get(out.get("stack") or "qlorafit", {}).items():
+        if out.get(k) is None:
+            out[k] = v
+    return {k: v for k, v in out.items() if v is not None or k == "expandable_segments"}
+
 
 KNOBS = tuple(dataclasses.fields(Setup))
 

@@ -150,10 +150,12 @@ def micro_batch_seconds(shape: ModelShape, s: Setup, gpu: GPU, cal: Calibration,
     recompute = ck.recompute
     decoder_passes = 3 if recompute else 2               # forward, (recompute), backward input-gradients
 
-    p_dec = shape.num_layers * shape.linear_params_per_layer()
+    p_dec = shape.quantized_linear_params()  # the 4-bit linears, dequantized and multiplied every pass
+    # a MoE layer multiplies each token by its top-k experts only, straight from 16-bit weights (no dequant)
+    p_experts = shape.expert_params() * shape.experts_per_token // shape.num_experts if shape.is_moe else 0
     p_head = shape.vocab_size * shape.hidden_size
     # each pass over the decoder: the matmul (compute- or weight-read-bound) plus the dequant kernel before it
-    linear_pass = _roofline(2 * n * p_dec, p_dec * a, flop_s, byte_s)
+    linear_pass = _roofline(2 * n * (p_dec + p_experts), (p_dec + shape.expert_params()) * a, flop_s, byte_s)
     # read the packed weight and its constants, write the bf16 copy (the matmul's own read is in its roofline)
     dequant_pass = p_dec * O.quant(s.quant).dequant_bytes_per_param / byte_s
     # eager attention cannot skip the other samples of a packed row: it pays the full row

@@ -163,7 +163,7 @@ def attach_lora(model, cfg: Config):
     lc = cfg.lora
     if lc.resume_adapter:
         return PeftModel.from_pretrained(model, lc.resume_adapter, is_trainable=True)
-    targets = "all-linear" if lc.targets == ["all-linear"] else list(lc.targets)
+    targets = lora_target_modules(model, list(lc.targets))
     pc = PeftLoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=targets,
                         modules_to_save=list(lc.modules_to_save) or None, bias="none", task_type="CAUSAL_LM")
     try:
@@ -175,6 +175,33 @@ def attach_lora(model, cfg: Config):
             if p.requires_grad:
                 p.data = p.data.to(torch.bfloat16)
     return peft_model
+
+
+def lora_target_modules(model, targets: list[str]):
+    """What PEFT gets as target_modules: the names as given on a dense model; on a MoE model, the full names of the
+    nn.Linear modules (4-bit) that the targets name.
+
+    LoRA never goes on a MoE model's routed experts or router in qlorafit. transformers 5 stores the experts as fused
+    3-D parameters, and PEFT 0.21 wraps those (ParamWrapper) whenever the targets say 'all-linear' or an MLP name: on
+    Qwen3-30B-A3B at r=16 that is ~1 B trainable parameters (~15 GiB of weights, gradients and Adam states), it
+    refuses lora_dropout > 0, and qlorafit's estimate would not match. Attention (and a shared expert's linears, where
+    the model has one) get the adapters; docs/moe.md says why and what it costs.
+    """
+    if not any(p.ndim == 3 for n, p in model.named_parameters() if ".experts." in n):
+        return "all-linear" if targets == ["all-linear"] else targets
+    from qlorafit.core.shapes import LORA_TARGET_ALIASES
+
+    want = set(targets)
+    for t in targets:
+        want |= set(LORA_TARGET_ALIASES.get(t, ())) | {f for f, parts in LORA_TARGET_ALIASES.items() if t in parts}
+    names = [n for n, m in model.named_modules()  # bitsandbytes' Linear4bit / Linear8bitLt are nn.Linear too
+             if isinstance(m, torch.nn.Linear) and ".experts" not in n and not n.endswith("lm_head")
+             and (targets == ["all-linear"] or n.rsplit(".", 1)[-1] in want)]
+    if not names:
+        raise UserError(f"lora.targets: {targets} name no linear module of this mixture-of-experts model: its routed "
+                        f"experts are fused 3-D parameters, which qlorafit does not adapt (docs/moe.md); use the "
+                        f"attention projections (q_proj, k_proj, v_proj, o_proj) or all-linear")
+    return names
 
 
 def enable_checkpointing(model, mode: str) -> None:

@@ -146,6 +146,22 @@ def build_estimate(cfg: Config, model_path: str, dtype: torch.dtype, max_len: in
         return {"error": str(e)}
 
 
+def check_load_fits(cfg: Config, model_path: str, device: torch.device) -> None:
+    """Refuse, before from_pretrained, a model whose weights alone (the estimator's load phase: 4-bit linears, 16-bit
+    embeddings and MoE experts, CUDA context) exceed the whole GPU. The OOM guard only acts on training steps."""
+    if device.type != "cuda" or cfg.model.device_map != "auto" or cfg.model.max_memory:
+        return  # a device map of the user's may spread the model over several devices or the host
+    est = build_estimate(cfg, model_path, torch.bfloat16, cfg.data.max_seq_length)
+    need, total = est.get("phases_bytes", {}).get("load"), torch.cuda.get_device_properties(device).total_memory
+    if need and need > total:
+        experts = est.get("components", {}).get("MoE experts, 16-bit")
+        why = (f", of which {gib(experts)} are MoE experts that load 16-bit (docs/moe.md)" if experts else "")
+        raise UserError(f"model.name_or_path: loading {cfg.model.name_or_path} needs {gib(need)} of GPU memory"
+                        f"{why}, and {torch.cuda.get_device_name(device)} has {gib(total)}: it would run out of "
+                        f"memory while loading. `qlorafit estimate` shows the breakdown; use a larger GPU or a smaller "
+                        f"model")
+
+
 def plan_auto(cfg: Config, model_path: str, stats, budget_bytes: int | None, run_dir: Path, resume: bool) -> Config:
     """`--plan auto`: the fastest configuration that fits the budget (default: the GPU's free memory) at the longest
     sample. A resumed run keeps the plan it started with: a new split would change the data order mid-epoch."""
@@ -186,6 +202,7 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
         require_tensorboard()  # before the model load, not after it
 
     torch.manual_seed(cfg.train.seed)  # the LoRA init does not depend on how much data loading drew
+    check_load_fits(cfg, model_path, device)  # an OOM while loading is beyond the guard: say it before
     loaded = load_model(cfg, model_path, device)
     model = loaded.model
     model.train()
@@ -305,6 +322,10 @@ def loop(run: Run) -> dict:
         _eval(run)
     save(run, run.dir / "final")
     ctx.monitor.close()
+    if t.push_to_hub:  # after the logs are closed: the model card reads them
+        from qlorafit.commands.push import push_run
+
+        ctx.monitor.say(f"pushed final/ to {t.push_to_hub}: {push_run(run.dir, t.push_to_hub)}")
     return {"steps": pos.step, "first_loss": run.first_loss, "last_loss": run.last_loss,
             "final": str(run.dir / "final"), "seconds": round(time.time() - t_start, 2), "tokens": tokens_seen}
 

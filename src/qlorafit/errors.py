@@ -3,3 +3,7 @@
 
 class UserError(Exception):
     """A problem with the user's input (a name, a file, a field), worded so that the message alone says what to fix."""
+
+
+class NotLearning(UserError):
+    """A step trained tokens, yet no trainable parameter received a gradient: the adapter would silently stay put."""

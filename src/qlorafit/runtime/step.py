@@ -20,6 +20,7 @@ from typing import Callable
 
 import torch
 
+from qlorafit.errors import NotLearning
 from qlorafit.runtime import guard as G
 from qlorafit.runtime.collate import PackedRow, collate, collate_packed
 from qlorafit.runtime.data import IGNORE
@@ -231,10 +232,12 @@ def _update(ctx: StepContext, res: StepResult, loss_sum: torch.Tensor, total: in
     if any(p.grad is not None for p in ctx.params):
         gn = torch.nn.utils.clip_grad_norm_(ctx.params, t.max_grad_norm if t.max_grad_norm > 0 else math.inf)
     else:
-        gn = torch.zeros((), device=ctx.device)  # every sample skipped: nothing to apply
+        gn = torch.zeros((), device=ctx.device)  # every sample skipped, or nothing reached the adapter (below)
     loss_v, gn_v = torch.stack([loss_sum.float() / max(total, 1), gn.float().to(loss_sum.device)]).tolist()  # the step's one sync
     res.loss, res.grad_norm = loss_v, gn_v
     finite = math.isfinite(loss_v) and (math.isfinite(gn_v) or ctx.scaler.is_enabled())
+    if finite and total > 0 and gn_v == 0:
+        raise NotLearning(not_learning_message(step, total))
     if not finite or total == 0:
         res.applied = False
         if ctx.scaler.is_enabled():
@@ -259,6 +262,14 @@ def _update(ctx: StepContext, res: StepResult, loss_sum: torch.Tensor, total: in
     opt.zero_grad(set_to_none=True)  # flush the gradients as soon as we can
 
 
+def not_learning_message(step: int, tokens: int) -> str:
+    return (f"step {step} trained {tokens} target tokens, yet no LoRA parameter received a gradient (grad norm 0): "
+            f"the adapter would not learn. Likely cause: the base model's 4-bit layers stopped passing gradients "
+            f"(bitsandbytes on AVX512-BF16 CPUs repacks a 4-bit weight for inference once its layer runs in eval() "
+            f"on an input needing no gradient, e.g. an evaluation outside qlorafit.runtime.step.evaluate), or the "
+            f"LoRA parameters are frozen or off the forward path (check lora.targets).")
+
+
 def _optimizer_step(ctx: StepContext, step: int) -> bool:
     """optimizer.step(); True if it ran out of memory (the state is lazily built on the first step: that is where
     an OOM usually strikes, before any weight moves)."""
@@ -275,11 +286,34 @@ def _optimizer_step(ctx: StepContext, step: int) -> bool:
 
 # --- evaluation ------------------------------------------------------------------------------------------------------
 
-@torch.no_grad()
+@contextlib.contextmanager
+def eval_mode(model):
+    """No gradients, no dropout, no checkpointing; back in train mode afterwards, whatever happens.
+
+    The 4-bit base layers stay in train mode: on CPUs with AVX512-BF16, bitsandbytes 0.50 repacks a 4-bit weight
+    into an inference-only layout the first time its layer runs in eval() on an input that needs no gradient, and
+    from then on no gradient flows through it (the LoRA adapters stop learning). A 4-bit layer behaves the same in
+    either mode otherwise, so this costs nothing.
+    """
+    model.eval()  # no dropout: eval draws nothing from the RNG, so it cannot change training
+    for m in model.modules():
+        if getattr(m._parameters.get("weight"), "quant_state", None) is not None:  # bitsandbytes Params4bit
+            m.training = True
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train()
+
+
 def evaluate(ctx: StepContext, units: list, step: int) -> float | None:
     """Mean loss per target token. Only scalars are kept between batches, never logits. An OOM here shrinks the
     eval batch only; training's micro-batch and checkpointing stay as they are."""
-    ctx.model.eval()  # no dropout: eval draws nothing from the RNG, so it cannot change training
+    with eval_mode(ctx.model):
+        return _evaluate(ctx, units, step)
+
+
+def _evaluate(ctx: StepContext, units: list, step: int) -> float | None:
     loss_sum, tokens, i = torch.zeros((), device=ctx.device), 0, 0
     ctx.eval_batch = ctx.eval_batch or ctx.cfg.train.micro_batch_size
     t0 = time.time()
@@ -302,7 +336,6 @@ def evaluate(ctx: StepContext, units: list, step: int) -> float | None:
         loss_sum += part
         tokens += n
         i += len(mb)
-    ctx.model.train()
     if tokens == 0:
         return None
     loss = loss_sum.item() / tokens

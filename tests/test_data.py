@@ -183,8 +183,9 @@ def test_missing_field_names_line_and_field(tok, tmp_path):
     path = write_jsonl(tmp_path / "m.jsonl", [{"instruction": "a", "output": "b"}, {"instruction": "c"}])
     msg = error(tok, path, format="alpaca")
     assert "m.jsonl line 2" in msg and "'output'" in msg
-    (tmp_path / "c.csv").write_text("prompt,completion\na,b\nc,\n")  # empty cell is allowed, missing column is not
-    assert load(tok, str(tmp_path / "c.csv")).stats.count == 2
+    (tmp_path / "c.csv").write_text("prompt,completion\na,b\nc,\n")  # an empty completion: skipped and named
+    got = load(tok, str(tmp_path / "c.csv"))
+    assert got.stats.count == 1 and got.empty == [f"{tmp_path / 'c.csv'} line 3"]
     (tmp_path / "d.csv").write_text("prompt\na\n")
     assert "d.csv line 2" in error(tok, str(tmp_path / "d.csv"), format="prompt_completion")
 

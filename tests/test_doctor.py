@@ -252,7 +252,8 @@ def test_run_directory_of_a_killed_run(tmp_path):
 
     rows = [json.dumps({"step": i, "mem_allocated": 8 * GIB, "mem_reserved": 9 * GIB}) for i in (1, 2)]
     (tmp_path / "metrics.jsonl").write_text("\n".join(rows) + "\n" + rows[0][:20])
-    assert [m["step"] for m in read_run(str(tmp_path)).metrics] == [1, 2]
+    info = read_run(str(tmp_path))
+    assert (info.steps_logged, info.last["step"], info.peak("mem_reserved")) == (2, 2, 9 * GIB)
     (tmp_path / "metrics.jsonl").write_text(rows[0] + "\n{broken\n" + rows[1] + "\n")
     with pytest.raises(UserError, match=r"metrics.jsonl line 2"):
         read_run(str(tmp_path))

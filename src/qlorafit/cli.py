@@ -51,7 +51,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_known_warnings() -> None:
+    """Drop two library messages that read as errors and are not: bitsandbytes' note that an optional CPU kernel
+    package is absent (it falls back to its own kernel) and transformers' FutureWarning about a renamed property.
+    Every other warning still shows."""
+    import logging
+    import warnings
+
+    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_not_the_cpu_kernel_note)  # added once
+    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+
+
+def _not_the_cpu_kernel_note(record) -> bool:
+    return not str(record.msg).startswith("Failed to load CPU gemm_4bit_forward")
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet_known_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):

@@ -17,6 +17,7 @@ import yaml
 
 from qlorafit.atomic import write_atomic
 from qlorafit.errors import UserError
+from qlorafit.runlog import read_rows
 
 GIB = 1024**3
 PLOTS = ("memory", "breakdown", "loss", "tokens")
@@ -40,30 +41,9 @@ class RunData:
 # --- reading ------------------------------------------------------------------------------------------------------
 
 def read_jsonl(path: Path, notes: list[str], required: tuple[str, ...] = ()) -> list[dict]:
-    """Rows of a JSONL file. A malformed line raises naming the file and line; a partial LAST line without its
-    newline (the run was killed mid-write) is skipped with a note."""
-    text = path.read_text()
-    rows = []
-    lines = text.split("\n")
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            if i == len(lines) and not text.endswith("\n"):
-                notes.append(f"{path.name} line {i}: partial last line ignored (the run stopped mid-write)")
-                continue
-            raise UserError(f"{path} line {i}: not valid JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{path} line {i}: expected a JSON object, got {type(row).__name__}")
-        missing = [k for k in required if k not in row]
-        if missing:
-            raise UserError(f"{path} line {i}: missing field(s) {', '.join(missing)}")
-        if "step" in row and not isinstance(row["step"], int):
-            raise UserError(f"{path} line {i}: 'step' must be an integer, got {row['step']!r}")
-        rows.append(row)
-    return rows
+    """Rows of a run log, read by the one run-log reader (qlorafit.runlog): a malformed line raises naming the file
+    and line; a partial LAST line (the run was killed mid-write) is skipped with a note."""
+    return read_rows(path, notes, required)
 
 
 def load_run(run_dir: str | Path) -> RunData:

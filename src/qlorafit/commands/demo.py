@@ -24,13 +24,40 @@ def demo_config(output_dir: str, steps: int):
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--output-dir", help="run directory (default: a new temporary directory)")
+    p.add_argument("--output-dir", help="run directory: a new or empty one, or an earlier demo's, which is replaced "
+                   "(default: a new temporary directory)")
     p.add_argument("--steps", type=int, default=DEMO_STEPS, help="optimizer steps (default %(default)s)")
 
 
+def prepare_output_dir(out: str) -> None:
+    """The demo writes into a new or empty directory, or replaces an earlier demo; never anything else."""
+    from qlorafit import rundir
+    from qlorafit.errors import UserError
+
+    rundir.check_writable(out, "--output-dir")
+    if rundir.is_empty(out):
+        rundir.write_marker(out, "demo")
+        return
+    kind = rundir.read_marker(out).get("kind") if rundir.is_marked(out) else None
+    if kind is None:
+        raise rundir.refuse_unmarked(out, "demo --output-dir")
+    if kind != "demo":
+        raise UserError(f"demo --output-dir: {out} holds a qlorafit {kind} run; the demo replaces only an earlier "
+                        f"demo's directory. Choose another --output-dir")
+
+
 def run(a) -> int:
+    from qlorafit.errors import UserError
+
+    if a.steps < 1:
+        raise UserError(f"demo --steps: must be at least 1, got {a.steps}")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if a.output_dir:
+        prepare_output_dir(a.output_dir)
     out = a.output_dir or tempfile.mkdtemp(prefix="qlorafit-demo-")
+    if not a.output_dir:
+        from qlorafit import rundir
+        rundir.write_marker(out, "demo")
     cfg = demo_config(out, a.steps)
     from qlorafit.runtime.guard import configure_allocator
     configure_allocator(cfg.guard)

@@ -43,13 +43,17 @@ def add_arguments(p) -> None:
 
 
 def _read_error(a) -> str:
+    """The error text or log, streamed: a long log is cut to the lines the doctor reads (doctor/logtext.py)."""
+    from qlorafit.doctor.logtext import read_log
+
     if a.error and a.error != "-":
         path = Path(a.error)
         if not path.is_file():
             raise UserError(f"--error {a.error}: no such file")
-        return path.read_text(errors="replace")
+        with path.open(encoding="utf-8", errors="replace") as f:
+            return read_log(f)
     if a.error == "-" or _stdin_is_piped():
-        return sys.stdin.read()
+        return read_log(sys.stdin)
     return ""
 
 

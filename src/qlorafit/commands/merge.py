@@ -12,6 +12,8 @@ def add_arguments(p) -> None:
     p.add_argument("--dtype", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
                    help="dtype of the written weights (auto: the base checkpoint's own; default %(default)s)")
     p.add_argument("--device", default="auto", help="where the B @ A products run: auto (GPU if any), cpu, cuda:0")
+    p.add_argument("--any-base", action="store_true", help="merge even though --base is not the model the adapter "
+                   "records as its base (for the same model copied elsewhere); the shapes are still checked")
 
 
 def run(a) -> int:
@@ -19,7 +21,9 @@ def run(a) -> int:
     from qlorafit.runtime.merge import merge
 
     base = resolve_model_path(a.base, field="--base")
-    s = merge(a.adapter, base, a.out, a.dtype, a.device)
+    s = merge(a.adapter, base, a.out, a.dtype, a.device, base_name=a.base, any_base=a.any_base)
+    for note in s["notes"]:
+        print(f"note: {note}")
     print(f"merged {s['merged']} LoRA modules ({s['replaced']} full modules replaced) into {s['tensors']} tensors "
           f"on {s['device']}: {s['out']}")
     return 0

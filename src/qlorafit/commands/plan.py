@@ -92,6 +92,9 @@ def run(a) -> int:
         print()
     else:
         print(result_text(r, shape.name, budget_name, a.out))
+        if a.out and not a.data:
+            print(f"note: {a.out} has no data.path (plan had no --data): set it there, or add "
+                  f"--set data.path=train.jsonl to `qlorafit train`")
     return 0
 
 
@@ -197,8 +200,7 @@ def build_config(c: Candidate, a) -> Config:
     cfg.model.compute_dtype = a.compute_dtype  # as asked: auto stays auto
     cfg.lora.alpha = 2 * a.lora_r
     cfg.data.max_seq_length = a.max_seq_length
-    if a.data:
-        cfg.data.path = a.data
+    cfg.data.path = a.data or ""  # not the demo set's default: `train` stops and asks for it
     return apply_to_config(cfg, c)
 
 

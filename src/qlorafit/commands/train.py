@@ -44,7 +44,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--print-config", action="store_true", help="print the resolved configuration as YAML and exit")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in output_dir from its newest checkpoint, with the very next sample")
-    p.add_argument("--overwrite", action="store_true", help="replace the run already in output_dir")
+    p.add_argument("--allow-changes", action="store_true",
+                   help="with --resume: continue although fields that decide the samples (data, micro-batch x "
+                   "accumulation, seed) or the saved state (optimizer, lora.alpha, quantization) changed; the rest "
+                   "of the epoch is re-drawn under the new settings and a new optimizer starts from fresh state. "
+                   "Safe fields (lr, schedule, eval, logging, saving, memory levers, max_steps) never need it")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in output_dir (only the "
+                   "files qlorafit wrote, in a directory it marked)")
     p.add_argument("--plan", choices=("auto",), help="auto: pick micro-batch x accumulation, checkpointing, optimizer "
                    "and loss for the GPU's free memory at the longest sample (effective batch kept), then train")
     p.add_argument("--budget", help="memory budget for --plan auto instead of the GPU's free memory, e.g. 24GiB")
@@ -70,6 +76,8 @@ def run(a) -> int:
         return 0
     if a.resume and a.overwrite:
         raise UserError("--resume and --overwrite contradict each other: pick one")
+    if a.allow_changes and not a.resume:
+        raise UserError("--allow-changes only applies with --resume")
     from qlorafit.runtime.guard import configure_allocator
     configure_allocator(cfg.guard)  # before torch touches CUDA
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -79,7 +87,46 @@ def run(a) -> int:
     if a.budget:
         from qlorafit.core.sizes import parse_bytes
         budget = parse_bytes(a.budget, "--budget")
-    summary = train(cfg, resume=a.resume, overwrite=a.overwrite, plan=a.plan == "auto", budget_bytes=budget)
-    print(f"trained {summary['steps']} steps in {summary['seconds']:.0f}s: loss {summary['first_loss']:.4f} -> "
-          f"{summary['last_loss']:.4f}; adapter in {summary['final']}")
+    from qlorafit.runtime.stop import Stopped
+    try:
+        summary = train(cfg, resume=a.resume, overwrite=a.overwrite, plan=a.plan == "auto", budget_bytes=budget,
+                        allow_changes=a.allow_changes)
+    except Stopped as e:
+        print(f"qlorafit train: stopped after step {e.step} on {signal_name(e.signum)}; checkpoint {e.checkpoint}.\n"
+              f"resume with: {resume_command(a)}", file=sys.stderr)
+        return e.exit_code
+    print(summary_line(summary))
     return 0
+
+
+def summary_line(s: dict) -> str:
+    """What this invocation did, and where the run stands: after a resume the two differ."""
+    if s.get("finished"):
+        return (f"the run already finished at step {s['steps']}; nothing to do (adapter in {s['final']}). To train "
+                f"further, raise train.max_steps or train.epochs and --resume again.")
+    start, end = s["start_step"], s["steps"]
+    done = end - start
+    if done == 0:
+        return f"no step left to train (the run is at step {end}); adapter in {s['final']}"
+    steps = f"{done} steps" if not start else f"{done} steps (steps {start + 1}-{end}; {end} in the whole run)"
+    return (f"trained {steps} in {s['seconds']:.0f}s: loss {s['first_loss']:.4f} (step {start + 1}) -> "
+            f"{s['last_loss']:.4f} (step {end}); adapter in {s['final']}")
+
+
+def signal_name(signum: int) -> str:
+    import signal
+    return signal.Signals(signum).name
+
+
+def resume_command(a) -> str:
+    """The command line that continues this run."""
+    import shlex
+
+    parts = ["qlorafit", "train"] + ([a.config] if a.config else [])
+    for o in a.overrides:
+        parts += ["--set", o]
+    if a.output_dir:
+        parts += ["--output-dir", a.output_dir]
+    if a.plan:
+        parts += ["--plan", a.plan] + (["--budget", a.budget] if a.budget else [])
+    return shlex.join(parts + ["--resume"])

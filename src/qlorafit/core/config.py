@@ -16,9 +16,20 @@ from qlorafit.core import options as O
 from qlorafit.errors import UserError
 
 
-def opt(default, help: str, choices: tuple | None = None):
-    """A config field with its documentation (and allowed values) attached."""
-    meta = {"help": help, "choices": choices}
+# What changing a field does to a run continued with --resume (read by qlorafit.core.resume):
+#   safe     the samples, the shapes and the saved state stay valid: allowed, and listed (lr, eval, logging, saving)
+#   samples  which samples each step trains changes (data, micro-batch x accumulation, seed): refused unless
+#            --allow-changes, which re-draws the rest of the epoch under the new setting
+#   state    the saved state no longer means what it did (optimizer, lora.alpha, quantization): refused unless
+#            --allow-changes (a new optimizer then starts from fresh state)
+#   shape    the checkpoint cannot load into the new model (model, lora.r, targets): always refused
+RESUME_CLASSES = ("safe", "samples", "state", "shape")
+
+
+def opt(default, help: str, choices: tuple | None = None, *, resume: str):
+    """A config field with its documentation, allowed values and resume class (RESUME_CLASSES) attached."""
+    assert resume in RESUME_CLASSES, resume
+    meta = {"help": help, "choices": choices, "resume": resume}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -29,25 +40,25 @@ class ModelConfig:
     name_or_path: str = opt("qlorafit/tiny-llama", "Model to fine-tune: a Hub id (e.g. Qwen/Qwen3-8B: its safetensors, "
                             "config and tokenizer are downloaded once into the HF cache; HF_HUB_OFFLINE, HF_TOKEN, "
                             "HF_HOME and HF_ENDPOINT are respected), a catalogue name (qwen3-8b), a local directory, "
-                            "or 'qlorafit/tiny-llama' (the embedded demo model, built offline).")
+                            "or 'qlorafit/tiny-llama' (the embedded demo model, built offline).", resume="shape")
     quant: str = opt("nf4", "Base weight format. nf4/fp4: 4-bit bitsandbytes (QLoRA); int8: LLM.int8; none: 16-bit "
-                     "(4x the weight memory of nf4).", O.names(O.QUANTS))
+                     "(4x the weight memory of nf4).", O.names(O.QUANTS), resume="state")
     double_quant: bool = opt(True, "Quantize the quantization constants too: saves ~0.37 bit per weight "
-                             "(~0.3 GiB on an 8B model) at no measurable speed cost.")
+                             "(~0.3 GiB on an 8B model) at no measurable speed cost.", resume="state")
     compute_dtype: str = opt("auto", "Dtype of activations and dequantized weights. auto: bf16 where the GPU supports "
                              "it, else fp16 (with a warning: fp16 overflows more easily).",
-                             ("auto",) + O.names(O.DTYPES))
+                             ("auto",) + O.names(O.DTYPES), resume="safe")
     attn_impl: str = opt("sdpa", "Attention kernel. sdpa/flash keep memory linear in sequence length; eager "
-                         "materializes heads x seq x seq scores per layer.", O.names(O.ATTENTIONS))
-    device_map: str = opt("auto", "Where layers go: 'auto' (accelerate fills GPUs, then CPU) or a device like 'cuda:0' or 'cpu'.")
-    max_memory: dict = opt({}, "Per-device caps for device_map=auto, e.g. {0: '20GiB', cpu: '64GiB'}.")
-    trust_remote_code: bool = opt(False, "Run the model repo's own Python code. Off unless you trust the repo.")
+                         "materializes heads x seq x seq scores per layer.", O.names(O.ATTENTIONS), resume="safe")
+    device_map: str = opt("auto", "Where layers go: 'auto' (accelerate fills GPUs, then CPU) or a device like 'cuda:0' or 'cpu'.", resume="safe")
+    max_memory: dict = opt({}, "Per-device caps for device_map=auto, e.g. {0: '20GiB', cpu: '64GiB'}.", resume="safe")
+    trust_remote_code: bool = opt(False, "Run the model repo's own Python code. Off unless you trust the repo.", resume="safe")
     upcast_embeddings: bool = opt(False, "Upcast embedding and lm_head to fp32 like prepare_model_for_kbit_training "
-                                  "(costs vocab x hidden x 4 bytes more, ~2 GiB on Llama-3-8B). Rarely needed.")
+                                  "(costs vocab x hidden x 4 bytes more, ~2 GiB on Llama-3-8B). Rarely needed.", resume="safe")
     offload_embedding: bool = opt(True, "Keep the input embedding in host RAM and look tokens up there: saves "
                                   "vocab x hidden x 2 bytes of GPU memory (~1 GiB on Llama-3-8B) for a host lookup and one (B, T, hidden) copy "
                                   "per forward (no measurable slowdown on the H200: benchmarks/README.md). No effect "
-                                  "when the embedding is tied to lm_head.")
+                                  "when the embedding is tied to lm_head.", resume="safe")
     offload_lm_head: bool = opt(False, "Keep lm_head's weight in host RAM and stream it through the GPU in 64 MiB "
                                 "vocabulary slices inside the loss: saves vocab x hidden x 2 bytes of GPU memory (~1 "
                                 "GiB on Llama-3-8B) for one host->GPU copy of the whole head per forward (vocab x "
@@ -55,90 +66,93 @@ class ModelConfig:
                                 "The loss is then always the streamed one (train.loss_impl standard/fused do not "
                                 "apply). Tied embeddings: the lookup moves to host RAM too, so the shared matrix "
                                 "leaves the GPU. lm_head must stay frozen (not in lora.targets or "
-                                "lora.modules_to_save).")
+                                "lora.modules_to_save).", resume="safe")
 
 
 @dataclass
 class LoraConfig:
-    r: int = opt(16, "LoRA rank. Memory and trainable parameters grow linearly with it.")
-    alpha: int = opt(32, "LoRA scaling numerator (the update is scaled by alpha / r).")
+    r: int = opt(16, "LoRA rank. Memory and trainable parameters grow linearly with it.", resume="shape")
+    alpha: int = opt(32, "LoRA scaling numerator (the update is scaled by alpha / r).", resume="state")
     dropout: float = opt(0.05, "LoRA dropout. Above 0 each adapted module keeps a dropped copy of its input for "
-                         "backward (3 bytes per input element); 0 saves that memory.")
+                         "backward (3 bytes per input element); 0 saves that memory.", resume="safe")
     targets: list = opt(["q_proj", "k_proj", "v_proj", "o_proj"], "Modules that get adapters: a list of names, or "
-                        "['all-linear'] (better quality, ~2.5x the LoRA memory and more activation memory).")
-    modules_to_save: list = opt([], "Modules trained in full and saved with the adapter (e.g. ['lm_head']); costly.")
-    dtype: str = opt("fp32", "Dtype of the LoRA weights. fp32 is PEFT's default and the stable choice.", ("fp32", "bf16"))
-    resume_adapter: str = opt("", "Path of an existing PEFT adapter directory to continue training from.")
+                        "['all-linear'] (better quality, ~2.5x the LoRA memory and more activation memory).", resume="shape")
+    modules_to_save: list = opt([], "Modules trained in full and saved with the adapter (e.g. ['lm_head']); costly.", resume="shape")
+    dtype: str = opt("fp32", "Dtype of the LoRA weights. fp32 is PEFT's default and the stable choice.", ("fp32", "bf16"), resume="state")
+    resume_adapter: str = opt("", "Path of an existing PEFT adapter directory to continue training from.", resume="safe")
 
 
 @dataclass
 class DataConfig:
     path: str = opt("qlorafit/demo", "Training data: a .jsonl/.json/.csv/.parquet file, a datasets name in the local "
-                    "cache, or 'qlorafit/demo' (the embedded demo set).")
+                    "cache, or 'qlorafit/demo' (the embedded demo set).", resume="samples")
     format: str = opt("auto", "Record format. auto detects from the fields: text; alpaca (instruction/input/output); "
-                      "messages (chat); prompt_completion.", ("auto", "text", "alpaca", "messages", "prompt_completion"))
-    text_field: str = opt("text", "Field holding the text, for format text.")
-    completion_only: bool = opt(False, "Train only on the completion / assistant turns; prompt tokens get no loss.")
+                      "messages (chat); prompt_completion.", ("auto", "text", "alpaca", "messages", "prompt_completion"), resume="samples")
+    text_field: str = opt("text", "Field holding the text, for format text.", resume="samples")
+    completion_only: bool = opt(False, "Train only on the completion / assistant turns; prompt tokens get no loss.", resume="samples")
     max_seq_length: int = opt(512, "Samples are truncated to this many tokens (the count cut is reported). Activation "
-                              "memory grows linearly with it.")
+                              "memory grows linearly with it.", resume="samples")
     packing: bool = opt(False, "Pack several samples into each row (no cross-sample attention). Saves padding compute, "
-                        "not memory: rows are always full.")
-    group_by_length: bool = opt(True, "Batch samples of similar length together: less padding, less memory per token.")
-    eval_split: float = opt(0.0, "Fraction of the data held out for evaluation (0 = none).")
-    eval_path: str = opt("", "A separate evaluation file (overrides eval_split).")
-    split: str = opt("train", "Split to use when path names a datasets dataset.")
+                        "not memory: rows are always full.", resume="samples")
+    group_by_length: bool = opt(True, "Batch samples of similar length together: less padding, less memory per token.", resume="samples")
+    eval_split: float = opt(0.0, "Fraction of the data held out for evaluation (0 = none).", resume="samples")
+    eval_path: str = opt("", "A separate evaluation file (overrides eval_split).", resume="samples")
+    split: str = opt("train", "Split to use when path names a datasets dataset.", resume="samples")
 
 
 @dataclass
 class TrainConfig:
-    micro_batch_size: int = opt(1, "Sequences per forward pass. Activation memory grows linearly with it.")
+    micro_batch_size: int = opt(1, "Sequences per forward pass. Activation memory grows linearly with it.", resume="samples")
     grad_accum: int = opt(8, "Micro-batches per optimizer step. The effective batch is micro_batch_size x grad_accum; "
-                          "raising it costs no memory.")
-    epochs: float = opt(1.0, "Passes over the data (ignored when max_steps > 0).")
-    max_steps: int = opt(0, "Stop after this many optimizer steps (0 = run the epochs).")
-    lr: float = opt(2e-4, "Peak learning rate.")
-    schedule: str = opt("cosine", "Learning-rate schedule after warmup.", ("constant", "linear", "cosine"))
-    warmup_steps: int = opt(10, "Optimizer steps of linear warmup from 0 (transformers 5 dropped warmup_ratio).")
-    weight_decay: float = opt(0.0, "AdamW weight decay.")
-    max_grad_norm: float = opt(1.0, "Clip the global gradient norm to this (0 = no clipping).")
-    optimizer: str = opt("adamw", O.choices_help(O.OPTIMIZERS) + ".", O.names(O.OPTIMIZERS))
-    grad_checkpointing: str = opt("on", O.choices_help(O.CHECKPOINTING) + ".", O.names(O.CHECKPOINTING))
+                          "raising it costs no memory.", resume="samples")
+    epochs: float = opt(1.0, "Passes over the data (ignored when max_steps > 0).", resume="safe")
+    max_steps: int = opt(0, "Stop after this many optimizer steps (0 = run the epochs).", resume="safe")
+    lr: float = opt(2e-4, "Peak learning rate.", resume="safe")
+    schedule: str = opt("cosine", "Learning-rate schedule after warmup.", ("constant", "linear", "cosine"), resume="safe")
+    warmup_steps: int = opt(10, "Optimizer steps of linear warmup from 0 (transformers 5 dropped warmup_ratio).", resume="safe")
+    weight_decay: float = opt(0.0, "AdamW weight decay.", resume="safe")
+    max_grad_norm: float = opt(1.0, "Clip the global gradient norm to this (0 = no clipping).", resume="safe")
+    optimizer: str = opt("adamw", O.choices_help(O.OPTIMIZERS) + ".", O.names(O.OPTIMIZERS), resume="state")
+    grad_checkpointing: str = opt("on", O.choices_help(O.CHECKPOINTING) + ".", O.names(O.CHECKPOINTING), resume="safe")
     compile: bool = opt(True, "torch.compile each decoder layer (CUDA with Triton only; one graph shared by all "
                         "layers, ~15-30 s on the first step and on the first new shape). Fuses the norm, RoPE, SwiGLU "
                         "and dropout kernels and cuts Python launch overhead: 1.46x (2 x 4 x 512) and 1.8x (1 x 2,048) "
                         "tokens/s on Llama-3-8B (benchmarks/README.md, fourth session). Memory unchanged. Ignored on "
-                        "CPU and with train.mlp_tile_tokens; false for very short runs.")
+                        "CPU and with train.mlp_tile_tokens; false for very short runs.", resume="safe")
     mlp_tile_tokens: int = opt(0, "0: off. N: run each layer's MLP on N-position slices of the sequence, each "
                                "recomputed in backward, so only one slice's MLP intermediates (~6 x intermediate bytes "
-                               "per token) are alive at a time. For long contexts; costs one more MLP forward.")
-    loss_impl: str = opt("chunked", O.choices_help(O.LOSSES) + ".", O.names(O.LOSSES))
-    seed: int = opt(42, "Seed for data order, LoRA init and dropout.")
-    deterministic: bool = opt(False, "Ask torch for deterministic kernels (slower).")
-    eval_every: int = opt(0, "Evaluate every N optimizer steps (0 = only at the end, if there is eval data).")
-    save_every: int = opt(0, "Save a checkpoint every N optimizer steps (0 = only at the end).")
-    keep_checkpoints: int = opt(3, "Keep only the newest N step checkpoints (0 = keep all); final/ is always kept.")
-    log_every: int = opt(1, "Write a metrics.jsonl line every N optimizer steps.")
-    tensorboard: bool = opt(False, "Also write TensorBoard event files (needs the tensorboard package).")
-    max_bad_steps: int = opt(3, "Stop after this many consecutive steps with a NaN/inf loss (each is skipped).")
+                               "per token) are alive at a time. For long contexts; costs one more MLP forward.", resume="safe")
+    loss_impl: str = opt("chunked", O.choices_help(O.LOSSES) + ".", O.names(O.LOSSES), resume="safe")
+    seed: int = opt(42, "Seed for data order, LoRA init and dropout.", resume="samples")
+    deterministic: bool = opt(False, "Ask torch for deterministic kernels (slower).", resume="safe")
+    eval_every: int = opt(0, "Evaluate every N optimizer steps (0 = only at the end, if there is eval data).", resume="safe")
+    save_every: int = opt(0, "Save a checkpoint every N optimizer steps (0 = by time only, see save_every_minutes).", resume="safe")
+    save_every_minutes: float = opt(20.0, "Also save a checkpoint when this many minutes of training have passed since "
+                                    "the last one (0 = off), so a crash or a kill loses at most that much work. A "
+                                    "checkpoint is the adapter, optimizer state and RNG: seconds to write.", resume="safe")
+    keep_checkpoints: int = opt(3, "Keep only the newest N step checkpoints (0 = keep all); final/ is always kept.", resume="safe")
+    log_every: int = opt(1, "Write a metrics.jsonl line every N optimizer steps.", resume="safe")
+    tensorboard: bool = opt(False, "Also write TensorBoard event files (needs the tensorboard package).", resume="safe")
+    max_bad_steps: int = opt(3, "Stop after this many consecutive steps with a NaN/inf loss (each is skipped).", resume="safe")
     push_to_hub: str = opt("", "After training, upload final/ to this Hub repo (owner/name) with a model card of the "
                            "base model, data, config and measured memory and speed; '' = don't. Same as `qlorafit "
-                           "push RUN --repo ID` (needs `hf auth login` or HF_TOKEN).")
+                           "push RUN --repo ID` (needs `hf auth login` or HF_TOKEN).", resume="safe")
 
 
 @dataclass
 class GuardConfig:
     enabled: bool = opt(True, "Recover from CUDA OOM in place: re-split the step into smaller micro-batches, keeping "
-                        "the effective batch and the gradients already computed.")
+                        "the effective batch and the gradients already computed.", resume="safe")
     on_oom: str = opt("adapt", "When one sample cannot fit even alone with offloaded checkpointing: adapt (truncate "
-                      "it), skip (log its id and go on) or fail.", ("adapt", "skip", "fail"))
-    max_retries: int = opt(8, "Recoveries allowed within one optimizer step before giving up.")
-    grow_back_after: int = opt(0, "After this many steady steps, try the original micro-batch again (0 = never).")
-    expandable_segments: bool = opt(True, "Set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (less fragmentation).")
+                      "it), skip (log its id and go on) or fail.", ("adapt", "skip", "fail"), resume="safe")
+    max_retries: int = opt(8, "Recoveries allowed within one optimizer step before giving up.", resume="safe")
+    grow_back_after: int = opt(0, "After this many steady steps, try the original micro-batch again (0 = never).", resume="safe")
+    expandable_segments: bool = opt(True, "Set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (less fragmentation).", resume="safe")
 
 
 @dataclass
 class Config:
-    output_dir: str = opt("runs/qlorafit", "Run directory: checkpoints, metrics.jsonl, events, the final adapter.")
+    output_dir: str = opt("runs/qlorafit", "Run directory: checkpoints, metrics.jsonl, events, the final adapter.", resume="safe")
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -276,8 +290,20 @@ def check(cfg: Config) -> list[str]:
         p.append(f"lora.dropout: must be in [0, 1), got {cfg.lora.dropout}")
     if not 0 <= cfg.data.eval_split < 1:
         p.append(f"data.eval_split: must be in [0, 1), got {cfg.data.eval_split}")
-    if cfg.train.lr <= 0:
+    if not cfg.train.lr > 0:  # NaN too
         p.append(f"train.lr: must be positive, got {cfg.train.lr}")
+    t = cfg.train
+    for where, v, low in (("train.max_steps", t.max_steps, 0), ("train.warmup_steps", t.warmup_steps, 0),
+                          ("train.log_every", t.log_every, 1), ("train.save_every", t.save_every, 0),
+                          ("train.save_every_minutes", t.save_every_minutes, 0), ("train.eval_every", t.eval_every, 0),
+                          ("train.keep_checkpoints", t.keep_checkpoints, 0), ("train.max_bad_steps", t.max_bad_steps, 1),
+                          ("train.weight_decay", t.weight_decay, 0), ("train.max_grad_norm", t.max_grad_norm, 0),
+                          ("train.mlp_tile_tokens", t.mlp_tile_tokens, 0), ("guard.max_retries", cfg.guard.max_retries, 0),
+                          ("guard.grow_back_after", cfg.guard.grow_back_after, 0)):
+        if v is not None and v < low:
+            p.append(f"{where}: must be {'at least 1' if low else 'zero or more'}, got {v}")
+    if t.max_steps == 0 and t.epochs is not None and not t.epochs > 0:
+        p.append(f"train.epochs: must be above 0 when train.max_steps is 0, got {t.epochs}")
     if cfg.model.offload_lm_head:
         for where, names in (("lora.targets", cfg.lora.targets), ("lora.modules_to_save", cfg.lora.modules_to_save)):
             if "lm_head" in names:
@@ -300,7 +326,11 @@ def parse_overrides(pairs: list[str]) -> dict:
         key = key.strip()
         if key not in valid:
             raise UserError(f"--set: unknown key '{key}'{_suggest(key, valid)}")
-        parsed = yaml.safe_load(value) if value.strip().startswith(("[", "{")) else value
+        try:
+            parsed = yaml.safe_load(value) if value.strip().startswith(("[", "{")) else value
+        except yaml.YAMLError as e:
+            raise UserError(f"--set {key}: {value!r} is not a valid list or mapping ({getattr(e, 'problem', e)}); "
+                            f"write a list as [a, b] or a,b") from None
         if "." in key:
             sec, k = key.split(".", 1)
             out.setdefault(sec, {})[k] = parsed

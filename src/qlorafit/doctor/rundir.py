@@ -1,21 +1,25 @@
 """A qlorafit run directory as the doctor reads it: config.yaml, metrics.jsonl and events.jsonl (docs/TEAM.md).
 
 Only what was recorded is reported: the peak memory lines and the events (oom_recovery, skip_sample, nan_loss,
-leak_warning, eval). A malformed line is named by file and line number.
+leak_warning, eval). A malformed line is named by file and line number. metrics.jsonl is streamed through the one
+run-log reader (qlorafit.runlog) and kept as its peaks and its last row: a 50 MB log costs one row of memory.
 """
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from qlorafit.errors import UserError
+from qlorafit.runlog import iter_rows, read_rows
 
 
 @dataclass
 class RunInfo:
     path: str
     config: object | None = None
-    metrics: list = field(default_factory=list)
     events: list = field(default_factory=list)
+    steps_logged: int = 0                              # metrics.jsonl rows
+    last: dict = field(default_factory=dict)           # the last metrics row
+    peaks: dict = field(default_factory=dict)          # the largest value of each numeric metrics field
 
     def kind(self, k: str) -> list:
         return [e for e in self.events if e.get("kind") == k]
@@ -24,21 +28,21 @@ class RunInfo:
     def oom_events(self) -> list:
         return self.kind("oom_recovery")
 
-    @property
-    def last(self) -> dict:
-        return self.metrics[-1] if self.metrics else {}
-
     def peak(self, key: str) -> int | None:
-        vals = [m[key] for m in self.metrics if isinstance(m.get(key), (int, float))]
-        return int(max(vals)) if vals else None
+        v = self.peaks.get(key)
+        return int(v) if v is not None else None
 
 
-def _jsonl(path: Path) -> list:
-    """Rows of a run's JSONL file, read as `qlorafit report` reads them (a malformed line named by file and line; a
-    partial last line, from a run killed mid-write, skipped); [] when the file is absent."""
-    from qlorafit.report import read_jsonl
-
-    return read_jsonl(path, notes=[]) if path.is_file() else []
+def _read_metrics(info: RunInfo, path: Path) -> None:
+    """Stream metrics.jsonl into its row count, last row and per-field peaks."""
+    if not path.is_file():
+        return
+    for row in iter_rows(path, notes=[]):
+        info.steps_logged += 1
+        info.last = row
+        for k, v in row.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and (k not in info.peaks or v > info.peaks[k]):
+                info.peaks[k] = v
 
 
 def read_run(path: str) -> RunInfo:
@@ -47,9 +51,10 @@ def read_run(path: str) -> RunInfo:
     p = Path(path)
     if not p.is_dir():
         raise UserError(f"--run {path}: no such run directory")
-    info = RunInfo(path=str(p), metrics=_jsonl(p / "metrics.jsonl"), events=_jsonl(p / "events.jsonl"))
+    info = RunInfo(path=str(p), events=read_rows(p / "events.jsonl", notes=[]))
+    _read_metrics(info, p / "metrics.jsonl")
     if (p / "config.yaml").is_file():
         info.config = qconfig.load(str(p / "config.yaml"))
-    if info.config is None and not info.metrics and not info.events:
+    if info.config is None and not info.steps_logged and not info.events:
         raise UserError(f"--run {path}: holds no config.yaml, metrics.jsonl or events.jsonl; is it a qlorafit run?")
     return info

@@ -66,10 +66,6 @@ def adapter_files(model) -> dict[str, bytes]:
             "adapter_config.json": json.dumps(cfg, indent=2, sort_keys=True, default=str).encode()}
 
 
-def load_adapter_weights(model, path: Path) -> None:
-    from peft import set_peft_model_state_dict
-
-    set_peft_model_state_dict(model, load_file(str(Path(path) / "adapter_model.safetensors")))
 
 
 # --- optimizer and RNG, flattened --------------------------------------------------------------------------------
@@ -109,7 +105,8 @@ def optimizer_bytes(optimizer: torch.optim.Optimizer) -> bytes:
     return st_bytes(tensors, metadata={"qlorafit": json.dumps(meta)})
 
 
-def load_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
+def read_optimizer(path: Path) -> dict:
+    """The optimizer state_dict saved by `optimizer_bytes` (read whole, applied by the caller)."""
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["qlorafit"])
         flat = {k: f.get_tensor(k) for k in f.keys()}
@@ -118,7 +115,7 @@ def load_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
     for g in groups:  # JSON turned tuples into lists
         if "betas" in g:
             g["betas"] = tuple(g["betas"])
-    optimizer.load_state_dict({"state": _unflatten(flat), "param_groups": groups})
+    return {"state": _unflatten(flat), "param_groups": groups}
 
 
 def rng_bytes() -> bytes:
@@ -130,14 +127,19 @@ def rng_bytes() -> bytes:
     return st_bytes(tensors, metadata={"python_random": json.dumps([py[0], list(py[1]), py[2]])})
 
 
-def load_rng(path: Path) -> None:
+def read_rng(path: Path) -> dict:
     with safe_open(str(path), framework="pt") as f:
-        torch.set_rng_state(f.get_tensor("torch_cpu"))
+        cpu = f.get_tensor("torch_cpu")
         cuda = [f.get_tensor(k) for k in sorted(k for k in f.keys() if k.startswith("torch_cuda."))]
-        if cuda and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
         v, st, g = json.loads(f.metadata()["python_random"])
-        random.setstate((v, tuple(st), g))
+    return {"cpu": cpu, "cuda": cuda, "python": (v, tuple(st), g)}
+
+
+def apply_rng(rng: dict) -> None:
+    torch.set_rng_state(rng["cpu"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"][: torch.cuda.device_count()])
+    random.setstate(rng["python"])
 
 
 # --- atomic directories ------------------------------------------------------------------------------------------
@@ -172,6 +174,10 @@ def write_dir_atomic(target: Path, files: dict[str, bytes]) -> None:
         if old.exists() and not target.exists():
             os.rename(old, target)
         raise UserError(_save_error(target, e)) from None
+    if old.exists():
+        for p in old.iterdir():  # a file the user put in the old directory moves over: only ours are replaced
+            if p.name not in files:
+                os.rename(p, target / p.name)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -182,6 +188,15 @@ def _save_error(target: Path, e: OSError) -> str:
         return (f"disk full while saving checkpoint {target}: {keep}. Free space on that disk (or set output_dir "
                 f"elsewhere) and rerun with --resume.")
     return f"could not save checkpoint {target}: {e.strerror or e}; {keep}."
+
+
+def io_error_message(doing: str, run_dir: Path, e: OSError) -> str:
+    """'disk full while writing metrics.jsonl in RUN: the newest checkpoint ... is intact; ...'."""
+    prev = latest_checkpoint(run_dir)
+    keep = f"the newest checkpoint {prev} is intact" if prev else "no checkpoint was written yet"
+    what = "disk full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else f"error ({e.strerror or e})"
+    return (f"{what} while {doing} in {run_dir}: {keep}. Free space on that disk (or set output_dir elsewhere) and "
+            f"rerun with --resume; the partial last log line is repaired then.")
 
 
 def clean_partial(run_dir: Path) -> None:
@@ -196,21 +211,108 @@ def read_state(ckpt: Path) -> dict:
     return json.loads((Path(ckpt) / STATE_FILE).read_text())
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The complete checkpoint with the highest step (final/ included); None if there is none."""
+def _order_step(p: Path) -> float:
+    if p.name.startswith("step-"):
+        return int(p.name.split("-")[1])
+    try:
+        return read_state(p)["step"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return float("inf")  # an unreadable final/ is tried first, so that its damage is reported
+
+
+def checkpoints_newest_first(run_dir: Path) -> list[Path]:
+    """Every checkpoint directory that was completed (its trainer_state.json written), final/ included."""
     run_dir = Path(run_dir)
-    found = [p for p in (run_dir / "checkpoints").glob("step-*") if (p / STATE_FILE).is_file()]
+    found = [p for p in (run_dir / "checkpoints").glob("step-*")
+             if p.name[5:].isdigit() and (p / STATE_FILE).is_file()]
     if (run_dir / "final" / STATE_FILE).is_file():
         found.append(run_dir / "final")
-    return max(found, key=lambda p: read_state(p)["step"], default=None)
+    return sorted(found, key=_order_step, reverse=True)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint with the highest step whose trainer_state.json reads; None if there is none."""
+    for p in checkpoints_newest_first(run_dir):
+        try:
+            read_state(p)["step"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        return p
+    return None
+
+
+class Damaged(Exception):
+    """A checkpoint file that cannot be read back (truncated, corrupt, missing)."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{path}: {reason}")
+
+
+def _read(path: Path, reader):
+    try:
+        return reader(path)
+    except FileNotFoundError:
+        raise Damaged(path, "missing") from None
+    except Exception as e:  # safetensors, json and torch raise several types for a damaged file; all mean the same
+        raise Damaged(path, (str(e).strip().splitlines() or [type(e).__name__])[0][:120]) from None
+
+
+def _read_trainer_state(path: Path) -> dict:
+    state = json.loads(path.read_text())
+    missing = [k for k in ("step", "position", "guard") if k not in state]
+    if missing:
+        raise ValueError(f"no {', '.join(missing)}")
+    return state
+
+
+def read_checkpoint(ckpt: Path, with_optimizer: bool = True) -> dict:
+    """Every file of a checkpoint, read whole and checked before anything is applied; raises Damaged naming the
+    first file that cannot be read."""
+    ckpt = Path(ckpt)
+    out = {"state": _read(ckpt / STATE_FILE, _read_trainer_state),
+           "adapter": _read(ckpt / "adapter_model.safetensors", lambda p: load_file(str(p)))}
+    if with_optimizer and (ckpt / "optimizer.safetensors").exists():
+        out["optimizer"] = _read(ckpt / "optimizer.safetensors", read_optimizer)
+    if (ckpt / "rng.safetensors").exists():
+        out["rng"] = _read(ckpt / "rng.safetensors", read_rng)
+    return out
+
+
+def apply_checkpoint(data: dict, model, optimizer) -> dict:
+    """Put a checkpoint read by `read_checkpoint` into the model, optimizer and RNGs; return its trainer state."""
+    from peft import set_peft_model_state_dict
+
+    set_peft_model_state_dict(model, data["adapter"])
+    if "optimizer" in data:
+        optimizer.load_state_dict(data["optimizer"])
+    if "rng" in data:
+        apply_rng(data["rng"])
+    return data["state"]
 
 
 def load_checkpoint(ckpt: Path, model, optimizer) -> dict:
     """Restore adapter, optimizer and RNG from a checkpoint; return its trainer state."""
-    ckpt = Path(ckpt)
-    load_adapter_weights(model, ckpt)
-    if (ckpt / "optimizer.safetensors").is_file():
-        load_optimizer(optimizer, ckpt / "optimizer.safetensors")
-    if (ckpt / "rng.safetensors").is_file():
-        load_rng(ckpt / "rng.safetensors")
-    return read_state(ckpt)
+    return apply_checkpoint(read_checkpoint(ckpt), model, optimizer)
+
+
+def load_newest_intact(run_dir: Path, model, optimizer, say,
+                       with_optimizer: bool = True) -> tuple[Path | None, dict | None]:
+    """Load the newest checkpoint that reads back whole; a damaged one is named (`say`) and the next older tried.
+    (None, None) when the run has no checkpoint; a UserError when every one is damaged. Without `with_optimizer`
+    the optimizer keeps its fresh state (the user changed it)."""
+    damaged = []
+    for ckpt in checkpoints_newest_first(run_dir):
+        try:
+            data = read_checkpoint(ckpt, with_optimizer)
+        except Damaged as e:
+            damaged.append(e)
+            say(f"--resume: {e.path} is damaged ({e.reason}); trying the checkpoint before {ckpt.name}")
+            continue
+        if damaged:
+            say(f"--resume: using {ckpt}, the newest intact checkpoint")
+        return ckpt, apply_checkpoint(data, model, optimizer)
+    if damaged:
+        raise UserError(f"--resume: every checkpoint in {run_dir} is damaged ({'; '.join(map(str, damaged))}); "
+                        f"nothing to resume from: start over with --overwrite")
+    return None, None

@@ -11,7 +11,7 @@ import json
 import os
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from qlorafit.core.config import DataConfig
@@ -58,6 +58,7 @@ class TokenizedSet:
     source: str
     raw_stats: LengthStats  # before truncation: what the planner needs to pick max_seq_length
     dropped: int = 0        # samples left with no target token (e.g. a prompt longer than max_seq_length)
+    empty: list = field(default_factory=list)  # where the records with an empty target text are (skipped)
 
     @property
     def lengths(self) -> list[int]:
@@ -151,12 +152,21 @@ def _read_json(p: Path) -> list[Record]:
 
 
 def _read_csv(p: Path) -> list[Record]:
+    """Rows as records keyed by the header; a row with more or fewer cells than the header is an error (a stray
+    comma or a missing quote shifts every later column)."""
     out = []
     with p.open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if not header or not any(h.strip() for h in header):
+            raise UserError(f"{p}: no header row (the first line names the columns, e.g. text)")
         for row in reader:
-            fields = {k: v for k, v in row.items() if k is not None and v is not None}
-            out.append(Record(len(out), f"{p} line {reader.line_num}", fields))
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise UserError(f"{p} line {reader.line_num}: {len(row)} cells, but the header has {len(header)} "
+                                f"({', '.join(header)}); quote cells that hold commas")
+            out.append(Record(len(out), f"{p} line {reader.line_num}", dict(zip(header, row))))
     return out
 
 
@@ -291,8 +301,12 @@ def tokenize_records(records: list[Record], fmt: str, cfg: DataConfig, tokenizer
     segs = [segments(r, fmt, cfg, tokenizer) for r in records]
     flat = [t for s in segs for t, _ in s]
     flat_ids = tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []  # one batched call: fast
-    samples, raw, truncated, dropped, k = [], [], 0, 0, 0
+    samples, raw, truncated, dropped, empty, k = [], [], 0, 0, [], 0
     for rec, seg in zip(records, segs):
+        if not any(t.strip() for t, target in seg if target):  # nothing to learn but bos and eos
+            empty.append(rec.where)
+            k += len(seg)
+            continue
         ids = list(prefix)
         labels = [IGNORE] * len(prefix) if cfg.completion_only else list(prefix)
         for _, target in seg:
@@ -310,12 +324,14 @@ def tokenize_records(records: list[Record], fmt: str, cfg: DataConfig, tokenizer
             dropped += 1
             continue
         samples.append(Sample(rec.index, ids, labels, raw[-1]))
+    if empty and len(empty) == len(records):
+        raise UserError(f"{source}: every record's text is empty (first: {empty[0]}); nothing to train on")
     if not samples:
         hint = " or set data.completion_only: false" if cfg.completion_only else ""
         raise UserError(f"{source}: no sample has a token left to train on after truncation to "
                         f"data.max_seq_length={cfg.max_seq_length}; raise data.max_seq_length{hint}")
     return TokenizedSet(samples, length_stats([len(s.input_ids) for s in samples]), truncated, source,
-                        length_stats(raw), dropped)
+                        length_stats(raw), dropped, empty)
 
 
 def load_data(cfg: DataConfig, tokenizer, seed: int = 0) -> DataSplits:

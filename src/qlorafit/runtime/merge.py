@@ -117,14 +117,65 @@ class Merger:
         return None
 
 
-def merge(adapter_dir, base_dir, out_dir, dtype: str = "auto", device: str = "auto") -> dict:
-    """Write the merged model to out_dir; returns {'merged': n, 'replaced': n, 'tensors': n, 'device': ...}."""
+def recorded_base_matches(recorded: str | None, base_arg: str, base_dir: Path) -> bool | None:
+    """Is `base_dir` (named `base_arg` by the user) the model the adapter records as its base? None: cannot tell
+    here (nothing recorded, or the recorded model is not on this machine)."""
+    if not recorded:
+        return None
+    if recorded == base_arg:
+        return True
+    p = Path(recorded).expanduser()
+    if not p.is_dir() and "/" in recorded and not recorded.startswith((".", "/", "~")):
+        from qlorafit.core.catalog import find_in_hf_cache
+        p = find_in_hf_cache(recorded) or p
+    if not Path(p).is_dir():
+        return None
+    return os.path.realpath(p) == os.path.realpath(base_dir)
+
+
+def check_shapes(deltas: dict, full: dict, base: dict, fan_in_fan_out: bool, adapter_dir: Path, base_dir: Path) -> None:
+    """Every adapted or replaced tensor exists in the base with the shape the adapter was trained on."""
+    missing = sorted((set(deltas) | set(full)) - set(base))
+    if missing:
+        raise UserError(f"--adapter {adapter_dir} does not fit --base {base_dir}: no base tensor for "
+                        f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    for key, d in deltas.items():
+        want = [d.B.shape[0], d.A.shape[1]]
+        if fan_in_fan_out:
+            want.reverse()
+        if list(base[key]) != want:
+            raise UserError(f"--adapter {adapter_dir} does not fit --base {base_dir}: {key} is "
+                            f"{' x '.join(map(str, base[key]))} in the base, the adapter was trained on "
+                            f"{' x '.join(map(str, want))} (another model size?)")
+    for key, t in full.items():
+        if list(base[key]) != list(t.shape):
+            raise UserError(f"--adapter {adapter_dir} does not fit --base {base_dir}: {key} is "
+                            f"{list(base[key])} in the base, {list(t.shape)} in the adapter")
+
+
+def merge(adapter_dir, base_dir, out_dir, dtype: str = "auto", device: str = "auto", base_name: str | None = None,
+          any_base: bool = False) -> dict:
+    """Write the merged model to out_dir; returns {'merged': n, 'replaced': n, 'tensors': n, 'device': ..., 'notes'}.
+    The base must be the model the adapter records (adapter_config.json's base_model_name_or_path) unless
+    `any_base`, and must have the adapter's shapes in any case."""
+    from qlorafit.runtime.preflight import safetensors_shapes
+
     adapter_dir, base_dir, out_dir = Path(adapter_dir), Path(base_dir), Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise UserError(f"--out {out_dir} exists and is not empty; choose a new directory")
     deltas, full, acfg = read_adapter(adapter_dir)
+    recorded, notes = acfg.get("base_model_name_or_path"), []
+    same = recorded_base_matches(recorded, base_name or str(base_dir), base_dir)
+    if same is False and not any_base:
+        raise UserError(f"--base {base_name or base_dir} is not the model this adapter was trained on: "
+                        f"{adapter_dir / 'adapter_config.json'} records {recorded}. Merge into that model, or add "
+                        f"--any-base if this is the same model under another name")
+    if same is None:
+        notes.append(f"the adapter records its base as {recorded or '(nothing)'}, which is not on this machine: "
+                     f"only the shapes were checked against --base")
     config = _check_not_quantized(base_dir)
     shards = base_shards(base_dir)
+    check_shapes(deltas, full, safetensors_shapes(base_dir), bool(acfg.get("fan_in_fan_out")), adapter_dir, base_dir)
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     merger = Merger(dev)
@@ -164,7 +215,7 @@ def merge(adapter_dir, base_dir, out_dir, dtype: str = "auto", device: str = "au
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {"merged": len(deltas), "replaced": len(full), "tensors": n_tensors, "device": str(merger.device),
-            "out": str(out_dir)}
+            "out": str(out_dir), "notes": notes}
 
 
 def _copy_side_files(base_dir: Path, out: Path, config: dict, dtype) -> None:

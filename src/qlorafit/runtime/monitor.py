@@ -4,13 +4,15 @@ Reading a memory figure never resets it: the loop calls `torch.cuda.reset_peak_m
 each step. File formats are the run-directory contract in docs/TEAM.md.
 """
 
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from qlorafit.errors import UserError
+from qlorafit.runlog import LogWriter
 
 LEAK_STEPS = 5                  # same-shape steps of steadily rising memory before we warn
 LEAK_MIN_BYTES = 32 * 1024**2   # ... and only when the rise adds up to at least this much
@@ -81,7 +83,7 @@ class Monitor:
         self.dir = Path(run_dir)
         self.device = device
         self.t0 = time.time()
-        self.files = {name: open(self.dir / f"{name}.jsonl", "a") for name in ("metrics", "events", "ledger")}
+        self.logs = LogWriter(self.dir)
         self.leaks = LeakWatch()
         self.bar = None if quiet else _progress_bar(total_steps, start_step)
         self.tb = _tensorboard(self.dir) if tensorboard else None
@@ -91,9 +93,11 @@ class Monitor:
         return memory_stats(self.device)
 
     def _write(self, name: str, row: dict) -> None:
-        f = self.files[name]
-        f.write(json.dumps(row) + "\n")
-        f.flush()
+        try:
+            self.logs.write(name, row)
+        except OSError as e:  # a full disk: say which file, and what a --resume will find
+            from qlorafit.runtime.checkpoint import io_error_message
+            raise UserError(io_error_message(f"writing {name}.jsonl", self.dir, e)) from None
 
     def metrics(self, row: dict) -> None:
         row = {**row, "time": round(time.time() - self.t0, 3)}
@@ -138,8 +142,10 @@ class Monitor:
         if self.tb is not None:
             self.tb.close()
             self.tb = None
-        for f in self.files.values():
-            f.close()
+        try:
+            self.logs.close()
+        except OSError:
+            pass  # the row a full disk cut short is lost; `qlorafit.runlog.repair` cuts its partial line off on resume
 
 
 def _progress_bar(total: int, start: int):

@@ -17,6 +17,7 @@ import json
 import math
 import random
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +29,11 @@ from qlorafit.core import config as config_mod
 from qlorafit.runtime import guard as G
 from qlorafit.core.config import Config
 from qlorafit.errors import UserError
+from qlorafit import rundir, runlog
 from qlorafit.runtime.monitor import Monitor, gib, non_torch_bytes, require_tensorboard
 from qlorafit.runtime.optim import build_optimizer, lr_at, set_lr
 from qlorafit.runtime.step import StepContext, evaluate, train_step, unit_targets
-
-RUN_FILES = ("config.yaml", "estimate.json", "metrics.jsonl", "events.jsonl", "ledger.jsonl")
-RUN_DIRS = ("checkpoints", "final", "tensorboard")
+from qlorafit.runtime.stop import StopFlag, Stopped, stop_on_signals
 
 
 @dataclass
@@ -58,23 +58,33 @@ class Run:
     pos: Position
     estimate: dict
     epoch_units: list | None = None   # this epoch's units, in order
-    first_loss: float | None = None
+    first_loss: float | None = None   # this invocation's first step
     last_loss: float | None = None
+    finished: bool = False            # resumed from final/ of a run that had already ended
 
 
 # --- setup -------------------------------------------------------------------------------------------------------
 
 def check_run_dir(cfg: Config, resume: bool, overwrite: bool) -> Path:
-    """An output dir holding a different run is an error unless --resume or --overwrite."""
+    """An output dir holding a different run is an error unless --resume or --overwrite; one qlorafit did not mark
+    (qlorafit.rundir) is never overwritten. Deletes nothing: `--overwrite` removes the old run's files only once the
+    model has loaded (`_start_run_dir`)."""
     d = Path(cfg.output_dir)
+    rundir.check_writable(d)
     old = d / "config.yaml"
-    if not old.is_file() or resume:
+    if resume or rundir.is_empty(d):
         return d
     if overwrite:
-        for name in RUN_FILES:
-            (d / name).unlink(missing_ok=True)
-        for name in RUN_DIRS:
-            shutil.rmtree(d / name, ignore_errors=True)
+        if not rundir.is_marked(d):
+            raise rundir.refuse_unmarked(d, "--overwrite")
+        return d
+    if not rundir.is_marked(d):
+        clash = rundir.owned_paths(d)
+        if clash:
+            raise UserError(f"output_dir {d} holds {clash[0].name}, which qlorafit did not write (no {rundir.MARKER}) "
+                            f"and would replace; choose another --output-dir")
+        return d  # a folder of the user's: qlorafit adds its files beside theirs and touches nothing else
+    if not old.is_file():
         return d
     diff = config_diff(config_mod.load(str(old)), cfg)
     if diff:
@@ -84,6 +94,17 @@ def check_run_dir(cfg: Config, resume: bool, overwrite: bool) -> Path:
         raise UserError(f"output_dir {d} already holds this run, with checkpoints. Use --resume to continue it or "
                         f"--overwrite to start over.")
     return d
+
+
+def _start_run_dir(run_dir: Path, overwrite: bool, say) -> None:
+    """Mark the run directory; with --overwrite, first remove the old run's files (only those qlorafit wrote)."""
+    if overwrite and rundir.is_marked(run_dir):
+        left = rundir.remove_run(run_dir)
+        if left:
+            say(f"--overwrite: removed the previous run's files; kept {len(left)} that qlorafit did not write "
+                f"({', '.join(p.name for p in left[:3])}{' ...' if len(left) > 3 else ''})")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rundir.write_marker(run_dir, "train")
 
 
 def config_diff(a: Config, b: Config) -> list[str]:
@@ -183,21 +204,29 @@ def plan_auto(cfg: Config, model_path: str, stats, budget_bytes: int | None, run
 
 
 def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None, quiet: bool = False,
-          plan: bool = False, budget_bytes: int | None = None) -> Run:
+          plan: bool = False, budget_bytes: int | None = None, allow_changes: bool = False) -> Run:
     from qlorafit.runtime.data import load_data
     from qlorafit.core.catalog import resolve_model_path
     from qlorafit.runtime.model import load_model, trainable_counts
+    from qlorafit.runtime.preflight import check_data_path, check_model_files
 
+    say = (lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr))
     G.configure_allocator(cfg.guard)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     device = pick_device()
 
+    rundir.check_writable(Path(cfg.output_dir))  # a bad output_dir fails in a second, not after the model load
+    check_data_path(cfg)
     model_path = resolve_model_path(cfg.model.name_or_path)  # a Hub id downloads here, once
+    check_model_files(cfg, model_path)  # config.json against the weights, lora.r against the hidden size
     tok = load_tokenizer(model_path, cfg)
     data = load_data(cfg.data, tok, cfg.train.seed)
     if plan:
         cfg = plan_auto(cfg, model_path, data.train.stats, budget_bytes, Path(cfg.output_dir), resume)
+        if not resume:
+            say(f"--plan auto chose: {plan_summary(cfg)}")
     run_dir = check_run_dir(cfg, resume, overwrite)  # after planning: the planned config is the one compared
+    changed = _check_resume(cfg, run_dir, allow_changes, say) if resume else None
     if cfg.train.tensorboard:
         require_tensorboard()  # before the model load, not after it
 
@@ -211,7 +240,7 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
 
     max_len = cfg.data.max_seq_length if cfg.data.packing else data.train.stats.max
     est = build_estimate(cfg, model_path, loaded.dtype, max_len)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    _start_run_dir(run_dir, overwrite, say)
     C.clean_partial(run_dir)
     (run_dir / "config.yaml").write_text(config_mod.to_yaml(cfg, header="qlorafit train: resolved configuration"))
     (run_dir / "estimate.json").write_text(json.dumps(est, indent=2) + "\n")
@@ -226,11 +255,15 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     total_steps = cfg.train.max_steps or max(1, math.ceil(cfg.train.epochs * steps_per_epoch))
 
     pos = Position()
-    ckpt = C.latest_checkpoint(run_dir) if resume else None
+    fresh_optimizer = changed is not None and "train.optimizer" in changed.keys("state")
+    ckpt, state = C.load_newest_intact(run_dir, model, optimizer, say, not fresh_optimizer) if resume else (None, None)
     if ckpt is not None:
-        state = C.load_checkpoint(ckpt, model, optimizer)
         pos = Position(**state["position"])
         guard = G.GuardState(**state["guard"])
+        if changed and {"train.micro_batch_size", "train.grad_checkpointing"} & set(changed.keys(*changed.by_class)):
+            # the user chose anew: the guard starts from the new setting, not from where it had moved the old one
+            guard = G.GuardState(cfg.train.micro_batch_size, cfg.train.micro_batch_size, cfg.train.grad_checkpointing,
+                                 recoveries=guard.recoveries)
         G.apply_checkpointing(model, guard.checkpointing)
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
@@ -243,14 +276,41 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
                 f"{device}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / max(total, 1):.2f}%)")
     monitor.say(f"data {data.train.source}: {len(data.train.samples)} samples, {data.train.truncated} truncated to "
                 f"{cfg.data.max_seq_length} tokens; {total_steps} steps of {eff} {'rows' if cfg.data.packing else 'samples'}")
-    if ckpt is not None:
+    if data.train.empty:
+        monitor.say(f"data: skipped {len(data.train.empty)} records whose text is empty (first: {data.train.empty[0]})")
+    if ckpt is not None and pos.step < total_steps:
         monitor.say(f"resumed from {ckpt} at step {pos.step} (epoch {pos.epoch}, sample {pos.index} of the epoch)")
     elif resume:
         monitor.say(f"--resume: no checkpoint in {run_dir}, starting from step 0")
     if "peak_bytes" in est:
         monitor.say(f"estimated peak GPU memory {gib(est['peak_bytes'])} ({est['peak_phase']})")
     eval_units = data.eval.samples if data.eval is not None else None
-    return Run(cfg, run_dir, ctx, data.train.samples, eval_units, total_steps, pos, est)
+    finished = ckpt is not None and ckpt.name == "final" and pos.step >= total_steps
+    return Run(cfg, run_dir, ctx, data.train.samples, eval_units, total_steps, pos, est, finished=finished)
+
+
+def _check_resume(cfg: Config, run_dir: Path, allow: bool, say):
+    """Compare with the run's saved config (qlorafit.core.resume): refuse what breaks the run, list what changed."""
+    from qlorafit.core import resume as R
+
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        return None
+    changed = R.check(config_mod.load(str(saved)), cfg, allow)
+    if changed.by_class["safe"]:
+        say(f"--resume: changed {changed.describe('safe')} (allowed: the samples and the saved state stay valid)")
+    if changed.keys("samples", "state"):
+        say(f"--resume --allow-changes: changed {changed.describe('samples', 'state')}: the rest of this epoch is "
+            f"re-drawn under the new settings" + (", and the optimizer starts from fresh state"
+                                                 if "train.optimizer" in changed.keys("state") else ""))
+    return changed
+
+
+def plan_summary(cfg: Config) -> str:
+    """The planned keys (qlorafit.core.setup.PLANNED_KEYS) and their values, as `--plan auto` prints them."""
+    from qlorafit.core.setup import PLANNED_KEYS
+
+    return ", ".join(f"{key}={getattr(getattr(cfg, key.split('.')[0]), key.split('.')[1])}" for key in PLANNED_KEYS)
 
 
 def _units_per_epoch(cfg: Config, samples: list) -> int:
@@ -271,11 +331,8 @@ def _offload_factory(cfg: Config, model):
 
 
 def _trim_logs(run_dir: Path, step: int) -> None:
-    for name in ("metrics", "events", "ledger"):
-        p = run_dir / f"{name}.jsonl"
-        if p.is_file():
-            rows = [line for line in p.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-            p.write_text("".join(r + "\n" for r in rows))
+    for name in runlog.LOGS:
+        runlog.trim(runlog.log_path(run_dir, name), step)
 
 
 # --- the loop ----------------------------------------------------------------------------------------------------
@@ -294,30 +351,41 @@ def next_units(run: Run) -> list:
 
 
 def loop(run: Run) -> dict:
+    """Train until total_steps; returns the summary. A first SIGINT/SIGTERM stops at the next step boundary with a
+    checkpoint (runtime/stop.py)."""
     cfg, ctx, pos, t = run.cfg, run.ctx, run.pos, run.cfg.train
     cuda = ctx.device.type == "cuda"
-    t_start, tokens_seen = time.time(), 0
+    t_start, tokens_seen, start_step = time.time(), 0, pos.step
+    last_save = time.monotonic()
     if pos.index:  # resumed mid-epoch: rebuild that epoch's order and keep the index
         run.epoch_units = _epoch_units(run)
-    while pos.step < run.total_steps:
-        units = next_units(run)
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()  # each step's peak is its own
-        set_lr(ctx.optimizer, lr_at(pos.updates, run.total_steps, t))
-        t0 = time.time()
-        res = train_step(ctx, units, pos.step + 1)  # ends in one host sync (loss, grad norm): dt is real
-        dt = time.time() - t0
-        pos.step += 1
-        tokens_seen += res.input_tokens
-        ctx.monitor.ledger(pos.step, res.sample_ids, res.skipped, res.applied, res.truncated)
-        _log_step(run, res, units, dt)
-        _check_finite(run, res)
-        if res.recoveries == 0 and G.maybe_grow_back(ctx.guard, cfg.guard):
-            ctx.monitor.event("grow_back", pos.step, new_micro_batch=ctx.guard.micro_batch_size)
-        if run.eval_units and t.eval_every and pos.step % t.eval_every == 0:
-            _eval(run)
-        if t.save_every and pos.step % t.save_every == 0 and pos.step < run.total_steps:
-            save(run, run.dir / "checkpoints" / f"step-{pos.step}")
+    with stop_on_signals(StopFlag(ctx.monitor.say)) as stop:
+        while pos.step < run.total_steps:
+            units = next_units(run)
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()  # each step's peak is its own
+            set_lr(ctx.optimizer, lr_at(pos.updates, run.total_steps, t))
+            t0 = time.time()
+            res = train_step(ctx, units, pos.step + 1)  # ends in one host sync (loss, grad norm): dt is real
+            dt = time.time() - t0
+            pos.step += 1
+            tokens_seen += res.input_tokens
+            ctx.monitor.ledger(pos.step, res.sample_ids, res.skipped, res.applied, res.truncated)
+            _log_step(run, res, units, dt)
+            _check_finite(run, res)
+            if res.recoveries == 0 and G.maybe_grow_back(ctx.guard, cfg.guard):
+                ctx.monitor.event("grow_back", pos.step, new_micro_batch=ctx.guard.micro_batch_size)
+            if run.eval_units and t.eval_every and pos.step % t.eval_every == 0:
+                _eval(run)
+            if pos.step >= run.total_steps:
+                break  # final/ is saved below, signal or not
+            by_steps = t.save_every and pos.step % t.save_every == 0
+            by_time = t.save_every_minutes and time.monotonic() - last_save >= 60 * t.save_every_minutes
+            if by_steps or by_time or stop:
+                target = save(run, run.dir / "checkpoints" / f"step-{pos.step}")
+                last_save = time.monotonic()
+                if stop:
+                    raise Stopped(stop.signum, pos.step, str(target))
     if run.eval_units and (not t.eval_every or pos.step % t.eval_every):
         _eval(run)
     save(run, run.dir / "final")
@@ -326,7 +394,7 @@ def loop(run: Run) -> dict:
         from qlorafit.commands.push import push_run
 
         ctx.monitor.say(f"pushed final/ to {t.push_to_hub}: {push_run(run.dir, t.push_to_hub)}")
-    return {"steps": pos.step, "first_loss": run.first_loss, "last_loss": run.last_loss,
+    return {"steps": pos.step, "start_step": start_step, "first_loss": run.first_loss, "last_loss": run.last_loss,
             "final": str(run.dir / "final"), "seconds": round(time.time() - t_start, 2), "tokens": tokens_seen}
 
 
@@ -406,13 +474,14 @@ def _eval(run: Run) -> None:
         run.ctx.monitor.say(f"step {run.pos.step}: eval loss {loss:.4f}")
 
 
-def save(run: Run, target: Path) -> None:
+def save(run: Run, target: Path) -> Path:
     state = {"step": run.pos.step, "position": dataclasses.asdict(run.pos), "guard": run.ctx.guard.to_json(),
              "scaler": run.ctx.scaler.state_dict() if run.ctx.scaler.is_enabled() else {},
              "total_steps": run.total_steps, "config": config_mod.to_dict(run.cfg)}
     C.save_checkpoint(target, run.ctx.model, run.ctx.optimizer, state)
     run.ctx.monitor.event("checkpoint", run.pos.step, path=str(target.relative_to(run.dir)))
     _prune(run)
+    return target
 
 
 def _prune(run: Run) -> None:
@@ -426,9 +495,12 @@ def _prune(run: Run) -> None:
 
 
 def train(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None, quiet: bool = False,
-          plan: bool = False, budget_bytes: int | None = None) -> dict:
+          plan: bool = False, budget_bytes: int | None = None, allow_changes: bool = False) -> dict:
     """Set up and run; returns a summary (steps, first and last loss, path of the final adapter)."""
-    run = setup(cfg, resume, overwrite, fault, quiet, plan, budget_bytes)
+    run = setup(cfg, resume, overwrite, fault, quiet, plan, budget_bytes, allow_changes)
+    if run.finished:
+        run.ctx.monitor.close()
+        return {"finished": True, "steps": run.pos.step, "start_step": run.pos.step, "final": str(run.dir / "final")}
     try:
         return loop(run)
     finally:

@@ -4,7 +4,6 @@ import json
 from dataclasses import replace
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -25,14 +24,6 @@ def test_core_imports_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout) > 4 * 1024**3
-
-
-def test_under_a_millisecond():
-    shape = resolve_model("llama-3.1-8b")
-    t = time.perf_counter()
-    for b in range(1, 201):
-        estimate(shape, Setup(batch_size=b % 8 + 1, seq_len=256 * (b % 16 + 1)))
-    assert (time.perf_counter() - t) / 200 < 1e-3
 
 
 def test_catalogue_covers_the_issue():

@@ -226,6 +226,22 @@ def test_the_summary_after_a_resume_counts_this_invocation_and_the_whole_run(mod
 
 # --- resume with changed fields: what would break "every sample once" is refused, naming each field --------------
 
+def test_every_config_key_declares_what_changing_it_on_resume_does():
+    """The resume class is declared once per field (config.py metadata); the issue's lists hold."""
+    from qlorafit.core.resume import _flat, resume_class
+
+    classes = {key: resume_class(key) for key in _flat(QC.Config())}
+    assert set(classes.values()) <= set(QC.RESUME_CLASSES)
+    for key in ("train.micro_batch_size", "train.grad_accum", "data.path", "train.seed"):
+        assert classes[key] == "samples", key
+    for key in ("lora.r", "lora.targets", "model.name_or_path"):
+        assert classes[key] == "shape", key
+    assert classes["train.optimizer"] == "state"
+    for key in ("train.lr", "train.eval_every", "train.log_every", "train.save_every", "train.save_every_minutes",
+                "train.max_steps"):
+        assert classes[key] == "safe", key
+
+
 def test_resume_refuses_changes_to_the_samples_naming_each_field(model_dir, data, stopped_run, tmp_path):
     out = copy_of(stopped_run, tmp_path)
     other = write_jsonl(tmp_path / "other.jsonl")
@@ -532,8 +548,10 @@ def test_plan_auto_prints_what_it_chose(model_dir, data, tmp_path, capsys):
     assert f"train.grad_accum={chosen.grad_accum}" in err and f"train.optimizer={chosen.optimizer}" in err
 
 
-def test_doctor_streams_a_large_log_to_the_same_diagnosis(tmp_path):
-    """A log over 2 MiB is cut to its head, tail and key lines: the same cause and numbers, a fraction of the text."""
+def test_doctor_streams_a_large_log_to_the_same_diagnosis():
+    """A long log is cut to its head, tail and key lines: the same cause and numbers from a fraction of the text.
+    (The sizes are scaled down from the defaults, 2 MiB / 64 KiB / 256 KiB / 4 MiB, so the full text is quick to
+    diagnose too; the blocks, the carry-over between them and the cut are the same code.)"""
     import io
 
     from qlorafit.doctor import Inputs, diagnose
@@ -541,17 +559,19 @@ def test_doctor_streams_a_large_log_to_the_same_diagnosis(tmp_path):
 
     lines = ["***** Running training *****", "  Instantaneous batch size per device = 8",
              "  Gradient Accumulation steps = 4"]
-    lines += [f"{{'loss': {1 + i % 7 / 10:.4f}, 'grad_norm': 0.5, 'epoch': {i / 1000:.3f}}}" for i in range(60000)]
-    lines.insert(30000, "Gradient overflow.  Skipping step, loss scaler 0 reducing loss scale to 32768")
+    lines += [f"{{'loss': {1 + i % 7 / 10:.4f}, 'grad_norm': 0.5, 'epoch': {i / 1000:.3f}}}" for i in range(6000)]
+    lines.insert(3000, "Gradient overflow.  Skipping step, loss scaler 0 reducing loss scale to 32768")
     lines += ["Traceback (most recent call last):", '  File "train.py", line 9, in <module>', "    trainer.train()",
               "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of "
               "23.64 GiB of which 1.50 GiB is free. Including non-PyTorch memory, this process has 22.10 GiB memory in "
               "use. Of the allocated memory 20.00 GiB is allocated by PyTorch, and 1.60 GiB is reserved by PyTorch but "
               "unallocated."]
     text = "\n".join(lines) + "\n"
-    small = read_log(io.StringIO(text))
-    assert len(text) > 2.5 * 1024**2 and len(small) < 0.5 * len(text)
+    sizes = dict(small=64 * 1024, head_bytes=4 * 1024, tail_bytes=16 * 1024, block_bytes=32 * 1024)
+    small = read_log(io.StringIO(text), **sizes)
+    assert len(text) > 4 * sizes["small"] and len(small) < 0.2 * len(text)
+    assert "reducing loss scale" in small and "left out" in small
     full, cut = diagnose(Inputs(error_text=text)), diagnose(Inputs(error_text=small))
     assert cut.primary.id == full.primary.id
     assert cut.case.oom == full.case.oom  # every parsed number, the phase, the fp16 sign, the trainer's settings
-    assert read_log(io.StringIO("short\n")) == "short\n"
+    assert read_log(io.StringIO("short\n"), **sizes) == "short\n"

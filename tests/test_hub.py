@@ -88,6 +88,9 @@ def test_train_downloads_a_hub_id_then_offline_is_one_line(hub, tmp_path, data):
     got = hub.fetched("acme/tiny")
     assert "model.safetensors" in got and "config.json" in got and "tokenizer.json" in got
     assert "pytorch_model.bin" not in got and "README.md" not in got  # only what training reads
+    # the adapter names its base as the user did, not by this machine's cache path
+    acfg = json.loads((tmp_path / "run" / "final" / "adapter_config.json").read_text())
+    assert acfg["base_model_name_or_path"] == "acme/tiny"
     # the same file in a fresh cache, offline: one line that says what to do
     line = one_line_error(qlorafit(["train", str(run_yaml), "--overwrite"], hub, tmp_path / "cold", offline=True))
     assert line.startswith("qlorafit train: error: model.name_or_path: acme/tiny is not in the local Hugging Face "

@@ -4,7 +4,6 @@ and a YAML that the train config loader accepts. GPU checks of the speed ranking
 import json
 import subprocess
 import sys
-import time
 from dataclasses import replace
 
 import pytest
@@ -14,7 +13,7 @@ from qlorafit.core.catalog import get_gpu, resolve_model
 from qlorafit.cli import main
 from qlorafit.errors import UserError
 from qlorafit.core.estimate import Setup, estimate
-from qlorafit.core.plan import Lengths, PlanRequest, plan, plan_config
+from qlorafit.core.plan import THROUGHPUT_ERROR, Lengths, PlanRequest, plan, plan_config
 from qlorafit.core.sizes import GIB
 from qlorafit.core.throughput import Calibration, load_calibration, predict
 
@@ -48,7 +47,10 @@ def test_effective_batch_is_kept_and_chosen_fits(budget_gib, batch):
     est = estimate(SHAPE, r.chosen.setup)
     assert est.peak_bytes <= budget_gib * GIB * (1 - 0.05)
     assert r.chosen.setup.seq_len == 2048
-    assert r.ranked == tuple(sorted(r.ranked, key=lambda c: -c.score)) or r.ranked[0].score >= r.ranked[-1].score
+    best = max(c.score for c in r.ranked)  # the chosen is the fastest, or a roomier one within the model's error
+    assert r.ranked[0].score >= best * (1 - THROUGHPUT_ERROR)
+    scores = [round(c.score, 6) for c in r.ranked[1:]]
+    assert scores == sorted(scores, reverse=True)  # the runner-ups by predicted speed
 
 
 def test_packed_rows_keep_the_batch_in_tokens():
@@ -98,10 +100,10 @@ def test_nothing_fits_gives_the_smallest_budget_and_ways_out():
     assert any(w.change.startswith("all of these together") for w in tiny.ways_out)
 
 
-def test_plan_is_fast():
-    t = time.perf_counter()
+def test_plan_searches_the_whole_space():
+    """Every micro-batch x checkpointing x optimizer x loss x offload x packing combination is sized (how fast that
+    is: benchmarks/core_speed.py)."""
     r = plan(SHAPE, _req(max_seq_length=2048, effective_batch=64, lengths=Lengths(2048, 1500, 400)))
-    assert time.perf_counter() - t < 1.0
     assert r.n_candidates > 500
 
 

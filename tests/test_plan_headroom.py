@@ -34,3 +34,12 @@ def test_margin_never_below_the_estimators_out_of_sample_error():
     assert r.request.safety_margin == ESTIMATE_UNDER_ERROR
     assert r.usable_bytes == int(GPU.memory_bytes * (1 - ESTIMATE_UNDER_ERROR))
     assert any("safety margin raised" in n for n in r.notes)
+
+
+def test_a_measured_context_replaces_the_h200_figure_in_every_candidate():
+    from qlorafit.core.estimate import CUDA_CONTEXT_BYTES
+
+    a, b = _plan(), _plan(context_bytes=300 * 1024**2)
+    assert a.chosen.setup == b.chosen.setup or b.chosen.peak_bytes <= b.usable_bytes
+    same = [c for c in b.ranked if c.setup == a.chosen.setup][0]
+    assert a.chosen.peak_bytes - same.peak_bytes == CUDA_CONTEXT_BYTES - 300 * 1024**2

@@ -32,11 +32,15 @@ from qlorafit.core.throughput import load_calibration
 
 
 def add_arguments(p) -> None:
-    p.add_argument("model", help="catalogue name (qlorafit estimate --list), a directory with config.json, or a cached hub id")
+    p.add_argument("model", help="catalogue name (qlorafit estimate --list), a directory with config.json, or a Hub id "
+                   "(only its config.json is fetched)")
     b = p.add_argument_group("budget")
     b.add_argument("--gpu", help="GPU from the catalogue (its memory is the budget, its speed ranks the plans)")
     b.add_argument("--budget", help="a memory budget, e.g. 24GiB (wins over --gpu's memory; --gpu still gives the speed)")
-    b.add_argument("--margin", type=float, default=0.05, help="fraction of the budget kept free (default %(default)s)")
+    b.add_argument("--margin", type=float, default=0.05, help="fraction of the budget kept free (default %(default)s; "
+                   "never below the estimator's 4%% out-of-sample under-prediction)")
+    b.add_argument("--context-mib", type=int, metavar="MIB",
+                   help="this machine's CUDA context (`qlorafit estimate --measure-context`) instead of the H200's 767")
     w = p.add_argument_group("workload")
     w.add_argument("--batch-size", type=int, default=16,
                    help="effective batch: sequences per optimizer step, kept fixed (default %(default)s)")
@@ -74,6 +78,7 @@ def run(a) -> int:
     req = PlanRequest(
         budget_bytes=budget, max_seq_length=a.max_seq_length, lengths=lengths, effective_batch=a.batch_size,
         effective_tokens=a.tokens_per_step, safety_margin=a.margin, base=base, gpu=gpu, losses=_losses(a.losses),
+        context_bytes=None if a.context_mib is None else a.context_mib * 1024**2,
         packing={"auto": None, "on": (True,), "off": (False,)}[a.packing],
         compile={"auto": (False, True), "on": (True,), "off": (False,)}[a.compile],
         calibration=load_calibration(gpu.name if gpu else None), top=a.top,

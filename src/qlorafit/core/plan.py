@@ -99,6 +99,8 @@ class PlanRequest:
     calibration: Calibration | None = None
     """The throughput model's calibration; None: load_calibration for `gpu` (the file, else the shipped H200 fit)."""
     top: int = 8
+    context_bytes: int | None = None
+    """This machine's CUDA context (`qlorafit estimate --measure-context`); None: the estimator's H200 figure."""
 
 
 @dataclass(frozen=True)
@@ -245,7 +247,7 @@ def _candidates(shape: ModelShape, req: PlanRequest, gpu: GPU):
 
 
 def _evaluate(shape, s, accum, gpu, req, usable, rt: _Rows) -> Candidate:
-    peak = estimate(shape, s).peak_bytes
+    peak = estimate(shape, s, req.context_bytes).peak_bytes
     tps = predict(shape, s, gpu, accum, rt.computed, rt.real, req.calibration, rt.attn).tokens_per_s
     score = tps * (1 - (EIGHT_BIT_PENALTY if O.optimizer(s.optimizer).eight_bit else 0))
     if s.mlp_tile_tokens:  # one more MLP forward per step: 14% fewer tokens/s measured at 32K on an H200
@@ -451,13 +453,13 @@ def ways_out(shape: ModelShape, r: PlanResult) -> list[WayOut]:
     out: list[WayOut] = []
 
     def add(change: str, s: Setup, already: bool = False):
-        p = estimate(shape, s).peak_bytes
+        p = estimate(shape, s, r.request.context_bytes).peak_bytes
         if already:  # s is the setup without the lever: the saving is the other way round
             out.append(WayOut(change + " (already in the smallest configuration)", p - peak0, peak0, False))
         elif p < peak0:
             out.append(WayOut(change, peak0 - p, p, p <= r.usable_bytes))
 
-    seq = _longest_fitting_seq(shape, base, r.usable_bytes)
+    seq = _longest_fitting_seq(shape, base, r.usable_bytes, r.request.context_bytes)
     if seq:
         add(f"max_seq_length {seq} (from {base.seq_len}; longer samples are truncated)", replace(base, seq_len=seq))
     else:
@@ -509,18 +511,18 @@ def ways_out(shape: ModelShape, r: PlanResult) -> list[WayOut]:
                     lora_targets=("q_proj", "v_proj"), seq_len=max(1, base.seq_len // 4))
         if O.quant(base.quant).bits > 4:
             s = replace(s, quant="nf4", double_quant=True)
-        p = estimate(shape, s).peak_bytes
+        p = estimate(shape, s, r.request.context_bytes).peak_bytes
         fresh.append(WayOut(f"all of these together (max_seq_length {s.seq_len}, r={s.lora_r}, q_proj,v_proj)",
                             peak0 - p, p, p <= r.usable_bytes))
     return fresh + [w for w in out if "already" in w.change]
 
 
-def _longest_fitting_seq(shape: ModelShape, s: Setup, usable: int) -> int:
+def _longest_fitting_seq(shape: ModelShape, s: Setup, usable: int, context_bytes: int | None = None) -> int:
     """The longest sequence length (a multiple of 64, or below 64 any) at which `s` fits; 0 if none."""
     lo, hi = 0, s.seq_len - 1
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if estimate(shape, replace(s, seq_len=mid)).peak_bytes <= usable:
+        if estimate(shape, replace(s, seq_len=mid), context_bytes).peak_bytes <= usable:
             lo = mid
         else:
             hi = mid - 1

@@ -67,7 +67,9 @@ def check(old: C.Config, new: C.Config, allow: bool) -> Changes:
             what.append("the samples each step trains would change (some would train twice or never)")
         if ch.by_class["state"]:
             what.append("the saved optimizer/adapter state would no longer match")
+        then = ["re-draw the rest of this epoch under the new settings"] if ch.by_class["samples"] else []
+        then += ["start the new optimizer from fresh state"] if "train.optimizer" in ch.keys("state") else []
+        then += ["keep the saved adapter under the new setting"] if set(ch.keys("state")) - {"train.optimizer"} else []
         raise UserError(f"--resume: changed {ch.describe('samples', 'state')}: {'; '.join(what)}. Put them back, or "
-                        f"add --allow-changes to re-draw the rest of this epoch under the new settings and start a "
-                        f"changed optimizer from fresh state")
+                        f"add --allow-changes to {' and '.join(then)}")
     return ch

@@ -10,8 +10,8 @@ it. A smaller text is returned whole.
 from collections import deque
 
 SMALL_BYTES = 2 * 1024**2
-HEAD_BYTES = 256 * 1024
-TAIL_BYTES = 1024**2
+HEAD_BYTES = 64 * 1024
+TAIL_BYTES = 256 * 1024   # the traceback and the last progress bars: a few KiB in practice
 MIDDLE_LINES = 2000   # the newest matching lines kept from between head and tail
 BLOCK = 4 * 1024**2
 
@@ -30,29 +30,30 @@ _KEYS = (
 _LOGGED = "{'loss': "  # a Trainer log line: one is enough to say training had started
 
 
-def read_log(stream) -> str:
-    """The text of `stream` (a text file object), whole when small, else its head, matching middle lines and tail,
-    with one line saying how much was left out."""
-    head = stream.read(SMALL_BYTES)
-    more = stream.read(BLOCK)
+def read_log(stream, small: int = SMALL_BYTES, head_bytes: int = HEAD_BYTES, tail_bytes: int = TAIL_BYTES,
+             block_bytes: int = BLOCK) -> str:
+    """The text of `stream` (a text file object), whole when under `small` characters, else its head, matching middle
+    lines and tail, with one line saying how much was left out."""
+    head = stream.read(small)
+    more = stream.read(block_bytes)
     if not more:
         return head
-    cut = head.rfind("\n", 0, HEAD_BYTES) + 1 or HEAD_BYTES
+    cut = head.rfind("\n", 0, head_bytes) + 1 or head_bytes
     head, pending = head[:cut], head[cut:] + more
     middle: deque[str] = deque(maxlen=MIDDLE_LINES)
     skipped = 0
     while True:
-        block = stream.read(BLOCK)
+        block = stream.read(block_bytes)
         if not block:
             break
         pending += block
-        if len(pending) > TAIL_BYTES + BLOCK:  # scan all but the last TAIL_BYTES, on a line boundary
-            split = pending.rfind("\n", 0, len(pending) - TAIL_BYTES) + 1
+        if len(pending) > tail_bytes + block_bytes:  # scan all but the last tail_bytes, on a line boundary
+            split = pending.rfind("\n", 0, len(pending) - tail_bytes) + 1
             if split > 0:
                 scanned, pending = pending[:split], pending[split:]
                 _scan(scanned, middle)
                 skipped += scanned.count("\n")
-    split = pending.rfind("\n", 0, max(0, len(pending) - TAIL_BYTES)) + 1
+    split = pending.rfind("\n", 0, max(0, len(pending) - tail_bytes)) + 1
     if split > 0:
         _scan(pending[:split], middle)
         skipped += pending[:split].count("\n")

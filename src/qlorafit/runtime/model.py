@@ -92,7 +92,30 @@ def load_base(cfg: Config, path: str, device: torch.device):
         # two copies of the one matrix. Tie them again (one matrix in host RAM, as the checkpoint has it)
         model.tie_weights()
     model.config.use_cache = False  # the KV cache only serves generation; training would just hold it
+    # PEFT copies model.name_or_path into adapter_config.json; transformers sets it (and the config's) to `path`
+    model.name_or_path = model.config._name_or_path = recorded_name(cfg.model.name_or_path, path)
     return model, dtype
+
+
+def recorded_name(name: str, path: str) -> str:
+    """What the adapter records as its base (adapter_config.json's base_model_name_or_path): the Hub id for a Hub id
+    or catalogue name, not the snapshot path of this machine's cache (`merge --base ID` then matches on any
+    machine); a local directory, or the demo model's, as it is.
+
+    >>> recorded_name("qwen3-8b", "/cache/models--Qwen--Qwen3-8B/snapshots/abc"), recorded_name("./m", "./m")
+    ('Qwen/Qwen3-8B', './m')
+    """
+    from pathlib import Path
+
+    from qlorafit import hub
+    from qlorafit.core.catalog import hub_id_of
+    from qlorafit.demo_assets import DEMO_MODEL
+
+    if name == DEMO_MODEL:  # built on this machine, never on the Hub: its directory
+        return path
+    if hub_id_of(name):
+        return hub_id_of(name)
+    return name.strip() if hub.looks_like_hub_id(name) and not Path(name).expanduser().exists() else path
 
 
 def host_ram_modules(cfg: Config, path: str, gpu: int = 0) -> dict:

@@ -54,6 +54,8 @@ def test_custom_text_field(tok, tmp_path):
     ({"prompt": "2 plus 2 is", "completion": " 4."}, "2 plus 2 is", " 4."),
 ])
 def test_prompt_formats_mask_exactly_the_prompt(tok, tmp_path, rec, prompt, completion):
+    tok = copy.deepcopy(tok)
+    tok.chat_template = None  # alpaca without a chat template: the documented prompt
     path = write_jsonl(tmp_path / "d.jsonl", [rec])
     p, c = [tok.bos_token_id] + ids(tok, prompt), ids(tok, completion) + [tok.eos_token_id]
     s = load(tok, path, completion_only=True).samples[0]
@@ -181,8 +183,9 @@ def test_malformed_json_names_the_line(tok, tmp_path):
 
 def test_missing_field_names_line_and_field(tok, tmp_path):
     path = write_jsonl(tmp_path / "m.jsonl", [{"instruction": "a", "output": "b"}, {"instruction": "c"}])
-    msg = error(tok, path, format="alpaca")
-    assert "m.jsonl line 2" in msg and "'output'" in msg
+    ts = load(tok, path, format="alpaca")  # a bad record is dropped and reported, the rest trains
+    assert ts.stats.count == 1 and len(ts.bad) == 1
+    assert "m.jsonl line 2" in ts.bad[0][1] and "'output'" in ts.bad[0][1]
     (tmp_path / "c.csv").write_text("prompt,completion\na,b\nc,\n")  # an empty completion: skipped and named
     got = load(tok, str(tmp_path / "c.csv"))
     assert got.stats.count == 1 and got.empty == [f"{tmp_path / 'c.csv'} line 3"]
@@ -217,7 +220,8 @@ def test_every_sample_empty_after_truncation(tok, tmp_path):
 def test_unknown_extension_and_directory(tok, tmp_path):
     (tmp_path / "d.txt").write_text("hello")
     assert "unknown file type '.txt'" in error(tok, str(tmp_path / "d.txt"))
-    assert "is a directory" in error(tok, str(tmp_path))
+    (tmp_path / "empty").mkdir()
+    assert "directory datasets cannot read" in error(tok, str(tmp_path / "empty"))
 
 
 def test_dataset_name_not_in_local_cache(tok, tmp_path, monkeypatch):
@@ -279,35 +283,72 @@ def test_pack_keeps_every_sample_once_and_restarts_positions():
             assert r.labels[pos:pos + n] == want
             pos += n
     b = collate_packed(rows, pad_id=0)
-    assert set(b) == {"input_ids", "labels", "position_ids"}
+    assert set(b) == {"input_ids", "labels", "position_ids", "attention_mask"}
     short = min(range(len(rows)), key=lambda i: len(rows[i].input_ids))
     n = len(rows[short].input_ids)
     assert b["position_ids"][short, n:].tolist() == list(range(b["input_ids"].shape[1] - n))
     assert (b["labels"][short, n:] == IGNORE).all()
 
 
-def test_packed_row_attends_within_each_sample_only():
+def _tiny_llama(attn):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from qlorafit.runtime.collate import collate, collate_packed, pack
     from qlorafit.demo_assets import demo_model_config
     cfg = demo_model_config(vocab_size=64)
     cfg.pop("model_type")
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(**cfg, attn_implementation="sdpa")).eval()
-    samples = [Sample(i, [1] + [(7 * i + 3 * k) % 60 + 4 for k in range(n)], [0] * (n + 1))
-               for i, n in enumerate([6, 4, 9])]
-    rows = pack(samples, 32)
-    assert len(rows) == 1
+    return LlamaForCausalLM(LlamaConfig(**cfg, attn_implementation=attn)).eval()
+
+
+def _packed_samples():
+    return [Sample(i, [1] + [(7 * i + 3 * k) % 60 + 4 for k in range(n)], [0] * (n + 1))
+            for i, n in enumerate([6, 4, 9, 12, 3])]
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_packed_logits_equal_unpacked_with_explicit_boundaries(attn):
+    """No token attends across samples: each sample's logits in a packed row (two rows, one padded) are its logits
+    alone. The boundaries come from the explicit block-diagonal mask, not inferred from position_ids."""
+    import torch
+
+    from qlorafit.runtime.collate import collate, collate_packed, pack
+    model = _tiny_llama(attn)
+    samples = _packed_samples()
+    rows = pack(samples, 24)
+    assert len(rows) == 2 and len(rows[0].input_ids) != len(rows[1].input_ids)
+    batch = collate_packed(rows, 0, attn, torch.float32)
+    assert batch["attention_mask"].shape == (2, 1, batch["input_ids"].shape[1], batch["input_ids"].shape[1])
     with torch.no_grad():
-        # use_cache=False as in training: with a KV cache transformers skips the packed-sequence mask
-        packed = model(**collate_packed(rows), use_cache=False).logits[0]
-        pos = 0
-        for s in samples:
-            alone = model(**collate([s], 0), use_cache=False).logits[0]
-            torch.testing.assert_close(packed[pos:pos + len(s.input_ids)], alone, atol=1e-5, rtol=1e-4)
-            pos += len(s.input_ids)
+        # use_cache=False as in training
+        packed = model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False).logits
+        for i, r in enumerate(rows):
+            pos = 0
+            for sid in r.sample_ids:
+                s = samples[sid]
+                alone = model(**collate([s], 0), use_cache=False).logits[0]
+                torch.testing.assert_close(packed[i, pos:pos + len(s.input_ids)], alone, atol=1e-5, rtol=1e-4)
+                pos += len(s.input_ids)
+        # the mask is what separates them: without it, and without position resets, the logits change
+        leaky = model(input_ids=batch["input_ids"], use_cache=False).logits
+        assert not torch.allclose(leaky[0, 12:18], packed[0, 12:18], atol=1e-3)
+
+
+def test_flash_attention_batches_are_flattened_with_cu_seq_lens():
+    from qlorafit.runtime.collate import collate_packed, pack
+    samples = _packed_samples()
+    rows = pack(samples, 20)
+    b = collate_packed(rows, 0, "flash_attention_2")
+    lengths = [len(samples[i].input_ids) for r in rows for i in r.sample_ids]
+    cu = [0]
+    for n in lengths:
+        cu.append(cu[-1] + n)
+    assert b["input_ids"].shape == (1, sum(lengths)) and "attention_mask" not in b
+    assert b["cu_seq_lens_q"].tolist() == cu == b["cu_seq_lens_k"].tolist()
+    assert b["max_length_q"] == max(lengths) and b["cu_seq_lens_q"].dtype.is_floating_point is False
+    starts = cu[:-1]
+    assert b["position_ids"][0, starts].tolist() == [0] * len(starts)
+    assert all(b["labels"][0, s].item() == IGNORE for s in starts)  # no sample is predicted from another's tokens
 
 
 def test_data_order_and_stats_import_without_torch():

@@ -18,6 +18,8 @@ COMMANDS = (
     ("demo", "train a tiny Llama on CPU in under a minute, offline, and watch the loss fall"),
     ("doctor", "explain a CUDA OOM from its error text, log, script or run directory, with ranked fixes"),
     ("report", "an HTML page with plots of where a run's memory went"),
+    ("generate", "answer a prompt with a trained adapter on its 4-bit base, streaming tokens"),
+    ("chat", "talk with a trained adapter in the terminal, through the model's chat template"),
     ("merge", "merge a LoRA adapter into a 16-bit copy of the base model, layer by layer"),
     ("push", "upload a run's adapter to the Hugging Face Hub with a model card of what it used and measured"),
 )

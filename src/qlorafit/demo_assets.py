@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 DEMO_MODEL = "qlorafit/tiny-llama"
-DEMO_VERSION = 2  # bump when the tokenizer, config or init changes: the cached directory is rebuilt
+DEMO_VERSION = 3  # bump when the tokenizer, config or init changes: the cached directory is rebuilt
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<|system|>", "<|user|>", "<|assistant|>"]
 VOCAB_SIZE = 1024  # BPE target; small enough that the embedding and lm_head are a few hundred KiB
 

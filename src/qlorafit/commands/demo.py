@@ -7,6 +7,7 @@ import os
 import tempfile
 
 DEMO_STEPS = 60
+DEMO_PROMPT = "What is 7 plus 5?"
 
 
 def demo_config(output_dir: str, steps: int):
@@ -19,7 +20,7 @@ def demo_config(output_dir: str, steps: int):
         "data": {"path": "qlorafit/demo", "max_seq_length": 128, "eval_split": 0.05},
         "train": {"micro_batch_size": 8, "grad_accum": 2, "max_steps": steps, "lr": 3e-3, "warmup_steps": 4,
                   "schedule": "cosine", "grad_checkpointing": "off", "loss_impl": "chunked", "eval_every": 0,
-                  "save_every": 0, "optimizer": "adamw"},
+                  "save_every": 0, "optimizer": "adamw", "sample_prompts": [DEMO_PROMPT], "sample_max_new_tokens": 24},
     }, "demo")
 
 
@@ -67,5 +68,6 @@ def run(a) -> int:
     drop = 100 * (1 - s["last_loss"] / s["first_loss"])
     print(f"\ndemo: {s['steps']} steps in {s['seconds']:.0f}s, loss {s['first_loss']:.3f} (first step) -> "
           f"{s['last_loss']:.3f} (last step), {drop:.0f}% lower")
-    print(f"run directory: {out}  (metrics.jsonl, events.jsonl, ledger.jsonl, final/ adapter)")
+    print(f"run directory: {out}  (metrics.jsonl, events.jsonl, ledger.jsonl, samples.jsonl, final/ adapter)")
+    print(f"try: qlorafit generate {out} --prompt {DEMO_PROMPT!r}   or   qlorafit chat {out}")
     return 0

@@ -84,12 +84,24 @@ class LoraConfig:
 
 @dataclass
 class DataConfig:
-    path: str = opt("qlorafit/demo", "Training data: a .jsonl/.json/.csv/.parquet file, a datasets name in the local "
-                    "cache, or 'qlorafit/demo' (the embedded demo set).", resume="samples")
-    format: str = opt("auto", "Record format. auto detects from the fields: text; alpaca (instruction/input/output); "
-                      "messages (chat); prompt_completion.", ("auto", "text", "alpaca", "messages", "prompt_completion"), resume="samples")
+    path: str = opt("qlorafit/demo", "Training data: a .jsonl/.json/.csv/.parquet file, a dataset directory "
+                    "(save_to_disk, or a folder of data files), a Hub dataset id (with data.split), or "
+                    "'qlorafit/demo' (the embedded demo set).", resume="samples")
+    format: str = opt("auto", "Record format. auto detects it per record from the fields: messages (OpenAI chat, "
+                      "with tool calls and tool results); sharegpt (conversations of from/value); prompt_completion "
+                      "(text, or lists of messages); alpaca (instruction/input/output: chat template when the model "
+                      "has one); text.", ("auto", "text", "alpaca", "messages", "sharegpt", "prompt_completion"),
+                      resume="samples")
     text_field: str = opt("text", "Field holding the text, for format text.", resume="samples")
-    completion_only: bool = opt(False, "Train only on the completion / assistant turns; prompt tokens get no loss.", resume="samples")
+    columns: dict = opt({}, "Read other column names as qlorafit's: {messages: dialog, prompt: question, completion: "
+                        "answer}. Keys: messages, conversations, prompt, completion, instruction, input, output, "
+                        "system, tools, text.", resume="samples")
+    chat_template: str = opt("", "A chat template (a .jinja file or the template text) to use instead of the "
+                             "tokenizer's.", resume="samples")
+    chat_template_kwargs: dict = opt({}, "Extra variables for the chat template, e.g. {enable_thinking: false} "
+                                     "(Qwen3) or {reasoning_effort: low} (gpt-oss).", resume="samples")
+    completion_only: bool = opt(False, "Train only on the completion / assistant turns (each with its end-of-turn "
+                                "token); prompt, system, user and tool tokens get no loss.", resume="samples")
     max_seq_length: int = opt(512, "Samples are truncated to this many tokens (the count cut is reported). Activation "
                               "memory grows linearly with it.", resume="samples")
     packing: bool = opt(False, "Pack several samples into each row (no cross-sample attention). Saves padding compute, "
@@ -126,6 +138,12 @@ class TrainConfig:
     seed: int = opt(42, "Seed for data order, LoRA init and dropout.", resume="samples")
     deterministic: bool = opt(False, "Ask torch for deterministic kernels (slower).", resume="safe")
     eval_every: int = opt(0, "Evaluate every N optimizer steps (0 = only at the end, if there is eval data).", resume="safe")
+    early_stopping_patience: int = opt(0, "Stop when the eval loss has not improved for this many evaluations in a "
+                                       "row (0 = never). final/ holds the weights at the stop.", resume="safe")
+    sample_prompts: list = opt([], "Prompts the model answers at each evaluation (greedy, through the chat template, "
+                               "batch 1: a KV cache far smaller than a training step); written to samples.jsonl and "
+                               "shown by `qlorafit report`.", resume="safe")
+    sample_max_new_tokens: int = opt(64, "Most tokens generated per sample prompt.", resume="safe")
     save_every: int = opt(0, "Save a checkpoint every N optimizer steps (0 = by time only, see save_every_minutes).", resume="safe")
     save_every_minutes: float = opt(20.0, "Also save a checkpoint when this many minutes of training have passed since "
                                     "the last one (0 = off), so a crash or a kill loses at most that much work. A "
@@ -133,6 +151,10 @@ class TrainConfig:
     keep_checkpoints: int = opt(3, "Keep only the newest N step checkpoints (0 = keep all); final/ is always kept.", resume="safe")
     log_every: int = opt(1, "Write a metrics.jsonl line every N optimizer steps.", resume="safe")
     tensorboard: bool = opt(False, "Also write TensorBoard event files (needs the tensorboard package).", resume="safe")
+    report_to: list = opt([], "Experiment trackers that receive the same metrics and memory events as metrics.jsonl: "
+                          "any of tensorboard, wandb, mlflow, trackio (each an optional extra, e.g. pip install "
+                          "'qlorafit[wandb]'; configured by its own environment: WANDB_PROJECT, MLFLOW_TRACKING_URI).",
+                          resume="safe")
     max_bad_steps: int = opt(3, "Stop after this many consecutive steps with a NaN/inf loss (each is skipped).", resume="safe")
     push_to_hub: str = opt("", "After training, upload final/ to this Hub repo (owner/name) with a model card of the "
                            "base model, data, config and measured memory and speed; '' = don't. Same as `qlorafit "
@@ -286,6 +308,12 @@ def check(cfg: Config) -> list[str]:
                      ("train.micro_batch_size", cfg.train.micro_batch_size), ("train.grad_accum", cfg.train.grad_accum)):
         if v is not None and v <= 0:
             p.append(f"{where}: must be positive, got {v}")
+    trackers = ("tensorboard", "wandb", "mlflow", "trackio")
+    for name in cfg.train.report_to:
+        if name not in trackers:
+            p.append(f"train.report_to: unknown tracker {name!r}; choose from {', '.join(trackers)}")
+    if not all(isinstance(x, str) and x.strip() for x in cfg.train.sample_prompts):
+        p.append("train.sample_prompts: every prompt must be non-empty text")
     if not 0 <= cfg.lora.dropout < 1:
         p.append(f"lora.dropout: must be in [0, 1), got {cfg.lora.dropout}")
     if not 0 <= cfg.data.eval_split < 1:

@@ -1,8 +1,14 @@
-"""Samples -> batches of tensors: right-padded batches, or packed rows with position_ids restarting per sample.
+"""Samples -> batches of tensors: right-padded batches, or packed rows whose sample boundaries are passed to attention.
 
-Packed rows carry no attention_mask: from position_ids, transformers 5 builds a block-diagonal causal mask for
-sdpa/eager and cu_seqlens for flash-attention varlen, so no token attends across a sample boundary. Only without a
-KV cache: call the model with use_cache=False (model.py sets it), else transformers skips the packed mask.
+Packed batches say where each sample starts and ends, as transformers' DataCollatorWithFlattening does, instead of
+leaving transformers to infer it from position_ids (which it calls "not the preferred approach", and which linear-
+attention layers do not read):
+  flash-attention  the rows are flattened to one (1, N) row with cu_seq_lens_q/k and max_length_q/k: the varlen
+                   kernel attends within each sample; no padding, no mask.
+  sdpa / eager     a block-diagonal causal mask (B, 1, T, T), bool for sdpa, additive in the compute dtype for eager:
+                   B x T x T bytes for sdpa, the same mask transformers would build itself from position_ids, so
+                   memory is what the estimator models for packing.
+Positions restart at 0 for every sample in both cases (RoPE sees each sample as if alone).
 """
 
 from dataclasses import dataclass, field
@@ -78,12 +84,13 @@ class _FirstFit:
         return row
 
 
-def collate_packed(rows: list[PackedRow], pad_id: int = 0) -> dict:
-    """input_ids, labels, position_ids, each (B, T) long; no attention_mask.
+def collate_packed(rows: list[PackedRow], pad_id: int = 0, attn: str = "sdpa", dtype=None) -> dict:
+    """input_ids, labels, position_ids, and the sample boundaries for the attention implementation `attn`.
 
-    Shorter rows are right-padded; the padding gets positions restarting at 0, so it is a sequence of its own that
-    no real token attends to, and IGNORE labels.
+    Shorter rows are right-padded; the padding is a segment of its own (it attends only to itself) with IGNORE labels.
     """
+    if "flash" in attn:
+        return _flattened(rows)
     width = max(len(r.input_ids) for r in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # (B, T)
     labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)     # (B, T)
@@ -94,4 +101,31 @@ def collate_packed(rows: list[PackedRow], pad_id: int = 0) -> dict:
         labels[i, :n] = torch.tensor(r.labels, dtype=torch.long)
         position_ids[i, :n] = torch.tensor(r.position_ids, dtype=torch.long)
         position_ids[i, n:] = torch.arange(width - n)
-    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
+    segment = (position_ids == 0).cumsum(-1)  # (B, T) sample number within the row; padding is one more
+    same = segment[:, :, None] == segment[:, None, :]  # (B, T, T) bool: B x T x T bytes
+    mask = (same & torch.ones(width, width, dtype=torch.bool).tril())[:, None]  # (B, 1, T, T): causal, per sample
+    if attn == "eager":  # eager adds the mask to the scores
+        dt = dtype or torch.float32
+        mask = torch.zeros(mask.shape, dtype=dt).masked_fill(~mask, torch.finfo(dt).min)
+    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids, "attention_mask": mask}
+
+
+def _flattened(rows: list[PackedRow]) -> dict:
+    """All rows as one (1, N) sequence with flash-attention varlen boundaries (cu_seq_lens), as
+    DataCollatorWithFlattening(return_flash_attn_kwargs=True) builds them."""
+    ids, labels, pos, cu = [], [], [], [0]
+    for r in rows:
+        row_labels = list(r.labels)
+        if row_labels:
+            row_labels[0] = IGNORE  # flattened, it would be predicted from the previous row's last token
+        ids += r.input_ids
+        labels += row_labels
+        pos += r.position_ids
+        starts = [i for i, p in enumerate(r.position_ids) if p == 0] + [len(r.input_ids)]
+        for a, b in zip(starts, starts[1:]):
+            cu.append(cu[-1] + b - a)
+    lengths = [b - a for a, b in zip(cu, cu[1:])]
+    return {"input_ids": torch.tensor([ids], dtype=torch.long), "labels": torch.tensor([labels], dtype=torch.long),
+            "position_ids": torch.tensor([pos], dtype=torch.long),
+            "cu_seq_lens_q": torch.tensor(cu, dtype=torch.int32), "cu_seq_lens_k": torch.tensor(cu, dtype=torch.int32),
+            "max_length_q": max(lengths), "max_length_k": max(lengths)}

@@ -1,37 +1,43 @@
-"""Training data: read records, render them to text, tokenize with loss masks, split, measure, order.
+"""Training data: read records, recognize their format, tokenize with loss masks, split, measure, order.
 
-    file / cached dataset -> records (each knows its file line) -> segments (text, is_target) -> Sample(id, ids, labels)
+    file / datasets dataset -> records (each knows its file line) -> formats.to_example -> Plain | Chat
+        Plain: text pieces flagged as targets;  Chat: rendered with the chat template, masked by chat_mask
+    -> Sample(id, ids, labels)
 
-Every mistake in the input is a UserError naming the file, the line (or record) and the field. Nothing here imports
-torch: the tokenizer is passed in, and the statistics and the epoch order are plain Python the planner can call.
+A record that fits no format, or that the chat template cannot render faithfully (a tool call it would drop), is
+dropped and reported with its file and line; the count is in the data summary. Malformed files are a UserError
+naming the file and line. Nothing here imports torch: the tokenizer is passed in, and the statistics and the epoch
+order are plain Python the planner can call.
 """
 
 import csv
 import json
-import os
 import math
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from qlorafit.core.config import DataConfig
 from qlorafit.errors import UserError
+from qlorafit.runtime.chat_mask import ChatTemplate, encode_chat
+from qlorafit.runtime.formats import (ALPACA_PROMPT, ALPACA_PROMPT_INPUT, Plain, RecordError,  # noqa: F401
+                                      detect_format as _detect, rename_columns, to_example)
 
 IGNORE = -100  # label of a token that takes no loss (prompt with completion_only, padding, packed sample starts)
 DEMO_DATA = "qlorafit/demo"
 FILE_TYPES = (".jsonl", ".json", ".csv", ".parquet")
 
-ALPACA_PROMPT = "### Instruction:\n{instruction}\n\n### Response:\n"
-ALPACA_PROMPT_INPUT = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
-# Used when the tokenizer has no chat template. It is prefix-stable (rendering more turns only appends text), which
-# is what lets completion_only find the assistant turns; the demo tokenizer ships the same template.
+# Used when the tokenizer has no chat template. It is prefix-stable (rendering more turns only appends text), and
+# shows tool calls as JSON lines and tools in a system block; the demo tokenizer ships the same template.
 FALLBACK_CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}{{ '<|' + m['role'] + '|>\\n' + m['content'] }}"
+    "{{ bos_token }}{% if tools %}{{ '<|system|>\\ntools: ' + (tools | tojson) + '\\n' }}{% endif %}"
+    "{% for m in messages %}{{ '<|' + m['role'] + '|>\\n' + (m['content'] or '') }}"
+    "{% for c in (m['tool_calls'] or []) %}{{ '\\n' + ({'name': c['function']['name'], "
+    "'arguments': c['function']['arguments']} | tojson) }}{% endfor %}"
     "{% if m['role'] == 'assistant' %}{{ eos_token }}{% else %}{{ '\\n' }}{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"
 )
-NEEDS = {"text": "{text_field}", "alpaca": "instruction, output", "messages": "messages",
-         "prompt_completion": "prompt, completion"}
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,9 @@ class TokenizedSet:
     source: str
     raw_stats: LengthStats  # before truncation: what the planner needs to pick max_seq_length
     dropped: int = 0        # samples left with no target token (e.g. a prompt longer than max_seq_length)
-    empty: list = field(default_factory=list)  # where the records with an empty target text are (skipped)
+    formats: dict = field(default_factory=dict)  # format name -> records
+    bad: list = field(default_factory=list)      # [(where, reason)] of records that fit no format: dropped
+    empty: list = field(default_factory=list)    # where the records with an empty target text are (skipped)
 
     @property
     def lengths(self) -> list[int]:
@@ -97,15 +105,17 @@ def resolve_data_path(path: str) -> str:
 
 
 def read_records(path: str, split: str = "train") -> tuple[list[Record], str]:
-    """Records of a local file (by extension) or of a datasets dataset in the local cache; and a source label."""
+    """Records of a local file (by extension), of a dataset directory (save_to_disk, or a folder of data files), or
+    of a datasets dataset on the Hub (id + split; cached by datasets); and a source label."""
     path = resolve_data_path(path)
     p = Path(path).expanduser()
     if p.is_dir():
-        raise UserError(f"data.path: {p} is a directory; give a {'/'.join(FILE_TYPES)} file")
-    if p.is_file():
+        records, source = _read_dataset_dir(p, split), f"{p}[{split}]"
+    elif p.is_file():
         readers = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}
         if p.suffix.lower() not in readers:
-            raise UserError(f"data.path: {p}: unknown file type '{p.suffix}'; use one of {', '.join(FILE_TYPES)}")
+            raise UserError(f"data.path: {p}: unknown file type '{p.suffix}'; use one of {', '.join(FILE_TYPES)}, "
+                            f"a dataset directory or a Hub dataset id")
         try:
             records = readers[p.suffix.lower()](p)
         except UnicodeDecodeError as e:
@@ -114,7 +124,7 @@ def read_records(path: str, split: str = "train") -> tuple[list[Record], str]:
     elif p.suffix.lower() in FILE_TYPES or path.startswith((".", "/", "~")):
         raise UserError(f"data.path: no such file: {p}")
     else:
-        records, source = _read_cached_dataset(path, split), f"{path}[{split}]"
+        records, source = _read_hub_dataset(path, split), f"{path}[{split}]"
     if not records:
         raise UserError(f"{source}: the dataset is empty (no records)")
     return records, source
@@ -180,7 +190,29 @@ def _read_parquet(p: Path) -> list[Record]:
     return [Record(i, f"{p} row {i + 1}", r) for i, r in enumerate(rows)]
 
 
-def _read_cached_dataset(name: str, split: str) -> list[Record]:
+def _read_dataset_dir(p: Path, split: str) -> list[Record]:
+    """A directory written by Dataset(Dict).save_to_disk, or a folder of parquet/json/csv files."""
+    import datasets
+
+    saved = any((p / f).is_file() for f in ("dataset_info.json", "state.json", "dataset_dict.json"))
+    try:
+        if saved:
+            ds = datasets.load_from_disk(str(p))
+            if isinstance(ds, datasets.DatasetDict):
+                if split not in ds:
+                    raise UserError(f"data.split: {p} has splits {', '.join(ds)}, not '{split}'")
+                ds = ds[split]
+        else:
+            ds = datasets.load_dataset(str(p), split=split)
+    except UserError:
+        raise
+    except Exception as e:  # FileNotFoundError, ValueError (no data files, unknown split) ...
+        raise UserError(f"data.path: {p} is a directory datasets cannot read as a dataset (split '{split}'): "
+                        f"{_first_line(e)}") from None
+    return [Record(i, f"{p}[{split}] record {i + 1}", dict(r)) for i, r in enumerate(ds)]
+
+
+def _read_hub_dataset(name: str, split: str) -> list[Record]:
     # A Hub dataset id goes through `datasets`, which follows the user's HF_HUB_OFFLINE / HF_DATASETS_OFFLINE,
     # HF_TOKEN, HF_HOME and HF_ENDPOINT: downloaded once when online, read from its cache when offline.
     import datasets
@@ -188,7 +220,7 @@ def _read_cached_dataset(name: str, split: str) -> list[Record]:
     try:
         ds = datasets.load_dataset(name, split=split)
     except Exception as e:  # DatasetNotFoundError, ConnectionError, ValueError (split) ...: all mean "not usable here"
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = _first_line(e)
         offline = any(os.environ.get(k, "").lower() in ("1", "true", "yes", "on")
                       for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
         where = "from the local cache (offline mode is set)" if offline else "as a Hub dataset"
@@ -197,94 +229,38 @@ def _read_cached_dataset(name: str, split: str) -> list[Record]:
     return [Record(i, f"{name}[{split}] record {i + 1}", dict(r)) for i, r in enumerate(ds)]
 
 
-# ---- rendering: record -> [(text, is_target)] ------------------------------------------------------------------------
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
 
 def detect_format(rec: Record, text_field: str) -> str:
-    f = rec.fields
-    if "messages" in f:
-        return "messages"
-    if "instruction" in f and "output" in f:
-        return "alpaca"
-    if "prompt" in f and "completion" in f:
-        return "prompt_completion"
-    if text_field in f:
-        return "text"
-    raise UserError(f"{rec.where}: cannot tell the format from the fields ({', '.join(map(str, f)) or 'none'}); "
-                    f"expected 'messages', 'instruction'+'output', 'prompt'+'completion' or '{text_field}' "
-                    f"(or set data.format / data.text_field)")
+    """The format of one record (see qlorafit.runtime.formats); a UserError naming the record if it fits none."""
+    try:
+        return _detect(rec.fields, text_field, rec.where)
+    except RecordError as e:
+        raise UserError(str(e)) from None
 
 
-def _text(rec: Record, name: str, fmt: str, cfg: DataConfig, required: bool = True) -> str:
-    if name not in rec.fields or rec.fields[name] is None:
-        if not required:
-            return ""
-        needs = NEEDS[fmt].format(text_field=cfg.text_field)
-        have = ", ".join(map(str, rec.fields)) or "none"
-        raise UserError(f"{rec.where}: no '{name}' field (format {fmt} needs {needs}; this record has {have})")
-    v = rec.fields[name]
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return str(v)
-    if not isinstance(v, str):
-        raise UserError(f"{rec.where}: field '{name}' should be text, got {type(v).__name__}")
-    return v
+# ---- records -> samples ------------------------------------------------------------------------------------------
+
+def chat_template_of(tokenizer, cfg: DataConfig) -> str:
+    """data.chat_template (a file or the template text), else the tokenizer's, else qlorafit's fallback."""
+    if cfg.chat_template:
+        p = Path(cfg.chat_template).expanduser()
+        if p.suffix in (".jinja", ".j2", ".txt") or p.is_file():
+            if not p.is_file():
+                raise UserError(f"data.chat_template: no such file: {p}")
+            return p.read_text(encoding="utf-8")
+        return cfg.chat_template
+    return getattr(tokenizer, "chat_template", None) or FALLBACK_CHAT_TEMPLATE
 
 
 def segments(rec: Record, fmt: str, cfg: DataConfig, tokenizer) -> list[tuple[str, bool]]:
-    """The record as text pieces, each flagged True where it is a target (completion / assistant turn)."""
-    if fmt == "text":
-        return [(_text(rec, cfg.text_field, fmt, cfg), True)]  # no prompt: every token is a target
-    if fmt == "alpaca":
-        instruction, inp = _text(rec, "instruction", fmt, cfg), _text(rec, "input", fmt, cfg, required=False)
-        output = _text(rec, "output", fmt, cfg)
-        prompt = (ALPACA_PROMPT_INPUT if inp.strip() else ALPACA_PROMPT).format(instruction=instruction, input=inp)
-        return [(prompt, False), (output, True)]
-    if fmt == "prompt_completion":
-        return [(_text(rec, "prompt", fmt, cfg), False), (_text(rec, "completion", fmt, cfg), True)]
-    return _chat_segments(rec, _messages(rec), cfg.completion_only, tokenizer)
+    """The record as text pieces, each flagged True where it is a target; without a tokenizer, the plain formats only
+    (the demo tokenizer is trained on these)."""
+    ex = to_example(rename_columns(rec.fields, cfg.columns), fmt, cfg.text_field, rec.where, has_template=False)
+    return ex.segments
 
-
-def _messages(rec: Record) -> list[dict]:
-    msgs = rec.fields.get("messages")
-    if isinstance(msgs, str):  # CSV cells hold JSON text
-        try:
-            msgs = json.loads(msgs)
-        except json.JSONDecodeError:
-            raise UserError(f"{rec.where}: field 'messages' is text but not a JSON list") from None
-    if not isinstance(msgs, list) or not msgs:
-        raise UserError(f"{rec.where}: field 'messages' should be a non-empty list of {{role, content}}")
-    for i, m in enumerate(msgs):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-            raise UserError(f"{rec.where}: messages[{i}] should have a text 'role' and a text 'content'")
-    return [{"role": m["role"], "content": m["content"]} for m in msgs]
-
-
-def _chat_segments(rec: Record, msgs: list[dict], completion_only: bool, tokenizer) -> list[tuple[str, bool]]:
-    template = getattr(tokenizer, "chat_template", None) or FALLBACK_CHAT_TEMPLATE
-
-    def render(part: list[dict], gen: bool) -> str:
-        if not part:
-            return ""
-        return tokenizer.apply_chat_template(part, tokenize=False, add_generation_prompt=gen, chat_template=template)
-
-    full = render(msgs, False)
-    if not completion_only:
-        return [(full, True)]
-    # Each assistant turn is the text between "history + generation prompt" and "history + that turn".
-    out, pos = [], 0
-    for i, m in enumerate(msgs):
-        if m["role"] != "assistant":
-            continue
-        start, end = render(msgs[:i], True), render(msgs[: i + 1], False)
-        if not (end.startswith(start) and full.startswith(end) and len(start) >= pos):
-            raise UserError(f"{rec.where}: the chat template renders earlier turns differently as the conversation "
-                            f"grows, so assistant turns cannot be located; set data.completion_only: false")
-        out += [(full[pos:len(start)], False), (full[len(start):len(end)], True)]
-        pos = len(end)
-    out.append((full[pos:], False))
-    return [(t, target) for t, target in out if t]
-
-
-# ---- tokenizing ----------------------------------------------------------------------------------------------------
 
 def _bos_prefix(tokenizer) -> list[int]:
     """The ids the tokenizer itself puts in front of a text (Llama: [bos]; Qwen: []), without a trailing eos."""
@@ -292,21 +268,51 @@ def _bos_prefix(tokenizer) -> list[int]:
     return [i for i in ids if i != tokenizer.eos_token_id]
 
 
-def tokenize_records(records: list[Record], fmt: str, cfg: DataConfig, tokenizer, source: str) -> TokenizedSet:
-    """Tokenize, mask, append eos, truncate to cfg.max_seq_length; drop samples left with no target token."""
-    if fmt == "auto":
-        fmt = detect_format(records[0], cfg.text_field)
-    prefix = [] if fmt == "messages" else _bos_prefix(tokenizer)  # chat templates write their own bos
-    eos = tokenizer.eos_token_id
-    segs = [segments(r, fmt, cfg, tokenizer) for r in records]
-    flat = [t for s in segs for t, _ in s]
-    flat_ids = tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []  # one batched call: fast
-    samples, raw, truncated, dropped, empty, k = [], [], 0, 0, [], 0
-    for rec, seg in zip(records, segs):
-        if not any(t.strip() for t, target in seg if target):  # nothing to learn but bos and eos
-            empty.append(rec.where)
-            k += len(seg)
+def _encode(records: list[Record], fmt: str, cfg: DataConfig, tokenizer):
+    """(record, ids, labels, format name) for each usable record, and [(where, reason)] for the others."""
+    template = chat_template_of(tokenizer, cfg)
+    has_template = bool(cfg.chat_template or getattr(tokenizer, "chat_template", None))
+    ct = ChatTemplate(tokenizer, template, dict(cfg.chat_template_kwargs))
+    plain, out, bad, empty = [], [], [], []
+    for rec in _progress(records, "rendering"):
+        fields = rename_columns(rec.fields, cfg.columns)
+        try:
+            f = fmt if fmt != "auto" else _detect(fields, cfg.text_field, rec.where)
+            ex = to_example(fields, f, cfg.text_field, rec.where, has_template)
+            if _empty_target(ex):  # nothing to learn but the template's tokens
+                empty.append(rec.where)
+                continue
+            if isinstance(ex, Plain):
+                plain.append((len(out), ex.segments))
+                out.append([rec, None, None, f])
+                continue
+            ids, mask = encode_chat(ct, ex, rec.where, masks=cfg.completion_only)
+        except RecordError as e:
+            bad.append((rec.where, str(e)))
             continue
+        name = "alpaca (chat template)" if ex.alpaca else f + (" (messages)" if f == "prompt_completion" else "")
+        labels = [i if m or not cfg.completion_only else IGNORE for i, m in zip(ids, mask)]
+        out.append([rec, ids, labels, name])
+    if plain:
+        _encode_plain(plain, out, cfg, tokenizer)
+    return out, bad, empty
+
+
+def _empty_target(ex) -> bool:
+    if isinstance(ex, Plain):
+        return not any(t.strip() for t, target in ex.segments if target)
+    turns = [m for i, m in enumerate(ex.messages) if m["role"] == "assistant" and (ex.targets is None or i in ex.targets)]
+    return not any(m["content"].strip() or m.get("tool_calls") or str(m.get("reasoning_content") or m.get("thinking")
+                                                                      or "").strip() for m in turns)
+
+
+def _encode_plain(plain: list, out: list, cfg: DataConfig, tokenizer) -> None:
+    """Text pieces, tokenized in one batched call: bos (if the tokenizer adds one), the pieces, eos."""
+    prefix, eos = _bos_prefix(tokenizer), tokenizer.eos_token_id
+    flat = [t for _, seg in plain for t, _ in seg]
+    flat_ids = tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
+    k = 0
+    for slot, seg in plain:
         ids = list(prefix)
         labels = [IGNORE] * len(prefix) if cfg.completion_only else list(prefix)
         for _, target in seg:
@@ -316,6 +322,20 @@ def tokenize_records(records: list[Record], fmt: str, cfg: DataConfig, tokenizer
         if eos is not None and (not ids or ids[-1] != eos):
             ids.append(eos)  # the model learns to stop; a target wherever the last piece is
             labels.append(eos if not cfg.completion_only or (seg and seg[-1][1]) else IGNORE)
+        out[slot][1], out[slot][2] = ids, labels
+
+
+def tokenize_records(records: list[Record], fmt: str, cfg: DataConfig, tokenizer, source: str) -> TokenizedSet:
+    """Tokenize, mask, truncate to cfg.max_seq_length; drop (and count) records that fit no format and samples left
+    with no target token."""
+    encoded, bad, empty = _encode(records, fmt, cfg, tokenizer)
+    if empty and len(empty) == len(records):
+        raise UserError(f"{source}: every record's text is empty (first: {empty[0]}); nothing to train on")
+    if not encoded:
+        raise UserError(f"no usable record in {source}: {bad[0][1]}" if len(bad) > 1 else bad[0][1])
+    samples, raw, truncated, dropped, formats = [], [], 0, 0, {}
+    for rec, ids, labels, name in encoded:
+        formats[name] = formats.get(name, 0) + 1
         raw.append(len(ids))
         if len(ids) > cfg.max_seq_length:
             truncated += 1
@@ -324,25 +344,40 @@ def tokenize_records(records: list[Record], fmt: str, cfg: DataConfig, tokenizer
             dropped += 1
             continue
         samples.append(Sample(rec.index, ids, labels, raw[-1]))
-    if empty and len(empty) == len(records):
-        raise UserError(f"{source}: every record's text is empty (first: {empty[0]}); nothing to train on")
     if not samples:
         hint = " or set data.completion_only: false" if cfg.completion_only else ""
         raise UserError(f"{source}: no sample has a token left to train on after truncation to "
                         f"data.max_seq_length={cfg.max_seq_length}; raise data.max_seq_length{hint}")
     return TokenizedSet(samples, length_stats([len(s.input_ids) for s in samples]), truncated, source,
-                        length_stats(raw), dropped, empty)
+                        length_stats(raw), dropped, formats, bad, empty)
+
+
+def describe(ts: TokenizedSet, max_lines: int = 5) -> list[str]:
+    """The data summary train prints: formats found, records refused (file and line, why), samples cut or empty."""
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(ts.formats.items(), key=lambda kv: -kv[1]))
+    lines = [f"data {ts.source}: {len(ts.samples)} samples ({kinds}); {len(ts.bad)} records dropped, "
+             f"{ts.dropped} left with no target token, {ts.truncated} truncated"]
+    lines += [f"  dropped: {reason}" for _, reason in ts.bad[:max_lines]]
+    if len(ts.bad) > max_lines:
+        lines.append(f"  ... and {len(ts.bad) - max_lines} more dropped records")
+    return lines
+
+
+def _progress(items: list, what: str):
+    if len(items) < 2000:
+        return items
+    from tqdm.auto import tqdm
+    return tqdm(items, desc=what, unit="rec", leave=False)
 
 
 def load_data(cfg: DataConfig, tokenizer, seed: int = 0) -> DataSplits:
     """Train (and eval) sets from cfg. The eval split is a deterministic function of (data, eval_split, seed)."""
     records, source = read_records(cfg.path, cfg.split)
-    fmt = cfg.format if cfg.format != "auto" else detect_format(records[0], cfg.text_field)
+    fmt = cfg.format
     if cfg.eval_path:
         eval_records, eval_source = read_records(cfg.eval_path, cfg.split)
-        eval_fmt = cfg.format if cfg.format != "auto" else detect_format(eval_records[0], cfg.text_field)
         return DataSplits(tokenize_records(records, fmt, cfg, tokenizer, source),
-                          tokenize_records(eval_records, eval_fmt, cfg, tokenizer, eval_source))
+                          tokenize_records(eval_records, fmt, cfg, tokenizer, eval_source))
     if cfg.eval_split <= 0:
         return DataSplits(tokenize_records(records, fmt, cfg, tokenizer, source), None)
     n_eval = max(1, round(len(records) * cfg.eval_split))

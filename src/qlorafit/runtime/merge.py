@@ -124,6 +124,9 @@ def recorded_base_matches(recorded: str | None, base_arg: str, base_dir: Path) -
         return None
     if recorded == base_arg:
         return True
+    rec_id, base_id = _hub_id(recorded), _hub_id(base_arg) or _hub_id(str(base_dir))
+    if rec_id and base_id:  # a snapshot in any HF cache is known by its repo id, not by where that cache is
+        return rec_id == base_id
     p = Path(recorded).expanduser()
     if not p.is_dir() and "/" in recorded and not recorded.startswith((".", "/", "~")):
         from qlorafit.core.catalog import find_in_hf_cache
@@ -131,6 +134,17 @@ def recorded_base_matches(recorded: str | None, base_arg: str, base_dir: Path) -
     if not Path(p).is_dir():
         return None
     return os.path.realpath(p) == os.path.realpath(base_dir)
+
+
+def _hub_id(name: str) -> str | None:
+    """'org/name', or '.../models--org--name/snapshots/<rev>' (a Hugging Face cache snapshot) -> 'org/name'."""
+    parts = Path(name).parts
+    for i, part in enumerate(parts[:-2]):
+        if part.startswith("models--") and parts[i + 1] == "snapshots":
+            return part[len("models--"):].replace("--", "/", 1)
+    if name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
+        return name
+    return None
 
 
 def check_shapes(deltas: dict, full: dict, base: dict, fan_in_fan_out: bool, adapter_dir: Path, base_dir: Path) -> None:

@@ -79,7 +79,7 @@ class Monitor:
     """Appends JSON lines to the run directory's logs and drives the progress bar."""
 
     def __init__(self, run_dir: Path, device: torch.device, total_steps: int, start_step: int,
-                 tensorboard: bool = False, quiet: bool = False):
+                 tensorboard: bool = False, quiet: bool = False, trackers=None):
         self.dir = Path(run_dir)
         self.device = device
         self.t0 = time.time()
@@ -88,6 +88,7 @@ class Monitor:
         self.bar = None if quiet else _progress_bar(total_steps, start_step)
         self.tb = _tensorboard(self.dir) if tensorboard else None
         self.quiet = quiet
+        self.trackers = trackers  # qlorafit.runtime.trackers.Trackers (train.report_to), or None
 
     def memory(self) -> dict:
         return memory_stats(self.device)
@@ -106,9 +107,13 @@ class Monitor:
             for k, v in row.items():
                 if isinstance(v, (int, float)) and k not in ("step", "time"):
                     self.tb.add_scalar(f"train/{k}" if not k.startswith("mem") else f"memory/{k}", v, row["step"])
+        if self.trackers is not None:
+            self.trackers.metrics(row)
 
     def event(self, kind: str, step: int, **fields) -> None:
         self._write("events", {"time": round(time.time() - self.t0, 3), "step": step, "kind": kind, **fields})
+        if self.trackers is not None:
+            self.trackers.event(kind, step, fields)
 
     def ledger(self, step: int, sample_ids: list[int], skipped: list[dict], applied: bool = True,
                truncated: list[dict] | None = None) -> None:
@@ -142,6 +147,9 @@ class Monitor:
         if self.tb is not None:
             self.tb.close()
             self.tb = None
+        if self.trackers is not None:
+            self.trackers.close()
+            self.trackers = None
         try:
             self.logs.close()
         except OSError:

@@ -74,7 +74,8 @@ def unit_targets(u) -> int:
 
 def _batch(ctx: StepContext, units: list) -> dict:
     if isinstance(units[0], PackedRow):
-        return collate_packed(units, ctx.pad_id)
+        attn = getattr(getattr(ctx.model, "config", None), "_attn_implementation", None) or "sdpa"
+        return collate_packed(units, ctx.pad_id, attn, ctx.dtype)  # sample boundaries passed to attention
     return collate(units, ctx.pad_id)
 
 
@@ -100,7 +101,8 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     if device.type != "cuda":
         return batch
     # pinned, then non_blocking: the copy overlaps the previous micro-batch's kernels instead of waiting for them
-    return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
+    return {k: v.pin_memory().to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+            for k, v in batch.items()}  # max_length_q/k stay Python ints
 
 
 def _autocast(ctx: StepContext):
@@ -306,22 +308,25 @@ def eval_mode(model):
         model.train()
 
 
-def evaluate(ctx: StepContext, units: list, step: int) -> float | None:
-    """Mean loss per target token. Only scalars are kept between batches, never logits. An OOM here shrinks the
-    eval batch only; training's micro-batch and checkpointing stay as they are."""
+def evaluate(ctx: StepContext, units: list, step: int) -> dict | None:
+    """{loss (mean per target token), perplexity, token_accuracy (None where the head is streamed), tokens}. Only
+    scalars are kept between batches, never logits. An OOM here shrinks the eval batch only; training's micro-batch
+    and checkpointing stay as they are."""
     with eval_mode(ctx.model):
         return _evaluate(ctx, units, step)
 
 
-def _evaluate(ctx: StepContext, units: list, step: int) -> float | None:
+def _evaluate(ctx: StepContext, units: list, step: int) -> dict | None:
     loss_sum, tokens, i = torch.zeros((), device=ctx.device), 0, 0
+    correct = torch.zeros((), device=ctx.device, dtype=torch.long)
+    counted = True  # every batch counted its correct predictions
     ctx.eval_batch = ctx.eval_batch or ctx.cfg.train.micro_batch_size
     t0 = time.time()
     while i < len(units):
         mb = units[i: i + ctx.eval_batch]
-        part, n, failed = _eval_batch(ctx, mb, step)
+        part, right, n, failed = _eval_batch(ctx, mb, step)
         if failed:
-            del part, mb
+            del part, right, mb
             G.free_memory()
             old = ctx.eval_batch
             if old == 1:  # one sample does not fit even alone: leave it out of this evaluation
@@ -334,24 +339,32 @@ def _evaluate(ctx: StepContext, units: list, step: int) -> float | None:
                               action="shrink_eval_batch")
             continue
         loss_sum += part
+        if right is None:
+            counted = False
+        else:
+            correct += right
         tokens += n
         i += len(mb)
     if tokens == 0:
         return None
-    loss = loss_sum.item() / tokens
-    ctx.monitor.event("eval", step, loss=loss, tokens=tokens, seconds=round(time.time() - t0, 3))
-    return loss
+    loss_v, right_v = torch.stack([loss_sum.float(), correct.float()]).tolist()  # the evaluation's one sync
+    res = {"loss": loss_v / tokens, "perplexity": math.exp(min(loss_v / tokens, 50.0)),
+           "token_accuracy": right_v / tokens if counted else None, "tokens": tokens}
+    ctx.monitor.event("eval", step, **res, seconds=round(time.time() - t0, 3))
+    return res
 
 
 def _eval_batch(ctx: StepContext, units: list, step: int):
+    from qlorafit.runtime.eval_metrics import eval_sums
+
     try:
         batch = _to_device(_batch(ctx, units), ctx.device)
         if ctx.fault is not None:
             ctx.fault("eval", _info(step, 0, units))
         with _autocast(ctx):
-            loss_sum, n = forward_loss(ctx.model, batch, ctx.cfg.train.loss_impl)
-        return loss_sum.float(), n, False
+            loss_sum, right, n = eval_sums(ctx.model, batch, ctx.cfg.train.loss_impl)
+        return loss_sum.float(), right, n, False
     except Exception as e:
         if not G.is_oom(e):
             raise
-    return None, 0, True
+    return None, None, 0, True

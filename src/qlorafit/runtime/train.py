@@ -60,6 +60,9 @@ class Run:
     epoch_units: list | None = None   # this epoch's units, in order
     first_loss: float | None = None   # this invocation's first step
     last_loss: float | None = None
+    tokenizer: object = None          # for train.sample_prompts
+    best_eval: float | None = None    # lowest eval loss so far (early stopping)
+    evals_without_gain: int = 0
     finished: bool = False            # resumed from final/ of a run that had already ended
 
 
@@ -229,6 +232,8 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     changed = _check_resume(cfg, run_dir, allow_changes, say) if resume else None
     if cfg.train.tensorboard:
         require_tensorboard()  # before the model load, not after it
+    from qlorafit.runtime import trackers as T
+    T.check_installed(cfg.train.report_to)
 
     torch.manual_seed(cfg.train.seed)  # the LoRA init does not depend on how much data loading drew
     check_load_fits(cfg, model_path, device)  # an OOM while loading is beyond the guard: say it before
@@ -269,13 +274,22 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
             scaler.load_state_dict(state["scaler"])
     _trim_logs(run_dir, pos.step)  # lines written after the checkpoint describe steps that will run again
 
-    monitor = Monitor(run_dir, device, total_steps, pos.step, cfg.train.tensorboard, quiet)
+    names = [n for n in cfg.train.report_to if not (n == "tensorboard" and cfg.train.tensorboard)]
+    trackers = T.Trackers(names, run_dir, config_mod.to_dict(cfg)) if names else None
+    monitor = Monitor(run_dir, device, total_steps, pos.step, cfg.train.tensorboard, quiet, trackers)
     ctx = StepContext(model, optimizer, params, scaler, device, loaded.dtype, cfg, guard, monitor,
                       tok.pad_token_id, fault=fault, offload=_offload_factory(cfg, model))
     monitor.say(f"model {cfg.model.name_or_path} ({cfg.model.quant}, {str(loaded.dtype).replace('torch.', '')}) on "
                 f"{device}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / max(total, 1):.2f}%)")
-    monitor.say(f"data {data.train.source}: {len(data.train.samples)} samples, {data.train.truncated} truncated to "
-                f"{cfg.data.max_seq_length} tokens; {total_steps} steps of {eff} {'rows' if cfg.data.packing else 'samples'}")
+    from qlorafit.runtime.data import describe
+    for line in describe(data.train):
+        monitor.say(line)
+    monitor.event("data", pos.step, source=data.train.source, samples=len(data.train.samples),
+                  formats=data.train.formats, dropped=[{"where": w, "reason": r} for w, r in data.train.bad[:100]],
+                  dropped_count=len(data.train.bad), no_target=data.train.dropped, truncated=data.train.truncated,
+                  empty=len(data.train.empty))
+    monitor.say(f"{total_steps} steps of {eff} {'rows' if cfg.data.packing else 'samples'} "
+                f"(max_seq_length {cfg.data.max_seq_length})")
     if data.train.empty:
         monitor.say(f"data: skipped {len(data.train.empty)} records whose text is empty (first: {data.train.empty[0]})")
     if ckpt is not None and pos.step < total_steps:
@@ -286,7 +300,8 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
         monitor.say(f"estimated peak GPU memory {gib(est['peak_bytes'])} ({est['peak_phase']})")
     eval_units = data.eval.samples if data.eval is not None else None
     finished = ckpt is not None and ckpt.name == "final" and pos.step >= total_steps
-    return Run(cfg, run_dir, ctx, data.train.samples, eval_units, total_steps, pos, est, finished=finished)
+    return Run(cfg, run_dir, ctx, data.train.samples, eval_units, total_steps, pos, est, finished=finished,
+               tokenizer=tok)
 
 
 def _check_resume(cfg: Config, run_dir: Path, allow: bool, say):
@@ -355,7 +370,7 @@ def loop(run: Run) -> dict:
     checkpoint (runtime/stop.py)."""
     cfg, ctx, pos, t = run.cfg, run.ctx, run.pos, run.cfg.train
     cuda = ctx.device.type == "cuda"
-    t_start, tokens_seen, start_step = time.time(), 0, pos.step
+    t_start, tokens_seen, start_step, stopped = time.time(), 0, pos.step, False
     last_save = time.monotonic()
     if pos.index:  # resumed mid-epoch: rebuild that epoch's order and keep the index
         run.epoch_units = _epoch_units(run)
@@ -375,8 +390,10 @@ def loop(run: Run) -> dict:
             _check_finite(run, res)
             if res.recoveries == 0 and G.maybe_grow_back(ctx.guard, cfg.guard):
                 ctx.monitor.event("grow_back", pos.step, new_micro_batch=ctx.guard.micro_batch_size)
-            if run.eval_units and t.eval_every and pos.step % t.eval_every == 0:
-                _eval(run)
+            evals = run.eval_units or t.sample_prompts
+            if evals and t.eval_every and pos.step % t.eval_every == 0 and _eval(run):
+                stopped = True
+                break  # early stopping: the eval loss stopped improving; final/ is saved below
             if pos.step >= run.total_steps:
                 break  # final/ is saved below, signal or not
             by_steps = t.save_every and pos.step % t.save_every == 0
@@ -386,7 +403,7 @@ def loop(run: Run) -> dict:
                 last_save = time.monotonic()
                 if stop:
                     raise Stopped(stop.signum, pos.step, str(target))
-    if run.eval_units and (not t.eval_every or pos.step % t.eval_every):
+    if (run.eval_units or t.sample_prompts) and not stopped and (not t.eval_every or pos.step % t.eval_every):
         _eval(run)
     save(run, run.dir / "final")
     ctx.monitor.close()
@@ -395,7 +412,8 @@ def loop(run: Run) -> dict:
 
         ctx.monitor.say(f"pushed final/ to {t.push_to_hub}: {push_run(run.dir, t.push_to_hub)}")
     return {"steps": pos.step, "start_step": start_step, "first_loss": run.first_loss, "last_loss": run.last_loss,
-            "final": str(run.dir / "final"), "seconds": round(time.time() - t_start, 2), "tokens": tokens_seen}
+            "final": str(run.dir / "final"), "seconds": round(time.time() - t_start, 2), "tokens": tokens_seen,
+            "stopped_early": stopped}
 
 
 def _log_step(run: Run, res, units: list, dt: float) -> None:
@@ -468,10 +486,35 @@ def _first_step_memory(run: Run, mem: dict) -> None:
                             f"{gib(predicted)} estimated: estimator error {100 * err:+.1f}%")
 
 
-def _eval(run: Run) -> None:
-    loss = evaluate(run.ctx, run.eval_units, run.pos.step)
-    if loss is not None:
-        run.ctx.monitor.say(f"step {run.pos.step}: eval loss {loss:.4f}")
+def _eval(run: Run) -> bool:
+    """Eval loss, perplexity and token accuracy; samples for train.sample_prompts. True: stop early."""
+    t, stop = run.cfg.train, False
+    res = evaluate(run.ctx, run.eval_units, run.pos.step) if run.eval_units else None
+    if res is not None:
+        acc = "" if res["token_accuracy"] is None else f", token accuracy {100 * res['token_accuracy']:.1f}%"
+        run.ctx.monitor.say(f"step {run.pos.step}: eval loss {res['loss']:.4f}, perplexity {res['perplexity']:.2f}"
+                            f"{acc}")
+        stop = _early_stop(run, res["loss"])
+    if t.sample_prompts:
+        from qlorafit.runtime.generation import write_samples
+        for row in write_samples(run, t.sample_prompts, t.sample_max_new_tokens):
+            run.ctx.monitor.say(f"step {run.pos.step}: sample {row['prompt'][:60]!r} -> {row['output'][:200]!r}")
+    return stop
+
+
+def _early_stop(run: Run, loss: float) -> bool:
+    """Patience counts evaluations in a row without a new lowest eval loss."""
+    patience = run.cfg.train.early_stopping_patience
+    if run.best_eval is None or loss < run.best_eval:
+        run.best_eval, run.evals_without_gain = loss, 0
+        return False
+    run.evals_without_gain += 1
+    if patience and run.evals_without_gain >= patience:
+        run.ctx.monitor.event("early_stop", run.pos.step, best_eval_loss=run.best_eval, patience=patience)
+        run.ctx.monitor.say(f"step {run.pos.step}: eval loss has not improved on {run.best_eval:.4f} for {patience} "
+                            f"evaluations: stopping early (train.early_stopping_patience)")
+        return True
+    return False
 
 
 def save(run: Run, target: Path) -> Path:

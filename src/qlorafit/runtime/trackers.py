@@ -1,0 +1,162 @@
+"""Experiment trackers (train.report_to): the metrics and events of metrics.jsonl / events.jsonl, through each
+library's own API. Every tracker receives the same flat scalars:
+
+    train/<key>    each metrics.jsonl row (loss, lr, grad_norm, tokens_per_s, ...), at its step
+    memory/<key>   its memory figures (mem_allocated, mem_peak_reserved, host_rss, ...)
+    eval/<key>     each evaluation (loss, perplexity, token_accuracy)
+    events/<kind>/count  running count of each event kind (oom_recovery, skip_sample, leak_warning, nan_loss, early_stop,
+                   ...), with its numeric fields as events/<kind>/<field> (old/new micro-batch, bytes, ...)
+
+Each tracker is configured by its own environment (WANDB_PROJECT / WANDB_MODE, MLFLOW_TRACKING_URI /
+MLFLOW_EXPERIMENT_NAME, TRACKIO_PROJECT / TRACKIO_DIR); qlorafit passes the run name and the resolved config.
+"""
+
+import os
+from pathlib import Path
+
+from qlorafit.errors import UserError
+
+EXTRAS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "trackio": "trackio"}
+SKIP_EVENTS = ("data", "checkpoint", "eval")  # data is a summary, checkpoints are not a measurement, eval has eval/
+
+
+def _missing(name: str, module: str) -> UserError:
+    return UserError(f"train.report_to: {name} needs the {module} package: pip install 'qlorafit[{EXTRAS[name]}]' "
+                     f"(or drop {name} from train.report_to)")
+
+
+class TensorBoard:
+    def __init__(self, run_dir: Path, name: str, config: dict):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise _missing("tensorboard", "tensorboard") from None
+        self.w = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def log(self, scalars: dict, step: int) -> None:
+        for k, v in scalars.items():
+            self.w.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        self.w.close()
+
+
+class WandB:
+    def __init__(self, run_dir: Path, name: str, config: dict):
+        try:
+            import wandb
+        except ImportError:
+            raise _missing("wandb", "wandb") from None
+        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "qlorafit"), name=name, dir=str(run_dir),
+                              config=config, reinit="finish_previous")
+
+    def log(self, scalars: dict, step: int) -> None:
+        self.run.log(scalars, step=step)
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+class MLflow:
+    def __init__(self, run_dir: Path, name: str, config: dict):
+        try:
+            import mlflow
+        except ImportError:
+            raise _missing("mlflow", "mlflow") from None
+        self.mlflow = mlflow
+        mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", "qlorafit"))
+        self.run = mlflow.start_run(run_name=name)
+        mlflow.log_params({k: str(v)[:500] for k, v in _flat(config).items()})
+
+    def log(self, scalars: dict, step: int) -> None:
+        # MLflow's metric names allow '/': the same keys as the other trackers
+        self.mlflow.log_metrics({k: float(v) for k, v in scalars.items()}, step=step, run_id=self.run.info.run_id)
+
+    def close(self) -> None:
+        self.mlflow.end_run()
+
+
+class Trackio:
+    def __init__(self, run_dir: Path, name: str, config: dict):
+        try:
+            import trackio
+        except ImportError:
+            raise _missing("trackio", "trackio") from None
+        self.trackio = trackio
+        self.run = trackio.init(project=os.environ.get("TRACKIO_PROJECT", "qlorafit"), name=name, config=config)
+
+    def log(self, scalars: dict, step: int) -> None:
+        self.trackio.log(scalars, step=step)
+
+    def close(self) -> None:
+        self.trackio.finish()
+
+
+BACKENDS = {"tensorboard": TensorBoard, "wandb": WandB, "mlflow": MLflow, "trackio": Trackio}
+MODULES = {"tensorboard": "torch.utils.tensorboard", "wandb": "wandb", "mlflow": "mlflow", "trackio": "trackio"}
+
+
+def check_installed(names: list[str]) -> None:
+    """A one-line error naming the pip command for the first tracker whose package is missing: called before the
+    model load, so a missing extra costs a second, not a load."""
+    import importlib
+
+    for n in names:
+        try:
+            importlib.import_module(MODULES[n])
+        except ImportError:
+            raise _missing(n, MODULES[n].split(".")[-1]) from None
+
+
+class Trackers:
+    """The trackers of one run; Monitor forwards every metrics row and event here."""
+
+    def __init__(self, names: list[str], run_dir: Path, config: dict):
+        self.backends, self.counts = [], {}
+        name = Path(run_dir).resolve().name
+        try:
+            for n in dict.fromkeys(names):  # each once, in the order given
+                self.backends.append(BACKENDS[n](Path(run_dir), name, config))
+        except BaseException:
+            self.close()
+            raise
+
+    def metrics(self, row: dict) -> None:
+        scalars = {(f"memory/{k}" if k.startswith(("mem_", "host_")) else f"train/{k}"): v for k, v in row.items()
+                   if _scalar(v) and k not in ("step", "time")}
+        self._log(scalars, row["step"])
+
+    def event(self, kind: str, step: int, fields: dict) -> None:
+        if kind == "eval":
+            self._log({f"eval/{k}": v for k, v in fields.items() if _scalar(v) and k != "seconds"}, step)
+            return
+        if kind in SKIP_EVENTS:
+            return
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        scalars = {f"events/{kind}/count": self.counts[kind]}
+        scalars.update({f"events/{kind}/{k}": v for k, v in fields.items() if _scalar(v)})
+        self._log(scalars, step)
+
+    def _log(self, scalars: dict, step: int) -> None:
+        if scalars:
+            for b in self.backends:
+                b.log(scalars, step)
+
+    def close(self) -> None:
+        backends, self.backends = self.backends, []
+        for b in backends:
+            b.close()
+
+
+def _scalar(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v and all(isinstance(x, str) for x in v):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

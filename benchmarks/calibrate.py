@@ -22,6 +22,18 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+
+def row_setup(r: dict):
+    """The estimator's Setup of one measured row (tests/fixtures/calibration.json, the rows this script writes)."""
+    from qlorafit.core.estimate import Setup
+
+    return Setup(batch_size=r["batch"], seq_len=r["seq"], lora_r=r["rank"], lora_targets=tuple(r["targets"].split(",")),
+                 grad_checkpointing=r["checkpointing"], optimizer=r["optimizer"], lora_dropout=r["dropout"],
+                 loss_impl=r["loss"], stack=r["stack"], offload_embedding=r["offload_embedding"],
+                 expandable_segments="expandable_segments:True" in r["alloc_conf"],
+                 mlp_tile_tokens=r.get("mlp_tile_tokens", 0))
+
+
 # Each configuration: (batch, seq, rank, targets, checkpointing, optimizer, dropout, loss[, offload_embedding,
 # mlp_tile_tokens, offload_lm_head])
 QKVO = "q_proj,k_proj,v_proj,o_proj"

@@ -22,13 +22,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))  # the fixture's rows are read the way its test reads them
 
 from qlorafit.core.catalog import get_gpu, resolve_model  # noqa: E402
 from qlorafit.core.estimate import Setup  # noqa: E402
 from qlorafit.core.plan import PlanRequest, plan  # noqa: E402
 from qlorafit.core.throughput import Calibration, predict  # noqa: E402
-from test_calibration import _setup as row_setup  # noqa: E402
+from calibrate import row_setup  # noqa: E402  (the fixture's rows, mapped by the script that measured them)
 
 GIB = 1024**3
 GRID = {

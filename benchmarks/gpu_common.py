@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from qlorafit.core.catalog import _load as _catalog
+from qlorafit.core.catalog import model_config
 
 GIB = 1024**3
 
@@ -26,7 +26,7 @@ def build_model(name: str, root: str = "/tmp/qf-models") -> str:
     out = Path(root) / name
     if (out / "config.json").exists():
         return str(out)
-    fields = dict(_catalog("models.json")["models"][name]["config"])
+    fields = model_config(name)
     model_type = fields.pop("model_type")
     cfg = AutoConfig.for_model(model_type, **fields)
     cfg.torch_dtype = "bfloat16"

@@ -71,9 +71,9 @@ GROUPS = {**MOE, **HELD_OUT}
 
 def moe_config() -> dict:
     """The catalogue's Qwen3-30B-A3B config.json fields with MOE_LAYERS layers."""
-    from qlorafit.core.catalog import _load
+    from qlorafit.core.catalog import model_config
 
-    cfg = dict(_load("models.json")["models"][MOE_BASE]["config"])
+    cfg = model_config(MOE_BASE)
     cfg["num_hidden_layers"] = MOE_LAYERS
     return cfg
 

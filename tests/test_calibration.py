@@ -3,24 +3,20 @@ benchmarks/calibrate.py; provenance in the file). Target from issue 2: median ab
 
 import json
 import statistics
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from qlorafit.core.catalog import resolve_model
-from qlorafit.core.estimate import Setup, estimate
+from qlorafit.core.estimate import estimate
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from calibrate import row_setup as _setup  # noqa: E402  (the script that measured the rows maps them)
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "calibration.json").read_text())
 ROWS = FIXTURE["rows"]
-
-
-def _setup(r: dict) -> Setup:
-    return Setup(batch_size=r["batch"], seq_len=r["seq"], lora_r=r["rank"], lora_targets=tuple(r["targets"].split(",")),
-                 grad_checkpointing=r["checkpointing"], optimizer=r["optimizer"], lora_dropout=r["dropout"],
-                 loss_impl=r["loss"], stack=r["stack"], offload_embedding=r["offload_embedding"],
-                 expandable_segments="expandable_segments:True" in r["alloc_conf"],
-                 mlp_tile_tokens=r.get("mlp_tile_tokens", 0))
 
 
 def _error(r: dict) -> float:

@@ -136,7 +136,7 @@ def test_optimizer_specs_size_states_and_name_their_builders():
 
 
 def test_a_new_optimizer_is_one_spec(monkeypatch):
-    """A spec the planner may not pick is sized by the estimator and never swapped in."""
+    """A spec the planner may not pick is sized by the estimator, never swapped in, and kept when the user chose it."""
     from qlorafit.core.catalog import resolve_model
     from qlorafit.core.estimate import estimate
     from qlorafit.core.plan import plan
@@ -149,7 +149,9 @@ def test_a_new_optimizer_is_one_spec(monkeypatch):
     est = estimate(shape, Setup(optimizer="lion_8bit"))
     assert est.component("optimizer states") * 2 == adam8.component("optimizer states")
     r = plan(shape, PlanRequest(budget_bytes=24 * 1024**3, base=Setup(optimizer="lion_8bit")))
-    assert "lion_8bit" not in {c.setup.optimizer for c in r.ranked}
+    assert {c.setup.optimizer for c in r.ranked} == {"lion_8bit"}  # the user's choice kept, never swapped
+    r = plan(shape, PlanRequest(budget_bytes=24 * 1024**3))
+    assert "lion_8bit" not in {c.setup.optimizer for c in r.ranked}  # and never swapped in
 
 
 def test_no_module_tests_a_knob_name():

@@ -84,7 +84,7 @@ def test_train_refuses_a_model_whose_weights_alone_exceed_the_gpu(tmp_path, monk
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.json").write_text(json.dumps(_load("models.json")["models"][name]["config"]))
     cfg = C.from_dict({"model": {"name_or_path": "Qwen/Qwen3-30B-A3B"}}, "t")
-    msg = r"needs 5\d\.\d\dGiB .* of which 54\.\d\dGiB are MoE experts .* a 24 GiB card"
+    msg = r"needs 5\d\.\d\d GiB .* of which 54\.\d\d GiB are MoE experts .* a 24 GiB card"
     with pytest.raises(UserError, match=msg):
         check_load_fits(cfg, str(tmp_path / "qwen3-30b-a3b"), torch.device("cuda", 0))
     check_load_fits(cfg, str(tmp_path / "llama-3.2-1b"), torch.device("cuda", 0))

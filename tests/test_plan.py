@@ -176,13 +176,24 @@ def test_no_budget_without_gpu_says_what_to_do(capsys, monkeypatch):
 
 
 def test_device_names_map_to_the_catalogue():
-    from qlorafit.commands.plan import gpu_from_device_name
+    from qlorafit.core.catalog import find_gpu
+
+    def gpu_from_device_name(name, total):
+        return find_gpu(total, name)
+
     assert gpu_from_device_name("NVIDIA GeForce RTX 4090", 24 * GIB).name == "rtx4090"
     assert gpu_from_device_name("NVIDIA A100-SXM4-80GB", 80 * GIB).name == "a100-80gb"
     assert gpu_from_device_name("NVIDIA A100-PCIE-40GB", 40 * GIB).name == "a100-40gb"
     assert gpu_from_device_name("NVIDIA H100 80GB HBM3", 80 * GIB).name == "h100"
     assert gpu_from_device_name("Tesla T4", 15 * GIB).name == "t4"
     assert gpu_from_device_name("Some Card", 8 * GIB) is None
+    # whole words: an unlisted card is not captured by a listed one whose name it contains
+    assert gpu_from_device_name("NVIDIA GeForce RTX 3090 Ti", 24 * GIB) is None
+    assert gpu_from_device_name("NVIDIA L40", 45 * GIB) is None
+    assert gpu_from_device_name("NVIDIA L4", 22 * GIB).name == "l4"
+    assert gpu_from_device_name("NVIDIA L40S", 45 * GIB).name == "l40s"
+    assert gpu_from_device_name("NVIDIA A10G", 22 * GIB).name == "a10"
+    assert find_gpu(80 * GIB).name == "a100-80gb" and find_gpu(5 * GIB) is None  # by total capacity alone
 
 
 # --- the throughput model ---------------------------------------------------------------------------------------
@@ -282,6 +293,18 @@ def test_host_time_overlaps_the_gpu_and_slows_only_small_micro_batches():
     assert slow_small < 0.8 and slow_large == 1.0  # the big micro-batch keeps the GPU the bottleneck
     t = predict(one_b, small, h200, 16, cal=host)
     assert t.parts_s["launches"] > t.parts_s["matmuls"]  # the step is host-bound: the wait shows as launches
+
+
+def test_calibration_comes_from_the_package_not_the_working_directory(tmp_path, monkeypatch):
+    """A stray benchmarks/results/throughput_calibration.json where the command runs changes nothing."""
+    shipped = load_calibration("h200")
+    stray = tmp_path / "benchmarks" / "results" / "throughput_calibration.json"
+    stray.parent.mkdir(parents=True)
+    stray.write_text('{"default": {"matmul_efficiency": 0.01}}')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("QLORAFIT_THROUGHPUT_CALIBRATION", raising=False)
+    assert load_calibration("h200") == shipped and shipped.matmul_efficiency != 0.01
+    assert load_calibration("h200", stray).matmul_efficiency == 0.01  # named, it is read
 
 
 def test_plan_ranks_with_the_shipped_calibration_when_none_is_given():

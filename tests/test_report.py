@@ -110,6 +110,13 @@ def _chrome(exe: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([exe, *flags, *args], capture_output=True, text=True, timeout=120)
 
 
+def test_without_matplotlib_one_line_names_the_extra(run_dir, monkeypatch, capsys):
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # as if the report extra were not installed
+    assert main(["report", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pip install 'qlorafit[report]'" in err
+
+
 def test_page_in_headless_chromium(run_dir, tmp_path):
     exe = _chromium()
     page = write_report(run_dir)["html"]

@@ -16,10 +16,10 @@ from pathlib import Path
 import yaml
 
 from qlorafit.atomic import write_atomic
+from qlorafit.core.sizes import GIB
 from qlorafit.errors import UserError
 from qlorafit.runlog import read_rows
 
-GIB = 1024**3
 PLOTS = ("memory", "breakdown", "loss", "tokens")
 _COLORS = {"alloc": "#1f77b4", "reserved": "#ff7f0e", "peak_alloc": "#2ca02c", "peak_reserved": "#d62728",
            "oom": "#c00000", "pred": "#7f7f7f"}

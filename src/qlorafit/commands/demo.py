@@ -60,8 +60,6 @@ def run(a) -> int:
         from qlorafit import rundir
         rundir.write_marker(out, "demo")
     cfg = demo_config(out, a.steps)
-    from qlorafit.runtime.guard import configure_allocator
-    configure_allocator(cfg.guard)
 
     from qlorafit.runtime.train import train
     s = train(cfg, overwrite=True)

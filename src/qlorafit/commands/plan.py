@@ -41,6 +41,8 @@ def add_arguments(p) -> None:
                    "never below the estimator's 4%% out-of-sample under-prediction)")
     b.add_argument("--context-mib", type=int, metavar="MIB",
                    help="this machine's CUDA context (`qlorafit estimate --measure-context`) instead of the H200's 767")
+    b.add_argument("--calibration", metavar="FILE", help="the speed model's calibration JSON (default: the H200 fit "
+                   "shipped with qlorafit, or $QLORAFIT_THROUGHPUT_CALIBRATION)")
     w = p.add_argument_group("workload")
     w.add_argument("--batch-size", type=int, default=16,
                    help="effective batch: sequences per optimizer step, kept fixed (default %(default)s)")
@@ -81,7 +83,7 @@ def run(a) -> int:
         context_bytes=None if a.context_mib is None else a.context_mib * 1024**2,
         packing={"auto": None, "on": (True,), "off": (False,)}[a.packing],
         compile={"auto": (False, True), "on": (True,), "off": (False,)}[a.compile],
-        calibration=load_calibration(gpu.name if gpu else None), top=a.top,
+        calibration=load_calibration(gpu.name if gpu else None, a.calibration), top=a.top,
     )
     r = plan(shape, req)
     if r.chosen is None:
@@ -115,6 +117,8 @@ def _check_args(a) -> None:
         problems.append(f"--margin is a fraction in [0, 0.5), got {a.margin}")
     if a.lengths and a.data:
         problems.append("give --lengths or --data, not both")
+    if a.calibration and not Path(a.calibration).is_file():
+        problems.append(f"--calibration: no such file {a.calibration}")
     if problems:
         raise UserError("; ".join(problems))
 
@@ -136,7 +140,7 @@ def _budget(a):
     if budget is not None:
         return budget, name, gpu
     free, dev_name, total = _detect_cuda()
-    return free, f"free memory of {dev_name}", gpu_from_device_name(dev_name, total)
+    return free, f"free memory of {dev_name}", catalog.find_gpu(total, dev_name)
 
 
 def _detect_cuda() -> tuple[int, str, int]:
@@ -150,19 +154,6 @@ def _detect_cuda() -> tuple[int, str, int]:
         raise UserError(f"no budget given and no CUDA GPU detected: {hint}")
     free, total = torch.cuda.mem_get_info()
     return int(free), torch.cuda.get_device_name(), int(total)
-
-
-def gpu_from_device_name(device_name: str, total_bytes: int) -> catalog.GPU | None:
-    """'NVIDIA GeForce RTX 4090' -> the catalogue's rtx4090; the closest memory size breaks ties (A100 40/80 GB)."""
-    key = device_name.lower().replace("nvidia", "").replace("geforce", "").replace("tesla", "")
-    key = "".join(ch for ch in key if ch.isalnum())
-    matches = []
-    for name in catalog.gpu_names():
-        stem = "".join(ch for ch in name.split("-")[0] if ch.isalnum())
-        if stem and stem in key:
-            g = catalog.get_gpu(name)
-            matches.append((len(stem), -abs(g.memory_bytes - total_bytes), g))
-    return max(matches, key=lambda m: m[:2])[2] if matches else None
 
 
 def _lengths(a) -> Lengths | None:

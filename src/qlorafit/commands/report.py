@@ -14,7 +14,13 @@ def add_arguments(p) -> None:
 
 
 def run(a) -> int:
+    from qlorafit.errors import UserError
     from qlorafit.report import write_report  # matplotlib is imported only when a report is made
+
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UserError("report: the plots need matplotlib, an optional extra: pip install 'qlorafit[report]'") from None
 
     paths = write_report(a.run_dir, a.out)
     print(f"wrote {paths['html']}")

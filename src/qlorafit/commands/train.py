@@ -78,8 +78,6 @@ def run(a) -> int:
         raise UserError("--resume and --overwrite contradict each other: pick one")
     if a.allow_changes and not a.resume:
         raise UserError("--allow-changes only applies with --resume")
-    from qlorafit.runtime.guard import configure_allocator
-    configure_allocator(cfg.guard)  # before torch touches CUDA
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     from qlorafit.runtime.train import train

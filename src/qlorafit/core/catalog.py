@@ -12,6 +12,7 @@ The network goes through qlorafit.hub (huggingface_hub), imported only when a na
 import difflib
 import json
 import os
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -37,6 +38,11 @@ def _load(fname: str) -> dict:
     return json.loads(resources.files("qlorafit").joinpath("assets", fname).read_text())
 
 
+def model_config(name: str) -> dict:
+    """A copy of a catalogue entry's config.json fields: 'llama-3.1-8b' -> {'hidden_size': 4096, ...}."""
+    return dict(_load("models.json")["models"][_norm(name)]["config"])
+
+
 def model_names() -> list[str]:
     return sorted(_load("models.json")["models"])
 
@@ -59,6 +65,37 @@ def get_gpu(name: str) -> GPU:
     close = difflib.get_close_matches(key, list(table), n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise UserError(f"gpu: unknown GPU '{name}'.{hint} Known: {', '.join(sorted(table))}; or give --budget 24GiB")
+
+
+# words in a device name that say nothing about which card it is: vendor, product line, form factor, memory size
+_DEVICE_NOISE = re.compile(r"nvidia|geforce|tesla|quadro|pcie|pci|sxm\d*|hbm\d*e?|nvl|\d+gb")
+GPU_MEMORY_TOLERANCE = 0.04  # a reported total capacity within 4 % of a card's names it (drivers reserve a little)
+
+
+def _card(name: str) -> str:
+    """'NVIDIA A100-SXM4-80GB' -> 'a100'; 'rtx-4090' -> 'rtx4090': the words that name the card, joined."""
+    return "".join(t for t in re.split(r"[^a-z0-9]+", name.lower()) if t and not _DEVICE_NOISE.fullmatch(t))
+
+
+def find_gpu(total_bytes: int, device_name: str | None = None) -> GPU | None:
+    """The catalogue's card for a device: by its name's whole words when a name is given (the closest memory breaks
+    ties: A100 40 and 80 GB), else by a total capacity within GPU_MEMORY_TOLERANCE. None: not in the catalogue.
+
+    >>> find_gpu(24 * 1024**3, "NVIDIA GeForce RTX 4090").name
+    'rtx4090'
+    >>> find_gpu(24 * 1024**3, "NVIDIA GeForce RTX 3090 Ti") is None   # an unlisted card captures no listed one
+    True
+    >>> find_gpu(15360 * 1024**2).name
+    't4'
+    """
+    cards = [get_gpu(n) for n in gpu_names()]
+    if device_name is not None:
+        table = _load("gpus.json")["gpus"]
+        card = _card(device_name)
+        named = [g for g in cards if card in {_card(x) for x in [g.name] + table[g.name]["aliases"]}]
+        return min(named, key=lambda g: abs(g.memory_bytes - total_bytes), default=None)
+    err = {g.name: abs(g.memory_bytes - total_bytes) / g.memory_bytes for g in cards}
+    return min((g for g in cards if err[g.name] <= GPU_MEMORY_TOLERANCE), key=lambda g: err[g.name], default=None)
 
 
 def _hf_cache_dirs() -> list[Path]:

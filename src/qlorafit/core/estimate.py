@@ -16,7 +16,8 @@ tests/fixtures/calibration.json (see benchmarks/calibrate.py).
 from dataclasses import dataclass, field
 
 from qlorafit.core import options as O
-from qlorafit.core.options import BNB_BLOCK, BNB_DQ_BLOCK, CHUNK_SIZING_BYTES_PER_LOGIT, MIB
+from qlorafit.core.options import BNB_BLOCK, BNB_DQ_BLOCK, CHUNK_SIZING_BYTES_PER_LOGIT
+from qlorafit.core.sizes import MIB
 from qlorafit.core.setup import KNOBS, Setup, choices
 from qlorafit.core.shapes import ALL_LINEARS, LORA_TARGET_ALIASES, MLP_NAMES, ModelShape
 from qlorafit.errors import UserError

@@ -15,9 +15,6 @@ stays importable without torch. It is called as builder(params, lr=..., weight_d
 
 from dataclasses import dataclass
 
-GIB = 1024**3
-MIB = 1024**2
-IGNORE_INDEX = -100  # the label of a token that takes no loss (padding, prompt tokens, packed sample starts)
 
 
 @dataclass(frozen=True)
@@ -165,6 +162,10 @@ def specs(kind: str) -> tuple:
 
 def names(table) -> tuple[str, ...]:
     return tuple(s.name for s in table)
+
+
+def specs_by_name(kind: str) -> dict:
+    return {s.name: s for s in specs(kind)}
 
 
 def _get(kind: str, name: str):

@@ -224,6 +224,9 @@ def search_axes(req: PlanRequest) -> dict[str, tuple]:
             for f in knobs("searched") if f.metadata["plan_axis"]}
     if req.base.stack != "qlorafit":  # only qlorafit's own trainer streams lm_head from host RAM
         axes["offload_lm_head"] = (False,)
+    for name, kind in (("optimizer", "optimizer"), ("loss_impl", "loss")):
+        if not O.specs_by_name(kind)[getattr(req.base, name)].plannable:  # a different update rule or loss than
+            axes[name] = (getattr(req.base, name),)  # the plannable ones: the user's choice is kept, never swapped
     return axes
 
 

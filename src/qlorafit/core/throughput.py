@@ -36,8 +36,9 @@ from qlorafit.core.estimate import (Setup, layer_activation_bytes_per_token, lm_
                                loss_chunk_tokens)
 from qlorafit.core.shapes import ModelShape
 
-CALIBRATION_FILE = Path("benchmarks") / "results" / "throughput_calibration.json"
 CALIBRATION_ENV = "QLORAFIT_THROUGHPUT_CALIBRATION"
+SHIPPED_CALIBRATION = Path(__file__).resolve().parents[1] / "assets" / "throughput_calibration.json"
+"""The H200 fit shipped with the package (benchmarks/fit_throughput.py --write writes it)."""
 
 _KERNELS_PER_LAYER = 28          # forward kernels of one Llama decoder layer without LoRA (norms, 7 matmuls, RoPE, ...)
 _KERNELS_PER_LORA_TARGET = 6     # dropout, x@A, @B, scale, add (+ casts)
@@ -86,8 +87,9 @@ class Throughput:
 def load_calibration(gpu_name: str | None = None, path: str | Path | None = None) -> Calibration:
     """Calibration: the built-in starting values, overridden by the file's "default" and then its "gpus"[gpu_name].
 
-    The file is `path`, else $QLORAFIT_THROUGHPUT_CALIBRATION, else benchmarks/results/throughput_calibration.json
-    in the current directory or the source checkout. No file: the built-in values.
+    The file is `path`, else $QLORAFIT_THROUGHPUT_CALIBRATION, else the copy shipped in the package: never one that
+    happens to lie in the current directory, so a plan does not depend on where it runs. A named file that does not
+    exist gives the built-in values.
 
     >>> load_calibration(path="/nonexistent/none.json").matmul_efficiency
     0.4
@@ -122,12 +124,9 @@ def _calibration_path(path) -> Path | None:
     if path is not None:
         p = Path(path)
         return p if p.is_file() else None
-    candidates = []
     if os.environ.get(CALIBRATION_ENV):
-        candidates.append(Path(os.environ[CALIBRATION_ENV]))
-    candidates += [Path.cwd() / CALIBRATION_FILE, Path(__file__).resolve().parents[3] / CALIBRATION_FILE,
-                   Path(__file__).resolve().parents[1] / "assets" / "throughput_calibration.json"]  # the shipped copy
-    return next((c for c in candidates if c.is_file()), None)
+        return _calibration_path(os.environ[CALIBRATION_ENV])
+    return SHIPPED_CALIBRATION
 
 
 def _roofline(flops: float, nbytes: float, flop_s: float, byte_s: float) -> float:

@@ -17,9 +17,6 @@ from qlorafit.core.estimate import Estimate, Setup, estimate
 from qlorafit.core.shapes import ModelShape
 from qlorafit.core.sizes import GIB, fmt_gib
 
-GPU_MATCH_TOLERANCE = 0.04
-"""A parsed total capacity names a catalogue GPU when within 4% of its memory (drivers reserve a little)."""
-
 
 @dataclass
 class Inputs:
@@ -69,16 +66,6 @@ class Case:
         return estimate(self.shape, setup)
 
 
-def _match_gpu(total_bytes: int) -> catalog.GPU | None:
-    best = None
-    for name in catalog.gpu_names():
-        g = catalog.get_gpu(name)
-        err = abs(g.memory_bytes - total_bytes) / g.memory_bytes
-        if err <= GPU_MATCH_TOLERANCE and (best is None or err < best[0]):
-            best = (err, g)
-    return best[1] if best else None
-
-
 def _budget(c: Case) -> None:
     if c.inputs.gpu:
         c.gpu = catalog.get_gpu(c.inputs.gpu)
@@ -86,7 +73,7 @@ def _budget(c: Case) -> None:
         return
     total = c.oom.total_bytes or c.oom.log_settings.get("gpu_total_bytes")
     if total:
-        c.gpu = _match_gpu(total)
+        c.gpu = catalog.find_gpu(total)
         c.budget_bytes = total
         c.budget_name = (f"{c.gpu.name} (matched from the {fmt_gib(total)} total capacity in the error)" if c.gpu
                          else f"{fmt_gib(total)} (the total capacity in the error)")

@@ -12,9 +12,8 @@ from qlorafit.core import options as O
 from qlorafit.doctor import evidence as E
 from qlorafit.doctor.case import Case, gib
 from qlorafit.doctor.cause import STRENGTH, Action, Cause
-from qlorafit.core.sizes import GIB
+from qlorafit.core.sizes import GIB, MIB
 
-MIB = 1024**2
 OTHER_PROCESS_MIN_BYTES = int(1.5 * GIB)
 """GPU memory outside this process's PyTorch pool beyond this is another process (a CUDA context is ~0.3-1 GiB)."""
 FRAGMENTATION_SHARE = 0.1

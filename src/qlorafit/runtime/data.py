@@ -62,7 +62,6 @@ class TokenizedSet:
     stats: LengthStats      # after truncation: what is trained on
     truncated: int          # samples cut to max_seq_length
     source: str
-    raw_stats: LengthStats  # before truncation: what the planner needs to pick max_seq_length
     dropped: int = 0        # samples left with no target token (e.g. a prompt longer than max_seq_length)
     formats: dict = field(default_factory=dict)  # format name -> records
     bad: list = field(default_factory=list)      # [(where, reason)] of records that fit no format: dropped
@@ -333,23 +332,23 @@ def tokenize_records(records: list[Record], fmt: str, cfg: DataConfig, tokenizer
         raise UserError(f"{source}: every record's text is empty (first: {empty[0]}); nothing to train on")
     if not encoded:
         raise UserError(f"no usable record in {source}: {bad[0][1]}" if len(bad) > 1 else bad[0][1])
-    samples, raw, truncated, dropped, formats = [], [], 0, 0, {}
+    samples, truncated, dropped, formats = [], 0, 0, {}
     for rec, ids, labels, name in encoded:
         formats[name] = formats.get(name, 0) + 1
-        raw.append(len(ids))
+        raw_length = len(ids)
         if len(ids) > cfg.max_seq_length:
             truncated += 1
             ids, labels = ids[: cfg.max_seq_length], labels[: cfg.max_seq_length]
         if all(x == IGNORE for x in labels[1:]):  # labels[0] is never predicted (the loss shifts by one)
             dropped += 1
             continue
-        samples.append(Sample(rec.index, ids, labels, raw[-1]))
+        samples.append(Sample(rec.index, ids, labels, raw_length))
     if not samples:
         hint = " or set data.completion_only: false" if cfg.completion_only else ""
         raise UserError(f"{source}: no sample has a token left to train on after truncation to "
                         f"data.max_seq_length={cfg.max_seq_length}; raise data.max_seq_length{hint}")
-    return TokenizedSet(samples, length_stats([len(s.input_ids) for s in samples]), truncated, source,
-                        length_stats(raw), dropped, formats, bad, empty)
+    return TokenizedSet(samples, length_stats([len(s.input_ids) for s in samples]), truncated, source, dropped,
+                        formats, bad, empty)
 
 
 def describe(ts: TokenizedSet, max_lines: int = 5) -> list[str]:

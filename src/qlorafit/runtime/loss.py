@@ -22,9 +22,9 @@ import torch.nn.functional as F
 
 from qlorafit.errors import UserError
 from qlorafit.core.estimate import lm_head_slice_rows, loss_chunk_tokens
+from qlorafit.runtime.data import IGNORE
 from qlorafit.runtime.offload import in_host_ram
 
-IGNORE = -100
 IMPLS = ("standard", "chunked", "fused")
 
 

@@ -21,11 +21,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from qlorafit.core import options as O
 from qlorafit.runtime import guard as G
 from qlorafit.errors import UserError
 
 PREFIX = "base_model.model."
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 UNSUPPORTED = ("use_dora", "lora_bias", "target_parameters", "trainable_token_indices", "layer_replication")
 
 
@@ -205,7 +205,7 @@ def merge(adapter_dir, base_dir, out_dir, dtype: str = "auto", device: str = "au
                 metadata = f.metadata() or {"format": "pt"}
                 for key in f.keys():
                     w = f.get_tensor(key)
-                    target = DTYPES.get(dtype, w.dtype) if w.is_floating_point() else w.dtype
+                    target = (w.dtype if dtype == "auto" else getattr(torch, O.dtype(dtype).torch_name)) if w.is_floating_point() else w.dtype
                     if key in deltas:
                         w = merger.apply(w, deltas[key], fifo)
                         done.add(key)

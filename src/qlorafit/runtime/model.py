@@ -16,16 +16,20 @@ from dataclasses import dataclass
 
 import torch
 
+from qlorafit.core import options as O
 from qlorafit.core.config import Config
 from qlorafit.errors import UserError
 
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+def torch_dtype(name: str) -> torch.dtype:
+    """'bf16' -> torch.bfloat16, from the dtype's spec (qlorafit.core.options)."""
+    return getattr(torch, O.dtype(name).torch_name)
 
 
 def resolve_compute_dtype(name: str, device: torch.device) -> torch.dtype:
     """'auto' -> bf16 where the device supports it, fp16 (with a warning) on older GPUs."""
     if name != "auto":
-        return DTYPES[name]
+        return torch_dtype(name)
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         warnings.warn("this GPU has no bf16: computing in fp16, which overflows more easily; "
                       "if the loss turns NaN, lower the learning rate or train.max_grad_norm", stacklevel=2)

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import torch
 
+from qlorafit.core.sizes import MIB, fmt_gib as gib
 from qlorafit.errors import UserError
 from qlorafit.runlog import LogWriter
 
 LEAK_STEPS = 5                  # same-shape steps of steadily rising memory before we warn
-LEAK_MIN_BYTES = 32 * 1024**2   # ... and only when the rise adds up to at least this much
+LEAK_MIN_BYTES = 32 * MIB       # ... and only when the rise adds up to at least this much
 
 
 def host_rss_bytes() -> int:
@@ -49,10 +50,6 @@ def non_torch_bytes(device: torch.device) -> int:
         return 0
     free, total = torch.cuda.mem_get_info(device)
     return max(0, total - free - torch.cuda.memory_reserved(device))
-
-
-def gib(n: float) -> str:
-    return f"{n / 1024**3:.2f}GiB"
 
 
 class LeakWatch:

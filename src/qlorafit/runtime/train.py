@@ -30,7 +30,9 @@ from qlorafit.runtime import guard as G
 from qlorafit.core.config import Config
 from qlorafit.errors import UserError
 from qlorafit import rundir, runlog
-from qlorafit.runtime.monitor import Monitor, gib, non_torch_bytes, require_tensorboard
+from qlorafit.core.sizes import fmt_gib as gib
+from qlorafit.runtime.monitor import Monitor, non_torch_bytes, require_tensorboard
+from qlorafit.runtime.offload import offloaded_checkpointing
 from qlorafit.runtime.optim import build_optimizer, lr_at, set_lr
 from qlorafit.runtime.step import StepContext, evaluate, train_step, unit_targets
 from qlorafit.runtime.stop import StopFlag, Stopped, stop_on_signals
@@ -278,7 +280,7 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     trackers = T.Trackers(names, run_dir, config_mod.to_dict(cfg)) if names else None
     monitor = Monitor(run_dir, device, total_steps, pos.step, cfg.train.tensorboard, quiet, trackers)
     ctx = StepContext(model, optimizer, params, scaler, device, loaded.dtype, cfg, guard, monitor,
-                      tok.pad_token_id, fault=fault, offload=_offload_factory(cfg, model))
+                      tok.pad_token_id, fault=fault, offload=lambda: offloaded_checkpointing(model))
     monitor.say(f"model {cfg.model.name_or_path} ({cfg.model.quant}, {str(loaded.dtype).replace('torch.', '')}) on "
                 f"{device}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / max(total, 1):.2f}%)")
     from qlorafit.runtime.data import describe
@@ -333,16 +335,6 @@ def _units_per_epoch(cfg: Config, samples: list) -> int:
         return len(samples)
     from qlorafit.runtime.collate import pack
     return len(pack(samples, cfg.data.max_seq_length))
-
-
-def _offload_factory(cfg: Config, model):
-    """A () -> context manager for offloaded checkpointing, if qlorafit.runtime.offload provides one."""
-    try:
-        from qlorafit.runtime import offload
-    except ImportError:
-        return None
-    make = getattr(offload, "offloaded_checkpointing", None)
-    return (lambda: make(model)) if make is not None else None
 
 
 def _trim_logs(run_dir: Path, step: int) -> None:

@@ -1,6 +1,7 @@
 """The estimator: torch-free, fast, sane, and clear on bad input. Accuracy against GPU runs is in test_calibration.py."""
 
 import json
+from dataclasses import replace
 import subprocess
 import sys
 
@@ -59,6 +60,10 @@ def test_hf_stack_pays_the_fp32_upcast():
     shape = resolve_model("llama-3.1-8b")
     hf = estimate(shape, Setup(stack="hf"))
     assert hf.component("fp32 upcast") == 2 * 128256 * 4096 * 2 + shape.norm_params() * 2
+    # the embedding in host RAM is qlorafit's own lever (on by default): the hf stack keeps it on the GPU
+    assert Setup().offload_embedding
+    assert hf.peak_bytes == estimate(shape, Setup(stack="hf", offload_embedding=False)).peak_bytes
+    assert hf.host_bytes == 0
 
 
 def test_double_quant_saves_about_037_bits():
@@ -147,7 +152,7 @@ def test_claims_table_covers_7b_to_70b():
 
 def test_offload_embedding_saves_only_on_untied_models():
     untied, tied = resolve_model("llama-3.1-8b"), resolve_model("llama-3.2-1b")
-    on, off = estimate(untied, Setup(offload_embedding=True)), estimate(untied, Setup())
+    on, off = estimate(untied, Setup(offload_embedding=True)), estimate(untied, Setup(offload_embedding=False))
     for phase in ("forward", "backward", "optimizer"):  # the training phases lose the whole matrix
         assert off.phases[phase] - on.phases[phase] >= 128256 * 4096 * 2
     # loading too: the matrix loads straight into host RAM (qlorafit.runtime.model.host_ram_modules; measured on an H200,
@@ -155,7 +160,8 @@ def test_offload_embedding_saves_only_on_untied_models():
     assert off.phases["load"] - on.phases["load"] == 128256 * 4096 * 2
     assert estimate(untied, Setup(offload_embedding=True)).host_bytes == 128256 * 4096 * 2
     # tied: lm_head needs the matrix on the GPU, qlorafit.runtime.offload leaves it there, so nothing changes
-    assert estimate(tied, Setup(offload_embedding=True)).peak_bytes == estimate(tied, Setup()).peak_bytes
+    assert estimate(tied, Setup(offload_embedding=True)).peak_bytes == \
+        estimate(tied, Setup(offload_embedding=False)).peak_bytes
     assert estimate(tied, Setup(offload_embedding=True)).host_bytes == 0
 
 
@@ -164,7 +170,8 @@ def test_offload_lm_head_moves_the_head_and_adds_the_stream_buffers():
 
     untied, tied = resolve_model("llama-3.1-8b"), resolve_model("llama-3.2-1b")
     e = 128256 * 4096 * 2  # the bf16 head of Llama-3-8B
-    s0, s1 = Setup(batch_size=2, seq_len=512), Setup(batch_size=2, seq_len=512, offload_lm_head=True)
+    s0 = Setup(batch_size=2, seq_len=512, offload_embedding=False)
+    s1 = replace(s0, offload_lm_head=True)
     assert unquantized_bytes(untied, s0)[0] - unquantized_bytes(untied, s1)[0] == e
     assert estimate(untied, s1).host_bytes == e
     assert estimate(untied, Setup(offload_embedding=True, offload_lm_head=True)).host_bytes == 2 * e

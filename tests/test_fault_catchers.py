@@ -105,9 +105,11 @@ def test_resumed_plan_auto_keeps_every_planned_field(tmp_path):
     from qlorafit.core.setup import Setup
     from qlorafit.runtime.train import plan_auto
 
-    planned_setup = dataclasses.replace(Setup(), batch_size=2, packing=True, grad_checkpointing="offload",
-                                        optimizer="paged_adamw_8bit", loss_impl="fused", offload_embedding=True,
-                                        offload_lm_head=True, mlp_tile_tokens=8192, compile=True)
+    d = Setup()  # every planned value differs from the default, so each one shows
+    planned_setup = dataclasses.replace(d, batch_size=2, packing=True, grad_checkpointing="offload",
+                                        optimizer="paged_adamw_8bit", loss_impl="fused",
+                                        offload_embedding=not d.offload_embedding, offload_lm_head=True,
+                                        mlp_tile_tokens=8192, compile=not d.compile)
     saved = apply_to_config(C.Config(), Candidate(planned_setup, 3, 0, 0.0, True, 0.0))
     (tmp_path / "config.yaml").write_text(C.to_yaml(saved))
     fresh = C.from_dict({"train": {"micro_batch_size": 16, "grad_accum": 1}}, "new")

@@ -314,13 +314,13 @@ def test_plan_ranks_with_the_shipped_calibration_when_none_is_given():
 
 
 def test_compile_is_modelled_for_speed_not_memory_and_chosen_only_when_allowed():
-    s = Setup(batch_size=1, seq_len=2048)
+    s = Setup(batch_size=1, seq_len=2048, compile=False)
     h200 = get_gpu("h200")
     assert estimate(SHAPE, s).peak_bytes == estimate(SHAPE, replace(s, compile=True)).peak_bytes
     cal = load_calibration("h200")
     assert predict(SHAPE, replace(s, compile=True), h200, 1, cal=cal).tokens_per_s > \
         1.1 * predict(SHAPE, s, h200, 1, cal=cal).tokens_per_s  # host-bound at 1 x 2,048 (measured 1.3x)
-    req = PlanRequest(budget_bytes=24 * GIB, max_seq_length=2048, effective_batch=4, gpu=h200)
+    req = PlanRequest(budget_bytes=24 * GIB, max_seq_length=2048, effective_batch=4, gpu=h200, base=s)
     assert plan(SHAPE, req).chosen.setup.compile is False  # the user's choice (off) is kept by default
     r = plan(SHAPE, replace(req, compile=(False, True)))
     assert r.chosen.setup.compile is True

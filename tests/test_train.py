@@ -293,3 +293,55 @@ def test_compiled_layers_trace_to_one_graph_without_breaks_and_match_eager(tmp_p
     if ckpt == "offload":
         assert active_handle(model).peak_host_bytes > 0  # the compiled layers' inputs still went to host RAM
     torch._dynamo.reset()
+
+
+def test_default_fast_path_trains_like_plain_eager(tmp_path):
+    """The defaults (layers compiled, embedding looked up in host RAM) compute the same step as the plain eager model
+    with the embedding on the device: same loss, same LoRA gradients, same weights after two optimizer steps with
+    gradient accumulation. CPU: compile_layers with aot_eager (Dynamo + AOTAutograd as on the GPU), since load_model
+    compiles only where Triton runs."""
+    import torch._dynamo
+
+    from qlorafit.runtime.loss import forward_loss
+    from qlorafit.runtime.model import compile_layers, compile_supported, load_model
+    from qlorafit.runtime.offload import in_host_ram
+
+    defaults = C.Config()
+    assert defaults.train.compile and defaults.model.offload_embedding  # the defaults this test is about
+    assert not compile_supported(torch.device("cpu"))
+    model_dir = tiny_model_dir(tmp_path / "models")
+    fast_cfg = make_cfg(model_dir, tmp_path / "none.jsonl", tmp_path / "a", train={"grad_checkpointing": "on"},
+                        model={"offload_embedding": defaults.model.offload_embedding})
+    fast_cfg.train.compile = defaults.train.compile
+    plain_cfg = make_cfg(model_dir, tmp_path / "none.jsonl", tmp_path / "b", train={"grad_checkpointing": "on",
+                         "compile": False}, model={"offload_embedding": False})
+    runs = []
+    for cfg in (plain_cfg, fast_cfg):
+        torch.manual_seed(0)  # the same LoRA init in both
+        model = load_model(cfg, str(model_dir), torch.device("cpu")).model
+        model.train()
+        torch._dynamo.reset()
+        if cfg.train.compile:
+            assert compile_layers(model, backend="aot_eager") > 0
+        assert in_host_ram(model.get_input_embeddings()) == cfg.model.offload_embedding
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=1e-2)
+        g = torch.Generator().manual_seed(1)
+        losses, grads = [], []
+        for _ in range(2):  # two optimizer steps of two micro-batches each
+            for _ in range(2):
+                ids = torch.randint(0, model.config.vocab_size, (2, 16), generator=g)
+                s, n = forward_loss(model, {"input_ids": ids, "labels": ids}, "chunked")
+                (s / n).backward()
+                losses.append((s / n).item())
+            grads.append([p.grad.clone() for p in params])
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        runs.append((losses, grads, [p.detach().clone() for p in params]))
+    torch._dynamo.reset()
+    (l0, g0, w0), (l1, g1, w1) = runs
+    assert l1 == pytest.approx(l0, rel=1e-5)
+    for a, b in zip(sum(g0, []), sum(g1, [])):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+    for a, b in zip(w0, w1):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)

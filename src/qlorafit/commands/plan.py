@@ -61,7 +61,7 @@ def add_arguments(p) -> None:
                    help="auto: try both when lengths are known (default %(default)s)")
     x.add_argument("--losses", default="auto",
                    help="loss implementations to try, comma list; auto: fused only if liger-kernel is installed here")
-    x.add_argument("--compile", choices=("off", "on", "auto"), default="off",
+    x.add_argument("--compile", choices=("off", "on", "auto"), default="on",
                    help="train.compile (torch.compile each decoder layer, CUDA): auto lets the plan decide; it is "
                         "predicted faster wherever the GPU waits on the host (small micro-batches) (default %(default)s)")
     p.add_argument("--gpus", type=int, default=1,

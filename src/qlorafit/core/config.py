@@ -61,9 +61,10 @@ class ModelConfig:
     trust_remote_code: bool = opt(False, "Run the model repo's own Python code. Off unless you trust the repo.", resume="safe")
     upcast_embeddings: bool = opt(False, "Upcast embedding and lm_head to fp32 like prepare_model_for_kbit_training "
                                   "(costs vocab x hidden x 4 bytes more, ~2 GiB on Llama-3-8B). Rarely needed.", resume="safe")
-    offload_embedding: bool = opt(False, "Keep the input embedding in host RAM and look tokens up there: saves "
+    offload_embedding: bool = opt(True, "Keep the input embedding in host RAM and look tokens up there: saves "
                                   "vocab x hidden x 2 bytes of GPU memory (~1 GiB on Llama-3-8B) for a host lookup and one (B, T, hidden) copy "
-                                  "per forward. No effect when the embedding is tied to lm_head.", resume="safe")
+                                  "per forward (no measurable slowdown on the H200: benchmarks/README.md). No effect "
+                                  "when the embedding is tied to lm_head.", resume="safe")
     offload_lm_head: bool = opt(False, "Keep lm_head's weight in host RAM and stream it through the GPU in 64 MiB "
                                 "vocabulary slices inside the loss: saves vocab x hidden x 2 bytes of GPU memory (~1 "
                                 "GiB on Llama-3-8B) for one host->GPU copy of the whole head per forward (vocab x "
@@ -131,10 +132,11 @@ class TrainConfig:
     max_grad_norm: float = opt(1.0, "Clip the global gradient norm to this (0 = no clipping).", resume="safe")
     optimizer: str = opt("adamw", O.choices_help(O.OPTIMIZERS) + ".", O.names(O.OPTIMIZERS), resume="state")
     grad_checkpointing: str = opt("on", O.choices_help(O.CHECKPOINTING) + ".", O.names(O.CHECKPOINTING), resume="safe")
-    compile: bool = opt(False, "torch.compile each decoder layer (CUDA only; one graph shared by all layers, ~15 s "
-                        "on the first step). Fuses the norm, RoPE, SwiGLU and dropout kernels and cuts Python launch "
-                        "overhead: 1.65x tokens/s on Llama-3-8B at 1 x 2,048 tokens on an H200 (4,339 -> 7,166, both with "
-                        "fused AdamW; benchmarks/README.md). Memory unchanged. Ignored on CPU.", resume="safe")
+    compile: bool = opt(True, "torch.compile each decoder layer (CUDA with Triton only; one graph shared by all "
+                        "layers, ~15-30 s on the first step and on the first new shape). Fuses the norm, RoPE, SwiGLU "
+                        "and dropout kernels and cuts Python launch overhead: 1.46x (2 x 4 x 512) and 1.8x (1 x 2,048) "
+                        "tokens/s on Llama-3-8B (benchmarks/README.md, fourth session). Memory unchanged. Ignored on "
+                        "CPU and with train.mlp_tile_tokens; false for very short runs.", resume="safe")
     mlp_tile_tokens: int = opt(0, "0: off. N: run each layer's MLP on N-position slices of the sequence, each "
                                "recomputed in backward, so only one slice's MLP intermediates (~6 x intermediate bytes "
                                "per token) are alive at a time. For long contexts; costs one more MLP forward.", resume="safe")

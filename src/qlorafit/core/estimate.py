@@ -122,6 +122,12 @@ def base_weight_bytes(shape: ModelShape, s: Setup) -> tuple[int, int]:
     return n * _act_bytes(s), 0
 
 
+def embedding_offloaded(s: Setup) -> bool:
+    """model.offload_embedding is qlorafit's own lever (qlorafit.runtime.offload): the hf stack (Trainer + PEFT)
+    keeps the embedding on the GPU whatever the Setup's default says."""
+    return s.offload_embedding and s.stack == "qlorafit"
+
+
 def unquantized_bytes(shape: ModelShape, s: Setup) -> tuple[int, int]:
     """(embedding + lm_head + norms at their 16-bit load dtype, extra bytes of fp32 upcasts) on the GPU.
 
@@ -135,7 +141,7 @@ def unquantized_bytes(shape: ModelShape, s: Setup) -> tuple[int, int]:
         # offload_lm_head streams the logits from host RAM and moves the lookup there too, so the matrix leaves
         matrices = 0 if s.offload_lm_head else e
     else:
-        matrices = (0 if s.offload_embedding else e) + (0 if s.offload_lm_head else e)
+        matrices = (0 if embedding_offloaded(s) else e) + (0 if s.offload_lm_head else e)
     norms = shape.norm_params()
     base = (matrices + norms) * wb
     upcast = (matrices + norms) * (4 - wb) if s.stack == "hf" else 0
@@ -456,7 +462,7 @@ def estimate(shape: ModelShape, s: Setup, context_bytes: int | None = None) -> E
     if shape.tie_word_embeddings:  # one matrix: it moves with the head, never with the embedding alone
         host += shape.embedding_params() * 2 if s.offload_lm_head else 0
     else:
-        host += shape.embedding_params() * 2 * (s.offload_embedding + s.offload_lm_head)
+        host += shape.embedding_params() * 2 * (embedding_offloaded(s) + s.offload_lm_head)
     return Estimate(
         model=shape.name, setup=s, components=tuple(parts), phases=phases, peak_phase=peak_phase,
         peak_bytes=sum(p.bytes for p in parts), host_bytes=host, trainable_params=n_lora, tokens_per_micro_batch=tokens,
@@ -466,7 +472,7 @@ def estimate(shape: ModelShape, s: Setup, context_bytes: int | None = None) -> E
 def _host_note(shape: ModelShape, s: Setup) -> str:
     """What of the 16-bit matrices sits in host RAM, for the breakdown's note."""
     tied = shape.tie_word_embeddings
-    moved = [name for name, on in (("embedding", s.offload_embedding and not tied or s.offload_lm_head and tied),
+    moved = [name for name, on in (("embedding", embedding_offloaded(s) and not tied or s.offload_lm_head and tied),
                                    ("lm_head", s.offload_lm_head)) if on]
     return f", {' and '.join(moved)}{' (tied)' if tied and moved else ''} in host RAM" if moved else ""
 

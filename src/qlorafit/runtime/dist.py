@@ -29,6 +29,7 @@ What fsdp cannot recover: an OOM *inside* the model's forward or backward (the o
 layer's all-gather, waiting for a rank that left it); that rank stops the run with a message (see `fsdp_oom_message`).
 """
 
+import dataclasses
 import datetime
 import os
 from dataclasses import dataclass, field
@@ -312,16 +313,14 @@ def fsdp_problems(cfg) -> list[str]:
     p = []
     if cfg.model.quant not in ("nf4", "fp4", "none"):
         p.append(f"model.quant={cfg.model.quant}: fsdp shards 4-bit (nf4/fp4) or 16-bit weights only")
-    if cfg.model.offload_embedding or cfg.model.offload_lm_head:
-        p.append("model.offload_embedding / offload_lm_head: under fsdp the embedding and lm_head are sharded "
-                 "already; set them to false (dist.cpu_offload=true moves every shard to host RAM)")
+    if cfg.model.offload_lm_head:
+        p.append("model.offload_lm_head: under fsdp lm_head stays whole on each GPU; set it to false "
+                 "(dist.cpu_offload=true keeps it, and every shard, in host RAM)")
     if cfg.train.grad_checkpointing == "offload":
         p.append("train.grad_checkpointing=offload: not combined with fsdp; use on (and dist.cpu_offload=true)")
     if cfg.train.optimizer != "adamw":
         p.append(f"train.optimizer={cfg.train.optimizer}: bitsandbytes optimizers do not take FSDP's sharded "
                  f"(DTensor) parameters; use adamw (its state is sharded: 8 bytes per LoRA parameter / N)")
-    if cfg.train.compile:
-        p.append("train.compile: not combined with fsdp yet; set it to false")
     if "lm_head" in cfg.lora.targets or "lm_head" in cfg.lora.modules_to_save:
         p.append("lora.targets / lora.modules_to_save: lm_head stays outside FSDP (whole on every rank) and must be "
                  "frozen; drop it")
@@ -353,6 +352,9 @@ def load_and_wrap(cfg, model_path: str, device: torch.device, world: World, adap
 
     world.mesh = init_device_mesh(device.type, (world.size,))
     storage = resolve_compute_dtype(cfg.model.compute_dtype, device)  # 4-bit bytes stored as bf16: one dtype to shard
+    # the embedding is sharded by FSDP (its host-RAM lever does not apply) and layers are not compiled under fsdp yet
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, offload_embedding=False),
+                              train=dataclasses.replace(cfg.train, compile=False))
     loaded = None
     for r in range(world.size):
         if r == world.rank:

@@ -125,7 +125,9 @@ def snapshot_grads(params: list, micro_index: int) -> list | None:
     sums already sit in .grad). Costs one copy of the LoRA grads (MBs); nothing at micro-batch 0, where they are None."""
     if micro_index == 0:
         return None
-    return [p.grad.clone() if p.grad is not None else None for p in params]
+    have = [p.grad for p in params if p.grad is not None]
+    copies = iter(torch._foreach_mul(have, 1.0) if have else [])  # one multi-tensor launch, not one per parameter
+    return [next(copies) if p.grad is not None else None for p in params]
 
 
 def restore_grads(params: list, snap: list | None) -> None:

@@ -13,7 +13,7 @@ from qlorafit.core.estimate import Setup, base_weight_bytes, estimate
 from qlorafit.core.sizes import GIB
 from qlorafit.errors import UserError
 
-S70 = Setup(optimizer="adamw", seq_len=2048, grad_checkpointing="on")
+S70 = Setup(optimizer="adamw", seq_len=2048, grad_checkpointing="on", offload_embedding=False)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_fsdp_shards_weights_lora_and_optimizer_and_replicates_the_rest(shape):
 
 
 def test_ddp_replicates_everything_and_adds_the_gradient_buffer(shape):
-    s = Setup(optimizer="adamw", seq_len=2048)
+    s = Setup(optimizer="adamw", seq_len=2048, offload_embedding=False)
     shape8 = catalog.resolve_model("llama-3.1-8b")
     one = estimate(shape8, s)
     r = DE.estimate_ranks(shape8, s, 2, "ddp")

@@ -72,10 +72,12 @@ def estimate_ranks(shape: ModelShape, s: Setup, gpus: int, strategy: str, cpu_of
         raise UserError(f"gpus: must be 1 or more, got {gpus}")
     if cpu_offload and strategy != "fsdp":
         raise UserError("cpu_offload: only with strategy fsdp (ddp keeps the whole model on each GPU)")
-    if strategy == "fsdp" and (s.offload_embedding or s.offload_lm_head or s.grad_checkpointing == "offload"
+    if strategy == "fsdp" and (s.offload_lm_head or s.grad_checkpointing == "offload"
                                or s.optimizer != "adamw" or s.stack != "qlorafit"):
-        raise UserError("fsdp: qlorafit's stack with the adamw optimizer, no embedding/lm_head offload and "
+        raise UserError("fsdp: qlorafit's stack with the adamw optimizer, no lm_head offload and "
                         "checkpointing on or off (dist.cpu_offload is fsdp's own host-RAM lever)")
+    if strategy == "fsdp":  # as the runtime does: FSDP shards the embedding, its host-RAM lever is turned off
+        s = replace(s, offload_embedding=False, compile=False)
     one = estimate(shape, replace(s, offload_lm_head=True) if cpu_offload else s, context_bytes)
     n_lora = one.trainable_params
     if strategy == "ddp":

@@ -88,7 +88,10 @@ def init_world(cuda: bool, env=os.environ, timeout_minutes: int = 30) -> World:
                             f"launch at most that many processes per node")
         torch.cuda.set_device(local)  # before the group: NCCL binds each rank to its own GPU
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(minutes=timeout_minutes))
+        # NCCL for GPU tensors, gloo for CPU ones: FSDP2 with cpu_offload reduces and clips host-resident gradients, which
+        # an NCCL-only group refuses ("No backend type associated with device type cpu", seen on the 2 x H200 run)
+        backend = "cpu:gloo,cuda:nccl" if cuda else "gloo"
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_minutes))
     ctrl = dist.new_group(backend="gloo") if cuda else dist.group.WORLD  # flags on the host, never a GPU sync
     return World(rank, size, local, "ddp", ctrl)
 

@@ -21,14 +21,18 @@ GIB = 1024**3
 
 def build_model(name: str, root: str = "/tmp/qf-models") -> str:
     """Save `name` (a catalogue model) with random bf16 weights to root/name; reuse it if already there."""
+    out = Path(root) / name
+    if not (out / "config.json").exists():
+        save_random(model_config(name), out)
+    return str(out)
+
+
+def save_random(fields: dict, out: Path) -> None:
+    """Build a model of config.json `fields` with random bf16 weights on the GPU and save it to `out`."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    out = Path(root) / name
-    if (out / "config.json").exists():
-        return str(out)
-    fields = model_config(name)
-    model_type = fields.pop("model_type")
-    cfg = AutoConfig.for_model(model_type, **fields)
+    fields = dict(fields)
+    cfg = AutoConfig.for_model(fields.pop("model_type"), **fields)
     cfg.torch_dtype = "bfloat16"
     t = time.time()
     torch.manual_seed(0)
@@ -39,8 +43,7 @@ def build_model(name: str, root: str = "/tmp/qf-models") -> str:
     model.save_pretrained(out, max_shard_size="4GB")
     del model
     torch.cuda.empty_cache()
-    print(f"built {name} in {time.time() - t:.0f}s at {out}", flush=True)
-    return str(out)
+    print(f"built {Path(out).name} in {time.time() - t:.0f}s at {out}", flush=True)
 
 
 def non_torch_bytes() -> int:

@@ -94,23 +94,9 @@ _build_catalogue = None
 
 
 def _save_random(fields: dict, out) -> None:
-    import time
+    import gpu_common  # imports torch: only where a GPU run needs it
 
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    fields = dict(fields)
-    cfg = AutoConfig.for_model(fields.pop("model_type"), **fields)
-    t = time.time()
-    torch.manual_seed(0)
-    with torch.device("cuda"):
-        torch.set_default_dtype(torch.bfloat16)
-        model = AutoModelForCausalLM.from_config(cfg)
-        torch.set_default_dtype(torch.float32)
-    model.save_pretrained(out, max_shard_size="4GB")
-    del model
-    torch.cuda.empty_cache()
-    print(f"built {out.name} in {time.time() - t:.0f}s", flush=True)
+    gpu_common.save_random(fields, out)
 
 
 def shape_of(model: str):

@@ -22,17 +22,12 @@ MISSES = {
                 "max_length",
     "vllm_1949": "nothing in the posted error says it is vLLM (the repository does): it reads as a training OOM",
     # seen split (the first test split, used for bug fixes)
-    "llamafactory_2191": "ZeRO-2 on 2 GPUs reads as a weight replica per GPU; the thread's cause was long outputs at "
-                         "cutoff_len 1024 x batch 4, and the post gives no model or GPU size to weigh the two",
-    "mergekit_20": "the post says VRAM ('uses too much VRAM'); the accepted fix bounded host RAM while merging",
+    "llamafactory_2191": "ZeRO-2 on 2 GPUs stays the likeliest reading (a replica per GPU, inferred: no model or GPU "
+                         "size to weigh it); the thread's cause was long outputs at cutoff_len 1024 x batch 4",
     "qlora_225": "the cause (samples near 4k tokens) is in the maintainer's answer; the post says only that batch 1 "
                  "still runs out",
     "transformers_30923": "torchrun without --nproc_per_node and no config: nothing posted shows 8 ranks each holding a "
                           "70B replica",
-    "transformers_31577": "the title says 'OOM when loading'; that it was host RAM on every FSDP rank is only in the "
-                          "answer",
-    "unsloth_5168": "nothing posted says whether metrics accumulate or the eval batch is larger; with neither the doctor "
-                    "names the logits accumulation (the common case), the thread's was the default eval batch",
     "y-trainer_11": "memory growing until an OOM at 10% reads as a long late batch; the thread's fix was gradient "
                     "checkpointing",
     # test2 split

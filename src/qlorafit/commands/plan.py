@@ -27,7 +27,7 @@ from qlorafit.core import options as O
 from qlorafit.core.estimate import Setup
 from qlorafit.core.plan import (LOSSES_ALL, Candidate, Lengths, PlanRequest, PlanResult, apply_to_config, distinct,
                            losses_available, nothing_fits_message, plan)
-from qlorafit.core.setup import apply_setup, knobs
+from qlorafit.core.setup import apply_setup, knobs, resolve_dtype
 from qlorafit.core.sizes import GIB, fmt_gib
 from qlorafit.core.throughput import load_calibration
 
@@ -79,7 +79,7 @@ def run(a) -> int:
     _check_args(a)
     shape = catalog.resolve_model(a.model)
     budget, budget_name, gpu = _budget(a)
-    dtype = a.compute_dtype if a.compute_dtype != "auto" else ("bf16" if gpu is None or gpu.bf16 else "fp16")
+    dtype = resolve_dtype(a.compute_dtype, None if gpu is None else gpu.bf16)
     base = Setup(**{f.name: getattr(a, f.name) for f in knobs("fixed")} | {"compute_dtype": dtype})
     lengths = _lengths(a)
     req = PlanRequest(
@@ -125,8 +125,8 @@ def _run_gpus(a, shape, req: PlanRequest, budget_name: str) -> int:
     if r.chosen is not None:
         cand, ranks = r.chosen, DE.estimate_ranks(shape, r.chosen.setup, n, "ddp")
     else:
-        s = dataclasses.replace(r.smallest.setup, batch_size=1, optimizer="adamw", offload_embedding=False,
-                                offload_lm_head=False, compile=False, grad_checkpointing="on")
+        s = dataclasses.replace(r.smallest.setup, batch_size=1, optimizer=O.shardable_optimizer(),
+                                offload_embedding=False, offload_lm_head=False, compile=False, grad_checkpointing="on")
         ranks = next((x for x in (DE.estimate_ranks(shape, s, n, "fsdp", off) for off in (False, True))
                       if x.fits(r.usable_bytes)), None)
         if ranks is None:

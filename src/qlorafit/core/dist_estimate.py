@@ -21,6 +21,7 @@ one 4-bit copy, plus with cpu_offload the shards the earlier ranks already keep 
 
 from dataclasses import dataclass, replace
 
+from qlorafit.core import options as O
 from qlorafit.core.estimate import Estimate, Setup, base_weight_bytes, estimate, lora_params
 from qlorafit.core.shapes import ModelShape
 from qlorafit.errors import UserError
@@ -72,8 +73,8 @@ def estimate_ranks(shape: ModelShape, s: Setup, gpus: int, strategy: str, cpu_of
         raise UserError(f"gpus: must be 1 or more, got {gpus}")
     if cpu_offload and strategy != "fsdp":
         raise UserError("cpu_offload: only with strategy fsdp (ddp keeps the whole model on each GPU)")
-    if strategy == "fsdp" and (s.offload_lm_head or s.grad_checkpointing == "offload"
-                               or s.optimizer != "adamw" or s.stack != "qlorafit"):
+    if strategy == "fsdp" and (s.offload_lm_head or O.checkpointing(s.grad_checkpointing).to_host
+                               or not O.optimizer(s.optimizer).shardable or s.stack != "qlorafit"):
         raise UserError("fsdp: qlorafit's stack with the adamw optimizer, no lm_head offload and "
                         "checkpointing on or off (dist.cpu_offload is fsdp's own host-RAM lever)")
     if strategy == "fsdp":  # as the runtime does: FSDP shards the embedding, its host-RAM lever is turned off
@@ -180,16 +181,3 @@ def to_json(r: RankEstimate, budget_bytes: int | None = None, budget_name: str =
         d.update(budget_name=budget_name, budget_bytes=budget_bytes, fits=r.fits(budget_bytes))
     return d
 
-
-def choose(shape: ModelShape, s: Setup, gpus: int, budget_bytes: int) -> RankEstimate | None:
-    """`plan --gpus N`'s strategy: ddp when the run fits one GPU (no per-layer collectives: fastest), else fsdp, else
-    fsdp with cpu_offload; None when none fits."""
-    for strategy, off in (("ddp", False), ("fsdp", False), ("fsdp", True)):
-        setup = s if strategy == "ddp" else replace(s, optimizer="adamw", offload_embedding=False,
-                                                    offload_lm_head=False,
-                                                    grad_checkpointing="on" if s.grad_checkpointing == "offload"
-                                                    else s.grad_checkpointing)
-        r = estimate_ranks(shape, setup, gpus, strategy, off)
-        if r.fits(budget_bytes):
-            return r
-    return None

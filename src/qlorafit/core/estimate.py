@@ -159,7 +159,7 @@ def expert_weight_bytes(shape: ModelShape, s: Setup) -> tuple[int, int]:
     """
     if not shape.is_moe:
         return 0, 0
-    wb = 2 if s.compute_dtype != "fp32" else 4
+    wb = _act_bytes(s)
     n = shape.expert_params() + shape.router_params()
     return n * wb, n * (4 - wb) if s.stack == "hf" else 0
 

@@ -13,8 +13,9 @@ The builder is a dotted path 'module:attribute' resolved by qlorafit.runtime onl
 stays importable without torch. It is called as builder(params, lr=..., weight_decay=...).
 """
 
+import importlib
 from dataclasses import dataclass
-
+from functools import partial
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Optimizer:
     hf_names: tuple[str, ...]     # TrainingArguments(optim=...) and other trainers' names for it
     builder: str                  # 'module:attribute', called as builder(params, lr=, weight_decay=)
     plannable: bool = True        # the planner may swap it in for the user's choice (same update rule: AdamW)
+    shardable: bool = False       # steps FSDP's sharded (DTensor) parameters: torch's own, not bitsandbytes'
 
     STATE_BLOCK = 256
 
@@ -53,7 +55,7 @@ class Optimizer:
 OPTIMIZERS = (
     Optimizer("adamw", "torch AdamW, fused on CUDA, fp32 states (8 B/param)", 2, 32, False, 1 / 64,
               ("adamw_torch", "adamw_torch_fused", "adamw_hf", "adamw", "adam", "adamw_apex_fused"),
-              "qlorafit.runtime.optim:torch_adamw"),
+              "qlorafit.runtime.optim:torch_adamw", shardable=True),
     Optimizer("paged_adamw_32bit", "bitsandbytes, fp32 states (8 B/param) in managed memory that can spill to host "
               "RAM", 2, 32, True, 1, ("paged_adamw_32bit", "paged_adamw"), "bitsandbytes.optim:PagedAdamW32bit"),
     Optimizer("paged_adamw_8bit", "bitsandbytes, 8-bit states (2 B/param), paged", 2, 8, True, 1,
@@ -72,8 +74,14 @@ class Loss:
     bwd_bytes_per_logit: int   # the same in backward (chunked: 0, the gradient was made in forward)
     moved_bytes_per_logit: int  # bytes read + written per logit over forward and backward (throughput)
     kernels_per_chunk: int     # launches per chunk (throughput)
-    requires: str | None = None  # a module that must be importable for it to run (else it falls back to chunked)
+    builder: str | None = None  # a fused kernel, 'module:attribute' called as builder(ignore_index=, reduction=,
+    #                             softcap=); without its package or a CUDA device the chunked loss runs instead
     plannable: bool = True
+
+    @property
+    def requires(self) -> str | None:
+        """The package the builder needs ('liger_kernel'), None for qlorafit's own losses."""
+        return self.builder.partition(".")[0] if self.builder else None
 
 
 LOSSES = (
@@ -82,7 +90,7 @@ LOSSES = (
     Loss("standard", "full fp32 logits (~10-14 bytes x vocab per token)", False, 10, 12, 32, 0),
     Loss("chunked", "the same loss in chunks, the full logits never exist", True, 8, 0, 24, 12),
     Loss("fused", "liger-kernel's fused linear cross entropy (GPU only, falls back to chunked)", True, 8, 0, 10, 8,
-         requires="liger_kernel"),
+         builder="liger_kernel.transformers:LigerFusedLinearCrossEntropyLoss"),
 )
 # the chunked loss sizes its chunks with a conservative 14 bytes per logit (the fp32 logits, their softmax-minus-onehot
 # gradient and the bf16 matmul output, 4 + 4 + 2, plus slack for the next chunk's matmul output)
@@ -98,7 +106,7 @@ class Checkpointing:
     note: str           # what the saved activations are, for the estimate's breakdown
 
 
-CHECKPOINTING = (
+CHECKPOINTING = (  # in the order the guard escalates after an OOM (qlorafit.runtime.guard.escalate)
     Checkpointing("off", "keep everything", False, False, "every layer's activations"),
     Checkpointing("on", "keep only each layer's input and recompute the rest in backward (~30% slower, far less "
                   "memory)", True, False, "each layer's input (checkpointing)"),
@@ -145,9 +153,11 @@ DTYPES = (
 class Attention:
     name: str
     materializes_scores: bool   # keeps heads x seq x seq scores per layer (and cannot skip a packed row's others)
+    hf: str                     # transformers' attn_implementation
 
 
-ATTENTIONS = (Attention("sdpa", False), Attention("flash", False), Attention("eager", True))
+ATTENTIONS = (Attention("sdpa", False, "sdpa"), Attention("flash", False, "flash_attention_2"),
+              Attention("eager", True, "eager"))
 STACKS = ("qlorafit", "hf")  # qlorafit's own trainer, or transformers Trainer + PEFT (the doctor's scripts)
 
 
@@ -164,39 +174,37 @@ def names(table) -> tuple[str, ...]:
     return tuple(s.name for s in table)
 
 
-def specs_by_name(kind: str) -> dict:
-    return {s.name: s for s in specs(kind)}
-
-
-def _get(kind: str, name: str):
+def get(kind: str, name: str):
+    """The spec of one kind by name: get('optimizer', 'adamw_8bit'); a ValueError lists the choices."""
     for s in specs(kind):
         if s.name == name:
             return s
-    raise KeyError(f"{kind} {name!r}: choose from {', '.join(names(specs(kind)))}")
+    raise ValueError(f"{kind} {name!r}: choose from {', '.join(names(specs(kind)))}")
 
 
-def optimizer(name: str) -> Optimizer:
-    return _get("optimizer", name)
+# optimizer('adamw_8bit') -> its Optimizer spec, loss('chunked') -> its Loss spec, ... (KINDS' order)
+optimizer, loss, checkpointing, quant, dtype, attention = (partial(get, kind) for kind in KINDS)
 
 
-def loss(name: str) -> Loss:
-    return _get("loss", name)
+def load(builder: str):
+    """Import a spec's builder ('module:attribute') now: the runtime calls this when a run starts."""
+    module, _, attr = builder.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
-def checkpointing(name: str) -> Checkpointing:
-    return _get("checkpointing", name)
+def stronger_checkpointing(name: str, to_host_ok: bool = True) -> Checkpointing | None:
+    """The guard's next rung after `name` (off -> on -> offload), None at the top; host-RAM rungs only if to_host_ok.
+
+    >>> stronger_checkpointing("off").name, stronger_checkpointing("on", to_host_ok=False)
+    ('on', None)
+    """
+    after = CHECKPOINTING[CHECKPOINTING.index(checkpointing(name)) + 1:]
+    return next((c for c in after if to_host_ok or not c.to_host), None)
 
 
-def quant(name: str) -> Quant:
-    return _get("quant", name)
-
-
-def dtype(name: str) -> Dtype:
-    return _get("dtype", name)
-
-
-def attention(name: str) -> Attention:
-    return _get("attention", name)
+def shardable_optimizer() -> str:
+    """The optimizer FSDP runs (its parameters are sharded DTensors that bitsandbytes' optimizers cannot step)."""
+    return next(o.name for o in OPTIMIZERS if o.shardable and o.plannable)
 
 
 def optimizer_from_hf(name: str) -> str | None:

@@ -225,7 +225,7 @@ def search_axes(req: PlanRequest) -> dict[str, tuple]:
     if req.base.stack != "qlorafit":  # only qlorafit's own trainer streams lm_head from host RAM
         axes["offload_lm_head"] = (False,)
     for name, kind in (("optimizer", "optimizer"), ("loss_impl", "loss")):
-        if not O.specs_by_name(kind)[getattr(req.base, name)].plannable:  # a different update rule or loss than
+        if not O.get(kind, getattr(req.base, name)).plannable:  # a different update rule or loss than
             axes[name] = (getattr(req.base, name),)  # the plannable ones: the user's choice is kept, never swapped
     return axes
 
@@ -395,32 +395,30 @@ def explain(shape: ModelShape, r: PlanResult) -> list[str]:
     else:
         line += ": the whole step in one micro-batch, no accumulation"
     out.append(line)
-    out.append(_field_reason(shape, r, "grad_checkpointing", O.names(O.CHECKPOINTING), {
-        "off": "keeps every activation, no recompute", "on": "recomputes each layer in backward",
-        "offload": "layer inputs in host RAM over PCIe"}))
-    out.append(_field_reason(shape, r, "optimizer", req.optimizers, {}))
+    out.append(_field_reason(shape, r, "grad_checkpointing", O.names(O.CHECKPOINTING)))
+    out.append(_field_reason(shape, r, "optimizer", req.optimizers))
     if s.offload_lm_head:  # loss_impl is moot: a head in host RAM is only read by the streamed loss
         out.append("loss_impl: the streamed loss (lm_head in host RAM, one pass over the vocabulary in slices)")
     else:
-        out.append(_field_reason(shape, r, "loss_impl", req.losses, {
-            "standard": "full fp32 logits", "chunked": "logits in chunks", "fused": "liger-kernel fused linear-CE"}))
+        out.append(_field_reason(shape, r, "loss_impl", req.losses))
     if len(r.rows_per_step) > 1 or s.packing:
-        out.append(_field_reason(shape, r, "packing", (False, True), {}))
-    out.append(_field_reason(shape, r, "offload_embedding", req.offload_embedding, {}))
+        out.append(_field_reason(shape, r, "packing", (False, True)))
+    out.append(_field_reason(shape, r, "offload_embedding", req.offload_embedding))
     if req.base.stack == "qlorafit":
-        out.append(_field_reason(shape, r, "offload_lm_head", req.offload_lm_head, {}))
+        out.append(_field_reason(shape, r, "offload_lm_head", req.offload_lm_head))
     if req.compile and len(req.compile) > 1:
-        out.append(_field_reason(shape, r, "compile", req.compile, {}))
+        out.append(_field_reason(shape, r, "compile", req.compile))
     tiles = [t for t in req.mlp_tiles if t]
     if tiles and c.setup.seq_len > min(tiles):  # tiling is only a choice for rows longer than a tile
-        out.append(_field_reason(shape, r, "mlp_tile_tokens", req.mlp_tiles, {}))
+        out.append(_field_reason(shape, r, "mlp_tile_tokens", req.mlp_tiles))
     return out
 
 
-def _field_reason(shape, r: PlanResult, name: str, values, what: dict) -> str:
+def _field_reason(shape, r: PlanResult, name: str, values) -> str:
     c = r.chosen
     v = getattr(c.setup, name)
-    head = f"{name} {_show(v)}" + (f" ({what[v]})" if v in what else "")
+    kind = next(f for f in knobs() if f.name == name).metadata["choices"]  # a spec kind: its help says what v does
+    head = f"{name} {_show(v)}" + (f" ({O.get(kind, v).help})" if isinstance(kind, str) else "")
     bits = []
     for alt in values:
         if alt == v:

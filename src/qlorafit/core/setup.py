@@ -24,7 +24,7 @@ def _config_default(key: str):
     return getattr(getattr(Config(), section), name)
 
 
-def _resolve_dtype(value: str, gpu_bf16: bool | None = True) -> str:
+def resolve_dtype(value: str, gpu_bf16: bool | None = True) -> str:
     """compute_dtype auto -> bf16 where the GPU has it or it is unknown (None), else fp16."""
     return ("fp16" if gpu_bf16 is False else "bf16") if value == "auto" else value
 
@@ -51,7 +51,7 @@ class Setup:
     double_quant: bool = knob("model.double_quant", flag=("--double-quant",), role="fixed",
                               help="quantize the 4-bit quantization constants again (saves ~0.37 bit per weight)")
     compute_dtype: str = knob("model.compute_dtype", flag=("--compute-dtype",), choices="dtype",
-                              role="fixed", to_setup=_resolve_dtype,
+                              role="fixed", to_setup=resolve_dtype,
                               help="dtype of activations and of the weights dequantized for each matmul")
     lora_r: int = knob("lora.r", flag=("--rank", "-r"), role="fixed", help="LoRA rank")
     lora_targets: tuple[str, ...] = knob("lora.targets", flag=("--targets",), role="fixed", to_setup=tuple,
@@ -143,7 +143,7 @@ def setup_from_config(cfg: Config, gpu_bf16: bool | None = True) -> Setup:
     values = {}
     for f in knobs(linked=True):
         v = _get(cfg, f.metadata["config"])
-        values[f.name] = _resolve_dtype(v, gpu_bf16) if f.name == "compute_dtype" else f.metadata["to_setup"](v)
+        values[f.name] = resolve_dtype(v, gpu_bf16) if f.name == "compute_dtype" else f.metadata["to_setup"](v)
     return Setup(**values)
 
 
@@ -163,7 +163,7 @@ def apply_setup(cfg: Config, s: Setup, names=None) -> Config:
 
 def _means(f, config_value, setup_value) -> bool:
     if f.name == "compute_dtype":  # auto means bf16 or fp16, whichever the GPU has
-        return setup_value in (_resolve_dtype(config_value, True), _resolve_dtype(config_value, False))
+        return setup_value in (resolve_dtype(config_value, True), resolve_dtype(config_value, False))
     return f.metadata["to_setup"](config_value) == setup_value
 
 

@@ -74,7 +74,7 @@ def estimate_ranks(shape: ModelShape, s: Setup, gpus: int, strategy: str, cpu_of
     if cpu_offload and strategy != "fsdp":
         raise UserError("cpu_offload: only with strategy fsdp (ddp keeps the whole model on each GPU)")
     if strategy == "fsdp" and (s.offload_lm_head or O.checkpointing(s.grad_checkpointing).to_host
-                               or not O.optimizer(s.optimizer).shardable or s.stack != "qlorafit"):
+                               or not O.optimizer(s.optimizer).shardable or not O.stack(s.stack).own_runtime):
         raise UserError("fsdp: qlorafit's stack with the adamw optimizer, no lm_head offload and "
                         "checkpointing on or off (dist.cpu_offload is fsdp's own host-RAM lever)")
     if strategy == "fsdp":  # as the runtime does: FSDP shards the embedding, its host-RAM lever is turned off

@@ -3,7 +3,8 @@ attention kernels. Plain Python, no torch.
 
 Each spec says what the estimator, the throughput model, the planner, the doctor, the config and the CLI need to know
 about the choice: its bytes, its speed terms, its names in other trainers, where its builder lives and whether the
-planner may pick it. None of those modules tests a name string; they read these properties.
+planner may pick it. None of those modules tests a name string; they read these properties. A spec's help says what
+it does, then its details in parentheses (config help shows both, the plan's one-line reasons the first part).
 
 Adding an optimizer is one entry in OPTIMIZERS: e.g. bitsandbytes' 8-bit Lion would be
     Optimizer("lion_8bit", "bitsandbytes 8-bit Lion: one 8-bit moment (1 B/param)", moments=1, state_bits=8,
@@ -158,11 +159,32 @@ class Attention:
 
 ATTENTIONS = (Attention("sdpa", False, "sdpa"), Attention("flash", False, "flash_attention_2"),
               Attention("eager", True, "eager"))
-STACKS = ("qlorafit", "hf")  # qlorafit's own trainer, or transformers Trainer + PEFT (the doctor's scripts)
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The trainer around the model: what it does to memory beyond the Setup's knobs."""
+    name: str
+    help: str
+    host_levers: bool          # can keep the embedding and lm_head in host RAM (qlorafit.runtime.offload)
+    own_runtime: bool          # runs in qlorafit.runtime: its loss (whose standard path slices the logits: one more
+    #                            bf16 copy) and its FSDP wrapping
+    fp32_upcast: bool          # prepare_model_for_kbit_training: every weight not in 4 bits (embedding, norms,
+    #                            lm_head, a MoE's experts) becomes fp32, and with them the residual stream
+    expandable_segments: bool  # its allocator default (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True)
+    default_loss: str | None   # the loss it runs where the user chose none (None: the train config's)
+    lean_loss: str             # its loss without full fp32 logits (the doctor's fix)
+
+
+STACKS = (
+    Stack("qlorafit", "qlorafit's own trainer", True, True, False, True, None, "chunked"),
+    Stack("hf", "transformers Trainer + PEFT with prepare_model_for_kbit_training (the doctor's scripts)", False,
+          False, True, False, "standard", "fused"),
+)
 
 
 KINDS = {"optimizer": "OPTIMIZERS", "loss": "LOSSES", "checkpointing": "CHECKPOINTING", "quant": "QUANTS",
-         "dtype": "DTYPES", "attention": "ATTENTIONS"}
+         "dtype": "DTYPES", "attention": "ATTENTIONS", "stack": "STACKS"}
 
 
 def specs(kind: str) -> tuple:
@@ -183,7 +205,7 @@ def get(kind: str, name: str):
 
 
 # optimizer('adamw_8bit') -> its Optimizer spec, loss('chunked') -> its Loss spec, ... (KINDS' order)
-optimizer, loss, checkpointing, quant, dtype, attention = (partial(get, kind) for kind in KINDS)
+optimizer, loss, checkpointing, quant, dtype, attention, stack = (partial(get, kind) for kind in KINDS)
 
 
 def load(builder: str):

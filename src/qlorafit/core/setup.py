@@ -84,24 +84,23 @@ class Setup:
                          help="torch.compile'd decoder layers: memory unchanged, only the speed model reads it")
     attn_impl: str = knob("model.attn_impl", flag=("--attn",), choices="attention", role="fixed",
                           help="attention implementation; eager materializes heads x seq x seq scores")
-    stack: str = knob(flag=("--stack",), choices=O.STACKS, default="qlorafit",
-                      help="qlorafit's trainer, or hf: transformers Trainer + PEFT with prepare_model_for_kbit_training")
+    stack: str = knob(flag=("--stack",), choices="stack", default="qlorafit", help=O.choices_help(O.STACKS))
     expandable_segments: bool | None = knob("guard.expandable_segments", flag=("--expandable-segments",),
                                             default=None,
                                             help="PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True; unset: the "
                                                  "stack's default (qlorafit on, hf off)")
 
     def expandable(self) -> bool:
-        return self.stack == "qlorafit" if self.expandable_segments is None else self.expandable_segments
+        return O.stack(self.stack).expandable_segments if self.expandable_segments is None else self.expandable_segments
 
     def targets(self, shape: ModelShape) -> tuple[str, ...]:
         """The adapted linear names as the model has them (ModelShape.expand_targets): 'all-linear' -> every nn.Linear
         of a layer, never a MoE model's routed experts (qlorafit.runtime.model.lora_target_modules)."""
         return shape.expand_targets(self.lora_targets)
 
-# What the hf stack (transformers Trainer + PEFT) runs where the user chose nothing: the model's own cross-entropy on
-# full fp32 logits. qlorafit's chunked loss does not exist there, so its default would under-count by the logits.
-STACK_DEFAULTS = {"hf": {"loss_impl": "standard"}}
+# What a stack runs where the user chose nothing: on hf the model's own cross-entropy on full fp32 logits (qlorafit's
+# chunked loss does not exist there, so its default would under-count by the logits).
+STACK_DEFAULTS = {s.name: {"loss_impl": s.default_loss} for s in O.STACKS if s.default_loss}
 
 
 def with_stack_defaults(values: dict) -> dict:

@@ -193,14 +193,15 @@ def attach_lora(model, cfg: Config):
     targets = lora_target_modules(model, list(lc.targets))
     pc = PeftLoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=targets,
                         modules_to_save=list(lc.modules_to_save) or None, bias="none", task_type="CAUSAL_LM")
+    dtype = torch_dtype(lc.dtype)
     try:
-        peft_model = get_peft_model(model, pc, autocast_adapter_dtype=(lc.dtype == "fp32"))
+        peft_model = get_peft_model(model, pc, autocast_adapter_dtype=dtype == torch.float32)
     except ValueError as e:
         raise UserError(f"lora.targets: {e}") from None
-    if lc.dtype == "bf16":
+    if dtype != torch.float32:
         for n, p in peft_model.named_parameters():
             if p.requires_grad:
-                p.data = p.data.to(torch.bfloat16)
+                p.data = p.data.to(dtype)
     return peft_model
 
 

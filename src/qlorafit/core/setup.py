@@ -19,9 +19,14 @@ from qlorafit.core.config import Config
 from qlorafit.core.shapes import ModelShape
 
 
-def _config_default(key: str):
+def _get(cfg: Config, key: str):
     section, _, name = key.partition(".")
-    return getattr(getattr(Config(), section), name)
+    return getattr(getattr(cfg, section), name)
+
+
+def _set(cfg: Config, key: str, value) -> None:
+    section, _, name = key.partition(".")
+    setattr(getattr(cfg, section), name, value)
 
 
 def resolve_dtype(value: str, gpu_bf16: bool | None = True) -> str:
@@ -36,7 +41,7 @@ def knob(config: str | None = None, *, help: str, flag: tuple = (), choices: tup
     choices: the allowed values, or the kind of spec in qlorafit.core.options whose names they are ('optimizer')."""
     to_setup = to_setup or (lambda v: v)
     if default is dataclasses.MISSING:
-        default = to_setup(_config_default(config))
+        default = to_setup(_get(Config(), config))
     meta = {"config": config, "help": help, "flag": flag, "choices": choices, "role": role, "plan_axis": plan_axis,
             "to_setup": to_setup, "to_config": to_config or (lambda v: v)}
     return field(default=default, metadata=meta)
@@ -124,16 +129,6 @@ def choices(f) -> tuple | None:
 def knobs(role: str | None = None, linked: bool = False) -> list:
     """Setup fields with the given role (None: all), only those with a config key if `linked`."""
     return [f for f in KNOBS if (role is None or f.metadata["role"] == role) and (f.metadata["config"] or not linked)]
-
-
-def _get(cfg: Config, key: str):
-    section, _, name = key.partition(".")
-    return getattr(getattr(cfg, section), name)
-
-
-def _set(cfg: Config, key: str, value) -> None:
-    section, _, name = key.partition(".")
-    setattr(getattr(cfg, section), name, value)
 
 
 def setup_from_config(cfg: Config, gpu_bf16: bool | None = True) -> Setup:

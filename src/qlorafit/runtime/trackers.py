@@ -15,19 +15,26 @@ import importlib
 import os
 from pathlib import Path
 
+from qlorafit.core.config import TrainConfig
 from qlorafit.errors import UserError
 
 SKIP_EVENTS = ("data", "checkpoint", "eval")  # data is a summary, checkpoints are not a measurement, eval has eval/
 MODULES = {"tensorboard": "torch.utils.tensorboard", "wandb": "wandb", "mlflow": "mlflow", "trackio": "trackio"}
 
 
-def _need(name: str):
+def names(t: TrainConfig) -> list[str]:
+    """train.report_to, each once, with tensorboard added by train.tensorboard (the older switch for it)."""
+    return list(dict.fromkeys(t.report_to + ["tensorboard"] * t.tensorboard))
+
+
+def _need(name: str, where: str = "train.report_to"):
     """The tracker's module (each tracker is the pip extra of its own name), or a one-line error naming the install."""
     try:
         return importlib.import_module(MODULES[name])
     except ImportError:
-        raise UserError(f"train.report_to: {name} needs the {name} package: pip install 'qlorafit[{name}]' "
-                        f"(or drop {name} from train.report_to)") from None
+        undo = f"drop {name} from {where}" if where == "train.report_to" else f"set {where} to false"
+        raise UserError(f"{where}: {name} needs the {name} package: pip install 'qlorafit[{name}]' (or {undo})") \
+            from None
 
 
 class TensorBoard:
@@ -84,11 +91,11 @@ class Trackio:
 BACKENDS = {"tensorboard": TensorBoard, "wandb": WandB, "mlflow": MLflow, "trackio": Trackio}
 
 
-def check_installed(names: list[str]) -> None:
+def check_installed(t: TrainConfig) -> None:
     """A one-line error naming the pip command for the first tracker whose package is missing: called before the
     model load, so a missing extra costs a second, not a load."""
-    for n in names:
-        _need(n)
+    for n in names(t):
+        _need(n, "train.report_to" if n in t.report_to else "train.tensorboard")
 
 
 class Trackers:

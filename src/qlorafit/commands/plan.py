@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from qlorafit.core import catalog
-from qlorafit.commands.estimate import add_knob_arguments, budget_from_args
+from qlorafit.commands.estimate import add_knob_arguments, budget_from_args, context_from_args
 from qlorafit.core.config import Config, to_yaml
 from qlorafit.atomic import write_atomic
 from qlorafit.errors import UserError
@@ -85,7 +85,7 @@ def run(a) -> int:
     req = PlanRequest(
         budget_bytes=budget, max_seq_length=a.max_seq_length, lengths=lengths, effective_batch=a.batch_size,
         effective_tokens=a.tokens_per_step, safety_margin=a.margin, base=base, gpu=gpu, losses=_losses(a.losses),
-        context_bytes=None if a.context_mib is None else a.context_mib * 1024**2,
+        context_bytes=context_from_args(a),
         packing={"auto": None, "on": (True,), "off": (False,)}[a.packing],
         compile={"auto": (False, True), "on": (True,), "off": (False,)}[a.compile],
         calibration=load_calibration(gpu.name if gpu else None, a.calibration), top=a.top,

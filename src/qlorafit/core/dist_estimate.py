@@ -74,6 +74,11 @@ def _layer_bytes(shape: ModelShape, s: Setup) -> tuple[int, int]:
     return q // shape.num_layers, n_lora * 4 // shape.num_layers
 
 
+def ddp_extra_bytes(shape: ModelShape, s: Setup, gpus: int) -> int:
+    """What ddp adds per GPU to the one-GPU peak: the flat fp32 gradient buffer and NCCL's own (nothing on one GPU)."""
+    return lora_params(shape, s) * 4 + NCCL_BYTES if gpus > 1 else 0
+
+
 def estimate_ranks(shape: ModelShape, s: Setup, gpus: int, strategy: str, cpu_offload: bool = False,
                    context_bytes: int | None = None) -> RankEstimate:
     """Per-GPU peak of `s` (its batch_size is per GPU) on `gpus` GPUs of one machine; context_bytes as in estimate."""
@@ -194,3 +199,9 @@ def to_json(r: RankEstimate, budget_bytes: int | None = None, budget_name: str =
         d.update(budget_name=budget_name, budget_bytes=budget_bytes, fits=r.fits(budget_bytes))
     return d
 
+
+def fsdp_setup(s: Setup) -> Setup:
+    """The setup FSDP-QLoRA runs: adamw, no host-RAM levers of the one-GPU stack (dist.cpu_offload is fsdp's own),
+    checkpointing on where the one-GPU plan offloaded it."""
+    return replace(s, optimizer=O.shardable_optimizer(), offload_embedding=False, offload_lm_head=False, compile=False,
+                   grad_checkpointing="on" if O.checkpointing(s.grad_checkpointing).to_host else s.grad_checkpointing)

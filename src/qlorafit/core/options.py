@@ -1,9 +1,10 @@
 """Every choice a run can make, declared once: optimizers, losses, checkpointing modes, weight formats, dtypes,
-attention kernels. Plain Python, no torch.
+attention kernels and the trainer stack. Plain Python, no torch.
 
-Each spec says what the estimator, the throughput model, the planner, the doctor, the config and the CLI need to know
-about the choice: its bytes, its speed terms, its names in other trainers, where its builder lives and whether the
-planner may pick it. None of those modules tests a name string; they read these properties. A spec's help says what
+Each spec says what the estimator, the throughput model, the planner, the doctor, the config, the CLI and the runtime
+(guard, loss, model loading, fsdp) need to know about the choice: its bytes, its speed terms, its names in other
+trainers, where its builder lives and whether the planner may pick it. None of those modules tests a name string;
+they read these properties (tests/test_knobs.py::test_no_module_tests_a_knob_name). A spec's help says what
 it does, then its details in parentheses (config help shows both, the plan's one-line reasons the first part).
 
 Adding an optimizer is one entry in OPTIMIZERS: e.g. bitsandbytes' 8-bit Lion would be
@@ -11,7 +12,8 @@ Adding an optimizer is one entry in OPTIMIZERS: e.g. bitsandbytes' 8-bit Lion wo
               paged=False, launches_per_tensor=1, hf_names=("lion_8bit",), builder="bitsandbytes.optim:Lion8bit",
               plannable=False)
 The builder is a dotted path 'module:attribute' resolved by qlorafit.runtime only when a run starts, so this module
-stays importable without torch. It is called as builder(params, lr=..., weight_decay=...).
+stays importable without torch. It is called as builder(params, lr=..., weight_decay=...). Not being `shardable`,
+it is refused under fsdp with the reason. docs/config.md, generated from the config help, then lists it too.
 """
 
 import importlib

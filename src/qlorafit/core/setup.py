@@ -161,8 +161,7 @@ def _means(f, config_value, setup_value) -> bool:
     return f.metadata["to_setup"](config_value) == setup_value
 
 
-PLANNED = tuple(f.name for f in knobs("searched"))
-"""The Setup fields a plan chooses; with train.grad_accum, the config keys a planned run keeps on --resume."""
+# The config keys of the Setup fields a plan chooses, with train.grad_accum: what a planned run keeps on --resume
 PLANNED_KEYS = tuple(f.metadata["config"] for f in knobs("searched")) + ("train.grad_accum",)
 
 

@@ -13,6 +13,7 @@ seed fixed per configuration, full length, no padding) and LoRA r16 alpha 32 on 
   qlorafit      qlorafit.runtime.step.train_step (the real step: collation, guard, clip, update) at the config defaults
   qlorafit-eager  the same with train.compile off (the default before this session)
   qlorafit-offload  the defaults with train.grad_checkpointing: offload (layer inputs in host RAM; for 16K+)
+  qlorafit-graphs  experiment: the defaults with the compiled layers captured as CUDA graphs (reduce-overhead)
   qlorafit-plan the configuration `plan` writes for a --plan-budget-gib card (default 24) at this length and batch
 LoRA dropout is 0 for every contender except the recipe (Unsloth's fast path needs 0; same computation for all).
 
@@ -46,7 +47,8 @@ sys.path.insert(0, HERE)
 GIB = 1024**3
 QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
 CONFIGS = {"c1": (2, 4, 512), "c2": (1, 1, 2048), "c3": (4, 1, 2048), "c4": (1, 1, 16384)}  # micro, accum, length
-CONTENDERS = ("recipe", "trl", "trl-best", "unsloth", "qlorafit", "qlorafit-eager", "qlorafit-offload", "qlorafit-plan")
+CONTENDERS = ("recipe", "trl", "trl-best", "unsloth", "qlorafit", "qlorafit-eager", "qlorafit-offload", "qlorafit-graphs",
+              "qlorafit-plan")
 SITES = {"trl": "/tmp/site-trl", "trl-best": "/tmp/site-trl", "unsloth": "/tmp/site-uns"}  # + /tmp/site-common
 WARMUP = 2
 VOCAB_IDS = int(os.environ.get("VERSUS_VOCAB_IDS", 128000))  # ids drawn below this (Llama-3: 128,256; smoke: tiny)
@@ -397,6 +399,23 @@ def estimate_of(cfg, path: str) -> dict:
             "parts_gib": {c.name: round(c.bytes / GIB, 3) for c in e.components}}
 
 
+def cuda_graphs_over_compiled_layers() -> None:
+    """The qlorafit-graphs experiment (this worker process only): the compiled layers with mode="reduce-overhead"
+    (Inductor's CUDA graph trees: each layer's forward and backward replayed as graphs, the host out of the step),
+    and a new graph generation marked before every micro-batch, so a micro-batch never reads the outputs of the
+    previous one's replay. qlorafit's runtime is unchanged; the defaults stay as measured above."""
+    import functools
+    import torch
+    from qlorafit.runtime import step as S
+    torch.compile = functools.partial(torch.compile, mode="reduce-overhead")  # compile_layers and Module.compile
+    inner = S._forward_backward
+
+    def forward_backward(*args, **kwargs):
+        torch.compiler.cudagraph_mark_step_begin()
+        return inner(*args, **kwargs)
+    S._forward_backward = forward_backward
+
+
 def worker_qlorafit(a, path, rows, timer, variant: str, drv: Driver):
     import torch
     from qlorafit.core import config as C
@@ -404,6 +423,8 @@ def worker_qlorafit(a, path, rows, timer, variant: str, drv: Driver):
     from qlorafit.runtime.step import train_step
     from qlorafit.runtime.train import setup
 
+    if variant == "qlorafit-graphs":
+        cuda_graphs_over_compiled_layers()
     cfg = qlorafit_cfg(a, path, variant)
     drv.say("config", config=C.to_dict(cfg)["train"], model=C.to_dict(cfg)["model"], estimate=estimate_of(cfg, path))
     run = setup(cfg, overwrite=True, quiet=True)

@@ -371,3 +371,20 @@ def test_calibration_rows_from_before_compile_are_predicted_eager():
     from calibrate import row_setup
     rows = json.loads((ft.ROOT / "tests" / "fixtures" / "calibration.json").read_text())["rows"]
     assert rows and not any(row_setup(r).compile for r in rows if "compile" not in r)
+
+
+def test_plan_reaches_100k_tokens_on_a_24gib_card_with_every_long_context_lever():
+    """Llama-3-8B, LoRA r32 on all linear layers, one row of 102,400 tokens, a 24 GiB card (context included): the
+    planner alone picks the levers the long-context run needs (benchmarks/versus.py --ctx24 runs what it writes):
+    layer inputs in host RAM, the MLP tiled, embedding and lm_head in host RAM with the streamed chunked loss. A row
+    so long that even all of them cannot fit is refused with the ways out, not planned into an OOM."""
+    base = Setup(lora_r=32, lora_targets=("all-linear",), lora_dropout=0.0)
+    req = dict(budget_bytes=24 * GIB, effective_batch=1, base=base, gpu=get_gpu("h200"))
+    c = plan(SHAPE, PlanRequest(max_seq_length=102400, **req)).chosen
+    s = c.setup
+    assert (c.grad_accum, s.batch_size, s.seq_len) == (1, 1, 102400)
+    assert s.grad_checkpointing == "offload" and 0 < s.mlp_tile_tokens < 102400
+    assert s.offload_embedding and s.offload_lm_head and s.loss_impl == "chunked"
+    assert c.peak_bytes <= 0.95 * 24 * GIB
+    assert estimate(SHAPE, s).peak_bytes == c.peak_bytes
+    assert plan(SHAPE, PlanRequest(max_seq_length=160 * 1024, **req)).chosen is None

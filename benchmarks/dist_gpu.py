@@ -129,7 +129,46 @@ def _random_4bit_model(name: str, storage):
     return model
 
 
-def fsdp70_worker(steps: int, offload: bool, cap_gib: float, out: str) -> None:
+def _peak_breakdown(snapshot: dict, base_bytes: int, top: int = 30) -> dict:
+    """Replay one recorded step's allocator trace (torch.cuda.memory._record_memory_history) to its highest point and
+    group the blocks live there by where they were allocated (the innermost frames in qlorafit, peft, bitsandbytes,
+    transformers or torch.distributed), so the estimate's missing term has a name."""
+    keep = ("qlorafit", "peft", "bitsandbytes", "transformers", "torch/distributed", "torch/utils/checkpoint")
+    dev = next((i for i, t in enumerate(snapshot["device_traces"]) if t), 0)
+    trace = snapshot["device_traces"][dev]
+
+    def replay(stop: int):
+        live, total, best, at = {}, 0, -1, 0
+        for i, ev in enumerate(trace[:stop]):
+            if ev["action"] == "alloc":
+                live[ev["addr"]] = ev
+                total += ev["size"]
+            elif ev["action"] == "free_completed" and ev["addr"] in live:
+                total -= live.pop(ev["addr"])["size"]
+            if total > best:
+                best, at = total, i + 1
+        return live, best, at
+
+    _, best, at = replay(len(trace))
+    best_live, _, _ = replay(at)  # the blocks live at the highest point
+    groups: dict[str, int] = {}
+    for ev in best_live.values():
+        frames = [f"{f['filename'].split('site-packages/')[-1].split('/src/')[-1]}:{f['line']}:{f['name']}"
+                  for f in ev.get("frames", []) if any(k in f["filename"] for k in keep)][:3]
+        key = " < ".join(frames) or "(no python frame)"
+        groups[key] = groups.get(key, 0) + ev["size"]
+    rows = sorted(groups.items(), key=lambda kv: -kv[1])[:top]
+    pools: dict[str, list[int]] = {}  # reserved memory by CUDA stream: FSDP2's all-gather streams cache their own
+    for seg in snapshot.get("segments", []):
+        pool = pools.setdefault(str(seg.get("stream", "?")), [0, 0])
+        pool[0] += seg["total_size"]
+        pool[1] += seg["allocated_size"]
+    return {"allocated_before_recording": base_bytes, "recorded_peak_above_base": best,
+            "reserved_by_stream": {k: {"reserved": a, "allocated": b} for k, (a, b) in pools.items()},
+            "groups": [{"bytes": b, "where": k} for k, b in rows]}
+
+
+def fsdp70_worker(steps: int, offload: bool, cap_gib: float, out: str, history: bool = False) -> None:
     import torch
 
     from gpu_common import non_torch_bytes, provenance
@@ -171,13 +210,23 @@ def fsdp70_worker(steps: int, offload: bool, cap_gib: float, out: str) -> None:
     ctx = StepContext(model, build_optimizer(params, cfg.train), params, torch.amp.GradScaler("cuda", enabled=False),
                       dev, torch.bfloat16, cfg, G.GuardState(1, 1, "on"), mon, 0, world=world)
     g = torch.Generator().manual_seed(world.rank)
-    rows, err = [], ""
+    rows, err, breakdown = [], "", {}
+    static_bytes = torch.cuda.memory_allocated(dev)
     try:
         for step in range(1, steps + 1):
             units = [Sample(step * 100 + i, ids, ids) for i in range(4)
                      for ids in [torch.randint(10, 120000, (SEQ,), generator=g).tolist()]]
             t0 = time.time()
+            recording = history and world.rank == 0 and step == 2
+            if recording:
+                base = torch.cuda.memory_allocated(dev)
+                torch.cuda.memory._record_memory_history(max_entries=400000, stacks="python")
             res = train_step(ctx, units, step)
+            if recording:
+                snap = torch.cuda.memory._snapshot()
+                torch.cuda.memory._record_memory_history(enabled=None)
+                breakdown = _peak_breakdown(snap, base)
+                del snap
             rows.append({"step": step, "loss": res.loss, "seconds": round(time.time() - t0, 2),
                          "peak_reserved": torch.cuda.max_memory_reserved(dev)})
     except Exception as e:  # noqa: BLE001 - recorded, it is the result
@@ -188,7 +237,8 @@ def fsdp70_worker(steps: int, offload: bool, cap_gib: float, out: str) -> None:
            "steps": rows, "error": err, "measured_peak_bytes": peak,
            "measured_peak_reserved": torch.cuda.max_memory_reserved(dev),
            "measured_non_torch_bytes": non_torch_bytes(), "estimated_peak_bytes": est.peak_bytes,
-           "estimate_error": (est.peak_bytes - peak) / peak, "estimate_parts": {p.name: p.bytes for p in est.parts},
+           "estimate_error": (est.peak_bytes - peak) / peak, "allocated_before_first_step": static_bytes,
+           "max_allocated": torch.cuda.max_memory_allocated(dev), "peak_breakdown": breakdown, "estimate_parts": {p.name: p.bytes for p in est.parts},
            "provenance": provenance("benchmarks/dist_gpu.py fsdp70")}
     Path(f"{out}.rank{world.rank}").write_text(json.dumps(rec, indent=1))
     print(json.dumps({k: rec[k] for k in ("rank", "cpu_offload", "error", "measured_peak_bytes",
@@ -197,10 +247,11 @@ def fsdp70_worker(steps: int, offload: bool, cap_gib: float, out: str) -> None:
     D.close(world)
 
 
-def fsdp70(steps: int, offload: bool, cap_gib: float) -> dict:
+def fsdp70(steps: int, offload: bool, cap_gib: float, history: bool = False) -> dict:
     out = f"/tmp/dist-fsdp70-{int(offload)}.json"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", __file__, "fsdp70-worker",
-           "--steps", str(steps), "--cap-gib", str(cap_gib), "--part-out", out] + (["--cpu-offload"] if offload else [])
+           "--steps", str(steps), "--cap-gib", str(cap_gib), "--part-out", out] + (["--cpu-offload"] if offload else []) \
+        + (["--history"] if history else [])
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=540)
     ranks = [json.loads(Path(f"{out}.rank{r}").read_text()) for r in (0, 1) if Path(f"{out}.rank{r}").is_file()]
     return {"rc": p.returncode, "stderr_tail": p.stderr[-2000:] if p.returncode else "", "ranks": ranks}
@@ -213,18 +264,19 @@ def main() -> None:
     ap.add_argument("--cap-gib", type=float, default=24.0)
     ap.add_argument("--cpu-offload", action="store_true")
     ap.add_argument("--part-out", default="")
+    ap.add_argument("--history", action="store_true", help="record rank 0's step 2 allocator trace; name the peak")
     ap.add_argument("--out", default=str(HERE / "results" / "dist_h200x2.json"))
     a = ap.parse_args()
     sys.path.insert(0, str(HERE))
     if a.what == "fsdp70-worker":
-        return fsdp70_worker(a.steps, a.cpu_offload, a.cap_gib, a.part_out)
+        return fsdp70_worker(a.steps, a.cpu_offload, a.cap_gib, a.part_out, a.history)
     from gpu_common import provenance, write_json
     res = {"provenance": provenance(" ".join(sys.argv))}
     if a.what in ("all", "fsdp70"):
         # fsdp70 --cpu-offload: 2 x 24 GiB with the shards in host RAM (predicted to fit); fsdp70 --cap-gib 48:
         # without offload (predicted 27.4 GiB: over 24, so measured under a 48 GiB cap against the estimate)
         for off, cap in ([(True, a.cap_gib), (False, 48.0)] if a.what == "all" else [(a.cpu_offload, a.cap_gib)]):
-            res[f"fsdp70_{'cpu_offload' if off else 'no_offload'}_{cap:g}gib"] = fsdp70(a.steps, off, cap)
+            res[f"fsdp70_{'cpu_offload' if off else 'no_offload'}_{cap:g}gib"] = fsdp70(a.steps, off, cap, a.history)
             write_json(a.out, res)
     if a.what in ("all", "ddp8"):
         res["ddp8"] = ddp8(max(a.steps, 12))

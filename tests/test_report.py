@@ -143,3 +143,27 @@ def test_page_in_headless_chromium(run_dir, tmp_path):
     assert img.shape[:2] == (2700, 1100)
     dark = (img[..., :3].mean(axis=2) < 0.5).mean()
     assert 0.01 < dark < 0.6  # text and plot lines drawn, not a blank or black page
+
+
+def test_multi_gpu_run_shows_every_rank(run_dir):
+    """A run under --nproc 2: rank 1 logs under ranks/rank-1/. The report shows each rank's peak and recoveries (an
+    OOM on rank 1 alone must not vanish), and the doctor's --run reads rank 1's events."""
+    from qlorafit.doctor.rundir import read_run
+    r1 = run_dir / "ranks" / "rank-1"
+    r1.mkdir(parents=True)
+    (r1 / "metrics.jsonl").write_text("".join(
+        f'{{"step": {i}, "loss": 2.0, "mem_peak_reserved": {(5 + i) * 2**30}}}\n' for i in range(1, 4)))
+    (r1 / "events.jsonl").write_text(
+        '{"kind": "first_step_memory", "measured_peak_bytes": 9663676416}\n'
+        '{"kind": "oom_recovery", "step": 3, "phase": "forward", "old_micro_batch": 2, "new_micro_batch": 1}\n')
+    (run_dir / "ranks" / "rank-2").mkdir()  # started, logged nothing yet
+    run = load_run(run_dir)
+    s = dict(summary(run))
+    assert s["ranks"] == "2"
+    assert s["measured peak per rank"].endswith("1: 9.00 GiB")
+    assert s["OOM recoveries per rank"] == "0: 2, 1: 1"
+    assert any("rank 2 logged nothing" in n for n in run.notes)
+    assert "rank 1 peak reserved" in write_report(run_dir)["html"].read_text()
+    info = read_run(str(run_dir))
+    assert [e["rank"] for e in info.oom_events if "rank" in e] == [1]
+    assert info.peak("mem_peak_reserved") >= 8 * 2**30  # rank 1's peak counts

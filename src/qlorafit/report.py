@@ -34,6 +34,7 @@ class RunData:
     config: dict | None = None
     notes: list[str] = field(default_factory=list)
     samples: list[dict] = field(default_factory=list)   # samples.jsonl: {step, prompt, output} at each evaluation
+    ranks: dict[int, "RunData"] = field(default_factory=dict)  # a multi-GPU run's other ranks (ranks/rank-N/)
 
     def events_of(self, kind: str) -> list[dict]:
         return [e for e in self.events if e.get("kind") == kind]
@@ -78,7 +79,24 @@ def load_run(run_dir: str | Path) -> RunData:
             notes.append("config.yaml could not be read; configuration not shown")
     samples = read_jsonl(d / "samples.jsonl", notes, required=("step",)) if (d / "samples.jsonl").is_file() else []
     return RunData(d, sorted(metrics, key=lambda m: m["step"]), events, est, cfg if isinstance(cfg, dict) else None,
-                   notes, samples)
+                   notes, samples, _other_ranks(d, notes))
+
+
+def _other_ranks(d: Path, notes: list[str]) -> dict[int, RunData]:
+    """ranks/rank-N/{metrics,events}.jsonl: what the other processes of a multi-GPU run logged (rank 0 writes the run
+    directory itself). A rank that logged nothing yet is left out with a note."""
+    ranks = {}
+    for sub in sorted((d / "ranks").glob("rank-*")) if (d / "ranks").is_dir() else []:
+        n = sub.name.removeprefix("rank-")
+        if not n.isdigit():
+            continue
+        metrics = read_jsonl(sub / "metrics.jsonl", notes, ("step",)) if (sub / "metrics.jsonl").is_file() else []
+        events = read_jsonl(sub / "events.jsonl", notes, ("kind",)) if (sub / "events.jsonl").is_file() else []
+        if not metrics and not events:
+            notes.append(f"{sub}: rank {n} logged nothing")
+            continue
+        ranks[int(n)] = RunData(sub, sorted(metrics, key=lambda m: m["step"]), events)
+    return ranks
 
 
 # --- the numbers --------------------------------------------------------------------------------------------------
@@ -129,6 +147,12 @@ def summary(run: RunData) -> list[tuple[str, str]]:
     ]
     if isinstance(m[-1].get("time"), (int, float)):
         rows.append(("wall time", f"{m[-1]['time']:.0f} s"))
+    if run.ranks:  # a multi-GPU run: the figures above are rank 0's; each rank's own peak and recoveries
+        every = {0: run, **run.ranks}
+        rows += [("ranks", str(len(every))),
+                 ("measured peak per rank", ", ".join(f"{r}: {_gib(measured_peak(x))}" for r, x in sorted(every.items()))),
+                 ("OOM recoveries per rank",
+                  ", ".join(f"{r}: {len(x.events_of('oom_recovery'))}" for r, x in sorted(every.items())))]
     return rows
 
 
@@ -173,6 +197,10 @@ def plot_memory(run: RunData):
         if ys and any(ys):
             any_mem = True
             ax.plot(xs, [y / GIB for y in ys], label=name, color=_COLORS[color], lw=1.6, marker="." if len(xs) < 40 else None)
+    for r, other in sorted(run.ranks.items()):  # a multi-GPU run: each other rank's peak, thin
+        xs, ys = _series(other, "mem_peak_reserved")
+        if ys and any(ys):
+            ax.plot(xs, [y / GIB for y in ys], label=f"rank {r} peak reserved", lw=0.9, ls="-.")
     if run.estimate and run.estimate.get("peak_bytes"):  # the allocator's share: the lines above exclude the context
         pred = run.estimate["peak_bytes"] - (run.estimate.get("components") or {}).get("CUDA context", 0)
         ax.axhline(pred / GIB, color=_COLORS["pred"], ls=":", lw=1.4, label="predicted peak reserved")

@@ -27,9 +27,19 @@ from qlorafit.errors import UserError
 
 STRATEGIES = ("ddp", "fsdp")
 MIB = 1024**2
-# NCCL's communicator buffers and streams, outside PyTorch's allocator. An assumption (NCCL's default 4 MiB buffer x
-# channels x peers on one node), not yet measured: benchmarks/dist_gpu.py reports the non-PyTorch memory per rank.
-NCCL_BYTES = 256 * MIB
+# NCCL's communicator buffers, streams and the second CUDA context's extras, outside PyTorch's allocator. Measured on
+# 2 x H200 (benchmarks/dist_gpu.py, 2026-11-29): each rank held 1.54-1.61 GiB outside PyTorch against 0.75 GiB for one
+# process alone, so 0.86 GiB (the largest seen) per rank on top of the CUDA context.
+NCCL_BYTES = 880 * MIB
+# FSDP2's allocator cache. FSDP2 gathers each layer on its own CUDA stream, and the caching allocator keeps one pool
+# per stream: the compute stream cannot reuse what the all-gather stream freed, and its own pool fragments between
+# the long-lived checkpointed layer inputs and the short-lived dequantized weights. Measured (70B shape, 2 x H200,
+# micro-batch 1 x 2048, benchmarks/results/dist-fsdp70-*-h200x2-2026-11-29*): the compute stream reserved 10.1 GiB
+# while its allocations peaked near 5; a 10 GiB card (context included) ran out in the first forward with 7.0 GiB
+# allocated. Reserved minus allocated was 1.39 x the per-rank activation terms with cpu_offload (the shards' host-to-
+# device copies add to the churn) and 0.88 x without. Two runs of one shape: an in-sample fit, no held-out check yet.
+FSDP_CACHE_RATIO = {True: 1.39, False: 0.88}
+_ACTIVATION_TERMS = ("saved activations", "layer recompute", "dequantized weight", "gradient stream")
 
 
 @dataclass(frozen=True)
@@ -100,7 +110,7 @@ def _ddp(shape: ModelShape, s: Setup, gpus: int, one: Estimate, n_lora: int) -> 
     parts += _rest(one, fixed)
     if gpus > 1:
         parts += [Part("all-reduce buffer", n_lora * 4, "buffer", "every LoRA gradient in one flat fp32 buffer"),
-                  Part("NCCL buffers", NCCL_BYTES, "buffer", "communicator buffers (assumed, not yet measured)")]
+                  Part("NCCL buffers", NCCL_BYTES, "buffer", "communicator buffers (measured on 2 x H200)")]
     host_train = one.host_bytes * gpus
     return RankEstimate("ddp", gpus, False, one, tuple(p for p in parts if p.bytes), sum(p.bytes for p in parts),
                         0, host_train, comm)
@@ -135,8 +145,12 @@ def _fsdp(shape: ModelShape, s: Setup, gpus: int, one: Estimate, n_lora: int, of
     scatter = 2 * layer_lora if n > 1 else 0
     parts += [Part("all-gather buffers", gather, "buffer", "two decoder layers gathered whole"),
               Part("reduce-scatter buffers", scatter, "buffer", "one layer's LoRA gradients, whole and reduced")]
+    if n > 1 or offload:  # the per-stream pools exist whenever FSDP gathers (see FSDP_CACHE_RATIO)
+        churn = sum(one.component(name) for name in _ACTIVATION_TERMS)
+        parts.append(Part("FSDP allocator cache", int(FSDP_CACHE_RATIO[offload] * churn), "buffer",
+                          "per-stream pools and fragmentation (measured on one 70B shape)"))
     if n > 1:
-        parts.append(Part("NCCL buffers", NCCL_BYTES, "buffer", "communicator buffers (assumed, not yet measured)"))
+        parts.append(Part("NCCL buffers", NCCL_BYTES, "buffer", "communicator buffers (measured on 2 x H200)"))
     comm = gather + scatter + (NCCL_BYTES if n > 1 else 0)
     model_4bit = q + consts + one.component("embeddings, lm_head, norms") + lora_w
     host_train = one.host_bytes * n

@@ -233,7 +233,8 @@ def long_sample(c: Case) -> Cause | None:
     if words:
         ev.append(f"the report says '{words.group(0)}'")
     for e in late[:3]:
-        ev.append(f"events.jsonl: oom_recovery at step {e.get('step')} ({e.get('phase')}), micro-batch "
+        where = f"ranks/rank-{e['rank']}/events.jsonl" if "rank" in e else "events.jsonl"
+        ev.append(f"{where}: oom_recovery at step {e.get('step')} ({e.get('phase')}), micro-batch "
                   f"{e.get('old_micro_batch')} -> {e.get('new_micro_batch')}")
     if c.est:
         ev.append(f"estimate at the full max length ({c.setup.seq_len} tokens x {c.setup.batch_size}): peak {gib(c.est.peak_bytes)}"

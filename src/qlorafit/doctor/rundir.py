@@ -33,13 +33,15 @@ class RunInfo:
         return int(v) if v is not None else None
 
 
-def _read_metrics(info: RunInfo, path: Path) -> None:
-    """Stream metrics.jsonl into its row count, last row and per-field peaks."""
+def _read_metrics(info: RunInfo, path: Path, count: bool = True) -> None:
+    """Stream metrics.jsonl into its row count, last row and per-field peaks (count=False: peaks only, another
+    rank's log)."""
     if not path.is_file():
         return
     for row in iter_rows(path, notes=[]):
-        info.steps_logged += 1
-        info.last = row
+        if count:
+            info.steps_logged += 1
+            info.last = row
         for k, v in row.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool) and (k not in info.peaks or v > info.peaks[k]):
                 info.peaks[k] = v
@@ -53,6 +55,13 @@ def read_run(path: str) -> RunInfo:
         raise UserError(f"--run {path}: no such run directory")
     info = RunInfo(path=str(p), events=read_rows(p / "events.jsonl", notes=[]))
     _read_metrics(info, p / "metrics.jsonl")
+    # a multi-GPU run: the other ranks log under ranks/rank-N/; their events count (tagged with the rank) and their
+    # memory peaks too, since the rank that ran out is the one to explain
+    for sub in sorted((p / "ranks").glob("rank-*")) if (p / "ranks").is_dir() else []:
+        rank = sub.name.removeprefix("rank-")
+        info.events += [{**e, "rank": int(rank) if rank.isdigit() else rank}
+                        for e in read_rows(sub / "events.jsonl", notes=[])]
+        _read_metrics(info, sub / "metrics.jsonl", count=False)
     if (p / "config.yaml").is_file():
         info.config = qconfig.load(str(p / "config.yaml"))
     if info.config is None and not info.steps_logged and not info.events:

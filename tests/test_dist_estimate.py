@@ -122,3 +122,39 @@ def test_per_rank_estimate_against_the_committed_2xh200_runs(result, key):
         assert all(not r["error"] for r in rec["ranks"])
     for m in measured:
         assert abs(est - m) / m <= 0.06, (result, est / 2**30, m / 2**30)
+
+
+def test_train_plan_auto_under_torchrun_plans_per_rank_and_the_strategy():
+    """`train --plan auto` under torchrun plans each GPU's share with the per-rank estimate: the ddp choice fits with
+    ddp's own buffers counted (a one-GPU plan at the edge would not), a model too big for one GPU gets fsdp, and a
+    resume keeps the planned strategy."""
+    from qlorafit.core.plan import plan_config
+    from qlorafit.core.setup import keep_planned, setup_from_config
+
+    shape8, shape70 = catalog.resolve_model("llama-3.1-8b"), catalog.resolve_model("llama-3.1-70b")
+    cfg = C.from_dict({"model": {"name_or_path": "llama-3.1-8b"}, "data": {"path": "x.jsonl", "max_seq_length": 2048},
+                       "train": {"micro_batch_size": 4, "grad_accum": 2}}, "t")
+    from dataclasses import replace
+
+    from qlorafit.core.plan import PlanRequest, plan
+    req = PlanRequest(budget_bytes=12 * 2**30, max_seq_length=2048, effective_batch=8, base=setup_from_config(cfg))
+    # 7.75 GiB: the one-GPU plan fills it so closely that ddp's buffers (~0.9 GiB per GPU) would not fit
+    edge = int(7.75 * 2**30)
+    naive = plan(shape8, replace(req, budget_bytes=edge)).chosen
+    usable = int(edge * (1 - req.safety_margin))
+    assert DE.estimate_ranks(shape8, naive.setup, 2, "ddp").peak_bytes > usable  # the one-GPU plan would not fit
+    edge_plan = plan_config(cfg, shape8, edge, gpus=2)
+    assert DE.estimate_ranks(shape8, setup_from_config(edge_plan), 2, edge_plan.dist.strategy,
+                             edge_plan.dist.cpu_offload).peak_bytes <= usable
+    one, two = plan_config(cfg, shape8, 12 * 2**30), plan_config(cfg, shape8, 12 * 2**30, gpus=2)
+    assert two.dist.strategy == "ddp" and two.train.micro_batch_size * two.train.grad_accum == 8  # per GPU
+    assert one.dist.strategy == "auto"  # one process: nothing about ranks is planned
+    cfg70 = C.from_dict({"model": {"name_or_path": "llama-3.1-70b"}, "data": {"path": "x.jsonl",
+                                                                          "max_seq_length": 2048}}, "t")
+    p70 = plan_config(cfg70, shape70, 24 * 2**30, gpus=2)
+    assert p70.dist.strategy == "fsdp" and p70.train.optimizer == "adamw"
+    assert DE.estimate_ranks(shape70, setup_from_config(p70), 2, "fsdp", p70.dist.cpu_offload).fits(24 * 2**30)
+    assert keep_planned(cfg70, p70).dist.strategy == "fsdp"
+    with pytest.raises(UserError, match="dist.strategy=ddp"):
+        cfg70.dist.strategy = "ddp"
+        plan_config(cfg70, shape70, 24 * 2**30, gpus=2)

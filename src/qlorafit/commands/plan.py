@@ -26,7 +26,7 @@ from qlorafit.errors import UserError
 from qlorafit.core import options as O
 from qlorafit.core.estimate import Setup
 from qlorafit.core.plan import (LOSSES_ALL, Candidate, Lengths, PlanRequest, PlanResult, apply_to_config, distinct,
-                           losses_available, nothing_fits_message, plan)
+                           losses_available, nothing_fits_message, plan, plan_ranks)
 from qlorafit.core.setup import apply_setup, knobs
 from qlorafit.core.sizes import GIB, fmt_gib
 from qlorafit.core.throughput import load_calibration
@@ -121,20 +121,10 @@ def _run_gpus(a, shape, req: PlanRequest, budget_name: str) -> int:
     n = a.gpus
     share = dataclasses.replace(req, effective_batch=-(-req.effective_batch // n),
                                 effective_tokens=-(-req.effective_tokens // n))
-    r = plan(shape, share)
-    if r.chosen is not None:
-        cand, ranks = r.chosen, DE.estimate_ranks(shape, r.chosen.setup, n, "ddp")
-    else:
-        s = dataclasses.replace(r.smallest.setup, batch_size=1, optimizer="adamw", offload_embedding=False,
-                                offload_lm_head=False, compile=False, grad_checkpointing="on")
-        ranks = next((x for x in (DE.estimate_ranks(shape, s, n, "fsdp", off) for off in (False, True))
-                      if x.fits(r.usable_bytes)), None)
-        if ranks is None:
-            big = DE.estimate_ranks(shape, s, n, "fsdp", True)
-            raise UserError(f"nothing fits on {n} x {budget_name}: even fsdp with dist.cpu_offload at micro-batch 1 "
-                            f"x {r.size_len} tokens needs {fmt_gib(big.peak_bytes)} per GPU of "
-                            f"{fmt_gib(r.usable_bytes)} usable. Lower --max-seq-length or add GPUs.")
-        cand = Candidate(s, r.rows_per_step[s.packing], ranks.peak_bytes, 0.0, True, 0.0)
+    try:
+        r, cand, ranks = plan_ranks(shape, share, n)
+    except UserError as e:
+        raise UserError(str(e).replace(f"on {n} GPUs", f"on {n} x {budget_name}")) from None
     cfg = build_config(cand, a)
     cfg.dist.strategy, cfg.dist.cpu_offload = ranks.strategy, ranks.cpu_offload
     head = (f"written by `qlorafit plan --gpus {n}` for {shape.name} on {n} x {budget_name}: {ranks.strategy}"

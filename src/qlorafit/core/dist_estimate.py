@@ -73,6 +73,11 @@ def _layer_bytes(shape: ModelShape, s: Setup) -> tuple[int, int]:
     return q // shape.num_layers, n_lora * 4 // shape.num_layers
 
 
+def ddp_extra_bytes(shape: ModelShape, s: Setup, gpus: int) -> int:
+    """What ddp adds per GPU to the one-GPU peak: the flat fp32 gradient buffer and NCCL's own (nothing on one GPU)."""
+    return lora_params(shape, s) * 4 + NCCL_BYTES if gpus > 1 else 0
+
+
 def estimate_ranks(shape: ModelShape, s: Setup, gpus: int, strategy: str, cpu_offload: bool = False,
                    context_bytes: int | None = None) -> RankEstimate:
     """Per-GPU peak of `s` (its batch_size is per GPU) on `gpus` GPUs of one machine; context_bytes as in estimate."""
@@ -195,15 +200,18 @@ def to_json(r: RankEstimate, budget_bytes: int | None = None, budget_name: str =
     return d
 
 
+def fsdp_setup(s: Setup) -> Setup:
+    """The setup FSDP-QLoRA runs: adamw, no host-RAM levers of the one-GPU stack (dist.cpu_offload is fsdp's own),
+    checkpointing on where the one-GPU plan offloaded it."""
+    return replace(s, optimizer="adamw", offload_embedding=False, offload_lm_head=False, compile=False,
+                   grad_checkpointing="on" if s.grad_checkpointing == "offload" else s.grad_checkpointing)
+
+
 def choose(shape: ModelShape, s: Setup, gpus: int, budget_bytes: int) -> RankEstimate | None:
     """`plan --gpus N`'s strategy: ddp when the run fits one GPU (no per-layer collectives: fastest), else fsdp, else
     fsdp with cpu_offload; None when none fits."""
     for strategy, off in (("ddp", False), ("fsdp", False), ("fsdp", True)):
-        setup = s if strategy == "ddp" else replace(s, optimizer="adamw", offload_embedding=False,
-                                                    offload_lm_head=False,
-                                                    grad_checkpointing="on" if s.grad_checkpointing == "offload"
-                                                    else s.grad_checkpointing)
-        r = estimate_ranks(shape, setup, gpus, strategy, off)
+        r = estimate_ranks(shape, s if strategy == "ddp" else fsdp_setup(s), gpus, strategy, off)
         if r.fits(budget_bytes):
             return r
     return None

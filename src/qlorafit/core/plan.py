@@ -556,13 +556,42 @@ def nothing_fits_message(r: PlanResult) -> str:
     return "\n".join(lines)
 
 
+def plan_ranks(shape: ModelShape, req: PlanRequest, gpus: int, strategy: str = "auto"):
+    """Several GPUs (req's batch is one GPU's share): (the one-GPU PlanResult, the candidate, its RankEstimate).
+
+    ddp first, as the fastest where it fits (no per-layer collectives): the one-GPU plan in the budget less what ddp
+    adds per GPU (the gradient buffer, NCCL). Else fsdp at micro-batch 1 with checkpointing on, then fsdp with the
+    shards in host RAM. `strategy` ddp or fsdp keeps to that one. Raises UserError when nothing fits.
+    """
+    from qlorafit.core import dist_estimate as DE
+
+    r = plan(shape, replace(req, budget_bytes=req.budget_bytes - DE.ddp_extra_bytes(shape, req.base, gpus)))
+    if r.chosen is not None and strategy in ("auto", "ddp"):
+        return r, r.chosen, DE.estimate_ranks(shape, r.chosen.setup, gpus, "ddp")
+    if strategy == "ddp":
+        raise UserError(f"dist.strategy=ddp: {nothing_fits_message(r)}\nor set dist.strategy=fsdp (or auto) to "
+                        f"shard the model over the {gpus} GPUs")
+    r = plan(shape, req)  # fsdp is sized against the whole budget (ddp's buffers are not there)
+    s = DE.fsdp_setup(replace(r.smallest.setup, batch_size=1))
+    ranks = next((x for x in (DE.estimate_ranks(shape, s, gpus, "fsdp", off) for off in (False, True))
+                  if x.fits(r.usable_bytes)), None)
+    if ranks is None:
+        big = DE.estimate_ranks(shape, s, gpus, "fsdp", True)
+        raise UserError(f"nothing fits on {gpus} GPUs: even fsdp with dist.cpu_offload at micro-batch 1 x "
+                        f"{r.size_len} tokens needs {fmt_gib(big.peak_bytes)} per GPU of {fmt_gib(r.usable_bytes)} "
+                        f"usable. Lower the max sequence length or add GPUs.")
+    rows = r.rows_per_step[s.packing]
+    return r, Candidate(s, rows, ranks.peak_bytes, 0.0, True, 0.0), ranks
+
+
 def plan_config(cfg: Config, shape: ModelShape, budget_bytes: int, length_stats=None, gpu: GPU | None = None,
-                safety_margin: float = 0.05, liger_available: bool = True) -> Config:
+                safety_margin: float = 0.05, liger_available: bool = True, gpus: int = 1) -> Config:
     """For `qlorafit train --plan auto`: the config with its searched fields planned to fit `budget_bytes`.
 
     Keeps the effective batch (micro_batch_size x grad_accum), max_seq_length, model, LoRA and data choices, and the
     user's packing (packing changes what a batch means, so train leaves it alone). Raises UserError with the smallest
-    budget and the ways out when nothing fits.
+    budget and the ways out when nothing fits. gpus > 1 (under torchrun): the batch is per GPU, the budget each GPU's,
+    and dist.strategy / dist.cpu_offload are planned too where dist.strategy is auto.
     """
     base = setup_from_config(cfg, gpu.bf16 if gpu else True)
     req = PlanRequest(
@@ -570,6 +599,11 @@ def plan_config(cfg: Config, shape: ModelShape, budget_bytes: int, length_stats=
         effective_batch=cfg.train.micro_batch_size * cfg.train.grad_accum, safety_margin=safety_margin, base=base,
         gpu=gpu, losses=losses_available(lambda module: liger_available), packing=(cfg.data.packing,),
     )
+    if gpus > 1:
+        _, cand, ranks = plan_ranks(shape, req, gpus, cfg.dist.strategy)
+        out = apply_to_config(cfg, cand)
+        out.dist.strategy, out.dist.cpu_offload = ranks.strategy, ranks.cpu_offload or cfg.dist.cpu_offload
+        return out
     r = plan(shape, req)
     if r.chosen is None:
         raise UserError(nothing_fits_message(r))

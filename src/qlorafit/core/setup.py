@@ -177,4 +177,6 @@ def keep_planned(cfg: Config, planned: Config) -> Config:
     out = copy.deepcopy(cfg)
     for key in PLANNED_KEYS:
         _set(out, key, _get(planned, key))
+    if cfg.dist.strategy == "auto":  # a multi-GPU plan also chose the strategy (core.plan.plan_ranks)
+        out.dist.strategy, out.dist.cpu_offload = planned.dist.strategy, planned.dist.cpu_offload
     return out

@@ -197,9 +197,11 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
 
 
-def plan_auto(cfg: Config, model_path: str, stats, budget_bytes: int | None, run_dir: Path, resume: bool) -> Config:
+def plan_auto(cfg: Config, model_path: str, stats, budget_bytes: int | None, run_dir: Path, resume: bool,
+              gpus: int = 1) -> Config:
     """`--plan auto`: the fastest configuration that fits the budget (default: the GPU's free memory) at the longest
-    sample. A resumed run keeps the plan it started with: a new split would change the data order mid-epoch."""
+    sample; under torchrun (gpus > 1) per GPU, with the strategy planned too (core.plan.plan_ranks). A resumed run
+    keeps the plan it started with: a new split would change the data order mid-epoch."""
     from qlorafit.core.plan import plan_config
     from qlorafit.core.shapes import shape_from_config
 
@@ -214,7 +216,7 @@ def plan_auto(cfg: Config, model_path: str, stats, budget_bytes: int | None, run
                             "give a budget (--budget 24GiB) or drop --plan")
         budget_bytes = torch.cuda.mem_get_info()[0]
     shape = shape_from_config(json.loads((Path(model_path) / "config.json").read_text()), cfg.model.name_or_path)
-    return plan_config(cfg, shape, budget_bytes, stats)
+    return plan_config(cfg, shape, budget_bytes, stats, gpus=gpus)
 
 
 def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None, quiet: bool = False,
@@ -239,7 +241,7 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     if plan:
         if world.active and budget_bytes is None and device.type == "cuda":  # one plan for all: the tightest GPU's
             budget_bytes = min(r[0] for r in D.gather_ints(world, [torch.cuda.mem_get_info(device)[0]]))
-        cfg = plan_auto(cfg, model_path, data.train.stats, budget_bytes, Path(cfg.output_dir), resume)
+        cfg = plan_auto(cfg, model_path, data.train.stats, budget_bytes, Path(cfg.output_dir), resume, world.size)
         if not resume:
             say(f"--plan auto chose: {plan_summary(cfg)}")
     # after planning: the planned config is the one compared; rank 0 alone reads the directory and speaks

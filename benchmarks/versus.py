@@ -12,6 +12,8 @@ seed fixed per configuration, full length, no padding) and LoRA r16 alpha 32 on 
                 adamw_8bit (its notebooks' default)
   qlorafit      qlorafit.runtime.step.train_step (the real step: collation, guard, clip, update) at the config defaults
   qlorafit-eager  the same with train.compile off (the default before this session)
+  qlorafit-offload  the defaults with train.grad_checkpointing: offload (layer inputs in host RAM; for 16K+)
+  qlorafit-graphs  experiment: the defaults with the compiled layers captured as CUDA graphs (reduce-overhead)
   qlorafit-plan the configuration `plan` writes for a --plan-budget-gib card (default 24) at this length and batch
 LoRA dropout is 0 for every contender except the recipe (Unsloth's fast path needs 0; same computation for all).
 
@@ -45,7 +47,8 @@ sys.path.insert(0, HERE)
 GIB = 1024**3
 QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
 CONFIGS = {"c1": (2, 4, 512), "c2": (1, 1, 2048), "c3": (4, 1, 2048), "c4": (1, 1, 16384)}  # micro, accum, length
-CONTENDERS = ("recipe", "trl", "trl-best", "unsloth", "qlorafit", "qlorafit-eager", "qlorafit-plan")
+CONTENDERS = ("recipe", "trl", "trl-best", "unsloth", "qlorafit", "qlorafit-eager", "qlorafit-offload", "qlorafit-graphs",
+              "qlorafit-plan")
 SITES = {"trl": "/tmp/site-trl", "trl-best": "/tmp/site-trl", "unsloth": "/tmp/site-uns"}  # + /tmp/site-common
 WARMUP = 2
 VOCAB_IDS = int(os.environ.get("VERSUS_VOCAB_IDS", 128000))  # ids drawn below this (Llama-3: 128,256; smoke: tiny)
@@ -88,6 +91,7 @@ class Timer:
     def __init__(self, driver: Driver, tokens_per_step: int):
         self.d, self.tokens, self.warm, self.prof, self.cmd = driver, tokens_per_step, WARMUP, None, None
         self.t0 = 0.0
+        self.outside_bytes = lambda: 0  # device memory the allocator does not hold (the qlorafit worker sets it)
 
     def begin(self):
         if self.warm > 0:
@@ -116,9 +120,11 @@ class Timer:
             busy = busy_seconds(self.prof)
             kinds = kernel_kinds(self.prof)
             self.prof = None
+        if CAP:  # the emulated card: lower the cap if the context grew or the optimizer holds managed memory
+            recap(self.outside_bytes())
         if self.cmd == "warm":
             self.warm -= 1
-            self.d.say("warm", s=dt, mem=mem_stats())
+            self.d.say("warm", s=dt, mem=mem_stats(), cap=CAP.get("caps", [None])[-1], used=own_used_bytes())
             return
         self.d.say("step", cmd=self.cmd, s=dt, tokens=self.tokens, busy_s=busy, kinds_s=kinds, loss=loss)
 
@@ -184,8 +190,16 @@ def own_used_bytes() -> int | None:
     return None
 
 
+CAP: dict = {}  # the emulated card (ctx24): its size, the largest context seen, what lives outside the allocator
+
+
 def start_cuda(cap_gib: float) -> dict:
-    """Create the CUDA context, measure it, and cap the allocator at cap_gib minus the context (0: no cap)."""
+    """Create the CUDA context, measure it, and cap the allocator at cap_gib minus the context (0: no cap).
+
+    With a cap, the context is measured after the kernels a QLoRA step touches (qlorafit's measure_context_bytes:
+    bf16 matmul, sdpa and a 4-bit matmul, forward and backward), and `recap` lowers the cap again after every step
+    if the context grew (lazily loaded kernels) or the optimizer keeps states in managed (paged) memory, which the
+    allocator's cap does not see: an emulated N GiB card holds N GiB in all."""
     import torch
     global CUDA
     CUDA = torch.cuda.is_available()
@@ -195,14 +209,36 @@ def start_cuda(cap_gib: float) -> dict:
     import torch.nn.functional as F  # cuBLAS handle and workspace: part of the context any training step has
     a = torch.randn(64, 64, device="cuda", dtype=torch.bfloat16)
     F.linear(a, a)
+    if cap_gib:
+        from qlorafit.runtime.context import measure_context_bytes
+        measure_context_bytes()
     torch.cuda.synchronize()
+    torch.cuda.empty_cache()
     used = own_used_bytes()
     ctx = (used - torch.cuda.memory_reserved()) if used else None
     if cap_gib:
-        ctx_b = ctx if ctx is not None else 768 * 2**20
-        torch.cuda.set_per_process_memory_fraction((cap_gib * GIB - ctx_b) / torch.cuda.mem_get_info()[1])
+        CAP.update(card=int(cap_gib * GIB), ctx=ctx if ctx is not None else 800 * 2**20, outside=0, caps=[])
+        recap()
     torch.cuda.reset_peak_memory_stats()
     return {"context_bytes": ctx, "cap_gib": cap_gib or None}
+
+
+def recap(outside_bytes: int = 0) -> None:
+    """Cap the allocator at the card minus the largest context seen so far minus `outside_bytes` (managed memory)."""
+    import torch
+    used = own_used_bytes()
+    if used:
+        CAP["ctx"] = max(CAP["ctx"], used - torch.cuda.memory_reserved())
+    CAP["outside"] = max(CAP["outside"], outside_bytes)
+    cap = CAP["card"] - CAP["ctx"] - CAP["outside"]
+    CAP["caps"].append({"cap": cap, "ctx": CAP["ctx"], "outside": CAP["outside"]})
+    torch.cuda.set_per_process_memory_fraction(cap / torch.cuda.mem_get_info()[1])
+
+
+def paged_state_bytes(opt) -> int:
+    """Bytes of optimizer state in managed (paged) memory: bitsandbytes' paged optimizers mark those tensors."""
+    return sum(t.numel() * t.element_size() for st in opt.state.values() for t in st.values()
+               if getattr(t, "is_paged", False))
 
 
 def hf_callback(timer: Timer):
@@ -337,6 +373,8 @@ def qlorafit_cfg(a, path: str, variant: str):
            "train": {"micro_batch_size": a.micro, "grad_accum": a.accum, "max_steps": 100000, "log_every": 1000}}
     if variant == "qlorafit-eager":
         raw["train"]["compile"] = False
+    if variant == "qlorafit-offload":  # the lean lever at long context: layer inputs in host RAM
+        raw["train"]["grad_checkpointing"] = "offload"
     if a.cfg == "ctx":
         raw["guard"] = {"enabled": False}  # an OOM is the answer "does not fit", not something to recover from
     cfg = C.from_dict(raw, variant)
@@ -350,6 +388,34 @@ def qlorafit_cfg(a, path: str, variant: str):
     return cfg
 
 
+def estimate_of(cfg, path: str) -> dict:
+    """qlorafit's own estimate of this run (H200 context figure), GiB: the peak, its phase and its components."""
+    from qlorafit.core.estimate import estimate
+    from qlorafit.core.setup import setup_from_config
+    from qlorafit.core.shapes import shape_from_config
+    shape = shape_from_config(json.load(open(os.path.join(path, "config.json"))), path)
+    e = estimate(shape, setup_from_config(cfg))
+    return {"peak_gib": round(e.peak_bytes / GIB, 3),
+            "parts_gib": {c.name: round(c.bytes / GIB, 3) for c in e.components}}
+
+
+def cuda_graphs_over_compiled_layers() -> None:
+    """The qlorafit-graphs experiment (this worker process only): the compiled layers with mode="reduce-overhead"
+    (Inductor's CUDA graph trees: each layer's forward and backward replayed as graphs, the host out of the step),
+    and a new graph generation marked before every micro-batch, so a micro-batch never reads the outputs of the
+    previous one's replay. qlorafit's runtime is unchanged; the defaults stay as measured above."""
+    import functools
+    import torch
+    from qlorafit.runtime import step as S
+    torch.compile = functools.partial(torch.compile, mode="reduce-overhead")  # compile_layers and Module.compile
+    inner = S._forward_backward
+
+    def forward_backward(*args, **kwargs):
+        torch.compiler.cudagraph_mark_step_begin()
+        return inner(*args, **kwargs)
+    S._forward_backward = forward_backward
+
+
 def worker_qlorafit(a, path, rows, timer, variant: str, drv: Driver):
     import torch
     from qlorafit.core import config as C
@@ -357,9 +423,12 @@ def worker_qlorafit(a, path, rows, timer, variant: str, drv: Driver):
     from qlorafit.runtime.step import train_step
     from qlorafit.runtime.train import setup
 
+    if variant == "qlorafit-graphs":
+        cuda_graphs_over_compiled_layers()
     cfg = qlorafit_cfg(a, path, variant)
-    drv.say("config", config=C.to_dict(cfg)["train"], model=C.to_dict(cfg)["model"])
+    drv.say("config", config=C.to_dict(cfg)["train"], model=C.to_dict(cfg)["model"], estimate=estimate_of(cfg, path))
     run = setup(cfg, overwrite=True, quiet=True)
+    timer.outside_bytes = lambda: paged_state_bytes(run.ctx.optimizer)
     eff = cfg.train.micro_batch_size * cfg.train.grad_accum
     samples = [Sample(i, r.tolist(), r.tolist(), len(r)) for i, r in enumerate(rows)]
     step = 0
@@ -382,7 +451,7 @@ def worker(a):
     info = start_cuda(a.cap_gib)
     import torch
     from gpu_common import build_model
-    if a.contender not in ("qlorafit", "qlorafit-eager", "qlorafit-plan"):
+    if not a.contender.startswith("qlorafit"):
         os.environ.pop("PYTORCH_CUDA_ALLOC_CONF", None)
     path = build_model(a.model)
     n = max(a.micro * a.accum * 4, 8) if a.seq <= 4096 else 2
@@ -560,10 +629,20 @@ def run_config(cfg: str, contenders: list, a, log, sampler, out_path, extra=()) 
 
 
 def run_ctx24(specs: list, a, log, sampler, out_path, deadline):
-    """name:length[:length...] -> one fresh capped process per (contender, length), alone on the GPU."""
+    """name:length[:length...] -> one fresh capped process per (contender, length), alone on the GPU.
+
+    A length fits when both warm-up steps ran (the second with the optimizer states alive) and the process never
+    held more than the card: NVML's figure for the pid (context included) and the allocator's peak reserved plus
+    the largest context seen plus managed memory, each <= 24 GiB. With --ctx24-first-fit the lengths are tried in
+    the order given (longest first) and the rest of a spec is skipped once one fits."""
+    card = 24 * GIB
     for spec in specs:
         name, *lengths = spec.split(":")
+        fitted = False
         for length in lengths:
+            if fitted and a.ctx24_first_fit:
+                print(f"ctx24 {name} {length}: skipped (a longer length fitted)", flush=True)
+                continue
             if time.time() > deadline:
                 print(f"ctx24 {name} {length}: skipped (deadline)", flush=True)
                 continue
@@ -577,9 +656,18 @@ def run_ctx24(specs: list, a, log, sampler, out_path, deadline):
             end = pr.finish(120)  # the two warm-up steps fitted (the second holds the optimizer states): done
             rec = summarize(pr, end)
             warm = [m for m in pr.msgs if m["kind"] == "warm"]
-            rec.update(part="ctx24", length=int(length), fits=pr.ready and not pr.dead,
+            nvml_peak = max(pr.used_peak, pr.used_load) or None
+            caps = [m.get("cap") for m in warm if m.get("cap")]
+            alloc_view = None
+            if warm and caps:
+                alloc_view = warm[-1]["mem"]["peak_reserved"] + caps[-1]["ctx"] + caps[-1]["outside"]
+            within = (nvml_peak is None or nvml_peak <= card) and (alloc_view is None or alloc_view <= card)
+            rec.update(part="ctx24", length=int(length), ran=pr.ready and not pr.dead,
+                       fits=pr.ready and not pr.dead and within, nvml_peak_gib=nvml_peak and round(nvml_peak / GIB, 3),
+                       reserved_ctx_managed_gib=alloc_view and round(alloc_view / GIB, 3), caps=caps,
                        warm_step_s=[m["s"] for m in warm], warm_mem=[m.get("mem") for m in warm],
                        tokens_per_s_second_step=round(int(length) / warm[1]["s"], 1) if len(warm) > 1 else None)
+            fitted = fitted or rec["fits"]
             with open(out_path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
             print(f"ctx24 {name} {length}: {'fits' if rec['fits'] else 'does not fit'}; " + fmt(rec), flush=True)
@@ -619,6 +707,8 @@ def main():
     ap.add_argument("--ctx24", default="", help="name:len[:len],... on an emulated 24 GiB card, after the configs")
     ap.add_argument("--plan-budget-gib", type=float, default=24.0)
     ap.add_argument("--ctx24-first", action="store_true", help="run the ctx24 part before the configurations")
+    ap.add_argument("--ctx24-first-fit", action="store_true",
+                    help="per ctx24 spec, stop at the first length that fits (give them longest first)")
     # worker side
     ap.add_argument("--worker", action="store_true")
     ap.add_argument("--contender")

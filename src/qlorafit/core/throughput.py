@@ -42,10 +42,6 @@ SHIPPED_CALIBRATION = Path(__file__).resolve().parents[1] / "assets" / "throughp
 
 _KERNELS_PER_LAYER = 28          # forward kernels of one Llama decoder layer without LoRA (norms, 7 matmuls, RoPE, ...)
 _KERNELS_PER_LORA_TARGET = 6     # dropout, x@A, @B, scale, add (+ casts)
-# train.compile, measured on Llama-3-8B at 1 x 2,048 on an H200 (benchmarks/step_probe.py profile): the elementwise
-# and copy/cast kernels fell from 73 to 19 ms per step, and the host-bound step from ~390 to 286 ms
-_COMPILE_ELEMENTWISE_FACTOR = 0.3
-_COMPILE_HOST_FACTOR = 0.72
 
 
 @dataclass(frozen=True)
@@ -70,6 +66,14 @@ class Calibration:
     host_s_per_kernel: float = 0.0
     """Host (Python + dispatch) time per kernel launched; the micro-batch takes max(GPU time, host time). 0: the
     host is never the bottleneck. Calibrated on the GPU."""
+    compile_host_factor: float = 0.72
+    """train.compile: the host time of a micro-batch, as a fraction of the eager one (Dynamo's guards and the fused
+    kernels' fewer launches). Starting value from one profile (1 x 2,048: ~390 -> 286 ms); fitted on the compiled
+    rows of benchmarks/results/versus-*.jsonl."""
+    compile_elementwise_factor: float = 0.3
+    """train.compile: the elementwise and cast kernels' GPU time, as a fraction of eager's (Inductor fuses the norms,
+    RoPE, SwiGLU, dropout and casts). Starting value from one profile (73 -> 19 ms per 2,048-token step); fitted
+    with compile_host_factor."""
     source: str = "built-in starting values (not yet calibrated)"
 
 
@@ -176,7 +180,7 @@ def micro_batch_seconds(shape: ModelShape, s: Setup, gpu: GPU, cal: Calibration,
     act = layer_activation_bytes_per_token(shape, s) * shape.num_layers
     elementwise = n * act * (2 + 3 + (2 if recompute else 0)) / byte_s  # write+read in forward, ~3x in backward
     if s.compile:  # Inductor fuses the norms, RoPE, SwiGLU, dropout and casts into a few kernels
-        elementwise *= _COMPILE_ELEMENTWISE_FACTOR
+        elementwise *= cal.compile_elementwise_factor
 
     v = shape.vocab_size
     head_fwd = _roofline(2 * n * p_head, p_head * a, flop_s, byte_s)
@@ -217,7 +221,8 @@ def micro_batch_seconds(shape: ModelShape, s: Setup, gpu: GPU, cal: Calibration,
         "offload": offload,
     }
     gpu_s = sum(parts.values()) + kernels * cal.kernel_overhead_s
-    host_s = kernels * cal.host_s_per_kernel * (_COMPILE_HOST_FACTOR if s.compile else 1.0)  # runs ahead of the GPU: only the excess shows in the step time
+    # the host runs ahead of the GPU: only its excess over the GPU time shows in the step time
+    host_s = kernels * cal.host_s_per_kernel * (cal.compile_host_factor if s.compile else 1.0)
     parts["launches"] = kernels * cal.kernel_overhead_s + max(0.0, host_s - gpu_s)
     return parts
 

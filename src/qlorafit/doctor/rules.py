@@ -407,6 +407,3 @@ def diagnose_causes(c: Case) -> list[Cause]:
         if cause is not None and all(x.id != cause.id for x in out):
             out.append(cause)
     return sorted(out, key=lambda x: STRENGTH.index(x.strength))  # stable: rule order breaks ties
-
-
-evidence_numbers = _numbers

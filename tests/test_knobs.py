@@ -166,3 +166,14 @@ def test_no_module_tests_a_knob_name():
     found = [f"{p.name}:{i}: {line.strip()}" for p in SRC.rglob("*.py") if p.name not in foreign
              for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert not found, found
+
+
+def test_the_spec_and_guard_examples_hold():
+    """The doctests that show the escalation ladder read from CHECKPOINTING's order (options.stronger_checkpointing,
+    guard.escalate) and the 8-bit state sizing."""
+    import doctest
+
+    from qlorafit.runtime import guard as G
+
+    assert doctest.testmod(O).failed == 0 and doctest.testmod(O).attempted > 0
+    assert doctest.testmod(G).failed == 0 and doctest.testmod(G).attempted > 0

@@ -253,19 +253,34 @@ def long_sample(c: Case) -> Cause | None:
                          id="guard")], strength="numbers" if (o.step or late) else "inferred")
 
 
-def load_too_big(c: Case) -> Cause | None:
-    if c.oom.phase != "load":
+def _weights_exceed_card(c: Case) -> str | None:
+    """The model's weights alone are larger than one GPU, with one process: nothing but a smaller (or quantized)
+    model or a bigger card helps. The evidence line, or None."""
+    w, card = E.named_weights(c), E.card_bytes(c)
+    if w is None or card is None or w[0] <= card or (E.world_size(c) or 1) > 1 or (E.gpu_count(c) or 1) > 1:
         return None
-    ev = [f"phase: model load ({c.oom.phase_evidence})", _numbers(c)]
+    return f"the weights alone are {gib(w[0])} ({w[1]}), more than the GPU's {gib(card)}"
+
+
+def load_too_big(c: Case) -> Cause | None:
+    exceed = _weights_exceed_card(c) if c.oom.phase in (None, "load") and c.oom.kind not in ("cpu", "dispatch") \
+        and c.has_oom else None
+    if c.oom.phase != "load" and not exceed:
+        return None
+    ev = [f"phase: model load ({c.oom.phase_evidence})" if c.oom.phase else "", _numbers(c), exceed or ""]
     if c.est:
         ev.append(f"estimate: the weights as loaded take {gib(c.est.phases['load'])}"
                   + (f" of {gib(c.budget_bytes)}" if c.budget_bytes else ""))
     return Cause("load_too_big", "the weights do not fit while loading",
                  "the failure happened before training: the model itself (or its unquantized shards) does not fit",
                  [e for e in ev if e], ("quantize",),
-                 [Action("use a smaller model or a larger GPU; device_map='auto' with max_memory offloads layers to "
-                         "the CPU (slow)", "speed or quality", id="smaller_model")],
-                 strength="numbers" if c.est and c.budget_bytes and c.est.phases["load"] > c.budget_bytes else "inferred")
+                 ([Action("load a 4-bit build of the model (bitsandbytes NF4, or a GPTQ/AWQ checkpoint): a quarter "
+                          "of the 16-bit weights", "quality: slight", id="quantize")]
+                  if exceed and c.est is None and not E.quantized(c) and "4-bit" not in exceed else [])
+                 + [Action("use a smaller model or a larger GPU; device_map='auto' with max_memory offloads layers to "
+                           "the CPU (slow)", "speed or quality", id="smaller_model")],
+                 strength="numbers" if exceed or (c.est and c.budget_bytes and c.est.phases["load"] > c.budget_bytes)
+                 else "inferred")
 
 
 _LOSS_FRAMES = ("_convert_to_fp32", "cross_entropy", "log_softmax", "logits.float()", "ForCausalLMLoss",

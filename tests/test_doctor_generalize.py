@@ -4,12 +4,13 @@
 import pytest
 
 from qlorafit.doctor import Inputs, diagnose
-from qlorafit.doctor.foreign import read_posted
+from qlorafit.doctor.foreign import read_posted, read_settings
 from qlorafit.doctor.parse import parse
 from qlorafit.doctor.phase import phase_from_words
 from qlorafit.doctor.prose import gpus, model_params_b
 from qlorafit.doctor.report import confidence
 from qlorafit.doctor.script import analyse
+from qlorafit.doctor.settings import Depends, setup_from_settings
 from qlorafit.core.sizes import GIB
 
 
@@ -121,3 +122,90 @@ def test_split_by_one_process_works_but_the_launcher_fails_is_a_replica():
     assert _d(text).primary.id == "ddp_replica"
     assert _d("Training a 30B model gives CUDA out of memory; with device_map=auto it runs fine.").primary.id \
         != "ddp_replica"  # no multi-process launch named
+
+
+# --- other trainers' argument names ---------------------------------------------------------------------------------
+
+def test_dotted_hydra_keys_are_read_by_their_last_part():
+    s = read_settings("python3 -m verl.trainer.main_ppo actor_rollout_ref.rollout.gpu_memory_utilization=0.7 \\\n"
+                      "  data.max_response_length=4096 actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4 \\\n"
+                      "  actor_rollout_ref.model.enable_gradient_checkpointing=False")
+    assert s["vllm_gpu_memory_utilization"] == 0.7 and s["max_completion_length"] == 4096
+    assert s["per_device_train_batch_size"] == 4 and s["gradient_checkpointing"] is False
+
+
+def test_deepspeed_json_precision_blocks_are_read():
+    assert read_settings('{"bf16": {"enabled": true}, "zero_optimization": {"stage": 2}}')["bf16"] is True
+    s = read_settings('{"fp16": {"enabled": "auto"}, "train_micro_batch_size_per_gpu": 4}')
+    assert isinstance(s["fp16"], Depends) and s["per_device_train_batch_size"] == 4
+
+
+def test_axolotl_qlora_adapter_all_linear_and_auto_precision():
+    s = read_settings("base_model: m\nadapter: qlora\nlora_target_linear: true\nbf16: auto\nmicro_batch_size: 2\n"
+                      "sequence_len: 4096\n")
+    assert s["quant"] == "nf4" and s["target_modules"] == "all-linear" and isinstance(s["bf16"], Depends)
+    setup, _ = setup_from_settings(s)
+    assert (setup.quant, setup.batch_size, setup.seq_len, setup.compute_dtype) == ("nf4", 2, 4096, "bf16")
+    assert setup.lora_targets == ("all-linear",)
+
+
+def test_llamafactory_checkpointing_is_on_unless_disabled():
+    on = read_settings("model_name_or_path: m\nfinetuning_type: lora\ncutoff_len: 2048\n")
+    assert on["gradient_checkpointing"] is True  # LLaMA-Factory's default, unlike transformers'
+    off = read_settings("finetuning_type: lora\ncutoff_len: 2048\ndisable_gradient_checkpointing: true\n")
+    assert off["gradient_checkpointing"] is False
+    assert read_settings("cutoff_len: 1024\npure_bf16: true\n")["bf16"] is True
+    assert "gradient_checkpointing" not in read_settings("per_device_train_batch_size: 2\nmax_length: 1024\n")
+
+
+def test_unsloth_get_peft_model_checkpoints_by_default():
+    src = ("from unsloth import FastLanguageModel\nmodel, tok = FastLanguageModel.from_pretrained('m', "
+           "max_seq_length=2048, load_in_4bit=True)\nmodel = FastLanguageModel.get_peft_model(model, r=16)\n")
+    assert analyse(src).settings["gradient_checkpointing"] is True
+    off = src.replace("r=16)", "r=16, use_gradient_checkpointing=False)")
+    assert "gradient_checkpointing" not in analyse(off).settings or analyse(off).settings["gradient_checkpointing"] \
+        is False
+
+
+@pytest.mark.parametrize("text,key,value", [
+    ("max_input_length: 2048\nmax_output_length: 512\n", "max_length", 2560),  # ChatGLM: input + output
+    ("--prompt_max_len 1024 --generate_max_len 3072 --adam_offload", "max_length", 4096),  # OpenRLHF
+    ("--prompt_max_len 1024 --generate_max_len 3072 --adam_offload", "offload_optimizer", True),
+    ("enable_activation_checkpointing: False\nbatch_size: 4\n", "gradient_checkpointing", False),  # torchtune
+    ("swift sft --quant_bits 4 --train_type lora", "quant", "nf4"),  # ms-swift
+    ("vllm_gpu_util: 0.9\nvllm_maxlen: 8192\ninfer_backend: vllm\n", "vllm_gpu_memory_utilization", 0.9),
+    ("quantize: bnb.nf4\nmicro_batch_size: 1\n", "quant", "nf4"),  # litgpt
+])
+def test_trainer_names_fold_onto_the_doctors(text, key, value):
+    assert read_settings(text)[key] == value
+
+
+# --- the step's levers in the order the input points to (no estimate to rank them) -------------------------------
+
+@pytest.mark.parametrize("text,first", [
+    ("CUDA out of memory in training. Gradient checkpointing is never enabled on this code path.", "checkpointing"),
+    ("CUDA out of memory when I drop gradient_checkpointing to go faster", "checkpointing"),
+    ("CUDA out of memory in training, with\nper_device_train_batch_size: 1\n", "cap_length"),
+    ("Fine-tuning a -VL model on high-resolution photos: CUDA out of memory", "cap_length"),
+    ("CUDA out of memory in training", "smaller_step"),
+])
+def test_first_lever_follows_the_evidence(text, first):
+    d = _d(text)
+    assert d.primary.id == "batch_or_seq" and d.fixes[0].id == first
+
+
+def test_a_variable_token_count_is_a_few_long_samples():
+    assert _d("The collator yields a variable number of tokens per sample and some exceed the card: CUDA out of "
+              "memory").primary.id == "long_sample"
+
+
+# --- ranking: among causes known equally well, the one the report's words name first ---------------------------------
+
+def test_the_cause_the_report_names_outranks_one_inferred_from_the_launch_alone():
+    launch = ("deepspeed --num_gpus 2 train.py --deepspeed ds_config_zero2.json --per_device_train_batch_size 4 "
+              "--cutoff_len 1024")
+    quiet = _d("CUDA out of memory", config=launch)
+    assert quiet.primary.id == "ddp_replica" and quiet.primary.strength == "inferred"  # nothing else to go on
+    told = _d("Samples with very long outputs give CUDA out of memory; short ones train fine.", config=launch)
+    assert told.primary.id == "batch_or_seq" and told.fixes[0].id == "cap_length"
+    assert [c.id for c in told.causes].index("ddp_replica") > 0  # still listed

@@ -19,8 +19,6 @@ MISSES = {
                 "max_length",
     "vllm_1949": "nothing in the posted error says it is vLLM (the repository does): it reads as a training OOM",
     # seen split (the first test split, used for bug fixes)
-    "llamafactory_2191": "ZeRO-2 on 2 GPUs stays the likeliest reading (a replica per GPU, inferred: no model or GPU "
-                         "size to weigh it); the thread's cause was long outputs at cutoff_len 1024 x batch 4",
     "qlora_225": "the cause (samples near 4k tokens) is in the maintainer's answer; the post says only that batch 1 "
                  "still runs out",
     "y-trainer_11": "memory growing until an OOM at 10% reads as a long late batch; the thread's fix was gradient "
@@ -28,7 +26,6 @@ MISSES = {
     # test2 split (seen since 2026-11-29: its misses were studied for general rules, tests/test_doctor_generalize.py)
     "litgpt_438": "only the title ('70b oom with 8 A100s'): the host-RAM cause (every FSDP rank reads the checkpoint) "
                   "is in the maintainer's answer",
-    "oumi_908": "too many image tokens from large images reads as the batch, not as a few long samples",
 }
 
 

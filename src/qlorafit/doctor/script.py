@@ -266,6 +266,9 @@ def _settings(info: ScriptInfo) -> dict:
                 s[k] = lora.value(k)
         if lora.value("use_gradient_checkpointing") not in (None, False):
             s["gradient_checkpointing"] = True
+    peft = info.first("get_peft_model")
+    if peft is not None and peft.owner.startswith("Fast") and "use_gradient_checkpointing" not in peft.kwargs:
+        s.setdefault("gradient_checkpointing", True)  # Unsloth's get_peft_model defaults to "unsloth" (on)
     for name in ARGS_CALLS + ("SFTTrainer", "Trainer"):
         for ref in info.calls.get(name, []):
             for k in _TRAIN_KEYS:

@@ -178,7 +178,7 @@ def fsdp70_worker(steps: int, offload: bool, cap_gib: float, out: str, history: 
     from qlorafit.runtime import dist as D
     from qlorafit.runtime import guard as G
     from qlorafit.runtime.data import Sample
-    from qlorafit.runtime.model import attach_lora, enable_checkpointing, freeze_and_cast
+    from qlorafit.runtime.model import attach_lora, freeze_and_cast
     from qlorafit.runtime.monitor import Monitor
     from qlorafit.runtime.optim import build_optimizer
     from qlorafit.runtime.step import StepContext, train_step
@@ -191,7 +191,7 @@ def fsdp70_worker(steps: int, offload: bool, cap_gib: float, out: str, history: 
     t = time.time()
     model = _random_4bit_model("llama-3.1-70b", torch.bfloat16)
     freeze_and_cast(model, cfg)
-    enable_checkpointing(model, "on")
+    G.apply_checkpointing(model, "on")
     model = attach_lora(model, cfg)
     from torch.distributed.device_mesh import init_device_mesh
     world.mesh = init_device_mesh("cuda", (world.size,))

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # measured offline, like the tests: a model name is resolved from the
@@ -23,25 +24,29 @@ import doctor_threads as corpus  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", help="write the scores and every outcome here as JSON")
-    ap.add_argument("--split", choices=("train", "test", "both"), default="both",
-                    help="which split to print case by case (tune on train only)")
+    ap.add_argument("--split", choices=("all",) + corpus.SPLITS, default="all",
+                    help="which split to print case by case (tune on train and seen only, never on test2)")
     a = ap.parse_args()
     sp = corpus.split()
     outcomes = [corpus.run(n, sp) for n in corpus.names()]
     scores = corpus.score(outcomes)
     for o in outcomes:
-        if a.split != "both" and o.split != a.split:
+        if a.split != "all" and o.split != a.split:
             continue
         mark = "ok " if o.cause_ok else "MISS"
-        print(f"{mark} {o.split:5} {o.name:32} cause={o.cause} fix={o.fix} phase={o.phase}")
+        print(f"{mark} {o.split:6} {o.name:32} cause={o.cause} fix={o.fix} phase={o.phase}")
     for s, v in scores.items():
-        if a.split != "both" and s != a.split:
+        if a.split != "all" and s != a.split:
             continue
         print(f"{s}: cause {v['cause_right']}/{v['n']}, first fix {v['first_fix_right']}/{v['n']}, "
               f"phase {v['phase_right']}/{v['n']}")
     if a.out:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        Path(a.out).write_text(json.dumps({"commit": commit, "scores": scores,
+        dirty = subprocess.run(["git", "status", "--porcelain", "src", "tests"], capture_output=True,
+                               text=True).stdout.strip() != ""
+        Path(a.out).write_text(json.dumps({"commit": commit, "dirty_tree": dirty,
+                                           "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                           "command": " ".join(["python"] + sys.argv), "scores": scores,
                                            "outcomes": [asdict(o) for o in outcomes]}, indent=1) + "\n")
 
 

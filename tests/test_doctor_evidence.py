@@ -289,3 +289,50 @@ def test_known_settings_give_precise_savings():
     assert "depending on your batch size" not in report and "ASSUMED" not in report
     assert any(f.saves_bytes and f.saves_range is None for f in d.fixes)
     assert confidence(d)[0] in ("medium", "high", "low")
+
+
+# --- rules tuned on the train and seen threads (issue 15, second round) ---------------------------------------------
+
+def test_eval_oom_with_posted_settings_and_no_metrics_is_the_eval_batch():
+    text = "per_device_train_batch_size: 1\neval_steps: 2000\nThe training was fine until it hit OOM when eval would start."
+    d = diagnose(read_posted(text))
+    assert d.case.oom.phase == "eval"
+    assert d.primary.id == "eval_batch" and d.fixes[0].id == "eval_batch" and d.primary.strength == "inferred"
+    d = diagnose(read_posted(text + "\nI pass compute_metrics for accuracy."))
+    assert d.primary.id == "eval_logits"  # metrics keep the logits: that is the accumulation again
+
+
+def test_a_killed_process_is_host_ram_even_when_the_user_says_vram():
+    d = diagnose(Inputs(error_text="Merging two 7B models on Colab still runs out of memory. It spikes, then Colab "
+                                   "kills the process because it uses too much VRAM."))
+    assert d.case.oom.kind == "cpu" and d.primary.id == "cpu_ram" and d.fixes[0].id == "merge_layerwise"
+
+
+def test_an_oom_told_in_words_while_loading_under_fsdp_is_host_ram():
+    words = "OOM when loading 300B models with `from_pretrained` and BitsAndBytesConfig (FSDP + QLoRA)."
+    d = diagnose(Inputs(error_text=words))
+    assert d.case.oom.kind == "cpu" and d.primary.id == "cpu_ram" and d.fixes[0].id == "low_cpu_mem"
+    d = diagnose(Inputs(error_text=words.replace("(FSDP + QLoRA)", "(one GPU)")))
+    assert d.primary.id == "load_too_big"  # without FSDP the load goes to the GPU
+    d = diagnose(Inputs(error_text=words + "\n" + OOM))  # a CUDA message says the GPU ran out, FSDP or not
+    assert d.case.oom.kind == "cuda"
+
+
+def test_param_offload_under_zero2_leaves_a_replica_per_gpu():
+    cfg = ACCEL_ZERO2.replace("  offload_optimizer_device: cpu\n", "  offload_optimizer_device: cpu\n"
+                                                                      "  offload_param_device: cpu\n")
+    d = diagnose(read_posted("still OOM with offloading", config=cfg))
+    assert d.primary.id == "ddp_replica" and d.primary.strength == "script"
+    assert any("parameter offload needs ZeRO-3" in e for e in d.primary.evidence)
+    d = diagnose(read_posted("still OOM", config=ACCEL_ZERO2))  # no model, no param offload: only inferred
+    assert d.primary.id == "ddp_replica" and d.primary.strength == "inferred"
+
+
+def test_long_samples_reported_put_the_length_first_and_a_cap_makes_it_the_batch():
+    cmd = "deepspeed --num_gpus 1 train.py --cutoff_len 1024 --per_device_train_batch_size 4 --fp16"
+    d = diagnose(read_posted("the outputs are very long outputs and it goes OOM: CUDA out of memory", config=cmd))
+    assert d.primary.id == "batch_or_seq"  # capped at 1024: the long samples fill every batch to the cap
+    assert d.fixes[0].id == "cap_length"
+    assert all(c.id != "no_quant" for c in d.causes)  # 16-bit LoRA of an unknown model is not a cause
+    d = diagnose(read_posted("some very long samples and it goes OOM: CUDA out of memory"))
+    assert d.primary.id == "long_sample"  # no cap: the longest sample sets the batch's length

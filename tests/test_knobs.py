@@ -155,12 +155,25 @@ def test_a_new_optimizer_is_one_spec(monkeypatch):
 
 
 def test_no_module_tests_a_knob_name():
-    """The estimator, throughput model, planner, doctor and commands read specs: no `x == "adamw_8bit"`."""
-    names = "|".join(sorted({n for specs in (O.OPTIMIZERS, O.LOSSES, O.CHECKPOINTING, O.QUANTS, O.ATTENTIONS)
-                             for n in O.names(specs)} | {"8bit"}, key=len, reverse=True))
+    """Every module reads specs (core, runtime, doctor, commands): no `x == "adamw_8bit"`, `mode == "offload"`,
+    `stack == "hf"`. Left out: options.py itself, and the strings of other tools that happen to share a name: the
+    doctor's parsing of other trainers' settings (bf16=True, bnb_4bit_quant_type) and transformers'
+    _attn_implementation in collate."""
+    names = "|".join(sorted({n for kind in O.KINDS for n in O.names(O.specs(kind))} | {"8bit"}, key=len,
+                            reverse=True))
     pattern = re.compile(rf'(==|!=|\bin) *\(?"({names})"|"({names})" *(==|!=|\bin\b)')
-    files = [SRC / "core" / n for n in ("estimate.py", "throughput.py", "plan.py", "config.py")]
-    files += list((SRC / "doctor").glob("*.py")) + list((SRC / "commands").glob("*.py"))
-    found = [f"{p.name}:{i}: {line.strip()}" for p in files for i, line in enumerate(p.read_text().splitlines(), 1)
-             if pattern.search(line) and "settings.py" not in p.name]  # settings parses other trainers' strings
+    foreign = {"options.py", "settings.py", "evidence.py", "rules_setup.py", "collate.py"}
+    found = [f"{p.name}:{i}: {line.strip()}" for p in SRC.rglob("*.py") if p.name not in foreign
+             for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert not found, found
+
+
+def test_the_spec_and_guard_examples_hold():
+    """The doctests that show the escalation ladder read from CHECKPOINTING's order (options.stronger_checkpointing,
+    guard.escalate) and the 8-bit state sizing."""
+    import doctest
+
+    from qlorafit.runtime import guard as G
+
+    assert doctest.testmod(O).failed == 0 and doctest.testmod(O).attempted > 0
+    assert doctest.testmod(G).failed == 0 and doctest.testmod(G).attempted > 0

@@ -42,12 +42,6 @@ class RunData:
 
 # --- reading ------------------------------------------------------------------------------------------------------
 
-def read_jsonl(path: Path, notes: list[str], required: tuple[str, ...] = ()) -> list[dict]:
-    """Rows of a run log, read by the one run-log reader (qlorafit.runlog): a malformed line raises naming the file
-    and line; a partial LAST line (the run was killed mid-write) is skipped with a note."""
-    return read_rows(path, notes, required)
-
-
 def load_run(run_dir: str | Path) -> RunData:
     d = Path(run_dir)
     if not d.exists():
@@ -58,10 +52,10 @@ def load_run(run_dir: str | Path) -> RunData:
     if not mpath.is_file():
         raise UserError(f"{d}: not a run directory (no metrics.jsonl); give the output_dir of `qlorafit train`")
     notes: list[str] = []
-    metrics = read_jsonl(mpath, notes, required=("step",))
+    metrics = read_rows(mpath, notes, required=("step",))
     if not metrics:
         raise UserError(f"{mpath}: empty: the run has not logged a step yet")
-    events = read_jsonl(d / "events.jsonl", notes, required=("kind",)) if (d / "events.jsonl").is_file() else []
+    events = read_rows(d / "events.jsonl", notes, required=("kind",)) if (d / "events.jsonl").is_file() else []
     est = None
     if (d / "estimate.json").is_file():
         try:
@@ -77,7 +71,7 @@ def load_run(run_dir: str | Path) -> RunData:
             cfg = yaml.safe_load((d / "config.yaml").read_text())
         except yaml.YAMLError:
             notes.append("config.yaml could not be read; configuration not shown")
-    samples = read_jsonl(d / "samples.jsonl", notes, required=("step",)) if (d / "samples.jsonl").is_file() else []
+    samples = read_rows(d / "samples.jsonl", notes, required=("step",)) if (d / "samples.jsonl").is_file() else []
     return RunData(d, sorted(metrics, key=lambda m: m["step"]), events, est, cfg if isinstance(cfg, dict) else None,
                    notes, samples, _other_ranks(d, notes))
 
@@ -90,8 +84,8 @@ def _other_ranks(d: Path, notes: list[str]) -> dict[int, RunData]:
         n = sub.name.removeprefix("rank-")
         if not n.isdigit():
             continue
-        metrics = read_jsonl(sub / "metrics.jsonl", notes, ("step",)) if (sub / "metrics.jsonl").is_file() else []
-        events = read_jsonl(sub / "events.jsonl", notes, ("kind",)) if (sub / "events.jsonl").is_file() else []
+        metrics = read_rows(sub / "metrics.jsonl", notes, ("step",)) if (sub / "metrics.jsonl").is_file() else []
+        events = read_rows(sub / "events.jsonl", notes, ("kind",)) if (sub / "events.jsonl").is_file() else []
         if not metrics and not events:
             notes.append(f"{sub}: rank {n} logged nothing")
             continue

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from qlorafit.core import catalog
-from qlorafit.commands.estimate import add_knob_arguments, budget_from_args
+from qlorafit.commands.estimate import add_knob_arguments, budget_from_args, context_from_args
 from qlorafit.core.config import Config, to_yaml
 from qlorafit.atomic import write_atomic
 from qlorafit.errors import UserError
@@ -27,7 +27,7 @@ from qlorafit.core import options as O
 from qlorafit.core.estimate import Setup
 from qlorafit.core.plan import (LOSSES_ALL, Candidate, Lengths, PlanRequest, PlanResult, apply_to_config, distinct,
                            losses_available, nothing_fits_message, plan, plan_ranks)
-from qlorafit.core.setup import apply_setup, knobs
+from qlorafit.core.setup import apply_setup, knobs, resolve_dtype
 from qlorafit.core.sizes import GIB, fmt_gib
 from qlorafit.core.throughput import load_calibration
 
@@ -79,13 +79,13 @@ def run(a) -> int:
     _check_args(a)
     shape = catalog.resolve_model(a.model)
     budget, budget_name, gpu = _budget(a)
-    dtype = a.compute_dtype if a.compute_dtype != "auto" else ("bf16" if gpu is None or gpu.bf16 else "fp16")
+    dtype = resolve_dtype(a.compute_dtype, None if gpu is None else gpu.bf16)
     base = Setup(**{f.name: getattr(a, f.name) for f in knobs("fixed")} | {"compute_dtype": dtype})
     lengths = _lengths(a)
     req = PlanRequest(
         budget_bytes=budget, max_seq_length=a.max_seq_length, lengths=lengths, effective_batch=a.batch_size,
         effective_tokens=a.tokens_per_step, safety_margin=a.margin, base=base, gpu=gpu, losses=_losses(a.losses),
-        context_bytes=None if a.context_mib is None else a.context_mib * 1024**2,
+        context_bytes=context_from_args(a),
         packing={"auto": None, "on": (True,), "off": (False,)}[a.packing],
         compile={"auto": (False, True), "on": (True,), "off": (False,)}[a.compile],
         calibration=load_calibration(gpu.name if gpu else None, a.calibration), top=a.top,

@@ -4,6 +4,7 @@
 import dataclasses
 import json
 
+from qlorafit.core import options as O
 from qlorafit.core.catalog import get_gpu, resolve_model
 from qlorafit.core.estimate import Setup, estimate
 from qlorafit.core.sizes import GIB
@@ -20,12 +21,12 @@ def claims_table(base: Setup, as_json: bool = False) -> str:
     rows = []
     for m in MODELS:
         shape = resolve_model(m)
-        for stack in ("hf", "qlorafit"):
+        for stack in reversed(O.STACKS):
             for b, t in SHAPES:
-                s = dataclasses.replace(base, batch_size=b, seq_len=t, stack=stack,
-                                        loss_impl="standard" if stack == "hf" else base.loss_impl)
+                s = dataclasses.replace(base, batch_size=b, seq_len=t, stack=stack.name,
+                                        loss_impl=stack.default_loss or base.loss_impl)
                 e = estimate(shape, s)
-                rows.append({"model": m, "stack": stack, "batch": b, "seq": t, "peak_gib": round(e.peak_bytes / GIB, 2),
+                rows.append({"model": m, "stack": stack.name, "batch": b, "seq": t, "peak_gib": round(e.peak_bytes / GIB, 2),
                              "fits": {g.name: e.peak_bytes <= g.memory_bytes for g in cards}, "claim": CLAIMS[m]})
     if as_json:
         return json.dumps(rows, indent=2)

@@ -217,21 +217,14 @@ def _coerce(value, ftype, where: str, problems: list, choices=None):
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0", "on", "off"):
             value = value.lower() in ("true", "yes", "1", "on")
         ok = isinstance(value, bool)
-    elif ftype is int:
+    elif ftype in (int, float):
         if isinstance(value, str):
             try:
-                value = int(value)
+                value = ftype(value)
             except ValueError:
                 ok = False
-        ok = ok and isinstance(value, int) and not isinstance(value, bool)
-    elif ftype is float:
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                ok = False
-        ok = ok and isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
+        ok = ok and isinstance(value, (int, ftype)) and not isinstance(value, bool)
+        value = ftype(value) if ok else value
     elif ftype is list:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]

@@ -21,12 +21,13 @@ one 4-bit copy, plus with cpu_offload the shards the earlier ranks already keep 
 
 from dataclasses import dataclass, replace
 
+from qlorafit.core import options as O
 from qlorafit.core.estimate import Estimate, Setup, base_weight_bytes, estimate, lora_params
 from qlorafit.core.shapes import ModelShape
+from qlorafit.core.sizes import GIB, MIB
 from qlorafit.errors import UserError
 
 STRATEGIES = ("ddp", "fsdp")
-MIB = 1024**2
 # NCCL's communicator buffers, streams and the second CUDA context's extras, outside PyTorch's allocator. Measured on
 # 2 x H200 (benchmarks/dist_gpu.py, 2026-11-29): each rank held 1.54-1.61 GiB outside PyTorch against 0.75 GiB for one
 # process alone, so 0.86 GiB (the largest seen) per rank on top of the CUDA context.
@@ -87,8 +88,8 @@ def estimate_ranks(shape: ModelShape, s: Setup, gpus: int, strategy: str, cpu_of
         raise UserError(f"gpus: must be 1 or more, got {gpus}")
     if cpu_offload and strategy != "fsdp":
         raise UserError("cpu_offload: only with strategy fsdp (ddp keeps the whole model on each GPU)")
-    if strategy == "fsdp" and (s.offload_lm_head or s.grad_checkpointing == "offload"
-                               or s.optimizer != "adamw" or s.stack != "qlorafit"):
+    if strategy == "fsdp" and (s.offload_lm_head or O.checkpointing(s.grad_checkpointing).to_host
+                               or not O.optimizer(s.optimizer).shardable or not O.stack(s.stack).own_runtime):
         raise UserError("fsdp: qlorafit's stack with the adamw optimizer, no lm_head offload and "
                         "checkpointing on or off (dist.cpu_offload is fsdp's own host-RAM lever)")
     if strategy == "fsdp":  # as the runtime does: FSDP shards the embedding, its host-RAM lever is turned off
@@ -168,25 +169,24 @@ def _fsdp(shape: ModelShape, s: Setup, gpus: int, one: Estimate, n_lora: int, of
 
 
 def table_text(r: RankEstimate, budget_bytes: int | None = None, budget_name: str = "") -> str:
-    gib = 1024**3
     s = r.one_gpu.setup
     head = (f"{r.one_gpu.model} on {r.gpus} GPUs, {r.strategy}{' + cpu_offload' if r.cpu_offload else ''}: "
             f"micro-batch {s.batch_size} x {s.seq_len} tokens per GPU, checkpointing {s.grad_checkpointing}, "
             f"{s.optimizer}")
     lines = [head, "", f"{'component (per GPU)':<32}{'GiB':>9}  {'where':<12}note"]
     for p in r.parts:
-        lines.append(f"{p.name:<32}{p.bytes / gib:>9.3f}  {p.where:<12}{p.note}")
-    lines += [f"{'peak per GPU':<32}{r.peak_bytes / gib:>9.3f}",
-              f"{'one GPU alone':<32}{r.one_gpu.peak_bytes / gib:>9.3f}  (the same run without the others)", "",
-              f"communication buffers per GPU: {r.comm_bytes / gib:.2f} GiB",
-              f"host RAM while loading: {r.host_load_bytes / gib:.2f} GiB"
+        lines.append(f"{p.name:<32}{p.bytes / GIB:>9.3f}  {p.where:<12}{p.note}")
+    lines += [f"{'peak per GPU':<32}{r.peak_bytes / GIB:>9.3f}",
+              f"{'one GPU alone':<32}{r.one_gpu.peak_bytes / GIB:>9.3f}  (the same run without the others)", "",
+              f"communication buffers per GPU: {r.comm_bytes / GIB:.2f} GiB",
+              f"host RAM while loading: {r.host_load_bytes / GIB:.2f} GiB"
               + (" (one 4-bit copy at a time: the ranks load one after another)" if r.strategy == "fsdp" else
                  " beyond the page cache (each rank loads straight to its GPU)"),
-              f"host RAM while training: {r.host_train_bytes / gib:.2f} GiB"]
+              f"host RAM while training: {r.host_train_bytes / GIB:.2f} GiB"]
     if budget_bytes is not None:
         ok = r.fits(budget_bytes)
-        lines.append(f"{'FITS' if ok else 'DOES NOT FIT'} on {r.gpus} x {budget_name}: peak {r.peak_bytes / gib:.2f} "
-                     f"of {budget_bytes / gib:.2f} GiB per GPU")
+        lines.append(f"{'FITS' if ok else 'DOES NOT FIT'} on {r.gpus} x {budget_name}: peak {r.peak_bytes / GIB:.2f} "
+                     f"of {budget_bytes / GIB:.2f} GiB per GPU")
     return "\n".join(lines)
 
 
@@ -203,15 +203,5 @@ def to_json(r: RankEstimate, budget_bytes: int | None = None, budget_name: str =
 def fsdp_setup(s: Setup) -> Setup:
     """The setup FSDP-QLoRA runs: adamw, no host-RAM levers of the one-GPU stack (dist.cpu_offload is fsdp's own),
     checkpointing on where the one-GPU plan offloaded it."""
-    return replace(s, optimizer="adamw", offload_embedding=False, offload_lm_head=False, compile=False,
-                   grad_checkpointing="on" if s.grad_checkpointing == "offload" else s.grad_checkpointing)
-
-
-def choose(shape: ModelShape, s: Setup, gpus: int, budget_bytes: int) -> RankEstimate | None:
-    """`plan --gpus N`'s strategy: ddp when the run fits one GPU (no per-layer collectives: fastest), else fsdp, else
-    fsdp with cpu_offload; None when none fits."""
-    for strategy, off in (("ddp", False), ("fsdp", False), ("fsdp", True)):
-        r = estimate_ranks(shape, s if strategy == "ddp" else fsdp_setup(s), gpus, strategy, off)
-        if r.fits(budget_bytes):
-            return r
-    return None
+    return replace(s, optimizer=O.shardable_optimizer(), offload_embedding=False, offload_lm_head=False, compile=False,
+                   grad_checkpointing="on" if O.checkpointing(s.grad_checkpointing).to_host else s.grad_checkpointing)

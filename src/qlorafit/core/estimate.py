@@ -95,7 +95,7 @@ def validate(shape: ModelShape, s: Setup) -> None:
     bad = [t for t in s.lora_targets if t not in known]
     if bad or not s.lora_targets:
         problems.append(f"lora_targets: unknown module(s) {bad or '(none given)'}; use names from {sorted(known)}")
-    if s.offload_lm_head and s.stack != "qlorafit":
+    if s.offload_lm_head and not O.stack(s.stack).host_levers:
         problems.append("offload_lm_head: only qlorafit's own trainer streams lm_head from host RAM (stack qlorafit)")
     if problems:
         raise UserError("; ".join(problems))
@@ -125,7 +125,7 @@ def base_weight_bytes(shape: ModelShape, s: Setup) -> tuple[int, int]:
 def embedding_offloaded(s: Setup) -> bool:
     """model.offload_embedding is qlorafit's own lever (qlorafit.runtime.offload): the hf stack (Trainer + PEFT)
     keeps the embedding on the GPU whatever the Setup's default says."""
-    return s.offload_embedding and s.stack == "qlorafit"
+    return s.offload_embedding and O.stack(s.stack).host_levers
 
 
 def unquantized_bytes(shape: ModelShape, s: Setup) -> tuple[int, int]:
@@ -144,7 +144,7 @@ def unquantized_bytes(shape: ModelShape, s: Setup) -> tuple[int, int]:
         matrices = (0 if embedding_offloaded(s) else e) + (0 if s.offload_lm_head else e)
     norms = shape.norm_params()
     base = (matrices + norms) * wb
-    upcast = (matrices + norms) * (4 - wb) if s.stack == "hf" else 0
+    upcast = (matrices + norms) * (4 - wb) if O.stack(s.stack).fp32_upcast else 0
     return base, upcast
 
 
@@ -159,9 +159,9 @@ def expert_weight_bytes(shape: ModelShape, s: Setup) -> tuple[int, int]:
     """
     if not shape.is_moe:
         return 0, 0
-    wb = 2 if s.compute_dtype != "fp32" else 4
+    wb = _act_bytes(s)
     n = shape.expert_params() + shape.router_params()
-    return n * wb, n * (4 - wb) if s.stack == "hf" else 0
+    return n * wb, n * (4 - wb) if O.stack(s.stack).fp32_upcast else 0
 
 
 def lora_params(shape: ModelShape, s: Setup) -> int:
@@ -209,10 +209,10 @@ def _layer_bytes(shape: ModelShape, s: Setup, lin: dict, kind: str) -> float:
     tiled = _mlp_tiled(s)
     # tiled: the MLP keeps only its input (the slices' checkpoints hold views of it); its intermediates and its LoRA
     # copies live one slice at a time (mlp_tile_transient_bytes)
-    mlp = a * h if tiled else _mlp_bytes(s) * 3 * i
+    mlp = a * h if tiled else _residual_bytes(s) * 3 * i
     if kind == "moe":
         k, mi, si = shape.experts_per_token, shape.moe_intermediate_size, shape.shared_intermediate_size
-        mlp = k * (_mlp_bytes(s) * 3 * mi + a * h) + 4 * shape.num_experts + _mlp_bytes(s) * 3 * si
+        mlp = k * (_residual_bytes(s) * 3 * mi + a * h) + 4 * shape.num_experts + _residual_bytes(s) * 3 * si
     lora = 0.0
     shared_inputs_seen = set()
     for t in s.targets(shape):
@@ -237,10 +237,10 @@ def layer_backward_transient_bytes_per_token(shape: ModelShape, s: Setup) -> flo
     a = _act_bytes(s)
     # tiled: the backward of each slice of the MLP input materializes a full-length (B, T, h) gradient that is
     # accumulated into the input's gradient: two more full-length tensors in flight
-    mlp = 2 * a * shape.hidden_size if _mlp_tiled(s) else _mlp_bytes(s) * 3 * shape.intermediate_size
+    mlp = 2 * a * shape.hidden_size if _mlp_tiled(s) else _residual_bytes(s) * 3 * shape.intermediate_size
     if shape.is_moe:  # a MoE layer's backward: per routed copy the gate/up/act gradients and two (h) gradients
         k, mi = shape.experts_per_token, shape.moe_intermediate_size
-        moe = k * (_mlp_bytes(s) * 3 * mi + 2 * a * shape.hidden_size)
+        moe = k * (_residual_bytes(s) * 3 * mi + 2 * a * shape.hidden_size)
         mlp = max(mlp if shape.dense_layers else 0, moe)
     return mlp + a * 2 * shape.hidden_size
 
@@ -263,15 +263,16 @@ def _mlp_tiled(s: Setup) -> bool:
 def checkpoint_bytes_per_token(shape: ModelShape, s: Setup) -> int:
     """What checkpointing keeps per layer and token: the layer's input. On the hf stack the residual stream is fp32
     (prepare_model_for_kbit_training's fp32 embedding and norms promote it), so 4 bytes, not 2."""
-    return (4 if s.stack == "hf" else _act_bytes(s)) * shape.hidden_size
+    return _residual_bytes(s) * shape.hidden_size
 
 
 def _act_bytes(s: Setup) -> int:
     return O.dtype(s.compute_dtype).bytes
 
 
-def _mlp_bytes(s: Setup) -> int:
-    return 4 if s.stack == "hf" else _act_bytes(s)
+def _residual_bytes(s: Setup) -> int:
+    """Bytes per value of the residual stream (and the MLP inputs): fp32 on a stack that upcasts the norms."""
+    return 4 if O.stack(s.stack).fp32_upcast else _act_bytes(s)
 
 
 def attention_scores_bytes(shape: ModelShape, s: Setup) -> int:
@@ -298,14 +299,14 @@ def logits_bytes(shape: ModelShape, s: Setup, tokens: int) -> tuple[int, int]:
         fwd, bwd = streamed_loss_bytes(shape, s, tokens), 0
     elif not (loss := O.loss(s.loss_impl)).chunked:
         # qlorafit's own standard path also slices the logits to drop the last position: one more bf16 copy
-        fwd = tokens * v * (loss.fwd_bytes_per_logit + (2 if s.stack == "qlorafit" else 0))
+        fwd = tokens * v * (loss.fwd_bytes_per_logit + (2 if O.stack(s.stack).own_runtime else 0))
         bwd = tokens * v * loss.bwd_bytes_per_logit
         if shape.final_softcap:  # final logit softcapping (Gemma 2): tanh keeps its bf16 output for backward
             fwd, bwd = fwd + tokens * v * 2, bwd + tokens * v * 2
     else:
         chunk = loss_chunk_tokens(v, tokens)
         fwd, bwd = chunk * v * loss.fwd_bytes_per_logit, chunk * v * loss.bwd_bytes_per_logit
-    if s.stack == "hf":
+    if O.stack(s.stack).fp32_upcast:
         fwd += shape.embedding_params() * 2
         bwd += shape.embedding_params() * 2
     return fwd, bwd

@@ -1,20 +1,24 @@
 """Every choice a run can make, declared once: optimizers, losses, checkpointing modes, weight formats, dtypes,
-attention kernels. Plain Python, no torch.
+attention kernels and the trainer stack. Plain Python, no torch.
 
-Each spec says what the estimator, the throughput model, the planner, the doctor, the config and the CLI need to know
-about the choice: its bytes, its speed terms, its names in other trainers, where its builder lives and whether the
-planner may pick it. None of those modules tests a name string; they read these properties.
+Each spec says what the estimator, the throughput model, the planner, the doctor, the config, the CLI and the runtime
+(guard, loss, model loading, fsdp) need to know about the choice: its bytes, its speed terms, its names in other
+trainers, where its builder lives and whether the planner may pick it. None of those modules tests a name string;
+they read these properties (tests/test_knobs.py::test_no_module_tests_a_knob_name). A spec's help says what
+it does, then its details in parentheses (config help shows both, the plan's one-line reasons the first part).
 
 Adding an optimizer is one entry in OPTIMIZERS: e.g. bitsandbytes' 8-bit Lion would be
     Optimizer("lion_8bit", "bitsandbytes 8-bit Lion: one 8-bit moment (1 B/param)", moments=1, state_bits=8,
               paged=False, launches_per_tensor=1, hf_names=("lion_8bit",), builder="bitsandbytes.optim:Lion8bit",
               plannable=False)
 The builder is a dotted path 'module:attribute' resolved by qlorafit.runtime only when a run starts, so this module
-stays importable without torch. It is called as builder(params, lr=..., weight_decay=...).
+stays importable without torch. It is called as builder(params, lr=..., weight_decay=...). Not being `shardable`,
+it is refused under fsdp with the reason. docs/config.md, generated from the config help, then lists it too.
 """
 
+import importlib
 from dataclasses import dataclass
-
+from functools import partial
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class Optimizer:
     hf_names: tuple[str, ...]     # TrainingArguments(optim=...) and other trainers' names for it
     builder: str                  # 'module:attribute', called as builder(params, lr=, weight_decay=)
     plannable: bool = True        # the planner may swap it in for the user's choice (same update rule: AdamW)
+    shardable: bool = False       # steps FSDP's sharded (DTensor) parameters: torch's own, not bitsandbytes'
 
     STATE_BLOCK = 256
 
@@ -53,7 +58,7 @@ class Optimizer:
 OPTIMIZERS = (
     Optimizer("adamw", "torch AdamW, fused on CUDA, fp32 states (8 B/param)", 2, 32, False, 1 / 64,
               ("adamw_torch", "adamw_torch_fused", "adamw_hf", "adamw", "adam", "adamw_apex_fused"),
-              "qlorafit.runtime.optim:torch_adamw"),
+              "qlorafit.runtime.optim:torch_adamw", shardable=True),
     Optimizer("paged_adamw_32bit", "bitsandbytes, fp32 states (8 B/param) in managed memory that can spill to host "
               "RAM", 2, 32, True, 1, ("paged_adamw_32bit", "paged_adamw"), "bitsandbytes.optim:PagedAdamW32bit"),
     Optimizer("paged_adamw_8bit", "bitsandbytes, 8-bit states (2 B/param), paged", 2, 8, True, 1,
@@ -72,8 +77,14 @@ class Loss:
     bwd_bytes_per_logit: int   # the same in backward (chunked: 0, the gradient was made in forward)
     moved_bytes_per_logit: int  # bytes read + written per logit over forward and backward (throughput)
     kernels_per_chunk: int     # launches per chunk (throughput)
-    requires: str | None = None  # a module that must be importable for it to run (else it falls back to chunked)
+    builder: str | None = None  # a fused kernel, 'module:attribute' called as builder(ignore_index=, reduction=,
+    #                             softcap=); without its package or a CUDA device the chunked loss runs instead
     plannable: bool = True
+
+    @property
+    def requires(self) -> str | None:
+        """The package the builder needs ('liger_kernel'), None for qlorafit's own losses."""
+        return self.builder.partition(".")[0] if self.builder else None
 
 
 LOSSES = (
@@ -82,7 +93,7 @@ LOSSES = (
     Loss("standard", "full fp32 logits (~10-14 bytes x vocab per token)", False, 10, 12, 32, 0),
     Loss("chunked", "the same loss in chunks, the full logits never exist", True, 8, 0, 24, 12),
     Loss("fused", "liger-kernel's fused linear cross entropy (GPU only, falls back to chunked)", True, 8, 0, 10, 8,
-         requires="liger_kernel"),
+         builder="liger_kernel.transformers:LigerFusedLinearCrossEntropyLoss"),
 )
 # the chunked loss sizes its chunks with a conservative 14 bytes per logit (the fp32 logits, their softmax-minus-onehot
 # gradient and the bf16 matmul output, 4 + 4 + 2, plus slack for the next chunk's matmul output)
@@ -98,7 +109,7 @@ class Checkpointing:
     note: str           # what the saved activations are, for the estimate's breakdown
 
 
-CHECKPOINTING = (
+CHECKPOINTING = (  # in the order the guard escalates after an OOM (qlorafit.runtime.guard.escalate)
     Checkpointing("off", "keep everything", False, False, "every layer's activations"),
     Checkpointing("on", "keep only each layer's input and recompute the rest in backward (~30% slower, far less "
                   "memory)", True, False, "each layer's input (checkpointing)"),
@@ -145,14 +156,37 @@ DTYPES = (
 class Attention:
     name: str
     materializes_scores: bool   # keeps heads x seq x seq scores per layer (and cannot skip a packed row's others)
+    hf: str                     # transformers' attn_implementation
 
 
-ATTENTIONS = (Attention("sdpa", False), Attention("flash", False), Attention("eager", True))
-STACKS = ("qlorafit", "hf")  # qlorafit's own trainer, or transformers Trainer + PEFT (the doctor's scripts)
+ATTENTIONS = (Attention("sdpa", False, "sdpa"), Attention("flash", False, "flash_attention_2"),
+              Attention("eager", True, "eager"))
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The trainer around the model: what it does to memory beyond the Setup's knobs."""
+    name: str
+    help: str
+    host_levers: bool          # can keep the embedding and lm_head in host RAM (qlorafit.runtime.offload)
+    own_runtime: bool          # runs in qlorafit.runtime: its loss (whose standard path slices the logits: one more
+    #                            bf16 copy) and its FSDP wrapping
+    fp32_upcast: bool          # prepare_model_for_kbit_training: every weight not in 4 bits (embedding, norms,
+    #                            lm_head, a MoE's experts) becomes fp32, and with them the residual stream
+    expandable_segments: bool  # its allocator default (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True)
+    default_loss: str | None   # the loss it runs where the user chose none (None: the train config's)
+    lean_loss: str             # its loss without full fp32 logits (the doctor's fix)
+
+
+STACKS = (
+    Stack("qlorafit", "qlorafit's own trainer", True, True, False, True, None, "chunked"),
+    Stack("hf", "transformers Trainer + PEFT with prepare_model_for_kbit_training (the doctor's scripts)", False,
+          False, True, False, "standard", "fused"),
+)
 
 
 KINDS = {"optimizer": "OPTIMIZERS", "loss": "LOSSES", "checkpointing": "CHECKPOINTING", "quant": "QUANTS",
-         "dtype": "DTYPES", "attention": "ATTENTIONS"}
+         "dtype": "DTYPES", "attention": "ATTENTIONS", "stack": "STACKS"}
 
 
 def specs(kind: str) -> tuple:
@@ -164,39 +198,37 @@ def names(table) -> tuple[str, ...]:
     return tuple(s.name for s in table)
 
 
-def specs_by_name(kind: str) -> dict:
-    return {s.name: s for s in specs(kind)}
-
-
-def _get(kind: str, name: str):
+def get(kind: str, name: str):
+    """The spec of one kind by name: get('optimizer', 'adamw_8bit'); a ValueError lists the choices."""
     for s in specs(kind):
         if s.name == name:
             return s
-    raise KeyError(f"{kind} {name!r}: choose from {', '.join(names(specs(kind)))}")
+    raise ValueError(f"{kind} {name!r}: choose from {', '.join(names(specs(kind)))}")
 
 
-def optimizer(name: str) -> Optimizer:
-    return _get("optimizer", name)
+# optimizer('adamw_8bit') -> its Optimizer spec, loss('chunked') -> its Loss spec, ... (KINDS' order)
+optimizer, loss, checkpointing, quant, dtype, attention, stack = (partial(get, kind) for kind in KINDS)
 
 
-def loss(name: str) -> Loss:
-    return _get("loss", name)
+def load(builder: str):
+    """Import a spec's builder ('module:attribute') now: the runtime calls this when a run starts."""
+    module, _, attr = builder.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
-def checkpointing(name: str) -> Checkpointing:
-    return _get("checkpointing", name)
+def stronger_checkpointing(name: str, to_host_ok: bool = True) -> Checkpointing | None:
+    """The guard's next rung after `name` (off -> on -> offload), None at the top; host-RAM rungs only if to_host_ok.
+
+    >>> stronger_checkpointing("off").name, stronger_checkpointing("on", to_host_ok=False)
+    ('on', None)
+    """
+    after = CHECKPOINTING[CHECKPOINTING.index(checkpointing(name)) + 1:]
+    return next((c for c in after if to_host_ok or not c.to_host), None)
 
 
-def quant(name: str) -> Quant:
-    return _get("quant", name)
-
-
-def dtype(name: str) -> Dtype:
-    return _get("dtype", name)
-
-
-def attention(name: str) -> Attention:
-    return _get("attention", name)
+def shardable_optimizer() -> str:
+    """The optimizer FSDP runs (its parameters are sharded DTensors that bitsandbytes' optimizers cannot step)."""
+    return next(o.name for o in OPTIMIZERS if o.shardable and o.plannable)
 
 
 def optimizer_from_hf(name: str) -> str | None:

@@ -222,10 +222,10 @@ def search_axes(req: PlanRequest) -> dict[str, tuple]:
     """{Setup field: values to try} for every field declared searched with a plan_axis (qlorafit.core.setup)."""
     axes = {f.name: tuple(getattr(req, f.metadata["plan_axis"]) or (getattr(req.base, f.name),))
             for f in knobs("searched") if f.metadata["plan_axis"]}
-    if req.base.stack != "qlorafit":  # only qlorafit's own trainer streams lm_head from host RAM
+    if not O.stack(req.base.stack).host_levers:  # only qlorafit's own trainer streams lm_head from host RAM
         axes["offload_lm_head"] = (False,)
     for name, kind in (("optimizer", "optimizer"), ("loss_impl", "loss")):
-        if not O.specs_by_name(kind)[getattr(req.base, name)].plannable:  # a different update rule or loss than
+        if not O.get(kind, getattr(req.base, name)).plannable:  # a different update rule or loss than
             axes[name] = (getattr(req.base, name),)  # the plannable ones: the user's choice is kept, never swapped
     return axes
 
@@ -395,32 +395,30 @@ def explain(shape: ModelShape, r: PlanResult) -> list[str]:
     else:
         line += ": the whole step in one micro-batch, no accumulation"
     out.append(line)
-    out.append(_field_reason(shape, r, "grad_checkpointing", O.names(O.CHECKPOINTING), {
-        "off": "keeps every activation, no recompute", "on": "recomputes each layer in backward",
-        "offload": "layer inputs in host RAM over PCIe"}))
-    out.append(_field_reason(shape, r, "optimizer", req.optimizers, {}))
+    out.append(_field_reason(shape, r, "grad_checkpointing", O.names(O.CHECKPOINTING)))
+    out.append(_field_reason(shape, r, "optimizer", req.optimizers))
     if s.offload_lm_head:  # loss_impl is moot: a head in host RAM is only read by the streamed loss
         out.append("loss_impl: the streamed loss (lm_head in host RAM, one pass over the vocabulary in slices)")
     else:
-        out.append(_field_reason(shape, r, "loss_impl", req.losses, {
-            "standard": "full fp32 logits", "chunked": "logits in chunks", "fused": "liger-kernel fused linear-CE"}))
+        out.append(_field_reason(shape, r, "loss_impl", req.losses))
     if len(r.rows_per_step) > 1 or s.packing:
-        out.append(_field_reason(shape, r, "packing", (False, True), {}))
-    out.append(_field_reason(shape, r, "offload_embedding", req.offload_embedding, {}))
-    if req.base.stack == "qlorafit":
-        out.append(_field_reason(shape, r, "offload_lm_head", req.offload_lm_head, {}))
+        out.append(_field_reason(shape, r, "packing", (False, True)))
+    out.append(_field_reason(shape, r, "offload_embedding", req.offload_embedding))
+    if O.stack(req.base.stack).host_levers:
+        out.append(_field_reason(shape, r, "offload_lm_head", req.offload_lm_head))
     if req.compile and len(req.compile) > 1:
-        out.append(_field_reason(shape, r, "compile", req.compile, {}))
+        out.append(_field_reason(shape, r, "compile", req.compile))
     tiles = [t for t in req.mlp_tiles if t]
     if tiles and c.setup.seq_len > min(tiles):  # tiling is only a choice for rows longer than a tile
-        out.append(_field_reason(shape, r, "mlp_tile_tokens", req.mlp_tiles, {}))
+        out.append(_field_reason(shape, r, "mlp_tile_tokens", req.mlp_tiles))
     return out
 
 
-def _field_reason(shape, r: PlanResult, name: str, values, what: dict) -> str:
+def _field_reason(shape, r: PlanResult, name: str, values) -> str:
     c = r.chosen
     v = getattr(c.setup, name)
-    head = f"{name} {_show(v)}" + (f" ({what[v]})" if v in what else "")
+    kind = next(f for f in knobs() if f.name == name).metadata["choices"]  # a spec kind: its help says what v does
+    head = f"{name} {_show(v)}" + (f" ({O.get(kind, v).help.split(' (')[0]})" if isinstance(kind, str) else "")
     bits = []
     for alt in values:
         if alt == v:
@@ -494,7 +492,7 @@ def ways_out(shape: ModelShape, r: PlanResult) -> list[WayOut]:
         add("embedding in host RAM (offload_embedding)", replace(base, offload_embedding=True))
     if base.offload_lm_head:
         add("lm_head in host RAM", replace(base, offload_lm_head=False), already=True)
-    elif base.stack == "qlorafit":
+    elif O.stack(base.stack).host_levers:
         add("lm_head in host RAM (offload_lm_head)", replace(base, offload_lm_head=True))
     if base.seq_len > 8192:
         if base.mlp_tile_tokens:
@@ -508,7 +506,7 @@ def ways_out(shape: ModelShape, r: PlanResult) -> list[WayOut]:
     fresh = sorted((w for w in out if "already" not in w.change), key=lambda w: (not w.fits, -w.saves_bytes))
     if fresh and not any(w.fits for w in fresh):  # no single lever is enough: what all of them do together
         s = replace(base, lora_r=min(base.lora_r, 8), lora_dropout=0.0, offload_embedding=True,
-                    offload_lm_head=base.offload_lm_head or base.stack == "qlorafit",
+                    offload_lm_head=base.offload_lm_head or O.stack(base.stack).host_levers,
                     grad_checkpointing="offload",
                     optimizer=base.optimizer if O.optimizer(base.optimizer).eight_bit else eight_bit,
                     lora_targets=("q_proj", "v_proj"), seq_len=max(1, base.seq_len // 4))

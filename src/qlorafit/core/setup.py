@@ -19,12 +19,17 @@ from qlorafit.core.config import Config
 from qlorafit.core.shapes import ModelShape
 
 
-def _config_default(key: str):
+def _get(cfg: Config, key: str):
     section, _, name = key.partition(".")
-    return getattr(getattr(Config(), section), name)
+    return getattr(getattr(cfg, section), name)
 
 
-def _resolve_dtype(value: str, gpu_bf16: bool | None = True) -> str:
+def _set(cfg: Config, key: str, value) -> None:
+    section, _, name = key.partition(".")
+    setattr(getattr(cfg, section), name, value)
+
+
+def resolve_dtype(value: str, gpu_bf16: bool | None = True) -> str:
     """compute_dtype auto -> bf16 where the GPU has it or it is unknown (None), else fp16."""
     return ("fp16" if gpu_bf16 is False else "bf16") if value == "auto" else value
 
@@ -36,7 +41,7 @@ def knob(config: str | None = None, *, help: str, flag: tuple = (), choices: tup
     choices: the allowed values, or the kind of spec in qlorafit.core.options whose names they are ('optimizer')."""
     to_setup = to_setup or (lambda v: v)
     if default is dataclasses.MISSING:
-        default = to_setup(_config_default(config))
+        default = to_setup(_get(Config(), config))
     meta = {"config": config, "help": help, "flag": flag, "choices": choices, "role": role, "plan_axis": plan_axis,
             "to_setup": to_setup, "to_config": to_config or (lambda v: v)}
     return field(default=default, metadata=meta)
@@ -51,7 +56,7 @@ class Setup:
     double_quant: bool = knob("model.double_quant", flag=("--double-quant",), role="fixed",
                               help="quantize the 4-bit quantization constants again (saves ~0.37 bit per weight)")
     compute_dtype: str = knob("model.compute_dtype", flag=("--compute-dtype",), choices="dtype",
-                              role="fixed", to_setup=_resolve_dtype,
+                              role="fixed", to_setup=resolve_dtype,
                               help="dtype of activations and of the weights dequantized for each matmul")
     lora_r: int = knob("lora.r", flag=("--rank", "-r"), role="fixed", help="LoRA rank")
     lora_targets: tuple[str, ...] = knob("lora.targets", flag=("--targets",), role="fixed", to_setup=tuple,
@@ -84,24 +89,23 @@ class Setup:
                          help="torch.compile'd decoder layers: memory unchanged, only the speed model reads it")
     attn_impl: str = knob("model.attn_impl", flag=("--attn",), choices="attention", role="fixed",
                           help="attention implementation; eager materializes heads x seq x seq scores")
-    stack: str = knob(flag=("--stack",), choices=O.STACKS, default="qlorafit",
-                      help="qlorafit's trainer, or hf: transformers Trainer + PEFT with prepare_model_for_kbit_training")
+    stack: str = knob(flag=("--stack",), choices="stack", default="qlorafit", help=O.choices_help(O.STACKS))
     expandable_segments: bool | None = knob("guard.expandable_segments", flag=("--expandable-segments",),
                                             default=None,
                                             help="PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True; unset: the "
                                                  "stack's default (qlorafit on, hf off)")
 
     def expandable(self) -> bool:
-        return self.stack == "qlorafit" if self.expandable_segments is None else self.expandable_segments
+        return O.stack(self.stack).expandable_segments if self.expandable_segments is None else self.expandable_segments
 
     def targets(self, shape: ModelShape) -> tuple[str, ...]:
         """The adapted linear names as the model has them (ModelShape.expand_targets): 'all-linear' -> every nn.Linear
         of a layer, never a MoE model's routed experts (qlorafit.runtime.model.lora_target_modules)."""
         return shape.expand_targets(self.lora_targets)
 
-# What the hf stack (transformers Trainer + PEFT) runs where the user chose nothing: the model's own cross-entropy on
-# full fp32 logits. qlorafit's chunked loss does not exist there, so its default would under-count by the logits.
-STACK_DEFAULTS = {"hf": {"loss_impl": "standard"}}
+# What a stack runs where the user chose nothing: on hf the model's own cross-entropy on full fp32 logits (qlorafit's
+# chunked loss does not exist there, so its default would under-count by the logits).
+STACK_DEFAULTS = {s.name: {"loss_impl": s.default_loss} for s in O.STACKS if s.default_loss}
 
 
 def with_stack_defaults(values: dict) -> dict:
@@ -127,23 +131,13 @@ def knobs(role: str | None = None, linked: bool = False) -> list:
     return [f for f in KNOBS if (role is None or f.metadata["role"] == role) and (f.metadata["config"] or not linked)]
 
 
-def _get(cfg: Config, key: str):
-    section, _, name = key.partition(".")
-    return getattr(getattr(cfg, section), name)
-
-
-def _set(cfg: Config, key: str, value) -> None:
-    section, _, name = key.partition(".")
-    setattr(getattr(cfg, section), name, value)
-
-
 def setup_from_config(cfg: Config, gpu_bf16: bool | None = True) -> Setup:
     """The estimator's view of a train config (compute_dtype auto -> bf16 where the GPU has it or it is unknown
     (None), else fp16). The one mapping from Config to Setup: plan, train's estimate.json and doctor use it."""
     values = {}
     for f in knobs(linked=True):
         v = _get(cfg, f.metadata["config"])
-        values[f.name] = _resolve_dtype(v, gpu_bf16) if f.name == "compute_dtype" else f.metadata["to_setup"](v)
+        values[f.name] = resolve_dtype(v, gpu_bf16) if f.name == "compute_dtype" else f.metadata["to_setup"](v)
     return Setup(**values)
 
 
@@ -163,12 +157,11 @@ def apply_setup(cfg: Config, s: Setup, names=None) -> Config:
 
 def _means(f, config_value, setup_value) -> bool:
     if f.name == "compute_dtype":  # auto means bf16 or fp16, whichever the GPU has
-        return setup_value in (_resolve_dtype(config_value, True), _resolve_dtype(config_value, False))
+        return setup_value in (resolve_dtype(config_value, True), resolve_dtype(config_value, False))
     return f.metadata["to_setup"](config_value) == setup_value
 
 
-PLANNED = tuple(f.name for f in knobs("searched"))
-"""The Setup fields a plan chooses; with train.grad_accum, the config keys a planned run keeps on --resume."""
+# The config keys of the Setup fields a plan chooses, with train.grad_accum: what a planned run keeps on --resume
 PLANNED_KEYS = tuple(f.metadata["config"] for f in knobs("searched")) + ("train.grad_accum",)
 
 

@@ -111,9 +111,6 @@ class ModelShape:
         """Parameters of one dense decoder layer's linear modules (attention + MLP)."""
         return sum(a * b for a, b in self.linear_shapes().values())
 
-    def attention_params_per_layer(self) -> int:
-        return sum(a * b for n, (a, b) in self.linear_shapes().items() if n not in MLP_NAMES)
-
     def shared_expert_shapes(self) -> dict[str, tuple[int, int]]:
         """(in, out) of a MoE layer's shared-expert linears, named like the dense MLP's (PEFT matches those names)."""
         h, i = self.hidden_size, self.shared_intermediate_size

@@ -146,6 +146,24 @@ def _setup(c: Case) -> None:
                            "assumptions); pass --script train.py for your actual settings")
 
 
+_FSDP = re.compile(r"\bFSDP\b|FullyShardedDataParallel|fsdp_config|distributed_type:\s*FSDP", re.I)
+
+
+def _fsdp_load_is_host_ram(c: Case) -> None:
+    """An out-of-memory told in words while loading under FSDP is host RAM: FSDP builds the model on the CPU
+    (from_pretrained with no device_map), every rank reading the full checkpoint into RAM unless only rank 0 does
+    (fsdp_cpu_ram_efficient_loading); the GPUs get their shards only after the load."""
+    o = c.oom
+    if o.kind != "cuda" or o.form != "words" or o.phase != "load":
+        return
+    if not (c.settings.get("fsdp") or str(c.settings.get("distributed_type", "")).upper() == "FSDP"
+            or _FSDP.search(c.inputs.error_text or "")):
+        return
+    o.kind = "cpu"
+    o.form = "cpu"
+    o.phase_evidence += "; under FSDP the weights are read into host RAM by every rank before sharding"
+
+
 def build_case(inputs: Inputs) -> Case:
     """Parse, resolve and estimate once."""
     c = Case(inputs=inputs, oom=parse(inputs.error_text or ""))
@@ -153,6 +171,7 @@ def build_case(inputs: Inputs) -> Case:
         c.settings = dict(inputs.script.settings)
     else:
         c.settings = normalize(inputs.settings)
+    _fsdp_load_is_host_ram(c)
     _budget(c)
     _model(c)
     _setup(c)

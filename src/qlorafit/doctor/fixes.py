@@ -29,7 +29,7 @@ class FixSpec:
 
 
 def _loss_change(s: Setup) -> dict:
-    return {"loss_impl": "fused" if s.stack == "hf" else "chunked"}
+    return {"loss_impl": O.stack(s.stack).lean_loss}
 
 
 SPECS = (
@@ -57,13 +57,13 @@ SPECS = (
     FixSpec("double_quant", "quantize the quantization constants too (double quant)", "none", 0.3,
             lambda s: O.quant(s.quant).bits == 4 and not s.double_quant, lambda s: {"double_quant": True}),
     FixSpec("offload_ckpt", "keep checkpointed layer inputs in host RAM", "speed: PCIe copies", 3.0,
-            lambda s: s.stack == "qlorafit" and O.checkpointing(s.grad_checkpointing).recompute
+            lambda s: O.stack(s.stack).host_levers and O.checkpointing(s.grad_checkpointing).recompute
             and not O.checkpointing(s.grad_checkpointing).to_host, lambda s: {"grad_checkpointing": "offload"}),
     FixSpec("offload_embedding", "keep the input embedding in host RAM", "speed: small", 1.5,
-            lambda s: s.stack == "qlorafit" and not s.offload_embedding, lambda s: {"offload_embedding": True}),
+            lambda s: O.stack(s.stack).host_levers and not s.offload_embedding, lambda s: {"offload_embedding": True}),
     FixSpec("offload_lm_head", "keep lm_head in host RAM and stream it through the loss (frozen head only)",
             "speed: one PCIe copy of the head per micro-batch", 2.0,
-            lambda s: s.stack == "qlorafit" and not s.offload_lm_head, lambda s: {"offload_lm_head": True}),
+            lambda s: O.stack(s.stack).host_levers and not s.offload_lm_head, lambda s: {"offload_lm_head": True}),
 )
 
 

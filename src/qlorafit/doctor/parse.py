@@ -88,7 +88,8 @@ def _size(pattern: str, text: str) -> int | None:
 
 _DISPATCH = re.compile(r"Some modules are dispatched on the CPU or the disk")
 _CPU_WORDS = re.compile(r"all available RAM|Out of memory: Kill(?:ed)? process|subprocess(?:es)? ha(?:s|ve) ?abruptly died|"
-                        r"system oom|not enough (?:host |system |cpu )?RAM|(?:host|cpu|system) (?:RAM|memory) (?:is )?"
+                        r"system oom|not enough (?:host |system |cpu )?RAM|kill(?:s|ed)? the (?:process|kernel|session|job)|"
+                        r"(?:process|kernel|session) (?:was |got |is |gets )?killed|(?:host|cpu|system) (?:RAM|memory) (?:is )?"
                         r"(?:full|exhausted|not enough)|内存(?:不足|溢出|爆)|shards:\s*\d+%[^\n]*\n?[^\n]*\bkilled\b", re.I)
 _GPU_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- ]memory|ran out of (?:gpu |cuda |video )?memory|"
                         r"显存(?:溢出|不足|爆)|爆显存|Unable to allocate|memory (?:overflow|spike)|CUDA error: out of|"

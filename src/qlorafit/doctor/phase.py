@@ -78,9 +78,16 @@ def phase_from_frames(names: list[str]) -> tuple[str | None, str]:
 
 # --- log markers: progress bars and banners, the last one before the error is where it was ----------------------
 
-_BAR = re.compile(r"(?P<desc>[^\n|\r]{0,60}?)\s*(?P<pct>\d{1,3})%\s*\|[^|\n]*\|\s*(?P<n>\d+)/(?P<total>\d+)"
-                  r"(?:\s*\[(?P<elapsed>\d+(?::\d+){1,2})?)?")
-_NOTEBOOK_BAR = re.compile(r"\[\s*(?P<n>\d+)/(?P<total>\d+)\s+(?P<elapsed>\d+(?::\d+){1,2})\s*<")
+# A tqdm bar: 'Map:  45%|████▌     | 450/1000 [00:01<00:02, 300.0 examples/s]'. Found from its anchor, the
+# percentage and the opening bar ('45%|'), and read forwards from there; every repetition is bounded, so the scan is
+# linear in the log's length (a 5 MB log of carriage-return progress lines, or a long run of spaces, stays fast).
+_BAR_ANCHOR = re.compile(r"(?P<pct>\d{1,3})%\s{0,8}\|")
+_BAR_REST = re.compile(r"[^|\n]{0,400}\|\s{0,8}(?P<n>\d{1,12})/(?P<total>\d{1,12})"
+                       r"(?:\s{0,8}\[(?P<elapsed>\d{1,6}(?::\d{1,6}){1,2})?)?")
+_BAR_DESC_CHARS = 60
+"""How far back from its percentage a bar's description is read (to the line start, a carriage return or a '|')."""
+_NOTEBOOK_BAR = re.compile(r"\[\s{0,8}(?P<n>\d{1,12})/(?P<total>\d{1,12})\s{1,8}"
+                           r"(?P<elapsed>\d{1,6}(?::\d{1,6}){1,2})\s{0,8}<")
 _BAR_KIND = (  # a bar's description -> the phase it is a bar of (no description or Train/Epoch/Steps: training)
     (r"loading checkpoint shards|loading|downloading|fetching", "load"),
     (r"\bmap\b|tokeniz|filter|generating \w+ split|convert|preprocess|packing|running tokenizer", "tokenization"),
@@ -115,12 +122,31 @@ def _hms(t: str | None) -> int | None:
     return secs
 
 
+def _bar_desc_start(text: str, anchor: int, floor: int) -> int:
+    """Where a bar's description starts: back from its percentage over blanks (line breaks included, so a bar alone
+    on its line is described by the line before it, as tqdm prints 'Saving...' and then the bar), then up to
+    _BAR_DESC_CHARS characters, never past a line break, a carriage return, a '|' or the end of the previous bar."""
+    window = text[max(floor, anchor - 4 * _BAR_DESC_CHARS):anchor]
+    i = anchor - (len(window) - len(window.rstrip()))
+    lo = max(floor, i - _BAR_DESC_CHARS)
+    cut = max(text.rfind("\n", lo, i), text.rfind("\r", lo, i), text.rfind("|", lo, i))
+    return cut + 1 if cut >= 0 else lo
+
+
 def progress_bars(text: str) -> list[Bar]:
     bars = []
-    for m in _BAR.finditer(text):
-        desc = m.group("desc").strip().lower()
+    end = 0  # where the previous bar ended: bars do not overlap
+    for a in _BAR_ANCHOR.finditer(text):
+        if a.start() < end:
+            continue
+        m = _BAR_REST.match(text, a.end())
+        if not m:
+            continue
+        start = _bar_desc_start(text, a.start(), end)
+        desc = text[start:a.start()].strip().lower()
         phase = next((ph for pat, ph in _BAR_KIND if re.search(pat, desc)), "training")
-        bars.append(Bar(m.start(), phase, int(m.group("n")), int(m.group("total")), _hms(m.group("elapsed"))))
+        bars.append(Bar(start, phase, int(m.group("n")), int(m.group("total")), _hms(m.group("elapsed"))))
+        end = m.end()
     for m in _NOTEBOOK_BAR.finditer(text):  # the Trainer's notebook bar: [ 501/1500 06:35 < 13:11, 1.26 it/s, Epoch 1/3]
         bars.append(Bar(m.start(), "training", int(m.group("n")), int(m.group("total")), _hms(m.group("elapsed"))))
     return sorted(bars, key=lambda b: b.pos)

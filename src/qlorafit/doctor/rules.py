@@ -200,6 +200,8 @@ def no_quant(c: Case) -> Cause | None:
     if not c.from_user or c.setup is None or O.quant(c.setup.quant).bits < 16 or not (c.has_oom or c.over_budget) \
             or not E.loading_known(c):
         return None
+    if c.est is None and c.has_oom:
+        return None  # 16-bit LoRA is a choice, not a cause, until the model's size says the weights are the problem
     ev = [_numbers(c)] if c.has_oom else []
     if c.est:
         ev.append(f"estimate: the unquantized {c.setup.compute_dtype} linear weights alone are "
@@ -221,8 +223,10 @@ def long_sample(c: Case) -> Cause | None:
     run = c.inputs.run
     late = [e for e in run.oom_events if (e.get("step") or 0) > 0] if run else []
     words = _LONG_WORDS.search(c.inputs.error_text or "") if c.has_oom else None
-    if o.phase != "later_step" and not late and not (words and o.phase in (None, "training", "first_step")):
-        return None
+    capped = isinstance(c.settings.get("max_length"), int) and not o.step
+    if o.phase != "later_step" and not late and not (words and o.phase in (None, "training", "first_step")
+                                                     and not capped):
+        return None  # long samples under a length cap make every batch as long as the cap: that is the batch
     ev = []
     if o.step:
         ev.append(f"the run reached step {o.step}" + (f" of {o.total_steps}" if o.total_steps else "")
@@ -347,6 +351,12 @@ def batch_or_seq(c: Case) -> Cause | None:
     acts = [] if c.est else [Action("lower per_device_train_batch_size (raise gradient_accumulation_steps to keep "
                                     "the effective batch), turn gradient checkpointing on, or cap max_length",
                                     "speed or quality", id="smaller_step")]
+    long_words = _LONG_WORDS.search(c.inputs.error_text or "")
+    if long_words and not c.est:  # the report says the samples are long: the length is the lever to pull first
+        ev.append(f"the report says '{long_words.group(0)}'")
+        acts.insert(0, Action("cap the length (max_length / cutoff_len / max_seq_length) below the longest samples, "
+                              "or drop them: every batch is padded to its longest sample", "quality: long samples "
+                              "truncated", id="cap_length"))
     return Cause("batch_or_seq", "the batch or the sequence length is too large for the card",
                  "activation memory grows with micro-batch x length; the step needs more than is free",
                  [e for e in ev if e], ("checkpointing", "batch", "seq", "loss", "sdpa", "dropout0"), acts)
@@ -397,6 +407,3 @@ def diagnose_causes(c: Case) -> list[Cause]:
         if cause is not None and all(x.id != cause.id for x in out):
             out.append(cause)
     return sorted(out, key=lambda x: STRENGTH.index(x.strength))  # stable: rule order breaks ties
-
-
-evidence_numbers = _numbers

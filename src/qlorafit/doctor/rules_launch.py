@@ -37,6 +37,10 @@ def zero3_generation(c: Case) -> Cause | None:
                  strength="proven" if frames else "script")
 
 
+REPLICA_HEAVY_SHARE = 0.4
+"""One replica's weights above this share of a GPU make the replica, not the batch, the cause."""
+
+
 def ddp_replica(c: Case) -> Cause | None:
     """Several processes, each holding the whole model: DDP (and ZeRO-1/2, which shard only optimizer state and
     gradients) needs the model to fit on one GPU with room to train; sharding the weights needs ZeRO-3 or FSDP."""
@@ -52,7 +56,17 @@ def ddp_replica(c: Case) -> Cause | None:
                                      or "gpu" in says.group(0).lower())):
         strength = "proven"
     elif several and E.replicates(c) and c.oom.phase in ("load", None, "training", "first_step", "generation"):
-        strength = "script"
+        # the launch shows replicas; they are the cause when the weights are a large share of each GPU, which needs
+        # the model's size (or a failure while loading the weights): LoRA on an unknown model under ZeRO-2 is more
+        # often the batch than the replica
+        ignored_offload = bool(c.settings.get("offload_param")) and E.zero_stage(c) in (0, 1, 2)
+        heavy = c.oom.phase == "load" or ignored_offload or (
+            c.est is not None and c.budget_bytes is not None
+            and c.est.phases.get("load", 0) > REPLICA_HEAVY_SHARE * c.budget_bytes)
+        # an unknown model leaves nothing to weigh the replica with: still the likeliest reading of a replicating
+        # launch, but inferred, so causes the numbers or the traceback show rank above it
+        strength = "script" if heavy or (c.shape is not None and (c.est is None or c.budget_bytes is None)) \
+            else "inferred"
     else:
         return None
     if E.sharded(c) and not z3_materialized:
@@ -66,6 +80,9 @@ def ddp_replica(c: Case) -> Cause | None:
     if several:
         ev.append(f"{ws} processes" + (f", ZeRO stage {E.zero_stage(c)}" if E.zero_stage(c) is not None else
                                        ", no ZeRO-3 or FSDP in the config"))
+    if c.settings.get("offload_param") and E.zero_stage(c) in (0, 1, 2):
+        ev.append(f"offload_param is set, but ZeRO stage {E.zero_stage(c)} ignores it: parameter offload needs "
+                  f"ZeRO-3, so every GPU still holds all the weights")
     if c.est and c.budget_bytes:
         ev.append(f"estimate: one replica's weights take {gib(c.est.phases['load'])} of {gib(c.budget_bytes)} per GPU")
     return Cause("ddp_replica", "every GPU holds a full copy of the model",

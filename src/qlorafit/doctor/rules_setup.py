@@ -128,6 +128,10 @@ _EVAL_BATCH_WORDS = re.compile(r"eval(?:uation)?[_ ]batch[_ ]?size|per_device_ev
                                r"(?:used|uses|defaults? to) (?:a )?batch(?: size)? (?:of )?\d+", re.I)
 
 
+_METRIC_WORDS = re.compile(r"compute_metrics|metric|accuracy|bleu|rouge|perplexity|\blogits\b|preds_host|nested_concat|"
+                           r"predict_with_generate|eval_accumulation", re.I)
+
+
 def eval_batch_evidence(c: Case) -> list[str]:
     """Why the eval batch, not the logits, is what ran out: the settings or the report say so; [] when nothing does."""
     ev_bs = c.settings.get("per_device_eval_batch_size")
@@ -138,6 +142,10 @@ def eval_batch_evidence(c: Case) -> list[str]:
     elif ev_bs is None and isinstance(tr_bs, int) and tr_bs < 8 and c.from_user and not c.inputs.partial_settings:
         out.append(f"per_device_eval_batch_size is not set: transformers and TRL default it to 8, against a training "
                    f"batch of {tr_bs}")
+    elif ev_bs is None and isinstance(tr_bs, int) and tr_bs < 8 and not _METRIC_WORDS.search(E.text(c)) \
+            and not _EVAL_BATCH_WORDS.search(c.inputs.error_text or ""):
+        out.append(f"the settings posted give a training batch of {tr_bs} and no eval batch, and nothing posted "
+                   f"computes metrics: the eval batch then defaults to 8 (transformers, TRL) and no logits are kept")
     m = _EVAL_BATCH_WORDS.search(c.inputs.error_text or "")
     if m:
         out.append(f"the report says '{m.group(0)}'")
@@ -159,7 +167,8 @@ def eval_batch(c: Case) -> Cause | None:
                                  patch=["+ per_device_eval_batch_size=1"], id="eval_batch"),
                           Action("preprocess_logits_for_metrics returning argmax / eval_accumulation_steps if metrics "
                                  "are computed", "none", id="eval_accumulation")],
-                 strength="script" if not why[-1].startswith("the report") else "inferred")
+                 strength="script" if not (why[-1].startswith("the report") or why[-1].startswith("the settings posted"))
+                 else "inferred")
 
 
 def generation_batch(c: Case) -> Cause | None:

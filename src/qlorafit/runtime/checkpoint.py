@@ -299,23 +299,11 @@ def apply_checkpoint(data: dict, model, optimizer) -> dict:
     return data["state"]
 
 
-def load_checkpoint(ckpt: Path, model, optimizer) -> dict:
-    """Restore adapter, optimizer and RNG from a checkpoint; return its trainer state."""
-    return apply_checkpoint(read_checkpoint(ckpt), model, optimizer)
-
-
-def load_newest_intact(run_dir: Path, model, optimizer, say,
-                       with_optimizer: bool = True) -> tuple[Path | None, dict | None]:
-    """Load the newest checkpoint that reads back whole; a damaged one is named (`say`) and the next older tried.
-    (None, None) when the run has no checkpoint; a UserError when every one is damaged. Without `with_optimizer`
-    the optimizer keeps its fresh state (the user changed it)."""
-    ckpt, data = read_newest_intact(run_dir, say, with_optimizer)
-    return (ckpt, apply_checkpoint(data, model, optimizer)) if ckpt is not None else (None, None)
-
-
 def read_newest_intact(run_dir: Path, say, with_optimizer: bool = True) -> tuple[Path | None, dict | None]:
-    """load_newest_intact's reading half: (the checkpoint, its files read whole), applied later (under fsdp the
-    adapter goes in before the model is sharded, the optimizer state after the optimizer exists)."""
+    """The newest checkpoint that reads back whole, and its files read (apply_checkpoint puts them in later: under
+    fsdp the adapter goes in before the model is sharded, the optimizer state after the optimizer exists). A damaged
+    one is named (`say`) and the next older tried. (None, None) when the run has no checkpoint; a UserError when
+    every one is damaged. Without `with_optimizer` the optimizer keeps its fresh state (the user changed it)."""
     damaged = []
     for ckpt in checkpoints_newest_first(run_dir):
         try:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from qlorafit.core import options as O
 from qlorafit.errors import UserError
 
 LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")  # set by torchrun, and so by `accelerate launch` (which runs it)
@@ -314,16 +315,17 @@ def rank_estimate(est: dict, cfg, model_path: str, dtype_name: str, max_len: int
 def fsdp_problems(cfg) -> list[str]:
     """Settings fsdp does not combine with, each with what to do instead."""
     p = []
-    if cfg.model.quant not in ("nf4", "fp4", "none"):
+    if O.quant(cfg.model.quant).bits not in (4, 16):
         p.append(f"model.quant={cfg.model.quant}: fsdp shards 4-bit (nf4/fp4) or 16-bit weights only")
     if cfg.model.offload_lm_head:
         p.append("model.offload_lm_head: under fsdp lm_head stays whole on each GPU; set it to false "
                  "(dist.cpu_offload=true keeps it, and every shard, in host RAM)")
-    if cfg.train.grad_checkpointing == "offload":
+    if O.checkpointing(cfg.train.grad_checkpointing).to_host:
         p.append("train.grad_checkpointing=offload: not combined with fsdp; use on (and dist.cpu_offload=true)")
-    if cfg.train.optimizer != "adamw":
+    if not O.optimizer(cfg.train.optimizer).shardable:
         p.append(f"train.optimizer={cfg.train.optimizer}: bitsandbytes optimizers do not take FSDP's sharded "
-                 f"(DTensor) parameters; use adamw (its state is sharded: 8 bytes per LoRA parameter / N)")
+                 f"(DTensor) parameters; use {O.shardable_optimizer()} (its state is sharded: 8 bytes per LoRA "
+                 f"parameter / N)")
     if "lm_head" in cfg.lora.targets or "lm_head" in cfg.lora.modules_to_save:
         p.append("lora.targets / lora.modules_to_save: lm_head stays outside FSDP (whole on every rank) and must be "
                  "frozen; drop it")

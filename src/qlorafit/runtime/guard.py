@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from qlorafit.core import options as O
 from qlorafit.core.config import GuardConfig
 from qlorafit.errors import UserError
 
@@ -92,13 +93,11 @@ def escalate(g: GuardState, n_in_micro_batch: int, offload_ok: bool) -> str:
     if n_in_micro_batch > 1:
         g.micro_batch_size = max(1, min(g.micro_batch_size, n_in_micro_batch) // 2)
         return "halve"
-    if g.checkpointing == "off":
-        g.checkpointing = "on"
-        return "checkpointing_on"
-    if g.checkpointing == "on" and offload_ok:
-        g.checkpointing = "offload"
-        return "offload"
-    return "single"
+    stronger = O.stronger_checkpointing(g.checkpointing, to_host_ok=offload_ok)
+    if stronger is None:
+        return "single"
+    g.checkpointing = stronger.name
+    return "offload" if stronger.to_host else "checkpointing_on"
 
 
 def maybe_grow_back(g: GuardState, cfg: GuardConfig) -> bool:
@@ -112,11 +111,13 @@ def maybe_grow_back(g: GuardState, cfg: GuardConfig) -> bool:
 
 
 def apply_checkpointing(model, mode: str) -> None:
-    """Switch the model to the guard's checkpointing mode (non-reentrant, as at load)."""
+    """Non-reentrant checkpointing for a mode that recomputes (on, offload): each decoder layer keeps only its input
+    (B, T, h) and recomputes the rest in backward. Offload's routing of those inputs to host RAM is
+    qlorafit.runtime.offload's (at load: model.apply_memory_levers; after an escalation: step._memory_context)."""
     on = getattr(model, "is_activation_checkpointing", None)
     if on is None:
         on = getattr(model, "is_gradient_checkpointing", False)
-    if mode in ("on", "offload") and not on:
+    if O.checkpointing(mode).recompute and not on:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 

@@ -21,11 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from qlorafit.errors import UserError
+from qlorafit.core import options as O
 from qlorafit.core.estimate import lm_head_slice_rows, loss_chunk_tokens
 from qlorafit.runtime.data import IGNORE
 from qlorafit.runtime.offload import in_host_ram
-
-IMPLS = ("standard", "chunked", "fused")
 
 
 def forward_loss(model, batch: dict, impl: str, chunk_tokens: int | None = None,
@@ -37,15 +36,14 @@ def forward_loss(model, batch: dict, impl: str, chunk_tokens: int | None = None,
     slice (tests); by default they come from qlorafit.core.estimate (loss_chunk_tokens, lm_head_slice_rows) so the
     estimator and the code agree. A head in host RAM is always streamed, whatever impl says.
     """
-    if impl not in IMPLS:
-        raise ValueError(f"loss impl {impl!r}: choose from {', '.join(IMPLS)}")
+    spec = O.loss(impl)  # its properties, not its name, pick the path below
     labels = batch["labels"]
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     targets = labels[:, 1:].reshape(-1)  # (B*(T-1),) token t predicts label t+1
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     head = base.get_output_embeddings()
     streamed = _head_in_host_ram(head, labels.device)
-    if impl == "standard" and not streamed:
+    if not spec.chunked and not streamed:
         logits = model(**inputs).logits  # (B, T, V) in the compute dtype, softcapped by the model if it does that
         loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), targets,
                                ignore_index=IGNORE, reduction="sum")  # + (tokens x V) fp32 copy and log-softmax
@@ -61,12 +59,12 @@ def forward_loss(model, batch: dict, impl: str, chunk_tokens: int | None = None,
         return h.sum(dtype=torch.float32) * 0.0, 0  # keeps the graph connected; no token contributes
     if streamed:
         return _streamed_loss(head, h, y, chunk_tokens, slice_rows, softcap), n
-    if impl == "fused" and h.is_cuda and _plain_linear(head):
-        fused = _liger_loss(softcap)
+    if spec.builder and h.is_cuda and _plain_linear(head):
+        fused = _kernel_loss(spec, softcap)
         if fused is not None:
             return fused(head.weight, h, y).float(), n
-    elif impl == "fused":
-        warnings.warn("loss_impl=fused needs liger-kernel and a CUDA device: using the chunked loss", stacklevel=2)
+    elif spec.builder:
+        warnings.warn(f"loss_impl={impl} needs {spec.requires} and a CUDA device: using the chunked loss", stacklevel=2)
     chunk = chunk_tokens or loss_chunk_tokens(head.weight.shape[0], n)
     if _plain_linear(head):
         return LinearCrossEntropy.apply(h, head.weight, head.bias, y, chunk, softcap), n
@@ -84,15 +82,16 @@ def _plain_linear(head) -> bool:
     return type(head) is torch.nn.Linear
 
 
-def _liger_loss(softcap):
-    """liger's LigerFusedLinearCrossEntropyLoss(reduction=sum), or None (with a warning) when it cannot be imported."""
+def _kernel_loss(spec, softcap):
+    """The spec's fused kernel (liger's LigerFusedLinearCrossEntropyLoss) summing over tokens, or None (with a
+    warning) when it cannot be imported."""
     try:
-        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+        build = O.load(spec.builder)
     except ImportError:
-        warnings.warn("loss_impl=fused: liger-kernel is not installed (pip install liger-kernel); using the chunked "
-                      "loss", stacklevel=3)
+        warnings.warn(f"loss_impl={spec.name}: {spec.requires} is not installed (pip install "
+                      f"{spec.requires.replace('_', '-')}); using the chunked loss", stacklevel=3)
         return None
-    return LigerFusedLinearCrossEntropyLoss(ignore_index=IGNORE, reduction="sum", softcap=softcap)
+    return build(ignore_index=IGNORE, reduction="sum", softcap=softcap)
 
 
 def _chunk_logits(h: torch.Tensor, weight, bias, softcap) -> torch.Tensor:

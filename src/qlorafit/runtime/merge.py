@@ -21,9 +21,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from qlorafit.core import options as O
 from qlorafit.runtime import guard as G
 from qlorafit.errors import UserError
+from qlorafit.runtime.model import torch_dtype
 
 PREFIX = "base_model.model."
 UNSUPPORTED = ("use_dora", "lora_bias", "target_parameters", "trainable_token_indices", "layer_replication")
@@ -198,6 +198,7 @@ def merge(adapter_dir, base_dir, out_dir, dtype: str = "auto", device: str = "au
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     done, n_tensors, out_dtype = set(), 0, None
+    to_dtype = None if dtype == "auto" else torch_dtype(dtype)
     try:
         for shard in shards:
             tensors = {}
@@ -205,7 +206,7 @@ def merge(adapter_dir, base_dir, out_dir, dtype: str = "auto", device: str = "au
                 metadata = f.metadata() or {"format": "pt"}
                 for key in f.keys():
                     w = f.get_tensor(key)
-                    target = (w.dtype if dtype == "auto" else getattr(torch, O.dtype(dtype).torch_name)) if w.is_floating_point() else w.dtype
+                    target = (to_dtype or w.dtype) if w.is_floating_point() else w.dtype
                     if key in deltas:
                         w = merger.apply(w, deltas[key], fifo)
                         done.add(key)

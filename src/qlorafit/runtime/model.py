@@ -19,6 +19,7 @@ import torch
 from qlorafit.core import options as O
 from qlorafit.core.config import Config
 from qlorafit.errors import UserError
+from qlorafit.runtime.guard import apply_checkpointing
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -42,14 +43,12 @@ def bnb_config(cfg: Config, dtype: torch.dtype, quant_storage: torch.dtype = tor
     model's other weights (bf16), so that one flat all-gather buffer holds a whole layer."""
     from transformers import BitsAndBytesConfig
 
-    m = cfg.model
-    if m.quant in ("nf4", "fp4"):
+    m, bits = cfg.model, O.quant(cfg.model.quant).bits
+    if bits == 4:
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=m.quant,
                                   bnb_4bit_use_double_quant=m.double_quant, bnb_4bit_compute_dtype=dtype,
                                   bnb_4bit_quant_storage=quant_storage)
-    if m.quant == "int8":
-        return BitsAndBytesConfig(load_in_8bit=True)
-    return None
+    return BitsAndBytesConfig(load_in_8bit=True) if bits == 8 else None
 
 
 @dataclass
@@ -65,10 +64,9 @@ def load_base(cfg: Config, path: str, device: torch.device, quant_storage: torch
     from transformers import AutoModelForCausalLM
 
     dtype = resolve_compute_dtype(cfg.model.compute_dtype, device)
-    kw = dict(dtype=dtype, quantization_config=bnb_config(cfg, dtype, quant_storage), attn_implementation=cfg.model.attn_impl,
-              trust_remote_code=cfg.model.trust_remote_code, low_cpu_mem_usage=True)
-    if cfg.model.attn_impl == "flash":
-        kw["attn_implementation"] = "flash_attention_2"
+    kw = dict(dtype=dtype, quantization_config=bnb_config(cfg, dtype, quant_storage),
+              attn_implementation=O.attention(cfg.model.attn_impl).hf, trust_remote_code=cfg.model.trust_remote_code,
+              low_cpu_mem_usage=True)
     host = {}
     if device.type == "cuda":
         single = cfg.model.device_map == "auto" and not cfg.model.max_memory
@@ -195,14 +193,15 @@ def attach_lora(model, cfg: Config):
     targets = lora_target_modules(model, list(lc.targets))
     pc = PeftLoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=targets,
                         modules_to_save=list(lc.modules_to_save) or None, bias="none", task_type="CAUSAL_LM")
+    dtype = torch_dtype(lc.dtype)
     try:
-        peft_model = get_peft_model(model, pc, autocast_adapter_dtype=(lc.dtype == "fp32"))
+        peft_model = get_peft_model(model, pc, autocast_adapter_dtype=dtype == torch.float32)
     except ValueError as e:
         raise UserError(f"lora.targets: {e}") from None
-    if lc.dtype == "bf16":
+    if dtype != torch.float32:
         for n, p in peft_model.named_parameters():
             if p.requires_grad:
-                p.data = p.data.to(torch.bfloat16)
+                p.data = p.data.to(dtype)
     return peft_model
 
 
@@ -233,14 +232,6 @@ def lora_target_modules(model, targets: list[str]):
     return names
 
 
-def enable_checkpointing(model, mode: str) -> None:
-    """Non-reentrant checkpointing: each decoder layer keeps only its input (B, T, h) and recomputes the rest in
-    backward. 'offload' starts as this, and apply_memory_levers then routes the layer inputs to host RAM."""
-    if mode == "off":
-        return
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-
-
 def apply_memory_levers(model, cfg: Config, device: torch.device):
     """The levers that move memory to host RAM once the model is built. Returns the offload handle, or None.
 
@@ -252,7 +243,8 @@ def apply_memory_levers(model, cfg: Config, device: torch.device):
         # -vocab x hidden x 2 bytes of GPU memory (1 GiB on Llama-3-8B), +2 slice buffers (2 x 64 MiB) and the
         # online-softmax state (N x hidden x 4) in the loss, +1 host->GPU copy of the whole head per forward.
         # Tied models: the lookup moves to the host too, so the one shared matrix leaves the GPU
-        if cfg.train.loss_impl != "chunked":
+        loss = O.loss(cfg.train.loss_impl)
+        if loss.builder or not loss.chunked:  # the streamed loss is chunked without a kernel: another choice is moot
             warnings.warn(f"model.offload_lm_head: the loss streams lm_head from host RAM; train.loss_impl="
                           f"{cfg.train.loss_impl} does not apply", stacklevel=2)
         offload_lm_head(model, device)
@@ -266,7 +258,7 @@ def apply_memory_levers(model, cfg: Config, device: torch.device):
         # row's (86 KB per token on Llama-3-8B), for one more MLP forward per step
         from qlorafit.runtime.tiling import tile_mlps
         tile_mlps(model, cfg.train.mlp_tile_tokens)
-    if cfg.train.grad_checkpointing == "offload":
+    if O.checkpointing(cfg.train.grad_checkpointing).to_host:
         # -layers x tokens x hidden x 2 bytes of GPU memory (2 GiB at 8K tokens on an 8B model), the same in pinned
         # host RAM (bounded: half of what is free now; beyond that inputs stay on the GPU), 2 PCIe copies per layer
         return enable_offloaded_checkpointing(model)
@@ -330,7 +322,7 @@ def load_model(cfg: Config, path: str, device: torch.device, quant_storage: torc
     """The whole qlorafit load path: 4-bit base, frozen, checkpointing, LoRA on top, then the host-RAM levers."""
     model, dtype = load_base(cfg, path, device, quant_storage)
     freeze_and_cast(model, cfg)
-    enable_checkpointing(model, cfg.train.grad_checkpointing)
+    apply_checkpointing(model, cfg.train.grad_checkpointing)  # offload starts as this; apply_memory_levers routes it
     peft_model = attach_lora(model, cfg)
     handle = apply_memory_levers(peft_model, cfg, device)
     if cfg.train.compile and cfg.train.mlp_tile_tokens > 0 and device.type == "cuda":

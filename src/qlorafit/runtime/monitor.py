@@ -75,17 +75,16 @@ class LeakWatch:
 class Monitor:
     """Appends JSON lines to the run directory's logs and drives the progress bar."""
 
-    def __init__(self, run_dir: Path, device: torch.device, total_steps: int, start_step: int,
-                 tensorboard: bool = False, quiet: bool = False, trackers=None):
+    def __init__(self, run_dir: Path, device: torch.device, total_steps: int, start_step: int, quiet: bool = False,
+                 trackers=None):
         self.dir = Path(run_dir)
         self.device = device
         self.t0 = time.time()
         self.logs = LogWriter(self.dir)
         self.leaks = LeakWatch()
         self.bar = None if quiet else _progress_bar(total_steps, start_step)
-        self.tb = _tensorboard(self.dir) if tensorboard else None
         self.quiet = quiet
-        self.trackers = trackers  # qlorafit.runtime.trackers.Trackers (train.report_to), or None
+        self.trackers = trackers  # qlorafit.runtime.trackers.Trackers (train.report_to, train.tensorboard), or None
 
     def memory(self) -> dict:
         return memory_stats(self.device)
@@ -100,10 +99,6 @@ class Monitor:
     def metrics(self, row: dict) -> None:
         row = {**row, "time": round(time.time() - self.t0, 3)}
         self._write("metrics", row)
-        if self.tb is not None:
-            for k, v in row.items():
-                if isinstance(v, (int, float)) and k not in ("step", "time"):
-                    self.tb.add_scalar(f"train/{k}" if not k.startswith("mem") else f"memory/{k}", v, row["step"])
         if self.trackers is not None:
             self.trackers.metrics(row)
 
@@ -141,9 +136,6 @@ class Monitor:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        if self.tb is not None:
-            self.tb.close()
-            self.tb = None
         if self.trackers is not None:
             self.trackers.close()
             self.trackers = None
@@ -157,17 +149,3 @@ def _progress_bar(total: int, start: int):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, file=sys.stderr)
-
-
-def require_tensorboard():
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        from qlorafit.errors import UserError
-        raise UserError("train.tensorboard: install the tensorboard package (pip install 'qlorafit[tensorboard]') "
-                        "or set it to false") from None
-    return SummaryWriter
-
-
-def _tensorboard(run_dir: Path):
-    return require_tensorboard()(str(run_dir / "tensorboard"))

@@ -4,7 +4,6 @@ The schedule is a plain function of the number of applied updates (nanoGPT's `ge
 state a checkpoint needs is that count. Optimizers are built from their specs in qlorafit.core.options.
 """
 
-import importlib
 import math
 
 import torch
@@ -22,8 +21,7 @@ def torch_adamw(params, lr: float, weight_decay: float):
 def build_optimizer(params: list, t: TrainConfig) -> torch.optim.Optimizer:
     """The optimizer over the trainable (LoRA) parameters only: frozen 4-bit weights get no state. Its builder is the
     one its spec names (qlorafit.core.options), imported only now."""
-    module, _, attr = O.optimizer(t.optimizer).builder.partition(":")
-    return getattr(importlib.import_module(module), attr)(params, lr=t.lr, weight_decay=t.weight_decay)
+    return O.load(O.optimizer(t.optimizer).builder)(params, lr=t.lr, weight_decay=t.weight_decay)
 
 
 def lr_at(update: int, total_updates: int, t: TrainConfig) -> float:

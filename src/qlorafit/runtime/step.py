@@ -24,6 +24,7 @@ from typing import Callable
 
 import torch
 
+from qlorafit.core import options as O
 from qlorafit.runtime import dist as D
 from qlorafit.errors import NotLearning
 from qlorafit.runtime import guard as G
@@ -118,7 +119,7 @@ def _autocast(ctx: StepContext):
 
 
 def _memory_context(ctx: StepContext):
-    if ctx.guard.checkpointing == "offload" and ctx.offload is not None:
+    if O.checkpointing(ctx.guard.checkpointing).to_host and ctx.offload is not None:
         return ctx.offload()
     return contextlib.nullcontext()
 
@@ -165,8 +166,9 @@ def _recover(ctx: StepContext, res: StepResult, pending: list, n: int, failed: s
     here, the message to stop with ('' otherwise)."""
     g = ctx.guard
     old_mb = g.micro_batch_size
+    old_ckpt = g.checkpointing
     action = G.escalate(g, n, offload_ok=ctx.offload is not None)
-    if action in ("checkpointing_on", "offload"):
+    if g.checkpointing != old_ckpt:
         G.apply_checkpointing(ctx.model, g.checkpointing)
     detail, delta, fail = {}, 0, ""
     if action == "single" and failed is not None:  # only the ranks whose one unit did not fit act on it

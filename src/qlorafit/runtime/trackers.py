@@ -11,27 +11,35 @@ Each tracker is configured by its own environment (WANDB_PROJECT / WANDB_MODE, M
 MLFLOW_EXPERIMENT_NAME, TRACKIO_PROJECT / TRACKIO_DIR); qlorafit passes the run name and the resolved config.
 """
 
+import importlib
 import os
 from pathlib import Path
 
+from qlorafit.core.config import TrainConfig
 from qlorafit.errors import UserError
 
-EXTRAS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "trackio": "trackio"}
 SKIP_EVENTS = ("data", "checkpoint", "eval")  # data is a summary, checkpoints are not a measurement, eval has eval/
+MODULES = {"tensorboard": "torch.utils.tensorboard", "wandb": "wandb", "mlflow": "mlflow", "trackio": "trackio"}
 
 
-def _missing(name: str, module: str) -> UserError:
-    return UserError(f"train.report_to: {name} needs the {module} package: pip install 'qlorafit[{EXTRAS[name]}]' "
-                     f"(or drop {name} from train.report_to)")
+def names(t: TrainConfig) -> list[str]:
+    """train.report_to, each once, with tensorboard added by train.tensorboard (the older switch for it)."""
+    return list(dict.fromkeys(t.report_to + ["tensorboard"] * t.tensorboard))
+
+
+def _need(name: str, where: str = "train.report_to"):
+    """The tracker's module (each tracker is the pip extra of its own name), or a one-line error naming the install."""
+    try:
+        return importlib.import_module(MODULES[name])
+    except ImportError:
+        undo = f"drop {name} from {where}" if where == "train.report_to" else f"set {where} to false"
+        raise UserError(f"{where}: {name} needs the {name} package: pip install 'qlorafit[{name}]' (or {undo})") \
+            from None
 
 
 class TensorBoard:
     def __init__(self, run_dir: Path, name: str, config: dict):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise _missing("tensorboard", "tensorboard") from None
-        self.w = SummaryWriter(str(run_dir / "tensorboard"))
+        self.w = _need("tensorboard").SummaryWriter(str(run_dir / "tensorboard"))
 
     def log(self, scalars: dict, step: int) -> None:
         for k, v in scalars.items():
@@ -43,12 +51,8 @@ class TensorBoard:
 
 class WandB:
     def __init__(self, run_dir: Path, name: str, config: dict):
-        try:
-            import wandb
-        except ImportError:
-            raise _missing("wandb", "wandb") from None
-        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "qlorafit"), name=name, dir=str(run_dir),
-                              config=config, reinit="finish_previous")
+        self.run = _need("wandb").init(project=os.environ.get("WANDB_PROJECT", "qlorafit"), name=name,
+                                       dir=str(run_dir), config=config, reinit="finish_previous")
 
     def log(self, scalars: dict, step: int) -> None:
         self.run.log(scalars, step=step)
@@ -59,11 +63,7 @@ class WandB:
 
 class MLflow:
     def __init__(self, run_dir: Path, name: str, config: dict):
-        try:
-            import mlflow
-        except ImportError:
-            raise _missing("mlflow", "mlflow") from None
-        self.mlflow = mlflow
+        self.mlflow = mlflow = _need("mlflow")
         mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", "qlorafit"))
         self.run = mlflow.start_run(run_name=name)
         mlflow.log_params({k: str(v)[:500] for k, v in _flat(config).items()})
@@ -78,12 +78,8 @@ class MLflow:
 
 class Trackio:
     def __init__(self, run_dir: Path, name: str, config: dict):
-        try:
-            import trackio
-        except ImportError:
-            raise _missing("trackio", "trackio") from None
-        self.trackio = trackio
-        self.run = trackio.init(project=os.environ.get("TRACKIO_PROJECT", "qlorafit"), name=name, config=config)
+        self.trackio = _need("trackio")
+        self.run = self.trackio.init(project=os.environ.get("TRACKIO_PROJECT", "qlorafit"), name=name, config=config)
 
     def log(self, scalars: dict, step: int) -> None:
         self.trackio.log(scalars, step=step)
@@ -93,19 +89,13 @@ class Trackio:
 
 
 BACKENDS = {"tensorboard": TensorBoard, "wandb": WandB, "mlflow": MLflow, "trackio": Trackio}
-MODULES = {"tensorboard": "torch.utils.tensorboard", "wandb": "wandb", "mlflow": "mlflow", "trackio": "trackio"}
 
 
-def check_installed(names: list[str]) -> None:
+def check_installed(t: TrainConfig) -> None:
     """A one-line error naming the pip command for the first tracker whose package is missing: called before the
     model load, so a missing extra costs a second, not a load."""
-    import importlib
-
-    for n in names:
-        try:
-            importlib.import_module(MODULES[n])
-        except ImportError:
-            raise _missing(n, MODULES[n].split(".")[-1]) from None
+    for n in names(t):
+        _need(n, "train.report_to" if n in t.report_to else "train.tensorboard")
 
 
 class Trackers:

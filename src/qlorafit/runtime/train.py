@@ -36,7 +36,7 @@ from qlorafit.core.config import Config
 from qlorafit.errors import UserError
 from qlorafit import rundir, runlog
 from qlorafit.core.sizes import fmt_gib as gib
-from qlorafit.runtime.monitor import Monitor, non_torch_bytes, require_tensorboard
+from qlorafit.runtime.monitor import Monitor, non_torch_bytes
 from qlorafit.runtime.offload import offloaded_checkpointing
 from qlorafit.runtime.optim import build_optimizer, lr_at, set_lr
 from qlorafit.runtime.step import StepContext, evaluate, train_step, unit_targets
@@ -223,7 +223,7 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
           plan: bool = False, budget_bytes: int | None = None, allow_changes: bool = False) -> Run:
     from qlorafit.runtime.data import load_data
     from qlorafit.core.catalog import resolve_model_path
-    from qlorafit.runtime.model import load_model, trainable_counts
+    from qlorafit.runtime.model import trainable_counts
     from qlorafit.runtime.preflight import check_data_path, check_model_files
 
     say = (lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr))
@@ -248,10 +248,8 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     run_dir = check_run_dir(cfg, resume, overwrite) if world.main else Path(cfg.output_dir)
     changed = _check_resume(cfg, run_dir, allow_changes, say if world.main else (lambda text: None)) \
         if resume else None
-    if cfg.train.tensorboard:
-        require_tensorboard()  # before the model load, not after it
     from qlorafit.runtime import trackers as T
-    T.check_installed(cfg.train.report_to)
+    T.check_installed(cfg.train)
 
     max_len = cfg.data.max_seq_length if cfg.data.packing else data.train.stats.max
     world.strategy = _strategy(cfg, world, model_path, device, max_len)
@@ -306,11 +304,9 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     log_dir.mkdir(parents=True, exist_ok=True)
     _trim_logs(log_dir, pos.step)  # lines written after the checkpoint describe steps that will run again
 
-    names = [n for n in cfg.train.report_to if not (n == "tensorboard" and cfg.train.tensorboard)] \
-        if world.main else []  # rank 0 reports for all
+    names = T.names(cfg.train) if world.main else []  # rank 0 reports for all
     trackers = T.Trackers(names, run_dir, config_mod.to_dict(cfg)) if names else None
-    monitor = Monitor(log_dir, device, total_steps, pos.step, cfg.train.tensorboard and world.main,
-                      quiet or not world.main, trackers)
+    monitor = Monitor(log_dir, device, total_steps, pos.step, quiet or not world.main, trackers)
     offload = (lambda: offloaded_checkpointing(model)) if world.strategy != "fsdp" else None  # fsdp: ends at "on"
     ctx = StepContext(model, optimizer, params, scaler, device, loaded.dtype, cfg, guard, monitor,
                       tok.pad_token_id, fault=fault, offload=offload, world=world)

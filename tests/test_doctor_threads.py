@@ -14,9 +14,8 @@ MISSES = {
     # train split
     "lte_3": "the thread's cause (a few over-long samples) is not in the posted text: only the numbers of a full card",
     "mlx-examples_70": "the fp32 precision is in the maintainer's answer, not in the posted error or command",
-    "openrlhf_384": "flash attention being off is only in the fix; the config posted does not say which attention ran",
-    "trl_3436": "the report's words ('only GPU0 load the model and OOM') read as a load failure; the thread settled on "
-                "max_length",
+    "trl_3436": "the report's words ('only GPU0 load the model and OOM') read as a load failure (a GPU's, no longer "
+                "host RAM); the thread settled on max_length",
     "vllm_1949": "nothing in the posted error says it is vLLM (the repository does): it reads as a training OOM",
     # seen split (the first test split, used for bug fixes)
     "qlora_225": "the cause (samples near 4k tokens) is in the maintainer's answer; the post says only that batch 1 "

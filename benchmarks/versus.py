@@ -233,6 +233,18 @@ def recap(outside_bytes: int = 0) -> None:
     cap = CAP["card"] - CAP["ctx"] - CAP["outside"]
     CAP["caps"].append({"cap": cap, "ctx": CAP["ctx"], "outside": CAP["outside"]})
     torch.cuda.set_per_process_memory_fraction(cap / torch.cuda.mem_get_info()[1])
+    if torch.cuda.memory_reserved() > cap:  # a card this size would have handed the cached blocks back by now
+        torch.cuda.empty_cache()
+
+
+def planned_paged_bytes(opt) -> int:
+    """The managed memory a bitsandbytes paged optimizer will hold once its states exist: two states per parameter
+    of >= 1e5 elements (smaller ones stay on the allocator), 1 byte each at 8 bits, 4 at 32."""
+    if not getattr(opt, "is_paged", False):
+        return 0
+    bits = getattr(getattr(opt, "args", None), "optim_bits", 32)  # bitsandbytes keeps it in opt.args
+    per = 2 * (1 if bits == 8 else 4)
+    return sum(p.numel() * per for g in opt.param_groups for p in g["params"] if p.numel() >= 1e5)
 
 
 def paged_state_bytes(opt) -> int:
@@ -429,6 +441,8 @@ def worker_qlorafit(a, path, rows, timer, variant: str, drv: Driver):
     drv.say("config", config=C.to_dict(cfg)["train"], model=C.to_dict(cfg)["model"], estimate=estimate_of(cfg, path))
     run = setup(cfg, overwrite=True, quiet=True)
     timer.outside_bytes = lambda: paged_state_bytes(run.ctx.optimizer)
+    if CAP:  # the paged states appear in the first optimizer step: keep their room from the start
+        recap(planned_paged_bytes(run.ctx.optimizer))
     eff = cfg.train.micro_batch_size * cfg.train.grad_accum
     samples = [Sample(i, r.tolist(), r.tolist(), len(r)) for i, r in enumerate(rows)]
     step = 0

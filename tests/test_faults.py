@@ -228,9 +228,9 @@ def test_the_summary_after_a_resume_counts_this_invocation_and_the_whole_run(mod
 
 def test_every_config_key_declares_what_changing_it_on_resume_does():
     """The resume class is declared once per field (config.py metadata); the issue's lists hold."""
-    from qlorafit.core.resume import _flat, resume_class
+    from qlorafit.core.resume import flat, resume_class
 
-    classes = {key: resume_class(key) for key in _flat(QC.Config())}
+    classes = {key: resume_class(key) for key in flat(QC.Config())}
     assert set(classes.values()) <= set(QC.RESUME_CLASSES)
     for key in ("train.micro_batch_size", "train.grad_accum", "data.path", "train.seed"):
         assert classes[key] == "samples", key

@@ -8,7 +8,6 @@ config.yaml. Plots use matplotlib's object API with the Agg canvas: no pyplot, n
 
 import html
 import io
-import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from qlorafit.atomic import write_atomic
+from qlorafit.core.catalog import read_json
 from qlorafit.core.sizes import GIB
 from qlorafit.errors import UserError
 from qlorafit.runlog import read_rows
@@ -55,13 +55,10 @@ def load_run(run_dir: str | Path) -> RunData:
     metrics = read_rows(mpath, notes, required=("step",))
     if not metrics:
         raise UserError(f"{mpath}: empty: the run has not logged a step yet")
-    events = read_rows(d / "events.jsonl", notes, required=("kind",)) if (d / "events.jsonl").is_file() else []
+    events = read_rows(d / "events.jsonl", notes, required=("kind",))
     est = None
     if (d / "estimate.json").is_file():
-        try:
-            est = json.loads((d / "estimate.json").read_text())
-        except json.JSONDecodeError as e:
-            raise UserError(f"{d / 'estimate.json'}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+        est = read_json(d / "estimate.json")
         if isinstance(est, dict) and est.get("error"):
             notes.append(f"no prediction: the estimator could not model this run ({est['error']})")
             est = None
@@ -71,7 +68,7 @@ def load_run(run_dir: str | Path) -> RunData:
             cfg = yaml.safe_load((d / "config.yaml").read_text())
         except yaml.YAMLError:
             notes.append("config.yaml could not be read; configuration not shown")
-    samples = read_rows(d / "samples.jsonl", notes, required=("step",)) if (d / "samples.jsonl").is_file() else []
+    samples = read_rows(d / "samples.jsonl", notes, required=("step",))
     return RunData(d, sorted(metrics, key=lambda m: m["step"]), events, est, cfg if isinstance(cfg, dict) else None,
                    notes, samples, _other_ranks(d, notes))
 
@@ -84,8 +81,8 @@ def _other_ranks(d: Path, notes: list[str]) -> dict[int, RunData]:
         n = sub.name.removeprefix("rank-")
         if not n.isdigit():
             continue
-        metrics = read_rows(sub / "metrics.jsonl", notes, ("step",)) if (sub / "metrics.jsonl").is_file() else []
-        events = read_rows(sub / "events.jsonl", notes, ("kind",)) if (sub / "events.jsonl").is_file() else []
+        metrics = read_rows(sub / "metrics.jsonl", notes, ("step",))
+        events = read_rows(sub / "events.jsonl", notes, ("kind",))
         if not metrics and not events:
             notes.append(f"{sub}: rank {n} logged nothing")
             continue

@@ -114,9 +114,5 @@ def run(a) -> int:
     if not (inputs.error_text.strip() or inputs.script or inputs.config or inputs.settings or inputs.run):
         raise UserError("nothing to examine: pipe or pass the error (--error FILE), or give --script, --config or --run")
     d = diagnose(inputs)
-    if a.json:
-        json.dump(to_json(d), sys.stdout, indent=2, default=str)
-        print()
-    else:
-        print(text_report(d))
+    print(json.dumps(to_json(d), indent=2, default=str) if a.json else text_report(d))
     return 0

@@ -22,7 +22,7 @@ import sys
 
 from qlorafit.core import catalog
 from qlorafit.core.estimate import Setup, estimate
-from qlorafit.core.estimate_view import table_text, to_json
+from qlorafit.core import estimate_view
 from qlorafit.core.setup import KNOBS, STACK_DEFAULTS, choices, with_stack_defaults
 from qlorafit.core.sizes import parse_bytes
 from qlorafit.errors import UserError
@@ -105,21 +105,12 @@ def run(a) -> int:
         raise UserError("name a model (e.g. `qlorafit estimate llama-3.1-8b --gpu rtx4090`), or use --list / --table")
     shape = catalog.resolve_model(a.model)
     budget, bname = budget_from_args(a)
-    if a.gpus > 1 or a.strategy != "ddp" or a.cpu_offload:
-        from qlorafit.core import dist_estimate as DE
-        r = DE.estimate_ranks(shape, setup_from_args(a), a.gpus, a.strategy, a.cpu_offload, context_from_args(a))
-        if a.json:
-            json.dump(DE.to_json(r, budget, bname), sys.stdout, indent=2)
-            print()
-        else:
-            print(DE.table_text(r, budget, bname))
-        return 0
-    est = estimate(shape, setup_from_args(a), context_from_args(a))
-    if a.json:
-        json.dump(to_json(est, budget, bname), sys.stdout, indent=2)
-        print()
+    if a.gpus > 1 or a.strategy != "ddp" or a.cpu_offload:  # per GPU: the view of core.dist_estimate
+        from qlorafit.core import dist_estimate as view
+        est = view.estimate_ranks(shape, setup_from_args(a), a.gpus, a.strategy, a.cpu_offload, context_from_args(a))
     else:
-        print(table_text(est, budget, bname))
+        view, est = estimate_view, estimate(shape, setup_from_args(a), context_from_args(a))
+    print(json.dumps(view.to_json(est, budget, bname), indent=2) if a.json else view.table_text(est, budget, bname))
     return 0
 
 

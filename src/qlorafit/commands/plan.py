@@ -15,7 +15,6 @@ examples:
 import dataclasses
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 from qlorafit.core import catalog
@@ -95,15 +94,13 @@ def run(a) -> int:
     r = plan(shape, req)
     if r.chosen is None:
         if a.json:
-            json.dump(result_json(r, budget_name), sys.stdout, indent=2)
-            print()
+            print(json.dumps(result_json(r, budget_name), indent=2))
         raise UserError(nothing_fits_message(r))
     cfg = build_config(r.chosen, a)
     if a.out:
         write_atomic(Path(a.out), to_yaml(cfg, header=_yaml_header(r, shape.name, budget_name)))
     if a.json:
-        json.dump(result_json(r, budget_name, a.out), sys.stdout, indent=2)
-        print()
+        print(json.dumps(result_json(r, budget_name, a.out), indent=2))
     else:
         print(result_text(r, shape.name, budget_name, a.out))
         if a.out and not a.data:
@@ -133,9 +130,8 @@ def _run_gpus(a, shape, req: PlanRequest, budget_name: str) -> int:
     if a.out:
         write_atomic(Path(a.out), to_yaml(cfg, header=head))
     if a.json:
-        json.dump({**DE.to_json(ranks, r.usable_bytes, budget_name), "micro_batch_size": cand.setup.batch_size,
-                   "grad_accum": cand.grad_accum, "yaml": a.out}, sys.stdout, indent=2)
-        print()
+        print(json.dumps({**DE.to_json(ranks, r.usable_bytes, budget_name), "micro_batch_size": cand.setup.batch_size,
+                          "grad_accum": cand.grad_accum, "yaml": a.out}, indent=2))
         return 0
     why = ("the run fits one GPU: each GPU trains its share of the batch with the whole model (no per-layer "
            "collectives)" if ranks.strategy == "ddp" else

@@ -132,14 +132,18 @@ def resume_command(a) -> str:
     """The command line that continues this run."""
     import shlex
 
-    parts = ["qlorafit", "train"] + ([a.config] if a.config else [])
-    for o in a.overrides:
-        parts += ["--set", o]
-    if a.output_dir:
-        parts += ["--output-dir", a.output_dir]
-    if a.plan:
-        parts += ["--plan", a.plan] + (["--budget", a.budget] if a.budget else [])
-    return shlex.join(parts + ["--resume"])
+    return shlex.join(["qlorafit", "train", *_same_run_args(a), "--resume"])
+
+
+def _same_run_args(a) -> list[str]:
+    """The arguments that name this run again: the config, its overrides, --output-dir, --plan and --budget."""
+    args = [a.config] if a.config else []
+    for kv in a.overrides:
+        args += ["--set", kv]
+    for flag, value in (("--output-dir", a.output_dir), ("--plan", a.plan), ("--budget", a.budget)):
+        if value:
+            args += [flag, value]
+    return args
 
 
 def launch(a) -> int:
@@ -150,14 +154,8 @@ def launch(a) -> int:
 
     if a.nproc < 1:
         raise UserError(f"--nproc {a.nproc}: give the number of GPUs to train on (1 or more)")
-    args = [a.config] if a.config else []
-    for kv in a.overrides:
-        args += ["--set", kv]
-    for flag, value in (("--output-dir", a.output_dir), ("--plan", a.plan), ("--budget", a.budget)):
-        if value:
-            args += [flag, value]
-    args += [flag for flag, on in (("--resume", a.resume), ("--overwrite", a.overwrite),
-                                   ("--allow-changes", a.allow_changes)) if on]
+    switches = (("--resume", a.resume), ("--overwrite", a.overwrite), ("--allow-changes", a.allow_changes))
+    args = _same_run_args(a) + [flag for flag, on in switches if on]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={a.nproc}",
            "-m", "qlorafit", "train", *args]
     print("launching: " + " ".join(cmd[2:]), file=sys.stderr)

@@ -121,7 +121,8 @@ def find_in_hf_cache(hub_id: str) -> Path | None:
     return None
 
 
-def read_config_json(path: Path) -> dict:
+def read_json(path: Path):
+    """A JSON file's content; a missing file or malformed JSON is a UserError naming the file (and line)."""
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
@@ -141,18 +142,18 @@ def resolve_model(name: str) -> ModelShape:
             return shape_from_config(m["config"], mname, f"catalogue entry '{mname}'")
     p = Path(name).expanduser()
     if p.is_file() and p.name.endswith(".json"):
-        return shape_from_config(read_config_json(p), p.parent.name or str(p), str(p))
+        return shape_from_config(read_json(p), p.parent.name or str(p), str(p))
     if p.is_dir():
         cfg = p / "config.json"
         if not cfg.is_file():
             raise UserError(f"model: directory {p} holds no config.json")
-        return shape_from_config(read_config_json(cfg), p.name, str(cfg))
+        return shape_from_config(read_json(cfg), p.name, str(cfg))
     from qlorafit import hub
 
     if hub.looks_like_hub_id(name):
         snap = find_in_hf_cache(name.strip())
         cfg = snap / "config.json" if snap is not None else hub.fetch_config(name.strip(), "model", catalogue_hint())
-        return shape_from_config(read_config_json(cfg), name.strip(), f"{name.strip()} config.json")
+        return shape_from_config(read_json(cfg), name.strip(), f"{name.strip()} config.json")
     close = difflib.get_close_matches(key, list(models), n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise UserError(f"model: unknown model '{name}'.{hint} Catalogue: {', '.join(model_names())}")

@@ -359,14 +359,10 @@ def explain(shape: ModelShape, r: PlanResult) -> list[str]:
     s = c.setup
     out = []
     L = req.lengths
-    if L:
-        out.append(f"sized for the longest sample ({r.size_len} tokens; p99 {L.p99}, mean {L.mean:.0f}): "
-                   f"peak {fmt_gib(c.peak_bytes)} of {fmt_gib(r.usable_bytes)} usable "
-                   f"({fmt_gib(req.budget_bytes)} minus {req.safety_margin:.0%} margin)")
-    else:
-        out.append(f"sized for full rows of {r.size_len} tokens (no length statistics given): peak "
-                   f"{fmt_gib(c.peak_bytes)} of {fmt_gib(r.usable_bytes)} usable "
-                   f"({fmt_gib(req.budget_bytes)} minus {req.safety_margin:.0%} margin)")
+    sized = (f"the longest sample ({r.size_len} tokens; p99 {L.p99}, mean {L.mean:.0f})" if L else
+             f"full rows of {r.size_len} tokens (no length statistics given)")
+    out.append(f"sized for {sized}: peak {fmt_gib(c.peak_bytes)} of {fmt_gib(r.usable_bytes)} usable "
+               f"({fmt_gib(req.budget_bytes)} minus {req.safety_margin:.0%} margin)")
     fastest = max(r.ranked, key=lambda x: x.score)
     if fastest is not c:
         fs = fastest.setup

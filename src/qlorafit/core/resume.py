@@ -36,7 +36,8 @@ def resume_class(key: str) -> str:
     return next(f.metadata["resume"] for f in dataclasses.fields(cls) if f.name == (name or section))
 
 
-def _flat(cfg: C.Config) -> dict:
+def flat(cfg: C.Config) -> dict:
+    """{'section.key': value} of every field (output_dir as it is)."""
     out = {}
     for sec, v in C.to_dict(cfg).items():
         out.update({f"{sec}.{k}": x for k, x in v.items()} if isinstance(v, dict) else {sec: v})
@@ -44,7 +45,7 @@ def _flat(cfg: C.Config) -> dict:
 
 
 def changes(old: C.Config, new: C.Config) -> Changes:
-    a, b = _flat(old), _flat(new)
+    a, b = flat(old), flat(new)
     ch = Changes()
     for key in b:
         if key != "output_dir" and a.get(key) != b[key]:

@@ -24,13 +24,12 @@ The ranking of configurations matters more than the absolute number; the model i
 """
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from qlorafit.core import options as O
-from qlorafit.core.catalog import GPU
+from qlorafit.core.catalog import GPU, read_json
 from qlorafit.errors import UserError
 from qlorafit.core.estimate import (Setup, layer_activation_bytes_per_token, lm_head_slice_rows, lora_params,
                                loss_chunk_tokens)
@@ -101,10 +100,7 @@ def load_calibration(gpu_name: str | None = None, path: str | Path | None = None
     p = _calibration_path(path)
     if p is None:
         return Calibration()
-    try:
-        raw = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{p}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    raw = read_json(p)
     if not isinstance(raw, dict):
         raise UserError(f"{p}: expected a JSON object with 'default' and/or 'gpus'")
     known = {f.name for f in dataclasses.fields(Calibration)} - {"source"}

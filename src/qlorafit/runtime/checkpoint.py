@@ -68,8 +68,6 @@ def adapter_files(model) -> dict[str, bytes]:
             "adapter_config.json": json.dumps(cfg, indent=2, sort_keys=True, default=str).encode()}
 
 
-
-
 # --- optimizer and RNG, flattened --------------------------------------------------------------------------------
 
 def _flatten(d: dict, prefix: str, tensors: dict, scalars: dict) -> None:

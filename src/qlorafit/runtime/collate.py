@@ -18,18 +18,17 @@ import torch
 from qlorafit.runtime.data import IGNORE, Sample
 
 
+def _padded(rows: list, value: int) -> torch.Tensor:
+    """Lists of ints right-padded with `value` to the longest: (B, T) long."""
+    return torch.nn.utils.rnn.pad_sequence([torch.tensor(r, dtype=torch.long) for r in rows], batch_first=True,
+                                           padding_value=value)
+
+
 def collate(samples: list[Sample], pad_id: int) -> dict:
     """Right-pad to the longest sample: input_ids, labels (IGNORE on padding), attention_mask, each (B, T) long."""
-    width = max(len(s.input_ids) for s in samples)
-    input_ids = torch.full((len(samples), width), pad_id, dtype=torch.long)  # (B, T)
-    labels = torch.full((len(samples), width), IGNORE, dtype=torch.long)     # (B, T)
-    attention_mask = torch.zeros((len(samples), width), dtype=torch.long)    # (B, T)
-    for i, s in enumerate(samples):
-        n = len(s.input_ids)
-        input_ids[i, :n] = torch.tensor(s.input_ids, dtype=torch.long)
-        labels[i, :n] = torch.tensor(s.labels, dtype=torch.long)
-        attention_mask[i, :n] = 1
-    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+    return {"input_ids": _padded([s.input_ids for s in samples], pad_id),
+            "labels": _padded([s.labels for s in samples], IGNORE),
+            "attention_mask": _padded([[1] * len(s.input_ids) for s in samples], 0)}
 
 
 @dataclass
@@ -92,15 +91,8 @@ def collate_packed(rows: list[PackedRow], pad_id: int = 0, attn: str = "sdpa", d
     if "flash" in attn:
         return _flattened(rows)
     width = max(len(r.input_ids) for r in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # (B, T)
-    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)     # (B, T)
-    position_ids = torch.arange(width, dtype=torch.long).repeat(len(rows), 1)  # (B, T)
-    for i, r in enumerate(rows):
-        n = len(r.input_ids)
-        input_ids[i, :n] = torch.tensor(r.input_ids, dtype=torch.long)
-        labels[i, :n] = torch.tensor(r.labels, dtype=torch.long)
-        position_ids[i, :n] = torch.tensor(r.position_ids, dtype=torch.long)
-        position_ids[i, n:] = torch.arange(width - n)
+    input_ids, labels = _padded([r.input_ids for r in rows], pad_id), _padded([r.labels for r in rows], IGNORE)
+    position_ids = _padded([r.position_ids + list(range(width - len(r.input_ids))) for r in rows], 0)  # (B, T)
     segment = (position_ids == 0).cumsum(-1)  # (B, T) sample number within the row; padding is one more
     same = segment[:, :, None] == segment[:, None, :]  # (B, T, T) bool: B x T x T bytes
     mask = (same & torch.ones(width, width, dtype=torch.bool).tril())[:, None]  # (B, 1, T, T): causal, per sample

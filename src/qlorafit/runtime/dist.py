@@ -289,29 +289,6 @@ def pick_strategy(requested: str, fits_one_gpu: bool | None, env=os.environ) -> 
     return "fsdp" if fits_one_gpu is False else "ddp"
 
 
-def rank_estimate(est: dict, cfg, model_path: str, dtype_name: str, max_len: int, world: World) -> dict:
-    """estimate.json across ranks: the one-GPU figures, plus the per-rank estimate (core.dist_estimate) whose peak
-    becomes the one the first step is checked against."""
-    import json
-    from dataclasses import replace
-    from pathlib import Path
-
-    from qlorafit.core import dist_estimate as DE
-    from qlorafit.core.plan import setup_from_config
-    from qlorafit.core.shapes import shape_from_config
-
-    if not world.active or "peak_bytes" not in est:
-        return est
-    try:
-        shape = shape_from_config(json.loads((Path(model_path) / "config.json").read_text()), cfg.model.name_or_path)
-        setup = replace(setup_from_config(cfg), compute_dtype=dtype_name, seq_len=max_len)
-        r = DE.estimate_ranks(shape, setup, world.size, world.strategy,
-                              world.strategy == "fsdp" and cfg.dist.cpu_offload)
-    except (UserError, OSError, ValueError, KeyError) as e:
-        return {**est, "per_rank_error": str(e)}
-    return {**est, "one_gpu_peak_bytes": est["peak_bytes"], "peak_bytes": r.peak_bytes, "per_rank": DE.to_json(r)}
-
-
 def fsdp_problems(cfg) -> list[str]:
     """Settings fsdp does not combine with, each with what to do instead."""
     p = []

@@ -74,11 +74,10 @@ def _scale(cfg: dict, module: str, r: int) -> float:
 
 
 def base_shards(base_dir: Path) -> list[str]:
-    index = base_dir / "model.safetensors.index.json"
-    if index.is_file():
-        return sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    if (base_dir / "model.safetensors").is_file():
-        return ["model.safetensors"]
+    from qlorafit.runtime.preflight import safetensors_shards
+
+    if shards := safetensors_shards(base_dir):
+        return shards
     raise UserError(f"--base {base_dir}: no model.safetensors or model.safetensors.index.json (merge reads the "
                     f"16-bit safetensors checkpoint; .bin checkpoints are not read, they would need pickle)")
 
@@ -188,7 +187,7 @@ def merge(adapter_dir, base_dir, out_dir, dtype: str = "auto", device: str = "au
         notes.append(f"the adapter records its base as {recorded or '(nothing)'}, which is not on this machine: "
                      f"only the shapes were checked against --base")
     config = _check_not_quantized(base_dir)
-    shards = base_shards(base_dir)
+    shards = base_shards(base_dir)  # check_shapes reads the same shards: every adapted tensor is in one of them
     check_shapes(deltas, full, safetensors_shapes(base_dir), bool(acfg.get("fan_in_fan_out")), adapter_dir, base_dir)
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
@@ -197,7 +196,7 @@ def merge(adapter_dir, base_dir, out_dir, dtype: str = "auto", device: str = "au
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    done, n_tensors, out_dtype = set(), 0, None
+    n_tensors, out_dtype = 0, None
     to_dtype = None if dtype == "auto" else torch_dtype(dtype)
     try:
         for shard in shards:
@@ -209,19 +208,13 @@ def merge(adapter_dir, base_dir, out_dir, dtype: str = "auto", device: str = "au
                     target = (to_dtype or w.dtype) if w.is_floating_point() else w.dtype
                     if key in deltas:
                         w = merger.apply(w, deltas[key], fifo)
-                        done.add(key)
                     elif key in full:
                         w = full[key]
-                        done.add(key)
                     tensors[key] = w.to(target).contiguous()
                     out_dtype = out_dtype or (target if w.is_floating_point() else None)
                     n_tensors += 1
             save_file(tensors, str(tmp / shard), metadata=metadata)  # one shard in host RAM at a time
             del tensors
-        missing = sorted((set(deltas) | set(full)) - done)
-        if missing:
-            raise UserError(f"--adapter {adapter_dir} does not fit --base {base_dir}: no base tensor for "
-                            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
         _copy_side_files(base_dir, tmp, config, out_dtype)
         if out_dir.exists():
             out_dir.rmdir()

@@ -109,8 +109,6 @@ def recorded_name(name: str, path: str) -> str:
     >>> recorded_name("qwen3-8b", "/cache/models--Qwen--Qwen3-8B/snapshots/abc"), recorded_name("./m", "./m")
     ('Qwen/Qwen3-8B', './m')
     """
-    from pathlib import Path
-
     from qlorafit import hub
     from qlorafit.core.catalog import hub_id_of
     from qlorafit.demo_assets import DEMO_MODEL
@@ -119,7 +117,7 @@ def recorded_name(name: str, path: str) -> str:
         return path
     if hub_id_of(name):
         return hub_id_of(name)
-    return name.strip() if hub.looks_like_hub_id(name) and not Path(name).expanduser().exists() else path
+    return name.strip() if hub.looks_like_hub_id(name) else path
 
 
 def host_ram_modules(cfg: Config, path: str, gpu: int = 0) -> dict:

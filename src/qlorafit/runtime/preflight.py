@@ -23,21 +23,23 @@ def check_data_path(cfg: Config) -> None:
                         "demo set")
 
 
+def safetensors_shards(model_dir: Path) -> list[str]:
+    """The model's safetensors files: those its index names, else model.safetensors ([] when it has none)."""
+    index = Path(model_dir) / "model.safetensors.index.json"
+    try:
+        if index.is_file():
+            return sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{index}: not a valid safetensors index (no weight_map)") from None
+    return ["model.safetensors"] if (Path(model_dir) / "model.safetensors").is_file() else []
+
+
 def safetensors_shapes(model_dir: Path) -> dict[str, list[int]]:
     """Tensor name -> shape, from the headers of the model's safetensors files ({} when it has none)."""
     model_dir = Path(model_dir)
     index = model_dir / "model.safetensors.index.json"
-    try:
-        if index.is_file():
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        elif (model_dir / "model.safetensors").is_file():
-            shards = ["model.safetensors"]
-        else:
-            return {}
-    except (OSError, ValueError, KeyError, TypeError):
-        raise UserError(f"{index}: not a valid safetensors index (no weight_map)") from None
     shapes = {}
-    for shard in shards:
+    for shard in safetensors_shards(model_dir):
         path = model_dir / shard
         try:
             with path.open("rb") as f:

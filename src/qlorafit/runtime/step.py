@@ -374,22 +374,14 @@ def _evaluate(ctx: StepContext, units: list, step: int) -> dict | None:
     counted = True  # every batch counted its correct predictions
     ctx.eval_batch = ctx.eval_batch or ctx.cfg.train.micro_batch_size
     t0 = time.time()
-    if ctx.world.strategy == "fsdp":  # each forward holds all-gathers: the same count everywhere, no shrinking
-        n = D.agree_max(ctx.world, -(-len(units) // ctx.eval_batch))
-        for b in range(n):
-            mb = units[b * ctx.eval_batch: (b + 1) * ctx.eval_batch] or [_dummy_unit(units, ctx.pad_id)]
-            part, right, k, failed = _eval_batch(ctx, mb, step)
-            if failed:
-                raise G.GuardGaveUp(D.fsdp_oom_message(ctx.world.rank, "evaluation forward"))
-            loss_sum, tokens = loss_sum + part, tokens + k
-            if right is None:
-                counted = False
-            else:
-                correct += right
-        i = len(units)
-    while i < len(units):
-        mb = units[i: i + ctx.eval_batch]
+    fsdp = ctx.world.strategy == "fsdp"  # each forward holds all-gathers: the same count everywhere, no shrinking
+    batches = D.agree_max(ctx.world, -(-len(units) // ctx.eval_batch)) if fsdp else 0
+    while i < len(units) or batches > 0:  # fsdp: a rank out of units runs a dummy batch
+        batches -= 1
+        mb = units[i: i + ctx.eval_batch] or [_dummy_unit(units, ctx.pad_id)]
         part, right, n, failed = _eval_batch(ctx, mb, step)
+        if failed and fsdp:
+            raise G.GuardGaveUp(D.fsdp_oom_message(ctx.world.rank, "evaluation forward"))
         if failed:
             del part, right, mb
             G.free_memory()

@@ -119,13 +119,10 @@ def _start_run_dir(run_dir: Path, overwrite: bool, say) -> None:
 
 def config_diff(a: Config, b: Config) -> list[str]:
     """The 'section.key' names whose values differ."""
-    flat = []
-    for cfg in (a, b):
-        d = {}
-        for sec, v in config_mod.to_dict(cfg).items():
-            d.update({f"{sec}.{k}": x for k, x in v.items()} if isinstance(v, dict) else {sec: v})
-        flat.append(d)
-    return [k for k in flat[1] if flat[0].get(k) != flat[1][k]]
+    from qlorafit.core.resume import flat
+
+    old, new = flat(a), flat(b)
+    return [k for k in new if old.get(k) != new[k]]
 
 
 def pick_device() -> torch.device:
@@ -159,22 +156,34 @@ def load_tokenizer(path: str, cfg: Config):
     return tok
 
 
-def build_estimate(cfg: Config, model_path: str, dtype: torch.dtype, max_len: int) -> dict:
-    """The estimator's prediction for this run (estimate.json); {'error': ...} where it cannot model the setup."""
+def build_estimate(cfg: Config, model_path: str, dtype: torch.dtype, max_len: int,
+                   world: D.World | None = None) -> dict:
+    """The estimator's prediction for this run (estimate.json); {'error': ...} where it cannot model the setup.
+
+    Across ranks (`world` active) the per-rank estimate (core.dist_estimate) is added, and its peak becomes the one
+    the first step is checked against; the one-GPU peak stays beside it."""
     from dataclasses import replace
 
+    from qlorafit.core import dist_estimate as DE
     from qlorafit.core.estimate import estimate
     from qlorafit.core.estimate_view import to_json
     from qlorafit.core.plan import setup_from_config
     from qlorafit.core.shapes import shape_from_config
 
-    dname = _dtype_name(dtype)
+    dname = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
     try:
         shape = shape_from_config(json.loads((Path(model_path) / "config.json").read_text()), cfg.model.name_or_path)
         setup = replace(setup_from_config(cfg), compute_dtype=dname, seq_len=max_len)  # the resolved dtype, longest row
-        return to_json(estimate(shape, setup))
+        est = to_json(estimate(shape, setup))
     except (UserError, OSError, ValueError, KeyError) as e:
         return {"error": str(e)}
+    if world is None or not world.active:
+        return est
+    try:
+        r = DE.estimate_ranks(shape, setup, world.size, world.strategy, world.strategy == "fsdp" and cfg.dist.cpu_offload)
+    except (UserError, ValueError, KeyError) as e:
+        return {**est, "per_rank_error": str(e)}
+    return {**est, "one_gpu_peak_bytes": est["peak_bytes"], "peak_bytes": r.peak_bytes, "per_rank": DE.to_json(r)}
 
 
 def check_load_fits(cfg: Config, model_path: str, device: torch.device) -> None:
@@ -191,10 +200,6 @@ def check_load_fits(cfg: Config, model_path: str, device: torch.device) -> None:
                         f"{why}, and {torch.cuda.get_device_name(device)} has {gib(total)}: it would run out of "
                         f"memory while loading. `qlorafit estimate` shows the breakdown; use a larger GPU or a smaller "
                         f"model")
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
 
 
 def plan_auto(cfg: Config, model_path: str, stats, budget_bytes: int | None, run_dir: Path, resume: bool,
@@ -266,8 +271,7 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     model.train()
     trainable, total = trainable_counts(model)
 
-    est = build_estimate(cfg, model_path, loaded.dtype, max_len)
-    est = D.rank_estimate(est, cfg, model_path, _dtype_name(loaded.dtype), max_len, world)  # per GPU, when ranks
+    est = build_estimate(cfg, model_path, loaded.dtype, max_len, world)  # per GPU, when ranks
     if world.main:
         _start_run_dir(run_dir, overwrite, say)
         C.clean_partial(run_dir)

@@ -306,7 +306,8 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
         torch.manual_seed(cfg.train.seed + world.rank)  # after the shared LoRA init: each rank its own dropout masks
     log_dir = run_dir if world.main else run_dir / "ranks" / f"rank-{world.rank}"
     log_dir.mkdir(parents=True, exist_ok=True)
-    _trim_logs(log_dir, pos.step)  # lines written after the checkpoint describe steps that will run again
+    for name in runlog.LOGS:  # lines written after the checkpoint describe steps that will run again
+        runlog.trim(runlog.log_path(log_dir, name), pos.step)
 
     names = T.names(cfg.train) if world.main else []  # rank 0 reports for all
     trackers = T.Trackers(names, run_dir, config_mod.to_dict(cfg)) if names else None
@@ -399,11 +400,6 @@ def _units_per_epoch(cfg: Config, samples: list) -> int:
         return len(samples)
     from qlorafit.runtime.collate import pack
     return len(pack(samples, cfg.data.max_seq_length))
-
-
-def _trim_logs(run_dir: Path, step: int) -> None:
-    for name in runlog.LOGS:
-        runlog.trim(runlog.log_path(run_dir, name), step)
 
 
 # --- the loop ----------------------------------------------------------------------------------------------------

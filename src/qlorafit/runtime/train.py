@@ -605,13 +605,11 @@ def save(run: Run, target: Path) -> Path:
 
 
 def _prune(run: Run) -> None:
-    keep = run.cfg.train.keep_checkpoints
-    if keep <= 0:
-        return
-    ckpts = sorted((p for p in (run.dir / "checkpoints").glob("step-*") if (p / C.STATE_FILE).is_file()),
-                   key=lambda p: int(p.name.split("-")[1]))
-    for p in ckpts[:-keep]:
-        shutil.rmtree(p, ignore_errors=True)
+    """train.keep_checkpoints: the newest step checkpoints stay, older ones go (final/ always stays)."""
+    if run.cfg.train.keep_checkpoints > 0:
+        steps = [p for p in C.checkpoints_newest_first(run.dir) if p.name != "final"]
+        for p in steps[run.cfg.train.keep_checkpoints:]:
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def train(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None, quiet: bool = False,

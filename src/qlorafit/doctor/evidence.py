@@ -4,6 +4,7 @@ the launch (processes, ZeRO stage, FSDP), vLLM, quantization, the precision flag
 import re
 
 from qlorafit.core import options as O
+from qlorafit.doctor import prose
 from qlorafit.doctor.case import Case
 from qlorafit.doctor.settings import Depends
 
@@ -29,13 +30,52 @@ def world_size(c: Case) -> int | None:
     ranks = [int(r) for r in re.findall(r"\[rank(\d+)\]", c.inputs.error_text or "")]
     if ranks and max(ranks) > 0:
         return max(ranks) + 1
+    n = gpu_count(c)
+    if n and n > 1 and _LAUNCHER.search(c.inputs.error_text or ""):  # 'torchrun on multiple gpus', 'Number of gpus: 8'
+        return n
     return None
 
 
+_LAUNCHER = re.compile(r"\btorchrun\b|torch\.distributed\.(?:run|launch)|accelerate launch|\bDDP\b|"
+                       r"DistributedDataParallel", re.I)
+
+
+def launched(c: Case) -> bool:
+    """A multi-process launcher is named: torchrun, accelerate launch, torch.distributed, DDP."""
+    return bool(_LAUNCHER.search(c.inputs.error_text or ""))
+
+
 def gpu_count(c: Case) -> int | None:
-    """GPUs the report says the machine has ('8xH100', '4 x A100', '8*A100', '4卡', '2 GPUs'): not processes."""
+    """GPUs the report says the machine has ('8xH100', '4 x A100', '8*A100', 'V100-32G * 8', '4卡', '2 GPUs',
+    'Number of gpus: 8', 1 for '单卡'): not processes."""
     m = re.search(r"(\d+)\s*(?:[x×*]\s*(?:NVIDIA\s*)?[A-Z][\w-]*|张?卡|\s?GPUs\b)", c.inputs.error_text or "")
-    return int(m.group(1)) if m else None
+    return int(m.group(1)) if m else prose.gpus(c.inputs.error_text or "").count
+
+
+def card_bytes(c: Case) -> int | None:
+    """One GPU's memory: --gpu or the OOM message's total capacity, else the card or size the report names."""
+    return c.budget_bytes or prose.gpus(c.inputs.error_text or "").memory_bytes
+
+
+_QUANT_WORDS = re.compile(r"\b(?:4|8)[- ]?bit\b|\bint[48]\b|\bnf4\b|gptq|\bawq\b|\bgguf\b|quantiz|qlora", re.I)
+_SIXTEEN_WORDS = re.compile(r"\b(?:16[- ]?bit|bf16|fp16|b?float16|half precision)\b", re.I)
+_TRAINING_WORDS = re.compile(r"\btrain|fine-?tun|\blora\b|\bsft\b|\bdpo\b|\bgrpo\b|batch[ _]size|微调|训练", re.I)
+
+
+def named_weights(c: Case) -> tuple[int, str] | None:
+    """The weights of the model as the input sizes it: the estimate's, else the parameter count the report names
+    ('Llama 3 70B'): half a byte each when anything says 4/8-bit or quantized, or when it is a fine-tune that does not
+    say its precision (the QLoRA the doctor assumes without a script); 2 bytes when it says 16-bit, or when it is not
+    training at all (serving, inference). With the words it rests on."""
+    if c.est is not None:
+        return c.est.phases["load"], f"estimate for {c.est.model}"
+    b = prose.model_params_b(c.inputs.error_text or "")
+    if b is None:
+        return None
+    t = text(c)
+    q = quantized(c) or _QUANT_WORDS.search(t) or (_TRAINING_WORDS.search(t) and not _SIXTEEN_WORDS.search(t))
+    per = 0.5 if q else 2
+    return int(b * 1e9 * per), f"a {b:g}B model named in the report, {'4-bit' if q else '16-bit'}: {per:g} bytes per parameter"
 
 
 def zero_stage(c: Case) -> int | None:
@@ -61,11 +101,19 @@ def replicates(c: Case) -> bool:
                       and world_size(c) is not None)
 
 
+_VLLM = re.compile(r"\bvllm\b|\bself\.llm = LLM\(|gpu[_-]memory[_-]utilization|max[_-]model[_-]len|"
+                   r"infer_backend\W+vllm|\bLLMRayActor\b", re.I)
+"""Names only vLLM uses: the package (any case, 'vllm.entrypoints', 'vLLM related'), its engine knobs
+(gpu_memory_utilization, max_model_len, in any launcher's spelling: --gpu-memory-utilization, a dotted
+actor_rollout_ref.rollout.gpu_memory_utilization), LLaMA-Factory's infer_backend: vllm. Not 'KV cache' alone: HF
+generate() has one too."""
+
+
 def uses_vllm(c: Case) -> bool:
     t = c.inputs.error_text or ""
     return bool(setting(c, "use_vllm") is True or setting(c, "vllm_gpu_memory_utilization") is not None
-                or setting(c, "fast_inference") is True or re.search(r"\bvllm[./\\]|vllm\.entrypoints|\bself\.llm = LLM\(|"
-                                                                     r"--gpu-memory-utilization|\bvLLM\b", t)
+                or setting(c, "fast_inference") is True or str(setting(c, "infer_backend", "")).lower() == "vllm"
+                or c.oom.kind == "kv_cache" or _VLLM.search(t)
                 or (c.inputs.script is not None and c.inputs.script.first("LLM") is not None))
 
 
@@ -91,6 +139,17 @@ def loading_known(c: Case) -> bool:
                                          "torch_dtype", "finetuning_type"))
 
 
+def _sets_precision(script) -> bool:
+    """The posted script holds the calls where precision is chosen (a from_pretrained call, TrainingArguments or a
+    TRL config): only then does a missing bf16/fp16 flag mean fp32. An excerpt (a compute_metrics function, a data
+    collator) says nothing about precision."""
+    if script is None:
+        return False
+    from qlorafit.doctor.script import ARGS_CALLS
+
+    return script.model_call is not None or any(script.first(n) is not None for n in ARGS_CALLS)
+
+
 def precision(c: Case) -> str | None:
     """'16-bit' when bf16/fp16 is on (or set from an expression), 'fp32' when the flags are off, absent or commented
     out and nothing else sets a 16-bit dtype, None when the input does not say."""
@@ -104,7 +163,7 @@ def precision(c: Case) -> str | None:
     dtype = str(s.get("torch_dtype") or s.get("dtype") or "").lower()
     if c.inputs.script is None and not c.from_user:
         return None
-    if any(k in s for k in ("bf16", "fp16", "commented_bf16", "commented_fp16")) or c.inputs.script is not None:
+    if any(k in s for k in ("bf16", "fp16", "commented_bf16", "commented_fp16")) or _sets_precision(c.inputs.script):
         if "16" in dtype and "float32" not in dtype:
             return None  # 16-bit weights without autocast: not the fp32 case
         return "fp32"

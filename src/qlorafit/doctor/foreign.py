@@ -62,6 +62,8 @@ def _flatten(d: dict, out: dict) -> None:
             _flatten(v, out)
             if key == "fsdp_config":
                 out["fsdp"] = True
+        elif key in ("bf16", "fp16") and isinstance(v, dict):  # DeepSpeed: "bf16": {"enabled": true | "auto"}
+            out[key] = _value(v.get("enabled")) if isinstance(v.get("enabled"), str) else v.get("enabled")
         elif key == "deepspeed" and isinstance(v, dict):
             _flatten(v, out)
         elif isinstance(v, dict):
@@ -105,10 +107,15 @@ def _flags(text: str) -> dict:
     out = {}
     for m in re.finditer(r"--([A-Za-z][\w.-]*)(?:[ =]+(?!--)(\"[^\"]*\"|'[^']*'|[^\s\\]+))?", text):
         key = m.group(1).replace("-", "_")
+        key = key.rsplit(".", 1)[-1]  # hydra/verl paths: actor_rollout_ref.rollout.gpu_memory_utilization
         if key in KNOWN_KEYS:
             out[key] = _value(m.group(2)) if m.group(2) is not None else True
-    for m in re.finditer(r"^[\s#>]*([A-Za-z_][\w]*)\s*[:=]\s*([^\n#,)]+)", text, re.M):
-        key = m.group(1)
+    for m in re.finditer(r"(?<![\w.-])([A-Za-z_]\w*(?:\.\w+)+)=([^\s\\]+)", text):  # hydra: a.b.c=v, many a line
+        key = m.group(1).rsplit(".", 1)[-1]
+        if key in KNOWN_KEYS and key not in out:
+            out[key] = _value(m.group(2))
+    for m in re.finditer(r"^[\s#>]*([A-Za-z_][\w.]*)\s*[:=]\s*([^\n#,)]+)", text, re.M):
+        key = m.group(1).rsplit(".", 1)[-1]
         if key in KNOWN_KEYS and key not in out:
             out[key] = _value(m.group(2))
     return out
@@ -122,8 +129,8 @@ def read_settings(text: str) -> dict:
     d = _mapping(textwrap.dedent(text))
     if d is not None:
         _flatten(d, raw)
-    else:
-        raw.update(_flags(text))
+    if not any(k.rsplit(".", 1)[-1] in KNOWN_KEYS for k in raw):  # not a config: a sentence with a colon is no mapping
+        raw = _flags(text)
     raw.update({k: v for k, v in _launch(text).items() if k not in raw})
     if isinstance(raw.get("deepspeed"), str) and "zero_stage" not in raw:
         raw.update({k: v for k, v in _launch(raw["deepspeed"]).items() if k != "world_size"})

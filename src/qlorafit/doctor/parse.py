@@ -18,6 +18,10 @@ Forms understood (one predicate, `oom_kind`, names them):
             kill by the kernel's OOM killer, Colab's 'session crashed after using all available RAM'
   dispatch  bitsandbytes/transformers' 'Some modules are dispatched on the CPU or the disk': the quantized model does
             not fit the GPU memory that is free
+  kv_cache  vLLM's engine start: 'max seq len (32768) is larger than the maximum number of tokens that can be stored in
+            KV cache (7344)', 'No available memory for the cache blocks': the KV cache does not fit what is left
+  presumed  no out-of-memory form or word at all, but the text reports a failure ('Evaluation loop breaks after...',
+            'error'): the doctor is asked about an OOM, so one is presumed (the report's confidence is low)
   (words)   an out-of-memory told in words only ('OOM at step 164', '爆显存'): kind cuda (or cpu for RAM), form 'words'
 """
 
@@ -87,6 +91,11 @@ def _size(pattern: str, text: str) -> int | None:
 
 
 _DISPATCH = re.compile(r"Some modules are dispatched on the CPU or the disk")
+_KV_CACHE = re.compile(r"larger than the maximum number of tokens that can be stored in KV cache|No available memory "
+                       r"for the cache blocks|Insufficient memory for (?:the )?KV cache|larger than the available KV "
+                       r"cache memory|not enough KV cache space|KV cache is needed, which is larger", re.I)
+_FAILURE_WORDS = re.compile(r"\b(?:error|exception|breaks?|broke|fail(?:s|ed|ing|ure)?|crash\w*|hangs?|stops?)\b|"
+                            r"Traceback|报错|崩溃|中断", re.I)
 _CPU_WORDS = re.compile(r"all available RAM|Out of memory: Kill(?:ed)? process|subprocess(?:es)? ha(?:s|ve) ?abruptly died|"
                         r"system oom|not enough (?:host |system |cpu )?RAM|kill(?:s|ed)? the (?:process|kernel|session|job)|"
                         r"(?:process|kernel|session) (?:was |got |is |gets )?killed|(?:host|cpu|system) (?:RAM|memory) (?:is )?"
@@ -110,10 +119,13 @@ def oom_kind(text: str) -> str | None:
         return "cudnn"
     if re.search(r"cudaMalloc(?:Managed|Host)? failed|bitsandbytes[^\n]*(?:out of memory|alloc)", text, re.I):
         return "bnb"
-    if re.search(r"CUDA out of memory|OutOfMemoryError|CUDA error: out of memory|CUDA_ERROR_OUT_OF_MEMORY", text):
+    if re.search(r"CUDA out of memory|OutOfMemoryError|CUDA error: out of memory|CUDA_ERROR_OUT_OF_MEMORY|"
+                 r"Tried to allocate \d+(?:\.\d+)? ?[KMG]i?B", text):  # the message cut to its middle still is one
         return "bnb" if re.search(r"bitsandbytes[/\\]", text) and not re.search(r"total capacity", text) else "cuda"
     if _DISPATCH.search(text):
         return "dispatch"
+    if _KV_CACHE.search(text):
+        return "kv_cache"
     if _CPU_WORDS.search(text):
         return "cpu"
     if _GPU_WORDS.search(text):
@@ -241,10 +253,14 @@ def parse(text: str) -> OomText:
         out.form = "cpu"
     elif out.kind:
         out.form = "library"
+    parse_fp16(text, out)
+    if out.kind is None and not out.fp16_signs and _FAILURE_WORDS.search(text):
+        out.kind, out.form = "presumed", "presumed"  # asked about an OOM, told of a failure: presumed, never proven
     out.cudnn_not_supported = "CUDNN_STATUS_NOT_SUPPORTED" in text
     out.in_bitsandbytes = bool(re.search(r"bitsandbytes[/\\]", text))
     parse_progress(text, out)
     parse_phase(text, out)
-    parse_fp16(text, out)
+    if out.kind == "kv_cache" and out.phase is None:
+        out.phase, out.phase_evidence = "load", "vLLM's KV-cache check when the engine starts"
     parse_trainer_logs(text, out)
     return out

@@ -174,7 +174,8 @@ _OOM_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- 
 _PROSE = (  # (phase, words): checked in this order inside one sentence that also says it ran out of memory
     ("merge", r"merg\w*|export\w*|合并|导出"),
     ("save", r"\bsav(?:e|es|ing)\b|保存"),
-    ("generation", r"generat\w*|inference|predict\w*|rollout|推理|预测"),
+    # 'generation', 'generating', 'generate()', not 'the processor generates N tokens' (that is the data, not the phase)
+    ("generation", r"generat(?:ion|ing)\b|\bgenerate\(|\.generate\b|inference|predict\w*|rollout|推理|预测"),
     ("eval", r"(?<![A-Za-z])eval\w*|validation|validat\w+|compute_metrics|评估|验证"),
     ("tokenization", r"tokeniz\w*|\.map\(|dataset map"),
     ("load", r"load(?:ing)? (?:the )?(?:model|checkpoint|weights)|from_pretrained|moving the model|加载模型"),
@@ -200,18 +201,38 @@ def _sentences(text: str) -> list[str]:
     return [s for ln in joined for s in re.split(r"(?<=[.!?。])\s+", ln) if s.strip()]
 
 
+_FAILURE_WORDS = re.compile(r"\b(?:error|exception|breaks?|broke|fail(?:s|ed|ing|ure)?|crash\w*|hangs?|stops?)\b|"
+                            r"报错|崩溃|中断", re.I)
+
+
 def phase_from_words(text: str) -> tuple[str | None, str]:
-    """A phase the user names in a sentence that also says it ran out of memory."""
+    """A phase the user names in a sentence that also says it ran out of memory; failing that, in a sentence that
+    says it failed ('Evaluation loop breaks after a certain number of samples')."""
     sents = _sentences(text)
-    for i, s in enumerate(sents):
-        if not _OOM_WORDS.search(s):
-            continue
-        near = " ".join(sents[max(0, i - 1):i + 1])  # the sentence and the one before it ("during eval ... It OOMs")
-        for ph, pat in _PROSE:
-            m = re.search(pat, near, re.I)
-            if m:
-                return ph, f"the report says '{m.group(0)}' with the out-of-memory"
+    for words, what in ((_OOM_WORDS, "the out-of-memory"), (_FAILURE_WORDS, "the failure")):
+        for i, s in enumerate(sents):
+            if not words.search(s):
+                continue
+            near = " ".join(sents[max(0, i - 1):i + 1])  # the sentence and the one before it ("during eval ... It OOMs")
+            for ph, pat in _PROSE:
+                m = next((m for m in re.finditer(pat, near, re.I) if not _in_identifier(near, m)), None)
+                if m:
+                    return ph, f"the report says '{m.group(0)}' with {what}"
     return None, ""
+
+
+def _in_identifier(text: str, m: re.Match) -> bool:
+    """The word is a piece of a longer code name, not the last part of a dotted call: 'actor_rollout_ref.rollout.
+    gpu_memory_utilization' is a setting, not a rollout; 'AutoModelForCausalLM.from_pretrained' is still a load."""
+    def code(ch: str) -> bool:
+        return ch.isascii() and (ch.isalnum() or ch == "_")
+
+    word = m.group(0)
+    before = text[m.start() - 1] if m.start() > 0 else " "
+    after = text[m.end():m.end() + 2] + "  "
+    joined_before = code(word[0]) and code(before)  # '合并lora' is CJK next to a name, not one name
+    joined_after = code(word[-1]) and (code(after[0]) or (after[0] == "." and code(after[1])))
+    return joined_before or joined_after
 
 
 def step_from_words(text: str) -> tuple[str | None, int | None, str]:

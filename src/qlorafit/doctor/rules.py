@@ -215,7 +215,8 @@ def no_quant(c: Case) -> Cause | None:
 
 _LONG_WORDS = re.compile(r"(?:long|longer|longest|very long|too long|overly long|over-long) (?:sentences?|samples?|"
                          r"sequences?|examples?|inputs?|outputs?|data|documents?)|超长|过长|太长|samples? (?:that )?"
-                         r"exceed\w* max", re.I)
+                         r"exceed\w* max|variable (?:number|length)s? of (?:\w+ )?tokens|too many (?:\w+ )?tokens|"
+                         r"outlier", re.I)
 
 
 def long_sample(c: Case) -> Cause | None:
@@ -253,19 +254,34 @@ def long_sample(c: Case) -> Cause | None:
                          id="guard")], strength="numbers" if (o.step or late) else "inferred")
 
 
-def load_too_big(c: Case) -> Cause | None:
-    if c.oom.phase != "load":
+def _weights_exceed_card(c: Case) -> str | None:
+    """The model's weights alone are larger than one GPU, with one process: nothing but a smaller (or quantized)
+    model or a bigger card helps. The evidence line, or None."""
+    w, card = E.named_weights(c), E.card_bytes(c)
+    if w is None or card is None or w[0] <= card or (E.world_size(c) or 1) > 1 or (E.gpu_count(c) or 1) > 1:
         return None
-    ev = [f"phase: model load ({c.oom.phase_evidence})", _numbers(c)]
+    return f"the weights alone are {gib(w[0])} ({w[1]}), more than the GPU's {gib(card)}"
+
+
+def load_too_big(c: Case) -> Cause | None:
+    exceed = _weights_exceed_card(c) if c.oom.phase in (None, "load") and c.oom.kind not in ("cpu", "dispatch") \
+        and c.has_oom else None
+    if c.oom.phase != "load" and not exceed:
+        return None
+    ev = [f"phase: model load ({c.oom.phase_evidence})" if c.oom.phase else "", _numbers(c), exceed or ""]
     if c.est:
         ev.append(f"estimate: the weights as loaded take {gib(c.est.phases['load'])}"
                   + (f" of {gib(c.budget_bytes)}" if c.budget_bytes else ""))
     return Cause("load_too_big", "the weights do not fit while loading",
                  "the failure happened before training: the model itself (or its unquantized shards) does not fit",
                  [e for e in ev if e], ("quantize",),
-                 [Action("use a smaller model or a larger GPU; device_map='auto' with max_memory offloads layers to "
-                         "the CPU (slow)", "speed or quality", id="smaller_model")],
-                 strength="numbers" if c.est and c.budget_bytes and c.est.phases["load"] > c.budget_bytes else "inferred")
+                 ([Action("load a 4-bit build of the model (bitsandbytes NF4, or a GPTQ/AWQ checkpoint): a quarter "
+                          "of the 16-bit weights", "quality: slight", id="quantize")]
+                  if exceed and c.est is None and not E.quantized(c) and "4-bit" not in exceed else [])
+                 + [Action("use a smaller model or a larger GPU; device_map='auto' with max_memory offloads layers to "
+                           "the CPU (slow)", "speed or quality", id="smaller_model")],
+                 strength="numbers" if exceed or (c.est and c.budget_bytes and c.est.phases["load"] > c.budget_bytes)
+                 else "inferred")
 
 
 _LOSS_FRAMES = ("_convert_to_fp32", "cross_entropy", "log_softmax", "logits.float()", "ForCausalLMLoss",
@@ -348,18 +364,42 @@ def batch_or_seq(c: Case) -> Cause | None:
                   f"{c.setup.grad_checkpointing}): peak {gib(c.est.peak_bytes)}"
                   + (f" against {gib(c.budget_bytes)}" if c.budget_bytes else "") + "; largest: "
                   + ", ".join(f"{p.name} {gib(p.bytes)}" for p in top))
-    acts = [] if c.est else [Action("lower per_device_train_batch_size (raise gradient_accumulation_steps to keep "
-                                    "the effective batch), turn gradient checkpointing on, or cap max_length",
-                                    "speed or quality", id="smaller_step")]
-    long_words = _LONG_WORDS.search(c.inputs.error_text or "")
-    if long_words and not c.est:  # the report says the samples are long: the length is the lever to pull first
-        ev.append(f"the report says '{long_words.group(0)}'")
-        acts.insert(0, Action("cap the length (max_length / cutoff_len / max_seq_length) below the longest samples, "
-                              "or drop them: every batch is padded to its longest sample", "quality: long samples "
-                              "truncated", id="cap_length"))
+    acts = [] if c.est else _step_levers(c, ev)
     return Cause("batch_or_seq", "the batch or the sequence length is too large for the card",
                  "activation memory grows with micro-batch x length; the step needs more than is free",
                  [e for e in ev if e], ("checkpointing", "batch", "seq", "loss", "sdpa", "dropout0"), acts)
+
+
+_CKPT_OFF = re.compile(r"(?:never|not|n't|without|no|drop\w*|disabl\w*|remov\w*|turn\w* off|enabl\w*|turn\w* on)\b"
+                       r"[^.\n]{0,60}?\bgradient[_ ]checkpointing|gradient[_ ]checkpointing\W{0,3}(?:is |was )?(?:never|not|"
+                       r"off|disabled|false|inert|has no effect)", re.I)
+_VISION = re.compile(r"image tokens|pixel|max_pixels|high[- ]resolution|\w+-vl\b|\bvl\b|vision|llava|idefics|pixtral|"
+                     r"paligemma|molmo", re.I)
+
+
+def _step_levers(c: Case, ev: list) -> list[Action]:
+    """The step's levers in the order the input points to, when no estimate can rank them: checkpointing first when
+    the report says it is off (or dropped, never enabled); the length first when the samples are said to be long,
+    the batch is already 1, or the samples are images (their tokens are the length); else the batch."""
+    t = c.inputs.error_text or ""
+    batch = Action("lower per_device_train_batch_size (raise gradient_accumulation_steps to keep the effective "
+                   "batch), turn gradient checkpointing on, or cap max_length", "speed or quality", id="smaller_step")
+    length = Action("cap the length (max_length / cutoff_len / max_seq_length; for images max_pixels or a lower "
+                    "resolution, which sets their token count) below the longest samples, or drop them: every batch "
+                    "is padded to its longest sample", "quality: long samples truncated", id="cap_length")
+    ckpt = Action("turn gradient checkpointing on (gradient_checkpointing=True; with PEFT also "
+                  "model.enable_input_require_grads()): activations are kept per layer, not per op",
+                  "speed: ~30% slower", id="checkpointing")
+    off = _CKPT_OFF.search(t) or c.settings.get("gradient_checkpointing") is False
+    order = [batch]
+    why = [w for w in (_LONG_WORDS.search(t), _VISION.search(t)) if w]
+    if why or c.settings.get("per_device_train_batch_size") == 1:
+        ev.append(f"the report says '{why[0].group(0)}'" if why else "the micro-batch is already 1")
+        order.insert(0, length)
+    if off and c.settings.get("gradient_checkpointing") is not True:
+        ev.append(f"the report says '{off.group(0)}'" if hasattr(off, "group") else "gradient_checkpointing=False")
+        order.insert(0, ckpt)
+    return order
 
 
 def fp16_with_oom(c: Case) -> Cause | None:
@@ -406,4 +446,10 @@ def diagnose_causes(c: Case) -> list[Cause]:
         cause = rule(c)
         if cause is not None and all(x.id != cause.id for x in out):
             out.append(cause)
-    return sorted(out, key=lambda x: STRENGTH.index(x.strength))  # stable: rule order breaks ties
+    # stable: among causes known equally well, one the report's own words point to comes first, then rule order
+    return sorted(out, key=lambda x: (STRENGTH.index(x.strength), not _said(x)))
+
+
+def _said(cause: Cause) -> bool:
+    """The report's words point to this cause (an evidence line quoting them), not only defaults or the launch."""
+    return any(str(e).startswith("the report says") for e in cause.evidence)

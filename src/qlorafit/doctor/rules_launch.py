@@ -13,6 +13,10 @@ _EACH_GPU = re.compile(r"(?:each|every|all) (?:the )?(?:gpus?|cards?|ranks?|proc
                        r"(?:load|hold|keep|copy|cop(?:y|ied))|(?:copied|loaded|replicated) (?:\w+ )?(?:times )?on "
                        r"(?:each|every|all)|full (?:copy|replica) (?:of the model )?on each|所有的显卡同时加载|每张卡|"
                        r"only one gpu|each gpu load|没有(?:做)?分布式|no distributed loading|not (?:being )?(?:sharded|distributed)", re.I)
+_SPLIT_WORKS = re.compile(r"device_map\s*=\s*[\"']?(?:auto|balanced)|\bpython3? \w+\.py\b[^.\n]{0,80}\b(?:works|"
+                          r"fine|succeeds)", re.I)
+"""The report says the model runs split over the GPUs by one process (device_map='auto'), or under plain python:
+the multi-process launch that fails is the one that puts a replica on every GPU."""
 _MODULE_TO = re.compile(r"self\.module\.to\(self\.device\)|module\.to\(|\bmodel\.to\(|\.cuda\(\)")
 
 
@@ -48,7 +52,7 @@ def ddp_replica(c: Case) -> Cause | None:
         return None
     t = c.inputs.error_text or ""
     ws = E.world_size(c)
-    says = _EACH_GPU.search(t)
+    says = _EACH_GPU.search(t) or (_SPLIT_WORKS.search(t) if E.launched(c) else None)
     z3_materialized = E.zero_stage(c) == 3 and _MODULE_TO.search(t) and c.oom.phase in ("load", None) \
         and not c.settings.get("zero3_init_flag")
     several = ws is not None and ws > 1
@@ -60,9 +64,9 @@ def ddp_replica(c: Case) -> Cause | None:
         # the model's size (or a failure while loading the weights): LoRA on an unknown model under ZeRO-2 is more
         # often the batch than the replica
         ignored_offload = bool(c.settings.get("offload_param")) and E.zero_stage(c) in (0, 1, 2)
+        named, card = E.named_weights(c), E.card_bytes(c)
         heavy = c.oom.phase == "load" or ignored_offload or (
-            c.est is not None and c.budget_bytes is not None
-            and c.est.phases.get("load", 0) > REPLICA_HEAVY_SHARE * c.budget_bytes)
+            named is not None and card is not None and named[0] > REPLICA_HEAVY_SHARE * card)
         # an unknown model leaves nothing to weigh the replica with: still the likeliest reading of a replicating
         # launch, but inferred, so causes the numbers or the traceback show rank above it
         strength = "script" if heavy or (c.shape is not None and (c.est is None or c.budget_bytes is None)) \

@@ -68,7 +68,11 @@ def kbit_prep_fp32(c: Case) -> Cause | None:
 
 
 _FP32_WORDS = re.compile(r"\b32[- ]?bit (?:precision|weights|floats?)|\bin fp32\b|\bin float32\b|loads? in fp32|"
-                         r"full[- ]precision|torch\.float32", re.I)
+                         r"full[- ]precision|torch\.float32|(?:up)?cast\w*\b[^.\n]{0,40}\bto (?:fp32|float32)\b|"
+                         r"\bupcast\w*|\b(?:in|with) (?:a )?(?:lower|half|reduced) precision\b[^.\n]{0,30}\b(?:works|"
+                         r"worked|fits|helps|helped|solved)", re.I)
+"""The report says the weights are (or become) fp32: stated, cast ('casting model params to float32', upcast), or
+shown by its cure ('loading in lower precision works')."""
 
 
 def fp32_training(c: Case) -> Cause | None:

@@ -214,7 +214,7 @@ def analyse(text: str, path: str = "<script>") -> ScriptInfo:
     return info
 
 
-_ARGS_CALLS = ("TrainingArguments", "Seq2SeqTrainingArguments", "SFTConfig", "DPOConfig", "GRPOConfig", "ORPOConfig",
+ARGS_CALLS = ("TrainingArguments", "Seq2SeqTrainingArguments", "SFTConfig", "DPOConfig", "GRPOConfig", "ORPOConfig",
                "KTOConfig", "RewardConfig", "PPOConfig", "OnlineDPOConfig")
 _FLAG_KEYS = ("fp16", "bf16", "gradient_checkpointing", "packing", "use_liger_kernel", "prediction_loss_only",
               "use_vllm", "ds3_gather_for_generation")
@@ -266,7 +266,10 @@ def _settings(info: ScriptInfo) -> dict:
                 s[k] = lora.value(k)
         if lora.value("use_gradient_checkpointing") not in (None, False):
             s["gradient_checkpointing"] = True
-    for name in _ARGS_CALLS + ("SFTTrainer", "Trainer"):
+    peft = info.first("get_peft_model")
+    if peft is not None and peft.owner.startswith("Fast") and "use_gradient_checkpointing" not in peft.kwargs:
+        s.setdefault("gradient_checkpointing", True)  # Unsloth's get_peft_model defaults to "unsloth" (on)
+    for name in ARGS_CALLS + ("SFTTrainer", "Trainer"):
         for ref in info.calls.get(name, []):
             for k in _TRAIN_KEYS:
                 if k not in ref.kwargs:

@@ -29,6 +29,30 @@ ALIASES = {
     "preprocessing_num_workers": "map_workers", "dataset_num_proc": "map_workers", "num_proc": "map_workers",
     "evaluation_strategy": "eval_strategy", "enable_gradit_checkpoing": "gradient_checkpointing",
 }
+TRAINER_NAMES = {  # more trainers' names, by trainer (a name some trainer gives a setting -> the HF name)
+    "LLaMA-Factory": {"vllm_gpu_util": "vllm_gpu_memory_utilization", "vllm_maxlen": "vllm_max_model_len",
+                      "enable_liger_kernel": "use_liger_kernel", "image_max_pixels": "max_pixels"},
+    "axolotl": {"val_set_size": "val_size", "eval_max_new_tokens": "max_new_tokens",
+                "liger_fused_linear_cross_entropy": "use_liger_kernel", "cut_cross_entropy": "use_liger_kernel"},
+    "Unsloth": {"use_gradient_checkpointing": "gradient_checkpointing"},
+    "OpenRLHF": {"adam_offload": "offload_optimizer", "prompt_max_len": "max_prompt_length",
+                 "generate_max_len": "max_new_tokens"},
+    "verl / EasyR1": {"ppo_micro_batch_size_per_gpu": "per_device_train_batch_size", "micro_batch_size_per_device_for"
+                      "_update": "per_device_train_batch_size", "max_response_length": "max_completion_length",
+                      "enable_gradient_checkpointing": "gradient_checkpointing", "param_offload": "offload_param",
+                      "optimizer_offload": "offload_optimizer", "n_gpus_per_node": "world_size"},
+    "ms-swift": {"quant_bits": "quantization_bit", "train_type": "finetuning_type"},
+    "torchtune": {"enable_activation_checkpointing": "gradient_checkpointing"},
+    "litgpt / mlx-lm": {"devices": "world_size", "grad_checkpoint": "gradient_checkpointing"},
+    "accelerate": {"fsdp_offload_params": "offload_param"},
+    "ChatGLM / FastChat": {"max_input_length": "max_source_length", "max_output_length": "max_target_length",
+                           "q_lora": "load_in_4bit"},
+}
+"""Names other trainers give the settings the rules read. A dotted key (verl's actor_rollout_ref.rollout.
+gpu_memory_utilization, a DeepSpeed JSON path) is read by its last part. Read specially in normalize: LLaMA-Factory's
+disable_gradient_checkpointing and pure_bf16, axolotl's adapter: qlora and lora_target_linear, 'auto' precision."""
+for _names in TRAINER_NAMES.values():
+    ALIASES.update(_names)
 _EXTRA_KEYS = (  # names read as they are (not estimator inputs, but evidence for the rules)
     "per_device_eval_batch_size", "eval_accumulation_steps", "prediction_loss_only", "predict_with_generate",
     "do_predict", "do_eval", "eval_strategy", "eval_steps", "val_size", "use_vllm", "vllm_mode", "vllm_gpu_memory_utilization",
@@ -38,7 +62,9 @@ _EXTRA_KEYS = (  # names read as they are (not estimator inputs, but evidence fo
     "flash_attn", "use_unsloth", "quantization_bit", "load_in_4bit", "load_in_8bit", "bf16", "fp16", "device_map",
     "use_liger_kernel", "packing", "max_source_length", "max_target_length", "low_cpu_mem_usage",
     "bnb_4bit_compute_dtype", "bnb_4bit_quant_type", "gradient_checkpointing", "optim", "resume_from_checkpoint",
-    "use_peft", "use_lora", "precision", "mixed_precision",
+    "use_peft", "use_lora", "precision", "mixed_precision", "disable_gradient_checkpointing", "pure_bf16", "adapter",
+    "lora_target_linear", "infer_backend", "fast_inference", "max_pixels", "tensor_parallel_size", "max_num_seqs",
+    "quantize", "sdp_attention", "flash_attention",
 )
 
 # transformers' TrainingArguments, TRL's SFTConfig and PEFT's LoraConfig defaults, where the user set nothing.
@@ -61,10 +87,13 @@ def normalize(raw: dict) -> dict:
     """Fold alias names onto the HF names and derive 'quant' from whichever way 4-/8-bit loading was asked for."""
     s: dict = {}
     for k, v in raw.items():
-        k = str(k).replace("-", "_")
+        k = str(k).replace("-", "_").rsplit(".", 1)[-1]  # a dotted path by its last part
         s[ALIASES.get(k, k)] = v
+    _trainer_specials(s, {str(k).replace("-", "_").rsplit(".", 1)[-1] for k in raw})
     if "max_length" not in s and isinstance(s.get("max_source_length"), int):  # LLaMA-Factory's older split lengths
         s["max_length"] = s["max_source_length"] + int(s.get("max_target_length") or 0)
+    if "max_length" not in s and isinstance(s.get("max_prompt_length"), int) and isinstance(s.get("max_new_tokens"), int):
+        s["max_length"] = s["max_prompt_length"] + s["max_new_tokens"]  # prompt + generated: what one sample holds
     if "quant" not in s:
         qtype = str(s.get("bnb_4bit_quant_type", "nf4")).lower()
         if s.get("load_in_4bit") is True or s.get("quantization_bit") == 4:
@@ -74,6 +103,28 @@ def normalize(raw: dict) -> dict:
     if s.get("flash_attention") is True or s.get("flash_attn") in ("fa2", "auto"):
         s.setdefault("attn_implementation", "flash_attention_2")
     return s
+
+
+def _trainer_specials(s: dict, names: set) -> None:
+    """Settings whose meaning is a trainer's own: a flag that says the opposite, a precision of 'auto', an adapter
+    type that implies 4-bit loading, a 'target every linear' switch, and LLaMA-Factory's defaults."""
+    for k in ("bf16", "fp16"):
+        if isinstance(s.get(k), str) and s[k].lower() == "auto":  # axolotl, DeepSpeed: 16-bit when the GPU has it
+            s[k] = Depends("auto")
+    if s.get("pure_bf16") is True:  # LLaMA-Factory: the trainable weights in bf16 too
+        s.setdefault("bf16", True)
+    if str(s.get("adapter", "")).lower() == "qlora":  # axolotl
+        s.setdefault("load_in_4bit", True)
+    if s.get("lora_target_linear") is True:  # axolotl
+        s.setdefault("target_modules", "all-linear")
+    if isinstance(s.get("gradient_checkpointing"), str) and s["gradient_checkpointing"].lower() in ("unsloth", "true"):
+        s["gradient_checkpointing"] = True  # Unsloth's use_gradient_checkpointing="unsloth" is on
+    if "disable_gradient_checkpointing" in s:  # LLaMA-Factory: on unless disabled
+        s.setdefault("gradient_checkpointing", s["disable_gradient_checkpointing"] is not True)
+    elif "gradient_checkpointing" not in s and names & {"cutoff_len", "finetuning_type", "quantization_bit"}:
+        s["gradient_checkpointing"] = True  # LLaMA-Factory turns it on by default (transformers does not)
+    if str(s.get("quantize", "")).startswith("bnb.nf4"):  # litgpt
+        s.setdefault("load_in_4bit", True)
 
 
 def _targets(value, notes: list) -> tuple[str, ...]:

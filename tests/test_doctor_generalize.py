@@ -1,0 +1,211 @@
+"""qlorafit doctor (issue 15), the general weaknesses the thread misses showed (tests/fixtures/oom_threads/README.md,
+'misses by weakness'): each fix is checked here on synthetic text, never on a thread's own words."""
+
+import pytest
+
+from qlorafit.doctor import Inputs, diagnose
+from qlorafit.doctor.foreign import read_posted, read_settings
+from qlorafit.doctor.parse import parse
+from qlorafit.doctor.phase import phase_from_words
+from qlorafit.doctor.prose import gpus, model_params_b
+from qlorafit.doctor.report import confidence
+from qlorafit.doctor.script import analyse
+from qlorafit.doctor.settings import Depends, setup_from_settings
+from qlorafit.core.sizes import GIB
+
+
+def _d(text, **kw):
+    return diagnose(read_posted(text, **kw))
+
+
+# --- message forms ------------------------------------------------------------------------------------------------
+
+def test_vllm_kv_cache_error_is_an_oom_of_the_engine_at_load():
+    text = ("ValueError: The model's max seq len (16384) is larger than the maximum number of tokens that can be "
+            "stored in KV cache (5120). Try increasing `gpu_memory_utilization` or decreasing `max_model_len`.")
+    o = parse(text)
+    assert (o.kind, o.phase) == ("kv_cache", "load")
+    d = _d(text)
+    assert d.primary.id == "vllm_memory" and d.fixes[0].id == "vllm_memory"
+    assert parse("ValueError: No available memory for the cache blocks.").kind == "kv_cache"
+
+
+def test_a_cut_oom_message_with_only_its_request_is_still_a_cuda_oom():
+    assert parse("Serving a model - Tried to allocate 96.00 MiB. GPU").kind == "cuda"
+    assert parse("we tried to allocate more workers").kind is None  # no size: not the message
+
+
+def test_a_failure_without_oom_words_is_presumed_and_said_to_be_low_confidence():
+    d = _d("The validation loop breaks after a number of batches, even with trainer.evaluate() alone.")
+    assert d.case.oom.kind == "presumed" and d.case.oom.phase == "eval"
+    assert d.primary.id == "eval_logits"
+    assert confidence(d)[0] == "low"
+    assert _d("Thanks for the great library, how do I set the learning rate?").primary is None  # no failure told
+    assert parse("'loss': nan at step 30, and it fails").kind is None  # fp16 overflow is not a presumed OOM
+
+
+# --- names read from the words ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    "Setting worker.rollout.gpu_memory_utilization to 0.8 runs out of memory on 4x H100",
+    "python -m sglang_like.serve --max-model-len 65536 ... CUDA out of memory",
+    "our VLLM engine OOMs at start",
+])
+def test_vllm_is_recognised_by_its_knobs_and_name_in_any_spelling(text):
+    assert _d(text).primary.id == "vllm_memory"
+
+
+def test_a_kv_cache_in_hf_generate_is_not_vllm():
+    d = _d("model.generate() grows the KV cache until CUDA out of memory during generation")
+    assert d.primary.id != "vllm_memory"
+
+
+def test_phase_words_inside_code_names_are_not_phases():
+    assert phase_from_words("worker_rollout_cfg.rollout.batch=8 gives OOM")[0] is None
+    assert phase_from_words("The image processor generates too many tokens, causing OOM")[0] is None
+    assert phase_from_words("OOM during generation with beam search")[0] == "generation"
+    assert phase_from_words("OOM in `AutoModelForCausalLM.from_pretrained` for a 300B model")[0] == "load"
+    assert phase_from_words("我在合并lora权重时报了显存不足")[0] == "merge"  # CJK next to a name is not one name
+
+
+def test_fp32_said_in_words_cast_or_cured_by_lower_precision():
+    assert _d("Casting the trainable params to float32 causes CUDA out of memory").primary.id == "fp32_training"
+    assert _d("OOM when training. Loading the model in lower precision works.").primary.id == "fp32_training"
+    assert _d("OOM when training with a batch of 8").primary.id != "fp32_training"
+
+
+# --- an excerpt says nothing about what it does not show ------------------------------------------------------------
+
+def test_a_script_excerpt_without_the_precision_calls_does_not_prove_fp32():
+    excerpt = "def compute_metrics(p):\n    return {'acc': (p.predictions.argmax(-1) == p.label_ids).mean()}\n"
+    d = diagnose(Inputs(error_text="CUDA out of memory while evaluating", script=analyse(excerpt)))
+    assert d.primary.id == "eval_logits"
+    full = excerpt + "args = TrainingArguments(output_dir='o', per_device_train_batch_size=2)\n"
+    d = diagnose(Inputs(error_text="CUDA out of memory at step 3 of training", script=analyse(full)))
+    assert any(c.id == "fp32_training" for c in d.causes)  # the arguments are shown, bf16 is not in them
+
+
+# --- the model and the machine, read from the words -------------------------------------------------------------
+
+@pytest.mark.parametrize("text,params", [
+    ("Running Falcon 40B on a card", 40), ("qwen2-vl 2b 4-bit", 2), ("微调4B的模型", 4), ("mixtral 8x7B", 56),
+    ("Unable to allocate 12 bytes", None), ("pretrained on 1.5B tokens", None), ("load_in_4bit", None),
+])
+def test_model_size_from_the_words(text, params):
+    assert model_params_b(text) == params
+
+
+@pytest.mark.parametrize("text,count,gib", [
+    ("V100-32G * 8", 8, 32), ("4xA100(80GB)", 4, 80), ("A100-80Gx8", 8, 80), ("Number of gpus: 8\nits 192G per GPU", 8, 192),
+    ("单卡40G", 1, 40), ("on 2x3090", 2, 24), ("RTX 4060 Ti 16GB", None, 16), ("a T4 instance", None, 15),
+    ("8*RTX3080", 8, None),
+])
+def test_gpus_from_the_words(text, count, gib):
+    g = gpus(text)
+    assert g.count == count
+    assert (round(g.memory_bytes / GIB) if g.memory_bytes else None) == gib
+
+
+def test_weights_larger_than_the_named_card_are_the_cause():
+    d = _d("Serving Falcon 40B on a single L4 - Tried to allocate 64.00 MiB")  # 80 GB of 16-bit weights, 24 GB card
+    assert d.primary.id == "load_too_big" and d.primary.strength == "numbers"
+    assert d.fixes[0].id == "quantize"
+    # a fine-tune that does not say its precision is taken as the QLoRA the doctor assumes: 20 GB fits 24 GB
+    assert _d("Fine-tuning Falcon 40B with LoRA on a single L4: CUDA out of memory").primary.id != "load_too_big"
+    # several GPUs could hold it: not this cause
+    assert _d("Serving Falcon 40B on 4x L4 - Tried to allocate 64.00 MiB").primary.id != "load_too_big"
+
+
+def test_split_by_one_process_works_but_the_launcher_fails_is_a_replica():
+    text = ("Number of gpus: 4. Training a 30B model with torchrun gives CUDA out of memory, while python train.py "
+            "with device_map=auto runs fine.")
+    assert _d(text).primary.id == "ddp_replica"
+    assert _d("Training a 30B model gives CUDA out of memory; with device_map=auto it runs fine.").primary.id \
+        != "ddp_replica"  # no multi-process launch named
+
+
+# --- other trainers' argument names ---------------------------------------------------------------------------------
+
+def test_dotted_hydra_keys_are_read_by_their_last_part():
+    s = read_settings("python3 -m verl.trainer.main_ppo actor_rollout_ref.rollout.gpu_memory_utilization=0.7 \\\n"
+                      "  data.max_response_length=4096 actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4 \\\n"
+                      "  actor_rollout_ref.model.enable_gradient_checkpointing=False")
+    assert s["vllm_gpu_memory_utilization"] == 0.7 and s["max_completion_length"] == 4096
+    assert s["per_device_train_batch_size"] == 4 and s["gradient_checkpointing"] is False
+
+
+def test_deepspeed_json_precision_blocks_are_read():
+    assert read_settings('{"bf16": {"enabled": true}, "zero_optimization": {"stage": 2}}')["bf16"] is True
+    s = read_settings('{"fp16": {"enabled": "auto"}, "train_micro_batch_size_per_gpu": 4}')
+    assert isinstance(s["fp16"], Depends) and s["per_device_train_batch_size"] == 4
+
+
+def test_axolotl_qlora_adapter_all_linear_and_auto_precision():
+    s = read_settings("base_model: m\nadapter: qlora\nlora_target_linear: true\nbf16: auto\nmicro_batch_size: 2\n"
+                      "sequence_len: 4096\n")
+    assert s["quant"] == "nf4" and s["target_modules"] == "all-linear" and isinstance(s["bf16"], Depends)
+    setup, _ = setup_from_settings(s)
+    assert (setup.quant, setup.batch_size, setup.seq_len, setup.compute_dtype) == ("nf4", 2, 4096, "bf16")
+    assert setup.lora_targets == ("all-linear",)
+
+
+def test_llamafactory_checkpointing_is_on_unless_disabled():
+    on = read_settings("model_name_or_path: m\nfinetuning_type: lora\ncutoff_len: 2048\n")
+    assert on["gradient_checkpointing"] is True  # LLaMA-Factory's default, unlike transformers'
+    off = read_settings("finetuning_type: lora\ncutoff_len: 2048\ndisable_gradient_checkpointing: true\n")
+    assert off["gradient_checkpointing"] is False
+    assert read_settings("cutoff_len: 1024\npure_bf16: true\n")["bf16"] is True
+    assert "gradient_checkpointing" not in read_settings("per_device_train_batch_size: 2\nmax_length: 1024\n")
+
+
+def test_unsloth_get_peft_model_checkpoints_by_default():
+    src = ("from unsloth import FastLanguageModel\nmodel, tok = FastLanguageModel.from_pretrained('m', "
+           "max_seq_length=2048, load_in_4bit=True)\nmodel = FastLanguageModel.get_peft_model(model, r=16)\n")
+    assert analyse(src).settings["gradient_checkpointing"] is True
+    off = src.replace("r=16)", "r=16, use_gradient_checkpointing=False)")
+    assert "gradient_checkpointing" not in analyse(off).settings or analyse(off).settings["gradient_checkpointing"] \
+        is False
+
+
+@pytest.mark.parametrize("text,key,value", [
+    ("max_input_length: 2048\nmax_output_length: 512\n", "max_length", 2560),  # ChatGLM: input + output
+    ("--prompt_max_len 1024 --generate_max_len 3072 --adam_offload", "max_length", 4096),  # OpenRLHF
+    ("--prompt_max_len 1024 --generate_max_len 3072 --adam_offload", "offload_optimizer", True),
+    ("enable_activation_checkpointing: False\nbatch_size: 4\n", "gradient_checkpointing", False),  # torchtune
+    ("swift sft --quant_bits 4 --train_type lora", "quant", "nf4"),  # ms-swift
+    ("vllm_gpu_util: 0.9\nvllm_maxlen: 8192\ninfer_backend: vllm\n", "vllm_gpu_memory_utilization", 0.9),
+    ("quantize: bnb.nf4\nmicro_batch_size: 1\n", "quant", "nf4"),  # litgpt
+])
+def test_trainer_names_fold_onto_the_doctors(text, key, value):
+    assert read_settings(text)[key] == value
+
+
+# --- the step's levers in the order the input points to (no estimate to rank them) -------------------------------
+
+@pytest.mark.parametrize("text,first", [
+    ("CUDA out of memory in training. Gradient checkpointing is never enabled on this code path.", "checkpointing"),
+    ("CUDA out of memory when I drop gradient_checkpointing to go faster", "checkpointing"),
+    ("CUDA out of memory in training, with\nper_device_train_batch_size: 1\n", "cap_length"),
+    ("Fine-tuning a -VL model on high-resolution photos: CUDA out of memory", "cap_length"),
+    ("CUDA out of memory in training", "smaller_step"),
+])
+def test_first_lever_follows_the_evidence(text, first):
+    d = _d(text)
+    assert d.primary.id == "batch_or_seq" and d.fixes[0].id == first
+
+
+def test_a_variable_token_count_is_a_few_long_samples():
+    assert _d("The collator yields a variable number of tokens per sample and some exceed the card: CUDA out of "
+              "memory").primary.id == "long_sample"
+
+
+# --- ranking: among causes known equally well, the one the report's words name first ---------------------------------
+
+def test_the_cause_the_report_names_outranks_one_inferred_from_the_launch_alone():
+    launch = ("deepspeed --num_gpus 2 train.py --deepspeed ds_config_zero2.json --per_device_train_batch_size 4 "
+              "--cutoff_len 1024")
+    quiet = _d("CUDA out of memory", config=launch)
+    assert quiet.primary.id == "ddp_replica" and quiet.primary.strength == "inferred"  # nothing else to go on
+    told = _d("Samples with very long outputs give CUDA out of memory; short ones train fine.", config=launch)
+    assert told.primary.id == "batch_or_seq" and told.fixes[0].id == "cap_length"
+    assert [c.id for c in told.causes].index("ddp_replica") > 0  # still listed

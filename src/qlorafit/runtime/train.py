@@ -251,8 +251,8 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
             say(f"--plan auto chose: {plan_summary(cfg)}")
     # after planning: the planned config is the one compared; rank 0 alone reads the directory and speaks
     run_dir = check_run_dir(cfg, resume, overwrite) if world.main else Path(cfg.output_dir)
-    changed = _check_resume(cfg, run_dir, allow_changes, say if world.main else (lambda text: None)) \
-        if resume else None
+    main_say = say if world.main else (lambda text: None)
+    changed = _check_resume(cfg, run_dir, allow_changes, main_say) if resume else None
     from qlorafit.runtime import trackers as T
     T.check_installed(cfg.train)
 
@@ -260,8 +260,7 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     world.strategy = _strategy(cfg, world, model_path, device, max_len)
     # resume reads the checkpoint whole first: its adapter goes in before fsdp shards the model, the rest after
     fresh_optimizer = changed is not None and "train.optimizer" in changed.keys("state")
-    quiet_say = say if world.main else (lambda text: None)
-    ckpt, saved = C.read_newest_intact(run_dir, quiet_say, not fresh_optimizer) if resume else (None, None)
+    ckpt, saved = C.read_newest_intact(run_dir, main_say, not fresh_optimizer) if resume else (None, None)
     torch.manual_seed(cfg.train.seed)  # the LoRA init does not depend on how much data loading drew
     if world.strategy != "fsdp":  # fsdp shards the model: it need not fit one GPU
         check_load_fits(cfg, model_path, device)  # an OOM while loading is beyond the guard: say it before

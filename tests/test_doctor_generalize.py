@@ -209,3 +209,29 @@ def test_the_cause_the_report_names_outranks_one_inferred_from_the_launch_alone(
     told = _d("Samples with very long outputs give CUDA out of memory; short ones train fine.", config=launch)
     assert told.primary.id == "batch_or_seq" and told.fixes[0].id == "cap_length"
     assert [c.id for c in told.causes].index("ddp_replica") > 0  # still listed
+
+
+# --- trainers' own defaults, and which memory the report says ran out -------------------------------------------------
+
+def test_openrlhf_without_flash_attn_loads_eager_attention():
+    cmd = "deepspeed --module openrlhf.cli.train_sft --pretrain m --micro_train_batch_size 2 --max_len 4096 --bf16\n"
+    d = _d("CUDA out of memory after some steps\n" + cmd)
+    assert d.primary.id == "eager_attention" and d.fixes[0].id == "use_sdpa"
+    assert _d("CUDA out of memory after some steps\n" + cmd + " --flash_attn").primary.id != "eager_attention"
+
+
+@pytest.mark.parametrize("value,attn", [("disabled", "eager"), ("sdpa", "sdpa"), ("fa2", "flash_attention_2"),
+                                        ("auto", "flash_attention_2")])
+def test_llamafactory_flash_attn_values(value, attn):
+    assert read_settings(f"finetuning_type: lora\nflash_attn: {value}\n")["attn_implementation"] == attn
+
+
+def test_fsdp_load_in_words_is_host_ram_unless_a_gpu_is_named():
+    assert _d("FSDP training: out of memory while loading the model").primary.id == "cpu_ram"
+    assert _d("FSDP training: only GPU0 loads the model and OOMs").primary.id != "cpu_ram"
+
+
+def test_dataloader_shared_memory_is_host_memory():
+    o = parse("ERROR: Unexpected bus error encountered in worker. This might be caused by insufficient shared memory "
+              "(shm).")
+    assert o.kind == "cpu"

@@ -146,6 +146,7 @@ def _setup(c: Case) -> None:
                            "assumptions); pass --script train.py for your actual settings")
 
 
+_GPU_NAMED = re.compile(r"\bGPU\s?\d+\b|\bcuda:\d|显存|\bVRAM\b", re.I)
 _FSDP = re.compile(r"\bFSDP\b|FullyShardedDataParallel|fsdp_config|distributed_type:\s*FSDP", re.I)
 
 
@@ -159,6 +160,8 @@ def _fsdp_load_is_host_ram(c: Case) -> None:
     if not (c.settings.get("fsdp") or str(c.settings.get("distributed_type", "")).upper() == "FSDP"
             or _FSDP.search(c.inputs.error_text or "")):
         return
+    if _GPU_NAMED.search(c.inputs.error_text or ""):
+        return  # 'only GPU0 loads the model and OOMs': the report says which memory ran out, and it is a GPU's
     o.kind = "cpu"
     o.form = "cpu"
     o.phase_evidence += "; under FSDP the weights are read into host RAM by every rank before sharding"

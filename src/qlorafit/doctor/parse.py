@@ -96,7 +96,7 @@ _KV_CACHE = re.compile(r"larger than the maximum number of tokens that can be st
                        r"cache memory|not enough KV cache space|KV cache is needed, which is larger", re.I)
 _FAILURE_WORDS = re.compile(r"\b(?:error|exception|breaks?|broke|fail(?:s|ed|ing|ure)?|crash\w*|hangs?|stops?)\b|"
                             r"Traceback|报错|崩溃|中断", re.I)
-_CPU_WORDS = re.compile(r"all available RAM|Out of memory: Kill(?:ed)? process|subprocess(?:es)? ha(?:s|ve) ?abruptly died|"
+_CPU_WORDS = re.compile(r"all available RAM|insufficient shared memory|\(shm\)|Out of memory: Kill(?:ed)? process|subprocess(?:es)? ha(?:s|ve) ?abruptly died|"
                         r"system oom|not enough (?:host |system |cpu )?RAM|kill(?:s|ed)? the (?:process|kernel|session|job)|"
                         r"(?:process|kernel|session) (?:was |got |is |gets )?killed|(?:host|cpu|system) (?:RAM|memory) (?:is )?"
                         r"(?:full|exhausted|not enough)|内存(?:不足|溢出|爆)|shards:\s*\d+%[^\n]*\n?[^\n]*\bkilled\b", re.I)

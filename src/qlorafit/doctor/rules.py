@@ -333,12 +333,16 @@ def fp32_logits(c: Case) -> Cause | None:
 def eager_attention(c: Case) -> Cause | None:
     text = c.inputs.error_text or ""
     frames = any(k in text for k in _EAGER_FRAMES)
-    if not (frames or (c.from_user and c.setup is not None and O.attention(c.setup.attn_impl).materializes_scores
+    told = c.from_user or "attn_implementation" in c.settings  # a whole config, or the posted settings name it
+    if not (frames or (told and c.setup is not None and O.attention(c.setup.attn_impl).materializes_scores
                       and c.setup.seq_len >= 1024)):
         return None
     if not (c.has_oom or c.over_budget):
         return None
     ev = ["the failing frame is eager attention's score matrix"] if frames else []
+    if not c.from_user and "attn_implementation" in c.settings:
+        ev.append(f"attention is {c.settings['attn_implementation']!r} by the posted settings (a trainer's default "
+                  f"where they leave it out: OpenRLHF without --flash_attn, LLaMA-Factory's flash_attn: disabled)")
     if c.setup is not None and c.shape is not None:
         t = c.setup.seq_len
         ev.append(f"eager attention keeps {c.shape.num_heads} heads x {t} x {t} scores per sequence per layer "

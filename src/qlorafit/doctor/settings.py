@@ -100,14 +100,17 @@ def normalize(raw: dict) -> dict:
             s["quant"] = "fp4" if qtype == "fp4" else "nf4"
         elif s.get("load_in_8bit") is True or s.get("quantization_bit") == 8:
             s["quant"] = "int8"
-    if s.get("flash_attention") is True or s.get("flash_attn") in ("fa2", "auto"):
+    if s.get("flash_attention") is True or s.get("flash_attn") in (True, "fa2", "auto"):  # axolotl, OpenRLHF, LLaMA-Factory
         s.setdefault("attn_implementation", "flash_attention_2")
+    elif s.get("flash_attn") == "disabled" or s.get("sdp_attention") is True or s.get("flash_attn") == "sdpa":
+        s.setdefault("attn_implementation", "eager" if s.get("flash_attn") == "disabled" else "sdpa")
     return s
 
 
 def _trainer_specials(s: dict, names: set) -> None:
     """Settings whose meaning is a trainer's own: a flag that says the opposite, a precision of 'auto', an adapter
-    type that implies 4-bit loading, a 'target every linear' switch, and LLaMA-Factory's defaults."""
+    type that implies 4-bit loading, a 'target every linear' switch, and trainers' own defaults (LLaMA-Factory turns
+    gradient checkpointing on, OpenRLHF loads with eager attention unless --flash_attn)."""
     for k in ("bf16", "fp16"):
         if isinstance(s.get(k), str) and s[k].lower() == "auto":  # axolotl, DeepSpeed: 16-bit when the GPU has it
             s[k] = Depends("auto")
@@ -123,6 +126,9 @@ def _trainer_specials(s: dict, names: set) -> None:
         s.setdefault("gradient_checkpointing", s["disable_gradient_checkpointing"] is not True)
     elif "gradient_checkpointing" not in s and names & {"cutoff_len", "finetuning_type", "quantization_bit"}:
         s["gradient_checkpointing"] = True  # LLaMA-Factory turns it on by default (transformers does not)
+    if names & {"micro_train_batch_size", "micro_rollout_batch_size", "pretrain"} and "flash_attn" not in names \
+            and "attn_implementation" not in s:
+        s["attn_implementation"] = "eager"  # OpenRLHF loads with eager attention unless --flash_attn
     if str(s.get("quantize", "")).startswith("bnb.nf4"):  # litgpt
         s.setdefault("load_in_4bit", True)
 

@@ -104,3 +104,10 @@ def test_atomic_write_leaves_no_partial_directory(tmp_path, monkeypatch):
         C.write_dir_atomic(target, {"a": b"2", C.STATE_FILE: b'{"step": 1}'})
     assert (target / "a").read_bytes() == b"1"  # the old directory, untouched
     assert [p.name for p in target.parent.iterdir()] == ["step-1"]
+
+
+def test_keep_checkpoints_keeps_the_newest_step_checkpoints_and_final(model_dir, data, tmp_path):
+    out = tmp_path / "run"
+    train(make_cfg(model_dir, data, out, train={"max_steps": 5, "save_every": 1, "keep_checkpoints": 2}), quiet=True)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-3", "step-4"]  # step 5 is final/
+    assert C.latest_checkpoint(out).name == "final"

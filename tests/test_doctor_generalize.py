@@ -235,3 +235,17 @@ def test_dataloader_shared_memory_is_host_memory():
     o = parse("ERROR: Unexpected bus error encountered in worker. This might be caused by insufficient shared memory "
               "(shm).")
     assert o.kind == "cpu"
+
+
+def test_an_oom_told_in_words_while_tokenizing_is_host_ram():
+    d = _d("The run goes OOM during dataset map with num_proc=32 on a 7B model")
+    assert d.primary.id == "cpu_ram" and d.fixes[0].id == "fewer_workers"
+    assert _d("OOM on GPU 0 during dataset map, the tokenizer runs on cuda:0").case.oom.kind == "cuda"  # named
+
+
+def test_a_presumed_oom_is_never_more_than_low_confidence():
+    d = _d('Traceback (most recent call last):\n  File "t.py", line 3, in <module>\n  File "/x/trainer.py", line 9, '
+           'in _load_optimizer_and_scheduler\nRuntimeError: something failed when resuming')
+    assert d.case.oom.kind == "presumed" and d.primary.id == "resume_state" and d.primary.strength == "proven"
+    level, why = confidence(d)
+    assert level == "low" and "presumed" in why

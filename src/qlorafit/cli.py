@@ -25,17 +25,6 @@ COMMANDS = (
 )
 
 
-def _available():
-    for name, help_ in COMMANDS:
-        try:
-            mod = importlib.import_module(f"qlorafit.commands.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"qlorafit.commands.{name}":
-                continue  # not built yet
-            raise
-        yield name, help_, mod
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qlorafit",
@@ -45,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"qlorafit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, help_, mod in _available():
+    for name, help_ in COMMANDS:
+        mod = importlib.import_module(f"qlorafit.commands.{name}")
         p = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)

@@ -9,6 +9,7 @@ config.yaml. Plots use matplotlib's object API with the Agg canvas: no pyplot, n
 import html
 import io
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,9 +116,7 @@ def summary(run: RunData) -> list[tuple[str, str]]:
     predicted = (run.estimate or {}).get("peak_bytes") or (first[0].get("predicted_peak_bytes") if first else None)
     tps = [x["tokens_per_s"] for x in m[1:] or m if isinstance(x.get("tokens_per_s"), (int, float))]
     losses = [x["loss"] for x in m if isinstance(x.get("loss"), (int, float))]
-    phases = {}
-    for e in ooms:
-        phases[e.get("phase", "?")] = phases.get(e.get("phase", "?"), 0) + 1
+    phases = Counter(e.get("phase", "?") for e in ooms)
     mbs = [x.get("micro_batch_size") for x in m if x.get("micro_batch_size")]
     rows = [
         ("steps", f"{m[-1]['step']}" + (f" ({len(m)} logged)" if len(m) != m[-1]["step"] else "")),

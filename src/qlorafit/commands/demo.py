@@ -53,12 +53,8 @@ def run(a) -> int:
     if a.steps < 1:
         raise UserError(f"demo --steps: must be at least 1, got {a.steps}")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if a.output_dir:
-        prepare_output_dir(a.output_dir)
     out = a.output_dir or tempfile.mkdtemp(prefix="qlorafit-demo-")
-    if not a.output_dir:
-        from qlorafit import rundir
-        rundir.write_marker(out, "demo")
+    prepare_output_dir(out)  # a new temporary directory is empty: it is just marked
     cfg = demo_config(out, a.steps)
 
     from qlorafit.runtime.train import train

@@ -4,12 +4,14 @@ GPU one weight, so a 70B model merges on any machine. The result loads with Auto
   qlorafit merge --adapter runs/qlorafit/final --base meta-llama/Llama-3.1-8B --out merged-8b
 """
 
+from qlorafit.core import options as O
+
 
 def add_arguments(p) -> None:
     p.add_argument("--adapter", required=True, help="PEFT adapter directory (a run's final/ or checkpoints/step-N/)")
     p.add_argument("--base", required=True, help="the 16-bit base model: a directory, a catalogue name or a Hub id (downloaded once into the HF cache)")
     p.add_argument("--out", required=True, help="new directory for the merged model")
-    p.add_argument("--dtype", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
+    p.add_argument("--dtype", choices=("auto",) + O.names(O.DTYPES), default="auto",
                    help="dtype of the written weights (auto: the base checkpoint's own; default %(default)s)")
     p.add_argument("--device", default="auto", help="where the B @ A products run: auto (GPU if any), cpu, cuda:0")
     p.add_argument("--any-base", action="store_true", help="merge even though --base is not the model the adapter "

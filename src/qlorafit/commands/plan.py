@@ -25,7 +25,7 @@ from qlorafit.errors import UserError
 from qlorafit.core import options as O
 from qlorafit.core.estimate import Setup
 from qlorafit.core.plan import (LOSSES_ALL, Candidate, Lengths, PlanRequest, PlanResult, apply_to_config, distinct,
-                           losses_available, nothing_fits_message, plan, plan_ranks)
+                           lengths_of, losses_available, nothing_fits_message, plan, plan_ranks)
 from qlorafit.core.setup import apply_setup, knobs, resolve_dtype
 from qlorafit.core.sizes import GIB, fmt_gib
 from qlorafit.core.throughput import load_calibration
@@ -229,7 +229,7 @@ def _lengths_from_data(a) -> Lengths:
         from transformers import AutoTokenizer
         tok = AutoTokenizer.from_pretrained(catalog.hub_id_of(a.model) or a.model)  # the tokenizer files only
     st = qdata.load_data(DataConfig(path=a.data, max_seq_length=a.max_seq_length), tok).train.stats
-    return Lengths(int(st.max), int(st.p99), float(st.mean), int(st.count))
+    return lengths_of(st)
 
 
 def build_config(c: Candidate, a) -> Config:

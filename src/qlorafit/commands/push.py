@@ -53,11 +53,10 @@ def push_run(run_dir: Path, repo_id: str, checkpoint: str = "final", private: bo
 
 def model_card(run_dir: Path, repo_id: str, checkpoint: str = "final") -> str:
     """README.md for the adapter: Hub metadata (base_model, library, tags), then what the run used and measured."""
-    import json
-
     import yaml
 
     from qlorafit import report
+    from qlorafit.core.sizes import fmt_gib
 
     cfg = _read_yaml(run_dir / "config.yaml")
     model = cfg.get("model", {})
@@ -71,9 +70,10 @@ def model_card(run_dir: Path, repo_id: str, checkpoint: str = "final") -> str:
     if on_hub:
         meta["base_model"] = base_id
     try:
-        rows = report.summary(report.load_run(run_dir))
+        run = report.load_run(run_dir)
+        rows, peak = report.summary(run), (run.estimate or {}).get("peak_bytes")
     except UserError as e:
-        rows = [("measurements", f"not available ({e})")]
+        rows, peak = [("measurements", f"not available ({e})")], None
     lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "",
              f"# {repo_id.split('/')[-1]}", "",
              f"A LoRA adapter for {f'[{base_id}](https://huggingface.co/{base_id})' if on_hub else f'`{base_id}`'}, "
@@ -88,15 +88,9 @@ def model_card(run_dir: Path, repo_id: str, checkpoint: str = "final") -> str:
              "## Measured on the training run", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows]
     lines += ["", "## Configuration", "", "```yaml", yaml.safe_dump(cfg, sort_keys=False).strip(), "```", ""]
-    est = run_dir / "estimate.json"
-    if est.is_file():
-        try:
-            peak = json.loads(est.read_text()).get("peak_bytes")
-        except json.JSONDecodeError:
-            peak = None
-        if peak:
-            lines.insert(lines.index("## Configuration"), f"qlorafit's estimate before the run: "
-                                                          f"{peak / 1024**3:.2f} GiB peak GPU memory.\n")
+    if peak:
+        lines.insert(lines.index("## Configuration"), f"qlorafit's estimate before the run: {fmt_gib(peak)} peak GPU "
+                                                      f"memory.\n")
     return "\n".join(lines)
 
 

@@ -15,26 +15,21 @@ checkpoints/step-N/ and final/ (a PEFT adapter: PeftModel.from_pretrained(base, 
 
 import argparse
 import os
+import signal
 import sys
 import textwrap
 
 
 def _keys_epilog() -> str:
-    import dataclasses
-
     from qlorafit.core import config as C
+    from qlorafit.core.resume import flat
 
     lines = ["configuration keys (YAML sections, or --set section.key=value):"]
-    d = C.Config()
-    for f in dataclasses.fields(C.Config):
-        value = getattr(d, f.name)
-        subs = [(f"{f.name}.{sf.name}", getattr(value, sf.name), sf) for sf in dataclasses.fields(value)] \
-            if dataclasses.is_dataclass(value) else [(f.name, value, f)]
-        for key, default, sf in subs:
-            choices = sf.metadata.get("choices")
-            head = f"  {key} = {default!r}" + (f"  [{'|'.join(choices)}]" if choices else "")
-            lines.append(head)
-            lines += textwrap.wrap(sf.metadata.get("help", ""), 100, initial_indent="      ", subsequent_indent="      ")
+    defaults = flat(C.Config())
+    for key, f in C.keyed_fields().items():
+        choices = f.metadata.get("choices")
+        lines.append(f"  {key} = {defaults[key]!r}" + (f"  [{'|'.join(choices)}]" if choices else ""))
+        lines += textwrap.wrap(f.metadata.get("help", ""), 100, initial_indent="      ", subsequent_indent="      ")
     return "\n".join(lines)
 
 
@@ -100,7 +95,7 @@ def run(a) -> int:
         summary = train(cfg, resume=a.resume, overwrite=a.overwrite, plan=a.plan == "auto", budget_bytes=budget,
                         allow_changes=a.allow_changes)
     except Stopped as e:
-        print(f"qlorafit train: stopped after step {e.step} on {signal_name(e.signum)}; checkpoint {e.checkpoint}.\n"
+        print(f"qlorafit train: stopped after step {e.step} on {signal.Signals(e.signum).name}; checkpoint {e.checkpoint}.\n"
               f"resume with: {resume_command(a)}", file=sys.stderr)
         return e.exit_code
     if os.environ.get("RANK", "0") != "0":
@@ -121,11 +116,6 @@ def summary_line(s: dict) -> str:
     steps = f"{done} steps" if not start else f"{done} steps (steps {start + 1}-{end}; {end} in the whole run)"
     return (f"trained {steps} in {s['seconds']:.0f}s: loss {s['first_loss']:.4f} (step {start + 1}) -> "
             f"{s['last_loss']:.4f} (step {end}); adapter in {s['final']}")
-
-
-def signal_name(signum: int) -> str:
-    import signal
-    return signal.Signals(signum).name
 
 
 def resume_command(a) -> str:

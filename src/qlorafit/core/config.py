@@ -269,11 +269,13 @@ def _suggest(key: str, valid: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else f" (valid: {', '.join(valid)})"
 
 
-def _flat_keys() -> list[str]:
-    keys = [f.name for f in dataclasses.fields(Config) if f.name not in _section_types()]
-    for sec, cls in _section_types().items():
-        keys += [f"{sec}.{f.name}" for f in dataclasses.fields(cls)]
-    return keys
+def keyed_fields() -> dict[str, dataclasses.Field]:
+    """{'section.key' (or a top-level key): its field, with help, choices and resume class}, in declaration order."""
+    out = {}
+    for f in dataclasses.fields(Config):
+        sec = _section_types().get(f.name)
+        out.update({f"{f.name}.{sf.name}": sf for sf in dataclasses.fields(sec)} if sec else {f.name: f})
+    return out
 
 
 def from_dict(raw: dict, source: str = "config") -> Config:
@@ -367,7 +369,7 @@ def check(cfg: Config) -> list[str]:
 def parse_overrides(pairs: list[str]) -> dict:
     """['train.lr=1e-4', 'lora.r=8'] -> {'train': {'lr': '1e-4'}, 'lora': {'r': '8'}}; values are typed later."""
     out: dict = {}
-    valid = _flat_keys()
+    valid = list(keyed_fields())
     for pair in pairs:
         if "=" not in pair:
             raise UserError(f"--set {pair!r}: write it as section.key=value, e.g. train.lr=1e-4")
@@ -457,13 +459,10 @@ def _tname(t) -> str:
 
 def help_for(key: str) -> str:
     """The documentation of 'section.key' (for CLI help)."""
-    sec, _, k = key.partition(".")
-    cls = _section_types().get(sec, Config)
-    for f in dataclasses.fields(cls):
-        if f.name == (k or sec):
-            return f.metadata.get("help", "")
-    return ""
+    f = keyed_fields().get(key)
+    return f.metadata.get("help", "") if f else ""
 
 
 __all__ = ["Config", "ModelConfig", "LoraConfig", "DataConfig", "TrainConfig", "GuardConfig", "DistConfig", "load", "from_dict",
-           "to_yaml", "to_dict", "reference_markdown", "parse_overrides", "help_for", "check"]
+           "to_yaml", "to_dict", "reference_markdown", "parse_overrides", "help_for", "check",
+           "keyed_fields"]

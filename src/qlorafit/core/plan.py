@@ -322,15 +322,12 @@ def prefer_headroom(ranked: list[Candidate], usable: int) -> list[Candidate]:
 def distinct(ranked) -> list[Candidate]:
     """The best candidate of each shape (micro-batch, accumulation, checkpointing, loss, packing, embedding):
     optimizer variants of one shape run at the same speed, so a table of runner-ups shows only the best of them."""
-    seen, out = set(), []
-    for c in ranked:
+    best = {}
+    for c in ranked:  # the first of each shape is its best: `ranked` is best first
         s = c.setup
-        key = (s.batch_size, c.grad_accum, s.grad_checkpointing, s.loss_impl, s.packing, s.offload_embedding,
-               s.offload_lm_head, s.mlp_tile_tokens)
-        if key not in seen:
-            seen.add(key)
-            out.append(c)
-    return out
+        best.setdefault((s.batch_size, c.grad_accum, s.grad_checkpointing, s.loss_impl, s.packing, s.offload_embedding,
+                         s.offload_lm_head, s.mlp_tile_tokens), c)
+    return list(best.values())
 
 
 def _budget_for(peak: int, margin: float) -> int:
@@ -541,12 +538,10 @@ def nothing_fits_message(r: PlanResult) -> str:
              f"{r.request.safety_margin:.0%} margin): the smallest of {r.n_candidates} configurations needs "
              f"{fmt_gib(s.peak_bytes)} at {r.size_len} tokens, so the smallest budget that fits is "
              f"{fmt_gib(r.min_budget_bytes)}.", "ways out, each alone, from that smallest configuration:"]
-    for w in r.ways_out:
+    for w in r.ways_out:  # a lever already pulled: what it saves; one to pull: the peak it leads to
         verdict = "fits" if w.fits else "still over"
-        if "already" in w.change:
-            lines.append(f"  - {w.change}: saves {fmt_gib(w.saves_bytes)}")
-        else:
-            lines.append(f"  - {w.change}: saves {fmt_gib(w.saves_bytes)} -> peak {fmt_gib(w.peak_bytes)} ({verdict})")
+        after = "" if "already" in w.change else f" -> peak {fmt_gib(w.peak_bytes)} ({verdict})"
+        lines.append(f"  - {w.change}: saves {fmt_gib(w.saves_bytes)}{after}")
     return "\n".join(lines)
 
 

@@ -9,7 +9,6 @@
 A refusal names every field, with its old and new value, so that "every sample once" is never broken silently.
 """
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from qlorafit.core import config as C
@@ -31,9 +30,7 @@ class Changes:
 
 def resume_class(key: str) -> str:
     """'train.lr' -> 'safe', read from the field's metadata."""
-    section, _, name = key.partition(".")
-    cls = C.Config if not name else type(getattr(C.Config(), section))
-    return next(f.metadata["resume"] for f in dataclasses.fields(cls) if f.name == (name or section))
+    return C.keyed_fields()[key].metadata["resume"]
 
 
 def flat(cfg: C.Config) -> dict:

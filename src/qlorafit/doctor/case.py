@@ -167,6 +167,16 @@ def _fsdp_load_is_host_ram(c: Case) -> None:
     o.phase_evidence += "; under FSDP the weights are read into host RAM by every rank before sharding"
 
 
+def _tokenization_is_host_ram(c: Case) -> None:
+    """An out-of-memory told in words while tokenizing is host RAM: datasets.map and the tokenizers run on the CPU,
+    every worker process holding its own copy, unless the report names a GPU."""
+    o = c.oom
+    if o.kind == "cuda" and o.form == "words" and o.phase == "tokenization" and \
+            not _GPU_NAMED.search(c.inputs.error_text or ""):
+        o.kind, o.form = "cpu", "cpu"
+        o.phase_evidence += "; tokenization runs on the CPU"
+
+
 def build_case(inputs: Inputs) -> Case:
     """Parse, resolve and estimate once."""
     c = Case(inputs=inputs, oom=parse(inputs.error_text or ""))
@@ -175,6 +185,7 @@ def build_case(inputs: Inputs) -> Case:
     else:
         c.settings = normalize(inputs.settings)
     _fsdp_load_is_host_ram(c)
+    _tokenization_is_host_ram(c)
     _budget(c)
     _model(c)
     _setup(c)

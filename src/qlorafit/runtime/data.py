@@ -372,23 +372,19 @@ def _progress(items: list, what: str):
 def load_data(cfg: DataConfig, tokenizer, seed: int = 0) -> DataSplits:
     """Train (and eval) sets from cfg. The eval split is a deterministic function of (data, eval_split, seed)."""
     records, source = read_records(cfg.path, cfg.split)
-    fmt = cfg.format
+    held_out, eval_source = None, f"{source} (eval split)"
     if cfg.eval_path:
-        eval_records, eval_source = read_records(cfg.eval_path, cfg.split)
-        return DataSplits(tokenize_records(records, fmt, cfg, tokenizer, source),
-                          tokenize_records(eval_records, fmt, cfg, tokenizer, eval_source))
-    if cfg.eval_split <= 0:
-        return DataSplits(tokenize_records(records, fmt, cfg, tokenizer, source), None)
-    n_eval = max(1, round(len(records) * cfg.eval_split))
-    if n_eval >= len(records):
-        raise UserError(f"data.eval_split: {cfg.eval_split} of {len(records)} records leaves nothing to train on")
-    picked = list(range(len(records)))
-    random.Random(seed).shuffle(picked)
-    held = set(picked[:n_eval])
-    train = [r for r in records if r.index not in held]
-    held_out = [r for r in records if r.index in held]
-    return DataSplits(tokenize_records(train, fmt, cfg, tokenizer, source),
-                      tokenize_records(held_out, fmt, cfg, tokenizer, f"{source} (eval split)"))
+        held_out, eval_source = read_records(cfg.eval_path, cfg.split)
+    elif cfg.eval_split > 0:
+        n_eval = max(1, round(len(records) * cfg.eval_split))
+        if n_eval >= len(records):
+            raise UserError(f"data.eval_split: {cfg.eval_split} of {len(records)} records leaves nothing to train on")
+        picked = list(range(len(records)))
+        random.Random(seed).shuffle(picked)
+        held = set(picked[:n_eval])
+        records, held_out = [r for r in records if r.index not in held], [r for r in records if r.index in held]
+    train = tokenize_records(records, cfg.format, cfg, tokenizer, source)
+    return DataSplits(train, tokenize_records(held_out, cfg.format, cfg, tokenizer, eval_source) if held_out else None)
 
 
 # ---- order ---------------------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from qlorafit.runtime import guard as G
 from qlorafit.errors import UserError
+from qlorafit.hub import looks_like_hub_id
 from qlorafit.runtime.model import torch_dtype
 
 PREFIX = "base_model.model."
@@ -141,9 +142,7 @@ def _hub_id(name: str) -> str | None:
     for i, part in enumerate(parts[:-2]):
         if part.startswith("models--") and parts[i + 1] == "snapshots":
             return part[len("models--"):].replace("--", "/", 1)
-    if name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
-        return name
-    return None
+    return name if looks_like_hub_id(name) else None
 
 
 def check_shapes(deltas: dict, full: dict, base: dict, fan_in_fan_out: bool, adapter_dir: Path, base_dir: Path) -> None:

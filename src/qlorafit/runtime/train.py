@@ -251,8 +251,8 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
             say(f"--plan auto chose: {plan_summary(cfg)}")
     # after planning: the planned config is the one compared; rank 0 alone reads the directory and speaks
     run_dir = check_run_dir(cfg, resume, overwrite) if world.main else Path(cfg.output_dir)
-    changed = _check_resume(cfg, run_dir, allow_changes, say if world.main else (lambda text: None)) \
-        if resume else None
+    main_say = say if world.main else (lambda text: None)
+    changed = _check_resume(cfg, run_dir, allow_changes, main_say) if resume else None
     from qlorafit.runtime import trackers as T
     T.check_installed(cfg.train)
 
@@ -260,8 +260,7 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     world.strategy = _strategy(cfg, world, model_path, device, max_len)
     # resume reads the checkpoint whole first: its adapter goes in before fsdp shards the model, the rest after
     fresh_optimizer = changed is not None and "train.optimizer" in changed.keys("state")
-    quiet_say = say if world.main else (lambda text: None)
-    ckpt, saved = C.read_newest_intact(run_dir, quiet_say, not fresh_optimizer) if resume else (None, None)
+    ckpt, saved = C.read_newest_intact(run_dir, main_say, not fresh_optimizer) if resume else (None, None)
     torch.manual_seed(cfg.train.seed)  # the LoRA init does not depend on how much data loading drew
     if world.strategy != "fsdp":  # fsdp shards the model: it need not fit one GPU
         check_load_fits(cfg, model_path, device)  # an OOM while loading is beyond the guard: say it before
@@ -306,7 +305,8 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
         torch.manual_seed(cfg.train.seed + world.rank)  # after the shared LoRA init: each rank its own dropout masks
     log_dir = run_dir if world.main else run_dir / "ranks" / f"rank-{world.rank}"
     log_dir.mkdir(parents=True, exist_ok=True)
-    _trim_logs(log_dir, pos.step)  # lines written after the checkpoint describe steps that will run again
+    for name in runlog.LOGS:  # lines written after the checkpoint describe steps that will run again
+        runlog.trim(runlog.log_path(log_dir, name), pos.step)
 
     names = T.names(cfg.train) if world.main else []  # rank 0 reports for all
     trackers = T.Trackers(names, run_dir, config_mod.to_dict(cfg)) if names else None
@@ -399,11 +399,6 @@ def _units_per_epoch(cfg: Config, samples: list) -> int:
         return len(samples)
     from qlorafit.runtime.collate import pack
     return len(pack(samples, cfg.data.max_seq_length))
-
-
-def _trim_logs(run_dir: Path, step: int) -> None:
-    for name in runlog.LOGS:
-        runlog.trim(runlog.log_path(run_dir, name), step)
 
 
 # --- the loop ----------------------------------------------------------------------------------------------------
@@ -609,13 +604,11 @@ def save(run: Run, target: Path) -> Path:
 
 
 def _prune(run: Run) -> None:
-    keep = run.cfg.train.keep_checkpoints
-    if keep <= 0:
-        return
-    ckpts = sorted((p for p in (run.dir / "checkpoints").glob("step-*") if (p / C.STATE_FILE).is_file()),
-                   key=lambda p: int(p.name.split("-")[1]))
-    for p in ckpts[:-keep]:
-        shutil.rmtree(p, ignore_errors=True)
+    """train.keep_checkpoints: the newest step checkpoints stay, older ones go (final/ always stays)."""
+    if run.cfg.train.keep_checkpoints > 0:
+        steps = [p for p in C.checkpoints_newest_first(run.dir) if p.name != "final"]
+        for p in steps[run.cfg.train.keep_checkpoints:]:
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def train(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None, quiet: bool = False,

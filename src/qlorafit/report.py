@@ -19,7 +19,7 @@ from qlorafit.atomic import write_atomic
 from qlorafit.core.catalog import read_json
 from qlorafit.core.sizes import GIB
 from qlorafit.errors import UserError
-from qlorafit.runlog import read_rows
+from qlorafit.runlog import rank_dirs, read_rows
 
 PLOTS = ("memory", "breakdown", "loss", "tokens")
 _COLORS = {"alloc": "#1f77b4", "reserved": "#ff7f0e", "peak_alloc": "#2ca02c", "peak_reserved": "#d62728",
@@ -78,16 +78,13 @@ def _other_ranks(d: Path, notes: list[str]) -> dict[int, RunData]:
     """ranks/rank-N/{metrics,events}.jsonl: what the other processes of a multi-GPU run logged (rank 0 writes the run
     directory itself). A rank that logged nothing yet is left out with a note."""
     ranks = {}
-    for sub in sorted((d / "ranks").glob("rank-*")) if (d / "ranks").is_dir() else []:
-        n = sub.name.removeprefix("rank-")
-        if not n.isdigit():
-            continue
+    for n, sub in rank_dirs(d):
         metrics = read_rows(sub / "metrics.jsonl", notes, ("step",))
         events = read_rows(sub / "events.jsonl", notes, ("kind",))
         if not metrics and not events:
             notes.append(f"{sub}: rank {n} logged nothing")
             continue
-        ranks[int(n)] = RunData(sub, sorted(metrics, key=lambda m: m["step"]), events)
+        ranks[n] = RunData(sub, sorted(metrics, key=lambda m: m["step"]), events)
     return ranks
 
 

@@ -26,6 +26,18 @@ def log_path(run_dir: Path, name: str) -> Path:
     return Path(run_dir) / f"{name}.jsonl"
 
 
+def rank_dir(run_dir: Path, rank: int) -> Path:
+    """Where rank `rank` (> 0) of a multi-GPU run logs; rank 0 logs in the run directory itself."""
+    return Path(run_dir) / "ranks" / f"rank-{rank}"
+
+
+def rank_dirs(run_dir: Path) -> list[tuple[int, Path]]:
+    """(rank, folder) of every other rank that has a log folder under run_dir, in rank order."""
+    ranks = Path(run_dir) / "ranks"
+    found = [(sub.name.removeprefix("rank-"), sub) for sub in ranks.glob("rank-*")] if ranks.is_dir() else []
+    return sorted((int(n), sub) for n, sub in found if n.isdigit())
+
+
 def iter_rows(path: Path, notes: list[str] | None = None, required: tuple[str, ...] = ()) -> Iterator[dict]:
     """The rows of one JSONL log, streamed. A malformed line raises a UserError naming the file and line; a partial
     last line (no newline after it) is skipped, with a note appended to `notes`."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qlorafit.errors import UserError
-from qlorafit.runlog import iter_rows, read_rows
+from qlorafit.runlog import iter_rows, rank_dirs, read_rows
 
 
 @dataclass
@@ -57,10 +57,8 @@ def read_run(path: str) -> RunInfo:
     _read_metrics(info, p / "metrics.jsonl")
     # a multi-GPU run: the other ranks log under ranks/rank-N/; their events count (tagged with the rank) and their
     # memory peaks too, since the rank that ran out is the one to explain
-    for sub in sorted((p / "ranks").glob("rank-*")) if (p / "ranks").is_dir() else []:
-        rank = sub.name.removeprefix("rank-")
-        info.events += [{**e, "rank": int(rank) if rank.isdigit() else rank}
-                        for e in read_rows(sub / "events.jsonl", notes=[])]
+    for rank, sub in rank_dirs(p):
+        info.events += [{**e, "rank": rank} for e in read_rows(sub / "events.jsonl", notes=[])]
         _read_metrics(info, sub / "metrics.jsonl", count=False)
     if (p / "config.yaml").is_file():
         info.config = qconfig.load(str(p / "config.yaml"))

@@ -303,7 +303,7 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
             scaler.load_state_dict(state["scaler"])
     if world.active:
         torch.manual_seed(cfg.train.seed + world.rank)  # after the shared LoRA init: each rank its own dropout masks
-    log_dir = run_dir if world.main else run_dir / "ranks" / f"rank-{world.rank}"
+    log_dir = run_dir if world.main else runlog.rank_dir(run_dir, world.rank)
     log_dir.mkdir(parents=True, exist_ok=True)
     for name in runlog.LOGS:  # lines written after the checkpoint describe steps that will run again
         runlog.trim(runlog.log_path(log_dir, name), pos.step)

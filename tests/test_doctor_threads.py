@@ -19,8 +19,8 @@ MISSES = {
                 "host RAM); the thread settled on max_length",
     "vllm_1949": "nothing in the posted error says it is vLLM (the repository does): it reads as a training OOM",
     # seen split (the first test split, used for bug fixes)
-    "qlora_225": "the cause (samples near 4k tokens) is in the maintainer's answer; the post says 'LoRA' on a 24 GB card "
-                 "with a 13B, which reads as 16-bit weights that do not fit (the thread's repository is QLoRA's)",
+    "qlora_225": "the cause (samples near 4k tokens) is in the maintainer's answer; the post says 'LoRA' on a 24 GB "
+                 "card with a 13B, which reads as 16-bit weights that do not fit (the thread's repository is QLoRA's)",
     "y-trainer_11": "memory growing until an OOM at 10% reads as a long late batch; the thread's fix was gradient "
                     "checkpointing",
     # test2 split (seen since 2026-11-29: its misses were studied for general rules, tests/test_doctor_generalize.py)

@@ -100,6 +100,7 @@ def test_model_size_from_the_words(text, params):
     ("单卡40G", 1, 40), ("on 2x3090", 2, 24), ("RTX 4060 Ti 16GB", None, 16), ("a T4 instance", None, 15),
     ("8*RTX3080", 8, None), ("2 16G A4000", 2, 16), ("双卡4090", 2, 24), ("用了8张T4", 8, 15),
     ("用了8张T4，readme说只需要48GB显存", 8, 15),  # a size larger than the named card has is not the card's
+    ("oom with 8 A100s", 8, 80), ("2 L40s", 2, 45),  # a plural, and a card whose name ends in S
 ])
 def test_gpus_from_the_words(text, count, gib):
     g = gpus(text)
@@ -385,3 +386,21 @@ def test_a_deepspeed_stage_on_several_gpus_is_one_process_per_gpu():
 ])
 def test_checkpointing_is_the_first_lever_where_nothing_shows_it_on(text, first):
     assert _d(text).fixes[0].id == first
+
+
+def test_a_full_fine_tune_whose_states_per_gpu_exceed_the_card_needs_them_sharded():
+    # 13B x 16 bytes: under ZeRO-2 on 4 GPUs each keeps 2 + 14/4 bytes per parameter = 67 GiB, on 40 GiB cards
+    d = _d("Full fine-tuning a 13B model on 4x A100 40GB with ZeRO-2: CUDA out of memory")
+    assert d.primary.id == "ddp_replica" and d.fixes[0].id == "shard"
+    assert any("16 bytes per parameter" in e for e in d.primary.evidence)
+    # 7B under DDP on 2 x 24 GB: 104 GiB each
+    assert _d("Full fine-tuning a 7B model on 2x RTX 4090 with torchrun: CUDA out of memory").primary.id == "ddp_replica"
+    # ZeRO-3 already divides every state by the GPU count: not a replica
+    assert _d("Full fine-tuning a 13B model on 4x A100 40GB with ZeRO-3: CUDA out of memory").primary.id != "ddp_replica"
+
+
+def test_a_replica_of_a_small_named_model_is_ruled_out():
+    # 2 GB of 16-bit weights on 40 GB cards: the copy on each GPU is not what ran out
+    d = _d("LoRA of a 1B model on 4x A100 40GB with ZeRO-2: CUDA out of memory")
+    assert all(x.id != "ddp_replica" for x in d.causes)
+    assert _d("LoRA of a 13B model on 4x A100 40GB with ZeRO-2: CUDA out of memory").primary.id == "ddp_replica"

@@ -25,7 +25,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", help="write the scores and every outcome here as JSON")
     ap.add_argument("--split", choices=("all",) + corpus.SPLITS, default="all",
-                    help="which split to print case by case (tune on train and seen only, never on the held-out test3 or test4)")
+                    help="which split to print case by case (tune on train and seen only, never on the held-out "
+                         "test3 or test4)")
     a = ap.parse_args()
     sp = corpus.split()
     outcomes = [corpus.run(n, sp) for n in corpus.names()]

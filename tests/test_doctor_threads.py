@@ -9,6 +9,7 @@ import doctor_threads as corpus
 SPLIT = corpus.split()
 
 TEST3_MISS = "test3: held out, not analysed"
+TEST4_MISS = "test4: held out, not analysed"
 
 # Threads the doctor gets wrong, and why (every split here is tuned on; a held-out split is only listed, so that a rule
 # change that fixes one of its threads flips its strict xfail).
@@ -31,6 +32,10 @@ MISSES = {
     **{n: TEST3_MISS for n in ("deepspeed_3448", "fuseai_10", "llamafactory_1191", "llamafactory_1408",
                                "llamafactory_3880", "llamafactory_5169", "llamafactory_634", "llamafactory_7482",
                                "lmflow_213", "qwen_954", "unsloth_944", "verl_302", "vllm_15598")},
+    # test4 split (held out: misses listed, not analysed; frozen measurement at b29da4c, 12/26)
+    **{n: TEST4_MISS for n in ("chinese-llama-alpaca_70", "litgpt_781", "llamafactory_4753", "llamafactory_7197",
+                               "llamafactory_922", "longbench_17", "mlx-examples_412", "moss-rlhf_12", "qwen3_67",
+                               "torchtune_2078", "transformers_7232", "trl_1619", "unsloth_163", "vllm_13582")},
 }
 
 

@@ -341,6 +341,8 @@ def test_16bit_lora_weights_filling_the_card_are_the_missing_quantization():
     assert d.primary.id == "no_quant"
     assert _d("QLoRA fine-tuning a 13B model on two RTX 4090 cards: CUDA out of memory").primary.id != "no_quant"
     assert _d("LoRA fine-tuning a 1B model on an RTX 4090: CUDA out of memory").primary.id != "no_quant"
+    # ZeRO-3 divides the 16-bit weights by the GPU count: 144 GB over 8 x 80 GB is 18 GB each, not the cause
+    assert _d("LoRA fine-tuning a 72B model on 8x A100 80GB with ZeRO-3: OOM in training").primary.id != "no_quant"
 
 
 def test_the_nearer_lever_for_a_16bit_lora_replica():

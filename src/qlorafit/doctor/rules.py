@@ -209,9 +209,13 @@ def _lora_weights_heavy(c: Case) -> str | None:
     if not E.lora_16bit(c):
         return None
     w, card = E.named_weights(c), E.card_bytes(c)
-    if w is None or card is None or w[0] <= NO_QUANT_HEAVY_SHARE * card:
+    if w is None or card is None:
         return None
-    return f"the 16-bit weights alone are {gib(w[0])} ({w[1]}), {w[0] / card:.0%} of one GPU's {gib(card)}"
+    n = max(E.world_size(c) or 1, E.gpu_count(c) or 1) if E.sharded(c) else 1  # ZeRO-3/FSDP divide the weights
+    if w[0] / n <= NO_QUANT_HEAVY_SHARE * card:
+        return None
+    per = f", {gib(int(w[0] / n))} per GPU sharded over {n}" if n > 1 else ""
+    return f"the 16-bit weights alone are {gib(w[0])} ({w[1]}){per}, {w[0] / n / card:.0%} of one GPU's {gib(card)}"
 
 
 def no_quant(c: Case) -> Cause | None:

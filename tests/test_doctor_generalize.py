@@ -406,3 +406,41 @@ def test_a_replica_of_a_small_named_model_is_ruled_out():
     d = _d("LoRA of a 1B model on 4x A100 40GB with ZeRO-2: CUDA out of memory")
     assert all(x.id != "ddp_replica" for x in d.causes)
     assert _d("LoRA of a 13B model on 4x A100 40GB with ZeRO-2: CUDA out of memory").primary.id == "ddp_replica"
+
+
+# --- session 6, probes of common reports: step numbers, load words, another process, the loss -----------------------
+
+@pytest.mark.parametrize("text,phase,step", [
+    ("Training runs fine until step 1500 of 3000 and then CUDA out of memory", "later_step", 1500),
+    ("It crashes with OOM around iteration 800", "later_step", 800),
+    ("OOM at 1200/5000 steps", "later_step", 1200),
+    ("CUDA out of memory at step 0", "first_step", 0),
+])
+def test_a_step_number_in_words_places_the_failure(text, phase, step):
+    o = parse(text)
+    assert (o.phase, o.step) == (phase, step)
+
+
+def test_load_said_as_at_load_or_while_loading():
+    assert phase_from_words("CUDA out of memory at load, before anything trains")[0] == "load"
+    assert phase_from_words("It runs out of memory while loading")[0] == "load"
+
+
+def test_another_process_named_in_words_holds_the_gpu():
+    d = _d("nvidia-smi shows another process using 20GB; my training gets CUDA out of memory")
+    assert d.primary.id == "other_process" and d.fixes[0].id == "free_gpu"
+    assert _d("另一个训练的显存被其他进程占用，训练时显存不足").primary.id == "other_process"
+    # the message's numbers show nothing held outside this process: they outweigh the words
+    msg = ("another process may be running. torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. "
+           "GPU 0 has a total capacity of 23.64 GiB of which 1.10 GiB is free. Including non-PyTorch memory, this "
+           "process has 22.50 GiB memory in use. Of the allocated memory 21.90 GiB is allocated by PyTorch, and 150.00 "
+           "MiB is reserved by PyTorch but unallocated.")
+    assert _d(msg).primary.id != "other_process"
+
+
+def test_the_loss_or_a_large_vocabulary_named_in_words_is_the_logits():
+    d = _d("Fine-tuning Gemma-2-9B with LoRA: OOM in the loss, the logits over a 256k vocabulary")
+    assert d.primary.id == "fp32_logits" and d.fixes[0].id == "fused_loss"
+    assert d.primary.strength == "inferred"  # words, not frames or numbers
+    # in evaluation the logits that pile up are the eval loop's, not the training loss's
+    assert _d("OOM during evaluation: the logits over a 256k vocabulary").primary.id != "fp32_logits"

@@ -444,3 +444,32 @@ def test_the_loss_or_a_large_vocabulary_named_in_words_is_the_logits():
     assert d.primary.strength == "inferred"  # words, not frames or numbers
     # in evaluation the logits that pile up are the eval loop's, not the training loss's
     assert _d("OOM during evaluation: the logits over a 256k vocabulary").primary.id != "fp32_logits"
+
+
+@pytest.mark.parametrize("text,key,value", [
+    ("SFTTrainer with max_seq_length=32768 on one A100 80GB: CUDA OOM", "max_length", 32768),
+    ("Unsloth with max_seq_length 16384. On a T4 it runs out of memory", "max_length", 16384),
+    ("It fails with per_device_train_batch_size=32 on a 16GB V100", "per_device_train_batch_size", 32),
+])
+def test_a_setting_written_as_code_inside_a_sentence_is_read(text, key, value):
+    assert read_settings(text)[key] == value
+
+
+def test_a_flag_inside_a_sentence_is_not_read_as_set():
+    # "doesn't pass gradient_checkpointing=True": a flag in prose is as often denied or asked about as stated
+    assert "gradient_checkpointing" not in read_settings("The script doesn't pass gradient_checkpointing=True to it")
+
+
+def test_a_number_the_doctor_cannot_read_is_sized_with_the_default_and_said():
+    setup, notes = setup_from_settings({"lora_dropout": "0.05.", "per_device_train_batch_size": "32 on a V100"})
+    assert setup.lora_dropout == 0.0 and setup.batch_size == 8
+    assert any("lora_dropout" in n and "not a number" in n for n in notes)
+
+
+@pytest.mark.parametrize("text,first", [
+    ("SFTTrainer with max_seq_length=32768 on one A100 80GB: CUDA OOM in the first step", "cap_length"),
+    ("OOM when calling trainer.train() with per_device_train_batch_size=32 on a 16GB V100", "smaller_step"),
+    ("SFTTrainer with max_seq_length=1024 on one A100 80GB: CUDA OOM in the first step", "checkpointing"),
+])
+def test_a_long_length_or_a_large_batch_named_is_the_first_lever(text, first):
+    assert _d(text).fixes[0].id == first

@@ -118,6 +118,13 @@ def _flags(text: str) -> dict:
         key = m.group(1).rsplit(".", 1)[-1]
         if key in KNOWN_KEYS and key not in out:
             out[key] = _value(m.group(2))
+    # inside a sentence: 'with max_seq_length=32768 on one A100', 'max_seq_length 16384': a known name written as code
+    # (it has an underscore) and a number. Numbers only: a flag in prose is as often denied or asked about
+    # ("doesn't pass gradient_checkpointing=True") as stated
+    for m in re.finditer(r"(?<![\w.-])([A-Za-z]\w*_\w+)(?:\s?[:=]\s?|\s)(\d+(?:\.\d+)?)(?![\w.]*\w)", text):
+        key = m.group(1)
+        if key in KNOWN_KEYS and key not in out:
+            out[key] = _value(m.group(2))
     return out
 
 

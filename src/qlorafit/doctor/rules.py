@@ -454,7 +454,7 @@ _BATCH_TRIED = re.compile(r"regardless of (?:the )?batch|"
                           r"(?:whatever|any|no matter (?:what|the)) batch[_ ]?size|batch[_ ]?size (?:does not|doesn't) "
                           r"(?:matter|help)", re.I)
 _LLM_TUNE = re.compile(r"(?<![A-Za-z])(?:q?lora|peft|sft|dpo|grpo|ppo|trl|fine-?tun\w*|finetun\w*|llm|transformers|"
-                       r"Trainer)(?![A-Za-z])|微调", re.I)
+                       r"Trainer)(?![A-Za-z])|[A-Za-z0-9]+Trainer\b|微调", re.I)
 """Words that make it an LLM fine-tune, where gradient checkpointing is a flag (not DeepSpeed or accelerate alone:
 they launch any model)."""
 _CKPT_DEFAULT_ON = re.compile(r"unsloth|llama[-_ ]?factory|llamafactory|torchtune|recipes/\w*(?:lora|full)_finetune",
@@ -481,12 +481,19 @@ def prose_model(t: str) -> bool:
     return model_params_b(t) is not None
 
 
+LONG_CONTEXT_TOKENS = 8192
+"""A maximum length from this many tokens up makes the length the step's first lever where no estimate ranks them."""
+LARGE_MICRO_BATCH = 16
+"""A micro-batch from this size up makes the batch the first lever (transformers' default is 8)."""
+
+
 def _step_levers(c: Case, ev: list) -> list[Action]:
     """The step's levers in the order the input points to, when no estimate can rank them: checkpointing first when
     the report says it is off (or dropped, never enabled); the length first when the samples are said to be long,
-    the batch is already 1 (or said not to matter), or the samples are images (their tokens are the length);
-    checkpointing next when it is not known to be on in an LLM fine-tune (the libraries' default is off); else the
-    batch, and the batch first whenever the report says a smaller one helped."""
+    the batch is already 1, the maximum length is long, or the samples are images (their tokens are the length); the
+    batch first when it is large; checkpointing next when it is not known to be on in an LLM fine-tune (the libraries'
+    default is off); the length ahead of the batch when the batch is said not to matter; the batch alone when the
+    report says a smaller one helped."""
     t = c.inputs.error_text or ""
     batch = Action("lower per_device_train_batch_size (raise gradient_accumulation_steps to keep the effective "
                    "batch), turn gradient checkpointing on, or cap max_length", "speed or quality", id="smaller_step")
@@ -508,9 +515,16 @@ def _step_levers(c: Case, ev: list) -> list[Action]:
         ev.append(f"the report says '{off.group(0)}'" if hasattr(off, "group") else "gradient_checkpointing=False")
         first.append(ckpt)
     why = [w for w in (_LONG_WORDS.search(t), _VISION.search(t)) if w]
-    if why or c.settings.get("per_device_train_batch_size") == 1:
+    ml, bs = c.settings.get("max_length"), c.settings.get("per_device_train_batch_size")
+    if why or bs == 1:
         ev.append(f"the report says '{why[0].group(0)}'" if why else "the micro-batch is already 1")
         first.append(length)
+    elif isinstance(ml, int) and ml >= LONG_CONTEXT_TOKENS:
+        ev.append(f"the maximum length is {ml:,} tokens: activations and logits grow with it")
+        first.append(length)
+    elif isinstance(bs, int) and bs >= LARGE_MICRO_BATCH:
+        ev.append(f"the micro-batch is {bs}: activations grow with it")
+        first.append(batch)
     if not off and _checkpointing_unknown(c):
         ev.append("gradient checkpointing is not shown to be on (off by default in transformers and TRL)")
         first.append(ckpt)

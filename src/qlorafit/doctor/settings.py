@@ -154,9 +154,10 @@ def setup_from_settings(raw: dict) -> tuple[Setup, list[str]]:
     def get(key):
         v = s.get(key)
         if v is not None and not isinstance(v, Depends):
-            if isinstance(HF_DEFAULTS[key], (int, bool)) and not isinstance(HF_DEFAULTS[key], bool):
+            kind = type(HF_DEFAULTS[key])
+            if kind in (int, float):  # a number as posted: '0.05', or text that is none ('0.05.', '32 on a V100')
                 try:
-                    return int(v)
+                    return kind(v)
                 except (TypeError, ValueError):
                     notes.append(f"{key}={v!r} is not a number the doctor can read: sized with {HF_DEFAULTS[key]!r}")
                     return HF_DEFAULTS[key]

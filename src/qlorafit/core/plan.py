@@ -21,6 +21,7 @@ from qlorafit.core.catalog import GPU, get_gpu
 from qlorafit.core.config import Config
 from qlorafit.errors import UserError
 from qlorafit.core.estimate import Setup, estimate
+from qlorafit.core.levers import LEVERS
 from qlorafit.core.setup import apply_setup, knobs, setup_from_config
 from qlorafit.core.shapes import ATTN_LINEARS, ModelShape
 from qlorafit.core.sizes import fmt_gib
@@ -438,76 +439,41 @@ def _show(v) -> str:
 # --- when nothing fits -------------------------------------------------------------------------------------------
 
 def ways_out(shape: ModelShape, r: PlanResult) -> list[WayOut]:
-    """From the smallest configuration found: each lever alone, with the bytes it saves and whether it then fits.
-
-    Levers the search already pulled (offloaded checkpointing, 8-bit optimizer) are reported with what they saved
-    against the default choice, so the user sees that they are in use."""
-    base = r.smallest.setup
-    peak0 = r.smallest.peak_bytes
-    out: list[WayOut] = []
-
-    def add(change: str, s: Setup, already: bool = False):
-        p = estimate(shape, s, r.request.context_bytes).peak_bytes
-        if already:  # s is the setup without the lever: the saving is the other way round
-            out.append(WayOut(change + " (already in the smallest configuration)", p - peak0, peak0, False))
-        elif p < peak0:
-            out.append(WayOut(change, peak0 - p, p, p <= r.usable_bytes))
-
-    seq = _longest_fitting_seq(shape, base, r.usable_bytes, r.request.context_bytes)
-    if seq:
-        add(f"max_seq_length {seq} (from {base.seq_len}; longer samples are truncated)", replace(base, seq_len=seq))
-    else:
-        add(f"max_seq_length {max(1, base.seq_len // 4)} (not enough at any length: the rest alone is over)",
-            replace(base, seq_len=max(1, base.seq_len // 4)))
-    if O.checkpointing(base.grad_checkpointing).to_host:
-        add("offloaded checkpointing", replace(base, grad_checkpointing="on"), already=True)
-    else:
-        add("offloaded checkpointing", replace(base, grad_checkpointing="offload"))
-    for r_ in (8, 4):
-        if base.lora_r > r_:
-            add(f"LoRA rank {r_} (from {base.lora_r})", replace(base, lora_r=r_))
-            break
+    """From the smallest configuration found: each lever alone (the sequence length, rank, targets and MLP tiles, then
+    those of qlorafit.core.levers), with the bytes it saves and whether it then fits. Levers the search already pulled
+    (offloaded checkpointing, 8-bit optimizer) are reported with what they saved, so the user sees they are in use."""
+    base, peak0, ctx = r.smallest.setup, r.smallest.peak_bytes, r.request.context_bytes
+    seq = _longest_fitting_seq(shape, base, r.usable_bytes, ctx)
+    short = {"seq_len": seq or max(1, base.seq_len // 4)}
+    levers = [(f"max_seq_length {seq} (from {base.seq_len}; longer samples are truncated)" if seq else
+               f"max_seq_length {short['seq_len']} (not enough at any length: the rest alone is over)", short, None)]
+    rank = next((x for x in (8, 4) if base.lora_r > x), None)
+    if rank:
+        levers.append((f"LoRA rank {rank} (from {base.lora_r})", {"lora_r": rank}, None))
     targets = base.targets(shape)
     if set(targets) - set(ATTN_LINEARS):
-        add("LoRA on attention only (q,k,v,o)", replace(base, lora_targets=ATTN_LINEARS))
+        levers.append(("LoRA on attention only (q,k,v,o)", {"lora_targets": ATTN_LINEARS}, None))
     elif len(targets) > 2:
-        add("LoRA on q_proj,v_proj only", replace(base, lora_targets=("q_proj", "v_proj")))
-    eight_bit = O.eight_bit_twin(paged=False)
-    if O.optimizer(base.optimizer).eight_bit:
-        add("8-bit optimizer", replace(base, optimizer="adamw"), already=True)
-    else:
-        add(f"8-bit optimizer ({eight_bit})", replace(base, optimizer=eight_bit))
-    if base.lora_dropout > 0:
-        add("lora dropout 0 (no dropped input copies)", replace(base, lora_dropout=0.0))
-    if base.offload_embedding:
-        add("embedding in host RAM", replace(base, offload_embedding=False), already=True)
-    else:
-        add("embedding in host RAM (offload_embedding)", replace(base, offload_embedding=True))
-    if base.offload_lm_head:
-        add("lm_head in host RAM", replace(base, offload_lm_head=False), already=True)
-    elif O.stack(base.stack).host_levers:
-        add("lm_head in host RAM (offload_lm_head)", replace(base, offload_lm_head=True))
+        levers.append(("LoRA on q_proj,v_proj only", {"lora_targets": ("q_proj", "v_proj")}, None))
     if base.seq_len > 8192:
-        if base.mlp_tile_tokens:
-            add("MLP tiled over the sequence", replace(base, mlp_tile_tokens=0), already=True)
-        else:
-            add("MLP tiled over the sequence (train.mlp_tile_tokens: 8192)", replace(base, mlp_tile_tokens=8192))
-    if O.quant(base.quant).bits > 4:
-        add("4-bit nf4 base weights", replace(base, quant="nf4", double_quant=True))
-    elif not base.double_quant:
-        add("double quant", replace(base, double_quant=True))
+        levers.append(("MLP tiled over the sequence (train.mlp_tile_tokens: 8192)", {"mlp_tile_tokens": 8192},
+                       base.mlp_tile_tokens and {"mlp_tile_tokens": 0}))
+    levers += [(lv.plan, lv.applies(base) and lv.change(base), lv.undo and lv.undo(base)) for lv in LEVERS if lv.plan]
+    out, together = [], base
+    for change, pull, undo in levers:
+        if undo:  # pulled already: the saving is the other way round
+            p = estimate(shape, replace(base, **undo), ctx).peak_bytes
+            out.append(WayOut(change.split(" (")[0] + " (already in the smallest configuration)", p - peak0, peak0, False))
+        elif pull and (p := estimate(shape, replace(base, **pull), ctx).peak_bytes) < peak0:
+            out.append(WayOut(change, peak0 - p, p, p <= r.usable_bytes))
+            together = replace(together, **pull)
     fresh = sorted((w for w in out if "already" not in w.change), key=lambda w: (not w.fits, -w.saves_bytes))
     if fresh and not any(w.fits for w in fresh):  # no single lever is enough: what all of them do together
-        s = replace(base, lora_r=min(base.lora_r, 8), lora_dropout=0.0, offload_embedding=True,
-                    offload_lm_head=base.offload_lm_head or O.stack(base.stack).host_levers,
-                    grad_checkpointing="offload",
-                    optimizer=base.optimizer if O.optimizer(base.optimizer).eight_bit else eight_bit,
-                    lora_targets=("q_proj", "v_proj"), seq_len=max(1, base.seq_len // 4))
-        if O.quant(base.quant).bits > 4:
-            s = replace(s, quant="nf4", double_quant=True)
-        p = estimate(shape, s, r.request.context_bytes).peak_bytes
-        fresh.append(WayOut(f"all of these together (max_seq_length {s.seq_len}, r={s.lora_r}, q_proj,v_proj)",
-                            peak0 - p, p, p <= r.usable_bytes))
+        together = replace(together, seq_len=max(1, base.seq_len // 4), lora_r=min(base.lora_r, 8),
+                           lora_targets=("q_proj", "v_proj"))
+        p = estimate(shape, together, ctx).peak_bytes
+        fresh.append(WayOut(f"all of these together (max_seq_length {together.seq_len}, r={together.lora_r}, "
+                            f"q_proj,v_proj)", peak0 - p, p, p <= r.usable_bytes))
     return fresh + [w for w in out if "already" in w.change]
 
 

@@ -68,7 +68,7 @@ def test_hf_stack_pays_the_fp32_upcast():
 
 def test_double_quant_saves_about_037_bits():
     shape = resolve_model("llama-3.1-8b")
-    n = shape.num_layers * shape.linear_params_per_layer()
+    n = shape.num_layers * sum(a * b for a, b in shape.linear_shapes().values())
     dq = estimate(shape, Setup(double_quant=True)).component("quantization constants")
     sq = estimate(shape, Setup(double_quant=False)).component("quantization constants")
     assert (sq - dq) * 8 / n == pytest.approx(0.373, abs=0.01)

@@ -32,17 +32,17 @@ def looks_like_hub_id(name: str) -> bool:
             and " " not in name and not Path(name).expanduser().exists())
 
 
-def fetch_config(repo_id: str, field: str, catalogue_hint: str) -> Path:
+def fetch_config(repo_id: str, field: str) -> Path:
     """config.json of `repo_id` (a few KB): from the local cache, else from the Hub unless HF_HUB_OFFLINE is set."""
     from huggingface_hub import hf_hub_download
 
     try:
         return Path(hf_hub_download(repo_id, "config.json"))
     except Exception as e:  # noqa: BLE001 -- mapped by type below; anything unknown is re-raised
-        raise hub_error(e, repo_id, field, catalogue_hint, "config.json") from None
+        raise hub_error(e, repo_id, field, "config.json") from None
 
 
-def download_model(repo_id: str, field: str, catalogue_hint: str) -> Path:
+def download_model(repo_id: str, field: str) -> Path:
     """The files `train` and `merge` need (WEIGHT_PATTERNS), downloaded once into the HF cache, with a progress bar.
 
     Offline (HF_HUB_OFFLINE=1) this returns the cached snapshot if it is complete, and says what is missing if not.
@@ -52,7 +52,7 @@ def download_model(repo_id: str, field: str, catalogue_hint: str) -> Path:
     try:
         path = Path(snapshot_download(repo_id, allow_patterns=list(WEIGHT_PATTERNS)))
     except Exception as e:  # noqa: BLE001
-        raise hub_error(e, repo_id, field, catalogue_hint, "weights") from None
+        raise hub_error(e, repo_id, field, "weights") from None
     if not (path / "config.json").is_file():
         raise UserError(f"{field}: {repo_id} has no config.json: not a transformers model repo")
     if not any(path.glob("*.safetensors")):
@@ -61,12 +61,15 @@ def download_model(repo_id: str, field: str, catalogue_hint: str) -> Path:
     return path
 
 
-def hub_error(e: Exception, repo_id: str, field: str, catalogue_hint: str, what: str) -> Exception:
+def hub_error(e: Exception, repo_id: str, field: str, what: str) -> Exception:
     """One line for each way a Hub request fails; an error that is not the Hub's comes back unchanged."""
     from huggingface_hub import constants
     from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, OfflineModeIsEnabled,
                                         RepositoryNotFoundError, RevisionNotFoundError)
 
+    from qlorafit.core.catalog import model_names
+
+    catalogue_hint = ", ".join(model_names())
     page = f"{constants.ENDPOINT}/{repo_id}"
     offline = constants.HF_HUB_OFFLINE
     if isinstance(e, GatedRepoError):

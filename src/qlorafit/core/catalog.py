@@ -152,16 +152,11 @@ def resolve_model(name: str) -> ModelShape:
 
     if hub.looks_like_hub_id(name):
         snap = find_in_hf_cache(name.strip())
-        cfg = snap / "config.json" if snap is not None else hub.fetch_config(name.strip(), "model", catalogue_hint())
+        cfg = snap / "config.json" if snap is not None else hub.fetch_config(name.strip(), "model")
         return shape_from_config(read_json(cfg), name.strip(), f"{name.strip()} config.json")
     close = difflib.get_close_matches(key, list(models), n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise UserError(f"model: unknown model '{name}'.{hint} Catalogue: {', '.join(model_names())}")
-
-
-def catalogue_hint() -> str:
-    """The catalogue's names, for an error line."""
-    return ", ".join(model_names())
 
 
 def hub_id_of(name: str) -> str | None:
@@ -191,5 +186,5 @@ def resolve_model_path(name: str, cache_root: Path | None = None, field: str = "
         close = difflib.get_close_matches(_norm(name), model_names(), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise UserError(f"{field}: '{name}' is not a local directory, a Hub id (org/name) or a catalogue name.{hint} "
-                        f"Catalogue: {catalogue_hint()}")
-    return str(hub.download_model(repo, field, catalogue_hint()))
+                        f"Catalogue: {', '.join(model_names())}")
+    return str(hub.download_model(repo, field))

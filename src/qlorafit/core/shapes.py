@@ -107,10 +107,6 @@ class ModelShape:
                 out.extend([f for f, parts in LORA_TARGET_ALIASES.items() if t in parts and f in names] or [t])
         return tuple(dict.fromkeys(out))
 
-    def linear_params_per_layer(self) -> int:
-        """Parameters of one dense decoder layer's linear modules (attention + MLP)."""
-        return sum(a * b for a, b in self.linear_shapes().values())
-
     def shared_expert_shapes(self) -> dict[str, tuple[int, int]]:
         """(in, out) of a MoE layer's shared-expert linears, named like the dense MLP's (PEFT matches those names)."""
         h, i = self.hidden_size, self.shared_intermediate_size

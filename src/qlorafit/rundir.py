@@ -129,7 +129,3 @@ def refuse_unmarked(d: Path, flag: str) -> UserError:
     """The error for `flag` (--overwrite, demo) in a folder qlorafit did not mark."""
     return UserError(f"{flag}: {d} is not empty and has no {MARKER}, so qlorafit did not create it and will not "
                      f"delete anything in it; choose another --output-dir (or an empty one)")
-
-
-__all__ = ["MARKER", "check_writable", "is_marked", "read_marker", "write_marker", "is_empty", "owned_paths",
-           "remove_run", "refuse_unmarked"]

@@ -461,8 +461,3 @@ def help_for(key: str) -> str:
     """The documentation of 'section.key' (for CLI help)."""
     f = keyed_fields().get(key)
     return f.metadata.get("help", "") if f else ""
-
-
-__all__ = ["Config", "ModelConfig", "LoraConfig", "DataConfig", "TrainConfig", "GuardConfig", "DistConfig", "load", "from_dict",
-           "to_yaml", "to_dict", "reference_markdown", "parse_overrides", "help_for", "check",
-           "keyed_fields"]

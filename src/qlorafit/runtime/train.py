@@ -624,6 +624,3 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     finally:
         run.ctx.monitor.close()
         D.close(run.ctx.world)
-
-
-__all__ = ["train", "setup", "loop", "next_units", "Position", "Run", "unit_targets"]

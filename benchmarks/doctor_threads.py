@@ -3,6 +3,8 @@
     PYTHONPATH=src python benchmarks/doctor_threads.py [--out benchmarks/results/doctor-threads-NAME.json]
 
 Primary cause right, first fix = the thread's accepted fix (by fix class), phase right; and every case's outcome.
+A split still held out (no `<split>_status` in split.json) is run only when named with --split, so that whoever tunes
+the rules does not see its outcomes by accident; QLORAFIT_THREADS_SKIP=SPLIT,... never runs those splits.
 CPU only, offline, no model download: the doctor is plain Python.
 """
 
@@ -25,10 +27,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", help="write the scores and every outcome here as JSON")
     ap.add_argument("--split", choices=("all",) + corpus.SPLITS, default="all",
-                    help="which split to print case by case (tune on train and seen only, never on the held-out test3)")
+                    help="which split to print case by case; a held-out split is run only when named here")
     a = ap.parse_args()
     sp = corpus.split()
-    outcomes = [corpus.run(n, sp) for n in corpus.names()]
+    hidden = {n for s in corpus.held_out(sp) - {a.split} for n in sp[s]} | corpus.skipped(sp)
+    outcomes = [corpus.run(n, sp) for n in corpus.names() if n not in hidden]
     scores = corpus.score(outcomes)
     for o in outcomes:
         if a.split != "all" and o.split != a.split:

@@ -47,8 +47,8 @@ sys.path.insert(0, HERE)
 GIB = 1024**3
 QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
 CONFIGS = {"c1": (2, 4, 512), "c2": (1, 1, 2048), "c3": (4, 1, 2048), "c4": (1, 1, 16384)}  # micro, accum, length
-CONTENDERS = ("recipe", "trl", "trl-best", "unsloth", "qlorafit", "qlorafit-eager", "qlorafit-offload", "qlorafit-graphs",
-              "qlorafit-plan")
+CONTENDERS = ("recipe", "trl", "trl-best", "unsloth", "qlorafit", "qlorafit-eager", "qlorafit-on", "qlorafit-prev", "qlorafit-offload",
+              "qlorafit-lean", "qlorafit-tile", "qlorafit-graphs", "qlorafit-plan")
 SITES = {"trl": "/tmp/site-trl", "trl-best": "/tmp/site-trl", "unsloth": "/tmp/site-uns"}  # + /tmp/site-common
 WARMUP = 2
 VOCAB_IDS = int(os.environ.get("VERSUS_VOCAB_IDS", 128000))  # ids drawn below this (Llama-3: 128,256; smoke: tiny)
@@ -114,11 +114,12 @@ class Timer:
         sync()
         dt = time.perf_counter() - self.t0
         busy = None
-        kinds = None
+        kinds = top = None
         if self.prof is not None:
             self.prof.stop()
             busy = busy_seconds(self.prof)
             kinds = kernel_kinds(self.prof)
+            top = top_kernels(self.prof)
             self.prof = None
         if CAP:  # the emulated card: lower the cap if the context grew or the optimizer holds managed memory
             recap(self.outside_bytes())
@@ -126,7 +127,7 @@ class Timer:
             self.warm -= 1
             self.d.say("warm", s=dt, mem=mem_stats(), cap=CAP.get("caps", [None])[-1], used=own_used_bytes())
             return
-        self.d.say("step", cmd=self.cmd, s=dt, tokens=self.tokens, busy_s=busy, kinds_s=kinds, loss=loss)
+        self.d.say("step", cmd=self.cmd, s=dt, tokens=self.tokens, busy_s=busy, kinds_s=kinds, top=top, loss=loss)
 
 
 CUDA = False  # set by start_cuda: the smoke test runs the same code on CPU
@@ -166,6 +167,18 @@ def kernel_kinds(prof) -> dict:
             k = kind_of(e.name)
             out[k] = out.get(k, 0.0) + (e.time_range.end - e.time_range.start) / 1e6
     return {k: round(v, 5) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
+
+
+def top_kernels(prof, n: int = 25) -> list:
+    """The n kernels with the most GPU time in a profiled step: [name (120 chars), calls, ms]."""
+    import torch
+    out = {}
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CUDA:
+            c = out.setdefault(e.name[:120], [0, 0.0])
+            c[0] += 1
+            c[1] += (e.time_range.end - e.time_range.start) / 1e3
+    return [[k, c, round(ms, 2)] for k, (c, ms) in sorted(out.items(), key=lambda kv: -kv[1][1])[:n]]
 
 
 def mem_stats() -> dict:
@@ -385,8 +398,14 @@ def qlorafit_cfg(a, path: str, variant: str):
            "train": {"micro_batch_size": a.micro, "grad_accum": a.accum, "max_steps": 100000, "log_every": 1000}}
     if variant == "qlorafit-eager":
         raw["train"]["compile"] = False
-    if variant == "qlorafit-offload":  # the lean lever at long context: layer inputs in host RAM
+    if variant in ("qlorafit-on", "qlorafit-prev"):  # layer inputs kept on the GPU
+        raw["train"]["grad_checkpointing"] = "on"
+    if variant in ("qlorafit-offload", "qlorafit-lean", "qlorafit-tile"):  # layer inputs in host RAM
         raw["train"]["grad_checkpointing"] = "offload"
+    if variant == "qlorafit-lean":  # and lm_head streamed from host RAM
+        raw["model"]["offload_lm_head"] = True
+    if variant == "qlorafit-tile":  # and each layer's MLP on 4,096-position slices
+        raw["train"]["mlp_tile_tokens"] = 4096
     if a.cfg == "ctx":
         raw["guard"] = {"enabled": False}  # an OOM is the answer "does not fit", not something to recover from
     cfg = C.from_dict(raw, variant)
@@ -428,6 +447,25 @@ def cuda_graphs_over_compiled_layers() -> None:
     S._forward_backward = forward_backward
 
 
+def compile_as_before_down_proj_skip() -> None:
+    """The qlorafit-prev experiment (this worker process only): layers compiled as before the frozen down_proj left
+    the compiled region (session 6): with plain checkpointing the whole layer compiled (transformers' checkpoint
+    traced into its graph); with offload the inner forward compiled, recomputed whole in backward."""
+    from qlorafit.runtime import model as M
+    from qlorafit.runtime.offload import active_handle
+    new = M.compile_layers
+    M._mlp_output_projection_eager = lambda layer: None
+
+    def compile_layers(model, backend="inductor"):
+        if active_handle(model) is not None:
+            return new(model, backend)
+        layers = model.get_base_model().model.layers
+        for layer in layers:
+            layer.compile(backend=backend)
+        return len(layers)
+    M.compile_layers = compile_layers
+
+
 def worker_qlorafit(a, path, rows, timer, variant: str, drv: Driver):
     import torch
     from qlorafit.core import config as C
@@ -437,6 +475,8 @@ def worker_qlorafit(a, path, rows, timer, variant: str, drv: Driver):
 
     if variant == "qlorafit-graphs":
         cuda_graphs_over_compiled_layers()
+    if variant == "qlorafit-prev":
+        compile_as_before_down_proj_skip()
     cfg = qlorafit_cfg(a, path, variant)
     drv.say("config", config=C.to_dict(cfg)["train"], model=C.to_dict(cfg)["model"], estimate=estimate_of(cfg, path))
     run = setup(cfg, overwrite=True, quiet=True)
@@ -591,6 +631,7 @@ def summarize(pr: Proc, end: dict | None) -> dict:
            "step_s": [round(m["s"], 4) for m in timed],
            "prof_step_s": prof[0]["s"] if prof else None, "gpu_busy_s": prof[0]["busy_s"] if prof else None,
            "gpu_kinds_s": prof[0].get("kinds_s") if prof else None,
+           "top_kernels": prof[0].get("top") if prof else None,
            "losses": [m.get("loss") for m in timed],
            "used_peak_steps": pr.used_peak or None, "used_peak_load_warmup": pr.used_load or None,
            "context_bytes": start.get("context_bytes"), "cap_gib": start.get("cap_gib"),

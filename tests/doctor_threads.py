@@ -10,6 +10,7 @@ split). Not collected by pytest itself.
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,18 @@ rest of the hash split."""
 
 def split() -> dict:
     return json.loads((THREADS / "split.json").read_text())
+
+
+def held_out(sp: dict) -> set[str]:
+    """Splits still held out: listed in split.json without a `<split>_status` saying they have been studied."""
+    return {k for k, v in sp.items() if isinstance(v, list) and k not in ("train", "seen") and f"{k}_status" not in sp}
+
+
+def skipped(sp: dict) -> set[str]:
+    """Thread names not to run here: those of the splits named in QLORAFIT_THREADS_SKIP (comma-separated), so that
+    whoever tunes the rules never sees a held-out split's outcomes (QLORAFIT_THREADS_SKIP=test4)."""
+    splits = {s.strip() for s in os.environ.get("QLORAFIT_THREADS_SKIP", "").split(",") if s.strip()}
+    return {n for s in splits for n in sp.get(s, ())}
 
 
 def split_name(name: str, sp: dict) -> str:

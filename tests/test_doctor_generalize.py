@@ -249,3 +249,58 @@ def test_a_presumed_oom_is_never_more_than_low_confidence():
     assert d.case.oom.kind == "presumed" and d.primary.id == "resume_state" and d.primary.strength == "proven"
     level, why = confidence(d)
     assert level == "low" and "presumed" in why
+
+
+# --- session 6 (test3 studied): the memory named, phase words, generating evals, vLLM's own names ---------------------
+
+@pytest.mark.parametrize("text", [
+    "Fine-tuning a 30B model on 4 GPUs with 256G RAM, but it always runs OOM on RAM",
+    "The job starts, then the RAM runs out and nothing trains",
+    "host memory keeps growing during the first epoch until the process crashes",
+    "多卡训练时内存一直上涨，最后进程崩溃",
+    "加载模型的时候内存不够",
+])
+def test_host_ram_named_in_words_is_host_ram(text):
+    assert parse(text).kind == "cpu"
+    assert _d(text).primary.id == "cpu_ram"
+
+
+@pytest.mark.parametrize("text", ["两张卡训练7B模型，显存还超了", "训练时超出显存了", "显存不够用了"])
+def test_gpu_memory_said_in_chinese_is_a_gpu_oom(text):
+    assert parse(text).kind == "cuda"
+
+
+def test_gpu_memory_called_nei_cun_is_not_host_ram():
+    assert parse("GPU内存不足").kind != "cpu" and parse("显卡内存不够").kind != "cpu"
+
+
+def test_save_memory_is_a_wish_not_the_save_phase():
+    assert phase_from_words("OOM after some steps. Is there a way to save memory further?")[0] != "save"
+    assert phase_from_words("Any trick to save GPU memory? It OOMs")[0] != "save"
+    assert phase_from_words("It runs out of memory when saving the checkpoint")[0] == "save"
+
+
+def test_too_long_in_chinese_needs_the_text_as_its_subject():
+    assert _d("训练开始前等待时间过长，然后显存溢出").primary.id != "long_sample"
+    assert _d("数据里有些样本过长，训练时显存溢出").primary.id == "long_sample"
+    assert _d("回答太长的时候训练会显存溢出").primary.id == "long_sample"
+
+
+def test_an_eval_that_generates_is_generation_not_logit_accumulation():
+    d = _d("CUDA out of memory while evaluating the fine-tuned model",
+           config="--do_eval\n--predict_with_generate\n--per_device_eval_batch_size 16\n--finetuning_type lora")
+    assert d.case.oom.phase == "generation"
+    assert d.primary.id == "generation_batch" and d.fixes[0].id == "eval_batch"
+    plain = _d("CUDA out of memory while evaluating the fine-tuned model",
+               config="--do_eval\n--per_device_eval_batch_size 16\n--finetuning_type lora")
+    assert plain.case.oom.phase == "eval" and plain.primary.id != "generation_batch"
+
+
+@pytest.mark.parametrize("text", [
+    "RuntimeError: CUDA error: out of memory at /build/csrc/cumem_allocator.cpp:88",
+    "CUDA out of memory while Capturing CUDA graph shapes",
+    "the server OOMs with max_num_seqs 512 on one card",
+    "File \"engine.py\", line 12, in step\n    self.engine_core.step()  # EngineCoreProc\ntorch.OutOfMemoryError: CUDA out of memory.",
+])
+def test_vllm_is_recognised_by_its_own_source_and_engine_names(text):
+    assert _d(text).primary.id == "vllm_memory"

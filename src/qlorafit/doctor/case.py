@@ -177,6 +177,15 @@ def _tokenization_is_host_ram(c: Case) -> None:
         o.phase_evidence += "; tokenization runs on the CPU"
 
 
+def _generating_eval_is_generation(c: Case) -> None:
+    """An evaluation run with predict_with_generate (Seq2SeqTrainer, LLaMA-Factory) generates: its memory is the KV
+    cache of batch x (prompt + new tokens), and its predictions are token ids, so no logits accumulate."""
+    o = c.oom
+    if o.phase == "eval" and c.settings.get("predict_with_generate") is True:
+        o.phase = "generation"
+        o.phase_evidence += "; predict_with_generate is set, so the evaluation generates"
+
+
 def build_case(inputs: Inputs) -> Case:
     """Parse, resolve and estimate once."""
     c = Case(inputs=inputs, oom=parse(inputs.error_text or ""))
@@ -186,6 +195,7 @@ def build_case(inputs: Inputs) -> Case:
         c.settings = normalize(inputs.settings)
     _fsdp_load_is_host_ram(c)
     _tokenization_is_host_ram(c)
+    _generating_eval_is_generation(c)
     _budget(c)
     _model(c)
     _setup(c)

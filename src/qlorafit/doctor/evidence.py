@@ -102,11 +102,17 @@ def replicates(c: Case) -> bool:
 
 
 _VLLM = re.compile(r"\bvllm\b|\bself\.llm = LLM\(|gpu[_-]memory[_-]utilization|max[_-]model[_-]len|"
-                   r"infer_backend\W+vllm|\bLLMRayActor\b", re.I)
+                   r"infer_backend\W+vllm|\bLLMRayActor\b|"
+                   # its own source files, classes and engine flags, in a traceback or a log without the package name
+                   r"cumem_allocator|CuMemAllocator|\bLLMEngine\b|\bEngineCore\w*|gpu_model_runner|"
+                   r"determine_num_available_blocks|_initialize_kv_caches|enforce[_-]eager|max[_-]num[_-]seqs|"
+                   r"max[_-]num[_-]batched[_-]tokens|enable[_-]sleep[_-]mode|Capturing CUDA graph shapes", re.I)
 """Names only vLLM uses: the package (any case, 'vllm.entrypoints', 'vLLM related'), its engine knobs
 (gpu_memory_utilization, max_model_len, in any launcher's spelling: --gpu-memory-utilization, a dotted
-actor_rollout_ref.rollout.gpu_memory_utilization), LLaMA-Factory's infer_backend: vllm. Not 'KV cache' alone: HF
-generate() has one too."""
+actor_rollout_ref.rollout.gpu_memory_utilization), LLaMA-Factory's infer_backend: vllm; and what only vLLM's code
+prints: its source files and classes (cumem_allocator.cpp of sleep mode, LLMEngine, EngineCore, gpu_model_runner), its
+engine flags (enforce_eager, max_num_seqs, max_num_batched_tokens), its CUDA-graph capture log. Not 'KV cache' alone:
+HF generate() has one too."""
 
 
 def uses_vllm(c: Case) -> bool:

@@ -99,9 +99,16 @@ _FAILURE_WORDS = re.compile(r"\b(?:error|exception|breaks?|broke|fail(?:s|ed|ing
 _CPU_WORDS = re.compile(r"all available RAM|insufficient shared memory|\(shm\)|Out of memory: Kill(?:ed)? process|subprocess(?:es)? ha(?:s|ve) ?abruptly died|"
                         r"system oom|not enough (?:host |system |cpu )?RAM|kill(?:s|ed)? the (?:process|kernel|session|job)|"
                         r"(?:process|kernel|session) (?:was |got |is |gets )?killed|(?:host|cpu|system) (?:RAM|memory) (?:is )?"
-                        r"(?:full|exhausted|not enough)|内存(?:不足|溢出|爆)|shards:\s*\d+%[^\n]*\n?[^\n]*\bkilled\b", re.I)
+                        r"(?:full|exhausted|not enough)|shards:\s*\d+%[^\n]*\n?[^\n]*\bkilled\b|"
+                        # the memory named is the host's: 'OOM on RAM', 'RAM ran out', '内存' (not 显存, GPU memory)
+                        r"\b(?:OOM|out of memory|ran out|runs? out)\s(?:on|of|in)\s(?:the\s)?(?:host\s|cpu\s|system\s)?"
+                        r"(?:RAM|host memory|system memory)\b|(?<![\w-])RAM\s(?:OOM|ran out|runs? out|is full|exhausted)|"
+                        r"(?:RAM|host memory|CPU memory)(?: usage)? (?:keeps |kept )?(?:grow|ris|increas|climb)\w*[^.\n]{0,60}"
+                        r"(?:crash|killed|OOM|die[sd]?\b)|爆内存|(?<!GPU)(?<!GPU )(?<!卡)内存(?:不足|溢出|爆|不够|超)|"
+                        r"(?<!GPU)(?<!GPU )(?<!卡)内存[^，。,.\n]{0,6}(?:升高|增长|上涨|增加|暴涨)[^。.\n]{0,16}(?:崩溃|挂|killed|"
+                        r"爆|溢出|OOM)", re.I)
 _GPU_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- ]memory|ran out of (?:gpu |cuda |video )?memory|"
-                        r"显存(?:溢出|不足|爆)|爆显存|Unable to allocate|memory (?:overflow|spike)|CUDA error: out of|"
+                        r"显存(?:还|都|也|就)?(?:溢出|不足|不够|超|爆)|爆显存|超(?:出)?显存|Unable to allocate|memory (?:overflow|spike)|CUDA error: out of|"
                         r"exceeds? (?:the )?(?:gpu |cuda )?memory", re.I)
 
 

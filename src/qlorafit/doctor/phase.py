@@ -169,11 +169,13 @@ def last_marker(text: str) -> tuple[str | None, str, int]:
 # --- the user's words ----------------------------------------------------------------------------------------------
 
 _OOM_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- ]memory|out of (?:gpu |cuda )?memory|"
-                        r"ran out of|crash|killed|died|爆显存|显存溢出|显存不足|爆炸|溢出|报错|内存不足|allocate|"
+                        r"ran out of|crash|killed|died|爆显存|显存\S?(?:溢出|不足|不够|超|爆)|超出?显存|爆炸|溢出|报错|内存不足|"
+                        r"allocate|"
                         r"exceeds? (?:the )?(?:gpu |cuda )?memory", re.I)
 _PROSE = (  # (phase, words): checked in this order inside one sentence that also says it ran out of memory
     ("merge", r"merg\w*|export\w*|合并|导出"),
-    ("save", r"\bsav(?:e|es|ing)\b|保存"),
+    # saving a checkpoint, not 'save (the) memory': a verb whose object is memory is the user's wish, not a phase
+    ("save", r"\bsav(?:e|es|ing)\b(?!\s(?:\w+\s)?(?:gpu\s|cuda\s)?(?:memory|vram|ram|space)\b)|保存"),
     # 'generation', 'generating', 'generate()', not 'the processor generates N tokens' (that is the data, not the phase)
     ("generation", r"generat(?:ion|ing)\b|\bgenerate\(|\.generate\b|inference|predict\w*|rollout|推理|预测"),
     ("eval", r"(?<![A-Za-z])eval\w*|validation|validat\w+|compute_metrics|评估|验证"),

@@ -214,7 +214,11 @@ def no_quant(c: Case) -> Cause | None:
 
 
 _LONG_WORDS = re.compile(r"(?:long|longer|longest|very long|too long|overly long|over-long) (?:sentences?|samples?|"
-                         r"sequences?|examples?|inputs?|outputs?|data|documents?)|超长|过长|太长|samples? (?:that )?"
+                         r"sequences?|examples?|inputs?|outputs?|data|documents?)|"
+                         # the thing too long is the text ('文本过长', '超长文本'), not a wait ('等待时间过长')
+                         r"(?:文本|序列|样本|句子|数据|输入|输出|上下文|长度|回答|回复|token|output|input|text|prompt|response|answer)\S{0,3}"
+                         r"(?:超长|过长|太长)|超长(?:文本|序列|样本|"
+                         r"上下文|数据)|samples? (?:that )?"
                          r"exceed\w* max|variable (?:number|length)s? of (?:\w+ )?tokens|too many (?:\w+ )?tokens|"
                          r"outlier", re.I)
 

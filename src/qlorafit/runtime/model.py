@@ -268,21 +268,20 @@ def compile_layers(model, backend: str = "inductor") -> int:
     one graph (forward and backward, bitsandbytes' 4-bit ops as custom ops) and reuses it for all of them. Memory:
     unchanged (the fused kernels save no tensor that eager would not).
 
-    Where the checkpoint goes: transformers checkpoints inside each layer's forward. With plain checkpointing the
-    checkpoint is traced into the layer's one graph. Offloaded checkpointing's checkpoint function installs
-    saved_tensors_hooks, which Dynamo cannot trace: compiled whole, the layer would fall back to eager entirely.
-    There the layer's inner forward (without transformers' checkpointing wrapper) is compiled instead, and the
-    offloading checkpoint runs eagerly around the compiled call (the recompute calls it again).
+    Where the checkpoint goes: outside the compiled call. transformers checkpoints inside each layer's forward;
+    compiled whole, that checkpoint is traced into the graph (plain) or, with offloaded checkpointing's
+    saved_tensors_hooks, which Dynamo cannot trace, makes the layer fall back to eager entirely. So with
+    checkpointing the layer's inner forward (without transformers' wrapper) is compiled, and torch's non-reentrant
+    checkpoint (offloading or not) runs eagerly around the compiled call; the recompute calls it again and can stop
+    early (_mlp_output_projection_eager). Without checkpointing the whole layer is compiled.
     """
-    from qlorafit.runtime.offload import active_handle
-
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     layers = getattr(getattr(base, "model", base), "layers", None)
     if layers is None or len(layers) == 0:
         warnings.warn("train.compile: no decoder layers found (model.layers); not compiled", stacklevel=2)
         return 0
     inner = getattr(type(layers[0]).forward, "__wrapped__", None)  # the forward before transformers' wrapper
-    if active_handle(model) is not None and inner is not None:
+    if getattr(layers[0], "gradient_checkpointing", False) and inner is not None:
         compiled = torch.compile(inner, backend=backend)  # one function object: one graph for every layer
 
         def forward(self, *args, **kwargs):
@@ -295,11 +294,31 @@ def compile_layers(model, backend: str = "inductor") -> int:
             return compiled(self, *args, **kwargs)
 
         for layer in layers:
+            _mlp_output_projection_eager(layer)
             layer.forward = types.MethodType(forward, layer)
         return len(layers)
     for layer in layers:
         layer.compile(backend=backend)
     return len(layers)
+
+
+def _mlp_output_projection_eager(layer) -> None:
+    """Run the dense MLP's output projection (down_proj) outside the compiled layer, when it has no LoRA.
+
+    Speed, not memory: the checkpoint's recompute in backward only has to rebuild the tensors backward needs, and
+    torch's non-reentrant checkpoint stops recomputing once it has them. A frozen 4-bit projection saves nothing
+    (bitsandbytes' backward needs only the packed weight), so eager recompute skips the layer's last dequantize and
+    matmul. A compiled layer is one autograd function, recomputed whole: down_proj ran 3 times per step instead of
+    2, +5 % of a 16K step's GPU time on Llama-3-8B (benchmarks/README, issue 16). With the projection outside,
+    the compiled part ends where the recompute can stop. LoRA on the projection saves its input (the recompute
+    must reach it), and a MoE block is not one dense MLP: both are left compiled whole.
+    """
+    mlp = getattr(layer, "mlp", None)
+    children = list(mlp.children()) if mlp is not None else []
+    projections = [m for m in children if isinstance(m, torch.nn.Linear) or hasattr(m, "base_layer")]
+    dense = len(projections) >= 2 and all(m in projections or next(m.parameters(), None) is None for m in children)
+    if dense and not hasattr(projections[-1], "base_layer"):
+        projections[-1].forward = torch.compiler.disable(projections[-1].forward)
 
 
 def compile_supported(device: torch.device) -> bool:

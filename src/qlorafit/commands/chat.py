@@ -7,11 +7,7 @@ turn, so the model sees what it was trained on; replies stream as they are gener
 Commands at the prompt: /reset starts a new conversation, /exit (or Ctrl-D) quits.
 """
 
-from qlorafit.commands.generate import add_common, load
-
-
-def add_arguments(p) -> None:
-    add_common(p)
+from qlorafit.commands.generate import add_common as add_arguments, load
 
 
 def run(a) -> int:

@@ -203,9 +203,7 @@ class Config:
     dist: DistConfig = field(default_factory=DistConfig)
 
 
-def _section_types() -> dict[str, type]:
-    return {"model": ModelConfig, "lora": LoraConfig, "data": DataConfig, "train": TrainConfig, "guard": GuardConfig,
-            "dist": DistConfig}
+SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Config) if f.name != "output_dir"}
 
 
 def _coerce(value, ftype, where: str, problems: list, choices=None):
@@ -273,7 +271,7 @@ def keyed_fields() -> dict[str, dataclasses.Field]:
     """{'section.key' (or a top-level key): its field, with help, choices and resume class}, in declaration order."""
     out = {}
     for f in dataclasses.fields(Config):
-        sec = _section_types().get(f.name)
+        sec = SECTIONS.get(f.name)
         out.update({f"{f.name}.{sf.name}": sf for sf in dataclasses.fields(sec)} if sec else {f.name: f})
     return out
 
@@ -286,7 +284,7 @@ def from_dict(raw: dict, source: str = "config") -> Config:
         raise UserError(f"{source}: expected a mapping of sections (model:, lora:, data:, train:, guard:, dist:)")
     problems: list[str] = []
     cfg = Config()
-    sections = _section_types()
+    sections = SECTIONS
     top_fields = {f.name: f for f in dataclasses.fields(Config) if f.name not in sections}
     for key, value in raw.items():
         if key in sections:
@@ -421,18 +419,15 @@ def to_dict(cfg: Config) -> dict:
 
 def to_yaml(cfg: Config, header: str = "") -> str:
     """The configuration as YAML, each key preceded by its documentation as a comment."""
-    lines = [f"# {line}" for line in header.splitlines()] if header else []
+    lines = [f"# {line}" for line in header.splitlines()]
     for f in dataclasses.fields(Config):
-        value = getattr(cfg, f.name)
-        if dataclasses.is_dataclass(value):
+        keys = [(f, cfg, "")]
+        if f.name in SECTIONS:
             lines.append(f"{f.name}:")
-            for sf in dataclasses.fields(value):
-                lines.append(f"  # {sf.metadata.get('help', '')}")
-                dumped = yaml.safe_dump({sf.name: getattr(value, sf.name)}, default_flow_style=True, width=10**6).strip()
-                lines.append("  " + dumped[1:-1] if dumped.startswith("{") else "  " + dumped)
-        else:
-            lines.append(f"# {f.metadata.get('help', '')}")
-            lines.append(yaml.safe_dump({f.name: value}, default_flow_style=True, width=10**6).strip()[1:-1])
+            keys = [(sf, getattr(cfg, f.name), "  ") for sf in dataclasses.fields(SECTIONS[f.name])]
+        for k, obj, pad in keys:
+            dumped = yaml.safe_dump({k.name: getattr(obj, k.name)}, default_flow_style=True, width=10**6).strip()
+            lines += [f"{pad}# {k.metadata.get('help', '')}", pad + (dumped[1:-1] if dumped.startswith("{") else dumped)]
     return "\n".join(lines) + "\n"
 
 
@@ -440,21 +435,18 @@ def reference_markdown() -> str:
     """Every key with its type, default and documentation: the generated reference (docs/config.md)."""
     out = ["# qlorafit configuration reference", "", "Generated from `qlorafit/core/config.py`; do not edit by hand.", ""]
     for f in dataclasses.fields(Config):
-        if f.name in _section_types():
+        if f.name in SECTIONS:
             out += [f"## `{f.name}:`", "", "| key | type | default | what it does |", "|---|---|---|---|"]
-            for sf in dataclasses.fields(_section_types()[f.name]):
+            for sf in dataclasses.fields(SECTIONS[f.name]):
                 default = sf.default if sf.default is not dataclasses.MISSING else sf.default_factory()
                 choices = sf.metadata.get("choices")
                 doc = sf.metadata.get("help", "") + (f" One of: {', '.join(choices)}." if choices else "")
-                out.append(f"| `{f.name}.{sf.name}` | {_tname(sf.type)} | `{default!r}` | {doc} |")
+                tname = sf.type if isinstance(sf.type, str) else sf.type.__name__
+                out.append(f"| `{f.name}.{sf.name}` | {tname} | `{default!r}` | {doc} |")
             out.append("")
         else:
             out += [f"## `{f.name}`", "", f.metadata.get("help", ""), ""]
     return "\n".join(out)
-
-
-def _tname(t) -> str:
-    return t if isinstance(t, str) else getattr(t, "__name__", str(t))
 
 
 def help_for(key: str) -> str:

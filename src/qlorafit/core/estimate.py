@@ -59,8 +59,7 @@ class Estimate:
 
     model: str
     setup: Setup
-    components: tuple[Component, ...]
-    """What is held at the peak, component by component; their sum is peak_bytes."""
+    components: tuple[Component, ...]  # what is held at the peak, component by component; their sum is peak_bytes
     phases: dict[str, int] = field(default_factory=dict)
     """Bytes in use at the high point of each phase (load, forward, backward, optimizer)."""
     peak_phase: str = "backward"

@@ -70,24 +70,19 @@ def lengths_of(stats) -> Lengths | None:
 
 @dataclass(frozen=True)
 class PlanRequest:
-    budget_bytes: int
-    """GPU memory the run may use (a card's total, free memory, or --budget), before the safety margin."""
+    budget_bytes: int  # GPU memory the run may use (a card's total, free memory, or --budget), before the safety margin
     max_seq_length: int = 512
-    lengths: Lengths | None = None
-    """Dataset token lengths; None: every sample is assumed max_seq_length long."""
+    lengths: Lengths | None = None  # dataset token lengths; None: every sample is assumed max_seq_length long
     effective_batch: int = 16
     """Sequences per optimizer step (micro_batch_size x grad_accum). Ignored when effective_tokens > 0."""
-    effective_tokens: int = 0
-    """Tokens per optimizer step instead of sequences (0 = use effective_batch)."""
+    effective_tokens: int = 0  # tokens per optimizer step instead of sequences (0 = use effective_batch)
     safety_margin: float = 0.05
     """Fraction of the budget kept free: allocator behaviour varies between driver and torch versions."""
     base: Setup = Setup()
     """The fixed choices (quant, rank, targets, dropout, dtypes, attention); the searched fields are overwritten."""
-    gpu: GPU | None = None
-    """The GPU whose speed ranks candidates; None: the reference GPU."""
+    gpu: GPU | None = None  # the GPU whose speed ranks candidates; None: the reference GPU
     losses: tuple[str, ...] = LOSSES_ALL
-    packing: tuple[bool, ...] | None = None
-    """Packing values to try; None: both when lengths are given, else off."""
+    packing: tuple[bool, ...] | None = None  # packing values to try; None: both when lengths are given, else off
     offload_embedding: tuple[bool, ...] = (False, True)
     offload_lm_head: tuple[bool, ...] = (False, True)
     """lm_head in host RAM, streamed by the loss: one PCIe copy of the head per micro-batch (qlorafit stack only)."""
@@ -132,20 +127,14 @@ class WayOut:
 class PlanResult:
     request: PlanRequest
     gpu: GPU
-    usable_bytes: int
-    """budget x (1 - safety margin): what a candidate's predicted peak must stay under."""
-    size_len: int
-    """The sequence length every candidate is sized at (the longest sample, or max_seq_length)."""
-    rows_per_step: dict
-    """{packing: rows per optimizer step} that keep the effective batch."""
+    usable_bytes: int  # budget x (1 - safety margin): what a candidate's predicted peak must stay under
+    size_len: int  # the sequence length every candidate is sized at (the longest sample, or max_seq_length)
+    rows_per_step: dict  # {packing: rows per optimizer step} that keep the effective batch
     chosen: Candidate | None
-    ranked: tuple[Candidate, ...]
-    """Feasible candidates, best first (chosen is ranked[0])."""
+    ranked: tuple[Candidate, ...]  # feasible candidates, best first (chosen is ranked[0])
     reasons: tuple[str, ...] = ()
-    smallest: Candidate | None = None
-    """The candidate with the lowest peak (what nothing-fits measures from)."""
-    min_budget_bytes: int = 0
-    """The smallest budget (before the margin) on which the smallest candidate fits."""
+    smallest: Candidate | None = None  # the candidate with the lowest peak (what nothing-fits measures from)
+    min_budget_bytes: int = 0  # the smallest budget (before the margin) on which the smallest candidate fits
     ways_out: tuple[WayOut, ...] = ()
     n_candidates: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)

@@ -40,20 +40,14 @@ class ModelShape:
     sliding_layers: int = 0
     """Layers with sliding-window attention. Training memory does not change: sdpa and flash never hold the T x T
     scores, and eager builds the full T x T mask and scores whatever the window. Recorded, shown, not counted."""
-    num_experts: int = 0
-    """Routed experts per MoE layer (0: a dense model)."""
-    experts_per_token: int = 0
-    """Experts each token is routed to (top-k)."""
-    moe_intermediate_size: int = 0
-    """Width of one routed expert's MLP."""
+    num_experts: int = 0  # routed experts per MoE layer (0: a dense model)
+    experts_per_token: int = 0  # experts each token is routed to (top-k)
+    moe_intermediate_size: int = 0  # width of one routed expert's MLP
     shared_intermediate_size: int = 0
     """Total width of the always-on shared expert(s) of a MoE layer (Qwen2-MoE, DeepSeek); 0 if none."""
-    moe_layers: int = 0
-    """Decoder layers whose MLP is a MoE block; the others keep the dense MLP of intermediate_size."""
-    expert_bias: bool = False
-    """Expert MLPs and router carry biases (gpt-oss)."""
-    fused: bool = False
-    """q/k/v and gate/up are one module each (qkv_proj, gate_up_proj), as in Phi-3 and Phi-4."""
+    moe_layers: int = 0  # decoder layers whose MLP is a MoE block; the others keep the dense MLP of intermediate_size
+    expert_bias: bool = False  # expert MLPs and router carry biases (gpt-oss)
+    fused: bool = False  # q/k/v and gate/up are one module each (qkv_proj, gate_up_proj), as in Phi-3 and Phi-4
 
     @property
     def is_moe(self) -> bool:

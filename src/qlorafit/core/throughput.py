@@ -58,10 +58,8 @@ class Calibration:
     """Host<->GPU copy rate for offloaded checkpoints (pinned memory, PCIe 4 x16 ~20 GB/s): calibrated on the GPU."""
     offload_hidden_fraction: float = 0.5
     """Share of the offload copies hidden behind compute (copies run on a side stream): calibrated on the GPU."""
-    host_bytes_per_s: float = 10e9
-    """Host RAM gather rate for the embedding lookup when the embedding stays in host RAM."""
-    kernel_overhead_s: float = 5e-6
-    """GPU-side fixed cost per kernel (launch gap, tail): calibrated on the GPU."""
+    host_bytes_per_s: float = 10e9  # host RAM gather rate for the embedding lookup when the embedding stays in host RAM
+    kernel_overhead_s: float = 5e-6  # GPU-side fixed cost per kernel (launch gap, tail): calibrated on the GPU
     host_s_per_kernel: float = 0.0
     """Host (Python + dispatch) time per kernel launched; the micro-batch takes max(GPU time, host time). 0: the
     host is never the bottleneck. Calibrated on the GPU."""
@@ -80,8 +78,7 @@ class Calibration:
 class Throughput:
     """Predicted speed of one configuration. Times are seconds per optimizer step, per part."""
 
-    tokens_per_s: float
-    """Real (non-padding) tokens trained per second."""
+    tokens_per_s: float  # real (non-padding) tokens trained per second
     step_s: float
     parts_s: dict
     tokens_per_step: float

@@ -148,21 +148,15 @@ def _run_gpus(a, shape, req: PlanRequest, budget_name: str) -> int:
 
 
 def _check_args(a) -> None:
-    problems = []
-    for flag, v in (("--batch-size", a.batch_size), ("--max-seq-length", a.max_seq_length), ("--rank", a.lora_r)):
-        if v <= 0:
-            problems.append(f"{flag} must be positive, got {v}")
-    for flag, v in (("--tokens-per-step", a.tokens_per_step), ("--top", a.top)):
-        if v < 0:
-            problems.append(f"{flag} must not be negative, got {v}")
-    if not 0 <= a.margin < 0.5:
-        problems.append(f"--margin is a fraction in [0, 0.5), got {a.margin}")
-    if a.lengths and a.data:
-        problems.append("give --lengths or --data, not both")
-    if a.gpus < 1:
-        problems.append(f"--gpus must be 1 or more, got {a.gpus}")
-    if a.calibration and not Path(a.calibration).is_file():
-        problems.append(f"--calibration: no such file {a.calibration}")
+    problems = [f"{flag} must be positive, got {v}" for flag, v in
+                (("--batch-size", a.batch_size), ("--max-seq-length", a.max_seq_length), ("--rank", a.lora_r)) if v <= 0]
+    problems += [f"{flag} must not be negative, got {v}" for flag, v in
+                 (("--tokens-per-step", a.tokens_per_step), ("--top", a.top)) if v < 0]
+    problems += [msg for bad, msg in (
+        (not 0 <= a.margin < 0.5, f"--margin is a fraction in [0, 0.5), got {a.margin}"),
+        (a.lengths and a.data, "give --lengths or --data, not both"),
+        (a.gpus < 1, f"--gpus must be 1 or more, got {a.gpus}"),
+        (a.calibration and not Path(a.calibration).is_file(), f"--calibration: no such file {a.calibration}")) if bad]
     if problems:
         raise UserError("; ".join(problems))
 

@@ -318,23 +318,19 @@ def from_dict(raw: dict, source: str = "config") -> Config:
 
 def check(cfg: Config) -> list[str]:
     """Value checks that cross fields or bounds; returns problems, raises nothing."""
-    p = []
-    for where, v in (("lora.r", cfg.lora.r), ("data.max_seq_length", cfg.data.max_seq_length),
-                     ("train.micro_batch_size", cfg.train.micro_batch_size), ("train.grad_accum", cfg.train.grad_accum)):
-        if v is not None and v <= 0:
-            p.append(f"{where}: must be positive, got {v}")
+    p = [f"{where}: must be positive, got {v}" for where, v in (
+        ("lora.r", cfg.lora.r), ("data.max_seq_length", cfg.data.max_seq_length),
+        ("train.micro_batch_size", cfg.train.micro_batch_size), ("train.grad_accum", cfg.train.grad_accum))
+        if v is not None and v <= 0]
     trackers = ("tensorboard", "wandb", "mlflow", "trackio")
-    for name in cfg.train.report_to:
-        if name not in trackers:
-            p.append(f"train.report_to: unknown tracker {name!r}; choose from {', '.join(trackers)}")
-    if not all(isinstance(x, str) and x.strip() for x in cfg.train.sample_prompts):
-        p.append("train.sample_prompts: every prompt must be non-empty text")
-    if not 0 <= cfg.lora.dropout < 1:
-        p.append(f"lora.dropout: must be in [0, 1), got {cfg.lora.dropout}")
-    if not 0 <= cfg.data.eval_split < 1:
-        p.append(f"data.eval_split: must be in [0, 1), got {cfg.data.eval_split}")
-    if not cfg.train.lr > 0:  # NaN too
-        p.append(f"train.lr: must be positive, got {cfg.train.lr}")
+    p += [f"train.report_to: unknown tracker {name!r}; choose from {', '.join(trackers)}"
+          for name in cfg.train.report_to if name not in trackers]
+    p += [msg for bad, msg in (
+        (not all(isinstance(x, str) and x.strip() for x in cfg.train.sample_prompts),
+         "train.sample_prompts: every prompt must be non-empty text"),
+        (not 0 <= cfg.lora.dropout < 1, f"lora.dropout: must be in [0, 1), got {cfg.lora.dropout}"),
+        (not 0 <= cfg.data.eval_split < 1, f"data.eval_split: must be in [0, 1), got {cfg.data.eval_split}"),
+        (not cfg.train.lr > 0, f"train.lr: must be positive, got {cfg.train.lr}")) if bad]  # not > 0: NaN too
     gpus = [k for k in cfg.model.max_memory if str(k).lower() not in ("cpu", "disk", "mps")]
     if len(gpus) > 1:
         p.append(f"model.max_memory: names {len(gpus)} GPUs ({', '.join(map(str, gpus))}); a layer split over GPUs "

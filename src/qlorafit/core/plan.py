@@ -178,17 +178,13 @@ def rows_per_step(req: PlanRequest, packing: bool) -> int:
 
 
 def _validate(req: PlanRequest) -> None:
-    problems = []
-    if req.budget_bytes <= 0:
-        problems.append("budget must be positive")
-    if not 0 <= req.safety_margin < 0.5:
-        problems.append(f"safety margin must be in [0, 0.5), got {req.safety_margin}")
-    if req.max_seq_length <= 0:
-        problems.append(f"max_seq_length must be positive, got {req.max_seq_length}")
-    if req.effective_batch <= 0 and req.effective_tokens <= 0:
-        problems.append("the effective batch must be positive")
-    if req.lengths and (req.lengths.max <= 0 or req.lengths.mean <= 0):
-        problems.append("length statistics must be positive")
+    L = req.lengths
+    problems = [msg for bad, msg in (
+        (req.budget_bytes <= 0, "budget must be positive"),
+        (not 0 <= req.safety_margin < 0.5, f"safety margin must be in [0, 0.5), got {req.safety_margin}"),
+        (req.max_seq_length <= 0, f"max_seq_length must be positive, got {req.max_seq_length}"),
+        (req.effective_batch <= 0 and req.effective_tokens <= 0, "the effective batch must be positive"),
+        (L and (L.max <= 0 or L.mean <= 0), "length statistics must be positive")) if bad]
     if problems:
         raise UserError("; ".join(problems))
 

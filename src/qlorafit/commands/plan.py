@@ -204,9 +204,7 @@ def _lengths(a) -> Lengths | None:
         if len(parts) != 3 or not 0 < mean <= mx or not 0 < p99 <= mx:
             raise UserError(f"--lengths: need 0 < MEAN <= MAX and 0 < P99 <= MAX, got {a.lengths!r}")
         return Lengths(min(mx, a.max_seq_length), min(p99, a.max_seq_length), min(mean, a.max_seq_length))
-    if a.data:
-        return _lengths_from_data(a)
-    return None
+    return _lengths_from_data(a) if a.data else None
 
 
 def _lengths_from_data(a) -> Lengths:

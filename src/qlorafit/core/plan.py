@@ -172,9 +172,8 @@ def rows_per_step(req: PlanRequest, packing: bool) -> int:
     row_real = req.max_seq_length * PACK_FILL if packing else mean
     if req.effective_tokens > 0:
         return max(1, round(req.effective_tokens / row_real))
-    if packing:  # a packed row holds ~max_seq_length / mean samples
-        return max(1, round(req.effective_batch * mean / row_real))
-    return req.effective_batch
+    # a packed row holds ~max_seq_length / mean samples
+    return max(1, round(req.effective_batch * mean / row_real)) if packing else req.effective_batch
 
 
 def _validate(req: PlanRequest) -> None:
@@ -199,9 +198,7 @@ def packed_batch_error(req: PlanRequest) -> float:
 def _packings(req: PlanRequest) -> tuple[bool, ...]:
     if req.packing is not None:
         return req.packing
-    if req.lengths is None or packed_batch_error(req) > PACK_BATCH_TOLERANCE:
-        return (False,)
-    return (False, True)
+    return (False,) if req.lengths is None or packed_batch_error(req) > PACK_BATCH_TOLERANCE else (False, True)
 
 
 def search_axes(req: PlanRequest) -> dict[str, tuple]:
@@ -284,9 +281,8 @@ def plan(shape: ModelShape, req: PlanRequest) -> PlanResult:
     result = PlanResult(req, gpu, usable, size_len, rows, feasible[0] if feasible else None, tuple(feasible),
                         smallest=smallest, min_budget_bytes=_budget_for(smallest.peak_bytes, req.safety_margin),
                         n_candidates=len(cands), notes=tuple(notes))
-    if feasible:
-        return replace(result, reasons=tuple(explain(shape, result)))
-    return replace(result, ways_out=tuple(ways_out(shape, result)))
+    return replace(result, reasons=tuple(explain(shape, result))) if feasible else \
+        replace(result, ways_out=tuple(ways_out(shape, result)))
 
 
 def prefer_headroom(ranked: list[Candidate], usable: int) -> list[Candidate]:

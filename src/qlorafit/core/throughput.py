@@ -112,18 +112,14 @@ def load_calibration(gpu_name: str | None = None, path: str | Path | None = None
             if not isinstance(v, (int, float)) or v <= 0:
                 raise UserError(f"{p}: '{where}.{k}' must be a positive number, got {v!r}")
             values[k] = float(v)
-    if not values:
-        return Calibration()
-    return Calibration(**values, source=str(p))
+    return Calibration(**values, source=str(p)) if values else Calibration()
 
 
 def _calibration_path(path) -> Path | None:
     if path is not None:
         p = Path(path)
         return p if p.is_file() else None
-    if os.environ.get(CALIBRATION_ENV):
-        return _calibration_path(os.environ[CALIBRATION_ENV])
-    return SHIPPED_CALIBRATION
+    return _calibration_path(os.environ[CALIBRATION_ENV]) if os.environ.get(CALIBRATION_ENV) else SHIPPED_CALIBRATION
 
 
 def _roofline(flops: float, nbytes: float, flop_s: float, byte_s: float) -> float:

@@ -98,7 +98,8 @@ def test_model_size_from_the_words(text, params):
 @pytest.mark.parametrize("text,count,gib", [
     ("V100-32G * 8", 8, 32), ("4xA100(80GB)", 4, 80), ("A100-80Gx8", 8, 80), ("Number of gpus: 8\nits 192G per GPU", 8, 192),
     ("单卡40G", 1, 40), ("on 2x3090", 2, 24), ("RTX 4060 Ti 16GB", None, 16), ("a T4 instance", None, 15),
-    ("8*RTX3080", 8, None),
+    ("8*RTX3080", 8, None), ("2 16G A4000", 2, 16), ("双卡4090", 2, 24), ("用了8张T4", 8, 15),
+    ("用了8张T4，readme说只需要48GB显存", 8, 15),  # a size larger than the named card has is not the card's
 ])
 def test_gpus_from_the_words(text, count, gib):
     g = gpus(text)
@@ -110,8 +111,10 @@ def test_weights_larger_than_the_named_card_are_the_cause():
     d = _d("Serving Falcon 40B on a single L4 - Tried to allocate 64.00 MiB")  # 80 GB of 16-bit weights, 24 GB card
     assert d.primary.id == "load_too_big" and d.primary.strength == "numbers"
     assert d.fixes[0].id == "quantize"
-    # a fine-tune that does not say its precision is taken as the QLoRA the doctor assumes: 20 GB fits 24 GB
-    assert _d("Fine-tuning Falcon 40B with LoRA on a single L4: CUDA out of memory").primary.id != "load_too_big"
+    # a fine-tune that does not say its method is taken as the QLoRA the doctor assumes: 20 GB fits 24 GB
+    assert _d("Fine-tuning Falcon 40B on a single L4: CUDA out of memory").primary.id != "load_too_big"
+    # a LoRA that names no quantization loads 16-bit weights: the missing 4-bit loading is the cause
+    assert _d("Fine-tuning Falcon 40B with LoRA on a single L4: CUDA out of memory").primary.id == "no_quant"
     # several GPUs could hold it: not this cause
     assert _d("Serving Falcon 40B on 4x L4 - Tried to allocate 64.00 MiB").primary.id != "load_too_big"
 
@@ -304,3 +307,81 @@ def test_an_eval_that_generates_is_generation_not_logit_accumulation():
 ])
 def test_vllm_is_recognised_by_its_own_source_and_engine_names(text):
     assert _d(text).primary.id == "vllm_memory"
+
+
+# --- session 6: the weights of the named model against the card, with several GPUs; the step's prior lever ----------
+
+def _case(text, **kw):
+    from qlorafit.doctor.case import build_case
+
+    return build_case(read_posted(text, **kw))
+
+
+@pytest.mark.parametrize("text,config,quantized", [
+    ("LoRA fine-tuning a 13B model: CUDA out of memory", "", False),
+    ("lora微调13B模型报OOM", "", False),
+    ("QLoRA fine-tuning a 13B model: CUDA out of memory", "", True),
+    ("Fine-tuning a 13B model: CUDA out of memory", "", True),  # no method named: the QLoRA the doctor assumes
+    ("OOM", "--finetuning_type lora\n--model_name_or_path org/m-13b", False),
+    ("OOM", "--finetuning_type lora\n--quantization_bit 4\n--model_name_or_path org/m-13b", True),
+])
+def test_a_lora_that_names_no_quantization_loads_16bit_weights(text, config, quantized):
+    from qlorafit.doctor import evidence as E
+
+    assert E.weights_quantized(_case(text, config=config)) is quantized
+
+
+def test_16bit_lora_weights_filling_the_card_are_the_missing_quantization():
+    d = _d("LoRA fine-tuning a 13B model on two RTX 4090 cards: CUDA out of memory")  # 26 GB of weights, 24 GB cards
+    assert d.primary.id == "no_quant" and d.primary.strength == "numbers" and d.fixes[0].id == "quantize"
+    # the model's size read from the model's name in the posted settings when the catalogue does not know it
+    config = "--model_name_or_path org/Some-20B-Chat\n--finetuning_type lora\n--per_device_train_batch_size 1"
+    d = _d("CUDA out of memory on 4x A100 40GB", config=config)
+    assert d.primary.id == "no_quant"
+    assert _d("QLoRA fine-tuning a 13B model on two RTX 4090 cards: CUDA out of memory").primary.id != "no_quant"
+    assert _d("LoRA fine-tuning a 1B model on an RTX 4090: CUDA out of memory").primary.id != "no_quant"
+
+
+def test_the_nearer_lever_for_a_16bit_lora_replica():
+    text = "LoRA fine-tuning a 7B model on 2 16G A4000: CUDA out of memory"  # 13 GB of 16-bit weights per 16 GB card
+    under_zero2 = _d(text, config='{"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": 1}')
+    assert under_zero2.primary.id == "ddp_replica" and under_zero2.fixes[0].id == "shard"  # ZeRO-3 is one flag away
+    under_ddp = _d(text, config="distributed_type: MULTI_GPU\nnum_processes: 2\n")
+    assert under_ddp.primary.id == "no_quant"  # outside DeepSpeed, 4-bit loading is
+    assert any(x.id == "ddp_replica" for x in under_ddp.causes)
+
+
+def test_weights_larger_than_one_card_with_several_gpus_are_held_whole_by_each():
+    d = _d("Running prediction with a 110B model on 4x A100 80GB: CUDA out of memory")  # 220 GB of 16-bit weights
+    assert d.primary.id == "ddp_replica" and d.primary.strength == "numbers" and d.fixes[0].id == "shard"
+    assert _d("Running prediction with a 110B model on 4x A100 80GB under FSDP: CUDA out of memory").primary.id \
+        != "ddp_replica"  # sharded: the weights are not whole on each GPU
+    assert _d("Running prediction with a 30B model on 4x A100 80GB: CUDA out of memory").primary.id != "ddp_replica"
+
+
+def test_4bit_weights_under_zero3_stay_whole_without_quant_storage():
+    text = "QLoRA of a 70B model with ZeRO-3 on 8x T4: CUDA out of memory"  # 35 GB of 4-bit weights, 15 GB cards
+    d = _d(text)
+    assert d.primary.id == "ddp_replica" and d.fixes[0].id == "shard"
+    assert _d(text + " (bnb_4bit_quant_storage=torch.bfloat16)").primary.id != "ddp_replica"
+
+
+def test_a_deepspeed_stage_on_several_gpus_is_one_process_per_gpu():
+    from qlorafit.doctor import evidence as E
+
+    assert E.world_size(_case("ZeRO-2 on 4x A100: CUDA out of memory")) == 4
+    assert E.world_size(_case("4x A100 in the machine: CUDA out of memory")) is None  # no launch named
+
+
+@pytest.mark.parametrize("text,first", [
+    ("Fine-tuning a 7B model with SFTTrainer on one A100: CUDA out of memory", "checkpointing"),
+    ("OOM when fine-tuning with LoRA, regardless of batch size", "checkpointing"),
+    ("Fine-tuning with Unsloth on a T4: CUDA out of memory", "smaller_step"),  # Unsloth checkpoints by default
+    ("Fine-tuning with gradient_checkpointing=True on one A100: CUDA out of memory", "smaller_step"),
+    ("The LoRA notebook runs out of memory; lowering the batch size to 4 fixes it", "smaller_step"),
+    ("Training the audio model runs out of memory: CUBLAS_STATUS_ALLOC_FAILED", "smaller_step"),  # not an LLM
+    ("Training with DeepSpeed runs out of memory: CUBLAS_STATUS_ALLOC_FAILED", "smaller_step"),  # launches any model
+    ("torchtune's lora_finetune_single_device recipe: CUDA out of memory", "smaller_step"),  # its configs checkpoint
+])
+def test_checkpointing_is_the_first_lever_where_nothing_shows_it_on(text, first):
+    assert _d(text).fixes[0].id == first

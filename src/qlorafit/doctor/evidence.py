@@ -31,8 +31,8 @@ def world_size(c: Case) -> int | None:
     if ranks and max(ranks) > 0:
         return max(ranks) + 1
     n = gpu_count(c)
-    if n and n > 1 and _LAUNCHER.search(c.inputs.error_text or ""):  # 'torchrun on multiple gpus', 'Number of gpus: 8'
-        return n
+    if n and n > 1 and (_LAUNCHER.search(c.inputs.error_text or "") or zero_stage(c) is not None):
+        return n  # 'torchrun on multiple gpus', 'Number of gpus: 8'; DeepSpeed's launcher starts one per visible GPU
     return None
 
 
@@ -62,20 +62,49 @@ _SIXTEEN_WORDS = re.compile(r"\b(?:16[- ]?bit|bf16|fp16|b?float16|half precision
 _TRAINING_WORDS = re.compile(r"\btrain|fine-?tun|\blora\b|\bsft\b|\bdpo\b|\bgrpo\b|batch[ _]size|微调|训练", re.I)
 
 
+_PLAIN_TUNE = re.compile(r"(?<![A-Za-z])lora(?![A-Za-z])|full[- ]?(?:fine-?tun\w*|parameter)|全参|全量", re.I)
+"""A LoRA (not QLoRA: 'qlora' does not match) or a full fine-tune named in words."""
+
+
+def weights_quantized(c: Case) -> bool:
+    """The frozen weights are 4/8-bit: loading asks for it, or the words say so; a LoRA or full fine-tune that names
+    no quantization, and a trainer config that loads without it, are 16-bit (every trainer's default: only this tool
+    assumes QLoRA); a fine-tune that names no method at all is taken as the QLoRA the doctor assumes."""
+    q = quantized(c)
+    if q is not None:
+        return q
+    t = text(c)
+    if _QUANT_WORDS.search(t):
+        return True
+    if _PLAIN_TUNE.search(t) or loading_known(c) or _SIXTEEN_WORDS.search(t):
+        return False
+    return bool(_TRAINING_WORDS.search(t))
+
+
+def lora_16bit(c: Case) -> bool:
+    """A LoRA fine-tune of 16-bit weights: LoRA named (in words, or the config's finetuning_type/use_lora/use_peft)
+    and no quantization asked for."""
+    s = c.settings
+    named = re.search(r"(?<![A-Za-z])lora(?![A-Za-z])", text(c), re.I) or s.get("use_peft") is True \
+        or str(s.get("finetuning_type", "")).lower() == "lora" or s.get("use_lora") not in (None, False)
+    return bool(named) and not weights_quantized(c)
+
+
 def named_weights(c: Case) -> tuple[int, str] | None:
-    """The weights of the model as the input sizes it: the estimate's, else the parameter count the report names
-    ('Llama 3 70B'): half a byte each when anything says 4/8-bit or quantized, or when it is a fine-tune that does not
-    say its precision (the QLoRA the doctor assumes without a script); 2 bytes when it says 16-bit, or when it is not
-    training at all (serving, inference). With the words it rests on."""
+    """The weights of the model as the input sizes it: the estimate's, else the parameter count of the model the
+    settings or the report name ('Qwen-14B-Chat', 'Llama 3 70B'): half a byte each when weights_quantized, 2 bytes
+    otherwise. With the words it rests on."""
     if c.est is not None:
         return c.est.phases["load"], f"estimate for {c.est.model}"
-    b = prose.model_params_b(c.inputs.error_text or "")
+    where, b = "the settings", prose.model_params_b(str(c.settings.get("model") or ""))
+    if b is None:
+        where, b = "the report", prose.model_params_b(c.inputs.error_text or "")
     if b is None:
         return None
-    t = text(c)
-    q = quantized(c) or _QUANT_WORDS.search(t) or (_TRAINING_WORDS.search(t) and not _SIXTEEN_WORDS.search(t))
+    q = weights_quantized(c)
     per = 0.5 if q else 2
-    return int(b * 1e9 * per), f"a {b:g}B model named in the report, {'4-bit' if q else '16-bit'}: {per:g} bytes per parameter"
+    return int(b * 1e9 * per), (f"a {b:g}B model named in {where}, {'4-bit' if q else '16-bit'}: {per:g} bytes per "
+                                f"parameter")
 
 
 def zero_stage(c: Case) -> int | None:
@@ -85,7 +114,8 @@ def zero_stage(c: Case) -> int | None:
 
 def sharded(c: Case) -> bool:
     """The weights are sharded across the GPUs: ZeRO-3 or FSDP (not ZeRO-1/2, which copy the weights to every GPU)."""
-    return zero_stage(c) == 3 or bool(setting(c, "fsdp")) or str(setting(c, "distributed_type", "")).upper() == "FSDP"
+    return zero_stage(c) == 3 or bool(setting(c, "fsdp")) or str(setting(c, "distributed_type", "")).upper() == "FSDP" \
+        or bool(re.search(r"\bFSDP\b|FullyShardedDataParallel", c.inputs.error_text or ""))
 
 
 def replicates(c: Case) -> bool:

@@ -30,23 +30,29 @@ def model_params_b(text: str) -> float | None:
 @dataclass(frozen=True)
 class Gpus:
     count: int | None
-    """GPUs the report says the machine has (not processes): '8 x A100', '4卡', '2 GPUs'; 1 for '单卡', 'single GPU'."""
+    """GPUs the report says the machine has (not processes): '8 x A100', '2 16G A4000', '4卡', '双卡', '2 GPUs';
+    1 for '单卡', 'single GPU'."""
     memory_bytes: int | None
     """One GPU's memory: from a size written next to it ('A100 80GB', '4090 24G显存', '192G per GPU') or the
     catalogue's card for the name (the larger variant when a card comes in several sizes)."""
     name: str = ""
 
 
-_CARD = r"(?:RTX\s?|GTX\s?)?(?:[AHLV]\d{2,3}S?|[LT]4|A6000|[2345]0[5-9]0(?:\s?Ti)?|MI\d{3}\w?|B200|H20|L40S?)(?![0-9])"
+_CARD = (r"(?:RTX\s?|GTX\s?)?(?:[AHLV]\d{2,3}S?|[LT]4|A[2-6]000|[2345]0[5-9]0(?:\s?Ti)?|MI\d{3}\w?|B200|H20|L40S?)"
+         r"(?![0-9])")
 _SIZE = r"(\d{2,3})\s?G(?:B|iB)?(?![A-Za-z0-9])"
-_COUNT_FIRST = re.compile(rf"(?<![\w.])(\d{{1,2}})\s?(?:[x×*]\s?|张\s?|块\s?|\s)(?:NVIDIA\s)?({_CARD})", re.I)
+_COUNT_FIRST = re.compile(rf"(?<![A-Za-z0-9_.])(\d{{1,2}})\s?(?:[x×*]\s?|张\s?|块\s?|\s)(?:\d{{2,3}}\s?G(?:B|iB)?\s)?"
+                          rf"(?:NVIDIA\s)?({_CARD})", re.I)
+_CJK_COUNT = re.compile(r"(双|两|二|三|四|六|八)\s?(?:张|块|台)?\s?(?:卡|显卡|GPU)")
+_CJK_DIGIT = {"双": 2, "两": 2, "二": 2, "三": 3, "四": 4, "六": 6, "八": 8}
+"""'双卡4090', '两张A100', '八卡': a card count written with a Chinese numeral."""
 _COUNT_AFTER = re.compile(rf"(?<![A-WYZa-wyz0-9])({_CARD})(?:[-\s]?(?:\d{{2,3}})\s?G(?:B|iB)?)?\)?\s?[x×*]\s?(\d{{1,2}})\b", re.I)
 _COUNT_WORDS = re.compile(r"(?:number of gpus|num[_ ]gpus|gpus?)\s*[:=]\s*(\d{1,2})\b|(\d{1,2})\s?(?:GPUs|gpus|cards|张?卡)"
                           r"(?![A-Za-z])", re.I)
 _SINGLE = re.compile(r"单卡|single[- ]gpu|one gpu|a single (?:\w+ )?gpu|1 gpu\b", re.I)
 _CARD_SIZE = re.compile(rf"(?<![A-WYZa-wyz0-9])({_CARD})(?![0-9])[\s(-]{{0,2}}(?:{_SIZE})?", re.I)
 _PER_GPU = re.compile(rf"{_SIZE}\s?(?:per gpu|each gpu|显存|VRAM|of VRAM|GPU memory)|(?:gpu|card|显卡)\s(?:with\s)?{_SIZE}|"
-                      rf"(?:单卡|卡)\s?{_SIZE}|\bon (?:an? )?{_SIZE}", re.I)
+                      rf"(?:单卡|卡)\s?{_SIZE}|\bon (?:an? )?{_SIZE}|{_SIZE}\s(?:NVIDIA\s)?(?={_CARD})", re.I)
 
 
 def gpus(text: str) -> Gpus:
@@ -62,8 +68,11 @@ def gpus(text: str) -> Gpus:
             count = int(m.group(2))
         else:
             w = _COUNT_WORDS.search(text)
+            cjk = _CJK_COUNT.search(text)
             if w:
                 count = int(w.group(1) or w.group(2))
+            elif cjk:
+                count = _CJK_DIGIT[cjk.group(1)]
             elif _SINGLE.search(text):
                 count = 1
     mem, name = None, ""
@@ -75,8 +84,9 @@ def gpus(text: str) -> Gpus:
         name = c.group(0).strip(" (-")
         if mem is None and c.group(2):
             mem = int(c.group(2)) * GIB
-        if mem is None:
-            mem = _catalogue_memory(c.group(1))
+        known = _catalogue_memory(c.group(1))
+        if mem is None or (known and not c.group(2) and mem > known):
+            mem = known  # a size larger than the named card has is something else ('needs 48GB of VRAM' on T4s)
     return Gpus(count, mem, name)
 
 

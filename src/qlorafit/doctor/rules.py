@@ -196,7 +196,33 @@ def fragmentation(c: Case) -> Cause | None:
                          id="fixed_lengths")], strength="numbers")
 
 
+NO_QUANT_HEAVY_SHARE = 0.5
+"""The 16-bit weights of a LoRA fine-tune above this share of one GPU make the missing 4-bit loading the cause: the
+rest of the card is too little for the activations, and 4-bit loading gives back three quarters of the weights."""
+
+
+def _lora_weights_heavy(c: Case) -> str | None:
+    """A LoRA fine-tune that loads 16-bit weights, sized from the model the settings or the report name, filling more
+    than NO_QUANT_HEAVY_SHARE of one GPU: the evidence line, or None. Used where no estimate sizes the model."""
+    if c.est is not None or c.oom.phase not in (None, "load", "training", "first_step", "later_step"):
+        return None
+    if not E.lora_16bit(c):
+        return None
+    w, card = E.named_weights(c), E.card_bytes(c)
+    if w is None or card is None or w[0] <= NO_QUANT_HEAVY_SHARE * card:
+        return None
+    return f"the 16-bit weights alone are {gib(w[0])} ({w[1]}), {w[0] / card:.0%} of one GPU's {gib(card)}"
+
+
 def no_quant(c: Case) -> Cause | None:
+    heavy_named = _lora_weights_heavy(c) if c.has_oom else None
+    if heavy_named:
+        return Cause("no_quant", "the base model is not quantized", "a LoRA fine-tune loads the frozen weights in "
+                     "16-bit unless 4-bit is asked for (every trainer's default); QLoRA keeps them in 4",
+                     [e for e in (_numbers(c), heavy_named) if e], ("quantize",),
+                     [Action("load the base weights in 4-bit (QLoRA: load_in_4bit / quantization_bit 4 / adapter: "
+                             "qlora): a quarter of the 16-bit weights", "quality: slight", id="quantize")],
+                     strength="numbers")
     if not c.from_user or c.setup is None or O.quant(c.setup.quant).bits < 16 or not (c.has_oom or c.over_budget) \
             or not E.loading_known(c):
         return None
@@ -264,6 +290,8 @@ def _weights_exceed_card(c: Case) -> str | None:
     w, card = E.named_weights(c), E.card_bytes(c)
     if w is None or card is None or w[0] <= card or (E.world_size(c) or 1) > 1 or (E.gpu_count(c) or 1) > 1:
         return None
+    if E.lora_16bit(c) and c.oom.phase != "load":
+        return None  # a 16-bit LoRA: the missing 4-bit loading is the cause (no_quant), not the model's size
     return f"the weights alone are {gib(w[0])} ({w[1]}), more than the GPU's {gib(card)}"
 
 
@@ -385,10 +413,48 @@ _VISION = re.compile(r"image tokens|pixel|max_pixels|high[- ]resolution|\w+-vl\b
                      r"paligemma|molmo", re.I)
 
 
+_BATCH_HELPS = re.compile(r"(?:lower|reduc|decreas|chang|halv|smaller)\w*[^.\n]{0,20}batch[_ ]?size[^.\n]{0,30}"
+                          r"(?:fix|work|help|solv|avoid)\w*|"
+                          r"batch[_ ]?size[^.\n]{0,30}(?:fixes|fixed|works|solves|solved)", re.I)
+_BATCH_TRIED = re.compile(r"regardless of (?:the )?batch|"
+                          r"(?:even|still)[^.\n]{0,20}batch[_ ]?size\W{0,3}(?:of |=\s?)?1\b|"
+                          r"batch[_ ]?size\W{0,3}(?:of |=\s?|is )?1\b[^.\n]{0,30}(?:still|also|even)|"
+                          r"(?:whatever|any|no matter (?:what|the)) batch[_ ]?size|batch[_ ]?size (?:does not|doesn't) "
+                          r"(?:matter|help)", re.I)
+_LLM_TUNE = re.compile(r"(?<![A-Za-z])(?:q?lora|peft|sft|dpo|grpo|ppo|trl|fine-?tun\w*|finetun\w*|llm|transformers|"
+                       r"Trainer)(?![A-Za-z])|微调", re.I)
+"""Words that make it an LLM fine-tune, where gradient checkpointing is a flag (not DeepSpeed or accelerate alone:
+they launch any model)."""
+_CKPT_DEFAULT_ON = re.compile(r"unsloth|llama[-_ ]?factory|llamafactory|torchtune|recipes/\w*(?:lora|full)_finetune",
+                              re.I)
+"""Trainers that turn gradient checkpointing on unless told otherwise: Unsloth, LLaMA-Factory, torchtune's recipe
+configs (enable_activation_checkpointing: True); transformers, TRL and PEFT leave it off."""
+_CKPT_ON = re.compile(r"gradient[_ ]checkpointing\W{0,3}(?:=|:)\s*(?:True|\"?unsloth)|(?:with|using) gradient[_ ]"
+                      r"checkpointing|gradient[_ ]checkpointing (?:is |was )?(?:on|enabled)|"
+                      r"gradient_checkpointing_enable", re.I)
+
+
+def _checkpointing_unknown(c: Case) -> bool:
+    """An LLM fine-tune whose checkpointing nothing shows to be on: transformers' and TRL's default is off, and off it
+    is the largest activation term, so turning it on is the step's first lever when no setting says otherwise."""
+    t = E.text(c)
+    if c.settings.get("gradient_checkpointing") is not None or _CKPT_DEFAULT_ON.search(t) or _CKPT_ON.search(t):
+        return False
+    return bool(_LLM_TUNE.search(t) or prose_model(t))
+
+
+def prose_model(t: str) -> bool:
+    from qlorafit.doctor.prose import model_params_b
+
+    return model_params_b(t) is not None
+
+
 def _step_levers(c: Case, ev: list) -> list[Action]:
     """The step's levers in the order the input points to, when no estimate can rank them: checkpointing first when
     the report says it is off (or dropped, never enabled); the length first when the samples are said to be long,
-    the batch is already 1, or the samples are images (their tokens are the length); else the batch."""
+    the batch is already 1 (or said not to matter), or the samples are images (their tokens are the length);
+    checkpointing next when it is not known to be on in an LLM fine-tune (the libraries' default is off); else the
+    batch, and the batch first whenever the report says a smaller one helped."""
     t = c.inputs.error_text or ""
     batch = Action("lower per_device_train_batch_size (raise gradient_accumulation_steps to keep the effective "
                    "batch), turn gradient checkpointing on, or cap max_length", "speed or quality", id="smaller_step")
@@ -398,16 +464,29 @@ def _step_levers(c: Case, ev: list) -> list[Action]:
     ckpt = Action("turn gradient checkpointing on (gradient_checkpointing=True; with PEFT also "
                   "model.enable_input_require_grads()): activations are kept per layer, not per op",
                   "speed: ~30% slower", id="checkpointing")
+    flat = re.sub(r"\s+", " ", t)  # a sentence wrapped across lines is one sentence
     off = _CKPT_OFF.search(t) or c.settings.get("gradient_checkpointing") is False
-    order = [batch]
+    off = off if c.settings.get("gradient_checkpointing") is not True else None
+    helps = _BATCH_HELPS.search(flat)
+    if helps:
+        ev.append(f"the report says '{helps.group(0)}'")
+        return [batch]
+    first = []
+    if off:
+        ev.append(f"the report says '{off.group(0)}'" if hasattr(off, "group") else "gradient_checkpointing=False")
+        first.append(ckpt)
     why = [w for w in (_LONG_WORDS.search(t), _VISION.search(t)) if w]
     if why or c.settings.get("per_device_train_batch_size") == 1:
         ev.append(f"the report says '{why[0].group(0)}'" if why else "the micro-batch is already 1")
-        order.insert(0, length)
-    if off and c.settings.get("gradient_checkpointing") is not True:
-        ev.append(f"the report says '{off.group(0)}'" if hasattr(off, "group") else "gradient_checkpointing=False")
-        order.insert(0, ckpt)
-    return order
+        first.append(length)
+    if not off and _checkpointing_unknown(c):
+        ev.append("gradient checkpointing is not shown to be on (off by default in transformers and TRL)")
+        first.append(ckpt)
+    tried = _BATCH_TRIED.search(flat)
+    if tried:  # the batch is ruled out, nothing more: the length goes ahead of it, not ahead of the rest
+        ev.append(f"the report says '{tried.group(0)}'")
+        first.append(length)
+    return [a for i, a in enumerate(first + [batch]) if a not in (first + [batch])[:i]]
 
 
 def fp16_with_oom(c: Case) -> Cause | None:

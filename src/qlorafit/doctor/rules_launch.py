@@ -56,6 +56,7 @@ def ddp_replica(c: Case) -> Cause | None:
     z3_materialized = E.zero_stage(c) == 3 and _MODULE_TO.search(t) and c.oom.phase in ("load", None) \
         and not c.settings.get("zero3_init_flag")
     several = ws is not None and ws > 1
+    exceeds = _exceeds_one_card(c)
     if z3_materialized or (says and (several or c.oom.distributed or (E.gpu_count(c) or 1) > 1
                                      or "gpu" in says.group(0).lower())):
         strength = "proven"
@@ -71,10 +72,14 @@ def ddp_replica(c: Case) -> Cause | None:
         # launch, but inferred, so causes the numbers or the traceback show rank above it
         strength = "script" if heavy or (c.shape is not None and (c.est is None or c.budget_bytes is None)) \
             else "inferred"
+    elif exceeds:
+        strength = "numbers"
     else:
         return None
-    if E.sharded(c) and not z3_materialized:
+    if E.sharded(c) and not z3_materialized and not _four_bit_unsharded(c):
         return None
+    if strength != "proven" and E.lora_16bit(c) and E.zero_stage(c) is None and c.oom.phase != "generation":
+        strength = "inferred"  # a 16-bit LoRA outside DeepSpeed: 4-bit loading (no_quant) is the nearer lever
     ev = []
     if z3_materialized:
         ev.append("ZeRO-3 is configured but the whole model is moved to each GPU before it is sharded "
@@ -87,6 +92,11 @@ def ddp_replica(c: Case) -> Cause | None:
     if c.settings.get("offload_param") and E.zero_stage(c) in (0, 1, 2):
         ev.append(f"offload_param is set, but ZeRO stage {E.zero_stage(c)} ignores it: parameter offload needs "
                   f"ZeRO-3, so every GPU still holds all the weights")
+    if exceeds:
+        ev.append(exceeds)
+    if _four_bit_unsharded(c):
+        ev.append("ZeRO-3 and FSDP shard bitsandbytes 4-bit weights only when they are stored in the compute dtype "
+                  "(bnb_4bit_quant_storage=torch.bfloat16); without it every GPU keeps the whole 4-bit model")
     if c.est and c.budget_bytes:
         ev.append(f"estimate: one replica's weights take {gib(c.est.phases['load'])} of {gib(c.budget_bytes)} per GPU")
     return Cause("ddp_replica", "every GPU holds a full copy of the model",
@@ -97,6 +107,28 @@ def ddp_replica(c: Case) -> Cause | None:
                          "a single process, device_map='auto' splits the layers over the GPUs; for inference, vLLM "
                          "with tensor_parallel_size", "speed: sharding traffic", id="shard")],
                  strength=strength)
+
+
+def _four_bit_unsharded(c: Case) -> bool:
+    """bitsandbytes 4-bit weights under ZeRO-3 or FSDP without bnb_4bit_quant_storage: the sharding leaves them whole
+    on every GPU (they are uint8 tensors the wrapper does not flatten with the rest)."""
+    t = E.text(c) + " " + " ".join(str(k) for k in c.settings)
+    return E.sharded(c) and E.weights_quantized(c) and not re.search(r"quant_storage", t)
+
+
+def _exceeds_one_card(c: Case) -> str | None:
+    """Several GPUs, and the weights of the named model (as loaded) larger than one of them, while each process holds
+    them whole (no ZeRO-3/FSDP, or 4-bit weights they cannot shard): the evidence line, or None."""
+    if c.oom.phase not in (None, "load", "training", "first_step", "later_step", "generation"):
+        return None
+    n = max(E.world_size(c) or 1, E.gpu_count(c) or 1)
+    w, card = E.named_weights(c), E.card_bytes(c)
+    if n < 2 or w is None or card is None or w[0] <= card:
+        return None
+    if E.sharded(c) and not _four_bit_unsharded(c):
+        return None
+    return (f"the weights alone are {gib(w[0])} ({w[1]}), more than one GPU's {gib(card)}, and each of the {n} GPUs "
+            f"holds them whole")
 
 
 def vllm_memory(c: Case) -> Cause | None:

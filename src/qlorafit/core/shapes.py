@@ -30,7 +30,6 @@ class ModelShape:
     head_dim: int
     vocab_size: int
     tie_word_embeddings: bool
-    qkv_bias: bool = False
     qk_norm: bool = False
     """RMSNorm on each query and key head before RoPE (Qwen3, Gemma 3): two more fp32 inputs saved per layer."""
     norms_per_layer: int = 2
@@ -180,7 +179,6 @@ def shape_from_config(cfg: dict, name: str, source: str = "config.json") -> Mode
         head_dim=head_dim,
         vocab_size=cfg["vocab_size"],
         tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-        qkv_bias=bool(cfg.get("attention_bias", model_type == "qwen2")),
         qk_norm=model_type in QK_NORM_TYPES,
         norms_per_layer=4 if gemma else 2,
         final_softcap=bool(softcap),

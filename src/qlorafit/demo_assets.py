@@ -20,12 +20,11 @@ VOCAB_SIZE = 1024  # BPE target; small enough that the embedding and lm_head are
 def _demo_texts() -> list[str]:
     """The texts the demo model will see, rendered as training renders them, for the BPE merges."""
     from qlorafit.core.config import DataConfig
-    from qlorafit.runtime.data import read_records, resolve_data_path, segments
+    from qlorafit.runtime.data import read_records, segments
 
     texts = []
     for name in ("demo_train.jsonl", "demo_chat.jsonl"):
-        path = Path(resolve_data_path("qlorafit/demo")).with_name(name)
-        records, _ = read_records(str(path))
+        records, _ = read_records(str(Path(__file__).resolve().parent / "assets" / name))
         for r in records:
             if "messages" in r.fields:
                 texts += [m["content"] for m in r.fields["messages"]]
@@ -103,8 +102,3 @@ def demo_model_dir(root: Path) -> Path:
     except OSError:  # another process finished first: keep its copy
         shutil.rmtree(tmp, ignore_errors=True)
     return target
-
-
-def default_cache_root() -> Path:
-    """Where built demo assets live: $QLORAFIT_CACHE, else ~/.cache/qlorafit."""
-    return Path(os.environ.get("QLORAFIT_CACHE") or Path.home() / ".cache" / "qlorafit")

@@ -174,7 +174,8 @@ def resolve_model_path(name: str, cache_root: Path | None = None, field: str = "
     from qlorafit import demo_assets, hub
 
     if name == demo_assets.DEMO_MODEL:
-        return str(demo_assets.demo_model_dir(cache_root or demo_assets.default_cache_root()))
+        root = cache_root or os.environ.get("QLORAFIT_CACHE") or Path.home() / ".cache" / "qlorafit"
+        return str(demo_assets.demo_model_dir(Path(root)))
     p = Path(name).expanduser()
     if p.is_dir():
         if not (p / "config.json").is_file():

@@ -21,8 +21,7 @@ from pathlib import Path
 from qlorafit.core.config import DataConfig
 from qlorafit.errors import UserError
 from qlorafit.runtime.chat_mask import ChatTemplate, encode_chat
-from qlorafit.runtime.formats import (ALPACA_PROMPT, ALPACA_PROMPT_INPUT, Plain, RecordError,  # noqa: F401
-                                      detect_format as _detect, rename_columns, to_example)
+from qlorafit.runtime.formats import Plain, RecordError, detect_format as _detect, rename_columns, to_example
 
 IGNORE = -100  # label of a token that takes no loss (prompt with completion_only, padding, packed sample starts)
 DEMO_DATA = "qlorafit/demo"
@@ -96,17 +95,11 @@ def length_stats(lengths: list[int]) -> LengthStats:
 
 # ---- reading ------------------------------------------------------------------------------------------------------
 
-def resolve_data_path(path: str) -> str:
-    """'qlorafit/demo' -> the JSONL shipped in the package; anything else unchanged."""
-    if path == DEMO_DATA:
-        return str(Path(__file__).resolve().parents[1] / "assets" / "demo_train.jsonl")
-    return path
-
-
 def read_records(path: str, split: str = "train") -> tuple[list[Record], str]:
     """Records of a local file (by extension), of a dataset directory (save_to_disk, or a folder of data files), or
     of a datasets dataset on the Hub (id + split; cached by datasets); and a source label."""
-    path = resolve_data_path(path)
+    if path == DEMO_DATA:  # the JSONL shipped in the package
+        path = str(Path(__file__).resolve().parents[1] / "assets" / "demo_train.jsonl")
     p = Path(path).expanduser()
     if p.is_dir():
         records, source = _read_dataset_dir(p, split), f"{p}[{split}]"

@@ -247,8 +247,10 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
         if world.active and budget_bytes is None and device.type == "cuda":  # one plan for all: the tightest GPU's
             budget_bytes = min(r[0] for r in D.gather_ints(world, [torch.cuda.mem_get_info(device)[0]]))
         cfg = plan_auto(cfg, model_path, data.train.stats, budget_bytes, Path(cfg.output_dir), resume, world.size)
-        if not resume:
-            say(f"--plan auto chose: {plan_summary(cfg)}")
+        if not resume:  # the planned keys (qlorafit.core.setup.PLANNED_KEYS) and their values
+            from qlorafit.core.resume import flat
+            from qlorafit.core.setup import PLANNED_KEYS
+            say("--plan auto chose: " + ", ".join(f"{key}={flat(cfg)[key]}" for key in PLANNED_KEYS))
     # after planning: the planned config is the one compared; rank 0 alone reads the directory and speaks
     run_dir = check_run_dir(cfg, resume, overwrite) if world.main else Path(cfg.output_dir)
     main_say = say if world.main else (lambda text: None)
@@ -368,13 +370,6 @@ def _check_resume(cfg: Config, run_dir: Path, allow: bool, say):
             f"re-drawn under the new settings" + (", and the optimizer starts from fresh state"
                                                  if "train.optimizer" in changed.keys("state") else ""))
     return changed
-
-
-def plan_summary(cfg: Config) -> str:
-    """The planned keys (qlorafit.core.setup.PLANNED_KEYS) and their values, as `--plan auto` prints them."""
-    from qlorafit.core.setup import PLANNED_KEYS
-
-    return ", ".join(f"{key}={getattr(getattr(cfg, key.split('.')[0]), key.split('.')[1])}" for key in PLANNED_KEYS)
 
 
 def _strategy(cfg: Config, world: D.World, model_path: str, device: torch.device, max_len: int) -> str:

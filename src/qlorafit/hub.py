@@ -63,7 +63,7 @@ def download_model(repo_id: str, field: str) -> Path:
 
 def hub_error(e: Exception, repo_id: str, field: str, what: str) -> Exception:
     """One line for each way a Hub request fails; an error that is not the Hub's comes back unchanged."""
-    from huggingface_hub import constants
+    from huggingface_hub import constants, get_token
     from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, OfflineModeIsEnabled,
                                         RepositoryNotFoundError, RevisionNotFoundError)
 
@@ -76,7 +76,7 @@ def hub_error(e: Exception, repo_id: str, field: str, what: str) -> Exception:
         return UserError(f"{field}: {repo_id} is gated: accept its licence on {page} with your account, then run "
                          f"`hf auth login` (or set HF_TOKEN) and try again")
     if isinstance(e, RepositoryNotFoundError):
-        token = "" if _has_token() else " (if it is private, run `hf auth login` or set HF_TOKEN)"
+        token = "" if get_token() is not None else " (if it is private, run `hf auth login` or set HF_TOKEN)"
         return UserError(f"{field}: no model '{repo_id}' on {constants.ENDPOINT}{token}; check the id, or use a "
                          f"catalogue name: {catalogue_hint}")
     if isinstance(e, RevisionNotFoundError):
@@ -94,12 +94,6 @@ def _is_connection_error(e: Exception) -> bool:
     names = {c.__name__ for c in type(e).__mro__}
     return isinstance(e, (ConnectionError, TimeoutError)) or bool(names & {"TransportError", "ConnectError",
                                                                           "TimeoutException", "NetworkError"})
-
-
-def _has_token() -> bool:
-    from huggingface_hub import get_token
-
-    return get_token() is not None
 
 
 def push_folder(folder: Path, repo_id: str, private: bool, message: str) -> str:

@@ -98,7 +98,11 @@ def run(a) -> int:
         raise UserError(nothing_fits_message(r))
     cfg = build_config(r.chosen, a)
     if a.out:
-        write_atomic(Path(a.out), to_yaml(cfg, header=_yaml_header(r, shape.name, budget_name)))
+        c = r.chosen
+        head = (f"written by `qlorafit plan` for {shape.name} on {budget_name or fmt_gib(budget)}\n"
+                f"predicted peak {fmt_gib(c.peak_bytes)} at the longest sample ({r.size_len} tokens) of "
+                f"{fmt_gib(r.usable_bytes)} usable; predicted {c.tokens_per_s:,.0f} tokens/s on {r.gpu.name}")
+        write_atomic(Path(a.out), to_yaml(cfg, header=head))
     if a.json:
         print(json.dumps(result_json(r, budget_name, a.out), indent=2))
     else:
@@ -237,13 +241,6 @@ def build_config(c: Candidate, a) -> Config:
 
 
 # --- showing the result ------------------------------------------------------------------------------------------
-
-def _yaml_header(r: PlanResult, model: str, budget_name: str) -> str:
-    c = r.chosen
-    return (f"written by `qlorafit plan` for {model} on {budget_name or fmt_gib(r.request.budget_bytes)}\n"
-            f"predicted peak {fmt_gib(c.peak_bytes)} at the longest sample ({r.size_len} tokens) of "
-            f"{fmt_gib(r.usable_bytes)} usable; predicted {c.tokens_per_s:,.0f} tokens/s on {r.gpu.name}")
-
 
 def _row(c: Candidate, best: Candidate) -> list[str]:
     s = c.setup

@@ -1,16 +1,11 @@
 """The planner: the fastest configuration that fits the memory budget at the LONGEST sample, with the effective batch
 kept fixed. Plain Python over the estimator and the throughput model; no torch.
 
-Search space (everything else, such as quant, rank, targets and attention, is the user's choice and stays fixed):
-  micro-batch x grad_accum   divisors of the rows per optimizer step, so micro x accum is always the same batch
-  grad_checkpointing         off / on / offload
-  optimizer                  adamw, paged_adamw_32bit, paged_adamw_8bit, adamw_8bit
-  loss_impl                  standard / chunked / fused (fused only where liger-kernel runs: CUDA, installed)
-  packing                    only when length statistics are given (without them every row is full anyway)
-  offload_embedding          off / on
-  offload_lm_head            off / on (qlorafit stack only)
-Every candidate is sized at micro-batch x the longest sample (max, never the mean or p99: one long sample late in
-an epoch is what kills runs), and ranked by predicted tokens/s.
+Searched: micro-batch x grad_accum over the divisors of the rows per optimizer step (the batch stays the same), and
+every Setup field declared `searched` (qlorafit.core.setup: checkpointing, optimizer, loss, packing, offloads, MLP
+tiles, compile) over the values its PlanRequest field lists (search_axes). The rest (quant, rank, targets, attention)
+is the user's choice. Every candidate is sized at micro-batch x the longest sample (max, never the mean or p99: one
+long sample late in an epoch is what kills runs), and ranked by predicted tokens/s.
 """
 
 import itertools

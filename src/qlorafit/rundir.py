@@ -33,11 +33,7 @@ def check_writable(d: Path, key: str = "output_dir") -> None:
     d = Path(d).expanduser()
     if d.exists() and not d.is_dir():
         raise UserError(f"{key}: {d} is a file, not a directory; choose another {key}")
-    probe = d
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
+    probe = next((p for p in (d, *d.parents) if p.exists()), d)  # the nearest existing folder
     if not probe.is_dir():
         raise UserError(f"{key}: {d} cannot be created: {probe} is a file, not a directory")
     if not os.access(probe, os.W_OK | os.X_OK):

@@ -113,11 +113,9 @@ def find_in_hf_cache(hub_id: str) -> Path | None:
     """The snapshot directory of `hub_id` in the local HF cache that holds a config.json, or None."""
     folder = "models--" + hub_id.replace("/", "--")
     for root in _hf_cache_dirs():
-        snaps = root / folder / "snapshots"
-        if snaps.is_dir():
-            found = sorted(snaps.glob("*/config.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-            if found:
-                return found[0].parent
+        newest = max((root / folder / "snapshots").glob("*/config.json"), key=lambda p: p.stat().st_mtime, default=None)
+        if newest is not None:
+            return newest.parent
     return None
 
 

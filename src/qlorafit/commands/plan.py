@@ -281,8 +281,8 @@ def result_text(r: PlanResult, model: str, budget_name: str, out: str | None) ->
         lines += [""] + [f"note: {n}" for n in r.notes]
     if r.request.calibration and "not yet calibrated" in r.request.calibration.source:
         lines.append("note: the speed model is not yet calibrated on a GPU; the ranking is the estimate")
-    lines.append("")
-    lines.append(f"wrote {out}: run it with `qlorafit train {out}`" if out else "write it as a train YAML with --out plan.yaml")
+    lines += ["", f"wrote {out}: run it with `qlorafit train {out}`" if out else
+              "write it as a train YAML with --out plan.yaml"]
     return "\n".join(lines)
 
 

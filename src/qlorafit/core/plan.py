@@ -364,13 +364,11 @@ def explain(shape: ModelShape, r: PlanResult) -> list[str]:
             line += f": micro-batch {bigger[0]} fits but is predicted {_pct(nb.tokens_per_s, c.tokens_per_s)} slower here"
     else:
         line += ": the whole step in one micro-batch, no accumulation"
-    out.append(line)
-    out.append(_field_reason(shape, r, "grad_checkpointing", O.names(O.CHECKPOINTING)))
-    out.append(_field_reason(shape, r, "optimizer", req.optimizers))
-    if s.offload_lm_head:  # loss_impl is moot: a head in host RAM is only read by the streamed loss
-        out.append("loss_impl: the streamed loss (lm_head in host RAM, one pass over the vocabulary in slices)")
-    else:
-        out.append(_field_reason(shape, r, "loss_impl", req.losses))
+    out += [line, _field_reason(shape, r, "grad_checkpointing", O.names(O.CHECKPOINTING)),
+            _field_reason(shape, r, "optimizer", req.optimizers),
+            # loss_impl is moot with lm_head in host RAM: the head there is only read by the streamed loss
+            "loss_impl: the streamed loss (lm_head in host RAM, one pass over the vocabulary in slices)"
+            if s.offload_lm_head else _field_reason(shape, r, "loss_impl", req.losses)]
     if len(r.rows_per_step) > 1 or s.packing:
         out.append(_field_reason(shape, r, "packing", (False, True)))
     out.append(_field_reason(shape, r, "offload_embedding", req.offload_embedding))

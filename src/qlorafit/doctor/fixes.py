@@ -107,11 +107,8 @@ def corrected_setup(c: Case, fixes: list[Fix], force_one: bool) -> tuple[Setup |
 
 def _args_name(c: Case) -> str:
     sc = c.inputs.script
-    if sc is not None:
-        for name in ("SFTConfig", "TrainingArguments", "Seq2SeqTrainingArguments"):
-            if sc.first(name):
-                return name
-    return "TrainingArguments"
+    return next((n for n in ("SFTConfig", "TrainingArguments", "Seq2SeqTrainingArguments") if sc and sc.first(n)),
+                "TrainingArguments")
 
 
 def script_patch(c: Case, new: Setup) -> list[str]:

@@ -53,14 +53,13 @@ class Lengths:
     max: int
     p99: int
     mean: float
-    count: int = 0
 
 
 def lengths_of(stats) -> Lengths | None:
     """Accept qlorafit.runtime.data.LengthStats (or anything with max, p99, mean) or None."""
     if stats is None or isinstance(stats, Lengths):
         return stats
-    return Lengths(int(stats.max), int(stats.p99), float(stats.mean), int(getattr(stats, "count", 0) or 0))
+    return Lengths(int(stats.max), int(stats.p99), float(stats.mean))
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from qlorafit.core.sizes import fmt_gib as gib
 from qlorafit.runtime.monitor import Monitor, non_torch_bytes
 from qlorafit.runtime.offload import offloaded_checkpointing
 from qlorafit.runtime.optim import build_optimizer, lr_at, set_lr
-from qlorafit.runtime.step import StepContext, evaluate, train_step, unit_targets
+from qlorafit.runtime.step import StepContext, evaluate, train_step
 from qlorafit.runtime.stop import StopFlag, Stopped, stop_on_signals
 
 

@@ -58,10 +58,8 @@ def demo_tokenizer():
                                    chat_template=FALLBACK_CHAT_TEMPLATE, model_max_length=1024)
 
 
-def demo_model_config(vocab_size: int | None = None) -> dict:
+def demo_model_config(vocab_size: int) -> dict:
     """A tiny Llama (~0.6 M parameters): 2 layers, hidden 128, 4 heads with 2 KV heads (GQA, like real Llamas)."""
-    if vocab_size is None:
-        vocab_size = len(demo_tokenizer())
     return {
         "model_type": "llama", "architectures": ["LlamaForCausalLM"],
         "vocab_size": vocab_size, "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,

@@ -75,17 +75,14 @@ class Estimate:
 
 def validate(shape: ModelShape, s: Setup) -> None:
     """Collect every problem with the setup, then raise once, naming each field."""
-    problems = []
-    for f in KNOBS:  # every field with declared choices (qlorafit.core.options) holds one of them
-        value, allowed = getattr(s, f.name), choices(f)
-        if allowed and value not in allowed:
-            problems.append(f"{f.name}: unknown value {value!r} (choose from {', '.join(allowed)})")
+    # every field with declared choices (qlorafit.core.options) holds one of them
+    problems = [f"{f.name}: unknown value {getattr(s, f.name)!r} (choose from {', '.join(choices(f))})"
+                for f in KNOBS if choices(f) and getattr(s, f.name) not in choices(f)]
     if not isinstance(s.mlp_tile_tokens, int) or s.mlp_tile_tokens < 0:
         problems.append(f"mlp_tile_tokens: must be 0 (off) or a positive integer, got {s.mlp_tile_tokens!r}")
-    for fname in ("lora_r", "batch_size", "seq_len"):
-        v = getattr(s, fname)
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            problems.append(f"{fname}: must be a positive integer, got {v!r}")
+    problems += [f"{name}: must be a positive integer, got {v!r}" for name, v in
+                 (("lora_r", s.lora_r), ("batch_size", s.batch_size), ("seq_len", s.seq_len))
+                 if not isinstance(v, int) or isinstance(v, bool) or v <= 0]
     if isinstance(s.lora_r, int) and s.lora_r > shape.hidden_size:
         problems.append(f"lora_r: rank {s.lora_r} is larger than the hidden size {shape.hidden_size}")
     if not 0 <= s.lora_dropout < 1:

@@ -263,17 +263,25 @@ def apply_memory_levers(model, cfg: Config, device: torch.device):
     return None
 
 
-def compile_layers(model, backend: str = "inductor") -> int:
+# Micro-batches of at least this many tokens run the MLP's frozen output projection outside the compiled layer, so
+# that the checkpoint's recompute skips it. It pays where the step is GPU-bound: +5.4 % at 1 x 16,384 and +6.4 % at
+# 4 x 2,048 tokens on Llama-3-8B (H200). Below, the graph break's host cost wins: 1 x 2,048 ran 26 % slower
+# (benchmarks/results/versus-h200-2026-11-29-s6-call4.jsonl).
+TAIL_OUTSIDE_COMPILE_TOKENS = 8192
+
+
+def compile_layers(model, backend: str = "inductor", tail_outside: bool = True) -> int:
     """torch.compile every decoder layer in place; returns how many. The layers share their code, so Dynamo builds
     one graph (forward and backward, bitsandbytes' 4-bit ops as custom ops) and reuses it for all of them. Memory:
     unchanged (the fused kernels save no tensor that eager would not).
 
-    Where the checkpoint goes: outside the compiled call. transformers checkpoints inside each layer's forward;
-    compiled whole, that checkpoint is traced into the graph (plain) or, with offloaded checkpointing's
-    saved_tensors_hooks, which Dynamo cannot trace, makes the layer fall back to eager entirely. So with
-    checkpointing the layer's inner forward (without transformers' wrapper) is compiled, and torch's non-reentrant
-    checkpoint (offloading or not) runs eagerly around the compiled call; the recompute calls it again and can stop
-    early (_mlp_output_projection_eager). Without checkpointing the whole layer is compiled.
+    Where the checkpoint goes: outside the compiled call, so that the recompute can stop early
+    (_mlp_output_projection_eager). Recent transformers checkpoint inside each layer's forward (a wrapper with
+    __wrapped__); compiled whole, that checkpoint is traced into the graph (plain) or, with offloaded checkpointing's
+    saved_tensors_hooks, which Dynamo cannot trace, makes the layer fall back to eager entirely. So there the inner
+    forward is compiled and torch's non-reentrant checkpoint (offloading or not) runs eagerly around the compiled
+    call. Older transformers (5.17) checkpoint in the layer's __call__, already outside the compiled forward.
+    Short micro-batches (tail_outside false) keep plain checkpointing traced in the whole compiled layer.
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     layers = getattr(getattr(base, "model", base), "layers", None)
@@ -281,7 +289,10 @@ def compile_layers(model, backend: str = "inductor") -> int:
         warnings.warn("train.compile: no decoder layers found (model.layers); not compiled", stacklevel=2)
         return 0
     inner = getattr(type(layers[0]).forward, "__wrapped__", None)  # the forward before transformers' wrapper
-    if getattr(layers[0], "gradient_checkpointing", False) and inner is not None:
+    from qlorafit.runtime.offload import active_handle
+
+    checkpointed = getattr(layers[0], "gradient_checkpointing", False)
+    if inner is not None and (active_handle(model) is not None or (tail_outside and checkpointed)):
         compiled = torch.compile(inner, backend=backend)  # one function object: one graph for every layer
 
         def forward(self, *args, **kwargs):
@@ -294,10 +305,13 @@ def compile_layers(model, backend: str = "inductor") -> int:
             return compiled(self, *args, **kwargs)
 
         for layer in layers:
-            _mlp_output_projection_eager(layer)
+            if tail_outside:
+                _mlp_output_projection_eager(layer)
             layer.forward = types.MethodType(forward, layer)
         return len(layers)
     for layer in layers:
+        if tail_outside and checkpointed:  # older transformers: the checkpoint is in __call__, outside
+            _mlp_output_projection_eager(layer)
         layer.compile(backend=backend)
     return len(layers)
 
@@ -347,7 +361,8 @@ def load_model(cfg: Config, path: str, device: torch.device, quant_storage: torc
         # that call for tiling the step is GPU-bound anyway (compile gains little there)
         warnings.warn("train.compile with train.mlp_tile_tokens: the layers run eagerly", stacklevel=2)
     elif cfg.train.compile and compile_supported(device):  # CPU inductor needs a C++ toolchain and gains little
-        compile_layers(peft_model)
+        tokens = cfg.train.micro_batch_size * cfg.data.max_seq_length  # the longest micro-batch the run makes
+        compile_layers(peft_model, tail_outside=tokens >= TAIL_OUTSIDE_COMPILE_TOKENS)
     if device.type == "cuda":
         # hand back what loading left cached: the bf16 staging of quantized weights and, with offload_embedding /
         # offload_lm_head, the old GPU blocks of the embedding and the head. Cached-but-free memory still counts

@@ -83,16 +83,16 @@ def validate(shape: ModelShape, s: Setup) -> None:
     problems += [f"{name}: must be a positive integer, got {v!r}" for name, v in
                  (("lora_r", s.lora_r), ("batch_size", s.batch_size), ("seq_len", s.seq_len))
                  if not isinstance(v, int) or isinstance(v, bool) or v <= 0]
-    if isinstance(s.lora_r, int) and s.lora_r > shape.hidden_size:
-        problems.append(f"lora_r: rank {s.lora_r} is larger than the hidden size {shape.hidden_size}")
-    if not 0 <= s.lora_dropout < 1:
-        problems.append(f"lora_dropout: must be in [0, 1), got {s.lora_dropout!r}")
     known = set(ALL_LINEARS) | set(LORA_TARGET_ALIASES) | {"all-linear"}
     bad = [t for t in s.lora_targets if t not in known]
-    if bad or not s.lora_targets:
-        problems.append(f"lora_targets: unknown module(s) {bad or '(none given)'}; use names from {sorted(known)}")
-    if s.offload_lm_head and not O.stack(s.stack).host_levers:
-        problems.append("offload_lm_head: only qlorafit's own trainer streams lm_head from host RAM (stack qlorafit)")
+    problems += [msg for wrong, msg in (
+        (isinstance(s.lora_r, int) and s.lora_r > shape.hidden_size,
+         f"lora_r: rank {s.lora_r} is larger than the hidden size {shape.hidden_size}"),
+        (not 0 <= s.lora_dropout < 1, f"lora_dropout: must be in [0, 1), got {s.lora_dropout!r}"),
+        (bad or not s.lora_targets,
+         f"lora_targets: unknown module(s) {bad or '(none given)'}; use names from {sorted(known)}"),
+        (s.offload_lm_head and not O.stack(s.stack).host_levers,
+         "offload_lm_head: only qlorafit's own trainer streams lm_head from host RAM (stack qlorafit)")) if wrong]
     if problems:
         raise UserError("; ".join(problems))
 

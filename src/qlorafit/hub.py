@@ -9,7 +9,7 @@ huggingface_hub is imported inside the functions, so importing this module costs
 import os
 from pathlib import Path
 
-from qlorafit.errors import UserError
+from qlorafit.errors import UserError, first_line
 
 # What `train` and `merge` need from a model repo: the safetensors weights and their index, the config, the tokenizer
 # (fast tokenizer.json, or the sentencepiece / BPE files some repos still ship) and the generation config. Not the
@@ -80,7 +80,7 @@ def hub_error(e: Exception, repo_id: str, field: str, what: str) -> Exception:
         return UserError(f"{field}: no model '{repo_id}' on {constants.ENDPOINT}{token}; check the id, or use a "
                          f"catalogue name: {catalogue_hint}")
     if isinstance(e, RevisionNotFoundError):
-        return UserError(f"{field}: {repo_id}: {str(e).splitlines()[0]}")
+        return UserError(f"{field}: {repo_id}: {first_line(e)}")
     if isinstance(e, (OfflineModeIsEnabled, LocalEntryNotFoundError)) or _is_connection_error(e):
         why = "HF_HUB_OFFLINE is set" if offline else f"the Hub ({constants.ENDPOINT}) cannot be reached"
         fix = (f"run `hf download {repo_id}` where there is network" if what == "weights"
@@ -114,6 +114,6 @@ def push_folder(folder: Path, repo_id: str, private: bool, message: str) -> str:
             raise UserError(f"push: cannot reach the Hub to upload {repo_id}"
                             f"{' (HF_HUB_OFFLINE is set)' if os.environ.get('HF_HUB_OFFLINE') else ''}") from None
         if isinstance(e, HfHubHTTPError):
-            raise UserError(f"push: the Hub refused the upload to {repo_id}: {str(e).splitlines()[0]}") from None
+            raise UserError(f"push: the Hub refused the upload to {repo_id}: {first_line(e)}") from None
         raise
     return str(getattr(info, "commit_url", info))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from qlorafit.errors import UserError
+from qlorafit.errors import UserError, first_line
 
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 
@@ -98,5 +98,5 @@ def _read_yaml(path: Path) -> dict:
     try:
         cfg = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise UserError(f"{path}: not valid YAML ({first_line(e)})") from None
     return cfg if isinstance(cfg, dict) else {}

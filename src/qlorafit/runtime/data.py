@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qlorafit.core.config import DataConfig
-from qlorafit.errors import UserError
+from qlorafit.errors import UserError, first_line
 from qlorafit.runtime.chat_mask import ChatTemplate, encode_chat
 from qlorafit.runtime.formats import Plain, RecordError, detect_format as _detect, rename_columns, to_example
 
@@ -178,7 +178,7 @@ def _read_parquet(p: Path) -> list[Record]:
     try:
         rows = pq.read_table(p).to_pylist()
     except Exception as e:  # pyarrow raises several types for a damaged file
-        raise UserError(f"{p}: cannot read as parquet: {str(e).splitlines()[0]}") from None
+        raise UserError(f"{p}: cannot read as parquet: {first_line(e)}") from None
     return [Record(i, f"{p} row {i + 1}", r) for i, r in enumerate(rows)]
 
 
@@ -200,7 +200,7 @@ def _read_dataset_dir(p: Path, split: str) -> list[Record]:
         raise
     except Exception as e:  # FileNotFoundError, ValueError (no data files, unknown split) ...
         raise UserError(f"data.path: {p} is a directory datasets cannot read as a dataset (split '{split}'): "
-                        f"{_first_line(e)}") from None
+                        f"{first_line(e)}") from None
     return [Record(i, f"{p}[{split}] record {i + 1}", dict(r)) for i, r in enumerate(ds)]
 
 
@@ -212,17 +212,13 @@ def _read_hub_dataset(name: str, split: str) -> list[Record]:
     try:
         ds = datasets.load_dataset(name, split=split)
     except Exception as e:  # DatasetNotFoundError, ConnectionError, ValueError (split) ...: all mean "not usable here"
-        first = _first_line(e)
+        first = first_line(e)
         offline = any(os.environ.get(k, "").lower() in ("1", "true", "yes", "on")
                       for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
         where = "from the local cache (offline mode is set)" if offline else "as a Hub dataset"
         raise UserError(f"data.path: '{name}' is not a local file, and datasets could not load it {where} "
                         f"(split '{split}'): {first}") from None
     return [Record(i, f"{name}[{split}] record {i + 1}", dict(r)) for i, r in enumerate(ds)]
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def detect_format(rec: Record, text_field: str) -> str:

@@ -357,8 +357,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> dict:
     """Write report.html (default RUN_DIR/report.html) and report-<plot>.png next to it. Returns the paths."""
     run = load_run(run_dir)
     html_path = Path(out) if out else run.dir / "report.html"
-    html_path.parent.mkdir(parents=True, exist_ok=True)
-    figs = make_figures(run)
+    figs = make_figures(run)  # write_atomic makes html_path's folder
     paths = {"html": html_path}
     for name, fig in figs.items():
         p = html_path.parent / f"{html_path.stem}-{name}.png"

@@ -19,8 +19,8 @@ VOCAB_SIZE = 1024  # BPE target; small enough that the embedding and lm_head are
 
 def _demo_texts() -> list[str]:
     """The texts the demo model will see, rendered as training renders them, for the BPE merges."""
-    from qlorafit.core.config import DataConfig
-    from qlorafit.runtime.data import read_records, segments
+    from qlorafit.runtime.data import read_records
+    from qlorafit.runtime.formats import to_example
 
     texts = []
     for name in ("demo_train.jsonl", "demo_chat.jsonl"):
@@ -29,7 +29,8 @@ def _demo_texts() -> list[str]:
             if "messages" in r.fields:
                 texts += [m["content"] for m in r.fields["messages"]]
             else:
-                texts += [t for t, _ in segments(r, "alpaca", DataConfig(), None)]
+                # the alpaca prompt as a tokenizer without a chat template gets it
+                texts += [t for t, _ in to_example(r.fields, "alpaca", "text", r.where, has_template=False).segments]
     return texts
 
 

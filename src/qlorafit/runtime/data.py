@@ -243,13 +243,6 @@ def chat_template_of(tokenizer, cfg: DataConfig) -> str:
     return getattr(tokenizer, "chat_template", None) or FALLBACK_CHAT_TEMPLATE
 
 
-def segments(rec: Record, fmt: str, cfg: DataConfig, tokenizer) -> list[tuple[str, bool]]:
-    """The record as text pieces, each flagged True where it is a target; without a tokenizer, the plain formats only
-    (the demo tokenizer is trained on these)."""
-    ex = to_example(rename_columns(rec.fields, cfg.columns), fmt, cfg.text_field, rec.where, has_template=False)
-    return ex.segments
-
-
 def _bos_prefix(tokenizer) -> list[int]:
     """The ids the tokenizer itself puts in front of a text (Llama: [bos]; Qwen: []), without a trailing eos."""
     ids = tokenizer("", add_special_tokens=True)["input_ids"]

@@ -80,9 +80,8 @@ def run(a) -> int:
     budget, budget_name, gpu = _budget(a)
     dtype = resolve_dtype(a.compute_dtype, None if gpu is None else gpu.bf16)
     base = Setup(**{f.name: getattr(a, f.name) for f in knobs("fixed")} | {"compute_dtype": dtype})
-    lengths = _lengths(a)
     req = PlanRequest(
-        budget_bytes=budget, max_seq_length=a.max_seq_length, lengths=lengths, effective_batch=a.batch_size,
+        budget_bytes=budget, max_seq_length=a.max_seq_length, lengths=_lengths(a), effective_batch=a.batch_size,
         effective_tokens=a.tokens_per_step, safety_margin=a.margin, base=base, gpu=gpu, losses=_losses(a.losses),
         context_bytes=context_from_args(a),
         packing={"auto": None, "on": (True,), "off": (False,)}[a.packing],

@@ -272,9 +272,9 @@ def plan(shape: ModelShape, req: PlanRequest) -> PlanResult:
                      f"effective batch by {packed_batch_error(req):.0%}")
     if req.gpu is None:
         notes.append(f"speeds are predicted for {gpu.name} (name your GPU with --gpu for its own)")
+    min_budget = -(-smallest.peak_bytes * 1000 // int(round((1 - req.safety_margin) * 1000)))  # its peak + margin
     result = PlanResult(req, gpu, usable, size_len, rows, feasible[0] if feasible else None, tuple(feasible),
-                        smallest=smallest, min_budget_bytes=_budget_for(smallest.peak_bytes, req.safety_margin),
-                        n_candidates=len(cands), notes=tuple(notes))
+                        smallest=smallest, min_budget_bytes=min_budget, n_candidates=len(cands), notes=tuple(notes))
     return replace(result, reasons=tuple(explain(shape, result))) if feasible else \
         replace(result, ways_out=tuple(ways_out(shape, result)))
 
@@ -304,10 +304,6 @@ def distinct(ranked) -> list[Candidate]:
         best.setdefault((s.batch_size, c.grad_accum, s.grad_checkpointing, s.loss_impl, s.packing, s.offload_embedding,
                          s.offload_lm_head, s.mlp_tile_tokens), c)
     return list(best.values())
-
-
-def _budget_for(peak: int, margin: float) -> int:
-    return -(-peak * 1000 // int(round((1 - margin) * 1000)))
 
 
 # --- why this one ------------------------------------------------------------------------------------------------

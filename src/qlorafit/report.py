@@ -246,12 +246,9 @@ def _line_plot(run: RunData, key: str, title: str, ylabel: str, color: str):
 
 
 def make_figures(run: RunData) -> dict:
-    return {
-        "memory": plot_memory(run),
-        "breakdown": plot_breakdown(run),
-        "loss": _line_plot(run, "loss", "Loss", "loss", "#1f77b4"),
-        "tokens": _line_plot(run, "tokens_per_s", "Throughput", "tokens/s", "#2ca02c"),
-    }
+    return {"memory": plot_memory(run), "breakdown": plot_breakdown(run),
+            "loss": _line_plot(run, "loss", "Loss", "loss", "#1f77b4"),
+            "tokens": _line_plot(run, "tokens_per_s", "Throughput", "tokens/s", "#2ca02c")}
 
 
 def _svg(fig) -> str:

@@ -63,11 +63,9 @@ ASSUMED_STEPS = ((1, 512), (1, 4096), (8, 512), (8, 4096))
 
 
 def _saving_range(c: Case, spec: Lever) -> tuple | None:
-    got = []
-    for bs, seq in ASSUMED_STEPS:
-        s = replace(c.setup, batch_size=bs, seq_len=seq)
-        if spec.applies(s):
-            got.append(c.estimate_with(s).peak_bytes - c.estimate_with(replace(s, **spec.change(s))).peak_bytes)
+    corners = [replace(c.setup, batch_size=bs, seq_len=seq) for bs, seq in ASSUMED_STEPS]
+    got = [c.estimate_with(s).peak_bytes - c.estimate_with(replace(s, **spec.change(s))).peak_bytes
+           for s in corners if spec.applies(s)]
     return (max(0, min(got)), max(got)) if got else None
 
 

@@ -6,8 +6,27 @@ from qlorafit.errors import UserError
 
 
 def test_defaults_roundtrip_through_yaml():
-    cfg = c.Config()
+    cfg = c.resolve(c.Config())  # a loaded config is resolved: 'auto' checkpointing is on or offload
     assert c.from_dict(yaml.safe_load(c.to_yaml(cfg))) == cfg
+
+
+def test_auto_checkpointing_offloads_gpu_bound_micro_batches_only():
+    """train.grad_checkpointing auto (the default) is offload from 8,192 tokens per micro-batch, on below and under
+    fsdp; the estimator's Setup resolves it the same way, and an explicit choice is kept."""
+    from qlorafit.core.setup import Setup, setup_from_config
+    assert c.Config().train.grad_checkpointing == "auto"
+    for batch, seq, fsdp, want in ((4, 2048, False, "offload"), (1, 16384, False, "offload"), (1, 2048, False, "on"),
+                                   (2, 512, False, "on"), (4, 2048, True, "on")):
+        raw = {"train": {"micro_batch_size": batch}, "data": {"max_seq_length": seq}}
+        if fsdp:
+            raw["dist"] = {"strategy": "fsdp"}
+        cfg = c.from_dict(raw)
+        assert cfg.train.grad_checkpointing == want, (batch, seq, fsdp)
+        assert setup_from_config(cfg).grad_checkpointing == want
+        if not fsdp:
+            assert Setup(batch_size=batch, seq_len=seq).grad_checkpointing == want
+    assert c.from_dict({"train": {"micro_batch_size": 8, "grad_checkpointing": "on"},
+                        "data": {"max_seq_length": 4096}}).train.grad_checkpointing == "on"
 
 
 def test_every_field_is_documented():

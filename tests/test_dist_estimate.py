@@ -45,6 +45,18 @@ def test_fsdp_shards_weights_lora_and_optimizer_and_replicates_the_rest(shape):
     assert four.peak_bytes < two.peak_bytes < one.peak_bytes
 
 
+def test_fsdp_runs_offloaded_checkpointing_as_on(shape):
+    """The default checkpointing (auto) is offload from 8,192 tokens per micro-batch; fsdp keeps the layer inputs on
+    the GPU, as its runtime does (train.py turns an auto-resolved offload into on once fsdp is picked), so its
+    estimate is that of checkpointing on, not a refusal."""
+    long = Setup(optimizer="adamw", seq_len=16384, offload_embedding=False)
+    assert long.grad_checkpointing == "offload"
+    on = DE.estimate_ranks(shape, Setup(optimizer="adamw", seq_len=16384, offload_embedding=False,
+                                        grad_checkpointing="on"), 2, "fsdp")
+    assert DE.estimate_ranks(shape, long, 2, "fsdp").peak_bytes == on.peak_bytes
+    assert C.from_dict({"data": {"max_seq_length": 16384}, "dist": {"strategy": "fsdp"}}).train.grad_checkpointing == "on"
+
+
 def test_ddp_replicates_everything_and_adds_the_gradient_buffer(shape):
     s = Setup(optimizer="adamw", seq_len=2048, offload_embedding=False)
     shape8 = catalog.resolve_model("llama-3.1-8b")

@@ -100,6 +100,7 @@ def test_model_size_from_the_words(text, params):
     ("单卡40G", 1, 40), ("on 2x3090", 2, 24), ("RTX 4060 Ti 16GB", None, 16), ("a T4 instance", None, 15),
     ("8*RTX3080", 8, None), ("2 16G A4000", 2, 16), ("双卡4090", 2, 24), ("用了8张T4", 8, 15),
     ("用了8张T4，readme说只需要48GB显存", 8, 15),  # a size larger than the named card has is not the card's
+    ("oom with 8 A100s", 8, 80), ("2 L40s", 2, 45),  # a plural, and a card whose name ends in S
 ])
 def test_gpus_from_the_words(text, count, gib):
     g = gpus(text)
@@ -340,6 +341,8 @@ def test_16bit_lora_weights_filling_the_card_are_the_missing_quantization():
     assert d.primary.id == "no_quant"
     assert _d("QLoRA fine-tuning a 13B model on two RTX 4090 cards: CUDA out of memory").primary.id != "no_quant"
     assert _d("LoRA fine-tuning a 1B model on an RTX 4090: CUDA out of memory").primary.id != "no_quant"
+    # ZeRO-3 divides the 16-bit weights by the GPU count: 144 GB over 8 x 80 GB is 18 GB each, not the cause
+    assert _d("LoRA fine-tuning a 72B model on 8x A100 80GB with ZeRO-3: OOM in training").primary.id != "no_quant"
 
 
 def test_the_nearer_lever_for_a_16bit_lora_replica():
@@ -385,3 +388,59 @@ def test_a_deepspeed_stage_on_several_gpus_is_one_process_per_gpu():
 ])
 def test_checkpointing_is_the_first_lever_where_nothing_shows_it_on(text, first):
     assert _d(text).fixes[0].id == first
+
+
+def test_a_full_fine_tune_whose_states_per_gpu_exceed_the_card_needs_them_sharded():
+    # 13B x 16 bytes: under ZeRO-2 on 4 GPUs each keeps 2 + 14/4 bytes per parameter = 67 GiB, on 40 GiB cards
+    d = _d("Full fine-tuning a 13B model on 4x A100 40GB with ZeRO-2: CUDA out of memory")
+    assert d.primary.id == "ddp_replica" and d.fixes[0].id == "shard"
+    assert any("16 bytes per parameter" in e for e in d.primary.evidence)
+    # 7B under DDP on 2 x 24 GB: 104 GiB each
+    assert _d("Full fine-tuning a 7B model on 2x RTX 4090 with torchrun: CUDA out of memory").primary.id == "ddp_replica"
+    # ZeRO-3 already divides every state by the GPU count: not a replica
+    assert _d("Full fine-tuning a 13B model on 4x A100 40GB with ZeRO-3: CUDA out of memory").primary.id != "ddp_replica"
+
+
+def test_a_replica_of_a_small_named_model_is_ruled_out():
+    # 2 GB of 16-bit weights on 40 GB cards: the copy on each GPU is not what ran out
+    d = _d("LoRA of a 1B model on 4x A100 40GB with ZeRO-2: CUDA out of memory")
+    assert all(x.id != "ddp_replica" for x in d.causes)
+    assert _d("LoRA of a 13B model on 4x A100 40GB with ZeRO-2: CUDA out of memory").primary.id == "ddp_replica"
+
+
+# --- session 6, probes of common reports: step numbers, load words, another process, the loss -----------------------
+
+@pytest.mark.parametrize("text,phase,step", [
+    ("Training runs fine until step 1500 of 3000 and then CUDA out of memory", "later_step", 1500),
+    ("It crashes with OOM around iteration 800", "later_step", 800),
+    ("OOM at 1200/5000 steps", "later_step", 1200),
+    ("CUDA out of memory at step 0", "first_step", 0),
+])
+def test_a_step_number_in_words_places_the_failure(text, phase, step):
+    o = parse(text)
+    assert (o.phase, o.step) == (phase, step)
+
+
+def test_load_said_as_at_load_or_while_loading():
+    assert phase_from_words("CUDA out of memory at load, before anything trains")[0] == "load"
+    assert phase_from_words("It runs out of memory while loading")[0] == "load"
+
+
+def test_another_process_named_in_words_holds_the_gpu():
+    d = _d("nvidia-smi shows another process using 20GB; my training gets CUDA out of memory")
+    assert d.primary.id == "other_process" and d.fixes[0].id == "free_gpu"
+    assert _d("另一个训练的显存被其他进程占用，训练时显存不足").primary.id == "other_process"
+    # the message's numbers show nothing held outside this process: they outweigh the words
+    msg = ("another process may be running. torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. "
+           "GPU 0 has a total capacity of 23.64 GiB of which 1.10 GiB is free. Including non-PyTorch memory, this "
+           "process has 22.50 GiB memory in use. Of the allocated memory 21.90 GiB is allocated by PyTorch, and 150.00 "
+           "MiB is reserved by PyTorch but unallocated.")
+    assert _d(msg).primary.id != "other_process"
+
+
+def test_the_loss_or_a_large_vocabulary_named_in_words_is_the_logits():
+    d = _d("Fine-tuning Gemma-2-9B with LoRA: OOM in the loss, the logits over a 256k vocabulary")
+    assert d.primary.id == "fp32_logits" and d.fixes[0].id == "fused_loss"
+    assert d.primary.strength == "inferred"  # words, not frames or numbers
+    # in evaluation the logits that pile up are the eval loop's, not the training loss's
+    assert _d("OOM during evaluation: the logits over a 256k vocabulary").primary.id != "fp32_logits"

@@ -26,8 +26,8 @@ MISSES = {
     "y-trainer_11": "memory growing until an OOM at 10% reads as a long late batch; the thread's fix was gradient "
                     "checkpointing",
     # test2 split (seen since 2026-11-29: its misses were studied for general rules, tests/test_doctor_generalize.py)
-    "litgpt_438": "only the title ('70b oom with 8 A100s'): the host-RAM cause (every FSDP rank reads the checkpoint) "
-                  "is in the maintainer's answer",
+    "litgpt_438": "only the title ('70b oom with 8 A100s'), read as 16-bit 70B weights larger than one A100 held whole "
+                  "by each GPU; the host-RAM cause (every FSDP rank reads the checkpoint) is in the maintainer's answer",
     # test3 split (seen since 2026-11-29 session 6: its misses were studied for general rules)
     "fuseai_10": "only the title ('OOM with Blending for 14B Base Model'): the full fine-tune under ZeRO-2 is in the "
                  "maintainer's answer",

@@ -22,8 +22,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "qlorafit"
 
 def _other_value(f, current):
     """A valid value of Setup field `f` different from `current`."""
-    if choices(f):
-        return next(c for c in reversed(choices(f)) if c != current)
+    if choices(f):  # 'auto' checkpointing is not a Setup value: Setup resolves it for its micro-batch
+        return next(c for c in reversed(choices(f)) if c not in (current, O.AUTO_CHECKPOINTING))
     if current is None:
         return False
     if isinstance(current, bool):
@@ -121,7 +121,7 @@ def test_config_choices_are_the_options():
               for f in dataclasses.fields(cls)}
     assert fields["train.optimizer"].metadata["choices"] == O.names(O.OPTIMIZERS)
     assert fields["train.loss_impl"].metadata["choices"] == O.names(O.LOSSES)
-    assert fields["train.grad_checkpointing"].metadata["choices"] == O.names(O.CHECKPOINTING)
+    assert fields["train.grad_checkpointing"].metadata["choices"] == O.names(O.CHECKPOINTING) + (O.AUTO_CHECKPOINTING,)
     assert fields["model.quant"].metadata["choices"] == O.names(O.QUANTS)
 
 

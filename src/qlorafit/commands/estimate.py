@@ -30,9 +30,9 @@ from qlorafit.errors import UserError
 
 def add_knob_arguments(group, fields, defaults: Setup | None = None) -> None:
     """One flag per Setup field, as declared in its metadata (qlorafit.core.setup): name, choices, help, default."""
-    d = defaults or Setup()
-    for f in fields:
-        flags, meta, default = f.metadata["flag"], f.metadata, getattr(d, f.name)
+    for f in fields:  # the declared defaults ('auto' checkpointing resolves once batch and length are known)
+        flags, meta = f.metadata["flag"], f.metadata
+        default = f.default if defaults is None else getattr(defaults, f.name)
         kw = {"dest": f.name, "default": default, "help": meta["help"] + " (default %(default)s)"}
         if any(f.name in d for d in STACK_DEFAULTS.values()):  # the stack decides when the user does not
             by_stack = ", ".join(f"{d[f.name]} with --stack {k}" for k, d in STACK_DEFAULTS.items() if f.name in d)

@@ -131,7 +131,11 @@ class TrainConfig:
     weight_decay: float = opt(0.0, "AdamW weight decay.", resume="safe")
     max_grad_norm: float = opt(1.0, "Clip the global gradient norm to this (0 = no clipping).", resume="safe")
     optimizer: str = opt("adamw", O.choices_help(O.OPTIMIZERS) + ".", O.names(O.OPTIMIZERS), resume="state")
-    grad_checkpointing: str = opt("on", O.choices_help(O.CHECKPOINTING) + ".", O.names(O.CHECKPOINTING), resume="safe")
+    grad_checkpointing: str = opt(O.AUTO_CHECKPOINTING, O.choices_help(O.CHECKPOINTING) + f"; {O.AUTO_CHECKPOINTING}: "
+                                  f"offload for micro-batches of {O.GPU_BOUND_TOKENS:,}+ tokens (micro_batch_size x "
+                                  f"max_seq_length; there the copies hide behind the GPU's work), on below (and "
+                                  f"under fsdp). The run's config.yaml records what it resolved to.",
+                                  O.names(O.CHECKPOINTING) + (O.AUTO_CHECKPOINTING,), resume="safe")
     compile: bool = opt(True, "torch.compile each decoder layer (CUDA with Triton only; one graph shared by all "
                         "layers, ~15-30 s on the first step and on the first new shape). Fuses the norm, RoPE, SwiGLU "
                         "and dropout kernels and cuts Python launch overhead: 1.46x (2 x 4 x 512) and 1.8x (1 x 2,048) "
@@ -313,6 +317,15 @@ def from_dict(raw: dict, source: str = "config") -> Config:
     problems += [f"{source}: {p}" for p in check(cfg)]
     if problems:
         raise UserError("\n  ".join(["invalid configuration:"] + problems))
+    resolve(cfg)
+    return cfg
+
+
+def resolve(cfg: Config) -> Config:
+    """Settings that depend on others, made concrete in place: train.grad_checkpointing auto."""
+    t = cfg.train
+    t.grad_checkpointing = O.resolve_checkpointing(t.grad_checkpointing, t.micro_batch_size * cfg.data.max_seq_length,
+                                                   to_host_ok=cfg.dist.strategy != "fsdp")
     return cfg
 
 

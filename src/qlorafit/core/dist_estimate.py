@@ -88,12 +88,14 @@ def estimate_ranks(shape: ModelShape, s: Setup, gpus: int, strategy: str, cpu_of
         raise UserError(f"gpus: must be 1 or more, got {gpus}")
     if cpu_offload and strategy != "fsdp":
         raise UserError("cpu_offload: only with strategy fsdp (ddp keeps the whole model on each GPU)")
-    if strategy == "fsdp" and (s.offload_lm_head or O.checkpointing(s.grad_checkpointing).to_host
-                               or not O.optimizer(s.optimizer).shardable or not O.stack(s.stack).own_runtime):
-        raise UserError("fsdp: qlorafit's stack with the adamw optimizer, no lm_head offload and "
-                        "checkpointing on or off (dist.cpu_offload is fsdp's own host-RAM lever)")
-    if strategy == "fsdp":  # as the runtime does: FSDP shards the embedding, its host-RAM lever is turned off
-        s = replace(s, offload_embedding=False, compile=False)
+    if strategy == "fsdp" and (s.offload_lm_head or not O.optimizer(s.optimizer).shardable
+                               or not O.stack(s.stack).own_runtime):
+        raise UserError("fsdp: qlorafit's stack with the adamw optimizer and no lm_head offload "
+                        "(dist.cpu_offload is fsdp's own host-RAM lever)")
+    if strategy == "fsdp":  # as the runtime does: FSDP shards the embedding, its host-RAM lever is turned off, and
+        # the layer inputs stay on the GPU (offloaded checkpointing runs as on)
+        s = replace(s, offload_embedding=False, compile=False,
+                    grad_checkpointing="on" if O.checkpointing(s.grad_checkpointing).to_host else s.grad_checkpointing)
     one = estimate(shape, replace(s, offload_lm_head=True) if cpu_offload else s, context_bytes)
     n_lora = one.trainable_params
     return _ddp(shape, s, gpus, one, n_lora) if strategy == "ddp" else _fsdp(shape, s, gpus, one, n_lora, cpu_offload)

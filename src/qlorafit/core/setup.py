@@ -72,8 +72,10 @@ class Setup:
     packing: bool = knob("data.packing", flag=("--packing",), role="searched",
                          help="samples packed into full rows: memory is that of full rows")
     grad_checkpointing: str = knob("train.grad_checkpointing", flag=("--checkpointing",),
-                                   choices="checkpointing", role="searched", plan_axis="checkpointing",
-                                   help="gradient checkpointing")
+                                   choices=O.names(O.CHECKPOINTING) + (O.AUTO_CHECKPOINTING,), role="searched",
+                                   plan_axis="checkpointing",
+                                   help=f"gradient checkpointing ({O.AUTO_CHECKPOINTING}: offload from "
+                                        f"{O.GPU_BOUND_TOKENS:,} tokens per micro-batch, else on)")
     optimizer: str = knob("train.optimizer", flag=("--optimizer",), choices="optimizer", role="searched",
                           plan_axis="optimizers", help="optimizer (its states are sized from qlorafit.core.options)")
     offload_embedding: bool = knob("model.offload_embedding", flag=("--offload-embedding",), role="searched",
@@ -94,6 +96,10 @@ class Setup:
                                             default=None,
                                             help="PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True; unset: the "
                                                  "stack's default (qlorafit on, hf off)")
+
+    def __post_init__(self):  # 'auto' checkpointing means what it means for this micro-batch (options.resolve_...)
+        object.__setattr__(self, "grad_checkpointing",
+                           O.resolve_checkpointing(self.grad_checkpointing, self.batch_size * self.seq_len))
 
     def expandable(self) -> bool:
         return O.stack(self.stack).expandable_segments if self.expandable_segments is None else self.expandable_segments

@@ -90,17 +90,35 @@ def lora_16bit(c: Case) -> bool:
     return bool(named) and not weights_quantized(c)
 
 
+_FULL_TUNE = re.compile(r"full[- ]?(?:fine-?tun\w*|finetun\w*|parameter|param)|全参|全量(?:微调|训练)?", re.I)
+
+
+def full_tune(c: Case) -> bool:
+    """A full fine-tune (every weight trained, so gradients and optimizer state for all of them): said in words, or
+    the config's finetuning_type: full, and no LoRA named."""
+    said = _FULL_TUNE.search(text(c)) or str(c.settings.get("finetuning_type", "")).lower() == "full"
+    return bool(said) and not re.search(r"(?<![A-Za-z])q?lora(?![A-Za-z])", text(c), re.I)
+
+
+def model_params(c: Case) -> tuple[float, str] | None:
+    """Billions of parameters of the model the settings or the report name, and where it was read."""
+    b = prose.model_params_b(str(c.settings.get("model") or ""))
+    if b is not None:
+        return b, "the settings"
+    b = prose.model_params_b(c.inputs.error_text or "")
+    return (b, "the report") if b is not None else None
+
+
 def named_weights(c: Case) -> tuple[int, str] | None:
     """The weights of the model as the input sizes it: the estimate's, else the parameter count of the model the
     settings or the report name ('Qwen-14B-Chat', 'Llama 3 70B'): half a byte each when weights_quantized, 2 bytes
     otherwise. With the words it rests on."""
     if c.est is not None:
         return c.est.phases["load"], f"estimate for {c.est.model}"
-    where, b = "the settings", prose.model_params_b(str(c.settings.get("model") or ""))
-    if b is None:
-        where, b = "the report", prose.model_params_b(c.inputs.error_text or "")
-    if b is None:
+    named = model_params(c)
+    if named is None:
         return None
+    b, where = named
     q = weights_quantized(c)
     per = 0.5 if q else 2
     return int(b * 1e9 * per), (f"a {b:g}B model named in {where}, {'4-bit' if q else '16-bit'}: {per:g} bytes per "

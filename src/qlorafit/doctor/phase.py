@@ -180,15 +180,18 @@ _PROSE = (  # (phase, words): checked in this order inside one sentence that als
     ("generation", r"generat(?:ion|ing)\b|\bgenerate\(|\.generate\b|inference|predict\w*|rollout|推理|预测"),
     ("eval", r"(?<![A-Za-z])eval\w*|validation|validat\w+|compute_metrics|评估|验证"),
     ("tokenization", r"tokeniz\w*|\.map\(|dataset map"),
-    ("load", r"load(?:ing)? (?:the )?(?:model|checkpoint|weights)|from_pretrained|moving the model|加载模型"),
+    ("load", r"load(?:ing)? (?:the )?(?:model|checkpoint|weights)|(?:at|on|during|while|when) load(?:ing)?\b|"
+             r"from_pretrained|moving the model|加载模型"),
 )
-_LATER = re.compile(r"(?:at|after|on) (?:step|iteration|iter) ?\d+|after (?:a few|some|several|~?\d+\+?) "
+_LATER = re.compile(r"(?:at|after|on|until|till|around|near|by|reach\w*) (?:step|iteration|iter) ?\d+|"
+                    r"\bstep \d+ ?(?:of|/) ?\d+|\d+ ?/ ?\d+ (?:steps|iterations)|after (?:a few|some|several|~?\d+\+?) "
                     r"(?:steps|iterations|batches|epochs|samples)|at some batch|over \d+ epochs|for a while|"
                     r"(?:for|after) some time|training (?:for )?(?:a while|some steps)|after (?:tens of|many) steps|"
                     r"一阵子|中途|几十步|一段时间后|训练到\s*\d+\s*%|\d+步", re.I)
 _FIRST = re.compile(r"first (?:training )?(?:step|batch|forward)|not a single step|before (?:the )?first step|"
                     r"(?:at|on) step 0\b|when (?:i )?start(?:ing)? (?:the )?training|第一步", re.I)
-_STEP_NUMBER = re.compile(r"(?:at|after|on) (?:step|iteration|iter) ?(\d+)|(\d+)步", re.I)
+_STEP_NUMBER = re.compile(r"(?:at|after|on|until|till|around|near|by|reach\w*) (?:step|iteration|iter) ?(\d+)|"
+                          r"\bstep (\d+) ?(?:of|/)|(\d+) ?/ ?\d+ (?:steps|iterations)|(\d+)步", re.I)
 
 
 def _sentences(text: str) -> list[str]:
@@ -244,6 +247,8 @@ def step_from_words(text: str) -> tuple[str | None, int | None, str]:
         if m:
             n = _STEP_NUMBER.search(s)
             step = int(next(g for g in n.groups() if g)) if n else None
+            if step == 0:  # 'at step 0' names a step, and it is the first
+                return "first_step", 0, f"the report says '{m.group(0)}'"
             return "later_step", step, f"the report says '{m.group(0)}'"
         m = _FIRST.search(s)
         if m:

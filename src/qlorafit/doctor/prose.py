@@ -97,8 +97,10 @@ def _catalogue_memory(card: str) -> int | None:
     sizes = []
     for n in catalog.gpu_names():
         base = n.split("-")[0]
-        if key == base or key == n.replace("-", ""):
-            sizes.append(catalog.get_gpu(n).memory_bytes)
+        for k in (key, key[:-1] if key.endswith("s") else key):  # '8 A100s': a plural, where no card ends in s
+            if k in (base, n.replace("-", "")):
+                sizes.append(catalog.get_gpu(n).memory_bytes)
+                break
     if not sizes:
         try:
             sizes.append(catalog.get_gpu(key).memory_bytes)

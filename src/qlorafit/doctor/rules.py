@@ -91,11 +91,31 @@ def cpu_ram(c: Case) -> Cause | None:
                  "or tokenizer workers each holding a copy", ev, actions=order, strength="proven")
 
 
+_OTHER_WORDS = re.compile(r"another (?:process|program|job|jupyter|notebook|kernel|instance)\b[^.\n]{0,40}(?:us(?:es|ing)|"
+                          r"holds?|holding|occup\w*|runs?|running|loaded|on the (?:same )?gpu)|(?:other|another) "
+                          r"process(?:es)? (?:is |are )?(?:using|holding|occupying)|zombie process|nvidia-smi shows "
+                          r"[^.\n]{0,40}(?:process|used|in use)|(?:被)?其他进程占用", re.I)
+"""The report says something else holds the GPU: another process, notebook or job, a zombie, nvidia-smi's list."""
+
+
+def _other_process_words(c: Case) -> Cause | None:
+    m = _OTHER_WORDS.search(c.inputs.error_text or "")
+    if m is None or not c.has_oom:
+        return None
+    return Cause("other_process", "another process holds the GPU", "this process could only use what was left",
+                 [f"the report says '{m.group(0)}'"],
+                 actions=[Action("stop the other process (nvidia-smi lists it; restart the notebook kernel that "
+                                 "loaded a model earlier), or pick a free GPU with CUDA_VISIBLE_DEVICES", "none",
+                                 id="free_gpu")])
+
+
 def other_process(c: Case) -> Cause | None:
     other = _other_bytes(c)
+    if other is None:
+        return _other_process_words(c)
     o = c.oom
-    if other is None or other < max(OTHER_PROCESS_MIN_BYTES, 0.1 * (o.total_bytes or 0)):
-        return None
+    if other < max(OTHER_PROCESS_MIN_BYTES, 0.1 * (o.total_bytes or 0)):
+        return None  # the numbers show nothing held outside this process: they outweigh the words
     ev = [f"GPU {o.gpu_index}: total {gib(o.total_bytes)}, free {gib(o.free_bytes)}, so {gib(o.total_bytes - o.free_bytes)} "
           f"in use; this process's PyTorch pool is {gib(o.reserved_bytes)}"
           + (f" (the process reports {gib(o.process_bytes)})" if o.process_bytes is not None else ""),
@@ -209,9 +229,13 @@ def _lora_weights_heavy(c: Case) -> str | None:
     if not E.lora_16bit(c):
         return None
     w, card = E.named_weights(c), E.card_bytes(c)
-    if w is None or card is None or w[0] <= NO_QUANT_HEAVY_SHARE * card:
+    if w is None or card is None:
         return None
-    return f"the 16-bit weights alone are {gib(w[0])} ({w[1]}), {w[0] / card:.0%} of one GPU's {gib(card)}"
+    n = max(E.world_size(c) or 1, E.gpu_count(c) or 1) if E.sharded(c) else 1  # ZeRO-3/FSDP divide the weights
+    if w[0] / n <= NO_QUANT_HEAVY_SHARE * card:
+        return None
+    per = f", {gib(int(w[0] / n))} per GPU sharded over {n}" if n > 1 else ""
+    return f"the 16-bit weights alone are {gib(w[0])} ({w[1]}){per}, {w[0] / n / card:.0%} of one GPU's {gib(card)}"
 
 
 def no_quant(c: Case) -> Cause | None:
@@ -334,19 +358,27 @@ def eager_in_frames(c: Case) -> Cause | None:
     return eager_attention(c)
 
 
+_LOSS_WORDS = re.compile(r"\b(?:in|at|during|inside) (?:the )?(?:loss|cross[-_ ]?entropy|log_?softmax)\b|"
+                         r"\blogits?\b[^.\n]{0,40}\bvocab|\b(?:large|huge|big|\d{3}k|\d{3},\d{3}) vocab(?:ulary)?\b", re.I)
+"""The report says the loss or the vocabulary-wide logits are where it ran out."""
+
+
 def fp32_logits(c: Case) -> Cause | None:
     text = c.inputs.error_text or ""
     frames = any(k in text for k in _LOSS_FRAMES)
+    said = _LOSS_WORDS.search(text) if c.oom.phase not in ("eval", "generation") else None
     share = c.est.component("logits and loss") / c.est.peak_bytes if c.est else 0.0
     if c.setup is not None and (O.loss(c.setup.loss_impl).chunked or c.setup.offload_lm_head):
         return None  # chunked/fused, or the head in host RAM (always the streamed loss): no full logits
-    if not frames and (share < LOGITS_SHARE or not c.from_user):  # a share of assumed defaults proves nothing
+    if not frames and not said and (share < LOGITS_SHARE or not c.from_user):  # assumed defaults prove nothing
         return None
     if not (c.has_oom or c.over_budget):
         return None
     ev = [_numbers(c)] if c.oom.kind else []
     if frames:
         ev.append("the failing frame is the loss: the logits are cast to fp32 or fed to cross_entropy")
+    elif said:
+        ev.append(f"the report says '{said.group(0)}'")
     if c.oom.requested_bytes:
         ev.append(f"the failed request was {gib(c.oom.requested_bytes)}" + (f" ({c.oom.requested_bytes / c.oom.total_bytes:.0%} "
                   f"of the card)" if c.oom.total_bytes else ""))
@@ -359,7 +391,7 @@ def fp32_logits(c: Case) -> Cause | None:
     return Cause("fp32_logits", "fp32 logits at a large vocabulary",
                  "the loss materializes tokens x vocab logits in fp32 (and their gradient): with a 128k-256k vocabulary "
                  "that is the largest tensor of the step", ev, ("loss", "seq", "batch"), acts,
-                 strength="proven" if frames else "numbers")
+                 strength="proven" if frames else "numbers" if share >= LOGITS_SHARE and c.from_user else "inferred")
 
 
 def eager_attention(c: Case) -> Cause | None:

@@ -43,6 +43,8 @@ def zero3_generation(c: Case) -> Cause | None:
 
 REPLICA_HEAVY_SHARE = 0.4
 """One replica's weights above this share of a GPU make the replica, not the batch, the cause."""
+REPLICA_LIGHT_SHARE = 0.2
+"""One replica's weights below this share of a GPU (a model sized from its name, no estimate) rule the replica out."""
 
 
 def ddp_replica(c: Case) -> Cause | None:
@@ -56,7 +58,7 @@ def ddp_replica(c: Case) -> Cause | None:
     z3_materialized = E.zero_stage(c) == 3 and _MODULE_TO.search(t) and c.oom.phase in ("load", None) \
         and not c.settings.get("zero3_init_flag")
     several = ws is not None and ws > 1
-    exceeds = _exceeds_one_card(c)
+    exceeds = _exceeds_one_card(c) or _full_states_exceed_one_card(c)
     if z3_materialized or (says and (several or c.oom.distributed or (E.gpu_count(c) or 1) > 1
                                      or "gpu" in says.group(0).lower())):
         strength = "proven"
@@ -68,6 +70,10 @@ def ddp_replica(c: Case) -> Cause | None:
         named, card = E.named_weights(c), E.card_bytes(c)
         heavy = c.oom.phase == "load" or ignored_offload or (
             named is not None and card is not None and named[0] > REPLICA_HEAVY_SHARE * card)
+        light = not heavy and not exceeds and named is not None and card is not None and \
+            named[0] < REPLICA_LIGHT_SHARE * card
+        if light and c.est is None:
+            return None  # the model named is a small share of the card: the copy on each GPU is not what ran out
         # an unknown model leaves nothing to weigh the replica with: still the likeliest reading of a replicating
         # launch, but inferred, so causes the numbers or the traceback show rank above it
         strength = "script" if heavy or (c.shape is not None and (c.est is None or c.budget_bytes is None)) \
@@ -129,6 +135,32 @@ def _exceeds_one_card(c: Case) -> str | None:
         return None
     return (f"the weights alone are {gib(w[0])} ({w[1]}), more than one GPU's {gib(card)}, and each of the {n} GPUs "
             f"holds them whole")
+
+
+FULL_TUNE_BYTES = {"weights": 2, "grads": 2, "optimizer": 12}
+"""Bytes per parameter of a mixed-precision full fine-tune with Adam: 16-bit weights and gradients, fp32 master
+weights and two moments. ZeRO-1 divides the optimizer's share by the GPU count, ZeRO-2 the gradients' too, ZeRO-3
+everything (the ZeRO paper's accounting)."""
+
+
+def _full_states_exceed_one_card(c: Case) -> str | None:
+    """A full fine-tune on several GPUs whose per-GPU share of weights, gradients and Adam state (by ZeRO stage; DDP
+    keeps all of it on each) is larger than one GPU: the evidence line, or None."""
+    if not E.full_tune(c) or c.oom.phase not in (None, "load", "training", "first_step", "later_step"):
+        return None
+    n = max(E.world_size(c) or 1, E.gpu_count(c) or 1)
+    named, card = E.model_params(c), E.card_bytes(c)
+    z = E.zero_stage(c) or 0
+    if n < 2 or named is None or card is None or E.sharded(c) or z > 2:
+        return None
+    w, g, o = (FULL_TUNE_BYTES[k] * named[0] * 1e9 for k in ("weights", "grads", "optimizer"))
+    per_gpu = w + g + o if z == 0 else w + g + o / n if z == 1 else w + (g + o) / n
+    if per_gpu <= card:
+        return None
+    launch = f"ZeRO-{z}" if E.zero_stage(c) is not None else "a replicating launch (DDP)"
+    return (f"a full fine-tune of a {named[0]:g}B model (named in {named[1]}) keeps 16 bytes per parameter; under "
+            f"{launch} on {n} GPUs each holds {gib(int(per_gpu))} of weights, gradients and Adam state, more than "
+            f"its {gib(card)}")
 
 
 def vllm_memory(c: Case) -> Cause | None:

@@ -297,8 +297,6 @@ def fsdp_problems(cfg) -> list[str]:
     if cfg.model.offload_lm_head:
         p.append("model.offload_lm_head: under fsdp lm_head stays whole on each GPU; set it to false "
                  "(dist.cpu_offload=true keeps it, and every shard, in host RAM)")
-    if O.checkpointing(cfg.train.grad_checkpointing).to_host:
-        p.append("train.grad_checkpointing=offload: not combined with fsdp; use on (and dist.cpu_offload=true)")
     if not O.optimizer(cfg.train.optimizer).shardable:
         p.append(f"train.optimizer={cfg.train.optimizer}: bitsandbytes optimizers do not take FSDP's sharded "
                  f"(DTensor) parameters; use {O.shardable_optimizer()} (its state is sharded: 8 bytes per LoRA "

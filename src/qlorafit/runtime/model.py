@@ -263,13 +263,6 @@ def apply_memory_levers(model, cfg: Config, device: torch.device):
     return None
 
 
-# Micro-batches of at least this many tokens run the MLP's frozen output projection outside the compiled layer, so
-# that the checkpoint's recompute skips it. It pays where the step is GPU-bound: +5.4 % at 1 x 16,384 and +6.4 % at
-# 4 x 2,048 tokens on Llama-3-8B (H200). Below, the graph break's host cost wins: 1 x 2,048 ran 26 % slower
-# (benchmarks/results/versus-h200-2026-11-29-s6-call4.jsonl).
-TAIL_OUTSIDE_COMPILE_TOKENS = 8192
-
-
 def compile_layers(model, backend: str = "inductor", tail_outside: bool = True) -> int:
     """torch.compile every decoder layer in place; returns how many. The layers share their code, so Dynamo builds
     one graph (forward and backward, bitsandbytes' 4-bit ops as custom ops) and reuses it for all of them. Memory:
@@ -362,7 +355,9 @@ def load_model(cfg: Config, path: str, device: torch.device, quant_storage: torc
         warnings.warn("train.compile with train.mlp_tile_tokens: the layers run eagerly", stacklevel=2)
     elif cfg.train.compile and compile_supported(device):  # CPU inductor needs a C++ toolchain and gains little
         tokens = cfg.train.micro_batch_size * cfg.data.max_seq_length  # the longest micro-batch the run makes
-        compile_layers(peft_model, tail_outside=tokens >= TAIL_OUTSIDE_COMPILE_TOKENS)
+        # GPU-bound micro-batches leave the frozen down_proj out of the recompute: +5.4 % at 1 x 16,384, +6.4 % at
+        # 4 x 2,048 on Llama-3-8B; below, the graph break's host cost wins (0.78x at 1 x 2,048; benchmarks/README.md)
+        compile_layers(peft_model, tail_outside=tokens >= O.GPU_BOUND_TOKENS)
     if device.type == "cuda":
         # hand back what loading left cached: the bf16 staging of quantized weights and, with offload_embedding /
         # offload_lm_head, the old GPU blocks of the embedding and the head. Cached-but-free memory still counts

@@ -31,6 +31,7 @@ import torch
 from qlorafit.runtime import checkpoint as C
 from qlorafit.runtime import dist as D
 from qlorafit.core import config as config_mod
+from qlorafit.core import options as O
 from qlorafit.runtime import guard as G
 from qlorafit.core.config import Config
 from qlorafit.errors import UserError
@@ -260,6 +261,12 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
 
     max_len = cfg.data.max_seq_length if cfg.data.packing else data.train.stats.max
     world.strategy = _strategy(cfg, world, model_path, device, max_len)
+    if world.strategy == "fsdp" and O.checkpointing(cfg.train.grad_checkpointing).to_host:
+        # fsdp keeps each layer's input on its GPU (offloading them is not combined with sharding yet); auto resolved
+        # to offload before dist.strategy=auto turned out fsdp
+        main_say("train.grad_checkpointing=offload: under fsdp the layer inputs stay on the GPU (checkpointing on); "
+                 "dist.cpu_offload=true moves the shards to host RAM")
+        cfg.train.grad_checkpointing = "on"
     # resume reads the checkpoint whole first: its adapter goes in before fsdp shards the model, the rest after
     fresh_optimizer = changed is not None and "train.optimizer" in changed.keys("state")
     ckpt, saved = C.read_newest_intact(run_dir, main_say, not fresh_optimizer) if resume else (None, None)

@@ -41,6 +41,11 @@ SLACK_ACTIVATIONS = {True: 0.04, False: 0.06}
 # offloaded checkpointing frees each layer input's GPU block only when its side-stream copy is done (record_stream),
 # so the allocator cannot reuse those blocks at once: a larger share of the activations stays reserved
 SLACK_ACTIVATIONS_OFFLOAD = 0.18
+# ... and with compiled layers far more (likely: the fetched inputs come from the side stream's own allocator
+# pool, which the compiled recompute's blocks do not reuse; runtime/offload.py). Reserved minus allocated was 1.43
+# GiB at 4 x 2,048 and 2.67 GiB at 16K on Llama-3-8B (H200, benchmarks/results/versus-h200-2026-11-29-s6-call4
+# .jsonl): fitted on those offloaded rows (the share that keeps each at or above its measured peak), in sample
+SLACK_ACTIVATIONS_OFFLOAD_COMPILED = 0.38
 ALLOCATOR_FIXED_BYTES = 40 * MIB  # small-block pools, the 2 MiB granularity of the caching allocator
 
 
@@ -398,9 +403,10 @@ def estimate(shape: ModelShape, s: Setup, context_bytes: int | None = None) -> E
     # allocator slack: a share of the vocabulary-sized and of the activation-sized transients held at each high point
     exp = s.expandable()
     off = ck.to_host
-    slack_fwd = _slack(logits_fwd, saved + final_hidden, exp, off)
-    slack_head = _slack(logits_bwd, saved + final_hidden, exp, off)
-    slack_layers = _slack(0, saved + recompute + grad_stream, exp, off)
+    compiled = s.compile and not s.mlp_tile_tokens  # the runtime runs tiled layers eagerly
+    slack_fwd = _slack(logits_fwd, saved + final_hidden, exp, off, compiled)
+    slack_head = _slack(logits_bwd, saved + final_hidden, exp, off, compiled)
+    slack_layers = _slack(0, saved + recompute + grad_stream, exp, off, compiled)
     head_is_peak = bwd_head + slack_head >= bwd_layers + slack_layers
     phases_alloc = {"load": load, "forward": fwd, "backward": bwd_head if head_is_peak else bwd_layers,
                     "optimizer": optim_step}
@@ -474,7 +480,11 @@ def _host_note(shape: ModelShape, s: Setup) -> str:
     return f", {' and '.join(moved)}{' (tied)' if tied and moved else ''} in host RAM" if moved else ""
 
 
-def _slack(logits_bytes: int, activation_bytes: int, expandable: bool, offload: bool = False) -> int:
-    acts = SLACK_ACTIVATIONS_OFFLOAD if offload else SLACK_ACTIVATIONS[expandable]
+def _slack(logits_bytes: int, activation_bytes: int, expandable: bool, offload: bool = False,
+           compiled: bool = False) -> int:
+    if offload:
+        acts = SLACK_ACTIVATIONS_OFFLOAD_COMPILED if compiled else SLACK_ACTIVATIONS_OFFLOAD
+    else:
+        acts = SLACK_ACTIVATIONS[expandable]
     return int(SLACK_LOGITS[expandable] * logits_bytes + acts * activation_bytes) + ALLOCATOR_FIXED_BYTES
 

@@ -88,6 +88,6 @@ def test_moe_nonsense_is_a_user_error():
 def test_dense_shapes_did_not_move():
     """Adding MoE and fused layouts left every dense, unfused entry's parameter count where it was."""
     s = resolve_model("llama-3.1-8b")
-    assert s.quantized_linear_params() == s.num_layers * s.linear_params_per_layer()
+    assert s.quantized_linear_params() == s.num_layers * sum(a * b for a, b in s.linear_shapes().values())
     assert s.expert_params() == s.router_params() == 0 and s.total_params() == 8030261248
     assert json.dumps(MODELS["llama-3.1-8b"]["config"])  # plain JSON data

@@ -19,18 +19,18 @@ VOCAB_SIZE = 1024  # BPE target; small enough that the embedding and lm_head are
 
 def _demo_texts() -> list[str]:
     """The texts the demo model will see, rendered as training renders them, for the BPE merges."""
-    from qlorafit.core.config import DataConfig
-    from qlorafit.runtime.data import read_records, resolve_data_path, segments
+    from qlorafit.runtime.data import read_records
+    from qlorafit.runtime.formats import to_example
 
     texts = []
     for name in ("demo_train.jsonl", "demo_chat.jsonl"):
-        path = Path(resolve_data_path("qlorafit/demo")).with_name(name)
-        records, _ = read_records(str(path))
+        records, _ = read_records(str(Path(__file__).resolve().parent / "assets" / name))
         for r in records:
             if "messages" in r.fields:
                 texts += [m["content"] for m in r.fields["messages"]]
             else:
-                texts += [t for t, _ in segments(r, "alpaca", DataConfig(), None)]
+                # the alpaca prompt as a tokenizer without a chat template gets it
+                texts += [t for t, _ in to_example(r.fields, "alpaca", "text", r.where, has_template=False).segments]
     return texts
 
 
@@ -59,10 +59,8 @@ def demo_tokenizer():
                                    chat_template=FALLBACK_CHAT_TEMPLATE, model_max_length=1024)
 
 
-def demo_model_config(vocab_size: int | None = None) -> dict:
+def demo_model_config(vocab_size: int) -> dict:
     """A tiny Llama (~0.6 M parameters): 2 layers, hidden 128, 4 heads with 2 KV heads (GQA, like real Llamas)."""
-    if vocab_size is None:
-        vocab_size = len(demo_tokenizer())
     return {
         "model_type": "llama", "architectures": ["LlamaForCausalLM"],
         "vocab_size": vocab_size, "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
@@ -103,8 +101,3 @@ def demo_model_dir(root: Path) -> Path:
     except OSError:  # another process finished first: keep its copy
         shutil.rmtree(tmp, ignore_errors=True)
     return target
-
-
-def default_cache_root() -> Path:
-    """Where built demo assets live: $QLORAFIT_CACHE, else ~/.cache/qlorafit."""
-    return Path(os.environ.get("QLORAFIT_CACHE") or Path.home() / ".cache" / "qlorafit")

@@ -9,7 +9,7 @@ huggingface_hub is imported inside the functions, so importing this module costs
 import os
 from pathlib import Path
 
-from qlorafit.errors import UserError
+from qlorafit.errors import UserError, first_line
 
 # What `train` and `merge` need from a model repo: the safetensors weights and their index, the config, the tokenizer
 # (fast tokenizer.json, or the sentencepiece / BPE files some repos still ship) and the generation config. Not the
@@ -32,17 +32,17 @@ def looks_like_hub_id(name: str) -> bool:
             and " " not in name and not Path(name).expanduser().exists())
 
 
-def fetch_config(repo_id: str, field: str, catalogue_hint: str) -> Path:
+def fetch_config(repo_id: str, field: str) -> Path:
     """config.json of `repo_id` (a few KB): from the local cache, else from the Hub unless HF_HUB_OFFLINE is set."""
     from huggingface_hub import hf_hub_download
 
     try:
         return Path(hf_hub_download(repo_id, "config.json"))
     except Exception as e:  # noqa: BLE001 -- mapped by type below; anything unknown is re-raised
-        raise hub_error(e, repo_id, field, catalogue_hint, "config.json") from None
+        raise hub_error(e, repo_id, field, "config.json") from None
 
 
-def download_model(repo_id: str, field: str, catalogue_hint: str) -> Path:
+def download_model(repo_id: str, field: str) -> Path:
     """The files `train` and `merge` need (WEIGHT_PATTERNS), downloaded once into the HF cache, with a progress bar.
 
     Offline (HF_HUB_OFFLINE=1) this returns the cached snapshot if it is complete, and says what is missing if not.
@@ -52,7 +52,7 @@ def download_model(repo_id: str, field: str, catalogue_hint: str) -> Path:
     try:
         path = Path(snapshot_download(repo_id, allow_patterns=list(WEIGHT_PATTERNS)))
     except Exception as e:  # noqa: BLE001
-        raise hub_error(e, repo_id, field, catalogue_hint, "weights") from None
+        raise hub_error(e, repo_id, field, "weights") from None
     if not (path / "config.json").is_file():
         raise UserError(f"{field}: {repo_id} has no config.json: not a transformers model repo")
     if not any(path.glob("*.safetensors")):
@@ -61,23 +61,26 @@ def download_model(repo_id: str, field: str, catalogue_hint: str) -> Path:
     return path
 
 
-def hub_error(e: Exception, repo_id: str, field: str, catalogue_hint: str, what: str) -> Exception:
+def hub_error(e: Exception, repo_id: str, field: str, what: str) -> Exception:
     """One line for each way a Hub request fails; an error that is not the Hub's comes back unchanged."""
-    from huggingface_hub import constants
+    from huggingface_hub import constants, get_token
     from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, OfflineModeIsEnabled,
                                         RepositoryNotFoundError, RevisionNotFoundError)
 
+    from qlorafit.core.catalog import model_names
+
+    catalogue_hint = ", ".join(model_names())
     page = f"{constants.ENDPOINT}/{repo_id}"
     offline = constants.HF_HUB_OFFLINE
     if isinstance(e, GatedRepoError):
         return UserError(f"{field}: {repo_id} is gated: accept its licence on {page} with your account, then run "
                          f"`hf auth login` (or set HF_TOKEN) and try again")
     if isinstance(e, RepositoryNotFoundError):
-        token = "" if _has_token() else " (if it is private, run `hf auth login` or set HF_TOKEN)"
+        token = "" if get_token() is not None else " (if it is private, run `hf auth login` or set HF_TOKEN)"
         return UserError(f"{field}: no model '{repo_id}' on {constants.ENDPOINT}{token}; check the id, or use a "
                          f"catalogue name: {catalogue_hint}")
     if isinstance(e, RevisionNotFoundError):
-        return UserError(f"{field}: {repo_id}: {str(e).splitlines()[0]}")
+        return UserError(f"{field}: {repo_id}: {first_line(e)}")
     if isinstance(e, (OfflineModeIsEnabled, LocalEntryNotFoundError)) or _is_connection_error(e):
         why = "HF_HUB_OFFLINE is set" if offline else f"the Hub ({constants.ENDPOINT}) cannot be reached"
         fix = (f"run `hf download {repo_id}` where there is network" if what == "weights"
@@ -91,12 +94,6 @@ def _is_connection_error(e: Exception) -> bool:
     names = {c.__name__ for c in type(e).__mro__}
     return isinstance(e, (ConnectionError, TimeoutError)) or bool(names & {"TransportError", "ConnectError",
                                                                           "TimeoutException", "NetworkError"})
-
-
-def _has_token() -> bool:
-    from huggingface_hub import get_token
-
-    return get_token() is not None
 
 
 def push_folder(folder: Path, repo_id: str, private: bool, message: str) -> str:
@@ -117,6 +114,6 @@ def push_folder(folder: Path, repo_id: str, private: bool, message: str) -> str:
             raise UserError(f"push: cannot reach the Hub to upload {repo_id}"
                             f"{' (HF_HUB_OFFLINE is set)' if os.environ.get('HF_HUB_OFFLINE') else ''}") from None
         if isinstance(e, HfHubHTTPError):
-            raise UserError(f"push: the Hub refused the upload to {repo_id}: {str(e).splitlines()[0]}") from None
+            raise UserError(f"push: the Hub refused the upload to {repo_id}: {first_line(e)}") from None
         raise
     return str(getattr(info, "commit_url", info))

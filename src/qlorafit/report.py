@@ -145,13 +145,22 @@ def summary(run: RunData) -> list[tuple[str, str]]:
 
 # --- the plots ----------------------------------------------------------------------------------------------------
 
-def _figure(width=8.0, height=3.6):
+def _figure(height: float):
+    """(figure, axes) on the Agg canvas: no pyplot."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    fig = Figure(figsize=(8.0, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
-    return fig
+    return fig, fig.add_subplot()
+
+
+def _label(ax, run: RunData, title: str, ylabel: str, ooms_labelled: bool) -> None:
+    _mark_ooms(ax, run, ooms_labelled)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
 
 
 def _series(run: RunData, key: str) -> tuple[list, list]:
@@ -174,8 +183,7 @@ def _mark_ooms(ax, run: RunData, label: bool = True) -> None:
 
 
 def plot_memory(run: RunData):
-    fig = _figure(height=4.0)
-    ax = fig.add_subplot()
+    fig, ax = _figure(4.0)
     any_mem = False
     for key, name, color in (("mem_allocated", "allocated", "alloc"), ("mem_reserved", "reserved", "reserved"),
                              ("mem_peak_allocated", "peak allocated", "peak_alloc"),
@@ -193,20 +201,15 @@ def plot_memory(run: RunData):
         ax.axhline(pred / GIB, color=_COLORS["pred"], ls=":", lw=1.4, label="predicted peak reserved")
     if not any_mem:
         ax.text(0.5, 0.5, "no GPU memory figures (a CPU run)", transform=ax.transAxes, ha="center", va="center")
-    _mark_ooms(ax, run)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("GiB")
-    ax.set_title("GPU memory over steps")
+    _label(ax, run, "GPU memory over steps", "GiB", True)
     ax.set_ylim(0, ax.get_ylim()[1] * 1.1)  # room above the top line for the OOM labels
-    ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=6, frameon=False)
     return fig
 
 
 def plot_breakdown(run: RunData):
-    fig = _figure(height=3.2)
-    ax = fig.add_subplot()
+    fig, ax = _figure(3.2)
     comps = (run.estimate or {}).get("components") or {}
     if not comps:
         first = run.events_of("first_step_memory")
@@ -235,25 +238,17 @@ def plot_breakdown(run: RunData):
 
 
 def _line_plot(run: RunData, key: str, title: str, ylabel: str, color: str):
-    fig = _figure(height=3.0)
-    ax = fig.add_subplot()
+    fig, ax = _figure(3.0)
     xs, ys = _series(run, key)
     ax.plot(xs, ys, color=color, lw=1.6, marker="." if len(xs) < 40 else None)
-    _mark_ooms(ax, run, label=False)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
+    _label(ax, run, title, ylabel, False)
     return fig
 
 
 def make_figures(run: RunData) -> dict:
-    return {
-        "memory": plot_memory(run),
-        "breakdown": plot_breakdown(run),
-        "loss": _line_plot(run, "loss", "Loss", "loss", "#1f77b4"),
-        "tokens": _line_plot(run, "tokens_per_s", "Throughput", "tokens/s", "#2ca02c"),
-    }
+    return {"memory": plot_memory(run), "breakdown": plot_breakdown(run),
+            "loss": _line_plot(run, "loss", "Loss", "loss", "#1f77b4"),
+            "tokens": _line_plot(run, "tokens_per_s", "Throughput", "tokens/s", "#2ca02c")}
 
 
 def _svg(fig) -> str:
@@ -359,8 +354,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> dict:
     """Write report.html (default RUN_DIR/report.html) and report-<plot>.png next to it. Returns the paths."""
     run = load_run(run_dir)
     html_path = Path(out) if out else run.dir / "report.html"
-    html_path.parent.mkdir(parents=True, exist_ok=True)
-    figs = make_figures(run)
+    figs = make_figures(run)  # write_atomic makes html_path's folder
     paths = {"html": html_path}
     for name, fig in figs.items():
         p = html_path.parent / f"{html_path.stem}-{name}.png"

@@ -33,11 +33,7 @@ def check_writable(d: Path, key: str = "output_dir") -> None:
     d = Path(d).expanduser()
     if d.exists() and not d.is_dir():
         raise UserError(f"{key}: {d} is a file, not a directory; choose another {key}")
-    probe = d
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
+    probe = next((p for p in (d, *d.parents) if p.exists()), d)  # the nearest existing folder
     if not probe.is_dir():
         raise UserError(f"{key}: {d} cannot be created: {probe} is a file, not a directory")
     if not os.access(probe, os.W_OK | os.X_OK):
@@ -129,7 +125,3 @@ def refuse_unmarked(d: Path, flag: str) -> UserError:
     """The error for `flag` (--overwrite, demo) in a folder qlorafit did not mark."""
     return UserError(f"{flag}: {d} is not empty and has no {MARKER}, so qlorafit did not create it and will not "
                      f"delete anything in it; choose another --output-dir (or an empty one)")
-
-
-__all__ = ["MARKER", "check_writable", "is_marked", "read_marker", "write_marker", "is_empty", "owned_paths",
-           "remove_run", "refuse_unmarked"]

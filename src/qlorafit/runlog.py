@@ -139,6 +139,3 @@ class LogWriter:
         for f in self.files.values():
             f.close()
         self.files = {}
-
-
-__all__ = ["LOGS", "LogWriter", "iter_rows", "read_rows", "repair", "trim", "log_path"]

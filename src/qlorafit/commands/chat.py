@@ -7,26 +7,19 @@ turn, so the model sees what it was trained on; replies stream as they are gener
 Commands at the prompt: /reset starts a new conversation, /exit (or Ctrl-D) quits.
 """
 
-from qlorafit.commands.generate import add_common, load
-
-
-def add_arguments(p) -> None:
-    add_common(p)
+from qlorafit.commands.generate import add_common as add_arguments, load  # noqa: F401 (the cli calls add_arguments)
 
 
 def run(a) -> int:
     import sys
 
-    from transformers import TextStreamer
-
     from qlorafit.runtime.generation import reply
 
-    gen, target = load(a)
+    gen, target, streamer = load(a)
     first = [{"role": "system", "content": a.system}] if a.system else []
     messages = list(first)
     print(f"chatting with {target.adapter} on {target.cfg.model.name_or_path}: /reset to start over, /exit to quit",
           file=sys.stderr)
-    streamer = TextStreamer(gen.tokenizer, skip_prompt=True, skip_special_tokens=True)
     while True:
         try:
             line = input("you> ")

@@ -52,9 +52,7 @@ def _read_error(a) -> str:
             raise UserError(f"--error {a.error}: no such file")
         with path.open(encoding="utf-8", errors="replace") as f:
             return read_log(f)
-    if a.error == "-" or _stdin_is_piped():
-        return read_log(sys.stdin)
-    return ""
+    return read_log(sys.stdin) if a.error == "-" or _stdin_is_piped() else ""
 
 
 def _stdin_is_piped() -> bool:

@@ -28,10 +28,6 @@ from qlorafit.core.sizes import parse_bytes
 from qlorafit.errors import UserError
 
 
-def _comma_list(text: str) -> tuple[str, ...]:
-    return tuple(t.strip() for t in text.split(",") if t.strip())
-
-
 def add_knob_arguments(group, fields, defaults: Setup | None = None) -> None:
     """One flag per Setup field, as declared in its metadata (qlorafit.core.setup): name, choices, help, default."""
     for f in fields:  # the declared defaults ('auto' checkpointing resolves once batch and length are known)
@@ -45,7 +41,8 @@ def add_knob_arguments(group, fields, defaults: Setup | None = None) -> None:
         if f.type in (bool, "bool", bool | None, "bool | None"):
             kw["action"] = argparse.BooleanOptionalAction
         elif isinstance(default, tuple):
-            kw.update(type=_comma_list, default=",".join(default), metavar="A,B")
+            kw.update(type=lambda text: tuple(x.strip() for x in text.split(",") if x.strip()),
+                      default=",".join(default), metavar="A,B")
         else:
             kw.update(type=type(default), choices=choices(f), metavar=None if choices(f) else flags[0][2:].upper())
         group.add_argument(*flags, **kw)

@@ -26,7 +26,9 @@ def add_arguments(p) -> None:
 
 
 def load(a):
+    """(the generator, its target, a streamer that prints the reply's tokens as they come)."""
     import torch
+    from transformers import TextStreamer
 
     from qlorafit.errors import UserError
     from qlorafit.runtime.generation import find_adapter, load_generator
@@ -38,20 +40,18 @@ def load(a):
         device = torch.device(a.device) if a.device else None
     except RuntimeError as e:
         raise UserError(f"--device: {e}") from None
-    return load_generator(target, device), target
+    gen = load_generator(target, device)
+    return gen, target, TextStreamer(gen.tokenizer, skip_prompt=True, skip_special_tokens=True)
 
 
 def run(a) -> int:
     import sys
 
-    from transformers import TextStreamer
-
     from qlorafit.runtime.generation import reply
 
-    gen, _ = load(a)
+    gen, _, streamer = load(a)
     messages = ([{"role": "system", "content": a.system}] if a.system and not a.raw else [])
     messages.append({"role": "user", "content": a.prompt})
-    streamer = TextStreamer(gen.tokenizer, skip_prompt=True, skip_special_tokens=True)
     reply(gen, messages, a.max_new_tokens, a.temperature, streamer=streamer, raw=a.raw)
     sys.stdout.flush()
     return 0

@@ -80,9 +80,8 @@ def run(a) -> int:
     budget, budget_name, gpu = _budget(a)
     dtype = resolve_dtype(a.compute_dtype, None if gpu is None else gpu.bf16)
     base = Setup(**{f.name: getattr(a, f.name) for f in knobs("fixed")} | {"compute_dtype": dtype})
-    lengths = _lengths(a)
     req = PlanRequest(
-        budget_bytes=budget, max_seq_length=a.max_seq_length, lengths=lengths, effective_batch=a.batch_size,
+        budget_bytes=budget, max_seq_length=a.max_seq_length, lengths=_lengths(a), effective_batch=a.batch_size,
         effective_tokens=a.tokens_per_step, safety_margin=a.margin, base=base, gpu=gpu, losses=_losses(a.losses),
         context_bytes=context_from_args(a),
         packing={"auto": None, "on": (True,), "off": (False,)}[a.packing],
@@ -98,7 +97,11 @@ def run(a) -> int:
         raise UserError(nothing_fits_message(r))
     cfg = build_config(r.chosen, a)
     if a.out:
-        write_atomic(Path(a.out), to_yaml(cfg, header=_yaml_header(r, shape.name, budget_name)))
+        c = r.chosen
+        head = (f"written by `qlorafit plan` for {shape.name} on {budget_name or fmt_gib(budget)}\n"
+                f"predicted peak {fmt_gib(c.peak_bytes)} at the longest sample ({r.size_len} tokens) of "
+                f"{fmt_gib(r.usable_bytes)} usable; predicted {c.tokens_per_s:,.0f} tokens/s on {r.gpu.name}")
+        write_atomic(Path(a.out), to_yaml(cfg, header=head))
     if a.json:
         print(json.dumps(result_json(r, budget_name, a.out), indent=2))
     else:
@@ -148,21 +151,15 @@ def _run_gpus(a, shape, req: PlanRequest, budget_name: str) -> int:
 
 
 def _check_args(a) -> None:
-    problems = []
-    for flag, v in (("--batch-size", a.batch_size), ("--max-seq-length", a.max_seq_length), ("--rank", a.lora_r)):
-        if v <= 0:
-            problems.append(f"{flag} must be positive, got {v}")
-    for flag, v in (("--tokens-per-step", a.tokens_per_step), ("--top", a.top)):
-        if v < 0:
-            problems.append(f"{flag} must not be negative, got {v}")
-    if not 0 <= a.margin < 0.5:
-        problems.append(f"--margin is a fraction in [0, 0.5), got {a.margin}")
-    if a.lengths and a.data:
-        problems.append("give --lengths or --data, not both")
-    if a.gpus < 1:
-        problems.append(f"--gpus must be 1 or more, got {a.gpus}")
-    if a.calibration and not Path(a.calibration).is_file():
-        problems.append(f"--calibration: no such file {a.calibration}")
+    problems = [f"{flag} must be positive, got {v}" for flag, v in
+                (("--batch-size", a.batch_size), ("--max-seq-length", a.max_seq_length), ("--rank", a.lora_r)) if v <= 0]
+    problems += [f"{flag} must not be negative, got {v}" for flag, v in
+                 (("--tokens-per-step", a.tokens_per_step), ("--top", a.top)) if v < 0]
+    problems += [msg for bad, msg in (
+        (not 0 <= a.margin < 0.5, f"--margin is a fraction in [0, 0.5), got {a.margin}"),
+        (a.lengths and a.data, "give --lengths or --data, not both"),
+        (a.gpus < 1, f"--gpus must be 1 or more, got {a.gpus}"),
+        (a.calibration and not Path(a.calibration).is_file(), f"--calibration: no such file {a.calibration}")) if bad]
     if problems:
         raise UserError("; ".join(problems))
 
@@ -210,9 +207,7 @@ def _lengths(a) -> Lengths | None:
         if len(parts) != 3 or not 0 < mean <= mx or not 0 < p99 <= mx:
             raise UserError(f"--lengths: need 0 < MEAN <= MAX and 0 < P99 <= MAX, got {a.lengths!r}")
         return Lengths(min(mx, a.max_seq_length), min(p99, a.max_seq_length), min(mean, a.max_seq_length))
-    if a.data:
-        return _lengths_from_data(a)
-    return None
+    return _lengths_from_data(a) if a.data else None
 
 
 def _lengths_from_data(a) -> Lengths:
@@ -245,13 +240,6 @@ def build_config(c: Candidate, a) -> Config:
 
 
 # --- showing the result ------------------------------------------------------------------------------------------
-
-def _yaml_header(r: PlanResult, model: str, budget_name: str) -> str:
-    c = r.chosen
-    return (f"written by `qlorafit plan` for {model} on {budget_name or fmt_gib(r.request.budget_bytes)}\n"
-            f"predicted peak {fmt_gib(c.peak_bytes)} at the longest sample ({r.size_len} tokens) of "
-            f"{fmt_gib(r.usable_bytes)} usable; predicted {c.tokens_per_s:,.0f} tokens/s on {r.gpu.name}")
-
 
 def _row(c: Candidate, best: Candidate) -> list[str]:
     s = c.setup
@@ -292,8 +280,8 @@ def result_text(r: PlanResult, model: str, budget_name: str, out: str | None) ->
         lines += [""] + [f"note: {n}" for n in r.notes]
     if r.request.calibration and "not yet calibrated" in r.request.calibration.source:
         lines.append("note: the speed model is not yet calibrated on a GPU; the ranking is the estimate")
-    lines.append("")
-    lines.append(f"wrote {out}: run it with `qlorafit train {out}`" if out else "write it as a train YAML with --out plan.yaml")
+    lines += ["", f"wrote {out}: run it with `qlorafit train {out}`" if out else
+              "write it as a train YAML with --out plan.yaml"]
     return "\n".join(lines)
 
 

@@ -12,7 +12,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from qlorafit.errors import UserError
+import yaml
+
+from qlorafit.errors import UserError, first_line
 
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 
@@ -53,17 +55,13 @@ def push_run(run_dir: Path, repo_id: str, checkpoint: str = "final", private: bo
 
 def model_card(run_dir: Path, repo_id: str, checkpoint: str = "final") -> str:
     """README.md for the adapter: Hub metadata (base_model, library, tags), then what the run used and measured."""
-    import yaml
-
     from qlorafit import report
+    from qlorafit.core.catalog import hub_id_of
     from qlorafit.core.sizes import fmt_gib
 
     cfg = _read_yaml(run_dir / "config.yaml")
-    model = cfg.get("model", {})
-    data = cfg.get("data", {})
+    model, data = cfg.get("model", {}), cfg.get("data", {})
     base = str(model.get("name_or_path", "unknown"))
-    from qlorafit.core.catalog import hub_id_of
-
     base_id = hub_id_of(base) or base
     meta = {"library_name": "peft", "tags": ["qlorafit", "lora", "qlora"], "pipeline_tag": "text-generation"}
     on_hub = base_id.count("/") == 1 and not base_id.startswith((".", "/", "~"))
@@ -95,12 +93,10 @@ def model_card(run_dir: Path, repo_id: str, checkpoint: str = "final") -> str:
 
 
 def _read_yaml(path: Path) -> dict:
-    import yaml
-
     if not path.is_file():
         raise UserError(f"push: {path.parent} has no config.yaml: not a qlorafit run directory")
     try:
         cfg = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise UserError(f"{path}: not valid YAML ({first_line(e)})") from None
     return cfg if isinstance(cfg, dict) else {}

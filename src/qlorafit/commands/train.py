@@ -15,6 +15,7 @@ checkpoints/step-N/ and final/ (a PEFT adapter: PeftModel.from_pretrained(base, 
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 import textwrap
@@ -59,20 +60,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = _keys_epilog()
 
 
-def load_config(a):
-    from qlorafit.core import config as C
-
-    overrides = C.parse_overrides(a.overrides)
-    if a.output_dir:
-        overrides["output_dir"] = a.output_dir
-    return C.load(a.config, overrides)
-
-
 def run(a) -> int:
     from qlorafit.core import config as C
     from qlorafit.errors import UserError
 
-    cfg = load_config(a)
+    overrides = C.parse_overrides(a.overrides) | ({"output_dir": a.output_dir} if a.output_dir else {})
+    cfg = C.load(a.config, overrides)
     if a.print_config:
         sys.stdout.write(C.to_yaml(cfg, header="qlorafit train: resolved configuration"))
         return 0
@@ -85,18 +78,17 @@ def run(a) -> int:
         return launch(a)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-    from qlorafit.runtime.train import train
-    budget = None
-    if a.budget:
-        from qlorafit.core.sizes import parse_bytes
-        budget = parse_bytes(a.budget, "--budget")
+    from qlorafit.core.sizes import parse_bytes
     from qlorafit.runtime.stop import Stopped
+    from qlorafit.runtime.train import train
+
+    budget = parse_bytes(a.budget, "--budget") if a.budget else None
     try:
         summary = train(cfg, resume=a.resume, overwrite=a.overwrite, plan=a.plan == "auto", budget_bytes=budget,
                         allow_changes=a.allow_changes)
     except Stopped as e:
         print(f"qlorafit train: stopped after step {e.step} on {signal.Signals(e.signum).name}; checkpoint {e.checkpoint}.\n"
-              f"resume with: {resume_command(a)}", file=sys.stderr)
+              f"resume with: {shlex.join(['qlorafit', 'train', *_same_run_args(a), '--resume'])}", file=sys.stderr)
         return e.exit_code
     if os.environ.get("RANK", "0") != "0":
         return 0  # rank 0 reports for all
@@ -116,13 +108,6 @@ def summary_line(s: dict) -> str:
     steps = f"{done} steps" if not start else f"{done} steps (steps {start + 1}-{end}; {end} in the whole run)"
     return (f"trained {steps} in {s['seconds']:.0f}s: loss {s['first_loss']:.4f} (step {start + 1}) -> "
             f"{s['last_loss']:.4f} (step {end}); adapter in {s['final']}")
-
-
-def resume_command(a) -> str:
-    """The command line that continues this run."""
-    import shlex
-
-    return shlex.join(["qlorafit", "train", *_same_run_args(a), "--resume"])
 
 
 def _same_run_args(a) -> list[str]:

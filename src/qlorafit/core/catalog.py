@@ -51,6 +51,11 @@ def gpu_names() -> list[str]:
     return sorted(_load("gpus.json")["gpus"])
 
 
+def _did_you_mean(key: str, names) -> str:
+    close = difflib.get_close_matches(key, list(names), n=3)
+    return f" Did you mean {', '.join(close)}?" if close else ""
+
+
 def _norm(name: str) -> str:
     return name.strip().lower().replace("_", "-").replace(" ", "-")
 
@@ -62,9 +67,8 @@ def get_gpu(name: str) -> GPU:
     for gname, g in table.items():
         if key == gname or key in g["aliases"]:
             return GPU(gname, g["memory_mib"] * 1024**2, g["bf16"], g["bf16_tflops"], g["mem_bandwidth_gbps"])
-    close = difflib.get_close_matches(key, list(table), n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise UserError(f"gpu: unknown GPU '{name}'.{hint} Known: {', '.join(sorted(table))}; or give --budget 24GiB")
+    raise UserError(f"gpu: unknown GPU '{name}'.{_did_you_mean(key, table)} Known: {', '.join(sorted(table))}; "
+                    f"or give --budget 24GiB")
 
 
 # words in a device name that say nothing about which card it is: vendor, product line, form factor, memory size
@@ -100,24 +104,18 @@ def find_gpu(total_bytes: int, device_name: str | None = None) -> GPU | None:
 
 def _hf_cache_dirs() -> list[Path]:
     env = os.environ
-    dirs = []
-    if env.get("HF_HUB_CACHE"):
-        dirs.append(Path(env["HF_HUB_CACHE"]))
-    if env.get("HF_HOME"):
-        dirs.append(Path(env["HF_HOME"]) / "hub")
-    dirs.append(Path(env.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "huggingface" / "hub")
-    return dirs
+    dirs = [Path(env["HF_HUB_CACHE"])] if env.get("HF_HUB_CACHE") else []
+    dirs += [Path(env["HF_HOME"]) / "hub"] if env.get("HF_HOME") else []
+    return dirs + [Path(env.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "huggingface" / "hub"]
 
 
 def find_in_hf_cache(hub_id: str) -> Path | None:
     """The snapshot directory of `hub_id` in the local HF cache that holds a config.json, or None."""
     folder = "models--" + hub_id.replace("/", "--")
     for root in _hf_cache_dirs():
-        snaps = root / folder / "snapshots"
-        if snaps.is_dir():
-            found = sorted(snaps.glob("*/config.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-            if found:
-                return found[0].parent
+        newest = max((root / folder / "snapshots").glob("*/config.json"), key=lambda p: p.stat().st_mtime, default=None)
+        if newest is not None:
+            return newest.parent
     return None
 
 
@@ -152,16 +150,10 @@ def resolve_model(name: str) -> ModelShape:
 
     if hub.looks_like_hub_id(name):
         snap = find_in_hf_cache(name.strip())
-        cfg = snap / "config.json" if snap is not None else hub.fetch_config(name.strip(), "model", catalogue_hint())
+        cfg = snap / "config.json" if snap is not None else hub.fetch_config(name.strip(), "model")
         return shape_from_config(read_json(cfg), name.strip(), f"{name.strip()} config.json")
-    close = difflib.get_close_matches(key, list(models), n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise UserError(f"model: unknown model '{name}'.{hint} Catalogue: {', '.join(model_names())}")
-
-
-def catalogue_hint() -> str:
-    """The catalogue's names, for an error line."""
-    return ", ".join(model_names())
+    raise UserError(f"model: unknown model '{name}'.{_did_you_mean(key, models)} "
+                    f"Catalogue: {', '.join(model_names())}")
 
 
 def hub_id_of(name: str) -> str | None:
@@ -180,7 +172,8 @@ def resolve_model_path(name: str, cache_root: Path | None = None, field: str = "
     from qlorafit import demo_assets, hub
 
     if name == demo_assets.DEMO_MODEL:
-        return str(demo_assets.demo_model_dir(cache_root or demo_assets.default_cache_root()))
+        root = cache_root or os.environ.get("QLORAFIT_CACHE") or Path.home() / ".cache" / "qlorafit"
+        return str(demo_assets.demo_model_dir(Path(root)))
     p = Path(name).expanduser()
     if p.is_dir():
         if not (p / "config.json").is_file():
@@ -188,8 +181,7 @@ def resolve_model_path(name: str, cache_root: Path | None = None, field: str = "
         return str(p)
     repo = hub_id_of(name) or (name.strip() if hub.looks_like_hub_id(name) else None)
     if repo is None:
-        close = difflib.get_close_matches(_norm(name), model_names(), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise UserError(f"{field}: '{name}' is not a local directory, a Hub id (org/name) or a catalogue name.{hint} "
-                        f"Catalogue: {catalogue_hint()}")
-    return str(hub.download_model(repo, field, catalogue_hint()))
+        raise UserError(f"{field}: '{name}' is not a local directory, a Hub id (org/name) or a catalogue name."
+                        f"{_did_you_mean(_norm(name), model_names())} "
+                        f"Catalogue: {', '.join(model_names())}")
+    return str(hub.download_model(repo, field))

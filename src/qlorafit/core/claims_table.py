@@ -33,13 +33,9 @@ def claims_table(base: Setup, as_json: bool = False) -> str:
     head = f"{'model':<14}{'stack':<10}{'batch':>6}{'seq':>6}{'peak GiB':>10}  " + "".join(f"{g.name:>11}" for g in cards)
     out = [f"LoRA r={base.lora_r} on {','.join(base.lora_targets)}, {base.quant}, checkpointing "
            f"{base.grad_checkpointing}, {base.optimizer}; hf = the tutorials' Trainer + PEFT recipe", "", head]
-    last = None
-    for r in rows:
-        if last and last != r["model"]:
-            out.append("")
-        if last != r["model"]:
-            out.append(f"{r['model']}  ({r['claim']})")
-        last = r["model"]
+    for i, r in enumerate(rows):
+        if i == 0 or rows[i - 1]["model"] != r["model"]:  # a heading per model, a blank line between models
+            out += ([""] if i else []) + [f"{r['model']}  ({r['claim']})"]
         marks = "".join(f"{'fits' if r['fits'][g.name] else '-':>11}" for g in cards)
         out.append(f"{'':<14}{r['stack']:<10}{r['batch']:>6}{r['seq']:>6}{r['peak_gib']:>10.2f}  {marks}")
     return "\n".join(out)

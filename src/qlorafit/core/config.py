@@ -207,9 +207,7 @@ class Config:
     dist: DistConfig = field(default_factory=DistConfig)
 
 
-def _section_types() -> dict[str, type]:
-    return {"model": ModelConfig, "lora": LoraConfig, "data": DataConfig, "train": TrainConfig, "guard": GuardConfig,
-            "dist": DistConfig}
+SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Config) if f.name != "output_dir"}
 
 
 def _coerce(value, ftype, where: str, problems: list, choices=None):
@@ -277,7 +275,7 @@ def keyed_fields() -> dict[str, dataclasses.Field]:
     """{'section.key' (or a top-level key): its field, with help, choices and resume class}, in declaration order."""
     out = {}
     for f in dataclasses.fields(Config):
-        sec = _section_types().get(f.name)
+        sec = SECTIONS.get(f.name)
         out.update({f"{f.name}.{sf.name}": sf for sf in dataclasses.fields(sec)} if sec else {f.name: f})
     return out
 
@@ -290,7 +288,7 @@ def from_dict(raw: dict, source: str = "config") -> Config:
         raise UserError(f"{source}: expected a mapping of sections (model:, lora:, data:, train:, guard:, dist:)")
     problems: list[str] = []
     cfg = Config()
-    sections = _section_types()
+    sections = SECTIONS
     top_fields = {f.name: f for f in dataclasses.fields(Config) if f.name not in sections}
     for key, value in raw.items():
         if key in sections:
@@ -333,23 +331,19 @@ def resolve(cfg: Config) -> Config:
 
 def check(cfg: Config) -> list[str]:
     """Value checks that cross fields or bounds; returns problems, raises nothing."""
-    p = []
-    for where, v in (("lora.r", cfg.lora.r), ("data.max_seq_length", cfg.data.max_seq_length),
-                     ("train.micro_batch_size", cfg.train.micro_batch_size), ("train.grad_accum", cfg.train.grad_accum)):
-        if v is not None and v <= 0:
-            p.append(f"{where}: must be positive, got {v}")
+    p = [f"{where}: must be positive, got {v}" for where, v in (
+        ("lora.r", cfg.lora.r), ("data.max_seq_length", cfg.data.max_seq_length),
+        ("train.micro_batch_size", cfg.train.micro_batch_size), ("train.grad_accum", cfg.train.grad_accum))
+        if v is not None and v <= 0]
     trackers = ("tensorboard", "wandb", "mlflow", "trackio")
-    for name in cfg.train.report_to:
-        if name not in trackers:
-            p.append(f"train.report_to: unknown tracker {name!r}; choose from {', '.join(trackers)}")
-    if not all(isinstance(x, str) and x.strip() for x in cfg.train.sample_prompts):
-        p.append("train.sample_prompts: every prompt must be non-empty text")
-    if not 0 <= cfg.lora.dropout < 1:
-        p.append(f"lora.dropout: must be in [0, 1), got {cfg.lora.dropout}")
-    if not 0 <= cfg.data.eval_split < 1:
-        p.append(f"data.eval_split: must be in [0, 1), got {cfg.data.eval_split}")
-    if not cfg.train.lr > 0:  # NaN too
-        p.append(f"train.lr: must be positive, got {cfg.train.lr}")
+    p += [f"train.report_to: unknown tracker {name!r}; choose from {', '.join(trackers)}"
+          for name in cfg.train.report_to if name not in trackers]
+    p += [msg for bad, msg in (
+        (not all(isinstance(x, str) and x.strip() for x in cfg.train.sample_prompts),
+         "train.sample_prompts: every prompt must be non-empty text"),
+        (not 0 <= cfg.lora.dropout < 1, f"lora.dropout: must be in [0, 1), got {cfg.lora.dropout}"),
+        (not 0 <= cfg.data.eval_split < 1, f"data.eval_split: must be in [0, 1), got {cfg.data.eval_split}"),
+        (not cfg.train.lr > 0, f"train.lr: must be positive, got {cfg.train.lr}")) if bad]  # not > 0: NaN too
     gpus = [k for k in cfg.model.max_memory if str(k).lower() not in ("cpu", "disk", "mps")]
     if len(gpus) > 1:
         p.append(f"model.max_memory: names {len(gpus)} GPUs ({', '.join(map(str, gpus))}); a layer split over GPUs "
@@ -434,18 +428,15 @@ def to_dict(cfg: Config) -> dict:
 
 def to_yaml(cfg: Config, header: str = "") -> str:
     """The configuration as YAML, each key preceded by its documentation as a comment."""
-    lines = [f"# {line}" for line in header.splitlines()] if header else []
+    lines = [f"# {line}" for line in header.splitlines()]
     for f in dataclasses.fields(Config):
-        value = getattr(cfg, f.name)
-        if dataclasses.is_dataclass(value):
+        keys = [(f, cfg, "")]
+        if f.name in SECTIONS:
             lines.append(f"{f.name}:")
-            for sf in dataclasses.fields(value):
-                lines.append(f"  # {sf.metadata.get('help', '')}")
-                dumped = yaml.safe_dump({sf.name: getattr(value, sf.name)}, default_flow_style=True, width=10**6).strip()
-                lines.append("  " + dumped[1:-1] if dumped.startswith("{") else "  " + dumped)
-        else:
-            lines.append(f"# {f.metadata.get('help', '')}")
-            lines.append(yaml.safe_dump({f.name: value}, default_flow_style=True, width=10**6).strip()[1:-1])
+            keys = [(sf, getattr(cfg, f.name), "  ") for sf in dataclasses.fields(SECTIONS[f.name])]
+        for k, obj, pad in keys:
+            dumped = yaml.safe_dump({k.name: getattr(obj, k.name)}, default_flow_style=True, width=10**6).strip()
+            lines += [f"{pad}# {k.metadata.get('help', '')}", pad + (dumped[1:-1] if dumped.startswith("{") else dumped)]
     return "\n".join(lines) + "\n"
 
 
@@ -453,29 +444,21 @@ def reference_markdown() -> str:
     """Every key with its type, default and documentation: the generated reference (docs/config.md)."""
     out = ["# qlorafit configuration reference", "", "Generated from `qlorafit/core/config.py`; do not edit by hand.", ""]
     for f in dataclasses.fields(Config):
-        if f.name in _section_types():
+        if f.name in SECTIONS:
             out += [f"## `{f.name}:`", "", "| key | type | default | what it does |", "|---|---|---|---|"]
-            for sf in dataclasses.fields(_section_types()[f.name]):
+            for sf in dataclasses.fields(SECTIONS[f.name]):
                 default = sf.default if sf.default is not dataclasses.MISSING else sf.default_factory()
                 choices = sf.metadata.get("choices")
                 doc = sf.metadata.get("help", "") + (f" One of: {', '.join(choices)}." if choices else "")
-                out.append(f"| `{f.name}.{sf.name}` | {_tname(sf.type)} | `{default!r}` | {doc} |")
+                tname = sf.type if isinstance(sf.type, str) else sf.type.__name__
+                out.append(f"| `{f.name}.{sf.name}` | {tname} | `{default!r}` | {doc} |")
             out.append("")
         else:
             out += [f"## `{f.name}`", "", f.metadata.get("help", ""), ""]
     return "\n".join(out)
 
 
-def _tname(t) -> str:
-    return t if isinstance(t, str) else getattr(t, "__name__", str(t))
-
-
 def help_for(key: str) -> str:
     """The documentation of 'section.key' (for CLI help)."""
     f = keyed_fields().get(key)
     return f.metadata.get("help", "") if f else ""
-
-
-__all__ = ["Config", "ModelConfig", "LoraConfig", "DataConfig", "TrainConfig", "GuardConfig", "DistConfig", "load", "from_dict",
-           "to_yaml", "to_dict", "reference_markdown", "parse_overrides", "help_for", "check",
-           "keyed_fields"]

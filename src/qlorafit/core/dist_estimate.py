@@ -98,9 +98,7 @@ def estimate_ranks(shape: ModelShape, s: Setup, gpus: int, strategy: str, cpu_of
                     grad_checkpointing="on" if O.checkpointing(s.grad_checkpointing).to_host else s.grad_checkpointing)
     one = estimate(shape, replace(s, offload_lm_head=True) if cpu_offload else s, context_bytes)
     n_lora = one.trainable_params
-    if strategy == "ddp":
-        return _ddp(shape, s, gpus, one, n_lora)
-    return _fsdp(shape, s, gpus, one, n_lora, cpu_offload)
+    return _ddp(shape, s, gpus, one, n_lora) if strategy == "ddp" else _fsdp(shape, s, gpus, one, n_lora, cpu_offload)
 
 
 def _rest(one: Estimate, taken: set) -> list[Part]:

@@ -41,6 +41,11 @@ SLACK_ACTIVATIONS = {True: 0.04, False: 0.06}
 # offloaded checkpointing frees each layer input's GPU block only when its side-stream copy is done (record_stream),
 # so the allocator cannot reuse those blocks at once: a larger share of the activations stays reserved
 SLACK_ACTIVATIONS_OFFLOAD = 0.18
+# ... and with compiled layers far more (likely: the fetched inputs come from the side stream's own allocator
+# pool, which the compiled recompute's blocks do not reuse; runtime/offload.py). Reserved minus allocated was 1.43
+# GiB at 4 x 2,048 and 2.67 GiB at 16K on Llama-3-8B (H200, benchmarks/results/versus-h200-2026-11-29-s6-call4
+# .jsonl): fitted on those offloaded rows (the share that keeps each at or above its measured peak), in sample
+SLACK_ACTIVATIONS_OFFLOAD_COMPILED = 0.38
 ALLOCATOR_FIXED_BYTES = 40 * MIB  # small-block pools, the 2 MiB granularity of the caching allocator
 
 
@@ -59,8 +64,7 @@ class Estimate:
 
     model: str
     setup: Setup
-    components: tuple[Component, ...]
-    """What is held at the peak, component by component; their sum is peak_bytes."""
+    components: tuple[Component, ...]  # what is held at the peak, component by component; their sum is peak_bytes
     phases: dict[str, int] = field(default_factory=dict)
     """Bytes in use at the high point of each phase (load, forward, backward, optimizer)."""
     peak_phase: str = "backward"
@@ -76,27 +80,24 @@ class Estimate:
 
 def validate(shape: ModelShape, s: Setup) -> None:
     """Collect every problem with the setup, then raise once, naming each field."""
-    problems = []
-    for f in KNOBS:  # every field with declared choices (qlorafit.core.options) holds one of them
-        value, allowed = getattr(s, f.name), choices(f)
-        if allowed and value not in allowed:
-            problems.append(f"{f.name}: unknown value {value!r} (choose from {', '.join(allowed)})")
+    # every field with declared choices (qlorafit.core.options) holds one of them
+    problems = [f"{f.name}: unknown value {getattr(s, f.name)!r} (choose from {', '.join(choices(f))})"
+                for f in KNOBS if choices(f) and getattr(s, f.name) not in choices(f)]
     if not isinstance(s.mlp_tile_tokens, int) or s.mlp_tile_tokens < 0:
         problems.append(f"mlp_tile_tokens: must be 0 (off) or a positive integer, got {s.mlp_tile_tokens!r}")
-    for fname in ("lora_r", "batch_size", "seq_len"):
-        v = getattr(s, fname)
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            problems.append(f"{fname}: must be a positive integer, got {v!r}")
-    if isinstance(s.lora_r, int) and s.lora_r > shape.hidden_size:
-        problems.append(f"lora_r: rank {s.lora_r} is larger than the hidden size {shape.hidden_size}")
-    if not 0 <= s.lora_dropout < 1:
-        problems.append(f"lora_dropout: must be in [0, 1), got {s.lora_dropout!r}")
+    problems += [f"{name}: must be a positive integer, got {v!r}" for name, v in
+                 (("lora_r", s.lora_r), ("batch_size", s.batch_size), ("seq_len", s.seq_len))
+                 if not isinstance(v, int) or isinstance(v, bool) or v <= 0]
     known = set(ALL_LINEARS) | set(LORA_TARGET_ALIASES) | {"all-linear"}
     bad = [t for t in s.lora_targets if t not in known]
-    if bad or not s.lora_targets:
-        problems.append(f"lora_targets: unknown module(s) {bad or '(none given)'}; use names from {sorted(known)}")
-    if s.offload_lm_head and not O.stack(s.stack).host_levers:
-        problems.append("offload_lm_head: only qlorafit's own trainer streams lm_head from host RAM (stack qlorafit)")
+    problems += [msg for wrong, msg in (
+        (isinstance(s.lora_r, int) and s.lora_r > shape.hidden_size,
+         f"lora_r: rank {s.lora_r} is larger than the hidden size {shape.hidden_size}"),
+        (not 0 <= s.lora_dropout < 1, f"lora_dropout: must be in [0, 1), got {s.lora_dropout!r}"),
+        (bad or not s.lora_targets,
+         f"lora_targets: unknown module(s) {bad or '(none given)'}; use names from {sorted(known)}"),
+        (s.offload_lm_head and not O.stack(s.stack).host_levers,
+         "offload_lm_head: only qlorafit's own trainer streams lm_head from host RAM (stack qlorafit)")) if wrong]
     if problems:
         raise UserError("; ".join(problems))
 
@@ -402,9 +403,10 @@ def estimate(shape: ModelShape, s: Setup, context_bytes: int | None = None) -> E
     # allocator slack: a share of the vocabulary-sized and of the activation-sized transients held at each high point
     exp = s.expandable()
     off = ck.to_host
-    slack_fwd = _slack(logits_fwd, saved + final_hidden, exp, off)
-    slack_head = _slack(logits_bwd, saved + final_hidden, exp, off)
-    slack_layers = _slack(0, saved + recompute + grad_stream, exp, off)
+    compiled = s.compile and not s.mlp_tile_tokens  # the runtime runs tiled layers eagerly
+    slack_fwd = _slack(logits_fwd, saved + final_hidden, exp, off, compiled)
+    slack_head = _slack(logits_bwd, saved + final_hidden, exp, off, compiled)
+    slack_layers = _slack(0, saved + recompute + grad_stream, exp, off, compiled)
     head_is_peak = bwd_head + slack_head >= bwd_layers + slack_layers
     phases_alloc = {"load": load, "forward": fwd, "backward": bwd_head if head_is_peak else bwd_layers,
                     "optimizer": optim_step}
@@ -478,7 +480,11 @@ def _host_note(shape: ModelShape, s: Setup) -> str:
     return f", {' and '.join(moved)}{' (tied)' if tied and moved else ''} in host RAM" if moved else ""
 
 
-def _slack(logits_bytes: int, activation_bytes: int, expandable: bool, offload: bool = False) -> int:
-    acts = SLACK_ACTIVATIONS_OFFLOAD if offload else SLACK_ACTIVATIONS[expandable]
+def _slack(logits_bytes: int, activation_bytes: int, expandable: bool, offload: bool = False,
+           compiled: bool = False) -> int:
+    if offload:
+        acts = SLACK_ACTIVATIONS_OFFLOAD_COMPILED if compiled else SLACK_ACTIVATIONS_OFFLOAD
+    else:
+        acts = SLACK_ACTIVATIONS[expandable]
     return int(SLACK_LOGITS[expandable] * logits_bytes + acts * activation_bytes) + ALLOCATOR_FIXED_BYTES
 

@@ -29,9 +29,8 @@ def table_text(est: Estimate, budget_bytes: int | None = None, budget_name: str 
     ]
     for c in est.components:
         lines.append(f"{c.name:<36}{c.bytes / GIB:>9.3f}  {c.note}")
-    lines.append(f"{'peak':<36}{est.peak_bytes / GIB:>9.3f}  phase: {est.peak_phase}")
-    lines.append("")
-    lines.append("phases: " + ", ".join(f"{k} {v / GIB:.2f}" for k, v in est.phases.items()) + " GiB")
+    lines += [f"{'peak':<36}{est.peak_bytes / GIB:>9.3f}  phase: {est.peak_phase}", "",
+              "phases: " + ", ".join(f"{k} {v / GIB:.2f}" for k, v in est.phases.items()) + " GiB"]
     if est.host_bytes:
         lines.append(f"host RAM needed beyond the process: {fmt_gib(est.host_bytes)}")
     lines.append(verdict(est, budget_bytes, budget_name))

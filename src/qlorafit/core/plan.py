@@ -1,16 +1,11 @@
 """The planner: the fastest configuration that fits the memory budget at the LONGEST sample, with the effective batch
 kept fixed. Plain Python over the estimator and the throughput model; no torch.
 
-Search space (everything else, such as quant, rank, targets and attention, is the user's choice and stays fixed):
-  micro-batch x grad_accum   divisors of the rows per optimizer step, so micro x accum is always the same batch
-  grad_checkpointing         off / on / offload
-  optimizer                  adamw, paged_adamw_32bit, paged_adamw_8bit, adamw_8bit
-  loss_impl                  standard / chunked / fused (fused only where liger-kernel runs: CUDA, installed)
-  packing                    only when length statistics are given (without them every row is full anyway)
-  offload_embedding          off / on
-  offload_lm_head            off / on (qlorafit stack only)
-Every candidate is sized at micro-batch x the longest sample (max, never the mean or p99: one long sample late in
-an epoch is what kills runs), and ranked by predicted tokens/s.
+Searched: micro-batch x grad_accum over the divisors of the rows per optimizer step (the batch stays the same), and
+every Setup field declared `searched` (qlorafit.core.setup: checkpointing, optimizer, loss, packing, offloads, MLP
+tiles, compile) over the values its PlanRequest field lists (search_axes). The rest (quant, rank, targets, attention)
+is the user's choice. Every candidate is sized at micro-batch x the longest sample (max, never the mean or p99: one
+long sample late in an epoch is what kills runs), and ranked by predicted tokens/s.
 """
 
 import itertools
@@ -21,6 +16,7 @@ from qlorafit.core.catalog import GPU, get_gpu
 from qlorafit.core.config import Config
 from qlorafit.errors import UserError
 from qlorafit.core.estimate import Setup, estimate
+from qlorafit.core.levers import LEVERS
 from qlorafit.core.setup import apply_setup, knobs, setup_from_config
 from qlorafit.core.shapes import ATTN_LINEARS, ModelShape
 from qlorafit.core.sizes import fmt_gib
@@ -57,36 +53,30 @@ class Lengths:
     max: int
     p99: int
     mean: float
-    count: int = 0
 
 
 def lengths_of(stats) -> Lengths | None:
     """Accept qlorafit.runtime.data.LengthStats (or anything with max, p99, mean) or None."""
     if stats is None or isinstance(stats, Lengths):
         return stats
-    return Lengths(int(stats.max), int(stats.p99), float(stats.mean), int(getattr(stats, "count", 0) or 0))
+    return Lengths(int(stats.max), int(stats.p99), float(stats.mean))
 
 
 @dataclass(frozen=True)
 class PlanRequest:
-    budget_bytes: int
-    """GPU memory the run may use (a card's total, free memory, or --budget), before the safety margin."""
+    budget_bytes: int  # GPU memory the run may use (a card's total, free memory, or --budget), before the safety margin
     max_seq_length: int = 512
-    lengths: Lengths | None = None
-    """Dataset token lengths; None: every sample is assumed max_seq_length long."""
+    lengths: Lengths | None = None  # dataset token lengths; None: every sample is assumed max_seq_length long
     effective_batch: int = 16
     """Sequences per optimizer step (micro_batch_size x grad_accum). Ignored when effective_tokens > 0."""
-    effective_tokens: int = 0
-    """Tokens per optimizer step instead of sequences (0 = use effective_batch)."""
+    effective_tokens: int = 0  # tokens per optimizer step instead of sequences (0 = use effective_batch)
     safety_margin: float = 0.05
     """Fraction of the budget kept free: allocator behaviour varies between driver and torch versions."""
     base: Setup = Setup()
     """The fixed choices (quant, rank, targets, dropout, dtypes, attention); the searched fields are overwritten."""
-    gpu: GPU | None = None
-    """The GPU whose speed ranks candidates; None: the reference GPU."""
+    gpu: GPU | None = None  # the GPU whose speed ranks candidates; None: the reference GPU
     losses: tuple[str, ...] = LOSSES_ALL
-    packing: tuple[bool, ...] | None = None
-    """Packing values to try; None: both when lengths are given, else off."""
+    packing: tuple[bool, ...] | None = None  # packing values to try; None: both when lengths are given, else off
     offload_embedding: tuple[bool, ...] = (False, True)
     offload_lm_head: tuple[bool, ...] = (False, True)
     """lm_head in host RAM, streamed by the loss: one PCIe copy of the head per micro-batch (qlorafit stack only)."""
@@ -131,20 +121,14 @@ class WayOut:
 class PlanResult:
     request: PlanRequest
     gpu: GPU
-    usable_bytes: int
-    """budget x (1 - safety margin): what a candidate's predicted peak must stay under."""
-    size_len: int
-    """The sequence length every candidate is sized at (the longest sample, or max_seq_length)."""
-    rows_per_step: dict
-    """{packing: rows per optimizer step} that keep the effective batch."""
+    usable_bytes: int  # budget x (1 - safety margin): what a candidate's predicted peak must stay under
+    size_len: int  # the sequence length every candidate is sized at (the longest sample, or max_seq_length)
+    rows_per_step: dict  # {packing: rows per optimizer step} that keep the effective batch
     chosen: Candidate | None
-    ranked: tuple[Candidate, ...]
-    """Feasible candidates, best first (chosen is ranked[0])."""
+    ranked: tuple[Candidate, ...]  # feasible candidates, best first (chosen is ranked[0])
     reasons: tuple[str, ...] = ()
-    smallest: Candidate | None = None
-    """The candidate with the lowest peak (what nothing-fits measures from)."""
-    min_budget_bytes: int = 0
-    """The smallest budget (before the margin) on which the smallest candidate fits."""
+    smallest: Candidate | None = None  # the candidate with the lowest peak (what nothing-fits measures from)
+    min_budget_bytes: int = 0  # the smallest budget (before the margin) on which the smallest candidate fits
     ways_out: tuple[WayOut, ...] = ()
     n_candidates: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -182,23 +166,18 @@ def rows_per_step(req: PlanRequest, packing: bool) -> int:
     row_real = req.max_seq_length * PACK_FILL if packing else mean
     if req.effective_tokens > 0:
         return max(1, round(req.effective_tokens / row_real))
-    if packing:  # a packed row holds ~max_seq_length / mean samples
-        return max(1, round(req.effective_batch * mean / row_real))
-    return req.effective_batch
+    # a packed row holds ~max_seq_length / mean samples
+    return max(1, round(req.effective_batch * mean / row_real)) if packing else req.effective_batch
 
 
 def _validate(req: PlanRequest) -> None:
-    problems = []
-    if req.budget_bytes <= 0:
-        problems.append("budget must be positive")
-    if not 0 <= req.safety_margin < 0.5:
-        problems.append(f"safety margin must be in [0, 0.5), got {req.safety_margin}")
-    if req.max_seq_length <= 0:
-        problems.append(f"max_seq_length must be positive, got {req.max_seq_length}")
-    if req.effective_batch <= 0 and req.effective_tokens <= 0:
-        problems.append("the effective batch must be positive")
-    if req.lengths and (req.lengths.max <= 0 or req.lengths.mean <= 0):
-        problems.append("length statistics must be positive")
+    L = req.lengths
+    problems = [msg for bad, msg in (
+        (req.budget_bytes <= 0, "budget must be positive"),
+        (not 0 <= req.safety_margin < 0.5, f"safety margin must be in [0, 0.5), got {req.safety_margin}"),
+        (req.max_seq_length <= 0, f"max_seq_length must be positive, got {req.max_seq_length}"),
+        (req.effective_batch <= 0 and req.effective_tokens <= 0, "the effective batch must be positive"),
+        (L and (L.max <= 0 or L.mean <= 0), "length statistics must be positive")) if bad]
     if problems:
         raise UserError("; ".join(problems))
 
@@ -213,9 +192,7 @@ def packed_batch_error(req: PlanRequest) -> float:
 def _packings(req: PlanRequest) -> tuple[bool, ...]:
     if req.packing is not None:
         return req.packing
-    if req.lengths is None or packed_batch_error(req) > PACK_BATCH_TOLERANCE:
-        return (False,)
-    return (False, True)
+    return (False,) if req.lengths is None or packed_batch_error(req) > PACK_BATCH_TOLERANCE else (False, True)
 
 
 def search_axes(req: PlanRequest) -> dict[str, tuple]:
@@ -295,12 +272,11 @@ def plan(shape: ModelShape, req: PlanRequest) -> PlanResult:
                      f"effective batch by {packed_batch_error(req):.0%}")
     if req.gpu is None:
         notes.append(f"speeds are predicted for {gpu.name} (name your GPU with --gpu for its own)")
+    min_budget = -(-smallest.peak_bytes * 1000 // int(round((1 - req.safety_margin) * 1000)))  # its peak + margin
     result = PlanResult(req, gpu, usable, size_len, rows, feasible[0] if feasible else None, tuple(feasible),
-                        smallest=smallest, min_budget_bytes=_budget_for(smallest.peak_bytes, req.safety_margin),
-                        n_candidates=len(cands), notes=tuple(notes))
-    if feasible:
-        return replace(result, reasons=tuple(explain(shape, result)))
-    return replace(result, ways_out=tuple(ways_out(shape, result)))
+                        smallest=smallest, min_budget_bytes=min_budget, n_candidates=len(cands), notes=tuple(notes))
+    return replace(result, reasons=tuple(explain(shape, result))) if feasible else \
+        replace(result, ways_out=tuple(ways_out(shape, result)))
 
 
 def prefer_headroom(ranked: list[Candidate], usable: int) -> list[Candidate]:
@@ -328,10 +304,6 @@ def distinct(ranked) -> list[Candidate]:
         best.setdefault((s.batch_size, c.grad_accum, s.grad_checkpointing, s.loss_impl, s.packing, s.offload_embedding,
                          s.offload_lm_head, s.mlp_tile_tokens), c)
     return list(best.values())
-
-
-def _budget_for(peak: int, margin: float) -> int:
-    return -(-peak * 1000 // int(round((1 - margin) * 1000)))
 
 
 # --- why this one ------------------------------------------------------------------------------------------------
@@ -387,13 +359,11 @@ def explain(shape: ModelShape, r: PlanResult) -> list[str]:
             line += f": micro-batch {bigger[0]} fits but is predicted {_pct(nb.tokens_per_s, c.tokens_per_s)} slower here"
     else:
         line += ": the whole step in one micro-batch, no accumulation"
-    out.append(line)
-    out.append(_field_reason(shape, r, "grad_checkpointing", O.names(O.CHECKPOINTING)))
-    out.append(_field_reason(shape, r, "optimizer", req.optimizers))
-    if s.offload_lm_head:  # loss_impl is moot: a head in host RAM is only read by the streamed loss
-        out.append("loss_impl: the streamed loss (lm_head in host RAM, one pass over the vocabulary in slices)")
-    else:
-        out.append(_field_reason(shape, r, "loss_impl", req.losses))
+    out += [line, _field_reason(shape, r, "grad_checkpointing", O.names(O.CHECKPOINTING)),
+            _field_reason(shape, r, "optimizer", req.optimizers),
+            # loss_impl is moot with lm_head in host RAM: the head there is only read by the streamed loss
+            "loss_impl: the streamed loss (lm_head in host RAM, one pass over the vocabulary in slices)"
+            if s.offload_lm_head else _field_reason(shape, r, "loss_impl", req.losses)]
     if len(r.rows_per_step) > 1 or s.packing:
         out.append(_field_reason(shape, r, "packing", (False, True)))
     out.append(_field_reason(shape, r, "offload_embedding", req.offload_embedding))
@@ -438,76 +408,41 @@ def _show(v) -> str:
 # --- when nothing fits -------------------------------------------------------------------------------------------
 
 def ways_out(shape: ModelShape, r: PlanResult) -> list[WayOut]:
-    """From the smallest configuration found: each lever alone, with the bytes it saves and whether it then fits.
-
-    Levers the search already pulled (offloaded checkpointing, 8-bit optimizer) are reported with what they saved
-    against the default choice, so the user sees that they are in use."""
-    base = r.smallest.setup
-    peak0 = r.smallest.peak_bytes
-    out: list[WayOut] = []
-
-    def add(change: str, s: Setup, already: bool = False):
-        p = estimate(shape, s, r.request.context_bytes).peak_bytes
-        if already:  # s is the setup without the lever: the saving is the other way round
-            out.append(WayOut(change + " (already in the smallest configuration)", p - peak0, peak0, False))
-        elif p < peak0:
-            out.append(WayOut(change, peak0 - p, p, p <= r.usable_bytes))
-
-    seq = _longest_fitting_seq(shape, base, r.usable_bytes, r.request.context_bytes)
-    if seq:
-        add(f"max_seq_length {seq} (from {base.seq_len}; longer samples are truncated)", replace(base, seq_len=seq))
-    else:
-        add(f"max_seq_length {max(1, base.seq_len // 4)} (not enough at any length: the rest alone is over)",
-            replace(base, seq_len=max(1, base.seq_len // 4)))
-    if O.checkpointing(base.grad_checkpointing).to_host:
-        add("offloaded checkpointing", replace(base, grad_checkpointing="on"), already=True)
-    else:
-        add("offloaded checkpointing", replace(base, grad_checkpointing="offload"))
-    for r_ in (8, 4):
-        if base.lora_r > r_:
-            add(f"LoRA rank {r_} (from {base.lora_r})", replace(base, lora_r=r_))
-            break
+    """From the smallest configuration found: each lever alone (the sequence length, rank, targets and MLP tiles, then
+    those of qlorafit.core.levers), with the bytes it saves and whether it then fits. Levers the search already pulled
+    (offloaded checkpointing, 8-bit optimizer) are reported with what they saved, so the user sees they are in use."""
+    base, peak0, ctx = r.smallest.setup, r.smallest.peak_bytes, r.request.context_bytes
+    seq = _longest_fitting_seq(shape, base, r.usable_bytes, ctx)
+    short = {"seq_len": seq or max(1, base.seq_len // 4)}
+    levers = [(f"max_seq_length {seq} (from {base.seq_len}; longer samples are truncated)" if seq else
+               f"max_seq_length {short['seq_len']} (not enough at any length: the rest alone is over)", short, None)]
+    rank = next((x for x in (8, 4) if base.lora_r > x), None)
+    if rank:
+        levers.append((f"LoRA rank {rank} (from {base.lora_r})", {"lora_r": rank}, None))
     targets = base.targets(shape)
     if set(targets) - set(ATTN_LINEARS):
-        add("LoRA on attention only (q,k,v,o)", replace(base, lora_targets=ATTN_LINEARS))
+        levers.append(("LoRA on attention only (q,k,v,o)", {"lora_targets": ATTN_LINEARS}, None))
     elif len(targets) > 2:
-        add("LoRA on q_proj,v_proj only", replace(base, lora_targets=("q_proj", "v_proj")))
-    eight_bit = O.eight_bit_twin(paged=False)
-    if O.optimizer(base.optimizer).eight_bit:
-        add("8-bit optimizer", replace(base, optimizer="adamw"), already=True)
-    else:
-        add(f"8-bit optimizer ({eight_bit})", replace(base, optimizer=eight_bit))
-    if base.lora_dropout > 0:
-        add("lora dropout 0 (no dropped input copies)", replace(base, lora_dropout=0.0))
-    if base.offload_embedding:
-        add("embedding in host RAM", replace(base, offload_embedding=False), already=True)
-    else:
-        add("embedding in host RAM (offload_embedding)", replace(base, offload_embedding=True))
-    if base.offload_lm_head:
-        add("lm_head in host RAM", replace(base, offload_lm_head=False), already=True)
-    elif O.stack(base.stack).host_levers:
-        add("lm_head in host RAM (offload_lm_head)", replace(base, offload_lm_head=True))
+        levers.append(("LoRA on q_proj,v_proj only", {"lora_targets": ("q_proj", "v_proj")}, None))
     if base.seq_len > 8192:
-        if base.mlp_tile_tokens:
-            add("MLP tiled over the sequence", replace(base, mlp_tile_tokens=0), already=True)
-        else:
-            add("MLP tiled over the sequence (train.mlp_tile_tokens: 8192)", replace(base, mlp_tile_tokens=8192))
-    if O.quant(base.quant).bits > 4:
-        add("4-bit nf4 base weights", replace(base, quant="nf4", double_quant=True))
-    elif not base.double_quant:
-        add("double quant", replace(base, double_quant=True))
+        levers.append(("MLP tiled over the sequence (train.mlp_tile_tokens: 8192)", {"mlp_tile_tokens": 8192},
+                       base.mlp_tile_tokens and {"mlp_tile_tokens": 0}))
+    levers += [(lv.plan, lv.applies(base) and lv.change(base), lv.undo and lv.undo(base)) for lv in LEVERS if lv.plan]
+    out, together = [], base
+    for change, pull, undo in levers:
+        if undo:  # pulled already: the saving is the other way round
+            p = estimate(shape, replace(base, **undo), ctx).peak_bytes
+            out.append(WayOut(change.split(" (")[0] + " (already in the smallest configuration)", p - peak0, peak0, False))
+        elif pull and (p := estimate(shape, replace(base, **pull), ctx).peak_bytes) < peak0:
+            out.append(WayOut(change, peak0 - p, p, p <= r.usable_bytes))
+            together = replace(together, **pull)
     fresh = sorted((w for w in out if "already" not in w.change), key=lambda w: (not w.fits, -w.saves_bytes))
     if fresh and not any(w.fits for w in fresh):  # no single lever is enough: what all of them do together
-        s = replace(base, lora_r=min(base.lora_r, 8), lora_dropout=0.0, offload_embedding=True,
-                    offload_lm_head=base.offload_lm_head or O.stack(base.stack).host_levers,
-                    grad_checkpointing="offload",
-                    optimizer=base.optimizer if O.optimizer(base.optimizer).eight_bit else eight_bit,
-                    lora_targets=("q_proj", "v_proj"), seq_len=max(1, base.seq_len // 4))
-        if O.quant(base.quant).bits > 4:
-            s = replace(s, quant="nf4", double_quant=True)
-        p = estimate(shape, s, r.request.context_bytes).peak_bytes
-        fresh.append(WayOut(f"all of these together (max_seq_length {s.seq_len}, r={s.lora_r}, q_proj,v_proj)",
-                            peak0 - p, p, p <= r.usable_bytes))
+        together = replace(together, seq_len=max(1, base.seq_len // 4), lora_r=min(base.lora_r, 8),
+                           lora_targets=("q_proj", "v_proj"))
+        p = estimate(shape, together, ctx).peak_bytes
+        fresh.append(WayOut(f"all of these together (max_seq_length {together.seq_len}, r={together.lora_r}, "
+                            f"q_proj,v_proj)", peak0 - p, p, p <= r.usable_bytes))
     return fresh + [w for w in out if "already" in w.change]
 
 

@@ -60,11 +60,9 @@ def check(old: C.Config, new: C.Config, allow: bool) -> Changes:
                         f"from this run's adapter)")
     risky = ch.keys("samples", "state")
     if risky and not allow:
-        what = []
-        if ch.by_class["samples"]:
-            what.append("the samples each step trains would change (some would train twice or never)")
-        if ch.by_class["state"]:
-            what.append("the saved optimizer/adapter state would no longer match")
+        what = [msg for cls, msg in (
+            ("samples", "the samples each step trains would change (some would train twice or never)"),
+            ("state", "the saved optimizer/adapter state would no longer match")) if ch.by_class[cls]]
         then = ["re-draw the rest of this epoch under the new settings"] if ch.by_class["samples"] else []
         then += ["start the new optimizer from fresh state"] if "train.optimizer" in ch.keys("state") else []
         then += ["keep the saved adapter under the new setting"] if set(ch.keys("state")) - {"train.optimizer"} else []

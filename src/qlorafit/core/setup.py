@@ -88,7 +88,8 @@ class Setup:
     mlp_tile_tokens: int = knob("train.mlp_tile_tokens", flag=("--mlp-tile",), role="searched", plan_axis="mlp_tiles",
                                 help="run the MLP on slices of this many positions (long contexts; 0 = off)")
     compile: bool = knob("train.compile", flag=("--compile",), role="searched", plan_axis="compile",
-                         help="torch.compile'd decoder layers: memory unchanged, only the speed model reads it")
+                         help="torch.compile'd decoder layers: the speed model reads it, and the allocator slack of "
+                              "offloaded checkpointing")
     attn_impl: str = knob("model.attn_impl", flag=("--attn",), choices="attention", role="fixed",
                           help="attention implementation; eager materializes heads x seq x seq scores")
     stack: str = knob(flag=("--stack",), choices="stack", default="qlorafit", help=O.choices_help(O.STACKS))

@@ -30,7 +30,6 @@ class ModelShape:
     head_dim: int
     vocab_size: int
     tie_word_embeddings: bool
-    qkv_bias: bool = False
     qk_norm: bool = False
     """RMSNorm on each query and key head before RoPE (Qwen3, Gemma 3): two more fp32 inputs saved per layer."""
     norms_per_layer: int = 2
@@ -40,20 +39,14 @@ class ModelShape:
     sliding_layers: int = 0
     """Layers with sliding-window attention. Training memory does not change: sdpa and flash never hold the T x T
     scores, and eager builds the full T x T mask and scores whatever the window. Recorded, shown, not counted."""
-    num_experts: int = 0
-    """Routed experts per MoE layer (0: a dense model)."""
-    experts_per_token: int = 0
-    """Experts each token is routed to (top-k)."""
-    moe_intermediate_size: int = 0
-    """Width of one routed expert's MLP."""
+    num_experts: int = 0  # routed experts per MoE layer (0: a dense model)
+    experts_per_token: int = 0  # experts each token is routed to (top-k)
+    moe_intermediate_size: int = 0  # width of one routed expert's MLP
     shared_intermediate_size: int = 0
     """Total width of the always-on shared expert(s) of a MoE layer (Qwen2-MoE, DeepSeek); 0 if none."""
-    moe_layers: int = 0
-    """Decoder layers whose MLP is a MoE block; the others keep the dense MLP of intermediate_size."""
-    expert_bias: bool = False
-    """Expert MLPs and router carry biases (gpt-oss)."""
-    fused: bool = False
-    """q/k/v and gate/up are one module each (qkv_proj, gate_up_proj), as in Phi-3 and Phi-4."""
+    moe_layers: int = 0  # decoder layers whose MLP is a MoE block; the others keep the dense MLP of intermediate_size
+    expert_bias: bool = False  # expert MLPs and router carry biases (gpt-oss)
+    fused: bool = False  # q/k/v and gate/up are one module each (qkv_proj, gate_up_proj), as in Phi-3 and Phi-4
 
     @property
     def is_moe(self) -> bool:
@@ -106,10 +99,6 @@ class ModelShape:
             else:
                 out.extend([f for f, parts in LORA_TARGET_ALIASES.items() if t in parts and f in names] or [t])
         return tuple(dict.fromkeys(out))
-
-    def linear_params_per_layer(self) -> int:
-        """Parameters of one dense decoder layer's linear modules (attention + MLP)."""
-        return sum(a * b for a, b in self.linear_shapes().values())
 
     def shared_expert_shapes(self) -> dict[str, tuple[int, int]]:
         """(in, out) of a MoE layer's shared-expert linears, named like the dense MLP's (PEFT matches those names)."""
@@ -190,7 +179,6 @@ def shape_from_config(cfg: dict, name: str, source: str = "config.json") -> Mode
         head_dim=head_dim,
         vocab_size=cfg["vocab_size"],
         tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-        qkv_bias=bool(cfg.get("attention_bias", model_type == "qwen2")),
         qk_norm=model_type in QK_NORM_TYPES,
         norms_per_layer=4 if gemma else 2,
         final_softcap=bool(softcap),

@@ -31,11 +31,6 @@ def parse_bytes(text: str, field: str = "size") -> int:
     return int(value)
 
 
-def gib(n_bytes: int) -> float:
-    """Bytes as GiB, for display only."""
-    return n_bytes / GIB
-
-
 def fmt_gib(n_bytes: int, digits: int = 2) -> str:
     """'11.80 GiB' (negative values keep their sign)."""
     return f"{n_bytes / GIB:.{digits}f} GiB"

@@ -45,26 +45,18 @@ _KERNELS_PER_LORA_TARGET = 6     # dropout, x@A, @B, scale, add (+ casts)
 
 @dataclass(frozen=True)
 class Calibration:
-    """Achieved fractions of the datasheet peaks, and fixed costs. Starting values; calibrated on the GPU."""
+    """Achieved fractions of the datasheet peaks, and fixed costs: starting values, each calibrated on the GPU."""
 
-    matmul_efficiency: float = 0.40
-    """Fraction of peak bf16 tensor FLOP/s reached by the (tokens x hidden) @ (hidden x out) matmuls: calibrated on
-    the GPU. Small-M matmuls of QLoRA reach ~35-45%."""
-    attention_efficiency: float = 0.35
-    """Fraction of peak reached by sdpa/flash attention (forward and backward): calibrated on the GPU."""
-    bandwidth_efficiency: float = 0.70
-    """Fraction of datasheet memory bandwidth reached by dequant, elementwise and loss kernels: calibrated on the GPU."""
-    pcie_bytes_per_s: float = 20e9
-    """Host<->GPU copy rate for offloaded checkpoints (pinned memory, PCIe 4 x16 ~20 GB/s): calibrated on the GPU."""
-    offload_hidden_fraction: float = 0.5
-    """Share of the offload copies hidden behind compute (copies run on a side stream): calibrated on the GPU."""
-    host_bytes_per_s: float = 10e9
-    """Host RAM gather rate for the embedding lookup when the embedding stays in host RAM."""
-    kernel_overhead_s: float = 5e-6
-    """GPU-side fixed cost per kernel (launch gap, tail): calibrated on the GPU."""
+    matmul_efficiency: float = 0.40  # of the bf16 tensor peak, by (tokens x h) @ (h x out) matmuls (QLoRA's: ~35-45%)
+    attention_efficiency: float = 0.35  # of the peak, by sdpa/flash attention (forward and backward)
+    bandwidth_efficiency: float = 0.70  # of the datasheet bandwidth, by dequant, elementwise and loss kernels
+    pcie_bytes_per_s: float = 20e9  # host<->GPU copy rate of offloaded checkpoints (pinned, PCIe 4 x16 ~20 GB/s)
+    offload_hidden_fraction: float = 0.5  # share of the offload copies hidden behind compute (on a side stream)
+    host_bytes_per_s: float = 10e9  # host RAM gather rate for the embedding lookup when the embedding stays in host RAM
+    kernel_overhead_s: float = 5e-6  # GPU-side fixed cost per kernel (launch gap, tail)
     host_s_per_kernel: float = 0.0
-    """Host (Python + dispatch) time per kernel launched; the micro-batch takes max(GPU time, host time). 0: the
-    host is never the bottleneck. Calibrated on the GPU."""
+    """Host (Python + dispatch) time per kernel launched; a micro-batch takes max(GPU time, host time). 0: the host is
+    never the bottleneck."""
     compile_host_factor: float = 0.72
     """train.compile: the host time of a micro-batch, as a fraction of the eager one (Dynamo's guards and the fused
     kernels' fewer launches). Starting value from one profile (1 x 2,048: ~390 -> 286 ms); fitted on the compiled
@@ -80,8 +72,7 @@ class Calibration:
 class Throughput:
     """Predicted speed of one configuration. Times are seconds per optimizer step, per part."""
 
-    tokens_per_s: float
-    """Real (non-padding) tokens trained per second."""
+    tokens_per_s: float  # real (non-padding) tokens trained per second
     step_s: float
     parts_s: dict
     tokens_per_step: float
@@ -115,18 +106,14 @@ def load_calibration(gpu_name: str | None = None, path: str | Path | None = None
             if not isinstance(v, (int, float)) or v <= 0:
                 raise UserError(f"{p}: '{where}.{k}' must be a positive number, got {v!r}")
             values[k] = float(v)
-    if not values:
-        return Calibration()
-    return Calibration(**values, source=str(p))
+    return Calibration(**values, source=str(p)) if values else Calibration()
 
 
 def _calibration_path(path) -> Path | None:
     if path is not None:
         p = Path(path)
         return p if p.is_file() else None
-    if os.environ.get(CALIBRATION_ENV):
-        return _calibration_path(os.environ[CALIBRATION_ENV])
-    return SHIPPED_CALIBRATION
+    return _calibration_path(os.environ[CALIBRATION_ENV]) if os.environ.get(CALIBRATION_ENV) else SHIPPED_CALIBRATION
 
 
 def _roofline(flops: float, nbytes: float, flop_s: float, byte_s: float) -> float:

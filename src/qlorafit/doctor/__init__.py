@@ -26,10 +26,8 @@ class Diagnosis:
     fixes: list = field(default_factory=list)
     corrected: Setup | None = None
     applied: list = field(default_factory=list)
-    patch: list = field(default_factory=list)
-    """'- old / + new' lines for a script (or a foreign trainer config)."""
-    yaml: str = ""
-    """The corrected qlorafit YAML, when the input was a qlorafit config or run."""
+    patch: list = field(default_factory=list)  # '- old / + new' lines for a script (or a foreign trainer config)
+    yaml: str = ""  # the corrected qlorafit YAML, when the input was a qlorafit config or run
 
     @property
     def primary(self) -> Cause | None:

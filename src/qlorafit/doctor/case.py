@@ -24,8 +24,7 @@ class Inputs:
 
     error_text: str = ""
     script: ScriptInfo | None = None
-    config: object | None = None
-    """A qlorafit Config (from --config or the run directory's config.yaml)."""
+    config: object | None = None  # a qlorafit Config (from --config or the run directory's config.yaml)
     settings: dict = field(default_factory=dict)
     """HF-named settings from elsewhere (another trainer's YAML, a corpus fixture); the script's win over these."""
     partial_settings: bool = False
@@ -49,8 +48,7 @@ class Case:
     budget_name: str = ""
     est: Estimate | None = None
     findings: list = field(default_factory=list)
-    from_user: bool = False
-    """The setup came from the user's script, config or settings (not only library defaults)."""
+    from_user: bool = False  # the setup came from the user's script, config or settings (not only library defaults)
     notes: list = field(default_factory=list)
     """What is missing, said plainly: what to paste or pass for a better answer."""
 

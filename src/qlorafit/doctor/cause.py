@@ -12,8 +12,7 @@ class Action:
     title: str
     cost: str
     saves_bytes: int | None = None
-    basis: str = ""
-    """Where saves_bytes comes from ('parsed: ...'), empty when it cannot be sized."""
+    basis: str = ""  # where saves_bytes comes from ('parsed: ...'), empty when it cannot be sized
     patch: list = field(default_factory=list)
     id: str = ""
 
@@ -26,7 +25,6 @@ class Cause:
     evidence: list = field(default_factory=list)
     fix_ids: tuple = ()
     actions: list = field(default_factory=list)
-    strength: str = "inferred"
-    """One of STRENGTH: how this cause is known (the report's confidence line says it)."""
+    strength: str = "inferred"  # one of STRENGTH: how this cause is known (the report's confidence line says it)
 
 

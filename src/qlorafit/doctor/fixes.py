@@ -1,70 +1,20 @@
-"""Fixes sized by the estimator: each is a change to the Setup, re-estimated to get the GiB it saves.
+"""Fixes sized by the estimator: each is a lever of qlorafit.core.levers, re-estimated to get the GiB it saves.
 
-Ranked by saving per cost: `weight` says how much a fix costs (speed or quality); the score is GiB saved / weight.
-The primary cause's own fixes come first, then the others. The corrected configuration applies the ranked fixes one
-by one until the estimate fits the budget (or only the first, when no budget is known), then renders them as a patch
-of the script's arguments or a qlorafit YAML.
+Ranked by GiB saved / the lever's weight, the primary cause's own fixes first. The corrected configuration applies
+them one by one until the estimate fits the budget (or only the first, when no budget is known), then renders them as
+a patch of the script's arguments or a qlorafit YAML.
 """
 
 from dataclasses import dataclass, field, replace
 
 from qlorafit.core import options as O
+from qlorafit.core.levers import LEVERS, Lever
 from qlorafit.core.setup import Setup, apply_setup, knobs
 from qlorafit.doctor.case import Case
 from qlorafit.doctor.rules import Cause
-from qlorafit.core.shapes import ATTN_LINEARS, MLP_LINEARS
 
 HEADROOM = 0.95
 """A corrected setup should leave 5% of the card free: the estimator's error and other tenants of the GPU."""
-
-
-@dataclass(frozen=True)
-class FixSpec:
-    id: str
-    title: str
-    cost: str
-    weight: float
-    applies: object
-    change: object
-
-
-def _loss_change(s: Setup) -> dict:
-    return {"loss_impl": O.stack(s.stack).lean_loss}
-
-
-SPECS = (
-    FixSpec("quantize", "load the base weights in 4-bit NF4 (BitsAndBytesConfig)", "quality: slight", 1.0,
-            lambda s: O.quant(s.quant).bits > 4, lambda s: {"quant": "nf4", "double_quant": True}),
-    FixSpec("loss", "compute the loss without full fp32 logits (liger fused / qlorafit chunked)", "none", 0.3,
-            lambda s: not O.loss(s.loss_impl).chunked, _loss_change),
-    FixSpec("sdpa", "use sdpa attention instead of eager", "none", 0.3,
-            lambda s: O.attention(s.attn_impl).materializes_scores, lambda s: {"attn_impl": "sdpa"}),
-    FixSpec("checkpointing", "turn gradient checkpointing on", "speed: ~30% slower", 2.0,
-            lambda s: not O.checkpointing(s.grad_checkpointing).recompute, lambda s: {"grad_checkpointing": "on"}),
-    FixSpec("batch", "halve the micro-batch, double gradient accumulation (same effective batch)",
-            "speed: fewer tokens per pass", 1.5, lambda s: s.batch_size > 1, lambda s: {"batch_size": s.batch_size // 2}),
-    FixSpec("seq", "halve the maximum sequence length", "quality: longer samples truncated", 4.0,
-            lambda s: s.seq_len > 256, lambda s: {"seq_len": s.seq_len // 2}),
-    FixSpec("optim8", "use an 8-bit paged AdamW", "quality: negligible", 1.0,
-            lambda s: not O.optimizer(s.optimizer).eight_bit, lambda s: {"optimizer": O.eight_bit_twin(paged=True)}),
-    FixSpec("dropout0", "set LoRA dropout to 0", "quality: less regularization", 1.0,
-            lambda s: s.lora_dropout > 0, lambda s: {"lora_dropout": 0.0}),
-    FixSpec("targets", "put adapters on the attention projections only", "quality: fewer adapted weights", 3.0,
-            lambda s: "all-linear" in s.lora_targets or any(t in MLP_LINEARS for t in s.lora_targets),
-            lambda s: {"lora_targets": ATTN_LINEARS}),
-    FixSpec("rank", "halve the LoRA rank", "quality: smaller adapter", 2.5,
-            lambda s: s.lora_r > 16, lambda s: {"lora_r": s.lora_r // 2}),
-    FixSpec("double_quant", "quantize the quantization constants too (double quant)", "none", 0.3,
-            lambda s: O.quant(s.quant).bits == 4 and not s.double_quant, lambda s: {"double_quant": True}),
-    FixSpec("offload_ckpt", "keep checkpointed layer inputs in host RAM", "speed: PCIe copies", 3.0,
-            lambda s: O.stack(s.stack).host_levers and O.checkpointing(s.grad_checkpointing).recompute
-            and not O.checkpointing(s.grad_checkpointing).to_host, lambda s: {"grad_checkpointing": "offload"}),
-    FixSpec("offload_embedding", "keep the input embedding in host RAM", "speed: small", 1.5,
-            lambda s: O.stack(s.stack).host_levers and not s.offload_embedding, lambda s: {"offload_embedding": True}),
-    FixSpec("offload_lm_head", "keep lm_head in host RAM and stream it through the loss (frozen head only)",
-            "speed: one PCIe copy of the head per micro-batch", 2.0,
-            lambda s: O.stack(s.stack).host_levers and not s.offload_lm_head, lambda s: {"offload_lm_head": True}),
-)
 
 
 @dataclass
@@ -89,7 +39,7 @@ def estimator_fixes(c: Case) -> list[Fix]:
     if c.est is None:
         return []
     out = []
-    for spec in SPECS:
+    for spec in LEVERS:
         if not spec.applies(c.setup):
             continue
         chg = spec.change(c.setup)
@@ -112,12 +62,10 @@ ASSUMED_STEPS = ((1, 512), (1, 4096), (8, 512), (8, 4096))
 """(micro-batch, tokens) corners a saving is sized at when the input did not say: the range a report shows."""
 
 
-def _saving_range(c: Case, spec: FixSpec) -> tuple | None:
-    got = []
-    for bs, seq in ASSUMED_STEPS:
-        s = replace(c.setup, batch_size=bs, seq_len=seq)
-        if spec.applies(s):
-            got.append(c.estimate_with(s).peak_bytes - c.estimate_with(replace(s, **spec.change(s))).peak_bytes)
+def _saving_range(c: Case, spec: Lever) -> tuple | None:
+    corners = [replace(c.setup, batch_size=bs, seq_len=seq) for bs, seq in ASSUMED_STEPS]
+    got = [c.estimate_with(s).peak_bytes - c.estimate_with(replace(s, **spec.change(s))).peak_bytes
+           for s in corners if spec.applies(s)]
     return (max(0, min(got)), max(got)) if got else None
 
 
@@ -143,7 +91,7 @@ def corrected_setup(c: Case, fixes: list[Fix], force_one: bool) -> tuple[Setup |
     target = int(c.budget_bytes * HEADROOM) if c.budget_bytes else None
     for _ in range(3):
         for f in fixes:
-            spec = next((sp for sp in SPECS if sp.id == f.id), None)
+            spec = next((sp for sp in LEVERS if sp.id == f.id), None)
             fits = target is not None and c.estimate_with(s).peak_bytes <= target
             if spec is None or (fits and not (force_one and not used)) or (target is None and used):
                 continue
@@ -157,11 +105,8 @@ def corrected_setup(c: Case, fixes: list[Fix], force_one: bool) -> tuple[Setup |
 
 def _args_name(c: Case) -> str:
     sc = c.inputs.script
-    if sc is not None:
-        for name in ("SFTConfig", "TrainingArguments", "Seq2SeqTrainingArguments"):
-            if sc.first(name):
-                return name
-    return "TrainingArguments"
+    return next((n for n in ("SFTConfig", "TrainingArguments", "Seq2SeqTrainingArguments") if sc and sc.first(n)),
+                "TrainingArguments")
 
 
 def script_patch(c: Case, new: Setup) -> list[str]:

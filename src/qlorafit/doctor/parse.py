@@ -47,8 +47,7 @@ def size_bytes(text: str) -> int:
 class OomText:
     """What one pasted error says. None means the text did not say it."""
 
-    kind: str | None = None
-    """cuda, cublas, cudnn, bnb, cpu; None when the text holds no out-of-memory error."""
+    kind: str | None = None  # cuda, cublas, cudnn, bnb, cpu; None when the text holds no out-of-memory error
     form: str | None = None
     """old (torch < 2.1, '(GPU 0; ... total capacity; ...)'), current ('GPU 0 has a total capacity of'), bare."""
     gpu_index: int | None = None
@@ -60,8 +59,7 @@ class OomText:
     other_processes: dict = field(default_factory=dict)
     """'Process N has X memory in use': pid -> bytes. PyTorch prints this when N is not its own PID, which in a
     container can still be this process (the PID namespaces differ)."""
-    allocated_bytes: int | None = None
-    """Held by live tensors ('already allocated', 'is allocated by PyTorch')."""
+    allocated_bytes: int | None = None  # held by live tensors ('already allocated', 'is allocated by PyTorch')
     reserved_bytes: int | None = None
     """Held by PyTorch's caching allocator in all ('reserved in total', or allocated + reserved-but-unallocated)."""
     unallocated_reserved_bytes: int | None = None

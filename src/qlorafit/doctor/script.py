@@ -45,8 +45,7 @@ class ScriptInfo:
     path: str
     text: str
     model_call: CallRef | None = None
-    calls: dict = field(default_factory=dict)
-    """name -> list of CallRef, in source order."""
+    calls: dict = field(default_factory=dict)  # name -> list of CallRef, in source order
     settings: dict = field(default_factory=dict)
     """HF-named settings (qlorafit.doctor.settings) read from the calls above."""
     assigns: dict = field(default_factory=dict)

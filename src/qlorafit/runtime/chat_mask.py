@@ -20,6 +20,7 @@ trained as an empty turn. Nothing here imports torch.
 import re
 from dataclasses import dataclass
 
+from qlorafit.errors import first_line
 from qlorafit.runtime.formats import Chat, RecordError
 
 GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
@@ -47,7 +48,7 @@ def encode_chat(ct: ChatTemplate, chat: Chat, where: str, masks: bool = True) ->
     try:
         full = ct.render(messages, chat.tools, gen=False)
     except Exception as e:  # jinja's TemplateError, raise_exception(), TypeError from string concatenation ...
-        raise RecordError(f"{where}: the chat template cannot render this conversation: {_first_line(e)}") from None
+        raise RecordError(f"{where}: the chat template cannot render this conversation: {first_line(e)}") from None
     _check_tool_calls(ct, messages, chat.tools, full, where)
     if not masks:
         ids = ct.ids(full)
@@ -228,7 +229,3 @@ def _lcp(a: list, b: list) -> int:
     while n < m and a[n] == b[n]:
         n += 1
     return n
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]

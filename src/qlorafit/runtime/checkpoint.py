@@ -24,7 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as st_bytes
 
-from qlorafit.errors import UserError
+from qlorafit.errors import UserError, first_line
 
 STATE_FILE = "trainer_state.json"
 
@@ -259,7 +259,7 @@ def _read(path: Path, reader):
     except FileNotFoundError:
         raise Damaged(path, "missing") from None
     except Exception as e:  # safetensors, json and torch raise several types for a damaged file; all mean the same
-        raise Damaged(path, (str(e).strip().splitlines() or [type(e).__name__])[0][:120]) from None
+        raise Damaged(path, first_line(e)[:120]) from None
 
 
 def _read_trainer_state(path: Path) -> dict:

@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qlorafit.core.config import DataConfig
-from qlorafit.errors import UserError
+from qlorafit.errors import UserError, first_line
 from qlorafit.runtime.chat_mask import ChatTemplate, encode_chat
-from qlorafit.runtime.formats import (ALPACA_PROMPT, ALPACA_PROMPT_INPUT, Plain, RecordError,  # noqa: F401
-                                      detect_format as _detect, rename_columns, to_example)
+from qlorafit.runtime.formats import Plain, RecordError, detect_format as _detect, rename_columns, to_example
 
 IGNORE = -100  # label of a token that takes no loss (prompt with completion_only, padding, packed sample starts)
 DEMO_DATA = "qlorafit/demo"
@@ -96,17 +95,11 @@ def length_stats(lengths: list[int]) -> LengthStats:
 
 # ---- reading ------------------------------------------------------------------------------------------------------
 
-def resolve_data_path(path: str) -> str:
-    """'qlorafit/demo' -> the JSONL shipped in the package; anything else unchanged."""
-    if path == DEMO_DATA:
-        return str(Path(__file__).resolve().parents[1] / "assets" / "demo_train.jsonl")
-    return path
-
-
 def read_records(path: str, split: str = "train") -> tuple[list[Record], str]:
     """Records of a local file (by extension), of a dataset directory (save_to_disk, or a folder of data files), or
     of a datasets dataset on the Hub (id + split; cached by datasets); and a source label."""
-    path = resolve_data_path(path)
+    if path == DEMO_DATA:  # the JSONL shipped in the package
+        path = str(Path(__file__).resolve().parents[1] / "assets" / "demo_train.jsonl")
     p = Path(path).expanduser()
     if p.is_dir():
         records, source = _read_dataset_dir(p, split), f"{p}[{split}]"
@@ -185,7 +178,7 @@ def _read_parquet(p: Path) -> list[Record]:
     try:
         rows = pq.read_table(p).to_pylist()
     except Exception as e:  # pyarrow raises several types for a damaged file
-        raise UserError(f"{p}: cannot read as parquet: {str(e).splitlines()[0]}") from None
+        raise UserError(f"{p}: cannot read as parquet: {first_line(e)}") from None
     return [Record(i, f"{p} row {i + 1}", r) for i, r in enumerate(rows)]
 
 
@@ -207,7 +200,7 @@ def _read_dataset_dir(p: Path, split: str) -> list[Record]:
         raise
     except Exception as e:  # FileNotFoundError, ValueError (no data files, unknown split) ...
         raise UserError(f"data.path: {p} is a directory datasets cannot read as a dataset (split '{split}'): "
-                        f"{_first_line(e)}") from None
+                        f"{first_line(e)}") from None
     return [Record(i, f"{p}[{split}] record {i + 1}", dict(r)) for i, r in enumerate(ds)]
 
 
@@ -219,17 +212,13 @@ def _read_hub_dataset(name: str, split: str) -> list[Record]:
     try:
         ds = datasets.load_dataset(name, split=split)
     except Exception as e:  # DatasetNotFoundError, ConnectionError, ValueError (split) ...: all mean "not usable here"
-        first = _first_line(e)
+        first = first_line(e)
         offline = any(os.environ.get(k, "").lower() in ("1", "true", "yes", "on")
                       for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
         where = "from the local cache (offline mode is set)" if offline else "as a Hub dataset"
         raise UserError(f"data.path: '{name}' is not a local file, and datasets could not load it {where} "
                         f"(split '{split}'): {first}") from None
     return [Record(i, f"{name}[{split}] record {i + 1}", dict(r)) for i, r in enumerate(ds)]
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def detect_format(rec: Record, text_field: str) -> str:
@@ -252,13 +241,6 @@ def chat_template_of(tokenizer, cfg: DataConfig) -> str:
             return p.read_text(encoding="utf-8")
         return cfg.chat_template
     return getattr(tokenizer, "chat_template", None) or FALLBACK_CHAT_TEMPLATE
-
-
-def segments(rec: Record, fmt: str, cfg: DataConfig, tokenizer) -> list[tuple[str, bool]]:
-    """The record as text pieces, each flagged True where it is a target; without a tokenizer, the plain formats only
-    (the demo tokenizer is trained on these)."""
-    ex = to_example(rename_columns(rec.fields, cfg.columns), fmt, cfg.text_field, rec.where, has_template=False)
-    return ex.segments
 
 
 def _bos_prefix(tokenizer) -> list[int]:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from qlorafit.core.estimate import loss_chunk_tokens
-from qlorafit.runtime.loss import IGNORE, forward_loss
+from qlorafit.runtime.loss import chunk_logits, forward_loss, target_hidden
 
 
 @torch.no_grad()
@@ -18,24 +18,15 @@ def eval_sums(model, batch: dict, impl: str) -> tuple[torch.Tensor, torch.Tensor
     """(summed cross-entropy fp32, correct argmax predictions or None, target tokens) for one batch."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     head = base.get_output_embeddings()
-    labels = batch["labels"]
-    if type(head) is not torch.nn.Linear or head.weight.device != labels.device:
+    if type(head) is not torch.nn.Linear or head.weight.device != batch["labels"].device:
         loss_sum, n = forward_loss(model, batch, impl)
         return loss_sum.float(), None, n
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    hidden = base.model(**inputs).last_hidden_state  # (B, T, h)
-    targets = labels[:, 1:].reshape(-1)  # token t predicts label t+1
-    keep = (targets != IGNORE).nonzero().squeeze(1)
-    h = hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, keep)  # (N, h)
-    y = targets.index_select(0, keep)  # (N,)
-    softcap = getattr(base.config.get_text_config(), "final_logit_softcapping", None)
+    h, y, softcap = target_hidden(base, batch)  # (N, h), (N,)
     loss_sum = torch.zeros((), device=h.device)
     correct = torch.zeros((), device=h.device, dtype=torch.long)
     chunk = loss_chunk_tokens(head.weight.shape[0], max(1, len(y)))
     for hc, yc in zip(h.split(chunk), y.split(chunk)):
-        logits = F.linear(hc, head.weight, head.bias).float()  # (C, V) fp32: one chunk alive at a time
-        if softcap:
-            logits = torch.tanh(logits / softcap) * softcap
+        logits = chunk_logits(hc, head.weight, head.bias, softcap)  # (C, V) fp32: one chunk alive at a time
         loss_sum += F.cross_entropy(logits, yc, reduction="sum")
         correct += (logits.argmax(-1) == yc).sum()
     return loss_sum, correct, int(len(y))

@@ -16,7 +16,7 @@ import torch
 
 from qlorafit.core import config as config_mod
 from qlorafit.core.config import Config
-from qlorafit.errors import UserError
+from qlorafit.errors import UserError, first_line
 
 
 @dataclass
@@ -121,7 +121,7 @@ def write_samples(run, prompts: list[str], max_new_tokens: int) -> list[dict]:
                 text = reply(gen, [{"role": "user", "content": prompt}], max_new_tokens).strip()
                 rows.append({"step": run.pos.step, "prompt": prompt, "output": text})
     except Exception as e:  # a generation failure must not cost the run: say it and go on
-        ctx.monitor.event("samples_failed", run.pos.step, error=f"{type(e).__name__}: {str(e).splitlines()[0]}")
+        ctx.monitor.event("samples_failed", run.pos.step, error=f"{type(e).__name__}: {first_line(e)}")
         ctx.monitor.say(f"step {run.pos.step}: sample generation failed ({type(e).__name__}); training goes on")
     with open(run.dir / "samples.jsonl", "a") as f:
         for r in rows:

@@ -37,24 +37,18 @@ def forward_loss(model, batch: dict, impl: str, chunk_tokens: int | None = None,
     estimator and the code agree. A head in host RAM is always streamed, whatever impl says.
     """
     spec = O.loss(impl)  # its properties, not its name, pick the path below
-    labels = batch["labels"]
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    targets = labels[:, 1:].reshape(-1)  # (B*(T-1),) token t predicts label t+1
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     head = base.get_output_embeddings()
-    streamed = _head_in_host_ram(head, labels.device)
+    streamed = _head_in_host_ram(head, batch["labels"].device)
     if not spec.chunked and not streamed:
-        logits = model(**inputs).logits  # (B, T, V) in the compute dtype, softcapped by the model if it does that
+        targets = batch["labels"][:, 1:].reshape(-1)  # (B*(T-1),) token t predicts label t+1
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits  # (B, T, V), softcapped
         loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), targets,
                                ignore_index=IGNORE, reduction="sum")  # + (tokens x V) fp32 copy and log-softmax
         return loss, int((targets != IGNORE).sum())
 
-    hidden = base.model(**inputs).last_hidden_state  # (B, T, h): the final norm's output, no logits yet
-    keep = (targets != IGNORE).nonzero().squeeze(1)  # drop ignored positions before the (N x h) @ (h x V) matmul
-    h = hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, keep)  # (N, h)
-    y = targets.index_select(0, keep)  # (N,)
-    n = int(keep.numel())
-    softcap = getattr(base.config.get_text_config(), "final_logit_softcapping", None)
+    h, y, softcap = target_hidden(base, batch)
+    n = len(y)
     if n == 0:
         return h.sum(dtype=torch.float32) * 0.0, 0  # keeps the graph connected; no token contributes
     if streamed:
@@ -69,6 +63,16 @@ def forward_loss(model, batch: dict, impl: str, chunk_tokens: int | None = None,
     if _plain_linear(head):
         return LinearCrossEntropy.apply(h, head.weight, head.bias, y, chunk, softcap), n
     return _checkpointed_chunks(head, h, y, chunk, softcap), n
+
+
+def target_hidden(base, batch: dict) -> tuple[torch.Tensor, torch.Tensor, float | None]:
+    """(h, y, softcap): the final norm's output at the N positions that take loss (N, h), no logits yet; their
+    next-token labels (N,); the model's logit softcap. Ignored positions go before any (N x h) @ (h x V) matmul."""
+    hidden = base.model(**{k: v for k, v in batch.items() if k != "labels"}).last_hidden_state  # (B, T, h)
+    targets = batch["labels"][:, 1:].reshape(-1)  # token t predicts label t+1
+    keep = (targets != IGNORE).nonzero().squeeze(1)
+    h = hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, keep)
+    return h, targets.index_select(0, keep), getattr(base.config.get_text_config(), "final_logit_softcapping", None)
 
 
 def _head_in_host_ram(head, device: torch.device) -> bool:
@@ -94,7 +98,7 @@ def _kernel_loss(spec, softcap):
     return build(ignore_index=IGNORE, reduction="sum", softcap=softcap)
 
 
-def _chunk_logits(h: torch.Tensor, weight, bias, softcap) -> torch.Tensor:
+def chunk_logits(h: torch.Tensor, weight, bias, softcap) -> torch.Tensor:
     """(C, V) fp32 logits of one chunk: matmul in the compute dtype (2 C V bytes), then the fp32 copy (4 C V)."""
     logits = F.linear(h, weight, bias).float()
     if softcap:
@@ -122,7 +126,7 @@ class LinearCrossEntropy(torch.autograd.Function):
         total = torch.zeros((), dtype=torch.float32, device=h.device)
         for s in range(0, h.shape[0], chunk):
             hc, yc = h[s:s + chunk], y[s:s + chunk]
-            logits = _chunk_logits(hc, weight, bias, softcap)  # (C, V) fp32
+            logits = chunk_logits(hc, weight, bias, softcap)  # (C, V) fp32
             lse = torch.logsumexp(logits, dim=-1)
             total += (lse - logits.gather(1, yc[:, None]).squeeze(1)).sum()
             if not (need_h or need_w or need_b):
@@ -239,7 +243,7 @@ class StreamedLinearCrossEntropy(torch.autograd.Function):
 
 def _fold_tile(hc, yc, w, b, start: int, softcap, m, s, ly, acc) -> None:
     """One (C tokens x R vocabulary rows) tile into the running state m, s, ly (C,) and acc (C, h), in place."""
-    logits = _chunk_logits(hc, w, b, softcap)  # (C, R) fp32: the only vocabulary-wide tensor, 6-8 C R bytes
+    logits = chunk_logits(hc, w, b, softcap)  # (C, R) fp32: the only vocabulary-wide tensor, 6-8 C R bytes
     r = logits.shape[1]
     inside = (yc >= start) & (yc < start + r)
     picked = logits.gather(1, (yc - start).clamp_(0, r - 1)[:, None]).squeeze(1)

@@ -38,9 +38,3 @@ def tile_mlps(model, tile_tokens: int) -> int:
             module.forward = _tiled(module.forward, tile_tokens)
             n += 1
     return n
-
-
-def untile_mlps(model) -> None:
-    for name, module in model.named_modules():
-        if name.endswith(".mlp") and hasattr(module.forward, "__wrapped__"):
-            module.forward = module.forward.__wrapped__

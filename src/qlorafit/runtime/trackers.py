@@ -37,58 +37,36 @@ def _need(name: str, where: str = "train.report_to"):
             from None
 
 
-class TensorBoard:
-    def __init__(self, run_dir: Path, name: str, config: dict):
-        self.w = _need("tensorboard").SummaryWriter(str(run_dir / "tensorboard"))
+# Each backend starts its run and returns (log(scalars, step), close()).
 
-    def log(self, scalars: dict, step: int) -> None:
-        for k, v in scalars.items():
-            self.w.add_scalar(k, v, step)
-
-    def close(self) -> None:
-        self.w.close()
+def _tensorboard(run_dir: Path, name: str, config: dict):
+    w = _need("tensorboard").SummaryWriter(str(run_dir / "tensorboard"))
+    return (lambda scalars, step: [w.add_scalar(k, v, step) for k, v in scalars.items()]), w.close
 
 
-class WandB:
-    def __init__(self, run_dir: Path, name: str, config: dict):
-        self.run = _need("wandb").init(project=os.environ.get("WANDB_PROJECT", "qlorafit"), name=name,
-                                       dir=str(run_dir), config=config, reinit="finish_previous")
-
-    def log(self, scalars: dict, step: int) -> None:
-        self.run.log(scalars, step=step)
-
-    def close(self) -> None:
-        self.run.finish()
+def _wandb(run_dir: Path, name: str, config: dict):
+    run = _need("wandb").init(project=os.environ.get("WANDB_PROJECT", "qlorafit"), name=name, dir=str(run_dir),
+                              config=config, reinit="finish_previous")
+    return (lambda scalars, step: run.log(scalars, step=step)), run.finish
 
 
-class MLflow:
-    def __init__(self, run_dir: Path, name: str, config: dict):
-        self.mlflow = mlflow = _need("mlflow")
-        mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", "qlorafit"))
-        self.run = mlflow.start_run(run_name=name)
-        mlflow.log_params({k: str(v)[:500] for k, v in _flat(config).items()})
-
-    def log(self, scalars: dict, step: int) -> None:
-        # MLflow's metric names allow '/': the same keys as the other trackers
-        self.mlflow.log_metrics({k: float(v) for k, v in scalars.items()}, step=step, run_id=self.run.info.run_id)
-
-    def close(self) -> None:
-        self.mlflow.end_run()
+def _mlflow(run_dir: Path, name: str, config: dict):
+    mlflow = _need("mlflow")
+    mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", "qlorafit"))
+    run_id = mlflow.start_run(run_name=name).info.run_id
+    mlflow.log_params({k: str(v)[:500] for k, v in _flat(config).items()})
+    # MLflow's metric names allow '/': the same keys as the other trackers
+    return (lambda scalars, step: mlflow.log_metrics({k: float(v) for k, v in scalars.items()}, step=step,
+                                                     run_id=run_id)), mlflow.end_run
 
 
-class Trackio:
-    def __init__(self, run_dir: Path, name: str, config: dict):
-        self.trackio = _need("trackio")
-        self.run = self.trackio.init(project=os.environ.get("TRACKIO_PROJECT", "qlorafit"), name=name, config=config)
-
-    def log(self, scalars: dict, step: int) -> None:
-        self.trackio.log(scalars, step=step)
-
-    def close(self) -> None:
-        self.trackio.finish()
+def _trackio(run_dir: Path, name: str, config: dict):
+    trackio = _need("trackio")
+    trackio.init(project=os.environ.get("TRACKIO_PROJECT", "qlorafit"), name=name, config=config)
+    return (lambda scalars, step: trackio.log(scalars, step=step)), trackio.finish
 
 
-BACKENDS = {"tensorboard": TensorBoard, "wandb": WandB, "mlflow": MLflow, "trackio": Trackio}
+BACKENDS = {"tensorboard": _tensorboard, "wandb": _wandb, "mlflow": _mlflow, "trackio": _trackio}
 
 
 def check_installed(t: TrainConfig) -> None:
@@ -129,13 +107,13 @@ class Trackers:
 
     def _log(self, scalars: dict, step: int) -> None:
         if scalars:
-            for b in self.backends:
-                b.log(scalars, step)
+            for log, _ in self.backends:
+                log(scalars, step)
 
     def close(self) -> None:
         backends, self.backends = self.backends, []
-        for b in backends:
-            b.close()
+        for _, close in backends:
+            close()
 
 
 def _scalar(v) -> bool:

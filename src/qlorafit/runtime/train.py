@@ -40,7 +40,7 @@ from qlorafit.core.sizes import fmt_gib as gib
 from qlorafit.runtime.monitor import Monitor, non_torch_bytes
 from qlorafit.runtime.offload import offloaded_checkpointing
 from qlorafit.runtime.optim import build_optimizer, lr_at, set_lr
-from qlorafit.runtime.step import StepContext, evaluate, train_step, unit_targets
+from qlorafit.runtime.step import StepContext, evaluate, train_step
 from qlorafit.runtime.stop import StopFlag, Stopped, stop_on_signals
 
 
@@ -248,8 +248,10 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
         if world.active and budget_bytes is None and device.type == "cuda":  # one plan for all: the tightest GPU's
             budget_bytes = min(r[0] for r in D.gather_ints(world, [torch.cuda.mem_get_info(device)[0]]))
         cfg = plan_auto(cfg, model_path, data.train.stats, budget_bytes, Path(cfg.output_dir), resume, world.size)
-        if not resume:
-            say(f"--plan auto chose: {plan_summary(cfg)}")
+        if not resume:  # the planned keys (qlorafit.core.setup.PLANNED_KEYS) and their values
+            from qlorafit.core.resume import flat
+            from qlorafit.core.setup import PLANNED_KEYS
+            say("--plan auto chose: " + ", ".join(f"{key}={flat(cfg)[key]}" for key in PLANNED_KEYS))
     # after planning: the planned config is the one compared; rank 0 alone reads the directory and speaks
     run_dir = check_run_dir(cfg, resume, overwrite) if world.main else Path(cfg.output_dir)
     main_say = say if world.main else (lambda text: None)
@@ -375,13 +377,6 @@ def _check_resume(cfg: Config, run_dir: Path, allow: bool, say):
             f"re-drawn under the new settings" + (", and the optimizer starts from fresh state"
                                                  if "train.optimizer" in changed.keys("state") else ""))
     return changed
-
-
-def plan_summary(cfg: Config) -> str:
-    """The planned keys (qlorafit.core.setup.PLANNED_KEYS) and their values, as `--plan auto` prints them."""
-    from qlorafit.core.setup import PLANNED_KEYS
-
-    return ", ".join(f"{key}={getattr(getattr(cfg, key.split('.')[0]), key.split('.')[1])}" for key in PLANNED_KEYS)
 
 
 def _strategy(cfg: Config, world: D.World, model_path: str, device: torch.device, max_len: int) -> str:
@@ -631,6 +626,3 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     finally:
         run.ctx.monitor.close()
         D.close(run.ctx.world)
-
-
-__all__ = ["train", "setup", "loop", "next_units", "Position", "Run", "unit_targets"]

@@ -10,6 +10,7 @@ import doctor_threads as corpus
 SPLIT = corpus.split()
 
 TEST4_MISS = "test4: held out, not analysed"
+TEST5_MISS = "test5: held out, not analysed"
 
 # Threads the doctor gets wrong, and why (every split here is tuned on; a held-out split's misses are only listed, so
 # that a rule change that fixes one of its threads flips its strict xfail).
@@ -37,6 +38,10 @@ MISSES = {
     **{n: TEST4_MISS for n in ("chinese-llama-alpaca_70", "litgpt_781", "llamafactory_4753", "llamafactory_7197",
                                "llamafactory_922", "longbench_17", "mlx-examples_412", "qwen3_67",
                                "torchtune_2078", "transformers_7232", "trl_1619", "unsloth_163", "vllm_13582")},
+    # test5 split (held out: misses at the frozen measurement listed, not analysed)
+    **{n: TEST5_MISS for n in ("deepspeed_7482", "framepack_427", "internlm_71", "litgpt_456", "llamafactory_3021",
+                               "llamafactory_5720", "minicpm-v_181", "mlx-examples_576", "ms-swift_3286",
+                               "pytorch_104755", "qwen_364", "tf-faster-rcnn_7")},
 }
 
 

@@ -14,6 +14,7 @@ seed fixed per configuration, full length, no padding) and LoRA r16 alpha 32 on 
   qlorafit-eager  the same with train.compile off (the default before this session)
   qlorafit-offload  the defaults with train.grad_checkpointing: offload (layer inputs in host RAM; for 16K+)
   qlorafit-graphs  experiment: the defaults with the compiled layers captured as CUDA graphs (reduce-overhead)
+  qlorafit-sidealloc  offloaded, with the fetched inputs allocated on the side stream (before session 7)
   qlorafit-plan the configuration `plan` writes for a --plan-budget-gib card (default 24) at this length and batch
 LoRA dropout is 0 for every contender except the recipe (Unsloth's fast path needs 0; same computation for all).
 
@@ -48,7 +49,7 @@ GIB = 1024**3
 QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
 CONFIGS = {"c1": (2, 4, 512), "c2": (1, 1, 2048), "c3": (4, 1, 2048), "c4": (1, 1, 16384)}  # micro, accum, length
 CONTENDERS = ("recipe", "trl", "trl-best", "unsloth", "qlorafit", "qlorafit-eager", "qlorafit-on", "qlorafit-prev", "qlorafit-offload",
-              "qlorafit-lean", "qlorafit-tile", "qlorafit-graphs", "qlorafit-plan")
+              "qlorafit-lean", "qlorafit-tile", "qlorafit-graphs", "qlorafit-plan", "qlorafit-sidealloc")
 SITES = {"trl": "/tmp/site-trl", "trl-best": "/tmp/site-trl", "unsloth": "/tmp/site-uns"}  # + /tmp/site-common
 WARMUP = 2
 VOCAB_IDS = int(os.environ.get("VERSUS_VOCAB_IDS", 128000))  # ids drawn below this (Llama-3: 128,256; smoke: tiny)
@@ -400,7 +401,7 @@ def qlorafit_cfg(a, path: str, variant: str):
         raw["train"]["compile"] = False
     if variant in ("qlorafit-on", "qlorafit-prev"):  # layer inputs kept on the GPU
         raw["train"]["grad_checkpointing"] = "on"
-    if variant in ("qlorafit-offload", "qlorafit-lean", "qlorafit-tile"):  # layer inputs in host RAM
+    if variant in ("qlorafit-offload", "qlorafit-lean", "qlorafit-tile", "qlorafit-sidealloc"):  # inputs in host RAM
         raw["train"]["grad_checkpointing"] = "offload"
     if variant == "qlorafit-lean":  # and lm_head streamed from host RAM
         raw["model"]["offload_lm_head"] = True
@@ -466,6 +467,29 @@ def compile_as_before_down_proj_skip() -> None:
     M.compile_layers = compile_layers
 
 
+def fetch_on_the_side_stream_as_before() -> None:
+    """The qlorafit-sidealloc experiment (this worker process only): offload's fetched layer inputs allocated on the
+    side stream, as before session 7 (the caching allocator then keeps their blocks in the side stream's pool)."""
+    import torch
+    from qlorafit.runtime.offload import OffloadHandle
+
+    def _fetch(self, p, prefetch):
+        side = self._side_stream(p.device)
+        with torch.cuda.stream(side):
+            p.fetched = torch.empty(p.host.shape, dtype=p.host.dtype, device=p.device)
+            p.fetched.copy_(p.host, non_blocking=True)
+            p.ready = torch.cuda.Event()
+            p.ready.record(side)
+
+    def _take(self, p):
+        out, p.fetched = p.fetched, None
+        compute = torch.cuda.current_stream(p.device)
+        compute.wait_event(p.ready)
+        out.record_stream(compute)
+        return out
+    OffloadHandle._fetch, OffloadHandle._take = _fetch, _take
+
+
 def worker_qlorafit(a, path, rows, timer, variant: str, drv: Driver):
     import torch
     from qlorafit.core import config as C
@@ -477,6 +501,8 @@ def worker_qlorafit(a, path, rows, timer, variant: str, drv: Driver):
         cuda_graphs_over_compiled_layers()
     if variant == "qlorafit-prev":
         compile_as_before_down_proj_skip()
+    if variant == "qlorafit-sidealloc":
+        fetch_on_the_side_stream_as_before()
     cfg = qlorafit_cfg(a, path, variant)
     drv.say("config", config=C.to_dict(cfg)["train"], model=C.to_dict(cfg)["model"], estimate=estimate_of(cfg, path))
     run = setup(cfg, overwrite=True, quiet=True)

@@ -473,3 +473,111 @@ def test_a_number_the_doctor_cannot_read_is_sized_with_the_default_and_said():
 ])
 def test_a_long_length_or_a_large_batch_named_is_the_first_lever(text, first):
     assert _d(text).fixes[0].id == first
+
+
+# --- session 7: the test4 misses' weaknesses (fixtures README, 'test4 studied') -----------------------------------
+
+@pytest.mark.parametrize("text", [
+    "Whenever I start the SFT run on my 3090 I run out of CUDA memory",
+    "the trainer keeps running out of GPU memory with a 13B",
+    "微调 Qwen-7B 的时候显存都要爆了",
+    "用两张卡跑，显存快不够了",
+    "Seeing huge memory usage (120GB of VRAM) when fine-tuning a 7B with LoRA",
+    "The 70B cannot run on a single A100, even for inference",
+    "Llama-2-70B 无法在单卡上跑",
+])
+def test_an_oom_said_in_other_words_is_an_oom(text):
+    assert parse(text).kind == "cuda"
+
+
+def test_the_shells_killed_inside_a_sentence_is_host_ram_whatever_the_guess():
+    text = "Merging the adapter into the base model just prints Killed. Is my GPU memory not enough?"
+    assert parse(text).kind == "cpu"
+    d = _d(text)
+    assert d.primary.id == "cpu_ram" and d.case.oom.phase == "merge" and d.fixes[0].id == "merge_layerwise"
+    assert parse("I killed the job and restarted it; CUDA out of memory again").kind == "cuda"  # not the shell's word
+
+
+def test_vllm_is_known_when_its_name_is_glued_to_its_version():
+    assert _d("Serving Mixtral with vLLM0.6.3 on 4xA100: CUDA out of memory, the server exits").primary.id \
+        == "vllm_memory"
+    assert _d("use_vllm_like_backend crashed with CUDA out of memory").primary.id != "vllm_memory"
+
+
+def test_a_posted_flag_in_markdown_inline_code_is_read_without_the_backticks():
+    s = read_settings("Parameters:\n- `--batch-size 2`\n- `--max-seq-length 4096`")
+    assert s["per_device_train_batch_size"] == 2 and s["max_length"] == 4096
+
+
+@pytest.mark.parametrize("text", [
+    "LoRA on Mistral-7B trained fine for about 3 hours, then CUDA out of memory",
+    "CUDA OOM after 40% of the epoch",
+    "训练了两个小时后显存溢出",
+    "GPU memory keeps increasing until it runs out of memory",
+    "显存一直在涨，最后 OOM",
+    "It trains, and then after a while it crashes with OOM",
+    "fine for a few hundred steps, then out of memory",
+])
+def test_a_later_step_said_as_time_progress_or_growing_memory(text):
+    assert parse(text).phase == "later_step"
+
+
+def test_trainers_predict_and_its_predictions_are_the_evaluation_loop():
+    assert parse("trainer.predict(test_ds) runs out of CUDA memory: the predictions pile up").phase == "eval"
+    assert parse("OOM when I predict with a 4k prompt").phase == "generation"  # 'predict' alone: generating
+    # a posted training batch of 2 and no eval batch points at the eval batch, unless the report names the pile-up
+    d = _d("During trainer.evaluate() with per_device_train_batch_size=2 the outputs are concatenated on the GPU, "
+           "and it runs out of memory")
+    assert d.primary.id == "eval_logits" and d.fixes[0].id == "eval_accumulation"
+
+
+def test_sample_lengths_in_tokens_name_long_samples():
+    d = _d("Our samples range from 200 to 12,000 tokens. LoRA on Llama-3-8B hits CUDA OOM")
+    assert d.primary.id == "long_sample" and d.fixes[0].id == "cap_length"
+    assert _d("Our samples are up to 800 tokens. LoRA on Llama-3-8B hits CUDA OOM").primary.id == "batch_or_seq"
+
+
+def test_a_late_failure_at_a_large_micro_batch_is_the_batch():
+    d = _d("OOM after 2 hours of training", config="--per_device_train_batch_size 32 --max_length 512")
+    assert d.primary.id == "batch_or_seq" and d.fixes[0].id == "smaller_step"
+    assert _d("OOM after 2 hours of training", config="--per_device_train_batch_size 2").primary.id == "long_sample"
+
+
+@pytest.mark.parametrize("text,key,value", [
+    ("my max_length is 2048 and it fails", "max_length", 2048),
+    ("the batch size is 32 on a V100", "per_device_train_batch_size", 32),
+    ("with a batch size of 4 it still OOMs", "per_device_train_batch_size", 4),
+])
+def test_a_number_stated_in_prose_is_read(text, key, value):
+    assert read_settings(text)[key] == value
+
+
+def test_an_eval_batch_in_prose_is_not_the_training_batch():
+    assert "per_device_train_batch_size" not in read_settings("the eval batch size of 64 is what I use")
+
+
+def test_long_samples_cut_to_a_short_cap_many_to_a_batch_make_the_batch_the_lever():
+    d = _d("Long sequences cause CUDA OOM in DPO training; max_length is 512, batch size is 32")
+    assert d.primary.id == "batch_or_seq" and d.fixes[0].id == "smaller_step"
+    # a small batch: the long samples (cut to the cap) still point at the length
+    assert _d("Long outputs cause CUDA OOM; max_length is 1024, batch size is 2").fixes[0].id == "cap_length"
+
+
+def test_every_gpu_full_said_in_chinese_is_the_replica():
+    d = _d("8卡 A100 40G 上 lora 微调 Llama-2-13B，为什么每个GPU显存都爆了")
+    assert d.primary.id == "ddp_replica" and d.fixes[0].id == "shard"
+
+
+def test_vllm_weights_larger_than_its_share_of_one_gpu_need_tensor_parallelism():
+    text = ("python -m vllm.entrypoints.openai.api_server --model meta-llama/Llama-2-70b-chat-hf on 4x A100 80GB: "
+            "torch.OutOfMemoryError: CUDA out of memory")
+    d = _d(text)
+    assert d.primary.id == "load_too_big" and d.fixes[0].id == "shard"
+    assert "--tensor-parallel-size 4" in d.fixes[0].title
+    d = _d(text.replace("api_server", "api_server --tensor-parallel-size 4"))
+    assert d.primary.id == "vllm_memory"  # 35 GB a GPU fits: the reservation is back in question
+
+
+def test_a_model_that_does_not_fit_one_card_places_the_phase_too():
+    assert parse("The 70B cannot run on a single A100 for inference").phase == "generation"
+    assert parse("72B 的模型无法在单卡上推理").phase == "generation"

@@ -149,13 +149,13 @@ def replicates(c: Case) -> bool:
                       and world_size(c) is not None)
 
 
-_VLLM = re.compile(r"\bvllm\b|\bself\.llm = LLM\(|gpu[_-]memory[_-]utilization|max[_-]model[_-]len|"
+_VLLM = re.compile(r"\bvllm(?![A-Za-z_])|\bself\.llm = LLM\(|gpu[_-]memory[_-]utilization|max[_-]model[_-]len|"
                    r"infer_backend\W+vllm|\bLLMRayActor\b|"
                    # its own source files, classes and engine flags, in a traceback or a log without the package name
                    r"cumem_allocator|CuMemAllocator|\bLLMEngine\b|\bEngineCore\w*|gpu_model_runner|"
                    r"determine_num_available_blocks|_initialize_kv_caches|enforce[_-]eager|max[_-]num[_-]seqs|"
                    r"max[_-]num[_-]batched[_-]tokens|enable[_-]sleep[_-]mode|Capturing CUDA graph shapes", re.I)
-"""Names only vLLM uses: the package (any case, 'vllm.entrypoints', 'vLLM related'), its engine knobs
+"""Names only vLLM uses: the package (any case, 'vllm.entrypoints', 'vLLM related', 'VLLM0.7.2' glued to its version), its engine knobs
 (gpu_memory_utilization, max_model_len, in any launcher's spelling: --gpu-memory-utilization, a dotted
 actor_rollout_ref.rollout.gpu_memory_utilization), LLaMA-Factory's infer_backend: vllm; and what only vLLM's code
 prints: its source files and classes (cumem_allocator.cpp of sleep mode, LLMEngine, EngineCore, gpu_model_runner), its

@@ -31,7 +31,7 @@ def _value(v):
     """'true' -> True, '4' -> 4, '2e-4' -> 0.0002, quoted strings unquoted; anything else as text."""
     if not isinstance(v, str):
         return v
-    s = v.strip().strip(",").strip("\"'")
+    s = v.strip().strip(",").strip("\"'`")  # '`--batch-size 1`': markdown's inline code around a posted flag
     low = s.lower()
     if low in ("true", "yes"):
         return True
@@ -121,10 +121,16 @@ def _flags(text: str) -> dict:
     # inside a sentence: 'with max_seq_length=32768 on one A100', 'max_seq_length 16384': a known name written as code
     # (it has an underscore) and a number. Numbers only: a flag in prose is as often denied or asked about
     # ("doesn't pass gradient_checkpointing=True") as stated
-    for m in re.finditer(r"(?<![\w.-])([A-Za-z]\w*_\w+)(?:\s?[:=]\s?|\s)(\d+(?:\.\d+)?)(?![\w.]*\w)", text):
+    for m in re.finditer(r"(?<![\w.-])([A-Za-z]\w*_\w+)(?:\s?[:=]\s?|\s(?:is|of|was)\s|\s)(\d+(?:\.\d+)?)(?![\w.]*\w)",
+                         text):
         key = m.group(1)
         if key in KNOWN_KEYS and key not in out:
             out[key] = _value(m.group(2))
+    # the micro-batch in plain words: 'batch size is 16', 'with a batch size of 4' (not the eval batch)
+    m = re.search(r"(?<![\w-])(?<!eval )(?:micro[- ]?)?batch[ -]?size\s(?:is\s|of\s|was\s|=\s?|:\s?)?(\d{1,4})"
+                  r"(?![\w.]*\w)", text, re.I)
+    if m and "per_device_train_batch_size" not in out:
+        out["per_device_train_batch_size"] = int(m.group(1))
     return out
 
 

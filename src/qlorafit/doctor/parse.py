@@ -92,6 +92,9 @@ _DISPATCH = re.compile(r"Some modules are dispatched on the CPU or the disk")
 _KV_CACHE = re.compile(r"larger than the maximum number of tokens that can be stored in KV cache|No available memory "
                        r"for the cache blocks|Insufficient memory for (?:the )?KV cache|larger than the available KV "
                        r"cache memory|not enough KV cache space|KV cache is needed, which is larger", re.I)
+_SHELL_KILLED = re.compile(r"(?<![\w-])Killed(?![\w-])(?! process)")
+"""The shell's word for a process the kernel's OOM killer ended, capitalised as it prints it, quoted inside a
+sentence ('出现 Killed 输出', 'it just prints Killed'): host RAM, whatever the reporter guesses about the GPU."""
 _FAILURE_WORDS = re.compile(r"\b(?:error|exception|breaks?|broke|fail(?:s|ed|ing|ure)?|crash\w*|hangs?|stops?)\b|"
                             r"Traceback|报错|崩溃|中断", re.I)
 _CPU_WORDS = re.compile(r"all available RAM|insufficient shared memory|\(shm\)|Out of memory: Kill(?:ed)? process|subprocess(?:es)? ha(?:s|ve) ?abruptly died|"
@@ -105,9 +108,17 @@ _CPU_WORDS = re.compile(r"all available RAM|insufficient shared memory|\(shm\)|O
                         r"(?:crash|killed|OOM|die[sd]?\b)|爆内存|(?<!GPU)(?<!GPU )(?<!卡)内存(?:不足|溢出|爆|不够|超)|"
                         r"(?<!GPU)(?<!GPU )(?<!卡)内存[^，。,.\n]{0,6}(?:升高|增长|上涨|增加|暴涨)[^。.\n]{0,16}(?:崩溃|挂|killed|"
                         r"爆|溢出|OOM)", re.I)
-_GPU_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- ]memory|ran out of (?:gpu |cuda |video )?memory|"
-                        r"显存(?:还|都|也|就)?(?:溢出|不足|不够|超|爆)|爆显存|超(?:出)?显存|Unable to allocate|memory (?:overflow|spike)|CUDA error: out of|"
-                        r"exceeds? (?:the )?(?:gpu |cuda )?memory", re.I)
+_GPU_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- ]memory|"
+                        r"(?:ran|run|runs|running) out of (?:gpu |cuda |video )?(?:memory|vram)|out of (?:gpu|cuda|video) memory|"
+                        # filler between 显存 and the verb: '显存都要爆了', '显存快不够'
+                        r"显存(?:还|都|也|就|要|快|又|直接|马上){0,2}(?:溢出|不足|不够|超|爆)|爆显存|超(?:出)?显存|Unable to allocate|"
+                        r"memory (?:overflow|spike)|CUDA error: out of|exceeds? (?:the )?(?:gpu |cuda )?memory|"
+                        # a memory-usage complaint is a question about memory: 'huge memory usage (160GB VRAM)'
+                        r"(?:huge|high|excessive|massive|enormous|insane|crazy|abnormal\w*|too much) (?:gpu |vram |cuda |video )?"
+                        r"memory (?:usage|use|consumption)|"
+                        # the model does not fit one card: 'cannot run a 72B on a single GPU', '单卡放不下'
+                        r"(?:does ?n[o']t|won'?t|cannot|can'?t|can not|unable to) (?:fit|run|load)\b[^.\n]{0,40}\b(?:on|in|into) "
+                        r"(?:a single|one|a|single) [\w -]{0,12}?(?:gpu|card|[AHLVT]\d{1,3}|\d{4})\b|无法在单(?:张)?卡|单卡(?:无法|放不下|装不下|跑不了|跑不动)", re.I)
 
 
 def oom_kind(text: str) -> str | None:
@@ -115,7 +126,8 @@ def oom_kind(text: str) -> str | None:
     Message forms first; then bitsandbytes' dispatch refusal (the model does not fit the free GPU memory); then an
     out-of-memory told in words ('OOM at step 164', '爆显存', 'session crashed after using all available RAM')."""
     if re.search(r"DefaultCPUAllocator|can't allocate memory: you tried to allocate|not enough memory: you tried "
-                 r"to allocate|\bMemoryError\b|Killed\s*$|exitcode\s*:\s*-9|signal 9|SIGKILL", text, re.I | re.M):
+                 r"to allocate|\bMemoryError\b|Killed\s*$|exitcode\s*:\s*-9|signal 9|SIGKILL", text, re.I | re.M) \
+            or _SHELL_KILLED.search(text):
         if not re.search(r"CUDA out of memory|OutOfMemoryError", text):
             return "cpu"
     if re.search(r"CUBLAS_STATUS_ALLOC_FAILED", text):

@@ -150,6 +150,9 @@ def _phase_strength(c: Case) -> str:
 
 
 _ACCUMULATION = re.compile(r"nested_concat|torch_pad_and_concatenate|_pad_and_concatenate|preds_host|compute_metrics|"
+                           # the predictions kept on the GPU, said in words: 'aggregates the predictions on the GPU'
+                           r"(?:aggregat|concatenat|accumulat|gather)\w*[^.\n]{0,30}\b(?:predictions|outputs)\b|"
+                           r"\b(?:predictions|outputs)\b[^.\n]{0,30}\b(?:aggregated|concatenated|accumulated)\b|"
                            r"accumulat\w* (?:all )?(?:the )?(?:eval )?(?:logits|predictions)|logits (?:are|get) "
                            r"accumulated|\blogits\b", re.I)
 
@@ -273,15 +276,39 @@ _LONG_WORDS = re.compile(r"(?:long|longer|longest|very long|too long|overly long
                          r"outlier", re.I)
 
 
+LONG_SAMPLE_TOKENS = 4096
+"""A sample the report says is this many tokens or more ('no entry is longer than 7500 tokens', 'from 50 to 19,900
+tokens') is a long sample: the reporter names its length because it is the outlier."""
+_SAMPLE_TOKENS = re.compile(r"\b(?:entr(?:y|ies)|samples?|examples?|sequences?|inputs?|texts?|documents?|conversations?|"
+                            r"records?|rows?|data|dataset)\b[^.\n]{0,120}?\b(?:longer than|up to|as long as|over|more "
+                            r"than|exceed\w*|to|and|reach\w*)\s~?(\d[\d,]*(?:\.\d+)?k?)\s?tokens", re.I)
+
+
+def long_said(text: str) -> re.Match | None:
+    """The report says the samples are long: in words ('very long samples', '文本过长'), or by a sample length in
+    tokens of LONG_SAMPLE_TOKENS or more."""
+    m = _LONG_WORDS.search(text)
+    if m:
+        return m
+    for m in _SAMPLE_TOKENS.finditer(text):
+        n = m.group(1).lower().replace(",", "")
+        if float(n.rstrip("k")) * (1000 if n.endswith("k") else 1) >= LONG_SAMPLE_TOKENS:
+            return m
+    return None
+
+
 def long_sample(c: Case) -> Cause | None:
     o = c.oom
     run = c.inputs.run
     late = [e for e in run.oom_events if (e.get("step") or 0) > 0] if run else []
-    words = _LONG_WORDS.search(c.inputs.error_text or "") if c.has_oom else None
+    words = long_said(c.inputs.error_text or "") if c.has_oom else None
     capped = isinstance(c.settings.get("max_length"), int) and not o.step
     if o.phase != "later_step" and not late and not (words and o.phase in (None, "training", "first_step")
                                                      and not capped):
         return None  # long samples under a length cap make every batch as long as the cap: that is the batch
+    bs = c.settings.get("per_device_train_batch_size")
+    if not (words or late or o.step) and isinstance(bs, int) and bs >= LARGE_MICRO_BATCH:
+        return None  # a late failure at a large micro-batch, no long sample named: the batch multiplies the longest
     ev = []
     if o.step:
         ev.append(f"the run reached step {o.step}" + (f" of {o.total_steps}" if o.total_steps else "")
@@ -514,15 +541,21 @@ def _step_levers(c: Case, ev: list) -> list[Action]:
     if off:
         ev.append(f"the report says '{off.group(0)}'" if hasattr(off, "group") else "gradient_checkpointing=False")
         first.append(ckpt)
-    why = [w for w in (_LONG_WORDS.search(t), _VISION.search(t)) if w]
     ml, bs = c.settings.get("max_length"), c.settings.get("per_device_train_batch_size")
-    if why or bs == 1:
+    why = [w for w in (long_said(t), _VISION.search(t)) if w]
+    large = isinstance(bs, int) and bs >= LARGE_MICRO_BATCH
+    if why and large and isinstance(ml, int) and ml < LONG_CONTEXT_TOKENS:
+        # long samples cut to a short cap, many to a batch: the cap bounds each sample, the batch multiplies them
+        ev.append(f"the report says '{why[0].group(0)}', but the samples are cut to {ml:,} tokens and the "
+                  f"micro-batch is {bs}")
+        first.append(batch)
+    elif why or bs == 1:
         ev.append(f"the report says '{why[0].group(0)}'" if why else "the micro-batch is already 1")
         first.append(length)
     elif isinstance(ml, int) and ml >= LONG_CONTEXT_TOKENS:
         ev.append(f"the maximum length is {ml:,} tokens: activations and logits grow with it")
         first.append(length)
-    elif isinstance(bs, int) and bs >= LARGE_MICRO_BATCH:
+    elif large:
         ev.append(f"the micro-batch is {bs}: activations grow with it")
         first.append(batch)
     if not off and _checkpointing_unknown(c):

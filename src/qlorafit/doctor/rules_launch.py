@@ -11,7 +11,8 @@ from qlorafit.doctor.cause import Action, Cause
 _GATHER = re.compile(r"unwrap_model_for_generation|GatheredParameters|_move_full_model_to_vllm")
 _EACH_GPU = re.compile(r"(?:each|every|all) (?:the )?(?:gpus?|cards?|ranks?|process(?:es)?)\b[^.\n]{0,40}"
                        r"(?:load|hold|keep|copy|cop(?:y|ied))|(?:copied|loaded|replicated) (?:\w+ )?(?:times )?on "
-                       r"(?:each|every|all)|full (?:copy|replica) (?:of the model )?on each|所有的显卡同时加载|每张卡|"
+                       r"(?:each|every|all)|full (?:copy|replica) (?:of the model )?on each|所有的显卡同时加载|"
+                       r"每(?:张|个|块)\s?(?:GPU|卡|显卡)|"
                        r"only one gpu|each gpu load|没有(?:做)?分布式|no distributed loading|not (?:being )?(?:sharded|distributed)", re.I)
 _SPLIT_WORKS = re.compile(r"device_map\s*=\s*[\"']?(?:auto|balanced)|\bpython3? \w+\.py\b[^.\n]{0,80}\b(?:works|"
                           r"fine|succeeds)", re.I)
@@ -163,6 +164,39 @@ def _full_states_exceed_one_card(c: Case) -> str | None:
             f"its {gib(card)}")
 
 
+VLLM_DEFAULT_UTILIZATION = 0.9
+"""vLLM's default gpu_memory_utilization: the share of each GPU the engine takes for weights and KV cache."""
+
+
+def _vllm_weights_exceed_card(c: Case, util: float) -> Cause | None:
+    """The weights of the model vLLM serves, split over tensor_parallel_size GPUs (1 unless set), larger than the
+    engine's share of one GPU: no utilization or max_model_len setting can make them fit, so the reservation is not
+    the cause. The lever is tensor parallelism over the GPUs the machine has, else a 4-bit build."""
+    w, card = E.named_weights(c), c.oom.total_bytes or E.card_bytes(c)
+    if w is None or card is None:
+        return None
+    tp = c.settings.get("tensor_parallel_size")
+    tp = tp if isinstance(tp, int) and tp > 0 else 1
+    if w[0] / tp <= util * card:
+        return None
+    gpus = E.gpu_count(c) or 1
+    ev = [f"the weights alone are {gib(w[0])} ({w[1]})" + (f", {gib(int(w[0] / tp))} per GPU over "
+                                                          f"tensor_parallel_size={tp}" if tp > 1 else
+                                                          ", all on one GPU (tensor_parallel_size not set)")
+          + f"; vLLM's share of a {gib(card)} GPU is {gib(int(util * card))}"]
+    acts = []
+    if gpus > tp:
+        ev.append(f"the report names {gpus} GPUs")
+        acts.append(Action(f"split the model over the GPUs: --tensor-parallel-size {gpus} (vLLM; LLM("
+                           f"tensor_parallel_size={gpus}))", "none: the GPUs are there",
+                           patch=[f"+ --tensor-parallel-size {gpus}"], id="shard"))
+    acts.append(Action("serve a 4-bit (AWQ/GPTQ/bnb) build of the model, or use a larger GPU", "quality: slight",
+                       id="quantize"))
+    return Cause("load_too_big", "the model's weights do not fit the GPUs vLLM puts them on",
+                 "vLLM loads the weights into gpu_memory_utilization x each GPU before any KV cache; without tensor "
+                 "parallelism one GPU holds them all", ev, ("quantize",), acts, strength="numbers")
+
+
 def vllm_memory(c: Case) -> Cause | None:
     """A vLLM engine reserves gpu_memory_utilization of the card up front for weights and KV cache; co-located with
     training (GRPO/online RL) the trainer gets only the rest, and the engine itself OOMs when max_model_len is long."""
@@ -179,6 +213,9 @@ def vllm_memory(c: Case) -> Cause | None:
                           f"{gib(total)} is {gib(int(util * total))}"], ("quantize",),
                          [Action("serve a 4-bit (AWQ/GPTQ/bnb) build of the model, or use a larger GPU", "quality: "
                                  "slight", id="quantize")], strength="numbers")
+    too_big = _vllm_weights_exceed_card(c, util if isinstance(util, (int, float)) else VLLM_DEFAULT_UTILIZATION)
+    if too_big:
+        return too_big
     ev = ["a vLLM engine runs in this job (vllm in the traceback, or use_vllm / gpu_memory_utilization set)"]
     if isinstance(util, (int, float)):
         ev.append(f"gpu_memory_utilization={util}" + (f": the engine reserves {gib(int(util * total))} of "

@@ -172,7 +172,7 @@ _OOM_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- 
                         r"ran out of|crash|killed|died|爆显存|显存\S{0,2}(?:溢出|不足|不够|超|爆)|超出?显存|爆炸|溢出|报错|内存不足|"
                         # the model does not fit one card (parse._GPU_WORDS): '无法在单卡上推理', 'cannot run on one GPU'
                         r"无法在单张?卡|单卡(?:无法|放不下|装不下|跑不了|跑不动)|(?:does ?n[o']t|won'?t|cannot|can'?t|unable to) "
-                        r"(?:fit|run|load)\b[^.\n]{0,40}\b(?:on|in|into) (?:a single|one|a|single) |memory (?:usage|consumption)|"
+                        r"(?:fit|run|load)\b[^.\n]{0,40}\b(?:on|in|into) (?:a single|one|a|single|my|our|the|this) |memory (?:usage|consumption)|"
                         r"allocate|"
                         r"exceeds? (?:the )?(?:gpu |cuda )?memory", re.I)
 _PROSE = (  # (phase, words): checked in this order inside one sentence that also says it ran out of memory
@@ -200,7 +200,9 @@ _LATER = re.compile(r"(?:at|after|on|until|till|around|near|by|reach\w*) (?:step
                     r"epoch|run))?|(?:跑|训练|微调|训)了?(?:几|[一二两三四五六七八九十\d]+)个?(?:小时|钟头)|"
                     # memory that keeps growing until it runs out: the steps before ran
                     r"(?:memory|vram|显存|占用)[^.\n]{0,16}(?:keeps?|kept|一直|不断|持续|无限|逐渐)\s?(?:在)?(?:往上)?"
-                    r"(?:grow|increas|ris|climb|上涨|涨|增加|增长|升高)", re.I)
+                    r"(?:grow|increas|ris|climb|上涨|涨|增加|增长|升高)|(?:memory|vram|显存|内存|占用)\S{0,2}越来越(?:大|多|高)|"
+                    # a leak is memory that grew over steps
+                    r"memory leak|(?:显存|内存)泄[漏露]", re.I)
 _FIRST = re.compile(r"first (?:training )?(?:step|batch|forward)|not a single step|before (?:the )?first step|"
                     r"(?:at|on) step 0\b|when (?:i )?start(?:ing)? (?:the )?training|第一步", re.I)
 _STEP_NUMBER = re.compile(r"(?:at|after|on|until|till|around|near|by|reach\w*) (?:step|iteration|iter) ?(\d+)|"

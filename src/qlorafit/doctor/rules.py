@@ -364,7 +364,7 @@ def load_too_big(c: Case) -> Cause | None:
                  + [Action("use a smaller model or a larger GPU; device_map='auto' with max_memory offloads layers to "
                            "the CPU (slow)", "speed or quality", id="smaller_model")],
                  strength="numbers" if exceed or (c.est and c.budget_bytes and c.est.phases["load"] > c.budget_bytes)
-                 else "inferred")
+                 else "inferred", phase="load" if exceed else None)  # weights beyond the card never get past the load
 
 
 _LOSS_FRAMES = ("_convert_to_fp32", "cross_entropy", "log_softmax", "logits.float()", "ForCausalLMLoss",

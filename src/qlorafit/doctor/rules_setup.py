@@ -27,7 +27,7 @@ def bnb_cpu_dispatch(c: Case) -> Cause | None:
                   Action("keep the spilled layers in 32-bit on the CPU: BitsAndBytesConfig("
                          "llm_int8_enable_fp32_cpu_offload=True) with a custom device_map (slow; inference only)",
                          "speed: very slow", id="cpu_offload")],
-                 strength="proven")
+                 strength="proven", phase="load")
 
 
 _KBIT_CAST = re.compile(r"prepare_model_for_kbit_training")
@@ -64,7 +64,7 @@ def kbit_prep_fp32(c: Case) -> Cause | None:
                                         "+ model.gradient_checkpointing_enable(); model.enable_input_require_grads()"],
                                  id="skip_kbit_prep")],
                  strength="script" if (c.inputs.script is not None and q is False) else "proven" if in_frames
-                 else "inferred")
+                 else "inferred", phase="load")  # the cast happens when the model is prepared, before any step
 
 
 _FP32_WORDS = re.compile(r"\b32[- ]?bit (?:precision|weights|floats?)|\bin fp32\b|\bin float32\b|loads? in fp32|"

@@ -473,7 +473,11 @@ def fetch_on_the_side_stream_as_before() -> None:
     import torch
     from qlorafit.runtime.offload import OffloadHandle
 
+    new_fetch, new_take = OffloadHandle._fetch, OffloadHandle._take
+
     def _fetch(self, p, prefetch):
+        if p.device.type == "cpu":  # the embedding's output, when the embedding is in host RAM
+            return new_fetch(self, p, prefetch)
         side = self._side_stream(p.device)
         with torch.cuda.stream(side):
             p.fetched = torch.empty(p.host.shape, dtype=p.host.dtype, device=p.device)
@@ -482,6 +486,8 @@ def fetch_on_the_side_stream_as_before() -> None:
             p.ready.record(side)
 
     def _take(self, p):
+        if p.device.type == "cpu":
+            return new_take(self, p)
         out, p.fetched = p.fetched, None
         compute = torch.cuda.current_stream(p.device)
         compute.wait_event(p.ready)

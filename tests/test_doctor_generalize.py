@@ -619,3 +619,40 @@ def test_a_cause_whose_evidence_fixes_the_phase_places_a_failure_nothing_else_pl
     assert _d("OOM when fine-tuning with QLoRA, it happens sometimes").case.oom.phase is None
     # evidence of its own wins over the cause's phase
     assert _d("OOM at step 300 of 1000 with Llama-3-70B in 16-bit on one A100 80GB").case.oom.phase == "later_step"
+
+
+@pytest.mark.parametrize("text,phase", [
+    ("Loading Falcon-40B uses up all of my RAM", "load"),
+    ("When I load the checkpoint the system memory fills up", "load"),
+    ("The dataset .map() eats all the available RAM", "tokenization"),
+])
+def test_host_ram_used_up_in_words_is_host_ram(text, phase):
+    o = parse(text)
+    assert (o.kind, o.phase) == ("cpu", phase)
+
+
+@pytest.mark.parametrize("text", [
+    "Training on 4 GPUs takes the same memory per GPU as single GPU training and then OOMs",
+    "Going from 1 to 8 GPUs does not reduce the memory per GPU: CUDA OOM",
+    "用四张卡训练比单卡还占显存，然后就 OOM 了",
+])
+def test_more_gpus_that_do_not_lower_each_ones_memory_are_the_replica(text):
+    assert _d(text).primary.id == "ddp_replica"
+
+
+@pytest.mark.parametrize("text,phase", [
+    ("CUDA OOM inside trainer.save_model after the last epoch", "save"),
+    ("It runs out of memory at a random step in the middle of the epoch", "later_step"),
+    ("Training got halfway through and then CUDA OOM", "later_step"),
+    ("微调到一半显存溢出", "later_step"),
+])
+def test_save_calls_and_mid_run_words_place_the_failure(text, phase):
+    assert parse(text).phase == phase
+
+
+def test_settings_said_inside_a_sentence_name_vllm_fp32_and_eager_attention():
+    assert _d("PPOTrainer-like loop with use_vllm=True crashes: CUDA out of memory").primary.id == "vllm_memory"
+    d = _d("Fine-tuning Qwen2-7B, fp16=False, bf16=False: CUDA OOM")
+    assert d.primary.id == "fp32_training" and d.fixes[0].id == "bf16"
+    d = _d("OOM at 16k tokens, the model loaded with attn_implementation='eager'")
+    assert d.primary.id == "eager_attention" and d.primary.strength == "inferred" and d.fixes[0].id == "use_sdpa"

@@ -112,6 +112,9 @@ _CPU_WORDS = re.compile(r"all available RAM|insufficient shared memory|\(shm\)|O
                         r"进程被(?:系统)?(?:杀|kill)|(?:kernel|notebook) (?:has |appears to have )?(?:died|crashed|restart\w*)|"
                         r"(?:RAM|host memory|CPU memory|system memory)(?: usage)? (?:goes|went|reach\w*|hits?|climbs?|"
                         r"spikes?|explodes?|blows? up)(?: up)?(?: to 100)?|"
+                        r"(?:(?<![\w-])RAM|system memory|host memory|CPU memory) (?:fills? up|filled up|maxe[sd] out|is all used)|"
+                        r"(?:uses?|using|used|eats?|eating|ate|takes?|took|consumes?|consuming) (?:up )?all (?:of )?(?:the |my |"
+                        r"our )?(?:available )?(?:system |host |cpu )?RAM\b|"
                         r"(?<!GPU)(?<!GPU )(?<!卡)内存[^，。,.\n]{0,6}(?:升高|增长|上涨|增加|暴涨)[^。.\n]{0,16}(?:崩溃|挂|killed|"
                         r"爆|溢出|OOM)", re.I)
 _GPU_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- ]memory|"

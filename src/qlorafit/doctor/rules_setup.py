@@ -70,7 +70,9 @@ def kbit_prep_fp32(c: Case) -> Cause | None:
 _FP32_WORDS = re.compile(r"\b32[- ]?bit (?:precision|weights|floats?)|\bin fp32\b|\bin float32\b|loads? in fp32|"
                          r"full[- ]precision|torch\.float32|(?:up)?cast\w*\b[^.\n]{0,40}\bto (?:fp32|float32)\b|"
                          r"\bupcast\w*|\b(?:in|with) (?:a )?(?:lower|half|reduced) precision\b[^.\n]{0,30}\b(?:works|"
-                         r"worked|fits|helps|helped|solved)", re.I)
+                         r"worked|fits|helps|helped|solved)|"
+                         # both 16-bit flags said off: 'fp16=False and bf16=False'
+                         r"\b(?:fp16|bf16)\s*=\s*False\b[^.\n]{0,30}\b(?:fp16|bf16)\s*=\s*False\b", re.I)
 """The report says the weights are (or become) fp32: stated, cast ('casting model params to float32', upcast), or
 shown by its cure ('loading in lower precision works')."""
 

@@ -656,3 +656,11 @@ def test_settings_said_inside_a_sentence_name_vllm_fp32_and_eager_attention():
     assert d.primary.id == "fp32_training" and d.fixes[0].id == "bf16"
     d = _d("OOM at 16k tokens, the model loaded with attn_implementation='eager'")
     assert d.primary.id == "eager_attention" and d.primary.strength == "inferred" and d.fixes[0].id == "use_sdpa"
+
+
+def test_a_from_pretrained_line_pasted_in_the_error_names_the_model_and_never_crashes():
+    d = _d('model = AutoModelForCausalLM.from_pretrained("meta-llama/Llama-2-7b-hf", torch_dtype=torch.float16)\n'
+           "CUDA out of memory")
+    assert d.case.shape is not None and "llama" in d.case.shape.name.lower()
+    d = _d('model = AutoModelForCausalLM.from_pretrained(base + "-chat!", device_map="auto")\nCUDA out of memory')
+    assert d.primary is not None  # not a Hub id at all: a note, not a traceback

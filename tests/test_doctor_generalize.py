@@ -485,9 +485,34 @@ def test_a_long_length_or_a_large_batch_named_is_the_first_lever(text, first):
     "Seeing huge memory usage (120GB of VRAM) when fine-tuning a 7B with LoRA",
     "The 70B cannot run on a single A100, even for inference",
     "Llama-2-70B 无法在单卡上跑",
+    "The 13B doesn't fit on my 3090 even with LoRA",
+    "CUDA memory error while training",
+    "GPU memory is full and the run stops",
+    "VRAM fills up, then it crashes",
+    "not enough GPU memory for a 7B",
+    "显存占满了",
+    "显存占用过高",
+    "cudaErrorMemoryAllocation",
 ])
 def test_an_oom_said_in_other_words_is_an_oom(text):
     assert parse(text).kind == "cuda"
+
+
+@pytest.mark.parametrize("text", [
+    "Process finished with exit code 137",
+    "the worker returned non-zero exit status -9 while loading",
+    "the Jupyter kernel died when I loaded the model",
+    "RAM usage goes to 100% and then nothing",
+    "数据处理时内存泄漏，进程被杀",
+])
+def test_the_hosts_kill_in_other_words_is_host_ram(text):
+    assert parse(text).kind == "cpu"
+
+
+@pytest.mark.parametrize("text", ["GPU memory leak: after some steps CUDA OOM", "显存占用越来越大，最后报错",
+                                  "显存泄漏"])
+def test_a_leak_or_memory_growing_is_a_later_step(text):
+    assert parse(text).phase == "later_step"
 
 
 def test_the_shells_killed_inside_a_sentence_is_host_ram_whatever_the_guess():
@@ -581,3 +606,53 @@ def test_vllm_weights_larger_than_its_share_of_one_gpu_need_tensor_parallelism()
 def test_a_model_that_does_not_fit_one_card_places_the_phase_too():
     assert parse("The 70B cannot run on a single A100 for inference").phase == "generation"
     assert parse("72B 的模型无法在单卡上推理").phase == "generation"
+
+
+def test_a_cause_whose_evidence_fixes_the_phase_places_a_failure_nothing_else_placed():
+    d = _d("ValueError: Some modules are dispatched on the CPU or the disk. Make sure you have enough GPU RAM")
+    assert d.primary.id == "bnb_cpu_dispatch" and d.case.oom.phase == "load"  # raised only by from_pretrained
+    d = _d("Serving Llama-3-70B in 16-bit on one A100 80GB: CUDA out of memory")
+    assert d.primary.id == "load_too_big" and d.case.oom.phase == "load"  # 140 GB of weights never get past the load
+    assert "implied by the cause" in d.case.oom.phase_evidence
+    # a guessed cause places nothing: the phase stays unknown
+    assert _d("CUDA out of memory").case.oom.phase is None
+    assert _d("OOM when fine-tuning with QLoRA, it happens sometimes").case.oom.phase is None
+    # evidence of its own wins over the cause's phase
+    assert _d("OOM at step 300 of 1000 with Llama-3-70B in 16-bit on one A100 80GB").case.oom.phase == "later_step"
+
+
+@pytest.mark.parametrize("text,phase", [
+    ("Loading Falcon-40B uses up all of my RAM", "load"),
+    ("When I load the checkpoint the system memory fills up", "load"),
+    ("The dataset .map() eats all the available RAM", "tokenization"),
+])
+def test_host_ram_used_up_in_words_is_host_ram(text, phase):
+    o = parse(text)
+    assert (o.kind, o.phase) == ("cpu", phase)
+
+
+@pytest.mark.parametrize("text", [
+    "Training on 4 GPUs takes the same memory per GPU as single GPU training and then OOMs",
+    "Going from 1 to 8 GPUs does not reduce the memory per GPU: CUDA OOM",
+    "用四张卡训练比单卡还占显存，然后就 OOM 了",
+])
+def test_more_gpus_that_do_not_lower_each_ones_memory_are_the_replica(text):
+    assert _d(text).primary.id == "ddp_replica"
+
+
+@pytest.mark.parametrize("text,phase", [
+    ("CUDA OOM inside trainer.save_model after the last epoch", "save"),
+    ("It runs out of memory at a random step in the middle of the epoch", "later_step"),
+    ("Training got halfway through and then CUDA OOM", "later_step"),
+    ("微调到一半显存溢出", "later_step"),
+])
+def test_save_calls_and_mid_run_words_place_the_failure(text, phase):
+    assert parse(text).phase == phase
+
+
+def test_settings_said_inside_a_sentence_name_vllm_fp32_and_eager_attention():
+    assert _d("PPOTrainer-like loop with use_vllm=True crashes: CUDA out of memory").primary.id == "vllm_memory"
+    d = _d("Fine-tuning Qwen2-7B, fp16=False, bf16=False: CUDA OOM")
+    assert d.primary.id == "fp32_training" and d.fixes[0].id == "bf16"
+    d = _d("OOM at 16k tokens, the model loaded with attn_implementation='eager'")
+    assert d.primary.id == "eager_attention" and d.primary.strength == "inferred" and d.fixes[0].id == "use_sdpa"

@@ -39,6 +39,9 @@ def diagnose(inputs: Inputs) -> Diagnosis:
     c = build_case(inputs)
     causes = diagnose_causes(c)
     d = Diagnosis(case=c, causes=causes)
+    if c.oom.phase is None and d.primary and d.primary.phase and d.primary.strength != "inferred":
+        # the cause proves where it failed (its message, its frames or its numbers); a guessed cause places nothing
+        c.oom.phase, c.oom.phase_evidence = d.primary.phase, f"implied by the cause: {d.primary.title}"
     d.fixes = ranked(c, d.primary)
     force = bool(d.primary and d.primary.fix_ids and c.has_oom)
     d.corrected, d.applied = corrected_setup(c, d.fixes, force)

@@ -26,5 +26,9 @@ class Cause:
     fix_ids: tuple = ()
     actions: list = field(default_factory=list)
     strength: str = "inferred"  # one of STRENGTH: how this cause is known (the report's confidence line says it)
+    phase: str | None = None
+    """The phase this cause's own evidence fixes, where its mechanism happens in one phase only: bitsandbytes' dispatch
+    refusal is raised by from_pretrained (load); weights larger than the card cannot get past the load; ZeRO-3's
+    gather for generation generates. Used only when nothing else placed the failure (diagnose)."""
 
 

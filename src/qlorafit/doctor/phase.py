@@ -172,21 +172,22 @@ _OOM_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- 
                         r"ran out of|crash|killed|died|爆显存|显存\S{0,2}(?:溢出|不足|不够|超|爆)|超出?显存|爆炸|溢出|报错|内存不足|"
                         # the model does not fit one card (parse._GPU_WORDS): '无法在单卡上推理', 'cannot run on one GPU'
                         r"无法在单张?卡|单卡(?:无法|放不下|装不下|跑不了|跑不动)|(?:does ?n[o']t|won'?t|cannot|can'?t|unable to) "
-                        r"(?:fit|run|load)\b[^.\n]{0,40}\b(?:on|in|into) (?:a single|one|a|single) |memory (?:usage|consumption)|"
-                        r"allocate|"
+                        r"(?:fit|run|load)\b[^.\n]{0,40}\b(?:on|in|into) (?:a single|one|a|single|my|our|the|this) |memory (?:usage|consumption)|"
+                        r"allocate|fill(?:s|ed)? up|all (?:of )?(?:the |my |our )?(?:available )?(?:system |host )?RAM\b|"
                         r"exceeds? (?:the )?(?:gpu |cuda )?memory", re.I)
 _PROSE = (  # (phase, words): checked in this order inside one sentence that also says it ran out of memory
     ("merge", r"merg\w*|export\w*|合并|导出"),
     # saving a checkpoint, not 'save (the) memory': a verb whose object is memory is the user's wish, not a phase
-    ("save", r"\bsav(?:e|es|ing)\b(?!\s(?:\w+\s)?(?:gpu\s|cuda\s)?(?:memory|vram|ram|space)\b)|保存"),
+    ("save", r"\bsav(?:e|es|ing)\b(?!\s(?:\w+\s)?(?:gpu\s|cuda\s)?(?:memory|vram|ram|space)\b)|"
+             r"\bsave_(?:model|pretrained|checkpoint|state)\b|保存"),
     # 'generation', 'generating', 'generate()', not 'the processor generates N tokens' (that is the data, not the phase)
     # 'predictions' and Trainer's .predict() are the evaluation loop's outputs, not generated text
     ("generation", r"generat(?:ion|ing)\b|\bgenerate\(|\.generate\b|inference|(?<!\.)predict(?!ions\b)\w*|rollout|"
                    r"推理|预测"),
     ("eval", r"(?<![A-Za-z])eval\w*|validation|validat\w+|compute_metrics|predictions\b|\.predict\(|评估|验证"),
     ("tokenization", r"tokeniz\w*|\.map\(|dataset map"),
-    ("load", r"load(?:ing)? (?:the )?(?:model|checkpoint|weights)|(?:at|on|during|while|when) load(?:ing)?\b|"
-             r"from_pretrained|moving the model|加载模型"),
+    ("load", r"load(?:ing)? (?:the )?(?:model|checkpoint|weights)|load(?:ing|s)? (?:a |my )?[\w.-]*\d(?:\.\d+)?[bB]\b|(?:at|on|during|while|when) load(?:ing)?\b|"
+             r"from_pretrained|moving the model|when (?:i |we )?load\b|加载模型"),
 )
 _LATER = re.compile(r"(?:at|after|on|until|till|around|near|by|reach\w*) (?:step|iteration|iter) ?\d+|"
                     r"\bstep \d+ ?(?:of|/) ?\d+|\d+ ?/ ?\d+ (?:steps|iterations)|after (?:a few|some|several|~?\d+\+?) "
@@ -194,13 +195,17 @@ _LATER = re.compile(r"(?:at|after|on|until|till|around|near|by|reach\w*) (?:step
                     r"(?:for|after) some time|training (?:for )?(?:a while|some steps)|after (?:tens of|many) steps|"
                     r"一阵子|中途|几十步|一段时间后|训练到\s*\d+\s*%|\d+步|"
                     # elapsed time, progress in percent, a while: the run trained before it failed
-                    r"after (?:a|some) while|(?:after|for) (?:about |around |roughly |over )?(?:a few|several|many|some|an?|"
+                    r"after (?:a|some) while|(?:at )?(?:a )?(?:random|certain) (?:step|point|iteration)|in the middle "
+                    r"of (?:the |an )?(?:training|epoch|run)|midway|halfway|part ?way through|(?:训练|跑|微调)到一半|"
+                    r"(?:after|for) (?:about |around |roughly |over )?(?:a few|several|many|some|an?|"
                     r"~?\d+\+?) hours?\b|hours into|"
                     r"(?:a few|several) hundred (?:steps|iterations)|after \d{1,2} ?% (?:of )?(?:it|the (?:training|"
                     r"epoch|run))?|(?:跑|训练|微调|训)了?(?:几|[一二两三四五六七八九十\d]+)个?(?:小时|钟头)|"
                     # memory that keeps growing until it runs out: the steps before ran
                     r"(?:memory|vram|显存|占用)[^.\n]{0,16}(?:keeps?|kept|一直|不断|持续|无限|逐渐)\s?(?:在)?(?:往上)?"
-                    r"(?:grow|increas|ris|climb|上涨|涨|增加|增长|升高)", re.I)
+                    r"(?:grow|increas|ris|climb|上涨|涨|增加|增长|升高)|(?:memory|vram|显存|内存|占用)\S{0,2}越来越(?:大|多|高)|"
+                    # a leak is memory that grew over steps
+                    r"memory leak|(?:显存|内存)泄[漏露]", re.I)
 _FIRST = re.compile(r"first (?:training )?(?:step|batch|forward)|not a single step|before (?:the )?first step|"
                     r"(?:at|on) step 0\b|when (?:i )?start(?:ing)? (?:the )?training|第一步", re.I)
 _STEP_NUMBER = re.compile(r"(?:at|after|on|until|till|around|near|by|reach\w*) (?:step|iteration|iter) ?(\d+)|"

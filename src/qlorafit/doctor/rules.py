@@ -364,12 +364,14 @@ def load_too_big(c: Case) -> Cause | None:
                  + [Action("use a smaller model or a larger GPU; device_map='auto' with max_memory offloads layers to "
                            "the CPU (slow)", "speed or quality", id="smaller_model")],
                  strength="numbers" if exceed or (c.est and c.budget_bytes and c.est.phases["load"] > c.budget_bytes)
-                 else "inferred")
+                 else "inferred", phase="load" if exceed else None)  # weights beyond the card never get past the load
 
 
 _LOSS_FRAMES = ("_convert_to_fp32", "cross_entropy", "log_softmax", "logits.float()", "ForCausalLMLoss",
                 "_get_per_token_logps", "selective_log_softmax", "logprobs_from_logits")
 _EAGER_FRAMES = ("eager_attention_forward", "attn_weights", "torch.matmul(query")
+_EAGER_WORDS = re.compile(r"attn_implementation\s*[=:]\s*[\"']?eager\b|\beager attention\b", re.I)
+"""The report says attention is eager, in words or as a setting inside a sentence (a string value prose does not set)."""
 
 
 def fp32_logits_in_frames(c: Case) -> Cause | None:
@@ -425,12 +427,16 @@ def eager_attention(c: Case) -> Cause | None:
     text = c.inputs.error_text or ""
     frames = any(k in text for k in _EAGER_FRAMES)
     told = c.from_user or "attn_implementation" in c.settings  # a whole config, or the posted settings name it
-    if not (frames or (told and c.setup is not None and O.attention(c.setup.attn_impl).materializes_scores
-                      and c.setup.seq_len >= 1024)):
+    set_eager = told and c.setup is not None and O.attention(c.setup.attn_impl).materializes_scores \
+        and c.setup.seq_len >= 1024
+    said = _EAGER_WORDS.search(text) if not (frames or set_eager) else None
+    if not (frames or set_eager or said):
         return None
     if not (c.has_oom or c.over_budget):
         return None
     ev = ["the failing frame is eager attention's score matrix"] if frames else []
+    if said:
+        ev.append(f"the report says '{said.group(0)}'")
     if not c.from_user and "attn_implementation" in c.settings:
         ev.append(f"attention is {c.settings['attn_implementation']!r} by the posted settings (a trainer's default "
                   f"where they leave it out: OpenRLHF without --flash_attn, LLaMA-Factory's flash_attn: disabled)")
@@ -442,7 +448,7 @@ def eager_attention(c: Case) -> Cause | None:
                                     patch=['+ from_pretrained(attn_implementation="sdpa")'], id="use_sdpa")]
     return Cause("eager_attention", "eager attention's seq x seq scores",
                  "attn_implementation='eager' builds the full attention matrix, quadratic in the length", ev, ("sdpa",),
-                 acts, strength="proven" if frames else "script")
+                 acts, strength="proven" if frames else "script" if set_eager else "inferred")
 
 
 def batch_or_seq(c: Case) -> Cause | None:

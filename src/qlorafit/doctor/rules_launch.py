@@ -13,6 +13,10 @@ _EACH_GPU = re.compile(r"(?:each|every|all) (?:the )?(?:gpus?|cards?|ranks?|proc
                        r"(?:load|hold|keep|copy|cop(?:y|ied))|(?:copied|loaded|replicated) (?:\w+ )?(?:times )?on "
                        r"(?:each|every|all)|full (?:copy|replica) (?:of the model )?on each|所有的显卡同时加载|"
                        r"每(?:张|个|块)\s?(?:GPU|卡|显卡)|"
+                       # more GPUs that do not lower each one's memory: each holds the same copy
+                       r"(?:same|more) (?:gpu )?memory (?:per gpu )?(?:as|than) (?:on |with |in )?(?:a |one )?single[- ]?gpu|"
+                       r"(?:does ?n[o']t|don'?t|did ?n[o']t|not) (?:reduce|lower|decrease) (?:the )?(?:gpu )?memory (?:per|on each|of each) "
+                       r"gpu|比单卡还(?:占|多|大|高)|(?:多卡|双卡|两张卡)[^，。,.\n]{0,12}(?:和|跟|与)单卡(?:一样|相同)|"
                        r"only one gpu|each gpu load|没有(?:做)?分布式|no distributed loading|not (?:being )?(?:sharded|distributed)", re.I)
 _SPLIT_WORKS = re.compile(r"device_map\s*=\s*[\"']?(?:auto|balanced)|\bpython3? \w+\.py\b[^.\n]{0,80}\b(?:works|"
                           r"fine|succeeds)", re.I)
@@ -39,7 +43,7 @@ def zero3_generation(c: Case) -> Cause | None:
                                      "generate with the weights still sharded (slower), or generate with vLLM",
                                      "speed: slower generation", patch=["+ ds3_gather_for_generation=False"],
                                      id="ds3_gather_off")],
-                 strength="proven" if frames else "script")
+                 strength="proven" if frames else "script", phase="generation")
 
 
 REPLICA_HEAVY_SHARE = 0.4
@@ -113,7 +117,7 @@ def ddp_replica(c: Case) -> Cause | None:
                          "or FSDP (QLoRA: bnb_4bit_quant_storage=torch.bfloat16, fsdp_cpu_ram_efficient_loading); for "
                          "a single process, device_map='auto' splits the layers over the GPUs; for inference, vLLM "
                          "with tensor_parallel_size", "speed: sharding traffic", id="shard")],
-                 strength=strength)
+                 strength=strength, phase="load" if z3_materialized else None)
 
 
 def _four_bit_unsharded(c: Case) -> bool:
@@ -194,7 +198,7 @@ def _vllm_weights_exceed_card(c: Case, util: float) -> Cause | None:
                        id="quantize"))
     return Cause("load_too_big", "the model's weights do not fit the GPUs vLLM puts them on",
                  "vLLM loads the weights into gpu_memory_utilization x each GPU before any KV cache; without tensor "
-                 "parallelism one GPU holds them all", ev, ("quantize",), acts, strength="numbers")
+                 "parallelism one GPU holds them all", ev, ("quantize",), acts, strength="numbers", phase="load")
 
 
 def vllm_memory(c: Case) -> Cause | None:
@@ -212,7 +216,7 @@ def vllm_memory(c: Case) -> Cause | None:
                          [f"{c.shape.name} in 16-bit is {gib(weights)}; gpu_memory_utilization={util} of "
                           f"{gib(total)} is {gib(int(util * total))}"], ("quantize",),
                          [Action("serve a 4-bit (AWQ/GPTQ/bnb) build of the model, or use a larger GPU", "quality: "
-                                 "slight", id="quantize")], strength="numbers")
+                                 "slight", id="quantize")], strength="numbers", phase="load")
     too_big = _vllm_weights_exceed_card(c, util if isinstance(util, (int, float)) else VLLM_DEFAULT_UTILIZATION)
     if too_big:
         return too_big

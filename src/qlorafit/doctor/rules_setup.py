@@ -27,7 +27,7 @@ def bnb_cpu_dispatch(c: Case) -> Cause | None:
                   Action("keep the spilled layers in 32-bit on the CPU: BitsAndBytesConfig("
                          "llm_int8_enable_fp32_cpu_offload=True) with a custom device_map (slow; inference only)",
                          "speed: very slow", id="cpu_offload")],
-                 strength="proven")
+                 strength="proven", phase="load")
 
 
 _KBIT_CAST = re.compile(r"prepare_model_for_kbit_training")
@@ -64,13 +64,15 @@ def kbit_prep_fp32(c: Case) -> Cause | None:
                                         "+ model.gradient_checkpointing_enable(); model.enable_input_require_grads()"],
                                  id="skip_kbit_prep")],
                  strength="script" if (c.inputs.script is not None and q is False) else "proven" if in_frames
-                 else "inferred")
+                 else "inferred", phase="load")  # the cast happens when the model is prepared, before any step
 
 
 _FP32_WORDS = re.compile(r"\b32[- ]?bit (?:precision|weights|floats?)|\bin fp32\b|\bin float32\b|loads? in fp32|"
                          r"full[- ]precision|torch\.float32|(?:up)?cast\w*\b[^.\n]{0,40}\bto (?:fp32|float32)\b|"
                          r"\bupcast\w*|\b(?:in|with) (?:a )?(?:lower|half|reduced) precision\b[^.\n]{0,30}\b(?:works|"
-                         r"worked|fits|helps|helped|solved)", re.I)
+                         r"worked|fits|helps|helped|solved)|"
+                         # both 16-bit flags said off: 'fp16=False and bf16=False'
+                         r"\b(?:fp16|bf16)\s*=\s*False\b[^.\n]{0,30}\b(?:fp16|bf16)\s*=\s*False\b", re.I)
 """The report says the weights are (or become) fp32: stated, cast ('casting model params to float32', upcast), or
 shown by its cure ('loading in lower precision works')."""
 

@@ -13,7 +13,8 @@ smaller worst error wins):
      predict 1.00 whatever the value and would make the median say nothing.
 Rows whose runtime the model no longer describes are out of every fit and listed apart (out_of_model): those that
 ran the compiled recompute with the frozen down_proj where the runtime now leaves it out, or the other way round
-(DOWN_PROJ_OUTSIDE_FROM), and MLP-tiled rows (the planner charges tiling with MLP_TILE_SLOWDOWN, not predict).
+(DOWN_PROJ_OUTSIDE_FROM), MLP-tiled rows (the planner charges tiling with MLP_TILE_SLOWDOWN, not predict), and
+versus.py's experiments that are not qlorafit's runtime (EXPERIMENTS).
 
 Check (out of sample: the grids are not used by the fit): for each case of benchmarks/results/plan-check-*.jsonl
 (benchmarks/plan_check.py: a brute-force grid of real runs under an emulated card), re-plan with the fitted model,
@@ -52,7 +53,11 @@ COMPILE_FIT_FILES = ("versus-h200-2026-11-29-call1.jsonl",)  # frozen before the
 # transformers 5.17), as did the qlorafit-prev variant everywhere (benchmarks/README.md, sixth session).
 DOWN_PROJ_OUTSIDE_FROM = {"versus-h200-2026-11-29-s6-call4.jsonl": 0,
                           **{f"versus-h200-2026-11-29-{c}.jsonl": O.GPU_BOUND_TOKENS
-                             for c in ("s6-call5", "s7-call1", "s7-call2")}}
+                             for c in ("s6-call5", "s7-call1", "s7-call2", "s7-call3", "s7-call4", "s7-call5",
+                                       "s7-call6")}}
+EXPERIMENTS = {"qlorafit-wholegraph": "each micro-batch one CUDA graph (a versus.py experiment, not the runtime)",
+               "qlorafit-graphs": "CUDA graphs over the compiled layers (a versus.py experiment, not the runtime)",
+               "qlorafit-sidealloc": "the side-stream fetch (a versus.py experiment, not the runtime)"}
 OFFLOAD_FIT_FILES = tuple(DOWN_PROJ_OUTSIDE_FROM)  # the offloaded/on pairs of the runtime as it is
 OFFLOAD_GRID = {"offload_host_s_per_step": [0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.1]}
 SESSIONS_6_7 = ("versus-h200-2026-11-29-s6-call1.jsonl", "versus-h200-2026-11-29-s6-call2.jsonl",
@@ -129,6 +134,8 @@ def versus_errors(rows: list[dict], cal: Calibration) -> list[float]:
 
 def out_of_model(r: dict) -> str | None:
     """Why a versus row is out of the fits, or None: what it ran differs from what the model describes now."""
+    if r["contender"] in EXPERIMENTS:
+        return EXPERIMENTS[r["contender"]]
     s, _ = versus_setup(r)
     if s.mlp_tile_tokens:
         return "MLP tiled (the planner charges it, predict does not)"

@@ -15,6 +15,8 @@ seed fixed per configuration, full length, no padding) and LoRA r16 alpha 32 on 
   qlorafit-offload  the defaults with train.grad_checkpointing: offload (layer inputs in host RAM; for 16K+)
   qlorafit-graphs  experiment: the defaults with the compiled layers captured as CUDA graphs (reduce-overhead)
   qlorafit-sidealloc  offloaded, with the fetched inputs allocated on the side stream (before session 7)
+  qlorafit-wholegraph  experiment: the defaults with each micro-batch's forward + backward captured as one CUDA
+                graph per shape (torch.cuda.graph) and replayed; gradients kept allocated between steps
   qlorafit-plan the configuration `plan` writes for a --plan-budget-gib card (default 24) at this length and batch
 LoRA dropout is 0 for every contender except the recipe (Unsloth's fast path needs 0; same computation for all).
 
@@ -49,7 +51,8 @@ GIB = 1024**3
 QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
 CONFIGS = {"c1": (2, 4, 512), "c2": (1, 1, 2048), "c3": (4, 1, 2048), "c4": (1, 1, 16384)}  # micro, accum, length
 CONTENDERS = ("recipe", "trl", "trl-best", "unsloth", "qlorafit", "qlorafit-eager", "qlorafit-on", "qlorafit-prev", "qlorafit-offload",
-              "qlorafit-lean", "qlorafit-tile", "qlorafit-graphs", "qlorafit-plan", "qlorafit-sidealloc")
+              "qlorafit-lean", "qlorafit-tile", "qlorafit-graphs", "qlorafit-plan", "qlorafit-sidealloc",
+              "qlorafit-wholegraph")
 SITES = {"trl": "/tmp/site-trl", "trl-best": "/tmp/site-trl", "unsloth": "/tmp/site-uns"}  # + /tmp/site-common
 WARMUP = 2
 VOCAB_IDS = int(os.environ.get("VERSUS_VOCAB_IDS", 128000))  # ids drawn below this (Llama-3: 128,256; smoke: tiny)
@@ -496,6 +499,111 @@ def fetch_on_the_side_stream_as_before() -> None:
     OffloadHandle._fetch, OffloadHandle._take = _fetch, _take
 
 
+def whole_micro_batch_graphs(ctx) -> None:
+    """The qlorafit-wholegraph experiment (this worker process only): after two eager passes of a micro-batch shape
+    (compile, autotune), its forward + backward is captured as one CUDA graph (torch.cuda.graph) and replayed with
+    the inputs copied into static buffers, so the host launches nothing per layer. What that needs here:
+    gradients stay allocated across steps (zero_grad fills zeros, so the captured backward accumulates into the same
+    tensors), and the loss takes every position (these rows have no ignored labels; the nonzero() that drops ignored
+    positions is a host sync, which a capture cannot hold); the embedding (in host RAM) runs before the graph, which
+    starts at its output. A failed capture is printed and that shape runs eagerly."""
+    import contextlib
+
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from qlorafit.runtime import loss as L
+    from qlorafit.runtime import step as S
+
+    def target_hidden(base, batch):
+        hidden = base.model(**{k: v for k, v in batch.items() if k != "labels"}).last_hidden_state
+        h = hidden[:, :-1].reshape(-1, hidden.shape[-1])
+        return h, batch["labels"][:, 1:].reshape(-1), getattr(base.config.get_text_config(), "final_logit_softcapping",
+                                                                None)
+    L.target_hidden = target_hidden
+    zero = ctx.optimizer.zero_grad
+    ctx.optimizer.zero_grad = lambda set_to_none=True: zero(set_to_none=False)
+    inner, graphs, seen = S._forward_backward, {}, {}
+
+    def once(static, denom):
+        with S._autocast(ctx):
+            loss_sum, _ = L.forward_loss(ctx.model, static, ctx.cfg.train.loss_impl)
+        ctx.scaler.scale(loss_sum / denom).backward()
+        return loss_sum.detach()
+
+    embed = ctx.model.get_base_model().get_input_embeddings()
+
+    def graph_inputs(units):
+        """The embedding runs outside the graph (qlorafit keeps it in host RAM: a host gather, then a copy up);
+        the graph starts at its output. No attention mask: these rows are full, and a mask costs a host check."""
+        b = S._batch(ctx, units)
+        with torch.no_grad():
+            e = embed(b["input_ids"])
+        return {"inputs_embeds": e.to(ctx.device), "labels": b["labels"]}
+
+    def forward_backward(ctx_, units, denom, step, micro_index):
+        batch = graph_inputs(units)
+        key = (tuple((k, tuple(v.shape), str(v.dtype)) for k, v in batch.items() if isinstance(v, torch.Tensor)),
+               denom)
+        got = graphs.get(key)
+        if got is None:
+            seen[key] = seen.get(key, 0) + 1
+            if seen[key] < 2 or any(p.grad is None for p in ctx.params):
+                return inner(ctx_, units, denom, step, micro_index)
+            static = {k: v.detach().to(ctx.device).clone() if isinstance(v, torch.Tensor) else v
+                      for k, v in batch.items()}  # detached: PEFT's input hook marks the embedding output
+            saved = [p.grad.clone() for p in ctx.params]
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                once(static, denom)  # the warm-up pass on a side stream that capture wants
+            torch.cuda.current_stream().wait_stream(side)
+            ops = []  # the last aten ops before a failed capture, to name what invalidated it
+
+            class Log(TorchDispatchMode):
+                def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                    ops.append(str(func))
+                    del ops[:-40]
+                    return func(*args, **(kwargs or {}))
+            # thread_local: an unsafe CUDA call from another thread (a pin-memory or monitor thread) is allowed.
+            # The first capture fails in session 7's probe: dynamo recompiles the layer inside it (at sdpa); the
+            # second, with the recompiled graph cached, succeeds. A last try logs the aten ops, to name a failure.
+            for logged in (False, False, True):
+                graph = torch.cuda.CUDAGraph()
+                t0 = time.perf_counter()
+                try:
+                    with torch.cuda.graph(graph, capture_error_mode="thread_local"), \
+                            (Log() if logged else contextlib.nullcontext()):
+                        out = once(static, denom)
+                    got = graphs[key] = (graph, static, out)
+                    print(f"captured {key[0]} in {time.perf_counter() - t0:.1f}s (ops logged: {logged})",
+                          file=sys.stderr, flush=True)
+                    break
+                except Exception as e:  # noqa: BLE001 - the experiment reports it and runs eagerly
+                    print(f"capture failed for {key[0]} (ops logged: {logged}): {e!r}"[:1500], file=sys.stderr,
+                          flush=True)
+                    import traceback
+                    print("the last ops: " + " ".join(ops), file=sys.stderr, flush=True)
+                    print("".join(traceback.format_exc().splitlines(True)[-24:]), file=sys.stderr, flush=True)
+                    graphs[key] = "eager"
+                    torch.cuda.synchronize()
+            for p, g0 in zip(ctx.params, saved):  # the warm-up pass added to the gradients: undo it
+                p.grad.copy_(g0)
+            del saved
+            if got is None:
+                return inner(ctx_, units, denom, step, micro_index)
+        if got == "eager":
+            return inner(ctx_, units, denom, step, micro_index)
+        graph, static, out = got
+        with torch.no_grad():
+            for k, v in batch.items():
+                if isinstance(v, torch.Tensor):
+                    static[k].copy_(v, non_blocking=True)
+        graph.replay()
+        return out.clone(), None
+    S._forward_backward = forward_backward
+
+
 def worker_qlorafit(a, path, rows, timer, variant: str, drv: Driver):
     import torch
     from qlorafit.core import config as C
@@ -513,6 +621,8 @@ def worker_qlorafit(a, path, rows, timer, variant: str, drv: Driver):
     drv.say("config", config=C.to_dict(cfg)["train"], model=C.to_dict(cfg)["model"], estimate=estimate_of(cfg, path))
     run = setup(cfg, overwrite=True, quiet=True)
     timer.outside_bytes = lambda: paged_state_bytes(run.ctx.optimizer)
+    if variant == "qlorafit-wholegraph":
+        whole_micro_batch_graphs(run.ctx)
     if CAP:  # the paged states appear in the first optimizer step: keep their room from the start
         recap(planned_paged_bytes(run.ctx.optimizer))
     eff = cfg.train.micro_batch_size * cfg.train.grad_accum

@@ -141,6 +141,13 @@ class TrainConfig:
                         "and dropout kernels and cuts Python launch overhead: 1.46x (2 x 4 x 512) and 1.8x (1 x 2,048) "
                         "tokens/s on Llama-3-8B (benchmarks/README.md, fourth session). Memory unchanged. Ignored on "
                         "CPU and with train.mlp_tile_tokens; false for very short runs.", resume="safe")
+    cuda_graphs: bool = opt(False, "Capture each micro-batch's forward and backward as one CUDA graph and replay "
+                            "it: the host out of the step. For short micro-batches, which are host-bound: 2 x 4 x 512 "
+                            "ran 3.0x and 1 x 2,048 1.3x the compiled default on Llama-3-8B, for about 0.5 GiB more "
+                            "(benchmarks/README.md, seventh session; measured as an experiment). Lengths are padded "
+                            "to multiples of 256; the layers are not compiled. Needs a single CUDA GPU, "
+                            "lora.dropout 0, train.loss_impl chunked, checkpointing on or off (not offload), no "
+                            "packing; otherwise it is turned off with a note.", resume="safe")
     mlp_tile_tokens: int = opt(0, "0: off. N: run each layer's MLP on N-position slices of the sequence, each "
                                "recomputed in backward, so only one slice's MLP intermediates (~6 x intermediate bytes "
                                "per token) are alive at a time. For long contexts; costs one more MLP forward.", resume="safe")

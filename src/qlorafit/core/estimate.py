@@ -47,6 +47,12 @@ SLACK_ACTIVATIONS_OFFLOAD = 0.18
 # 2026-11-29-s7-call1.jsonl). Fitted on those rows, in sample: the share that keeps each at or above its measured
 # peak, +0.2 to +2.4 %. The eager share above was fitted before that change and is left on the safe side.
 SLACK_ACTIVATIONS_OFFLOAD_COMPILED = 0.12
+# train.cuda_graphs: the graphs' private memory pool is not shared with the eager allocations (the optimizer step,
+# the eager passes before a capture). Measured as the extra NVML peak of the session 7 experiment over the compiled
+# default on Llama-3-8B (H200, benchmarks/results/versus-h200-2026-11-29-s7-call6.jsonl): +0.47 GiB at 1 x 2,048 and
+# +0.49 GiB at 2 x 4 x 512, the same at half the tokens, so a constant, not a share of the activations (in sample,
+# two rows; the runtime now also empties the cache before each capture, so this is likely on the safe side)
+GRAPH_POOL_EXTRA_BYTES = 490 * MIB
 ALLOCATOR_FIXED_BYTES = 40 * MIB  # small-block pools, the 2 MiB granularity of the caching allocator
 
 
@@ -394,17 +400,18 @@ def estimate(shape: ModelShape, s: Setup, context_bytes: int | None = None) -> E
     dequant = dequant_transient_bytes(shape, s)
     grad_stream = int(layer_backward_transient_bytes_per_token(shape, s) * tokens) + mlp_tile_transient_bytes(shape, s)
 
-    fwd = static + lora_g + opt + saved + final_hidden + logits_fwd + dequant
-    bwd_head = static + lora_g + opt + saved + final_hidden + logits_bwd + dequant
-    bwd_layers = static + lora_g + opt + saved + recompute + grad_stream + dequant
-    optim_step = static + lora_g + opt + n_lora * 4  # foreach/fused Adam temporaries ~ one fp32 copy of the params
+    graphs = GRAPH_POOL_EXTRA_BYTES if s.cuda_graphs else 0  # held from the first capture on, in every phase
+    fwd = static + lora_g + opt + saved + final_hidden + logits_fwd + dequant + graphs
+    bwd_head = static + lora_g + opt + saved + final_hidden + logits_bwd + dequant + graphs
+    bwd_layers = static + lora_g + opt + saved + recompute + grad_stream + dequant + graphs
+    optim_step = static + lora_g + opt + n_lora * 4 + graphs  # fused Adam temporaries ~ one fp32 copy of the params
     # loading: the offloaded embedding / lm_head load straight into host RAM (qlorafit.runtime.model.host_ram_modules), so
     # they never pass through the GPU; LoRA is attached before the host-RAM levers run
     load = qweights + qconsts + unq + upcast + lora_w + experts
     # allocator slack: a share of the vocabulary-sized and of the activation-sized transients held at each high point
     exp = s.expandable()
     off = ck.to_host
-    compiled = s.compile and not s.mlp_tile_tokens  # the runtime runs tiled layers eagerly
+    compiled = s.compile and not s.mlp_tile_tokens and not s.cuda_graphs  # tiled layers, and graphs, run eager layers
     slack_fwd = _slack(logits_fwd, saved + final_hidden, exp, off, compiled)
     slack_head = _slack(logits_bwd, saved + final_hidden, exp, off, compiled)
     slack_layers = _slack(0, saved + recompute + grad_stream, exp, off, compiled)
@@ -452,6 +459,8 @@ def estimate(shape: ModelShape, s: Setup, context_bytes: int | None = None) -> E
             ]
     if peak_phase == "optimizer":
         parts.append(Component("optimizer temporaries", n_lora * 4, "one fp32 copy of the trainable params"))
+    if peak_phase != "load":
+        parts.append(Component("CUDA graph pool", graphs, "train.cuda_graphs: the graphs' own memory, not shared"))
     parts += [
         Component("allocator overhead", phases[peak_phase] - context - phases_alloc[peak_phase],
                   "reserved but not allocated"),

@@ -90,6 +90,9 @@ class Setup:
     compile: bool = knob("train.compile", flag=("--compile",), role="searched", plan_axis="compile",
                          help="torch.compile'd decoder layers: the speed model reads it, and the allocator slack of "
                               "offloaded checkpointing")
+    cuda_graphs: bool = knob("train.cuda_graphs", flag=("--cuda-graphs",), role="fixed",
+                             help="each micro-batch as one CUDA graph (its memory pool held between steps; the "
+                                  "layers are then not compiled)")
     attn_impl: str = knob("model.attn_impl", flag=("--attn",), choices="attention", role="fixed",
                           help="attention implementation; eager materializes heads x seq x seq scores")
     stack: str = knob(flag=("--stack",), choices="stack", default="qlorafit", help=O.choices_help(O.STACKS))

@@ -65,6 +65,22 @@ def forward_loss(model, batch: dict, impl: str, chunk_tokens: int | None = None,
     return _checkpointed_chunks(head, h, y, chunk, softcap), n
 
 
+def masked_loss(model, embeds: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The sum of target-token cross-entropies of a right-padded micro-batch given as embeddings (B, T, h), with
+    ignored labels masked rather than dropped: no host sync, so that a CUDA graph can hold it (train.cuda_graphs).
+    No attention mask: under causal attention, right padding cannot change a real token's output."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = base.model(inputs_embeds=embeds).last_hidden_state  # (B, T, h)
+    h = hidden[:, :-1].reshape(-1, hidden.shape[-1])
+    y = labels[:, 1:].reshape(-1)  # token t predicts label t+1; IGNORE kept in place
+    head = base.get_output_embeddings()
+    softcap = getattr(base.config.get_text_config(), "final_logit_softcapping", None)
+    chunk = loss_chunk_tokens(head.weight.shape[0], h.shape[0])
+    if _plain_linear(head):
+        return LinearCrossEntropy.apply(h, head.weight, head.bias, y, chunk, softcap, True)
+    return _checkpointed_chunks(head, h, y, chunk, softcap)  # F.cross_entropy skips IGNORE itself
+
+
 def target_hidden(base, batch: dict) -> tuple[torch.Tensor, torch.Tensor, float | None]:
     """(h, y, softcap): the final norm's output at the N positions that take loss (N, h), no logits yet; their
     next-token labels (N,); the model's logit softcap. Ignored positions go before any (N x h) @ (h x V) matmul."""
@@ -117,7 +133,9 @@ class LinearCrossEntropy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, h, weight, bias, y, chunk: int, softcap):
+    def forward(ctx, h, weight, bias, y, chunk: int, softcap, masked: bool = False):
+        """masked: y may hold IGNORE; those positions add nothing (train.cuda_graphs, where no host sync may drop
+        them first)."""
         need_h, need_w = h.requires_grad, weight.requires_grad
         need_b = bias is not None and bias.requires_grad
         grad_h = torch.empty_like(h) if need_h else None  # (N, h) compute dtype, the only activation kept
@@ -126,9 +144,14 @@ class LinearCrossEntropy(torch.autograd.Function):
         total = torch.zeros((), dtype=torch.float32, device=h.device)
         for s in range(0, h.shape[0], chunk):
             hc, yc = h[s:s + chunk], y[s:s + chunk]
+            keep = None
+            if masked:
+                keep = (yc != IGNORE).to(torch.float32)  # (C,) 1 where the position takes loss
+                yc = yc.clamp(min=0)  # any valid index: its row is zeroed below
             logits = chunk_logits(hc, weight, bias, softcap)  # (C, V) fp32
             lse = torch.logsumexp(logits, dim=-1)
-            total += (lse - logits.gather(1, yc[:, None]).squeeze(1)).sum()
+            nll = lse - logits.gather(1, yc[:, None]).squeeze(1)
+            total += (nll * keep).sum() if masked else nll.sum()
             if not (need_h or need_w or need_b):
                 continue
             if softcap:  # a second (C, V) fp32 buffer: the capped logits give d(c tanh(x/c))/dx = 1 - (logits/c)^2
@@ -138,6 +161,8 @@ class LinearCrossEntropy(torch.autograd.Function):
             else:
                 g = logits.sub_(lse[:, None]).exp_()  # softmax, in place over the fp32 logits
                 g[torch.arange(g.shape[0], device=g.device), yc] -= 1.0  # d CE / d logits
+            if masked:
+                g.mul_(keep[:, None])
             g16 = g.to(h.dtype)  # what autograd would feed the linear's backward in the standard loss
             del g
             if need_h:
@@ -159,7 +184,7 @@ class LinearCrossEntropy(torch.autograd.Function):
         gh = grad_h * scale.to(grad_h.dtype) if grad_h is not None else None
         gw = (grad_w * scale).to(w_dtype) if grad_w is not None else None  # accumulated in fp32, returned as W's dtype
         gb = (grad_b * scale).to(b_dtype) if grad_b is not None else None
-        return gh, gw, gb, None, None, None
+        return gh, gw, gb, None, None, None, None
 
 
 def _checkpointed_chunks(head, h: torch.Tensor, y: torch.Tensor, chunk: int, softcap) -> torch.Tensor:

@@ -353,6 +353,8 @@ def load_model(cfg: Config, path: str, device: torch.device, quant_storage: torc
         # the tiled MLP's checkpoints nested inside a compiled layer are not measured on a GPU yet, and at the lengths
         # that call for tiling the step is GPU-bound anyway (compile gains little there)
         warnings.warn("train.compile with train.mlp_tile_tokens: the layers run eagerly", stacklevel=2)
+    elif cfg.train.cuda_graphs:
+        pass  # graphs take the host out of the step themselves; dynamo recompiling inside a capture invalidates it
     elif cfg.train.compile and compile_supported(device):  # CPU inductor needs a C++ toolchain and gains little
         tokens = cfg.train.micro_batch_size * cfg.data.max_seq_length  # the longest micro-batch the run makes
         # GPU-bound micro-batches leave the frozen down_proj out of the recompute: +5.4 % at 1 x 16,384, +6.4 % at

@@ -30,7 +30,7 @@ from qlorafit.errors import NotLearning
 from qlorafit.runtime import guard as G
 from qlorafit.runtime.collate import PackedRow, collate, collate_packed
 from qlorafit.runtime.data import IGNORE
-from qlorafit.runtime.loss import forward_loss
+from qlorafit.runtime.loss import forward_loss, masked_loss
 
 
 @dataclass
@@ -51,6 +51,7 @@ class StepContext:
     offload: Callable | None = None  # () -> context manager for offloaded checkpointing, when available
     eval_batch: int = 0              # current eval micro-batch (shrinks on eval OOM only)
     world: D.World = field(default_factory=D.World)  # the ranks; World() for a single process
+    graphs: object | None = None     # qlorafit.runtime.graphs.MicroBatchGraphs when train.cuda_graphs runs
 
 
 @dataclass
@@ -137,6 +138,12 @@ def _forward_backward(ctx: StepContext, units: list, denom: float, step: int, mi
     """
     phase, in_model = "forward", False
     try:
+        if ctx.graphs is not None:  # train.cuda_graphs: replayed, or captured now; None while a shape warms up
+            in_model = True
+            part = ctx.graphs.run(ctx, units, denom, lambda e, y, d: _graphed_pass(ctx, e, y, d))
+            if part is not None:
+                return part, None
+            in_model = False
         batch = _to_device(_batch(ctx, units), ctx.device)  # (B, T) each
         with _memory_context(ctx):
             if ctx.fault is not None:
@@ -156,6 +163,14 @@ def _forward_backward(ctx: StepContext, units: list, denom: float, step: int, mi
         if in_model and ctx.world.strategy == "fsdp":  # the other ranks wait inside this layer's all-gather
             raise G.GuardGaveUp(D.fsdp_oom_message(ctx.world.rank, phase)) from None
     return None, phase
+
+
+def _graphed_pass(ctx: StepContext, embeds: torch.Tensor, labels: torch.Tensor, denom: torch.Tensor) -> torch.Tensor:
+    """What one CUDA graph holds (train.cuda_graphs): forward from the embeddings, the masked loss, backward."""
+    with _autocast(ctx):
+        loss_sum = masked_loss(ctx.model, embeds, labels)
+    (loss_sum / denom).backward()  # accumulates into the .grad tensors the graph was captured with
+    return loss_sum.detach()
 
 
 def _recover(ctx: StepContext, res: StepResult, pending: list, n: int, failed: str | None, oom_ranks: list,
@@ -254,6 +269,8 @@ def train_step(ctx: StepContext, units: list, step: int) -> StepResult:
             # Outside the except block: the failed micro-batch's tensors died with _forward_backward's frame.
             G.restore_grads(ctx.params, snap)  # undo the partial sums a half-done backward left in .grad
             del snap, part, mb
+            if ctx.graphs is not None:  # memory decision: the graphs' pool goes too, so the smaller micro-batch
+                ctx.graphs.reset()      # the guard picks next has it; its shapes are captured again as they come
             G.free_memory()
         more = any(row[2] for row in rows) or bool(oom_ranks)
         if not oom_ranks:
@@ -294,7 +311,9 @@ def _update(ctx: StepContext, res: StepResult, loss_sum: torch.Tensor, total: in
         res.applied = False
         if ctx.scaler.is_enabled():
             ctx.scaler.update()
-        opt.zero_grad(set_to_none=True)  # the bad gradients go; weights and optimizer state stay as they were
+        # the bad gradients go; weights and optimizer state stay as they were. With CUDA graphs the tensors stay
+        # (zeroed): the captured backward accumulates into them
+        opt.zero_grad(set_to_none=ctx.graphs is None)
         return
     for attempt in range(ctx.cfg.guard.max_retries + 1):
         failed = _optimizer_step(ctx, step)  # no collective inside: each rank retries on its own
@@ -312,7 +331,7 @@ def _update(ctx: StepContext, res: StepResult, loss_sum: torch.Tensor, total: in
     if gave_up:
         raise G.GuardGaveUp(G.gave_up_message(step, "optimizer", ctx.cfg.guard.max_retries))
     ctx.scaler.update()
-    opt.zero_grad(set_to_none=True)  # flush the gradients as soon as we can
+    opt.zero_grad(set_to_none=ctx.graphs is None)  # flush the gradients as soon as we can (graphs: zero them)
 
 
 def not_learning_message(step: int, tokens: int) -> str:

@@ -38,6 +38,8 @@ from qlorafit.errors import UserError
 from qlorafit import rundir, runlog
 from qlorafit.core.sizes import fmt_gib as gib
 from qlorafit.runtime.monitor import Monitor, non_torch_bytes
+from qlorafit.runtime.graphs import MicroBatchGraphs
+from qlorafit.runtime.graphs import unsupported as graphs_unsupported
 from qlorafit.runtime.offload import offloaded_checkpointing
 from qlorafit.runtime.optim import build_optimizer, lr_at, set_lr
 from qlorafit.runtime.step import StepContext, evaluate, train_step
@@ -267,6 +269,9 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
         main_say("train.grad_checkpointing=offload: under fsdp the layer inputs stay on the GPU (checkpointing on); "
                  "dist.cpu_offload=true moves the shards to host RAM")
         cfg.train.grad_checkpointing = "on"
+    if cfg.train.cuda_graphs and (why := graphs_unsupported(cfg, device, world.active)):
+        main_say(f"train.cuda_graphs: off, because {why}")
+        cfg.train.cuda_graphs = False  # config.yaml records what ran; the layers are compiled as usual
     # resume reads the checkpoint whole first: its adapter goes in before fsdp shards the model, the rest after
     fresh_optimizer = changed is not None and "train.optimizer" in changed.keys("state")
     ckpt, saved = C.read_newest_intact(run_dir, main_say, not fresh_optimizer) if resume else (None, None)
@@ -321,8 +326,9 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     trackers = T.Trackers(names, run_dir, config_mod.to_dict(cfg)) if names else None
     monitor = Monitor(log_dir, device, total_steps, pos.step, quiet or not world.main, trackers)
     offload = (lambda: offloaded_checkpointing(model)) if world.strategy != "fsdp" else None  # fsdp: ends at "on"
+    graphs = MicroBatchGraphs(model, params) if cfg.train.cuda_graphs and not scaler.is_enabled() else None
     ctx = StepContext(model, optimizer, params, scaler, device, loaded.dtype, cfg, guard, monitor,
-                      tok.pad_token_id, fault=fault, offload=offload, world=world)
+                      tok.pad_token_id, fault=fault, offload=offload, world=world, graphs=graphs)
     monitor.say(f"model {cfg.model.name_or_path} ({cfg.model.quant}, {str(loaded.dtype).replace('torch.', '')}) on "
                 f"{device}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / max(total, 1):.2f}%)")
     if world.active:

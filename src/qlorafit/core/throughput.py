@@ -146,7 +146,8 @@ def recompute_skips_output_projection(shape: ModelShape, s: Setup) -> bool:
     """
     if not O.checkpointing(s.grad_checkpointing).recompute or s.mlp_tile_tokens or "down_proj" in s.targets(shape):
         return False
-    return s.compile and s.batch_size * s.seq_len >= O.GPU_BOUND_TOKENS
+    compiled = s.compile and not s.cuda_graphs  # under train.cuda_graphs the layers are not compiled
+    return compiled and s.batch_size * s.seq_len >= O.GPU_BOUND_TOKENS
 
 
 @dataclass(frozen=True)

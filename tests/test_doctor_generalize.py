@@ -656,3 +656,33 @@ def test_settings_said_inside_a_sentence_name_vllm_fp32_and_eager_attention():
     assert d.primary.id == "fp32_training" and d.fixes[0].id == "bf16"
     d = _d("OOM at 16k tokens, the model loaded with attn_implementation='eager'")
     assert d.primary.id == "eager_attention" and d.primary.strength == "inferred" and d.fixes[0].id == "use_sdpa"
+
+
+def test_a_from_pretrained_line_pasted_in_the_error_names_the_model_and_never_crashes():
+    d = _d('model = AutoModelForCausalLM.from_pretrained("meta-llama/Llama-2-7b-hf", torch_dtype=torch.float16)\n'
+           "CUDA out of memory")
+    assert d.case.shape is not None and "llama" in d.case.shape.name.lower()
+    d = _d('model = AutoModelForCausalLM.from_pretrained(base + "-chat!", device_map="auto")\nCUDA out of memory')
+    assert d.primary is not None  # not a Hub id at all: a note, not a traceback
+
+
+@pytest.mark.parametrize("text,kind,phase", [
+    ("跑着跑着显存突然爆了，之前一直正常", "cuda", "later_step"),
+    ("数据预处理阶段内存占满，程序被kill", "cpu", "tokenization"),
+    ("训了两个epoch后显存溢出", "cuda", "later_step"),
+    ("The job trained fine for 1500 steps and then CUDA OOM", "cuda", "later_step"),
+])
+def test_chinese_and_english_run_words_place_and_name_the_memory(text, kind, phase):
+    o = parse(text)
+    assert (o.kind, o.phase) == (kind, phase)
+
+
+@pytest.mark.parametrize("text,cause", [
+    ("用vllm部署Qwen2-7B时显存不足", "vllm_memory"),  # vLLM next to CJK: no word boundary there
+    ("从断点续训后显存溢出", "resume_state"),
+    ("训练时没有开bf16，显存占用很大", "fp32_training"),
+    ("without mixed precision the 7B fine-tune runs out of CUDA memory", "fp32_training"),
+    ("显存被别的进程占用了一大半", "other_process"),
+])
+def test_causes_said_in_chinese_or_plain_words(text, cause):
+    assert _d(text).primary.id == cause

@@ -72,3 +72,37 @@ def test_corpus_is_large_and_the_splits_are_frozen():
 def test_thread_primary_cause(name):
     o = corpus.run(name, SPLIT)
     assert o.cause == corpus.load(name)["label"]["cause"], o
+
+
+# A report that says only that memory ran out, and where: what the doctor names then is its prior. It should be the
+# cause the studied threads name most often for that phase, among the causes such a report can reach (no library,
+# launch, setting or host-RAM word in it). Learned from the labels of the splits no longer held out.
+BARE = {
+    "unknown": "CUDA out of memory.",
+    "first_step": "CUDA out of memory at the first step.",
+    "later_step": "CUDA out of memory at step 1200 of 3000.",
+    "eval": "CUDA out of memory during evaluation.",
+    "generation": "CUDA out of memory during generation.",
+    "load": "CUDA out of memory while loading the model.",
+    "merge": "CUDA out of memory while merging the adapter.",
+}
+BARE_REACHABLE = ("batch_or_seq", "long_sample", "eval_logits", "eval_batch", "generation_batch", "load_too_big",
+                  "save_merge", "fragmentation")
+"""Causes whose rules need nothing but the out-of-memory and its phase (the others need a library, a launch, a
+setting, the host's RAM or the model's size named)."""
+
+
+@pytest.mark.parametrize("phase", sorted(BARE))
+def test_the_prior_for_a_bare_report_is_the_studied_threads_commonest_cause(phase):
+    from collections import Counter
+
+    from qlorafit.doctor import Inputs, diagnose
+
+    held = {n for s in corpus.held_out(SPLIT) for n in SPLIT[s]} | corpus.skipped(SPLIT)
+    labels = [corpus.load(n)["label"] for n in corpus.names() if n not in held]
+    counts = Counter(lb["cause"] for lb in labels if lb["phase"] == phase and lb["cause"] in BARE_REACHABLE)
+    if sum(counts.values()) < 2:
+        pytest.skip(f"too few studied threads in phase {phase} to learn from")
+    top = max(counts.values())
+    d = diagnose(Inputs(error_text=BARE[phase]))
+    assert d.primary is not None and counts[d.primary.id] == top, (d.primary and d.primary.id, counts)

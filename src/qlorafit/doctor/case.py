@@ -90,10 +90,12 @@ def _model(c: Case) -> None:
     for where, name in cands:
         if not name:
             continue
+        quoted = re.search(r"[\"']([^\"'\s]+)[\"']", str(name))  # 'from_pretrained("org/name"' read off a pasted line
+        name = quoted.group(1) if quoted else name
         try:
             c.shape = catalog.resolve_model(str(name))
             return
-        except UserError:
+        except (UserError, ValueError):  # ValueError: not even a valid Hub id (huggingface_hub's validation)
             loose = _catalogue_variant(str(name))
             if loose:
                 c.shape = catalog.resolve_model(loose)

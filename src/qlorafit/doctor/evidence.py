@@ -149,7 +149,7 @@ def replicates(c: Case) -> bool:
                       and world_size(c) is not None)
 
 
-_VLLM = re.compile(r"\bvllm(?![A-Za-z_])|use_vllm\s*=\s*True|\bself\.llm = LLM\(|gpu[_-]memory[_-]utilization|max[_-]model[_-]len|"
+_VLLM = re.compile(r"(?<![A-Za-z0-9_])vllm(?![A-Za-z_])|use_vllm\s*=\s*True|\bself\.llm = LLM\(|gpu[_-]memory[_-]utilization|max[_-]model[_-]len|"
                    r"infer_backend\W+vllm|\bLLMRayActor\b|"
                    # its own source files, classes and engine flags, in a traceback or a log without the package name
                    r"cumem_allocator|CuMemAllocator|\bLLMEngine\b|\bEngineCore\w*|gpu_model_runner|"

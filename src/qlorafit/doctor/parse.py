@@ -105,11 +105,11 @@ _CPU_WORDS = re.compile(r"all available RAM|insufficient shared memory|\(shm\)|O
                         r"\b(?:OOM|out of memory|ran out|runs? out)\s(?:on|of|in)\s(?:the\s)?(?:host\s|cpu\s|system\s)?"
                         r"(?:RAM|host memory|system memory)\b|(?<![\w-])RAM\s(?:OOM|ran out|runs? out|is full|exhausted)|"
                         r"(?:RAM|host memory|CPU memory)(?: usage)? (?:keeps |kept )?(?:grow|ris|increas|climb)\w*[^.\n]{0,60}"
-                        r"(?:crash|killed|OOM|die[sd]?\b)|爆内存|(?<!GPU)(?<!GPU )(?<!卡)内存(?:不足|溢出|爆|不够|超|泄漏|泄露)|"
+                        r"(?:crash|killed|OOM|die[sd]?\b)|爆内存|(?<!GPU)(?<!GPU )(?<!卡)内存(?:不足|溢出|爆|不够|超|泄漏|泄露|占满|满了)|"
                         # the kernel's kill in other words: exit code 137 (128 + SIGKILL), -9, a notebook kernel dying,
                         # the host's memory at 100 %
                         r"exit (?:code|status)\W{0,3}(?:137|-9)\b|(?:return(?:ed)?|exit) (?:code|status)\W{0,3}-9\b|"
-                        r"进程被(?:系统)?(?:杀|kill)|(?:kernel|notebook) (?:has |appears to have )?(?:died|crashed|restart\w*)|"
+                        r"(?:进程|程序|任务)被(?:系统)?(?:杀|kill)|(?:kernel|notebook) (?:has |appears to have )?(?:died|crashed|restart\w*)|"
                         r"(?:RAM|host memory|CPU memory|system memory)(?: usage)? (?:goes|went|reach\w*|hits?|climbs?|"
                         r"spikes?|explodes?|blows? up)(?: up)?(?: to 100)?|"
                         r"(?:(?<![\w-])RAM|system memory|host memory|CPU memory) (?:fills? up|filled up|maxe[sd] out|is all used)|"
@@ -120,13 +120,13 @@ _CPU_WORDS = re.compile(r"all available RAM|insufficient shared memory|\(shm\)|O
 _GPU_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- ]memory|"
                         r"(?:ran|run|runs|running) out of (?:gpu |cuda |video )?(?:memory|vram)|out of (?:gpu|cuda|video) memory|"
                         # filler between 显存 and the verb: '显存都要爆了', '显存快不够'
-                        r"显存(?:还|都|也|就|要|快|又|直接|马上){0,2}(?:溢出|不足|不够|超|爆)|爆显存|超(?:出)?显存|Unable to allocate|"
+                        r"显存[^，。,.；;!！?？\s]{0,4}?(?:溢出|不足|不够|超|爆)|爆显存|超(?:出)?显存|Unable to allocate|"
                         r"memory (?:overflow|spike)|CUDA error: out of|exceeds? (?:the )?(?:gpu |cuda )?memory|"
                         r"(?:not enough|insufficient) (?:free )?(?:gpu |cuda |video )?(?:memory|vram)|(?:cuda|gpu) memory error|"
                         r"cudaErrorMemoryAllocation|Insufficient Memory|memory leak|"
                         r"(?:gpu |cuda |video )?(?:memory|vram) (?:is |was |gets |got )?(?:not enough|insufficient|full\b|"
                         r"exhausted|fill(?:s|ed)? up|maxed out)|"
-                        r"显存(?:占满|满了|泄漏|泄露|占用(?:过高|太高|很高|过大|太大|越来越(?:大|多|高)))|"
+                        r"显存(?:占满|满了|泄漏|泄露|占用(?:过高|太高|很高|过大|太大|很大|特别大|非常大|巨大|越来越(?:大|多|高)))|显存被\S{0,8}占(?:用|满)|"
                         # a memory-usage complaint is a question about memory: 'huge memory usage (160GB VRAM)'
                         r"(?:huge|high|excessive|massive|enormous|insane|crazy|abnormal\w*|too much) (?:gpu |vram |cuda |video )?"
                         r"memory (?:usage|use|consumption)|"

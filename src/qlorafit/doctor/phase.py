@@ -173,7 +173,7 @@ _OOM_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- 
                         # the model does not fit one card (parse._GPU_WORDS): '无法在单卡上推理', 'cannot run on one GPU'
                         r"无法在单张?卡|单卡(?:无法|放不下|装不下|跑不了|跑不动)|(?:does ?n[o']t|won'?t|cannot|can'?t|unable to) "
                         r"(?:fit|run|load)\b[^.\n]{0,40}\b(?:on|in|into) (?:a single|one|a|single|my|our|the|this) |memory (?:usage|consumption)|"
-                        r"allocate|fill(?:s|ed)? up|all (?:of )?(?:the |my |our )?(?:available )?(?:system |host )?RAM\b|"
+                        r"allocate|fill(?:s|ed)? up|内存\S{0,2}(?:占满|满了|爆|不够)|被(?:系统)?(?:杀|kill)|all (?:of )?(?:the |my |our )?(?:available )?(?:system |host )?RAM\b|"
                         r"exceeds? (?:the )?(?:gpu |cuda )?memory", re.I)
 _PROSE = (  # (phase, words): checked in this order inside one sentence that also says it ran out of memory
     ("merge", r"merg\w*|export\w*|合并|导出"),
@@ -185,7 +185,7 @@ _PROSE = (  # (phase, words): checked in this order inside one sentence that als
     ("generation", r"generat(?:ion|ing)\b|\bgenerate\(|\.generate\b|inference|(?<!\.)predict(?!ions\b)\w*|rollout|"
                    r"推理|预测"),
     ("eval", r"(?<![A-Za-z])eval\w*|validation|validat\w+|compute_metrics|predictions\b|\.predict\(|评估|验证"),
-    ("tokenization", r"tokeniz\w*|\.map\(|dataset map"),
+    ("tokenization", r"tokeniz\w*|\.map\(|dataset map|(?:数据)?预处理|数据处理|分词"),
     ("load", r"load(?:ing)? (?:the )?(?:model|checkpoint|weights)|load(?:ing|s)? (?:a |my )?[\w.-]*\d(?:\.\d+)?[bB]\b|(?:at|on|during|while|when) load(?:ing)?\b|"
              r"from_pretrained|moving the model|when (?:i |we )?load\b|加载模型"),
 )
@@ -195,6 +195,9 @@ _LATER = re.compile(r"(?:at|after|on|until|till|around|near|by|reach\w*) (?:step
                     r"(?:for|after) some time|training (?:for )?(?:a while|some steps)|after (?:tens of|many) steps|"
                     r"一阵子|中途|几十步|一段时间后|训练到\s*\d+\s*%|\d+步|"
                     # elapsed time, progress in percent, a while: the run trained before it failed
+                    r"之前(?:一直|都)?正常|(?:一直|前面都)正常|(?:几|[一二两三四五六七八九十]|\d+)个?\s?epochs?\s?(?:之后|以后|后)|"
+                    r"(?:runs?|ran|trains?|trained|works?|worked) (?:fine |well |normally |ok )?for (?:about |around |roughly )?"
+                    r"\d+ (?:steps|iterations|epochs|batches)|"
                     r"after (?:a|some) while|(?:at )?(?:a )?(?:random|certain) (?:step|point|iteration)|in the middle "
                     r"of (?:the |an )?(?:training|epoch|run)|midway|halfway|part ?way through|(?:训练|跑|微调)到一半|"
                     r"(?:after|for) (?:about |around |roughly |over )?(?:a few|several|many|some|an?|"

@@ -94,7 +94,7 @@ def cpu_ram(c: Case) -> Cause | None:
 _OTHER_WORDS = re.compile(r"another (?:process|program|job|jupyter|notebook|kernel|instance)\b[^.\n]{0,40}(?:us(?:es|ing)|"
                           r"holds?|holding|occup\w*|runs?|running|loaded|on the (?:same )?gpu)|(?:other|another) "
                           r"process(?:es)? (?:is |are )?(?:using|holding|occupying)|zombie process|nvidia-smi shows "
-                          r"[^.\n]{0,40}(?:process|used|in use)|(?:被)?其他进程占用", re.I)
+                          r"[^.\n]{0,40}(?:process|used|in use)|(?:被)?(?:其他|其它|别的)(?:的)?(?:进程|程序)占用", re.I)
 """The report says something else holds the GPU: another process, notebook or job, a zombie, nvidia-smi's list."""
 
 

@@ -72,7 +72,10 @@ _FP32_WORDS = re.compile(r"\b32[- ]?bit (?:precision|weights|floats?)|\bin fp32\
                          r"\bupcast\w*|\b(?:in|with) (?:a )?(?:lower|half|reduced) precision\b[^.\n]{0,30}\b(?:works|"
                          r"worked|fits|helps|helped|solved)|"
                          # both 16-bit flags said off: 'fp16=False and bf16=False'
-                         r"\b(?:fp16|bf16)\s*=\s*False\b[^.\n]{0,30}\b(?:fp16|bf16)\s*=\s*False\b", re.I)
+                         r"\b(?:fp16|bf16)\s*=\s*False\b[^.\n]{0,30}\b(?:fp16|bf16)\s*=\s*False\b|"
+                         # no 16-bit said in words: '没有开fp16和bf16', 'without mixed precision'
+                         r"(?:没有?|未|不)(?:开|开启|启用|用|使用|设置)\s?(?:fp16|bf16|混合精度|半精度)|without (?:fp16|bf16|mixed "
+                         r"precision)|(?:no|not using|disabled) mixed precision", re.I)
 """The report says the weights are (or become) fp32: stated, cast ('casting model params to float32', upcast), or
 shown by its cure ('loading in lower precision works')."""
 
@@ -106,7 +109,8 @@ def fp32_training(c: Case) -> Cause | None:
 _RESUME_FRAMES = re.compile(r"_load_optimizer_and_scheduler|_load_from_checkpoint|optimizer\.load_state_dict|"
                             r"load_state_dict\(torch\.load")
 _RESUME_WORDS = re.compile(r"resum\w* (?:the )?(?:training )?from (?:a |the )?checkpoint|when resuming|"
-                           r"resume_from_checkpoint|init_from=resume|loading optimizer states?|from checkpoint, I run",
+                           r"resume_from_checkpoint|init_from=resume|loading optimizer states?|from checkpoint, I run|"
+                           r"断点续训|断点续练|断点训练|恢复训练|从(?:断点|checkpoint)(?:恢复|继续)",
                            re.I)
 
 

@@ -14,8 +14,15 @@ def _plan(**kw):
 
 
 def test_the_issues_case_takes_headroom_over_a_one_percent_gain():
-    """llama-3.1-8b on a 4090 at 8,192 tokens, batch 16, no liger: 4 x 4 at 22.0 of 22.8 GiB was picked for +1 %."""
-    r = _plan(losses=("standard", "chunked"))
+    """llama-3.1-8b on a 4090 at 8,192 tokens, batch 16, no liger: 4 x 4 at 22.0 of 22.8 GiB was picked for +1 %.
+
+    Since offloaded checkpointing is modelled as free where the GPU is the bottleneck (1.00x of on, measured at
+    4 x 2,048 and 16K on the H200), a roomy 4 x 4 with offloaded layer inputs (17.0 GiB) is the fastest of the whole
+    search, so the edge case lives among the setups that keep the layer inputs on the GPU; the whole search also
+    keeps the headroom."""
+    whole = _plan(losses=("standard", "chunked"))
+    assert whole.chosen.peak_bytes <= whole.usable_bytes * (1 - HEADROOM)
+    r = _plan(losses=("standard", "chunked"), checkpointing=("off", "on"))
     fastest = max(r.ranked, key=lambda c: c.score)
     assert fastest.peak_bytes > r.usable_bytes * (1 - HEADROOM)  # the edge-of-memory one is still the fastest...
     assert r.chosen is not fastest and r.chosen.peak_bytes <= r.usable_bytes * (1 - HEADROOM)  # ...but not chosen

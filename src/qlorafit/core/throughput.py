@@ -3,16 +3,18 @@
 Each kernel family costs max(FLOPs / achieved FLOP/s, bytes / achieved bandwidth), summed over what one optimizer
 step does:
   forward      2 x params per token (decoder linears and lm_head) + attention (4 x layers x seq x q_dim for sdpa)
-  recompute    another forward of the decoder when checkpointing is on or offloaded
+  recompute    another forward of the decoder when checkpointing is on or offloaded, less the MLP's frozen output
+               projection where the recompute stops before it (recompute_skips_output_projection)
   backward     2 x params per token: the base is frozen, so only input gradients flow; LoRA adds its weight grads
   dequant      every 4-bit linear is dequantized to bf16 in forward, again in recompute and again in backward: a
                per-micro-batch cost spread over batch x seq tokens, which is why larger micro-batches are faster
   elementwise  norms, RoPE, SiLU, residual adds, LoRA dropout: bytes moved per token, bandwidth-bound
   loss         standard (full fp32 logits) / chunked (qlorafit's: gradient in forward, per chunk) / fused (liger)
-  offload      layer inputs to host RAM and back over PCIe (checkpointing=offload), the embedding lookup in host RAM,
+  offload      layer inputs to host RAM and back over PCIe (checkpointing=offload; on a side stream, behind the
+               pass's own compute, plus a host cost per optimizer step), the embedding lookup in host RAM,
                lm_head's weight copied to the GPU once per micro-batch (offload_lm_head)
   launches     the host: eager PyTorch + PEFT + bitsandbytes spend tens of microseconds of Python and dispatch per
-               kernel. The host runs ahead of the GPU, so a micro-batch takes max(GPU time, host time); this part is
+               kernel. The host runs ahead of the GPU, so a step takes max(GPU time, host time); this part is
                the time the GPU waits on the host (0 when the GPU is the bottleneck). It is what makes small
                micro-batches slow: an 8B model at 1 x 2,048 tokens keeps the H200 busy only ~50 % of the step
                (benchmarks/step_probe.py profile), a 1B model at 1 x 2,048 far less (benchmarks/plan_check.py).
@@ -51,7 +53,10 @@ class Calibration:
     attention_efficiency: float = 0.35  # of the peak, by sdpa/flash attention (forward and backward)
     bandwidth_efficiency: float = 0.70  # of the datasheet bandwidth, by dequant, elementwise and loss kernels
     pcie_bytes_per_s: float = 20e9  # host<->GPU copy rate of offloaded checkpoints (pinned, PCIe 4 x16 ~20 GB/s)
-    offload_hidden_fraction: float = 0.5  # share of the offload copies hidden behind compute (on a side stream)
+    offload_host_s_per_step: float = 0.0
+    """checkpointing=offload: host time per optimizer step; like all host time it shows only where the host is the
+    bottleneck. Fitted on the offloaded/on pairs of benchmarks/results/versus-*.jsonl (per step, not per micro-batch:
+    2 x 4 x 512 measured no cost where 1 x 2,048 measured 0.80-0.91x; what it is was not profiled)."""
     host_bytes_per_s: float = 10e9  # host RAM gather rate for the embedding lookup when the embedding stays in host RAM
     kernel_overhead_s: float = 5e-6  # GPU-side fixed cost per kernel (launch gap, tail)
     host_s_per_kernel: float = 0.0
@@ -120,12 +125,40 @@ def _roofline(flops: float, nbytes: float, flop_s: float, byte_s: float) -> floa
     return max(flops / flop_s, nbytes / byte_s)
 
 
-def micro_batch_seconds(shape: ModelShape, s: Setup, gpu: GPU, cal: Calibration, row_tokens: float,
-                        attn_len: float | None = None) -> dict:
-    """Seconds of one micro-batch of s.batch_size rows of `row_tokens` (padded) tokens each, per part.
+def recompute_skips_output_projection(shape: ModelShape, s: Setup) -> bool:
+    """Whether the checkpoint's recompute leaves out the dense MLP's frozen output projection (down_proj): one
+    dequantize + matmul fewer per layer per micro-batch.
 
-    attn_len: the length each token attends over (a packed row's samples attend only within themselves);
-    default row_tokens."""
+    The recompute rebuilds only the tensors backward needs, and a frozen 4-bit projection saves none (bitsandbytes'
+    backward needs only the packed weight). A compiled layer is one autograd function, recomputed whole, unless the
+    projection runs outside it: qlorafit.runtime.model.compile_layers does that from options.GPU_BOUND_TOKENS tokens
+    per micro-batch (below, the graph break's host cost wins). Measured on Llama-3-8B: +5.4 % at 1 x 16,384 and
+    +6.4 % at 4 x 2,048 (benchmarks/README.md, sixth session). LoRA on the projection saves its input, a MoE block is
+    no dense MLP, and a tiled MLP (eager, with nested checkpoints of its own; not measured) is charged whole.
+    Eager recompute stops before the projection too (640 dequantize kernels a step against compiled's 672), but the
+    eager terms were fitted with a whole recompute charged: modelling it there moves that fit (matmul_efficiency
+    0.8 -> 0.7, host_s_per_kernel 4e-5 -> 3e-5, worst error 0.48 -> 0.62), so eager keeps what it was fitted with.
+
+    >>> from qlorafit.core.catalog import resolve_model
+    >>> m = resolve_model("llama-3.1-8b")
+    >>> [recompute_skips_output_projection(m, Setup(batch_size=b, seq_len=2048, compile=True)) for b in (1, 4)]
+    [False, True]
+    """
+    if not O.checkpointing(s.grad_checkpointing).recompute or s.mlp_tile_tokens or "down_proj" in s.targets(shape):
+        return False
+    compiled = s.compile and not s.cuda_graphs  # under train.cuda_graphs the layers are not compiled
+    return compiled and s.batch_size * s.seq_len >= O.GPU_BOUND_TOKENS
+
+
+@dataclass(frozen=True)
+class _MicroBatch:
+    parts: dict       # GPU seconds per part (launch gaps not included)
+    kernels: int      # GPU kernels launched
+    host_s: float     # the host's time to issue them (Python and dispatch)
+
+
+def _micro_batch(shape: ModelShape, s: Setup, gpu: GPU, cal: Calibration, row_tokens: float,
+                 attn_len: float | None) -> _MicroBatch:
     n = s.batch_size * row_tokens                       # tokens computed (padding included)
     dt = O.dtype(s.compute_dtype)
     a, slow = dt.bytes, dt.matmul_slowdown              # fp32 runs on TF32/CUDA cores: ~4x below the bf16 peak
@@ -134,23 +167,32 @@ def micro_batch_seconds(shape: ModelShape, s: Setup, gpu: GPU, cal: Calibration,
     byte_s = gpu.mem_bandwidth_gbps * 1e9 * cal.bandwidth_efficiency
     ck = O.checkpointing(s.grad_checkpointing)
     recompute = ck.recompute
-    decoder_passes = 3 if recompute else 2               # forward, (recompute), backward input-gradients
 
     p_dec = shape.quantized_linear_params()  # the 4-bit linears, dequantized and multiplied every pass
     # a MoE layer multiplies each token by its top-k experts only, straight from 16-bit weights (no dequant)
     p_experts = shape.expert_params() * shape.experts_per_token // shape.num_experts if shape.is_moe else 0
     p_head = shape.vocab_size * shape.hidden_size
-    # each pass over the decoder: the matmul (compute- or weight-read-bound) plus the dequant kernel before it
-    linear_pass = _roofline(2 * n * (p_dec + p_experts), (p_dec + shape.expert_params()) * a, flop_s, byte_s)
-    # read the packed weight and its constants, write the bf16 copy (the matmul's own read is in its roofline)
-    dequant_pass = p_dec * O.quant(s.quant).dequant_bytes_per_param / byte_s
+    dequant_per_param = O.quant(s.quant).dequant_bytes_per_param
+
+    def decoder_pass(p: int) -> tuple[float, float]:
+        # the matmul (compute- or weight-read-bound), and the dequant kernel before it: read the packed weight and its
+        # constants, write the bf16 copy (the matmul's own read is in its roofline)
+        return (_roofline(2 * n * (p + p_experts), (p + shape.expert_params()) * a, flop_s, byte_s),
+                p * dequant_per_param / byte_s)
+
+    linear_pass, dequant_pass = decoder_pass(p_dec)   # forward; backward's input gradients cost the same
+    rec_linear = rec_dequant = 0.0
+    if recompute:
+        skipped = shape.dense_layers * shape.intermediate_size * shape.hidden_size \
+            if recompute_skips_output_projection(shape, s) else 0
+        rec_linear, rec_dequant = decoder_pass(p_dec - skipped)
     # eager attention cannot skip the other samples of a packed row: it pays the full row
     scores = O.attention(s.attn_impl).materializes_scores
     attn_row = row_tokens if (scores or attn_len is None) else attn_len
     attn_fwd = 4 * shape.num_layers * attn_row * shape.q_dim * n / attn_flop_s
     if scores:  # scores written and read in the compute dtype and fp32 softmax, every layer
         attn_fwd += 3 * shape.num_layers * s.batch_size * shape.num_heads * attn_row**2 * (2 + 4) / byte_s
-    attn = attn_fwd * (1 + 2 + (1 if recompute else 0))  # backward ~2x forward
+    attn_bwd = attn_fwd * (2 + (1 if recompute else 0))  # backward ~2x forward, + the recompute's forward
 
     n_lora = lora_params(shape, s)
     lin = shape.linear_shapes()
@@ -179,10 +221,19 @@ def micro_batch_seconds(shape: ModelShape, s: Setup, gpu: GPU, cal: Calibration,
             chunks = -(-n // loss_chunk_tokens(v, int(n)))
             loss += chunks * spec.kernels_per_chunk * cal.kernel_overhead_s
 
+    kernels = shape.num_layers * (_KERNELS_PER_LAYER + _KERNELS_PER_LORA_TARGET * len(targets))
+    kernels *= 1 + 2 + (1 if recompute else 0)
+    host_s = kernels * cal.host_s_per_kernel * (cal.compile_host_factor if s.compile else 1.0)
+
     offload = 0.0
-    if ck.to_host:  # every layer's input to host RAM in forward and back in backward
-        offload += 2 * shape.num_layers * n * shape.hidden_size * a / cal.pcie_bytes_per_s
-        offload *= 1 - cal.offload_hidden_fraction
+    if ck.to_host:
+        # every layer's input to host RAM in forward and back in backward, on a side stream: each direction costs
+        # only what its pass's own compute (the decoder's matmuls and attention) does not hide. On Llama-3-8B at
+        # 20 GB/s the copies are ~0.75x the forward's matmuls per token, so hidden at every length: offloaded/on
+        # measured 0.99-1.00 per round at 4 x 2,048 and 16K (benchmarks/README.md)
+        copy = shape.num_layers * n * shape.hidden_size * a / cal.pcie_bytes_per_s
+        offload += max(0.0, copy - linear_pass - dequant_pass - attn_fwd)
+        offload += max(0.0, copy - rec_linear - rec_dequant - linear_pass - dequant_pass - attn_bwd)
     if s.offload_embedding or (s.offload_lm_head and shape.tie_word_embeddings):  # tied: the lookup moves with the head
         # gather rows in host RAM, copy them over
         offload += n * shape.hidden_size * 2 / cal.host_bytes_per_s + n * shape.hidden_size * 2 / cal.pcie_bytes_per_s
@@ -192,22 +243,16 @@ def micro_batch_seconds(shape: ModelShape, s: Setup, gpu: GPU, cal: Calibration,
         copy = p_head * 2 / cal.pcie_bytes_per_s
         offload += max(0.0, copy - loss) + copy / -(-v // lm_head_slice_rows(v, shape.hidden_size))
 
-    kernels = shape.num_layers * (_KERNELS_PER_LAYER + _KERNELS_PER_LORA_TARGET * len(targets))
-    kernels *= 1 + 2 + (1 if recompute else 0)
     parts = {
-        "matmuls": decoder_passes * linear_pass,
-        "dequant": decoder_passes * dequant_pass,
-        "attention": attn,
+        "matmuls": 2 * linear_pass + rec_linear,  # forward, (recompute), backward input-gradients
+        "dequant": 2 * dequant_pass + rec_dequant,
+        "attention": attn_fwd + attn_bwd,
         "lora": lora,
         "elementwise": elementwise,
         "loss": loss,
         "offload": offload,
     }
-    gpu_s = sum(parts.values()) + kernels * cal.kernel_overhead_s
-    # the host runs ahead of the GPU: only its excess over the GPU time shows in the step time
-    host_s = kernels * cal.host_s_per_kernel * (cal.compile_host_factor if s.compile else 1.0)
-    parts["launches"] = kernels * cal.kernel_overhead_s + max(0.0, host_s - gpu_s)
-    return parts
+    return _MicroBatch(parts, kernels, host_s)
 
 
 def optimizer_step_seconds(shape: ModelShape, s: Setup, gpu: GPU, cal: Calibration) -> float:
@@ -239,8 +284,14 @@ def predict(shape: ModelShape, s: Setup, gpu: GPU, grad_accum: int = 1, row_toke
     cal = cal or Calibration()
     row = float(row_tokens or s.seq_len)
     real = float(real_tokens_per_row or row)
-    mb = micro_batch_seconds(shape, s, gpu, cal, row, attn_len)
-    parts = {k: v * grad_accum for k, v in mb.items()}
+    mb = _micro_batch(shape, s, gpu, cal, row, attn_len)
+    parts = {k: v * grad_accum for k, v in mb.parts.items()}
+    launch_gaps = grad_accum * mb.kernels * cal.kernel_overhead_s
+    # the host runs ahead of the GPU within the step: only its excess over the GPU time shows (a per-step host cost,
+    # offloading's, hides behind the GPU time of every micro-batch of the step)
+    host_s = grad_accum * mb.host_s + (cal.offload_host_s_per_step if O.checkpointing(s.grad_checkpointing).to_host
+                                       else 0.0)
+    parts["launches"] = launch_gaps + max(0.0, host_s - sum(parts.values()) - launch_gaps)
     parts["optimizer"] = optimizer_step_seconds(shape, s, gpu, cal)
     step = sum(parts.values())
     tokens = grad_accum * s.batch_size * real

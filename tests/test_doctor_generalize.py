@@ -686,3 +686,20 @@ def test_chinese_and_english_run_words_place_and_name_the_memory(text, kind, pha
 ])
 def test_causes_said_in_chinese_or_plain_words(text, cause):
     assert _d(text).primary.id == cause
+
+
+def test_one_gpu_that_works_and_a_sharded_launch_that_still_copies_are_the_replica():
+    assert _d("Training OOMs on 4 GPUs with accelerate, but single GPU works").primary.id == "ddp_replica"
+    # FSDP is configured, but the report says every GPU still loads the whole model: what ran beats the intent
+    assert _d("With FSDP each GPU loads the full model and then CUDA OOM").primary.id == "ddp_replica"
+    assert _d("With FSDP on 4 GPUs: CUDA OOM in the first step").primary.id != "ddp_replica"  # FSDP alone shards
+
+
+@pytest.mark.parametrize("text,cause,phase", [
+    ("The trainer is using fp32 instead of bf16, OOM", "fp32_training", None),
+    ("Memory leak in the evaluation loop", "eval_logits", "eval"),  # the leak is the memory word, eval its phase
+    ("The notebook kernel dies when loading the model", "cpu_ram", "load"),
+])
+def test_more_words_for_precision_a_leak_in_a_phase_and_a_dying_kernel(text, cause, phase):
+    d = _d(text)
+    assert (d.primary.id, d.case.oom.phase) == (cause, phase)

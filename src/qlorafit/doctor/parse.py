@@ -109,7 +109,7 @@ _CPU_WORDS = re.compile(r"all available RAM|insufficient shared memory|\(shm\)|O
                         # the kernel's kill in other words: exit code 137 (128 + SIGKILL), -9, a notebook kernel dying,
                         # the host's memory at 100 %
                         r"exit (?:code|status)\W{0,3}(?:137|-9)\b|(?:return(?:ed)?|exit) (?:code|status)\W{0,3}-9\b|"
-                        r"(?:进程|程序|任务)被(?:系统)?(?:杀|kill)|(?:kernel|notebook) (?:has |appears to have )?(?:died|crashed|restart\w*)|"
+                        r"(?:进程|程序|任务)被(?:系统)?(?:杀|kill)|(?:kernel|notebook) (?:has |appears to have )?(?:di(?:es|ed)|crash(?:es|ed)|restart\w*)|"
                         r"(?:RAM|host memory|CPU memory|system memory)(?: usage)? (?:goes|went|reach\w*|hits?|climbs?|"
                         r"spikes?|explodes?|blows? up)(?: up)?(?: to 100)?|"
                         r"(?:(?<![\w-])RAM|system memory|host memory|CPU memory) (?:fills? up|filled up|maxe[sd] out|is all used)|"

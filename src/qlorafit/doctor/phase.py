@@ -169,11 +169,11 @@ def last_marker(text: str) -> tuple[str | None, str, int]:
 # --- the user's words ----------------------------------------------------------------------------------------------
 
 _OOM_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- ]memory|out of (?:gpu |cuda )?memory|"
-                        r"ran out of|crash|killed|died|爆显存|显存\S{0,2}(?:溢出|不足|不够|超|爆)|超出?显存|爆炸|溢出|报错|内存不足|"
+                        r"ran out of|crash|killed|die[sd]\b|爆显存|显存\S{0,2}(?:溢出|不足|不够|超|爆)|超出?显存|爆炸|溢出|报错|内存不足|"
                         # the model does not fit one card (parse._GPU_WORDS): '无法在单卡上推理', 'cannot run on one GPU'
                         r"无法在单张?卡|单卡(?:无法|放不下|装不下|跑不了|跑不动)|(?:does ?n[o']t|won'?t|cannot|can'?t|unable to) "
                         r"(?:fit|run|load)\b[^.\n]{0,40}\b(?:on|in|into) (?:a single|one|a|single|my|our|the|this) |memory (?:usage|consumption)|"
-                        r"allocate|fill(?:s|ed)? up|内存\S{0,2}(?:占满|满了|爆|不够)|被(?:系统)?(?:杀|kill)|all (?:of )?(?:the |my |our )?(?:available )?(?:system |host )?RAM\b|"
+                        r"allocate|fill(?:s|ed)? up|memory leak|泄漏|泄露|内存\S{0,2}(?:占满|满了|爆|不够)|被(?:系统)?(?:杀|kill)|all (?:of )?(?:the |my |our )?(?:available )?(?:system |host )?RAM\b|"
                         r"exceeds? (?:the )?(?:gpu |cuda )?memory", re.I)
 _PROSE = (  # (phase, words): checked in this order inside one sentence that also says it ran out of memory
     ("merge", r"merg\w*|export\w*|合并|导出"),

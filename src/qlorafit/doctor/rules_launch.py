@@ -17,6 +17,9 @@ _EACH_GPU = re.compile(r"(?:each|every|all) (?:the )?(?:gpus?|cards?|ranks?|proc
                        r"(?:same|more) (?:gpu )?memory (?:per gpu )?(?:as|than) (?:on |with |in )?(?:a |one )?single[- ]?gpu|"
                        r"(?:does ?n[o']t|don'?t|did ?n[o']t|not) (?:reduce|lower|decrease) (?:the )?(?:gpu )?memory (?:per|on each|of each) "
                        r"gpu|比单卡还(?:占|多|大|高)|(?:多卡|双卡|两张卡)[^，。,.\n]{0,12}(?:和|跟|与)单卡(?:一样|相同)|"
+                       # one GPU works, several fail: the launch's per-GPU copy is what does not fit
+                       r"(?:single|one)[- ]gpu (?:works|is fine|runs fine)|works (?:fine |well )?(?:on|with) (?:a )?(?:single|one) gpu|"
+                       r"单卡(?:可以|能跑|正常|没问题)|"
                        r"only one gpu|each gpu load|没有(?:做)?分布式|no distributed loading|not (?:being )?(?:sharded|distributed)", re.I)
 _SPLIT_WORKS = re.compile(r"device_map\s*=\s*[\"']?(?:auto|balanced)|\bpython3? \w+\.py\b[^.\n]{0,80}\b(?:works|"
                           r"fine|succeeds)", re.I)
@@ -87,8 +90,8 @@ def ddp_replica(c: Case) -> Cause | None:
         strength = "numbers"
     else:
         return None
-    if E.sharded(c) and not z3_materialized and not _four_bit_unsharded(c):
-        return None
+    if E.sharded(c) and not z3_materialized and not _four_bit_unsharded(c) and not (says and strength == "proven"):
+        return None  # sharded, unless the report says each GPU still holds the whole model (what ran beats the intent)
     if strength != "proven" and E.lora_16bit(c) and E.zero_stage(c) is None and c.oom.phase != "generation":
         strength = "inferred"  # a 16-bit LoRA outside DeepSpeed: 4-bit loading (no_quant) is the nearer lever
     ev = []

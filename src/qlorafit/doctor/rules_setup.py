@@ -74,7 +74,8 @@ _FP32_WORDS = re.compile(r"\b32[- ]?bit (?:precision|weights|floats?)|\bin fp32\
                          # both 16-bit flags said off: 'fp16=False and bf16=False'
                          r"\b(?:fp16|bf16)\s*=\s*False\b[^.\n]{0,30}\b(?:fp16|bf16)\s*=\s*False\b|"
                          # no 16-bit said in words: '没有开fp16和bf16', 'without mixed precision'
-                         r"(?:没有?|未|不)(?:开|开启|启用|用|使用|设置)\s?(?:fp16|bf16|混合精度|半精度)|without (?:fp16|bf16|mixed "
+                         r"(?:using|uses|use|trains? in|training in|runs? in|running in) (?:fp32|float32)\b|(?:fp32|float32) "
+                         r"instead of|(?:没有?|未|不)(?:开|开启|启用|用|使用|设置)\s?(?:fp16|bf16|混合精度|半精度)|without (?:fp16|bf16|mixed "
                          r"precision)|(?:no|not using|disabled) mixed precision", re.I)
 """The report says the weights are (or become) fp32: stated, cast ('casting model params to float32', upcast), or
 shown by its cure ('loading in lower precision works')."""

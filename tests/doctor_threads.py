@@ -51,8 +51,8 @@ class Outcome:
 
 SPLITS = ("test5", "test4", "test3", "test2", "test", "seen", "train")
 """Split names, held-out first. test5: a fifth held-out split collected 2026-11-29 while test4 was about to be
-studied, frozen before its first measurement. test4: a fourth held-out split collected 2026-11-29 while test3 was about
-to be studied, frozen before its first measurement. test3: a third held-out split collected 2026-11-29, frozen before its
+studied, frozen before its first measurement. test4: a fourth split collected 2026-11-29 while test3 was about to be
+studied, frozen before its first measurement, measured held out twice, then studied (session 7; test4_status). test3: a third held-out split collected 2026-11-29, frozen before its
 first measurement. test2: collected after the first test split had been used for bug fixes, frozen
 before any rule change. test (renamed seen once it was used for fixes): the first hash-frozen test split. train: the
 rest of the hash split."""

@@ -703,3 +703,42 @@ def test_one_gpu_that_works_and_a_sharded_launch_that_still_copies_are_the_repli
 def test_more_words_for_precision_a_leak_in_a_phase_and_a_dying_kernel(text, cause, phase):
     d = _d(text)
     assert (d.primary.id, d.case.oom.phase) == (cause, phase)
+
+
+# --- session 7 (test6 studied): host RAM told apart from GPU memory ---------------------------------------------------
+
+@pytest.mark.parametrize("text,phase", [
+    ("Serving Llama-2-70B with vllm, the server gets OOM: the python process RSS climbs to 180 GB", None),
+    ("OOM with 32GB RAM when loading a 30B checkpoint", "load"),
+    ("GRPO with a vllm rollout on 4 GPUs: each rollout worker takes 20 GB of CPU memory and the node goes OOM",
+     "generation"),
+    ("用vllm推理的时候内存占用太高，OOM了", "generation"),
+    ("vllm OOM when loading the model, although the machine has 2TB memory", "load"),
+    ("OOM while loading: `free -h` shows the memory going up until the end", "load"),
+])
+def test_host_memory_named_with_an_oom_in_words_is_host_ram_whatever_the_setting(text, phase):
+    o = parse(text)
+    assert (o.kind, o.phase) == ("cpu", phase)
+    d = _d(text)
+    assert d.primary.id == "cpu_ram"
+    assert d.fixes[0].id == ("low_cpu_mem" if phase == "load" else "more_ram")
+
+
+@pytest.mark.parametrize("text", [
+    "OOM on GPU 0 while vllm offloads the weights to CPU memory",  # the CPU is where weights go, not what ran out
+    "OOM with 24GB VRAM and 64GB RAM",  # a GPU's memory is named
+    "OOM on my RTX 3090 with 64GB RAM",  # RAM only as the machine's size, next to a GPU
+    "显存不够，OOM了，机器内存是128G",
+])
+def test_gpu_memory_or_a_gpu_named_keeps_an_oom_in_words_on_the_gpu(text):
+    assert parse(text).kind == "cuda"
+
+
+@pytest.mark.parametrize("text", [
+    "torchrun on 8 GPUs, every rank loads the full 70B model in from_pretrained and the job is OOM-killed",
+    "DeepSpeed ZeRO-2 on 4 GPUs: each GPU holds a full copy of the model while loading, and the workers are killed",
+])
+def test_a_host_oom_ranks_host_ram_above_gpu_causes_known_as_well(text):
+    d = _d(text)
+    assert d.case.oom.kind == "cpu" and "ddp_replica" in [x.id for x in d.causes]
+    assert d.primary.id == "cpu_ram" and d.fixes[0].id == "low_cpu_mem"

@@ -135,6 +135,36 @@ _GPU_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- 
                         r"(?:a single|one|a|single|my|our|the|this) [\w -]{0,12}?(?:gpu|card|[AHLVT]\d{1,3}|\d{4})\b|无法在单(?:张)?卡|单卡(?:无法|放不下|装不下|跑不了|跑不动)", re.I)
 
 
+_HOST_NAMED = re.compile(r"(?:\bhost|\bCPU|\bsystem|\bnode)[ -]?(?:RAM|memory|mem)\b|\bRSS\b|\bfree -[hgm]\b|\bswap\b|"
+                         r"\bdmesg\b|\bOOM[- ]?kill\w*|\boom_kill\w*|"
+                         r"(?:worker|rank|container|pod|job|trial)s? (?:was |got |is |are |gets |were )?(?:OOM[- ])?killed|"
+                         r"(?<!GPU)(?<!GPU )(?<!显卡)(?<!显卡 )(?<![卡显])内存|"
+                         r"\d+(?:\.\d+)?\s?(?:TB|TiB|T)\b[^.\n]{0,12}\b(?:memory|RAM)\b|"
+                         r"\b(?:memory|RAM)\b[^.\n]{0,30}?\d+(?:\.\d+)?\s?(?:TB|TiB|T)\b", re.I)
+"""Words that name the host's memory, not a GPU's: host/CPU/system/node RAM or memory, a process's RSS, `free -h`,
+swap, dmesg, the kernel's OOM killer, a worker or container killed, 内存 (RAM; 显存 is GPU memory), a memory size in
+terabytes (no GPU has that much). A CPU named as where weights are offloaded to is not the memory that ran out."""
+_OFFLOAD_TO_CPU = re.compile(r"offload\w*[^.\n]{0,30}?(?:\bto|\binto|到)\s?(?:the )?cpu[ -]?(?:RAM|memory|mem)?", re.I)
+_GPU_MEMORY_NAMED = re.compile(r"显存|\bVRAM\b|(?:GPU|CUDA|video|device)[ -]?(?:memory|RAM|mem\b|内存)|显卡内存|"
+                               r"\bcuda:\d|nvidia-smi|out of memory on (?:the |my )?(?:GPU|card)", re.I)
+"""Words that name a GPU's memory as the one in question."""
+_GPU_ANY = re.compile(r"\bGPUs?\b|\bCUDA\b|显卡|显存|\bVRAM\b|\bnvidia\b|\b(?:RTX|GTX)\b|"
+                      r"(?<![\w-])[AHLVTP]\d{1,3}(?![\w-])|\b\d{4} ?Ti\b|单卡|多卡|\d\s?张?卡", re.I)
+_RAM_SIZED = re.compile(r"\b\d+(?:\.\d+)?\s?(?:[GT]i?B?|gigs?)\s?(?:of\s)?(?:DDR\d\s)?RAM\b", re.I)
+"""'64G ram', '32 GB of RAM': RAM with its size, which people write for the host ('VRAM' for a GPU's)."""
+
+
+def host_memory_named(text: str) -> bool:
+    """The memory the report is about is the host's: it names host memory (host/CPU RAM, RSS, `free -h`, swap, the
+    OOM killer, 内存, terabytes) and names no GPU memory; or it names RAM with a size and no GPU at all ('OOM with 64G
+    ram'). An out-of-memory told in words with no CUDA message is then host RAM, whatever the setting (vLLM, a
+    launcher) would suggest for the GPU."""
+    t = _OFFLOAD_TO_CPU.sub(" ", text)
+    if _GPU_MEMORY_NAMED.search(t):
+        return False
+    return bool(_HOST_NAMED.search(t)) or (bool(_RAM_SIZED.search(t)) and not _GPU_ANY.search(t))
+
+
 def oom_kind(text: str) -> str | None:
     """The one predicate for the OOM message forms: which kind of out-of-memory error `text` holds, or None.
     Message forms first; then bitsandbytes' dispatch refusal (the model does not fit the free GPU memory); then an
@@ -160,7 +190,7 @@ def oom_kind(text: str) -> str | None:
     if _CPU_WORDS.search(text):
         return "cpu"
     if _GPU_WORDS.search(text):
-        return "cuda"
+        return "cpu" if host_memory_named(text) else "cuda"
     return None
 
 

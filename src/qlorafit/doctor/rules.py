@@ -618,8 +618,11 @@ def diagnose_causes(c: Case) -> list[Cause]:
         cause = rule(c)
         if cause is not None and all(x.id != cause.id for x in out):
             out.append(cause)
+    # the host's RAM ran out: causes of GPU memory (a replica per GPU, vLLM's share of the card) explain another
+    # memory, however they are known, so host RAM comes first
+    host = c.oom.kind == "cpu"
     # stable: among causes known equally well, one the report's own words point to comes first, then rule order
-    return sorted(out, key=lambda x: (STRENGTH.index(x.strength), not _said(x)))
+    return sorted(out, key=lambda x: (not (host and x.id == "cpu_ram"), STRENGTH.index(x.strength), not _said(x)))
 
 
 def _said(cause: Cause) -> bool:

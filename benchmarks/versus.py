@@ -17,6 +17,7 @@ seed fixed per configuration, full length, no padding) and LoRA r16 alpha 32 on 
   qlorafit-sidealloc  offloaded, with the fetched inputs allocated on the side stream (before session 7)
   qlorafit-wholegraph  experiment: the defaults with each micro-batch's forward + backward captured as one CUDA
                 graph per shape (torch.cuda.graph) and replayed; gradients kept allocated between steps
+  qlorafit-cudagraphs  the defaults with train.cuda_graphs: true (the trainer's path made from qlorafit-wholegraph)
   qlorafit-plan the configuration `plan` writes for a --plan-budget-gib card (default 24) at this length and batch
 LoRA dropout is 0 for every contender except the recipe (Unsloth's fast path needs 0; same computation for all).
 
@@ -52,7 +53,7 @@ QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
 CONFIGS = {"c1": (2, 4, 512), "c2": (1, 1, 2048), "c3": (4, 1, 2048), "c4": (1, 1, 16384)}  # micro, accum, length
 CONTENDERS = ("recipe", "trl", "trl-best", "unsloth", "qlorafit", "qlorafit-eager", "qlorafit-on", "qlorafit-prev", "qlorafit-offload",
               "qlorafit-lean", "qlorafit-tile", "qlorafit-graphs", "qlorafit-plan", "qlorafit-sidealloc",
-              "qlorafit-wholegraph")
+              "qlorafit-wholegraph", "qlorafit-cudagraphs")
 SITES = {"trl": "/tmp/site-trl", "trl-best": "/tmp/site-trl", "unsloth": "/tmp/site-uns"}  # + /tmp/site-common
 WARMUP = 2
 VOCAB_IDS = int(os.environ.get("VERSUS_VOCAB_IDS", 128000))  # ids drawn below this (Llama-3: 128,256; smoke: tiny)
@@ -408,6 +409,8 @@ def qlorafit_cfg(a, path: str, variant: str):
         raw["train"]["grad_checkpointing"] = "offload"
     if variant == "qlorafit-lean":  # and lm_head streamed from host RAM
         raw["model"]["offload_lm_head"] = True
+    if variant == "qlorafit-cudagraphs":
+        raw["train"]["cuda_graphs"] = True
     if variant == "qlorafit-tile":  # and each layer's MLP on 4,096-position slices
         raw["train"]["mlp_tile_tokens"] = 4096
     if a.cfg == "ctx":

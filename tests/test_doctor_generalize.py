@@ -742,3 +742,45 @@ def test_a_host_oom_ranks_host_ram_above_gpu_causes_known_as_well(text):
     d = _d(text)
     assert d.case.oom.kind == "cpu" and "ddp_replica" in [x.id for x in d.causes]
     assert d.primary.id == "cpu_ram" and d.fixes[0].id == "low_cpu_mem"
+
+
+@pytest.mark.parametrize("text,strength", [
+    ("CUDA out of memory when restoring the optimizer state of my GNN", "inferred"),
+    ("Traceback (most recent call last):\n  File \"train.py\", line 10, in <module>\n"
+     "    state = torch.load(os.path.join(ckpt_dir, 'optimizer.pt'))\ntorch.cuda.OutOfMemoryError: CUDA out of memory.",
+     "proven"),
+    ("Traceback (most recent call last):\n  File \"run.py\", line 40, in resume\n    self.opt.load_optimizer_state(path)\n"
+     "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB", "proven"),
+])
+def test_any_frameworks_restore_of_the_optimizer_state_is_the_resume(text, strength):
+    d = _d(text)
+    assert (d.primary.id, d.primary.strength) == ("resume_state", strength)
+    assert d.fixes[0].id == "resume_on_cpu"
+
+
+@pytest.mark.parametrize("text", [
+    "Training occasionally runs out of CUDA memory",
+    "The OOM is intermittent: most epochs finish",
+    "训练时偶尔会爆显存",
+    "微调时偶发性显存溢出",
+])
+def test_an_occasional_oom_is_a_later_step(text):
+    assert parse(text).phase == "later_step"
+
+
+@pytest.mark.parametrize("text", ["训练时偶尔会爆显存，删掉较长的样本后就正常了", "数据里有一些长文本，训练时显存溢出",
+                                  "样本比较长的话显存会溢出"])
+def test_long_samples_said_in_chinese_comparatives_are_long_samples(text):
+    d = _d(text)
+    assert d.primary.id == "long_sample" and d.fixes[0].id == "cap_length"
+
+
+@pytest.mark.parametrize("text", [
+    "I want to generate 200 sequences per prompt. RuntimeError: CUDA out of memory. Tried to allocate 1.00 GiB",
+    "We sample many completions for each prompt and it OOMs",
+    "with num_return_sequences=64 it runs out of CUDA memory",
+])
+def test_generating_or_sampling_many_outputs_is_generation(text):
+    d = _d(text)
+    assert d.case.oom.phase == "generation"
+    assert d.primary.id == "generation_batch" and d.fixes[0].id == "eval_batch"

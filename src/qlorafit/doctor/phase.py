@@ -183,6 +183,10 @@ _PROSE = (  # (phase, words): checked in this order inside one sentence that als
     # 'generation', 'generating', 'generate()', not 'the processor generates N tokens' (that is the data, not the phase)
     # 'predictions' and Trainer's .predict() are the evaluation loop's outputs, not generated text
     ("generation", r"generat(?:ion|ing)\b|\bgenerate\(|\.generate\b|inference|(?<!\.)predict(?!ions\b)\w*|rollout|"
+                   # generating or sampling many outputs: 'generate 100 sequences', 'sample a number of completions'
+                   r"\b(?:generate|sample)s?\s(?:~?\d+|a (?:number|batch|lot|bunch) of|many|multiple|several|lots of|more)"
+                   r"\s(?:\w+\s)?(?:sequences|samples|texts|outputs|completions|responses|answers|sentences|images)\b|"
+                   r"num[_-]return[_-]sequences|"
                    r"推理|预测"),
     ("eval", r"(?<![A-Za-z])eval\w*|validation|validat\w+|compute_metrics|predictions\b|\.predict\(|评估|验证"),
     ("tokenization", r"tokeniz\w*|\.map\(|dataset map|(?:数据)?预处理|数据处理|分词"),
@@ -194,6 +198,9 @@ _LATER = re.compile(r"(?:at|after|on|until|till|around|near|by|reach\w*) (?:step
                     r"(?:steps|iterations|batches|epochs|samples)|at some batch|over \d+ epochs|for a while|"
                     r"(?:for|after) some time|training (?:for )?(?:a while|some steps)|after (?:tens of|many) steps|"
                     r"一阵子|中途|几十步|一段时间后|训练到\s*\d+\s*%|\d+步|"
+                    # an occasional failure: most steps ran, one batch did not
+                    r"偶发|偶尔|时不时|\boccasional(?:ly)?\b|\bintermittent(?:ly)?\b|\bsporadic(?:ally)?\b|"
+                    r"\bsometimes (?:it )?(?:OOMs?|runs? out|crash\w*|fails?)|(?:有时候?|偶然)(?:会)?(?:爆|OOM|溢出|报错)|"
                     # elapsed time, progress in percent, a while: the run trained before it failed
                     r"之前(?:一直|都)?正常|(?:一直|前面都)正常|(?:几|[一二两三四五六七八九十]|\d+)个?\s?epochs?\s?(?:之后|以后|后)|"
                     r"(?:runs?|ran|trains?|trained|works?|worked) (?:fine |well |normally |ok )?for (?:about |around |roughly )?"

@@ -270,7 +270,8 @@ _LONG_WORDS = re.compile(r"(?:long|longer|longest|very long|too long|overly long
                          r"sequences?|examples?|inputs?|outputs?|data|documents?)|"
                          # the thing too long is the text ('文本过长', '超长文本'), not a wait ('等待时间过长')
                          r"(?:文本|序列|样本|句子|数据|输入|输出|上下文|长度|回答|回复|token|output|input|text|prompt|response|answer)\S{0,3}"
-                         r"(?:超长|过长|太长)|超长(?:文本|序列|样本|"
+                         r"(?:超长|过长|太长|(?:比较|较|很|特别|非常)长)|(?:较|比较|很|特别|非常|过|太|超)长的?(?:文本|序列|样本|句子|数据|输入|回答)|"
+                         r"长(?:文本|序列|样本)|超长(?:文本|序列|样本|"
                          r"上下文|数据)|samples? (?:that )?"
                          r"exceed\w* max|variable (?:number|length)s? of (?:\w+ )?tokens|too many (?:\w+ )?tokens|"
                          r"outlier", re.I)

@@ -108,8 +108,13 @@ def fp32_training(c: Case) -> Cause | None:
 
 
 _RESUME_FRAMES = re.compile(r"_load_optimizer_and_scheduler|_load_from_checkpoint|optimizer\.load_state_dict|"
-                            r"load_state_dict\(torch\.load")
+                            r"load_state_dict\(torch\.load|"
+                            # any framework's own restore: a load_opt(imizer)_state frame, a torch.load of an
+                            # optimizer file ('optimizers.bin', 'optimizer.pt')
+                            r"\bload_optim\w*_state\w*|\bload_opt_state\w*|"
+                            r"\b(?:torch|th)\.load\([^\n]{0,80}optim\w*\.(?:bin|pt|pth|ckpt)")
 _RESUME_WORDS = re.compile(r"resum\w* (?:the )?(?:training )?from (?:a |the )?checkpoint|when resuming|"
+                           r"(?:restor|reload|load)\w* (?:the |its |saved |my )*optimi[sz]er(?:'s)? state|"
                            r"resume_from_checkpoint|init_from=resume|loading optimizer states?|from checkpoint, I run|"
                            r"断点续训|断点续练|断点训练|恢复训练|从(?:断点|checkpoint)(?:恢复|继续)",
                            re.I)

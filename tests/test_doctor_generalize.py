@@ -784,3 +784,39 @@ def test_generating_or_sampling_many_outputs_is_generation(text):
     d = _d(text)
     assert d.case.oom.phase == "generation"
     assert d.primary.id == "generation_batch" and d.fixes[0].id == "eval_batch"
+
+
+@pytest.mark.parametrize("text", [
+    "CUDA out of memory after 3 steps of training with per_device_train_batch_size 8",
+    "It ran out of CUDA memory after 2 iterations",
+])
+def test_a_failure_a_few_steps_in_is_the_batch_not_a_late_long_sample(text):
+    d = _d(text)
+    assert d.case.oom.phase == "later_step"
+    assert d.primary.id == "batch_or_seq" and "long_sample" not in [x.id for x in d.causes]
+    late = _d("It trained fine for 2000 steps and then ran out of CUDA memory")
+    assert late.primary.id == "long_sample"
+
+
+@pytest.mark.parametrize("text", ["The forward and backward pass fit, then CUDA OOM during the optimizer step",
+                                  "it goes out of memory in the step function"])
+def test_an_oom_in_the_optimizer_step_is_the_first_step(text):
+    assert parse(text).phase == "first_step"  # Adam allocates its moments at the first optimizer step
+
+
+def test_a_full_fine_tunes_states_larger_than_its_one_gpu_need_offloading():
+    d = _d("Full fine-tune of a 13B model on one 80GB A100: CUDA out of memory")  # 13B x 16 bytes = 208 GB
+    assert d.primary.id == "ddp_replica" and d.primary.strength == "numbers" and d.fixes[0].id == "shard"
+    assert "one GPU" in d.primary.title and "offload" in d.fixes[0].title
+    small = _d("Full fine-tune of a 1B model on one 80GB A100: CUDA out of memory")  # 16 GB of states: fits
+    assert small.primary.id == "batch_or_seq"
+
+
+def test_openrlhf_trains_every_weight_unless_given_a_lora_rank():
+    cmd = ("deepspeed --num_gpus 1 --module openrlhf.cli.train_sft --pretrain org/Some-13B --micro_train_batch_size 1 "
+           "--zero_stage 2 --bf16 --flash_attn")
+    text = "CUDA out of memory on one 80GB A100"
+    assert read_settings(cmd)["finetuning_type"] == "full"
+    assert _d(text, config=cmd).primary.id == "ddp_replica"
+    assert "finetuning_type" not in read_settings(cmd + " --lora_rank 16")
+    assert _d(text, config=cmd + " --lora_rank 16").primary.id != "ddp_replica"

@@ -217,9 +217,12 @@ _LATER = re.compile(r"(?:at|after|on|until|till|around|near|by|reach\w*) (?:step
                     # a leak is memory that grew over steps
                     r"memory leak|(?:显存|内存)泄[漏露]", re.I)
 _FIRST = re.compile(r"first (?:training )?(?:step|batch|forward)|not a single step|before (?:the )?first step|"
+                    # Adam allocates its two moments at the first optimizer step: an OOM there is the first step
+                    r"(?:during|in|inside|at) (?:the )?(?:optimizer(?:'s)? step|step function|optimizer\.step\(\))|"
                     r"(?:at|on) step 0\b|when (?:i )?start(?:ing)? (?:the )?training|第一步", re.I)
 _STEP_NUMBER = re.compile(r"(?:at|after|on|until|till|around|near|by|reach\w*) (?:step|iteration|iter) ?(\d+)|"
-                          r"\bstep (\d+) ?(?:of|/)|(\d+) ?/ ?\d+ (?:steps|iterations)|(\d+)步", re.I)
+                          r"\bstep (\d+) ?(?:of|/)|(\d+) ?/ ?\d+ (?:steps|iterations)|(\d+)步|"
+                          r"(?:after|for) ~?(\d+)\+? (?:training )?(?:steps|iterations)", re.I)
 
 
 def _sentences(text: str) -> list[str]:

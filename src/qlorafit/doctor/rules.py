@@ -298,6 +298,11 @@ def long_said(text: str) -> re.Match | None:
     return None
 
 
+EARLY_STEPS = 10
+"""A failure this many steps in or fewer, with no long sample named, is the ordinary batch (batch x length), not one
+rare long sample arriving late: the first batches are a random draw of ordinary lengths."""
+
+
 def long_sample(c: Case) -> Cause | None:
     o = c.oom
     run = c.inputs.run
@@ -307,6 +312,8 @@ def long_sample(c: Case) -> Cause | None:
     if o.phase != "later_step" and not late and not (words and o.phase in (None, "training", "first_step")
                                                      and not capped):
         return None  # long samples under a length cap make every batch as long as the cap: that is the batch
+    if not (words or late) and o.step is not None and 0 < o.step <= EARLY_STEPS:
+        return None  # a few steps in, the batches seen are the ordinary ones: no rare long sample has arrived yet
     bs = c.settings.get("per_device_train_batch_size")
     if not (words or late or o.step) and isinstance(bs, int) and bs >= LARGE_MICRO_BATCH:
         return None  # a late failure at a large micro-batch, no long sample named: the batch multiplies the longest

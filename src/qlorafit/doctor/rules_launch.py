@@ -113,13 +113,17 @@ def ddp_replica(c: Case) -> Cause | None:
                   "(bnb_4bit_quant_storage=torch.bfloat16); without it every GPU keeps the whole 4-bit model")
     if c.est and c.budget_bytes:
         ev.append(f"estimate: one replica's weights take {gib(c.est.phases['load'])} of {gib(c.budget_bytes)} per GPU")
-    return Cause("ddp_replica", "every GPU holds a full copy of the model",
+    one = max(ws or 1, E.gpu_count(c) or 1) == 1
+    return Cause("ddp_replica", "the full fine-tune's states do not fit one GPU" if one else
+                 "every GPU holds a full copy of the model",
+                 "weights, gradients and Adam state of every parameter stay on the one GPU" if one else
                  "DDP (and ZeRO-1/2) replicate the weights on each GPU: more GPUs add no room for the model itself",
                  ev, ("quantize",),
                  [Action("shard the weights: DeepSpeed ZeRO-3 with zero3_init (HF builds the model inside zero.Init) "
                          "or FSDP (QLoRA: bnb_4bit_quant_storage=torch.bfloat16, fsdp_cpu_ram_efficient_loading); for "
                          "a single process, device_map='auto' splits the layers over the GPUs; for inference, vLLM "
-                         "with tensor_parallel_size", "speed: sharding traffic", id="shard")],
+                         "with tensor_parallel_size; on one GPU, offload the optimizer state to the CPU (DeepSpeed "
+                         "offload_optimizer, OpenRLHF --adam_offload)", "speed: sharding traffic", id="shard")],
                  strength=strength, phase="load" if z3_materialized else None)
 
 
@@ -159,12 +163,15 @@ def _full_states_exceed_one_card(c: Case) -> str | None:
     n = max(E.world_size(c) or 1, E.gpu_count(c) or 1)
     named, card = E.model_params(c), E.card_bytes(c)
     z = E.zero_stage(c) or 0
-    if n < 2 or named is None or card is None or E.sharded(c) or z > 2:
+    if named is None or card is None or E.sharded(c) or z > 2 or c.settings.get("offload_optimizer"):
         return None
     w, g, o = (FULL_TUNE_BYTES[k] * named[0] * 1e9 for k in ("weights", "grads", "optimizer"))
     per_gpu = w + g + o if z == 0 else w + g + o / n if z == 1 else w + (g + o) / n
     if per_gpu <= card:
         return None
+    if n == 1:  # one GPU: no stage shards anything, the optimizer state has to leave the GPU
+        return (f"a full fine-tune of a {named[0]:g}B model (named in {named[1]}) keeps 16 bytes per parameter: "
+                f"{gib(int(per_gpu))} of weights, gradients and Adam state on one GPU of {gib(card)}")
     launch = f"ZeRO-{z}" if E.zero_stage(c) is not None else "a replicating launch (DDP)"
     return (f"a full fine-tune of a {named[0]:g}B model (named in {named[1]}) keeps 16 bytes per parameter; under "
             f"{launch} on {n} GPUs each holds {gib(int(per_gpu))} of weights, gradients and Adam state, more than "

@@ -129,6 +129,9 @@ def _trainer_specials(s: dict, names: set) -> None:
     if names & {"micro_train_batch_size", "micro_rollout_batch_size", "pretrain"} and "flash_attn" not in names \
             and "attn_implementation" not in s:
         s["attn_implementation"] = "eager"  # OpenRLHF loads with eager attention unless --flash_attn
+    if names & {"micro_train_batch_size", "micro_rollout_batch_size", "pretrain"} and \
+            not names & {"lora_rank", "lora_r", "lora_alpha", "finetuning_type"}:
+        s.setdefault("finetuning_type", "full")  # OpenRLHF trains every weight unless --lora_rank is given
     if str(s.get("quantize", "")).startswith("bnb.nf4"):  # litgpt
         s.setdefault("load_in_4bit", True)
 

@@ -820,3 +820,30 @@ def test_openrlhf_trains_every_weight_unless_given_a_lora_rank():
     assert _d(text, config=cmd).primary.id == "ddp_replica"
     assert "finetuning_type" not in read_settings(cmd + " --lora_rank 16")
     assert _d(text, config=cmd + " --lora_rank 16").primary.id != "ddp_replica"
+
+
+@pytest.mark.parametrize("text", [
+    "Serving Falcon-40B on 4 A10G GPUs:\ntorch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 256.00 MiB\n"
+    "Error: ShardCannotStart",
+    "Serving a model on 2 GPUs, torch.cuda.OutOfMemoryError: CUDA out of memory.\n"
+    "RuntimeError: Engine core initialization failed",
+])
+def test_a_server_that_cannot_start_on_one_of_several_gpus_shards_the_weights(text):
+    d = _d(text)
+    assert d.case.oom.phase == "load"
+    assert d.primary.id in ("load_too_big", "ddp_replica") and d.fixes[0].id == "shard"
+    one = _d(text.replace("4 A10G GPUs", "one A10G").replace("2 GPUs", "one GPU"))
+    assert one.fixes[0].id != "shard"  # nothing to shard over
+
+
+OLD_FORM = ("RuntimeError: CUDA out of memory. Tried to allocate 60.00 MiB (GPU 0; 8.00 GiB total capacity; 5.50 GiB "
+            "already allocated; 20.00 MiB free; 5.90 GiB reserved in total by PyTorch)\n")
+
+
+def test_the_batch_the_report_suspects_breaks_a_tie_between_inferred_causes():
+    assert _d(OLD_FORM).primary.id == "other_process"  # 2 GiB outside PyTorch's pool on an 8 GiB card
+    for wish in ("How do I reduce the batch size?", "I think I have to lower the batch size, but where is it set?",
+                 "Maybe the batch size is too big."):
+        d = _d(OLD_FORM + wish)
+        assert d.primary.id == "batch_or_seq" and d.fixes[0].id == "smaller_step", wish
+    assert _d(OLD_FORM + "I tried to reduce the batch size but it still fails").primary.id == "other_process"

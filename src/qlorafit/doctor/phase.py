@@ -101,6 +101,10 @@ _MARKERS = (
     (r"Saving model checkpoint to|Saving model\b|Unsloth: Saving", "save"),
     (r"Running tokenizer on dataset|during map operation|Map \(num_proc", "tokenization"),
     (r"\*{3,} Running training|Running training|==\(\(====\)\)==  Unsloth", "training"),
+    # a server whose model shards or engine could not start failed while loading the weights (text-generation-
+    # inference's launcher, an inference engine's start)
+    (r"\b[Ss]hard \d+ failed to start|ShardCannotStart|[Ee]ngine (?:core )?initiali[sz]ation failed|"
+     r"[Ee]ngine failed to start", "load"),
 )
 
 

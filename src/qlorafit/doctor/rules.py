@@ -354,6 +354,24 @@ def _weights_exceed_card(c: Case) -> str | None:
     return f"the weights alone are {gib(w[0])} ({w[1]}), more than the GPU's {gib(card)}"
 
 
+_SERVER = re.compile(r"text[-_]generation[-_](?:launcher|inference|server)|\bTGI\b|\bserv(?:e|ing|er)\b|"
+                     r"\bdeploy(?:ing|ment)?\b|\binference server|部署", re.I)
+_SPLIT_SET = re.compile(r"num[-_]shard|tensor[-_]parallel(?:[-_]size)?|--tp\b|device_map|pipeline[-_]parallel", re.I)
+
+
+def _serve_sharded(c: Case) -> Action | None:
+    """A model served (an inference server, or vLLM) on a machine with several GPUs, failing at the load with no
+    sharding set: the weights went to one GPU while the others idle. The lever is sharding them over all of them."""
+    t = E.text(c)
+    gpus = E.gpu_count(c) or 1
+    if gpus < 2 or not (_SERVER.search(t) or E.uses_vllm(c)) or _SPLIT_SET.search(t) or \
+            c.settings.get("tensor_parallel_size") or E.full_tune(c):
+        return None
+    return Action(f"shard the weights over the {gpus} GPUs: text-generation-inference --num-shard {gpus}, vLLM "
+                  f"--tensor-parallel-size {gpus}, transformers device_map='auto'", "none: the GPUs are there",
+                  patch=[f"+ --num-shard {gpus}  (TGI) / --tensor-parallel-size {gpus}  (vLLM)"], id="shard")
+
+
 def load_too_big(c: Case) -> Cause | None:
     exceed = _weights_exceed_card(c) if c.oom.phase in (None, "load") and c.oom.kind not in ("cpu", "dispatch") \
         and c.has_oom else None
@@ -363,10 +381,13 @@ def load_too_big(c: Case) -> Cause | None:
     if c.est:
         ev.append(f"estimate: the weights as loaded take {gib(c.est.phases['load'])}"
                   + (f" of {gib(c.budget_bytes)}" if c.budget_bytes else ""))
+    split = _serve_sharded(c) if c.oom.phase == "load" else None
+    if split:
+        ev.append(f"the model is served on a machine with {E.gpu_count(c)} GPUs and nothing shards it over them")
     return Cause("load_too_big", "the weights do not fit while loading",
                  "the failure happened before training: the model itself (or its unquantized shards) does not fit",
                  [e for e in ev if e], ("quantize",),
-                 ([Action("load a 4-bit build of the model (bitsandbytes NF4, or a GPTQ/AWQ checkpoint): a quarter "
+                 ([split] if split else []) + ([Action("load a 4-bit build of the model (bitsandbytes NF4, or a GPTQ/AWQ checkpoint): a quarter "
                           "of the 16-bit weights", "quality: slight", id="quantize")]
                   if exceed and c.est is None and not E.quantized(c) and "4-bit" not in exceed else [])
                  + [Action("use a smaller model or a larger GPU; device_map='auto' with max_memory offloads layers to "
@@ -473,6 +494,11 @@ def batch_or_seq(c: Case) -> Cause | None:
                   f"{c.setup.grad_checkpointing}): peak {gib(c.est.peak_bytes)}"
                   + (f" against {gib(c.budget_bytes)}" if c.budget_bytes else "") + "; largest: "
                   + ", ".join(f"{p.name} {gib(p.bytes)}" for p in top))
+    flat = re.sub(r"\s+", " ", c.inputs.error_text or "")
+    wish = _BATCH_WISH.search(flat)
+    if wish and not _BATCH_TRIED.search(flat) and not re.search(r"\b(?:still|even|does ?n[o']t|did ?n[o']t|no (?:luck|help|change)|same)\b",
+                                                                flat[wish.end():wish.end() + 40]):
+        ev.append(f"the report says '{wish.group(0)}'")  # the report's own suspect breaks a tie between inferences
     acts = [] if c.est else _step_levers(c, ev)
     return Cause("batch_or_seq", "the batch or the sequence length is too large for the card",
                  "activation memory grows with micro-batch x length; the step needs more than is free",
@@ -489,6 +515,12 @@ _VISION = re.compile(r"image tokens|pixel|max_pixels|high[- ]resolution|\w+-vl\b
 _BATCH_HELPS = re.compile(r"(?:lower|reduc|decreas|chang|halv|smaller)\w*[^.\n]{0,20}batch[_ ]?size[^.\n]{0,30}"
                           r"(?:fix|work|help|solv|avoid)\w*|"
                           r"batch[_ ]?size[^.\n]{0,30}(?:fixes|fixed|works|solves|solved)", re.I)
+_BATCH_WISH = re.compile(r"(?:have|need|want|ought|trying|try|how (?:do|can|could|should) (?:i|we)|should (?:i|we)|"
+                         r"can (?:i|we)|could (?:i|we)|where (?:do|can) (?:i|we)) (?:to )?(?:reduce|lower|decrease|shrink|"
+                         r"halve|change|set) (?:the |my |a )?(?:\w+ )?batch[_ ]?size|batch[_ ]?size (?:is |seems |may be |might "
+                         r"be )?too (?:big|large|high)", re.I)
+"""The report names the batch as its suspect ('I think I have to reduce the batch size', 'batch size is too big'),
+before trying it."""
 _BATCH_TRIED = re.compile(r"regardless of (?:the )?batch|"
                           r"(?:even|still)[^.\n]{0,20}batch[_ ]?size\W{0,3}(?:of |=\s?)?1\b|"
                           r"batch[_ ]?size\W{0,3}(?:of |=\s?|is )?1\b[^.\n]{0,30}(?:still|also|even)|"

@@ -847,3 +847,15 @@ def test_the_batch_the_report_suspects_breaks_a_tie_between_inferred_causes():
         d = _d(OLD_FORM + wish)
         assert d.primary.id == "batch_or_seq" and d.fixes[0].id == "smaller_step", wish
     assert _d(OLD_FORM + "I tried to reduce the batch size but it still fails").primary.id == "other_process"
+
+
+@pytest.mark.parametrize("text", ["RuntimeError: DataLoader worker (pid 1234) is killed by signal: Killed.",
+                                  "the dataloader worker got killed halfway through the epoch (Killed)"])
+def test_a_killed_dataloader_worker_is_host_ram_with_fewer_workers_first(text):
+    d = _d(text)
+    assert d.primary.id == "cpu_ram" and d.fixes[0].id == "fewer_workers" and "num_workers" in d.fixes[0].title
+
+
+def test_vllm_served_alone_that_ooms_failed_while_its_engine_loaded():
+    assert _d("I serve Qwen2-7B with vllm on an A100 and it OOMs").case.oom.phase == "load"
+    assert _d("GRPO training with vllm on an A100 and it OOMs").case.oom.phase is None  # training: where is unknown

@@ -59,7 +59,7 @@ def card_bytes(c: Case) -> int | None:
 
 _QUANT_WORDS = re.compile(r"\b(?:4|8)[- ]?bit\b|\bint[48]\b|\bnf4\b|gptq|\bawq\b|\bgguf\b|quantiz|qlora", re.I)
 _SIXTEEN_WORDS = re.compile(r"\b(?:16[- ]?bit|bf16|fp16|b?float16|half precision)\b", re.I)
-_TRAINING_WORDS = re.compile(r"\btrain|fine-?tun|\blora\b|\bsft\b|\bdpo\b|\bgrpo\b|batch[ _]size|微调|训练", re.I)
+TRAINING_WORDS = re.compile(r"\btrain|fine-?tun|\blora\b|\bsft\b|\bdpo\b|\bgrpo\b|batch[ _]size|微调|训练", re.I)
 
 
 _PLAIN_TUNE = re.compile(r"(?<![A-Za-z])lora(?![A-Za-z])|full[- ]?(?:fine-?tun\w*|parameter)|全参|全量", re.I)
@@ -78,7 +78,7 @@ def weights_quantized(c: Case) -> bool:
         return True
     if _PLAIN_TUNE.search(t) or loading_known(c) or _SIXTEEN_WORDS.search(t):
         return False
-    return bool(_TRAINING_WORDS.search(t))
+    return bool(TRAINING_WORDS.search(t))
 
 
 def lora_16bit(c: Case) -> bool:

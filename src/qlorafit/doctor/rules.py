@@ -60,6 +60,10 @@ def script_breaks(c: Case) -> Cause | None:
                  actions=[Action(f.fix, "none", patch=f.patch, id="fix_script_args") for f in broken])
 
 
+_LOADER_WORKER = re.compile(r"DataLoader worker \(pids?[^)]*\) (?:is killed|exited unexpectedly)[^.\n]*|"
+                            r"dataloader worker[^.\n]{0,20}(?:killed|died|exited)", re.I)
+
+
 def cpu_ram(c: Case) -> Cause | None:
     """Host RAM, with the fix for the phase it ran out in: the load, tokenization, saving or merging."""
     if c.oom.kind != "cpu":
@@ -79,6 +83,14 @@ def cpu_ram(c: Case) -> Cause | None:
     workers = Action("tokenize with fewer processes (num_proc / preprocessing_num_workers / dataset_num_proc), or "
                      "stream the dataset: every worker holds its own copy", "speed: slower preprocessing",
                      id="fewer_workers")
+    loader = _LOADER_WORKER.search(c.inputs.error_text or "")
+    if loader:  # the process the kernel killed is a DataLoader worker: the workers' copies are what filled the RAM
+        ev.append(f"the log says '{loader.group(0)}'")
+        return Cause("cpu_ram", "host (CPU) RAM ran out in the DataLoader's worker processes, not GPU memory",
+                     "every DataLoader worker is a process with its own copy of the dataset and its prefetched batches",
+                     ev, actions=[Action("lower the DataLoader's num_workers (dataloader_num_workers; 0 loads in the "
+                                         "main process) or prefetch_factor", "speed: slower data loading",
+                                         id="fewer_workers"), ram], strength="proven")
     several = (E.world_size(c) or 1) > 1
     streamed = re.search(r"Loading checkpoint shards", c.inputs.error_text or "") is not None
     order = {"tokenization": [workers, ram], "merge": [merge, ram], "save": [ram, merge],

@@ -238,6 +238,11 @@ def vllm_memory(c: Case) -> Cause | None:
         ev.append("gpu_memory_utilization not set: vLLM's default reserves 0.9 of the card (TRL's older GRPO default "
                   "too)")
     saves = int(0.2 * total) if total and not isinstance(util, (int, float)) else None
+    t = E.text(c)
+    # served alone (no training in the job), the engine takes its share, profiles and sizes the KV cache at start:
+    # an OOM nothing else places happened while it loaded
+    served = re.search(r"\bserv(?:e|es|ing)\b|api_server|openai\.entrypoints|部署", t, re.I) \
+        and not E.TRAINING_WORDS.search(t)
     return Cause("vllm_memory", "the vLLM engine's reservation leaves too little of the card",
                  "vLLM takes gpu_memory_utilization x the card at start for weights and KV cache; training (or a "
                  "long max_model_len) needs what is left", ev,
@@ -245,4 +250,5 @@ def vllm_memory(c: Case) -> Cause | None:
                                  "cap max_model_len to the longest prompt + completion", "speed: smaller KV cache",
                                  saves, "0.2 of the card per 0.2 of utilization" if saves else "",
                                  ["+ vllm_gpu_memory_utilization=0.4", "+ vllm_max_model_len=4096"], id="vllm_memory")],
-                 strength="proven" if re.search(r"vllm", c.inputs.error_text or "", re.I) else "script")
+                 strength="proven" if re.search(r"vllm", c.inputs.error_text or "", re.I) else "script",
+                 phase="load" if served else None)

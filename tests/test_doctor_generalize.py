@@ -715,6 +715,7 @@ def test_more_words_for_precision_a_leak_in_a_phase_and_a_dying_kernel(text, cau
     ("用vllm推理的时候内存占用太高，OOM了", "generation"),
     ("vllm OOM when loading the model, although the machine has 2TB memory", "load"),
     ("OOM while loading: `free -h` shows the memory going up until the end", "load"),
+    ("OOM when loading the model, even after I increased swap to 64 GB", "load"),
 ])
 def test_host_memory_named_with_an_oom_in_words_is_host_ram_whatever_the_setting(text, phase):
     o = parse(text)
@@ -729,6 +730,7 @@ def test_host_memory_named_with_an_oom_in_words_is_host_ram_whatever_the_setting
     "OOM with 24GB VRAM and 64GB RAM",  # a GPU's memory is named
     "OOM on my RTX 3090 with 64GB RAM",  # RAM only as the machine's size, next to a GPU
     "显存不够，OOM了，机器内存是128G",
+    "OOM when I swap the LoRA adapter for another one",  # swap the verb, not swap space
 ])
 def test_gpu_memory_or_a_gpu_named_keeps_an_oom_in_words_on_the_gpu(text):
     assert parse(text).kind == "cuda"

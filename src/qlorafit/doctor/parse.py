@@ -135,7 +135,9 @@ _GPU_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- 
                         r"(?:a single|one|a|single|my|our|the|this) [\w -]{0,12}?(?:gpu|card|[AHLVT]\d{1,3}|\d{4})\b|无法在单(?:张)?卡|单卡(?:无法|放不下|装不下|跑不了|跑不动)", re.I)
 
 
-_HOST_NAMED = re.compile(r"(?:\bhost|\bCPU|\bsystem|\bnode)[ -]?(?:RAM|memory|mem)\b|\bRSS\b|\bfree -[hgm]\b|\bswap\b|"
+_HOST_NAMED = re.compile(r"(?:\bhost|\bCPU|\bsystem|\bnode)[ -]?(?:RAM|memory|mem)\b|\bRSS\b|\bfree -[hgm]\b|"
+                         r"\bswap(?:ping)? (?:space|file|memory|usage|partition|is (?:full|used))|(?:increas\w*|add\w*|more|"
+                         r"no|the|of) swap\b|\bswap\s*:|"
                          r"\bdmesg\b|\bOOM[- ]?kill\w*|\boom_kill\w*|"
                          r"(?:worker|rank|container|pod|job|trial)s? (?:was |got |is |are |gets |were )?(?:OOM[- ])?killed|"
                          r"(?<!GPU)(?<!GPU )(?<!显卡)(?<!显卡 )(?<![卡显])内存|"

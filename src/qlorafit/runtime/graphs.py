@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from qlorafit.core import options as O
-from qlorafit.runtime.collate import PackedRow
+from qlorafit.runtime.collate import PackedRow, collate
 from qlorafit.runtime.data import IGNORE
 from qlorafit.runtime.model import resolve_compute_dtype
 
@@ -133,13 +133,10 @@ class MicroBatchGraphs:
 
     def _inputs(self, ctx, units: list) -> tuple[torch.Tensor, torch.Tensor]:
         """(embeddings (B, T', h) on the device, labels (B, T') on the host): right-padded to the bucket length."""
-        n = max(len(u.input_ids) for u in units)
-        length = -(-n // BUCKET_TOKENS) * BUCKET_TOKENS
-        ids = torch.full((len(units), length), ctx.pad_id, dtype=torch.long)
-        labels = torch.full((len(units), length), IGNORE, dtype=torch.long)
-        for i, u in enumerate(units):
-            ids[i, :len(u.input_ids)] = torch.tensor(u.input_ids)
-            labels[i, :len(u.labels)] = torch.tensor(u.labels)
+        b = collate(units, ctx.pad_id)  # right-padded to the longest, labels IGNORE there; then on to the bucket
+        more = -(-b["input_ids"].shape[1] // BUCKET_TOKENS) * BUCKET_TOKENS - b["input_ids"].shape[1]
+        ids = torch.nn.functional.pad(b["input_ids"], (0, more), value=ctx.pad_id)
+        labels = torch.nn.functional.pad(b["labels"], (0, more), value=IGNORE)
         with torch.no_grad():
             embeds = self.embed(ids.to(self.embed.weight.device))  # the host-RAM embedding takes host ids
         return embeds.detach().to(ctx.device), labels.pin_memory() if ctx.device.type == "cuda" else labels

@@ -280,3 +280,11 @@ def test_causes_said_in_other_everyday_words(text, cause):
 def test_memory_of_this_runs_own_process_is_not_another_process():
     d = _d("the GPU memory used by the training process grows to 20GB and then CUDA out of memory")
     assert d.primary.id != "other_process"
+
+
+@pytest.mark.parametrize("text", ["I set eval_steps=500 and save_steps=500. Training OOMs at the first step with batch 8.",
+                                  "eval_strategy: steps\nThe SFT run goes out of CUDA memory right away."])
+def test_a_schedule_setting_with_its_value_is_not_the_phase(text):
+    d = _d(text)
+    assert d.case.oom.phase in (None, "first_step") and d.primary.id == "batch_or_seq"
+    assert parse("CUDA out of memory during eval, eval_steps=500").phase == "eval"  # the phase said in words stays

@@ -266,12 +266,19 @@ def phase_from_words(text: str) -> tuple[str | None, str]:
                 continue
             near = " ".join(sents[max(0, i - 1):i + 1])  # the sentence and the one before it ("during eval ... It OOMs")
             for ph, pat in _PROSE:
-                named = [m for m in re.finditer(pat, near, re.I) if not _in_identifier(near, m)]
+                named = [m for m in re.finditer(pat, near, re.I) if not _in_identifier(near, m) and not _a_setting(near, m)]
                 done |= {ph for m in named if _done_before_the_failure(near, m)}
                 m = next((m for m in named if not _done_before_the_failure(near, m)), None)
                 if m and ph not in done:
                     return ph, f"the report says '{m.group(0)}' with {what}"
     return None, ""
+
+
+def _a_setting(text: str, m: re.Match) -> bool:
+    """The phase word is a schedule or size setting with its value ('eval_steps=500', 'eval_strategy: steps'): when
+    a phase runs, or how big its batch is, not that it ran when memory ran out."""
+    return re.search(r"_(?:steps|strategy|delay|batch_size|on_start)$", m.group(0)) is not None and \
+        re.match(r"\s*[=:]\s*[\w\"'\[{.-]", text[m.end():]) is not None
 
 
 _DONE_BEFORE = re.compile(r"(?<!right )(?<!just )(?<!immediately )(?<!shortly )(?:\bafter|\bonce)\s(?:the\s)?$|"

@@ -10,6 +10,7 @@ import doctor_threads as corpus
 SPLIT = corpus.split()
 
 TEST5_MISS = "test5: held out, not analysed"
+TEST7_MISS = "test7: held out, not analysed"
 
 # Threads the doctor gets wrong, and why (every split here is tuned on; a held-out split's misses are only listed, so
 # that a rule change that fixes one of its threads flips its strict xfail).
@@ -44,6 +45,11 @@ MISSES = {
                                "llamafactory_5720", "minicpm-v_181", "mlx-examples_576", "mlx-lm-lora_16",
                                "ms-swift_3286",
                                "pytorch_104755", "qwen_364", "tf-faster-rcnn_7")},
+    # test7 split (held out: misses at the frozen measurement, benchmarks/results/doctor-threads-test7-frozen.json,
+    # listed, not analysed)
+    **{n: TEST7_MISS for n in ("accelerate_1471", "lightllm_13", "llamafactory_1158", "llamafactory_2321",
+                               "llamafactory_3386", "llamafactory_3708", "llamafactory_6282", "llava_394",
+                               "medicalgpt_314", "ms-swift_4145", "platypus_10", "vllm_4821")},
     # test6 split (seen since 2026-11-30 session 7, branch doctor6: its misses were studied for general rules; the
     # two left are answer-only)
     "alpaca-lora-4bit_146": "the KV cache left in fp32 (model.half() never called by the loader) is in the "

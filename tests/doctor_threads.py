@@ -51,9 +51,10 @@ class Outcome:
 
 SPLITS = ("test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
 """Split names, held-out first. test7: a seventh held-out split collected 2026-11-30 (session 7, helper collect7)
-while another helper was changing doctor rules, frozen before its first measurement.
-test6: a sixth split collected 2026-11-30 (session 7), frozen before its first measurement, measured held out once, then studied (session 7, branch doctor6; test6_status). test5: a fifth held-out split collected 2026-11-29 while test4 was about to be
-studied, frozen before its first measurement. test4: a fourth split collected 2026-11-29 while test3 was about to be
+while another helper was changing doctor rules, frozen before its first measurement. test6: a sixth split collected 2026-11-30 (session 7), frozen before its
+first measurement, measured held out once, then studied (session 7, branch doctor6; test6_status). test5: a fifth
+split collected 2026-11-29 while test4 was about to be studied, frozen before its first measurement, measured held out
+three times, then studied (session 8, branch doctor7; test5_status). test4: a fourth split collected 2026-11-29 while test3 was about to be
 studied, frozen before its first measurement, measured held out twice, then studied (session 7; test4_status). test3: a third held-out split collected 2026-11-29, frozen before its
 first measurement. test2: collected after the first test split had been used for bug fixes, frozen
 before any rule change. test (renamed seen once it was used for fixes): the first hash-frozen test split. train: the

@@ -156,13 +156,25 @@ _RAM_SIZED = re.compile(r"\b\d+(?:\.\d+)?\s?(?:[GT]i?B?|gigs?)\s?(?:of\s)?(?:DDR
 """'64G ram', '32 GB of RAM': RAM with its size, which people write for the host ('VRAM' for a GPU's)."""
 
 
+_UNIFIED = re.compile(r"(?<![\w-])M[1-5](?: (?:Pro|Max|Ultra))?(?![\w-])|Apple (?:silicon|M\d)|\bMac(?:Book(?: Pro| Air)?|"
+                      r" ?Studio| ?mini| ?Pro)?\b|\bmacOS\b|\bmlx(?:[-_]\w+)?\b|\bMetal\b|\[METAL\]|kIOGPU\w+|\bMPS\b|"
+                      r"unified memory", re.I)
+"""Apple silicon, MLX, Metal or PyTorch's MPS backend: the GPU has no memory of its own (unified memory), so the
+'RAM' such a report names (a 16GB M2) is the GPU's memory, and running out of it is the accelerator's OOM."""
+
+
+def unified_memory(text: str) -> bool:
+    """The report runs on Apple's unified memory (an M-series Mac, MLX, Metal, MPS): its RAM is the GPU's."""
+    return bool(_UNIFIED.search(text))
+
+
 def host_memory_named(text: str) -> bool:
     """The memory the report is about is the host's: it names host memory (host/CPU RAM, RSS, `free -h`, swap, the
     OOM killer, 内存, terabytes) and names no GPU memory; or it names RAM with a size and no GPU at all ('OOM with 64G
     ram'). An out-of-memory told in words with no CUDA message is then host RAM, whatever the setting (vLLM, a
     launcher) would suggest for the GPU."""
     t = _OFFLOAD_TO_CPU.sub(" ", text)
-    if _GPU_MEMORY_NAMED.search(t):
+    if _GPU_MEMORY_NAMED.search(t) or unified_memory(t):  # on unified memory the RAM named is the GPU's
         return False
     return bool(_HOST_NAMED.search(t)) or (bool(_RAM_SIZED.search(t)) and not _GPU_ANY.search(t))
 
@@ -190,7 +202,7 @@ def oom_kind(text: str) -> str | None:
     if _KV_CACHE.search(text):
         return "kv_cache"
     if _CPU_WORDS.search(text):
-        return "cpu"
+        return "cuda" if unified_memory(text) else "cpu"  # 'a 16GB M2 runs out of RAM' is the GPU's memory
     if _GPU_WORDS.search(text):
         return "cpu" if host_memory_named(text) else "cuda"
     return None

@@ -35,3 +35,81 @@ def test_ram_on_apple_unified_memory_is_the_gpus_memory(text):
 ])
 def test_ram_on_a_machine_with_its_own_gpu_memory_stays_host_ram(text):
     assert _d(text).primary.id == "cpu_ram"
+
+
+# --- an out-of-memory told in words: read from its parts, not from a phrase list --------------------------------------
+
+@pytest.mark.parametrize("text, kind", [
+    ("Training dies with insufficient system memory on a 4 GPU node.", "cpu"),
+    ("The host memory is not enough once every rank reads the checkpoint.", "cpu"),
+    ("After two epochs the RAM is exhausted and the job dies.", "cpu"),
+    ("the GPU memory is not enough for a 13B with LoRA", "cuda"),
+    ("device memory exhausted at the first backward", "cuda"),
+    ("加载到一半 GPU内存不足", "cuda"),
+    ("Lack of VRAM when the batch grows to 8", "cuda"),
+])
+def test_a_memory_shortage_in_any_order_and_qualifier_is_an_oom_of_that_memory(text, kind):
+    assert parse(text).kind == kind
+
+
+@pytest.mark.parametrize("text", ["This trick saves memory.", "How do I reduce memory usage?", "out of curiosity, why?",
+                                  "A memory-efficient optimizer"])
+def test_memory_named_without_a_shortage_is_no_oom_form(text):
+    from qlorafit.doctor.shortage import shortage
+
+    assert shortage(text) is None
+
+
+def test_a_memory_usage_that_climbs_past_a_figure_is_a_shortage():
+    d = _d("Every rank reads the whole checkpoint when I load the full model, and the CPU memory usage climbs to over "
+           "900G. Is there a way around this?")
+    assert (d.case.oom.kind, d.case.oom.phase, d.primary.id) == ("cpu", "load", "cpu_ram")
+
+
+@pytest.mark.parametrize("text, kind, phase", [
+    ("Every rank reads the whole checkpoint when I load the full model; the CPU memory use is about 900G. Is there "
+     "a way around this?", "cpu", "load"),
+    ("Why does the memory usage go up so much with a 70B model?", "presumed", None),
+])
+def test_a_report_that_talks_about_memory_presumes_an_oom_of_the_memory_it_names(text, kind, phase):
+    d = _d(text)
+    assert (d.case.oom.kind, d.case.oom.form, d.case.oom.phase) == (kind, "presumed", phase)
+    from qlorafit.doctor.report import confidence
+
+    assert confidence(d)[0] == "low"  # nothing quoted says it ran out: the cause rests on the presumption
+
+
+@pytest.mark.parametrize("text", ["Loading checkpoint shards stays at 2/4 forever, it is stuck there.",
+                                  "The script hangs while loading the model, no error at all.",
+                                  "加载模型的时候卡住了，没有报错"])
+def test_a_load_that_stalls_without_an_error_is_host_ram(text):
+    d = _d(text)
+    assert d.case.oom.phase == "load" and d.primary.id == "cpu_ram"
+    assert d.fixes[0].id in ("more_ram", "low_cpu_mem")
+    assert _d(text + " nvidia-smi shows GPU memory at 23.5 of 24 GB").primary.id != "cpu_ram"  # a GPU named
+
+
+# --- phase: a step the report says finished is not where it failed ---------------------------------------------------
+
+@pytest.mark.parametrize("text, phase", [
+    ("After merging the adapter into the base model, the second fine-tune OOMs.", None),
+    ("导出模型之后再训练就爆显存了", None),
+    ("I can load the model fine. But when generating 200 tokens it runs out of CUDA memory.", "generation"),
+    ("Loading the model works without any problem; it is model.generate() that OOMs.", "generation"),
+    ("It OOMs right after loading the checkpoint.", "load"),
+    ("It OOMs while loading the checkpoint.", "load"),
+    ("It could not load the model: CUDA out of memory.", "load"),
+])
+def test_a_step_the_report_says_finished_is_not_the_failures_phase(text, phase):
+    assert parse(text).phase == phase
+
+
+def test_a_step_said_finished_is_not_the_phase_in_a_later_sentence_either():
+    text = "After the merge, training OOMs. The merge script is the one above; it still OOMs."
+    assert parse(text).phase is None
+
+
+@pytest.mark.parametrize("text", ["When I call the **chat** method it runs out of CUDA memory.",
+                                  "response = model.chat(tokenizer, query) -> CUDA out of memory"])
+def test_a_chat_models_chat_method_generates(text):
+    assert parse(text).phase == "generation"

@@ -41,9 +41,8 @@ MISSES = {
     "longbench_17": "the eager attention is in the maintainers' answer: the post gives 20k-token inference of "
                     "HF-format 7B models on an 80 GB card, not the attention implementation",
     # test5 split (seen since 2026-11-30 session 8, branch doctor7: measured three times held out, then studied)
-    **{n: TEST5_MISS for n in ("deepspeed_7482", "framepack_427", "internlm_71", "litgpt_456", "llamafactory_3021",
-                               "llamafactory_5720", "minicpm-v_181", "ms-swift_3286",
-                               "pytorch_104755", "qwen_364", "tf-faster-rcnn_7")},
+    **{n: TEST5_MISS for n in ("deepspeed_7482", "internlm_71", "llamafactory_5720", "minicpm-v_181", "ms-swift_3286",
+                               "qwen_364", "tf-faster-rcnn_7")},
     # test7 split (held out: misses at the frozen measurement, benchmarks/results/doctor-threads-test7-frozen.json,
     # listed, not analysed)
     **{n: TEST7_MISS for n in ("accelerate_1471", "lightllm_13", "llamafactory_1158", "llamafactory_2321",

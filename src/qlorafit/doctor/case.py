@@ -6,8 +6,9 @@ import re
 from dataclasses import dataclass, field
 
 from qlorafit.core import catalog
+from qlorafit.doctor import phase
 from qlorafit.doctor.antipatterns import Context, Finding, check_script
-from qlorafit.doctor.parse import OomText, parse
+from qlorafit.doctor.parse import GPU_MEMORY_NAMED, OomText, parse
 from qlorafit.doctor.rundir import RunInfo
 from qlorafit.doctor.script import ScriptInfo
 from qlorafit.doctor.settings import normalize, setup_from_settings
@@ -160,8 +161,9 @@ def _fsdp_load_is_host_ram(c: Case) -> None:
     if not (c.settings.get("fsdp") or str(c.settings.get("distributed_type", "")).upper() == "FSDP"
             or _FSDP.search(c.inputs.error_text or "")):
         return
-    if _GPU_NAMED.search(c.inputs.error_text or ""):
-        return  # 'only GPU0 loads the model and OOMs': the report says which memory ran out, and it is a GPU's
+    t = c.inputs.error_text or ""
+    if _GPU_NAMED.search(t) or GPU_MEMORY_NAMED.search(t) or re.search(r"\bCUDA (?:OOM|out of memory)", t, re.I):
+        return  # 'only GPU0 loads the model and OOMs', 'CUDA OOM': the report says which memory ran out: a GPU's
     o.kind = "cpu"
     o.form = "cpu"
     o.phase_evidence += "; under FSDP the weights are read into host RAM by every rank before sharding"
@@ -175,6 +177,17 @@ def _tokenization_is_host_ram(c: Case) -> None:
             not _GPU_NAMED.search(c.inputs.error_text or ""):
         o.kind, o.form = "cpu", "cpu"
         o.phase_evidence += "; tokenization runs on the CPU"
+
+
+def _stalled_load_is_host_ram(c: Case) -> None:
+    """A load that stalls (stuck, hangs, frozen) with no out-of-memory said is the host paging its RAM to disk: a GPU
+    that runs out raises at once, while a host short of RAM swaps (or grows its pagefile) and crawls."""
+    o = c.oom
+    t = c.inputs.error_text or ""
+    if o.form == "presumed" and o.phase == "load" and phase.STALL.search(t) \
+            and not (_GPU_NAMED.search(t) or GPU_MEMORY_NAMED.search(t)):
+        o.kind = "cpu"
+        o.phase_evidence += "; a load that stalls without an error is the host swapping, short of RAM"
 
 
 def _generating_eval_is_generation(c: Case) -> None:
@@ -195,6 +208,7 @@ def build_case(inputs: Inputs) -> Case:
         c.settings = normalize(inputs.settings)
     _fsdp_load_is_host_ram(c)
     _tokenization_is_host_ram(c)
+    _stalled_load_is_host_ram(c)
     _generating_eval_is_generation(c)
     _budget(c)
     _model(c)

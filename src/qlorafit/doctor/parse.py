@@ -21,7 +21,9 @@ Forms understood (one predicate, `oom_kind`, names them):
   kv_cache  vLLM's engine start: 'max seq len (32768) is larger than the maximum number of tokens that can be stored in
             KV cache (7344)', 'No available memory for the cache blocks': the KV cache does not fit what is left
   presumed  no out-of-memory form or word at all, but the text reports a failure ('Evaluation loop breaks after...',
-            'error'): the doctor is asked about an OOM, so one is presumed (the report's confidence is low)
+            'error'), a stall ('stuck at loading'), or talks about memory ('memory usage goes up'): the doctor is
+            asked about an OOM, so one is presumed (form 'presumed', the report's confidence is low); kind cpu when
+            the memory the text names is the host's, else 'presumed'
   (words)   an out-of-memory told in words only ('OOM at step 164', '爆显存'): kind cuda (or cpu for RAM), form 'words'
 """
 
@@ -29,6 +31,7 @@ import re
 from dataclasses import dataclass, field
 
 from qlorafit.doctor import phase
+from qlorafit.doctor.shortage import MEMORY_TALK, shortage
 
 _UNIT = {"b": 1, "bytes": 1, "kib": 1024, "kb": 1000, "mib": 1024**2, "mb": 1000**2, "gib": 1024**3, "gb": 1000**3,
          "tib": 1024**4}
@@ -147,7 +150,7 @@ _HOST_NAMED = re.compile(r"(?:\bhost|\bCPU|\bsystem|\bnode)[ -]?(?:RAM|memory|me
 swap, dmesg, the kernel's OOM killer, a worker or container killed, 内存 (RAM; 显存 is GPU memory), a memory size in
 terabytes (no GPU has that much). A CPU named as where weights are offloaded to is not the memory that ran out."""
 _OFFLOAD_TO_CPU = re.compile(r"offload\w*[^.\n]{0,30}?(?:\bto|\binto|到)\s?(?:the )?cpu[ -]?(?:RAM|memory|mem)?", re.I)
-_GPU_MEMORY_NAMED = re.compile(r"显存|\bVRAM\b|(?:GPU|CUDA|video|device)[ -]?(?:memory|RAM|mem\b|内存)|显卡内存|"
+GPU_MEMORY_NAMED = re.compile(r"显存|\bVRAM\b|(?:GPU|CUDA|video|device)[ -]?(?:memory|RAM|mem\b|内存)|显卡内存|"
                                r"\bcuda:\d|nvidia-smi|out of memory on (?:the |my )?(?:GPU|card)", re.I)
 """Words that name a GPU's memory as the one in question."""
 _GPU_ANY = re.compile(r"\bGPUs?\b|\bCUDA\b|显卡|显存|\bVRAM\b|\bnvidia\b|\b(?:RTX|GTX)\b|"
@@ -174,7 +177,7 @@ def host_memory_named(text: str) -> bool:
     ram'). An out-of-memory told in words with no CUDA message is then host RAM, whatever the setting (vLLM, a
     launcher) would suggest for the GPU."""
     t = _OFFLOAD_TO_CPU.sub(" ", text)
-    if _GPU_MEMORY_NAMED.search(t) or unified_memory(t):  # on unified memory the RAM named is the GPU's
+    if GPU_MEMORY_NAMED.search(t) or unified_memory(t):  # on unified memory the RAM named is the GPU's
         return False
     return bool(_HOST_NAMED.search(t)) or (bool(_RAM_SIZED.search(t)) and not _GPU_ANY.search(t))
 
@@ -205,6 +208,10 @@ def oom_kind(text: str) -> str | None:
         return "cuda" if unified_memory(text) else "cpu"  # 'a 16GB M2 runs out of RAM' is the GPU's memory
     if _GPU_WORDS.search(text):
         return "cpu" if host_memory_named(text) else "cuda"
+    told = shortage(text)  # a shortage in words the phrases above do not list: its memory noun says whose
+    if told:
+        kind = told[0] or ("cpu" if host_memory_named(text) else "cuda")
+        return "cuda" if kind == "cpu" and unified_memory(text) else kind
     return None
 
 
@@ -329,8 +336,11 @@ def parse(text: str) -> OomText:
     elif out.kind:
         out.form = "library"
     parse_fp16(text, out)
-    if out.kind is None and not out.fp16_signs and _FAILURE_WORDS.search(text):
+    if out.kind is None and not out.fp16_signs and (_FAILURE_WORDS.search(text) or phase.STALL.search(text)
+                                                     or MEMORY_TALK.search(text)):
         out.kind, out.form = "presumed", "presumed"  # asked about an OOM, told of a failure: presumed, never proven
+        if host_memory_named(text):
+            out.kind = "cpu"  # the memory the report talks about is the host's ('CPU memory usage climbs past 1T')
     out.cudnn_not_supported = "CUDNN_STATUS_NOT_SUPPORTED" in text
     out.in_bitsandbytes = bool(re.search(r"bitsandbytes[/\\]", text))
     parse_progress(text, out)

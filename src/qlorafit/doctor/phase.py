@@ -15,6 +15,8 @@ Phases: load, tokenization, training (step unknown), first_step, later_step, eva
 import re
 from dataclasses import dataclass
 
+from qlorafit.doctor.shortage import MEMORY_TALK, shortage
+
 # Leaf function names per phase. Order matters only for names in two lists (none today).
 _FRAMES = {
     "merge": r"merge_and_unload|merge_adapter|_unload_and_optionally_merge|save_pretrained_merged|unsloth_save_model|"
@@ -161,7 +163,7 @@ def last_marker(text: str) -> tuple[str | None, str, int]:
     best = (None, "", -1)
     for pat, ph in _MARKERS:
         for m in re.finditer(pat, text):
-            if m.start() > best[2]:
+            if m.start() > best[2] and not _done_before_the_failure(text, m):  # 'export_model.py 合并后sft报OOM'
                 best = (ph, f"log line '{m.group(0)}'", m.start())
     for b in progress_bars(text):
         done = b.total and b.n >= b.total and b.phase in ("load", "tokenization")
@@ -191,10 +193,13 @@ _PROSE = (  # (phase, words): checked in this order inside one sentence that als
                    r"\b(?:generate|sample)s?\s(?:~?\d+|a (?:number|batch|lot|bunch) of|many|multiple|several|lots of|more)"
                    r"\s(?:\w+\s)?(?:sequences|samples|texts|outputs|completions|responses|answers|sentences|images)\b|"
                    r"num[_-]return[_-]sequences|"
+                   # a chat model's own chat() generates the reply: 'model.chat(', 'when I call the chat method'
+                   r"\.chat\(|\bchat (?:method|function|api|interface)s?\b|\bcall(?:s|ed|ing)? (?:the )?chat\b|"
                    r"推理|预测"),
     ("eval", r"(?<![A-Za-z])eval\w*|validation|validat\w+|compute_metrics|predictions\b|\.predict\(|评估|验证"),
     ("tokenization", r"tokeniz\w*|\.map\(|dataset map|(?:数据)?预处理|数据处理|分词"),
-    ("load", r"load(?:ing)? (?:the )?(?:model|checkpoint|weights)|load(?:ing|s)? (?:a |my )?[\w.-]*\d(?:\.\d+)?[bB]\b|(?:at|on|during|while|when) load(?:ing)?\b|"
+    ("load", r"load(?:ing|s)? (?:the |a |my )?(?:full |whole |entire |complete |original )?(?:model|checkpoint|weights)|"
+             r"load(?:ing|s)? (?:[\w.-]+ ){1,3}\d+(?:\.\d+)?[bB]\b|load(?:ing|s)? (?:a |my )?[\w.-]*\d(?:\.\d+)?[bB]\b|(?:at|on|during|while|when) load(?:ing)?\b|"
              r"from_pretrained|moving the model|when (?:i |we )?load\b|加载模型"),
 )
 _LATER = re.compile(r"(?:at|after|on|until|till|around|near|by|reach\w*) (?:step|iteration|iter) ?\d+|"
@@ -231,7 +236,7 @@ _STEP_NUMBER = re.compile(r"(?:at|after|on|until|till|around|near|by|reach\w*) (
 
 def _sentences(text: str) -> list[str]:
     """Sentences of prose; a line wrapped mid-sentence (the next line starts in lower case) is joined back."""
-    lines = [ln.strip() for ln in text.splitlines()]
+    lines = [ln.replace("**", "").strip() for ln in text.splitlines()]  # markdown bold: 'call the **chat** method'
     joined: list[str] = []
     for ln in lines:
         if joined and ln and joined[-1] and (ln[0].islower() or ln[0] == "`") and not re.search(r"[.!?。:;]$", joined[-1]):
@@ -241,24 +246,48 @@ def _sentences(text: str) -> list[str]:
     return [s for ln in joined for s in re.split(r"(?<=[.!?。])\s+", ln) if s.strip()]
 
 
+STALL = re.compile(r"\bstuck\b|\bhang(?:s|ing)?\b|\bfreez(?:es|ing)\b|\bfrozen\b|never (?:finish|end)s?|"
+                   r"takes? forever|卡住|卡死|卡在", re.I)
+"""A run that stalls instead of failing: no error raised, nothing ends (a host paging its RAM to disk stalls)."""
 _FAILURE_WORDS = re.compile(r"\b(?:error|exception|breaks?|broke|fail(?:s|ed|ing|ure)?|crash\w*|hangs?|stops?)\b|"
-                            r"报错|崩溃|中断", re.I)
+                            r"报错|崩溃|中断|" + STALL.pattern, re.I)
 
 
 def phase_from_words(text: str) -> tuple[str | None, str]:
     """A phase the user names in a sentence that also says it ran out of memory; failing that, in a sentence that
-    says it failed ('Evaluation loop breaks after a certain number of samples')."""
+    says it failed ('Evaluation loop breaks after a certain number of samples'); failing that, in one that talks
+    about memory ('loading the model, the CPU memory use is 900G')."""
     sents = _sentences(text)
-    for words, what in ((_OOM_WORDS, "the out-of-memory"), (_FAILURE_WORDS, "the failure")):
+    done = set()  # phases the report says finished before the failure: a later mention of them is not where it failed
+    for words, what in ((_OOM_WORDS, "the out-of-memory"), (_FAILURE_WORDS, "the failure"),
+                        (MEMORY_TALK, "the memory it names")):
         for i, s in enumerate(sents):
-            if not words.search(s):
+            if not (words.search(s) or (words is _OOM_WORDS and shortage(s))):
                 continue
             near = " ".join(sents[max(0, i - 1):i + 1])  # the sentence and the one before it ("during eval ... It OOMs")
             for ph, pat in _PROSE:
-                m = next((m for m in re.finditer(pat, near, re.I) if not _in_identifier(near, m)), None)
-                if m:
+                named = [m for m in re.finditer(pat, near, re.I) if not _in_identifier(near, m)]
+                done |= {ph for m in named if _done_before_the_failure(near, m)}
+                m = next((m for m in named if not _done_before_the_failure(near, m)), None)
+                if m and ph not in done:
                     return ph, f"the report says '{m.group(0)}' with {what}"
     return None, ""
+
+
+_DONE_BEFORE = re.compile(r"(?<!right )(?<!just )(?<!immediately )(?<!shortly )(?:\bafter|\bonce)\s(?:the\s)?$|"
+                          r"\b(?:can|could|was able to|am able to|managed to|successfully|did)\s(?:(?!not\b|never\b)\w+\s)?$|"
+                          r"(?:可以|能够|成功|顺利)\s?$", re.I)
+_DONE_AFTER = re.compile(r"^[^\n,.，。;；]{0,12}?(?:后|之后|以后|完成|完毕)|"
+                         r"^\s(?:[\w.-]+\s){0,4}?(?:(?:works?|worked|(?:is |was |went )?fine|succeed\w*|successfully|"
+                         r"(?:is |was )?ok(?:ay)?)(?![\w-])|without (?:any )?(?:problems?|issues?|errors?))|"
+                         r"^[^\n,.，。;；]{0,8}?(?:成功|没问题|正常)", re.I)
+
+
+def _done_before_the_failure(text: str, m: re.Match) -> bool:
+    """The phase word names a step that finished before the failure: 'after merging, training OOMs', '合并lora后sft报
+    OOM', 'I can load the model, but generating OOMs', 'loading the model works fine'. Not the failure's phase ('right
+    after loading' is still the load's end)."""
+    return bool(_DONE_BEFORE.search(text[max(0, m.start() - 30):m.start()]) or _DONE_AFTER.search(text[m.end():m.end() + 40]))
 
 
 def _in_identifier(text: str, m: re.Match) -> bool:

@@ -43,7 +43,7 @@ def confidence(d: Diagnosis) -> tuple[str, str]:
         level = "low" if level == "medium" else level
     if c.oom.kind and c.oom.phase is None:
         why += "; the phase is unknown"
-    if c.oom.kind == "presumed":  # no OOM form or word: every cause rests on the presumption
+    if c.oom.form == "presumed":  # no OOM form or word: every cause rests on the presumption
         level, why = "low", why + "; the text does not say it ran out of memory (an OOM is presumed)"
     return level, why
 

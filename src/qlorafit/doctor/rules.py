@@ -69,8 +69,10 @@ def cpu_ram(c: Case) -> Cause | None:
     if c.oom.kind != "cpu":
         return None
     o = c.oom
+    presumed = o.form == "presumed"  # no out-of-memory said: the report names the host's memory, or a load stalls
     ev = [f"host allocation failed: tried to allocate {gib(o.requested_bytes)} ({o.requested_bytes:,} bytes)"
-          if o.requested_bytes else "the host ran out of RAM (the kernel or the notebook killed the process)"]
+          if o.requested_bytes else "the report names the host's memory, with no out-of-memory error quoted"
+          if presumed else "the host ran out of RAM (the kernel or the notebook killed the process)"]
     if o.phase:
         ev.append(f"phase: {o.phase.replace('_', ' ')} ({o.phase_evidence})")
     ram = Action("add RAM or swap (or a larger notebook runtime), or close other programs", "money or speed",
@@ -100,7 +102,8 @@ def cpu_ram(c: Case) -> Cause | None:
                   "precision needs more RAM than the machine has")
     return Cause("cpu_ram", "host (CPU) RAM ran out, not GPU memory",
                  "the process's RAM is exhausted: weights read or merged in 16/32-bit, a checkpoint written from RAM, "
-                 "or tokenizer workers each holding a copy", ev, actions=order, strength="proven")
+                 "or tokenizer workers each holding a copy", ev, actions=order,
+                 strength="inferred" if presumed else "proven")
 
 
 _OTHER_WORDS = re.compile(r"another (?:process|program|job|jupyter|notebook|kernel|instance)\b[^.\n]{0,40}(?:us(?:es|ing)|"

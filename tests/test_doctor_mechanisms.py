@@ -113,3 +113,61 @@ def test_a_step_said_finished_is_not_the_phase_in_a_later_sentence_either():
                                   "response = model.chat(tokenizer, query) -> CUDA out of memory"])
 def test_a_chat_models_chat_method_generates(text):
     assert parse(text).phase == "generation"
+
+
+# --- ranking: what the report says worked rules causes out --------------------------------------------------------------
+
+FULL_13B = "Full fine-tune of a 13B model with DDP on 4 x A100 80GB. "
+
+
+@pytest.mark.parametrize("worked", ["It trains fine up to 8k context; at 16k it runs out of CUDA memory.",
+                                    "With max_length 4096 it works, at 16384 CUDA out of memory.",
+                                    "8k以下都正常，超过8k就OOM。"])
+def test_a_run_that_fits_at_a_smaller_step_rules_out_what_does_not_grow_with_it(worked):
+    assert _d(FULL_13B + "It runs out of CUDA memory.").primary.id == "ddp_replica"  # 16 bytes x 13B per GPU > 80 GB
+    d = _d(FULL_13B + worked)
+    assert d.primary.id in ("batch_or_seq", "long_sample")
+    replica = next(x for x in d.causes if x.id == "ddp_replica")
+    assert any("fits at a smaller length or batch" in e for e in replica.evidence)
+
+
+def test_more_gpus_or_a_memory_size_is_no_smaller_step():
+    for said in ("It works with 2 GPUs but not with 4, CUDA out of memory.", "It works with 24GB cards, not with 16GB: CUDA out of memory.",
+                 "It works fine with 2 A100, with 4 it runs out of CUDA memory."):
+        assert _d(FULL_13B + said).primary.id == "ddp_replica", said
+
+
+@pytest.mark.parametrize("text", [
+    "LoRA SFT of an 8B: without --max_length it runs out of CUDA memory; adding it, training starts.",
+    "max_seq_length is not set, and the first step OOMs.",
+    "不加--cutoff_len就爆显存，加上cutoff_len可以正常训练",
+])
+def test_a_length_cap_that_was_missing_makes_the_long_samples_the_cause(text):
+    d = _d(text)
+    assert d.primary.id == "long_sample" and d.fixes[0].id == "cap_length"
+
+
+def test_a_length_cap_already_set_is_not_a_missing_one():
+    d = _d("I already set max_length to 1024, how do I solve this? CUDA out of memory at the first step.")
+    assert d.primary.id != "long_sample"
+
+
+@pytest.mark.parametrize("text", [
+    "Feeding a whole PDF paper as the input to the LoRA fine-tune gives CUDA out of memory.",
+    "把整本小说作为输入进行微调就爆显存",
+    "The alpaca dataset trains fine, but with my own dataset the fine-tune runs out of CUDA memory.",
+    "用公开数据集没问题，换成自己的数据集微调就OOM",
+])
+def test_a_whole_document_as_one_input_or_a_dataset_that_decides_is_a_long_sample(text):
+    d = _d(text)
+    assert d.primary.id == "long_sample" and d.fixes[0].id == "cap_length"
+
+
+@pytest.mark.parametrize("text", [
+    "LoRA fine-tune of Llama-3-8B in bf16: tried 2 GPUs and 4 GPUs, both run out of memory.",
+    "Qwen2-7B LoRA，用2卡/4卡都会爆显存",
+    "LoRA fine-tune of a 7B with accelerate: even with 8 GPUs it still OOMs.",
+])
+def test_more_gpus_that_still_fail_are_the_replica(text):
+    d = _d(text)
+    assert d.primary.id == "ddp_replica" and d.fixes[0].id == "shard"

@@ -12,6 +12,7 @@ from qlorafit.core import options as O
 from qlorafit.doctor import evidence as E
 from qlorafit.doctor.case import Case, gib
 from qlorafit.doctor.cause import STRENGTH, Action, Cause
+from qlorafit.doctor.ruled_out import ruled_out
 from qlorafit.core.sizes import GIB, MIB
 
 OTHER_PROCESS_MIN_BYTES = int(1.5 * GIB)
@@ -289,7 +290,26 @@ _LONG_WORDS = re.compile(r"(?:long|longer|longest|very long|too long|overly long
                          r"长(?:文本|序列|样本)|超长(?:文本|序列|样本|"
                          r"上下文|数据)|samples? (?:that )?"
                          r"exceed\w* max|variable (?:number|length)s? of (?:\w+ )?tokens|too many (?:\w+ )?tokens|"
-                         r"outlier", re.I)
+                         r"outlier|"
+                         # a whole document as one input: 'a whole source file as the input', '整篇论文作为输入'
+                         r"(?:whole|entire|full|complete) (?:[\w.+#-]+ ){0,2}(?:files?|documents?|books?|articles?|"
+                         r"papers?|class(?:es)?|codebases?|repos(?:itory|itories)?|transcripts?|chapters?|pages?) as "
+                         r"(?:the |an? |one )?(?:input|prompt|context|sample)|"
+                         r"整(?:个|篇|本|份|段)[^，。,.\n]{0,16}?(?:文件|文档|类|文章|书|小说|论文|报告|代码|网页|对话)[^，。,.\n]{0,6}?"
+                         r"(?:作为|当作|当成)(?:输入|prompt|上下文|样本)|"
+                         # the data decides: one dataset trains, this one does not (the length is what differs)
+                         r"(?:数据集|dataset)[^，。,.\n]{0,24}?(?:不会(?:报错|OOM|爆)|没(?:有)?问题|(?:works|worked|trains|trained|"
+                         r"runs|ran) (?:fine|well|ok)|is fine)", re.I)
+
+
+_LEN_KNOB = r"(?:--)?(?:max[_-]?(?:seq[_-]?)?len(?:gth)?|cutoff[_-]len|max[_-]seq[_-]length|model[_-]max[_-]length)"
+_CAP_ADDED = re.compile(rf"(?:\badd\w*|\bset(?:ting)?|\bpass\w*|添加|加上?|设置|设定|指定)\s?(?:the |a )?{_LEN_KNOB}\b"
+                        rf"[^.\n。,，?？]{{0,30}}?(?:works?|worked|fix\w*|help\w*|solv\w*|starts?|runs?|可以|就行|正常|解决|启动)|"
+                        rf"(?:\bwithout|不加|没(?:有)?(?:加|设置?))\s?(?:the |a |这个参数|这个)?{_LEN_KNOB}?[^.\n。,，?？]{{0,12}}?"
+                        rf"(?:OOM|out of (?:\w+ )?memory|runs? out|ran out|fails|crash\w*|不可以|不行|爆)|"
+                        rf"{_LEN_KNOB}\s(?:is |was )?(?:not set|unset|None)\b|{_LEN_KNOB}[^.\n。]{{0,12}}?默认(?:是|为)?None", re.I)
+"""The report says a length cap that was not there makes it work (added, or missing when it fails, or unset): with
+no cap, a batch is as long as its longest sample, so the long samples are the cause and the cap the fix."""
 
 
 LONG_SAMPLE_TOKENS = 4096
@@ -322,8 +342,10 @@ def long_sample(c: Case) -> Cause | None:
     o = c.oom
     run = c.inputs.run
     late = [e for e in run.oom_events if (e.get("step") or 0) > 0] if run else []
-    words = long_said(c.inputs.error_text or "") if c.has_oom else None
-    capped = isinstance(c.settings.get("max_length"), int) and not o.step
+    t = c.inputs.error_text or ""
+    added = _CAP_ADDED.search(t)  # the cap is what made it work: any length posted is that fix, not what failed
+    words = (long_said(t) or added) if c.has_oom else None
+    capped = isinstance(c.settings.get("max_length"), int) and not o.step and not added
     if o.phase != "later_step" and not late and not (words and o.phase in (None, "training", "first_step")
                                                      and not capped):
         return None  # long samples under a length cap make every batch as long as the cap: that is the batch
@@ -603,7 +625,7 @@ def _step_levers(c: Case, ev: list) -> list[Action]:
         ev.append(f"the report says '{off.group(0)}'" if hasattr(off, "group") else "gradient_checkpointing=False")
         first.append(ckpt)
     ml, bs = c.settings.get("max_length"), c.settings.get("per_device_train_batch_size")
-    why = [w for w in (long_said(t), _VISION.search(t)) if w]
+    why = [w for w in (long_said(t), _CAP_ADDED.search(t), _VISION.search(t)) if w]
     large = isinstance(bs, int) and bs >= LARGE_MICRO_BATCH
     if why and large and isinstance(ml, int) and ml < LONG_CONTEXT_TOKENS:
         # long samples cut to a short cap, many to a batch: the cap bounds each sample, the batch multiplies them
@@ -676,8 +698,15 @@ def diagnose_causes(c: Case) -> list[Cause]:
     # the host's RAM ran out: causes of GPU memory (a replica per GPU, vLLM's share of the card) explain another
     # memory, however they are known, so host RAM comes first
     host = c.oom.kind == "cpu"
+    # a cause the report rules out (it fits at a smaller step, and this cause does not grow with the step) goes last,
+    # with the words that rule it out
+    out_ = {x.id: ruled_out(c.inputs.error_text or "", x) for x in out}
+    for x in out:
+        if out_[x.id]:
+            x.evidence.append(out_[x.id])
     # stable: among causes known equally well, one the report's own words point to comes first, then rule order
-    return sorted(out, key=lambda x: (not (host and x.id == "cpu_ram"), STRENGTH.index(x.strength), not _said(x)))
+    return sorted(out, key=lambda x: (not (host and x.id == "cpu_ram"), bool(out_[x.id]), STRENGTH.index(x.strength),
+                                      not _said(x)))
 
 
 def _said(cause: Cause) -> bool:

@@ -16,7 +16,12 @@ _EACH_GPU = re.compile(r"(?:each|every|all) (?:the )?(?:gpus?|cards?|ranks?|proc
                        # more GPUs that do not lower each one's memory: each holds the same copy
                        r"(?:same|more) (?:gpu )?memory (?:per gpu )?(?:as|than) (?:on |with |in )?(?:a |one )?single[- ]?gpu|"
                        r"(?:does ?n[o']t|don'?t|did ?n[o']t|not) (?:reduce|lower|decrease) (?:the )?(?:gpu )?memory (?:per|on each|of each) "
-                       r"gpu|比单卡还(?:占|多|大|高)|(?:多卡|双卡|两张卡)[^，。,.\n]{0,12}(?:和|跟|与)单卡(?:一样|相同)|"
+                       r"gpu|比单卡还(?:占|多|大|高)|"
+                       # two GPU counts that both fail, or more GPUs that still fail: each GPU holds the same copy
+                       r"\d\s?(?:张|块)?(?:卡|GPUs?|cards?)\s?(?:/|、|,|or|and|和|或|跟|to|到)\s?(?:with |on )?\d+\s?(?:张|块)?"
+                       r"(?:卡|GPUs?|cards?)[^。.\n]{0,12}?(?:都|both|all|each|every|still)|"
+                       r"(?:even|still)\s(?:with|on|using)\s(?:more|\d+)\s(?:gpus|cards)|"
+                       r"(?:加|增加|多)(?:了)?(?:卡|GPU|显卡)(?:也|还是|仍然|依然)|(?:多卡|双卡|两张卡)[^，。,.\n]{0,12}(?:和|跟|与)单卡(?:一样|相同)|"
                        # one GPU works, several fail: the launch's per-GPU copy is what does not fit
                        r"(?:single|one)[- ]gpu (?:works|is fine|runs fine)|works (?:fine |well )?(?:on|with) (?:a )?(?:single|one) gpu|"
                        r"单卡(?:可以|能跑|正常|没问题)|"

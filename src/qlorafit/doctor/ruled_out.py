@@ -1,0 +1,50 @@
+"""What the report rules out by what it says worked: a run that fits at a shorter length or a smaller batch has room
+for everything that does not grow with them (the weights, one replica per GPU, the optimizer state), so a cause made
+of those cannot be what ran out; what grows with the length or the batch is.
+
+    smaller_works("it trains fine up to 32k, above that it OOMs")   # a match
+    smaller_works("works with 2 GPUs")                               # None: a GPU count is no smaller step
+
+Used by rules.diagnose_causes to rank such causes last, with the words quoted, unless their own evidence is proven
+(a traceback or a message that names them).
+"""
+
+import re
+
+STATIC_CAUSES = ("ddp_replica", "no_quant", "load_too_big")
+"""Causes whose memory does not depend on the length or the batch: the weights (unquantized, or larger than the
+card), a replica of them (and of a full fine-tune's states) on every GPU."""
+
+_KNOB = (r"(?:(?:max[_ -]?)?(?:seq(?:uence)?[_ -]?)?len(?:gth)?|cutoff[_ -]len|context(?: length)?|"
+         r"(?:micro[_ -]?)?batch(?:[_ -]?size)?|bs|tokens)")
+_NUMBER = (r"~?\d+(?:\.\d+)?\s?[kK]?(?![0-9A-Za-z.])(?!\s?(?:x\s?)?(?:GPUs?|gpus?|cards?|nodes?|[bB](?![A-Za-z])|GB|G(?![A-Za-z])|"
+           r"GiB|[AHLVT]\d|RTX|GTX|NVIDIA|卡|张|台))")
+"""A length or a batch, not a GPU count, a card, a parameter count or a memory size."""
+_SMALLER_WORKS = re.compile(
+    # 'works up to 32k', 'trains fine with batch size 2', 'runs at a length of 2048'
+    rf"\b(?:works?|worked|trains?|trained|runs?|ran|fits?|is fine|was fine|starts?|started)\s(?:fine\s|well\s|ok\s|"
+    rf"normally\s)?(?:up to|until|till|below|under|at|with)\s(?:a\s|an\s)?(?:--)?(?:{_KNOB}\s?(?:of\s|=\s?|:\s?)?)?{_NUMBER}|"
+    # 'with max_length 2048 it works', 'at batch size 1 it runs'
+    rf"\b(?:with|at|using|setting|set)\s(?:a\s|the\s)?(?:--)?{_KNOB}\s?(?:of\s|=\s?|:\s?|to\s)?{_NUMBER}[^.\n]{{0,25}}?"
+    rf"\b(?:it\s)?(?:works|worked|runs|ran|fits|trains|trained|starts|started|is fine|was fine)\b|"
+    # 'below 4096 tokens it is fine', 'up to 64k it trains'
+    rf"\b(?:below|under|up to)\s{_NUMBER}\s?(?:tokens\s)?[^.\n]{{0,12}}?\b(?:it\s)?(?:works|runs|fits|trains|is fine)\b|"
+    # '可以训到64k', '32k以下都正常', '超过64k就OOM', '加上--max_length 2048也可以启动'
+    rf"(?:可以|能够?)(?:训|跑|训练|微调)到\s?{_NUMBER}|{_NUMBER}\s?(?:以下|以内|之内)(?:都)?(?:可以|正常|没问题|能跑)|"
+    rf"超过\s?{_NUMBER}\s?(?:就|会|则|的话)?\s?(?:OOM|爆|溢出|报错)|"
+    rf"(?:--)?{_KNOB}\s?=?\s?{_NUMBER}\s?(?:也|就|都)?(?:可以|能)(?:启动|跑|训练|运行|正常)", re.I)
+
+
+def smaller_works(text: str) -> re.Match | None:
+    """The report says the run works at a shorter length or a smaller batch (not on more GPUs)."""
+    return _SMALLER_WORKS.search(re.sub(r"\s+", " ", text or ""))
+
+
+def ruled_out(text: str, cause) -> str:
+    """Why the report rules `cause` out ('' when it does not): a static cause, known less than proven, when the
+    report says a smaller step works."""
+    if cause.id not in STATIC_CAUSES or cause.strength == "proven":
+        return ""
+    m = smaller_works(text)
+    return (f"the report says '{m.group(0).strip()}': the run fits at a smaller length or batch, so what does not "
+            f"grow with them fits too") if m else ""

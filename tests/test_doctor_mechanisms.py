@@ -171,3 +171,42 @@ def test_a_whole_document_as_one_input_or_a_dataset_that_decides_is_a_long_sampl
 def test_more_gpus_that_still_fail_are_the_replica(text):
     d = _d(text)
     assert d.primary.id == "ddp_replica" and d.fixes[0].id == "shard"
+
+
+# --- found by probing common reports (written without looking at any thread) -----------------------------------------
+
+def test_a_model_loaded_without_a_dtype_is_fp32_and_the_words_outrank_the_phase():
+    d = _d("I load the model without torch_dtype and train, and it OOMs on a 24GB card with a 7B.")
+    assert d.primary.id == "fp32_training" and d.fixes[0].id == "bf16"
+
+
+@pytest.mark.parametrize("text, step", [("训练到第 2000 步的时候突然 OOM 了", 2000), ("跑了 300 步之后爆显存", 300)])
+def test_a_step_number_in_chinese_with_spaces_is_a_later_step(text, step):
+    o = parse(text)
+    assert (o.phase, o.step) == ("later_step", step)
+
+
+@pytest.mark.parametrize("text", ["CUDA OOM in Jupyter after I re-ran the cell that loads the model.",
+                                  "在notebook里再次加载模型就爆显存了"])
+def test_a_notebook_that_loaded_the_model_again_still_holds_the_first_copy(text):
+    d = _d(text)
+    assert d.primary.id == "other_process" and d.fixes[0].id == "free_gpu"
+
+
+@pytest.mark.parametrize("text", [
+    "Your notebook tried to allocate more memory than is available. It has restarted.",
+    "On Windows the process dies while loading checkpoint shards; the page file is too small.",
+])
+def test_a_notebooks_restart_or_a_small_page_file_is_host_ram(text):
+    assert _d(text).primary.id == "cpu_ram"
+
+
+@pytest.mark.parametrize("text", [
+    "Full fine-tune with gradient checkpointing on: it trains at 16k, but at a 64k context it runs out of CUDA memory.",
+    "开启了梯度检查点，上下文长度到128k就爆显存",
+])
+def test_at_a_long_context_with_checkpointing_on_the_fused_loss_is_the_first_lever(text):
+    d = _d(text)
+    assert d.primary.id == "batch_or_seq" and d.fixes[0].id == "fused_loss"
+    short = _d(text.replace("64k", "4k").replace("128k", "4k"))
+    assert short.fixes[0].id != "fused_loss"  # at a short length the activations, not the logits, lead

@@ -98,9 +98,9 @@ _KV_CACHE = re.compile(r"larger than the maximum number of tokens that can be st
 _SHELL_KILLED = re.compile(r"(?<![\w-])Killed(?![\w-])(?! process)")
 """The shell's word for a process the kernel's OOM killer ended, capitalised as it prints it, quoted inside a
 sentence ('出现 Killed 输出', 'it just prints Killed'): host RAM, whatever the reporter guesses about the GPU."""
-_FAILURE_WORDS = re.compile(r"\b(?:error|exception|breaks?|broke|fail(?:s|ed|ing|ure)?|crash\w*|hangs?|stops?)\b|"
+_FAILURE_WORDS = re.compile(r"\b(?:error|exception|breaks?|broke|fail(?:s|ed|ing|ure)?|crash\w*|hangs?|stops?|di(?:es|ed))\b|"
                             r"Traceback|报错|崩溃|中断", re.I)
-_CPU_WORDS = re.compile(r"all available RAM|insufficient shared memory|\(shm\)|Out of memory: Kill(?:ed)? process|subprocess(?:es)? ha(?:s|ve) ?abruptly died|"
+_CPU_WORDS = re.compile(r"all available RAM|tried to allocate more memory than is available|insufficient shared memory|\(shm\)|Out of memory: Kill(?:ed)? process|subprocess(?:es)? ha(?:s|ve) ?abruptly died|"
                         r"system oom|not enough (?:host |system |cpu )?RAM|kill(?:s|ed)? the (?:process|kernel|session|job)|"
                         r"(?:process|kernel|session) (?:was |got |is |gets )?killed|(?:host|cpu|system) (?:RAM|memory) (?:is )?"
                         r"(?:full|exhausted|not enough)|shards:\s*\d+%[^\n]*\n?[^\n]*\bkilled\b|"
@@ -141,7 +141,7 @@ _GPU_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- 
 _HOST_NAMED = re.compile(r"(?:\bhost|\bCPU|\bsystem|\bnode)[ -]?(?:RAM|memory|mem)\b|\bRSS\b|\bfree -[hgm]\b|"
                          r"\bswap(?:ping)? (?:space|file|memory|usage|partition|is (?:full|used))|(?:increas\w*|add\w*|more|"
                          r"no|the|of) swap\b|\bswap\s*:|"
-                         r"\bdmesg\b|\bOOM[- ]?kill\w*|\boom_kill\w*|"
+                         r"\bdmesg\b|\bOOM[- ]?kill\w*|\boom_kill\w*|\bpage ?file\b|\bpaging file\b|虚拟内存|"
                          r"(?:worker|rank|container|pod|job|trial)s? (?:was |got |is |are |gets |were )?(?:OOM[- ])?killed|"
                          r"(?<!GPU)(?<!GPU )(?<!显卡)(?<!显卡 )(?<![卡显])内存|"
                          r"\d+(?:\.\d+)?\s?(?:TB|TiB|T)\b[^.\n]{0,12}\b(?:memory|RAM)\b|"

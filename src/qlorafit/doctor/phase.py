@@ -206,7 +206,7 @@ _LATER = re.compile(r"(?:at|after|on|until|till|around|near|by|reach\w*) (?:step
                     r"\bstep \d+ ?(?:of|/) ?\d+|\d+ ?/ ?\d+ (?:steps|iterations)|after (?:a few|some|several|~?\d+\+?) "
                     r"(?:steps|iterations|batches|epochs|samples)|at some batch|over \d+ epochs|for a while|"
                     r"(?:for|after) some time|training (?:for )?(?:a while|some steps)|after (?:tens of|many) steps|"
-                    r"一阵子|中途|几十步|一段时间后|训练到\s*\d+\s*%|\d+步|"
+                    r"一阵子|中途|几十步|一段时间后|训练到\s*\d+\s*%|\d+\s?步|"
                     # an occasional failure: most steps ran, one batch did not
                     r"偶发|偶尔|时不时|\boccasional(?:ly)?\b|\bintermittent(?:ly)?\b|\bsporadic(?:ally)?\b|"
                     r"\bsometimes (?:it )?(?:OOMs?|runs? out|crash\w*|fails?)|(?:有时候?|偶然)(?:会)?(?:爆|OOM|溢出|报错)|"
@@ -230,7 +230,7 @@ _FIRST = re.compile(r"first (?:training )?(?:step|batch|forward)|not a single st
                     r"(?:during|in|inside|at) (?:the )?(?:optimizer(?:'s)? step|step function|optimizer\.step\(\))|"
                     r"(?:at|on) step 0\b|when (?:i )?start(?:ing)? (?:the )?training|第一步", re.I)
 _STEP_NUMBER = re.compile(r"(?:at|after|on|until|till|around|near|by|reach\w*) (?:step|iteration|iter) ?(\d+)|"
-                          r"\bstep (\d+) ?(?:of|/)|(\d+) ?/ ?\d+ (?:steps|iterations)|(\d+)步|"
+                          r"\bstep (\d+) ?(?:of|/)|(\d+) ?/ ?\d+ (?:steps|iterations)|(\d+)\s?步|"
                           r"(?:after|for) ~?(\d+)\+? (?:training )?(?:steps|iterations)", re.I)
 
 
@@ -249,7 +249,7 @@ def _sentences(text: str) -> list[str]:
 STALL = re.compile(r"\bstuck\b|\bhang(?:s|ing)?\b|\bfreez(?:es|ing)\b|\bfrozen\b|never (?:finish|end)s?|"
                    r"takes? forever|卡住|卡死|卡在", re.I)
 """A run that stalls instead of failing: no error raised, nothing ends (a host paging its RAM to disk stalls)."""
-_FAILURE_WORDS = re.compile(r"\b(?:error|exception|breaks?|broke|fail(?:s|ed|ing|ure)?|crash\w*|hangs?|stops?)\b|"
+_FAILURE_WORDS = re.compile(r"\b(?:error|exception|breaks?|broke|fail(?:s|ed|ing|ure)?|crash\w*|hangs?|stops?|di(?:es|ed))\b|"
                             r"报错|崩溃|中断|" + STALL.pattern, re.I)
 
 

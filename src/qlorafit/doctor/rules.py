@@ -110,8 +110,13 @@ def cpu_ram(c: Case) -> Cause | None:
 _OTHER_WORDS = re.compile(r"another (?:process|program|job|jupyter|notebook|kernel|instance)\b[^.\n]{0,40}(?:us(?:es|ing)|"
                           r"holds?|holding|occup\w*|runs?|running|loaded|on the (?:same )?gpu)|(?:other|another) "
                           r"process(?:es)? (?:is |are )?(?:using|holding|occupying)|zombie process|nvidia-smi shows "
-                          r"[^.\n]{0,40}(?:process|used|in use)|(?:被)?(?:其他|其它|别的)(?:的)?(?:进程|程序)占用", re.I)
-"""The report says something else holds the GPU: another process, notebook or job, a zombie, nvidia-smi's list."""
+                          r"[^.\n]{0,40}(?:process|used|in use)|(?:被)?(?:其他|其它|别的)(?:的)?(?:进程|程序)占用|"
+                          # the same notebook loaded the model again: the first copy is still on the GPU
+                          r"(?:re-?ran|re-?run(?:ning)?|ran again|run again|executed again|re-?executed) (?:the |that |my )?"
+                          r"(?:cell|notebook cell)|(?:load\w*|the model)[^.\n]{0,20}(?:a second time|twice)|重新运行|再次加载|"
+                          r"加载了两次", re.I)
+"""The report says something else holds the GPU: another process, notebook or job, a zombie, nvidia-smi's list, or the
+same notebook that loaded the model again (the first copy stays referenced)."""
 
 
 def _other_process_words(c: Case) -> Cause | None:
@@ -573,7 +578,9 @@ _CKPT_DEFAULT_ON = re.compile(r"unsloth|llama[-_ ]?factory|llamafactory|torchtun
 configs (enable_activation_checkpointing: True); transformers, TRL and PEFT leave it off."""
 _CKPT_ON = re.compile(r"gradient[_ ]checkpointing\W{0,3}(?:=|:)\s*(?:True|\"?unsloth)|(?:with|using) gradient[_ ]"
                       r"checkpointing|gradient[_ ]checkpointing (?:is |was )?(?:on|enabled)|"
-                      r"gradient_checkpointing_enable", re.I)
+                      r"gradient_checkpointing_enable|(?:开启|打开|启用|使用|用)了?\s?(?:unsloth\s?)?(?:的\s?)?(?:gradient[_ ]?"
+                      r"(?:checkpointing)?|梯度检查点|重计算|gc\b)|--gradient[_-]checkpointing\b(?!\s+(?:False|false|0)\b)",
+                      re.I)
 
 
 def _checkpointing_unknown(c: Case) -> bool:
@@ -595,6 +602,23 @@ LONG_CONTEXT_TOKENS = 8192
 """A maximum length from this many tokens up makes the length the step's first lever where no estimate ranks them."""
 LARGE_MICRO_BATCH = 16
 """A micro-batch from this size up makes the batch the first lever (transformers' default is 8)."""
+
+
+LOGITS_CONTEXT_TOKENS = 32768
+"""From this length up, with gradient checkpointing already on, the fp32 logits (tokens x a 128k-256k vocabulary, 4
+bytes each, and their gradient) outgrow the checkpointed activations: the fused loss is the step's first lever."""
+_CONTEXT = re.compile(r"(?<![0-9A-Za-z_.])(\d+(?:\.\d+)?)\s?[kK](?![0-9A-Za-z_])\s?(?:tokens?|context|上下文|长度|length|seq\w*|ctx)?|"
+                      r"(?:context|上下文|seq(?:uence)?[_ ]len(?:gth)?|max[_ ]length|长度)\D{0,8}?(\d{5,6})\b", re.I)
+
+
+def _context_tokens(c: Case, t: str) -> int:
+    """The longest sequence length the settings or the report name ('128k context', '超过64k', max_length 65536)."""
+    ml = c.settings.get("max_length")
+    best = ml if isinstance(ml, int) else 0
+    for m in _CONTEXT.finditer(t):
+        n = float(m.group(1)) * 1024 if m.group(1) else int(m.group(2))
+        best = max(best, int(n))
+    return best
 
 
 def _step_levers(c: Case, ev: list) -> list[Action]:
@@ -621,6 +645,15 @@ def _step_levers(c: Case, ev: list) -> list[Action]:
         ev.append(f"the report says '{helps.group(0)}'")
         return [batch]
     first = []
+    on = c.settings.get("gradient_checkpointing") is True or _CKPT_ON.search(t) or _CKPT_DEFAULT_ON.search(t)
+    ctx = _context_tokens(c, t)
+    if on and not off and ctx >= LOGITS_CONTEXT_TOKENS:
+        ev.append(f"gradient checkpointing is on and the length reaches {ctx:,} tokens: the fp32 logits (tokens x "
+                  f"vocabulary) are now the largest tensor of the step")
+        first.append(Action("compute the loss in chunks, never the full fp32 logits: use_liger_kernel=True "
+                            "(Trainer/SFTConfig, LLaMA-Factory enable_liger_kernel), Unsloth's fused loss, or "
+                            "qlorafit's chunked loss", "none", patch=["+ use_liger_kernel=True  # pip install liger-kernel"],
+                            id="fused_loss"))
     if off:
         ev.append(f"the report says '{off.group(0)}'" if hasattr(off, "group") else "gradient_checkpointing=False")
         first.append(ckpt)

@@ -68,7 +68,8 @@ def kbit_prep_fp32(c: Case) -> Cause | None:
 
 
 _FP32_WORDS = re.compile(r"\b32[- ]?bit (?:precision|weights|floats?)|\bin fp32\b|\bin float32\b|loads? in fp32|"
-                         r"full[- ]precision|torch\.float32|(?:up)?cast\w*\b[^.\n]{0,40}\bto (?:fp32|float32)\b|"
+                         r"full[- ]precision|torch\.float32|(?:without|no) (?:a |setting |any )?(?:torch_)?dtype\b|"
+                         r"(?:torch_)?dtype (?:is |was )?not (?:set|given|specified)|(?:up)?cast\w*\b[^.\n]{0,40}\bto (?:fp32|float32)\b|"
                          r"\bupcast\w*|\b(?:in|with) (?:a )?(?:lower|half|reduced) precision\b[^.\n]{0,30}\b(?:works|"
                          r"worked|fits|helps|helped|solved)|"
                          # both 16-bit flags said off: 'fp16=False and bf16=False'
@@ -97,7 +98,8 @@ def fp32_training(c: Case) -> Cause | None:
     if prec == "fp32" and not ev:
         ev.append("neither bf16 nor fp16 is set, and no 16-bit torch_dtype: the model and its activations are fp32")
     if words:
-        ev.append(f"the text says '{words.group(0)}'")
+        said = words.group(0) in (c.inputs.error_text or "")  # the report's words, not the posted script's
+        ev.append(f"{'the report says' if said else 'the script says'} '{words.group(0)}'")
     return Cause("fp32_training", "training runs in fp32",
                  "without bf16/fp16 (and a 16-bit torch_dtype) every weight, activation and logit takes 4 bytes",
                  ev, actions=[Action("train in 16-bit: bf16=True (fp16=True on GPUs without bf16) and "

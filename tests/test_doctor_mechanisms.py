@@ -210,3 +210,22 @@ def test_at_a_long_context_with_checkpointing_on_the_fused_loss_is_the_first_lev
     assert d.primary.id == "batch_or_seq" and d.fixes[0].id == "fused_loss"
     short = _d(text.replace("64k", "4k").replace("128k", "4k"))
     assert short.fixes[0].id != "fused_loss"  # at a short length the activations, not the logits, lead
+
+
+@pytest.mark.parametrize("text, kind", [("GPUメモリ不足で学習が止まります", "cuda"), ("메모리 부족 오류가 납니다 (RTX 4090)", "cuda"),
+                                        ("It errors out with memory errors on my 3090.", "cuda")])
+def test_a_shortage_in_japanese_or_korean_or_memory_errors_is_an_oom(text, kind):
+    assert parse(text).kind == kind
+
+
+@pytest.mark.parametrize("text", ["sglang server OOM with --mem-fraction-static 0.9 next to a trainer on the GPU",
+                                  "LMDeploy pipeline with cache_max_entry_count 0.8: CUDA out of memory"])
+def test_another_engine_that_reserves_its_share_of_the_card_is_the_engines_reservation(text):
+    d = _d(text)
+    assert d.primary.id == "vllm_memory" and "mem-fraction-static" in d.fixes[0].title
+
+
+def test_the_backward_of_the_loss_is_not_the_loss_and_step_one_is_the_first():
+    d = _d("torch.OutOfMemoryError during loss.backward() on step 1, QLoRA 7B, A10G 24GB, batch 4, seq 4096")
+    assert d.primary.id == "batch_or_seq" and d.case.oom.phase == "first_step"
+    assert _d("CUDA out of memory in the cross entropy, vocab 256k").primary.id == "fp32_logits"

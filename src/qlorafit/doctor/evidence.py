@@ -163,9 +163,23 @@ engine flags (enforce_eager, max_num_seqs, max_num_batched_tokens), its CUDA-gra
 HF generate() has one too."""
 
 
+_RESERVING_ENGINE = re.compile(r"\bsglang\b|mem[_-]fraction[_-]static|\blmdeploy\b|cache[_-]max[_-]entry[_-]count|"
+                               r"tensorrt[_-]?llm|\btrtllm\b|kv[_-]cache[_-]free[_-]gpu[_-]mem[_-]fraction", re.I)
+"""Inference engines that reserve a share of the card at start for weights and KV cache the way vLLM does, by their
+names and their knobs: SGLang (--mem-fraction-static), LMDeploy (cache_max_entry_count), TensorRT-LLM
+(kv_cache_free_gpu_mem_fraction)."""
+
+
+def reserving_engine(c: Case) -> str | None:
+    """The words naming an engine other than vLLM that reserves its share of the card up front, or None."""
+    m = _RESERVING_ENGINE.search(text(c))
+    return m.group(0) if m else None
+
+
 def uses_vllm(c: Case) -> bool:
+    """vLLM runs in the job, or another engine that reserves its share of the card the same way."""
     t = c.inputs.error_text or ""
-    return bool(setting(c, "use_vllm") is True or setting(c, "vllm_gpu_memory_utilization") is not None
+    return bool(reserving_engine(c) is not None or setting(c, "use_vllm") is True or setting(c, "vllm_gpu_memory_utilization") is not None
                 or setting(c, "fast_inference") is True or str(setting(c, "infer_backend", "")).lower() == "vllm"
                 or c.oom.kind == "kv_cache" or _VLLM.search(t)
                 or (c.inputs.script is not None and c.inputs.script.first("LLM") is not None))

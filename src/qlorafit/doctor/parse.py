@@ -125,7 +125,7 @@ _GPU_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- 
                         # filler between 显存 and the verb: '显存都要爆了', '显存快不够'
                         r"显存[^，。,.；;!！?？\s]{0,4}?(?:溢出|不足|不够|超|爆)|爆显存|超(?:出)?显存|Unable to allocate|"
                         r"memory (?:overflow|spike)|CUDA error: out of|exceeds? (?:the )?(?:gpu |cuda )?memory|"
-                        r"(?:not enough|insufficient) (?:free )?(?:gpu |cuda |video )?(?:memory|vram)|(?:cuda|gpu) memory error|"
+                        r"(?:not enough|insufficient) (?:free )?(?:gpu |cuda |video )?(?:memory|vram)|(?:(?:cuda|gpu|video) )?memory errors?\b|"
                         r"cudaErrorMemoryAllocation|Insufficient Memory|memory leak|"
                         r"(?:gpu |cuda |video )?(?:memory|vram) (?:is |was |gets |got )?(?:not enough|insufficient|full\b|"
                         r"exhausted|fill(?:s|ed)? up|maxed out)|"
@@ -256,6 +256,7 @@ def parse_progress(text: str, out: OomText) -> None:
     steps = re.findall(r"(?:global_step|\bstep)[\s=:]+(\d+)", text, re.I)
     if steps:
         out.step = int(steps[-1])
+        out.step = 0 if out.step == 1 else out.step  # 'step 1' written out is the first step, counted from one
 
 
 def parse_phase(text: str, out: OomText) -> None:

@@ -311,8 +311,8 @@ def step_from_words(text: str) -> tuple[str | None, int | None, str]:
         if m:
             n = _STEP_NUMBER.search(s)
             step = int(next(g for g in n.groups() if g)) if n else None
-            if step == 0:  # 'at step 0' names a step, and it is the first
-                return "first_step", 0, f"the report says '{m.group(0)}'"
+            if step in (0, 1):  # 'at step 0', 'on step 1': people count from either, and both are the first
+                return "first_step", step, f"the report says '{m.group(0)}'"
             return "later_step", step, f"the report says '{m.group(0)}'"
         m = _FIRST.search(s)
         if m:

@@ -458,7 +458,7 @@ def eager_in_frames(c: Case) -> Cause | None:
     return eager_attention(c)
 
 
-_LOSS_WORDS = re.compile(r"\b(?:in|at|during|inside) (?:the )?(?:loss|cross[-_ ]?entropy|log_?softmax)\b|"
+_LOSS_WORDS = re.compile(r"\b(?:in|at|during|inside) (?:the )?(?:loss|cross[-_ ]?entropy|log_?softmax)\b(?!\.backward)|"
                          r"\blogits?\b[^.\n]{0,40}\bvocab|\b(?:large|huge|big|\d{3}k|\d{3},\d{3}) vocab(?:ulary)?\b", re.I)
 """The report says the loss or the vocabulary-wide logits are where it ran out."""
 

@@ -235,7 +235,9 @@ def vllm_memory(c: Case) -> Cause | None:
     too_big = _vllm_weights_exceed_card(c, util if isinstance(util, (int, float)) else VLLM_DEFAULT_UTILIZATION)
     if too_big:
         return too_big
-    ev = ["a vLLM engine runs in this job (vllm in the traceback, or use_vllm / gpu_memory_utilization set)"]
+    other = E.reserving_engine(c) if not re.search(r"vllm", E.text(c), re.I) else None
+    ev = [f"an inference engine that reserves its share of the card at start runs in this job ('{other}')" if other
+          else "a vLLM engine runs in this job (vllm in the traceback, or use_vllm / gpu_memory_utilization set)"]
     if isinstance(util, (int, float)):
         ev.append(f"gpu_memory_utilization={util}" + (f": the engine reserves {gib(int(util * total))} of "
                                                       f"{gib(total)}" if total else ""))
@@ -251,9 +253,11 @@ def vllm_memory(c: Case) -> Cause | None:
     return Cause("vllm_memory", "the vLLM engine's reservation leaves too little of the card",
                  "vLLM takes gpu_memory_utilization x the card at start for weights and KV cache; training (or a "
                  "long max_model_len) needs what is left", ev,
-                 actions=[Action("lower vllm_gpu_memory_utilization (e.g. 0.3-0.5 when co-located with training) and "
-                                 "cap max_model_len to the longest prompt + completion", "speed: smaller KV cache",
+                 actions=[Action("lower vllm_gpu_memory_utilization (e.g. 0.3-0.5 when co-located with training; "
+                                 "SGLang --mem-fraction-static, LMDeploy cache_max_entry_count, TensorRT-LLM "
+                                 "kv_cache_free_gpu_mem_fraction are the same share) and cap max_model_len to the "
+                                 "longest prompt + completion", "speed: smaller KV cache",
                                  saves, "0.2 of the card per 0.2 of utilization" if saves else "",
                                  ["+ vllm_gpu_memory_utilization=0.4", "+ vllm_max_model_len=4096"], id="vllm_memory")],
-                 strength="proven" if re.search(r"vllm", c.inputs.error_text or "", re.I) else "script",
+                 strength="proven" if re.search(r"vllm", c.inputs.error_text or "", re.I) or other else "script",
                  phase="load" if served else None)

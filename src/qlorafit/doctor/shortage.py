@@ -14,13 +14,13 @@ RAM, 内存 and a host/CPU/system/node qualifier are the host's; a bare 'memory'
 
 import re
 
-MEMORY_TALK = re.compile(r"\bmemory\b|(?<![\w-])v?RAM\b|显存|内存", re.I)
+MEMORY_TALK = re.compile(r"\bmemory\b|(?<![\w-])v?RAM\b|显存|内存|メモリ|메모리", re.I)
 """Memory named at all: a report brought to the doctor that talks about memory is about running out of it."""
 
 _GPU_QUAL = r"(?:gpu|cuda|video|device|card|显卡)"
 _HOST_QUAL = r"(?:host|cpu|system|node|main|physical|shared)"
-_NOUN = rf"(?:{_GPU_QUAL}|{_HOST_QUAL})?[ -]?(?:memory|mem(?![\w])|v?ram(?![\w])|显存|内存)"
-_PARTS = re.compile(rf"({_GPU_QUAL}|{_HOST_QUAL})?[ -]?(memory|mem(?![\w])|v?ram(?![\w])|显存|内存)", re.I)
+_NOUN = rf"(?:{_GPU_QUAL}|{_HOST_QUAL})?[ -]?(?:memory|mem(?![\w])|v?ram(?![\w])|显存|内存|メモリ|메모리)"
+_PARTS = re.compile(rf"({_GPU_QUAL}|{_HOST_QUAL})?[ -]?(memory|mem(?![\w])|v?ram(?![\w])|显存|内存|メモリ|메모리)", re.I)
 _BEFORE = (r"(?:insufficient|not enough|lack of|shortage of|out of|ran out of|run(?:s|ning)? out of|exhaust\w*|"
            r"exceed\w*(?: the)?|(?:use[sd]?|using|eat(?:s|en|ing)?|ate|fill(?:s|ed|ing)?|t(?:akes?|ook|aken|aking)) up "
            r"(?:all )?(?:of )?(?:the )?)")
@@ -30,7 +30,7 @@ _AFTER = (r"(?:usage |consumption |use )?(?:is |was |are |were |got |gets |becam
           r"runs? out|ran out|running out|explod\w*|blows? up|blew up|"
           r"(?:spik\w*|go(?:es)?|went|climb\w*|grows?|grew|rises|rose|shoots?|shot|jump\w*|peak\w*|reach\w*|hits?)"
           r"(?: up)? (?:to )?(?:over|above|beyond|more than) ~?\d|"
-          r"不足|不够|溢出|爆|满了|占满|超(?:出|过|了|限))")
+          r"不足|不够|溢出|爆|满了|占满|超(?:出|过|了|限)|が?足りな|부족)")
 _SHORTAGE = re.compile(rf"\b{_BEFORE}\s(?:the |my |our |available |free |enough |all )*{_NOUN}|"
                        rf"(?<![\w]){_NOUN}\s?{_AFTER}", re.I)
 

@@ -229,3 +229,12 @@ def test_the_backward_of_the_loss_is_not_the_loss_and_step_one_is_the_first():
     d = _d("torch.OutOfMemoryError during loss.backward() on step 1, QLoRA 7B, A10G 24GB, batch 4, seq 4096")
     assert d.primary.id == "batch_or_seq" and d.case.oom.phase == "first_step"
     assert _d("CUDA out of memory in the cross entropy, vocab 256k").primary.id == "fp32_logits"
+
+
+@pytest.mark.parametrize("text, mib", [
+    ("bfc_allocator.cc:275] Ran out of memory trying to allocate 392.00MiB. See logs for memory state.", 392),
+    ("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1024.00MiB.", 1024),
+])
+def test_tensorflows_and_jaxs_request_is_read_like_pytorchs(text, mib):
+    o = parse(text)
+    assert o.kind == "cuda" and o.requested_bytes == mib * 2**20

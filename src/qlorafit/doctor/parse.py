@@ -217,7 +217,8 @@ def oom_kind(text: str) -> str | None:
 
 def parse_cuda_numbers(text: str, out: OomText) -> None:
     """Fill the numbers of a CUDA OOM message, in whichever form it is written."""
-    out.requested_bytes = _size(r"Tried to allocate " + _SIZE, text)
+    # PyTorch's 'Tried to allocate 2.00 GiB'; TensorFlow's and JAX's 'trying to allocate 392.00MiB' say the same
+    out.requested_bytes = _size(r"(?:Tried|trying) to allocate " + _SIZE, text)
     m = re.search(r"\(GPU (\d+); " + _SIZE + r" total capacity", text)
     if m:  # old form: everything in one parenthesis
         out.form = "old"

@@ -31,8 +31,9 @@ def row_setup(r: dict):
                  grad_checkpointing=r["checkpointing"], optimizer=r["optimizer"], lora_dropout=r["dropout"],
                  loss_impl=r["loss"], stack=r["stack"], offload_embedding=r["offload_embedding"],
                  expandable_segments="expandable_segments:True" in r["alloc_conf"],
-                 mlp_tile_tokens=r.get("mlp_tile_tokens", 0), compile=r.get("compile", False))  # rows before
-    # train.compile existed ran eagerly: Setup's default (compiled) would give them the compiled speed terms
+                 mlp_tile_tokens=r.get("mlp_tile_tokens", 0), compile=r.get("compile", False),
+                 cuda_graphs=r.get("cuda_graphs", "off"))  # rows before train.compile and
+    # train.cuda_graphs existed ran eagerly: Setup's defaults would give them the compiled or graphed speed terms
 
 
 # Each configuration: (batch, seq, rank, targets, checkpointing, optimizer, dropout, loss[, offload_embedding,

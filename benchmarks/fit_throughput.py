@@ -119,7 +119,8 @@ def versus_setup(r: dict) -> tuple[Setup, int]:
     seq = r["tokens_per_step"] // (t["micro_batch_size"] * t["grad_accum"])
     raw = {"model": {**c["model"], "name_or_path": "llama-3.1-8b"}, "data": {"path": "rows.jsonl", "max_seq_length": seq},
            "lora": {"r": 16, "alpha": 32, "dropout": 0.0, "targets": ["q_proj", "k_proj", "v_proj", "o_proj"]},
-           "train": {k: v for k, v in t.items() if k in C.TrainConfig.__dataclass_fields__}}
+           "train": {"cuda_graphs": "off",  # rows from before train.cuda_graphs ran without graphs (not 'auto')
+                     **{k: v for k, v in t.items() if k in C.TrainConfig.__dataclass_fields__}}}
     return setup_from_config(C.from_dict(raw, r["file"])), t["grad_accum"]
 
 

@@ -116,8 +116,9 @@ def setup_of(r: dict):
                  loss_impl=r["loss"], stack=r["stack"], offload_embedding=r["offload_embedding"],
                  offload_lm_head=r.get("offload_lm_head", False),
                  expandable_segments="expandable_segments:True" in r["alloc_conf"],
-                 mlp_tile_tokens=r.get("mlp_tile_tokens", 0), compile=r.get("compile", False))  # holdout.py's loop
-    # runs the layers eagerly (as calibrate.row_setup's rows): Setup's default (compiled) is not what ran
+                 mlp_tile_tokens=r.get("mlp_tile_tokens", 0), compile=r.get("compile", False),
+                 cuda_graphs=r.get("cuda_graphs", "off"))  # holdout.py's loop runs the layers eagerly, without
+    # graphs (as calibrate.row_setup's rows): Setup's defaults (compiled, graphs auto) are not what ran
 
 
 def report(path: str) -> str:

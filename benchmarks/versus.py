@@ -17,7 +17,11 @@ seed fixed per configuration, full length, no padding) and LoRA r16 alpha 32 on 
   qlorafit-sidealloc  offloaded, with the fetched inputs allocated on the side stream (before session 7)
   qlorafit-wholegraph  experiment: the defaults with each micro-batch's forward + backward captured as one CUDA
                 graph per shape (torch.cuda.graph) and replayed; gradients kept allocated between steps
-  qlorafit-cudagraphs  the defaults with train.cuda_graphs: true (the trainer's path made from qlorafit-wholegraph)
+  qlorafit-cudagraphs  the defaults with train.cuda_graphs: on (the trainer's path made from qlorafit-wholegraph; from
+                       session 8 'auto', the default, is on below 8,192 tokens per micro-batch)
+  qlorafit-nographs    the defaults with train.cuda_graphs: off (compiled layers: the default before session 8)
+  qlorafit-liger       the defaults (graphs below 8,192 tokens) with liger's RMSNorm, RoPE and SwiGLU (session 8's
+                       experiment; from then on the default does this itself where liger-kernel is installed)
   qlorafit-plan the configuration `plan` writes for a --plan-budget-gib card (default 24) at this length and batch
 LoRA dropout is 0 for every contender except the recipe (Unsloth's fast path needs 0; same computation for all).
 
@@ -53,7 +57,7 @@ QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
 CONFIGS = {"c1": (2, 4, 512), "c2": (1, 1, 2048), "c3": (4, 1, 2048), "c4": (1, 1, 16384)}  # micro, accum, length
 CONTENDERS = ("recipe", "trl", "trl-best", "unsloth", "qlorafit", "qlorafit-eager", "qlorafit-on", "qlorafit-prev", "qlorafit-offload",
               "qlorafit-lean", "qlorafit-tile", "qlorafit-graphs", "qlorafit-plan", "qlorafit-sidealloc",
-              "qlorafit-wholegraph", "qlorafit-cudagraphs")
+              "qlorafit-wholegraph", "qlorafit-cudagraphs", "qlorafit-nographs", "qlorafit-liger")
 SITES = {"trl": "/tmp/site-trl", "trl-best": "/tmp/site-trl", "unsloth": "/tmp/site-uns"}  # + /tmp/site-common
 WARMUP = 2
 VOCAB_IDS = int(os.environ.get("VERSUS_VOCAB_IDS", 128000))  # ids drawn below this (Llama-3: 128,256; smoke: tiny)
@@ -410,7 +414,9 @@ def qlorafit_cfg(a, path: str, variant: str):
     if variant == "qlorafit-lean":  # and lm_head streamed from host RAM
         raw["model"]["offload_lm_head"] = True
     if variant == "qlorafit-cudagraphs":
-        raw["train"]["cuda_graphs"] = True
+        raw["train"]["cuda_graphs"] = "on"
+    if variant == "qlorafit-nographs":  # compiled layers, no graphs (the default before session 8)
+        raw["train"]["cuda_graphs"] = "off"
     if variant == "qlorafit-tile":  # and each layer's MLP on 4,096-position slices
         raw["train"]["mlp_tile_tokens"] = 4096
     if a.cfg == "ctx":
@@ -626,6 +632,11 @@ def worker_qlorafit(a, path, rows, timer, variant: str, drv: Driver):
     timer.outside_bytes = lambda: paged_state_bytes(run.ctx.optimizer)
     if variant == "qlorafit-wholegraph":
         whole_micro_batch_graphs(run.ctx)
+    if variant == "qlorafit-liger":  # the experiment: liger's Triton RMSNorm, RoPE and SwiGLU in the (uncompiled,
+        # graphed) layers, before the first step; qlorafit's own loss stays
+        from liger_kernel.transformers.monkey_patch import _apply_liger_kernel_to_instance
+        _apply_liger_kernel_to_instance(run.ctx.model.get_base_model(), rope=True, rms_norm=True, swiglu=True,
+                                        cross_entropy=False, fused_linear_cross_entropy=False)
     if CAP:  # the paged states appear in the first optimizer step: keep their room from the start
         recap(planned_paged_bytes(run.ctx.optimizer))
     eff = cfg.train.micro_batch_size * cfg.train.grad_accum
@@ -640,6 +651,10 @@ def worker_qlorafit(a, path, rows, timer, variant: str, drv: Driver):
             timer.end(res.loss)
             if res.recoveries:
                 print(f"guard recovered {res.recoveries}x", file=sys.stderr, flush=True)
+            g = run.ctx.graphs
+            if g is not None and g.checks and step == 8:  # each capture's check against the eager pass
+                print(f"{variant} {a.cfg}: graphs {len(g.graphs)} captured {g.captures} disabled {g.disabled} "
+                      f"checks {json.dumps(g.checks)}", file=sys.stderr, flush=True)
     except Stop:
         pass
     sync()

@@ -2,6 +2,7 @@
 where cpu_offload moves the shards, host RAM for loading, and the strategy the planner writes into the YAML."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -58,7 +59,7 @@ def test_fsdp_runs_offloaded_checkpointing_as_on(shape):
 
 
 def test_ddp_replicates_everything_and_adds_the_gradient_buffer(shape):
-    s = Setup(optimizer="adamw", seq_len=2048, offload_embedding=False)
+    s = Setup(optimizer="adamw", seq_len=2048, offload_embedding=False, cuda_graphs="off")
     shape8 = catalog.resolve_model("llama-3.1-8b")
     one = estimate(shape8, s)
     r = DE.estimate_ranks(shape8, s, 2, "ddp")
@@ -66,6 +67,9 @@ def test_ddp_replicates_everything_and_adds_the_gradient_buffer(shape):
     assert p["all-reduce buffer"].bytes == one.trainable_params * 4
     assert r.peak_bytes == one.peak_bytes + one.trainable_params * 4 + DE.NCCL_BYTES
     assert DE.estimate_ranks(shape8, s, 1, "ddp").peak_bytes == one.peak_bytes  # one rank: no buffers
+    # CUDA graphs run in one process only: on two ranks the graphs' pool is not counted, whatever the setup says
+    assert DE.estimate_ranks(shape8, replace(s, cuda_graphs="on"), 2, "ddp").peak_bytes == r.peak_bytes
+    assert estimate(shape8, replace(s, cuda_graphs="on")).peak_bytes > one.peak_bytes
 
 
 def test_cpu_offload_moves_the_shards_to_host_ram(shape):

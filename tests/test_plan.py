@@ -199,7 +199,7 @@ def test_device_names_map_to_the_catalogue():
 # --- the throughput model ---------------------------------------------------------------------------------------
 
 def test_throughput_follows_the_known_trade_offs():
-    s = Setup(seq_len=1024)
+    s = Setup(seq_len=1024, cuda_graphs="off")  # the trade-offs of the compiled layers (graphs: tests/test_graphs.py)
     tps = lambda **kw: predict(SHAPE, replace(s, **kw), GPU, grad_accum=16 // kw.get("batch_size", 1)).tokens_per_s
     # larger micro-batches amortize dequantization and launches
     assert tps(batch_size=1) < tps(batch_size=2) < tps(batch_size=8)
@@ -269,7 +269,7 @@ def config_of(r):
 
 
 def test_throughput_charges_the_head_copy():
-    s = Setup(batch_size=2, seq_len=512)
+    s = Setup(batch_size=2, seq_len=512, cuda_graphs="off")
     plain = predict(SHAPE, s, GPU, 4)
     streamed = predict(SHAPE, replace(s, offload_lm_head=True), GPU, 4)
     copy_s = 4 * 128256 * 4096 * 2 / 20e9  # the head over PCIe once per micro-batch
@@ -286,7 +286,7 @@ def test_host_time_overlaps_the_gpu_and_slows_only_small_micro_batches():
     fast_gpu = dict(matmul_efficiency=0.8, attention_efficiency=0.7, bandwidth_efficiency=0.5)
     gpu_only = Calibration(**fast_gpu, host_s_per_kernel=0.0)
     host = Calibration(**fast_gpu, host_s_per_kernel=4e-5)
-    small, large = Setup(batch_size=1, seq_len=2048), Setup(batch_size=16, seq_len=2048)
+    small, large = (Setup(batch_size=b, seq_len=2048, cuda_graphs="off") for b in (1, 16))
     tps = lambda s, acc, cal: predict(one_b, s, h200, acc, cal=cal).tokens_per_s  # noqa: E731
     slow_small = tps(small, 16, host) / tps(small, 16, gpu_only)
     slow_large = tps(large, 1, host) / tps(large, 1, gpu_only)
@@ -314,7 +314,7 @@ def test_plan_ranks_with_the_shipped_calibration_when_none_is_given():
 
 
 def test_compile_is_modelled_for_speed_not_memory_and_chosen_only_when_allowed():
-    s = Setup(batch_size=1, seq_len=2048, compile=False)
+    s = Setup(batch_size=1, seq_len=2048, compile=False, cuda_graphs="off")
     h200 = get_gpu("h200")
     assert estimate(SHAPE, s).peak_bytes == estimate(SHAPE, replace(s, compile=True)).peak_bytes
     cal = load_calibration("h200")

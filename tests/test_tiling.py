@@ -73,5 +73,5 @@ def test_estimator_models_tiling():
     plain = estimate(shape, base).peak_bytes
     tiled = estimate(shape, Setup(**{**base.__dict__, "mlp_tile_tokens": 4096})).peak_bytes
     assert tiled < plain - 5 * 1024**3
-    short = Setup(seq_len=2048, mlp_tile_tokens=4096)  # rows shorter than a tile: no effect
-    assert estimate(shape, short).peak_bytes == estimate(shape, Setup(seq_len=2048)).peak_bytes
+    short = Setup(seq_len=2048, mlp_tile_tokens=4096, cuda_graphs="off")  # rows shorter than a tile: no effect
+    assert estimate(shape, short).peak_bytes == estimate(shape, Setup(seq_len=2048, cuda_graphs="off")).peak_bytes

@@ -79,8 +79,11 @@ class ModelConfig:
 class LoraConfig:
     r: int = opt(16, "LoRA rank. Memory and trainable parameters grow linearly with it.", resume="shape")
     alpha: int = opt(32, "LoRA scaling numerator (the update is scaled by alpha / r).", resume="state")
-    dropout: float = opt(0.05, "LoRA dropout. Above 0 each adapted module keeps a dropped copy of its input for "
-                         "backward (3 bytes per input element); 0 saves that memory.", resume="safe")
+    # 0 by default, as PEFT's LoraConfig and Unsloth have it: with dropout each adapted module keeps a dropped copy
+    # of its input for backward, and train.cuda_graphs cannot capture the recompute's masks (1.8x at 2 x 4 x 512)
+    dropout: float = opt(0.0, "LoRA dropout (0.05-0.1 is the QLoRA paper's regularizer for small datasets). Above 0 "
+                         "each adapted module keeps a dropped copy of its input for backward (3 bytes per input "
+                         "element), and train.cuda_graphs turns off.", resume="safe")
     targets: list = opt(["q_proj", "k_proj", "v_proj", "o_proj"], "Modules that get adapters: a list of names, or "
                         "['all-linear'] (better quality, ~2.5x the LoRA memory and more activation memory).", resume="shape")
     modules_to_save: list = opt([], "Modules trained in full and saved with the adapter (e.g. ['lm_head']); costly.", resume="shape")
@@ -141,13 +144,16 @@ class TrainConfig:
                         "and dropout kernels and cuts Python launch overhead: 1.46x (2 x 4 x 512) and 1.8x (1 x 2,048) "
                         "tokens/s on Llama-3-8B (benchmarks/README.md, fourth session). Memory unchanged. Ignored on "
                         "CPU and with train.mlp_tile_tokens; false for very short runs.", resume="safe")
-    cuda_graphs: bool = opt(False, "Capture each micro-batch's forward and backward as one CUDA graph and replay "
-                            "it: the host out of the step. For short micro-batches, which are host-bound: 2 x 4 x 512 "
-                            "ran 3.0x and 1 x 2,048 1.3x the compiled default on Llama-3-8B, for about 0.5 GiB more "
-                            "(benchmarks/README.md, seventh session; measured as an experiment). Lengths are padded "
-                            "to multiples of 256; the layers are not compiled. Needs a single CUDA GPU, "
-                            "lora.dropout 0, train.loss_impl chunked, checkpointing on or off (not offload), no "
-                            "packing; otherwise it is turned off with a note.", resume="safe")
+    cuda_graphs: str = opt("auto", "Capture each micro-batch's forward and backward as one CUDA graph and replay "
+                           "it: the host out of the step. auto: for micro-batches below "
+                           f"{O.GPU_BOUND_TOKENS:,} tokens (micro_batch_size x max_seq_length), which are "
+                           "host-bound; on Llama-3-8B 2 x 4 x 512 ran 1.8x and 1 x 2,048 1.15x the compiled layers, "
+                           "for ~0.5 GiB of graph memory (benchmarks/README.md, eighth session). Lengths are padded "
+                           "to multiples of 256 and the layers are not compiled; each new graph is checked against "
+                           "the eager pass first. Needs a single CUDA GPU, bf16, lora.dropout 0, train.loss_impl "
+                           "chunked, checkpointing on or off (not offload), no packing; where the setup does not "
+                           "allow it, auto is off (and on says why). config.yaml records what ran (true/false work "
+                           "as on/off).", O.GRAPHS_CHOICES, resume="safe")
     mlp_tile_tokens: int = opt(0, "0: off. N: run each layer's MLP on N-position slices of the sequence, each "
                                "recomputed in backward, so only one slice's MLP intermediates (~6 x intermediate bytes "
                                "per token) are alive at a time. For long contexts; costs one more MLP forward.", resume="safe")
@@ -246,6 +252,8 @@ def _coerce(value, ftype, where: str, problems: list, choices=None):
                 ok = False
         ok = ok and isinstance(value, dict)
     elif ftype is str:
+        if isinstance(value, bool) and choices and {"on", "off"} <= set(choices):  # true/false for an on/off choice
+            value = "on" if value else "off"
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = str(value)
         ok = isinstance(value, str)

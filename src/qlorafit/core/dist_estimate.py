@@ -96,6 +96,8 @@ def estimate_ranks(shape: ModelShape, s: Setup, gpus: int, strategy: str, cpu_of
         # the layer inputs stay on the GPU (offloaded checkpointing runs as on)
         s = replace(s, offload_embedding=False, compile=False,
                     grad_checkpointing="on" if O.checkpointing(s.grad_checkpointing).to_host else s.grad_checkpointing)
+    if gpus > 1:  # as the runtime does: CUDA graphs run in a single process only (runtime.graphs.unsupported)
+        s = replace(s, cuda_graphs=O.graphs_value(False))
     one = estimate(shape, replace(s, offload_lm_head=True) if cpu_offload else s, context_bytes)
     n_lora = one.trainable_params
     return _ddp(shape, s, gpus, one, n_lora) if strategy == "ddp" else _fsdp(shape, s, gpus, one, n_lora, cpu_offload)

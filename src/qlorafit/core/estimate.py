@@ -400,7 +400,7 @@ def estimate(shape: ModelShape, s: Setup, context_bytes: int | None = None) -> E
     dequant = dequant_transient_bytes(shape, s)
     grad_stream = int(layer_backward_transient_bytes_per_token(shape, s) * tokens) + mlp_tile_transient_bytes(shape, s)
 
-    graphs = GRAPH_POOL_EXTRA_BYTES if s.cuda_graphs else 0  # held from the first capture on, in every phase
+    graphs = GRAPH_POOL_EXTRA_BYTES if s.graphs() else 0  # held from the first capture on, in every phase
     fwd = static + lora_g + opt + saved + final_hidden + logits_fwd + dequant + graphs
     bwd_head = static + lora_g + opt + saved + final_hidden + logits_bwd + dequant + graphs
     bwd_layers = static + lora_g + opt + saved + recompute + grad_stream + dequant + graphs
@@ -411,7 +411,7 @@ def estimate(shape: ModelShape, s: Setup, context_bytes: int | None = None) -> E
     # allocator slack: a share of the vocabulary-sized and of the activation-sized transients held at each high point
     exp = s.expandable()
     off = ck.to_host
-    compiled = s.compile and not s.mlp_tile_tokens and not s.cuda_graphs  # tiled layers, and graphs, run eager layers
+    compiled = s.compile and not s.mlp_tile_tokens and not s.graphs()  # tiled layers, and graphs, run eager layers
     slack_fwd = _slack(logits_fwd, saved + final_hidden, exp, off, compiled)
     slack_head = _slack(logits_bwd, saved + final_hidden, exp, off, compiled)
     slack_layers = _slack(0, saved + recompute + grad_stream, exp, off, compiled)

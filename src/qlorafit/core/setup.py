@@ -90,9 +90,11 @@ class Setup:
     compile: bool = knob("train.compile", flag=("--compile",), role="searched", plan_axis="compile",
                          help="torch.compile'd decoder layers: the speed model reads it, and the allocator slack of "
                               "offloaded checkpointing")
-    cuda_graphs: bool = knob("train.cuda_graphs", flag=("--cuda-graphs",), role="fixed",
-                             help="each micro-batch as one CUDA graph (its memory pool held between steps; the "
-                                  "layers are then not compiled)")
+    cuda_graphs: bool | str = knob("train.cuda_graphs", flag=("--cuda-graphs",), choices=O.GRAPHS_CHOICES,
+                                   role="fixed", to_config=lambda v: ("on" if v else "off") if isinstance(v, bool) else v,
+                                   help="each micro-batch as one CUDA graph (auto: below "
+                                        f"{O.GPU_BOUND_TOKENS:,} tokens per micro-batch where the setup allows it; "
+                                        "its memory pool held between steps, the layers then not compiled)")
     attn_impl: str = knob("model.attn_impl", flag=("--attn",), choices="attention", role="fixed",
                           help="attention implementation; eager materializes heads x seq x seq scores")
     stack: str = knob(flag=("--stack",), choices="stack", default="qlorafit", help=O.choices_help(O.STACKS))
@@ -104,6 +106,16 @@ class Setup:
     def __post_init__(self):  # 'auto' checkpointing means what it means for this micro-batch (options.resolve_...)
         object.__setattr__(self, "grad_checkpointing",
                            O.resolve_checkpointing(self.grad_checkpointing, self.batch_size * self.seq_len))
+
+    def graphs(self) -> bool:
+        """Whether this setup runs as CUDA graphs (train.cuda_graphs, resolved for its micro-batch and settings;
+        qlorafit's own trainer only)."""
+        blocker = None if O.stack(self.stack).own_runtime else "another trainer"
+        blocker = blocker or O.graphs_blocker(
+            dropout=self.lora_dropout, loss_impl=self.loss_impl or "chunked", checkpointing_name=self.grad_checkpointing,
+            offload_lm_head=self.offload_lm_head, packing=self.packing, mlp_tile_tokens=self.mlp_tile_tokens,
+            compute_dtype=self.compute_dtype)
+        return O.resolve_cuda_graphs(self.cuda_graphs, self.batch_size * self.seq_len, blocker)
 
     def expandable(self) -> bool:
         return O.stack(self.stack).expandable_segments if self.expandable_segments is None else self.expandable_segments

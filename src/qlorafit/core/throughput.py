@@ -85,9 +85,10 @@ class Throughput:
 
 # train.cuda_graphs: the share of the per-kernel gap that remains when a graph replays a micro-batch's kernels (the host
 # is out, the GPU's own gaps between small kernels are not). Fitted on the two rows of the session 7 experiment
-# (benchmarks/results/versus-h200-2026-11-29-s7-call6.jsonl, qlorafit-wholegraph), in sample: 1 x 2,048 predicted
-# 9,080 against 7,870 tok/s measured (+15 %: the uncompiled GPU time is underestimated, 192 against 253 ms busy),
-# 2 x 4 x 512 7,527 against 7,543 (a share that met 1 x 2,048 would miss 2 x 4 x 512 by 20 %)
+# (benchmarks/results/versus-h200-2026-11-29-s7-call6.jsonl, qlorafit-wholegraph, eager layers), in sample. With
+# liger's fused norms, RoPE and SwiGLU (session 8, versus-h200-2026-11-30-s8-call5.jsonl) the model predicts
+# 2 x 4 x 512 at 8,307 against 9,196 tok/s measured (-10 %) and 1 x 2,048 at 10,230 against 9,576 (+7 %); one share
+# cannot meet both (0.32 and 0.71 would), so it stays
 GRAPH_GAP_SHARE = 0.5
 
 
@@ -154,7 +155,7 @@ def recompute_skips_output_projection(shape: ModelShape, s: Setup) -> bool:
     """
     if not O.checkpointing(s.grad_checkpointing).recompute or s.mlp_tile_tokens or "down_proj" in s.targets(shape):
         return False
-    compiled = s.compile and not s.cuda_graphs  # under train.cuda_graphs the layers are not compiled
+    compiled = s.compile and not s.graphs()  # under train.cuda_graphs the layers are not compiled
     return compiled and s.batch_size * s.seq_len >= O.GPU_BOUND_TOKENS
 
 
@@ -212,8 +213,10 @@ def _micro_batch(shape: ModelShape, s: Setup, gpu: GPU, cal: Calibration, row_to
 
     act = layer_activation_bytes_per_token(shape, s) * shape.num_layers
     elementwise = n * act * (2 + 3 + (2 if recompute else 0)) / byte_s  # write+read in forward, ~3x in backward
-    if s.compile and not s.cuda_graphs:  # Inductor fuses the norms, RoPE, SwiGLU, dropout and casts into a few kernels
-        elementwise *= cal.compile_elementwise_factor  # (train.cuda_graphs runs the layers uncompiled)
+    if s.compile or s.graphs():  # Inductor fuses the norms, RoPE, SwiGLU, dropout and casts into
+        # a few kernels; under train.cuda_graphs the layers run uncompiled and liger-kernel's Triton RMSNorm, RoPE and
+        # SwiGLU do the same fusing (runtime.model.fuse_with_liger; the gpu extra installs it)
+        elementwise *= cal.compile_elementwise_factor
 
     v = shape.vocab_size
     head_fwd = _roofline(2 * n * p_head, p_head * a, flop_s, byte_s)
@@ -232,7 +235,7 @@ def _micro_batch(shape: ModelShape, s: Setup, gpu: GPU, cal: Calibration, row_to
     kernels = shape.num_layers * (_KERNELS_PER_LAYER + _KERNELS_PER_LORA_TARGET * len(targets))
     kernels *= 1 + 2 + (1 if recompute else 0)
     host_s = kernels * cal.host_s_per_kernel * (cal.compile_host_factor if s.compile else 1.0)
-    if s.cuda_graphs:  # one replay issues them all: the host only prepares the inputs
+    if s.graphs():  # one replay issues them all: the host only prepares the inputs
         host_s = 0.0
 
     offload = 0.0
@@ -296,7 +299,7 @@ def predict(shape: ModelShape, s: Setup, gpu: GPU, grad_accum: int = 1, row_toke
     real = float(real_tokens_per_row or row)
     mb = _micro_batch(shape, s, gpu, cal, row, attn_len)
     parts = {k: v * grad_accum for k, v in mb.parts.items()}
-    launch_gaps = grad_accum * mb.kernels * cal.kernel_overhead_s * (GRAPH_GAP_SHARE if s.cuda_graphs else 1.0)
+    launch_gaps = grad_accum * mb.kernels * cal.kernel_overhead_s * (GRAPH_GAP_SHARE if s.graphs() else 1.0)
     # the host runs ahead of the GPU within the step: only its excess over the GPU time shows (a per-step host cost,
     # offloading's, hides behind the GPU time of every micro-batch of the step)
     host_s = grad_accum * mb.host_s + (cal.offload_host_s_per_step if O.checkpointing(s.grad_checkpointing).to_host

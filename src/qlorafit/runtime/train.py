@@ -257,6 +257,12 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     # after planning: the planned config is the one compared; rank 0 alone reads the directory and speaks
     run_dir = check_run_dir(cfg, resume, overwrite) if world.main else Path(cfg.output_dir)
     main_say = say if world.main else (lambda text: None)
+    why = graphs_unsupported(cfg, device, world.active)
+    if O.graphs_on(cfg.train.cuda_graphs) and why:  # auto turns off quietly where the setup does not allow graphs
+        main_say(f"train.cuda_graphs: off, because {why}")
+    graphs_on = O.resolve_cuda_graphs(cfg.train.cuda_graphs, cfg.train.micro_batch_size * cfg.data.max_seq_length, why)
+    cfg.train.cuda_graphs = O.graphs_value(graphs_on)  # config.yaml records what ran (before a
+    # resume compares it: auto there means what it resolved to); off: the layers compile
     changed = _check_resume(cfg, run_dir, allow_changes, main_say) if resume else None
     from qlorafit.runtime import trackers as T
     T.check_installed(cfg.train)
@@ -269,9 +275,6 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
         main_say("train.grad_checkpointing=offload: under fsdp the layer inputs stay on the GPU (checkpointing on); "
                  "dist.cpu_offload=true moves the shards to host RAM")
         cfg.train.grad_checkpointing = "on"
-    if cfg.train.cuda_graphs and (why := graphs_unsupported(cfg, device, world.active)):
-        main_say(f"train.cuda_graphs: off, because {why}")
-        cfg.train.cuda_graphs = False  # config.yaml records what ran; the layers are compiled as usual
     # resume reads the checkpoint whole first: its adapter goes in before fsdp shards the model, the rest after
     fresh_optimizer = changed is not None and "train.optimizer" in changed.keys("state")
     ckpt, saved = C.read_newest_intact(run_dir, main_say, not fresh_optimizer) if resume else (None, None)
@@ -326,7 +329,7 @@ def setup(cfg: Config, resume: bool = False, overwrite: bool = False, fault=None
     trackers = T.Trackers(names, run_dir, config_mod.to_dict(cfg)) if names else None
     monitor = Monitor(log_dir, device, total_steps, pos.step, quiet or not world.main, trackers)
     offload = (lambda: offloaded_checkpointing(model)) if world.strategy != "fsdp" else None  # fsdp: ends at "on"
-    graphs = MicroBatchGraphs(model, params) if cfg.train.cuda_graphs and not scaler.is_enabled() else None
+    graphs = MicroBatchGraphs(model, params) if O.graphs_on(cfg.train.cuda_graphs) and not scaler.is_enabled() else None
     ctx = StepContext(model, optimizer, params, scaler, device, loaded.dtype, cfg, guard, monitor,
                       tok.pad_token_id, fault=fault, offload=offload, world=world, graphs=graphs)
     monitor.say(f"model {cfg.model.name_or_path} ({cfg.model.quant}, {str(loaded.dtype).replace('torch.', '')}) on "

@@ -238,3 +238,45 @@ def test_the_backward_of_the_loss_is_not_the_loss_and_step_one_is_the_first():
 def test_tensorflows_and_jaxs_request_is_read_like_pytorchs(text, mib):
     o = parse(text)
     assert o.kind == "cuda" and o.requested_bytes == mib * 2**20
+
+
+# --- a second round of probes: the same causes in other words ---------------------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    "Under torchrun each of the 8 processes loads the model into RAM; 8 x 30 GB is more than the node has.",
+    "The dataset copy per worker needs more memory than the machine has.",
+])
+def test_ram_as_the_destination_or_more_than_the_machine_has_is_host_ram(text):
+    assert _d(text).primary.id == "cpu_ram"
+
+
+def test_offloading_to_ram_is_not_the_memory_that_ran_out():
+    assert _d("ZeRO-3 with the optimizer offloaded to RAM, and the GPU runs out of memory at step 1").primary.id \
+        != "cpu_ram"
+
+
+@pytest.mark.parametrize("text", ["With deepspeed zero2 on 8 x 3090 the 13B LoRA in bf16 does not fit, each card is full.",
+                                  "LoRA of a 13B in bf16 with torchrun on 4 x 3090: every GPU is full right away."])
+def test_every_card_full_or_a_model_that_does_not_fit_is_read_and_is_the_replica(text):
+    d = _d(text)
+    assert d.case.oom.kind == "cuda" and d.primary.id == "ddp_replica"
+
+
+def test_one_gpu_that_works_with_words_between_and_device_map_without_an_equals_sign():
+    d = _d("Single GPU with device_map auto works, but accelerate launch with 2 GPUs OOMs")
+    assert d.primary.id == "ddp_replica"
+
+
+@pytest.mark.parametrize("text, cause", [
+    ("I forgot to set bf16=True and the 7B fine-tune runs out of memory on an A100 40GB", "fp32_training"),
+    ("When I continue training from the saved checkpoint it crashes with OOM, the first run was fine", "resume_state"),
+    ("The GPU shows 10GB used by a zombie python process from a crashed run; my new run OOMs", "other_process"),
+    ("CUDA out of memory: half the card is held by an old notebook kernel", "other_process"),
+])
+def test_causes_said_in_other_everyday_words(text, cause):
+    assert _d(text).primary.id == cause
+
+
+def test_memory_of_this_runs_own_process_is_not_another_process():
+    d = _d("the GPU memory used by the training process grows to 20GB and then CUDA out of memory")
+    assert d.primary.id != "other_process"

@@ -100,7 +100,8 @@ _SHELL_KILLED = re.compile(r"(?<![\w-])Killed(?![\w-])(?! process)")
 sentence ('出现 Killed 输出', 'it just prints Killed'): host RAM, whatever the reporter guesses about the GPU."""
 _FAILURE_WORDS = re.compile(r"\b(?:error|exception|breaks?|broke|fail(?:s|ed|ing|ure)?|crash\w*|hangs?|stops?|di(?:es|ed))\b|"
                             r"Traceback|报错|崩溃|中断", re.I)
-_CPU_WORDS = re.compile(r"all available RAM|tried to allocate more memory than is available|insufficient shared memory|\(shm\)|Out of memory: Kill(?:ed)? process|subprocess(?:es)? ha(?:s|ve) ?abruptly died|"
+_CPU_WORDS = re.compile(r"more (?:memory |RAM )?than (?:the |my |our |this )?(?:node|machine|server|host|system|box|"
+                        r"computer|pc|workstation) (?:has|have|had)\b|all available RAM|tried to allocate more memory than is available|insufficient shared memory|\(shm\)|Out of memory: Kill(?:ed)? process|subprocess(?:es)? ha(?:s|ve) ?abruptly died|"
                         r"system oom|not enough (?:host |system |cpu )?RAM|kill(?:s|ed)? the (?:process|kernel|session|job)|"
                         r"(?:process|kernel|session) (?:was |got |is |gets )?killed|(?:host|cpu|system) (?:RAM|memory) (?:is )?"
                         r"(?:full|exhausted|not enough)|shards:\s*\d+%[^\n]*\n?[^\n]*\bkilled\b|"
@@ -127,6 +128,9 @@ _GPU_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- 
                         r"memory (?:overflow|spike)|CUDA error: out of|exceeds? (?:the )?(?:gpu |cuda )?memory|"
                         r"(?:not enough|insufficient) (?:free )?(?:gpu |cuda |video )?(?:memory|vram)|(?:(?:cuda|gpu|video) )?memory errors?\b|"
                         r"cudaErrorMemoryAllocation|Insufficient Memory|memory leak|"
+                        r"\b(?:gpus?|cards?|显卡) (?:is |are |was |were |gets? |got )?(?:completely |all )?(?:full|maxed out)\b|"
+                        r"(?:does ?n[o']t|doesn't|won'?t|cannot|can'?t|can not|unable to) fit\b(?! (?:the |a )?(?:lora|adapter|"
+                        r"tokenizer|schema|format|pattern))|"
                         r"(?:gpu |cuda |video )?(?:memory|vram) (?:is |was |gets |got )?(?:not enough|insufficient|full\b|"
                         r"exhausted|fill(?:s|ed)? up|maxed out)|"
                         r"显存(?:占满|满了|泄漏|泄露|占用(?:过高|太高|很高|过大|太大|很大|特别大|非常大|巨大|越来越(?:大|多|高)))|显存被\S{0,8}占(?:用|满)|"
@@ -141,6 +145,8 @@ _GPU_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- 
 _HOST_NAMED = re.compile(r"(?:\bhost|\bCPU|\bsystem|\bnode)[ -]?(?:RAM|memory|mem)\b|\bRSS\b|\bfree -[hgm]\b|"
                          r"\bswap(?:ping)? (?:space|file|memory|usage|partition|is (?:full|used))|(?:increas\w*|add\w*|more|"
                          r"no|the|of) swap\b|\bswap\s*:|"
+                         r"\b(?:loads?|loaded|loading|reads?|read|copies|copied) (?:the |a |its |whole |full |entire )*"
+                         r"(?:model|checkpoint|weights|dataset|data) (?:in)?to (?:the )?(?:host |system |cpu )?RAM\b|"
                          r"\bdmesg\b|\bOOM[- ]?kill\w*|\boom_kill\w*|\bpage ?file\b|\bpaging file\b|虚拟内存|"
                          r"(?:worker|rank|container|pod|job|trial)s? (?:was |got |is |are |gets |were )?(?:OOM[- ])?killed|"
                          r"(?<!GPU)(?<!GPU )(?<!显卡)(?<!显卡 )(?<![卡显])内存|"
@@ -149,7 +155,7 @@ _HOST_NAMED = re.compile(r"(?:\bhost|\bCPU|\bsystem|\bnode)[ -]?(?:RAM|memory|me
 """Words that name the host's memory, not a GPU's: host/CPU/system/node RAM or memory, a process's RSS, `free -h`,
 swap, dmesg, the kernel's OOM killer, a worker or container killed, 内存 (RAM; 显存 is GPU memory), a memory size in
 terabytes (no GPU has that much). A CPU named as where weights are offloaded to is not the memory that ran out."""
-_OFFLOAD_TO_CPU = re.compile(r"offload\w*[^.\n]{0,30}?(?:\bto|\binto|到)\s?(?:the )?cpu[ -]?(?:RAM|memory|mem)?", re.I)
+_OFFLOAD_TO_CPU = re.compile(r"offload\w*[^.\n]{0,30}?(?:\bto|\binto|到)\s?(?:the )?(?:cpu[ -]?(?:RAM|memory|mem)?|RAM\b)", re.I)
 GPU_MEMORY_NAMED = re.compile(r"显存|\bVRAM\b|(?:GPU|CUDA|video|device)[ -]?(?:memory|RAM|mem\b|内存)|显卡内存|"
                                r"\bcuda:\d|nvidia-smi|out of memory on (?:the |my )?(?:GPU|card)", re.I)
 """Words that name a GPU's memory as the one in question."""

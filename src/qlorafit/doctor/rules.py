@@ -109,7 +109,10 @@ def cpu_ram(c: Case) -> Cause | None:
 
 _OTHER_WORDS = re.compile(r"another (?:process|program|job|jupyter|notebook|kernel|instance)\b[^.\n]{0,40}(?:us(?:es|ing)|"
                           r"holds?|holding|occup\w*|runs?|running|loaded|on the (?:same )?gpu)|(?:other|another) "
-                          r"process(?:es)? (?:is |are )?(?:using|holding|occupying)|zombie process|nvidia-smi shows "
+                          r"process(?:es)? (?:is |are )?(?:using|holding|occupying)|zombie (?:\w+ )?process|(?:used|held|occupied|taken|"
+                          r"allocated) by (?:an? |the |some )?(?:other|another|different|old|previous|zombie|dead|crashed|"
+                          r"stale|orphan\w*|leftover|earlier)\b[^.\n]{0,20}?(?:process|program|job|kernel|notebook|run)\b|"
+                          r"nvidia-smi shows "
                           r"[^.\n]{0,40}(?:process|used|in use)|(?:被)?(?:其他|其它|别的)(?:的)?(?:进程|程序)占用|"
                           # the same notebook loaded the model again: the first copy is still on the GPU
                           r"(?:re-?ran|re-?run(?:ning)?|ran again|run again|executed again|re-?executed) (?:the |that |my )?"

@@ -12,7 +12,8 @@ _GATHER = re.compile(r"unwrap_model_for_generation|GatheredParameters|_move_full
 _EACH_GPU = re.compile(r"(?:each|every|all) (?:the )?(?:gpus?|cards?|ranks?|process(?:es)?)\b[^.\n]{0,40}"
                        r"(?:load|hold|keep|copy|cop(?:y|ied))|(?:copied|loaded|replicated) (?:\w+ )?(?:times )?on "
                        r"(?:each|every|all)|full (?:copy|replica) (?:of the model )?on each|所有的显卡同时加载|"
-                       r"每(?:张|个|块)\s?(?:GPU|卡|显卡)|"
+                       r"每(?:张|个|块)\s?(?:GPU|卡|显卡)|(?:each|every|all) (?:the )?(?:of the )?(?:gpus?|cards?) (?:is |are |was |were |gets? |got )?"
+                       r"(?:completely )?(?:full|out of memory|OOM\w*)\b|"
                        # more GPUs that do not lower each one's memory: each holds the same copy
                        r"(?:same|more) (?:gpu )?memory (?:per gpu )?(?:as|than) (?:on |with |in )?(?:a |one )?single[- ]?gpu|"
                        r"(?:does ?n[o']t|don'?t|did ?n[o']t|not) (?:reduce|lower|decrease) (?:the )?(?:gpu )?memory (?:per|on each|of each) "
@@ -23,10 +24,10 @@ _EACH_GPU = re.compile(r"(?:each|every|all) (?:the )?(?:gpus?|cards?|ranks?|proc
                        r"(?:even|still)\s(?:with|on|using)\s(?:more|\d+)\s(?:gpus|cards)|"
                        r"(?:加|增加|多)(?:了)?(?:卡|GPU|显卡)(?:也|还是|仍然|依然)|(?:多卡|双卡|两张卡)[^，。,.\n]{0,12}(?:和|跟|与)单卡(?:一样|相同)|"
                        # one GPU works, several fail: the launch's per-GPU copy is what does not fit
-                       r"(?:single|one)[- ]gpu (?:works|is fine|runs fine)|works (?:fine |well )?(?:on|with) (?:a )?(?:single|one) gpu|"
+                       r"(?:single|one)[- ]gpu\b[^.\n]{0,30}?\b(?:works|is fine|runs fine|fits)\b|works (?:fine |well )?(?:on|with) (?:a )?(?:single|one) gpu|"
                        r"单卡(?:可以|能跑|正常|没问题)|"
                        r"only one gpu|each gpu load|没有(?:做)?分布式|no distributed loading|not (?:being )?(?:sharded|distributed)", re.I)
-_SPLIT_WORKS = re.compile(r"device_map\s*=\s*[\"']?(?:auto|balanced)|\bpython3? \w+\.py\b[^.\n]{0,80}\b(?:works|"
+_SPLIT_WORKS = re.compile(r"device_map\s*[=:]?\s*[\"']?(?:auto|balanced)|\bpython3? \w+\.py\b[^.\n]{0,80}\b(?:works|"
                           r"fine|succeeds)", re.I)
 """The report says the model runs split over the GPUs by one process (device_map='auto'), or under plain python:
 the multi-process launch that fails is the one that puts a replica on every GPU."""

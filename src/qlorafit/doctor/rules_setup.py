@@ -68,7 +68,9 @@ def kbit_prep_fp32(c: Case) -> Cause | None:
 
 
 _FP32_WORDS = re.compile(r"\b32[- ]?bit (?:precision|weights|floats?)|\bin fp32\b|\bin float32\b|loads? in fp32|"
-                         r"full[- ]precision|torch\.float32|(?:without|no) (?:a |setting |any )?(?:torch_)?dtype\b|"
+                         r"full[- ]precision|torch\.float32|(?:forgot|forget|forgetting|did ?n[o']t|didn't|never) (?:to )?"
+                         r"(?:set|enable|use|turn on|pass|add)\w* (?:the )?(?:--)?(?:bf16|fp16|mixed precision|torch_dtype)\b|"
+                         r"\b(?:bf16|fp16)(?:=True)? (?:was |is )?not (?:set|enabled|on|used)\b|(?:without|no) (?:a |setting |any )?(?:torch_)?dtype\b|"
                          r"(?:torch_)?dtype (?:is |was )?not (?:set|given|specified)|(?:up)?cast\w*\b[^.\n]{0,40}\bto (?:fp32|float32)\b|"
                          r"\bupcast\w*|\b(?:in|with) (?:a )?(?:lower|half|reduced) precision\b[^.\n]{0,30}\b(?:works|"
                          r"worked|fits|helps|helped|solved)|"
@@ -116,6 +118,8 @@ _RESUME_FRAMES = re.compile(r"_load_optimizer_and_scheduler|_load_from_checkpoin
                             r"\bload_optim\w*_state\w*|\bload_opt_state\w*|"
                             r"\b(?:torch|th)\.load\([^\n]{0,80}optim\w*\.(?:bin|pt|pth|ckpt)")
 _RESUME_WORDS = re.compile(r"resum\w* (?:the )?(?:training )?from (?:a |the )?checkpoint|when resuming|"
+                           r"(?:continu\w*|restart\w*|pick\w* up|carry\w* on) (?:the |my )?(?:training |run )?from (?:a |the |my )?"
+                           r"(?:saved |last |latest |previous |earlier )?checkpoint|"
                            r"(?:restor|reload|load)\w* (?:the |its |saved |my )*optimi[sz]er(?:'s)? state|"
                            r"resume_from_checkpoint|init_from=resume|loading optimizer states?|from checkpoint, I run|"
                            r"断点续训|断点续练|断点训练|恢复训练|从(?:断点|checkpoint)(?:恢复|继续)",

@@ -49,8 +49,9 @@ class Outcome:
     phase_ok: bool
 
 
-SPLITS = ("test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
-"""Split names, held-out first. test6: a sixth split collected 2026-11-30 (session 7), frozen before its
+SPLITS = ("test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
+"""Split names, held-out first. test7: a seventh held-out split collected 2026-11-30 (session 7, helper collect7)
+while another helper was changing doctor rules, frozen before its first measurement. test6: a sixth split collected 2026-11-30 (session 7), frozen before its
 first measurement, measured held out once, then studied (session 7, branch doctor6; test6_status). test5: a fifth
 split collected 2026-11-29 while test4 was about to be studied, frozen before its first measurement, measured held out
 three times, then studied (session 8, branch doctor7; test5_status). test4: a fourth split collected 2026-11-29 while test3 was about to be

@@ -1,5 +1,5 @@
 """The doctor on public OOM threads (tests/fixtures/oom_threads): every thread of every split (train, seen, test2,
-test3, test4, test5, test6) asserts its labelled primary cause; QLORAFIT_THREADS_SKIP=SPLIT leaves a held-out split's threads
+test3, test4, test5, test6, test7) asserts its labelled primary cause; QLORAFIT_THREADS_SKIP=SPLIT leaves a held-out split's threads
 unrun. A thread the doctor still gets wrong is xfail with the reason, never dropped; the reasons say what the posted
 text lacks or what the doctor misreads. Accuracy per split: benchmarks/doctor_threads.py."""
 
@@ -9,6 +9,7 @@ import doctor_threads as corpus
 
 SPLIT = corpus.split()
 
+TEST7_MISS = "test7: held out, not analysed"
 
 # Threads the doctor gets wrong, and why (every split here is tuned on; a held-out split's misses are only listed, so
 # that a rule change that fixes one of its threads flips its strict xfail).
@@ -46,6 +47,11 @@ MISSES = {
                    "to weigh the 19.8 GiB allocated against, so generation's KV cache is the likeliest reading",
     "tf-faster-rcnn_7": "the other process (a Jupyter kernel holding the GPU) is in the reporter's later answer: the "
                         "post is TensorFlow's allocator message for a 392 MiB request, with no totals",
+    # test7 split (held out: misses at the frozen measurement, benchmarks/results/doctor-threads-test7-frozen.json,
+    # listed, not analysed)
+    **{n: TEST7_MISS for n in ("accelerate_1471", "lightllm_13", "llamafactory_1158", "llamafactory_2321",
+                               "llamafactory_3386", "llamafactory_3708", "llamafactory_6282", "llava_394",
+                               "medicalgpt_314", "ms-swift_4145", "platypus_10", "vllm_4821")},
     # test6 split (seen since 2026-11-30 session 7, branch doctor6: its misses were studied for general rules; the
     # two left are answer-only)
     "alpaca-lora-4bit_146": "the KV cache left in fp32 (model.half() never called by the loader) is in the "
@@ -61,9 +67,10 @@ def test_corpus_is_large_and_the_splits_are_frozen():
     assert len(names) >= 70
     assert len(SPLIT["test2"]) >= 20 and len(SPLIT["seen"]) >= 20 and len(SPLIT["test3"]) >= 20
     assert len(SPLIT["test4"]) >= 25 and len(SPLIT["test5"]) >= 20 and len(SPLIT["test6"]) >= 20
+    assert len(SPLIT["test7"]) >= 22
     # every thread in exactly one split
     assert sorted(SPLIT["seen"] + SPLIT["train"] + SPLIT["test2"] + SPLIT["test3"] + SPLIT["test4"]
-                  + SPLIT["test5"] + SPLIT["test6"]) == names
+                  + SPLIT["test5"] + SPLIT["test6"] + SPLIT["test7"]) == names
     urls = [corpus.load(n)["url"] for n in names]
     assert len(set(urls)) == len(urls)  # no thread twice
     for n in names:
@@ -71,7 +78,8 @@ def test_corpus_is_large_and_the_splits_are_frozen():
         assert fx["url"].startswith("https://"), n
         assert {"error", "fix", "label", "repo", "title"} <= set(fx), n
         # the first 52: seen (was test) and train by the hash of the URL
-        if n not in SPLIT["test2"] + SPLIT["test3"] + SPLIT["test4"] + SPLIT["test5"] + SPLIT["test6"]:
+        if n not in (SPLIT["test2"] + SPLIT["test3"] + SPLIT["test4"] + SPLIT["test5"] + SPLIT["test6"]
+                     + SPLIT["test7"]):
             assert corpus.split_of_url(fx["url"]) == ("test" if n in SPLIT["seen"] else "train"), n
         want = fx["label"]["fix"] if isinstance(fx["label"]["fix"], list) else [fx["label"]["fix"]]
         assert set(want) <= set(corpus.FIX_CLASS.values()), n  # every labelled fix is a class the doctor can name

@@ -304,3 +304,24 @@ def test_graphed_layers_take_liger_fusions_without_its_losses(monkeypatch, model
     assert fuse_with_liger(model) and calls[-1]["swiglu"] is False
     mp.MODEL_TYPE_TO_APPLY_LIGER_FN = {}
     assert fuse_with_liger(model) is False and len(calls) == 2
+
+
+def test_the_estimate_sizes_a_graphed_micro_batch_at_its_padded_length():
+    """Graphed micro-batches are right-padded to a multiple of options.GRAPH_BUCKET_TOKENS (the runtime's padding
+    and the estimator read the same declaration): 2,000 positions are estimated as 2,048, ungraphed as 2,000."""
+    from dataclasses import replace
+
+    from qlorafit.core import options as O
+    from qlorafit.core.catalog import resolve_model
+    from qlorafit.core.estimate import estimate
+    from qlorafit.core.setup import Setup
+
+    m = resolve_model("llama-3.1-8b")
+    short = Setup(batch_size=1, seq_len=2000)
+    assert short.graphs() and O.graph_bucket(2000) == 2048
+    e = estimate(m, short)
+    assert e.peak_bytes == estimate(m, replace(short, seq_len=2048)).peak_bytes and e.setup.seq_len == 2000
+    off = replace(short, cuda_graphs="off")
+    assert estimate(m, off).peak_bytes < estimate(m, replace(off, seq_len=2048)).peak_bytes
+    near = Setup(batch_size=1, seq_len=O.GPU_BOUND_TOKENS - 100)  # padded to the threshold: still graphed, as it runs
+    assert near.graphs() and estimate(m, near).component("CUDA graph pool") > 0

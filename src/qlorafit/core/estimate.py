@@ -13,7 +13,7 @@ that could not be derived (allocator slack, CUDA context) are fitted on the GPU 
 tests/fixtures/calibration.json (see benchmarks/calibrate.py).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from qlorafit.core import options as O
 from qlorafit.core.options import BNB_BLOCK, BNB_DQ_BLOCK, CHUNK_SIZING_BYTES_PER_LOGIT
@@ -362,6 +362,9 @@ def estimate(shape: ModelShape, s: Setup, context_bytes: int | None = None) -> E
 
     context_bytes: this machine's CUDA context (`qlorafit estimate --measure-context`); None: the H200 figure."""
     validate(shape, s)
+    asked = s
+    if s.graphs() and O.graph_bucket(s.seq_len) != s.seq_len:  # memory decision: graphed micro-batches are padded
+        s = replace(s, seq_len=O.graph_bucket(s.seq_len), cuda_graphs="on")  # to the bucket: sized at that length
     tokens = s.batch_size * s.seq_len
     a = _act_bytes(s)
     h = shape.hidden_size
@@ -477,7 +480,7 @@ def estimate(shape: ModelShape, s: Setup, context_bytes: int | None = None) -> E
     else:
         host += shape.embedding_params() * 2 * (embedding_offloaded(s) + s.offload_lm_head)
     return Estimate(
-        model=shape.name, setup=s, components=tuple(parts), phases=phases, peak_phase=peak_phase,
+        model=shape.name, setup=asked, components=tuple(parts), phases=phases, peak_phase=peak_phase,
         peak_bytes=sum(p.bytes for p in parts), host_bytes=host, trainable_params=n_lora, tokens_per_micro_batch=tokens,
     )
 

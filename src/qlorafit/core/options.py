@@ -132,6 +132,18 @@ AUTO_CHECKPOINTING = "auto"
 # for the compiled default, and 1 x 2,048 7,847 against 6,848, for the graphs' pool (~0.5 GiB). From GPU_BOUND_TOKENS
 # the GPU is busy anyway (and auto checkpointing offloads, which a capture cannot hold).
 GRAPHS_CHOICES = ("auto", "on", "off")
+# A graphed micro-batch is right-padded to a multiple of this many positions, so that few shapes recur (one graph per
+# 256 of length; at most 1/8 of 2,048 positions wasted). The estimator sizes graphed micro-batches at the padded length.
+GRAPH_BUCKET_TOKENS = 256
+
+
+def graph_bucket(length: int) -> int:
+    """The length a graphed micro-batch of `length` positions is padded to.
+
+    >>> graph_bucket(2000), graph_bucket(2048), graph_bucket(1)
+    (2048, 2048, 256)
+    """
+    return -(-length // GRAPH_BUCKET_TOKENS) * GRAPH_BUCKET_TOKENS
 
 
 def graphs_blocker(*, dropout: float, loss_impl: str, checkpointing_name: str, offload_lm_head: bool, packing: bool,

@@ -7,7 +7,7 @@ qlorafit-wholegraph, H200, session 7) ran 1 x 2,048 at 7,870 tok/s with the GPU 
 7,543 tok/s, 3.0x the compiled default, for about 0.5 GiB more (benchmarks/README.md, seventh session).
 
 How a micro-batch runs here:
-- It is right-padded to a bucket length (a multiple of BUCKET_TOKENS), so that few shapes recur. Padding takes no
+- It is right-padded to a bucket length (options.graph_bucket), so that few shapes recur. Padding takes no
   loss, and under causal attention right padding cannot change a real token's output, so no attention mask is passed
   (building one costs a host check).
 - The embedding runs before the graph (it may sit in host RAM); the graph starts at its output.
@@ -39,7 +39,6 @@ from qlorafit.runtime.collate import PackedRow, collate
 from qlorafit.runtime.data import IGNORE
 from qlorafit.runtime.model import resolve_compute_dtype
 
-BUCKET_TOKENS = 256  # lengths are rounded up to this: at most 1/8 wasted at 2,048 tokens, one graph per 256 of length
 MAX_GRAPHS = 16      # shapes beyond this many run eagerly (each capture costs seconds; the pool holds the largest)
 WARM_PASSES = 2      # eager passes of a shape; the last is the reference its new graph is checked against
 # A new graph's replay and the eager pass agree this closely (relative), or graphs are off for the run. A wrong graph
@@ -151,7 +150,7 @@ class MicroBatchGraphs:
     def _inputs(self, ctx, units: list) -> tuple[torch.Tensor, torch.Tensor]:
         """(embeddings (B, T', h) on the device, labels (B, T') on the host): right-padded to the bucket length."""
         b = collate(units, ctx.pad_id)  # right-padded to the longest, labels IGNORE there; then on to the bucket
-        more = -(-b["input_ids"].shape[1] // BUCKET_TOKENS) * BUCKET_TOKENS - b["input_ids"].shape[1]
+        more = O.graph_bucket(b["input_ids"].shape[1]) - b["input_ids"].shape[1]
         ids = torch.nn.functional.pad(b["input_ids"], (0, more), value=ctx.pad_id)
         labels = torch.nn.functional.pad(b["labels"], (0, more), value=IGNORE)
         with torch.no_grad():

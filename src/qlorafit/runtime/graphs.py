@@ -51,8 +51,8 @@ AGREE_GRADS = 0.25
 
 
 def unsupported(cfg, device: torch.device, distributed: bool) -> str | None:
-    """Why train.cuda_graphs cannot run with this configuration, or None when it can: the setup's own reasons
-    (qlorafit.core.options.graphs_blocker), then the device's and the ranks'."""
+    """Why train.cuda_graphs cannot run with this configuration, or None when it can: the device's and the ranks'
+    reasons, then the setup's own (qlorafit.core.options.graphs_blocker, which the estimator reads too)."""
     t = cfg.train
     if device.type != "cuda":
         return "it needs a CUDA device"

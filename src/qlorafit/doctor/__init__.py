@@ -8,7 +8,8 @@ or a run directory, and prescribe ranked fixes with the GiB each saves, computed
 Modules: parse (message forms, numbers), phase (phase and step from evidence), script (ast extraction, expressions),
 foreign (other trainers' configs and command lines), antipatterns (script checks), settings (-> Setup), rundir (run
 directory), case (everything resolved once), evidence (facts rules ask), cause (Cause, Action, evidence strength),
-rules / rules_setup / rules_launch (causes), fixes (sized fixes, corrected config), report (text, JSON, confidence).
+rules / rules_setup / rules_launch (causes), fixes (sized fixes, corrected config), report (text, JSON, confidence),
+first_sight (how often first causes known each way were right on public threads their rules had never seen).
 """
 
 from dataclasses import dataclass, field

@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from qlorafit.doctor import Diagnosis
+from qlorafit.doctor import Diagnosis, first_sight
 from qlorafit.core.sizes import fmt_gib
 
 _WHAT_TO_PASTE = {
@@ -43,6 +43,9 @@ def confidence(d: Diagnosis) -> tuple[str, str]:
         level = "low" if level == "medium" else level
     if c.oom.kind and c.oom.phase is None:
         why += "; the phase is unknown"
+    rec = first_sight.right_of(p.id, p.strength)
+    if rec:  # measured, not assumed: first causes known this way on public threads their rules had never seen
+        why += f"; first causes known this way were right on {rec[0]} of {rec[1]} public threads at first sight"
     if c.oom.form == "presumed":  # no OOM form or word: every cause rests on the presumption
         level, why = "low", why + "; the text does not say it ran out of memory (an OOM is presumed)"
     return level, why

@@ -22,6 +22,10 @@ seed fixed per configuration, full length, no padding) and LoRA r16 alpha 32 on 
   qlorafit-nographs    the defaults with train.cuda_graphs: off (compiled layers: the default before session 8)
   qlorafit-liger       the defaults (graphs below 8,192 tokens) with liger's RMSNorm, RoPE and SwiGLU (session 8's
                        experiment; from then on the default does this itself where liger-kernel is installed)
+  qlorafit-maskattn    the defaults with the graphed pass's attention as before session 9 (transformers' own: a mask
+                       tensor while capturing), to measure graphs.causal_attention in pairs
+  qlorafit-compiledgraph  experiment: the defaults with the layers torch.compile'd inside the graphs (liger's fusions
+                       left out), which failed to capture in session 8
   qlorafit-plan the configuration `plan` writes for a --plan-budget-gib card (default 24) at this length and batch
 LoRA dropout is 0 for every contender except the recipe (Unsloth's fast path needs 0; same computation for all).
 
@@ -57,7 +61,8 @@ QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
 CONFIGS = {"c1": (2, 4, 512), "c2": (1, 1, 2048), "c3": (4, 1, 2048), "c4": (1, 1, 16384)}  # micro, accum, length
 CONTENDERS = ("recipe", "trl", "trl-best", "unsloth", "qlorafit", "qlorafit-eager", "qlorafit-on", "qlorafit-prev", "qlorafit-offload",
               "qlorafit-lean", "qlorafit-tile", "qlorafit-graphs", "qlorafit-plan", "qlorafit-sidealloc",
-              "qlorafit-wholegraph", "qlorafit-cudagraphs", "qlorafit-nographs", "qlorafit-liger")
+              "qlorafit-wholegraph", "qlorafit-cudagraphs", "qlorafit-nographs", "qlorafit-liger",
+              "qlorafit-maskattn", "qlorafit-compiledgraph")
 SITES = {"trl": "/tmp/site-trl", "trl-best": "/tmp/site-trl", "unsloth": "/tmp/site-uns"}  # + /tmp/site-common
 WARMUP = 2
 VOCAB_IDS = int(os.environ.get("VERSUS_VOCAB_IDS", 128000))  # ids drawn below this (Llama-3: 128,256; smoke: tiny)
@@ -620,6 +625,12 @@ def worker_qlorafit(a, path, rows, timer, variant: str, drv: Driver):
     from qlorafit.runtime.step import train_step
     from qlorafit.runtime.train import setup
 
+    if variant == "qlorafit-maskattn":  # transformers' own attention in the graphed pass, as before session 9
+        from qlorafit.runtime import graphs as GR
+        GR.causal_only = lambda config: False
+    if variant == "qlorafit-compiledgraph":  # the layers compiled inside the graphs, instead of liger's fusions
+        from qlorafit.runtime import model as QM
+        QM.fuse_with_liger = lambda model: QM.compile_layers(model, tail_outside=False) > 0
     if variant == "qlorafit-graphs":
         cuda_graphs_over_compiled_layers()
     if variant == "qlorafit-prev":

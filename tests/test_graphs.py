@@ -325,3 +325,43 @@ def test_the_estimate_sizes_a_graphed_micro_batch_at_its_padded_length():
     assert estimate(m, off).peak_bytes < estimate(m, replace(off, seq_len=2048)).peak_bytes
     near = Setup(batch_size=1, seq_len=O.GPU_BOUND_TOKENS - 100)  # padded to the threshold: still graphed, as it runs
     assert near.graphs() and estimate(m, near).component("CUDA graph pool") > 0
+
+
+def test_the_graphed_pass_attends_causally_without_a_mask_tensor(monkeypatch, model_dir):
+    """Inside causal_attention every layer gets no mask tensor (SDPA's is_causal kernel), even where transformers
+    would build one because a stream is capturing (simulated here: is_tracing true; transformers 5.17 builds it there,
+    later versions only with a padding mask), and the hidden states are the model's own. A sliding-window model keeps its mask: the no-mask pass would compute something else there."""
+    import transformers.masking_utils as MU
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.integrations import sdpa_attention as SA
+
+    seen = []
+    real = SA.sdpa_attention_forward
+
+    def spy(module, q, k, v, attention_mask, **kw):
+        seen.append(attention_mask)
+        return real(module, q, k, v, attention_mask, **kw)
+    monkeypatch.setattr(SA, "sdpa_attention_forward", spy)  # what causal_attention registers
+    model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="sdpa")
+    x = torch.randn(2, 12, model.config.hidden_size)
+    ref = model.model(inputs_embeds=x).last_hidden_state
+    monkeypatch.setattr(MU, "is_tracing", lambda *a, **k: True)  # as while capturing: the mask is materialized
+    with GR.causal_attention(model):
+        assert model.config._attn_implementation == GR.CAUSAL
+        out = model.model(inputs_embeds=x).last_hidden_state
+    assert model.config._attn_implementation == "sdpa"  # restored
+    assert len(seen) == model.config.num_hidden_layers and all(m is None for m in seen)
+    torch.testing.assert_close(out, ref)
+
+    cfg = AutoConfig.for_model("mistral", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                               num_attention_heads=4, num_key_value_heads=2, vocab_size=64, sliding_window=4)
+    sliding = AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa")
+    assert not GR.causal_only(sliding.config.get_text_config())
+    x = torch.randn(1, 12, 32)
+    ref = sliding.model(inputs_embeds=x).last_hidden_state
+    with GR.causal_attention(sliding):
+        assert sliding.config._attn_implementation == "sdpa"
+        torch.testing.assert_close(sliding.model(inputs_embeds=x).last_hidden_state, ref)
+    sliding.config._attn_implementation = GR.CAUSAL  # what the guard prevents: the window is lost
+    assert not torch.allclose(sliding.model(inputs_embeds=x).last_hidden_state, ref, atol=1e-4)
+    sliding.config._attn_implementation = "sdpa"

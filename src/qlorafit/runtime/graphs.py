@@ -20,6 +20,10 @@ How a micro-batch runs here:
   capture", session 8), while the eager layers captured and checked clean.
 - The gradient tensors stay allocated (zero_grad fills zeros), so the captured backward accumulates into them. If
   anything replaces them, or the guard changes the setup after an OOM, every graph is dropped and recaptured.
+- Attention is causal with no mask tensor (causal_attention): transformers builds an explicit causal mask while a
+  stream is capturing, which made cuDNN's attention 2.8x slower inside the graph than in the eager pass (19.5 + 13.2
+  ms per step at 1 x 2,048 on Llama-3-8B, against 6.9 + 5.1 for TRL's eager step; session 9,
+  benchmarks/capture_probe.py), and changed the path a compiled layer had traced.
 - All graphs share one memory pool: a micro-batch's transient memory is held once, not once per shape.
 - Each new graph is replayed once on the inputs it was captured with and compared with the eager pass just before it
   on the same inputs (loss and gradients); if they disagree, graphs are off for the run, with a warning: never a
@@ -28,6 +32,7 @@ How a micro-batch runs here:
   goes to the guard like any other.
 """
 
+import contextlib
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -68,6 +73,50 @@ def _compute_dtype(cfg, device: torch.device) -> torch.dtype:
     with warnings.catch_warnings():  # the load says it once, where it happens
         warnings.simplefilter("ignore")
         return resolve_compute_dtype(cfg.model.compute_dtype, device)
+
+
+CAUSAL = "qlorafit_causal_sdpa"  # the attention implementation the graphed pass runs under (causal_attention)
+
+
+def _register_causal() -> None:
+    """CAUSAL in transformers' attention registries: PyTorch's SDPA as transformers calls it, and a mask function
+    that makes no mask (None), so every layer takes SDPA's is_causal path."""
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.masking_utils import AttentionMaskInterface
+    AttentionInterface.register(CAUSAL, sdpa_attention_forward)
+    AttentionMaskInterface.register(CAUSAL, lambda *args, **kwargs: None)
+
+
+def causal_only(config) -> bool:
+    """Whether every attention layer of this (text) config is plain causal attention: a no-mask pass computes the
+    same thing. Sliding windows need their mask; other implementations than SDPA are left as they are."""
+    if getattr(config, "_attn_implementation", None) != "sdpa":
+        return False
+    types = getattr(config, "layer_types", None)
+    if types is not None:
+        return all(t == "full_attention" for t in types)
+    return getattr(config, "use_sliding_window", True) is False or getattr(config, "sliding_window", None) is None
+
+
+@contextlib.contextmanager
+def causal_attention(model):
+    """The graphed pass's attention: SDPA with is_causal and no mask tensor, where the model's layers are all plain
+    causal attention (causal_only); otherwise the model's own. The micro-batch is right-padded, so no padding mask
+    is needed. Speed decision: while a stream captures, transformers (5.17) materializes the causal mask instead of
+    passing is_causal, and cuDNN's masked attention took 2.8x the time of its causal kernel (capture_probe.py). The
+    forward and the backward (with its checkpoint recompute) both run inside this context."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = base.config.get_text_config()
+    if not causal_only(config):
+        yield
+        return
+    _register_causal()
+    config._attn_implementation = CAUSAL
+    try:
+        yield
+    finally:
+        config._attn_implementation = "sdpa"
 
 
 @dataclass

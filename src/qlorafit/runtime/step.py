@@ -30,6 +30,7 @@ from qlorafit.errors import NotLearning
 from qlorafit.runtime import guard as G
 from qlorafit.runtime.collate import PackedRow, collate, collate_packed
 from qlorafit.runtime.data import IGNORE
+from qlorafit.runtime.graphs import causal_attention
 from qlorafit.runtime.loss import forward_loss, masked_loss
 
 
@@ -167,9 +168,10 @@ def _forward_backward(ctx: StepContext, units: list, denom: float, step: int, mi
 
 def _graphed_pass(ctx: StepContext, embeds: torch.Tensor, labels: torch.Tensor, denom: torch.Tensor) -> torch.Tensor:
     """What one CUDA graph holds (train.cuda_graphs): forward from the embeddings, the masked loss, backward."""
-    with _autocast(ctx):
-        loss_sum = masked_loss(ctx.model, embeds, labels)
-    (loss_sum / denom).backward()  # accumulates into the .grad tensors the graph was captured with
+    with causal_attention(ctx.model):  # SDPA's causal kernel, not a mask tensor (right-padded, causal_only)
+        with _autocast(ctx):
+            loss_sum = masked_loss(ctx.model, embeds, labels)
+        (loss_sum / denom).backward()  # accumulates into the .grad tensors the graph was captured with
     return loss_sum.detach()
 
 

@@ -1,7 +1,9 @@
 """The doctor on public OOM threads (tests/fixtures/oom_threads): every thread of every split (train, seen, test2,
-test3, test4, test5, test6, test7) asserts its labelled primary cause; QLORAFIT_THREADS_SKIP=SPLIT leaves a held-out split's threads
-unrun. A thread the doctor still gets wrong is xfail with the reason, never dropped; the reasons say what the posted
-text lacks or what the doctor misreads. Accuracy per split: benchmarks/doctor_threads.py."""
+test3, test4, test5, test6, test7, test8) asserts its labelled primary cause; QLORAFIT_THREADS_SKIP=SPLIT leaves a
+held-out split's threads unrun. A thread the doctor still gets wrong is xfail with the reason, never dropped; the
+reasons say what the posted text lacks or what the doctor misreads. A held-out split not yet measured (UNMEASURED) runs
+as non-strict xfails, so that it cannot fail the suite before its first measurement lists its misses as strict xfails.
+Accuracy per split: benchmarks/doctor_threads.py."""
 
 import pytest
 
@@ -10,6 +12,10 @@ import doctor_threads as corpus
 SPLIT = corpus.split()
 
 TEST7_MISS = "test7: held out, not analysed"
+
+UNMEASURED = {"test8": "test8: held out, not yet measured (its first measurement lists its misses as strict xfails)"}
+"""Held-out splits committed before their first measurement: their threads run, but an outcome cannot fail the suite
+until that measurement (whoever measures replaces the entry with the split's misses in MISSES, as test7's were)."""
 
 # Threads the doctor gets wrong, and why (every split here is tuned on; a held-out split's misses are only listed, so
 # that a rule change that fixes one of its threads flips its strict xfail).
@@ -67,10 +73,10 @@ def test_corpus_is_large_and_the_splits_are_frozen():
     assert len(names) >= 70
     assert len(SPLIT["test2"]) >= 20 and len(SPLIT["seen"]) >= 20 and len(SPLIT["test3"]) >= 20
     assert len(SPLIT["test4"]) >= 25 and len(SPLIT["test5"]) >= 20 and len(SPLIT["test6"]) >= 20
-    assert len(SPLIT["test7"]) >= 22
+    assert len(SPLIT["test7"]) >= 22 and len(SPLIT["test8"]) >= 22
     # every thread in exactly one split
     assert sorted(SPLIT["seen"] + SPLIT["train"] + SPLIT["test2"] + SPLIT["test3"] + SPLIT["test4"]
-                  + SPLIT["test5"] + SPLIT["test6"] + SPLIT["test7"]) == names
+                  + SPLIT["test5"] + SPLIT["test6"] + SPLIT["test7"] + SPLIT["test8"]) == names
     urls = [corpus.load(n)["url"] for n in names]
     assert len(set(urls)) == len(urls)  # no thread twice
     for n in names:
@@ -79,14 +85,29 @@ def test_corpus_is_large_and_the_splits_are_frozen():
         assert {"error", "fix", "label", "repo", "title"} <= set(fx), n
         # the first 52: seen (was test) and train by the hash of the URL
         if n not in (SPLIT["test2"] + SPLIT["test3"] + SPLIT["test4"] + SPLIT["test5"] + SPLIT["test6"]
-                     + SPLIT["test7"]):
+                     + SPLIT["test7"] + SPLIT["test8"]):
             assert corpus.split_of_url(fx["url"]) == ("test" if n in SPLIT["seen"] else "train"), n
         want = fx["label"]["fix"] if isinstance(fx["label"]["fix"], list) else [fx["label"]["fix"]]
         assert set(want) <= set(corpus.FIX_CLASS.values()), n  # every labelled fix is a class the doctor can name
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=MISSES[n], strict=True))
-                                  if n in MISSES else n for n in corpus.names() if n not in corpus.skipped(SPLIT)])
+def _case(n: str):
+    """A thread's test case: a strict xfail when it is a known miss, a non-strict one while its split is unmeasured."""
+    if n in MISSES:
+        return pytest.param(n, marks=pytest.mark.xfail(reason=MISSES[n], strict=True))
+    unmeasured = [reason for s, reason in UNMEASURED.items() if n in SPLIT.get(s, ())]
+    if unmeasured:
+        return pytest.param(n, marks=pytest.mark.xfail(reason=unmeasured[0], strict=False))
+    return n
+
+
+def test_unmeasured_splits_are_held_out_splits():
+    for s in UNMEASURED:
+        assert s in corpus.held_out(SPLIT), s  # a split with a <split>_status has been measured and studied
+        assert not set(SPLIT[s]) & set(MISSES), s  # measured misses replace the unmeasured marking
+
+
+@pytest.mark.parametrize("name", [_case(n) for n in corpus.names() if n not in corpus.skipped(SPLIT)])
 def test_thread_primary_cause(name):
     o = corpus.run(name, SPLIT)
     assert o.cause == corpus.load(name)["label"]["cause"], o

@@ -195,24 +195,36 @@ def test_the_estimate_holds_the_graph_pool_measured_in_the_experiment():
 
 
 def test_the_speed_model_takes_the_host_out_under_graphs():
-    """The speed model with train.cuda_graphs: no host time beyond the GPU's, half the per-kernel gap, uncompiled
-    layers with liger's fused norms, RoPE and SwiGLU. Against the trainer's rows (H200, Llama-3-8B, session 8 call 5,
-    benchmarks/results/versus-h200-2026-11-30-s8-call5.jsonl): 2 x 4 x 512 9,196 tok/s and 1 x 2,048 9,576
-    measured, within 20 %; and it predicts what was measured, graphs well ahead of the compiled layers at
-    2 x 4 x 512 (2.4x measured in the same call)."""
+    """The speed model with train.cuda_graphs: no host time beyond the GPU's, part of the per-kernel gap, uncompiled
+    layers with liger's fused norms, RoPE and SwiGLU. Against the trainer's default rows (H200, Llama-3-8B, session 9
+    call 2, benchmarks/results/versus-h200-2026-11-30-s9-call2.jsonl, where GRAPH_GAP_SHARE was fitted): 2 x 4 x 512
+    and 1 x 2,048 within 5 %; and graphs well ahead of the compiled layers at 2 x 4 x 512 (2.4x measured in session
+    8's call 5)."""
     import dataclasses
+    import json
+    from pathlib import Path
 
     from qlorafit.core import throughput as T
     from qlorafit.core.catalog import get_gpu, resolve_model
     from qlorafit.core.setup import Setup
 
     m, gpu, cal = resolve_model("llama-3.1-8b"), get_gpu("h200"), T.load_calibration("h200")
-    for (b, accum, seq), measured in (((2, 4, 512), 9196), ((1, 1, 2048), 9576)):
+    rows = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "versus-h200-2026-11-30-s9-call2.jsonl"
+    shapes = {"c1": (2, 4, 512), "c2": (1, 1, 2048)}
+    checked = 0
+    for line in rows.read_text().splitlines():
+        r = json.loads(line)
+        if r.get("contender") != "qlorafit" or r.get("config") not in shapes:
+            continue
+        b, accum, seq = shapes[r["config"]]
         s = Setup(batch_size=b, seq_len=seq, lora_dropout=0.0, grad_checkpointing="on", compile=True,
                   cuda_graphs="off")
         graphs = T.predict(m, dataclasses.replace(s, cuda_graphs="on"), gpu, accum, cal=cal)
-        assert abs(graphs.tokens_per_s / measured - 1) <= 0.20, (b, seq, graphs.tokens_per_s)
+        measured = r["tokens_per_s_median"]
+        assert abs(graphs.tokens_per_s / measured - 1) <= 0.05, (b, seq, graphs.tokens_per_s, measured)
         assert graphs.parts_s["launches"] < T.predict(m, s, gpu, accum, cal=cal).parts_s["launches"] / 1.5
+        checked += 1
+    assert checked == 2
     s = Setup(batch_size=2, seq_len=512, lora_dropout=0.0, grad_checkpointing="on", compile=True, cuda_graphs="off")
     assert T.predict(m, dataclasses.replace(s, cuda_graphs="on"), gpu, 4, cal=cal).tokens_per_s > \
         1.4 * T.predict(m, s, gpu, 4, cal=cal).tokens_per_s

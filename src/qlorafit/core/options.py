@@ -240,10 +240,17 @@ class Attention:
     name: str
     materializes_scores: bool   # keeps heads x seq x seq scores per layer (and cannot skip a packed row's others)
     hf: str                     # transformers' attn_implementation
+    causal_kernel: bool = False  # called with no mask, it runs PyTorch SDPA's is_causal kernel: train.cuda_graphs'
+    #                              graphed pass runs under it (runtime.graphs.causal_attention)
 
 
-ATTENTIONS = (Attention("sdpa", False, "sdpa"), Attention("flash", False, "flash_attention_2"),
+ATTENTIONS = (Attention("sdpa", False, "sdpa", causal_kernel=True), Attention("flash", False, "flash_attention_2"),
               Attention("eager", True, "eager"))
+
+
+def attention_of_hf(implementation: str | None) -> Attention | None:
+    """The spec of transformers' attn_implementation name ('sdpa' -> sdpa), or None for one qlorafit does not know."""
+    return next((a for a in ATTENTIONS if a.hf == implementation), None)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ memory decision:
 """
 
 import functools
+import logging
 import types
 import warnings
 from dataclasses import dataclass
@@ -329,6 +330,9 @@ def fuse_with_liger(model) -> bool:
                 for layer in layers)
     _apply_liger_kernel_to_instance(model=base, rope=True, rms_norm=True, swiglu=dense and bool(layers),
                                     cross_entropy=False, fused_linear_cross_entropy=False)
+    # liger 0.8.5 looks for its optional backends (CuTe DSL, Ascend) on the first call of an op and warns for each
+    # one not installed, twice per run, though its Triton kernels are what runs: those lines are not the user's
+    logging.getLogger("liger_kernel.backends.registry").setLevel(logging.ERROR)
     return True
 
 
@@ -377,8 +381,10 @@ def load_model(cfg: Config, path: str, device: torch.device, quant_storage: torc
         # that call for tiling the step is GPU-bound anyway (compile gains little there)
         warnings.warn("train.compile with train.mlp_tile_tokens: the layers run eagerly", stacklevel=2)
     elif O.graphs_on(cfg.train.cuda_graphs):
-        # graphs take the host out of the step themselves; compiled layers failed inside the capture (graphs.py), so
-        # the norms, RoPE and SwiGLU are fused by liger-kernel's Triton kernels where it is installed
+        # graphs take the host out of the step themselves, and the norms, RoPE and SwiGLU are fused by liger-kernel's
+        # Triton kernels where it is installed. Compiled layers do capture since the graphed pass's attention is
+        # causal_attention, but ran slower inside the graphs: 10,264 against 10,696 tok/s at 1 x 2,048 on
+        # Llama-3-8B (benchmarks/README.md, ninth session)
         fuse_with_liger(peft_model)
     elif cfg.train.compile and compile_supported(device):  # CPU inductor needs a C++ toolchain and gains little
         tokens = cfg.train.micro_batch_size * cfg.data.max_seq_length  # the longest micro-batch the run makes

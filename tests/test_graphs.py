@@ -377,3 +377,46 @@ def test_the_graphed_pass_attends_causally_without_a_mask_tensor(monkeypatch, mo
     sliding.config._attn_implementation = GR.CAUSAL  # what the guard prevents: the window is lost
     assert not torch.allclose(sliding.model(inputs_embeds=x).last_hidden_state, ref, atol=1e-4)
     sliding.config._attn_implementation = "sdpa"
+
+
+@pytest.mark.parametrize("where", ["capture", "replay"])
+def test_an_oom_in_a_capture_or_a_replay_is_recovered_in_place(model_dir, data, tmp_path, where):
+    """An OOM while a shape is captured, or while a graph replays, goes to the guard like any other: the micro-batch
+    is halved, the graphs are dropped (their pool with them) and the smaller shape is captured in its turn. The run
+    completes with every sample trained once and the adapter of the run that never ran out of memory."""
+    from test_train_helpers import ledger_ids
+
+    steps = {"max_steps": 3, "micro_batch_size": 4, "grad_accum": 2, "grad_checkpointing": "on"}
+    runs = {}
+    for name in ("eager", where):
+        out = tmp_path / name
+        run = setup(make_cfg(model_dir, data, out, train=steps, data={"group_by_length": False}), quiet=True)
+        if name != "eager":
+            log, fired = [], []
+            inner = _stand_in(log)
+
+            def capture(fn, pool, inner=inner, log=log, fired=fired):
+                if where == "capture" and not fired:
+                    fired.append("capture")
+                    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
+                replayable, out_, pool = inner(fn, pool)
+                replay = replayable.replay
+
+                def flaky():  # the second replay of the run (the first is the capture's own check)
+                    if where == "replay" and log.count("replay") == 1 and not fired:
+                        fired.append("replay")
+                        raise torch.OutOfMemoryError("CUDA out of memory (injected in a replay)")
+                    replay()
+                replayable.replay = flaky
+                return replayable, out_, pool
+            run.ctx.graphs = GR.MicroBatchGraphs(run.ctx.model, run.ctx.params, capture=capture)
+        loop(run)
+        runs[name] = out
+    assert fired == [where]
+    rec = [e for e in read_jsonl(runs[where] / "events.jsonl") if e["kind"] == "oom_recovery"]
+    assert len(rec) == 1 and (rec[0]["old_micro_batch"], rec[0]["new_micro_batch"]) == (4, 2), rec
+    assert sorted(ledger_ids(runs[where])) == sorted(ledger_ids(runs["eager"]))
+    assert len(set(ledger_ids(runs[where]))) == len(ledger_ids(runs[where]))  # every sample once
+    a, b = adapter(runs["eager"] / "final"), adapter(runs[where] / "final")
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-5, rtol=1e-4)

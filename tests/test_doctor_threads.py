@@ -54,7 +54,7 @@ MISSES = {
     "tf-faster-rcnn_7": "the other process (a Jupyter kernel holding the GPU) is in the reporter's later answer: the "
                         "post is TensorFlow's allocator message for a 392 MiB request, with no totals",
     # test7 split (held out: misses at the frozen measurement, benchmarks/results/doctor-threads-test7-frozen.json,
-    # listed, not analysed)
+    # listed, not analysed; the same twelve at session 8's end and at session 9's, doctor-threads-test7-s9.json)
     **{n: TEST7_MISS for n in ("accelerate_1471", "lightllm_13", "llamafactory_1158", "llamafactory_2321",
                                "llamafactory_3386", "llamafactory_3708", "llamafactory_6282", "llava_394",
                                "medicalgpt_314", "ms-swift_4145", "platypus_10", "vllm_4821")},

@@ -253,6 +253,21 @@ def attention_of_hf(implementation: str | None) -> Attention | None:
     return next((a for a in ATTENTIONS if a.hf == implementation), None)
 
 
+# liger-kernel's RMSNorm, RoPE and SwiGLU in the graphed layers (runtime.model.fuse_with_liger; the gpu extra). The model
+# types liger-kernel 0.8.5 patches (its MODEL_TYPE_TO_APPLY_LIGER_FN): the runtime fuses only these, and the estimator
+# sizes their layers with those kernels' saved tensors (estimate._layer_bytes)
+LIGER_MODEL_TYPES = (
+    "deepseek_v2", "deepseek_v3", "exaone4", "falcon_h1", "gemma", "gemma2", "gemma3", "gemma3_text", "glm4", "gpt_oss",
+    "granite", "hunyuan_v1_dense", "hunyuan_v1_moe", "llama", "llama4", "llama4_text", "ministral", "mistral", "mixtral",
+    "nemotron", "olmo2", "olmo3", "phi3", "qwen2", "qwen3", "qwen3_moe", "qwen3_next", "smollm3")
+
+
+def liger_installed() -> bool:
+    """Whether liger-kernel can be imported here: found, not imported (that would import torch)."""
+    import importlib.util
+    return importlib.util.find_spec("liger_kernel") is not None
+
+
 @dataclass(frozen=True)
 class Stack:
     """The trainer around the model: what it does to memory beyond the Setup's knobs."""

@@ -98,6 +98,9 @@ class Setup:
     attn_impl: str = knob("model.attn_impl", flag=("--attn",), choices="attention", role="fixed",
                           help="attention implementation; eager materializes heads x seq x seq scores")
     stack: str = knob(flag=("--stack",), choices="stack", default="qlorafit", help=O.choices_help(O.STACKS))
+    liger: bool | None = knob(flag=("--liger",), default=None, role="fixed",
+                              help="liger-kernel installed where the run goes (its fused RMSNorm and SwiGLU keep "
+                                   "less for backward in graphed layers); unset: whether it is installed here")
     expandable_segments: bool | None = knob("guard.expandable_segments", flag=("--expandable-segments",),
                                             default=None,
                                             help="PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True; unset: the "
@@ -116,6 +119,12 @@ class Setup:
             offload_lm_head=self.offload_lm_head, packing=self.packing, mlp_tile_tokens=self.mlp_tile_tokens,
             compute_dtype=self.compute_dtype)
         return O.resolve_cuda_graphs(self.cuda_graphs, self.batch_size * self.seq_len, blocker)
+
+    def fused_layers(self, shape: ModelShape) -> bool:
+        """Whether liger-kernel's RMSNorm and SwiGLU run in the layers (runtime.model.fuse_with_liger): under CUDA
+        graphs, for the model types it patches (options.LIGER_MODEL_TYPES), where it is installed."""
+        installed = O.liger_installed() if self.liger is None else self.liger
+        return installed and shape.model_type in O.LIGER_MODEL_TYPES and self.graphs()
 
     def expandable(self) -> bool:
         return O.stack(self.stack).expandable_segments if self.expandable_segments is None else self.expandable_segments

@@ -323,7 +323,13 @@ def fuse_with_liger(model) -> bool:
     except ImportError:
         return False
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if getattr(base.config, "model_type", None) not in MODEL_TYPE_TO_APPLY_LIGER_FN:
+    model_type = getattr(base.config, "model_type", None)
+    if model_type not in O.LIGER_MODEL_TYPES:  # the estimate sized these layers without liger's kernels
+        return False
+    if model_type not in MODEL_TYPE_TO_APPLY_LIGER_FN:
+        warnings.warn(f"liger-kernel as installed does not patch {model_type!r}: the layers run unfused, and the "
+                      f"estimate, which assumed its RMSNorm and SwiGLU, is low by what they save for backward "
+                      f"(pip install -U liger-kernel)", stacklevel=2)
         return False
     layers = getattr(getattr(base, "model", base), "layers", None) or []
     dense = all(all(hasattr(getattr(layer, "mlp", None), n) for n in ("gate_proj", "up_proj", "down_proj"))

@@ -378,6 +378,14 @@ def test_the_graphed_pass_attends_causally_without_a_mask_tensor(monkeypatch, mo
     sliding.config._attn_implementation = GR.CAUSAL  # what the guard prevents: the window is lost
     assert not torch.allclose(sliding.model(inputs_embeds=x).last_hidden_state, ref, atol=1e-4)
     sliding.config._attn_implementation = "sdpa"
+    assert not GR.causal_only(sliding.config, 12) and not GR.causal_only(sliding.config, 4)  # the window binds
+    sliding.config.sliding_window = 16  # longer than the row: it cannot bind, and the causal kernel is exact
+    ref = sliding.model(inputs_embeds=x).last_hidden_state
+    assert GR.causal_only(sliding.config, 12) and not GR.causal_only(sliding.config, 16)
+    with GR.causal_attention(sliding, 12):
+        assert sliding.config._attn_implementation == GR.CAUSAL
+        torch.testing.assert_close(sliding.model(inputs_embeds=x).last_hidden_state, ref)
+    assert sliding.config._attn_implementation == "sdpa"
 
 
 @pytest.mark.parametrize("where", ["capture", "replay"])

@@ -89,28 +89,31 @@ def _register_causal() -> None:
     AttentionMaskInterface.register(CAUSAL, lambda *args, **kwargs: None)
 
 
-def causal_only(config) -> bool:
-    """Whether every attention layer of this (text) config is plain causal attention: a no-mask pass computes the
-    same thing. Sliding windows need their mask; other implementations than SDPA are left as they are."""
+def causal_only(config, length: int | None = None) -> bool:
+    """Whether every attention layer of this (text) config is plain causal attention on rows of `length` tokens: a
+    no-mask pass computes the same thing. A sliding window that reaches past the row cannot bind (every earlier
+    token is inside it); a shorter one needs its mask. Other implementations than SDPA are left as they are."""
     spec = O.attention_of_hf(getattr(config, "_attn_implementation", None))
     if spec is None or not spec.causal_kernel:
         return False
+    window = getattr(config, "sliding_window", None)
+    binds = window is not None and (length is None or window <= length)
     types = getattr(config, "layer_types", None)
     if types is not None:
-        return all(t == "full_attention" for t in types)
-    return getattr(config, "use_sliding_window", True) is False or getattr(config, "sliding_window", None) is None
+        return all(t == "full_attention" or (t == "sliding_attention" and not binds) for t in types)
+    return getattr(config, "use_sliding_window", True) is False or not binds
 
 
 @contextlib.contextmanager
-def causal_attention(model):
+def causal_attention(model, length: int | None = None):
     """The graphed pass's attention: SDPA with is_causal and no mask tensor, where the model's layers are all plain
-    causal attention (causal_only); otherwise the model's own. The micro-batch is right-padded, so no padding mask
-    is needed. Speed decision: while a stream captures, transformers (5.17) materializes the causal mask instead of
+    causal attention on rows of `length` tokens (causal_only); otherwise the model's own. The micro-batch is
+    right-padded, so no padding mask is needed. Speed decision: while a stream captures, transformers (5.17) materializes the causal mask instead of
     passing is_causal, and cuDNN's masked attention took 2.8x the time of its causal kernel (capture_probe.py). The
     forward and the backward (with its checkpoint recompute) both run inside this context."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = base.config.get_text_config()
-    if not causal_only(config):
+    if not causal_only(config, length):
         yield
         return
     _register_causal()

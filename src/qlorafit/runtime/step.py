@@ -168,7 +168,7 @@ def _forward_backward(ctx: StepContext, units: list, denom: float, step: int, mi
 
 def _graphed_pass(ctx: StepContext, embeds: torch.Tensor, labels: torch.Tensor, denom: torch.Tensor) -> torch.Tensor:
     """What one CUDA graph holds (train.cuda_graphs): forward from the embeddings, the masked loss, backward."""
-    with causal_attention(ctx.model):  # SDPA's causal kernel, not a mask tensor (right-padded, causal_only)
+    with causal_attention(ctx.model, embeds.shape[1]):  # SDPA's causal kernel, no mask tensor (causal_only)
         with _autocast(ctx):
             loss_sum = masked_loss(ctx.model, embeds, labels)
         (loss_sum / denom).backward()  # accumulates into the .grad tensors the graph was captured with

@@ -12,8 +12,9 @@ import doctor_threads as corpus
 SPLIT = corpus.split()
 
 TEST7_MISS = "test7: held out, not analysed"
+TEST8_MISS = "test8: held out, not analysed"
 
-UNMEASURED = {"test8": "test8: held out, not yet measured (its first measurement lists its misses as strict xfails)"}
+UNMEASURED: dict = {}
 """Held-out splits committed before their first measurement: their threads run, but an outcome cannot fail the suite
 until that measurement (whoever measures replaces the entry with the split's misses in MISSES, as test7's were)."""
 
@@ -53,6 +54,11 @@ MISSES = {
                    "to weigh the 19.8 GiB allocated against, so generation's KV cache is the likeliest reading",
     "tf-faster-rcnn_7": "the other process (a Jupyter kernel holding the GPU) is in the reporter's later answer: the "
                         "post is TensorFlow's allocator message for a 392 MiB request, with no totals",
+    # test8 split (held out: misses at the frozen measurement, benchmarks/results/doctor-threads-test8-frozen.json,
+    # listed, not analysed; the same ten after session 9's doctor changes, doctor-threads-test8-s9-final.json)
+    **{n: TEST8_MISS for n in ("chatglm-6b_39", "chatglm-tuning_92", "chatglm3_208", "dolly_38", "litgpt_159",
+                               "llamafactory_5977", "ssbuild-chatglm-finetuning_75", "ssbuild-chatglm-finetuning_89",
+                               "torchtune_612", "unlock-deepseek_22")},
     # test7 split (held out: misses at the frozen measurement, benchmarks/results/doctor-threads-test7-frozen.json,
     # listed, not analysed; the same twelve at session 8's end and at session 9's, doctor-threads-test7-s9.json)
     **{n: TEST7_MISS for n in ("accelerate_1471", "lightllm_13", "llamafactory_1158", "llamafactory_2321",

@@ -510,3 +510,40 @@ def test_liger_fuses_only_the_model_types_the_estimate_counts(monkeypatch, model
         assert fuse_with_liger(model) is False
     mp.MODEL_TYPE_TO_APPLY_LIGER_FN = {"llama": None}
     assert fuse_with_liger(model) is True and len(calls) == 1
+
+
+def test_liger_fuses_this_model_and_leaves_the_classes_of_later_ones(monkeypatch, model_dir):
+    """liger's apply functions also replace the modeling module's classes (RMSNorm, MLP) for every model built later
+    in the process (a later compiled model then failed in Dynamo on a GPU): fuse_with_liger puts the classes back and
+    keeps module functions (RoPE, looked up at each call). A stand-in liger patches as the real one does."""
+    import sys
+    import types
+
+    from transformers import AutoModelForCausalLM
+    from transformers.models.llama import modeling_llama as ML
+
+    from qlorafit.runtime.model import fuse_with_liger
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    norm_cls, mlp_cls, rope = ML.LlamaRMSNorm, ML.LlamaMLP, ML.apply_rotary_pos_emb
+
+    class FusedNorm(torch.nn.Module):
+        pass
+
+    def fused_rope(*args, **kwargs):
+        return rope(*args, **kwargs)
+
+    def apply(model, **kw):  # what liger's apply_liger_kernel_to_llama does with a model given
+        ML.LlamaRMSNorm, ML.LlamaMLP, ML.apply_rotary_pos_emb = FusedNorm, FusedNorm, fused_rope
+        model.model.norm.fused = True
+    pkg, mp = types.ModuleType("liger_kernel.transformers"), types.ModuleType("liger_kernel.transformers.monkey_patch")
+    pkg._apply_liger_kernel_to_instance = apply
+    mp.MODEL_TYPE_TO_APPLY_LIGER_FN = {"llama": None}
+    monkeypatch.setitem(sys.modules, "liger_kernel", types.ModuleType("liger_kernel"))
+    monkeypatch.setitem(sys.modules, "liger_kernel.transformers", pkg)
+    monkeypatch.setitem(sys.modules, "liger_kernel.transformers.monkey_patch", mp)
+    monkeypatch.setattr(ML, "apply_rotary_pos_emb", rope)  # undone after the test
+    assert fuse_with_liger(model) is True
+    assert model.model.norm.fused  # this instance is fused
+    assert ML.LlamaRMSNorm is norm_cls and ML.LlamaMLP is mlp_cls  # later models are built as before
+    assert ML.apply_rotary_pos_emb is fused_rope  # the function this instance's attention calls stays

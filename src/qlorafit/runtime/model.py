@@ -11,6 +11,7 @@ memory decision:
 
 import functools
 import logging
+import sys
 import types
 import warnings
 from dataclasses import dataclass
@@ -334,8 +335,18 @@ def fuse_with_liger(model) -> bool:
     layers = getattr(getattr(base, "model", base), "layers", None) or []
     dense = all(all(hasattr(getattr(layer, "mlp", None), n) for n in ("gate_proj", "up_proj", "down_proj"))
                 for layer in layers)
+    modeling = sys.modules.get(type(base).__module__)  # e.g. transformers.models.llama.modeling_llama
+    before = dict(vars(modeling)) if modeling is not None else {}
     _apply_liger_kernel_to_instance(model=base, rope=True, rms_norm=True, swiglu=dense and bool(layers),
                                     cross_entropy=False, fused_linear_cross_entropy=False)
+    # liger also swaps the modeling module's classes (LlamaRMSNorm, LlamaMLP) for every model built later in this
+    # process; this instance's modules are patched one by one, so the classes go back: a later model with compiled
+    # layers failed in Dynamo on liger's RMSNorm (GPU tests run in one process, session 9). Its RoPE is a module
+    # function the attention looks up at each call, so it stays: a later model runs liger's RoPE too, eagerly
+    # under torch.compile (liger keeps it out of the compiled graph)
+    for name, value in before.items():
+        if isinstance(value, type) and vars(modeling).get(name) is not value:
+            setattr(modeling, name, value)
     # liger 0.8.5 looks for its optional backends (CuTe DSL, Ascend) on the first call of an op and warns for each
     # one not installed, twice per run, though its Triton kernels are what runs: those lines are not the user's
     logging.getLogger("liger_kernel.backends.registry").setLevel(logging.ERROR)

@@ -391,3 +391,16 @@ def test_plan_reaches_100k_tokens_on_a_24gib_card_with_every_long_context_lever(
         assert c.peak_bytes <= 0.95 * 24 * GIB
         assert estimate(SHAPE, s).peak_bytes == c.peak_bytes
     assert plan(SHAPE, PlanRequest(max_seq_length=160 * 1024, **req)).chosen is None
+
+
+def test_plan_says_when_the_chosen_setup_runs_as_cuda_graphs(capsys):
+    """The chosen line names what runs: CUDA graphs (with liger's fused layers where they are counted) for short
+    micro-batches, compiled layers past the graphs' reach, never "compiled layers" for a graphed setup."""
+    assert main(["plan", "llama-3.1-8b", "--gpu", "h200", "--budget", "16GiB", "--batch-size", "1", "--seq", "2048",
+                 "--liger"]) == 0
+    chosen = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("chosen:"))
+    assert chosen.endswith("CUDA graphs with liger's fused layers") and "compiled" not in chosen
+    assert main(["plan", "llama-3.1-8b", "--gpu", "h200", "--budget", "24GiB", "--batch-size", "1", "--seq", "16384",
+                 "--no-liger"]) == 0
+    chosen = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("chosen:"))
+    assert chosen.endswith("compiled layers") and "graphs" not in chosen

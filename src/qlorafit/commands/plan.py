@@ -105,7 +105,7 @@ def run(a) -> int:
     if a.json:
         print(json.dumps(result_json(r, budget_name, a.out), indent=2))
     else:
-        print(result_text(r, shape.name, budget_name, a.out))
+        print(result_text(r, shape, budget_name, a.out))
         if a.out and not a.data:
             print(f"note: {a.out} has no data.path (plan had no --data): set it there, or add "
                   f"--set data.path=train.jsonl to `qlorafit train`")
@@ -260,18 +260,19 @@ def runner_ups_text(r: PlanResult) -> str:
     return "\n".join(lines)
 
 
-def result_text(r: PlanResult, model: str, budget_name: str, out: str | None) -> str:
+def result_text(r: PlanResult, shape, budget_name: str, out: str | None) -> str:
     c = r.chosen
     s = c.setup
     lines = [
-        f"plan for {model} on {budget_name}: {len(r.ranked)} of {r.n_candidates} configurations fit",
+        f"plan for {shape.name} on {budget_name}: {len(r.ranked)} of {r.n_candidates} configurations fit",
         "",
         f"chosen: micro_batch_size {s.batch_size} x grad_accum {c.grad_accum}, checkpointing {s.grad_checkpointing}, "
         f"{s.optimizer}, {s.loss_impl} loss, packing {'on' if s.packing else 'off'}, "
         f"offload_embedding {'on' if s.offload_embedding else 'off'}"
         + (", lm_head in host RAM (streamed loss)" if s.offload_lm_head else "")
         + (f", MLP tiled in {s.mlp_tile_tokens}-token slices" if s.mlp_tile_tokens else "")
-        + (", compiled layers" if s.compile else ""),
+        + (", CUDA graphs" + (" with liger's fused layers" if s.fused_layers(shape) else "") if s.graphs()
+           else ", compiled layers" if s.compile else ""),
         f"        peak {fmt_gib(c.peak_bytes)}, predicted {c.tokens_per_s:,.0f} tokens/s on {r.gpu.name}",
         "",
         "why:",

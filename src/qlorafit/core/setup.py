@@ -123,8 +123,9 @@ class Setup:
     def fused_layers(self, shape: ModelShape) -> bool:
         """Whether liger-kernel's RMSNorm and SwiGLU run in the layers (runtime.model.fuse_with_liger): under CUDA
         graphs, for the model types it patches (options.LIGER_MODEL_TYPES), where it is installed."""
-        installed = O.liger_installed() if self.liger is None else self.liger
-        return installed and shape.model_type in O.LIGER_MODEL_TYPES and self.graphs()
+        if not self.graphs() or shape.model_type not in O.LIGER_MODEL_TYPES:
+            return False
+        return O.liger_installed() if self.liger is None else self.liger
 
     def expandable(self) -> bool:
         return O.stack(self.stack).expandable_segments if self.expandable_segments is None else self.expandable_segments

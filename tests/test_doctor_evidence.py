@@ -336,3 +336,20 @@ def test_long_samples_reported_put_the_length_first_and_a_cap_makes_it_the_batch
     assert all(c.id != "no_quant" for c in d.causes)  # 16-bit LoRA of an unknown model is not a cause
     d = diagnose(read_posted("some very long samples and it goes OOM: CUDA out of memory"))
     assert d.primary.id == "long_sample"  # no cap: the longest sample sets the batch's length
+
+
+@pytest.mark.parametrize("targets", [True, 16, None, ["q_proj", 3]])
+def test_lora_targets_of_any_shape_never_crash_the_doctor(targets):
+    """A LoRA target setting read as something other than names (a flag without its value, a number) is said in a
+    note and q/k/v/o assumed; a list with a non-string keeps its names. The doctor never stops on a bare traceback."""
+    setup, notes = setup_from_settings({"per_device_train_batch_size": 1, "target_modules": targets})
+    said = any("LoRA targets read as" in n for n in notes)
+    if isinstance(targets, list):
+        assert setup.lora_targets == ("q_proj",) and not said
+    elif targets is None:  # unset: the stack's default, nothing to say
+        assert setup.lora_targets and not said
+    else:
+        assert setup.lora_targets == ("q_proj", "k_proj", "v_proj", "o_proj") and said, notes
+    d = diagnose(Inputs(error_text="torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
+                        settings={"lora_target": targets, "per_device_train_batch_size": 4}))
+    assert d is not None

@@ -141,6 +141,10 @@ def _targets(value, notes: list) -> tuple[str, ...]:
         if value.lower() in ("all-linear", "all"):
             return ("all-linear",)
         value = [v.strip() for v in value.split(",")]
+    if not isinstance(value, (list, tuple)):  # a flag read without its value, a number: nothing to go on
+        notes.append(f"LoRA targets read as {value!r}, not a list of module names: q/k/v/o assumed")
+        return ATTN_LINEARS
+    value = [str(v) for v in value]
     known = set(ALL_LINEARS) | set(LORA_TARGET_ALIASES)
     out = tuple(t for t in value if t in known)
     dropped = [t for t in value if t not in known]

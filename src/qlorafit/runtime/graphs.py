@@ -280,8 +280,9 @@ class MicroBatchGraphs:
                 p.grad.copy_(s)
 
 
-def _cuda_capture(fn, pool):
-    """(graph, its output, the shared pool): one pass of fn on a side stream, as capture wants, then the capture."""
+def _cuda_capture(fn, pool, mode: str = "thread_local"):
+    """(graph, its output, the shared pool): one pass of fn on a side stream, as capture wants, then the capture
+    (`mode`: torch.cuda.graph's capture_error_mode; benchmarks/capture_probe.py tries "relaxed")."""
     # memory decision: hand back what the eager passes left cached first; the side stream allocates from its own
     # pool, so without this the reference pass's cached blocks and the side pass's were held at once (+1 GiB at
     # 1 x 2,048 on Llama-3-8B, session 8)
@@ -294,6 +295,6 @@ def _cuda_capture(fn, pool):
     torch.cuda.empty_cache()  # and the side pass's blocks, before the graph's private pool fills
     pool = pool if pool is not None else torch.cuda.graph_pool_handle()
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+    with torch.cuda.graph(graph, pool=pool, capture_error_mode=mode):
         out = fn()
     return graph, out, pool

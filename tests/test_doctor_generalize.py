@@ -88,7 +88,8 @@ def test_a_script_excerpt_without_the_precision_calls_does_not_prove_fp32():
 # --- the model and the machine, read from the words -------------------------------------------------------------
 
 @pytest.mark.parametrize("text,params", [
-    ("Running Falcon 40B on a card", 40), ("qwen2-vl 2b 4-bit", 2), ("微调4B的模型", 4), ("mixtral 8x7B", 56),
+    ("Running Falcon 40B on a card", 40), ("qwen2-vl 2b 4-bit", 2), ("微调4B的模型", 4),
+    ("mixtral 8x7B", pytest.approx(46.7, abs=0.1)),  # the experts share attention: not 8 x 7
     ("Unable to allocate 12 bytes", None), ("pretrained on 1.5B tokens", None), ("load_in_4bit", None),
 ])
 def test_model_size_from_the_words(text, params):

@@ -46,10 +46,9 @@ def launched(c: Case) -> bool:
 
 
 def gpu_count(c: Case) -> int | None:
-    """GPUs the report says the machine has ('8xH100', '4 x A100', '8*A100', 'V100-32G * 8', '4卡', '2 GPUs',
-    'Number of gpus: 8', 1 for '单卡'): not processes."""
-    m = re.search(r"(\d+)\s*(?:[x×*]\s*(?:NVIDIA\s*)?[A-Z][\w-]*|张?卡|\s?GPUs\b)", c.inputs.error_text or "")
-    return int(m.group(1)) if m else prose.gpus(c.inputs.error_text or "").count
+    """GPUs the report says the machine has ('8xH100', '8*80G', '4卡', '七张h100', 'two 4090s', 'Number of gpus: 8',
+    1 for '单卡'): not processes. prose.gpus is the one reader of it."""
+    return prose.gpus(c.inputs.error_text or "").count
 
 
 def card_bytes(c: Case) -> int | None:

@@ -1,6 +1,7 @@
 """What a report says in words about the model and the machine: 'Llama 3 70B on an A100', '8 x A100 80GB',
-'单卡40G', 'Number of gpus: 8', 'its 192G per GPU'. Read only where no script, config or OOM message says it, and
-used as numbers-strength evidence (a rule quotes the words it read).
+'单卡40G', '8张80G的卡', 'two 24g 4090s', 'Number of gpus: 8', 'its 192G per GPU'. Read only where no script, config or
+OOM message says it, and used as numbers-strength evidence (a rule quotes the words it read). The one reader of these
+facts: evidence.gpu_count, card_bytes and model_params ask it.
 
     model_params_b("Running Llama 3 70B on A100 GPU")   # 70.0
     gpus("V100-32G * 8")                                # Gpus(count=8, memory_bytes=34359738368, name='V100-32G')
@@ -8,86 +9,208 @@ used as numbers-strength evidence (a rule quotes the words it read).
 
 import re
 from dataclasses import dataclass
+from functools import cache
 
 from qlorafit.core import catalog
 from qlorafit.core.sizes import GIB
 
-_PARAMS = re.compile(r"(?<![A-Za-z0-9_.])(?:[A-Za-z][\w.]*?[-_ ]?)?(?:(\d+)\s?[x×]\s?)?(\d+(?:\.\d+)?)\s?[bB](?![A-Za-z0-9])"
+# --- the model's size -----------------------------------------------------------------------------------------------
+
+_PARAMS = re.compile(r"(?<![A-Za-z0-9_.])(?:[A-Za-z][\w.]*?[-_ ]?)?(?:(\d+)\s?[x×*]\s?)?(\d+(?:\.\d+)?)\s?[bB](?![A-Za-z0-9])"
                      r"(?!\s*(?:tokens|samples|words|bytes))")
 """A parameter count in a model's name or the report's words: 'llama3-70b', 'Qwen1.5-7B-Chat', 'a 13B', '4B的模型',
-'8x7B' (a mixture of experts: all experts are weights). Not '12 bytes', '4bit', '1.5B tokens'."""
+'Qwen2.5vl32B', 'mixtral8*7B' / '8x7B' (a mixture of experts). Not '12 bytes', '4bit', '1.5B tokens'."""
+_YI = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s?亿\s?个?参数")
+"""'60亿参数': a count in units of 10^8 (6B); only with 参数, since '1亿条数据' counts samples."""
+_NOW = re.compile(r"\b(?:now|currently|this time)\b|现在|目前|当前|这次|如今", re.I)
+_SENTENCE_END = re.compile(r"[。!！?？;；\n]|\.(?!\w)")  # not the dot of 'qwen2.5'
+
+_EXPERT_SHARE = 0.78
+"""Of a dense model of S parameters, the share in its MLP; a mixture of N such experts shares the rest (attention,
+embeddings): N x S holds about S * (0.22 + 0.78 N). Mixtral 8x7B: 45 (46.7 counted); 8x22B: 142 (141)."""
+
+
+@cache
+def _moe_catalogue() -> dict[str, float]:
+    """The catalogue's mixtures of experts named 'NxS' ('mixtral-8x7b'), by their name without separators."""
+    out = {}
+    for n in catalog.model_names():
+        if re.search(r"\d+x\d", n):
+            out[re.sub(r"[-_ .]", "", n)] = catalog.resolve_model(n).total_params() / 1e9
+    return out
+
+
+def _size(m: re.Match) -> float:
+    """Billions of parameters of one name: a mixture of experts ('Mixtral 8x7B') counted by the catalogue where it has
+    the name, else estimated from the shared attention (_EXPERT_SHARE), not N whole models."""
+    size = float(m.group(2))
+    if not m.group(1):
+        return size
+    n = int(m.group(1))
+    key = re.sub(r"[-_ .]", "", re.sub(r"[×*]", "x", m.group(0).lower()))
+    return _moe_catalogue().get(key) or size * ((1 - _EXPERT_SHARE) + _EXPERT_SHARE * n)
+
+
+def _sizes(text: str) -> list[tuple[int, float]]:
+    """(offset, billions) of every model size the text names, in order."""
+    out = []
+    for m in _PARAMS.finditer(text):
+        if re.match(r"[Aa]\d", m.group(0)) and m.start() > 0 and text[m.start() - 1] in "-_":
+            continue  # 'Qwen3-30B-A3B', 'MoE-A2.7B': the active parameters, not the weights held
+        n = _size(m)
+        if 0.05 <= n <= 2000:
+            out.append((m.start(), n))
+    out += [(m.start(), float(m.group(1)) / 10) for m in _YI.finditer(text)]
+    return sorted(out)
 
 
 def model_params_b(text: str) -> float | None:
-    """Billions of parameters of the first model the text names by size, or None."""
-    for m in _PARAMS.finditer(text or ""):
-        n = float(m.group(2)) * (int(m.group(1)) if m.group(1) else 1)
-        if 0.05 <= n <= 2000:
-            return n
+    """Billions of parameters of the model the text is about, or None.
+
+    One size named (maybe several times) is the answer. Where several differ, the title (the first line) decides if it
+    names one; else the first size named after the last 'now' ('现在', '目前', 'currently') in the same sentence ('之前对
+    qwen14b微调没问题，现在对于llama3-8b' is 8; 'llama-7b is fine now' says nothing of what fails); else None:
+    'tried llama-7b and llama-13b' does not say which one failed, and a wrong size makes a confident wrong cause."""
+    text = text or ""
+    found = _sizes(text)
+    if len({n for _, n in found}) <= 1:
+        return found[0][1] if found else None
+    title_end = text.find("\n") if "\n" in text else len(text)
+    in_title = {n for at, n in found if at < title_end}
+    if in_title:
+        return in_title.pop() if len(in_title) == 1 else None
+    for now in reversed(list(_NOW.finditer(text))):
+        end = _SENTENCE_END.search(text, now.end())
+        after = [n for at, n in found if now.end() <= at < (end.start() if end else len(text))]
+        if after:
+            return after[0]
     return None
 
+
+# --- the GPUs -------------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Gpus:
     count: int | None
-    """GPUs the report says the machine has (not processes): '8 x A100', '2 16G A4000', '4卡', '双卡', '2 GPUs';
-    1 for '单卡', 'single GPU'."""
+    """GPUs the report says the machine has (not processes): '8 x A100', '2 16G A4000', '8*80G', '4卡', '七张h100',
+    '双卡', 'two 4090s', '2 GPUs'; 1 for '单卡', 'single GPU'."""
     memory_bytes: int | None
-    """One GPU's memory: from a size written next to it ('A100 80GB', '4090 24G显存', '192G per GPU') or the
-    catalogue's card for the name (the larger variant when a card comes in several sizes)."""
+    """One GPU's memory: a size said per card ('40GB each', '每块80G', '192G per GPU'), else one written next to the
+    card ('A100 80GB', '3060laptop 6GB', '8张80G的卡'), else one said of GPU memory ('24G显存'), else the catalogue's
+    card for the name (the larger variant when a card comes in several sizes). Never a usage ('占用了13G', 'uses 30GB',
+    'Tried to allocate') or host RAM ('128G内存', '512GB RAM')."""
     name: str = ""
 
 
-_CARD = (r"(?:RTX\s?|GTX\s?)?(?:[AHLV]\d{2,3}S?|[LT]4|A[2-6]000|[2345]0[5-9]0(?:\s?Ti)?|MI\d{3}\w?|B200|H20|L40S?)"
-         r"(?![0-9])")
-_SIZE = r"(\d{2,3})\s?G(?:B|iB)?(?![A-Za-z0-9])"
-_COUNT_FIRST = re.compile(rf"(?<![A-Za-z0-9_.])(\d{{1,2}})\s?(?:[x×*]\s?|张\s?|块\s?|\s)(?:\d{{2,3}}\s?G(?:B|iB)?\s)?"
-                          rf"(?:NVIDIA\s)?({_CARD})", re.I)
-_CJK_COUNT = re.compile(r"(双|两|二|三|四|六|八)\s?(?:张|块|台)?\s?(?:卡|显卡|GPU)")
-_CJK_DIGIT = {"双": 2, "两": 2, "二": 2, "三": 3, "四": 4, "六": 6, "八": 8}
-"""'双卡4090', '两张A100', '八卡': a card count written with a Chinese numeral."""
-_COUNT_AFTER = re.compile(rf"(?<![A-WYZa-wyz0-9])({_CARD})(?:[-\s]?(?:\d{{2,3}})\s?G(?:B|iB)?)?\)?\s?[x×*]\s?(\d{{1,2}})\b", re.I)
-_COUNT_WORDS = re.compile(r"(?:number of gpus|num[_ ]gpus|gpus?)\s*[:=]\s*(\d{1,2})\b|(\d{1,2})\s?(?:GPUs|gpus|cards|张?卡)"
-                          r"(?![A-Za-z])", re.I)
-_SINGLE = re.compile(r"单卡|single[- ]gpu|one gpu|a single (?:\w+ )?gpu|1 gpu\b", re.I)
-_CARD_SIZE = re.compile(rf"(?<![A-WYZa-wyz0-9])({_CARD})(?![0-9])[\s(-]{{0,2}}(?:{_SIZE})?", re.I)
-_PER_GPU = re.compile(rf"{_SIZE}\s?(?:per gpu|each gpu|显存|VRAM|of VRAM|GPU memory)|(?:gpu|card|显卡)\s(?:with\s)?{_SIZE}|"
-                      rf"(?:单卡|卡)\s?{_SIZE}|\bon (?:an? )?{_SIZE}|{_SIZE}\s(?:NVIDIA\s)?(?={_CARD})", re.I)
+_NUMBER = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "a pair of": 2,
+           "dual": 2, "一": 1, "单": 1, "二": 2, "两": 2, "双": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8,
+           "九": 9, "十": 10}
+"""Counts written as words: English one..eight, 'a pair of', 'dual'; Chinese numerals, 双 (双卡 = 2), 单 (单卡 = 1)."""
+_N = r"(?<![A-Za-z0-9_.第一二两三四五六七八九十])(\d{1,2}|one|two|three|four|five|six|seven|eight|a pair of|dual|[一二两双三四五六七八九十])"
+_CARD = (r"(?:RTX\s?|GTX\s?)?(?:[AHLPV]\d{2,3}S?|[LT]4|A[2-6]000|[12345]0[5-9]0(?:\s?Ti|\s?Super|D)?|MI\d{3}\w?|B200|"
+         r"H20|L40S?)(?![0-9])")
+_VENDOR = r"(?:NVIDIA\s|Tesla\s|GeForce\s|AMD\s)?"
+_SIZE = r"(?<![\d.])\d{1,3}\s?G(?:B|iB)?(?![A-Za-z0-9])"
+_ONE_SIZE_PATTERN = r"(?<![\d.])(\d{1,3})\s?G(?:B|iB)?(?![A-Za-z0-9])"
+_MEASURE = r"(?:张|块|个|台)"
+_GPU_WORD = r"(?:显卡|卡|GPUs?(?![A-Za-z])|gpus?(?![A-Za-z])|cards)"
+
+_COUNTS = [re.compile(p, re.I) for p in (
+    # '8 A100', '8*A100', '七张h100', 'two 24g 4090s', '2 16G A4000', '5个24G的P40', '4x Tesla V100'
+    rf"{_N}\s?(?:[x×*]\s?|{_MEASURE}\s?|\s)(?:{_SIZE}\s?(?:的\s?)?)?{_VENDOR}{_CARD}",
+    # 'V100-32G * 8', 'A100-80Gx8'
+    rf"(?<![A-WYZa-wyz0-9]){_CARD}(?:[-\s]?\d{{2,3}}\s?G(?:B|iB)?)?\)?\s?[x×*]\s?(\d{{1,2}})\b",
+    # '8*80G', '8张80G的卡', '6块24G显卡', '5个24G的P4090': a count and a size, no card the catalogue knows
+    rf"{_N}\s?(?:[x×*]\s?{_SIZE}|{_MEASURE}\s?{_SIZE}\s?的?\s?(?:{_GPU_WORD}|[A-Za-z]+\d{{2,4}}))",
+    # 'Number of gpus: 8', 'num_gpus=8', '2 GPUs', '8卡', '四张卡', '两个GPU', '双卡', 'two cards'
+    r"(?:number of gpus|num[_ ]gpus|gpus?)\s*[:=]\s*(\d{1,2})\b",
+    rf"{_N}\s?{_MEASURE}?\s?{_GPU_WORD}",
+    # '4x RTX 6000 Ada', '2x GH200': a card name the pattern above does not know, with a digit in it
+    rf"{_N}\s?[x×*]\s?{_VENDOR}(?:RTX\s|GTX\s)?[A-Z]+\d+\w*",
+)]
+_SINGLE = re.compile(r"单卡|single[- ](?:gpu|card|core)|one gpu|a single (?:\w+ )?gpu|(?<![\d.])1 gpu\b", re.I)
+
+
+def _count(text: str) -> int | None:
+    """The first form that names a count, in the order of _COUNTS (a card named beats a bare count)."""
+    for p in _COUNTS:
+        m = p.search(text)
+        if m:
+            n = next(g for g in m.groups() if g)
+            n = int(n) if n.isdigit() else _NUMBER[n.lower()]
+            return n or None
+    return 1 if _SINGLE.search(text) else None
+
+
+_EACH = re.compile(rf"{_SIZE}\s?(?:each|apiece|per (?:gpu|card|device)|/\s?(?:gpu|card))|"
+                   rf"(?:each|per (?:gpu|card)|每块|每张|每个|每卡|单卡)\s?(?:{_GPU_WORD}\s?)?(?:is\s|has\s|with\s|为|是)?{_SIZE}",
+                   re.I)
+"""A size said of each card: '40GB each', '192G per GPU', '每块80G', '单卡40G'."""
+_NEXT_TO_CARD = re.compile(rf"(?<![A-WYZa-wyz0-9])({_CARD})(?:[a-z]{{0,7}})(?:\s?(?:laptop|mobile|GPU|显卡))?"
+                           rf"[\s(（:：,-]{{0,3}}{_SIZE}|{_SIZE}\s?(?:的\s?)?{_VENDOR}({_CARD})", re.I)
+"""A size written next to the card: 'A100 80GB', 'V100-32G', '3060laptop 6GB', 'RTX 4090 Laptop GPU 16GB', '24g 4090s'."""
+_COUNT_SIZE = re.compile(rf"{_N}\s?(?:[x×*]|{_MEASURE})\s?{_SIZE}", re.I)
+"""The size in '8*80G', '8张80G的卡'."""
+_SAID_OF_GPU = re.compile(rf"{_SIZE}\s?(?:显存|VRAM|of VRAM|GPU memory|GPU RAM)|(?:gpu|card|显卡|显存|VRAM)\s?"
+                          rf"(?:with\s|of\s|is\s|为|是|[:：]\s?)?{_SIZE}|\bon (?:an? )?{_SIZE}", re.I)
+"""A size said of GPU memory: '24G显存', 'gpu with 24G', '显存：24G', 'on a 24GB'."""
+_USAGE_BEFORE = re.compile(r"(?:占用|占了|用了|使用了|用掉|消耗|used|uses|using|allocate|allocated|reserved|occupied|"
+                           r"occupies|consumed|consumes|takes|took|free)(?:\s|了|[:：~≈]|约|大概|about\s|around\s|"
+                           r"up to\s|only\s|just\s)*$", re.I)
+"""A usage, not a capacity: '占用了13G', 'uses 30GB', 'Tried to allocate 20.00 GiB'; not 'using a 24GB card'."""
+_USAGE_AFTER = re.compile(r"^\s?(?:used|in use|free|allocated|reserved|occupied|被占用|已用)", re.I)
+_HOST_BEFORE = re.compile(r"(?:内存|(?<!GPU )(?<!V)RAM|CPU memory|host memory|system memory|CPU RAM)\s?(?:is\s|of\s|为|是|[:：]\s?)?$",
+                          re.I)
+_HOST_AFTER = re.compile(r"^\s?(?:of\s)?(?:内存|(?:system |host |CPU )?RAM\b|DDR|system memory|host memory|CPU memory|swap|disk|"
+                         r"SSD|硬盘)", re.I)
+_MAX_CARD_GIB = 288  # the largest card there is (B300): a larger 'size' is a machine's total or host RAM
+
+
+_ONE_SIZE = re.compile(_ONE_SIZE_PATTERN, re.I)
+
+
+def _capacity(text: str, m: re.Match) -> int | None:
+    """The size inside match m as bytes, unless the words around it make it a usage or host RAM."""
+    s = _ONE_SIZE.search(text, m.start(), m.end())
+    if s is None:
+        return None
+    before, after = text[max(0, s.start() - 24):s.start()], text[s.end():s.end() + 16]
+    if _USAGE_BEFORE.search(before) or _USAGE_AFTER.search(after) or _HOST_BEFORE.search(before) \
+            or _HOST_AFTER.search(after):
+        return None
+    gib = int(s.group(1))
+    return gib * GIB if 2 <= gib <= _MAX_CARD_GIB else None
+
+
+def _first_size(pattern: re.Pattern, text: str) -> tuple[int | None, re.Match | None]:
+    """The first capacity the pattern finds, with its match."""
+    for m in pattern.finditer(text):
+        b = _capacity(text, m)
+        if b:
+            return b, m
+    return None, None
 
 
 def gpus(text: str) -> Gpus:
     """How many GPUs the text says, and one GPU's memory."""
     text = text or ""
-    count = None
-    m = _COUNT_FIRST.search(text)
-    if m:
-        count = int(m.group(1))
-    else:
-        m = _COUNT_AFTER.search(text) or None
-        if m:
-            count = int(m.group(2))
-        else:
-            w = _COUNT_WORDS.search(text)
-            cjk = _CJK_COUNT.search(text)
-            if w:
-                count = int(w.group(1) or w.group(2))
-            elif cjk:
-                count = _CJK_DIGIT[cjk.group(1)]
-            elif _SINGLE.search(text):
-                count = 1
-    mem, name = None, ""
-    p = _PER_GPU.search(text)
-    if p:
-        mem = int(next(g for g in p.groups() if g)) * GIB
-    c = _CARD_SIZE.search(text)
-    if c:
-        name = c.group(0).strip(" (-")
-        if mem is None and c.group(2):
-            mem = int(c.group(2)) * GIB
-        known = _catalogue_memory(c.group(1))
-        if mem is None or (known and not c.group(2) and mem > known):
-            mem = known  # a size larger than the named card has is something else ('needs 48GB of VRAM' on T4s)
-    return Gpus(count, mem, name)
+    card = re.search(rf"(?<![A-WYZa-wyz0-9]){_CARD}", text, re.I)
+    name = card.group(0).strip() if card else ""
+    known = _catalogue_memory(name) if card else None
+    mem, near = _first_size(_NEXT_TO_CARD, text)
+    if near is not None:
+        name = (near.group(1) or near.group(2)).strip()
+    each, _ = _first_size(_EACH, text)
+    if each is not None and not (known and each > known):
+        mem = each  # said per card: beats the catalogue's larger variant and a size next to the name
+    if mem is None:
+        mem, _ = _first_size(_COUNT_SIZE, text)
+    if mem is None:
+        said, _ = _first_size(_SAID_OF_GPU, text)
+        mem = said if said is None or not known or said <= known else None  # 'needs 48GB of VRAM' on T4s
+    if mem is None and near is None:
+        mem = known
+    return Gpus(_count(text), mem, name)
 
 
 def _catalogue_memory(card: str) -> int | None:

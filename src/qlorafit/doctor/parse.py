@@ -95,9 +95,10 @@ _DISPATCH = re.compile(r"Some modules are dispatched on the CPU or the disk")
 _KV_CACHE = re.compile(r"larger than the maximum number of tokens that can be stored in KV cache|No available memory "
                        r"for the cache blocks|Insufficient memory for (?:the )?KV cache|larger than the available KV "
                        r"cache memory|not enough KV cache space|KV cache is needed, which is larger", re.I)
-_SHELL_KILLED = re.compile(r"(?<![\w-])Killed(?![\w-])(?! process)")
+_SHELL_KILLED = re.compile(r"(?<![A-Za-z0-9_-])Killed(?![A-Za-z0-9_-])(?! process)")
 """The shell's word for a process the kernel's OOM killer ended, capitalised as it prints it, quoted inside a
-sentence ('出现 Killed 输出', 'it just prints Killed'): host RAM, whatever the reporter guesses about the GPU."""
+sentence ('出现 Killed 输出', 'it just prints Killed', '加载Killed了'): host RAM, whatever the reporter guesses about
+the GPU. Its edges are Latin letters only: Chinese written against it ('加载Killed了') is still a separate word."""
 _FAILURE_WORDS = re.compile(r"\b(?:error|exception|breaks?|broke|fail(?:s|ed|ing|ure)?|crash\w*|hangs?|stops?|di(?:es|ed))\b|"
                             r"Traceback|报错|崩溃|中断", re.I)
 _CPU_WORDS = re.compile(r"more (?:memory |RAM )?than (?:the |my |our |this )?(?:node|machine|server|host|system|box|"

@@ -912,3 +912,22 @@ def test_a_shell_redirect_after_a_bare_flag_is_not_its_value():
 def test_killed_written_against_chinese_is_still_the_shell_word(said):
     assert parse(said).kind == "cpu"
     assert _d(said).primary.id == "cpu_ram"
+
+
+@pytest.mark.parametrize("text", [
+    "text-generation-launcher --model-id /models/llama-13b --max-total-tokens 32000 fails at start: CUDA out of memory",
+    "serving with lightllm, max_total_token_num=120000 on one A100: torch.cuda.OutOfMemoryError: CUDA out of memory",
+    "    self.key_buffer = [torch.empty((size, heads, dim), dtype=dtype, device='cuda') for _ in range(layers)]\n"
+    "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 1.50 GiB (GPU 0; 79.35 GiB total capacity; "
+    "77.00 GiB already allocated; 500.00 MiB free; 77.00 GiB reserved in total by PyTorch)"])
+def test_a_serving_engine_that_preallocates_its_kv_cache_is_the_engines_reservation_at_load(text):
+    d = _d(text)
+    assert d.primary.id == "vllm_memory" and d.fixes[0].id == "vllm_memory" and d.case.oom.phase == "load"
+
+
+def test_vllm_profile_run_is_vllm_starting_up():
+    d = _d("OOM: the forward of the vision tower during profile_run takes 70 GB; torch.OutOfMemoryError: CUDA out of "
+           "memory")
+    assert d.primary.id == "vllm_memory" and d.case.oom.phase == "load"
+    # a KV buffer allocated lazily inside a training step is not an engine's reservation
+    assert _d("self.kv_buf = torch.empty(n) inside my training loop; CUDA out of memory").primary.id != "vllm_memory"

@@ -299,15 +299,19 @@ def _done_before_the_failure(text: str, m: re.Match) -> bool:
 
 def _in_identifier(text: str, m: re.Match) -> bool:
     """The word is a piece of a longer code name, not the last part of a dotted call: 'actor_rollout_ref.rollout.
-    gpu_memory_utilization' is a setting, not a rollout; 'AutoModelForCausalLM.from_pretrained' is still a load."""
+    gpu_memory_utilization' is a setting, not a rollout; 'text-generation-launcher' is a server's name;
+    'AutoModelForCausalLM.from_pretrained' is still a load."""
     def code(ch: str) -> bool:
         return ch.isascii() and (ch.isalnum() or ch == "_")
 
     word = m.group(0)
     before = text[m.start() - 1] if m.start() > 0 else " "
     after = text[m.end():m.end() + 2] + "  "
-    joined_before = code(word[0]) and code(before)  # '合并lora' is CJK next to a name, not one name
-    joined_after = code(word[-1]) and (code(after[0]) or (after[0] == "." and code(after[1])))
+    # a hyphen between Latin letters joins a tool's name too: 'text-generation-launcher' is a server, not a generation
+    hyphen_before = m.start() > 1 and before == "-" and code(text[m.start() - 2])
+    hyphen_after = after[0] == "-" and code(after[1])
+    joined_before = code(word[0]) and (code(before) or hyphen_before)  # '合并lora' is CJK next to a name, not one name
+    joined_after = code(word[-1]) and (code(after[0]) or (after[0] == "." and code(after[1])) or hyphen_after)
     return joined_before or joined_after
 
 

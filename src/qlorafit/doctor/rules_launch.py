@@ -263,15 +263,18 @@ def vllm_memory(c: Case) -> Cause | None:
     t = E.text(c)
     # served alone (no training in the job), the engine takes its share, profiles and sizes the KV cache at start:
     # an OOM nothing else places happened while it loaded
-    served = re.search(r"\bserv(?:e|es|ing)\b|api_server|openai\.entrypoints|部署", t, re.I) \
+    # an engine other than vLLM named with no training (its KV buffers are allocated as it starts), or vLLM's
+    # start-up profile_run in the report, is the same start-up
+    served = (re.search(r"\bserv(?:e|es|ing)\b|api_server|openai\.entrypoints|部署|\bprofile_run\b", t, re.I) or other) \
         and not E.TRAINING_WORDS.search(t)
     return Cause("vllm_memory", "the vLLM engine's reservation leaves too little of the card",
                  "vLLM takes gpu_memory_utilization x the card at start for weights and KV cache; training (or a "
                  "long max_model_len) needs what is left", ev,
                  actions=[Action("lower vllm_gpu_memory_utilization (e.g. 0.3-0.5 when co-located with training; "
                                  "SGLang --mem-fraction-static, LMDeploy cache_max_entry_count, TensorRT-LLM "
-                                 "kv_cache_free_gpu_mem_fraction are the same share) and cap max_model_len to the "
-                                 "longest prompt + completion", "speed: smaller KV cache",
+                                 "kv_cache_free_gpu_mem_fraction are the same share; LightLLM's max_total_token_num "
+                                 "and TGI's --max-total-tokens size the KV cache in tokens) and cap max_model_len to "
+                                 "the longest prompt + completion", "speed: smaller KV cache",
                                  saves, "0.2 of the card per 0.2 of utilization" if saves else "",
                                  ["+ vllm_gpu_memory_utilization=0.4", "+ vllm_max_model_len=4096"], id="vllm_memory")],
                  strength="proven" if re.search(r"vllm", c.inputs.error_text or "", re.I) or other else "script",

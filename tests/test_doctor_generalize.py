@@ -931,3 +931,21 @@ def test_vllm_profile_run_is_vllm_starting_up():
     assert d.primary.id == "vllm_memory" and d.case.oom.phase == "load"
     # a KV buffer allocated lazily inside a training step is not an engine's reservation
     assert _d("self.kv_buf = torch.empty(n) inside my training loop; CUDA out of memory").primary.id != "vllm_memory"
+
+
+@pytest.mark.parametrize("text", [
+    "OOM on accelerator.load_state(ckpt_dir) with 4 GPUs; on one GPU it restores fine",
+    _tb(("accelerate/accelerator.py", 3021, "load_state", "load_accelerator_state("),
+        ("accelerate/checkpointing.py", 201, "load_accelerator_state", "optimizer_state = torch.load(input_optimizer_file)"))])
+def test_accelerates_restore_of_a_training_state_is_a_resume(text):
+    d = _d(text)
+    assert d.primary.id == "resume_state" and d.fixes[0].id == "resume_on_cpu"
+    assert _d("accelerator.save_state(out) runs out of memory").primary.id != "resume_state"
+
+
+@pytest.mark.parametrize("said,kind", [("8卡全参训练爆了，每张卡只占用了13G内存就OOM", "cuda"),
+                                       ("四张GPU的内存都不够了", "cuda"),
+                                       ("加载模型的时候内存不足，进程退出", "cpu"),
+                                       ("加载模型时CPU内存不够", "cpu")])
+def test_nei_cun_said_of_a_card_is_the_cards_memory(said, kind):
+    assert parse(said).kind == kind

@@ -63,11 +63,11 @@ MISSES = {
     # test8 split (held out: misses at the frozen measurement, benchmarks/results/doctor-threads-test8-frozen.json,
     # listed, not analysed; the same ten after session 9's doctor changes, doctor-threads-test8-s9-final.json)
     **{n: TEST8_MISS for n in ("chatglm-6b_39", "chatglm-tuning_92", "chatglm3_208", "dolly_38", "litgpt_159",
-                               "llamafactory_5977", "ssbuild-chatglm-finetuning_89",
+                               "ssbuild-chatglm-finetuning_89",
                                "torchtune_612", "unlock-deepseek_22")},
     # test7 split (held out: misses at the frozen measurement, benchmarks/results/doctor-threads-test7-frozen.json,
     # listed, not analysed; the same twelve at session 8's end and at session 9's, doctor-threads-test7-s9.json)
-    **{n: TEST7_MISS for n in ("accelerate_1471", "llamafactory_2321",
+    **{n: TEST7_MISS for n in ("llamafactory_2321",
                                "llamafactory_3386", "llamafactory_3708", "llamafactory_6282", "ms-swift_4145", "platypus_10", "vllm_4821")},
     # test6 split (seen since 2026-11-30 session 7, branch doctor6: its misses were studied for general rules; the
     # two left are answer-only)

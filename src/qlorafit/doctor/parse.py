@@ -189,6 +189,17 @@ def host_memory_named(text: str) -> bool:
     return bool(_HOST_NAMED.search(t)) or (bool(_RAM_SIZED.search(t)) and not _GPU_ANY.search(t))
 
 
+_CARD_MEMORY = re.compile(r"((?:每[张块个台]\s?(?:卡|GPU|显卡)|(?:卡|GPU|显卡)\s?(?:上|的)|显卡)[^，。,.；;!！?？\n]{0,10}?)内存",
+                          re.I)
+"""内存 said of a card ('每张卡只占用了13G内存', 'GPU 的内存', '卡上内存'): the card's memory, which people also call 内存.
+Not a setup that merely names cards ('多卡训练时内存一直上涨' is the host's RAM growing)."""
+
+
+def card_memory_as_vram(text: str) -> str:
+    """The text with 内存 written of a card in the same clause read as 显存 (GPU memory): 内存 alone is the host's."""
+    return _CARD_MEMORY.sub(lambda m: m.group(1) + "显存", text)
+
+
 def oom_kind(text: str) -> str | None:
     """The one predicate for the OOM message forms: which kind of out-of-memory error `text` holds, or None.
     Message forms first; then bitsandbytes' dispatch refusal (the model does not fit the free GPU memory); then an
@@ -333,6 +344,7 @@ def parse_trainer_logs(text: str, out: OomText) -> None:
 
 def parse(text: str) -> OomText:
     """Everything the pasted text says about the failure."""
+    text = card_memory_as_vram(text)
     out = OomText(kind=oom_kind(text))
     if out.kind in ("cuda", "bnb"):
         parse_cuda_numbers(re.sub(r"\s+", " ", text), out)

@@ -949,3 +949,26 @@ def test_accelerates_restore_of_a_training_state_is_a_resume(text):
                                        ("加载模型时CPU内存不够", "cpu")])
 def test_nei_cun_said_of_a_card_is_the_cards_memory(said, kind):
     assert parse(said).kind == kind
+
+
+def test_deepspeeds_sigkill_handler_line_is_not_a_kill():
+    line = ("[2024-03-02 10:00:00,000] [ERROR] [launch.py:321:sigkill_handler] ['/usr/bin/python', '-u', 'train.py', "
+            "'--local_rank=1'] exits with return code = {}")
+    assert parse(line.format(1) + "\nit runs out of memory on the 24G cards").kind == "cuda"
+    assert parse(line.format(-9)).kind == "cpu"  # -9 is the kernel's kill
+
+
+@pytest.mark.parametrize("said", ["training runs for ~12k iterations and then dies with CUDA out of memory",
+                                  "the OOM usually comes around 300 mins into the run",
+                                  "It crashes after 90 minutes with an out of memory error"])
+def test_a_failure_after_many_iterations_or_minutes_is_a_later_step(said):
+    assert parse(said).phase == "later_step"
+
+
+def test_fsdp_gathering_the_full_state_dict_is_the_save():
+    text = ("OOM once training finished.\n/usr/lib/python3.10/site-packages/torch/distributed/fsdp/"
+            "fully_sharded_data_parallel.py:2224: UserWarning: Failed to clone() tensor with name model.norm.weight. "
+            "This may mean that this state_dict entry could point to invalid memory regions\n"
+            "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 500.00 MiB")
+    d = _d(text)
+    assert d.case.oom.phase == "save" and d.primary.id == "save_merge"

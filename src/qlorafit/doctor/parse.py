@@ -205,7 +205,7 @@ def oom_kind(text: str) -> str | None:
     Message forms first; then bitsandbytes' dispatch refusal (the model does not fit the free GPU memory); then an
     out-of-memory told in words ('OOM at step 164', '爆显存', 'session crashed after using all available RAM')."""
     if re.search(r"DefaultCPUAllocator|can't allocate memory: you tried to allocate|not enough memory: you tried "
-                 r"to allocate|\bMemoryError\b|Killed\s*$|exitcode\s*:\s*-9|signal 9|SIGKILL", text, re.I | re.M) \
+                 r"to allocate|\bMemoryError\b|Killed\s*$|exitcode\s*:\s*-9|signal 9|SIGKILL(?!_)", text, re.I | re.M) \
             or _SHELL_KILLED.search(text):
         if not re.search(r"CUDA out of memory|OutOfMemoryError", text):
             return "cpu"

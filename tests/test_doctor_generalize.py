@@ -972,3 +972,20 @@ def test_fsdp_gathering_the_full_state_dict_is_the_save():
             "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 500.00 MiB")
     d = _d(text)
     assert d.case.oom.phase == "save" and d.primary.id == "save_merge"
+
+
+def test_a_gpu_oom_is_not_placed_in_tokenization_by_a_setting_named_there():
+    d = _d("显卡A100 40G，batch_size=1 也OOM。数据预处理的时候max_len=256，为什么训练的时候还会爆显存")
+    assert d.case.oom.kind == "cuda" and d.case.oom.phase != "tokenization"
+    assert d.primary is not None  # a GPU OOM always gets a cause
+    # host RAM while tokenizing stays tokenization
+    assert _d("预处理数据的时候内存不足，进程被杀").case.oom.phase == "tokenization"
+
+
+@pytest.mark.parametrize("said", ["在4卡机器上推理Qwen 72B，模型无法单卡加载，报OOM",
+                                  "the model can't be loaded on a single GPU for inference, out of memory; I have 4 A10s"])
+def test_a_model_said_not_to_load_on_one_card_is_too_big_for_it(said):
+    d = _d(said)
+    assert d.primary.id == "load_too_big" and d.primary.strength == "proven" and d.fixes[0].id == "shard"
+    # merging it is the merge's own cause
+    assert _d("合并lora时" + said).primary.id == "save_merge"

@@ -58,18 +58,17 @@ MISSES = {
     # test9 split (held out: misses at the frozen measurement, benchmarks/results/doctor-threads-test9-frozen.json,
     # listed, not analysed)
     **{n: TEST9_MISS for n in ("chatglm-finetune-lora_9", "firefly_33", "llama2-accessory_26", "llamafactory_1936",
-                               "llamafactory_1996", "llava_155", "llava_569", "search-r1_41", "stanford-alpaca_56",
-                               "stanford-alpaca_65", "trl_2452", "unsloth_2802", "vllm_7721")},
+                               "llamafactory_1996", "llava_155", "llava_569", "stanford-alpaca_56",
+                               "trl_2452", "unsloth_2802")},
     # test8 split (held out: misses at the frozen measurement, benchmarks/results/doctor-threads-test8-frozen.json,
     # listed, not analysed; the same ten after session 9's doctor changes, doctor-threads-test8-s9-final.json)
     **{n: TEST8_MISS for n in ("chatglm-6b_39", "chatglm-tuning_92", "chatglm3_208", "dolly_38", "litgpt_159",
-                               "llamafactory_5977", "ssbuild-chatglm-finetuning_75", "ssbuild-chatglm-finetuning_89",
+                               "ssbuild-chatglm-finetuning_89",
                                "torchtune_612", "unlock-deepseek_22")},
     # test7 split (held out: misses at the frozen measurement, benchmarks/results/doctor-threads-test7-frozen.json,
     # listed, not analysed; the same twelve at session 8's end and at session 9's, doctor-threads-test7-s9.json)
-    **{n: TEST7_MISS for n in ("accelerate_1471", "lightllm_13", "llamafactory_1158", "llamafactory_2321",
-                               "llamafactory_3386", "llamafactory_3708", "llamafactory_6282", "llava_394",
-                               "medicalgpt_314", "ms-swift_4145", "platypus_10", "vllm_4821")},
+    **{n: TEST7_MISS for n in ("llamafactory_2321",
+                               "llamafactory_3386", "llamafactory_3708", "llamafactory_6282", "ms-swift_4145", "platypus_10", "vllm_4821")},
     # test6 split (seen since 2026-11-30 session 7, branch doctor6: its misses were studied for general rules; the
     # two left are answer-only)
     "alpaca-lora-4bit_146": "the KV cache left in fp32 (model.half() never called by the loader) is in the "

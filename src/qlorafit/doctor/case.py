@@ -179,6 +179,14 @@ def _tokenization_is_host_ram(c: Case) -> None:
         o.phase_evidence += "; tokenization runs on the CPU"
 
 
+def _gpu_oom_is_not_tokenization(c: Case) -> None:
+    """A GPU's memory that ran out is not tokenization's, which runs on the CPU: where only the report's words place
+    it there ('预处理的时候max_len=200, 微调的时候爆显存' names preprocessing for its setting), the phase is unknown."""
+    o = c.oom
+    if o.kind == "cuda" and o.phase == "tokenization" and o.phase_evidence.startswith("the report says"):
+        o.phase, o.phase_evidence = None, ""
+
+
 def _stalled_load_is_host_ram(c: Case) -> None:
     """A load that stalls (stuck, hangs, frozen) with no out-of-memory said is the host paging its RAM to disk: a GPU
     that runs out raises at once, while a host short of RAM swaps (or grows its pagefile) and crawls."""
@@ -208,6 +216,7 @@ def build_case(inputs: Inputs) -> Case:
         c.settings = normalize(inputs.settings)
     _fsdp_load_is_host_ram(c)
     _tokenization_is_host_ram(c)
+    _gpu_oom_is_not_tokenization(c)
     _stalled_load_is_host_ram(c)
     _generating_eval_is_generation(c)
     _budget(c)

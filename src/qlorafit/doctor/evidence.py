@@ -153,20 +153,27 @@ _VLLM = re.compile(r"(?<![A-Za-z0-9_])vllm(?![A-Za-z_])|use_vllm\s*=\s*True|\bse
                    # its own source files, classes and engine flags, in a traceback or a log without the package name
                    r"cumem_allocator|CuMemAllocator|\bLLMEngine\b|\bEngineCore\w*|gpu_model_runner|"
                    r"determine_num_available_blocks|_initialize_kv_caches|enforce[_-]eager|max[_-]num[_-]seqs|"
-                   r"max[_-]num[_-]batched[_-]tokens|enable[_-]sleep[_-]mode|Capturing CUDA graph shapes", re.I)
+                   r"max[_-]num[_-]batched[_-]tokens|enable[_-]sleep[_-]mode|Capturing CUDA graph shapes|\bprofile_run\b", re.I)
 """Names only vLLM uses: the package (any case, 'vllm.entrypoints', 'vLLM related', 'VLLM0.7.2' glued to its version), its engine knobs
 (gpu_memory_utilization, max_model_len, in any launcher's spelling: --gpu-memory-utilization, a dotted
 actor_rollout_ref.rollout.gpu_memory_utilization), LLaMA-Factory's infer_backend: vllm; and what only vLLM's code
 prints: its source files and classes (cumem_allocator.cpp of sleep mode, LLMEngine, EngineCore, gpu_model_runner), its
-engine flags (enforce_eager, max_num_seqs, max_num_batched_tokens), its CUDA-graph capture log. Not 'KV cache' alone:
+engine flags (enforce_eager, max_num_seqs, max_num_batched_tokens), its CUDA-graph capture log, its start-up
+profile_run (the dummy batch it measures peak memory with). Not 'KV cache' alone:
 HF generate() has one too."""
 
 
 _RESERVING_ENGINE = re.compile(r"\bsglang\b|mem[_-]fraction[_-]static|\blmdeploy\b|cache[_-]max[_-]entry[_-]count|"
-                               r"tensorrt[_-]?llm|\btrtllm\b|kv[_-]cache[_-]free[_-]gpu[_-]mem[_-]fraction", re.I)
+                               r"tensorrt[_-]?llm|\btrtllm\b|kv[_-]cache[_-]free[_-]gpu[_-]mem[_-]fraction|"
+                               r"\blightllm\b|max[_-]total[_-]token[_-]num|text[_-]generation[_-]inference|"
+                               r"text-generation-launcher|max[_-]total[_-]tokens|max[_-]batch[_-]prefill[_-]tokens|"
+                               r"(?:key|value|kv)_buffer\s*=\s*\[?\s*torch\.(?:empty|zeros)\(", re.I)
 """Inference engines that reserve a share of the card at start for weights and KV cache the way vLLM does, by their
 names and their knobs: SGLang (--mem-fraction-static), LMDeploy (cache_max_entry_count), TensorRT-LLM
-(kv_cache_free_gpu_mem_fraction)."""
+(kv_cache_free_gpu_mem_fraction), LightLLM (max_total_token_num: the tokens its KV buffers are allocated for), Hugging
+Face TGI (text-generation-launcher, --max-total-tokens, --max-batch-prefill-tokens); and, unnamed, the line that
+allocates such an engine's per-layer KV buffers up front ('self.value_buffer = [torch.empty(...) for _ in
+range(layer_num)]', LightLLM's memory manager)."""
 
 
 def reserving_engine(c: Case) -> str | None:

@@ -105,7 +105,8 @@ def _mapping(text: str) -> dict | None:
 def _flags(text: str) -> dict:
     """--key value / --key=value / --flag (true), and `key: value` / `key=value` lines, for the keys we know."""
     out = {}
-    for m in re.finditer(r"--([A-Za-z][\w.-]*)(?:[ =]+(?!--)(\"[^\"]*\"|'[^']*'|[^\s\\]+))?", text):
+    # a shell operator after a bare flag is not its value: '--bf16 > train.log 2>&1 &' sets bf16
+    for m in re.finditer(r"--([A-Za-z][\w.-]*)(?:[ =]+(?!--)(?![<>|&;]|\d?>)(\"[^\"]*\"|'[^']*'|[^\s\\]+))?", text):
         key = m.group(1).replace("-", "_")
         key = key.rsplit(".", 1)[-1]  # hydra/verl paths: actor_rollout_ref.rollout.gpu_memory_utilization
         if key in KNOWN_KEYS:
@@ -155,6 +156,22 @@ def looks_like_python(text: str) -> bool:
                           text, re.M))
 
 
+_FRAME_LINE = re.compile(r'^\s*(?:\d+\s+)?File "[^"]+", line \d+, in .*$')
+
+
+def _without_traceback_code(text: str) -> str:
+    """The error text without the source line under each traceback frame: '    model = torch.nn.parallel.
+    DistributedDataParallel(' is the library's code at that frame, not a setting of the user's."""
+    out, skip = [], False
+    for line in (text or "").splitlines():
+        if skip and line.strip() and not _FRAME_LINE.match(line):
+            skip = False
+            continue
+        skip = bool(_FRAME_LINE.match(line))
+        out.append(line)
+    return "\n".join(out)
+
+
 def read_posted(error_text: str, config: str = "", script: str = ""):
     """Inputs for what a user posted: the error text, and the config and/or script they pasted with it.
 
@@ -163,7 +180,7 @@ def read_posted(error_text: str, config: str = "", script: str = ""):
     from qlorafit.doctor.case import Inputs
     from qlorafit.doctor.script import analyse_lenient
 
-    settings = read_settings(error_text)
+    settings = read_settings(_without_traceback_code(error_text))
     whole = bool(config and config.strip() and not looks_like_python(config))
     if whole:
         settings.update(read_settings(config))

@@ -95,9 +95,10 @@ _DISPATCH = re.compile(r"Some modules are dispatched on the CPU or the disk")
 _KV_CACHE = re.compile(r"larger than the maximum number of tokens that can be stored in KV cache|No available memory "
                        r"for the cache blocks|Insufficient memory for (?:the )?KV cache|larger than the available KV "
                        r"cache memory|not enough KV cache space|KV cache is needed, which is larger", re.I)
-_SHELL_KILLED = re.compile(r"(?<![\w-])Killed(?![\w-])(?! process)")
+_SHELL_KILLED = re.compile(r"(?<![A-Za-z0-9_-])Killed(?![A-Za-z0-9_-])(?! process)")
 """The shell's word for a process the kernel's OOM killer ended, capitalised as it prints it, quoted inside a
-sentence ('出现 Killed 输出', 'it just prints Killed'): host RAM, whatever the reporter guesses about the GPU."""
+sentence ('出现 Killed 输出', 'it just prints Killed', '加载Killed了'): host RAM, whatever the reporter guesses about
+the GPU. Its edges are Latin letters only: Chinese written against it ('加载Killed了') is still a separate word."""
 _FAILURE_WORDS = re.compile(r"\b(?:error|exception|breaks?|broke|fail(?:s|ed|ing|ure)?|crash\w*|hangs?|stops?|di(?:es|ed))\b|"
                             r"Traceback|报错|崩溃|中断", re.I)
 _CPU_WORDS = re.compile(r"more (?:memory |RAM )?than (?:the |my |our |this )?(?:node|machine|server|host|system|box|"
@@ -188,12 +189,23 @@ def host_memory_named(text: str) -> bool:
     return bool(_HOST_NAMED.search(t)) or (bool(_RAM_SIZED.search(t)) and not _GPU_ANY.search(t))
 
 
+_CARD_MEMORY = re.compile(r"((?:每[张块个台]\s?(?:卡|GPU|显卡)|(?:卡|GPU|显卡)\s?(?:上|的)|显卡)[^，。,.；;!！?？\n]{0,10}?)内存",
+                          re.I)
+"""内存 said of a card ('每张卡只占用了13G内存', 'GPU 的内存', '卡上内存'): the card's memory, which people also call 内存.
+Not a setup that merely names cards ('多卡训练时内存一直上涨' is the host's RAM growing)."""
+
+
+def card_memory_as_vram(text: str) -> str:
+    """The text with 内存 written of a card in the same clause read as 显存 (GPU memory): 内存 alone is the host's."""
+    return _CARD_MEMORY.sub(lambda m: m.group(1) + "显存", text)
+
+
 def oom_kind(text: str) -> str | None:
     """The one predicate for the OOM message forms: which kind of out-of-memory error `text` holds, or None.
     Message forms first; then bitsandbytes' dispatch refusal (the model does not fit the free GPU memory); then an
     out-of-memory told in words ('OOM at step 164', '爆显存', 'session crashed after using all available RAM')."""
     if re.search(r"DefaultCPUAllocator|can't allocate memory: you tried to allocate|not enough memory: you tried "
-                 r"to allocate|\bMemoryError\b|Killed\s*$|exitcode\s*:\s*-9|signal 9|SIGKILL", text, re.I | re.M) \
+                 r"to allocate|\bMemoryError\b|Killed\s*$|exitcode\s*:\s*-9|signal 9|SIGKILL(?!_)", text, re.I | re.M) \
             or _SHELL_KILLED.search(text):
         if not re.search(r"CUDA out of memory|OutOfMemoryError", text):
             return "cpu"
@@ -332,6 +344,7 @@ def parse_trainer_logs(text: str, out: OomText) -> None:
 
 def parse(text: str) -> OomText:
     """Everything the pasted text says about the failure."""
+    text = card_memory_as_vram(text)
     out = OomText(kind=oom_kind(text))
     if out.kind in ("cuda", "bnb"):
         parse_cuda_numbers(re.sub(r"\s+", " ", text), out)

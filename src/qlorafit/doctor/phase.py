@@ -100,7 +100,9 @@ _MARKERS = (
     (r"\*{3,} Running Evaluation|Running Evaluation|\*{3,} Running Prediction", "eval"),
     (r"Merging 4bit and LoRA|Merging LoRA|merge_and_unload|save_pretrained_merged|export_model\.py|"
      r"merged_16bit|push_to_hub_gguf|save_pretrained_gguf", "merge"),
-    (r"Saving model checkpoint to|Saving model\b|Unsloth: Saving", "save"),
+    # FSDP gathering the full state dict to save it (its post-state-dict hook warns per tensor it cannot clone)
+    (r"Saving model checkpoint to|Saving model\b|Unsloth: Saving|Failed to clone\(\) tensor with name|"
+     r"_full_post_state_dict_hook|FullStateDictConfig", "save"),
     (r"Running tokenizer on dataset|during map operation|Map \(num_proc", "tokenization"),
     (r"\*{3,} Running training|Running training|==\(\(====\)\)==  Unsloth", "training"),
     # a server whose model shards or engine could not start failed while loading the weights (text-generation-
@@ -212,8 +214,12 @@ _LATER = re.compile(r"(?:at|after|on|until|till|around|near|by|reach\w*) (?:step
                     r"\bsometimes (?:it )?(?:OOMs?|runs? out|crash\w*|fails?)|(?:有时候?|偶然)(?:会)?(?:爆|OOM|溢出|报错)|"
                     # elapsed time, progress in percent, a while: the run trained before it failed
                     r"之前(?:一直|都)?正常|(?:一直|前面都)正常|(?:几|[一二两三四五六七八九十]|\d+)个?\s?epochs?\s?(?:之后|以后|后)|"
-                    r"(?:runs?|ran|trains?|trained|works?|worked) (?:fine |well |normally |ok )?for (?:about |around |roughly )?"
-                    r"\d+ (?:steps|iterations|epochs|batches)|"
+                    r"(?:runs?|ran|trains?|trained|works?|worked) (?:fine |well |normally |ok )?for (?:about |around |roughly |~)?"
+                    r"~?\d+(?:\.\d+)?k? (?:steps|iterations|iters|epochs|batches)|"
+                    # the failure comes after a time: 'the OOM usually comes around 400 mins', 'crashes after 90 minutes'
+                    r"(?:comes?|came|happens?|happened|occurs?|occurred|appears?|fails?|failed|crash\w*|OOMs?|dies|died)"
+                    r" (?:at |after )?(?:around |about |roughly |~|over )?\d+(?:\.\d+)?\s?(?:mins?|minutes|hours?|hrs?)\b|"
+                    r"after (?:about |around |roughly |~|over )?\d+(?:\.\d+)?\s?(?:mins?|minutes)\b|"
                     r"after (?:a|some) while|(?:at )?(?:a )?(?:random|certain) (?:step|point|iteration)|in the middle "
                     r"of (?:the |an )?(?:training|epoch|run)|midway|halfway|part ?way through|(?:训练|跑|微调)到一半|"
                     r"(?:after|for) (?:about |around |roughly |over )?(?:a few|several|many|some|an?|"
@@ -299,15 +305,19 @@ def _done_before_the_failure(text: str, m: re.Match) -> bool:
 
 def _in_identifier(text: str, m: re.Match) -> bool:
     """The word is a piece of a longer code name, not the last part of a dotted call: 'actor_rollout_ref.rollout.
-    gpu_memory_utilization' is a setting, not a rollout; 'AutoModelForCausalLM.from_pretrained' is still a load."""
+    gpu_memory_utilization' is a setting, not a rollout; 'text-generation-launcher' is a server's name;
+    'AutoModelForCausalLM.from_pretrained' is still a load."""
     def code(ch: str) -> bool:
         return ch.isascii() and (ch.isalnum() or ch == "_")
 
     word = m.group(0)
     before = text[m.start() - 1] if m.start() > 0 else " "
     after = text[m.end():m.end() + 2] + "  "
-    joined_before = code(word[0]) and code(before)  # '合并lora' is CJK next to a name, not one name
-    joined_after = code(word[-1]) and (code(after[0]) or (after[0] == "." and code(after[1])))
+    # a hyphen between Latin letters joins a tool's name too: 'text-generation-launcher' is a server, not a generation
+    hyphen_before = m.start() > 1 and before == "-" and code(text[m.start() - 2])
+    hyphen_after = after[0] == "-" and code(after[1])
+    joined_before = code(word[0]) and (code(before) or hyphen_before)  # '合并lora' is CJK next to a name, not one name
+    joined_after = code(word[-1]) and (code(after[0]) or (after[0] == "." and code(after[1])) or hyphen_after)
     return joined_before or joined_after
 
 

@@ -417,16 +417,31 @@ def _serve_sharded(c: Case) -> Action | None:
                   patch=[f"+ --num-shard {gpus}  (TGI) / --tensor-parallel-size {gpus}  (vLLM)"], id="shard")
 
 
+_ONE_CARD_LOAD = re.compile(r"无法(?:在)?单(?:张)?卡(?:上)?加载|单(?:张)?卡(?:上)?(?:无法|不能|没法)加载|单卡加载不了|"
+                            r"(?:cannot|can'?t|can not|unable to|won'?t|does ?n[o']t) (?:be )?load(?:ed)?\b[^.\n]{0,30}?"
+                            r"\b(?:on|onto|in|into) (?:a single|one|single) (?:gpu|card)\b", re.I)
+"""The report says the model does not load on one card ('模型无法单卡加载', "it can't be loaded on a single GPU"): for
+inference or training, its weights are larger than one card."""
+
+
 def load_too_big(c: Case) -> Cause | None:
+    # in a merge or save, loading the whole model on one card is that step's own cause (save_merge)
+    said = _ONE_CARD_LOAD.search(E.text(c)) if c.has_oom and c.oom.kind not in ("cpu", "dispatch") and \
+        c.oom.phase not in ("merge", "save") else None
     exceed = _weights_exceed_card(c) if c.oom.phase in (None, "load") and c.oom.kind not in ("cpu", "dispatch") \
         and c.has_oom else None
-    if c.oom.phase != "load" and not exceed:
+    if c.oom.phase != "load" and not exceed and not said:
         return None
-    ev = [f"phase: model load ({c.oom.phase_evidence})" if c.oom.phase else "", _numbers(c), exceed or ""]
+    ev = [f"phase: model load ({c.oom.phase_evidence})" if c.oom.phase else "", _numbers(c), exceed or "",
+          f"the report says '{said.group(0)}'" if said else ""]
     if c.est:
         ev.append(f"estimate: the weights as loaded take {gib(c.est.phases['load'])}"
                   + (f" of {gib(c.budget_bytes)}" if c.budget_bytes else ""))
     split = _serve_sharded(c) if c.oom.phase == "load" else None
+    if said and not split and (E.gpu_count(c) or 1) > 1:  # the other GPUs are there: split the layers over them
+        split = Action(f"split the model over the {E.gpu_count(c)} GPUs: device_map='auto' in from_pretrained (or "
+                       f"the tool's --device_map auto) for inference or the merge; ZeRO-3/FSDP to train",
+                       "speed: layers run one GPU after another", patch=["+ device_map='auto'"], id="shard")
     if split:
         ev.append(f"the model is served on a machine with {E.gpu_count(c)} GPUs and nothing shards it over them")
     return Cause("load_too_big", "the weights do not fit while loading",
@@ -437,7 +452,8 @@ def load_too_big(c: Case) -> Cause | None:
                   if exceed and c.est is None and not E.quantized(c) and "4-bit" not in exceed else [])
                  + [Action("use a smaller model or a larger GPU; device_map='auto' with max_memory offloads layers to "
                            "the CPU (slow)", "speed or quality", id="smaller_model")],
-                 strength="numbers" if exceed or (c.est and c.budget_bytes and c.est.phases["load"] > c.budget_bytes)
+                 strength="proven" if said else "numbers" if exceed or (
+                     c.est and c.budget_bytes and c.est.phases["load"] > c.budget_bytes)
                  else "inferred", phase="load" if exceed else None)  # weights beyond the card never get past the load
 
 

@@ -31,6 +31,12 @@ _SPLIT_WORKS = re.compile(r"device_map\s*[=:]?\s*[\"']?(?:auto|balanced)|\bpytho
                           r"fine|succeeds)", re.I)
 """The report says the model runs split over the GPUs by one process (device_map='auto'), or under plain python:
 the multi-process launch that fails is the one that puts a replica on every GPU."""
+_REPLICA_FRAMES = re.compile(r"torch[/\\]nn[/\\]parallel[/\\]data_parallel\.py|\bparallel_apply\(replicas|"
+                             r"\bDataParallel\.forward\b|in prepare_model\b[^\n]*\n[^\n]*DistributedDataParallel\(|"
+                             r"=\s*(?:torch\.nn\.parallel\.)?DistributedDataParallel\(\s*$", re.M)
+"""Frames that copy the whole model to every GPU: torch.nn.DataParallel's forward (it replicates the module onto each
+GPU at every step and gathers the outputs on the first), or the OOM raised while DistributedDataParallel wraps the
+model (accelerate's prepare_model), where each process's replica and its gradient buckets first land on its GPU."""
 _MODULE_TO = re.compile(r"self\.module\.to\(self\.device\)|module\.to\(|\bmodel\.to\(|\.cuda\(\)")
 
 
@@ -73,7 +79,8 @@ def ddp_replica(c: Case) -> Cause | None:
         and not c.settings.get("zero3_init_flag")
     several = ws is not None and ws > 1
     exceeds = _exceeds_one_card(c) or _full_states_exceed_one_card(c)
-    if z3_materialized or (says and (several or c.oom.distributed or (E.gpu_count(c) or 1) > 1
+    frames = _REPLICA_FRAMES.search(t) if c.oom.kind == "cuda" else None
+    if z3_materialized or frames or (says and (several or c.oom.distributed or (E.gpu_count(c) or 1) > 1
                                      or "gpu" in says.group(0).lower())):
         strength = "proven"
     elif several and E.replicates(c) and c.oom.phase in ("load", None, "training", "first_step", "generation"):
@@ -96,7 +103,8 @@ def ddp_replica(c: Case) -> Cause | None:
         strength = "numbers"
     else:
         return None
-    if E.sharded(c) and not z3_materialized and not _four_bit_unsharded(c) and not (says and strength == "proven"):
+    if E.sharded(c) and not z3_materialized and not frames and not _four_bit_unsharded(c) and \
+            not (says and strength == "proven"):
         return None  # sharded, unless the report says each GPU still holds the whole model (what ran beats the intent)
     if strength != "proven" and E.lora_16bit(c) and E.zero_stage(c) is None and c.oom.phase != "generation":
         strength = "inferred"  # a 16-bit LoRA outside DeepSpeed: 4-bit loading (no_quant) is the nearer lever
@@ -104,6 +112,11 @@ def ddp_replica(c: Case) -> Cause | None:
     if z3_materialized:
         ev.append("ZeRO-3 is configured but the whole model is moved to each GPU before it is sharded "
                   "(module.to(device) in the traceback): the model was built outside zero.Init")
+    if frames:
+        ev.append("the traceback is in torch.nn.DataParallel, which copies the whole model onto every GPU at each "
+                  "step" if "DistributedDataParallel" not in frames.group(0) else
+                  "the OOM is raised while DistributedDataParallel wraps the model: each process puts a whole replica "
+                  "and its gradient buckets on its GPU")
     if says:
         ev.append(f"the report says '{says.group(0)}'")
     if several:
@@ -130,7 +143,8 @@ def ddp_replica(c: Case) -> Cause | None:
                          "a single process, device_map='auto' splits the layers over the GPUs; for inference, vLLM "
                          "with tensor_parallel_size; on one GPU, offload the optimizer state to the CPU (DeepSpeed "
                          "offload_optimizer, OpenRLHF --adam_offload)", "speed: sharding traffic", id="shard")],
-                 strength=strength, phase="load" if z3_materialized else None)
+                 strength=strength, phase="load" if z3_materialized or (
+                     frames and "DistributedDataParallel" in frames.group(0)) else None)
 
 
 def _four_bit_unsharded(c: Case) -> bool:
@@ -249,15 +263,18 @@ def vllm_memory(c: Case) -> Cause | None:
     t = E.text(c)
     # served alone (no training in the job), the engine takes its share, profiles and sizes the KV cache at start:
     # an OOM nothing else places happened while it loaded
-    served = re.search(r"\bserv(?:e|es|ing)\b|api_server|openai\.entrypoints|部署", t, re.I) \
+    # an engine other than vLLM named with no training (its KV buffers are allocated as it starts), or vLLM's
+    # start-up profile_run in the report, is the same start-up
+    served = (re.search(r"\bserv(?:e|es|ing)\b|api_server|openai\.entrypoints|部署|\bprofile_run\b", t, re.I) or other) \
         and not E.TRAINING_WORDS.search(t)
     return Cause("vllm_memory", "the vLLM engine's reservation leaves too little of the card",
                  "vLLM takes gpu_memory_utilization x the card at start for weights and KV cache; training (or a "
                  "long max_model_len) needs what is left", ev,
                  actions=[Action("lower vllm_gpu_memory_utilization (e.g. 0.3-0.5 when co-located with training; "
                                  "SGLang --mem-fraction-static, LMDeploy cache_max_entry_count, TensorRT-LLM "
-                                 "kv_cache_free_gpu_mem_fraction are the same share) and cap max_model_len to the "
-                                 "longest prompt + completion", "speed: smaller KV cache",
+                                 "kv_cache_free_gpu_mem_fraction are the same share; LightLLM's max_total_token_num "
+                                 "and TGI's --max-total-tokens size the KV cache in tokens) and cap max_model_len to "
+                                 "the longest prompt + completion", "speed: smaller KV cache",
                                  saves, "0.2 of the card per 0.2 of utilization" if saves else "",
                                  ["+ vllm_gpu_memory_utilization=0.4", "+ vllm_max_model_len=4096"], id="vllm_memory")],
                  strength="proven" if re.search(r"vllm", c.inputs.error_text or "", re.I) or other else "script",

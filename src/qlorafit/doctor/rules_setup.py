@@ -116,7 +116,9 @@ _RESUME_FRAMES = re.compile(r"_load_optimizer_and_scheduler|_load_from_checkpoin
                             # any framework's own restore: a load_opt(imizer)_state frame, a torch.load of an
                             # optimizer file ('optimizers.bin', 'optimizer.pt')
                             r"\bload_optim\w*_state\w*|\bload_opt_state\w*|"
-                            r"\b(?:torch|th)\.load\([^\n]{0,80}optim\w*\.(?:bin|pt|pth|ckpt)")
+                            r"\b(?:torch|th)\.load\([^\n]{0,80}optim\w*\.(?:bin|pt|pth|ckpt)|"
+                            # accelerate's restore of a whole training state (model, optimizer, scheduler, RNG)
+                            r"\baccelerator\.load_state\b|\bload_accelerator_state\b")
 _RESUME_WORDS = re.compile(r"resum\w* (?:the )?(?:training )?from (?:a |the )?checkpoint|when resuming|"
                            r"(?:continu\w*|restart\w*|pick\w* up|carry\w* on) (?:the |my )?(?:training |run )?from (?:a |the |my )?"
                            r"(?:saved |last |latest |previous |earlier )?checkpoint|"

@@ -32,7 +32,7 @@ def _gib(text: str) -> float | None:
     ("with eight GPUs", 8), ("two GPUs", 2),
     # forms read before: kept
     ("2*A800 80G", 2), ("4 A100 40G", 4), ("4卡3090", 4), ("4*A100（每块40G）", 4), ("single card A100 40G", 1),
-    ("V100-32G * 8", 8), ("Number of gpus: 4", 4), ("8xH100", 8), ("4x Tesla V100", 4), ("on 3 GPUs", 3),
+    ("V100-32G * 8", 8), ("Number of gpus: 4", 4), ("8xH100", 8), ("4xNVIDIA-H200", 4), ("4x Tesla V100", 4), ("on 3 GPUs", 3),
 ])
 def test_the_gpu_count_in_the_words(text, count):
     assert gpus(text).count == count
@@ -61,6 +61,7 @@ def test_what_is_not_a_gpu_count(text):
     ("4090 24G显存", 24), ("its 96G per GPU", 96),
     # the catalogue's card when no size is written
     ("4卡3090", 24), ("三张h100全量微调", 80), ("on a pair of A6000s", 48), ("a T4 instance", 15),
+    ("one NVIDIA H100 NVL 94GB GPU", 94), ("4xNVIDIA-H200", 140),
 ])
 def test_one_gpus_memory_in_the_words(text, gib):
     assert _gib(text) == pytest.approx(gib, abs=0.5)
@@ -73,7 +74,10 @@ def test_one_gpus_memory_in_the_words(text, gib):
     ("host memory: 128GB", None), ("system RAM 96G", None),
     # a usage or host RAM next to a card's capacity does not replace it
     ("A100 40G, 256G内存", 40), ("RTX 3090, 64GB RAM", 24), ("4090 24G显存，占用了23G", 24),
-    ("a 3090 but it only uses 12GB", 24),
+    ("a 3090 but it only uses 12GB", 24), ("4 X 4090; 推理时显存占用约为4 x 20G", 24),
+    ("the largest tensor on the GPU is 2gb", None),
+    # a count times a size said elsewhere (another reply's machine) does not replace a known card's memory
+    ("OOM on 8xH100\nsame here on 4xL4 (4 x 24 GB)", 80),
 ])
 def test_usage_and_host_ram_are_not_a_gpus_memory(text, gib):
     assert _gib(text) == (pytest.approx(gib, abs=0.5) if gib else None)
@@ -109,7 +113,10 @@ def test_the_model_size_in_the_words(text, params):
 def test_two_models_named_the_title_line_wins_then_the_one_trained_now():
     assert model_params_b("OOM fine-tuning llama3-8b\nthe same script worked for qwen-14b") == 8
     assert model_params_b("爆显存\n之前对qwen7b的模型微调没问题，现在对于llama2-13b的模型就OOM了") == 13
-    assert model_params_b("CUDA OOM\nWith vicuna-13b I get OOM, while llama-7b is fine now") is None
+    assert model_params_b("CUDA OOM\nWith vicuna-13b I get OOM, while llama-7b is fine now") == 13  # 7b works
+    assert model_params_b("phi-3 3.8b OOMs, yet gemma 2b works") == 3.8  # in the title too
+    assert model_params_b("OOM\nllama-13b doesn't work, llama-7b is fine") == 13  # 'doesn't work' is not working
+    assert model_params_b("OOM\nqwen-7b SFT, then other 7B runs, and a qwen-3b run") == 7  # named most often
     assert model_params_b("CUDA OOM\nI tried llama-7b and llama-13b") is None  # truly ambiguous: no guess
     assert model_params_b("OOM\nloading Llama-2-7b-hf from models--meta-llama--Llama-2-7b-hf") == 7  # one size, twice
 

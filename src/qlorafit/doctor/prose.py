@@ -8,6 +8,7 @@ facts: evidence.gpu_count, card_bytes and model_params ask it.
 """
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from functools import cache
 
@@ -16,13 +17,16 @@ from qlorafit.core.sizes import GIB
 
 # --- the model's size -----------------------------------------------------------------------------------------------
 
-_PARAMS = re.compile(r"(?<![A-Za-z0-9_.])(?:[A-Za-z][\w.]*?[-_ ]?)?(?:(\d+)\s?[x×*]\s?)?(\d+(?:\.\d+)?)\s?[bB](?![A-Za-z0-9])"
+_PARAMS = re.compile(r"(?<![A-Za-z0-9_.])(?:[A-Za-z][A-Za-z0-9_.]*?[-_ ]?)?(?:(\d+)\s?[x×*]\s?)?(\d+(?:\.\d+)?)\s?[bB](?![A-Za-z0-9])"
                      r"(?!\s*(?:tokens|samples|words|bytes))")
 """A parameter count in a model's name or the report's words: 'llama3-70b', 'Qwen1.5-7B-Chat', 'a 13B', '4B的模型',
 'Qwen2.5vl32B', 'mixtral8*7B' / '8x7B' (a mixture of experts). Not '12 bytes', '4bit', '1.5B tokens'."""
 _YI = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s?亿\s?个?参数")
 """'60亿参数': a count in units of 10^8 (6B); only with 参数, since '1亿条数据' counts samples."""
 _NOW = re.compile(r"\b(?:now|currently|this time)\b|现在|目前|当前|这次|如今", re.I)
+_WORKS = re.compile(r"\b(?:works?|worked|is fine|runs? fine|ran fine|trains? fine)\b|没问题|正常|能跑|可以跑", re.I)
+_NEGATED = re.compile(r"n't|\bnot\b|不能|无法|没法|不正常", re.I)
+_CLAUSE_END = re.compile(r"[,，;；。!！?？\n]|\.(?!\w)|\b(?:but|yet|while|whereas|however)\b|但是?|可是", re.I)
 _SENTENCE_END = re.compile(r"[。!！?？;；\n]|\.(?!\w)")  # not the dot of 'qwen2.5'
 
 _EXPERT_SHARE = 0.78
@@ -64,17 +68,31 @@ def _sizes(text: str) -> list[tuple[int, float]]:
     return sorted(out)
 
 
+def _failing(text: str, found: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """The sizes not named in a clause that says that model works ('yet llama3.2 11b works', '7B的没问题'): a report
+    compares the model that fails with one that does not. All of them when every one is said to work."""
+    def works(at: int) -> bool:
+        start = max((m.end() for m in _CLAUSE_END.finditer(text, 0, at)), default=0)
+        end = _CLAUSE_END.search(text, at)
+        clause = text[start:end.start() if end else len(text)]
+        return bool(_WORKS.search(clause)) and not _NEGATED.search(clause)
+    kept = [(at, n) for at, n in found if not works(at)]
+    return kept or found
+
+
 def model_params_b(text: str) -> float | None:
     """Billions of parameters of the model the text is about, or None.
 
-    One size named (maybe several times) is the answer. Where several differ, the title (the first line) decides if it
-    names one; else the first size named after the last 'now' ('现在', '目前', 'currently') in the same sentence ('之前对
-    qwen14b微调没问题，现在对于llama3-8b' is 8; 'llama-7b is fine now' says nothing of what fails); else None:
-    'tried llama-7b and llama-13b' does not say which one failed, and a wrong size makes a confident wrong cause."""
+    One size named (maybe several times), leaving out those said to work, is the answer. Where several differ: the
+    title (the first line) decides if it names one; else the first size named after the last 'now' ('现在', '目前',
+    'currently') in the same sentence ('之前对qwen14b微调没问题，现在对于llama3-8b' is 8); else the size named most
+    often, if one is; else None: 'tried llama-7b and llama-13b' does not say which one failed, and a wrong size makes
+    a confident wrong cause."""
     text = text or ""
-    found = _sizes(text)
-    if len({n for _, n in found}) <= 1:
-        return found[0][1] if found else None
+    found = _failing(text, _sizes(text))
+    sizes = [n for _, n in found]
+    if len(set(sizes)) <= 1:
+        return sizes[0] if sizes else None
     title_end = text.find("\n") if "\n" in text else len(text)
     in_title = {n for at, n in found if at < title_end}
     if in_title:
@@ -84,7 +102,8 @@ def model_params_b(text: str) -> float | None:
         after = [n for at, n in found if now.end() <= at < (end.start() if end else len(text))]
         if after:
             return after[0]
-    return None
+    (top, k), *rest = Counter(sizes).most_common()
+    return top if k > rest[0][1] else None
 
 
 # --- the GPUs -------------------------------------------------------------------------------------------------------
@@ -109,7 +128,7 @@ _NUMBER = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seve
 _N = r"(?<![A-Za-z0-9_.第一二两三四五六七八九十])(\d{1,2}|one|two|three|four|five|six|seven|eight|a pair of|dual|[一二两双三四五六七八九十])"
 _CARD = (r"(?:RTX\s?|GTX\s?)?(?:[AHLPV]\d{2,3}S?|[LT]4|A[2-6]000|[12345]0[5-9]0(?:\s?Ti|\s?Super|D)?|MI\d{3}\w?|B200|"
          r"H20|L40S?)(?![0-9])")
-_VENDOR = r"(?:NVIDIA\s|Tesla\s|GeForce\s|AMD\s)?"
+_VENDOR = r"(?:(?:NVIDIA|Tesla|GeForce|AMD)[\s-])?"
 _SIZE = r"(?<![\d.])\d{1,3}\s?G(?:B|iB)?(?![A-Za-z0-9])"
 _ONE_SIZE_PATTERN = r"(?<![\d.])(\d{1,3})\s?G(?:B|iB)?(?![A-Za-z0-9])"
 _MEASURE = r"(?:张|块|个|台)"
@@ -146,7 +165,7 @@ _EACH = re.compile(rf"{_SIZE}\s?(?:each|apiece|per (?:gpu|card|device)|/\s?(?:gp
                    rf"(?:each|per (?:gpu|card)|每块|每张|每个|每卡|单卡)\s?(?:{_GPU_WORD}\s?)?(?:is\s|has\s|with\s|为|是)?{_SIZE}",
                    re.I)
 """A size said of each card: '40GB each', '192G per GPU', '每块80G', '单卡40G'."""
-_NEXT_TO_CARD = re.compile(rf"(?<![A-WYZa-wyz0-9])({_CARD})(?:[a-z]{{0,7}})(?:\s?(?:laptop|mobile|GPU|显卡))?"
+_NEXT_TO_CARD = re.compile(rf"(?<![A-WYZa-wyz0-9])({_CARD})(?:[a-z]{{0,7}})(?:\s?(?:laptop|mobile|GPU|显卡|NVL|NVM|PCIe|SXM\d?))*"
                            rf"[\s(（:：,-]{{0,3}}{_SIZE}|{_SIZE}\s?(?:的\s?)?{_VENDOR}({_CARD})", re.I)
 """A size written next to the card: 'A100 80GB', 'V100-32G', '3060laptop 6GB', 'RTX 4090 Laptop GPU 16GB', '24g 4090s'."""
 _COUNT_SIZE = re.compile(rf"{_N}\s?(?:[x×*]|{_MEASURE})\s?{_SIZE}", re.I)
@@ -155,14 +174,16 @@ _SAID_OF_GPU = re.compile(rf"{_SIZE}\s?(?:显存|VRAM|of VRAM|GPU memory|GPU RAM
                           rf"(?:with\s|of\s|is\s|为|是|[:：]\s?)?{_SIZE}|\bon (?:an? )?{_SIZE}", re.I)
 """A size said of GPU memory: '24G显存', 'gpu with 24G', '显存：24G', 'on a 24GB'."""
 _USAGE_BEFORE = re.compile(r"(?:占用|占了|用了|使用了|用掉|消耗|used|uses|using|allocate|allocated|reserved|occupied|"
-                           r"occupies|consumed|consumes|takes|took|free)(?:\s|了|[:：~≈]|约|大概|about\s|around\s|"
-                           r"up to\s|only\s|just\s)*$", re.I)
-"""A usage, not a capacity: '占用了13G', 'uses 30GB', 'Tried to allocate 20.00 GiB'; not 'using a 24GB card'."""
+                           r"occupies|consumed|consumes|takes|took|free)(?:\s|了|[:：~≈]|约|大概|大约|为|是|about\s|around\s|"
+                           r"approximately\s|roughly\s|up to\s|only\s|just\s|\d{1,2}\s?[xX×*]\s?)*$", re.I)
+"""A usage, not a capacity: '占用了13G', '占用大约为8 X 18G', 'uses 30GB', 'Tried to allocate 20.00 GiB'; not 'using a
+24GB card'."""
 _USAGE_AFTER = re.compile(r"^\s?(?:used|in use|free|allocated|reserved|occupied|被占用|已用)", re.I)
 _HOST_BEFORE = re.compile(r"(?:内存|(?<!GPU )(?<!V)RAM|CPU memory|host memory|system memory|CPU RAM)\s?(?:is\s|of\s|为|是|[:：]\s?)?$",
                           re.I)
 _HOST_AFTER = re.compile(r"^\s?(?:of\s)?(?:内存|(?:system |host |CPU )?RAM\b|DDR|system memory|host memory|CPU memory|swap|disk|"
                          r"SSD|硬盘)", re.I)
+_MIN_CARD_GIB = 4  # a smaller size is a tensor or a chunk ('the biggest chunk on the GPU is 2gb')
 _MAX_CARD_GIB = 288  # the largest card there is (B300): a larger 'size' is a machine's total or host RAM
 
 
@@ -179,7 +200,7 @@ def _capacity(text: str, m: re.Match) -> int | None:
             or _HOST_AFTER.search(after):
         return None
     gib = int(s.group(1))
-    return gib * GIB if 2 <= gib <= _MAX_CARD_GIB else None
+    return gib * GIB if _MIN_CARD_GIB <= gib <= _MAX_CARD_GIB else None
 
 
 def _first_size(pattern: re.Pattern, text: str) -> tuple[int | None, re.Match | None]:
@@ -203,12 +224,12 @@ def gpus(text: str) -> Gpus:
     each, _ = _first_size(_EACH, text)
     if each is not None and not (known and each > known):
         mem = each  # said per card: beats the catalogue's larger variant and a size next to the name
-    if mem is None:
-        mem, _ = _first_size(_COUNT_SIZE, text)
+    if mem is None and known is None:
+        mem, _ = _first_size(_COUNT_SIZE, text)  # '8*80G': not where a known card is named apart from it
     if mem is None:
         said, _ = _first_size(_SAID_OF_GPU, text)
         mem = said if said is None or not known or said <= known else None  # 'needs 48GB of VRAM' on T4s
-    if mem is None and near is None:
+    if mem is None:
         mem = known
     return Gpus(_count(text), mem, name)
 

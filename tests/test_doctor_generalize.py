@@ -113,8 +113,11 @@ def test_weights_larger_than_the_named_card_are_the_cause():
     d = _d("Serving Falcon 40B on a single L4 - Tried to allocate 64.00 MiB")  # 80 GB of 16-bit weights, 24 GB card
     assert d.primary.id == "load_too_big" and d.primary.strength == "numbers"
     assert d.fixes[0].id == "quantize"
-    # a fine-tune that does not say its method is taken as the QLoRA the doctor assumes: 20 GB fits 24 GB
-    assert _d("Fine-tuning Falcon 40B on a single L4: CUDA out of memory").primary.id != "load_too_big"
+    # a fine-tune that does not say its method loads 16-bit weights (every trainer's default): 80 GB on 24 GB
+    d = _d("Fine-tuning Falcon 40B on a single L4: CUDA out of memory")
+    assert d.primary.id == "load_too_big" and d.fixes[0].id == "quantize"
+    # QLoRA said: 20 GB of 4-bit weights fit 24 GB, so not this cause
+    assert _d("QLoRA fine-tuning Falcon 40B on a single L4: CUDA out of memory").primary.id != "load_too_big"
     # a LoRA that names no quantization loads 16-bit weights: the missing 4-bit loading is the cause
     assert _d("Fine-tuning Falcon 40B with LoRA on a single L4: CUDA out of memory").primary.id == "no_quant"
     # several GPUs could hold it: not this cause
@@ -323,7 +326,8 @@ def _case(text, **kw):
     ("LoRA fine-tuning a 13B model: CUDA out of memory", "", False),
     ("lora微调13B模型报OOM", "", False),
     ("QLoRA fine-tuning a 13B model: CUDA out of memory", "", True),
-    ("Fine-tuning a 13B model: CUDA out of memory", "", True),  # no method named: the QLoRA the doctor assumes
+    ("Fine-tuning a 13B model: CUDA out of memory", "", False),  # no method named: every trainer's 16-bit default
+    ("Fine-tuning a 13B model in 4-bit: CUDA out of memory", "", True),
     ("OOM", "--finetuning_type lora\n--model_name_or_path org/m-13b", False),
     ("OOM", "--finetuning_type lora\n--quantization_bit 4\n--model_name_or_path org/m-13b", True),
 ])

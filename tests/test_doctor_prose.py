@@ -41,7 +41,7 @@ def test_the_gpu_count_in_the_words(text, count):
 @pytest.mark.parametrize("text", [
     "3 epochs on an A100", "batch 16 on an A100", "4 processes on the node", "since 2023, on an A100",
     "transformers 4.36 and an A100", "python 3.10, A100", "第一张卡满了", "两张图片 OOM", "step 8 of 100",
-    "num_train_epochs 3, 4090",
+    "num_train_epochs 3, 4090", "on device gpu:1 of a 4090", "gpus=0,1 on a 4090",
 ])
 def test_what_is_not_a_gpu_count(text):
     assert gpus(text).count is None

@@ -122,15 +122,17 @@ class Gpus:
 
 
 _NUMBER = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "a pair of": 2,
-           "dual": 2, "一": 1, "单": 1, "二": 2, "两": 2, "双": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8,
+           "dual": 2, "一": 1, "二": 2, "两": 2, "双": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8,
            "九": 9, "十": 10}
-"""Counts written as words: English one..eight, 'a pair of', 'dual'; Chinese numerals, 双 (双卡 = 2), 单 (单卡 = 1)."""
+"""Counts written as words: English one..eight, 'a pair of', 'dual'; Chinese numerals and 双 (双卡 = 2); 单卡 is
+_SINGLE's."""
 _N = r"(?<![A-Za-z0-9_.第一二两三四五六七八九十])(\d{1,2}|one|two|three|four|five|six|seven|eight|a pair of|dual|[一二两双三四五六七八九十])"
-_CARD = (r"(?:RTX\s?|GTX\s?)?(?:[AHLPV]\d{2,3}S?|[LT]4|A[2-6]000|[12345]0[5-9]0(?:\s?Ti|\s?Super|D)?|MI\d{3}\w?|B200|"
+_CARD = (r"(?:RTX\s?|GTX\s?)?(?:[AHLV]\d{2,3}S?|P40|P100|[LT]4|A[2-6]000|[12345]0[5-9]0(?:\s?Ti|\s?Super|D)?|MI\d{3}\w?|B200|"
          r"H20|L40S?)(?![0-9])")
 _VENDOR = r"(?:(?:NVIDIA|Tesla|GeForce|AMD)[\s-])?"
-_SIZE = r"(?<![\d.])\d{1,3}\s?G(?:B|iB)?(?![A-Za-z0-9])"
-_ONE_SIZE_PATTERN = r"(?<![\d.])(\d{1,3})\s?G(?:B|iB)?(?![A-Za-z0-9])"
+_ONE_SIZE = re.compile(r"(?<![\d.])(\d{1,3})\s?G(?:B|iB)?(?![A-Za-z0-9])", re.I)
+"""A memory size: '80G', '24 GB', '40GiB', '24g'; not the '94 GiB' of '12.94 GiB'."""
+_SIZE = _ONE_SIZE.pattern.replace("(\\d{1,3})", "\\d{1,3}")  # the same, without a group, inside longer patterns
 _MEASURE = r"(?:张|块|个|台)"
 _GPU_WORD = r"(?:显卡|卡|GPUs?(?![A-Za-z])|gpus?(?![A-Za-z])|cards)"
 
@@ -142,7 +144,7 @@ _COUNTS = [re.compile(p, re.I) for p in (
     # '8*80G', '8张80G的卡', '6块24G显卡', '5个24G的P4090': a count and a size, no card the catalogue knows
     rf"{_N}\s?(?:[x×*]\s?{_SIZE}|{_MEASURE}\s?{_SIZE}\s?的?\s?(?:{_GPU_WORD}|[A-Za-z]+\d{{2,4}}))",
     # 'Number of gpus: 8', 'num_gpus=8', '2 GPUs', '8卡', '四张卡', '两个GPU', '双卡', 'two cards'
-    r"(?:number of gpus|num[_ ]gpus|gpus?)\s*[:=]\s*(\d{1,2})\b",
+    r"(?:number of gpus|num[_ ]gpus|n_gpus|gpus)\s*[:=]\s*(\d{1,2})\b(?!\s?,\s?\d)",  # not 'gpu:1', 'gpus=0,1
     rf"{_N}\s?{_MEASURE}?\s?{_GPU_WORD}",
     # '4x RTX 6000 Ada', '2x GH200': a card name the pattern above does not know, with a digit in it
     rf"{_N}\s?[x×*]\s?{_VENDOR}(?:RTX\s|GTX\s)?[A-Z]+\d+\w*",
@@ -157,7 +159,8 @@ def _count(text: str) -> int | None:
         if m:
             n = next(g for g in m.groups() if g)
             n = int(n) if n.isdigit() else _NUMBER[n.lower()]
-            return n or None
+            if n:
+                return n
     return 1 if _SINGLE.search(text) else None
 
 
@@ -185,9 +188,6 @@ _HOST_AFTER = re.compile(r"^\s?(?:of\s)?(?:内存|(?:system |host |CPU )?RAM\b|D
                          r"SSD|硬盘)", re.I)
 _MIN_CARD_GIB = 4  # a smaller size is a tensor or a chunk ('the biggest chunk on the GPU is 2gb')
 _MAX_CARD_GIB = 288  # the largest card there is (B300): a larger 'size' is a machine's total or host RAM
-
-
-_ONE_SIZE = re.compile(_ONE_SIZE_PATTERN, re.I)
 
 
 def _capacity(text: str, m: re.Match) -> int | None:

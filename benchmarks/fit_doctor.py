@@ -49,7 +49,10 @@ FIRST_COMMIT = {"train": ("cee5fcb", "doctor-threads-baseline.json"),
                 "test3": ("e24ad63", "doctor-threads-test3-base.json"),
                 "test4": ("b29da4c", "doctor-threads-test4-frozen.json"),
                 "test5": ("424ace7", "doctor-threads-test5-frozen.json"),
-                "test6": ("84448f5", "doctor-threads-test6-frozen.json")}
+                "test6": ("84448f5", "doctor-threads-test6-frozen.json"),
+                "test7": ("97f454d", "doctor-threads-test7-frozen.json"),
+                "test8": ("9c80851", "doctor-threads-test8-frozen.json"),
+                "test9": ("65b8ceb", "doctor-threads-test9-frozen.json")}
 RESULTS_SPLIT = {"seen": "test"}  # the first test split was called 'test' when it was first measured
 
 

@@ -49,8 +49,11 @@ class Outcome:
     phase_ok: bool
 
 
-SPLITS = ("test9", "test8", "test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
-"""Split names, held-out first. test9: a ninth held-out split collected 2026-11-30 (session 9, helper collect9)
+SPLITS = ("test10", "test9", "test8", "test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
+"""Split names, held-out first. test10: a tenth held-out split collected 2026-11-30 (session 10, helper collect10)
+while test7, test8 and test9 were being studied and other helpers changed doctor rules, frozen before its first
+measurement (UNMEASURED in tests/test_doctor_threads.py until then).
+test9: a ninth held-out split collected 2026-11-30 (session 9, helper collect9)
 while another helper was changing doctor rules, frozen before its first measurement (UNMEASURED in
 tests/test_doctor_threads.py until then).
 test8: an eighth held-out split collected 2026-11-30 (session 9, helper collect8)

@@ -180,10 +180,12 @@ def _tokenization_is_host_ram(c: Case) -> None:
 
 
 def _gpu_oom_is_not_tokenization(c: Case) -> None:
-    """A GPU's memory that ran out is not tokenization's, which runs on the CPU: where only the report's words place
-    it there ('预处理的时候max_len=200, 微调的时候爆显存' names preprocessing for its setting), the phase is unknown."""
+    """A GPU's memory that ran out is not tokenization's, which runs on the CPU: where only the report's words, a log
+    line or a progress bar place it there ('预处理的时候max_len=200, 微调的时候爆显存' names preprocessing for its
+    setting; a 'during map operation' line pasted with a CUDA message from later), the phase is unknown. A traceback
+    whose frames are in the map (a GPU model called inside datasets.map) keeps it (its evidence is the frame's name)."""
     o = c.oom
-    if o.kind == "cuda" and o.phase == "tokenization" and o.phase_evidence.startswith("the report says"):
+    if o.kind == "cuda" and o.phase == "tokenization" and (" " in o.phase_evidence or not o.phase_evidence):
         o.phase, o.phase_evidence = None, ""
 
 

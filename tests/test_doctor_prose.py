@@ -52,7 +52,7 @@ def test_what_is_not_a_gpu_count(text):
 @pytest.mark.parametrize("text,gib", [
     # a size said per card beats the catalogue's larger variant of the named card
     ("16 A100 GPUs (40GB each, on two nodes of 8)", 40), ("2 x A100, 40 GB each", 40), ("4*A100（每张40G）", 40),
-    ("A100s with 40GB per GPU", 40),
+    ("A100s with 40GB per GPU", 40), ("每块卡40G内存", 40),  # 内存 said per card is the card's
     # a size written next to the card beats the catalogue; laptop and mobile variants
     ("3070laptop 8GB", 8), ("RTX 4090 Laptop GPU 16GB", 16), ("a 4060 mobile (8GB)", 8), ("RTX 4070 TI 12GB", 12),
     ("显卡A100 40G", 40), ("2*A800 80G", 80), ("4 A100 40G", 40), ("three 24gb 3090s", 24), ("A100-40GB x 2", 40),
@@ -68,7 +68,7 @@ def test_one_gpus_memory_in_the_words(text, gib):
 
 
 @pytest.mark.parametrize("text,gib", [
-    ("每张卡只用了20G", None), ("显存占用了13G就OOM了", None), ("the job uses 30GB on each card", None),
+    ("每张卡只用了20G", None), ("每块卡只占用了15G内存", None), ("显存占用了13G就OOM了", None), ("the job uses 30GB on each card", None),
     ("it was using 22GB when it died", None), ("Tried to allocate 20.00 GiB", None),
     ("256G内存", None), ("a box with 1TB RAM", None), ("64GB RAM", None), ("CPU memory 512G", None),
     ("host memory: 128GB", None), ("system RAM 96G", None),

@@ -190,14 +190,16 @@ _MIN_CARD_GIB = 4  # a smaller size is a tensor or a chunk ('the biggest chunk o
 _MAX_CARD_GIB = 288  # the largest card there is (B300): a larger 'size' is a machine's total or host RAM
 
 
-def _capacity(text: str, m: re.Match) -> int | None:
-    """The size inside match m as bytes, unless the words around it make it a usage or host RAM."""
+def _capacity(text: str, m: re.Match, per_card: bool = False) -> int | None:
+    """The size inside match m as bytes, unless the words around it make it a usage or host RAM (not where the match
+    says it is per card: '每块卡40G内存' is the card's memory, which people also call 内存)."""
     s = _ONE_SIZE.search(text, m.start(), m.end())
     if s is None:
         return None
     before, after = text[max(0, s.start() - 24):s.start()], text[s.end():s.end() + 16]
-    if _USAGE_BEFORE.search(before) or _USAGE_AFTER.search(after) or _HOST_BEFORE.search(before) \
-            or _HOST_AFTER.search(after):
+    if _USAGE_BEFORE.search(before) or _USAGE_AFTER.search(after):
+        return None
+    if not per_card and (_HOST_BEFORE.search(before) or _HOST_AFTER.search(after)):
         return None
     gib = int(s.group(1))
     return gib * GIB if _MIN_CARD_GIB <= gib <= _MAX_CARD_GIB else None
@@ -206,7 +208,7 @@ def _capacity(text: str, m: re.Match) -> int | None:
 def _first_size(pattern: re.Pattern, text: str) -> tuple[int | None, re.Match | None]:
     """The first capacity the pattern finds, with its match."""
     for m in pattern.finditer(text):
-        b = _capacity(text, m)
+        b = _capacity(text, m, per_card=pattern is _EACH)
         if b:
             return b, m
     return None, None

@@ -67,7 +67,7 @@ MISSES = {
                                "torchtune_612", "unlock-deepseek_22")},
     # test7 split (held out: misses at the frozen measurement, benchmarks/results/doctor-threads-test7-frozen.json,
     # listed, not analysed; the same twelve at session 8's end and at session 9's, doctor-threads-test7-s9.json)
-    **{n: TEST7_MISS for n in ("llamafactory_3386", "llamafactory_3708", "llamafactory_6282", "ms-swift_4145", "vllm_4821")},
+    **{n: TEST7_MISS for n in ("llamafactory_3386", "llamafactory_3708", "llamafactory_6282", "ms-swift_4145")},
     # test6 split (seen since 2026-11-30 session 7, branch doctor6: its misses were studied for general rules; the
     # two left are answer-only)
     "alpaca-lora-4bit_146": "the KV cache left in fp32 (model.half() never called by the loader) is in the "

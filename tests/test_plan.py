@@ -189,7 +189,8 @@ def test_device_names_map_to_the_catalogue():
     assert gpu_from_device_name("Some Card", 8 * GIB) is None
     # whole words: an unlisted card is not captured by a listed one whose name it contains
     assert gpu_from_device_name("NVIDIA GeForce RTX 3090 Ti", 24 * GIB) is None
-    assert gpu_from_device_name("NVIDIA L40", 45 * GIB) is None
+    assert gpu_from_device_name("NVIDIA L40", 45 * GIB).name == "l40"  # listed since session 10; not the L4
+    assert gpu_from_device_name("NVIDIA L20", 45 * GIB) is None
     assert gpu_from_device_name("NVIDIA L4", 22 * GIB).name == "l4"
     assert gpu_from_device_name("NVIDIA L40S", 45 * GIB).name == "l40s"
     assert gpu_from_device_name("NVIDIA A10G", 22 * GIB).name == "a10"

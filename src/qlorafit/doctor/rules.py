@@ -388,15 +388,26 @@ def long_sample(c: Case) -> Cause | None:
                          id="guard")], strength="numbers" if (o.step or late) else "inferred")
 
 
+WEIGHTS_ROOM_SHARE = 0.9
+"""Weights above this share of a card leave no room to run: the CUDA context takes 0.3-0.8 GiB, and vLLM's default
+gpu_memory_utilization is 0.9 of the card for weights and KV cache together (an 8B model's 15 GiB on a 16 GiB card
+cannot even be served)."""
+
+
 def _weights_exceed_card(c: Case) -> str | None:
-    """The model's weights alone are larger than one GPU, with one process: nothing but a smaller (or quantized)
-    model or a bigger card helps. The evidence line, or None."""
+    """The model's weights alone fill one GPU (more than WEIGHTS_ROOM_SHARE of it), with one process: nothing but a
+    smaller (or quantized) model or a bigger card helps. The evidence line, or None."""
     w, card = E.named_weights(c), E.card_bytes(c)
-    if w is None or card is None or w[0] <= card or (E.world_size(c) or 1) > 1 or (E.gpu_count(c) or 1) > 1:
+    if w is None or card is None or w[0] <= WEIGHTS_ROOM_SHARE * card or (E.world_size(c) or 1) > 1 \
+            or (E.gpu_count(c) or 1) > 1:
         return None
-    if E.lora_16bit(c) and c.oom.phase != "load":
-        return None  # a 16-bit LoRA: the missing 4-bit loading is the cause (no_quant), not the model's size
-    return f"the weights alone are {gib(w[0])} ({w[1]}), more than the GPU's {gib(card)}"
+    if E.lora_16bit(c) and c.oom.phase not in ("load", "generation"):
+        # a 16-bit LoRA: the missing 4-bit loading is the cause (no_quant), not the model's size (generating with a
+        # LoRA adapter is no LoRA training: the weights still have to fit first)
+        return None
+    return f"the weights alone are {gib(w[0])} ({w[1]}), " + (
+        f"more than the GPU's {gib(card)}" if w[0] > card else
+        f"over {WEIGHTS_ROOM_SHARE:.0%} of the GPU's {gib(card)}: no room left to run")
 
 
 _SERVER = re.compile(r"text[-_]generation[-_](?:launcher|inference|server)|\bTGI\b|\bserv(?:e|ing|er)\b|"
@@ -424,12 +435,19 @@ _ONE_CARD_LOAD = re.compile(r"无法(?:在)?单(?:张)?卡(?:上)?加载|单(?:�
 inference or training, its weights are larger than one card."""
 
 
+_TRAINED = re.compile(r"\btrain|fine-?tun|\bsft\b|微调|训练", re.I)
+"""The report trains (a LoRA adapter alone is used for inference too, so it is not training)."""
+
+
 def load_too_big(c: Case) -> Cause | None:
     # in a merge or save, loading the whole model on one card is that step's own cause (save_merge)
     said = _ONE_CARD_LOAD.search(E.text(c)) if c.has_oom and c.oom.kind not in ("cpu", "dispatch") and \
         c.oom.phase not in ("merge", "save") else None
-    exceed = _weights_exceed_card(c) if c.oom.phase in (None, "load") and c.oom.kind not in ("cpu", "dispatch") \
-        and c.has_oom else None
+    # inference first loads the model: weights that fill the card fail there, whatever the user set out to do. Not
+    # where the report trained on the same card (generating after a fine-tune: the weights were seen to fit)
+    infer_only = c.oom.phase == "generation" and not _TRAINED.search(E.text(c))
+    exceed = _weights_exceed_card(c) if (c.oom.phase in (None, "load") or infer_only) and \
+        c.oom.kind not in ("cpu", "dispatch") and c.has_oom else None
     if c.oom.phase != "load" and not exceed and not said:
         return None
     ev = [f"phase: model load ({c.oom.phase_evidence})" if c.oom.phase else "", _numbers(c), exceed or "",

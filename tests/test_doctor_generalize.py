@@ -1008,3 +1008,26 @@ def test_inference_of_weights_that_fill_the_card_fails_at_the_load():
                                       ("Tesla P40", 24), ("A40", 45)])
 def test_cards_common_in_reports_are_in_the_catalogue(card, gib):
     assert abs(gpus(f"training on one {card}").memory_bytes / GIB - gib) < 0.5
+
+
+@pytest.mark.parametrize("said,quant", [("CUDA out of memory while fine-tuning", "none"),
+                                        ("QLoRA fine-tuning: CUDA out of memory", "nf4"),
+                                        ("fine-tuning in 4-bit: CUDA out of memory", "nf4"),
+                                        ("LoRA with load_in_8bit: CUDA out of memory", "int8")])
+def test_the_estimate_for_a_bare_report_loads_the_weights_as_the_words_say(said, quant):
+    from qlorafit.doctor import evidence as E
+
+    d = diagnose(Inputs(error_text=said, model="llama-3.1-8b"))
+    assert d.case.setup.quant == quant
+    assert ("16-bit weights" in d.case.assumptions[0]) == (quant == "none")
+    # the estimate and the numbers rules read the weights the same way
+    assert E.weights_quantized(d.case) == (quant != "none")
+
+
+@pytest.mark.parametrize("said,quant", [("load_in_4bit=False, load_in_8bit=False", "none"),
+                                        ("the paged 8-bit Adam optimizer", "none"), ("loaded in 8-bit", "int8"),
+                                        ("QLoRA with the 8-bit Adam", "nf4"), ("a GPTQ checkpoint", "nf4")])
+def test_quantization_said_in_words(said, quant):
+    from qlorafit.doctor.prose import quant_said
+
+    assert quant_said(said) == quant

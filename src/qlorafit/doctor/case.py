@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from qlorafit.core import catalog
-from qlorafit.doctor import phase
+from qlorafit.doctor import phase, prose
 from qlorafit.doctor.antipatterns import Context, Finding, check_script
 from qlorafit.doctor.parse import GPU_MEMORY_NAMED, OomText, parse
 from qlorafit.doctor.rundir import RunInfo
@@ -136,12 +136,18 @@ def _setup(c: Case) -> None:
         if key in c.oom.log_settings:
             merged[key] = c.oom.log_settings[key]
     c.settings = merged
-    if not c.from_user:  # nothing says how they loaded it: assume the QLoRA recipe this tool is about
-        merged = {"quant": "nf4", "bf16": True, **merged}
+    said = prose.quant_said(f"{i.error_text or ''}\n{i.script.text if i.script is not None else ''}")
+    if not c.from_user:
+        # nothing posted says how they loaded it: what the words say (4-bit, QLoRA, 8-bit), else 16-bit, every
+        # trainer's default, the same reading the numbers rules make (evidence.weights_quantized)
+        merged = {"quant": said, "bf16": True, **merged}
     if merged or c.shape is not None:
         c.setup, c.assumptions = setup_from_settings(merged)
         if not c.from_user:
-            c.assumptions.insert(0, "no script or config: assumed 4-bit NF4 weights and bf16 (a QLoRA run)")
+            c.assumptions.insert(0, "no script or config: assumed " + (
+                "16-bit weights (every trainer's default; say 4-bit or QLoRA if you quantized)" if said == "none"
+                else "8-bit weights, as the report says" if said == "int8" else "4-bit NF4 weights, as the report says")
+                + " and bf16")
         if not (i.script or (i.settings and not i.partial_settings)):
             c.notes.append("no script or config given: the estimate uses transformers' defaults (listed under "
                            "assumptions); pass --script train.py for your actual settings")

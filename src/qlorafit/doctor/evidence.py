@@ -56,7 +56,6 @@ def card_bytes(c: Case) -> int | None:
     return c.budget_bytes or prose.gpus(c.inputs.error_text or "").memory_bytes
 
 
-_QUANT_WORDS = re.compile(r"\b(?:4|8)[- ]?bit\b|\bint[48]\b|\bnf4\b|gptq|\bawq\b|\bgguf\b|quantiz|qlora", re.I)
 _SIXTEEN_WORDS = re.compile(r"\b(?:16[- ]?bit|bf16|fp16|b?float16|half precision)\b", re.I)
 TRAINING_WORDS = re.compile(r"\btrain|fine-?tun|\blora\b|\bsft\b|\bdpo\b|\bgrpo\b|batch[ _]size|微调|训练", re.I)
 
@@ -74,7 +73,7 @@ def weights_quantized(c: Case) -> bool:
     q = quantized(c)
     if q is not None:
         return q
-    return bool(_QUANT_WORDS.search(text(c)))
+    return bool(prose.QUANT_WORDS.search(text(c)))
 
 
 def lora_16bit(c: Case) -> bool:

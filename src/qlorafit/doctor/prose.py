@@ -80,6 +80,22 @@ def _failing(text: str, found: list[tuple[int, float]]) -> list[tuple[int, float
     return kept or found
 
 
+_BITS = r"\b(?:4|8)[- ]?bit\b(?![- ]?(?:adam|optim|paged))"  # not the 8-bit Adam optimizer
+QUANT_WORDS = re.compile(_BITS + r"|load[_-]in[_-][48]bit(?!\s*[=:]\s*False)|\bint[48]\b|\bnf4\b|gptq|\bawq\b|\bgguf\b|"
+                         r"quantiz|qlora", re.I)
+"""The report says the weights are quantized: 4-/8-bit, int4/int8, NF4, GPTQ, AWQ, GGUF, quantization, QLoRA."""
+_EIGHT_BIT = re.compile(r"\b8[- ]?bit\b(?![- ]?(?:adam|optim|paged))|load[_-]in[_-]8bit(?!\s*[=:]\s*False)|\bint8\b", re.I)
+
+
+def quant_said(text: str) -> str:
+    """The weights' quantization as the words say it, in the estimator's names: 'int8' for 8-bit, 'nf4' for any other
+    quantization (4-bit, QLoRA, GPTQ...), 'none' (16-bit, every trainer's default) when nothing is said."""
+    if not QUANT_WORDS.search(text or ""):
+        return "none"
+    four = re.search(r"\b4[- ]?bit\b|load[_-]in[_-]4bit(?!\s*[=:]\s*False)|\bnf4\b|qlora", text, re.I)
+    return "int8" if _EIGHT_BIT.search(text) and not four else "nf4"
+
+
 def model_params_b(text: str) -> float | None:
     """Billions of parameters of the model the text is about, or None.
 

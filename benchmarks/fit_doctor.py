@@ -5,8 +5,8 @@
     PYTHONPATH=src python benchmarks/fit_doctor.py dump-first-sight   # rebuilds FIRST_SIGHT from old commits
 
 Only the studied splits are ever read: train, seen and every split whose `<split>_status` in split.json says it was
-studied, and of those the ones with a known first measurement (FIRST_COMMIT). A split still held out (test10, ...)
-and every split named in QLORAFIT_THREADS_SKIP is never loaded (`seen_threads`).
+studied, and of those the ones with a known first measurement (FIRST_COMMIT). A split still held out (test10,
+test11, ...) and every split named in QLORAFIT_THREADS_SKIP is never loaded (`seen_threads`).
 
 Where the rules' causes come from:
 - `first-sight` (the default): each thread as answered by the rules of its own split's first measurement (the commit

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from qlorafit.core import catalog
+from qlorafit.core import options as O
 from qlorafit.doctor import phase, prose
 from qlorafit.doctor.antipatterns import Context, Finding, check_script
 from qlorafit.doctor.parse import GPU_MEMORY_NAMED, OomText, parse
@@ -144,10 +145,10 @@ def _setup(c: Case) -> None:
     if merged or c.shape is not None:
         c.setup, c.assumptions = setup_from_settings(merged)
         if not c.from_user:
+            q = O.quant(said)
             c.assumptions.insert(0, "no script or config: assumed " + (
-                "16-bit weights (every trainer's default; say 4-bit or QLoRA if you quantized)" if said == "none"
-                else "8-bit weights, as the report says" if said == "int8" else "4-bit NF4 weights, as the report says")
-                + " and bf16")
+                "16-bit weights (every trainer's default; say 4-bit or QLoRA if you quantized)" if q.bits >= 16
+                else f"{q.help} weights, as the report says") + " and bf16")
         if not (i.script or (i.settings and not i.partial_settings)):
             c.notes.append("no script or config given: the estimate uses transformers' defaults (listed under "
                            "assumptions); pass --script train.py for your actual settings")

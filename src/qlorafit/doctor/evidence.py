@@ -73,7 +73,7 @@ def weights_quantized(c: Case) -> bool:
     q = quantized(c)
     if q is not None:
         return q
-    return bool(prose.QUANT_WORDS.search(text(c)))
+    return prose.quantization_stated(text(c)) is not None
 
 
 def lora_16bit(c: Case) -> bool:

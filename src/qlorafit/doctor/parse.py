@@ -99,6 +99,9 @@ _SHELL_KILLED = re.compile(r"(?<![A-Za-z0-9_-])Killed(?![A-Za-z0-9_-])(?! proces
 """The shell's word for a process the kernel's OOM killer ended, capitalised as it prints it, quoted inside a
 sentence ('出现 Killed 输出', 'it just prints Killed', '加载Killed了'): host RAM, whatever the reporter guesses about
 the GPU. Its edges are Latin letters only: Chinese written against it ('加载Killed了') is still a separate word."""
+_NEGATED = re.compile(r"\b(?:not|no|never|without|instead of)\b[^.\n]{0,30}$|n't\b[^.\n]{0,30}$|(?:没有|不会|并未|未)\S{0,10}$",
+                      re.I)
+"""A word said not to have happened: the few words before it deny it."""
 _FAILURE_WORDS = re.compile(r"\b(?:error|exception|breaks?|broke|fail(?:s|ed|ing|ure)?|crash\w*|hangs?|stops?|di(?:es|ed))\b|"
                             r"Traceback|报错|崩溃|中断", re.I)
 _CPU_WORDS = re.compile(r"more (?:memory |RAM )?than (?:the |my |our |this )?(?:node|machine|server|host|system|box|"
@@ -121,7 +124,11 @@ _CPU_WORDS = re.compile(r"more (?:memory |RAM )?than (?:the |my |our |this )?(?:
                         r"(?:uses?|using|used|eats?|eating|ate|takes?|took|consumes?|consuming) (?:up )?all (?:of )?(?:the |my |"
                         r"our )?(?:available )?(?:system |host |cpu )?RAM\b|"
                         r"(?<!GPU)(?<!GPU )(?<!卡)内存[^，。,.\n]{0,6}(?:升高|增长|上涨|增加|暴涨)[^。.\n]{0,16}(?:崩溃|挂|killed|"
-                        r"爆|溢出|OOM)", re.I)
+                        r"爆|溢出|OOM)|"
+                        # a process that ends with no error at all: the kernel's OOM killer leaves no traceback
+                        r"\b(?:just|simply|silently|suddenly|then) (?:exits|exited|quits|quit|terminates|terminated)\b|"
+                        r"\bexit(?:s|ed)? (?:silently|without (?:any |an )?(?:error|message|traceback|output))|"
+                        r"(?:直接|自动|突然)退出|没有(?:任何)?报错(?:就|直接)?(?:退出|结束)", re.I)
 _GPU_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- ]memory|"
                         r"(?:ran|run|runs|running) out of (?:gpu |cuda |video )?(?:memory|vram)|out of (?:gpu|cuda|video) memory|"
                         # filler between 显存 and the verb: '显存都要爆了', '显存快不够'
@@ -204,9 +211,11 @@ def oom_kind(text: str) -> str | None:
     """The one predicate for the OOM message forms: which kind of out-of-memory error `text` holds, or None.
     Message forms first; then bitsandbytes' dispatch refusal (the model does not fit the free GPU memory); then an
     out-of-memory told in words ('OOM at step 164', '爆显存', 'session crashed after using all available RAM')."""
-    if re.search(r"DefaultCPUAllocator|can't allocate memory: you tried to allocate|not enough memory: you tried "
-                 r"to allocate|\bMemoryError\b|Killed\s*$|exitcode\s*:\s*-9|signal 9|SIGKILL(?!_)", text, re.I | re.M) \
-            or _SHELL_KILLED.search(text):
+    killed = [m for m in re.finditer(r"DefaultCPUAllocator|can't allocate memory: you tried to allocate|not enough "
+                                     r"memory: you tried to allocate|\bMemoryError\b|Killed\s*$|exitcode\s*:\s*-9|"
+                                     r"signal 9|SIGKILL(?!_)", text, re.I | re.M)] + list(_SHELL_KILLED.finditer(text))
+    # a kill the report says did not happen ('and not receive the SIGKILL(9) error') is none
+    if any(not _NEGATED.search(text[max(0, m.start() - 40):m.start()]) for m in killed):
         if not re.search(r"CUDA out of memory|OutOfMemoryError", text):
             return "cpu"
     if re.search(r"CUBLAS_STATUS_ALLOC_FAILED", text):
@@ -222,7 +231,12 @@ def oom_kind(text: str) -> str | None:
         return "dispatch"
     if _KV_CACHE.search(text):
         return "kv_cache"
-    if _CPU_WORDS.search(text):
+    cpu = _CPU_WORDS.search(text)
+    # '爆内存' where the same report also says 爆显存: the loose 内存 is the GPU's memory the report names exactly
+    if cpu and "内存" in cpu.group(0) and not re.search(r"(?:CPU|系统|主机)\s?内存", cpu.group(0), re.I) \
+            and re.search(r"显存", text) and not re.search(r"\d+\s?[GT]i?B?\s?的?内存", text, re.I):  # '720G的内存': RAM
+        cpu = None
+    if cpu:
         return "cuda" if unified_memory(text) else "cpu"  # 'a 16GB M2 runs out of RAM' is the GPU's memory
     if _GPU_WORDS.search(text):
         return "cpu" if host_memory_named(text) else "cuda"
@@ -286,9 +300,13 @@ def parse_phase(text: str, out: OomText) -> None:
         mph, mwhy, _ = phase.last_marker(text)
         if mph and (ph is None or mph in ("eval", "generation", "save", "merge")):
             ph, why = mph, mwhy
+    step_ph, step, step_why = phase.step_from_words(text)
     if ph is None:
         ph, why = phase.phase_from_words(text)
-    step_ph, step, step_why = phase.step_from_words(text)
+        if step_ph and not why.endswith("the out-of-memory"):
+            # a phase word only near a failure or memory talk ('it fails on startup itself', of another attempt) is
+            # weaker than the report's own count of the steps that ran ('runs for ~15k iterations')
+            ph, why = None, ""
     if ph is None and step_ph:
         ph = "training"
     if ph == "training":

@@ -198,11 +198,14 @@ _PROSE = (  # (phase, words): checked in this order inside one sentence that als
                    # a chat model's own chat() generates the reply: 'model.chat(', 'when I call the chat method'
                    r"\.chat\(|\bchat (?:method|function|api|interface)s?\b|\bcall(?:s|ed|ing)? (?:the )?chat\b|"
                    r"推理|预测"),
-    ("eval", r"(?<![A-Za-z])eval\w*|validation|validat\w+|compute_metrics|predictions\b|\.predict\(|评估|验证"),
+    # not torch's mode switch: 'from_pretrained(...).eval()' puts a model in inference mode, it is no evaluation
+    ("eval", r"(?<![A-Za-z])eval(?!\(\))\w*|validation|validat\w+|compute_metrics|predictions\b|\.predict\(|评估|验证"),
     ("tokenization", r"tokeniz\w*|\.map\(|dataset map|(?:数据)?预处理|数据处理|分词"),
     ("load", r"load(?:ing|s)? (?:the |a |my )?(?:full |whole |entire |complete |original )?(?:model|checkpoint|weights)|"
              r"load(?:ing|s)? (?:[\w.-]+ ){1,3}\d+(?:\.\d+)?[bB]\b|load(?:ing|s)? (?:a |my )?[\w.-]*\d(?:\.\d+)?[bB]\b|(?:at|on|during|while|when) load(?:ing)?\b|"
-             r"from_pretrained|moving the model|when (?:i |we )?load\b|加载模型"),
+             r"from_pretrained|moving the model|when (?:i |we )?load\b|加载模型|"
+             # the program's start-up is its load: '启动的时候报错显存不足', 'OOM at startup'
+             r"启动(?:的)?时(?:候)?|(?:at|on|during) start-?up\b"),
 )
 _LATER = re.compile(r"(?:at|after|on|until|till|around|near|by|reach\w*) (?:step|iteration|iter) ?\d+|"
                     r"\bstep \d+ ?(?:of|/) ?\d+|\d+ ?/ ?\d+ (?:steps|iterations)|after (?:a few|some|several|~?\d+\+?) "
@@ -288,6 +291,8 @@ def _a_setting(text: str, m: re.Match) -> bool:
 
 
 _DONE_BEFORE = re.compile(r"(?<!right )(?<!just )(?<!immediately )(?<!shortly )(?:\bafter|\bonce)\s(?:the\s)?$|"
+                          # how the thing was made: 'a checkpoint saved using `accelerator.save`' is loaded now
+                          r"\bsaved\s(?:using|with|by|via|through)\s\W{0,2}(?:\w+\.)*$|"
                           r"\b(?:can|could|was able to|am able to|managed to|successfully|did)\s(?:(?!not\b|never\b)\w+\s)?$|"
                           r"(?:可以|能够|成功|顺利)\s?$", re.I)
 _DONE_AFTER = re.compile(r"^[^\n,.，。;；]{0,12}?(?:后|之后|以后|完成|完毕)|"

@@ -80,19 +80,43 @@ def _failing(text: str, found: list[tuple[int, float]]) -> list[tuple[int, float
     return kept or found
 
 
-_BITS = r"\b(?:4|8)[- ]?bit\b(?![- ]?(?:adam|optim|paged))"  # not the 8-bit Adam optimizer
-QUANT_WORDS = re.compile(_BITS + r"|load[_-]in[_-][48]bit(?!\s*[=:]\s*False)|\bint[48]\b|\bnf4\b|gptq|\bawq\b|\bgguf\b|"
-                         r"quantiz|qlora", re.I)
-"""The report says the weights are quantized: 4-/8-bit, int4/int8, NF4, GPTQ, AWQ, GGUF, quantization, QLoRA."""
-_EIGHT_BIT = re.compile(r"\b8[- ]?bit\b(?![- ]?(?:adam|optim|paged))|load[_-]in[_-]8bit(?!\s*[=:]\s*False)|\bint8\b", re.I)
+_A = r"(?<![A-Za-z0-9_])"  # edges made of Latin letters and digits only: Chinese written against a word ('了int8量化')
+_Z = r"(?![A-Za-z0-9_])"  # is still outside it (Python's \b counts CJK as word characters)
+_BITS = _A + r"(?:4|8)[- ]?bit" + _Z + r"(?![- ]?(?:adam|optim|paged))"  # not the 8-bit Adam optimizer
+QUANT_WORDS = re.compile(_BITS + r"|load[_-]in[_-][48]bit(?!\s*[=:]\s*False)|" + _A + r"(?:int[48]|nf4|gptq|awq|gguf)" + _Z
+                         + r"|quantiz|qlora|量化", re.I)
+"""The report says the weights are quantized: 4-/8-bit, int4/int8, NF4, GPTQ, AWQ, GGUF, quantization (量化), QLoRA."""
+_EIGHT_BIT = re.compile(_A + r"8[- ]?bit" + _Z + r"(?![- ]?(?:adam|optim|paged))|load[_-]in[_-]8bit(?!\s*[=:]\s*False)|"
+                        + _A + r"int8" + _Z, re.I)
+
+
+_ASKED = re.compile(r"(?:need|needs|should|shall|can|could|would|how (?:do i |to )?|whether|try(?:ing)? (?:to )?|want(?:s)? "
+                    r"to|wish|需要|要不要|能否|可以|是否|如何|怎么)\W{0,3}(?:\w+\W{1,3}){0,3}$", re.I)
+
+
+def quantization_stated(text: str) -> re.Match | None:
+    """The first mention of quantized weights that states it, not one that asks or wishes for it: 'loaded in 4-bit',
+    'QLoRA', 'int8 quantization added' count; 'does a 7B need quantization?', '可以转换为int8吗', 'should I try 4-bit'
+    do not (a sentence that ends in a question mark, 吗 or 么, or the mention right after need / should / can / how to)."""
+    text = text or ""
+    for m in QUANT_WORDS.finditer(text):
+        start = max(text.rfind(c, 0, m.start()) for c in ".!?。！？\n") + 1
+        ends = [i for i in (text.find(c, m.end()) for c in ".!?。！？\n") if i >= 0]
+        end = min(ends) if ends else len(text)
+        question = text[end:end + 1] in ("?", "？") or re.search(r"[吗么]\s*$", text[m.end():end])
+        if not question and not _ASKED.search(text[start:m.start()]):
+            return m
+    return None
 
 
 def quant_said(text: str) -> str:
-    """The weights' quantization as the words say it, in the estimator's names: 'int8' for 8-bit, 'nf4' for any other
-    quantization (4-bit, QLoRA, GPTQ...), 'none' (16-bit, every trainer's default) when nothing is said."""
-    if not QUANT_WORDS.search(text or ""):
+    """The weights' quantization as the words state it (quantization_stated), in the estimator's names: 'int8' for
+    8-bit, 'nf4' for any other quantization (4-bit, QLoRA, GPTQ...), 'none' (16-bit, every trainer's default) when
+    nothing is stated."""
+    if quantization_stated(text) is None:
         return "none"
-    four = re.search(r"\b4[- ]?bit\b|load[_-]in[_-]4bit(?!\s*[=:]\s*False)|\bnf4\b|qlora", text, re.I)
+    four = re.search(_A + r"4[- ]?bit" + _Z + r"|load[_-]in[_-]4bit(?!\s*[=:]\s*False)|" + _A + r"nf4" + _Z + r"|qlora",
+                     text, re.I)
     return "int8" if _EIGHT_BIT.search(text) and not four else "nf4"
 
 

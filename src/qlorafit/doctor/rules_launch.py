@@ -9,6 +9,10 @@ from qlorafit.doctor.case import Case, gib
 from qlorafit.doctor.cause import Action, Cause
 
 _GATHER = re.compile(r"unwrap_model_for_generation|GatheredParameters|_move_full_model_to_vllm")
+_GATHER_WORDS = re.compile(r"gather\w* (?:all |the |whole |full |every )*(?:parameters|params|weights|model)|"
+                           r"(?:所有|全部)?(?:参数|权重)\S{0,4}收集|收集\S{0,6}(?:参数|权重)", re.I)
+"""The report says the whole model is still gathered ('always gathers all parameters onto one card'), whatever the
+ds3_gather_for_generation setting: what ran beats the intent."""
 _EACH_GPU = re.compile(r"(?:each|every|all) (?:the )?(?:gpus?|cards?|ranks?|process(?:es)?)\b[^.\n]{0,40}"
                        r"(?:load|hold|keep|copy|cop(?:y|ied))|(?:copied|loaded|replicated) (?:\w+ )?(?:times )?on "
                        r"(?:each|every|all)|full (?:copy|replica) (?:of the model )?on each|所有的显卡同时加载|"
@@ -50,8 +54,11 @@ def zero3_generation(c: Case) -> Cause | None:
         return None
     ev = [f"the traceback gathers the sharded weights to generate ({frames.group(0)})" if frames else
           "generation under ZeRO-3 (the config's zero stage is 3)"]
-    if c.settings.get("ds3_gather_for_generation") is False:
-        return None  # already off: the gather is not what ran out
+    said = _GATHER_WORDS.search(t)
+    if c.settings.get("ds3_gather_for_generation") is False and not said:
+        return None  # already off: the gather is not what ran out (unless the report says it still gathers)
+    if said:
+        ev.append(f"the report says '{said.group(0)}'")
     return Cause("zero3_generation", "ZeRO-3 gathers the whole model onto each GPU to generate",
                  "unwrap_model_for_generation undoes the sharding for speed: every GPU briefly holds all the weights",
                  ev, actions=[Action("ds3_gather_for_generation=False (TRL PPO/RLOO/Online DPO/GRPO configs): "
@@ -81,7 +88,7 @@ def ddp_replica(c: Case) -> Cause | None:
     exceeds = _exceeds_one_card(c) or _full_states_exceed_one_card(c)
     frames = _REPLICA_FRAMES.search(t) if c.oom.kind == "cuda" else None
     if z3_materialized or frames or (says and (several or c.oom.distributed or (E.gpu_count(c) or 1) > 1
-                                     or "gpu" in says.group(0).lower())):
+                                     or re.search(r"gpu|card|卡", says.group(0), re.I))):
         strength = "proven"
     elif several and E.replicates(c) and c.oom.phase in ("load", None, "training", "first_step", "generation"):
         # the launch shows replicas; they are the cause when the weights are a large share of each GPU, which needs

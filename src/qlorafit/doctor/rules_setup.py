@@ -128,12 +128,22 @@ _RESUME_WORDS = re.compile(r"resum\w* (?:the )?(?:training )?from (?:a |the )?ch
                            re.I)
 
 
+_ONE_GPU_LOAD = re.compile(r"(?:load\w*|allocat\w*|deserializ\w*)\b[^.\n]{0,50}?(?:multiple|several|many) times[^.\n]{0,20}?"
+                           r"(?:on|to|onto) (?:the )?(?:first gpu|gpu ?0|cuda:0|rank ?0)|"
+                           r"(?:load\w*|allocat\w*)\b[^.\n]{0,40}?(?:to|on|onto) (?:gpu )?`?rank ?0`?|"
+                           r"(?:every|each) (?:rank|process)[^.\n]{0,40}(?:load\w*|deserializ\w*)[^.\n]{0,30}(?:gpu ?0|cuda:0|"
+                           r"first gpu)", re.I)
+"""Every process of a multi-GPU run loading a saved state onto the same GPU: torch.load puts tensors back on the
+device they were saved from (cuda:0) unless map_location says otherwise, so N ranks put N copies on GPU 0."""
+
+
 def resume_state(c: Case) -> Cause | None:
     """Resuming from a checkpoint: the optimizer state (and the loaded checkpoint dict) land on the GPU next to the
-    live ones, so a run that trained fine from scratch no longer fits."""
+    live ones, so a run that trained fine from scratch no longer fits. Also every rank of a multi-GPU run loading a
+    saved state onto GPU 0 (_ONE_GPU_LOAD)."""
     t = c.inputs.error_text or ""
     frames = _RESUME_FRAMES.search(t)
-    words = _RESUME_WORDS.search(t)
+    words = _RESUME_WORDS.search(t) or _ONE_GPU_LOAD.search(t)
     if not (frames or words) or not c.has_oom:
         return None
     ev = [f"the traceback loads the checkpoint state ({frames.group(0)})" if frames else

@@ -52,7 +52,9 @@ FIRST_COMMIT = {"train": ("cee5fcb", "doctor-threads-baseline.json"),
                 "test6": ("84448f5", "doctor-threads-test6-frozen.json"),
                 "test7": ("97f454d", "doctor-threads-test7-frozen.json"),
                 "test8": ("9c80851", "doctor-threads-test8-frozen.json"),
-                "test9": ("65b8ceb", "doctor-threads-test9-frozen.json")}
+                "test9": ("65b8ceb", "doctor-threads-test9-frozen.json"),
+                "test10": ("824e0d4", "doctor-threads-test10-s10-start.json"),
+                "test11": ("11dac54", "doctor-threads-test11-frozen.json")}
 RESULTS_SPLIT = {"seen": "test"}  # the first test split was called 'test' when it was first measured
 
 

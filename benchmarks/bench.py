@@ -60,6 +60,25 @@ def with_tokenizer(model_dir: str) -> None:
     demo_tokenizer().save_pretrained(model_dir)
 
 
+PROBE_LLAMA = {"model_type": "llama", "hidden_size": 1024, "intermediate_size": 2816, "num_hidden_layers": 4,
+               "num_attention_heads": 8, "num_key_value_heads": 4, "vocab_size": 32000,
+               "max_position_embeddings": 4096, "rms_norm_eps": 1e-5, "tie_word_embeddings": False}
+"""The small Llama the graph and capture probes train: big enough for real kernels, quick to build."""
+
+
+def probe_model(root: str = "/tmp/qf-models") -> str:
+    """PROBE_LLAMA with random weights and the demo tokenizer, saved once under root; its path."""
+    from pathlib import Path
+
+    from gpu_common import save_random
+
+    out = Path(root) / "probe-llama"
+    if not (out / "config.json").exists():
+        save_random(PROBE_LLAMA, out)
+    with_tokenizer(str(out))
+    return str(out)
+
+
 def bench_raw(path: str, variant: str, cfg_name: str, steps: int) -> dict:
     """The qlorafit config of one (variant, configuration) pair: the recipe's settings plus the variant's levers.
     Writes the benchmark's text data (random words, cut at the length) next to the run."""

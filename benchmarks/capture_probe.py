@@ -86,17 +86,11 @@ def part_sdpa() -> None:
 def small_run(compiled: bool, tag: str):
     import torch
 
-    from bench import with_tokenizer
-    from gpu_common import save_random
+    from bench import probe_model
     from qlorafit.core import config as C
     from qlorafit.runtime.train import setup
 
-    out = Path("/tmp/qf-models/probe-llama")
-    if not (out / "config.json").exists():
-        save_random({"model_type": "llama", "hidden_size": 1024, "intermediate_size": 2816, "num_hidden_layers": 4,
-                     "num_attention_heads": 8, "num_key_value_heads": 4, "vocab_size": 32000,
-                     "max_position_embeddings": 4096, "rms_norm_eps": 1e-5, "tie_word_embeddings": False}, out)
-    with_tokenizer(str(out))
+    out = Path(probe_model())
     data = "/tmp/cp-data.jsonl"
     Path(data).write_text(json.dumps({"text": "tokens " * 16}) + "\n")
     cfg = C.from_dict({"output_dir": f"/tmp/cp-run-{tag}", "model": {"name_or_path": str(out)},

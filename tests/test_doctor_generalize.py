@@ -1097,3 +1097,69 @@ def test_a_report_that_the_gather_still_happens_beats_the_flag_that_turns_it_off
 def test_every_card_said_to_load_the_whole_model_is_a_replica():
     d = _d("multi-GPU LoRA training: every card loads a full copy of the 70B base model, out of memory")
     assert d.primary.id == "ddp_replica" and d.primary.strength == "proven"
+
+
+# --- session 11: test12's misses (studied after three held-out measurements at 8/19) --------------------------------
+
+@pytest.mark.parametrize("said", ["I train a 14B model with GRPO on 4 A800-80GB, and even with train_batch_size=1 I "
+                                  "still get CUDA out of memory",
+                                  "DeepSpeed on 8 A100 (40GB each): out of memory even with a batch size of 1 for "
+                                  "Vicuna-13B"])
+def test_a_run_naming_no_method_that_fails_at_batch_one_is_a_full_fine_tunes_states(said):
+    d = _d(said)
+    assert d.primary.id == "ddp_replica" and d.fixes[0].id == "shard"
+
+
+def test_a_run_naming_no_method_with_a_batch_to_spare_is_not_read_as_a_full_fine_tune():
+    # the same run at batch 8, no batch of 1 said: a LoRA with too large a batch is as likely
+    assert _d("I train a 14B model with GRPO on 4 A800-80GB, batch size 8, and get CUDA out of memory").primary.id \
+        != "ddp_replica"
+    # and a LoRA at batch 1 is not a full fine-tune's states
+    assert _d("LoRA on a 14B model on 4 A800-80GB: even with a batch size of 1 I still get CUDA out of memory"
+              ).primary.id != "ddp_replica"
+
+
+def test_full_training_states_above_every_card_need_sharding_whatever_card_ran_out():
+    d = _d("support 14B full training? When training a 14B-parameter model, encountering CUDA Out Of Memory errors")
+    assert d.primary.id == "ddp_replica" and d.fixes[0].id == "shard"
+    # a 1B full training fits the largest card: no card named, nothing to weigh it against
+    assert _d("1B full training: CUDA Out Of Memory").primary.id != "ddp_replica"
+
+
+@pytest.mark.parametrize("said", ["GRPO of a 7B vision model on 2*A800 with vLLM at gpu_memory_utilization 0.6: out "
+                                  "of memory, Tried to allocate 910GiB",
+                                  "在2*a800上爆显存，显示Traied to allocate 910GiB"])
+def test_one_request_larger_than_the_card_is_one_input_far_too_long(said):
+    d = _d(said)
+    assert d.primary.id == "long_sample" and d.primary.strength == "proven" and d.fixes[0].id == "cap_length"
+    # a request the card could hold says nothing of the kind
+    assert _d(said.replace("910GiB", "9GiB")).primary.id != "long_sample" or "larger than the whole card" not in \
+        " ".join(_d(said.replace("910GiB", "9GiB")).primary.evidence)
+
+
+def test_a_traceback_line_casting_the_logits_to_fp32_beats_an_engines_reservation():
+    text = ("We frequently hit CUDA OOM computing logprobs, even after reducing --mem-fraction-static below 0.6.\n"
+            + _tb(("sglang/srt/layers/logits_processor.py", 461, "_get_logits",
+                   "logits = logits[:, : self.config.vocab_size].float()")))
+    d = _d(text)
+    assert d.primary.id == "fp32_logits" and d.primary.strength == "proven" and d.fixes[0].id == "fused_loss"
+    # the same report whose traceback stops in attention: the engine's reservation stays the cause
+    other = _d(text.replace("logits = logits[:, : self.config.vocab_size].float()", "out = attn(q, k, v)"))
+    assert other.primary.id == "vllm_memory"
+
+
+@pytest.mark.parametrize("said", ["full fine-tune of a 7B VL model on 8*80G H800: it OOMs only on certain samples, "
+                                  "not the first ones",
+                                  "全量微调qwen2-7b-vl，机器是8*80G H800，仍然会在一定数据出现OOM的情况",
+                                  "full fine-tune of a 7B VL model on 8*80G H800: out of memory for some batches only"])
+def test_oom_on_certain_samples_is_the_long_samples_not_the_states(said):
+    d = _d(said)
+    assert d.primary.id == "long_sample"
+    # without the words of which data fails, the full fine-tune's states on each GPU stay the reading
+    assert _d("full fine-tune of a 7B VL model on 8*80G H800 under DDP: CUDA out of memory").primary.id == "ddp_replica"
+
+
+def test_too_many_image_tokens_in_chinese_is_a_long_sample_said():
+    from qlorafit.doctor.rules import long_said
+
+    assert long_said("我推测是图像的token数量太多导致的oom") and not long_said("图像的数量太多")

@@ -6,6 +6,7 @@ import re
 from qlorafit.core import options as O
 from qlorafit.doctor import prose
 from qlorafit.doctor.case import Case
+from qlorafit.doctor.ruled_out import batch_one_fails
 from qlorafit.doctor.settings import Depends
 
 
@@ -85,7 +86,7 @@ def lora_16bit(c: Case) -> bool:
     return bool(named) and not weights_quantized(c)
 
 
-_FULL_TUNE = re.compile(r"full[- ]?(?:fine-?tun\w*|finetun\w*|parameter|param)|全参|全量(?:微调|训练)?", re.I)
+_FULL_TUNE = re.compile(r"full[- ]?(?:fine-?tun\w*|finetun\w*|parameter|param|training)|全参|全量(?:微调|训练)?", re.I)
 
 
 def full_tune(c: Case) -> bool:
@@ -93,6 +94,27 @@ def full_tune(c: Case) -> bool:
     the config's finetuning_type: full, and no LoRA named."""
     said = _FULL_TUNE.search(text(c)) or str(c.settings.get("finetuning_type", "")).lower() == "full"
     return bool(said) and not re.search(r"(?<![A-Za-z])q?lora(?![A-Za-z])", text(c), re.I)
+
+
+_ADAPTER = re.compile(r"(?<![A-Za-z])(?:q?lora|peft|adapters?|dora|ia3|p-?tuning|prefix[- ]tuning|prompt[- ]tuning|"
+                      r"freeze|frozen)(?![A-Za-z])|finetuning_type|train_type|use_peft|冻结", re.I)
+_ADAPTER_DEFAULT = re.compile(r"llama[-_ ]?factory|train_bash\.py|src/train\.py|llamafactory-cli|\bswift\b|ms-swift|"
+                              r"unsloth|xtuner|firefly|chatglm\w*[-_ ]?(?:tuning|finetun)", re.I)
+"""Trainers whose default run is a LoRA (LLaMA-Factory's finetuning_type, ms-swift's train_type, Unsloth, XTuner's
+and Firefly's configs, the ChatGLM tuning repos): a run of theirs that names no method is not a full fine-tune."""
+
+
+def full_by_default(c: Case) -> bool:
+    """A training run that names no method at all (no LoRA or other adapter, no quantization, no trainer whose
+    default is LoRA) and still fails at a micro-batch of 1: transformers' Trainer, TRL's trainers without a
+    peft_config, DeepSpeed-Chat, verl and OpenRLHF train every weight unless told otherwise, and what does not shrink
+    with the batch is the weights and their states. Without the batch of 1 it is not read: on the studied threads a
+    run that names no method was as often a LoRA whose batch was too large (a full fine-tune assumed there was wrong
+    on 6 of 9)."""
+    t = text(c)
+    return not full_tune(c) and bool(batch_one_fails(t)) and bool(TRAINING_WORDS.search(t)) and not _ADAPTER.search(t) \
+        and not _ADAPTER_DEFAULT.search(t) and not weights_quantized(c) \
+        and not any(k in c.settings for k in ("finetuning_type", "use_lora", "use_peft", "lora_r", "lora_rank"))
 
 
 def model_params(c: Case) -> tuple[float, str] | None:

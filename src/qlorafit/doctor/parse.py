@@ -250,7 +250,7 @@ def oom_kind(text: str) -> str | None:
 def parse_cuda_numbers(text: str, out: OomText) -> None:
     """Fill the numbers of a CUDA OOM message, in whichever form it is written."""
     # PyTorch's 'Tried to allocate 2.00 GiB'; TensorFlow's and JAX's 'trying to allocate 392.00MiB' say the same
-    out.requested_bytes = _size(r"(?:Tried|trying) to allocate " + _SIZE, text)
+    out.requested_bytes = _size(r"(?:Tr[a-z]{0,2}ied|trying) to allocate " + _SIZE, text)  # 'Traied': typed by hand
     m = re.search(r"\(GPU (\d+); " + _SIZE + r" total capacity", text)
     if m:  # old form: everything in one parenthesis
         out.form = "old"

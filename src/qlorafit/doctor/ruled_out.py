@@ -35,6 +35,35 @@ _SMALLER_WORKS = re.compile(
     rf"(?:--)?{_KNOB}\s?=?\s?{_NUMBER}\s?(?:也|就|都)?(?:可以|能)(?:启动|跑|训练|运行|正常)", re.I)
 
 
+_BATCH_TRIED = re.compile(r"regardless of (?:the )?batch|"
+                          r"(?:even|still)[^.\n]{0,20}batch[_ ]?size\W{0,3}(?:of |=\s?)?1\b|"
+                          r"batch[_ ]?size\W{0,3}(?:of |=\s?|is )?1\b[^.\n]{0,30}(?:still|also|even)|"
+                          r"(?:whatever|any|no matter (?:what|the)) batch[_ ]?size|batch[_ ]?size (?:does not|doesn't) "
+                          r"(?:matter|help)", re.I)
+"""The report says it fails even at a micro-batch of 1, or at any batch."""
+
+
+def batch_one_fails(text: str) -> re.Match | None:
+    """The report says it still runs out at a batch of 1 ('even with a batch size of 1', 'regardless of batch'): what
+    ran out does not shrink with the batch."""
+    return _BATCH_TRIED.search(re.sub(r"\s+", " ", text or ""))
+
+
+_SOME_DATA_FAILS = re.compile(
+    r"\b(?:only )?(?:on|at|for|with) (?:certain|some|specific|particular|a few|a handful of) (?:of the )?(?:samples?|"
+    r"examples?|data(?:points?)?|batches|inputs?|rows?|records?|conversations?)\b[^.\n]{0,20}?(?:\bit )?(?:OOM|runs? out|ran "
+    r"out|fails?|crash\w*|out of memory)|(?:OOM|runs? out|ran out|fails?|crash\w*|out of memory)[^.\n]{0,20}?\b(?:only )?(?:on|at|"
+    r"for|with) (?:certain|some|specific|particular|a few) (?:samples?|examples?|data|batches|inputs?|rows?|records?)\b|"
+    r"(?:一定|某些|部分|特定|个别|某个|某条|某一)的?(?:数据|样本|batch|批次)[^，。,.\n]{0,6}?(?:出现|会|就|时)?\s?(?:OOM|oom|爆|溢出)",
+    re.I)
+"""The report says it runs out only on certain samples ('OOM on certain batches', '在一定数据出现OOM'): every other batch
+fit, so what does not grow with the input fits too, and the samples that fail are the long ones."""
+
+
+def some_data_fails(text: str) -> re.Match | None:
+    return _SOME_DATA_FAILS.search(re.sub(r"\s+", " ", text or ""))
+
+
 def smaller_works(text: str) -> re.Match | None:
     """The report says the run works at a shorter length or a smaller batch (not on more GPUs)."""
     return _SMALLER_WORKS.search(re.sub(r"\s+", " ", text or ""))
@@ -46,5 +75,9 @@ def ruled_out(text: str, cause) -> str:
     if cause.id not in STATIC_CAUSES or cause.strength == "proven":
         return ""
     m = smaller_works(text)
-    return (f"the report says '{m.group(0).strip()}': the run fits at a smaller length or batch, so what does not "
-            f"grow with them fits too") if m else ""
+    if m:
+        return (f"the report says '{m.group(0).strip()}': the run fits at a smaller length or batch, so what does not "
+                f"grow with them fits too")
+    m = some_data_fails(text)
+    return (f"the report says '{m.group(0).strip()}': every other batch fit, so what does not grow with the input "
+            f"fits too") if m else ""

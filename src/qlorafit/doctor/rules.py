@@ -12,7 +12,7 @@ from qlorafit.core import options as O
 from qlorafit.doctor import evidence as E
 from qlorafit.doctor.case import Case, gib
 from qlorafit.doctor.cause import STRENGTH, Action, Cause
-from qlorafit.doctor.ruled_out import ruled_out
+from qlorafit.doctor.ruled_out import batch_one_fails, ruled_out, some_data_fails
 from qlorafit.core.sizes import GIB, MIB
 
 OTHER_PROCESS_MIN_BYTES = int(1.5 * GIB)
@@ -298,6 +298,7 @@ _LONG_WORDS = re.compile(r"(?:long|longer|longest|very long|too long|overly long
                          r"长(?:文本|序列|样本)|超长(?:文本|序列|样本|"
                          r"上下文|数据)|samples? (?:that )?"
                          r"exceed\w* max|variable (?:number|length)s? of (?:\w+ )?tokens|too many (?:\w+ )?tokens|"
+                         r"token\s?(?:数量|数)\S{0,2}(?:太多|过多|过大|太大)|"
                          r"outlier|"
                          # a whole document as one input: 'a whole source file as the input', '整篇论文作为输入'
                          r"(?:whole|entire|full|complete) (?:[\w.+#-]+ ){0,2}(?:files?|documents?|books?|articles?|"
@@ -329,9 +330,10 @@ _SAMPLE_TOKENS = re.compile(r"\b(?:entr(?:y|ies)|samples?|examples?|sequences?|i
 
 
 def long_said(text: str) -> re.Match | None:
-    """The report says the samples are long: in words ('very long samples', '文本过长'), or by a sample length in
-    tokens of LONG_SAMPLE_TOKENS or more."""
-    m = _LONG_WORDS.search(text)
+    """The report says the samples are long: in words ('very long samples', '文本过长', too many image tokens), that
+    only certain samples fail (ruled_out.some_data_fails), or by a sample length in tokens of LONG_SAMPLE_TOKENS or
+    more."""
+    m = _LONG_WORDS.search(text) or some_data_fails(text)
     if m:
         return m
     for m in _SAMPLE_TOKENS.finditer(text):
@@ -344,6 +346,33 @@ def long_said(text: str) -> re.Match | None:
 EARLY_STEPS = 10
 """A failure this many steps in or fewer, with no long sample named, is the ordinary batch (batch x length), not one
 rare long sample arriving late: the first batches are a random draw of ordinary lengths."""
+
+
+def _request_above_card(c: Case) -> str | None:
+    """One request larger than the whole card (910 GiB on an 80 GB GPU): a single tensor that no batch, reservation
+    or sharding of the weights can make room for, so one input is far longer than any batch was meant to be (an
+    image without a pixel cap, a document without a length cap). The evidence line, or None."""
+    o = c.oom
+    card = o.total_bytes or E.card_bytes(c)
+    if not (c.has_oom and o.requested_bytes and card and o.requested_bytes > card) or \
+            o.phase in ("load", "save", "merge", "tokenization"):
+        return None
+    return (f"one request of {gib(o.requested_bytes)} is larger than the whole card ({gib(card)}): a single tensor "
+            f"that no batch or memory setting makes room for, so one input is far longer than the rest")
+
+
+def request_above_card(c: Case) -> Cause | None:
+    """A request larger than the card: one input far too long, whatever else the report shows (a reservation, a
+    replica), since none of those explains a single tensor the size of several cards."""
+    huge = _request_above_card(c)
+    if huge:
+        return Cause("long_sample", "one input far longer than the rest",
+                     "a tensor sized by one input's length (its tokens, or an image's patches) outgrew the card",
+                     [huge], ("seq", "batch"),
+                     [Action("cap the input: max_length for text, a pixel cap for images (max_pixels, "
+                             "image_max_pixels), and drop the outliers longer than the cap", "quality: outliers "
+                             "truncated", id="cap_length")], strength="proven")
+    return None
 
 
 def long_sample(c: Case) -> Cause | None:
@@ -482,9 +511,17 @@ _EAGER_WORDS = re.compile(r"attn_implementation\s*[=:]\s*[\"']?eager\b|\beager a
 """The report says attention is eager, in words or as a setting inside a sentence (a string value prose does not set)."""
 
 
+_LOGITS_UPCAST = re.compile(r"\blogits\b[^\n]{0,60}\.float\(\)|\blogits\b[^\n]{0,60}\.to\(torch\.float32\)")
+"""A traceback's source line that casts the logits to fp32 ('logits = logits[:, :vocab_size].float()')."""
+
+
+def _loss_frames(text: str) -> bool:
+    return any(k in text for k in _LOSS_FRAMES) or bool(_LOGITS_UPCAST.search(text))
+
+
 def fp32_logits_in_frames(c: Case) -> Cause | None:
     """The traceback itself points at the loss: decisive, whatever else matches."""
-    if not any(k in (c.inputs.error_text or "") for k in _LOSS_FRAMES):
+    if not _loss_frames(c.inputs.error_text or ""):
         return None
     return fp32_logits(c)
 
@@ -502,7 +539,7 @@ _LOSS_WORDS = re.compile(r"\b(?:in|at|during|inside) (?:the )?(?:loss|cross[-_ ]
 
 def fp32_logits(c: Case) -> Cause | None:
     text = c.inputs.error_text or ""
-    frames = any(k in text for k in _LOSS_FRAMES)
+    frames = _loss_frames(text)
     said = _LOSS_WORDS.search(text) if c.oom.phase not in ("eval", "generation") else None
     share = c.est.component("logits and loss") / c.est.peak_bytes if c.est else 0.0
     if c.setup is not None and (O.loss(c.setup.loss_impl).chunked or c.setup.offload_lm_head):
@@ -575,7 +612,7 @@ def batch_or_seq(c: Case) -> Cause | None:
                   + ", ".join(f"{p.name} {gib(p.bytes)}" for p in top))
     flat = re.sub(r"\s+", " ", c.inputs.error_text or "")
     wish = _BATCH_WISH.search(flat)
-    if wish and not _BATCH_TRIED.search(flat) and not re.search(r"\b(?:still|even|does ?n[o']t|did ?n[o']t|no (?:luck|help|change)|same)\b",
+    if wish and not batch_one_fails(flat) and not re.search(r"\b(?:still|even|does ?n[o']t|did ?n[o']t|no (?:luck|help|change)|same)\b",
                                                                 flat[wish.end():wish.end() + 40]):
         ev.append(f"the report says '{wish.group(0)}'")  # the report's own suspect breaks a tie between inferences
     acts = [] if c.est else _step_levers(c, ev)
@@ -600,11 +637,6 @@ _BATCH_WISH = re.compile(r"(?:have|need|want|ought|trying|try|how (?:do|can|coul
                          r"be )?too (?:big|large|high)", re.I)
 """The report names the batch as its suspect ('I think I have to reduce the batch size', 'batch size is too big'),
 before trying it."""
-_BATCH_TRIED = re.compile(r"regardless of (?:the )?batch|"
-                          r"(?:even|still)[^.\n]{0,20}batch[_ ]?size\W{0,3}(?:of |=\s?)?1\b|"
-                          r"batch[_ ]?size\W{0,3}(?:of |=\s?|is )?1\b[^.\n]{0,30}(?:still|also|even)|"
-                          r"(?:whatever|any|no matter (?:what|the)) batch[_ ]?size|batch[_ ]?size (?:does not|doesn't) "
-                          r"(?:matter|help)", re.I)
 _LLM_TUNE = re.compile(r"(?<![A-Za-z])(?:q?lora|peft|sft|dpo|grpo|ppo|trl|fine-?tun\w*|finetun\w*|llm|transformers|"
                        r"Trainer)(?![A-Za-z])|[A-Za-z0-9]+Trainer\b|微调", re.I)
 """Words that make it an LLM fine-tune, where gradient checkpointing is a flag (not DeepSpeed or accelerate alone:
@@ -714,7 +746,7 @@ def _step_levers(c: Case, ev: list) -> list[Action]:
     if not off and _checkpointing_unknown(c):
         ev.append("gradient checkpointing is not shown to be on (off by default in transformers and TRL)")
         first.append(ckpt)
-    tried = _BATCH_TRIED.search(flat)
+    tried = batch_one_fails(flat)
     if tried:  # the batch is ruled out, nothing more: the length goes ahead of it, not ahead of the rest
         ev.append(f"the report says '{tried.group(0)}'")
         first.append(length)
@@ -736,9 +768,11 @@ def _rules():
     from qlorafit.doctor import rules_launch as L
     from qlorafit.doctor import rules_setup as S
 
-    return (fp16_overflow, script_breaks, S.bnb_cpu_dispatch, cpu_ram, other_process, L.vllm_memory,
-            L.zero3_generation, L.ddp_replica, S.resume_state, S.kbit_prep_fp32, save_merge, eager_in_frames,
-            fp32_logits_in_frames, eval_logits, S.eval_batch, S.generation_batch, fragmentation, long_sample,
+    # the failing frame's own cause (fp32 logits, eager attention scores) comes before causes a launch or a word
+    # proves: the traceback shows what the memory was being allocated for
+    return (fp16_overflow, script_breaks, S.bnb_cpu_dispatch, cpu_ram, other_process, eager_in_frames,
+            fp32_logits_in_frames, request_above_card, L.vllm_memory, L.zero3_generation, L.ddp_replica, S.resume_state, S.kbit_prep_fp32,
+            save_merge, eval_logits, S.eval_batch, S.generation_batch, fragmentation, long_sample,
             load_too_big, no_quant, S.fp32_training, fp32_logits, eager_attention, batch_or_seq, fp16_with_oom)
 
 

@@ -4,6 +4,8 @@ launch command, the accelerate/DeepSpeed config, the script and the traceback.""
 
 import re
 
+from qlorafit.core import catalog
+
 from qlorafit.doctor import evidence as E
 from qlorafit.doctor.case import Case, gib
 from qlorafit.doctor.cause import Action, Cause
@@ -182,15 +184,24 @@ weights and two moments. ZeRO-1 divides the optimizer's share by the GPU count, 
 everything (the ZeRO paper's accounting)."""
 
 
+LARGEST_CARD_BYTES = max(catalog.get_gpu(n).memory_bytes for n in catalog.gpu_names())
+"""The memory of the largest card in the catalogue: with no card named, what does not fit it fits none."""
+
+
 def _full_states_exceed_one_card(c: Case) -> str | None:
     """A full fine-tune on several GPUs whose per-GPU share of weights, gradients and Adam state (by ZeRO stage; DDP
     keeps all of it on each) is larger than one GPU: the evidence line, or None."""
-    if not E.full_tune(c) or c.oom.phase not in (None, "load", "training", "first_step", "later_step"):
+    if not (E.full_tune(c) or E.full_by_default(c)) or \
+            c.oom.phase not in (None, "load", "training", "first_step", "later_step"):
         return None
     n = max(E.world_size(c) or 1, E.gpu_count(c) or 1)
     named, card = E.model_params(c), E.card_bytes(c)
     z = E.zero_stage(c) or 0
-    if named is None or card is None or E.sharded(c) or z > 2 or c.settings.get("offload_optimizer"):
+    if card is None:
+        # no card named: the largest card made is the bound; states above it fit no single GPU at all (a 14B full
+        # fine-tune's 224 GB), whichever card ran out
+        card = LARGEST_CARD_BYTES
+    if named is None or E.sharded(c) or z > 2 or c.settings.get("offload_optimizer"):
         return None
     w, g, o = (FULL_TUNE_BYTES[k] * named[0] * 1e9 for k in ("weights", "grads", "optimizer"))
     per_gpu = w + g + o if z == 0 else w + g + o / n if z == 1 else w + (g + o) / n

@@ -1132,9 +1132,9 @@ def test_full_training_states_above_every_card_need_sharding_whatever_card_ran_o
 def test_one_request_larger_than_the_card_is_one_input_far_too_long(said):
     d = _d(said)
     assert d.primary.id == "long_sample" and d.primary.strength == "proven" and d.fixes[0].id == "cap_length"
-    # a request the card could hold says nothing of the kind
-    assert _d(said.replace("910GiB", "9GiB")).primary.id != "long_sample" or "larger than the whole card" not in \
-        " ".join(_d(said.replace("910GiB", "9GiB")).primary.evidence)
+    # a request one card's size could be a large batch's logits: it proves nothing of the kind
+    for size in ("9GiB", "120GiB"):
+        assert "times the whole card" not in " ".join(" ".join(c.evidence) for c in _d(said.replace("910GiB", size)).causes)
 
 
 def test_a_traceback_line_casting_the_logits_to_fp32_beats_an_engines_reservation():
@@ -1163,3 +1163,25 @@ def test_too_many_image_tokens_in_chinese_is_a_long_sample_said():
     from qlorafit.doctor.rules import long_said
 
     assert long_said("我推测是图像的token数量太多导致的oom") and not long_said("图像的数量太多")
+
+
+def test_a_plain_python_launch_that_sees_several_gpus_is_dataparallels_replica():
+    d = _d("baichuan13b multi-GPU lora sft: CUDA out of memory\nCUDA_VISIBLE_DEVICE=0,1,2 python src/train.py")
+    assert d.primary.id == "ddp_replica" and d.fixes[0].id == "shard"
+    assert "DataParallel" in " ".join(d.primary.evidence)
+    # one visible GPU, or a launcher that starts a process per GPU with the model split, is not DataParallel
+    assert _d("baichuan13b lora sft: CUDA out of memory\nCUDA_VISIBLE_DEVICES=0 python src/train.py"
+              ).primary.id != "ddp_replica"
+    assert gpus("CUDA_VISIBLE_DEVICES=0,1,2,3 torchrun --nproc_per_node 4 train.py").count == 4
+    assert "DataParallel" not in " ".join(_d("baichuan13b multi-GPU lora sft: CUDA out of memory\n"
+                                             "CUDA_VISIBLE_DEVICES=0,1,2 python src/train.py --device_map auto"
+                                             ).primary.evidence)
+
+
+@pytest.mark.parametrize("said", ["Get qlora mistral-7b fine tuning working on a single 4090: with micro_batch_size 2 "
+                                  "it fits on a single 4090",
+                                  "How do I get Llama-3-8B LoRA to fit on one A100 40GB? micro_batch_size: 8"])
+def test_a_report_about_fitting_a_card_is_about_a_run_that_did_not(said):
+    d = _d(said)
+    assert d.case.oom.kind == "presumed" and d.primary.id == "batch_or_seq"
+    assert _d("qlora mistral-7b fine tuning with micro_batch_size 2").primary is None

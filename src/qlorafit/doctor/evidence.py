@@ -41,6 +41,20 @@ _LAUNCHER = re.compile(r"\btorchrun\b|torch\.distributed\.(?:run|launch)|acceler
                        r"DistributedDataParallel", re.I)
 
 
+_PLAIN_PYTHON = re.compile(r"(?<![\w-])python3?\s+(?:-u\s+)?\S+\.py\b", re.I)
+
+
+def data_parallel(c: Case) -> bool:
+    """One plain `python train.py` process that sees several GPUs (CUDA_VISIBLE_DEVICES=0,1,2, '4 GPUs'): the
+    transformers Trainer then wraps the model in torch.nn.DataParallel, a whole replica on every GPU (and the outputs
+    gathered on the first), unless the model is split with a device_map."""
+    t = text(c)
+    n = gpu_count(c)
+    return bool(n and n > 1 and _PLAIN_PYTHON.search(t)) and not _LAUNCHER.search(t) and not re.search(
+        r"\bdeepspeed\b|FORCE_TORCHRUN|NPROC_PER_NODE|device_map|llamafactory-cli|\bswift\b", t, re.I) \
+        and setting(c, "world_size") is None
+
+
 def launched(c: Case) -> bool:
     """A multi-process launcher is named: torchrun, accelerate launch, torch.distributed, DDP."""
     return bool(_LAUNCHER.search(c.inputs.error_text or ""))
@@ -158,6 +172,8 @@ def replicates(c: Case) -> bool:
     neither ZeRO-3 nor FSDP. Not knowing is not evidence (torchtune's distributed recipes shard with FSDP)."""
     if sharded(c) or re.search(r"fsdp|FullyShardedDataParallel|_distributed\.py", text(c), re.I):
         return False
+    if data_parallel(c):
+        return True
     z = zero_stage(c)
     if z in (0, 1, 2):
         return True

@@ -129,6 +129,11 @@ _CPU_WORDS = re.compile(r"more (?:memory |RAM )?than (?:the |my |our |this )?(?:
                         r"\b(?:just|simply|silently|suddenly|then) (?:exits|exited|quits|quit|terminates|terminated)\b|"
                         r"\bexit(?:s|ed)? (?:silently|without (?:any |an )?(?:error|message|traceback|output))|"
                         r"(?:直接|自动|突然)退出|没有(?:任何)?报错(?:就|直接)?(?:退出|结束)", re.I)
+_FIT_TALK = re.compile(r"\b(?:fits?|fitting|get\w* (?:it |\w+ )?(?:to )?(?:work\w*|run\w*|fit)) (?:on|in(?:to)?|within|"
+                       r"with) (?:a |one |the |my |our )?(?:single |one )?(?:\d{1,3}\s?G(?:B|iB)? )?(?:card|gpu|"
+                       r"(?:RTX\s?|GTX\s?)?(?:[AHLTV]\d{1,3}|[1-5]0[5-9]0(?:\s?Ti)?|A[2-6]000)\b)", re.I)
+"""Whether a run fits a card ('fits on a single 4090', 'get it working on one A100'): the report is about memory, and
+a report brought to the doctor about fitting a card is about one that did not fit."""
 _GPU_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- ]memory|"
                         r"(?:ran|run|runs|running) out of (?:gpu |cuda |video )?(?:memory|vram)|out of (?:gpu|cuda|video) memory|"
                         # filler between 显存 and the verb: '显存都要爆了', '显存快不够'
@@ -376,7 +381,7 @@ def parse(text: str) -> OomText:
         out.form = "library"
     parse_fp16(text, out)
     if out.kind is None and not out.fp16_signs and (_FAILURE_WORDS.search(text) or phase.STALL.search(text)
-                                                     or MEMORY_TALK.search(text)):
+                                                     or MEMORY_TALK.search(text) or _FIT_TALK.search(text)):
         out.kind, out.form = "presumed", "presumed"  # asked about an OOM, told of a failure: presumed, never proven
         if host_memory_named(text):
             out.kind = "cpu"  # the memory the report talks about is the host's ('CPU memory usage climbs past 1T')

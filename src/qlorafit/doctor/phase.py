@@ -207,8 +207,8 @@ _PROSE = (  # (phase, words): checked in this order inside one sentence that als
              # the program's start-up is its load: '启动的时候报错显存不足', 'OOM at startup'
              r"启动(?:的)?时(?:候)?|(?:at|on|during) start-?up\b"),
 )
-_LATER = re.compile(r"(?:at|after|on|until|till|around|near|by|reach\w*) (?:step|iteration|iter) ?\d+|"
-                    r"\bstep \d+ ?(?:of|/) ?\d+|\d+ ?/ ?\d+ (?:steps|iterations)|after (?:a few|some|several|~?\d+\+?) "
+_LATER = re.compile(r"(?:at|after|on|until|till|around|near|by|reach\w*) (?:training |optimizer |global )?(?:step|iteration|"
+                    r"iter) ?~?\d+|\bstep ~?\d+ ?(?:of|/) ?\d+|\d+ ?/ ?\d+ (?:steps|iterations)|after (?:a few|some|several|~?\d+\+?) "
                     r"(?:steps|iterations|batches|epochs|samples)|at some batch|over \d+ epochs|for a while|"
                     r"(?:for|after) some time|training (?:for )?(?:a while|some steps)|after (?:tens of|many) steps|"
                     r"一阵子|中途|几十步|一段时间后|训练到\s*\d+\s*%|\d+\s?步|"
@@ -238,8 +238,8 @@ _FIRST = re.compile(r"first (?:training )?(?:step|batch|forward)|not a single st
                     # Adam allocates its two moments at the first optimizer step: an OOM there is the first step
                     r"(?:during|in|inside|at) (?:the )?(?:optimizer(?:'s)? step|step function|optimizer\.step\(\))|"
                     r"(?:at|on) step 0\b|when (?:i )?start(?:ing)? (?:the )?training|第一步", re.I)
-_STEP_NUMBER = re.compile(r"(?:at|after|on|until|till|around|near|by|reach\w*) (?:step|iteration|iter) ?(\d+)|"
-                          r"\bstep (\d+) ?(?:of|/)|(\d+) ?/ ?\d+ (?:steps|iterations)|(\d+)\s?步|"
+_STEP_NUMBER = re.compile(r"(?:at|after|on|until|till|around|near|by|reach\w*) (?:training |optimizer |global )?(?:step|"
+                          r"iteration|iter) ?~?(\d+)|\bstep ~?(\d+) ?(?:of|/)|(\d+) ?/ ?\d+ (?:steps|iterations)|(\d+)\s?步|"
                           r"(?:after|for) ~?(\d+)\+? (?:training )?(?:steps|iterations)", re.I)
 
 

@@ -201,7 +201,15 @@ def _count(text: str) -> int | None:
             n = int(n) if n.isdigit() else _NUMBER[n.lower()]
             if n:
                 return n
+    m = _VISIBLE.search(text)
+    if m:
+        return len([d for d in m.group(1).split(",") if d.strip()])
     return 1 if _SINGLE.search(text) else None
+
+
+_VISIBLE = re.compile(r"CUDA_VISIBLE_DEVICES?\s?=\s?[\"']?(\d{1,2}(?:\s?,\s?\d{1,2})*)")
+"""The GPUs a launch makes visible ('CUDA_VISIBLE_DEVICES=0,1,2', the S left off as people type it): counted when no
+count is said in words, since a launch sees no more GPUs than these."""
 
 
 _EACH = re.compile(rf"{_SIZE}\s?(?:each|apiece|per (?:gpu|card|device)|/\s?(?:gpu|card))|"

@@ -348,16 +348,21 @@ EARLY_STEPS = 10
 rare long sample arriving late: the first batches are a random draw of ordinary lengths."""
 
 
+REQUEST_CARDS = 2
+"""A single request this many times the card: no batch the run was set up with asks for that (a logits tensor of a
+large batch may pass one card's size; several cards' worth is one runaway input)."""
+
+
 def _request_above_card(c: Case) -> str | None:
-    """One request larger than the whole card (910 GiB on an 80 GB GPU): a single tensor that no batch, reservation
+    """One request several times the whole card (910 GiB on an 80 GB GPU): a single tensor that no batch, reservation
     or sharding of the weights can make room for, so one input is far longer than any batch was meant to be (an
     image without a pixel cap, a document without a length cap). The evidence line, or None."""
     o = c.oom
     card = o.total_bytes or E.card_bytes(c)
-    if not (c.has_oom and o.requested_bytes and card and o.requested_bytes > card) or \
+    if not (c.has_oom and o.requested_bytes and card and o.requested_bytes > REQUEST_CARDS * card) or \
             o.phase in ("load", "save", "merge", "tokenization"):
         return None
-    return (f"one request of {gib(o.requested_bytes)} is larger than the whole card ({gib(card)}): a single tensor "
+    return (f"one request of {gib(o.requested_bytes)} is more than {REQUEST_CARDS} times the whole card ({gib(card)}): a single tensor "
             f"that no batch or memory setting makes room for, so one input is far longer than the rest")
 
 

@@ -86,7 +86,8 @@ def ddp_replica(c: Case) -> Cause | None:
     says = _EACH_GPU.search(t) or (_SPLIT_WORKS.search(t) if E.launched(c) else None)
     z3_materialized = E.zero_stage(c) == 3 and _MODULE_TO.search(t) and c.oom.phase in ("load", None) \
         and not c.settings.get("zero3_init_flag")
-    several = ws is not None and ws > 1
+    several = (ws is not None and ws > 1) or E.data_parallel(c)
+    ws = ws if ws is not None or not several else E.gpu_count(c)
     exceeds = _exceeds_one_card(c) or _full_states_exceed_one_card(c)
     frames = _REPLICA_FRAMES.search(t) if c.oom.kind == "cuda" else None
     if z3_materialized or frames or (says and (several or c.oom.distributed or (E.gpu_count(c) or 1) > 1
@@ -128,7 +129,10 @@ def ddp_replica(c: Case) -> Cause | None:
                   "and its gradient buckets on its GPU")
     if says:
         ev.append(f"the report says '{says.group(0)}'")
-    if several:
+    if several and E.data_parallel(c):
+        ev.append(f"one plain python process sees {ws} GPUs: the transformers Trainer wraps the model in "
+                  f"torch.nn.DataParallel, a whole copy of it on every GPU")
+    elif several:
         ev.append(f"{ws} processes" + (f", ZeRO stage {E.zero_stage(c)}" if E.zero_stage(c) is not None else
                                        ", no ZeRO-3 or FSDP in the config"))
     if c.settings.get("offload_param") and E.zero_stage(c) in (0, 1, 2):

@@ -1185,3 +1185,15 @@ def test_a_report_about_fitting_a_card_is_about_a_run_that_did_not(said):
     d = _d(said)
     assert d.case.oom.kind == "presumed" and d.primary.id == "batch_or_seq"
     assert _d("qlora mistral-7b fine tuning with micro_batch_size 2").primary is None
+
+
+@pytest.mark.parametrize("said,fails", [("我是用了8张T4 bs=1 context len=2k，还是oom", True),
+                                        ("batch size设为1也会爆显存", True), ("即使batch_size设置为1，依然OOM", True),
+                                        ("I set the batch size to 1 but still get OOM", True), ("OOM even at bs 1", True),
+                                        ("batch size 1 works fine, batch size 2 OOMs", False),
+                                        ("with batch_size=1 it trains. With 4 it OOMs", False),
+                                        ("batch_size=12 still OOM", False)])
+def test_a_batch_of_one_that_still_fails_is_read_in_any_order(said, fails):
+    from qlorafit.doctor.ruled_out import batch_one_fails
+
+    assert bool(batch_one_fails(said)) is fails

@@ -43,10 +43,30 @@ _BATCH_TRIED = re.compile(r"regardless of (?:the )?batch|"
 """The report says it fails even at a micro-batch of 1, or at any batch."""
 
 
+_BATCH_ONE = re.compile(r"(?:(?:micro|per[_ ]device[_ ](?:train[_ ])?|train[_ ])?batch[_ ]?size|\bbs|\bbatch)\s?(?:==?|:|to|of|"
+                        r"at|is|was|设为|设置为|设置成|设成|为|改为|改成|调为|调到)?\s?1(?![\d.])", re.I)
+_STILL = re.compile(r"\b(?:still|even|also|again|anyway|regardless|same (?:error|problem|issue|OOM)|does ?n[o']t help|"
+                    r"did ?n[o']t help|no (?:luck|help|change))\b|还是|仍然|依然|仍|也(?:会|是|还|一样)?(?:OOM|oom|爆|报|溢出|不行)|"
+                    r"都(?:会|报|是)|不起作用|没用|无效|照样", re.I)
+"""The failure stays: 'still', 'even', 'same error'; 还是, 仍然, 依然, 也会爆, 不起作用."""
+
+
 def batch_one_fails(text: str) -> re.Match | None:
-    """The report says it still runs out at a batch of 1 ('even with a batch size of 1', 'regardless of batch'): what
-    ran out does not shrink with the batch."""
-    return _BATCH_TRIED.search(re.sub(r"\s+", " ", text or ""))
+    """The report says it still runs out at a batch of 1 ('even with a batch size of 1', 'I set the batch size to 1
+    but still get OOM', 'bs=1 还是oom', 'regardless of batch'): what ran out does not shrink with the batch. A batch of
+    1 counts when a word that the failure stayed stands in the same sentence."""
+    flat = re.sub(r"\s+", " ", text or "")
+    m = _BATCH_TRIED.search(flat)
+    if m:
+        return m
+    for m in _BATCH_ONE.finditer(flat):
+        start = max(flat.rfind(".", 0, m.start()), flat.rfind("。", 0, m.start()), flat.rfind("\n", 0, m.start())) + 1
+        ends = [i for i in (flat.find(". ", m.end()), flat.find("。", m.end()), flat.find("?", m.end())) if i >= 0]
+        sentence = flat[start:min(ends) if ends else len(flat)]
+        if _STILL.search(sentence) and re.search(r"OOM|oom|out of memory|爆|溢出|不足|error|错|fail|不起作用|不行|没用|无效",
+                                                 sentence, re.I):
+            return m
+    return None
 
 
 _SOME_DATA_FAILS = re.compile(

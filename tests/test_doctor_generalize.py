@@ -1208,3 +1208,10 @@ def test_a_batch_of_one_that_still_fails_puts_the_static_causes_ahead_of_the_bat
     # a QLoRA says its method: nothing static to put ahead, the length is the lever
     q = _d("QLoRA llama-2-7b on a T4, even with batch size 1 I still get CUDA out of memory")
     assert q.primary.id == "batch_or_seq" and q.fixes[0].id == "cap_length"
+
+
+@pytest.mark.parametrize("said,step", [("CUDA-OOMs in the backward pass at training step ~10/50", 10),
+                                       ("out of memory at optimizer step 300", 300), ("OOM at step ~40 of 100", 40)])
+def test_a_step_said_with_its_kind_or_a_tilde_is_a_later_step(said, step):
+    o = parse(said)
+    assert o.phase == "later_step" and o.step == step

@@ -1197,3 +1197,21 @@ def test_a_batch_of_one_that_still_fails_is_read_in_any_order(said, fails):
     from qlorafit.doctor.ruled_out import batch_one_fails
 
     assert bool(batch_one_fails(said)) is fails
+
+
+def test_a_batch_of_one_that_still_fails_puts_the_static_causes_ahead_of_the_batch():
+    d = _d("fine-tuning llama-2-7b on a T4, even with batch size 1 I still get CUDA out of memory")
+    assert [x.id for x in d.causes][:2] == ["ddp_replica", "batch_or_seq"]
+    assert d.primary.strength == "inferred" and "assumed" in " ".join(d.primary.evidence)
+    # the batch quoted as ruled out is not the report pointing at the batch
+    assert not any(e.startswith("the report says") and "batch size 1" in e for e in d.causes[1].evidence)
+    # a QLoRA says its method: nothing static to put ahead, the length is the lever
+    q = _d("QLoRA llama-2-7b on a T4, even with batch size 1 I still get CUDA out of memory")
+    assert q.primary.id == "batch_or_seq" and q.fixes[0].id == "cap_length"
+
+
+@pytest.mark.parametrize("said,step", [("CUDA-OOMs in the backward pass at training step ~10/50", 10),
+                                       ("out of memory at optimizer step 300", 300), ("OOM at step ~40 of 100", 40)])
+def test_a_step_said_with_its_kind_or_a_tilde_is_a_later_step(said, step):
+    o = parse(said)
+    assert o.phase == "later_step" and o.step == step

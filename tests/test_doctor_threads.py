@@ -113,8 +113,6 @@ MISSES = {
     'unlock-deepseek_22': 'the post gives a 3B GRPO run on seven H100s and nothing else; the fixes (ZeRO-3 offload, flash-attn) are in the answers',
     'chatglm-finetune-lora_9': 'the error is only in screenshots: no out-of-memory is in the text',
     'firefly_33': 'the traceback is in the loss (cross_entropy), which the doctor names (fp32 logits, a fused loss); the accepted fix was a shorter max_seq_length (batch_or_seq)',
-    "llama2-accessory_26": "the full fine-tune is in the answer: the post says 'finetune' a 13B over two A800s, which "
-                           "does not say whether every weight is trained",
     "llamafactory_1936": "a 16-bit 13B reward model under ZeRO-3 on five 24 GB cards: the weights are sharded, so no "
                          "rule weighs them; the maintainer's fix is 8-bit loading without DeepSpeed",
     "llamafactory_1996": "an OOM at the start of the second epoch reads as a long sample; the reporter's fix was the "

@@ -12,7 +12,7 @@ from qlorafit.core import options as O
 from qlorafit.doctor import evidence as E
 from qlorafit.doctor.case import Case, gib
 from qlorafit.doctor.cause import STRENGTH, Action, Cause
-from qlorafit.doctor.ruled_out import batch_one_fails, ruled_out, some_data_fails
+from qlorafit.doctor.ruled_out import STATIC_CAUSES, batch_one_fails, ruled_out, some_data_fails
 from qlorafit.core.sizes import GIB, MIB
 
 OTHER_PROCESS_MIN_BYTES = int(1.5 * GIB)
@@ -753,7 +753,8 @@ def _step_levers(c: Case, ev: list) -> list[Action]:
         first.append(ckpt)
     tried = batch_one_fails(flat)
     if tried:  # the batch is ruled out, nothing more: the length goes ahead of it, not ahead of the rest
-        ev.append(f"the report says '{tried.group(0)}'")
+        # quoted without 'the report says': the words point away from the batch, not to this cause
+        ev.append(f"a batch of 1 still fails ('{tried.group(0)}'): the batch is ruled out, the length is not")
         first.append(length)
     return [a for i, a in enumerate(first + [batch]) if a not in (first + [batch])[:i]]
 
@@ -813,9 +814,12 @@ def diagnose_causes(c: Case) -> list[Cause]:
     for x in out:
         if out_[x.id]:
             x.evidence.append(out_[x.id])
+    # a batch of 1 that still fails points away from the batch: among causes known equally well, one that does not
+    # grow with the batch (the weights, a replica, a full fine-tune's states) goes ahead of it
+    one = batch_one_fails(c.inputs.error_text or "") and any(x.id in STATIC_CAUSES for x in out)
     # stable: among causes known equally well, one the report's own words point to comes first, then rule order
     return sorted(out, key=lambda x: (not (host and x.id == "cpu_ram"), bool(out_[x.id]), STRENGTH.index(x.strength),
-                                      not _said(x)))
+                                      bool(one and x.id == "batch_or_seq"), not _said(x)))
 
 
 def _said(cause: Cause) -> bool:

@@ -110,7 +110,9 @@ def ddp_replica(c: Case) -> Cause | None:
         strength = "script" if heavy or (c.shape is not None and (c.est is None or c.budget_bytes is None)) \
             else "inferred"
     elif exceeds:
-        strength = "numbers"
+        # a full fine-tune only assumed (no method named, a batch of 1 still fails): the arithmetic holds, its premise
+        # is a default, so the cause is inferred
+        strength = "numbers" if E.full_tune(c) or not E.full_by_default(c) else "inferred"
     else:
         return None
     if E.sharded(c) and not z3_materialized and not frames and not _four_bit_unsharded(c) and \
@@ -211,6 +213,9 @@ def _full_states_exceed_one_card(c: Case) -> str | None:
     per_gpu = w + g + o if z == 0 else w + g + o / n if z == 1 else w + (g + o) / n
     if per_gpu <= card:
         return None
+    if not E.full_tune(c):
+        named = (named[0], f"{named[1]}; no method named and a batch of 1 still fails, so a full fine-tune, every "
+                           f"trainer's default, is assumed")
     if n == 1:  # one GPU: no stage shards anything, the optimizer state has to leave the GPU
         return (f"a full fine-tune of a {named[0]:g}B model (named in {named[1]}) keeps 16 bytes per parameter: "
                 f"{gib(int(per_gpu))} of weights, gradients and Adam state on one GPU of {gib(card)}")

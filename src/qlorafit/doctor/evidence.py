@@ -95,7 +95,9 @@ def lora_16bit(c: Case) -> bool:
     """A LoRA fine-tune of 16-bit weights: LoRA named (in words, or the config's finetuning_type/use_lora/use_peft)
     and no quantization asked for."""
     s = c.settings
-    named = re.search(r"(?<![A-Za-z])lora(?![A-Za-z])", text(c), re.I) or s.get("use_peft") is True \
+    if str(s.get("finetuning_type", "")).lower() == "full":
+        return False  # a lora_rank flag left in a full fine-tune's command names no LoRA
+    named = re.search(r"(?<![A-Za-z_])lora(?![A-Za-z_])", text(c), re.I) or s.get("use_peft") is True \
         or str(s.get("finetuning_type", "")).lower() == "lora" or s.get("use_lora") not in (None, False)
     return bool(named) and not weights_quantized(c)
 
@@ -106,8 +108,10 @@ _FULL_TUNE = re.compile(r"full[- ]?(?:fine-?tun\w*|finetun\w*|parameter|param|tr
 def full_tune(c: Case) -> bool:
     """A full fine-tune (every weight trained, so gradients and optimizer state for all of them): said in words, or
     the config's finetuning_type: full, and no LoRA named."""
-    said = _FULL_TUNE.search(text(c)) or str(c.settings.get("finetuning_type", "")).lower() == "full"
-    return bool(said) and not re.search(r"(?<![A-Za-z])q?lora(?![A-Za-z])", text(c), re.I)
+    if str(c.settings.get("finetuning_type", "")).lower() == "full":
+        return True  # the config says so; a lora_rank flag left in the same command trains nothing
+    # LoRA named as a method, not inside a flag's name ('--lora_rank 8' is there in every LLaMA-Factory command)
+    return bool(_FULL_TUNE.search(text(c))) and not re.search(r"(?<![A-Za-z_])q?lora(?![A-Za-z_])", text(c), re.I)
 
 
 _ADAPTER = re.compile(r"(?<![A-Za-z])(?:q?lora|peft|adapters?|dora|ia3|p-?tuning|prefix[- ]tuning|prompt[- ]tuning|"

@@ -127,6 +127,8 @@ _CPU_WORDS = re.compile(r"more (?:memory |RAM )?than (?:the |my |our |this )?(?:
                         r"爆|溢出|OOM)|"
                         # a process that ends with no error at all: the kernel's OOM killer leaves no traceback
                         r"\b(?:just|simply|silently|suddenly|then) (?:exits|exited|quits|quit|terminates|terminated)\b|"
+                        r"\b(?:just|simply|silently|suddenly) (?:stops|stopped|dies|died)\b(?! (?:at|on|after|in) (?:step|epoch|"
+                        r"iteration|batch))|"
                         r"\bexit(?:s|ed)? (?:silently|without (?:any |an )?(?:error|message|traceback|output))|"
                         r"(?:直接|自动|突然)退出|没有(?:任何)?报错(?:就|直接)?(?:退出|结束)", re.I)
 _FIT_TALK = re.compile(r"\b(?:fits?|fitting|get\w* (?:it |\w+ )?(?:to )?(?:work\w*|run\w*|fit)) (?:on|in(?:to)?|within|"

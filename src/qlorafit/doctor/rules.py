@@ -380,6 +380,29 @@ def request_above_card(c: Case) -> Cause | None:
     return None
 
 
+_VL_MODEL = re.compile(r"qwen[\d.]*-?vl|\w+-vl\b|\w+vl-?\d|llava|internvl|minicpm-?v|cogvlm|idefics|pixtral|molmo|paligemma|"
+                       r"llama[-_ ]?3\.2[-_ ]?(?:\d+b[-_ ]?)?vision|glm-4v", re.I)
+"""A vision-language model named (Qwen2-VL, Qwen2.5-VL, LLaVA, InternVL, MiniCPM-V, Pixtral, Llama 3.2 Vision, ...)."""
+
+
+def vision_tokens(c: Case) -> Cause | None:
+    """A vision-language model that runs out while it evaluates or generates at a batch of one or unknown: the
+    variable is the image, not the batch. Qwen2-VL-style processors turn an image into one token per 28x28 patch
+    up to max_pixels (16384 tokens by default), so one high-resolution image is a very long sample."""
+    bs = c.settings.get("per_device_eval_batch_size") or c.settings.get("per_device_train_batch_size")
+    m = _VL_MODEL.search(E.text(c) + " " + str(c.settings.get("model") or ""))
+    if not (c.has_oom and m and c.oom.phase in ("eval", "generation") and (bs is None or bs == 1)):
+        return None
+    return Cause("long_sample", "images at full resolution make very long inputs",
+                 "a vision-language model turns each image into tokens by its resolution; unbounded, one large image "
+                 "is thousands of tokens", [f"a vision-language model ('{m.group(0)}') in {c.oom.phase} "
+                                            f"({c.oom.phase_evidence})" + (", one sample at a time" if bs == 1 else "")],
+                 ("seq",), [Action("cap the image resolution: max_pixels (Qwen2-VL: e.g. 256*28*28 to 1024*28*28 "
+                                   "instead of the 16384*28*28 default), image_max_pixels (LLaMA-Factory), MAX_PIXELS "
+                                   "(ms-swift); and cap max_length for the text", "quality: smaller images",
+                                   id="cap_length")], strength="inferred")
+
+
 def long_sample(c: Case) -> Cause | None:
     o = c.oom
     run = c.inputs.run
@@ -464,9 +487,12 @@ def _serve_sharded(c: Case) -> Action | None:
 
 _ONE_CARD_LOAD = re.compile(r"无法(?:在)?单(?:张)?卡(?:上)?加载|单(?:张)?卡(?:上)?(?:无法|不能|没法)加载|单卡加载不了|"
                             r"(?:cannot|can'?t|can not|unable to|won'?t|does ?n[o']t) (?:be )?load(?:ed)?\b[^.\n]{0,30}?"
-                            r"\b(?:on|onto|in|into) (?:a single|one|single) (?:gpu|card)\b", re.I)
-"""The report says the model does not load on one card ('模型无法单卡加载', "it can't be loaded on a single GPU"): for
-inference or training, its weights are larger than one card."""
+                            r"\b(?:on|onto|in|into) (?:a single|one|single) (?:gpu|card)\b|"
+                            # the whole model put on one GPU where a device_map would split it
+                            r"(?:allocat|load|put|mov|plac)\w* (?:the )?(?:whole|entire|full|complete) model (?:\w+ )?"
+                            r"(?:on|onto|to|in) (?:a single |one |the first )?(?:gpu|cuda|device)\s?(?::\s?0|0)?\b", re.I)
+"""The report says the model does not load on one card ('模型无法单卡加载', "it can't be loaded on a single GPU", 'this line
+allocates the whole model onto GPU:0'): for inference or training, its weights are larger than one card."""
 
 
 _TRAINED = re.compile(r"\btrain|fine-?tun|\bsft\b|微调|训练", re.I)
@@ -490,8 +516,9 @@ def load_too_big(c: Case) -> Cause | None:
         ev.append(f"estimate: the weights as loaded take {gib(c.est.phases['load'])}"
                   + (f" of {gib(c.budget_bytes)}" if c.budget_bytes else ""))
     split = _serve_sharded(c) if c.oom.phase == "load" else None
-    if said and not split and (E.gpu_count(c) or 1) > 1:  # the other GPUs are there: split the layers over them
-        split = Action(f"split the model over the {E.gpu_count(c)} GPUs: device_map='auto' in from_pretrained (or "
+    several = (E.gpu_count(c) or 1) > 1 or re.search(r"device_map", E.text(c))  # the report names the split itself
+    if said and not split and several:  # the other GPUs are there: split the layers over them
+        split = Action(f"split the model over the {E.gpu_count(c) or 'available'} GPUs: device_map='auto' in from_pretrained (or "
                        f"the tool's --device_map auto) for inference or the merge; ZeRO-3/FSDP to train",
                        "speed: layers run one GPU after another", patch=["+ device_map='auto'"], id="shard")
     if split:
@@ -506,7 +533,29 @@ def load_too_big(c: Case) -> Cause | None:
                            "the CPU (slow)", "speed or quality", id="smaller_model")],
                  strength="proven" if said else "numbers" if exceed or (
                      c.est and c.budget_bytes and c.est.phases["load"] > c.budget_bytes)
-                 else "inferred", phase="load" if exceed else None)  # weights beyond the card never get past the load
+                 else "inferred", phase="load" if exceed or said else None)  # weights beyond the card never get past the load
+
+
+_REFERENCE_RUN = re.compile(r"(?<![A-Za-z])(?:dpo|kto|ppo|rlhf)(?![A-Za-z])", re.I)
+_STAGE_BEFORE_FIT = re.compile(r"(?<![A-Za-z])(?:sft|pt|pretrain\w*|fine-?tun\w*|微调)(?![A-Za-z])[^.\n。;；]{0,40}?(?:works?|worked|"
+                               r"fine|fits?|fitted|ran|runs|能够?(?:支持)?(?:运行|跑)|可以|正常|没(?:有)?问题|支持运行)", re.I)
+
+
+def reference_copy(c: Case) -> Cause | None:
+    """DPO (KTO, PPO) holds a reference model next to the trained one: a second copy of the weights. Where the
+    stage before it (SFT, pre-training) fits the same card and this one does not, the copy is what no longer fits."""
+    t = E.text(c)
+    run, before = _REFERENCE_RUN.search(t), _STAGE_BEFORE_FIT.search(t)
+    if not (c.has_oom and run and before) or c.oom.kind in ("cpu", "dispatch") or c.oom.phase in ("merge", "save"):
+        return None
+    return Cause("load_too_big", f"{run.group(0).upper()} holds a second copy of the model (the reference)",
+                 "the policy being trained and a frozen reference model are both on the GPU: twice the weights of the "
+                 "stage before", [f"the report says '{before.group(0)}' and runs {run.group(0)}, which keeps a "
+                                  f"reference model beside the trained one"], ("quantize",),
+                 [Action("shard the two models over more GPUs (DeepSpeed ZeRO-3 / FSDP), or remove the copy: "
+                         "precompute_ref_log_probs=True (TRL) computes the reference once before training, and with "
+                         "LoRA the reference is the base with the adapter disabled (no second model: do not pass "
+                         "ref_model)", "speed: sharding traffic, or a pre-pass", id="shard")], strength="inferred")
 
 
 _LOSS_FRAMES = ("_convert_to_fp32", "cross_entropy", "log_softmax", "logits.float()", "ForCausalLMLoss",
@@ -695,6 +744,18 @@ def _context_tokens(c: Case, t: str) -> int:
     return best
 
 
+def _logits_dominate(c: Case) -> str | None:
+    """Gradient checkpointing on and a length of LOGITS_CONTEXT_TOKENS or more: the fp32 logits are the step's
+    largest tensor. The evidence line, or None."""
+    t = c.inputs.error_text or ""
+    on = c.settings.get("gradient_checkpointing") is True or _CKPT_ON.search(t) or _CKPT_DEFAULT_ON.search(t)
+    ctx = _context_tokens(c, t)
+    if not (on and ctx >= LOGITS_CONTEXT_TOKENS) or c.settings.get("gradient_checkpointing") is False:
+        return None
+    return (f"gradient checkpointing is on and the length reaches {ctx:,} tokens: the fp32 logits (tokens x "
+            f"vocabulary) are now the largest tensor of the step")
+
+
 def _step_levers(c: Case, ev: list) -> list[Action]:
     """The step's levers in the order the input points to, when no estimate can rank them: checkpointing first when
     the report says it is off (or dropped, never enabled); the length first when the samples are said to be long,
@@ -719,11 +780,8 @@ def _step_levers(c: Case, ev: list) -> list[Action]:
         ev.append(f"the report says '{helps.group(0)}'")
         return [batch]
     first = []
-    on = c.settings.get("gradient_checkpointing") is True or _CKPT_ON.search(t) or _CKPT_DEFAULT_ON.search(t)
-    ctx = _context_tokens(c, t)
-    if on and not off and ctx >= LOGITS_CONTEXT_TOKENS:
-        ev.append(f"gradient checkpointing is on and the length reaches {ctx:,} tokens: the fp32 logits (tokens x "
-                  f"vocabulary) are now the largest tensor of the step")
+    if _logits_dominate(c) and not off:
+        ev.append(_logits_dominate(c))
         first.append(Action("compute the loss in chunks, never the full fp32 logits: use_liger_kernel=True "
                             "(Trainer/SFTConfig, LLaMA-Factory enable_liger_kernel), Unsloth's fused loss, or "
                             "qlorafit's chunked loss", "none", patch=["+ use_liger_kernel=True  # pip install liger-kernel"],
@@ -778,7 +836,7 @@ def _rules():
     # proves: the traceback shows what the memory was being allocated for
     return (fp16_overflow, script_breaks, S.bnb_cpu_dispatch, cpu_ram, other_process, eager_in_frames,
             fp32_logits_in_frames, request_above_card, L.vllm_memory, L.zero3_generation, L.ddp_replica, S.resume_state, S.kbit_prep_fp32,
-            save_merge, eval_logits, S.eval_batch, S.generation_batch, fragmentation, long_sample,
+            save_merge, eval_logits, vision_tokens, reference_copy, S.eval_batch, S.generation_batch, fragmentation, long_sample,
             load_too_big, no_quant, S.fp32_training, fp32_logits, eager_attention, batch_or_seq, fp16_with_oom)
 
 

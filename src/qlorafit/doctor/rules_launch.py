@@ -43,6 +43,10 @@ _REPLICA_FRAMES = re.compile(r"torch[/\\]nn[/\\]parallel[/\\]data_parallel\.py|\
 """Frames that copy the whole model to every GPU: torch.nn.DataParallel's forward (it replicates the module onto each
 GPU at every step and gathers the outputs on the first), or the OOM raised while DistributedDataParallel wraps the
 model (accelerate's prepare_model), where each process's replica and its gradient buckets first land on its GPU."""
+_STATES_FRAMES = re.compile(r"zero[/\\]stage_1_and_2\.py\"?,? line \d+, in (?:step|initialize_optimizer_states|__init__|"
+                            r"_create_fp32_partitions)|single_partition_of_fp32_groups|fp32_partitioned_groups_flat")
+"""Frames where DeepSpeed's ZeRO-1/2 optimizer allocates its fp32 copy of the parameters and Adam's moments: what
+fails there is the full fine-tune's optimizer state on each GPU, whatever the batch."""
 _MODULE_TO = re.compile(r"self\.module\.to\(self\.device\)|module\.to\(|\bmodel\.to\(|\.cuda\(\)")
 
 
@@ -90,7 +94,8 @@ def ddp_replica(c: Case) -> Cause | None:
     ws = ws if ws is not None or not several else E.gpu_count(c)
     exceeds = _exceeds_one_card(c) or _full_states_exceed_one_card(c)
     frames = _REPLICA_FRAMES.search(t) if c.oom.kind == "cuda" else None
-    if z3_materialized or frames or (says and (several or c.oom.distributed or (E.gpu_count(c) or 1) > 1
+    states = _STATES_FRAMES.search(t) if c.oom.kind == "cuda" and not E.sharded(c) else None
+    if z3_materialized or frames or states or (says and (several or c.oom.distributed or (E.gpu_count(c) or 1) > 1
                                      or re.search(r"gpu|card|卡", says.group(0), re.I))):
         strength = "proven"
     elif several and E.replicates(c) and c.oom.phase in ("load", None, "training", "first_step", "generation"):
@@ -115,7 +120,7 @@ def ddp_replica(c: Case) -> Cause | None:
         strength = "numbers" if E.full_tune(c) or not E.full_by_default(c) else "inferred"
     else:
         return None
-    if E.sharded(c) and not z3_materialized and not frames and not _four_bit_unsharded(c) and \
+    if E.sharded(c) and not z3_materialized and not frames and not states and not _four_bit_unsharded(c) and \
             not (says and strength == "proven"):
         return None  # sharded, unless the report says each GPU still holds the whole model (what ran beats the intent)
     if strength != "proven" and E.lora_16bit(c) and E.zero_stage(c) is None and c.oom.phase != "generation":
@@ -129,6 +134,9 @@ def ddp_replica(c: Case) -> Cause | None:
                   "step" if "DistributedDataParallel" not in frames.group(0) else
                   "the OOM is raised while DistributedDataParallel wraps the model: each process puts a whole replica "
                   "and its gradient buckets on its GPU")
+    if states:
+        ev.append("the OOM is in DeepSpeed's ZeRO-1/2 optimizer as it allocates the fp32 copy of the parameters "
+                  "(and Adam's moments): the full fine-tune's optimizer state does not fit each GPU")
     if says:
         ev.append(f"the report says '{says.group(0)}'")
     if several and E.data_parallel(c):

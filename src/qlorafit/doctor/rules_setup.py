@@ -67,7 +67,9 @@ def kbit_prep_fp32(c: Case) -> Cause | None:
                  else "inferred", phase="load")  # the cast happens when the model is prepared, before any step
 
 
-_FP32_WORDS = re.compile(r"\b32[- ]?bit (?:precision|weights|floats?)|\bin fp32\b|\bin float32\b|loads? in fp32|"
+_FP32_WORDS = re.compile(r"\b32[- ]?bit (?:precision|weights|floats?)|(?<![\w.])(?:float32|fp32) (?:checkpoints?|weights|"
+                         r"models?|parameters)\b|\b(?:they're|they are|it's|it is|are|is) (?:stored |saved |kept )?(?:in )?"
+                         r"(?:float32|fp32)\b(?! (?:logits|loss|output))|\bin fp32\b|\bin float32\b|loads? in fp32|"
                          r"full[- ]precision|torch\.float32|(?:forgot|forget|forgetting|did ?n[o']t|didn't|never) (?:to )?"
                          r"(?:set|enable|use|turn on|pass|add)\w* (?:the )?(?:--)?(?:bf16|fp16|mixed precision|torch_dtype)\b|"
                          r"\b(?:bf16|fp16)(?:=True)? (?:was |is )?not (?:set|enabled|on|used)\b|(?:without|no) (?:a |setting |any )?(?:torch_)?dtype\b|"
@@ -102,8 +104,11 @@ def fp32_training(c: Case) -> Cause | None:
     if words:
         said = words.group(0) in (c.inputs.error_text or "")  # the report's words, not the posted script's
         ev.append(f"{'the report says' if said else 'the script says'} '{words.group(0)}'")
-    return Cause("fp32_training", "training runs in fp32",
-                 "without bf16/fp16 (and a 16-bit torch_dtype) every weight, activation and logit takes 4 bytes",
+    trains = E.TRAINING_WORDS.search(E.text(c)) or prec == "fp32"
+    return Cause("fp32_training", "training runs in fp32" if trains else "the weights are loaded in fp32",
+                 "without bf16/fp16 (and a 16-bit torch_dtype) every weight, activation and logit takes 4 bytes"
+                 if trains else "a float32 checkpoint loads in float32 unless torch_dtype says otherwise: every weight "
+                 "takes 4 bytes, twice what it needs to run",
                  ev, actions=[Action("train in 16-bit: bf16=True (fp16=True on GPUs without bf16) and "
                                      "from_pretrained(torch_dtype=torch.bfloat16)", "none on Ampere or newer",
                                      patch=["+ bf16=True  # fp16=True before Ampere",

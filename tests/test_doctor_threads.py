@@ -13,7 +13,8 @@ SPLIT = corpus.split()
 
 
 
-UNMEASURED = {"test14": "test14: held out, not yet measured (its first measurement lists its misses as strict xfails)"}
+UNMEASURED: dict = {}
+TEST14_MISS = "test14: held out, not analysed"
 """Held-out splits committed before their first measurement: their threads run, but an outcome cannot fail the suite
 until that measurement (whoever measures replaces the entry with the split's misses in MISSES, as test7's were)."""
 
@@ -53,6 +54,11 @@ MISSES = {
                    "to weigh the 19.8 GiB allocated against, so generation's KV cache is the likeliest reading",
     "tf-faster-rcnn_7": "the other process (a Jupyter kernel holding the GPU) is in the reporter's later answer: the "
                         "post is TensorFlow's allocator message for a 392 MiB request, with no totals",
+    # test14 split (held out: misses at its first measurement, 9/20 with the rules of bcb845b, of 534bef4 and of session
+    # 11's start, benchmarks/results/doctor-threads-test14-*.json; listed, not analysed)
+    **{n: TEST14_MISS for n in ("caikit-nlp_134", "chatglm-efficient-tuning_111", "chatglm-efficient-tuning_248",
+                               "chatglm-instruct-tuning_4", "eullm_410", "ms-swift_2731", "ms-swift_9980",
+                               "nemo-automodel_2600", "torchtune_1428", "torchtune_1603", "vlm-r1_74")},
     # test13 split (seen since session 11: measured held out once at 10/22, then studied; the misses left)
     "internlm-xcomposer_150": "the post is its title only ('the examples run out of memory on a single 40G card'): "
                               "the float32 load is in another user's answer",

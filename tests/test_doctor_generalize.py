@@ -1325,3 +1325,10 @@ def test_a_kv_cache_set_up_for_the_whole_maximum_length_is_the_cache(said):
     # a serving engine's cache is its reservation, read elsewhere
     assert _d("vLLM: the KV cache with max_model_len 131072 does not fit, CUDA out of memory").primary.id == \
         "vllm_memory"
+
+
+def test_dpo_reference_copy_reads_model_names_with_dots_and_not_under_lora():
+    said = "SFT of Qwen2.5-7B works fine on one A100 80GB, but DPO runs out of memory"
+    assert _d(said).primary.id == "load_too_big"
+    # with LoRA the reference is the base with the adapter disabled: no copy
+    assert _d(said.replace("SFT of", "LoRA SFT of")).primary.id != "load_too_big"

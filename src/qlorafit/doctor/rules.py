@@ -537,7 +537,7 @@ def load_too_big(c: Case) -> Cause | None:
 
 
 _REFERENCE_RUN = re.compile(r"(?<![A-Za-z])(?:dpo|kto|ppo|rlhf)(?![A-Za-z])", re.I)
-_STAGE_BEFORE_FIT = re.compile(r"(?<![A-Za-z])(?:sft|pt|pretrain\w*|fine-?tun\w*|微调)(?![A-Za-z])[^.\n。;；]{0,40}?(?:works?|worked|"
+_STAGE_BEFORE_FIT = re.compile(r"(?<![A-Za-z])(?:sft|pt|pretrain\w*|fine-?tun\w*|微调)(?![A-Za-z])(?:[^.\n。;；]|(?<=\d)\.(?=\d)){0,40}?(?:works?|worked|"
                                r"fine|fits?|fitted|ran|runs|能够?(?:支持)?(?:运行|跑)|可以|正常|没(?:有)?问题|支持运行)", re.I)
 
 
@@ -548,6 +548,8 @@ def reference_copy(c: Case) -> Cause | None:
     run, before = _REFERENCE_RUN.search(t), _STAGE_BEFORE_FIT.search(t)
     if not (c.has_oom and run and before) or c.oom.kind in ("cpu", "dispatch") or c.oom.phase in ("merge", "save"):
         return None
+    if E.lora_16bit(c) or E.weights_quantized(c):
+        return None  # under PEFT the reference is the base with the adapter disabled: no second copy
     return Cause("load_too_big", f"{run.group(0).upper()} holds a second copy of the model (the reference)",
                  "the policy being trained and a frozen reference model are both on the GPU: twice the weights of the "
                  "stage before", [f"the report says '{before.group(0)}' and runs {run.group(0)}, which keeps a "

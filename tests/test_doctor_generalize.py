@@ -1286,3 +1286,49 @@ def test_the_whole_model_put_on_one_gpu_where_a_device_map_would_split_it_is_too
     d = _d("Large 34B model OOM in evaluation. This line allocates the whole model onto GPU:0 again, should have used "
            "`device_map=\"auto\"` when loading.")
     assert d.primary.id == "load_too_big" and d.primary.strength == "proven" and d.fixes[0].id == "shard"
+
+
+# --- session 11: test14's misses (studied after its held-out measurement at 9/20) ---------------------------------
+
+def test_more_gpus_that_still_fail_after_training_a_while_prove_no_replica():
+    said = ("reward-model training on A100(40G)*8: with max_length 512 it OOMs after 400+ samples; moving to more "
+            "machines, 多卡也没有能扩充max_length")
+    d = _d(said)
+    assert d.primary.id == "long_sample"
+    assert "ddp_replica" not in [x.id for x in d.causes if x.strength == "proven"]
+    # the same words with no training before the failure still prove it
+    assert _d("LoRA of a 13B on A100(40G)*8 out of memory at load: 多卡也一样").primary.id == "ddp_replica"
+
+
+def test_a_full_tuning_that_still_fails_at_batch_one_is_its_states_even_without_sizes():
+    d = _d("full tuning 显存不足: 4卡训练，chatglm2显存不足，max-length调到128以及batch size=1 还是不行")
+    assert d.primary.id == "ddp_replica" and d.primary.strength == "inferred" and d.fixes[0].id == "shard"
+    # a LoRA at batch 1 is not the states
+    assert _d("LoRA 显存不足: 4卡训练，max-length调到128以及batch size=1 还是不行").primary.id != "ddp_replica"
+
+
+@pytest.mark.parametrize("said", ["full fine-tune of a 35B MoE with FSDP2 on 8xH100-80GB: CUDA out of memory",
+                                  "full fine-tune of a 35B model, each layer wrapped with fully_shard, 8xH100-80GB: "
+                                  "CUDA out of memory"])
+def test_fsdp2_shards_the_weights(said):
+    d = _d(said)
+    assert "ddp_replica" not in [x.id for x in d.causes]
+
+
+@pytest.mark.parametrize("said", ["evaluating a fine-tuned llama 3.1 with the eleuther_eval recipe runs into an OOM "
+                                  "error as it tries to create the kv cache with max sequence length",
+                                  "Set max cache seq len in generate recipe: on main, Llama3.1 8B on a 4090 gives "
+                                  "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1024.00 MiB"])
+def test_a_kv_cache_set_up_for_the_whole_maximum_length_is_the_cache(said):
+    d = _d(said)
+    assert d.primary.id == "generation_batch" and d.fixes[0].id == "cap_length"
+    # a serving engine's cache is its reservation, read elsewhere
+    assert _d("vLLM: the KV cache with max_model_len 131072 does not fit, CUDA out of memory").primary.id == \
+        "vllm_memory"
+
+
+def test_dpo_reference_copy_reads_model_names_with_dots_and_not_under_lora():
+    said = "SFT of Qwen2.5-7B works fine on one A100 80GB, but DPO runs out of memory"
+    assert _d(said).primary.id == "load_too_big"
+    # with LoRA the reference is the base with the adapter disabled: no copy
+    assert _d(said.replace("SFT of", "LoRA SFT of")).primary.id != "load_too_big"

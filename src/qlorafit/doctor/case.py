@@ -155,7 +155,7 @@ def _setup(c: Case) -> None:
 
 
 _GPU_NAMED = re.compile(r"\bGPU\s?\d+\b|\bcuda:\d|显存|\bVRAM\b", re.I)
-_FSDP = re.compile(r"\bFSDP\b|FullyShardedDataParallel|fsdp_config|distributed_type:\s*FSDP", re.I)
+_FSDP = re.compile(r"\bFSDP2?\b|\bfully_shard\b|FullyShardedDataParallel|fsdp_config|distributed_type:\s*FSDP", re.I)
 
 
 def _fsdp_load_is_host_ram(c: Case) -> None:

@@ -102,7 +102,7 @@ def lora_16bit(c: Case) -> bool:
     return bool(named) and not weights_quantized(c)
 
 
-_FULL_TUNE = re.compile(r"full[- ]?(?:fine-?tun\w*|finetun\w*|parameter|param|training)|全参|全量(?:微调|训练)?", re.I)
+_FULL_TUNE = re.compile(r"full[- ]?(?:fine-?tun\w*|finetun\w*|parameter|param|training|tuning)|全参|全量(?:微调|训练)?", re.I)
 
 
 def full_tune(c: Case) -> bool:
@@ -168,7 +168,7 @@ def zero_stage(c: Case) -> int | None:
 def sharded(c: Case) -> bool:
     """The weights are sharded across the GPUs: ZeRO-3 or FSDP (not ZeRO-1/2, which copy the weights to every GPU)."""
     return zero_stage(c) == 3 or bool(setting(c, "fsdp")) or str(setting(c, "distributed_type", "")).upper() == "FSDP" \
-        or bool(re.search(r"\bFSDP\b|FullyShardedDataParallel", c.inputs.error_text or ""))
+        or bool(re.search(r"\bFSDP2?\b|FullyShardedDataParallel|\bfully_shard\b", c.inputs.error_text or ""))  # FSDP2 too
 
 
 def replicates(c: Case) -> bool:

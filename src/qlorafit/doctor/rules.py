@@ -537,7 +537,7 @@ def load_too_big(c: Case) -> Cause | None:
 
 
 _REFERENCE_RUN = re.compile(r"(?<![A-Za-z])(?:dpo|kto|ppo|rlhf)(?![A-Za-z])", re.I)
-_STAGE_BEFORE_FIT = re.compile(r"(?<![A-Za-z])(?:sft|pt|pretrain\w*|fine-?tun\w*|微调)(?![A-Za-z])[^.\n。;；]{0,40}?(?:works?|worked|"
+_STAGE_BEFORE_FIT = re.compile(r"(?<![A-Za-z])(?:sft|pt|pretrain\w*|fine-?tun\w*|微调)(?![A-Za-z])(?:[^.\n。;；]|(?<=\d)\.(?=\d)){0,40}?(?:works?|worked|"
                                r"fine|fits?|fitted|ran|runs|能够?(?:支持)?(?:运行|跑)|可以|正常|没(?:有)?问题|支持运行)", re.I)
 
 
@@ -548,6 +548,8 @@ def reference_copy(c: Case) -> Cause | None:
     run, before = _REFERENCE_RUN.search(t), _STAGE_BEFORE_FIT.search(t)
     if not (c.has_oom and run and before) or c.oom.kind in ("cpu", "dispatch") or c.oom.phase in ("merge", "save"):
         return None
+    if E.lora_16bit(c) or E.weights_quantized(c):
+        return None  # under PEFT the reference is the base with the adapter disabled: no second copy
     return Cause("load_too_big", f"{run.group(0).upper()} holds a second copy of the model (the reference)",
                  "the policy being trained and a frozen reference model are both on the GPU: twice the weights of the "
                  "stage before", [f"the report says '{before.group(0)}' and runs {run.group(0)}, which keeps a "
@@ -836,7 +838,7 @@ def _rules():
     # proves: the traceback shows what the memory was being allocated for
     return (fp16_overflow, script_breaks, S.bnb_cpu_dispatch, cpu_ram, other_process, eager_in_frames,
             fp32_logits_in_frames, request_above_card, L.vllm_memory, L.zero3_generation, L.ddp_replica, S.resume_state, S.kbit_prep_fp32,
-            save_merge, eval_logits, vision_tokens, reference_copy, S.eval_batch, S.generation_batch, fragmentation, long_sample,
+            save_merge, S.cache_at_max_length, eval_logits, vision_tokens, reference_copy, S.eval_batch, S.generation_batch, fragmentation, long_sample,
             load_too_big, no_quant, S.fp32_training, fp32_logits, eager_attention, batch_or_seq, fp16_with_oom)
 
 

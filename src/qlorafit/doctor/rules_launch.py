@@ -9,6 +9,7 @@ from qlorafit.core import catalog
 from qlorafit.doctor import evidence as E
 from qlorafit.doctor.case import Case, gib
 from qlorafit.doctor.cause import Action, Cause
+from qlorafit.doctor.ruled_out import batch_one_fails
 
 _GATHER = re.compile(r"unwrap_model_for_generation|GatheredParameters|_move_full_model_to_vllm")
 _GATHER_WORDS = re.compile(r"gather\w* (?:all |the |whole |full |every )*(?:parameters|params|weights|model)|"
@@ -88,11 +89,16 @@ def ddp_replica(c: Case) -> Cause | None:
     t = c.inputs.error_text or ""
     ws = E.world_size(c)
     says = _EACH_GPU.search(t) or (_SPLIT_WORKS.search(t) if E.launched(c) else None)
+    if says and c.oom.phase == "later_step" and not re.search(r"each|every|all|每|所有", says.group(0), re.I):
+        # 'more GPUs still fail' after the run trained for a while: every GPU held its replica from the first step,
+        # and more GPUs do not shrink a sample's activations either, so it proves nothing about the replica
+        says = None
     z3_materialized = E.zero_stage(c) == 3 and _MODULE_TO.search(t) and c.oom.phase in ("load", None) \
         and not c.settings.get("zero3_init_flag")
     several = (ws is not None and ws > 1) or E.data_parallel(c)
     ws = ws if ws is not None or not several else E.gpu_count(c)
     exceeds = _exceeds_one_card(c) or _full_states_exceed_one_card(c)
+    at_one = None if exceeds else _full_states_at_batch_one(c)
     frames = _REPLICA_FRAMES.search(t) if c.oom.kind == "cuda" else None
     states = _STATES_FRAMES.search(t) if c.oom.kind == "cuda" and not E.sharded(c) else None
     if z3_materialized or frames or states or (says and (several or c.oom.distributed or (E.gpu_count(c) or 1) > 1
@@ -114,6 +120,8 @@ def ddp_replica(c: Case) -> Cause | None:
         # launch, but inferred, so causes the numbers or the traceback show rank above it
         strength = "script" if heavy or (c.shape is not None and (c.est is None or c.budget_bytes is None)) \
             else "inferred"
+    elif at_one:
+        strength = "inferred"  # no sizes to weigh: the batch of 1 is the whole argument
     elif exceeds:
         # a full fine-tune only assumed (no method named, a batch of 1 still fails): the arithmetic holds, its premise
         # is a default, so the cause is inferred
@@ -148,8 +156,8 @@ def ddp_replica(c: Case) -> Cause | None:
     if c.settings.get("offload_param") and E.zero_stage(c) in (0, 1, 2):
         ev.append(f"offload_param is set, but ZeRO stage {E.zero_stage(c)} ignores it: parameter offload needs "
                   f"ZeRO-3, so every GPU still holds all the weights")
-    if exceeds:
-        ev.append(exceeds)
+    if exceeds or at_one:
+        ev.append(exceeds or at_one)
     if _four_bit_unsharded(c):
         ev.append("ZeRO-3 and FSDP shard bitsandbytes 4-bit weights only when they are stored in the compute dtype "
                   "(bnb_4bit_quant_storage=torch.bfloat16); without it every GPU keeps the whole 4-bit model")
@@ -231,6 +239,17 @@ def _full_states_exceed_one_card(c: Case) -> str | None:
     return (f"a full fine-tune of a {named[0]:g}B model (named in {named[1]}) keeps 16 bytes per parameter; under "
             f"{launch} on {n} GPUs each holds {gib(int(per_gpu))} of weights, gradients and Adam state, more than "
             f"its {gib(card)}")
+
+
+def _full_states_at_batch_one(c: Case) -> str | None:
+    """A full fine-tune (said) that still fails at a batch of 1, with no sizes to weigh: at one sample the activations
+    are the smallest they get, and what is left is 16 bytes per parameter of weights, gradients and Adam state. The
+    evidence line, or None."""
+    if not E.full_tune(c) or E.sharded(c) or c.oom.phase not in (None, "load", "training", "first_step"):
+        return None
+    m = batch_one_fails(c.inputs.error_text or "")
+    return (f"a full fine-tune that still fails at a batch of 1 ('{m.group(0)}'): what is left is the 16 bytes per "
+            f"parameter of weights, gradients and Adam state on each GPU") if m else None
 
 
 VLLM_DEFAULT_UTILIZATION = 0.9

@@ -223,3 +223,27 @@ def generation_batch(c: Case) -> Cause | None:
                  actions=[Action("lower per_device_eval_batch_size (and max_new_tokens) for prediction", "speed",
                                  patch=["+ per_device_eval_batch_size=1", "+ max_new_tokens=256"], id="eval_batch")],
                  strength="inferred")
+
+
+_CACHE_AT_MAX = re.compile(r"(?:kv[_ -]?cache|cache)\b[^.\n]{0,50}?\b(?:(?:with|at|for|of|to) (?:the |its )?)?max(?:imum)?"
+                           r"[_ ]?(?:cache[_ ]?)?seq(?:uence)?[_ ]?len(?:gth)?|max[_ ]cache[_ ]seq[_ ]len|max_cache_len|"
+                           r"max(?:imum)?[_ ]?seq(?:uence)?[_ ]?len(?:gth)?[^.\n]{0,30}?\b(?:kv[_ -]?)?cache\b|"
+                           r"(?:setup|set up|creat\w*|allocat\w*|initiali[sz]\w*)[_ ]caches?\b[^.\n]{0,40}max", re.I)
+"""A KV cache set up for the model's whole maximum sequence length ('it tries to create the kv cache with max
+sequence length', 'Set max cache seq len in generate recipe'): torchtune's recipes and a static cache allocate keys and
+values for every position up front, 128k for Llama 3.1, whatever the prompt needs."""
+
+
+def cache_at_max_length(c: Case) -> Cause | None:
+    """A KV cache allocated at the model's maximum sequence length for generation or evaluation, by a library's own
+    setup (not a serving engine's reservation, which vllm_memory reads)."""
+    m = _CACHE_AT_MAX.search(c.inputs.error_text or "")
+    if not (c.has_oom and m) or E.uses_vllm(c) or c.oom.phase in ("load", "save", "merge", "tokenization"):
+        return None
+    return Cause("generation_batch", "the KV cache is allocated for the model's whole maximum length",
+                 "keys and values for every layer and every position up to max_seq_len are allocated before the "
+                 "first token: at 128k positions that is more than the weights", [f"the report says '{m.group(0)}'"],
+                 actions=[Action("size the cache to the prompt plus the new tokens (max_cache_len / the recipe's "
+                                 "max cache length), or skip it where nothing is generated (torchtune: "
+                                 "enable_kv_cache: false)", "none", patch=["+ max_cache_len = prompt + max_new_tokens"],
+                                 id="cap_length")], strength="inferred", phase=c.oom.phase)

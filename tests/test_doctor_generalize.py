@@ -1332,3 +1332,47 @@ def test_dpo_reference_copy_reads_model_names_with_dots_and_not_under_lora():
     assert _d(said).primary.id == "load_too_big"
     # with LoRA the reference is the base with the adapter disabled: no copy
     assert _d(said.replace("SFT of", "LoRA SFT of")).primary.id != "load_too_big"
+
+
+# --- session 11: test15's misses (studied after its held-out measurement at 10/21) --------------------------------
+
+@pytest.mark.parametrize("said", ["mode怎么改成int4,显存不够，只有12G", "How do I load it in 4-bit? CUDA out of memory on my "
+                                  "12GB card"])
+def test_a_report_asking_how_to_quantize_is_about_16bit_weights(said):
+    d = _d(said)
+    assert d.primary.id == "no_quant" and d.fixes[0].id == "quantize"
+    # int4 already loaded is not the wish
+    assert _d("load_in_4bit=True and still CUDA out of memory on my 12GB card").primary.id != "no_quant"
+
+
+def test_the_report_saying_it_is_not_the_gpus_memory_is_host_ram():
+    assert parse("from_pretrained of the 70B model hits an OOM (内存不够，不是显存不够), 512GB of physical memory").kind \
+        == "cpu"
+    assert parse("显存不够，不是内存的问题").kind == "cuda"
+
+
+def test_a_per_card_usage_is_no_replica_and_inference_over_several_gpus_is_split():
+    # '每张卡14G' is what each card used, not a copy of the model on each
+    d = _d("全量微调Gemma 2B, ds_z3_config: 显存占用每张卡24G；但是随着运行，会OOM，可能是后面的文本较长导致的")
+    assert "ddp_replica" not in [x.id for x in d.causes if x.strength == "proven"]
+    assert d.case.oom.phase == "later_step"
+    # a 72B int4 served on four 32 GB cards by one process: its layers are split over them, not copied
+    d = _d("Qwen1.5-chat 72B int4 4卡(V100) 推理过程中token数到10k会报错OOM")
+    assert d.primary.id != "ddp_replica"
+    # the same weights trained by a launcher on each card are copies
+    assert _d("torchrun LoRA of Qwen1.5-72B int4 on 4 V100 32G: CUDA out of memory").primary.id in (
+        "ddp_replica", "load_too_big")
+
+
+def test_packed_batches_have_no_rare_long_sample():
+    text = ("qwen3_5_4b_neat_packing OOM at max_length=pack_size=8192 on 8xH100 80GB during backward; OOM hit at "
+            "step 61, the failing step drifts as the packed-sequence composition varies")
+    d = _d(text)
+    assert d.primary.id == "batch_or_seq" and "long_sample" not in [x.id for x in d.causes]
+    assert _d(text.replace("neat_packing", "unpadded").replace("pack_size=", "").replace("packed-sequence", "batch")
+              ).primary.id == "long_sample"
+
+
+@pytest.mark.parametrize("said", ["训练可以运行，但是随着运行，会OOM", "训练了一段时间后OOM了"])
+def test_a_failure_as_the_run_goes_on_in_chinese_is_a_later_step(said):
+    assert parse(said).phase == "later_step"

@@ -136,6 +136,9 @@ _FIT_TALK = re.compile(r"\b(?:fits?|fitting|get\w* (?:it |\w+ )?(?:to )?(?:work\
                        r"(?:RTX\s?|GTX\s?)?(?:[AHLTV]\d{1,3}|[1-5]0[5-9]0(?:\s?Ti)?|A[2-6]000)\b)", re.I)
 """Whether a run fits a card ('fits on a single 4090', 'get it working on one A100'): the report is about memory, and
 a report brought to the doctor about fitting a card is about one that did not fit."""
+_NOT_GPU = re.compile(r"(?:不是|并非|而非|并不是|非)显存|not (?:the )?(?:gpu|cuda|video|device) (?:memory|ram)\b|not (?:the )?vram\b|"
+                      r"rather than (?:the )?(?:gpu memory|vram)", re.I)
+"""The report says the memory that ran out is not the GPU's ('内存不够，不是显存不够', 'the CPU RAM runs out, not the VRAM')."""
 _GPU_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- ]memory|"
                         r"(?:ran|run|runs|running) out of (?:gpu |cuda |video )?(?:memory|vram)|out of (?:gpu|cuda|video) memory|"
                         # filler between 显存 and the verb: '显存都要爆了', '显存快不够'
@@ -238,6 +241,8 @@ def oom_kind(text: str) -> str | None:
         return "dispatch"
     if _KV_CACHE.search(text):
         return "kv_cache"
+    if _NOT_GPU.search(text) and (_CPU_WORDS.search(text) or shortage(text) or host_memory_named(text)):
+        return "cpu"  # '内存不够，不是显存不够': the report itself says which memory, and that it is not the card's
     cpu = _CPU_WORDS.search(text)
     # '爆内存' where the same report also says 爆显存: the loose 内存 is the GPU's memory the report names exactly
     if cpu and "内存" in cpu.group(0) and not re.search(r"(?:CPU|系统|主机)\s?内存", cpu.group(0), re.I) \

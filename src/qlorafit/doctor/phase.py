@@ -227,7 +227,8 @@ _LATER = re.compile(r"(?:at|after|on|until|till|around|near|by|reach\w*) (?:trai
                     r"of (?:the |an )?(?:training|epoch|run)|midway|halfway|part ?way through|(?:训练|跑|微调)到一半|"
                     r"(?:after|for) (?:about |around |roughly |over )?(?:a few|several|many|some|an?|"
                     r"~?\d+\+?) hours?\b|hours into|"
-                    r"(?:a few|several) hundred (?:steps|iterations)|after \d{1,2} ?% (?:of )?(?:it|the (?:training|"
+                    r"(?:a few|several) hundred (?:steps|iterations)|随着(?:训练|运行|迭代)(?:的进行)?[，,]?\s?[^，。,.\n]{0,8}?(?:OOM|oom|爆|溢出)|"
+                    r"(?:训练|运行|跑)(?:了)?(?:一段时间|一会儿?|几个小时|很久)(?:之?后|以后)?[^，。,.\n]{0,8}?(?:OOM|oom|爆|溢出)|after \d{1,2} ?% (?:of )?(?:it|the (?:training|"
                     r"epoch|run))?|(?:跑|训练|微调|训)了?(?:几|[一二两三四五六七八九十\d]+)个?(?:小时|钟头)|"
                     # memory that keeps growing until it runs out: the steps before ran
                     r"(?:memory|vram|显存|占用)[^.\n]{0,16}(?:keeps?|kept|一直|不断|持续|无限|逐渐)\s?(?:在)?(?:往上)?"

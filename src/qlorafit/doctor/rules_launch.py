@@ -19,7 +19,7 @@ ds3_gather_for_generation setting: what ran beats the intent."""
 _EACH_GPU = re.compile(r"(?:each|every|all) (?:the )?(?:gpus?|cards?|ranks?|process(?:es)?)\b[^.\n]{0,40}"
                        r"(?:load|hold|keep|copy|cop(?:y|ied))|(?:copied|loaded|replicated) (?:\w+ )?(?:times )?on "
                        r"(?:each|every|all)|full (?:copy|replica) (?:of the model )?on each|所有的显卡同时加载|"
-                       r"每(?:张|个|块)\s?(?:GPU|卡|显卡)|(?:each|every|all) (?:the )?(?:of the )?(?:gpus?|cards?) (?:is |are |was |were |gets? |got )?"
+                       r"每(?:张|个|块)\s?(?:GPU|卡|显卡)(?!\s?(?:占用|显存)?\s?\d)|(?:each|every|all) (?:the )?(?:of the )?(?:gpus?|cards?) (?:is |are |was |were |gets? |got )?"
                        r"(?:completely )?(?:full|out of memory|OOM\w*)\b|"
                        # more GPUs that do not lower each one's memory: each holds the same copy
                        r"(?:same|more) (?:gpu )?memory (?:per gpu )?(?:as|than) (?:on |with |in )?(?:a |one )?single[- ]?gpu|"
@@ -193,6 +193,12 @@ def _exceeds_one_card(c: Case) -> str | None:
     n = max(E.world_size(c) or 1, E.gpu_count(c) or 1)
     w, card = E.named_weights(c), E.card_bytes(c)
     if n < 2 or w is None or card is None or w[0] <= card:
+        return None
+    trainer = " ".join(f"{k}={v}" for k, v in c.settings.items())  # a trainer's config (finetuning_type=lora, ...)
+    if not E.TRAINING_WORDS.search(E.text(c) + " " + trainer) and not E.launched(c) and E.world_size(c) is None \
+            and not re.search(r"\bpredict\w*|\bevaluat\w*|\beval\b", E.text(c), re.I):
+        # inference (chat, serving) on several GPUs from one process splits the layers (device_map, tensor parallel);
+        # a trainer's prediction or evaluation runs a process per GPU, each with the whole model
         return None
     if E.sharded(c) and not _four_bit_unsharded(c):
         return None

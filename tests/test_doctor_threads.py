@@ -13,7 +13,8 @@ SPLIT = corpus.split()
 
 
 
-UNMEASURED = {"test16": "test16: held out, not yet measured (its first measurement lists its misses as strict xfails)"}
+UNMEASURED: dict = {}
+TEST16_MISS = "test16: held out, not analysed"
 """Held-out splits committed before their first measurement: their threads run, but an outcome cannot fail the suite
 until that measurement (whoever measures replaces the entry with the split's misses in MISSES, as test7's were)."""
 
@@ -53,6 +54,11 @@ MISSES = {
                    "to weigh the 19.8 GiB allocated against, so generation's KV cache is the likeliest reading",
     "tf-faster-rcnn_7": "the other process (a Jupyter kernel holding the GPU) is in the reporter's later answer: the "
                         "post is TensorFlow's allocator message for a 392 MiB request, with no totals",
+    # test16 split (held out: misses at its first measurement, 6/20 with the rules of 71a4fe9 and with session 11's
+    # starting rules, benchmarks/results/doctor-threads-test16-*.json; listed, not analysed)
+    **{n: TEST16_MISS for n in ("chatglm-6b_71", "chinese-llama-alpaca_121", "chinese-vicuna_166", "colossalai_4962",
+                               "eagle_260", "fastchat_1110", "langchain-chatchat_2047", "litgpt_282", "llama_136",
+                               "llamafactory_260", "lmflow_167", "opencompass_182", "s1_13", "yi_246")},
     # test15 split (seen since session 11: measured held out once at 10/21, then studied; the misses left)
     "baichuan-13b_6": "int8 inference of a model the post does not size on a 24 GB card: that device_map='auto' puts the "
                       "16-bit weights on the GPU before the online int8 quantization is in the answers",

@@ -1376,3 +1376,47 @@ def test_packed_batches_have_no_rare_long_sample():
 @pytest.mark.parametrize("said", ["训练可以运行，但是随着运行，会OOM", "训练了一段时间后OOM了"])
 def test_a_failure_as_the_run_goes_on_in_chinese_is_a_later_step(said):
     assert parse(said).phase == "later_step"
+
+
+# --- session 11: test16's misses (studied after its held-out measurement at 6/20) ---------------------------------
+
+def test_states_offloaded_to_host_memory_are_no_host_shortage():
+    said = "72B的模型单卡80GB，目前使用stage3，已经把优化器和param offload到内存了，但是在deepspeed.initialize阶段还是oom了"
+    d = _d(said)
+    assert d.case.oom.kind == "cuda" and d.primary.id != "cpu_ram"
+    assert parse("训练时内存不够，进程被杀").kind == "cpu"
+
+
+@pytest.mark.parametrize("said", ["Running the SFT example on one 24G 4090 with llama2-7B: CUDA out of memory. Tried to "
+                                  "allocate 25.10 GiB (GPU 0; 23.99 GiB total capacity; 20.46 GiB already allocated)",
+                                  "fully funetuning BaiChuan-7B/13B on a V100 32G: CUDA out of memory. Tried to allocate "
+                                  "26.08 GiB (GPU 0; 31.75 GiB total capacity; 26.14 GiB already allocated)"])
+def test_one_request_of_four_bytes_per_parameter_is_an_fp32_copy_of_the_whole_model(said):
+    d = _d(said)
+    assert d.primary.id == "ddp_replica" and d.fixes[0].id == "shard"
+    assert "4 bytes for each" in " ".join(d.primary.evidence)
+    # a request of another size says nothing of the kind
+    other = _d(said.replace("25.10 GiB", "2.10 GiB").replace("26.08 GiB", "2.08 GiB"))
+    assert "4 bytes for each" not in " ".join(" ".join(x.evidence) for x in other.causes)
+
+
+def test_a_quantization_asked_for_before_the_question_word_is_still_a_wish():
+    d = _d("显存不足，请问chatglm3-6b量化模型quantize怎么改？")
+    assert d.primary.id == "no_quant" and d.fixes[0].id == "quantize"
+
+
+@pytest.mark.parametrize("said", ["I want to continue pretraining Yi-34B on 8 * A100 80GB but get OOM error",
+                                  "用8张A100 80G继续预训练34B模型，显存不足"])
+def test_continued_pretraining_is_a_full_fine_tune(said):
+    d = _d(said)
+    assert d.primary.id == "ddp_replica" and d.fixes[0].id == "shard"
+
+
+@pytest.mark.parametrize("said", ["每次对话显存占用都会增加几百Mb，请问除了重启程序有别的解决办法吗？",
+                                  "GPU memory use keeps increasing with every chat turn until CUDA out of memory"])
+def test_memory_growing_with_each_chat_turn_is_the_history_in_generation(said):
+    d = _d(said)
+    assert d.case.oom.phase == "generation" and d.primary.id == "generation_batch" and d.fixes[0].id == "cap_length"
+    # memory growing over training steps stays a later step
+    assert parse("GPU memory use keeps increasing with every training step until CUDA out of memory").phase == \
+        "later_step"

@@ -102,7 +102,8 @@ def lora_16bit(c: Case) -> bool:
     return bool(named) and not weights_quantized(c)
 
 
-_FULL_TUNE = re.compile(r"full[- ]?(?:fine-?tun\w*|finetun\w*|parameter|param|training|tuning)|全参|全量(?:微调|训练)?", re.I)
+_FULL_TUNE = re.compile(r"(?:continu\w*|continual|incremental) pre-?train\w*|继续预训练|增量预训练|二次预训练|"
+                        r"full(?:y)?[- ]?(?:fine-?tun\w*|fune?tun\w*|finetun\w*|parameter|param|training|tuning)|全参|全量(?:微调|训练)?", re.I)
 
 
 def full_tune(c: Case) -> bool:

@@ -173,7 +173,9 @@ _HOST_NAMED = re.compile(r"(?:\bhost|\bCPU|\bsystem|\bnode)[ -]?(?:RAM|memory|me
 """Words that name the host's memory, not a GPU's: host/CPU/system/node RAM or memory, a process's RSS, `free -h`,
 swap, dmesg, the kernel's OOM killer, a worker or container killed, 内存 (RAM; 显存 is GPU memory), a memory size in
 terabytes (no GPU has that much). A CPU named as where weights are offloaded to is not the memory that ran out."""
-_OFFLOAD_TO_CPU = re.compile(r"offload\w*[^.\n]{0,30}?(?:\bto|\binto|到)\s?(?:the )?(?:cpu[ -]?(?:RAM|memory|mem)?|RAM\b)", re.I)
+_OFFLOAD_TO_CPU = re.compile(r"offload\w*[^.\n]{0,30}?(?:\bto|\binto|到)\s?(?:the )?(?:cpu[ -]?(?:RAM|memory|mem)?|(?:host|system) (?:RAM|memory)|"
+                             r"RAM\b|内存|主存)",
+                             re.I)  # '把优化器和param offload到内存了': where the states went, not what ran out
 GPU_MEMORY_NAMED = re.compile(r"显存|\bVRAM\b|(?:GPU|CUDA|video|device)[ -]?(?:memory|RAM|mem\b|内存)|显卡内存|"
                                r"\bcuda:\d|nvidia-smi|out of memory on (?:the |my )?(?:GPU|card)", re.I)
 """Words that name a GPU's memory as the one in question."""
@@ -315,7 +317,8 @@ def parse_phase(text: str, out: OomText) -> None:
     step_ph, step, step_why = phase.step_from_words(text)
     if ph is None:
         ph, why = phase.phase_from_words(text)
-        if step_ph and not why.endswith("the out-of-memory"):
+        if step_ph and not why.endswith("the out-of-memory") and not (ph == "generation" and not re.search(
+                r"\btrain|微调|训练", text, re.I)):  # nothing trains: the growth is over replies, not steps
             # a phase word only near a failure or memory talk ('it fails on startup itself', of another attempt) is
             # weaker than the report's own count of the steps that ran ('runs for ~15k iterations')
             ph, why = None, ""

@@ -197,7 +197,10 @@ _PROSE = (  # (phase, words): checked in this order inside one sentence that als
                    r"num[_-]return[_-]sequences|"
                    # a chat model's own chat() generates the reply: 'model.chat(', 'when I call the chat method'
                    r"\.chat\(|\bchat (?:method|function|api|interface)s?\b|\bcall(?:s|ed|ing)? (?:the )?chat\b|"
-                   r"推理|预测"),
+                   r"推理|预测|"
+                   # a chat whose history grows each turn: every reply is generated from a longer prompt
+                   r"(?:每次|每轮|多轮|连续)对话|对话(?:轮数|历史)|(?:each|every|per) (?:chat |conversation |dialog(?:ue)? )?turn\b|"
+                   r"(?:chat|conversation|dialog(?:ue)?) history\b"),
     # not torch's mode switch: 'from_pretrained(...).eval()' puts a model in inference mode, it is no evaluation
     ("eval", r"(?<![A-Za-z])eval(?!\(\))\w*|validation|validat\w+|compute_metrics|predictions\b|\.predict\(|评估|验证"),
     ("tokenization", r"tokeniz\w*|\.map\(|dataset map|(?:数据)?预处理|数据处理|分词"),

@@ -270,7 +270,10 @@ def _lora_weights_heavy(c: Case) -> str | None:
 
 _QUANT_WISH = re.compile(r"(?:how (?:do|can|could|should) (?:i|we)|how to|is it possible to|can (?:i|we)|怎么|怎样|如何|能否|能不能|"
                          r"可以|可不可以|想)[^。.\n?？]{0,24}?(?:改成|换成|用|使用|开启|设置|load|use|switch|run|train|enable)"
-                         r"[^。.\n?？]{0,12}?(?:int4|int8|4[- ]?bit|8[- ]?bit|量化|quantiz\w*)", re.I)
+                         r"[^。.\n?？]{0,12}?(?:int4|int8|4[- ]?bit|8[- ]?bit|量化|quantiz\w*)|"
+                         # the quantization first, the question after: '量化模型quantize怎么改？'
+                         r"(?:int4|int8|4[- ]?bit|8[- ]?bit|量化|quantiz\w*)[^。.\n?？]{0,16}?(?:怎么|如何|怎样)(?:改|设置|用|开启|做|弄)",
+                         re.I)
 """The report asks how to run quantized ('mode怎么改成int4', 'how do I load it in 4-bit?') because memory ran out: the
 weights are 16-bit now, and the reporter's own suspect is them."""
 

@@ -97,7 +97,7 @@ def ddp_replica(c: Case) -> Cause | None:
         and not c.settings.get("zero3_init_flag")
     several = (ws is not None and ws > 1) or E.data_parallel(c)
     ws = ws if ws is not None or not several else E.gpu_count(c)
-    exceeds = _exceeds_one_card(c) or _full_states_exceed_one_card(c)
+    exceeds = _exceeds_one_card(c) or _full_states_exceed_one_card(c) or _flat_fp32_request(c)
     at_one = None if exceeds else _full_states_at_batch_one(c)
     frames = _REPLICA_FRAMES.search(t) if c.oom.kind == "cuda" else None
     states = _STATES_FRAMES.search(t) if c.oom.kind == "cuda" and not E.sharded(c) else None
@@ -245,6 +245,30 @@ def _full_states_exceed_one_card(c: Case) -> str | None:
     return (f"a full fine-tune of a {named[0]:g}B model (named in {named[1]}) keeps 16 bytes per parameter; under "
             f"{launch} on {n} GPUs each holds {gib(int(per_gpu))} of weights, gradients and Adam state, more than "
             f"its {gib(card)}")
+
+
+FLAT_FP32_TOLERANCE = 0.12
+"""How near a single request has to be to 4 bytes per parameter to be read as an fp32 copy of the whole model (the
+parameter count comes from the name: '7B' for a 6.7B model is 4 % off)."""
+
+
+def _flat_fp32_request(c: Case) -> str | None:
+    """One request of about 4 bytes for every parameter of the named model: an fp32 copy of all the weights at once,
+    which only a full fine-tune's optimizer allocates (fp32 master weights or an Adam moment, flattened by ZeRO-1/2,
+    ColossalAI or FSDP's flat parameters). The evidence line, or None."""
+    req = c.oom.requested_bytes
+    if not req or c.oom.kind != "cuda" or E.lora_16bit(c) or E.weights_quantized(c):
+        return None
+    # every size the report names ('BaiChuan-7B/13B' names two): the request says which one ran
+    named = E.model_params(c)
+    sizes = ([named] if named else []) + [(float(b), "the report") for b in re.findall(
+        r"(?<![\w.])(\d{1,3}(?:\.\d)?)\s?[bB](?![A-Za-z])", c.inputs.error_text or "")]
+    named = next(((b, w) for b, w in sizes if abs(req - 4 * b * 1e9) <= FLAT_FP32_TOLERANCE * 4 * b * 1e9), None)
+    if named is None:
+        return None
+    return (f"the failed request of {gib(req)} is 4 bytes for each of the {named[0]:g}B parameters (named in "
+            f"{named[1]}): an fp32 copy of the whole model at once, which a full fine-tune's optimizer allocates (fp32 "
+            f"master weights or an Adam moment, flattened)")
 
 
 def _full_states_at_batch_one(c: Case) -> str | None:

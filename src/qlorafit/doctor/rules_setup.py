@@ -210,6 +210,11 @@ def eval_batch(c: Case) -> Cause | None:
                  else "inferred")
 
 
+_HISTORY = re.compile(r"(?:每次|每轮|多轮|连续)对话|对话(?:轮数|历史)|历史(?:对话|记录)|(?:each|every|per) (?:chat |conversation |"
+                      r"dialog(?:ue)? )?turn\b|(?:chat|conversation|dialog(?:ue)?) history\b|\bhistory=", re.I)
+"""A chat whose history grows: each reply is generated from every turn before it."""
+
+
 def generation_batch(c: Case) -> Cause | None:
     """Out of memory while generating (predict_with_generate, do_predict, a generate() call): the KV cache grows with
     batch x (prompt + new tokens)."""
@@ -217,10 +222,15 @@ def generation_batch(c: Case) -> Cause | None:
         return None
     if c.oom.phase not in ("generation", None):
         return None
+    history = _HISTORY.search(c.inputs.error_text or "")
     return Cause("generation_batch", "generation holds a KV cache per sequence",
                  "generate() keeps keys and values for every layer, sequence and token: batch x (prompt + new tokens)",
-                 [f"phase: generation ({c.oom.phase_evidence or 'predict_with_generate / do_predict is set'})"],
-                 actions=[Action("lower per_device_eval_batch_size (and max_new_tokens) for prediction", "speed",
+                 [f"phase: generation ({c.oom.phase_evidence or 'predict_with_generate / do_predict is set'})"]
+                 + ([f"the report says '{history.group(0)}': every turn's prompt carries the whole history, so the "
+                     f"cache grows turn by turn"] if history else []),
+                 actions=([Action("pass a bounded history (the last few turns, e.g. history=history[-4:]) or cap the "
+                                  "prompt's length", "quality: less context", id="cap_length")] if history else [])
+                 + [Action("lower per_device_eval_batch_size (and max_new_tokens) for prediction", "speed",
                                  patch=["+ per_device_eval_batch_size=1", "+ max_new_tokens=256"], id="eval_batch")],
                  strength="inferred")
 

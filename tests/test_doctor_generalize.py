@@ -1420,3 +1420,27 @@ def test_memory_growing_with_each_chat_turn_is_the_history_in_generation(said):
     # memory growing over training steps stays a later step
     assert parse("GPU memory use keeps increasing with every training step until CUDA out of memory").phase == \
         "later_step"
+
+
+# --- session 11, at its end: test17's misses (studied after its held-out measurement at 6/20) ----------------------
+
+@pytest.mark.parametrize("said", ["ray.exceptions.OutOfMemoryError: Task was killed due to the node running low on "
+                                  "memory. My CPU size is 503G",
+                                  "Task was killed due to the node running low on memory (ray oom) during GRPO"])
+def test_rays_memory_monitor_killing_a_task_is_host_ram(said):
+    d = _d(said)
+    assert d.case.oom.kind == "cpu" and d.primary.id == "cpu_ram"
+
+
+@pytest.mark.parametrize("said", ["多图推理OOM：当进行多图推理时，会爆显存（单卡，32G显存）",
+                                  "视频推理，GPU型号是V100，torch_dtype是float16，2B模型报错 CUDA out of memory"])
+def test_image_or_video_inference_named_without_the_model_is_the_images(said):
+    d = _d(said)
+    assert d.primary.id == "long_sample" and d.fixes[0].id == "cap_length"
+
+
+def test_samples_with_several_high_resolution_images_are_long_samples():
+    from qlorafit.doctor.rules import long_said
+
+    assert long_said("一些sample有多张高分辨率的图片，会爆显存") and long_said("a few samples carry high-resolution images")
+    assert not long_said("the images are small")

@@ -322,6 +322,8 @@ _LONG_WORDS = re.compile(r"(?:long|longer|longest|very long|too long|overly long
                          r"exceed\w* max|variable (?:number|length)s? of (?:\w+ )?tokens|too many (?:\w+ )?tokens|"
                          r"token\s?(?:数量|数)\S{0,2}(?:太多|过多|过大|太大)|"
                          r"outlier|"
+                         # images at a high resolution, several to a sample: thousands of image tokens each
+                         r"(?:多张)?高分辨率的?(?:图片|图像)|high[- ]resolution (?:images|pictures|frames)|"
                          # a whole document as one input: 'a whole source file as the input', '整篇论文作为输入'
                          r"(?:whole|entire|full|complete) (?:[\w.+#-]+ ){0,2}(?:files?|documents?|books?|articles?|"
                          r"papers?|class(?:es)?|codebases?|repos(?:itory|itories)?|transcripts?|chapters?|pages?) as "
@@ -407,12 +409,18 @@ _VL_MODEL = re.compile(r"qwen[\d.]*-?vl|\w+-vl\b|\w+vl-?\d|llava|internvl|minicp
 """A vision-language model named (Qwen2-VL, Qwen2.5-VL, LLaVA, InternVL, MiniCPM-V, Pixtral, Llama 3.2 Vision, ...)."""
 
 
+_VL_INPUT = re.compile(r"多图|多张(?:高分辨率的?)?(?:图片|图像)|(?:图片|图像|视频)推理|推理(?:图片|图像|视频)|multi-?image|multiple "
+                       r"images|video (?:inference|understanding|input)|(?:inferring|inference on|generating for) an? "
+                       r"(?:image|video)", re.I)
+"""Images or video as the input of an inference, named without the model ('多图推理', 'video inference')."""
+
+
 def vision_tokens(c: Case) -> Cause | None:
     """A vision-language model that runs out while it evaluates or generates at a batch of one or unknown: the
     variable is the image, not the batch. Qwen2-VL-style processors turn an image into one token per 28x28 patch
     up to max_pixels (16384 tokens by default), so one high-resolution image is a very long sample."""
     bs = c.settings.get("per_device_eval_batch_size") or c.settings.get("per_device_train_batch_size")
-    m = _VL_MODEL.search(E.text(c) + " " + str(c.settings.get("model") or ""))
+    m = _VL_MODEL.search(E.text(c) + " " + str(c.settings.get("model") or "")) or _VL_INPUT.search(E.text(c))
     if not (c.has_oom and m and c.oom.phase in ("eval", "generation") and (bs is None or bs == 1)):
         return None
     return Cause("long_sample", "images at full resolution make very long inputs",

@@ -60,7 +60,8 @@ FIRST_COMMIT = {"train": ("cee5fcb", "doctor-threads-baseline.json"),
                 "test13": ("534bef4", "doctor-threads-test13-frozen.json"),
                 "test14": ("bcb845b", "doctor-threads-test14-frozen.json"),
                 "test15": ("50fba32", "doctor-threads-test15-frozen.json"),
-                "test16": ("71a4fe9", "doctor-threads-test16-frozen.json")}
+                "test16": ("71a4fe9", "doctor-threads-test16-frozen.json"),
+                "test17": ("15103f2", "doctor-threads-test17-frozen.json")}
 RESULTS_SPLIT = {"seen": "test"}  # the first test split was called 'test' when it was first measured
 
 

@@ -16,6 +16,12 @@ def text(c: Case) -> str:
     return (c.inputs.error_text or "") + ("\n" + script if script else "")
 
 
+def settings_text(c: Case) -> str:
+    """The settings read from the input as 'key=value' words, for the readers that look for a trainer's words in them
+    (finetuning_type=lora, neat_packing=True)."""
+    return " ".join(f"{k}={v}" for k, v in c.settings.items())
+
+
 def setting(c: Case, key: str, default=None):
     v = c.settings.get(key, default)
     return default if v is None else v
@@ -91,13 +97,17 @@ def weights_quantized(c: Case) -> bool:
     return prose.quantization_stated(text(c)) is not None
 
 
+_LORA_NAMED = re.compile(r"(?<![A-Za-z_])q?lora(?![A-Za-z_])", re.I)
+"""LoRA or QLoRA named as a method, not inside a flag's name ('--lora_rank 8' is in every LLaMA-Factory command)."""
+
+
 def lora_16bit(c: Case) -> bool:
     """A LoRA fine-tune of 16-bit weights: LoRA named (in words, or the config's finetuning_type/use_lora/use_peft)
     and no quantization asked for."""
     s = c.settings
     if str(s.get("finetuning_type", "")).lower() == "full":
         return False  # a lora_rank flag left in a full fine-tune's command names no LoRA
-    named = re.search(r"(?<![A-Za-z_])lora(?![A-Za-z_])", text(c), re.I) or s.get("use_peft") is True \
+    named = _LORA_NAMED.search(text(c)) or s.get("use_peft") is True \
         or str(s.get("finetuning_type", "")).lower() == "lora" or s.get("use_lora") not in (None, False)
     return bool(named) and not weights_quantized(c)
 
@@ -112,7 +122,7 @@ def full_tune(c: Case) -> bool:
     if str(c.settings.get("finetuning_type", "")).lower() == "full":
         return True  # the config says so; a lora_rank flag left in the same command trains nothing
     # LoRA named as a method, not inside a flag's name ('--lora_rank 8' is there in every LLaMA-Factory command)
-    return bool(_FULL_TUNE.search(text(c))) and not re.search(r"(?<![A-Za-z_])q?lora(?![A-Za-z_])", text(c), re.I)
+    return bool(_FULL_TUNE.search(text(c))) and not _LORA_NAMED.search(text(c))
 
 
 _ADAPTER = re.compile(r"(?<![A-Za-z])(?:q?lora|peft|adapters?|dora|ia3|p-?tuning|prefix[- ]tuning|prompt[- ]tuning|"

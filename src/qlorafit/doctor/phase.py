@@ -38,6 +38,10 @@ _FRAMES = {
     "training": r"training_step|_inner_training_loop|_fast_inner_training_loop|compute_loss|backward|run_backward|"
                 r"_engine_run_backward|optimizer_step|train_step|train|train_epoch|fit",
 }
+CHAT_HISTORY = (r"(?:每次|每轮|多轮|连续)对话|对话(?:轮数|历史)|历史(?:对话|记录)|(?:each|every|per) (?:chat |conversation |"
+                r"dialog(?:ue)? )?turn\b|(?:chat|conversation|dialog(?:ue)?) history\b")
+"""A chat whose history grows turn by turn: each reply is generated from every turn before it (a generation word here,
+and generation_batch's reason to trim the history)."""
 _FRAME_RE = {ph: re.compile(rf"(?:{pat})") for ph, pat in _FRAMES.items()}
 
 _FRAME_LINES = (
@@ -199,8 +203,7 @@ _PROSE = (  # (phase, words): checked in this order inside one sentence that als
                    r"\.chat\(|\bchat (?:method|function|api|interface)s?\b|\bcall(?:s|ed|ing)? (?:the )?chat\b|"
                    r"推理|预测|"
                    # a chat whose history grows each turn: every reply is generated from a longer prompt
-                   r"(?:每次|每轮|多轮|连续)对话|对话(?:轮数|历史)|(?:each|every|per) (?:chat |conversation |dialog(?:ue)? )?turn\b|"
-                   r"(?:chat|conversation|dialog(?:ue)?) history\b"),
+                   + CHAT_HISTORY),
     # not torch's mode switch: 'from_pretrained(...).eval()' puts a model in inference mode, it is no evaluation
     ("eval", r"(?<![A-Za-z])eval(?!\(\))\w*|validation|validat\w+|compute_metrics|predictions\b|\.predict\(|评估|验证"),
     ("tokenization", r"tokeniz\w*|\.map\(|dataset map|(?:数据)?预处理|数据处理|分词"),

@@ -442,7 +442,7 @@ no rare long sample can arrive late ('unpacked' does not match)."""
 def long_sample(c: Case) -> Cause | None:
     o = c.oom
     t0 = c.inputs.error_text or ""
-    if _PACKED.search(t0 + " " + " ".join(f"{k}={v}" for k, v in c.settings.items())) and not long_said(t0):
+    if _PACKED.search(t0 + " " + E.settings_text(c)) and not long_said(t0):
         return None  # packed: every batch is the pack's length, so the length itself (batch_or_seq) is what ran out
     run = c.inputs.run
     late = [e for e in run.oom_events if (e.get("step") or 0) > 0] if run else []
@@ -821,8 +821,9 @@ def _step_levers(c: Case, ev: list) -> list[Action]:
         ev.append(f"the report says '{helps.group(0)}'")
         return [batch]
     first = []
-    if _logits_dominate(c) and not off:
-        ev.append(_logits_dominate(c))
+    dominate = _logits_dominate(c)
+    if dominate and not off:
+        ev.append(dominate)
         first.append(Action("compute the loss in chunks, never the full fp32 logits: use_liger_kernel=True "
                             "(Trainer/SFTConfig, LLaMA-Factory enable_liger_kernel), Unsloth's fused loss, or "
                             "qlorafit's chunked loss", "none", patch=["+ use_liger_kernel=True  # pip install liger-kernel"],

@@ -194,8 +194,7 @@ def _exceeds_one_card(c: Case) -> str | None:
     w, card = E.named_weights(c), E.card_bytes(c)
     if n < 2 or w is None or card is None or w[0] <= card:
         return None
-    trainer = " ".join(f"{k}={v}" for k, v in c.settings.items())  # a trainer's config (finetuning_type=lora, ...)
-    if not E.TRAINING_WORDS.search(E.text(c) + " " + trainer) and not E.launched(c) and E.world_size(c) is None \
+    if not E.TRAINING_WORDS.search(E.text(c) + " " + E.settings_text(c)) and not E.launched(c) and E.world_size(c) is None \
             and not re.search(r"\bpredict\w*|\bevaluat\w*|\beval\b", E.text(c), re.I):
         # inference (chat, serving) on several GPUs from one process splits the layers (device_map, tensor parallel);
         # a trainer's prediction or evaluation runs a process per GPU, each with the whole model

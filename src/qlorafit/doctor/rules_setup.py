@@ -7,6 +7,7 @@ import re
 from qlorafit.doctor import evidence as E
 from qlorafit.doctor.case import Case, gib
 from qlorafit.doctor.cause import Action, Cause
+from qlorafit.doctor.phase import CHAT_HISTORY
 
 
 def bnb_cpu_dispatch(c: Case) -> Cause | None:
@@ -210,9 +211,8 @@ def eval_batch(c: Case) -> Cause | None:
                  else "inferred")
 
 
-_HISTORY = re.compile(r"(?:每次|每轮|多轮|连续)对话|对话(?:轮数|历史)|历史(?:对话|记录)|(?:each|every|per) (?:chat |conversation |"
-                      r"dialog(?:ue)? )?turn\b|(?:chat|conversation|dialog(?:ue)?) history\b|\bhistory=", re.I)
-"""A chat whose history grows: each reply is generated from every turn before it."""
+_HISTORY = re.compile(CHAT_HISTORY + r"|\bhistory=", re.I)
+"""A chat whose history grows (phase.CHAT_HISTORY), or a history passed to chat()."""
 
 
 def generation_batch(c: Case) -> Cause | None:

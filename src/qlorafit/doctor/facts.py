@@ -43,7 +43,7 @@ def _method_known(c: Case) -> bool:
 
 _METHOD_WORDS = {
     "full": "a full fine-tune (every parameter trained)",
-    "lora": "a LoRA fine-tune of 16-bit weights",
+    "lora": "a LoRA fine-tune",  # the base's precision is the dtype fact's: Unsloth's LoRA is 4-bit
     "qlora": "a QLoRA fine-tune (LoRA on load_in_4bit=True weights)",
     "inference": "inference only (no optimizer, no gradients)",
 }

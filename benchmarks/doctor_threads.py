@@ -1,10 +1,14 @@
 """Accuracy of `qlorafit doctor` on the public-thread corpus (tests/fixtures/oom_threads), per frozen split.
 
-    PYTHONPATH=src python benchmarks/doctor_threads.py [--out benchmarks/results/doctor-threads-NAME.json]
+    PYTHONPATH=src python benchmarks/doctor_threads.py [--out benchmarks/results/doctor-threads-NAME.json] [--answers]
 
 Primary cause right, first fix = the thread's accepted fix (by fix class), phase right; and every case's outcome.
 A split still held out (no `<split>_status` in split.json) is run only when named with --split, so that whoever tunes
 the rules does not see its outcomes by accident; QLORAFIT_THREADS_SKIP=SPLIT,... never runs those splits.
+--answers: one round of questions. The doctor asks the setup facts that would change its cause (doctor/ask.py), the
+thread's `facts` (annotated blind from the post and the accepted answer) answer those they can, and the outcome is
+the doctor's answer after them; the first-sight scores are printed with it. The primary measure stays the first-sight
+one.
 CPU only, offline, no model download: the doctor is plain Python.
 """
 
@@ -28,21 +32,27 @@ def main() -> None:
     ap.add_argument("--out", help="write the scores and every outcome here as JSON")
     ap.add_argument("--split", choices=("all",) + corpus.SPLITS, default="all",
                     help="which split to print case by case; a held-out split is run only when named here")
+    ap.add_argument("--answers", action="store_true", help="one round of questions answered by the threads' facts")
     a = ap.parse_args()
     sp = corpus.split()
     hidden = {n for s in corpus.held_out(sp) - {a.split} for n in sp[s]} | corpus.skipped(sp)
-    outcomes = [corpus.run(n, sp) for n in corpus.names() if n not in hidden]
+    outcomes = [corpus.run(n, sp, answer=a.answers) for n in corpus.names() if n not in hidden]
     scores = corpus.score(outcomes)
+    first = corpus.score([corpus.run(n, sp) for n in corpus.names() if n not in hidden]) if a.answers else None
     for o in outcomes:
         if a.split != "all" and o.split != a.split:
             continue
         mark = "ok " if o.cause_ok else "MISS"
-        print(f"{mark} {o.split:6} {o.name:32} cause={o.cause} fix={o.fix} phase={o.phase}")
+        print(f"{mark} {o.split:6} {o.name:32} cause={o.cause} fix={o.fix} phase={o.phase}"
+              + (f" asked={','.join(o.asked) or '-'} answered={','.join(o.answered) or '-'}" if a.answers else ""))
     for s, v in scores.items():
         if a.split != "all" and s != a.split:
             continue
         print(f"{s}: cause {v['cause_right']}/{v['n']}, first fix {v['first_fix_right']}/{v['n']}, "
-              f"phase {v['phase_right']}/{v['n']}")
+              f"phase {v['phase_right']}/{v['n']}"
+              + (f" (after one round of answers; at first sight: cause {first[s]['cause_right']}/{v['n']}, first fix "
+                 f"{first[s]['first_fix_right']}/{v['n']}; asked on {sum(bool(o.asked) for o in outcomes if o.split == s)}"
+                 f", answered on {sum(bool(o.answered) for o in outcomes if o.split == s)})" if first else ""))
     if a.out:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "src", "tests"], capture_output=True,
@@ -50,6 +60,7 @@ def main() -> None:
         Path(a.out).write_text(json.dumps({"commit": commit, "dirty_tree": dirty,
                                            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                            "command": " ".join(["python"] + sys.argv), "scores": scores,
+                                           "first_sight_scores": first,
                                            "outcomes": [asdict(o) for o in outcomes]}, indent=1) + "\n")
 
 

@@ -47,6 +47,10 @@ class Outcome:
     fix_ok: bool
     phase: str
     phase_ok: bool
+    asked: tuple = ()
+    """With answers=True: the facts the doctor asked (doctor/ask.py) ..."""
+    answered: tuple = ()
+    """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
 SPLITS = ("test18", "test17", "test16", "test15", "test14", "test13", "test12", "test11", "test10", "test9", "test8",
@@ -146,17 +150,36 @@ def _fix_ok(fix_id: str | None, label) -> bool:
     return FIX_CLASS.get(fix_id or "", fix_id) in want
 
 
-def run(name: str, sp: dict | None = None) -> Outcome:
+def answers(fx: dict, asked) -> dict:
+    """The thread's own answers (its `facts`, annotated blind from the post and the accepted answer) to the questions
+    the doctor asked; a fact the thread does not give stays unanswered."""
+    facts = fx.get("facts") or {}
+    return {f: str(facts[f]) for f in asked if str(facts.get(f, "unknown")) not in ("unknown", "None", "")}
+
+
+def run(name: str, sp: dict | None = None, answer: bool = False) -> Outcome:
+    """One thread through the doctor. answer=True: the doctor asks the facts that would change its cause, the thread's
+    annotated facts answer what they can, and the outcome is the doctor's answer after that one round."""
     sp = sp or split()
     fx = load(name)
-    d = diagnose(inputs(fx))
+    given = inputs(fx)
+    d = diagnose(given)
+    asked, answered = (), ()
+    if answer:
+        from qlorafit.doctor.ask import questions, with_facts
+
+        asked = tuple(q.fact.id for q in questions(given, d))
+        told = answers(fx, asked)
+        answered = tuple(told)
+        if told:
+            d = diagnose(with_facts(given, told))
     lab = fx["label"]
     cause = d.primary.id if d.primary else None
     fix = d.fixes[0].id if d.fixes else None
     phase = _OLD_PHASE.get(d.case.oom.phase, d.case.oom.phase)
     phase_ok = phase == lab["phase"]
     return Outcome(name, split_name(name, sp), cause, cause == lab["cause"], fix,
-                   _fix_ok(fix, lab["fix"]), phase, phase_ok)
+                   _fix_ok(fix, lab["fix"]), phase, phase_ok, asked, answered)
 
 
 def score(outcomes: list[Outcome]) -> dict:

@@ -15,6 +15,11 @@ examples:
   qlorafit doctor --error oom.txt --config ds_zero2.json --config accelerate.yaml   # multi-GPU launch
   qlorafit doctor --config run.yaml --gpu rtx3090 --json
   qlorafit doctor --run runs/qlorafit
+  qlorafit doctor oom.txt --method full --gpus 4   # answer the questions a first report asked
+
+Where the report leaves out a setup fact that would change the cause (full fine-tune or LoRA, how many GPUs, which
+model, the weights' precision), the doctor says so first: each question with the cause each answer points to. Answer
+with --method, --gpus, --model or --dtype and run it again.
 """
 
 import io
@@ -30,6 +35,7 @@ from qlorafit.errors import UserError
 
 
 def add_arguments(p) -> None:
+    p.add_argument("error_file", nargs="?", metavar="ERROR_FILE", help="the error text or log (the same as --error)")
     p.add_argument("--error", metavar="FILE", help="the error text or log: a file, or - for stdin (stdin is read "
                    "anyway when piped)")
     p.add_argument("--script", metavar="train.py", help="your training script; analysed statically, never executed")
@@ -39,6 +45,11 @@ def add_arguments(p) -> None:
     p.add_argument("--run", metavar="RUN_DIR", help="a qlorafit run directory (config.yaml, metrics.jsonl, events.jsonl)")
     p.add_argument("--model", help="model for the estimate: catalogue name, directory with config.json, or cached hub id")
     p.add_argument("--gpu", help="GPU from the catalogue (t4, rtx4090, a100-80gb, ...); else read from the error")
+    p.add_argument("--method", help="what the run does, when the report does not say: full (every weight "
+                   "trained), lora (16-bit base), qlora (4-bit base) or inference")
+    p.add_argument("--gpus", metavar="N", help="how many GPUs the run uses, when the report does not say")
+    p.add_argument("--dtype", help="how the base weights are loaded, when the report does not say: fp32, 16bit, "
+                   "8bit or 4bit")
     p.add_argument("--json", action="store_true", help="print JSON instead of the report")
 
 
@@ -94,6 +105,13 @@ def run(a) -> int:
     from qlorafit.doctor.rundir import read_run
     from qlorafit.doctor.script import read_script
 
+    from qlorafit.doctor.ask import questions, with_facts
+    from qlorafit.doctor.facts import BY_ID, check
+
+    if a.error_file and a.error and a.error_file != a.error:
+        raise UserError(f"two error files given ({a.error_file} and --error {a.error}): give one")
+    a.error = a.error or a.error_file
+    answers = {k: check(BY_ID[k], getattr(a, k)) for k in ("method", "gpus", "dtype") if getattr(a, k) is not None}
     inputs = read_posted(_read_error(a))  # settings stated in the pasted text (a command line) count too
     inputs.model, inputs.gpu = a.model, a.gpu
     if a.script:
@@ -111,6 +129,8 @@ def run(a) -> int:
             inputs.config = inputs.run.config
     if not (inputs.error_text.strip() or inputs.script or inputs.config or inputs.settings or inputs.run):
         raise UserError("nothing to examine: pipe or pass the error (--error FILE), or give --script, --config or --run")
+    inputs = with_facts(inputs, answers)  # the answers are read as the report's own words would be
     d = diagnose(inputs)
+    d.questions = questions(inputs, d)
     print(json.dumps(to_json(d), indent=2, default=str) if a.json else text_report(d))
     return 0

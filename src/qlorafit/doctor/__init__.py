@@ -29,6 +29,9 @@ class Diagnosis:
     applied: list = field(default_factory=list)
     patch: list = field(default_factory=list)  # '- old / + new' lines for a script (or a foreign trainer config)
     yaml: str = ""  # the corrected qlorafit YAML, when the input was a qlorafit config or run
+    questions: list = field(default_factory=list)
+    """The setup facts the input lacks that would change the cause (doctor/ask.py), asked first; filled by the
+    caller (the command), since each costs a diagnosis per answer."""
 
     @property
     def primary(self) -> Cause | None:

@@ -60,6 +60,12 @@ def _saves(f) -> str:
     return f"saves {fmt_gib(f.saves_bytes)}" if f.saves_bytes else "saves: not sizable"
 
 
+def _arg(answer: str) -> str:
+    """A branch answer as a flag's argument ('a 7B model' -> 'NAME-7B')."""
+    words = answer.split()
+    return answer if len(words) == 1 else "NAME-" + next((w for w in words if w[0].isdigit()), words[-1])
+
+
 def text_report(d: Diagnosis) -> str:
     c, p = d.case, d.primary
     lines = ["qlorafit doctor", ""]
@@ -79,6 +85,13 @@ def text_report(d: Diagnosis) -> str:
         step = f" {c.oom.step}" if phase == "later_step" and c.oom.step else ""
         lines.append(f"phase: {phase.replace('_', ' ')}{step}" + (f" ({c.oom.phase_evidence})" if c.oom.phase_evidence
                                                                  else ""))
+    if d.questions:  # the facts that would change the cause come before any fix prescribed on a guess
+        lines += ["", "it depends on what the report does not say; answer and run again:"]
+        for q in d.questions:
+            lines.append(f"  - {q.fact.question} ({q.fact.flag} ...)")
+            for answer, (cid, title) in q.outcomes.items():
+                lines.append(f"      {q.fact.flag} {_arg(answer)}: {title} [{cid}]"
+                             + (" (as now)" if p is not None and cid == p.id else ""))
     asks = _asks(d)
     if asks and level in ("low", "none"):  # ask for what is missing before prescribing on a guess
         lines += ["", "to be sure, first give:"] + [f"  - {a}" for a in asks]
@@ -137,4 +150,6 @@ def to_json(d: Diagnosis) -> dict:
         "corrected_setup": dataclasses.asdict(d.corrected) if d.corrected and d.applied else None,
         "corrected_peak_bytes": c.estimate_with(d.corrected).peak_bytes if d.corrected and d.applied else None,
         "patch": d.patch, "yaml": d.yaml or None, "assumptions": c.assumptions, "asks": _asks(d),
+        "questions": [{"fact": q.fact.id, "flag": q.fact.flag, "question": q.fact.question,
+                       "outcomes": {a: cid for a, (cid, _) in q.outcomes.items()}} for q in d.questions],
     }

@@ -127,3 +127,16 @@ def test_the_command_asks_first_and_takes_the_answer_as_a_flag(tmp_path):
     assert "method" not in [q["fact"] for q in out["questions"]]
     bad = _doctor("--gpus", "four", tmp_path=tmp_path)
     assert bad.returncode != 0 and "--gpus four" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("text", [
+    "vllm serve Qwen/Qwen2.5-7B-Instruct on one A10: torch.OutOfMemoryError: CUDA out of memory",
+    "inference of Baichuan2-13B-Chat on a 32G V100: CUDA out of memory",
+    "用chatglm3-6b部署推理时显存不足 CUDA out of memory",
+])
+def test_an_inference_report_is_not_asked_full_or_lora(text):
+    inputs = Inputs(error_text=text)
+    d = diagnose(inputs)
+    assert BY_ID["method"].known(d.case)
+    assert "method" not in [q.fact.id for q in questions(inputs, d)]
+    assert not BY_ID["method"].known(diagnose(Inputs(error_text="training it: CUDA out of memory")).case)

@@ -529,7 +529,7 @@ def test_the_shells_killed_inside_a_sentence_is_host_ram_whatever_the_guess():
 
 
 def test_vllm_is_known_when_its_name_is_glued_to_its_version():
-    assert _d("Serving Mixtral with vLLM0.6.3 on 4xA100: CUDA out of memory, the server exits").primary.id \
+    assert _d("Serving Mistral-7B with vLLM0.6.3 on 4xA100: CUDA out of memory, the server exits").primary.id \
         == "vllm_memory"
     assert _d("use_vllm_like_backend crashed with CUDA out of memory").primary.id != "vllm_memory"
 

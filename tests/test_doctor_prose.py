@@ -39,12 +39,21 @@ def test_the_gpu_count_in_the_words(text, count):
 
 
 @pytest.mark.parametrize("text", [
-    "3 epochs on an A100", "batch 16 on an A100", "4 processes on the node", "since 2023, on an A100",
-    "transformers 4.36 and an A100", "python 3.10, A100", "第一张卡满了", "两张图片 OOM", "step 8 of 100",
-    "num_train_epochs 3, 4090", "on device gpu:1 of a 4090", "gpus=0,1 on a 4090",
+    "4 processes on the node", "transformers 4.36 and an A100", "python 3.10, A100", "第一张卡满了", "两张图片 OOM",
+    "step 8 of 100", "num_train_epochs 3, 4090", "on device gpu:1 of a 4090", "on A100s", "on A100 GPUs",
 ])
 def test_what_is_not_a_gpu_count(text):
     assert gpus(text).count is None
+
+
+@pytest.mark.parametrize("text", [
+    # a number near the card is not its count; the one card named is
+    "3 epochs on an A100", "batch 16 on an A100", "since 2023, on an A100", "gpus=0,1 on a 4090",
+    # one card named with an article or a possessive (session 12: the setup facts' 'how many GPUs' is not asked)
+    "running on a V100 32G", "using an A100 40GB card", "OOM on my RTX 4090", "on an L40S", "一块3090",
+])
+def test_one_card_named_is_one_gpu(text):
+    assert gpus(text).count == 1
 
 
 # --- one GPU's memory -----------------------------------------------------------------------------------------------
@@ -107,6 +116,21 @@ def test_a_mixture_of_experts_not_in_the_catalogue_is_less_than_n_times_its_size
     ("load_in_4bit", None), ("1亿条数据", None),
 ])
 def test_the_model_size_in_the_words(text, params):
+    assert model_params_b(text) == params
+
+
+@pytest.mark.parametrize("text,params", [
+    # a name that has one size, said without it (session 12)
+    ("running ChatGLM on a 3060 laptop", 6.2), ("chatglm3 lora", 6.2), ("Mixtral qlora on 2 A100", 46.7),
+    ("t5-base with Seq2SeqTrainer", 0.25), ("finetune gpt2-xl in 8bit", 1.56), ("glm-4 sft", 9.4),
+    ("flan-t5-xxl", 11.1), ("Qwen-VL-Chat inference", 9.6),
+    # the size written next to the name wins, and agrees
+    ("chatglm2-6b", 6), ("chatglm-6b-int4", 6), ("Mixtral-8x7B-Instruct", pytest.approx(46.7, rel=0.01)),
+    ("Mixtral 8x22B", pytest.approx(141, rel=0.02)),
+    # names with several sizes, or stored in another precision, are not sized by name
+    ("GLM-4.5 air", None), ("DeepSeek-R1 on 8xH200", None), ("baichuan2 on a V100", None), ("gpt-oss lora", None),
+])
+def test_a_model_known_by_a_name_with_one_size(text, params):
     assert model_params_b(text) == params
 
 

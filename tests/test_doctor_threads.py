@@ -229,6 +229,24 @@ def test_corpus_is_large_and_the_splits_are_frozen():
         assert set(want) <= set(corpus.FIX_CLASS.values()), n  # every labelled fix is a class the doctor can name
 
 
+def test_every_threads_setup_facts_are_answers_the_doctor_takes():
+    """The setup facts each thread's writer would have answered (annotated blind from the post and the accepted
+    answer, session 12): benchmarks/doctor_threads.py --answers feeds them to the doctor's questions, through the
+    same checks as the command's flags (doctor/facts.py), so a malformed one would be an answer no user could give."""
+    from qlorafit.doctor.facts import BY_ID, check
+
+    for n in corpus.names():
+        fx = corpus.load(n)
+        if n in SPLIT.get("test18", ()) + SPLIT.get("test19", ()) and "facts" not in fx:
+            continue  # a split collected this session gets its facts annotated after it lands
+        facts = fx.get("facts")
+        assert isinstance(facts, dict) and set(facts) == set(BY_ID), n
+        assert fx.get("facts_from"), n  # where each known fact was read
+        for f, answer in facts.items():
+            if str(answer) != "unknown":
+                check(BY_ID[f], str(answer))
+
+
 def _case(n: str):
     """A thread's test case: a strict xfail when it is a known miss, a non-strict one while its split is unmeasured."""
     if n in MISSES:

@@ -2,7 +2,7 @@
 out and would change the answer, and the cause each answer points to.
 
 For every fact the input does not give, the doctor is run again as if the report had said each of the fact's
-`branches` ('a full fine-tune', 'a LoRA fine-tune of 16-bit weights'); a fact whose answers lead to different causes
+`branches` ('a full fine-tune', 'a LoRA fine-tune'); a fact whose answers lead to different causes
 decides the diagnosis, and the report asks it first, with what each answer would mean. Nothing here is a rule: the
 answers are read by the same readers as the report's own words."""
 

@@ -33,8 +33,17 @@ class Fact:
     """Whether the input (error text, script, config, settings, --model) already gives the fact."""
 
 
+_INFERENCE = re.compile(r"\binferenc\w*|\bserv(?:e|es|ing|er)\b|\bdeploy\w*|\bgenerat\w*|\bpredict\w*|\bevaluat\w*|"
+                        r"\bchat(?:ting)?\b|\bdemo\b|推理|部署|预测|评测|评估", re.I)
+
+
 def _method_known(c: Case) -> bool:
+    """The input says what the run does: a method named or configured, or inference (vLLM, serving, generating,
+    evaluating) with no training word."""
     s = c.settings
+    t = E.text(c)
+    if E.uses_vllm(c) or (_INFERENCE.search(t) and not E.TRAINING_WORDS.search(t)):
+        return True
     return E.full_tune(c) or E.lora_16bit(c) or bool(E.quantized(c)) or c.inputs.config is not None \
         or any(k in s for k in ("finetuning_type", "use_lora", "use_peft", "train_type")) \
         or bool(E._ADAPTER.search(E.text(c))) or (c.inputs.script is not None and c.inputs.script.first("LoraConfig")
@@ -43,7 +52,7 @@ def _method_known(c: Case) -> bool:
 
 _METHOD_WORDS = {
     "full": "a full fine-tune (every parameter trained)",
-    "lora": "a LoRA fine-tune of 16-bit weights",
+    "lora": "a LoRA fine-tune",  # the base's precision is the dtype fact's: Unsloth's LoRA is 4-bit
     "qlora": "a QLoRA fine-tune (LoRA on load_in_4bit=True weights)",
     "inference": "inference only (no optimizer, no gradients)",
 }

@@ -55,9 +55,24 @@ def _size(m: re.Match) -> float:
     return _moe_catalogue().get(key) or size * ((1 - _EXPERT_SHARE) + _EXPERT_SHARE * n)
 
 
+_NAMED = [(re.compile(rf"(?<![A-Za-z0-9_.-]){p}(?![A-Za-z0-9_.]|[-_ ]?\d+(?:\.\d+)?\s?(?:[xX×*]\s?\d+(?:\.\d+)?\s?)?[bBmM](?![A-Za-z]))",
+                        re.I), b)
+          for p, b in (
+              # models known by a name without their size, where that name has one size only (billions of
+              # parameters, from each model's config.json); a size written next to the name wins over these
+              (r"chatglm[23]?", 6.2), (r"glm-?4(?!\.)", 9.4), (r"mixtral(?![-_ ]?8x22)", 46.7),
+              (r"santacoder", 1.1), (r"flan-?ul2", 19.5),
+              (r"qwen-vl(?:-chat)?", 9.6), (r"gpt-?2-xl", 1.56), (r"gpt-?2-large", 0.77), (r"gpt-?2-medium", 0.36),
+              (r"(?:flan-)?t5-small", 0.06), (r"(?:flan-)?t5-base", 0.25), (r"(?:flan-)?t5-large", 0.78),
+              (r"(?:flan-)?t5-xl", 2.85), (r"(?:flan-)?t5-xxl", 11.1), (r"bert-base", 0.11), (r"bert-large", 0.34),
+          )]
+"""Size-less model names with one size: 'ChatGLM' (6.2B), 'Mixtral' (8x7B), 't5-base'. Not DeepSeek-R1/V3: their
+checkpoints are FP8, and the rules weigh a named size at 2 bytes a parameter."""
+
+
 def _sizes(text: str) -> list[tuple[int, float]]:
     """(offset, billions) of every model size the text names, in order."""
-    out = []
+    out = [(m.start(), b) for p, b in _NAMED for m in p.finditer(text)]
     for m in _PARAMS.finditer(text):
         if re.match(r"[Aa]\d", m.group(0)) and m.start() > 0 and text[m.start() - 1] in "-_":
             continue  # 'Qwen3-30B-A3B', 'MoE-A2.7B': the active parameters, not the weights held
@@ -204,7 +219,14 @@ def _count(text: str) -> int | None:
     m = _VISIBLE.search(text)
     if m:
         return len([d for d in m.group(1).split(",") if d.strip()])
-    return 1 if _SINGLE.search(text) else None
+    one_card = any(not m.group(0).endswith("s") for m in _ONE_CARD.finditer(text))  # 'A100s' is a plural, 'L40S' a card
+    return 1 if _SINGLE.search(text) or one_card else None
+
+
+_ONE_CARD = re.compile(rf"(?:\bon|\busing|\bwith|\bhave|\bhas|\bmy|\bin)\s+(?:a|an|one|the|my)?\s*{_VENDOR}"
+                       rf"(?:RTX\s?|GTX\s?)?{_CARD}(?![A-Za-z0-9])(?!\s?(?:GPUs|cards|s\b))|(?:一张|一块|单张|单块)\s?{_CARD}", re.I)
+"""One card named with nothing that counts it ('on a V100 32G', 'using an A100 40GB', 'my 4090', '一张A100'): a
+single GPU. A plural ('on A100s', 'A100 GPUs') says nothing about how many."""
 
 
 _VISIBLE = re.compile(r"CUDA_VISIBLE_DEVICES?\s?=\s?[\"']?(\d{1,2}(?:\s?,\s?\d{1,2})*)")

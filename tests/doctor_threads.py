@@ -53,11 +53,14 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test18", "test17", "test16", "test15", "test14", "test13", "test12", "test11", "test10", "test9", "test8",
-          "test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
+SPLITS = ("test19", "test18", "test17", "test16", "test15", "test14", "test13", "test12", "test11", "test10", "test9",
+          "test8", "test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
 """Split names, held-out first. test18: an eighteenth held-out split collected 2026-11-30 (session 12, helper
-collect18) from GitHub issue threads, frozen before its first measurement (UNMEASURED in tests/test_doctor_threads.py
-until then).
+collect18) from GitHub issue threads while helper collect19 collected test19, frozen before its first measurement
+(UNMEASURED in tests/test_doctor_threads.py until then).
+test19: a nineteenth held-out split collected 2026-11-30 (session 12, helper
+collect19) from non-English and long-tail threads while helper collect18 collected test18, frozen before its first
+measurement (UNMEASURED in tests/test_doctor_threads.py until then).
 test17: a seventeenth held-out split collected 2026-11-30 (session 11, helper
 collect17) while the lead studied test16, frozen before its first measurement (UNMEASURED in
 tests/test_doctor_threads.py until then).

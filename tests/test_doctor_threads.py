@@ -14,8 +14,8 @@ SPLIT = corpus.split()
 
 
 
-UNMEASURED = {"test18": "test18: held out, not yet measured (its first measurement lists its misses as strict xfails)",
-              "test19": "test19: held out, not yet measured (its first measurement lists its misses as strict xfails)"}
+UNMEASURED = {"test18": "test18: held out, not yet measured (its first measurement lists its misses as strict xfails)"}
+TEST19_MISS = "test19: held out, not analysed"
 """Held-out splits committed before their first measurement: their threads run, but an outcome cannot fail the suite
 until that measurement (whoever measures replaces the entry with the split's misses in MISSES, as test7's were)."""
 
@@ -55,6 +55,11 @@ MISSES = {
                    "to weigh the 19.8 GiB allocated against, so generation's KV cache is the likeliest reading",
     "tf-faster-rcnn_7": "the other process (a Jupyter kernel holding the GPU) is in the reporter's later answer: the "
                         "post is TensorFlow's allocator message for a 392 MiB request, with no totals",
+    # test19 split (held out: misses at its first measurement, 9/22 with the rules of d1bbff2 and with session 12's
+    # starting rules, benchmarks/results/doctor-threads-test19-*.json; listed, not analysed)
+    **{n: TEST19_MISS for n in ("bagel_215", "chinese-llama-alpaca_564", "cogvlm_351", "eva_83", "firefly_211",
+                               "glm-4_47", "gpt-sovits_1516", "h2o-llmstudio_330", "internlm-xcomposer_436",
+                               "rwkv-runner_185", "video-llava_32", "video-r1_15", "xtuner_782")},
     # test17 split (seen since the end of session 11: measured held out once at 6/20, then studied; the misses left,
     # read briefly at the session's end)
     "alma_42": "SFT of Llama-3-8B at batch 1 under ZeRO-2 on A100 40G: the 128K vocabulary's logits are the "

@@ -5,9 +5,9 @@
 Primary cause right, first fix = the thread's accepted fix (by fix class), phase right; and every case's outcome.
 A split still held out (no `<split>_status` in split.json) is run only when named with --split, so that whoever tunes
 the rules does not see its outcomes by accident; QLORAFIT_THREADS_SKIP=SPLIT,... never runs those splits.
---answers: one round of questions. The doctor asks the setup facts that would change its cause (doctor/ask.py), the
-thread's `facts` (annotated blind from the post and the accepted answer) answer those they can, and the outcome is
-the doctor's answer after them; the first-sight scores are printed with it. The primary measure stays the first-sight
+--answers: the doctor's questions answered. It asks the setup facts that would change its cause (doctor/ask.py), the
+thread's `facts` (annotated blind from the post and the accepted answer) answer those they can, and it runs again,
+until it asks nothing new the thread answers; the outcome is its last answer, printed with the first-sight scores. The primary measure stays the first-sight
 one.
 CPU only, offline, no model download: the doctor is plain Python.
 """
@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--out", help="write the scores and every outcome here as JSON")
     ap.add_argument("--split", choices=("all",) + corpus.SPLITS, default="all",
                     help="which split to print case by case; a held-out split is run only when named here")
-    ap.add_argument("--answers", action="store_true", help="one round of questions answered by the threads' facts")
+    ap.add_argument("--answers", action="store_true", help="the doctor's questions answered by the threads' annotated facts")
     a = ap.parse_args()
     sp = corpus.split()
     hidden = {n for s in corpus.held_out(sp) - {a.split} for n in sp[s]} | corpus.skipped(sp)
@@ -50,7 +50,7 @@ def main() -> None:
             continue
         print(f"{s}: cause {v['cause_right']}/{v['n']}, first fix {v['first_fix_right']}/{v['n']}, "
               f"phase {v['phase_right']}/{v['n']}"
-              + (f" (after one round of answers; at first sight: cause {first[s]['cause_right']}/{v['n']}, first fix "
+              + (f" (after the questions were answered; at first sight: cause {first[s]['cause_right']}/{v['n']}, first fix "
                  f"{first[s]['first_fix_right']}/{v['n']}; asked on {sum(bool(o.asked) for o in outcomes if o.split == s)}"
                  f", answered on {sum(bool(o.answered) for o in outcomes if o.split == s)})" if first else ""))
     if a.out:

@@ -162,7 +162,8 @@ def answers(fx: dict, asked) -> dict:
 
 def run(name: str, sp: dict | None = None, answer: bool = False) -> Outcome:
     """One thread through the doctor. answer=True: the doctor asks the facts that would change its cause, the thread's
-    annotated facts answer what they can, and the outcome is the doctor's answer after that one round."""
+    annotated facts answer what they can, and the doctor is run again with them, round after round until it asks
+    nothing new that the thread answers (each fact is answered once); the outcome is its last answer."""
     sp = sp or split()
     fx = load(name)
     given = inputs(fx)
@@ -171,11 +172,17 @@ def run(name: str, sp: dict | None = None, answer: bool = False) -> Outcome:
     if answer:
         from qlorafit.doctor.ask import questions, with_facts
 
-        asked = tuple(q.fact.id for q in questions(given, d))
-        told = answers(fx, asked)
-        answered = tuple(told)
-        if told:
+        told: dict = {}
+        while True:  # as a user would: answer what is asked, run again, until nothing new is asked that they know
+            now = with_facts(given, told)
+            ids = [q.fact.id for q in questions(now, d)]
+            asked += tuple(i for i in ids if i not in asked)
+            new = {k: v for k, v in answers(fx, ids).items() if k not in told}
+            if not new:
+                break
+            told.update(new)
             d = diagnose(with_facts(given, told))
+        answered = tuple(told)
     lab = fx["label"]
     cause = d.primary.id if d.primary else None
     fix = d.fixes[0].id if d.fixes else None

@@ -46,7 +46,7 @@ def add_arguments(p) -> None:
     p.add_argument("--model", help="model for the estimate: catalogue name, directory with config.json, or cached hub id")
     p.add_argument("--gpu", help="GPU from the catalogue (t4, rtx4090, a100-80gb, ...); else read from the error")
     p.add_argument("--method", help="what the run does, when the report does not say: full (every weight "
-                   "trained), lora (16-bit base), qlora (4-bit base) or inference")
+                   "trained), lora (LoRA adapters; the base's precision is --dtype), qlora (LoRA on a 4-bit base) or inference")
     p.add_argument("--gpus", metavar="N", help="how many GPUs the run uses, when the report does not say")
     p.add_argument("--dtype", help="how the base weights are loaded, when the report does not say: fp32, 16bit, "
                    "8bit or 4bit")

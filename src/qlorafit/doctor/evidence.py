@@ -133,6 +133,12 @@ _ADAPTER_DEFAULT = re.compile(r"llama[-_ ]?factory|train_bash\.py|src/train\.py|
 and Firefly's configs, the ChatGLM tuning repos): a run of theirs that names no method is not a full fine-tune."""
 
 
+def adapter_named(c: Case) -> bool:
+    """An adapter method (LoRA, QLoRA, PEFT, DoRA, prefix/prompt tuning, freezing) or a trainer's method setting is named
+    in the report or the posted script."""
+    return bool(_ADAPTER.search(text(c)))
+
+
 def full_by_default(c: Case) -> bool:
     """A training run that names no method at all (no LoRA or other adapter, no quantization, no trainer whose
     default is LoRA) and still fails at a micro-batch of 1: transformers' Trainer, TRL's trainers without a

@@ -46,7 +46,7 @@ def _method_known(c: Case) -> bool:
         return True
     return E.full_tune(c) or E.lora_16bit(c) or bool(E.quantized(c)) or c.inputs.config is not None \
         or any(k in s for k in ("finetuning_type", "use_lora", "use_peft", "train_type")) \
-        or bool(E._ADAPTER.search(E.text(c))) or (c.inputs.script is not None and c.inputs.script.first("LoraConfig")
+        or E.adapter_named(c) or (c.inputs.script is not None and c.inputs.script.first("LoraConfig")
                                                   is not None)
 
 

@@ -1,0 +1,173 @@
+"""Real out-of-memory failures on today's stack, caused on purpose, for the doctor to be checked against (issue 15).
+
+    python benchmarks/oom_capture.py --out DIR [--only NAME,...]      # on the GPU machine (device tool), not in tests
+
+Each script in benchmarks/oom_scenarios/ is a training or inference script as a user writes it (transformers
+Trainer + PEFT, TRL SFTTrainer, bitsandbytes, generate), with one known mistake that runs a card of a known size out of
+memory. This runs each one as `python NAME.py` in a folder holding random-weight models at real shapes
+('Qwen/Qwen2.5-3B', 'Qwen/Qwen2.5-7B' are local folders there, so from_pretrained reads them offline and the script
+text stays what a user writes), a word-level tokenizer, and the data files the scripts read. The card is emulated the
+way the brief asks: a sitecustomize caps PyTorch's allocator at the card's size minus the CUDA context this process
+measured, so N GiB means N GiB in all. The console output (stdout and stderr, as a user would paste it) and the run's facts
+(return code, seconds, cap, context) are written to DIR/capture.json, with the provenance.
+
+The cause of each failure is known by construction (SCENARIOS), so the captures are labelled without reading them;
+benchmarks/oom_fixtures.py turns them into tests/fixtures/oom_captured/.
+"""
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "src")]
+
+SCENARIOS = {
+    # name: (card GiB, the card it stands for, the cause by construction, what was done wrong)
+    "full_ft_trainer": (24, "rtx4090", "ddp_replica", "a full fine-tune of a 3B model (Trainer, AdamW) on a 24 GiB card"),
+    "full_ft_sft": (24, "rtx4090", "ddp_replica", "a full fine-tune of a 3B model (TRL SFTTrainer, no peft_config) on a 24 GiB card"),
+    "lora_batch_trainer": (16, "v100-16gb", "batch_or_seq", "LoRA with a micro-batch of 16 x 1024 tokens, no checkpointing"),
+    "load_7b_chat": (12, "rtx3060", "load_too_big", "a 7B model's 16-bit weights (15 GB) loaded onto a 12 GiB card"),
+    "eval_metrics_trainer": (24, "rtx4090", "eval_logits", "compute_metrics with no preprocess_logits_for_metrics: "
+                             "every eval batch's full-vocabulary logits kept on the GPU"),
+    "generate_batch": (16, "v100-16gb", "generation_batch", "generate() on 64 prompts x 8 return sequences x 1024 new "
+                       "tokens at once"),
+    "fp32_lora": (16, "v100-16gb", "fp32_training", "a LoRA on weights loaded in float32, no bf16/fp16 flag"),
+    "long_sample_sft": (16, "v100-16gb", "long_sample", "max_length=None with one document of about 59,000 tokens among short ones"),
+    "kbit_prep_bf16": (16, "v100-16gb", "kbit_prep_fp32", "prepare_model_for_kbit_training on a 16-bit model (no "
+                       "quantization): it casts the weights to fp32"),
+    "qlora_batch": (12, "rtx3060", "batch_or_seq", "QLoRA of a 7B with a micro-batch of 16 x 1024 tokens, no "
+                    "checkpointing, on a 12 GiB card"),
+    # built as qlora_batch on 8 GiB, it failed before the batch (capture-s13.json): prepare_model_for_kbit_training
+    # casts the embeddings and the head (not quantized) to fp32, 2.03 GiB each for a 152k x 3584 matrix; the traceback
+    # shows it, so that is its label
+    "qlora_prep_8gb": (8, "rtx4060ti", "kbit_prep_fp32", "QLoRA of a 7B on an 8 GiB card: prepare_model_for_kbit_training "
+                       "casts the unquantized embeddings and head to fp32"),
+    "eval_batch_trainer": (24, "rtx4090", "eval_batch", "per_device_eval_batch_size=64 at 1024 tokens: the eval forward's "
+                           "full-vocabulary logits"),
+    "lora_beside_notebook": (24, "rtx4090", "other_process", "a LoRA that fits the card alone, started while another "
+                             "process (a notebook kernel) holds 16 GiB of it"),
+    "eager_long": (24, "rtx4090", "eager_attention", "eager attention at 16,384 tokens: the scores matrix per layer"),
+    "dispatch_4bit": (8, "rtx4060ti", "bnb_cpu_dispatch", "a 4-bit load with device_map='auto' and max_memory too small "
+                      "for the GPU: accelerate dispatches layers to the CPU"),
+}
+
+HOLDS = {"lora_beside_notebook": 16}  # GiB another process holds on the card during the run
+HOLDER = ("import sys, time, torch; x = torch.empty({gib} * 1024**3, dtype=torch.uint8, device='cuda'); "
+          "print('held', flush=True); time.sleep(3600)")
+
+MODELS = {"Qwen/Qwen2.5-3B": "qwen2.5-3b", "Qwen/Qwen2.5-7B": "qwen2.5-7b"}
+VOCAB = 5000  # words w0..w4999: about 6 characters (tokens) each with the space
+
+SITE = '''import os
+if os.environ.get("CAP_GIB"):
+    import torch
+    torch.cuda.init()
+    free, total = torch.cuda.mem_get_info()
+    context = total - free  # this process's CUDA context (and anything else already on the card)
+    cap = float(os.environ["CAP_GIB"]) * 1024**3 - context
+    torch.cuda.set_per_process_memory_fraction(cap / total)
+    with open(os.environ["CAP_LOG"], "w") as f:
+        f.write(f"{context} {int(cap)} {total}\\n")
+'''
+
+
+def words(rng: random.Random, n: int) -> str:
+    return " ".join(f"w{rng.randrange(VOCAB)}" for _ in range(n))
+
+
+def prepare(work: Path) -> None:
+    """Models, tokenizer, data files and the sitecustomize in `work`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import PreTrainedTokenizerFast
+
+    from gpu_common import build_model
+
+    # a byte-level BPE with no merges: one token per byte, so a sample's length in tokens is its length in characters;
+    # transformers 5 reads it as Qwen2Tokenizer (the model type's tokenizer), which takes a byte-level vocabulary
+    vocab = {t: i for i, t in enumerate(["<|endoftext|>", "<|im_start|>", "<|im_end|>"] + sorted(ByteLevel.alphabet()))}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    for local, name in MODELS.items():
+        d = Path(build_model(name, str(work / "_models")))
+        (work / local).parent.mkdir(parents=True, exist_ok=True)
+        if not (work / local).exists():
+            (work / local).symlink_to(d)
+        fast.save_pretrained(d)
+    rng = random.Random(0)
+    with open(work / "train.jsonl", "w") as f:
+        for _ in range(400):
+            f.write(json.dumps({"text": words(rng, rng.randrange(250, 350))}) + "\n")
+    with open(work / "mixed.jsonl", "w") as f:
+        for i in range(200):
+            f.write(json.dumps({"text": words(rng, 10000 if i == 37 else rng.randrange(40, 80))}) + "\n")
+    with open(work / "books.jsonl", "w") as f:
+        for _ in range(64):
+            f.write(json.dumps({"text": words(rng, 3000)}) + "\n")
+    (work / "_site").mkdir(exist_ok=True)
+    (work / "_site" / "sitecustomize.py").write_text(SITE)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--work", default="/tmp/oomcap")
+    ap.add_argument("--only", default="")
+    ap.add_argument("--timeout", type=int, default=240)
+    a = ap.parse_args()
+    out, work = Path(a.out), Path(a.work)
+    out.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    prepare(work)
+    from gpu_common import provenance
+
+    facts = {"provenance": provenance(" ".join(["python"] + sys.argv)), "runner_pid": os.getpid(), "runs": {}}
+    for lib in ("trl", "datasets", "accelerate"):
+        try:
+            facts["provenance"][lib] = __import__(lib).__version__
+        except ImportError:
+            facts["provenance"][lib] = None
+    names = [n for n in SCENARIOS if not a.only or n in a.only.split(",")]
+    for name in names:
+        gib, card, cause, what = SCENARIOS[name]
+        script = work / f"{name}.py"
+        script.write_text((HERE / "oom_scenarios" / f"{name}.py").read_text())
+        env = dict(os.environ, CAP_GIB=str(gib), CAP_LOG=str(work / "_cap.txt"), HF_HUB_OFFLINE="1",
+                   TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+                   PYTHONPATH=os.pathsep.join([str(work / "_site"), os.environ.get("PYTHONPATH", "")]))
+        holder = None
+        if name in HOLDS:  # another process on the card, as a forgotten notebook kernel would be
+            holder = subprocess.Popen([sys.executable, "-c", HOLDER.format(gib=HOLDS[name])], stdout=subprocess.PIPE,
+                                      text=True)
+            holder.stdout.readline()  # it says 'held' once the memory is allocated
+        t = time.time()
+        try:
+            p = subprocess.run([sys.executable, script.name], cwd=work, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True,
+                               timeout=a.timeout)
+            log, rc = p.stdout, p.returncode  # as the console showed it, interleaved
+        except subprocess.TimeoutExpired as e:
+            log, rc = (e.stdout or b"").decode(errors="replace"), "timeout"
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+        cap = (work / "_cap.txt").read_text().split() if (work / "_cap.txt").exists() else []
+        facts["runs"][name] = {"rc": rc, "seconds": round(time.time() - t, 1), "card_gib": gib, "card": card,
+                               "cause": cause, "what": what, "context_bytes": int(cap[0]) if cap else None,
+                               "cap_bytes": int(cap[1]) if cap else None, "device_total_bytes": int(cap[2]) if cap else None,
+                               "oom": "out of memory" in log.lower() or "dispatched on the cpu" in log.lower(),
+                               "log": log}
+        print(f"{name}: rc={rc} {facts['runs'][name]['seconds']}s oom={facts['runs'][name]['oom']}", flush=True)
+        (out / "capture.json").write_text(json.dumps(facts, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

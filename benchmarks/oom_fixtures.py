@@ -1,0 +1,102 @@
+"""Turn a capture of benchmarks/oom_capture.py into doctor fixtures: tests/fixtures/oom_captured/NAME.yaml.
+
+    python benchmarks/oom_fixtures.py benchmarks/results/oom_capture/capture-s13.json benchmarks/results/oom_capture/capture-s13b.json
+
+A later capture file wins for a scenario both hold (capture-s13b re-ran qlora_batch on a larger card: on 8 GiB it had
+failed before the batch, and that failure is kept as qlora_prep_8gb).
+
+Each fixture holds what a user would paste and give the doctor: the console output from its last 'Traceback' (with
+the twelve lines above it, progress bars as their last frame), the script as it ran, and the label the scenario was
+built for (benchmarks/oom_capture.py SCENARIOS), with the phase read from the traceback's frames (PHASES, by hand).
+
+The emulated card is written into the OOM message as a card of that size would print it: the H200's capacity, its free
+memory and the 'N GiB allowed;' of the allocator cap become the card's size and what was free on it, and the runner's
+own process (it built the models, about 0.6 GiB; `runner_pid` in the capture) is left out, since a user's card does not
+hold it; another process the scenario put there (lora_beside_notebook's) stays, and what is free is the card less it
+and this process. Every other byte is
+as printed; the raw console output stays in the capture file.
+"""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "tests" / "fixtures" / "oom_captured"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+PHASES = {  # where each failure happened, read from its traceback's frames
+    "full_ft_trainer": "first_step",  # trainer.optimizer_step -> AdamW's first step allocates the moments
+    "full_ft_sft": "first_step",
+    "lora_batch_trainer": "first_step",  # the first forward
+    "load_7b_chat": "load",  # from_pretrained's caching_allocator_warmup
+    "eval_metrics_trainer": "eval",  # evaluation_loop concatenating the logits
+    "generate_batch": "generation",
+    "fp32_lora": "first_step",
+    "long_sample_sft": "later_step",
+    "kbit_prep_bf16": "first_step",
+    "qlora_batch": "first_step",
+    "qlora_prep_8gb": "load",  # peft's prepare_model_for_kbit_training, before the trainer exists
+    "eval_batch_trainer": "eval",  # prediction_step's forward at the eval batch
+    "lora_beside_notebook": "first_step",
+    "eager_long": "first_step",
+    "dispatch_4bit": "load",
+}
+
+_CAPACITY = re.compile(r"GPU (\d+) has a total capacity of [\d.]+ [KMG]iB of which [\d.]+ [KMG]iB is free\. "
+                       r"((?:Process \d+ has [\d.]+ [KMG]iB memory in use\. )*)Including non-PyTorch memory, this "
+                       r"process has ([\d.]+) ([KMG]iB|bytes) memory in use\. (?:[\d.]+ [KMG]iB allowed; )?")
+_OTHER = re.compile(r"Process (\d+) has ([\d.]+) ([KMG]iB) memory in use\. ")
+_UNIT = {"bytes": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+
+
+def size(b: float) -> str:
+    """As PyTorch's allocator prints a size."""
+    return f"{b / 1024**3:.2f} GiB" if b >= 1024**3 else f"{b / 1024**2:.2f} MiB"
+
+
+def as_card(log: str, gib: int, runner_pid: int | None) -> str:
+    """The OOM message as a card of `gib` GiB prints it (see the module docstring)."""
+    def one(m: re.Match) -> str:
+        others = [o for o in _OTHER.finditer(m.group(2)) if runner_pid is None or int(o.group(1)) != runner_pid]
+        used = float(m.group(3)) * _UNIT[m.group(4)] + sum(float(o.group(2)) * _UNIT[o.group(3)] for o in others)
+        total = gib * 1024**3
+        return (f"GPU {m.group(1)} has a total capacity of {size(total)} of which {size(max(total - used, 0))} is free. "
+                + "".join(o.group(0) for o in others)
+                + f"Including non-PyTorch memory, this process has {m.group(3)} {m.group(4)} memory in use. ")
+    return _CAPACITY.sub(one, log)
+
+
+def pasted(log: str) -> str:
+    """From the last traceback to the end, with the twelve lines above it; a progress bar as its last frame."""
+    lines = [ln.rsplit("\r", 1)[-1].rstrip() for ln in log.split("\n")]
+    lines = [ln for ln in lines if ln.strip()]
+    start = max((i for i, ln in enumerate(lines) if "Traceback (most recent call last)" in ln), default=0)
+    return "\n".join(lines[max(0, start - 12):]) + "\n"
+
+
+def main() -> None:
+    from oom_capture import SCENARIOS
+
+    runs = {}
+    for path in sys.argv[1:]:
+        cap = json.loads(Path(path).read_text())
+        runs.update({n: (r, cap["provenance"], cap.get("runner_pid"), path) for n, r in cap["runs"].items()})
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name, (run, prov, pid, path) in runs.items():
+        gib, card, cause, what = SCENARIOS[name]
+        error = as_card(pasted(run["log"]), gib, pid if pid is not None else 437)  # capture-s13 predates runner_pid; its logs name the runner Process 437 (612 MiB)
+        script = (ROOT / "benchmarks" / "oom_scenarios" / f"{name}.py").read_text()
+        doc = {"name": name, "what": what, "card": card, "card_gib": gib,
+               "label": {"cause": cause, "phase": PHASES[name]},
+               "captured": {k: prov.get(k) for k in ("gpu", "torch", "transformers", "peft", "trl", "datasets",
+                                                       "bitsandbytes", "accelerate", "date")},
+               "capture_file": str(Path(path).resolve().relative_to(ROOT)),
+               "error": error, "script": script}
+        (OUT / f"{name}.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+        print(name, len(error))
+
+
+if __name__ == "__main__":
+    main()

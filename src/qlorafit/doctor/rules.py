@@ -149,10 +149,16 @@ def other_process(c: Case) -> Cause | None:
           f"{gib(other)} is held outside it: another process (a notebook kernel, an inference server, a zombie run)"]
     for pid, b in o.other_processes.items():
         ev.append(f"the error lists process {pid} with {gib(b)}")
+    # the message itself names another process holding a share of the card: the error proves it, unless the weights
+    # alone are larger than the whole card (then freeing it would not be enough). From the totals alone (total - free
+    # - this process) it stays a guess: a display, another rank or the context may be what holds it
+    named = any(b >= max(OTHER_PROCESS_MIN_BYTES, 0.1 * (o.total_bytes or 0)) for b in o.other_processes.values()) \
+        and not _weights_exceed_card(c)
     return Cause("other_process", "another process holds the GPU", "this process could only use what was left", ev,
                  actions=[Action("stop the other process (nvidia-smi lists it; restart the notebook kernel that "
                                  "loaded a model earlier), or pick a free GPU with CUDA_VISIBLE_DEVICES", "none",
-                                 other, "parsed: total - free - this process", id="free_gpu")])
+                                 other, "parsed: total - free - this process", id="free_gpu")],
+                 strength="proven" if named else "inferred")
 
 
 def save_merge(c: Case) -> Cause | None:
@@ -194,7 +200,8 @@ def eval_logits(c: Case) -> Cause | None:
         from qlorafit.doctor.rules_setup import eval_batch_evidence
 
         if eval_batch_evidence(c) or (c.inputs.script is not None and not c.settings.get("compute_metrics")):
-            return None  # no metrics, nothing accumulates: the eval batch is the cause (rules_setup.eval_batch)
+            return None  # no metrics, nothing accumulates, or the forward failed before any gathering: the eval
+            # batch is the cause (rules_setup.eval_batch)
     ev = [f"phase: evaluation ({c.oom.phase_evidence})", _numbers(c)]
     if script_metrics:
         ev.append("the script passes compute_metrics without preprocess_logits_for_metrics: every eval batch's "
@@ -301,12 +308,16 @@ def no_quant(c: Case) -> Cause | None:
         return None
     if c.est is None and c.has_oom:
         return None  # 16-bit LoRA is a choice, not a cause, until the model's size says the weights are the problem
+    if c.has_oom and _weights_exceed_card(c):
+        return None  # the weights alone do not fit (load_too_big): that is the cause, 4-bit only one of its levers
     ev = [_numbers(c)] if c.has_oom else []
     if c.est:
         ev.append(f"estimate: the unquantized {c.setup.compute_dtype} linear weights alone are "
                   f"{gib(c.est.component('quantized weights'))} "
                   f"({c.est.model}); peak {gib(c.est.peak_bytes)}")
     heavy = bool(c.est and c.budget_bytes and c.est.component("quantized weights") > 0.5 * c.budget_bytes)
+    if str(c.setup.compute_dtype) in ("fp32", "float32"):
+        heavy = False  # weights loaded in fp32: 16-bit loading (fp32_training) halves them before any quantization
     return Cause("no_quant", "the base model is not quantized", "without 4-bit loading the frozen weights take 16 "
                  "(or 32) bits each; QLoRA keeps them in 4", [e for e in ev if e], ("quantize",),
                  strength=("script" if c.inputs.script is not None else "numbers") if heavy else "inferred")
@@ -367,6 +378,9 @@ def long_said(text: str) -> re.Match | None:
     return None
 
 
+EARLY_SHARE = 0.2
+"""A failure after this share of the run's steps (the progress bar's 'step/total') has seen a fifth of the data: a rare
+long sample may have arrived, however few steps that is (a short run, or a long gradient accumulation)."""
 EARLY_STEPS = 10
 """A failure this many steps in or fewer, with no long sample named, is the ordinary batch (batch x length), not one
 rare long sample arriving late: the first batches are a random draw of ordinary lengths."""
@@ -449,11 +463,14 @@ def long_sample(c: Case) -> Cause | None:
     t = c.inputs.error_text or ""
     added = _CAP_ADDED.search(t)  # the cap is what made it work: any length posted is that fix, not what failed
     words = (long_said(t) or added) if c.has_oom else None
+    # max_length=None set in the script or config: nothing is truncated, so a batch is as long as its longest sample
+    uncapped = "max_length" in c.settings and c.settings["max_length"] is None and c.has_oom
     capped = isinstance(c.settings.get("max_length"), int) and not o.step and not added
     if o.phase != "later_step" and not late and not (words and o.phase in (None, "training", "first_step")
                                                      and not capped):
         return None  # long samples under a length cap make every batch as long as the cap: that is the batch
-    if not (words or late) and o.step is not None and 0 < o.step <= EARLY_STEPS:
+    seen = o.total_steps and o.step and o.step / o.total_steps >= EARLY_SHARE  # a good part of the epoch went by
+    if not (words or late or uncapped or seen) and o.step is not None and 0 < o.step <= EARLY_STEPS:
         return None  # a few steps in, the batches seen are the ordinary ones: no rare long sample has arrived yet
     bs = c.settings.get("per_device_train_batch_size")
     if not (words or late or o.step) and isinstance(bs, int) and bs >= LARGE_MICRO_BATCH:
@@ -467,6 +484,9 @@ def long_sample(c: Case) -> Cause | None:
         ev.append(f"the run trained for a while before failing ({o.phase_evidence}): the setup fits ordinary batches")
     if words:
         ev.append(f"the report says '{words.group(0)}'")
+    if uncapped:
+        ev.append("the script or config sets max_length=None: no sample is truncated, so a batch is as long as its "
+                  "longest sample")
     for e in late[:3]:
         where = f"ranks/rank-{e['rank']}/events.jsonl" if "rank" in e else "events.jsonl"
         ev.append(f"{where}: oom_recovery at step {e.get('step')} ({e.get('phase')}), micro-batch "
@@ -711,9 +731,16 @@ def batch_or_seq(c: Case) -> Cause | None:
                                                                 flat[wish.end():wish.end() + 40]):
         ev.append(f"the report says '{wish.group(0)}'")  # the report's own suspect breaks a tie between inferences
     acts = [] if c.est else _step_levers(c, ev)
+    # the user's own script or config sets a large micro-batch and the first step fails: what they wrote shows it
+    bs = c.settings.get("per_device_train_batch_size")
+    shown = c.from_user and isinstance(bs, int) and bs >= LARGE_MICRO_BATCH and c.oom.phase == "first_step"
+    if shown:
+        ev.append(f"your settings: a micro-batch of {bs}"
+                  + (", gradient checkpointing off" if c.settings.get("gradient_checkpointing") in (None, False) else ""))
     return Cause("batch_or_seq", "the batch or the sequence length is too large for the card",
                  "activation memory grows with micro-batch x length; the step needs more than is free",
-                 [e for e in ev if e], ("checkpointing", "batch", "seq", "loss", "sdpa", "dropout0"), acts)
+                 [e for e in ev if e], ("checkpointing", "batch", "seq", "loss", "sdpa", "dropout0"), acts,
+                 strength="script" if shown else "inferred")
 
 
 _CKPT_OFF = re.compile(r"(?:never|not|n't|without|no|drop\w*|disabl\w*|remov\w*|turn\w* off|enabl\w*|turn\w* on)\b"

@@ -48,6 +48,12 @@ _STATES_FRAMES = re.compile(r"zero[/\\]stage_1_and_2\.py\"?,? line \d+, in (?:st
                             r"_create_fp32_partitions)|single_partition_of_fp32_groups|fp32_partitioned_groups_flat")
 """Frames where DeepSpeed's ZeRO-1/2 optimizer allocates its fp32 copy of the parameters and Adam's moments: what
 fails there is the full fine-tune's optimizer state on each GPU, whatever the batch."""
+_OPTIM_STATE_FRAMES = re.compile(r"torch[/\\]optim[/\\]\w+\.py\"?,? line \d+, in _init_group|"
+                                 r"state\[[\"']exp_avg(?:_sq)?[\"']\]\s*=\s*torch\.zeros_like")
+"""Frames where a PyTorch optimizer creates its state at the first step (Adam's exp_avg and exp_avg_sq, torch.zeros_like
+of each trained parameter): when every weight is trained that is 8 bytes per parameter in fp32 on top of the weights and
+gradients already there, so what fails there is the full fine-tune's optimizer state, whatever the batch. A LoRA's
+moments are a few megabytes: with an adapter named these frames prove nothing."""
 _MODULE_TO = re.compile(r"self\.module\.to\(self\.device\)|module\.to\(|\bmodel\.to\(|\.cuda\(\)")
 
 
@@ -101,6 +107,9 @@ def ddp_replica(c: Case) -> Cause | None:
     at_one = None if exceeds else _full_states_at_batch_one(c)
     frames = _REPLICA_FRAMES.search(t) if c.oom.kind == "cuda" else None
     states = _STATES_FRAMES.search(t) if c.oom.kind == "cuda" and not E.sharded(c) else None
+    moments = _OPTIM_STATE_FRAMES.search(t) if c.oom.kind == "cuda" and not E.sharded(c) and not states and \
+        not E.adapter_named(c) and not E.weights_quantized(c) else None
+    states = states or moments
     if z3_materialized or frames or states or (says and (several or c.oom.distributed or (E.gpu_count(c) or 1) > 1
                                      or re.search(r"gpu|card|卡", says.group(0), re.I))):
         strength = "proven"
@@ -142,7 +151,11 @@ def ddp_replica(c: Case) -> Cause | None:
                   "step" if "DistributedDataParallel" not in frames.group(0) else
                   "the OOM is raised while DistributedDataParallel wraps the model: each process puts a whole replica "
                   "and its gradient buckets on its GPU")
-    if states:
+    if moments:
+        ev.append("the OOM is raised as the optimizer creates Adam's moments at its first step (exp_avg, "
+                  "torch.zeros_like of each trained weight): with every weight trained they take 8 bytes per parameter "
+                  "on top of the weights and gradients, and no adapter is named")
+    elif states:
         ev.append("the OOM is in DeepSpeed's ZeRO-1/2 optimizer as it allocates the fp32 copy of the parameters "
                   "(and Adam's moments): the full fine-tune's optimizer state does not fit each GPU")
     if says:

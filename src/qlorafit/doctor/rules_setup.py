@@ -47,16 +47,30 @@ def kbit_prep_fp32(c: Case) -> Cause | None:
     q = E.quantized(c)
     in_frames = re.search(r"in prepare_model_for_kbit_training|prepare_model_for_kbit_training\(", c.inputs.error_text or "")
     says_16 = _SIXTEEN.search(t) is not None
-    if q is True and not (in_frames and says_16 and not re.search(r"load_in_[48]bit\s*=\s*True", t)):
+    # a 4/8-bit model: the cast still makes fp32 copies of what was not quantized (embeddings, LM head, norms), and
+    # the traceback inside it shows that this cast is what ran out
+    quant_cast = bool(in_frames) and (q is True or (q is None and not says_16))
+    if q is True and not quant_cast and not (in_frames and says_16 and not re.search(r"load_in_[48]bit\s*=\s*True", t)):
         return None
-    if q is None and not says_16:
+    if q is None and not says_16 and not quant_cast:
         return None
     ev = ["prepare_model_for_kbit_training is called" + (" (the traceback is in it)" if in_frames else "")]
-    ev.append("the model is not loaded in 4/8-bit" if q is False else "the report says the model is 16-bit")
-    if c.shape is not None:
+    if quant_cast:
+        ev.append(("the model is 4/8-bit, but" if q else "the traceback is inside it:") + " PEFT casts every weight "
+                  "that is not quantized to fp32 (all of them on a 16-bit model; on a 4-bit one the embeddings and the "
+                  "LM head, each vocabulary x hidden, and the norms)")
+        if c.shape is not None:
+            ev.append(f"{c.shape.name}: the embedding matrix alone is "
+                      f"{gib(4 * c.shape.vocab_size * c.shape.hidden_size)} in fp32 ({c.shape.vocab_size:,} x "
+                      f"{c.shape.hidden_size:,})")
+    else:
+        ev.append("the model is not loaded in 4/8-bit" if q is False else "the report says the model is 16-bit")
+    if c.shape is not None and not quant_cast:
         ev.append(f"casting {c.shape.name}'s 16-bit weights to fp32 adds about {gib(2 * c.shape.total_params())} "
                   f"(2 bytes per parameter)")
-    return Cause("kbit_prep_fp32", "prepare_model_for_kbit_training casts a 16-bit model to fp32",
+    return Cause("kbit_prep_fp32", "prepare_model_for_kbit_training casts the weights it did not quantize to fp32"
+                 if quant_cast
+                 else "prepare_model_for_kbit_training casts a 16-bit model to fp32",
                  "it is meant for 4/8-bit models; on a 16-bit model every weight that is not quantized becomes fp32, "
                  "twice the memory", [e for e in ev if e],
                  actions=[Action("do not call prepare_model_for_kbit_training on a 16-bit model; enable gradient "
@@ -189,7 +203,22 @@ def eval_batch_evidence(c: Case) -> list[str]:
     m = _EVAL_BATCH_WORDS.search(c.inputs.error_text or "")
     if m:
         out.append(f"the report says '{m.group(0)}'")
+    if eval_forward_frames(c) and not out:
+        out.append("the traceback fails in the eval forward (prediction_step -> the model), not where the Trainer "
+                   "gathers or concatenates logits: one eval batch's activations and logits did not fit")
     return out
+
+
+_EVAL_FORWARD = re.compile(r"line \d+, in prediction_step\b")
+_GATHER_FRAMES = re.compile(r"nested_concat|pad_and_concatenate|nested_numpify|_nested_gather|gather_for_metrics|"
+                            r"nested_detach|in _pad_across_processes", re.I)
+
+
+def eval_forward_frames(c: Case) -> bool:
+    """The traceback fails inside the eval step's forward (Trainer.prediction_step calling the model) and shows none of
+    the frames where the Trainer gathers and concatenates the logits it keeps for compute_metrics."""
+    t = c.inputs.error_text or ""
+    return bool(_EVAL_FORWARD.search(t)) and not _GATHER_FRAMES.search(t)
 
 
 def eval_batch(c: Case) -> Cause | None:

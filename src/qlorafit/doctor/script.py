@@ -235,6 +235,25 @@ _TRAIN_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps", "gr
                "predict_with_generate", "deepspeed", "optim")
 
 
+TRAINER_CALLS = ("Trainer", "Seq2SeqTrainer", "SFTTrainer", "DPOTrainer", "GRPOTrainer", "ORPOTrainer", "KTOTrainer",
+                 "RewardTrainer", "PPOTrainer", "OnlineDPOTrainer")
+_ADAPTER_WORDS = re.compile(r"\bpeft\b|lora|adapter|prefix_tuning|prompt_tuning|\bia3\b|requires_grad\s*=\s*False|"
+                            r"requires_grad_\(\s*False|FastLanguageModel|FastModel|unsloth", re.I)
+
+
+def _trains_every_weight(info: ScriptInfo) -> bool:
+    """A whole training script that makes no adapter: it builds the model (from_pretrained, or a TRL trainer given a
+    model name), hands it to a trainer, and nowhere names PEFT, LoRA or any other adapter, nor freezes weights. Then
+    every weight is trained (transformers' Trainer and TRL's trainers do that unless given a peft_config), and its
+    gradients and optimizer state are 16 bytes per parameter, not a LoRA's few MB. An excerpt that shows only the
+    trainer's arguments says nothing about the method."""
+    trainer = next((r for n in TRAINER_CALLS for r in info.calls.get(n, [])), None)
+    if trainer is None or "peft_config" in trainer.kwargs:
+        return False
+    builds = info.model_call is not None or isinstance(trainer.value("model"), str)
+    return builds and not _ADAPTER_WORDS.search(info.text)
+
+
 def _settings(info: ScriptInfo) -> dict:
     s: dict = {}
     m = info.model_call
@@ -285,6 +304,13 @@ def _settings(info: ScriptInfo) -> dict:
         s.setdefault("gradient_checkpointing", True)  # PEFT enables it by default
     if info.first("gradient_checkpointing_enable") is not None:
         s["gradient_checkpointing"] = True
+    for name in TRAINER_CALLS:  # TRL's trainers load the model themselves from a name: SFTTrainer(model="Qwen/...")
+        for ref in info.calls.get(name, []):
+            mid = ref.value("model", ref.args[0][0] if ref.args else None)
+            if isinstance(mid, str) and "model" not in s:
+                s["model"] = mid
+    if _trains_every_weight(info):
+        s.setdefault("finetuning_type", "full")
     for ref in info.calls.get("SFTTrainer", []) + info.calls.get("Trainer", []):
         s["has_eval"] = s.get("has_eval") or "eval_dataset" in ref.kwargs
         s["compute_metrics"] = s.get("compute_metrics") or "compute_metrics" in ref.kwargs

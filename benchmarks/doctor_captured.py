@@ -4,7 +4,8 @@
 
 Each fixture is run the way a user runs the doctor: `qlorafit doctor ERROR_FILE --json`, once with the error alone and
 once with `--script train.py` as well. Scored: the primary cause against the cause the scenario was built for, and the
-phase against the one its traceback shows. CPU only, offline.
+phase against the one its traceback shows, for all captures and per capture file (capture-s13c is the second batch,
+written and labelled after the rules were changed from the first two: the out-of-sample check). CPU only, offline.
 """
 
 import argparse
@@ -47,17 +48,21 @@ def main() -> None:
             d = doctor(fx["error"], script)
             cause = (d.get("primary_cause") or {}).get("id") if isinstance(d.get("primary_cause"), dict) \
                 else d.get("primary_cause")
-            rows.append({"name": fx["name"], "given": given, "label": fx["label"]["cause"], "cause": cause,
+            rows.append({"name": fx["name"], "capture": Path(fx["capture_file"]).stem, "given": given, "label": fx["label"]["cause"], "cause": cause,
                          "cause_ok": cause == fx["label"]["cause"], "phase": d.get("phase"),
                          "phase_ok": d.get("phase") == fx["label"]["phase"], "confidence": d.get("confidence"),
                          "second": [c["id"] for c in d.get("causes", [])[1:3]]})
             r = rows[-1]
             print(f"{'ok ' if r['cause_ok'] else 'MISS'} {r['name']:22} {given:13} cause={cause} (want {r['label']}) "
                   f"phase={r['phase']} (want {fx['label']['phase']})")
-    scores = {g: {"n": sum(r["given"] == g for r in rows), "cause_right": sum(r["cause_ok"] for r in rows if r["given"] == g),
-                  "phase_right": sum(r["phase_ok"] for r in rows if r["given"] == g)} for g in ("error", "error+script")}
-    for g, s in scores.items():
-        print(f"{g}: cause {s['cause_right']}/{s['n']}, phase {s['phase_right']}/{s['n']}")
+    scores = {}
+    for cap in ["all"] + sorted({r["capture"] for r in rows}):
+        for g in ("error", "error+script"):
+            sel = [r for r in rows if r["given"] == g and cap in ("all", r["capture"])]
+            scores[f"{cap} {g}"] = {"n": len(sel), "cause_right": sum(r["cause_ok"] for r in sel),
+                                   "phase_right": sum(r["phase_ok"] for r in sel)}
+    for k, s in scores.items():
+        print(f"{k}: cause {s['cause_right']}/{s['n']}, phase {s['phase_right']}/{s['n']}")
     if a.out:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "src"], capture_output=True, text=True).stdout.strip() != ""

@@ -55,13 +55,26 @@ SCENARIOS = {
     "eager_long": (24, "rtx4090", "eager_attention", "eager attention at 16,384 tokens: the scores matrix per layer"),
     "dispatch_4bit": (8, "rtx4060ti", "bnb_cpu_dispatch", "a 4-bit load with device_map='auto' and max_memory too small "
                       "for the GPU: accelerate dispatches layers to the CPU"),
+    # the second batch (capture-s13c.json), written and labelled before the doctor was run on it, after the rules were
+    # changed from the first: the out-of-sample check of those changes
+    "dpo_full": (24, "rtx4090", "ddp_replica", "a full DPO of a 4B model (TRL DPOTrainer, no peft_config): policy, "
+                 "reference copy, gradients and AdamW state on a 24 GiB card"),
+    "sft_big_batch": (24, "rtx4090", "batch_or_seq", "a LoRA SFT at a micro-batch of 32 x 2048 tokens"),
+    "beam_generate": (16, "v100-16gb", "generation_batch", "generate() with 8 beams x 16 prompts x 2048 new tokens"),
+    "sft_fp32_string": (24, "rtx4090", "fp32_training", "a LoRA SFT whose model_init_kwargs load the weights in "
+                        "float32, no bf16 flag"),
+    "load_8b_16gb": (16, "rtx4080", "load_too_big", "an 8B model's 16-bit weights (16.4 GB) loaded onto a 16 GiB card"),
+    "eager_8k": (24, "rtx4090", "eager_attention", "eager attention at 2 x 8192 tokens"),
+    "no_truncation_trainer": (16, "v100-16gb", "long_sample", "a tokenizer call without truncation, one document of "
+                              "about 59,000 tokens among short ones"),
 }
 
 HOLDS = {"lora_beside_notebook": 16}  # GiB another process holds on the card during the run
 HOLDER = ("import sys, time, torch; x = torch.empty({gib} * 1024**3, dtype=torch.uint8, device='cuda'); "
           "print('held', flush=True); time.sleep(3600)")
 
-MODELS = {"Qwen/Qwen2.5-3B": "qwen2.5-3b", "Qwen/Qwen2.5-7B": "qwen2.5-7b"}
+MODELS = {"Qwen/Qwen2.5-3B": "qwen2.5-3b", "Qwen/Qwen2.5-7B": "qwen2.5-7b", "Qwen/Qwen3-4B": "qwen3-4b",
+          "Qwen/Qwen3-8B": "qwen3-8b"}
 VOCAB = 5000  # words w0..w4999: about 6 characters (tokens) each with the space
 
 SITE = '''import os
@@ -109,6 +122,9 @@ def prepare(work: Path) -> None:
     with open(work / "mixed.jsonl", "w") as f:
         for i in range(200):
             f.write(json.dumps({"text": words(rng, 10000 if i == 37 else rng.randrange(40, 80))}) + "\n")
+    with open(work / "prefs.jsonl", "w") as f:
+        for _ in range(200):
+            f.write(json.dumps({"prompt": words(rng, 60), "chosen": words(rng, 150), "rejected": words(rng, 150)}) + "\n")
     with open(work / "books.jsonl", "w") as f:
         for _ in range(64):
             f.write(json.dumps({"text": words(rng, 3000)}) + "\n")

@@ -1,6 +1,7 @@
 """Turn a capture of benchmarks/oom_capture.py into doctor fixtures: tests/fixtures/oom_captured/NAME.yaml.
 
-    python benchmarks/oom_fixtures.py benchmarks/results/oom_capture/capture-s13.json benchmarks/results/oom_capture/capture-s13b.json
+    python benchmarks/oom_fixtures.py benchmarks/results/oom_capture/capture-s13.json \
+        benchmarks/results/oom_capture/capture-s13b.json benchmarks/results/oom_capture/capture-s13c.json
 
 A later capture file wins for a scenario both hold (capture-s13b re-ran qlora_batch on a larger card: on 8 GiB it had
 failed before the batch, and that failure is kept as qlora_prep_8gb).
@@ -40,6 +41,12 @@ PHASES = {  # where each failure happened, read from its traceback's frames
     "qlora_prep_8gb": "load",  # peft's prepare_model_for_kbit_training, before the trainer exists
     "eval_batch_trainer": "eval",  # prediction_step's forward at the eval batch
     "lora_beside_notebook": "first_step",
+    # capture-s13c, the second batch (out of sample: read and labelled before the doctor was run on it)
+    "dpo_full": "load",  # DPOTrainer.__init__ loading the reference copy (caching_allocator_warmup)
+    "sft_big_batch": "first_step",
+    "beam_generate": "generation",
+    "load_8b_16gb": "load",
+    "eager_8k": "first_step",
     "eager_long": "first_step",
     "dispatch_4bit": "load",
 }
@@ -85,6 +92,9 @@ def main() -> None:
         runs.update({n: (r, cap["provenance"], cap.get("runner_pid"), path) for n, r in cap["runs"].items()})
     OUT.mkdir(parents=True, exist_ok=True)
     for name, (run, prov, pid, path) in runs.items():
+        if not run["oom"]:
+            print(name, "did not run out of memory: no fixture")  # sft_fp32_string, no_truncation_trainer in s13c
+            continue
         gib, card, cause, what = SCENARIOS[name]
         error = as_card(pasted(run["log"]), gib, pid if pid is not None else 437)  # capture-s13 predates runner_pid; its logs name the runner Process 437 (612 MiB)
         script = (ROOT / "benchmarks" / "oom_scenarios" / f"{name}.py").read_text()

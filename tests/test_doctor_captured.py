@@ -24,6 +24,8 @@ ERROR_ONLY_MISS = {
     "fp32_lora": "the fp32 loading is in the script only; the traceback is an ordinary forward",
     "full_ft_sft": "no adapter is visible without the script, and the failure is a forward, not the optimizer's step",
     "kbit_prep_bf16": "prepare_model_for_kbit_training ran before the failing step and is not in the traceback",
+    "dpo_full": "the traceback shows DPOTrainer loading its reference copy; that the policy trains every weight (no "
+                "peft_config) is in the script only",
 }
 
 
@@ -224,3 +226,37 @@ def test_a_large_micro_batch_in_the_users_script_is_shown_not_inferred():
     assert d.primary.id == "batch_or_seq" and d.primary.strength == "script"
     small = big.replace("per_device_train_batch_size=16", "per_device_train_batch_size=2")
     assert diagnose(Inputs(error_text=first, script=analyse(small, "t.py"))).primary.strength != "script"
+
+
+def test_library_code_quoted_by_a_traceback_is_not_the_user_saying_fp32():
+    frames = ('  File "/venv/lib/python3.12/site-packages/transformers/generation/utils.py", line 3516, in _beam_search\n'
+              '  File "/venv/lib/python3.12/site-packages/transformers/models/qwen3/modeling_qwen3.py", line 61, in '
+              'forward\n    hidden_states = hidden_states.to(torch.float32)\n')
+    d = diagnose(Inputs(error_text="Traceback (most recent call last):\n" + frames + _OOM))
+    assert d.primary.id == "generation_batch" and all(c.id != "fp32_training" for c in d.causes)
+    # the user's own frame keeps its line: there torch.float32 is the user's setting
+    mine = ('  File "/home/me/train.py", line 9, in <module>\n    model = AutoModelForCausalLM.from_pretrained(name, '
+            'dtype=torch.float32)\n')
+    d = diagnose(Inputs(error_text="Traceback (most recent call last):\n" + mine + _OOM))
+    assert any(c.id == "fp32_training" for c in d.causes)
+
+
+def test_dtype_auto_is_the_checkpoints_own_16_bit_dtype_not_fp32():
+    auto = ('from transformers import AutoModelForCausalLM\nmodel = AutoModelForCausalLM.from_pretrained('
+            '"Qwen/Qwen3-8B", dtype="auto", device_map="cuda:0")\nprint(model.generate(**inputs))\n')
+    err = ('  File "/venv/lib/python3.12/site-packages/transformers/modeling_utils.py", line 5064, in '
+           'caching_allocator_warmup\n' + _OOM.replace("23.99 GiB", "15.99 GiB").replace("44.00 MiB", "15.26 GiB"))
+    d = diagnose(Inputs(error_text="Traceback (most recent call last):\n" + err, script=analyse(auto, "t.py")))
+    assert d.primary.id == "load_too_big" and all(c.id != "fp32_training" for c in d.causes)
+    f32 = diagnose(Inputs(error_text="Traceback (most recent call last):\n" + err,
+                          script=analyse(auto.replace('dtype="auto"', 'dtype="float32"'), "t.py")))
+    assert any(c.id == "fp32_training" for c in f32.causes)
+
+
+def test_trls_other_trainers_are_read_too():
+    dpo = ('from trl import DPOConfig, DPOTrainer\nDPOTrainer(model="Qwen/Qwen3-4B", args=DPOConfig(output_dir="o", '
+           'bf16=True), train_dataset=ds).train()\n')
+    s = analyse(dpo, "t.py").settings
+    assert s.get("model") == "Qwen/Qwen3-4B" and s.get("finetuning_type") == "full" and s.get("bf16") is True
+    grpo = dpo.replace("DPO", "GRPO").replace("train_dataset=ds", "train_dataset=ds, peft_config=LoraConfig(r=8)")
+    assert analyse(grpo, "t.py").settings.get("finetuning_type") is None

@@ -293,7 +293,9 @@ def precision(c: Case) -> str | None:
     if c.inputs.script is None and not c.from_user:
         return None
     if any(k in s for k in ("bf16", "fp16", "commented_bf16", "commented_fp16")) or _sets_precision(c.inputs.script):
-        if "16" in dtype and "float32" not in dtype:
-            return None  # 16-bit weights without autocast: not the fp32 case
+        if ("16" in dtype and "float32" not in dtype) or dtype == "auto":
+            # 16-bit weights without autocast: not the fp32 case; dtype='auto' loads the checkpoint's own dtype, which
+            # for current models is bf16 (and transformers 5's default)
+            return None
         return "fp32"
     return None

@@ -172,6 +172,27 @@ def _without_traceback_code(text: str) -> str:
     return "\n".join(out)
 
 
+_LIBRARY_FRAME = re.compile(r'^\s*(?:\d+\s+)?File "[^"]*(?:site-packages|dist-packages|[/\\]lib[/\\]python\d[\d.]*[/\\])'
+                            r'[^"]*", line \d+, in .*$')
+
+
+def without_library_code(text: str) -> str:
+    """The error text without the source lines a traceback prints under a library's frame (site-packages): they are
+    the library's code ('hidden_states.to(torch.float32)' in a model's RMSNorm), not the user's words or settings. The
+    user's own frames keep theirs."""
+    out, skip = [], False
+    for line in (text or "").splitlines():
+        if _FRAME_LINE.match(line):
+            skip = bool(_LIBRARY_FRAME.match(line))
+            out.append(line)
+            continue
+        if skip and line.startswith((" ", "\t")) and line.strip():
+            continue  # the library's source line, and the ^^^^ markers under it
+        skip = False
+        out.append(line)
+    return "\n".join(out)
+
+
 def read_posted(error_text: str, config: str = "", script: str = ""):
     """Inputs for what a user posted: the error text, and the config and/or script they pasted with it.
 

@@ -308,16 +308,20 @@ def no_quant(c: Case) -> Cause | None:
         return None
     if c.est is None and c.has_oom:
         return None  # 16-bit LoRA is a choice, not a cause, until the model's size says the weights are the problem
-    if c.has_oom and _weights_exceed_card(c):
-        return None  # the weights alone do not fit (load_too_big): that is the cause, 4-bit only one of its levers
+    chosen = str(c.settings.get("torch_dtype") or "").lower()  # the dtype the user asked for, '' when left default
+    if c.has_oom and chosen and "32" not in chosen and _weights_exceed_card(c):
+        # the weights alone do not fit at the 16-bit dtype the user chose (load_too_big): that is the cause, 4-bit only
+        # one of its levers. Left at the default (fp32 before transformers 5) 4-bit loading stays the first answer, as
+        # the tutorials give it
+        return None
     ev = [_numbers(c)] if c.has_oom else []
     if c.est:
         ev.append(f"estimate: the unquantized {c.setup.compute_dtype} linear weights alone are "
                   f"{gib(c.est.component('quantized weights'))} "
                   f"({c.est.model}); peak {gib(c.est.peak_bytes)}")
     heavy = bool(c.est and c.budget_bytes and c.est.component("quantized weights") > 0.5 * c.budget_bytes)
-    if str(c.setup.compute_dtype) in ("fp32", "float32"):
-        heavy = False  # weights loaded in fp32: 16-bit loading (fp32_training) halves them before any quantization
+    if "32" in chosen:
+        heavy = False  # weights the user loads in fp32: 16-bit loading (fp32_training) halves them before any 4-bit
     return Cause("no_quant", "the base model is not quantized", "without 4-bit loading the frozen weights take 16 "
                  "(or 32) bits each; QLoRA keeps them in 4", [e for e in ev if e], ("quantize",),
                  strength=("script" if c.inputs.script is not None else "numbers") if heavy else "inferred")

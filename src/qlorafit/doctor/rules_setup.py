@@ -82,6 +82,15 @@ def kbit_prep_fp32(c: Case) -> Cause | None:
                  else "inferred", phase="load")  # the cast happens when the model is prepared, before any step
 
 
+def _report_words(c: Case) -> str:
+    """The report and the script, less the library code a traceback quotes (a model's norm casting to torch.float32 is
+    not the user saying fp32)."""
+    from qlorafit.doctor.foreign import without_library_code
+
+    script = c.inputs.script.text if c.inputs.script is not None else ""
+    return without_library_code(c.inputs.error_text or "") + ("\n" + script if script else "")
+
+
 _FP32_WORDS = re.compile(r"\b32[- ]?bit (?:precision|weights|floats?)|(?<![\w.])(?:float32|fp32) (?:checkpoints?|weights|"
                          r"models?|parameters)\b|\b(?:they're|they are|it's|it is|are|is) (?:stored |saved |kept )?(?:in )?"
                          r"(?:float32|fp32)\b(?! (?:logits|loss|output))|\bin fp32\b|\bin float32\b|loads? in fp32|"
@@ -106,7 +115,7 @@ def fp32_training(c: Case) -> Cause | None:
     activations and logits all take twice the memory."""
     if not c.has_oom:
         return None
-    words = _FP32_WORDS.search(E.text(c))
+    words = _FP32_WORDS.search(_report_words(c))
     prec = E.precision(c)
     if prec != "fp32" and not words:
         return None

@@ -16,10 +16,12 @@ from qlorafit.errors import UserError
 
 MODEL_OWNER = re.compile(r"(AutoModel\w*|\w*ForCausalLM|\w*ForConditionalGeneration|AutoPeftModel\w*|FastLanguageModel|"
                          r"FastModel|FastVisionModel)$")
+TRAINER_CALLS = ("Trainer", "Seq2SeqTrainer", "SFTTrainer", "DPOTrainer", "GRPOTrainer", "ORPOTrainer", "KTOTrainer",
+                 "RewardTrainer", "PPOTrainer", "OnlineDPOTrainer")
+"""transformers' and TRL's trainers: the calls that train what they are given."""
 CALLS = ("BitsAndBytesConfig", "LoraConfig", "TrainingArguments", "Seq2SeqTrainingArguments", "SFTConfig", "DPOConfig",
          "GRPOConfig", "ORPOConfig", "KTOConfig", "RewardConfig", "PPOConfig", "OnlineDPOConfig", "LLM",
-         "SFTTrainer", "Trainer", "Seq2SeqTrainer", "get_peft_model", "prepare_model_for_kbit_training",
-         "gradient_checkpointing_enable")
+         "get_peft_model", "prepare_model_for_kbit_training", "gradient_checkpointing_enable") + TRAINER_CALLS
 _DEPTH = 6
 
 
@@ -235,8 +237,6 @@ _TRAIN_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps", "gr
                "predict_with_generate", "deepspeed", "optim")
 
 
-TRAINER_CALLS = ("Trainer", "Seq2SeqTrainer", "SFTTrainer", "DPOTrainer", "GRPOTrainer", "ORPOTrainer", "KTOTrainer",
-                 "RewardTrainer", "PPOTrainer", "OnlineDPOTrainer")
 _ADAPTER_WORDS = re.compile(r"\bpeft\b|lora|adapter|prefix_tuning|prompt_tuning|\bia3\b|requires_grad\s*=\s*False|"
                             r"requires_grad_\(\s*False|FastLanguageModel|FastModel|unsloth", re.I)
 

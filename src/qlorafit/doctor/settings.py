@@ -184,7 +184,11 @@ def setup_from_settings(raw: dict) -> tuple[Setup, list[str]]:
         expr = s.get("bf16") if isinstance(s.get("bf16"), Depends) else s.get("fp16")
         notes.append(f"bf16/fp16 set from `{expr}`: 16-bit either way (which one depends on the GPU), sized as bf16")
     else:
-        dtype = O.dtype_from_hf(str(s.get("bnb_4bit_compute_dtype", s.get("torch_dtype", s.get("dtype")))))
+        named = str(s.get("bnb_4bit_compute_dtype", s.get("torch_dtype", s.get("dtype"))))
+        dtype = O.dtype_from_hf(named)
+        if dtype is None and named.lower() == "auto":
+            dtype = "bf16"  # the checkpoint's own dtype: bf16 for current models (transformers 5's default too)
+            notes.append("dtype='auto': the checkpoint's own dtype, sized as bf16")
         if dtype is None:
             dtype = "fp32"
             notes.append("no bf16/fp16 flag and no compute dtype: activations assumed fp32")

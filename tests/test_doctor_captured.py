@@ -260,3 +260,22 @@ def test_trls_other_trainers_are_read_too():
     assert s.get("model") == "Qwen/Qwen3-4B" and s.get("finetuning_type") == "full" and s.get("bf16") is True
     grpo = dpo.replace("DPO", "GRPO").replace("train_dataset=ds", "train_dataset=ds, peft_config=LoraConfig(r=8)")
     assert analyse(grpo, "t.py").settings.get("finetuning_type") is None
+
+
+def test_a_model_given_to_trl_by_name_loads_in_fp32_unless_model_init_kwargs_says_otherwise():
+    lora = ('from trl import SFTConfig, SFTTrainer\nfrom peft import LoraConfig\nconfig = SFTConfig(output_dir="o", '
+            'bf16=True, per_device_train_batch_size=2)\nSFTTrainer(model="Qwen/Qwen3-8B", args=config, '
+            'train_dataset=ds, peft_config=LoraConfig(r=8)).train()\n')
+    s = analyse(lora, "t.py").settings
+    assert s.get("torch_dtype") == "float32" and s.get("trl_fp32_default") is True
+    first = "  0%|          | 0/25 [00:00<?, ?it/s]Traceback (most recent call last):\n" + _OOM
+    d = diagnose(Inputs(error_text=first, script=analyse(lora, "t.py")))
+    trl = [c for c in d.causes if c.title == "TRL loads the model in fp32"]
+    assert trl and trl[0].id == "fp32_training" and "model_init_kwargs" in trl[0].actions[0].title
+    bf16 = lora.replace("bf16=True,", "bf16=True, model_init_kwargs={'dtype': 'bfloat16', 'attn_implementation': "
+                        "'eager'},")
+    s = analyse(bf16, "t.py").settings
+    assert s.get("torch_dtype") == "bfloat16" and not s.get("trl_fp32_default")
+    assert s.get("attn_implementation") == "eager"
+    d = diagnose(Inputs(error_text=first, script=analyse(bf16, "t.py")))
+    assert all(c.title != "TRL loads the model in fp32" for c in d.causes)

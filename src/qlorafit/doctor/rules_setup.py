@@ -117,6 +117,8 @@ def fp32_training(c: Case) -> Cause | None:
         return None
     words = _FP32_WORDS.search(_report_words(c))
     prec = E.precision(c)
+    if prec != "fp32" and not words and c.settings.get("trl_fp32_default"):
+        return _trl_fp32(c)
     if prec != "fp32" and not words:
         return None
     ev = []
@@ -138,6 +140,22 @@ def fp32_training(c: Case) -> Cause | None:
                                      patch=["+ bf16=True  # fp16=True before Ampere",
                                             "+ from_pretrained(..., torch_dtype=torch.bfloat16)"], id="bf16")],
                  strength="script" if prec == "fp32" else "inferred")
+
+
+def _trl_fp32(c: Case) -> Cause:
+    """A TRL trainer given the model by name, with no dtype in model_init_kwargs: TRL loads it in float32, and
+    bf16=True only autocasts the compute, so the weights (and a full fine-tune's gradients) take 4 bytes each. Inferred:
+    it doubles the weights, but whether they are what ran out depends on the rest."""
+    return Cause("fp32_training", "TRL loads the model in fp32",
+                 "a model given to a TRL trainer by name is loaded in float32 unless model_init_kwargs sets its dtype; "
+                 "bf16=True autocasts the compute, but every weight still takes 4 bytes",
+                 [f"the script gives {c.settings.get('model')!r} to a TRL trainer by name and no dtype in "
+                  f"model_init_kwargs: TRL's default is float32"],
+                 actions=[Action("load it in 16-bit: model_init_kwargs={'dtype': torch.bfloat16} in the trainer's "
+                                 "config (or load the model yourself with dtype=torch.bfloat16 and pass it)",
+                                 "none on Ampere or newer", patch=["+ model_init_kwargs={'dtype': torch.bfloat16}"],
+                                 id="bf16")],
+                 strength="inferred")
 
 
 _RESUME_FRAMES = re.compile(r"_load_optimizer_and_scheduler|_load_from_checkpoint|optimizer\.load_state_dict|"

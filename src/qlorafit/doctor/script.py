@@ -254,6 +254,22 @@ def _trains_every_weight(info: ScriptInfo) -> bool:
     return builds and not _ADAPTER_WORDS.search(info.text)
 
 
+def _trl_loading(info: ScriptInfo, s: dict) -> None:
+    """How a TRL trainer loads a model it is given by name: the config's model_init_kwargs (dtype, attention), and
+    TRL's own default where they say nothing: float32 weights ('If not explicitly set, `dtype` defaults to
+    `'float32'`', trl/trainer/utils.py create_model_from_path, TRL 1.x), whatever bf16=True does to the compute."""
+    kw = next((r.value("model_init_kwargs") for n in ARGS_CALLS for r in info.calls.get(n, [])
+               if isinstance(r.value("model_init_kwargs"), dict)), {})
+    for k in ("dtype", "torch_dtype"):
+        if k in kw:
+            s.setdefault("torch_dtype", str(kw[k]))
+    if "attn_implementation" in kw:
+        s.setdefault("attn_implementation", kw["attn_implementation"])
+    if "torch_dtype" not in s:
+        s["torch_dtype"] = "float32"
+        s["trl_fp32_default"] = True
+
+
 def _settings(info: ScriptInfo) -> dict:
     s: dict = {}
     m = info.model_call
@@ -309,6 +325,8 @@ def _settings(info: ScriptInfo) -> dict:
             mid = ref.value("model", ref.args[0][0] if ref.args else None)
             if isinstance(mid, str) and "model" not in s:
                 s["model"] = mid
+            if isinstance(mid, str) and name not in ("Trainer", "Seq2SeqTrainer") and info.model_call is None:
+                _trl_loading(info, s)
     if _trains_every_weight(info):
         s.setdefault("finetuning_type", "full")
     for ref in info.calls.get("SFTTrainer", []) + info.calls.get("Trainer", []):

@@ -67,6 +67,14 @@ SCENARIOS = {
     "eager_8k": (24, "rtx4090", "eager_attention", "eager attention at 2 x 8192 tokens"),
     "no_truncation_trainer": (16, "v100-16gb", "long_sample", "a tokenizer call without truncation, one document of "
                               "about 59,000 tokens among short ones"),
+    # the third batch (capture-s13d), written and labelled before the doctor was run on it, after every rule change of
+    # the session: the out-of-sample check of the final rules
+    "grpo_full": (24, "rtx4090", "ddp_replica", "a full GRPO of a 3B model (TRL GRPOTrainer given the model by name, no "
+                  "peft_config): float32 weights and gradients on a 24 GiB card"),
+    "lora_no_ckpt_4k": (24, "rtx4090", "batch_or_seq", "LoRA at a micro-batch of 4 x 4096 tokens, no checkpointing"),
+    "eval_accum_sft": (24, "rtx4090", "eval_logits", "SFTTrainer with compute_metrics and no "
+                       "preprocess_logits_for_metrics: every eval batch's logits kept"),
+    "qlora_eval_batch": (12, "rtx3060", "eval_batch", "QLoRA with per_device_eval_batch_size=32 at 1024 tokens"),
 }
 
 HOLDS = {"lora_beside_notebook": 16}  # GiB another process holds on the card during the run
@@ -94,8 +102,8 @@ def words(rng: random.Random, n: int) -> str:
     return " ".join(f"w{rng.randrange(VOCAB)}" for _ in range(n))
 
 
-def prepare(work: Path) -> None:
-    """Models, tokenizer, data files and the sitecustomize in `work`."""
+def prepare(work: Path, needed: set | None = None) -> None:
+    """Models (those in `needed`, or all), tokenizer, data files and the sitecustomize in `work`."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from tokenizers.pre_tokenizers import ByteLevel
     from transformers import PreTrainedTokenizerFast
@@ -110,6 +118,8 @@ def prepare(work: Path) -> None:
     tok.decoder = decoders.ByteLevel()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
     for local, name in MODELS.items():
+        if needed is not None and local not in needed:
+            continue
         d = Path(build_model(name, str(work / "_models")))
         (work / local).parent.mkdir(parents=True, exist_ok=True)
         if not (work / local).exists():
@@ -142,7 +152,9 @@ def main() -> None:
     out, work = Path(a.out), Path(a.work)
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
-    prepare(work)
+    names = [n for n in SCENARIOS if not a.only or n in a.only.split(",")]
+    needed = {m for n in names for m in MODELS if m in (HERE / "oom_scenarios" / f"{n}.py").read_text()}
+    prepare(work, needed)
     from gpu_common import provenance
 
     facts = {"provenance": provenance(" ".join(["python"] + sys.argv)), "runner_pid": os.getpid(), "runs": {}}
@@ -151,7 +163,6 @@ def main() -> None:
             facts["provenance"][lib] = __import__(lib).__version__
         except ImportError:
             facts["provenance"][lib] = None
-    names = [n for n in SCENARIOS if not a.only or n in a.only.split(",")]
     for name in names:
         gib, card, cause, what = SCENARIOS[name]
         script = work / f"{name}.py"

@@ -1,7 +1,8 @@
 """Turn a capture of benchmarks/oom_capture.py into doctor fixtures: tests/fixtures/oom_captured/NAME.yaml.
 
     python benchmarks/oom_fixtures.py benchmarks/results/oom_capture/capture-s13.json \
-        benchmarks/results/oom_capture/capture-s13b.json benchmarks/results/oom_capture/capture-s13c.json
+        benchmarks/results/oom_capture/capture-s13b.json benchmarks/results/oom_capture/capture-s13c.json \
+        benchmarks/results/oom_capture/capture-s13d.json
 
 A later capture file wins for a scenario both hold (capture-s13b re-ran qlora_batch on a larger card: on 8 GiB it had
 failed before the batch, and that failure is kept as qlora_prep_8gb).
@@ -47,6 +48,12 @@ PHASES = {  # where each failure happened, read from its traceback's frames
     "beam_generate": "generation",
     "load_8b_16gb": "load",
     "eager_8k": "first_step",
+    # capture-s13d, the third batch (out of sample for the session's final rules: read and labelled before the doctor
+    # was run on it)
+    "grpo_full": "first_step",  # GRPOTrainer.training_step
+    "lora_no_ckpt_4k": "first_step",
+    "eval_accum_sft": "eval",  # evaluation_loop concatenating the logits
+    "qlora_eval_batch": "eval",  # prediction_step's forward at the eval batch
     "eager_long": "first_step",
     "dispatch_4bit": "load",
 }

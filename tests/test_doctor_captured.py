@@ -24,6 +24,7 @@ ERROR_ONLY_MISS = {
     "fp32_lora": "the fp32 loading is in the script only; the traceback is an ordinary forward",
     "full_ft_sft": "no adapter is visible without the script, and the failure is a forward, not the optimizer's step",
     "kbit_prep_bf16": "prepare_model_for_kbit_training ran before the failing step and is not in the traceback",
+    "grpo_full": "no adapter is visible without the script, and the failure is a forward, not the optimizer's step",
     "dpo_full": "the traceback shows DPOTrainer loading its reference copy; that the policy trains every weight (no "
                 "peft_config) is in the script only",
 }
@@ -279,3 +280,20 @@ def test_a_model_given_to_trl_by_name_loads_in_fp32_unless_model_init_kwargs_say
     assert s.get("attn_implementation") == "eager"
     d = diagnose(Inputs(error_text=first, script=analyse(bf16, "t.py")))
     assert all(c.title != "TRL loads the model in fp32" for c in d.causes)
+
+
+def test_a_step_whose_activations_the_users_settings_size_far_above_the_weights_is_the_batch():
+    """No micro-batch of 16, but the user's own whole script sizes activations and logits at more than twice the
+    weights, and the first step's peak over the card: the step is what ran out, not the missing 4-bit loading."""
+    lora = ('import torch\nfrom transformers import AutoModelForCausalLM, Trainer, TrainingArguments\n'
+            'from peft import LoraConfig, get_peft_model\nmodel = AutoModelForCausalLM.from_pretrained("Qwen/Qwen3-4B", '
+            'dtype=torch.bfloat16)\nmodel = get_peft_model(model, LoraConfig(r=16))\nargs = TrainingArguments('
+            'output_dir="o", per_device_train_batch_size=4, bf16=True)\nTrainer(model=model, args=args, '
+            'train_dataset=ds).train()\n')
+    first = "  0%|          | 0/25 [00:00<?, ?it/s]Traceback (most recent call last):\n" + _OOM
+    d = diagnose(Inputs(error_text=first, script=analyse(lora, "t.py")))
+    assert d.primary.id == "batch_or_seq" and d.primary.strength == "numbers"
+    # checkpointing on: the activations shrink below twice the weights, and the batch is only inferred again
+    ckpt = lora.replace("bf16=True)", "bf16=True, gradient_checkpointing=True)")
+    d = diagnose(Inputs(error_text=first, script=analyse(ckpt, "t.py")))
+    assert all(c.strength == "inferred" for c in d.causes if c.id == "batch_or_seq")

@@ -741,10 +741,20 @@ def batch_or_seq(c: Case) -> Cause | None:
     if shown:
         ev.append(f"your settings: a micro-batch of {bs}"
                   + (", gradient checkpointing off" if c.settings.get("gradient_checkpointing") in (None, False) else ""))
+    # sized from the user's own whole script or config: what grows with batch x length (saved activations, logits)
+    # outweighs the weights at least twice and the step's peak is over the card, so the step itself is what ran out
+    outgrown = False
+    if c.from_user and (c.inputs.script is not None or not c.inputs.partial_settings) and c.est is not None and c.budget_bytes and \
+            c.oom.phase == "first_step" and c.est.peak_bytes > c.budget_bytes:
+        grows = c.est.component("saved activations") + c.est.component("logits and loss")
+        if grows > 2 * c.est.component("quantized weights"):
+            outgrown = True
+            ev.append(f"estimate from your settings: activations and logits {gib(grows)} against "
+                      f"{gib(c.est.component('quantized weights'))} of weights")
     return Cause("batch_or_seq", "the batch or the sequence length is too large for the card",
                  "activation memory grows with micro-batch x length; the step needs more than is free",
                  [e for e in ev if e], ("checkpointing", "batch", "seq", "loss", "sdpa", "dropout0"), acts,
-                 strength="script" if shown else "inferred")
+                 strength="script" if shown else "numbers" if outgrown else "inferred")
 
 
 _CKPT_OFF = re.compile(r"(?:never|not|n't|without|no|drop\w*|disabl\w*|remov\w*|turn\w* off|enabl\w*|turn\w* on)\b"

@@ -125,8 +125,6 @@ def full_tune(c: Case) -> bool:
     return bool(_FULL_TUNE.search(text(c))) and not _LORA_NAMED.search(text(c))
 
 
-_ADAPTER = re.compile(r"(?<![A-Za-z])(?:q?lora|peft|adapters?|dora|ia3|p-?tuning|prefix[- ]tuning|prompt[- ]tuning|"
-                      r"freeze|frozen)(?![A-Za-z])|finetuning_type|train_type|use_peft|冻结", re.I)
 _ADAPTER_DEFAULT = re.compile(r"llama[-_ ]?factory|train_bash\.py|src/train\.py|llamafactory-cli|\bswift\b|ms-swift|"
                               r"unsloth|xtuner|firefly|chatglm\w*[-_ ]?(?:tuning|finetun)", re.I)
 """Trainers whose default run is a LoRA (LLaMA-Factory's finetuning_type, ms-swift's train_type, Unsloth, XTuner's
@@ -136,7 +134,7 @@ and Firefly's configs, the ChatGLM tuning repos): a run of theirs that names no 
 def adapter_named(c: Case) -> bool:
     """An adapter method (LoRA, QLoRA, PEFT, DoRA, prefix/prompt tuning, freezing) or a trainer's method setting is named
     in the report or the posted script."""
-    return bool(_ADAPTER.search(text(c)))
+    return bool(prose.ADAPTER_WORDS.search(text(c)))
 
 
 def full_by_default(c: Case) -> bool:
@@ -147,7 +145,7 @@ def full_by_default(c: Case) -> bool:
     run that names no method was as often a LoRA whose batch was too large (a full fine-tune assumed there was wrong
     on 6 of 9)."""
     t = text(c)
-    return not full_tune(c) and bool(batch_one_fails(t)) and bool(TRAINING_WORDS.search(t)) and not _ADAPTER.search(t) \
+    return not full_tune(c) and bool(batch_one_fails(t)) and bool(TRAINING_WORDS.search(t)) and not prose.ADAPTER_WORDS.search(t) \
         and not _ADAPTER_DEFAULT.search(t) and not weights_quantized(c) \
         and not any(k in c.settings for k in ("finetuning_type", "use_lora", "use_peft", "lora_r", "lora_rank"))
 

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qlorafit.doctor.prose import ADAPTER_WORDS
 from qlorafit.doctor.settings import Depends
 from qlorafit.errors import UserError
 
@@ -237,8 +238,9 @@ _TRAIN_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps", "gr
                "predict_with_generate", "deepspeed", "optim")
 
 
-_ADAPTER_WORDS = re.compile(r"\bpeft\b|lora|adapter|prefix_tuning|prompt_tuning|\bia3\b|requires_grad\s*=\s*False|"
-                            r"requires_grad_\(\s*False|FastLanguageModel|FastModel|unsloth", re.I)
+_FREEZES = re.compile(r"requires_grad\s*=\s*False|requires_grad_\(\s*False|FastLanguageModel|FastModel|unsloth", re.I)
+"""Code that trains only part of the model without naming an adapter: weights frozen by hand, or Unsloth's loaders
+(which make a LoRA through their own get_peft_model)."""
 
 
 def _trains_every_weight(info: ScriptInfo) -> bool:
@@ -251,7 +253,7 @@ def _trains_every_weight(info: ScriptInfo) -> bool:
     if trainer is None or "peft_config" in trainer.kwargs:
         return False
     builds = info.model_call is not None or isinstance(trainer.value("model"), str)
-    return builds and not _ADAPTER_WORDS.search(info.text)
+    return builds and not ADAPTER_WORDS.search(info.text) and not _FREEZES.search(info.text)
 
 
 def _trl_loading(info: ScriptInfo, s: dict) -> None:

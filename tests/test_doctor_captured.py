@@ -116,6 +116,9 @@ def test_a_whole_script_that_makes_no_adapter_trains_every_weight():
     assert s.get("finetuning_type") == "full" and s.get("model") == "Qwen/Qwen3-4B"
     with_peft = trl.replace("train_dataset=ds)", "train_dataset=ds, peft_config=LoraConfig(r=16))")
     assert analyse(with_peft, "t.py").settings.get("finetuning_type") is None
+    # 4-bit weights cannot be trained whole: such a script means an adapter (or fails), never a full fine-tune
+    q = _WHOLE.replace('dtype=torch.bfloat16)', 'load_in_4bit=True)')
+    assert analyse(q, "t.py").settings.get("finetuning_type") is None
     # an excerpt that shows only the trainer's arguments says nothing about the method
     assert analyse('args = TrainingArguments(output_dir="o", bf16=True)\n', "t.py").settings.get("finetuning_type") is None
 

@@ -253,7 +253,9 @@ def _trains_every_weight(info: ScriptInfo) -> bool:
     if trainer is None or "peft_config" in trainer.kwargs:
         return False
     builds = info.model_call is not None or isinstance(trainer.value("model"), str)
-    return builds and not ADAPTER_WORDS.search(info.text) and not _FREEZES.search(info.text)
+    # 4/8-bit weights cannot be trained directly (transformers refuses): such a script means an adapter, or fails
+    quantized = re.search(r"load_in_[48]bit|BitsAndBytesConfig|quantization_config", info.text)
+    return builds and not quantized and not ADAPTER_WORDS.search(info.text) and not _FREEZES.search(info.text)
 
 
 def _trl_loading(info: ScriptInfo, s: dict) -> None:

@@ -300,3 +300,16 @@ def test_a_step_whose_activations_the_users_settings_size_far_above_the_weights_
     ckpt = lora.replace("bf16=True)", "bf16=True, gradient_checkpointing=True)")
     d = diagnose(Inputs(error_text=first, script=analyse(ckpt, "t.py")))
     assert all(c.strength == "inferred" for c in d.causes if c.id == "batch_or_seq")
+
+
+def test_a_full_fine_tunes_report_does_not_claim_what_a_lora_estimate_says(tmp_path):
+    """The estimator sizes LoRA and QLoRA runs: for a full fine-tune its peak leaves out the gradients and Adam state of
+    every weight, so the report says so, and no fix is sized or said to fit by it."""
+    from qlorafit.doctor.report import text_report
+
+    d = _diagnose(_load("full_ft_trainer"), True, tmp_path)
+    out = text_report(d)
+    assert d.primary.id == "ddp_replica" and "sized as a LoRA run" in out
+    assert "(fits)" not in out and "estimate with" not in out
+    lora = _diagnose(_load("lora_batch_trainer"), True, tmp_path)  # a LoRA keeps its sized fixes
+    assert "sized as a LoRA run" not in text_report(lora) and "saves: not sized" not in text_report(lora)

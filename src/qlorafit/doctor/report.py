@@ -95,10 +95,15 @@ def text_report(d: Diagnosis) -> str:
     asks = _asks(d)
     if asks and level in ("low", "none"):  # ask for what is missing before prescribing on a guess
         lines += ["", "to be sure, first give:"] + [f"  - {a}" for a in asks]
+    # a full fine-tune: the estimator sizes LoRA and QLoRA runs, so its peak (and what a fix 'fits' to) leaves out the
+    # gradients and Adam state of every weight; it is printed as what it is, and no fix is said to fit by it
+    full = str(c.settings.get("finetuning_type", "")).lower() == "full"
     if c.est:
         top = ", ".join(f"{x.name} {fmt_gib(x.bytes)}" for x in sorted(c.est.components, key=lambda x: -x.bytes)[:4])
         lines += ["", f"where the memory goes (estimate{'' if c.from_user else ' with ASSUMED settings'}, "
-                  f"{c.est.model}, {c.setup.stack} stack): peak "
+                  f"{c.est.model}, {c.setup.stack} stack"
+                  + (", sized as a LoRA run: a full fine-tune adds gradients and Adam state for every weight" if full
+                     else "") + "): peak "
                   f"{fmt_gib(c.est.peak_bytes)} at {c.est.peak_phase}" + (f" on {c.budget_name}" if c.budget_name else ""),
                   f"  {top}"]
     others = d.causes[1:]
@@ -111,14 +116,17 @@ def text_report(d: Diagnosis) -> str:
     if d.fixes:
         lines += ["", "fixes, the cause's first, then by GiB saved per cost:"]
         for i, f in enumerate(d.fixes[:8], 1):
-            saves = _saves(f)
+            saves = _saves(f) if not (full and f.basis in ("", "estimator")) else \
+                "saves: not sized (the estimate is a LoRA run's)"
             after = (f", peak {fmt_gib(f.peak_after)}" + (" (fits)" if f.fits_after else " (still over)"
-                                                          if f.fits_after is False else "")) if f.peak_after else ""
+                                                          if f.fits_after is False else "")) if f.peak_after and not full \
+                else ""
             src = f" [{f.basis}]" if f.basis and f.basis != "estimator" else ""
             lines.append(f"  {i}. {f.title}: {saves}{after}; cost: {f.cost}{src}")
     if d.patch:
         lines += ["", "patched settings:"] + [f"  {x}" for x in d.patch]
-    if d.corrected is not None and d.applied and c.from_user:  # a 'corrected' total of assumed settings is a guess
+    if d.corrected is not None and d.applied and c.from_user and not full:  # a 'corrected' total of assumed
+        # settings is a guess, and of a full fine-tune sized as a LoRA run a wrong one
         est = c.estimate_with(d.corrected)
         lines.append(f"  estimate with {', '.join(f.id for f in d.applied)} applied: {fmt_gib(est.peak_bytes)}"
                      + (f" of {fmt_gib(c.budget_bytes)}" if c.budget_bytes else ""))

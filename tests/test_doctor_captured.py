@@ -311,5 +311,6 @@ def test_a_full_fine_tunes_report_does_not_claim_what_a_lora_estimate_says(tmp_p
     out = text_report(d)
     assert d.primary.id == "ddp_replica" and "sized as a LoRA run" in out
     assert "(fits)" not in out and "estimate with" not in out
+    assert not d.applied and not any("BitsAndBytesConfig" in line for line in d.patch)  # no LoRA-sized patch
     lora = _diagnose(_load("lora_batch_trainer"), True, tmp_path)  # a LoRA keeps its sized fixes
     assert "sized as a LoRA run" not in text_report(lora) and "saves: not sized" not in text_report(lora)

@@ -48,7 +48,8 @@ def diagnose(inputs: Inputs) -> Diagnosis:
         c.oom.phase, c.oom.phase_evidence = d.primary.phase, f"implied by the cause: {d.primary.title}"
     d.fixes = ranked(c, d.primary)
     force = bool(d.primary and d.primary.fix_ids and c.has_oom)
-    d.corrected, d.applied = corrected_setup(c, d.fixes, force)
+    # a full fine-tune's estimate is a LoRA run's (Case.full_fine_tune): settings corrected by it would be a LoRA's
+    d.corrected, d.applied = (None, []) if c.full_fine_tune else corrected_setup(c, d.fixes, force)
     if inputs.config is not None:
         if d.corrected is not None and d.applied:
             d.yaml = config_yaml(c, d.corrected)

@@ -59,6 +59,13 @@ class Case:
         return self.oom.kind is not None or bool(self.inputs.run and self.inputs.run.oom_events)
 
     @property
+    def full_fine_tune(self) -> bool:
+        """The settings say every weight is trained (finetuning_type: full, read from a config, or from a whole script
+        that makes no adapter). The estimator sizes LoRA and QLoRA runs, so for such a run its peak leaves out every
+        weight's gradients and Adam state: no fix is sized or applied by it."""
+        return str(self.settings.get("finetuning_type", "")).lower() == "full"
+
+    @property
     def over_budget(self) -> bool:
         return bool(self.est and self.budget_bytes and self.est.peak_bytes > self.budget_bytes)
 

@@ -97,7 +97,7 @@ def text_report(d: Diagnosis) -> str:
         lines += ["", "to be sure, first give:"] + [f"  - {a}" for a in asks]
     # a full fine-tune: the estimator sizes LoRA and QLoRA runs, so its peak (and what a fix 'fits' to) leaves out the
     # gradients and Adam state of every weight; it is printed as what it is, and no fix is said to fit by it
-    full = str(c.settings.get("finetuning_type", "")).lower() == "full"
+    full = c.full_fine_tune
     if c.est:
         top = ", ".join(f"{x.name} {fmt_gib(x.bytes)}" for x in sorted(c.est.components, key=lambda x: -x.bytes)[:4])
         lines += ["", f"where the memory goes (estimate{'' if c.from_user else ' with ASSUMED settings'}, "

@@ -77,6 +77,15 @@ SCENARIOS = {
     "qlora_eval_batch": (12, "rtx3060", "eval_batch", "QLoRA with per_device_eval_batch_size=32 at 1024 tokens"),
 }
 
+SCRIPT_OF = {"qlora_prep_8gb": "qlora_batch"}
+"""A scenario that runs another's script (on another card): qlora_prep_8gb is qlora_batch's script on 8 GiB."""
+
+
+def script_path(name: str) -> Path:
+    """The script a scenario runs: benchmarks/oom_scenarios/NAME.py, or the one it shares (SCRIPT_OF)."""
+    return HERE / "oom_scenarios" / f"{SCRIPT_OF.get(name, name)}.py"
+
+
 HOLDS = {"lora_beside_notebook": 16}  # GiB another process holds on the card during the run
 HOLDER = ("import sys, time, torch; x = torch.empty({gib} * 1024**3, dtype=torch.uint8, device='cuda'); "
           "print('held', flush=True); time.sleep(3600)")
@@ -153,7 +162,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     names = [n for n in SCENARIOS if not a.only or n in a.only.split(",")]
-    needed = {m for n in names for m in MODELS if m in (HERE / "oom_scenarios" / f"{n}.py").read_text()}
+    needed = {m for n in names for m in MODELS if m in script_path(n).read_text()}
     prepare(work, needed)
     from gpu_common import provenance
 
@@ -166,7 +175,7 @@ def main() -> None:
     for name in names:
         gib, card, cause, what = SCENARIOS[name]
         script = work / f"{name}.py"
-        script.write_text((HERE / "oom_scenarios" / f"{name}.py").read_text())
+        script.write_text(script_path(name).read_text())
         env = dict(os.environ, CAP_GIB=str(gib), CAP_LOG=str(work / "_cap.txt"), HF_HUB_OFFLINE="1",
                    TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
                    PYTHONPATH=os.pathsep.join([str(work / "_site"), os.environ.get("PYTHONPATH", "")]))

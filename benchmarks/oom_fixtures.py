@@ -91,7 +91,7 @@ def pasted(log: str) -> str:
 
 
 def main() -> None:
-    from oom_capture import SCENARIOS
+    from oom_capture import SCENARIOS, script_path
 
     runs = {}
     for path in sys.argv[1:]:
@@ -104,7 +104,7 @@ def main() -> None:
             continue
         gib, card, cause, what = SCENARIOS[name]
         error = as_card(pasted(run["log"]), gib, pid if pid is not None else 437)  # capture-s13 predates runner_pid; its logs name the runner Process 437 (612 MiB)
-        script = (ROOT / "benchmarks" / "oom_scenarios" / f"{name}.py").read_text()
+        script = script_path(name).read_text()
         doc = {"name": name, "what": what, "card": card, "card_gib": gib,
                "label": {"cause": cause, "phase": PHASES[name]},
                "captured": {k: prov.get(k) for k in ("gpu", "torch", "transformers", "peft", "trl", "datasets",

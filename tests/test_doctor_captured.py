@@ -45,7 +45,7 @@ def _diagnose(fx: dict, with_script: bool, tmp_path: Path):
 
 def test_the_captures_are_the_scenarios_as_run_and_their_cards_as_labelled():
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from oom_capture import SCENARIOS
+    from oom_capture import SCENARIOS, script_path
     from oom_fixtures import PHASES
 
     assert len(NAMES) >= 15 and set(NAMES) <= set(SCENARIOS) and set(NAMES) <= set(PHASES)
@@ -54,7 +54,7 @@ def test_the_captures_are_the_scenarios_as_run_and_their_cards_as_labelled():
         fx = _load(n)
         gib, _card, cause, _what = SCENARIOS[n]
         assert fx["label"] == {"cause": cause, "phase": PHASES[n]}
-        assert fx["script"] == (ROOT / "benchmarks" / "oom_scenarios" / f"{n}.py").read_text()
+        assert fx["script"] == script_path(n).read_text()
         assert fx["captured"]["gpu"] and fx["captured"]["torch"] and fx["captured"]["transformers"]
         assert "allowed;" not in fx["error"]  # the allocator cap is written as the card it emulates
         for total in re.findall(r"total capacity of ([\d.]+) GiB", fx["error"]):

@@ -192,13 +192,13 @@ _ACCUMULATION = re.compile(r"nested_concat|torch_pad_and_concatenate|_pad_and_co
 
 def eval_logits(c: Case) -> Cause | None:
     """Evaluation keeps every batch's logits (tokens x vocab) until the loop ends when metrics need them."""
+    from qlorafit.doctor.rules_setup import eval_batch_evidence, gather_frames
+
     if c.oom.phase != "eval":
         return None
     script_metrics = bool(c.settings.get("compute_metrics")) and not c.settings.get("preprocess_logits")
     words = _ACCUMULATION.search(E.text(c))
     if not (script_metrics or words):
-        from qlorafit.doctor.rules_setup import eval_batch_evidence
-
         if eval_batch_evidence(c) or (c.inputs.script is not None and not c.settings.get("compute_metrics")):
             return None  # no metrics, nothing accumulates, or the forward failed before any gathering: the eval
             # batch is the cause (rules_setup.eval_batch)
@@ -222,8 +222,7 @@ def eval_logits(c: Case) -> Cause | None:
                          "none", patch=["+ preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1)",
                                         "+ eval_accumulation_steps=4"], id="eval_accumulation"),
                   Action("lower per_device_eval_batch_size", "speed: slower eval", id="eval_batch")],
-                 strength="script" if script_metrics else ("proven" if re.search(
-                     r"nested_concat|pad_and_concatenate", E.text(c)) else "inferred"))
+                 strength="script" if script_metrics else ("proven" if gather_frames(c) else "inferred"))
 
 
 def fragmentation(c: Case) -> Cause | None:

@@ -241,11 +241,16 @@ _GATHER_FRAMES = re.compile(r"nested_concat|pad_and_concatenate|nested_numpify|_
                             r"nested_detach|in _pad_across_processes", re.I)
 
 
+def gather_frames(c: Case) -> bool:
+    """The error text or script shows the frames where the Trainer gathers and concatenates the eval logits it keeps
+    for compute_metrics (nested_concat, torch_pad_and_concatenate, ...)."""
+    return bool(_GATHER_FRAMES.search(E.text(c)))
+
+
 def eval_forward_frames(c: Case) -> bool:
     """The traceback fails inside the eval step's forward (Trainer.prediction_step calling the model) and shows none of
-    the frames where the Trainer gathers and concatenates the logits it keeps for compute_metrics."""
-    t = c.inputs.error_text or ""
-    return bool(_EVAL_FORWARD.search(t)) and not _GATHER_FRAMES.search(t)
+    the gathering frames (gather_frames)."""
+    return bool(_EVAL_FORWARD.search(c.inputs.error_text or "")) and not gather_frames(c)
 
 
 def eval_batch(c: Case) -> Cause | None:

@@ -75,7 +75,60 @@ SCENARIOS = {
     "eval_accum_sft": (24, "rtx4090", "eval_logits", "SFTTrainer with compute_metrics and no "
                        "preprocess_logits_for_metrics: every eval batch's logits kept"),
     "qlora_eval_batch": (12, "rtx3060", "eval_batch", "QLoRA with per_device_eval_batch_size=32 at 1024 tokens"),
+    # the fourth batch (capture-s14), several GPUs (the nvidia-h200-x2 machine, each card emulated): written and
+    # labelled before the doctor was run on it
+    "ddp_full_ft": (24, "rtx4090", "ddp_replica", "a full fine-tune of a 3B model under torchrun on two 24 GiB cards: "
+                    "DDP keeps the weights, gradients and AdamW state whole on each"),
+    "ddp_lora_7b": (16, "rtx4080", "ddp_replica", "a LoRA of a 7B's 16-bit weights under torchrun on two 16 GiB cards, "
+                    "expecting the two to share the model: DDP puts the whole 15 GB model on each"),
+    "fsdp_full_7b": (24, "rtx4090", "ddp_replica", "a full fine-tune of a 7B under accelerate FSDP2 (full shard) on two "
+                     "24 GiB cards: each card's half of the weights, gradients and AdamW state is about 30 GB"),
+    "ddp_lora_batch": (24, "rtx4090", "batch_or_seq", "a LoRA of a 3B under torchrun on two 24 GiB cards at a "
+                       "micro-batch of 16 x 1024 tokens, no checkpointing"),
+    "dataparallel_lora": (24, "rtx4090", "ddp_replica", "a LoRA of a 7B's 16-bit weights started with plain python on "
+                          "a machine with two 24 GiB cards: the Trainer wraps it in DataParallel, a whole copy per card "
+                          "and every output gathered onto the first"),
+    # the fifth batch (capture-s14b), two GPUs again: written and labelled before the doctor was run on it, after the
+    # rules were changed from capture-s14
+    "ddp_eval_metrics": (24, "rtx4090", "eval_logits", "compute_metrics with no preprocess_logits_for_metrics under "
+                         "torchrun on two 24 GiB cards: every eval batch's full-vocabulary logits kept and gathered"),
+    "fsdp_lora_batch": (24, "rtx4090", "batch_or_seq", "a LoRA of a 3B under accelerate FSDP2 on two 24 GiB cards at a "
+                        "micro-batch of 16 x 1024 tokens, no checkpointing"),
+    "ddp_long_sample": (16, "v100-16gb", "long_sample", "TRL SFT under torchrun on two 16 GiB cards with max_length=None "
+                        "and one document of about 59,000 tokens among short ones"),
+    "ddp_beside_notebook": (24, "rtx4090", "other_process", "a LoRA of a 3B under torchrun on two 24 GiB cards that fits "
+                            "them, while another process (a notebook kernel) holds 16 GiB of the second"),
 }
+
+LAUNCH = {
+    "ddp_full_ft": "torchrun --nproc_per_node 2 {script}",
+    "ddp_lora_7b": "torchrun --nproc_per_node 2 {script}",
+    "fsdp_full_7b": "accelerate launch --config_file fsdp.yaml {script}",
+    "ddp_lora_batch": "torchrun --nproc_per_node 2 {script}",
+    "ddp_eval_metrics": "torchrun --nproc_per_node 2 {script}",
+    "fsdp_lora_batch": "accelerate launch --config_file fsdp.yaml {script}",
+    "ddp_long_sample": "torchrun --nproc_per_node 2 {script}",
+    "ddp_beside_notebook": "torchrun --nproc_per_node 2 {script}",
+}
+"""How a scenario is launched where it is not `python NAME.py`; the command is the first line of its pasted output,
+as users paste it (`$ torchrun ...`). Multi-GPU scenarios run on the nvidia-h200-x2 machine: every process caps the
+allocator of its own GPU (LOCAL_RANK), and a single process that sees both GPUs caps both."""
+GPUS = {**{n: 2 for n in LAUNCH}, "dataparallel_lora": 2}
+"""GPUs a scenario needs (1 where not listed)."""
+
+FSDP_YAML = """compute_environment: LOCAL_MACHINE
+distributed_type: FSDP
+fsdp_config:
+  fsdp_version: 2
+  fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP
+  fsdp_cpu_ram_efficient_loading: true
+  fsdp_offload_params: false
+  fsdp_reshard_after_forward: true
+  fsdp_state_dict_type: SHARDED_STATE_DICT
+mixed_precision: bf16
+num_machines: 1
+num_processes: 2
+"""
 
 SCRIPT_OF = {"qlora_prep_8gb": "qlora_batch"}
 """A scenario that runs another's script (on another card): qlora_prep_8gb is qlora_batch's script on 8 GiB."""
@@ -86,7 +139,8 @@ def script_path(name: str) -> Path:
     return HERE / "oom_scenarios" / f"{SCRIPT_OF.get(name, name)}.py"
 
 
-HOLDS = {"lora_beside_notebook": 16}  # GiB another process holds on the card during the run
+HOLDS = {"lora_beside_notebook": 16, "ddp_beside_notebook": 16}  # GiB another process holds on the card during the run
+HOLD_GPU = {"ddp_beside_notebook": 1}  # the GPU it holds them on (0 where not listed)
 HOLDER = ("import sys, time, torch; x = torch.empty({gib} * 1024**3, dtype=torch.uint8, device='cuda'); "
           "print('held', flush=True); time.sleep(3600)")
 
@@ -95,15 +149,21 @@ MODELS = {"Qwen/Qwen2.5-3B": "qwen2.5-3b", "Qwen/Qwen2.5-7B": "qwen2.5-7b", "Qwe
 VOCAB = 5000  # words w0..w4999: about 6 characters (tokens) each with the space
 
 SITE = '''import os
-if os.environ.get("CAP_GIB"):
+if os.environ.get("CAP_GIB") and (os.environ.get("LOCAL_RANK") or os.environ.get("CAP_ALL_GPUS")):
+    # a worker of a launch (LOCAL_RANK: its own GPU), or a plain process (every GPU it sees); a launcher
+    # (torchrun, accelerate) has neither and touches no GPU
     import torch
-    torch.cuda.init()
-    free, total = torch.cuda.mem_get_info()
-    context = total - free  # this process's CUDA context (and anything else already on the card)
-    cap = float(os.environ["CAP_GIB"]) * 1024**3 - context
-    torch.cuda.set_per_process_memory_fraction(cap / total)
-    with open(os.environ["CAP_LOG"], "w") as f:
-        f.write(f"{context} {int(cap)} {total}\\n")
+    rank = os.environ.get("LOCAL_RANK")
+    for dev in ([int(rank)] if rank else range(torch.cuda.device_count())):
+        torch.cuda.set_device(dev)
+        free, total = torch.cuda.mem_get_info(dev)
+        context = total - free  # this process's CUDA context on the card (and anything else already on it)
+        cap = float(os.environ["CAP_GIB"]) * 1024**3 - context
+        torch.cuda.set_per_process_memory_fraction(cap / total, dev)
+        if dev == 0 or rank:
+            with open(os.environ["CAP_LOG"] + ("" if rank in (None, "0") else "." + rank), "w") as f:
+                f.write(f"{context} {int(cap)} {total}\\n")
+    torch.cuda.set_device(int(rank) if rank else 0)
 '''
 
 
@@ -147,6 +207,7 @@ def prepare(work: Path, needed: set | None = None) -> None:
     with open(work / "books.jsonl", "w") as f:
         for _ in range(64):
             f.write(json.dumps({"text": words(rng, 3000)}) + "\n")
+    (work / "fsdp.yaml").write_text(FSDP_YAML)
     (work / "_site").mkdir(exist_ok=True)
     (work / "_site" / "sitecustomize.py").write_text(SITE)
 
@@ -176,20 +237,30 @@ def main() -> None:
         gib, card, cause, what = SCENARIOS[name]
         script = work / f"{name}.py"
         script.write_text(script_path(name).read_text())
-        env = dict(os.environ, CAP_GIB=str(gib), CAP_LOG=str(work / "_cap.txt"), HF_HUB_OFFLINE="1",
+        env = dict(os.environ, CAP_GIB=str(gib), CAP_LOG=str(work / "_cap.txt"), HF_HUB_OFFLINE="1", CAP_ALL_GPUS="1",
                    TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
                    PYTHONPATH=os.pathsep.join([str(work / "_site"), os.environ.get("PYTHONPATH", "")]))
         holder = None
         if name in HOLDS:  # another process on the card, as a forgotten notebook kernel would be
             holder = subprocess.Popen([sys.executable, "-c", HOLDER.format(gib=HOLDS[name])], stdout=subprocess.PIPE,
-                                      text=True)
+                                      text=True, env=dict(os.environ, CUDA_VISIBLE_DEVICES=str(HOLD_GPU.get(name, 0))))
             holder.stdout.readline()  # it says 'held' once the memory is allocated
         t = time.time()
         try:
-            p = subprocess.run([sys.executable, script.name], cwd=work, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True,
+            if name in LAUNCH:  # the launcher itself holds no GPU: only its workers (LOCAL_RANK) cap theirs
+                command = LAUNCH[name].format(script=script.name)
+                env.pop("CAP_ALL_GPUS")
+                module = {"torchrun": "torch.distributed.run", "accelerate": "accelerate.commands.launch"}
+                head, *rest = command.split()
+                rest = rest[1:] if head == "accelerate" else rest  # 'accelerate launch ...': the module is launch's
+                argv = [sys.executable, "-m", module[head]] + rest
+            else:
+                command, argv = f"python {script.name}", [sys.executable, script.name]
+            p = subprocess.run(argv, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                timeout=a.timeout)
             log, rc = p.stdout, p.returncode  # as the console showed it, interleaved
+            if name in LAUNCH:
+                log = f"$ {command}\n{log}"  # users paste the launch command with a multi-GPU error
         except subprocess.TimeoutExpired as e:
             log, rc = (e.stdout or b"").decode(errors="replace"), "timeout"
         if holder is not None:

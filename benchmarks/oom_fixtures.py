@@ -2,7 +2,8 @@
 
     python benchmarks/oom_fixtures.py benchmarks/results/oom_capture/capture-s13.json \
         benchmarks/results/oom_capture/capture-s13b.json benchmarks/results/oom_capture/capture-s13c.json \
-        benchmarks/results/oom_capture/capture-s13d.json
+        benchmarks/results/oom_capture/capture-s13d.json benchmarks/results/oom_capture/capture-s14.json \
+        benchmarks/results/oom_capture/capture-s14b.json
 
 A later capture file wins for a scenario both hold (capture-s13b re-ran qlora_batch on a larger card: on 8 GiB it had
 failed before the batch, and that failure is kept as qlora_prep_8gb).
@@ -56,6 +57,16 @@ PHASES = {  # where each failure happened, read from its traceback's frames
     "qlora_eval_batch": "eval",  # prediction_step's forward at the eval batch
     "eager_long": "first_step",
     "dispatch_4bit": "load",
+    # capture-s14, the fourth batch, two GPUs (nvidia-h200-x2; read and labelled before the doctor was run on it)
+    "ddp_full_ft": "first_step",  # AdamW's _init_group at the first optimizer step, on each rank
+    "ddp_lora_7b": "load",  # accelerate's prepare_model -> DistributedDataParallel.__init__ syncing the module states
+    "fsdp_full_7b": "first_step",  # the first backward: FSDP2 unsharding (all-gather) a layer's parameters
+    "ddp_lora_batch": "first_step",  # the first forward, inside DistributedDataParallel
+    # capture-s14b, the fifth batch, two GPUs (read and labelled before the doctor was run on it)
+    "ddp_eval_metrics": "eval",  # evaluation_loop concatenating the logits (nested_concat) at the first evaluation
+    "fsdp_lora_batch": "first_step",  # the first forward under FSDP2
+    "ddp_long_sample": "later_step",  # step 5 of 13 (the long document's batch)
+    "ddp_beside_notebook": "first_step",  # rank 1's first forward, next to the other process
 }
 
 _CAPACITY = re.compile(r"GPU (\d+) has a total capacity of [\d.]+ [KMG]iB of which [\d.]+ [KMG]iB is free\. "
@@ -83,9 +94,14 @@ def as_card(log: str, gib: int, runner_pid: int | None) -> str:
 
 
 def pasted(log: str) -> str:
-    """From the last traceback to the end, with the twelve lines above it; a progress bar as its last frame."""
+    """From the last traceback to the end, with the twelve lines above it; a progress bar as its last frame. A
+    multi-GPU launch (its command the log's first line, `$ torchrun ...`): the command, then from the first rank's
+    traceback to the end, since the launcher's own traceback last (ChildFailedError) only says that a rank failed."""
     lines = [ln.rsplit("\r", 1)[-1].rstrip() for ln in log.split("\n")]
     lines = [ln for ln in lines if ln.strip()]
+    if lines and lines[0].startswith("$ "):
+        start = min((i for i, ln in enumerate(lines) if re.match(r"\[rank\d+\]: Traceback", ln)), default=1)
+        return "\n".join([lines[0]] + lines[max(1, start - 12):]) + "\n"
     start = max((i for i, ln in enumerate(lines) if "Traceback (most recent call last)" in ln), default=0)
     return "\n".join(lines[max(0, start - 12):]) + "\n"
 

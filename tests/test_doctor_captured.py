@@ -27,6 +27,9 @@ ERROR_ONLY_MISS = {
     "grpo_full": "no adapter is visible without the script, and the failure is a forward, not the optimizer's step",
     "dpo_full": "the traceback shows DPOTrainer loading its reference copy; that the policy trains every weight (no "
                 "peft_config) is in the script only",
+    # capture-s14, two GPUs
+    "fsdp_full_7b": "FSDP2's frames show the sharding, but neither the model (its size) nor that every weight is "
+                    "trained: both are in the script only",
 }
 
 
@@ -314,3 +317,106 @@ def test_a_full_fine_tunes_report_does_not_claim_what_a_lora_estimate_says(tmp_p
     assert not d.applied and not any("BitsAndBytesConfig" in line for line in d.patch)  # no LoRA-sized patch
     lora = _diagnose(_load("lora_batch_trainer"), True, tmp_path)  # a LoRA keeps its sized fixes
     assert "sized as a LoRA run" not in text_report(lora) and "saves: not sized" not in text_report(lora)
+
+
+# --- the rules the multi-GPU captures showed (capture-s14), on synthetic text ----------------------------------------
+
+_RANKED = ("$ torchrun --nproc_per_node 2 train.py\n[rank0]: Traceback (most recent call last):\n"
+           '[rank0]:   File "/venv/lib/python3.12/site-packages/transformers/trainer.py", line 1559, in '
+           "_inner_training_loop\n[rank0]:     model, train_dataloader = self._prepare_for_training(max_steps, "
+           "train_dataloader, resume_from_checkpoint)\n")
+
+
+def test_pythons_frozen_modules_in_a_launchers_traceback_are_not_a_frozen_adapter():
+    from qlorafit.doctor import evidence as E
+
+    launcher = '  File "<frozen runpy>", line 198, in _run_module_as_main\n'
+    d = diagnose(Inputs(error_text="Traceback (most recent call last):\n" + _ADAM + _OOM + launcher))
+    assert not E.adapter_named(d.case) and d.primary.id == "ddp_replica"
+    assert E.adapter_named(diagnose(Inputs(error_text="the frozen layers and a LoRA\n" + _OOM)).case)
+
+
+def test_library_code_under_a_ranks_frames_is_not_the_users_words():
+    from qlorafit.doctor.foreign import without_library_code
+
+    kept = without_library_code(_RANKED)
+    assert "resume_from_checkpoint" not in kept and "_inner_training_loop" in kept
+    d = diagnose(Inputs(error_text=_RANKED + "[rank0]: " + _OOM))
+    assert "resume_state" not in [c.id for c in d.causes]
+    said = diagnose(Inputs(error_text="it fails after I set resume_from_checkpoint=True\n" + _RANKED + _OOM))
+    assert "resume_state" in [c.id for c in said.causes]
+
+
+def test_setting_the_model_up_for_the_launch_is_before_the_first_step():
+    ddp = _RANKED + ('[rank0]:   File "/venv/lib/python3.12/site-packages/accelerate/accelerator.py", line 1898, in '
+                     "prepare_model\n[rank0]:     model = torch.nn.parallel.DistributedDataParallel(\n"
+                     '[rank0]:   File "/venv/lib/python3.12/site-packages/torch/nn/parallel/distributed.py", line 883, '
+                     "in __init__\n[rank0]: " + _OOM)
+    d = diagnose(Inputs(error_text=ddp))
+    assert d.case.oom.phase == "load" and d.primary.id == "ddp_replica" and d.primary.strength == "proven"
+    step = _RANKED + ('[rank0]:   File "/venv/lib/python3.12/site-packages/transformers/trainer.py", line 2014, in '
+                      "training_step\n[rank0]: " + _OOM)
+    assert diagnose(Inputs(error_text=step)).case.oom.phase != "load"
+
+
+_FSDP_FRAME = ('[rank0]:   File "/venv/lib/python3.12/site-packages/torch/distributed/fsdp/_fully_shard/'
+               '_fsdp_collectives.py", line 59, in allocate\n')
+
+
+def test_fsdp_frames_show_a_sharded_run():
+    from qlorafit.doctor import evidence as E
+
+    assert E.sharded(diagnose(Inputs(error_text=_FSDP_FRAME + _OOM)).case)
+    assert not E.sharded(diagnose(Inputs(error_text=_RANKED + _OOM)).case)
+
+
+def _full(error: str, **config) -> "Diagnosis":
+    from qlorafit.doctor.foreign import read_posted
+
+    cfg = "\n".join(f"{k}: {v}" for k, v in config.items())
+    return diagnose(read_posted(error, config=cfg))
+
+
+def test_a_sharded_full_fine_tunes_share_of_the_states_is_weighed_by_the_gpu_count():
+    oom = "full fine-tune of Qwen2.5-7B on RTX 4090s\n" + _OOM
+    # ZeRO-3 over 2 GPUs: 16 bytes x 7.6B / 2 = 57 GiB per 24 GiB card, proven by arithmetic from the settings
+    two = _full(oom, zero_stage=3, world_size=2)
+    assert two.primary.id == "ddp_replica" and two.primary.strength == "numbers", [c.id for c in two.causes]
+    assert "even sharded" in two.primary.title
+    # over 8 GPUs the share (14 GiB) fits the card: the states are not the cause
+    assert "ddp_replica" not in [c.id for c in _full(oom, zero_stage=3, world_size=8).causes]
+    # offloaded states leave the GPU
+    assert "ddp_replica" not in [c.id for c in _full(oom, zero_stage=3, world_size=2, offload_optimizer=True).causes]
+    # a sharded run that trained for a while held its share from the first step
+    late = _full("full fine-tune of Qwen2.5-7B on RTX 4090s, it fails at step 300/1000\n" + _OOM, zero_stage=3,
+                 world_size=2)
+    assert "ddp_replica" not in [c.id for c in late.causes]
+    # no GPU count shown: the GPUs the states need, inferred, never claimed as arithmetic
+    unknown = _full(_FSDP_FRAME.replace("[rank0]:", "") + oom)
+    cause = next(c for c in unknown.causes if c.id == "ddp_replica")
+    assert cause.strength == "inferred" and any("5 or more" in e for e in cause.evidence)
+
+
+def test_a_full_fine_tune_is_never_told_to_quantize_its_frozen_weights():
+    d = _full("Qwen2.5-7B on an RTX 4090\n" + _OOM, finetuning_type="full")
+    assert "no_quant" not in [c.id for c in d.causes]
+    lora = _full("Qwen2.5-7B on an RTX 4090\n" + _OOM, finetuning_type="lora")
+    assert "no_quant" in [c.id for c in lora.causes]
+
+
+def test_firefly_train_mode_names_the_method():
+    from qlorafit.doctor.settings import normalize
+
+    assert normalize({"train_mode": "full"})["finetuning_type"] == "full"
+    q = normalize({"train_mode": "qlora"})
+    assert q["finetuning_type"] == "lora" and q["quant"] == "nf4"
+
+
+def test_a_request_above_the_card_at_a_micro_batch_of_one_is_one_long_input():
+    big = _OOM.replace("Tried to allocate 44.00 MiB", "Tried to allocate 36.00 GiB")  # 1.5 cards
+    at_eight = _full(big, per_device_train_batch_size=8)  # a batch's logits may pass one card
+    assert not (at_eight.primary.id == "long_sample" and at_eight.primary.strength == "proven")
+    one = _full(big, per_device_train_batch_size=1)
+    assert one.primary.id == "long_sample" and one.primary.strength == "proven"
+    said = diagnose(Inputs(error_text="even with batch size 1 it still OOMs\n" + big))
+    assert said.primary.id == "long_sample" and said.primary.strength == "proven"

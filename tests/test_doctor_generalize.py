@@ -402,8 +402,12 @@ def test_a_full_fine_tune_whose_states_per_gpu_exceed_the_card_needs_them_sharde
     assert any("16 bytes per parameter" in e for e in d.primary.evidence)
     # 7B under DDP on 2 x 24 GB: 104 GiB each
     assert _d("Full fine-tuning a 7B model on 2x RTX 4090 with torchrun: CUDA out of memory").primary.id == "ddp_replica"
-    # ZeRO-3 already divides every state by the GPU count: not a replica
-    assert _d("Full fine-tuning a 13B model on 4x A100 40GB with ZeRO-3: CUDA out of memory").primary.id != "ddp_replica"
+    # ZeRO-3 divides every state by the GPU count: over 8 x 80 GB a 13B's 208 GB (26 GB each) fits, no cause
+    assert "ddp_replica" not in [c.id for c in _d("Full fine-tuning a 13B model on 8x A100 80GB with ZeRO-3: CUDA out "
+                                                  "of memory").causes]
+    # but over 4 x 40 GB each share is still 52 GB: even sharded, the states are the cause
+    z3 = _d("Full fine-tuning a 13B model on 4x A100 40GB with ZeRO-3: CUDA out of memory").primary
+    assert z3.id == "ddp_replica" and "even sharded" in z3.title
 
 
 def test_a_replica_of_a_small_named_model_is_ruled_out():
@@ -1444,3 +1448,25 @@ def test_samples_with_several_high_resolution_images_are_long_samples():
 
     assert long_said("一些sample有多张高分辨率的图片，会爆显存") and long_said("a few samples carry high-resolution images")
     assert not long_said("the images are small")
+
+
+# --- session 14: the misses of test18 to test21, studied -------------------------------------------------------------
+
+def test_a_chat_that_ran_turns_before_it_failed_had_loaded_its_weights():
+    # a 13B's 16-bit weights (24.2 GiB) are more than a 24 GB card: loading would fail, unless the chat had answered
+    first = _d("Running inference of llama-13b on my 4090 24G: CUDA out of memory")
+    assert first.primary.id == "load_too_big"
+    turns = _d("Running inference of llama-13b on my 4090 24G, after several turns of multi-turn dialogue "
+               "(conversation history): CUDA out of memory")
+    assert "load_too_big" not in [c.id for c in turns.causes]
+    assert turns.primary.id == "generation_batch"
+
+
+def test_a_full_fine_tune_that_fails_at_a_batch_of_one_even_sharded_is_its_states():
+    text = ("Full-parameter fine-tuning of our 8B VLM on 2 V100s with DeepSpeed ZeRO-3, per_device_train_batch_size=1: "
+            "still CUDA out of memory")
+    d = _d(text)
+    assert d.primary.id == "ddp_replica" and "even sharded" in d.primary.title, [c.id for c in d.causes]
+    # a LoRA at a batch of 1 under ZeRO-3 is not a full fine-tune's states
+    lora = _d(text.replace("Full-parameter fine-tuning", "LoRA fine-tuning"))
+    assert lora.primary.id != "ddp_replica"

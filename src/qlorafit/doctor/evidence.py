@@ -183,7 +183,8 @@ def zero_stage(c: Case) -> int | None:
 def sharded(c: Case) -> bool:
     """The weights are sharded across the GPUs: ZeRO-3 or FSDP (not ZeRO-1/2, which copy the weights to every GPU)."""
     return zero_stage(c) == 3 or bool(setting(c, "fsdp")) or str(setting(c, "distributed_type", "")).upper() == "FSDP" \
-        or bool(re.search(r"\bFSDP2?\b|FullyShardedDataParallel|\bfully_shard\b", c.inputs.error_text or ""))  # FSDP2 too
+        or bool(re.search(r"\bFSDP2?\b|FullyShardedDataParallel|\bfully_shard\b|"  # FSDP2 too
+                          r"torch[/\\]distributed[/\\]fsdp[/\\]", c.inputs.error_text or ""))  # its frames
 
 
 def replicates(c: Case) -> bool:

@@ -156,7 +156,9 @@ def looks_like_python(text: str) -> bool:
                           text, re.M))
 
 
-_FRAME_LINE = re.compile(r'^\s*(?:\d+\s+)?File "[^"]+", line \d+, in .*$')
+_RANK = r"(?:\[(?:rank|default)\d+\]:)?"
+"""The '[rank0]:' that torchrun puts before every line a worker prints."""
+_FRAME_LINE = re.compile(r'^' + _RANK + r'\s*(?:\d+\s+)?File "[^"]+", line \d+, in .*$')
 
 
 def _without_traceback_code(text: str) -> str:
@@ -172,7 +174,7 @@ def _without_traceback_code(text: str) -> str:
     return "\n".join(out)
 
 
-_LIBRARY_FRAME = re.compile(r'^\s*(?:\d+\s+)?File "[^"]*(?:site-packages|dist-packages|[/\\]lib[/\\]python\d[\d.]*[/\\])'
+_LIBRARY_FRAME = re.compile(r'^' + _RANK + r'\s*(?:\d+\s+)?File "[^"]*(?:site-packages|dist-packages|[/\\]lib[/\\]python\d[\d.]*[/\\])'
                             r'[^"]*", line \d+, in .*$')
 
 
@@ -186,7 +188,8 @@ def without_library_code(text: str) -> str:
             skip = bool(_LIBRARY_FRAME.match(line))
             out.append(line)
             continue
-        if skip and line.startswith((" ", "\t")) and line.strip():
+        body = re.sub(r"^" + _RANK, "", line)
+        if skip and body.startswith((" ", "\t")) and body.strip():
             continue  # the library's source line, and the ^^^^ markers under it
         skip = False
         out.append(line)

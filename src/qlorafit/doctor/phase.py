@@ -34,7 +34,9 @@ _FRAMES = {
     "load": r"from_pretrained|_load_pretrained_model|load_state_dict|load_checkpoint_and_dispatch|dispatch_model|"
             r"_load_state_dict_into_meta_model|create_quantized_param|load_checkpoint_in_model|load_model|"
             r"set_module_quantized_tensor_to_device|prepare_model_for_kbit_training|_load_optimizer_and_scheduler|"
-            r"_load_from_checkpoint|_load_rng_state",
+            r"_load_from_checkpoint|_load_rng_state|"
+            # set-up before the first step: accelerate's prepare_model wraps the model (DDP, FSDP) on its GPU
+            r"_prepare_for_training|prepare_model",
     "training": r"training_step|_inner_training_loop|_fast_inner_training_loop|compute_loss|backward|run_backward|"
                 r"_engine_run_backward|optimizer_step|train_step|train|train_epoch|fit",
 }

@@ -15,11 +15,11 @@ from functools import cache
 from qlorafit.core import catalog
 from qlorafit.core.sizes import GIB
 
-ADAPTER_WORDS = re.compile(r"(?<![A-Za-z])(?:q?lora|peft|adapters?|dora|ia3|p-?tuning|prefix[- ]tuning|prompt[- ]tuning|"
+ADAPTER_WORDS = re.compile(r"(?<![A-Za-z<])(?:q?lora|peft|adapters?|dora|ia3|p-?tuning|prefix[- ]tuning|prompt[- ]tuning|"
                            r"freeze|frozen)(?![A-Za-z])|finetuning_type|train_type|use_peft|冻结", re.I)
 """An adapter method named (LoRA, QLoRA, PEFT, DoRA, IA3, prefix/prompt tuning, freezing) or a trainer's method
 setting: the one pattern for 'not every weight is trained', read by the rules (evidence.adapter_named) and the script
-reader (script._trains_every_weight)."""
+reader (script._trains_every_weight). '<frozen runpy>' in a traceback is Python's frozen module, not a frozen layer."""
 
 # --- the model's size -----------------------------------------------------------------------------------------------
 

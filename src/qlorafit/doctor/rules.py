@@ -12,6 +12,7 @@ from qlorafit.core import options as O
 from qlorafit.doctor import evidence as E
 from qlorafit.doctor.case import Case, gib
 from qlorafit.doctor.cause import STRENGTH, Action, Cause
+from qlorafit.doctor.phase import CHAT_HISTORY
 from qlorafit.doctor.ruled_out import STATIC_CAUSES, batch_one_fails, ruled_out, some_data_fails
 from qlorafit.core.sizes import GIB, MIB
 
@@ -285,6 +286,8 @@ weights are 16-bit now, and the reporter's own suspect is them."""
 
 
 def no_quant(c: Case) -> Cause | None:
+    if c.full_fine_tune:
+        return None  # every weight is trained: 4-bit frozen weights are a LoRA's option, not this run's (ddp_replica)
     # asking for int4 is no int4 yet: only loading flags that ask for it say the weights are quantized
     wish = _QUANT_WISH.search(c.inputs.error_text or "") if c.has_oom and E.quantized(c) is not True else None
     if wish and not _lora_weights_heavy(c):
@@ -391,7 +394,8 @@ rare long sample arriving late: the first batches are a random draw of ordinary 
 
 REQUEST_CARDS = 2
 """A single request this many times the card: no batch the run was set up with asks for that (a logits tensor of a
-large batch may pass one card's size; several cards' worth is one runaway input)."""
+large batch may pass one card's size; several cards' worth is one runaway input). At a micro-batch of 1 one card's
+worth is enough: nothing multiplies the tensor."""
 
 
 def _request_above_card(c: Case) -> str | None:
@@ -400,9 +404,15 @@ def _request_above_card(c: Case) -> str | None:
     image without a pixel cap, a document without a length cap). The evidence line, or None."""
     o = c.oom
     card = o.total_bytes or E.card_bytes(c)
-    if not (c.has_oom and o.requested_bytes and card and o.requested_bytes > REQUEST_CARDS * card) or \
+    # at a micro-batch of 1 no batch multiplies the tensor: any request above the whole card is one input's
+    one = c.settings.get("per_device_train_batch_size") == 1 or batch_one_fails(c.inputs.error_text or "")
+    cards = 1 if one else REQUEST_CARDS
+    if not (c.has_oom and o.requested_bytes and card and o.requested_bytes > cards * card) or \
             o.phase in ("load", "save", "merge", "tokenization"):
         return None
+    if one:
+        return (f"one request of {gib(o.requested_bytes)} is more than the whole card ({gib(card)}) at a micro-batch "
+                f"of 1: a single tensor no memory setting makes room for, so one input is far longer than the rest")
     return (f"one request of {gib(o.requested_bytes)} is more than {REQUEST_CARDS} times the whole card ({gib(card)}): a single tensor "
             f"that no batch or memory setting makes room for, so one input is far longer than the rest")
 
@@ -567,7 +577,9 @@ def load_too_big(c: Case) -> Cause | None:
         c.oom.phase not in ("merge", "save") else None
     # inference first loads the model: weights that fill the card fail there, whatever the user set out to do. Not
     # where the report trained on the same card (generating after a fine-tune: the weights were seen to fit)
-    infer_only = c.oom.phase == "generation" and not _TRAINED.search(E.text(c))
+    # Nor where the chat ran turns before it failed (its history grew): the weights were loaded and answered
+    infer_only = c.oom.phase == "generation" and not _TRAINED.search(E.text(c)) and \
+        not re.search(CHAT_HISTORY, E.text(c), re.I)
     exceed = _weights_exceed_card(c) if (c.oom.phase in (None, "load") or infer_only) and \
         c.oom.kind not in ("cpu", "dispatch") and c.has_oom else None
     if c.oom.phase != "load" and not exceed and not said:

@@ -103,8 +103,13 @@ def ddp_replica(c: Case) -> Cause | None:
         and not c.settings.get("zero3_init_flag")
     several = (ws is not None and ws > 1) or E.data_parallel(c)
     ws = ws if ws is not None or not several else E.gpu_count(c)
-    exceeds = _exceeds_one_card(c) or _full_states_exceed_one_card(c) or _flat_fp32_request(c)
+    states_exceed = _full_states_exceed_one_card(c)
+    exceeds = _exceeds_one_card(c) or states_exceed or _flat_fp32_request(c)
+    need = None if exceeds else _sharded_states_need(c)
+    # sharded, and even each GPU's share of the full fine-tune's states is larger than the GPU (or would be, on fewer
+    # GPUs than the states need, when the count is not shown)
     at_one = None if exceeds else _full_states_at_batch_one(c)
+    short_sharded = (bool(states_exceed) or bool(need) or bool(at_one)) and E.sharded(c) and not _four_bit_unsharded(c)
     frames = _REPLICA_FRAMES.search(t) if c.oom.kind == "cuda" else None
     states = _STATES_FRAMES.search(t) if c.oom.kind == "cuda" and not E.sharded(c) else None
     moments = _OPTIM_STATE_FRAMES.search(t) if c.oom.kind == "cuda" and not E.sharded(c) and not states and \
@@ -129,8 +134,8 @@ def ddp_replica(c: Case) -> Cause | None:
         # launch, but inferred, so causes the numbers or the traceback show rank above it
         strength = "script" if heavy or (c.shape is not None and (c.est is None or c.budget_bytes is None)) \
             else "inferred"
-    elif at_one:
-        strength = "inferred"  # no sizes to weigh: the batch of 1 is the whole argument
+    elif at_one or need:
+        strength = "inferred"  # no sizes to weigh (the batch of 1 is the whole argument), or no GPU count to divide by
     elif exceeds:
         # a full fine-tune only assumed (no method named, a batch of 1 still fails): the arithmetic holds, its premise
         # is a default, so the cause is inferred
@@ -138,7 +143,7 @@ def ddp_replica(c: Case) -> Cause | None:
     else:
         return None
     if E.sharded(c) and not z3_materialized and not frames and not states and not _four_bit_unsharded(c) and \
-            not (says and strength == "proven"):
+            not (says and strength == "proven") and not short_sharded:
         return None  # sharded, unless the report says each GPU still holds the whole model (what ran beats the intent)
     if strength != "proven" and E.lora_16bit(c) and E.zero_stage(c) is None and c.oom.phase != "generation":
         strength = "inferred"  # a 16-bit LoRA outside DeepSpeed: 4-bit loading (no_quant) is the nearer lever
@@ -169,16 +174,19 @@ def ddp_replica(c: Case) -> Cause | None:
     if c.settings.get("offload_param") and E.zero_stage(c) in (0, 1, 2):
         ev.append(f"offload_param is set, but ZeRO stage {E.zero_stage(c)} ignores it: parameter offload needs "
                   f"ZeRO-3, so every GPU still holds all the weights")
-    if exceeds or at_one:
-        ev.append(exceeds or at_one)
+    if exceeds or at_one or need:
+        ev.append(exceeds or at_one or need)
     if _four_bit_unsharded(c):
         ev.append("ZeRO-3 and FSDP shard bitsandbytes 4-bit weights only when they are stored in the compute dtype "
                   "(bnb_4bit_quant_storage=torch.bfloat16); without it every GPU keeps the whole 4-bit model")
-    if c.est and c.budget_bytes:
+    if c.est and c.budget_bytes and not short_sharded:
         ev.append(f"estimate: one replica's weights take {gib(c.est.phases['load'])} of {gib(c.budget_bytes)} per GPU")
     one = max(ws or 1, E.gpu_count(c) or 1) == 1
-    return Cause("ddp_replica", "the full fine-tune's states do not fit one GPU" if one else
+    return Cause("ddp_replica", "even sharded, each GPU's share of the full fine-tune's states is too large"
+                 if short_sharded else "the full fine-tune's states do not fit one GPU" if one else
                  "every GPU holds a full copy of the model",
+                 "ZeRO-3/FSDP divide the 16 bytes per parameter by the GPU count; too few GPUs leave each too large a "
+                 "share" if short_sharded else
                  "weights, gradients and Adam state of every parameter stay on the one GPU" if one else
                  "DDP (and ZeRO-1/2) replicate the weights on each GPU: more GPUs add no room for the model itself",
                  ev, ("quantize",),
@@ -241,10 +249,16 @@ def _full_states_exceed_one_card(c: Case) -> str | None:
         # no card named: the largest card made is the bound; states above it fit no single GPU at all (a 14B full
         # fine-tune's 224 GB), whichever card ran out
         card = LARGEST_CARD_BYTES
-    if named is None or E.sharded(c) or z > 2 or c.settings.get("offload_optimizer"):
+    sharded = E.sharded(c) and not _four_bit_unsharded(c)
+    # parameter offload works only under ZeRO-3/FSDP; ZeRO-1/2 ignore it (ddp_replica says so)
+    offload = c.settings.get("offload_optimizer") or (c.settings.get("offload_param") and sharded)
+    if named is None or offload or (sharded and (n < 2 or c.oom.phase == "later_step")):
+        # offloaded states leave the GPU; sharded ones need the GPU count to divide by, and a sharded run that trained
+        # for a while held its share of the states from the first step
         return None
     w, g, o = (FULL_TUNE_BYTES[k] * named[0] * 1e9 for k in ("weights", "grads", "optimizer"))
-    per_gpu = w + g + o if z == 0 else w + g + o / n if z == 1 else w + (g + o) / n
+    # ZeRO-3 and FSDP divide all three by the GPU count, ZeRO-2 the gradients and optimizer, ZeRO-1 the optimizer
+    per_gpu = (w + g + o) / n if sharded else w + g + o if z == 0 else w + g + o / n if z == 1 else w + (g + o) / n
     if per_gpu <= card:
         return None
     if not E.full_tune(c):
@@ -253,7 +267,7 @@ def _full_states_exceed_one_card(c: Case) -> str | None:
     if n == 1:  # one GPU: no stage shards anything, the optimizer state has to leave the GPU
         return (f"a full fine-tune of a {named[0]:g}B model (named in {named[1]}) keeps 16 bytes per parameter: "
                 f"{gib(int(per_gpu))} of weights, gradients and Adam state on one GPU of {gib(card)}")
-    launch = f"ZeRO-{z}" if E.zero_stage(c) is not None else "a replicating launch (DDP)"
+    launch = f"ZeRO-{z}" if E.zero_stage(c) is not None else "FSDP" if sharded else "a replicating launch (DDP)"
     return (f"a full fine-tune of a {named[0]:g}B model (named in {named[1]}) keeps 16 bytes per parameter; under "
             f"{launch} on {n} GPUs each holds {gib(int(per_gpu))} of weights, gradients and Adam state, more than "
             f"its {gib(card)}")
@@ -283,15 +297,47 @@ def _flat_fp32_request(c: Case) -> str | None:
             f"master weights or an Adam moment, flattened)")
 
 
+SMALL_NODE_GPUS = 2
+"""GPUs assumed at least where a sharded launch does not show its count: states that need more than this many GPUs
+of the card to fit sharded are named as a likely cause, inferred."""
+
+
+def _sharded_states_need(c: Case) -> str | None:
+    """A full fine-tune sharded by ZeRO-3/FSDP (no offload) whose GPU count is not shown: the GPUs of this card its
+    16 bytes per parameter need, when that is more than SMALL_NODE_GPUS. The evidence line, or None."""
+    if not E.full_tune(c) or not E.sharded(c) or _four_bit_unsharded(c) or \
+            max(E.world_size(c) or 1, E.gpu_count(c) or 1) > 1 or \
+            c.settings.get("offload_optimizer") or c.settings.get("offload_param") or \
+            c.oom.phase not in (None, "load", "training", "first_step"):
+        return None
+    named, card = E.model_params(c), E.card_bytes(c) or c.oom.total_bytes
+    if named is None or card is None:
+        return None
+    states = sum(FULL_TUNE_BYTES.values()) * named[0] * 1e9
+    need = -(-int(states) // int(card))
+    if need <= SMALL_NODE_GPUS:
+        return None
+    return (f"a full fine-tune of a {named[0]:g}B model (named in {named[1]}) keeps 16 bytes per parameter, "
+            f"{gib(int(states))} in all: sharded over GPUs of {gib(card)}, it needs {need} or more of them before the "
+            f"batch's activations (the launch's GPU count is not shown)")
+
+
 def _full_states_at_batch_one(c: Case) -> str | None:
     """A full fine-tune (said) that still fails at a batch of 1, with no sizes to weigh: at one sample the activations
     are the smallest they get, and what is left is 16 bytes per parameter of weights, gradients and Adam state. The
     evidence line, or None."""
-    if not E.full_tune(c) or E.sharded(c) or c.oom.phase not in (None, "load", "training", "first_step"):
+    if not E.full_tune(c) or c.oom.phase not in (None, "load", "training", "first_step"):
         return None
     m = batch_one_fails(c.inputs.error_text or "")
-    return (f"a full fine-tune that still fails at a batch of 1 ('{m.group(0)}'): what is left is the 16 bytes per "
-            f"parameter of weights, gradients and Adam state on each GPU") if m else None
+    said = f"'{m.group(0)}'" if m else "per_device_train_batch_size=1" \
+        if c.settings.get("per_device_train_batch_size") == 1 else None
+    if said is None:
+        return None
+    if E.sharded(c):  # ZeRO-3/FSDP divide the states by the GPU count: with too few GPUs each share is still too large
+        return (f"a sharded full fine-tune that still fails at a batch of 1 ({said}): what is left is each GPU's share "
+                f"of the 16 bytes per parameter of weights, gradients and Adam state, too large for this many GPUs")
+    return (f"a full fine-tune that still fails at a batch of 1 ({said}): what is left is the 16 bytes per "
+            f"parameter of weights, gradients and Adam state on each GPU")
 
 
 VLLM_DEFAULT_UTILIZATION = 0.9

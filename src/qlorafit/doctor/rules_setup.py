@@ -188,9 +188,12 @@ def resume_state(c: Case) -> Cause | None:
     """Resuming from a checkpoint: the optimizer state (and the loaded checkpoint dict) land on the GPU next to the
     live ones, so a run that trained fine from scratch no longer fits. Also every rank of a multi-GPU run loading a
     saved state onto GPU 0 (_ONE_GPU_LOAD)."""
+    from qlorafit.doctor.foreign import without_library_code
+
     t = c.inputs.error_text or ""
     frames = _RESUME_FRAMES.search(t)
-    words = _RESUME_WORDS.search(t) or _ONE_GPU_LOAD.search(t)
+    said = without_library_code(t)  # Trainer's own code passes resume_from_checkpoint along on every run
+    words = _RESUME_WORDS.search(said) or _ONE_GPU_LOAD.search(said)
     if not (frames or words) or not c.has_oom:
         return None
     ev = [f"the traceback loads the checkpoint state ({frames.group(0)})" if frames else

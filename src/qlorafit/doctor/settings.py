@@ -42,6 +42,7 @@ TRAINER_NAMES = {  # more trainers' names, by trainer (a name some trainer gives
                       "enable_gradient_checkpointing": "gradient_checkpointing", "param_offload": "offload_param",
                       "optimizer_offload": "offload_optimizer", "n_gpus_per_node": "world_size"},
     "ms-swift": {"quant_bits": "quantization_bit", "train_type": "finetuning_type"},
+    "Firefly": {"train_mode": "finetuning_type"},  # full | lora | qlora
     "torchtune": {"enable_activation_checkpointing": "gradient_checkpointing"},
     "litgpt / mlx-lm": {"devices": "world_size", "grad_checkpoint": "gradient_checkpointing"},
     "accelerate": {"fsdp_offload_params": "offload_param"},
@@ -117,6 +118,9 @@ def _trainer_specials(s: dict, names: set) -> None:
     if s.get("pure_bf16") is True:  # LLaMA-Factory: the trainable weights in bf16 too
         s.setdefault("bf16", True)
     if str(s.get("adapter", "")).lower() == "qlora":  # axolotl
+        s.setdefault("load_in_4bit", True)
+    if str(s.get("finetuning_type", "")).lower() == "qlora":  # Firefly's train_mode: a LoRA on 4-bit weights
+        s["finetuning_type"] = "lora"
         s.setdefault("load_in_4bit", True)
     if s.get("lora_target_linear") is True:  # axolotl
         s.setdefault("target_modules", "all-linear")

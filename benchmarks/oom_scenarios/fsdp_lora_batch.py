@@ -1,0 +1,29 @@
+import torch
+from datasets import load_dataset
+from peft import LoraConfig, get_peft_model
+from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling, Trainer,
+                          TrainingArguments)
+
+# accelerate launch --config_file fsdp.yaml fsdp_lora_batch.py  (FSDP2, full shard, 2 GPUs)
+model_id = "Qwen/Qwen2.5-3B"
+tokenizer = AutoTokenizer.from_pretrained(model_id)
+model = AutoModelForCausalLM.from_pretrained(model_id, dtype=torch.bfloat16)
+model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                                         lora_dropout=0.05, task_type="CAUSAL_LM"))
+
+ds = load_dataset("json", data_files="train.jsonl", split="train")
+ds = ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=1024), batched=True, remove_columns=["text"])
+
+args = TrainingArguments(
+    output_dir="out-fsdp-lora",
+    per_device_train_batch_size=16,
+    gradient_accumulation_steps=1,
+    learning_rate=2e-4,
+    num_train_epochs=1,
+    bf16=True,
+    logging_steps=10,
+    report_to="none",
+)
+trainer = Trainer(model=model, args=args, train_dataset=ds,
+                  data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False))
+trainer.train()

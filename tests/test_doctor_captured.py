@@ -420,3 +420,16 @@ def test_a_request_above_the_card_at_a_micro_batch_of_one_is_one_long_input():
     assert one.primary.id == "long_sample" and one.primary.strength == "proven"
     said = diagnose(Inputs(error_text="even with batch size 1 it still OOMs\n" + big))
     assert said.primary.id == "long_sample" and said.primary.strength == "proven"
+
+
+def test_a_full_fine_tune_is_offered_no_lever_that_needs_a_frozen_base():
+    from qlorafit.core.levers import LEVERS
+
+    frozen = {lv.id for lv in LEVERS if lv.adapter_only}
+    assert {"quantize", "rank", "targets", "offload_lm_head"} <= frozen and "optim8" not in frozen
+    full = diagnose(Inputs(error_text=_OOM, script=analyse(_WHOLE, "t.py")))
+    assert full.case.full_fine_tune and full.fixes and not {f.id for f in full.fixes} & frozen
+    lora = _WHOLE.replace("args =", "from peft import LoraConfig, get_peft_model\nmodel = get_peft_model(model, "
+                          "LoraConfig(r=64, target_modules='all-linear'))\nargs =")
+    d = diagnose(Inputs(error_text=_OOM, script=analyse(lora, "t.py")))
+    assert {f.id for f in d.fixes} & frozen  # the same run as a LoRA is offered them

@@ -40,8 +40,8 @@ def estimator_fixes(c: Case) -> list[Fix]:
         return []
     out = []
     for spec in LEVERS:
-        if not spec.applies(c.setup):
-            continue
+        if not spec.applies(c.setup) or (spec.adapter_only and c.full_fine_tune):
+            continue  # a full fine-tune trains every weight: no 4-bit base, no LoRA setting, no frozen head
         chg = spec.change(c.setup)
         after = c.estimate_with(replace(c.setup, **chg))
         saved = c.est.peak_bytes - after.peak_bytes

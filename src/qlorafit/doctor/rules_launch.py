@@ -170,7 +170,7 @@ def ddp_replica(c: Case) -> Cause | None:
                   f"torch.nn.DataParallel, a whole copy of it on every GPU")
     elif several:
         ev.append(f"{ws} processes" + (f", ZeRO stage {E.zero_stage(c)}" if E.zero_stage(c) is not None else
-                                       ", no ZeRO-3 or FSDP in the config"))
+                                       ", sharded (FSDP)" if E.sharded(c) else ", no ZeRO-3 or FSDP in the config"))
     if c.settings.get("offload_param") and E.zero_stage(c) in (0, 1, 2):
         ev.append(f"offload_param is set, but ZeRO stage {E.zero_stage(c)} ignores it: parameter offload needs "
                   f"ZeRO-3, so every GPU still holds all the weights")
@@ -190,6 +190,10 @@ def ddp_replica(c: Case) -> Cause | None:
                  "weights, gradients and Adam state of every parameter stay on the one GPU" if one else
                  "DDP (and ZeRO-1/2) replicate the weights on each GPU: more GPUs add no room for the model itself",
                  ev, ("quantize",),
+                 [Action("the states are already sharded: spread them over more GPUs, offload them to the CPU (FSDP "
+                         "fsdp_offload_params; ZeRO-3 offload_optimizer and offload_param), use an 8-bit optimizer, or "
+                         "train a LoRA (QLoRA) instead of every weight", "speed: offload traffic, or more GPUs",
+                         id="shard")] if short_sharded else
                  [Action("shard the weights: DeepSpeed ZeRO-3 with zero3_init (HF builds the model inside zero.Init) "
                          "or FSDP (QLoRA: bnb_4bit_quant_storage=torch.bfloat16, fsdp_cpu_ram_efficient_loading); for "
                          "a single process, device_map='auto' splits the layers over the GPUs; for inference, vLLM "

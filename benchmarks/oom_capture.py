@@ -98,6 +98,12 @@ SCENARIOS = {
                         "and one document of about 59,000 tokens among short ones"),
     "ddp_beside_notebook": (24, "rtx4090", "other_process", "a LoRA of a 3B under torchrun on two 24 GiB cards that fits "
                             "them, while another process (a notebook kernel) holds 16 GiB of the second"),
+    # the sixth batch (capture-s14c), a mixture of experts (Qwen3-30B-A3B at its real shape): written and labelled
+    # after every rule change of the session, before the doctor was run on it
+    "qlora_moe_12gb": (12, "rtx3060", "load_too_big", "a QLoRA of a 30B mixture of experts on a 12 GiB card, counting "
+                       "on its 3B active parameters: every expert is loaded, about 16 GB even in 4-bit"),
+    "ddp_lora_moe": (48, "rtx-a6000", "ddp_replica", "a LoRA of a 30B mixture of experts' 16-bit weights (61 GB) under "
+                     "torchrun on two 48 GiB cards: DDP puts the whole model on each"),
 }
 
 LAUNCH = {
@@ -109,6 +115,7 @@ LAUNCH = {
     "fsdp_lora_batch": "accelerate launch --config_file fsdp.yaml {script}",
     "ddp_long_sample": "torchrun --nproc_per_node 2 {script}",
     "ddp_beside_notebook": "torchrun --nproc_per_node 2 {script}",
+    "ddp_lora_moe": "torchrun --nproc_per_node 2 {script}",
 }
 """How a scenario is launched where it is not `python NAME.py`; the command is the first line of its pasted output,
 as users paste it (`$ torchrun ...`). Multi-GPU scenarios run on the nvidia-h200-x2 machine: every process caps the
@@ -145,7 +152,7 @@ HOLDER = ("import sys, time, torch; x = torch.empty({gib} * 1024**3, dtype=torch
           "print('held', flush=True); time.sleep(3600)")
 
 MODELS = {"Qwen/Qwen2.5-3B": "qwen2.5-3b", "Qwen/Qwen2.5-7B": "qwen2.5-7b", "Qwen/Qwen3-4B": "qwen3-4b",
-          "Qwen/Qwen3-8B": "qwen3-8b"}
+          "Qwen/Qwen3-8B": "qwen3-8b", "Qwen/Qwen3-30B-A3B": "qwen3-30b-a3b"}
 VOCAB = 5000  # words w0..w4999: about 6 characters (tokens) each with the space
 
 SITE = '''import os

@@ -3,7 +3,7 @@
     python benchmarks/oom_fixtures.py benchmarks/results/oom_capture/capture-s13.json \
         benchmarks/results/oom_capture/capture-s13b.json benchmarks/results/oom_capture/capture-s13c.json \
         benchmarks/results/oom_capture/capture-s13d.json benchmarks/results/oom_capture/capture-s14.json \
-        benchmarks/results/oom_capture/capture-s14b.json
+        benchmarks/results/oom_capture/capture-s14b.json benchmarks/results/oom_capture/capture-s14c.json
 
 A later capture file wins for a scenario both hold (capture-s13b re-ran qlora_batch on a larger card: on 8 GiB it had
 failed before the batch, and that failure is kept as qlora_prep_8gb).
@@ -67,6 +67,9 @@ PHASES = {  # where each failure happened, read from its traceback's frames
     "fsdp_lora_batch": "first_step",  # the first forward under FSDP2
     "ddp_long_sample": "later_step",  # step 5 of 13 (the long document's batch)
     "ddp_beside_notebook": "first_step",  # rank 1's first forward, next to the other process
+    # capture-s14c, a mixture of experts (read and labelled before the doctor was run on it)
+    "qlora_moe_12gb": "load",  # from_pretrained's caching_allocator_warmup asks for 55.61 GiB
+    "ddp_lora_moe": "load",  # Trainer.__init__ -> _move_model_to_device, on each rank
 }
 
 _CAPACITY = re.compile(r"GPU (\d+) has a total capacity of [\d.]+ [KMG]iB of which [\d.]+ [KMG]iB is free\. "

@@ -433,3 +433,14 @@ def test_a_full_fine_tune_is_offered_no_lever_that_needs_a_frozen_base():
                           "LoraConfig(r=64, target_modules='all-linear'))\nargs =")
     d = diagnose(Inputs(error_text=_OOM, script=analyse(lora, "t.py")))
     assert {f.id for f in d.fixes} & frozen  # the same run as a LoRA is offered them
+
+
+def test_each_process_moving_the_whole_model_to_its_gpu_is_a_replica():
+    move = ('  File "/venv/lib/python3.12/site-packages/transformers/trainer.py", line 487, in __init__\n'
+            '  File "/venv/lib/python3.12/site-packages/transformers/trainer.py", line 4593, in _move_model_to_device\n'
+            '  File "/venv/lib/python3.12/site-packages/torch/nn/modules/module.py", line 1384, in to\n')
+    ranked = "".join("[rank1]:" + ln + "\n" for ln in ("Traceback (most recent call last):\n" + move).splitlines())
+    d = diagnose(Inputs(error_text="$ torchrun --nproc_per_node 2 train.py\n" + ranked + "[rank1]: " + _OOM))
+    assert d.primary.id == "ddp_replica" and d.primary.strength == "proven" and d.case.oom.phase == "load"
+    one = diagnose(Inputs(error_text="$ python train.py\nTraceback (most recent call last):\n" + move + _OOM))
+    assert one.primary.id != "ddp_replica"

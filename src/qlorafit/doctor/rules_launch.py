@@ -54,6 +54,8 @@ _OPTIM_STATE_FRAMES = re.compile(r"torch[/\\]optim[/\\]\w+\.py\"?,? line \d+, in
 of each trained parameter): when every weight is trained that is 8 bytes per parameter in fp32 on top of the weights and
 gradients already there, so what fails there is the full fine-tune's optimizer state, whatever the batch. A LoRA's
 moments are a few megabytes: with an adapter named these frames prove nothing."""
+_MOVE_FRAMES = re.compile(r"line \d+, in _move_model_to_device\b")
+"""transformers' Trainer putting the whole model on this process's device (skipped under DeepSpeed and FSDP)."""
 _MODULE_TO = re.compile(r"self\.module\.to\(self\.device\)|module\.to\(|\bmodel\.to\(|\.cuda\(\)")
 
 
@@ -111,6 +113,10 @@ def ddp_replica(c: Case) -> Cause | None:
     at_one = None if exceeds else _full_states_at_batch_one(c)
     short_sharded = (bool(states_exceed) or bool(need) or bool(at_one)) and E.sharded(c) and not _four_bit_unsharded(c)
     frames = _REPLICA_FRAMES.search(t) if c.oom.kind == "cuda" else None
+    # Trainer moves the whole model to each process's GPU unless DeepSpeed/FSDP shard it: with several processes, an
+    # OOM there is each one's replica (with one process it is the weights alone: load_too_big)
+    moved = _MOVE_FRAMES.search(t) if c.oom.kind == "cuda" and (ws or 1) > 1 and not E.sharded(c) else None
+    frames = frames or moved
     states = _STATES_FRAMES.search(t) if c.oom.kind == "cuda" and not E.sharded(c) else None
     moments = _OPTIM_STATE_FRAMES.search(t) if c.oom.kind == "cuda" and not E.sharded(c) and not states and \
         not E.adapter_named(c) and not E.weights_quantized(c) else None
@@ -151,7 +157,10 @@ def ddp_replica(c: Case) -> Cause | None:
     if z3_materialized:
         ev.append("ZeRO-3 is configured but the whole model is moved to each GPU before it is sharded "
                   "(module.to(device) in the traceback): the model was built outside zero.Init")
-    if frames:
+    if moved:
+        ev.append(f"the OOM is raised as each of the {ws} processes moves the whole model onto its GPU "
+                  f"(Trainer._move_model_to_device): a replica per GPU")
+    elif frames:
         ev.append("the traceback is in torch.nn.DataParallel, which copies the whole model onto every GPU at each "
                   "step" if "DistributedDataParallel" not in frames.group(0) else
                   "the OOM is raised while DistributedDataParallel wraps the model: each process puts a whole replica "
@@ -200,7 +209,7 @@ def ddp_replica(c: Case) -> Cause | None:
                          "with tensor_parallel_size; on one GPU, offload the optimizer state to the CPU (DeepSpeed "
                          "offload_optimizer, OpenRLHF --adam_offload)", "speed: sharding traffic", id="shard")],
                  strength=strength, phase="load" if z3_materialized or (
-                     frames and "DistributedDataParallel" in frames.group(0)) else None)
+                     frames and ("DistributedDataParallel" in frames.group(0) or moved)) else None)
 
 
 def _four_bit_unsharded(c: Case) -> bool:

@@ -65,7 +65,9 @@ FIRST_COMMIT = {"train": ("cee5fcb", "doctor-threads-baseline.json"),
                 "test18": ("8782a74", "doctor-threads-test18-frozen.json"),
                 "test19": ("d1bbff2", "doctor-threads-test19-frozen.json"),
                 "test20": ("3f68b19", "doctor-threads-test20-frozen.json"),
-                "test21": ("3f68b19", "doctor-threads-test21-frozen.json")}
+                "test21": ("3f68b19", "doctor-threads-test21-frozen.json"),
+                "test22": ("ebd7e17", "doctor-threads-test22-frozen.json"),
+                "test23": ("ebd7e17", "doctor-threads-test23-frozen.json")}
 RESULTS_SPLIT = {"seen": "test"}  # the first test split was called 'test' when it was first measured
 
 

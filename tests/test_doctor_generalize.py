@@ -1470,3 +1470,28 @@ def test_a_full_fine_tune_that_fails_at_a_batch_of_one_even_sharded_is_its_state
     # a LoRA at a batch of 1 under ZeRO-3 is not a full fine-tune's states
     lora = _d(text.replace("Full-parameter fine-tuning", "LoRA fine-tuning"))
     assert lora.primary.id != "ddp_replica"
+
+
+# --- session 14: test22 and test23, studied after their first measurement -------------------------------------------
+
+@pytest.mark.parametrize("said", ["Ollama runs out of CUDA memory with num_ctx 32768 and a long prompt: CUDA error: "
+                                  "out of memory",
+                                  "python exllama/webui/app.py -d ./30B-gptq-4bit --gpu_split 23,23 --length 8192: "
+                                  "CUDA out of memory"])
+def test_engines_that_allocate_their_context_cache_at_load_are_the_engines_share(said):
+    assert _d(said).primary.id == "vllm_memory"
+
+
+def test_saving_a_model_for_an_engine_is_the_save_not_the_engines_share():
+    d = _d("Saving GGUF for Ollama: CUDA driver error: out of memory\n"
+           'model.save_pretrained_gguf("model", tokenizer, quantization_method="q4_k_m")')
+    assert d.primary.id == "save_merge" and "vllm_memory" not in [c.id for c in d.causes]
+
+
+def test_dataparallel_is_the_trainers_wrap_of_a_training_run_not_an_inference_script():
+    from qlorafit.doctor import evidence as E
+
+    infer = _d('CUDA_VISIBLE_DEVICES="4,5,6,7" python -u test.py  # GLM-4V inference on 3090s: CUDA out of memory')
+    assert not E.data_parallel(infer.case)
+    train = _d('CUDA_VISIBLE_DEVICES="4,5,6,7" python -u train.py  # fine-tuning on 3090s: CUDA out of memory')
+    assert E.data_parallel(train.case)

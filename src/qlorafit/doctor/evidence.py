@@ -56,7 +56,9 @@ def data_parallel(c: Case) -> bool:
     gathered on the first), unless the model is split with a device_map."""
     t = text(c)
     n = gpu_count(c)
-    return bool(n and n > 1 and _PLAIN_PYTHON.search(t)) and not _LAUNCHER.search(t) and not re.search(
+    # the Trainer's wrap: a report that trains (an inference script on several GPUs uses whichever device it is told)
+    return bool(n and n > 1 and _PLAIN_PYTHON.search(t)) and bool(TRAINING_WORDS.search(t)) and \
+        not _LAUNCHER.search(t) and not re.search(
         r"\bdeepspeed\b|FORCE_TORCHRUN|NPROC_PER_NODE|device_map|llamafactory-cli|\bswift\b", t, re.I) \
         and setting(c, "world_size") is None
 
@@ -221,11 +223,15 @@ _RESERVING_ENGINE = re.compile(r"\bsglang\b|mem[_-]fraction[_-]static|\blmdeploy
                                r"tensorrt[_-]?llm|\btrtllm\b|kv[_-]cache[_-]free[_-]gpu[_-]mem[_-]fraction|"
                                r"\blightllm\b|max[_-]total[_-]token[_-]num|text[_-]generation[_-]inference|"
                                r"text-generation-launcher|max[_-]total[_-]tokens|max[_-]batch[_-]prefill[_-]tokens|"
-                               r"(?:key|value|kv)_buffer\s*=\s*\[?\s*torch\.(?:empty|zeros)\(", re.I)
+                               r"(?:key|value|kv)_buffer\s*=\s*\[?\s*torch\.(?:empty|zeros)\(|"
+                               r"\bollama\b|\bnum_ctx\b|llama\.cpp|llama[-_]cpp|\bn_ctx\b|--ctx-size|\bexllama\w*|"
+                               r"--gpu_split", re.I)
 """Inference engines that reserve a share of the card at start for weights and KV cache the way vLLM does, by their
 names and their knobs: SGLang (--mem-fraction-static), LMDeploy (cache_max_entry_count), TensorRT-LLM
 (kv_cache_free_gpu_mem_fraction), LightLLM (max_total_token_num: the tokens its KV buffers are allocated for), Hugging
-Face TGI (text-generation-launcher, --max-total-tokens, --max-batch-prefill-tokens); and, unnamed, the line that
+Face TGI (text-generation-launcher, --max-total-tokens, --max-batch-prefill-tokens), Ollama and llama.cpp (num_ctx,
+n_ctx, --ctx-size: the whole context's KV cache is allocated when the model loads), ExLlama (its cache for --length,
+next to the weights its --gpu_split places); and, unnamed, the line that
 allocates such an engine's per-layer KV buffers up front ('self.value_buffer = [torch.empty(...) for _ in
 range(layer_num)]', LightLLM's memory manager)."""
 

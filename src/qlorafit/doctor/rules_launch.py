@@ -389,8 +389,8 @@ def _vllm_weights_exceed_card(c: Case, util: float) -> Cause | None:
 def vllm_memory(c: Case) -> Cause | None:
     """A vLLM engine reserves gpu_memory_utilization of the card up front for weights and KV cache; co-located with
     training (GRPO/online RL) the trainer gets only the rest, and the engine itself OOMs when max_model_len is long."""
-    if not c.has_oom or not E.uses_vllm(c):
-        return None
+    if not c.has_oom or not E.uses_vllm(c) or c.oom.phase in ("merge", "save"):
+        return None  # a merge or a save is its own cause (save_merge), whatever engine the model is bound for
     util = c.settings.get("vllm_gpu_memory_utilization")
     total = c.oom.total_bytes or c.budget_bytes
     if c.shape is not None and total and isinstance(util, (int, float)):
@@ -428,7 +428,9 @@ def vllm_memory(c: Case) -> Cause | None:
                  actions=[Action("lower vllm_gpu_memory_utilization (e.g. 0.3-0.5 when co-located with training; "
                                  "SGLang --mem-fraction-static, LMDeploy cache_max_entry_count, TensorRT-LLM "
                                  "kv_cache_free_gpu_mem_fraction are the same share; LightLLM's max_total_token_num "
-                                 "and TGI's --max-total-tokens size the KV cache in tokens) and cap max_model_len to "
+                                 "and TGI's --max-total-tokens size the KV cache in tokens; Ollama's num_ctx, "
+                                 "llama.cpp's --ctx-size and ExLlama's --length size it by the context, and ExLlama's "
+                                 "--gpu_split must leave room for it) and cap max_model_len to "
                                  "the longest prompt + completion", "speed: smaller KV cache",
                                  saves, "0.2 of the card per 0.2 of utilization" if saves else "",
                                  ["+ vllm_gpu_memory_utilization=0.4", "+ vllm_max_model_len=4096"], id="vllm_memory")],

@@ -102,6 +102,7 @@ def test_model_size_from_the_words(text, params):
     ("8*RTX3080", 8, 10), ("2 16G A4000", 2, 16), ("双卡4090", 2, 24), ("用了8张T4", 8, 15),
     ("用了8张T4，readme说只需要48GB显存", 8, 15),  # a size larger than the named card has is not the card's
     ("oom with 8 A100s", 8, 80), ("2 L40s", 2, 45),  # a plural, and a card whose name ends in S
+    ("running on two 48GB GPUs", 2, 48), ("with 2 16GB cards", 2, 16),  # a count and a size, the GPU word after them
 ])
 def test_gpus_from_the_words(text, count, gib):
     g = gpus(text)
@@ -1495,3 +1496,15 @@ def test_dataparallel_is_the_trainers_wrap_of_a_training_run_not_an_inference_sc
     assert not E.data_parallel(infer.case)
     train = _d('CUDA_VISIBLE_DEVICES="4,5,6,7" python -u train.py  # fine-tuning on 3090s: CUDA out of memory')
     assert E.data_parallel(train.case)
+
+
+@pytest.mark.parametrize("said", ["Mixtral on two 48GB GPUs: the server is not using my second GPU. CUDA out of memory",
+                                  "4 x P40: the model would load only on my first GPU, then inference ran out of memory",
+                                  "机器有四张A100 40G，只用了其中一张，另一张显卡压根没有使用到，CUDA out of memory"])
+def test_several_gpus_of_which_only_the_first_took_the_model_is_a_model_not_split(said):
+    d = _d(said)
+    assert d.primary.id == "load_too_big" and d.fixes[0].id == "shard", [c.id for c in d.causes]
+
+
+def test_one_gpu_used_of_one_is_not_a_model_left_unsplit():
+    assert _d("Fine-tuning on my single 4090 with batch size 16: CUDA out of memory").primary.id != "load_too_big"

@@ -202,8 +202,9 @@ _COUNTS = [re.compile(p, re.I) for p in (
     rf"{_N}\s?(?:[x×*]\s?|{_MEASURE}\s?|\s)(?:{_SIZE}\s?(?:的\s?)?)?{_VENDOR}{_CARD}",
     # 'V100-32G * 8', 'A100-80Gx8'
     rf"(?<![A-WYZa-wyz0-9]){_CARD}(?:[-\s]?\d{{2,3}}\s?G(?:B|iB)?)?\)?\s?[x×*]\s?(\d{{1,2}})\b",
-    # '8*80G', '8张80G的卡', '6块24G显卡', '5个24G的P4090': a count and a size, no card the catalogue knows
-    rf"{_N}\s?(?:[x×*]\s?{_SIZE}|{_MEASURE}\s?{_SIZE}\s?的?\s?(?:{_GPU_WORD}|[A-Za-z]+\d{{2,4}}))",
+    # '8*80G', '8张80G的卡', '6块24G显卡', '5个24G的P4090', 'two 48GB GPUs': a count and a size, no card the catalogue
+    # knows
+    rf"{_N}\s?(?:[x×*]\s?{_SIZE}|{_MEASURE}\s?{_SIZE}\s?的?\s?(?:{_GPU_WORD}|[A-Za-z]+\d{{2,4}}))|{_N}\s{_SIZE}\s?{_GPU_WORD}",
     # 'Number of gpus: 8', 'num_gpus=8', '2 GPUs', '8卡', '四张卡', '两个GPU', '双卡', 'two cards'
     r"(?:number of gpus|num[_ ]gpus|n_gpus|gpus)\s*[:=]\s*(\d{1,2})\b(?!\s?,\s?\d)",  # not 'gpu:1', 'gpus=0,1
     rf"{_N}\s?{_MEASURE}?\s?{_GPU_WORD}",
@@ -247,8 +248,8 @@ _EACH = re.compile(rf"{_SIZE}\s?(?:each|apiece|per (?:gpu|card|device)|/\s?(?:gp
 _NEXT_TO_CARD = re.compile(rf"(?<![A-WYZa-wyz0-9])({_CARD})(?:[a-z]{{0,7}})(?:\s?(?:laptop|mobile|GPU|显卡|NVL|NVM|PCIe|SXM\d?))*"
                            rf"[\s(（:：,-]{{0,3}}{_SIZE}|{_SIZE}\s?(?:的\s?)?{_VENDOR}({_CARD})", re.I)
 """A size written next to the card: 'A100 80GB', 'V100-32G', '3060laptop 6GB', 'RTX 4090 Laptop GPU 16GB', '24g 4090s'."""
-_COUNT_SIZE = re.compile(rf"{_N}\s?(?:[x×*]|{_MEASURE})\s?{_SIZE}", re.I)
-"""The size in '8*80G', '8张80G的卡'."""
+_COUNT_SIZE = re.compile(rf"{_N}\s?(?:[x×*]|{_MEASURE})\s?{_SIZE}|{_N}\s{_SIZE}(?=\s?{_GPU_WORD})", re.I)
+"""The size in '8*80G', '8张80G的卡', 'two 48GB GPUs'."""
 _SAID_OF_GPU = re.compile(rf"{_SIZE}\s?(?:显存|VRAM|of VRAM|GPU memory|GPU RAM)|(?:gpu|card|显卡|显存|VRAM)\s?"
                           rf"(?:with\s|of\s|is\s|为|是|[:：]\s?)?{_SIZE}|\bon (?:an? )?{_SIZE}", re.I)
 """A size said of GPU memory: '24G显存', 'gpu with 24G', '显存：24G', 'on a 24GB'."""

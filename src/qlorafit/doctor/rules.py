@@ -562,9 +562,17 @@ _ONE_CARD_LOAD = re.compile(r"无法(?:在)?单(?:张)?卡(?:上)?加载|单(?:�
                             r"\b(?:on|onto|in|into) (?:a single|one|single) (?:gpu|card)\b|"
                             # the whole model put on one GPU where a device_map would split it
                             r"(?:allocat|load|put|mov|plac)\w* (?:the )?(?:whole|entire|full|complete) model (?:\w+ )?"
-                            r"(?:on|onto|to|in) (?:a single |one |the first )?(?:gpu|cuda|device)\s?(?::\s?0|0)?\b", re.I)
+                            r"(?:on|onto|to|in) (?:a single |one |the first )?(?:gpu|cuda|device)\s?(?::\s?0|0)?\b|"
+                            # several GPUs there, the model on the first only: the others sit idle
+                            r"load\w* only (?:on|onto|to|in) (?:my |the )?(?:first|one|a single) (?:gpu|card)|"
+                            r"not using (?:my|the) (?:second|other) (?:gpus?|cards?)|"
+                            r"(?:the )?other (?:\d+ )?(?:gpus|cards) (?:are|were|stay|stayed|sit|sat) (?:completely )?"
+                            r"(?:empty|idle|unused|not used)|"
+                            r"只用了(?:其中)?(?:一张|一块|一个)|(?:另一张|另外一张|其[他余])\S{0,6}(?:压根|完全)?没(?:有)?(?:被)?(?:使用|用到|用上)", re.I)
 """The report says the model does not load on one card ('模型无法单卡加载', "it can't be loaded on a single GPU", 'this line
-allocates the whole model onto GPU:0'): for inference or training, its weights are larger than one card."""
+allocates the whole model onto GPU:0'), or that of several GPUs only the first took the model ('load only on my first
+GPU', 'not using my second GPU', '只用了其中一张'): for inference or training, its weights are larger than one card,
+and the others are there to split it over."""
 
 
 _TRAINED = re.compile(r"\btrain|fine-?tun|\bsft\b|微调|训练", re.I)

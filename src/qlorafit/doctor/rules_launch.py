@@ -111,7 +111,7 @@ def ddp_replica(c: Case) -> Cause | None:
     # sharded, and even each GPU's share of the full fine-tune's states is larger than the GPU (or would be, on fewer
     # GPUs than the states need, when the count is not shown)
     at_one = None if exceeds else _full_states_at_batch_one(c)
-    short_sharded = (bool(states_exceed) or bool(need) or bool(at_one)) and E.sharded(c) and not _four_bit_unsharded(c)
+    short_sharded = (bool(states_exceed) or bool(need) or bool(at_one)) and _shards_states(c)
     frames = _REPLICA_FRAMES.search(t) if c.oom.kind == "cuda" else None
     # Trainer moves the whole model to each process's GPU unless DeepSpeed/FSDP shard it: with several processes, an
     # OOM there is each one's replica (with one process it is the weights alone: load_too_big)
@@ -249,6 +249,18 @@ LARGEST_CARD_BYTES = max(catalog.get_gpu(n).memory_bytes for n in catalog.gpu_na
 """The memory of the largest card in the catalogue: with no card named, what does not fit it fits none."""
 
 
+def _shards_states(c: Case) -> bool:
+    """ZeRO-3 or FSDP divides this run's weights and states over the GPUs (not bitsandbytes 4-bit weights stored
+    without bnb_4bit_quant_storage, which stay whole on every GPU)."""
+    return E.sharded(c) and not _four_bit_unsharded(c)
+
+
+def _states_offloaded(c: Case) -> bool:
+    """The optimizer state (or, sharded, the parameters too) lives in host RAM: ZeRO-1/2 ignore parameter offload
+    (ddp_replica says so), so it counts only where the states are sharded."""
+    return bool(c.settings.get("offload_optimizer") or (c.settings.get("offload_param") and _shards_states(c)))
+
+
 def _full_states_exceed_one_card(c: Case) -> str | None:
     """A full fine-tune on several GPUs whose per-GPU share of weights, gradients and Adam state (by ZeRO stage; DDP
     keeps all of it on each) is larger than one GPU: the evidence line, or None."""
@@ -262,10 +274,8 @@ def _full_states_exceed_one_card(c: Case) -> str | None:
         # no card named: the largest card made is the bound; states above it fit no single GPU at all (a 14B full
         # fine-tune's 224 GB), whichever card ran out
         card = LARGEST_CARD_BYTES
-    sharded = E.sharded(c) and not _four_bit_unsharded(c)
-    # parameter offload works only under ZeRO-3/FSDP; ZeRO-1/2 ignore it (ddp_replica says so)
-    offload = c.settings.get("offload_optimizer") or (c.settings.get("offload_param") and sharded)
-    if named is None or offload or (sharded and (n < 2 or c.oom.phase == "later_step")):
+    sharded = _shards_states(c)
+    if named is None or _states_offloaded(c) or (sharded and (n < 2 or c.oom.phase == "later_step")):
         # offloaded states leave the GPU; sharded ones need the GPU count to divide by, and a sharded run that trained
         # for a while held its share of the states from the first step
         return None
@@ -318,10 +328,8 @@ of the card to fit sharded are named as a likely cause, inferred."""
 def _sharded_states_need(c: Case) -> str | None:
     """A full fine-tune sharded by ZeRO-3/FSDP (no offload) whose GPU count is not shown: the GPUs of this card its
     16 bytes per parameter need, when that is more than SMALL_NODE_GPUS. The evidence line, or None."""
-    if not E.full_tune(c) or not E.sharded(c) or _four_bit_unsharded(c) or \
-            max(E.world_size(c) or 1, E.gpu_count(c) or 1) > 1 or \
-            c.settings.get("offload_optimizer") or c.settings.get("offload_param") or \
-            c.oom.phase not in (None, "load", "training", "first_step"):
+    if not E.full_tune(c) or not _shards_states(c) or max(E.world_size(c) or 1, E.gpu_count(c) or 1) > 1 or \
+            _states_offloaded(c) or c.oom.phase not in (None, "load", "training", "first_step"):
         return None
     named, card = E.model_params(c), E.card_bytes(c) or c.oom.total_bytes
     if named is None or card is None:

@@ -95,10 +95,11 @@ _DISPATCH = re.compile(r"Some modules are dispatched on the CPU or the disk")
 _KV_CACHE = re.compile(r"larger than the maximum number of tokens that can be stored in KV cache|No available memory "
                        r"for the cache blocks|Insufficient memory for (?:the )?KV cache|larger than the available KV "
                        r"cache memory|not enough KV cache space|KV cache is needed, which is larger", re.I)
-_SHELL_KILLED = re.compile(r"(?<![A-Za-z0-9_-])Killed(?![A-Za-z0-9_-])(?! process)")
+_SHELL_KILLED = re.compile(r"(?<![A-Za-z0-9_-])(?:Killed|KILLED)(?![A-Za-z0-9_-])(?! process)")
 """The shell's word for a process the kernel's OOM killer ended, capitalised as it prints it, quoted inside a
 sentence ('出现 Killed 输出', 'it just prints Killed', '加载Killed了'): host RAM, whatever the reporter guesses about
-the GPU. Its edges are Latin letters only: Chinese written against it ('加载Killed了') is still a separate word."""
+the GPU. Its edges are Latin letters only: Chinese written against it ('加载Killed了') is still a separate word. In
+capitals too ('the quantization prompt KILLED at the end'): a report shouting the shell's word."""
 _NEGATED = re.compile(r"\b(?:not|no|never|without|instead of)\b[^.\n]{0,30}$|n't\b[^.\n]{0,30}$|(?:没有|不会|并未|未)\S{0,10}$",
                       re.I)
 """A word said not to have happened: the few words before it deny it."""
@@ -177,9 +178,17 @@ terabytes (no GPU has that much). A CPU named as where weights are offloaded to 
 _OFFLOAD_TO_CPU = re.compile(r"offload\w*[^.\n]{0,30}?(?:\bto|\binto|到)\s?(?:the )?(?:cpu[ -]?(?:RAM|memory|mem)?|(?:host|system) (?:RAM|memory)|"
                              r"RAM\b|内存|主存)",
                              re.I)  # '把优化器和param offload到内存了': where the states went, not what ran out
+VLLM_KV_SIZING = re.compile(r"determine_num_available_blocks|_initialize_kv_caches|\bprofile_run\b")
+"""vLLM's frames that size the KV cache when the engine starts: the weights are on the GPU by then, and the profile
+run measures what is left of the card."""
 GPU_MEMORY_NAMED = re.compile(r"显存|\bVRAM\b|(?:GPU|CUDA|video|device)[ -]?(?:memory|RAM|mem\b|内存)|显卡内存|"
-                               r"\bcuda:\d|nvidia-smi|out of memory on (?:the |my )?(?:GPU|card)", re.I)
-"""Words that name a GPU's memory as the one in question."""
+                               r"\bcuda:\d|nvidia-smi|out of memory on (?:the |my )?(?:GPU|card)|\bGPU OOM\b|"
+                               # a GPU given with its memory: 'a 4090 GPU (24 GB)', 'a 24GB GPU'
+                               r"\bGPUs? \(\d+\s?GB\)|\b\d+\s?GB (?:GPU|graphics card)s?\b|"
+                               # vLLM sizing its KV cache on the GPU at start (the profile run, the block count)
+                               + VLLM_KV_SIZING.pattern, re.I)
+"""Words that name a GPU's memory as the one in question: said ('显存', 'VRAM', 'GPU OOM'), or a frame that measures
+it (vLLM's KV-cache sizing at start)."""
 _GPU_ANY = re.compile(r"\bGPUs?\b|\bCUDA\b|显卡|显存|\bVRAM\b|\bnvidia\b|\b(?:RTX|GTX)\b|"
                       r"(?<![\w-])[AHLVTP]\d{1,3}(?![\w-])|\b\d{4} ?Ti\b|单卡|多卡|\d\s?张?卡", re.I)
 _RAM_SIZED = re.compile(r"\b\d+(?:\.\d+)?\s?(?:[GT]i?B?|gigs?)\s?(?:of\s)?(?:DDR\d\s)?RAM\b", re.I)
@@ -226,7 +235,8 @@ def oom_kind(text: str) -> str | None:
     out-of-memory told in words ('OOM at step 164', '爆显存', 'session crashed after using all available RAM')."""
     killed = [m for m in re.finditer(r"DefaultCPUAllocator|can't allocate memory: you tried to allocate|not enough "
                                      r"memory: you tried to allocate|\bMemoryError\b|Killed\s*$|exitcode\s*:\s*-9|"
-                                     r"signal 9|SIGKILL(?!_)", text, re.I | re.M)] + list(_SHELL_KILLED.finditer(text))
+                                     r"signal 9|SIGKILL(?!_)|signal: killed", text, re.I | re.M)] + list(_SHELL_KILLED.finditer(text))
+    # ('signal: killed' is Go's word for it: Ollama's runner)
     # a kill the report says did not happen ('and not receive the SIGKILL(9) error') is none
     if any(not _NEGATED.search(text[max(0, m.start() - 40):m.start()]) for m in killed):
         if not re.search(r"CUDA out of memory|OutOfMemoryError", text):

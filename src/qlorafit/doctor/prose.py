@@ -67,12 +67,14 @@ _NAMED = [(re.compile(rf"(?<![A-Za-z0-9_.-]){p}(?![A-Za-z0-9_.]|[-_ ]?\d+(?:\.\d
               # models known by a name without their size, where that name has one size only (billions of
               # parameters, from each model's config.json); a size written next to the name wins over these
               (r"chatglm[23]?", 6.2), (r"glm-?4(?!\.)", 9.4), (r"mixtral(?![-_ ]?8x22)", 46.7),
-              (r"santacoder", 1.1), (r"flan-?ul2", 19.5),
+              (r"santacoder", 1.1), (r"flan-?ul2", 19.5), (r"starcoder(?:base)?", 15.5), (r"gpt-?j", 6.05),
+              (r"phi-?2", 2.78), (r"phi-?4(?![-_ ]?(?:mini|multimodal))", 14.7),
               (r"qwen-vl(?:-chat)?", 9.6), (r"gpt-?2-xl", 1.56), (r"gpt-?2-large", 0.77), (r"gpt-?2-medium", 0.36),
               (r"(?:flan-)?t5-small", 0.06), (r"(?:flan-)?t5-base", 0.25), (r"(?:flan-)?t5-large", 0.78),
               (r"(?:flan-)?t5-xl", 2.85), (r"(?:flan-)?t5-xxl", 11.1), (r"bert-base", 0.11), (r"bert-large", 0.34),
           )]
-"""Size-less model names with one size: 'ChatGLM' (6.2B), 'Mixtral' (8x7B), 't5-base'. Not DeepSeek-R1/V3: their
+"""Size-less model names with one size: 'ChatGLM' (6.2B), 'Mixtral' (8x7B), 't5-base', 'StarCoder' (15.5B; StarCoder2
+names its sizes). Not DeepSeek-R1/V3: their
 checkpoints are FP8, and the rules weigh a named size at 2 bytes a parameter."""
 
 

@@ -12,6 +12,7 @@ from qlorafit.core import options as O
 from qlorafit.doctor import evidence as E
 from qlorafit.doctor.case import Case, gib
 from qlorafit.doctor.cause import STRENGTH, Action, Cause
+from qlorafit.doctor.parse import VLLM_KV_SIZING
 from qlorafit.doctor.phase import CHAT_HISTORY
 from qlorafit.doctor.ruled_out import STATIC_CAUSES, batch_one_fails, ruled_out, some_data_fails
 from qlorafit.core.sizes import GIB, MIB
@@ -26,6 +27,9 @@ first for, at 14 and 15 % of the card, were the batch and another process; the e
 of the batch.)"""
 LOGITS_SHARE = 0.2
 """The logits and loss above this share of the estimated peak make them the cause."""
+LOGITS_NOT_ENOUGH = 1.5
+"""The estimated step without its logits above this many cards: the logits (known from the estimate alone) are not the
+cause, the batch and length are. A margin, not 1: a chunked loss also shrinks the allocator's share with them."""
 
 
 def _other_bytes(c: Case) -> int | None:
@@ -258,18 +262,32 @@ NO_QUANT_HEAVY_SHARE = 0.5
 rest of the card is too little for the activations, and 4-bit loading gives back three quarters of the weights."""
 
 
+NO_METHOD_HEAVY_SHARE = 0.7
+"""The 16-bit weights of a one-GPU fine-tune that names no method above this share of the GPU make the missing 4-bit
+loading the cause; higher than a LoRA's share, since without a method named the batch is the likelier reading of a
+merely large model."""
+
+
 def _lora_weights_heavy(c: Case) -> str | None:
-    """A LoRA fine-tune that loads 16-bit weights, sized from the model the settings or the report name, filling more
-    than NO_QUANT_HEAVY_SHARE of one GPU: the evidence line, or None. Used where no estimate sizes the model."""
+    """A LoRA fine-tune (or, on one GPU, a fine-tune that names no method) that loads 16-bit weights, sized from the
+    model the settings or the report name, filling more than NO_QUANT_HEAVY_SHARE (NO_METHOD_HEAVY_SHARE) of one GPU:
+    the evidence line, or None. Used where no estimate sizes the model."""
     if c.est is not None or c.oom.phase not in (None, "load", "training", "first_step", "later_step"):
         return None
-    if not E.lora_16bit(c):
+    lora = E.lora_16bit(c)
+    # a fine-tune that names no method, on one GPU: LoRA or full, 16-bit weights that fill most of the card leave too
+    # little for training either way, and 4-bit loading (QLoRA) is the lever that gives the most back
+    unnamed = not lora and not E.adapter_named(c) and not E.full_tune(c) and not E.full_by_default(c) and \
+        not E.weights_quantized(c) and E.TRAINING_WORDS.search(E.text(c)) is not None and \
+        max(E.world_size(c) or 1, E.gpu_count(c) or 1) == 1 and c.oom.phase != "later_step"
+    # (not after steps ran: the weights had fitted, so whatever they were loaded as is not what ran out)
+    if not (lora or unnamed):
         return None
     w, card = E.named_weights(c), E.card_bytes(c)
     if w is None or card is None:
         return None
     n = max(E.world_size(c) or 1, E.gpu_count(c) or 1) if E.sharded(c) else 1  # ZeRO-3/FSDP divide the weights
-    if w[0] / n <= NO_QUANT_HEAVY_SHARE * card:
+    if w[0] / n <= (NO_QUANT_HEAVY_SHARE if lora else NO_METHOD_HEAVY_SHARE) * card:
         return None
     per = f", {gib(int(w[0] / n))} per GPU sharded over {n}" if n > 1 else ""
     return f"the 16-bit weights alone are {gib(w[0])} ({w[1]}){per}, {w[0] / n / card:.0%} of one GPU's {gib(card)}"
@@ -299,7 +317,7 @@ def no_quant(c: Case) -> Cause | None:
                      strength="inferred")
     heavy_named = _lora_weights_heavy(c) if c.has_oom else None
     if heavy_named:
-        return Cause("no_quant", "the base model is not quantized", "a LoRA fine-tune loads the frozen weights in "
+        return Cause("no_quant", "the base model is not quantized", "a fine-tune loads the base weights in "
                      "16-bit unless 4-bit is asked for (every trainer's default); QLoRA keeps them in 4",
                      [e for e in (_numbers(c), heavy_named) if e], ("quantize",),
                      [Action("load the base weights in 4-bit (QLoRA: load_in_4bit / quantization_bit 4 / adapter: "
@@ -324,6 +342,8 @@ def no_quant(c: Case) -> Cause | None:
     heavy = bool(c.est and c.budget_bytes and c.est.component("quantized weights") > 0.5 * c.budget_bytes)
     if "32" in chosen:
         heavy = False  # weights the user loads in fp32: 16-bit loading (fp32_training) halves them before any 4-bit
+    if not heavy and c.has_oom and not E.adapter_named(c) and not E.lora_16bit(c):
+        return None  # light weights and no adapter named: 4-bit loading is a LoRA's lever, and it gives back little
     return Cause("no_quant", "the base model is not quantized", "without 4-bit loading the frozen weights take 16 "
                  "(or 32) bits each; QLoRA keeps them in 4", [e for e in ev if e], ("quantize",),
                  strength=("script" if c.inputs.script is not None else "numbers") if heavy else "inferred")
@@ -583,6 +603,8 @@ def load_too_big(c: Case) -> Cause | None:
     # in a merge or save, loading the whole model on one card is that step's own cause (save_merge)
     said = _ONE_CARD_LOAD.search(E.text(c)) if c.has_oom and c.oom.kind not in ("cpu", "dispatch") and \
         c.oom.phase not in ("merge", "save") else None
+    if said and VLLM_KV_SIZING.search(c.inputs.error_text or ""):
+        said = None  # 'cannot load on one card', yet vLLM got to sizing its KV cache: the weights were on the GPU
     # inference first loads the model: weights that fill the card fail there, whatever the user set out to do. Not
     # where the report trained on the same card (generating after a fine-tune: the weights were seen to fit)
     # Nor where the chat ran turns before it failed (its history grew): the weights were loaded and answered
@@ -685,6 +707,12 @@ def fp32_logits(c: Case) -> Cause | None:
     if not frames and not said and (share < LOGITS_SHARE or not c.from_user):  # assumed defaults prove nothing
         return None
     if not (c.has_oom or c.over_budget):
+        return None
+    card = c.budget_bytes or E.card_bytes(c)
+    if not frames and not said and c.est and card and \
+            c.est.peak_bytes - c.est.component("logits and loss") > LOGITS_NOT_ENOUGH * card:
+        # known from the estimate alone, and the step without any logits would still be far over the card: the
+        # logits are large because the batch and length are, and only those bring the whole step under the card
         return None
     ev = [_numbers(c)] if c.oom.kind else []
     if frames:
@@ -910,6 +938,11 @@ def _step_levers(c: Case, ev: list) -> list[Action]:
         first.append(batch)
     if not off and _checkpointing_unknown(c):
         ev.append("gradient checkpointing is not shown to be on (off by default in transformers and TRL)")
+        # only not shown, not said off: a smaller micro-batch (with accumulation) works whether or not it is on, so
+        # it goes first where nothing else leads. (Checkpointing led here until session 15: on the 523 studied threads
+        # it was the accepted fix on 15 of the 51 it led, the batch on about 23.)
+        if not first and not batch_one_fails(flat):
+            first.append(batch)
         first.append(ckpt)
     tried = batch_one_fails(flat)
     if tried:  # the batch is ruled out, nothing more: the length goes ahead of it, not ahead of the rest

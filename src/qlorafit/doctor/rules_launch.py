@@ -16,6 +16,11 @@ _GATHER_WORDS = re.compile(r"gather\w* (?:all |the |whole |full |every )*(?:para
                            r"(?:所有|全部)?(?:参数|权重)\S{0,4}收集|收集\S{0,6}(?:参数|权重)", re.I)
 """The report says the whole model is still gathered ('always gathers all parameters onto one card'), whatever the
 ds3_gather_for_generation setting: what ran beats the intent."""
+_CARD = r"(?:card|(?:[AHLVT]|RTX ?)\d{2,4}(?: ?ti)?|\d{4}(?: ?ti)?)"
+_ONE_NAMED_WORKS = re.compile(r"(?:single|one)[- ]" + _CARD + r"\b[^.\n]{0,30}?\b(?:works|is fine|runs fine)\b|"
+                              r"works (?:fine |well )?(?:on|with) (?:a )?(?:single|one) " + _CARD + r"\b", re.I)
+"""One card named by its model works ('with a single A800, it works well'): read only where the report also names
+several GPUs, since 'SFT works on one A100, but DPO fails' compares stages, not GPU counts."""
 _EACH_GPU = re.compile(r"(?:each|every|all) (?:the )?(?:gpus?|cards?|ranks?|process(?:es)?)\b[^.\n]{0,40}"
                        r"(?:load|hold|keep|copy|cop(?:y|ied))|(?:copied|loaded|replicated) (?:\w+ )?(?:times )?on "
                        r"(?:each|every|all)|full (?:copy|replica) (?:of the model )?on each|所有的显卡同时加载|"
@@ -34,6 +39,10 @@ _EACH_GPU = re.compile(r"(?:each|every|all) (?:the )?(?:gpus?|cards?|ranks?|proc
                        r"(?:single|one)[- ]gpu\b[^.\n]{0,30}?\b(?:works|is fine|runs fine|fits)\b|works (?:fine |well )?(?:on|with) (?:a )?(?:single|one) gpu|"
                        r"单卡(?:可以|能跑|正常|没问题)|"
                        r"only one gpu|each gpu load|没有(?:做)?分布式|no distributed loading|not (?:being )?(?:sharded|distributed)", re.I)
+_SUMMED = re.compile(r"(?:\btotal(?:l?ing)?|\bin total|\bcombined|\baltogether|共计?|总共|一共|合计)\W{0,3}(?:of\s)?"
+                     r"(?:\d+\s?[x*×]\s?)?\d+\s?(?:GB|GiB|G)(?![A-Za-z])", re.I)
+"""The report adds up its GPUs' memory ('8 A800 GPUs, totaling 640GB', '共8*11G显存', '四台V100，一共128G'): it expects
+the cards to pool their memory, which a launch that copies the model to each of them does not do."""
 _SPLIT_WORKS = re.compile(r"device_map\s*[=:]?\s*[\"']?(?:auto|balanced)|\bpython3? \w+\.py\b[^.\n]{0,80}\b(?:works|"
                           r"fine|succeeds)", re.I)
 """The report says the model runs split over the GPUs by one process (device_map='auto'), or under plain python:
@@ -96,7 +105,8 @@ def ddp_replica(c: Case) -> Cause | None:
         return None
     t = c.inputs.error_text or ""
     ws = E.world_size(c)
-    says = _EACH_GPU.search(t) or (_SPLIT_WORKS.search(t) if E.launched(c) else None)
+    says = _EACH_GPU.search(t) or (_SPLIT_WORKS.search(t) if E.launched(c) else None) or \
+        (_ONE_NAMED_WORKS.search(t) if max(ws or 1, E.gpu_count(c) or 1) > 1 else None)
     if says and c.oom.phase == "later_step" and not re.search(r"each|every|all|每|所有", says.group(0), re.I):
         # 'more GPUs still fail' after the run trained for a while: every GPU held its replica from the first step,
         # and more GPUs do not shrink a sample's activations either, so it proves nothing about the replica
@@ -121,6 +131,11 @@ def ddp_replica(c: Case) -> Cause | None:
     moments = _OPTIM_STATE_FRAMES.search(t) if c.oom.kind == "cuda" and not E.sharded(c) and not states and \
         not E.adapter_named(c) and not E.weights_quantized(c) else None
     states = states or moments
+    # the GPUs' memory added up by a report that trains several of them with 16-bit weights: the pooled memory it
+    # counts on is each GPU's own (4-bit replicas are small enough that the batch is the likelier reading)
+    # (a dataset named is a run that trains: inference split over the cards by a device map does pool them)
+    summed = _SUMMED.search(t) if (several or (E.gpu_count(c) or 1) > 1) and not E.weights_quantized(c) and \
+        re.search(E.TRAINING_WORDS.pattern + r"|\bdatasets?\b|数据集", E.text(c), re.I) else None
     if z3_materialized or frames or states or (says and (several or c.oom.distributed or (E.gpu_count(c) or 1) > 1
                                      or re.search(r"gpu|card|卡", says.group(0), re.I))):
         strength = "proven"
@@ -142,6 +157,8 @@ def ddp_replica(c: Case) -> Cause | None:
             else "inferred"
     elif at_one or need:
         strength = "inferred"  # no sizes to weigh (the batch of 1 is the whole argument), or no GPU count to divide by
+    elif summed:
+        strength = "inferred"  # the words show the expectation, not the copy: no sizes weigh it
     elif exceeds:
         # a full fine-tune only assumed (no method named, a batch of 1 still fails): the arithmetic holds, its premise
         # is a default, so the cause is inferred
@@ -174,6 +191,9 @@ def ddp_replica(c: Case) -> Cause | None:
                   "(and Adam's moments): the full fine-tune's optimizer state does not fit each GPU")
     if says:
         ev.append(f"the report says '{says.group(0)}'")
+    if summed and not says:
+        ev.append(f"the report adds up the GPUs' memory ('{summed.group(0)}'), but each GPU holds its own copy of "
+                  f"the model and its states: the memory does not pool")
     if several and E.data_parallel(c):
         ev.append(f"one plain python process sees {ws} GPUs: the transformers Trainer wraps the model in "
                   f"torch.nn.DataParallel, a whole copy of it on every GPU")

@@ -110,11 +110,39 @@ _FP32_WORDS = re.compile(r"\b32[- ]?bit (?:precision|weights|floats?)|(?<![\w.])
 shown by its cure ('loading in lower precision works')."""
 
 
+_MOVE_THEN_CAST = re.compile(r"\.(?:cuda\(\s*\d*\s*\)|to\(\s*(?:[\"']cuda(?::\d)?[\"']|device|torch\.device\([^)]*\))\s*\))\s*"
+                             r"\.(?:to\(\s*(?:dtype\s*=\s*)?torch\.(?:bfloat16|float16|half)\s*\)|half\(\)|bfloat16\(\))")
+"""A chain that moves the model to the GPU and only then casts it to 16-bit ('model.eval().cuda().to(torch.bfloat16)',
+'.to("cuda").half()'): the weights reach the card as loaded, fp32 unless from_pretrained was given a 16-bit dtype
+(transformers before 5 load float32 by default), and the cast needs room for both copies of each tensor."""
+
+
+def _move_then_cast(c: Case) -> Cause | None:
+    """The posted code (or the report quoting it) moves the model to the GPU before casting it to 16-bit: the weights
+    arrive in fp32, twice their 16-bit size, so a model that fits in 16-bit runs out at the move."""
+    script = c.inputs.script.text if c.inputs.script is not None else ""
+    m = _MOVE_THEN_CAST.search(script) or _MOVE_THEN_CAST.search(c.inputs.error_text or "")
+    if m is None or re.search(r"(?:torch_)?dtype\s*=\s*(?:torch\.)?(?:bfloat16|float16|half|[\"'](?:auto|bfloat16|float16)"
+                              r"[\"'])", _report_words(c)):
+        return None  # loaded in 16-bit already: the cast after the move copies nothing of size
+    return Cause("fp32_training", "the weights reach the GPU in fp32, before the cast to 16-bit",
+                 "a model loaded without a 16-bit torch_dtype is float32; moved to the GPU first, every weight takes 4 "
+                 "bytes there (and the cast briefly needs both copies) before it is halved",
+                 [f"the code moves the model to the GPU and then casts it: `{m.group(0)}`"],
+                 actions=[Action("load the weights in 16-bit: from_pretrained(..., torch_dtype=torch.bfloat16) (or cast "
+                                 "before the move: .to(torch.bfloat16).cuda())", "none",
+                                 patch=["+ from_pretrained(..., torch_dtype=torch.bfloat16)"], id="bf16")],
+                 strength="script", phase="load")
+
+
 def fp32_training(c: Case) -> Cause | None:
     """Training in fp32: bf16/fp16 absent, False or commented out, and no 16-bit dtype for the weights; the weights,
     activations and logits all take twice the memory."""
     if not c.has_oom:
         return None
+    moved = _move_then_cast(c)
+    if moved is not None:
+        return moved
     words = _FP32_WORDS.search(_report_words(c))
     prec = E.precision(c)
     if prec != "fp32" and not words and c.settings.get("trl_fp32_default"):

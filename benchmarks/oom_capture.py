@@ -104,6 +104,15 @@ SCENARIOS = {
                        "on its 3B active parameters: every expert is loaded, about 16 GB even in 4-bit"),
     "ddp_lora_moe": (48, "rtx-a6000", "ddp_replica", "a LoRA of a 30B mixture of experts' 16-bit weights (61 GB) under "
                      "torchrun on two 48 GiB cards: DDP puts the whole model on each"),
+    # the seventh batch (capture-s15), DeepSpeed through the transformers Trainer on two GPUs: written and labelled
+    # before the doctor was run on it
+    "ds_zero2_full": (24, "rtx4090", "ddp_replica", "a full fine-tune of a 3B under DeepSpeed ZeRO-2 (deepspeed launcher) "
+                      "on two 24 GiB cards: each keeps the 16-bit weights whole and half of the fp32 master weights, "
+                      "Adam moments and gradients, about 28 GB"),
+    "ds_zero3_lora_batch": (24, "rtx4090", "batch_or_seq", "a LoRA of a 7B under ZeRO-3 (torchrun, Trainer deepspeed=) on "
+                            "two 24 GiB cards at a micro-batch of 16 x 1024 tokens, no checkpointing"),
+    "ds_zero3_full_7b": (40, "a100-40gb", "ddp_replica", "a full fine-tune of a 7B under DeepSpeed ZeRO-3 on two 40 GiB "
+                         "cards: even sharded, each card's half of the 16 bytes per parameter is about 61 GB"),
 }
 
 LAUNCH = {
@@ -116,9 +125,14 @@ LAUNCH = {
     "ddp_long_sample": "torchrun --nproc_per_node 2 {script}",
     "ddp_beside_notebook": "torchrun --nproc_per_node 2 {script}",
     "ddp_lora_moe": "torchrun --nproc_per_node 2 {script}",
+    "ds_zero2_full": "deepspeed --num_gpus 2 {script}",
+    "ds_zero3_lora_batch": "torchrun --nproc_per_node 2 {script}",
+    "ds_zero3_full_7b": "deepspeed --num_gpus 2 {script}",
 }
 """How a scenario is launched where it is not `python NAME.py`; the command is the first line of its pasted output,
-as users paste it (`$ torchrun ...`). Multi-GPU scenarios run on the nvidia-h200-x2 machine: every process caps the
+as users paste it (`$ torchrun ...`). The DeepSpeed scenarios need deepspeed, which the GPU image lacks and PyPI has as
+an sdist only: `DS_BUILD_OPS=0 pip wheel --no-deps --no-build-isolation deepspeed-0.19.8.tar.gz` builds a pure-Python
+wheel (no compiled ops, so no CPU Adam offload), carried with hjson, msgpack, ninja, py-cpuinfo, einops and pydantic. Multi-GPU scenarios run on the nvidia-h200-x2 machine: every process caps the
 allocator of its own GPU (LOCAL_RANK), and a single process that sees both GPUs caps both."""
 GPUS = {**{n: 2 for n in LAUNCH}, "dataparallel_lora": 2}
 """GPUs a scenario needs (1 where not listed)."""
@@ -136,6 +150,20 @@ mixed_precision: bf16
 num_machines: 1
 num_processes: 2
 """
+
+DS_CONFIG = {"ds_z2.json": 2, "ds_z3.json": 3}
+"""DeepSpeed configs the scenarios name, by ZeRO stage: the Trainer fills the 'auto' values; no offload (the CPU Adam op
+would have to be compiled on the machine)."""
+
+
+def ds_config(stage: int) -> str:
+    zero = {"stage": stage, "overlap_comm": True, "contiguous_gradients": True}
+    if stage == 3:
+        zero.update({"stage3_gather_16bit_weights_on_model_save": True})
+    return json.dumps({"zero_optimization": zero, "bf16": {"enabled": "auto"}, "gradient_clipping": "auto",
+                       "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
+                       "train_batch_size": "auto"}, indent=1)
+
 
 SCRIPT_OF = {"qlora_prep_8gb": "qlora_batch"}
 """A scenario that runs another's script (on another card): qlora_prep_8gb is qlora_batch's script on 8 GiB."""
@@ -215,6 +243,8 @@ def prepare(work: Path, needed: set | None = None) -> None:
         for _ in range(64):
             f.write(json.dumps({"text": words(rng, 3000)}) + "\n")
     (work / "fsdp.yaml").write_text(FSDP_YAML)
+    for name, stage in DS_CONFIG.items():
+        (work / name).write_text(ds_config(stage))
     (work / "_site").mkdir(exist_ok=True)
     (work / "_site" / "sitecustomize.py").write_text(SITE)
 
@@ -235,7 +265,7 @@ def main() -> None:
     from gpu_common import provenance
 
     facts = {"provenance": provenance(" ".join(["python"] + sys.argv)), "runner_pid": os.getpid(), "runs": {}}
-    for lib in ("trl", "datasets", "accelerate"):
+    for lib in ("trl", "datasets", "accelerate", "deepspeed"):
         try:
             facts["provenance"][lib] = __import__(lib).__version__
         except ImportError:
@@ -257,7 +287,8 @@ def main() -> None:
             if name in LAUNCH:  # the launcher itself holds no GPU: only its workers (LOCAL_RANK) cap theirs
                 command = LAUNCH[name].format(script=script.name)
                 env.pop("CAP_ALL_GPUS")
-                module = {"torchrun": "torch.distributed.run", "accelerate": "accelerate.commands.launch"}
+                module = {"torchrun": "torch.distributed.run", "accelerate": "accelerate.commands.launch",
+                          "deepspeed": "deepspeed.launcher.runner"}
                 head, *rest = command.split()
                 rest = rest[1:] if head == "accelerate" else rest  # 'accelerate launch ...': the module is launch's
                 argv = [sys.executable, "-m", module[head]] + rest

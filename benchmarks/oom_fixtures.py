@@ -3,7 +3,8 @@
     python benchmarks/oom_fixtures.py benchmarks/results/oom_capture/capture-s13.json \
         benchmarks/results/oom_capture/capture-s13b.json benchmarks/results/oom_capture/capture-s13c.json \
         benchmarks/results/oom_capture/capture-s13d.json benchmarks/results/oom_capture/capture-s14.json \
-        benchmarks/results/oom_capture/capture-s14b.json benchmarks/results/oom_capture/capture-s14c.json
+        benchmarks/results/oom_capture/capture-s14b.json benchmarks/results/oom_capture/capture-s14c.json \
+        benchmarks/results/oom_capture/capture-s15.json
 
 A later capture file wins for a scenario both hold (capture-s13b re-ran qlora_batch on a larger card: on 8 GiB it had
 failed before the batch, and that failure is kept as qlora_prep_8gb).
@@ -70,6 +71,10 @@ PHASES = {  # where each failure happened, read from its traceback's frames
     # capture-s14c, a mixture of experts (read and labelled before the doctor was run on it)
     "qlora_moe_12gb": "load",  # from_pretrained's caching_allocator_warmup asks for 55.61 GiB
     "ddp_lora_moe": "load",  # Trainer.__init__ -> _move_model_to_device, on each rank
+    # capture-s15, DeepSpeed on two GPUs (read and labelled before the doctor was run on it)
+    "ds_zero2_full": "first_step",  # the first backward: ZeRO-2 flattening a gradient bucket to reduce it (0/25)
+    "ds_zero3_lora_batch": "first_step",  # the first forward under ZeRO-3 (0/13)
+    "ds_zero3_full_7b": "first_step",  # the first optimizer step: Adam's _init_group creating exp_avg (0/25)
 }
 
 _CAPACITY = re.compile(r"GPU (\d+) has a total capacity of [\d.]+ [KMG]iB of which [\d.]+ [KMG]iB is free\. "

@@ -444,3 +444,71 @@ def test_each_process_moving_the_whole_model_to_its_gpu_is_a_replica():
     assert d.primary.id == "ddp_replica" and d.primary.strength == "proven" and d.case.oom.phase == "load"
     one = diagnose(Inputs(error_text="$ python train.py\nTraceback (most recent call last):\n" + move + _OOM))
     assert one.primary.id != "ddp_replica"
+
+
+# --- capture-s15: DeepSpeed through the Trainer on two GPUs ---------------------------------------------------------
+
+_Z3_STEP = ('$ deepspeed --num_gpus 2 train.py\n[rank1]: Traceback (most recent call last):\n'
+            '[rank1]:   File "/venv/lib/python3.12/site-packages/deepspeed/runtime/zero/stage3.py", line 1261, in '
+            '_optimizer_step\n'
+            '[rank1]:   File "/venv/lib/python3.12/site-packages/torch/optim/adam.py", line 178, in _init_group\n'
+            '[rank1]:     state["exp_avg"] = torch.zeros_like(\n[rank1]: ')
+
+
+def test_adam_creating_its_moments_under_zero3_is_the_sharded_full_fine_tunes_states():
+    d = diagnose(read_posted_(_Z3_STEP + _OOM))
+    assert d.primary.id == "ddp_replica" and d.primary.strength == "proven", [c.id for c in d.causes]
+    assert "even sharded" in d.primary.title and d.fixes[0].id == "shard"
+    # a LoRA's moments are megabytes, sharded or not
+    assert diagnose(read_posted_("LoRA of a 7B\n" + _Z3_STEP + _OOM)).primary.id != "ddp_replica"
+
+
+_Z2_BUCKET = ('$ deepspeed --num_gpus 2 train.py\n[rank1]: Traceback (most recent call last):\n'
+              '[rank1]:   File "/venv/lib/python3.12/site-packages/deepspeed/runtime/zero/stage_1_and_2.py", line 2229, '
+              'in reduce_ipg_grads\n'
+              '[rank1]:   File "/venv/lib/python3.12/site-packages/deepspeed/runtime/zero/stage_1_and_2.py", line 2367, '
+              'in allreduce_bucket\n[rank1]:     tensor = self.flatten(bucket)\n[rank1]: ')
+
+
+def test_a_large_gradient_bucket_in_zero2s_reduction_is_a_full_fine_tunes_states():
+    big = _OOM.replace("Tried to allocate 44.00 MiB", "Tried to allocate 944.00 MiB")
+    d = diagnose(read_posted_(_Z2_BUCKET + big))
+    assert d.primary.id == "ddp_replica" and d.primary.strength == "proven", [c.id for c in d.causes]
+    assert any("gradient reduction" in e for e in d.primary.evidence)
+    # a small bucket is any allocation's last straw; a LoRA's buckets are small whatever the request
+    assert diagnose(read_posted_(_Z2_BUCKET + _OOM)).primary.id != "ddp_replica"
+    assert diagnose(read_posted_("LoRA of a 7B\n" + _Z2_BUCKET + big)).primary.id != "ddp_replica"
+
+
+def test_sharded_weights_or_a_step_far_over_the_card_are_not_the_missing_4bit_loading():
+    from qlorafit.doctor.foreign import read_posted
+
+    script = ("model = AutoModelForCausalLM.from_pretrained('Qwen/Qwen2.5-7B', dtype=torch.bfloat16)\n"
+              "model = get_peft_model(model, LoraConfig(r=16, target_modules=['q_proj', 'v_proj']))\n"
+              "args = TrainingArguments(output_dir='o', per_device_train_batch_size={bs}, bf16=True{more})\n")
+    err = "$ torchrun --nproc_per_node 2 train.py\n" + _OOM
+    # 16 x 1024 tokens without checkpointing: the activations are several cards, the 15 GB of weights are not it
+    big = diagnose(read_posted(err, script=script.format(bs=16, more=", deepspeed='ds_z3.json'")))
+    assert big.primary.id == "batch_or_seq", [c.id for c in big.causes]
+    # one sample with checkpointing under plain DDP: the 16-bit weights are the largest term of a full card
+    one = diagnose(read_posted(err, script=script.format(bs=1, more=", gradient_checkpointing=True")))
+    assert one.primary.id == "no_quant", [c.id for c in one.causes]
+
+
+def read_posted_(text: str):
+    from qlorafit.doctor.foreign import read_posted
+
+    return read_posted(text)
+
+
+def test_a_deepspeed_config_named_by_its_file_and_the_launch_line_are_read():
+    from qlorafit.doctor import evidence as E
+
+    script = analyse("from transformers import TrainingArguments\n"
+                     "args = TrainingArguments(output_dir='o', deepspeed='ds_z3.json')\n", "train.py")
+    d = diagnose(Inputs(error_text="$ torchrun --nproc_per_node 4 train.py\n" + _OOM, script=script))
+    assert d.case.settings.get("zero_stage") == 3 and E.sharded(d.case) and E.world_size(d.case) == 4
+    two = analyse("args = TrainingArguments(output_dir='o', deepspeed='configs/zero2.json')\n", "train.py")
+    assert diagnose(Inputs(error_text=_OOM, script=two)).case.settings.get("zero_stage") == 2
+    plain = analyse("args = TrainingArguments(output_dir='o', deepspeed='ds_config.json')\n", "train.py")
+    assert "zero_stage" not in diagnose(Inputs(error_text=_OOM, script=plain)).case.settings

@@ -140,6 +140,10 @@ def _setup(c: Case) -> None:
     merged = dict(normalize(i.settings))
     if i.script is not None:
         merged.update(normalize(i.script.settings))
+        if isinstance(merged.get("deepspeed"), str) and "zero_stage" not in merged:
+            from qlorafit.doctor.foreign import named_config_facts
+
+            merged.update(named_config_facts(merged["deepspeed"]))  # the script names its config file only
     for key in ("per_device_train_batch_size", "gradient_accumulation_steps"):  # what the trainer printed it ran with
         if key in c.oom.log_settings:
             merged[key] = c.oom.log_settings[key]

@@ -6,6 +6,7 @@ import re
 from qlorafit.core import options as O
 from qlorafit.doctor import prose
 from qlorafit.doctor.case import Case
+from qlorafit.doctor.foreign import launch_facts
 from qlorafit.doctor.ruled_out import batch_one_fails
 from qlorafit.doctor.settings import Depends
 
@@ -29,7 +30,8 @@ def setting(c: Case, key: str, default=None):
 
 def world_size(c: Case) -> int | None:
     """Processes the launch starts (torchrun/accelerate/deepspeed flags, an accelerate config, [rankN] prefixes)."""
-    ws = setting(c, "world_size") or c.oom.log_settings.get("world_size")
+    ws = setting(c, "world_size") or c.oom.log_settings.get("world_size") or \
+        launch_facts(c.inputs.error_text or "").get("world_size")  # the pasted launch command itself
     if ws == "several":
         return 2
     if isinstance(ws, int):

@@ -81,13 +81,25 @@ def _launch(text: str) -> dict:
             break
     if re.search(r"\bdeepspeed\s+(?:--\S+\s+)*\S+\.py", text) and "world_size" not in out:
         out["world_size"] = "several"  # deepspeed's launcher takes every visible GPU
-    m = re.search(r"ds_z(\d)_", text) or re.search(r"zero[_-]?(?:stage[_ ]?)?([0-3])\b", text, re.I) \
+    m = re.search(r"ds_z(\d)(?!\d)", text) or re.search(r"zero[_-]?(?:stage[_ ]?)?([0-3])\b", text, re.I) \
         or re.search(r"zero\W{0,3}(?:\(|\s)*stage[\s_-]*([0-3])\b", text, re.I)
     if m:
         out["zero_stage"] = int(m.group(1))
         if re.search(r"ds_z\d_offload|zero\d?_?(?:bf16_)?(?:cpu)?offload|offload", text, re.I):
             out["offload_param"] = True
     return out
+
+
+def launch_facts(text: str) -> dict:
+    """What a launch command says (torchrun --nproc_per_node, accelerate --num_processes, deepspeed --num_gpus, a
+    DeepSpeed config's name): world_size, zero_stage, offload_param."""
+    return _launch(text)
+
+
+def named_config_facts(path: str) -> dict:
+    """What a DeepSpeed config's file name says when only the name is given ('deepspeed="ds_z3.json"',
+    'ds_z3_offload_config.json', 'zero2.json'): the ZeRO stage and offload, by the names the trainers' examples use."""
+    return {k: v for k, v in _launch(path).items() if k != "world_size"}
 
 
 def _mapping(text: str) -> dict | None:
@@ -147,7 +159,7 @@ def read_settings(text: str) -> dict:
         raw = _flags(text)
     raw.update({k: v for k, v in _launch(text).items() if k not in raw})
     if isinstance(raw.get("deepspeed"), str) and "zero_stage" not in raw:
-        raw.update({k: v for k, v in _launch(raw["deepspeed"]).items() if k != "world_size"})
+        raw.update(named_config_facts(raw["deepspeed"]))
     return normalize(raw)
 
 

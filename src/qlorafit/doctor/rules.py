@@ -27,9 +27,10 @@ first for, at 14 and 15 % of the card, were the batch and another process; the e
 of the batch.)"""
 LOGITS_SHARE = 0.2
 """The logits and loss above this share of the estimated peak make them the cause."""
-LOGITS_NOT_ENOUGH = 1.5
-"""The estimated step without its logits above this many cards: the logits (known from the estimate alone) are not the
-cause, the batch and length are. A margin, not 1: a chunked loss also shrinks the allocator's share with them."""
+FAR_OVER_CARDS = 1.5
+"""A cause known from the estimate alone (fp32 logits, 16-bit weights) whose removal still leaves the step above this
+many cards is not the cause: the batch and length are. A margin, not 1: removing a term also shrinks the allocator's
+share with it."""
 
 
 def _other_bytes(c: Case) -> int | None:
@@ -339,11 +340,17 @@ def no_quant(c: Case) -> Cause | None:
         ev.append(f"estimate: the unquantized {c.setup.compute_dtype} linear weights alone are "
                   f"{gib(c.est.component('quantized weights'))} "
                   f"({c.est.model}); peak {gib(c.est.peak_bytes)}")
-    heavy = bool(c.est and c.budget_bytes and c.est.component("quantized weights") > 0.5 * c.budget_bytes)
+    # ZeRO-3/FSDP divide the weights over the GPUs
+    shards = max(E.world_size(c) or 1, E.gpu_count(c) or 1) if E.sharded(c) else 1
+    weights = c.est.component("quantized weights") / shards if c.est else 0
+    heavy = bool(c.est and c.budget_bytes and weights > 0.5 * c.budget_bytes)
     if "32" in chosen:
         heavy = False  # weights the user loads in fp32: 16-bit loading (fp32_training) halves them before any 4-bit
     if not heavy and c.has_oom and not E.adapter_named(c) and not E.lora_16bit(c):
         return None  # light weights and no adapter named: 4-bit loading is a LoRA's lever, and it gives back little
+    if not heavy and c.est and c.budget_bytes and \
+            c.est.peak_bytes - 0.75 * weights > FAR_OVER_CARDS * c.budget_bytes:
+        return None  # 4-bit weights (a quarter of the 16-bit) would leave the step far over the card: not the cause
     return Cause("no_quant", "the base model is not quantized", "without 4-bit loading the frozen weights take 16 "
                  "(or 32) bits each; QLoRA keeps them in 4", [e for e in ev if e], ("quantize",),
                  strength=("script" if c.inputs.script is not None else "numbers") if heavy else "inferred")
@@ -710,7 +717,7 @@ def fp32_logits(c: Case) -> Cause | None:
         return None
     card = c.budget_bytes or E.card_bytes(c)
     if not frames and not said and c.est and card and \
-            c.est.peak_bytes - c.est.component("logits and loss") > LOGITS_NOT_ENOUGH * card:
+            c.est.peak_bytes - c.est.component("logits and loss") > FAR_OVER_CARDS * card:
         # known from the estimate alone, and the step without any logits would still be far over the card: the
         # logits are large because the batch and length are, and only those bring the whole step under the card
         return None

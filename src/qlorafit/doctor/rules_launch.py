@@ -63,6 +63,11 @@ _OPTIM_STATE_FRAMES = re.compile(r"torch[/\\]optim[/\\]\w+\.py\"?,? line \d+, in
 of each trained parameter): when every weight is trained that is 8 bytes per parameter in fp32 on top of the weights and
 gradients already there, so what fails there is the full fine-tune's optimizer state, whatever the batch. A LoRA's
 moments are a few megabytes: with an adapter named these frames prove nothing."""
+_GRAD_BUCKET_FRAMES = re.compile(r"zero[/\\]stage_1_and_2\.py\"?,? line \d+, in (?:reduce_ipg_grads|allreduce_bucket|"
+                                 r"average_tensor|allreduce_and_copy\w*|reduce_independent_p_g_buckets_and_remove_grads)")
+GRAD_BUCKET_MIN_BYTES = 256 * 1024**2
+"""ZeRO-1/2 reduces gradients in buckets of up to reduce_bucket_size elements (5e8 by default): a failed request of
+this size or more there is a bucket of over a hundred million trained gradients, which no adapter has."""
 _MOVE_FRAMES = re.compile(r"line \d+, in _move_model_to_device\b")
 """transformers' Trainer putting the whole model on this process's device (skipped under DeepSpeed and FSDP)."""
 _MODULE_TO = re.compile(r"self\.module\.to\(self\.device\)|module\.to\(|\bmodel\.to\(|\.cuda\(\)")
@@ -122,15 +127,22 @@ def ddp_replica(c: Case) -> Cause | None:
     # GPUs than the states need, when the count is not shown)
     at_one = None if exceeds else _full_states_at_batch_one(c)
     short_sharded = (bool(states_exceed) or bool(need) or bool(at_one)) and _shards_states(c)
+    moments_sharded = _OPTIM_STATE_FRAMES.search(t) if c.oom.kind == "cuda" and _shards_states(c) and \
+        not E.adapter_named(c) and not E.weights_quantized(c) else None
+    short_sharded = short_sharded or bool(moments_sharded)
     frames = _REPLICA_FRAMES.search(t) if c.oom.kind == "cuda" else None
     # Trainer moves the whole model to each process's GPU unless DeepSpeed/FSDP shard it: with several processes, an
     # OOM there is each one's replica (with one process it is the weights alone: load_too_big)
     moved = _MOVE_FRAMES.search(t) if c.oom.kind == "cuda" and (ws or 1) > 1 and not E.sharded(c) else None
     frames = frames or moved
     states = _STATES_FRAMES.search(t) if c.oom.kind == "cuda" and not E.sharded(c) else None
-    moments = _OPTIM_STATE_FRAMES.search(t) if c.oom.kind == "cuda" and not E.sharded(c) and not states and \
+    # Adam creating its moments at the first step: the full fine-tune's states, sharded or not (sharded, each GPU's
+    # share of them is still too large)
+    moments = _OPTIM_STATE_FRAMES.search(t) if c.oom.kind == "cuda" and not states and \
         not E.adapter_named(c) and not E.weights_quantized(c) else None
-    states = states or moments
+    bucket = _GRAD_BUCKET_FRAMES.search(t) if c.oom.kind == "cuda" and not states and not moments and \
+        (c.oom.requested_bytes or 0) >= GRAD_BUCKET_MIN_BYTES and not E.adapter_named(c) else None
+    states = states or moments or bucket
     # the GPUs' memory added up by a report that trains several of them with 16-bit weights: the pooled memory it
     # counts on is each GPU's own (4-bit replicas are small enough that the batch is the likelier reading)
     # (a dataset named is a run that trains: inference split over the cards by a device map does pool them)
@@ -185,7 +197,12 @@ def ddp_replica(c: Case) -> Cause | None:
     if moments:
         ev.append("the OOM is raised as the optimizer creates Adam's moments at its first step (exp_avg, "
                   "torch.zeros_like of each trained weight): with every weight trained they take 8 bytes per parameter "
-                  "on top of the weights and gradients, and no adapter is named")
+                  "on top of the weights and gradients, and no adapter is named"
+                  + (" (sharded, this GPU's share of them)" if moments_sharded else ""))
+    elif bucket:
+        ev.append(f"the OOM is in ZeRO-1/2's gradient reduction, flattening a bucket of {gib(c.oom.requested_bytes)} "
+                  f"of gradients: hundreds of millions of trained weights, a full fine-tune's (no adapter is named), "
+                  f"whose gradients and optimizer share stay on each GPU beside the whole 16-bit weights")
     elif states:
         ev.append("the OOM is in DeepSpeed's ZeRO-1/2 optimizer as it allocates the fp32 copy of the parameters "
                   "(and Adam's moments): the full fine-tune's optimizer state does not fit each GPU")

@@ -113,6 +113,13 @@ SCENARIOS = {
                             "two 24 GiB cards at a micro-batch of 16 x 1024 tokens, no checkpointing"),
     "ds_zero3_full_7b": (40, "a100-40gb", "ddp_replica", "a full fine-tune of a 7B under DeepSpeed ZeRO-3 on two 40 GiB "
                          "cards: even sharded, each card's half of the 16 bytes per parameter is about 61 GB"),
+    # the eighth batch (capture-s15b), written and labelled after the rule changes of capture-s15, before the doctor
+    # was run on it: the out-of-sample check of those changes
+    "grpo_zero3_lora": (12, "rtx3060", "zero3_generation", "a GRPO LoRA of a 7B under accelerate's DeepSpeed ZeRO-3 on "
+                        "two 12 GiB cards: the weights are sharded (7.6 GB each), but TRL gathers all 15 GB onto each "
+                        "GPU to generate"),
+    "ds_zero2_lora_7b": (16, "v100-16gb", "ddp_replica", "a LoRA of a 7B's 16-bit weights under ZeRO-2 (deepspeed "
+                         "launcher) on two 16 GiB cards: ZeRO-2 shards no weights, so each card holds all 15 GB"),
 }
 
 LAUNCH = {
@@ -128,6 +135,8 @@ LAUNCH = {
     "ds_zero2_full": "deepspeed --num_gpus 2 {script}",
     "ds_zero3_lora_batch": "torchrun --nproc_per_node 2 {script}",
     "ds_zero3_full_7b": "deepspeed --num_gpus 2 {script}",
+    "grpo_zero3_lora": "accelerate launch --config_file zero3.yaml {script}",
+    "ds_zero2_lora_7b": "deepspeed --num_gpus 2 {script}",
 }
 """How a scenario is launched where it is not `python NAME.py`; the command is the first line of its pasted output,
 as users paste it (`$ torchrun ...`). The DeepSpeed scenarios need deepspeed, which the GPU image lacks and PyPI has as
@@ -150,6 +159,21 @@ mixed_precision: bf16
 num_machines: 1
 num_processes: 2
 """
+
+ZERO3_YAML = """compute_environment: LOCAL_MACHINE
+distributed_type: DEEPSPEED
+deepspeed_config:
+  deepspeed_multinode_launcher: standard
+  offload_optimizer_device: none
+  offload_param_device: none
+  zero3_init_flag: true
+  zero3_save_16bit_model: true
+  zero_stage: 3
+mixed_precision: bf16
+num_machines: 1
+num_processes: 2
+"""
+"""accelerate's DeepSpeed ZeRO-3 config, as TRL's and open-r1's recipes ship it (recipes/accelerate_configs/zero3.yaml)."""
 
 DS_CONFIG = {"ds_z2.json": 2, "ds_z3.json": 3}
 """DeepSpeed configs the scenarios name, by ZeRO stage: the Trainer fills the 'auto' values; no offload (the CPU Adam op
@@ -243,6 +267,7 @@ def prepare(work: Path, needed: set | None = None) -> None:
         for _ in range(64):
             f.write(json.dumps({"text": words(rng, 3000)}) + "\n")
     (work / "fsdp.yaml").write_text(FSDP_YAML)
+    (work / "zero3.yaml").write_text(ZERO3_YAML)
     for name, stage in DS_CONFIG.items():
         (work / name).write_text(ds_config(stage))
     (work / "_site").mkdir(exist_ok=True)

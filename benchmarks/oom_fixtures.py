@@ -4,7 +4,7 @@
         benchmarks/results/oom_capture/capture-s13b.json benchmarks/results/oom_capture/capture-s13c.json \
         benchmarks/results/oom_capture/capture-s13d.json benchmarks/results/oom_capture/capture-s14.json \
         benchmarks/results/oom_capture/capture-s14b.json benchmarks/results/oom_capture/capture-s14c.json \
-        benchmarks/results/oom_capture/capture-s15.json
+        benchmarks/results/oom_capture/capture-s15.json benchmarks/results/oom_capture/capture-s15b.json
 
 A later capture file wins for a scenario both hold (capture-s13b re-ran qlora_batch on a larger card: on 8 GiB it had
 failed before the batch, and that failure is kept as qlora_prep_8gb).
@@ -75,6 +75,9 @@ PHASES = {  # where each failure happened, read from its traceback's frames
     "ds_zero2_full": "first_step",  # the first backward: ZeRO-2 flattening a gradient bucket to reduce it (0/25)
     "ds_zero3_lora_batch": "first_step",  # the first forward under ZeRO-3 (0/13)
     "ds_zero3_full_7b": "first_step",  # the first optimizer step: Adam's _init_group creating exp_avg (0/25)
+    # capture-s15b (out of sample for capture-s15's fixes: read and labelled before the doctor was run on it)
+    "grpo_zero3_lora": "generation",  # TRL's unwrap_model_for_generation gathering the ZeRO-3 shards (0/150)
+    "ds_zero2_lora_7b": "first_step",  # the first backward: ZeRO-2 setting up its gradient buckets (0/25)
 }
 
 _CAPACITY = re.compile(r"GPU (\d+) has a total capacity of [\d.]+ [KMG]iB of which [\d.]+ [KMG]iB is free\. "

@@ -5,6 +5,7 @@ every rank to the same split; a run resumes under a different rank count with ev
 import doctest
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -45,9 +46,13 @@ def torchrun(spec: dict, tmp: Path, expect_ok: bool = True) -> subprocess.Comple
     """tests/dist_worker.py on 2 ranks: config sections, faults per rank, resume."""
     path = tmp / f"spec-{abs(hash(json.dumps(spec, sort_keys=True)))}.json"
     path.write_text(json.dumps(spec))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-addr=127.0.0.1",
-           f"--master-port={_free_port()}", str(HERE / "dist_worker.py"), str(path)]
-    p = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    for _ in range(3):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-addr=127.0.0.1",
+               f"--master-port={_free_port()}", str(HERE / "dist_worker.py"), str(path)]
+        p = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+        # the free port picked can be taken by another job before the rendezvous binds it: only that is retried
+        if not re.search(r"EADDRINUSE|address already in use", p.stderr, re.I):
+            break
     if expect_ok and p.returncode != 0:
         raise AssertionError(p.stderr[-4000:])
     return p

@@ -30,6 +30,9 @@ ERROR_ONLY_MISS = {
     # capture-s14, two GPUs
     "fsdp_full_7b": "FSDP2's frames show the sharding, but neither the model (its size) nor that every weight is "
                     "trained: both are in the script only",
+    # capture-s15b, DeepSpeed
+    "ds_zero2_lora_7b": "the ranks fail in the loss and in ZeRO-2's bucket set-up at the first step; the 7B's 16-bit "
+                        "weights that fill each card are in the script only",
 }
 
 
@@ -512,3 +515,25 @@ def test_a_deepspeed_config_named_by_its_file_and_the_launch_line_are_read():
     assert diagnose(Inputs(error_text=_OOM, script=two)).case.settings.get("zero_stage") == 2
     plain = analyse("args = TrainingArguments(output_dir='o', deepspeed='ds_config.json')\n", "train.py")
     assert "zero_stage" not in diagnose(Inputs(error_text=_OOM, script=plain)).case.settings
+
+
+_LOSS = ('[rank0]:   File "/venv/lib/python3.12/site-packages/transformers/loss/loss_utils.py", line 59, in '
+         'ForCausalLMLoss\n[rank0]:     logits = logits.float()\n[rank0]: ')
+
+
+def test_the_loss_frame_is_the_last_straw_where_the_users_settings_size_the_logits_small():
+    script = ("import torch\nfrom peft import LoraConfig, get_peft_model\n"
+              "from transformers import AutoModelForCausalLM, Trainer, TrainingArguments\n"
+              "model = AutoModelForCausalLM.from_pretrained('Qwen/Qwen2.5-7B', dtype=torch.bfloat16)\n"
+              "model = get_peft_model(model, LoraConfig(r=16, target_modules=['q_proj', 'v_proj']))\n"
+              "args = TrainingArguments(output_dir='o', per_device_train_batch_size={bs}, bf16=True, "
+              "gradient_checkpointing=True, deepspeed='ds_z2.json')\n"
+              "trainer = Trainer(model=model, args=args)\ntrainer.train()\n")
+    oom16 = _OOM.replace("23.99 GiB", "16.00 GiB")
+    err = "$ deepspeed --num_gpus 2 train.py\n[rank0]: Traceback (most recent call last):\n" + _LOSS + oom16
+    one = diagnose(Inputs(error_text=err, script=analyse(script.format(bs=1), "train.py")))
+    assert one.primary.id == "ddp_replica", [(c.id, c.strength) for c in one.causes]
+    logits = next(c for c in one.causes if c.id == "fp32_logits")
+    assert logits.strength == "inferred" and any("last straw" in e or "not what filled it" in e for e in logits.evidence)
+    # the same frame without the user's settings still proves the loss
+    assert diagnose(Inputs(error_text=err)).primary.id == "fp32_logits"

@@ -735,10 +735,17 @@ def fp32_logits(c: Case) -> Cause | None:
     acts = [] if c.est else [Action("compute the loss in chunks, never the full fp32 logits: use_liger_kernel=True "
                                     "(Trainer/SFTConfig), Unsloth's fused loss, or qlorafit's chunked loss", "none",
                                     patch=["+ use_liger_kernel=True  # pip install liger-kernel"], id="fused_loss")]
+    # the loss's frame proves where the last allocation failed; where the user's own settings size the logits as a
+    # small share of the step (a 7B's replica filling the card), it was only the last straw
+    straw = bool(frames) and c.est is not None and c.from_user and share < LOGITS_SHARE
+    if straw:
+        ev.append(f"but by your settings the logits are {share:.0%} of the step: the loss is where the card ran out, "
+                  f"not what filled it")
     return Cause("fp32_logits", "fp32 logits at a large vocabulary",
                  "the loss materializes tokens x vocab logits in fp32 (and their gradient): with a 128k-256k vocabulary "
                  "that is the largest tensor of the step", ev, ("loss", "seq", "batch"), acts,
-                 strength="proven" if frames else "numbers" if share >= LOGITS_SHARE and c.from_user else "inferred")
+                 strength="inferred" if straw else "proven" if frames else
+                 "numbers" if share >= LOGITS_SHARE and c.from_user else "inferred")
 
 
 def eager_attention(c: Case) -> Cause | None:

@@ -69,7 +69,9 @@ FIRST_COMMIT = {"train": ("cee5fcb", "doctor-threads-baseline.json"),
                 "test22": ("ebd7e17", "doctor-threads-test22-frozen.json"),
                 "test23": ("ebd7e17", "doctor-threads-test23-frozen.json"),
                 "test24": ("3c219be", "doctor-threads-test24-frozen.json"),
-                "test25": ("3c219be", "doctor-threads-test25-frozen.json")}
+                "test25": ("3c219be", "doctor-threads-test25-frozen.json"),
+                "test26": ("5c54abf", "doctor-threads-test26-frozen.json"),
+                "test27": ("5c54abf", "doctor-threads-test27-frozen.json")}
 RESULTS_SPLIT = {"seen": "test"}  # the first test split was called 'test' when it was first measured
 
 

@@ -1604,3 +1604,74 @@ def test_size_less_names_with_one_size_are_sized():
     assert model_params_b("bigcode/starcoder on a 4090") == 15.5
     assert model_params_b("starcoder2-7b") == 7.0 and model_params_b("StarCoder2") is None
     assert model_params_b("phi-2") == 2.78 and model_params_b("phi-4-mini") is None
+
+
+# --- session 15: test26 and test27, studied after their first measurement -------------------------------------------
+
+@pytest.mark.parametrize("said", ["一般能跑13B的模型，70B加载不了，怎么办",
+                                  "The 7b will load in the demo, but llava-v1.6-34b will not."])
+def test_a_model_that_will_not_load_is_a_failure_at_the_load(said):
+    o = parse(said)
+    assert o.kind == "presumed" and o.phase == "load", (o.kind, o.phase)
+    assert _d(said).primary.id == "load_too_big"
+
+
+def test_the_failing_sentences_own_phase_beats_the_one_before_it():
+    # the sentence before names inference, the failing one names the load
+    assert phase_from_words("How much memory does 70B inference need? The 70B will not load.")[0] == "load"
+    # with no phase in the failing sentence, the one before still counts
+    assert phase_from_words("During evaluation the memory grows. Then it OOMs.")[0] == "eval"
+
+
+@pytest.mark.parametrize("said", ["4张各12G的显卡仍然CUDA out of memory，是不是还需要设置什么才能把4张卡都用起来？",
+                                  "CUDA out of memory on 4 x 12GB cards. How do I use all 4 GPUs for the model?"])
+def test_asking_how_to_get_every_card_used_is_a_model_not_split(said):
+    d = _d(said)
+    assert d.primary.id == "load_too_big" and d.fixes[0].id == "shard", [c.id for c in d.causes]
+    # a run that names its launch is not asking for a split
+    assert _d("I use all 4 GPUs with torchrun and still CUDA out of memory").primary.id != "load_too_big"
+
+
+@pytest.mark.parametrize("said", ["请问qwen-vl模型full微调OOM，环境：8*A100-80G",
+                                  "swift sft --sft_type full --model_type qwen-vl-chat on 8*A100-80G: CUDA out of memory"])
+def test_full_said_in_chinese_or_as_ms_swifts_type_is_a_full_fine_tune(said):
+    from qlorafit.doctor import evidence as E
+
+    d = _d(said)
+    assert E.full_tune(d.case) and d.primary.id == "ddp_replica", [c.id for c in d.causes]
+
+
+def test_a_batch_of_one_that_does_not_fit_is_a_batch_of_one_that_still_fails():
+    from qlorafit.doctor.ruled_out import batch_one_fails
+
+    assert batch_one_fails("全参数finetune，1 batch，A100 80G显存装不下")
+    assert batch_one_fails("with batch size 1 it does not fit on my 24GB card")
+    assert not batch_one_fails("1 batch fits, 2 batches do not fit")
+    assert _d("全参数finetune需要占用基础显存？1 batch，A100 80G显存装不下").primary.id == "ddp_replica"
+
+
+def test_outofmemoryerror_written_as_one_word_carries_the_sentences_phase():
+    said = "max_batch_size set to 32 leads to OutOfMemoryError in inference"
+    assert phase_from_words(said)[0] == "generation"
+
+
+@pytest.mark.parametrize("said", ["kv_cache_memory_bytes: 5583457484\nRuntimeError: Engine core initialization failed.",
+                                  "Engine core initialization failed. See root cause above"])
+def test_vllms_v1_engine_and_its_kv_bytes_name_vllm(said):
+    from qlorafit.doctor import evidence as E
+
+    d = _d("Cannot run on my RTX 3090\n" + said)
+    assert E.uses_vllm(d.case) and d.primary.id == "vllm_memory", [c.id for c in d.causes]
+    # vLLM's own KV-cache refusal on two GPUs names the cache budget: not the engine left on one GPU of two
+    kv = _d("Using 2 RTX 3090 GPUs: ValueError: The model's max seq len (131072) is larger than the maximum number of "
+            "tokens that can be stored in KV cache (39024).")
+    assert kv.primary.id == "vllm_memory", [c.id for c in kv.causes]
+
+
+@pytest.mark.parametrize("said", ["为什么我两张4090D微调GLM-4-9B都提示oom？我增加load_in_8bit就可以正常跑",
+                                  "LoRA of a 9B on two 4090s hits CUDA out of memory; with load_in_8bit it works"])
+def test_a_report_that_quantized_loading_runs_is_the_missing_quantization(said):
+    d = _d(said + "\nmodel = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float16, load_in_8bit=True)")
+    assert d.primary.id == "no_quant" and d.fixes[0].id == "quantize", [c.id for c in d.causes]
+    # a wish is not a cure: asking whether 8-bit would help stays the doctor's reading of the numbers
+    assert "quantized loading runs" not in _d("LoRA of a 9B on two 4090s: CUDA out of memory").primary.why

@@ -117,7 +117,9 @@ def lora_16bit(c: Case) -> bool:
 
 
 _FULL_TUNE = re.compile(r"(?:continu\w*|continual|incremental) pre-?train\w*|继续预训练|增量预训练|二次预训练|"
-                        r"full(?:y)?[- ]?(?:fine-?tun\w*|fune?tun\w*|finetun\w*|parameter|param|training|tuning)|全参|全量(?:微调|训练)?", re.I)
+                        r"full(?:y)?[- ]?(?:fine-?tun\w*|fune?tun\w*|finetun\w*|parameter|param|training|tuning)|全参|全量(?:微调|训练)?|"
+                        # 'full微调', 'full模式' (ms-swift's sft_type full, said in Chinese), '--sft_type full'
+                        r"(?<![A-Za-z])full\s?(?:微调|训练|模式)|(?:sft|train)_type\W{1,3}full\b", re.I)
 
 
 def full_tune(c: Case) -> bool:
@@ -211,13 +213,15 @@ _VLLM = re.compile(r"(?<![A-Za-z0-9_])vllm(?![A-Za-z_])|use_vllm\s*=\s*True|\bse
                    # its own source files, classes and engine flags, in a traceback or a log without the package name
                    r"cumem_allocator|CuMemAllocator|\bLLMEngine\b|\bEngineCore\w*|gpu_model_runner|"
                    r"determine_num_available_blocks|_initialize_kv_caches|enforce[_-]eager|max[_-]num[_-]seqs|"
-                   r"max[_-]num[_-]batched[_-]tokens|enable[_-]sleep[_-]mode|Capturing CUDA graph shapes|\bprofile_run\b", re.I)
+                   r"max[_-]num[_-]batched[_-]tokens|enable[_-]sleep[_-]mode|Capturing CUDA graph shapes|\bprofile_run\b|"
+                   r"kv[_-]cache[_-]memory[_-]bytes|Engine core initialization failed", re.I)
 """Names only vLLM uses: the package (any case, 'vllm.entrypoints', 'vLLM related', 'VLLM0.7.2' glued to its version), its engine knobs
 (gpu_memory_utilization, max_model_len, in any launcher's spelling: --gpu-memory-utilization, a dotted
 actor_rollout_ref.rollout.gpu_memory_utilization), LLaMA-Factory's infer_backend: vllm; and what only vLLM's code
 prints: its source files and classes (cumem_allocator.cpp of sleep mode, LLMEngine, EngineCore, gpu_model_runner), its
-engine flags (enforce_eager, max_num_seqs, max_num_batched_tokens), its CUDA-graph capture log, its start-up
-profile_run (the dummy batch it measures peak memory with). Not 'KV cache' alone:
+engine flags (enforce_eager, max_num_seqs, max_num_batched_tokens, kv_cache_memory_bytes), its CUDA-graph capture log,
+its start-up profile_run (the dummy batch it measures peak memory with) and its V1 engine's start-up failure ('Engine
+core initialization failed'). Not 'KV cache' alone:
 HF generate() has one too."""
 
 

@@ -402,6 +402,7 @@ def parse(text: str) -> OomText:
         out.form = "library"
     parse_fp16(text, out)
     if out.kind is None and not out.fp16_signs and (_FAILURE_WORDS.search(text) or phase.STALL.search(text)
+                                                     or re.search(phase.WONT_LOAD, text, re.I)
                                                      or MEMORY_TALK.search(text) or _FIT_TALK.search(text)):
         out.kind, out.form = "presumed", "presumed"  # asked about an OOM, told of a failure: presumed, never proven
         if host_memory_named(text):

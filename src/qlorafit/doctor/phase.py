@@ -182,13 +182,17 @@ def last_marker(text: str) -> tuple[str | None, str, int]:
 
 # --- the user's words ----------------------------------------------------------------------------------------------
 
-_OOM_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- ]memory|out of (?:gpu |cuda )?memory|"
+WONT_LOAD = (r"加载不了|无法加载|加载失败|won'?t load\b|will not load\b|(?:does|did|do) ?n[o']t load\b|"
+             r"can(?:not|'t) (?:be )?load(?:ed)?\b|(?:will|would) load\b[^\n]{0,80}?\bbut\b[^\n]{0,60}?\b(?:will|would|does|did) ?n[o']t\b")
+"""The report says the model does not load ('34B加载不了', "the 34b will not load", 'the 7b will load in the demo, but the 34b
+will not'): a failure at the load, told in words."""
+_OOM_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]?of[- ]?memory|out of (?:gpu |cuda )?memory|"
                         r"ran out of|crash|killed|die[sd]\b|爆显存|显存\S{0,2}(?:溢出|不足|不够|超|爆)|超出?显存|爆炸|溢出|报错|内存不足|"
                         # the model does not fit one card (parse._GPU_WORDS): '无法在单卡上推理', 'cannot run on one GPU'
                         r"无法在单张?卡|单卡(?:无法|放不下|装不下|跑不了|跑不动)|(?:does ?n[o']t|won'?t|cannot|can'?t|unable to) "
                         r"(?:fit|run|load)\b[^.\n]{0,40}\b(?:on|in|into) (?:a single|one|a|single|my|our|the|this) |memory (?:usage|consumption)|"
                         r"allocate|fill(?:s|ed)? up|memory leak|泄漏|泄露|内存\S{0,2}(?:占满|满了|爆|不够)|被(?:系统)?(?:杀|kill)|all (?:of )?(?:the |my |our )?(?:available )?(?:system |host )?RAM\b|"
-                        r"exceeds? (?:the )?(?:gpu |cuda )?memory", re.I)
+                        r"exceeds? (?:the )?(?:gpu |cuda )?memory|" + WONT_LOAD, re.I)
 _PROSE = (  # (phase, words): checked in this order inside one sentence that also says it ran out of memory
     ("merge", r"merg\w*|export\w*|合并|导出"),
     # saving a checkpoint, not 'save (the) memory': a verb whose object is memory is the user's wish, not a phase
@@ -213,7 +217,7 @@ _PROSE = (  # (phase, words): checked in this order inside one sentence that als
              r"load(?:ing|s)? (?:[\w.-]+ ){1,3}\d+(?:\.\d+)?[bB]\b|load(?:ing|s)? (?:a |my )?[\w.-]*\d(?:\.\d+)?[bB]\b|(?:at|on|during|while|when) load(?:ing)?\b|"
              r"from_pretrained|moving the model|when (?:i |we )?load\b|加载模型|"
              # the program's start-up is its load: '启动的时候报错显存不足', 'OOM at startup'
-             r"启动(?:的)?时(?:候)?|(?:at|on|during) start-?up\b"),
+             r"启动(?:的)?时(?:候)?|(?:at|on|during) start-?up\b|" + WONT_LOAD),
 )
 _LATER = re.compile(r"(?:at|after|on|until|till|around|near|by|reach\w*) (?:training |optimizer |global )?(?:step|iteration|"
                     r"iter) ?~?\d+|\bstep ~?\d+ ?(?:of|/) ?\d+|\d+ ?/ ?\d+ (?:steps|iterations)|after (?:a few|some|several|~?\d+\+?) "
@@ -282,13 +286,16 @@ def phase_from_words(text: str) -> tuple[str | None, str]:
         for i, s in enumerate(sents):
             if not (words.search(s) or (words is _OOM_WORDS and shortage(s))):
                 continue
-            near = " ".join(sents[max(0, i - 1):i + 1])  # the sentence and the one before it ("during eval ... It OOMs")
-            for ph, pat in _PROSE:
-                named = [m for m in re.finditer(pat, near, re.I) if not _in_identifier(near, m) and not _a_setting(near, m)]
-                done |= {ph for m in named if _done_before_the_failure(near, m)}
-                m = next((m for m in named if not _done_before_the_failure(near, m)), None)
-                if m and ph not in done:
-                    return ph, f"the report says '{m.group(0)}' with {what}"
+            # the sentence itself first, then with the one before it ("during eval ... It OOMs"): a phase the
+            # failing sentence names ('34B will not load') beats one the sentence before it names ('34B inference')
+            for near in (s, " ".join(sents[max(0, i - 1):i + 1])):
+                for ph, pat in _PROSE:
+                    named = [m for m in re.finditer(pat, near, re.I)
+                             if not _in_identifier(near, m) and not _a_setting(near, m)]
+                    done |= {ph for m in named if _done_before_the_failure(near, m)}
+                    m = next((m for m in named if not _done_before_the_failure(near, m)), None)
+                    if m and ph not in done:
+                        return ph, f"the report says '{m.group(0)}' with {what}"
     return None, ""
 
 

@@ -36,6 +36,9 @@ _SMALLER_WORKS = re.compile(
 
 
 _BATCH_TRIED = re.compile(r"regardless of (?:the )?batch|"
+                          # a batch of 1 that does not fit: nothing smaller to try ('1 batch，A100 80G显存装不下')
+                          r"(?:\b1 ?batch\b|batch[_ ]?size\W{0,3}(?:of |=\s?|is )?1\b)[^.\n。]{0,30}?(?:装不下|放不下|跑不(?:动|起来)|"
+                          r"(?:does ?n[o']t|won'?t|can'?t|can ?not) fit)|"
                           r"(?:even|still)[^.\n]{0,20}batch[_ ]?size\W{0,3}(?:of |=\s?)?1\b|"
                           r"batch[_ ]?size\W{0,3}(?:of |=\s?|is )?1\b[^.\n]{0,30}(?:still|also|even)|"
                           r"(?:whatever|any|no matter (?:what|the)) batch[_ ]?size|batch[_ ]?size (?:does not|doesn't) "

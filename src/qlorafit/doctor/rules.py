@@ -304,9 +304,26 @@ _QUANT_WISH = re.compile(r"(?:how (?:do|can|could|should) (?:i|we)|how to|is it 
 weights are 16-bit now, and the reporter's own suspect is them."""
 
 
+_QUANT_CURES = re.compile(r"(?:增加|加上|加了|添加|使用|用了|开启|改成|换成|设置)\s?(?:了\s?)?(?:load_in_[48]bit|[48]\s?bit|int[48]|量化)"
+                          r"\S{0,12}?(?:就|便)?(?:可以|能)(?:正常)?(?:跑|运行|训练|微调)|"
+                          r"(?:with|adding|after adding|once i added|using|switching to) (?:load_in_[48]bit(?:=True)?|"
+                          r"[48]-?bit (?:quantization|loading|weights)|quantization)[^.\n]{0,20}?\b(?:it )?"
+                          r"(?:works|worked|runs|ran|fits|trains)\b", re.I)
+"""The report says loading in 8/4-bit made it run ('我增加load_in_8bit就可以正常跑', 'with load_in_8bit it works'):
+the run that ran out loaded the weights unquantized, even where the code posted is the fixed one."""
+
+
 def no_quant(c: Case) -> Cause | None:
     if c.full_fine_tune:
         return None  # every weight is trained: 4-bit frozen weights are a LoRA's option, not this run's (ddp_replica)
+    cured = _QUANT_CURES.search(c.inputs.error_text or "") if c.has_oom else None
+    if cured:
+        return Cause("no_quant", "the model was not quantized when it ran out",
+                     "the weights load in 16-bit unless 4- or 8-bit is asked for; the report says quantized loading runs",
+                     [e for e in (_numbers(c), f"the report says '{cured.group(0)}'") if e], ("quantize",),
+                     [Action("load the weights in 4-bit or 8-bit (bitsandbytes: load_in_4bit / load_in_8bit, or "
+                             "quantization_bit): what the report found to run", "quality: slight", id="quantize")],
+                     strength="proven")
     # asking for int4 is no int4 yet: only loading flags that ask for it say the weights are quantized
     wish = _QUANT_WISH.search(c.inputs.error_text or "") if c.has_oom and E.quantized(c) is not True else None
     if wish and not _lora_weights_heavy(c):
@@ -595,11 +612,14 @@ _ONE_CARD_LOAD = re.compile(r"无法(?:在)?单(?:张)?卡(?:上)?加载|单(?:�
                             r"not using (?:my|the) (?:second|other) (?:gpus?|cards?)|"
                             r"(?:the )?other (?:\d+ )?(?:gpus|cards) (?:are|were|stay|stayed|sit|sat) (?:completely )?"
                             r"(?:empty|idle|unused|not used)|"
-                            r"只用了(?:其中)?(?:一张|一块|一个)|(?:另一张|另外一张|其[他余])\S{0,6}(?:压根|完全)?没(?:有)?(?:被)?(?:使用|用到|用上)", re.I)
+                            r"只用了(?:其中)?(?:一张|一块|一个)|(?:另一张|另外一张|其[他余])\S{0,6}(?:压根|完全)?没(?:有)?(?:被)?(?:使用|用到|用上)|"
+                            # asking how to get every card used ('才能把4张卡都用起来', 'how do I use all 4 GPUs?')
+                            r"把\S{0,4}(?:卡|GPU|显卡)都用(?:起来|上)|(?:how (?:do|can|could|should) (?:i|we)|is there a way to)"
+                            r"[^.\n?]{0,30}?\b(?:use|utili[sz]e)\b[^.\n?]{0,6}?\ball (?:the |my )?(?:\d+ |four |two |eight )?(?:gpus|cards)\b", re.I)
 """The report says the model does not load on one card ('模型无法单卡加载', "it can't be loaded on a single GPU", 'this line
 allocates the whole model onto GPU:0'), or that of several GPUs only the first took the model ('load only on my first
-GPU', 'not using my second GPU', '只用了其中一张'): for inference or training, its weights are larger than one card,
-and the others are there to split it over."""
+GPU', 'not using my second GPU', '只用了其中一张'), or asks how to get them all used ('才能把4张卡都用起来'): for
+inference or training, its weights are larger than one card, and the others are there to split it over."""
 
 
 _TRAINED = re.compile(r"\btrain|fine-?tun|\bsft\b|微调|训练", re.I)
@@ -610,8 +630,8 @@ def load_too_big(c: Case) -> Cause | None:
     # in a merge or save, loading the whole model on one card is that step's own cause (save_merge)
     said = _ONE_CARD_LOAD.search(E.text(c)) if c.has_oom and c.oom.kind not in ("cpu", "dispatch") and \
         c.oom.phase not in ("merge", "save") else None
-    if said and VLLM_KV_SIZING.search(c.inputs.error_text or ""):
-        said = None  # 'cannot load on one card', yet vLLM got to sizing its KV cache: the weights were on the GPU
+    if VLLM_KV_SIZING.search(c.inputs.error_text or ""):
+        return None  # whatever the words ('cannot load on one card'), vLLM got to sizing its KV cache: the weights fit
     # inference first loads the model: weights that fill the card fail there, whatever the user set out to do. Not
     # where the report trained on the same card (generating after a fine-tune: the weights were seen to fit)
     # Nor where the chat ran turns before it failed (its history grew): the weights were loaded and answered

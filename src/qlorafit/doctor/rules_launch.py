@@ -9,6 +9,7 @@ from qlorafit.core import catalog
 from qlorafit.doctor import evidence as E
 from qlorafit.doctor.case import Case, gib
 from qlorafit.doctor.cause import Action, Cause
+from qlorafit.doctor.parse import VLLM_KV_SIZING
 from qlorafit.doctor.ruled_out import batch_one_fails
 
 _GATHER = re.compile(r"unwrap_model_for_generation|GatheredParameters|_move_full_model_to_vllm")
@@ -431,6 +432,24 @@ def _vllm_weights_exceed_card(c: Case, util: float) -> Cause | None:
                  "parallelism one GPU holds them all", ev, ("quantize",), acts, strength="numbers", phase="load")
 
 
+def _engine_on_one_of_several(c: Case) -> Cause | None:
+    """vLLM failing as it starts on a machine with several GPUs, with no tensor parallelism and no utilization set: the
+    engine put the whole model on one of them, and splitting it is the first lever, before any budget setting. Not
+    vLLM's own KV-cache refusal (the weights loaded; its message names the cache budget)."""
+    gpus = E.gpu_count(c) or 1
+    tp = c.settings.get("tensor_parallel_size")
+    if c.oom.phase != "load" or gpus < 2 or (isinstance(tp, int) and tp > 1) or c.oom.kind == "kv_cache" or \
+            c.settings.get("vllm_gpu_memory_utilization") is not None or VLLM_KV_SIZING.search(c.inputs.error_text or ""):
+        return None
+    return Cause("load_too_big", "the engine starts with the whole model on one GPU of several",
+                 "vLLM uses one GPU unless tensor_parallel_size says more: the others sit idle while the first runs out",
+                 [f"the report names {gpus} GPUs and nothing sets tensor_parallel_size; the engine fails as it starts"],
+                 ("quantize",),
+                 [Action(f"split the model over the GPUs: --tensor-parallel-size {gpus} (vLLM; LLM(tensor_parallel_size="
+                         f"{gpus}))", "none: the GPUs are there", patch=[f"+ --tensor-parallel-size {gpus}"], id="shard")],
+                 strength="inferred", phase="load")
+
+
 def vllm_memory(c: Case) -> Cause | None:
     """A vLLM engine reserves gpu_memory_utilization of the card up front for weights and KV cache; co-located with
     training (GRPO/online RL) the trainer gets only the rest, and the engine itself OOMs when max_model_len is long."""
@@ -450,6 +469,9 @@ def vllm_memory(c: Case) -> Cause | None:
     too_big = _vllm_weights_exceed_card(c, util if isinstance(util, (int, float)) else VLLM_DEFAULT_UTILIZATION)
     if too_big:
         return too_big
+    unsplit = _engine_on_one_of_several(c)
+    if unsplit:
+        return unsplit
     other = E.reserving_engine(c) if not re.search(r"vllm", E.text(c), re.I) else None
     ev = [f"an inference engine that reserves its share of the card at start runs in this job ('{other}')" if other
           else "a vLLM engine runs in this job (vllm in the traceback, or use_vllm / gpu_memory_utilization set)"]

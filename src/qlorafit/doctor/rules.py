@@ -103,10 +103,23 @@ def cpu_ram(c: Case) -> Cause | None:
                      ev, actions=[Action("lower the DataLoader's num_workers (dataloader_num_workers; 0 loads in the "
                                          "main process) or prefetch_factor", "speed: slower data loading",
                                          id="fewer_workers"), ram], strength="proven")
-    several = (E.world_size(c) or 1) > 1
+    # several processes each reading the whole checkpoint into RAM (a launch, ZeRO or FSDP, or a training run on
+    # several GPUs): loading it once, straight to the GPUs, is the lever; one process that reads it once needs the RAM.
+    # (Until session 15 a load not shown streamed put low_cpu_mem first: on the studied threads it was the accepted fix
+    # on 7 of the single-process loads it led, more RAM on 7 others, while with several processes it led right.)
+    several = (E.world_size(c) or 1) > 1 or E.zero_stage(c) is not None or E.sharded(c) or \
+        ((E.gpu_count(c) or 1) > 1 and E.TRAINING_WORDS.search(E.text(c)) is not None) or \
+        re.search(r"\b(?:every|each) (?:process|rank)\b|\bfsdp\b|每个进程", E.text(c), re.I) is not None
     streamed = re.search(r"Loading checkpoint shards", c.inputs.error_text or "") is not None
+    # the traceback in from_pretrained building or filling the whole model in RAM (no shard-by-shard load shown):
+    # low_cpu_mem_usage and a 16-bit dtype are what it lacks, whatever the RAM
+    built = not streamed and re.search(r"in from_pretrained\b|in _load_pretrained_model\b|model = cls\(config",
+                                       c.inputs.error_text or "") is not None
+    # more RAM already there or already tried ('the machine has 2TB', 'even after I increased swap'): not the lever
+    plenty = re.search(r"\b\d+(?:\.\d+)?\s?T(?:i?B)?\b|increas\w* (?:the )?swap|add\w* (?:more )?swap|more swap|"
+                       r"even (?:with|after)[^.\n]{0,30}\b(?:RAM|swap|memory)\b", E.text(c), re.I) is not None
     order = {"tokenization": [workers, ram], "merge": [merge, ram], "save": [ram, merge],
-             "load": [low, ram] if several or not streamed else [ram, low]}.get(o.phase, [ram, low])
+             "load": [low, ram] if several or built or plenty else [ram, low]}.get(o.phase, [ram, low])
     if o.phase == "load" and streamed and not several:
         ev.append("the weights were already read shard by shard ('Loading checkpoint shards'): the model at this "
                   "precision needs more RAM than the machine has")

@@ -14,9 +14,10 @@ SPLIT = corpus.split()
 
 
 
-UNMEASURED = {"test28": "test28: held out, not yet measured (its first measurement lists its misses as strict xfails)"}
+UNMEASURED: dict = {}
 """Held-out splits committed before their first measurement: their threads run, but an outcome cannot fail the suite
 until that measurement (whoever measures replaces the entry with the split's misses in MISSES, as test7's were)."""
+TEST28_MISS = "test28: held out, not analysed"
 
 # Threads the doctor gets wrong, and why (every split here is tuned on; a held-out split's misses are only listed, so
 # that a rule change that fixes one of its threads flips its strict xfail).
@@ -54,6 +55,11 @@ MISSES = {
                    "to weigh the 19.8 GiB allocated against, so generation's KV cache is the likeliest reading",
     "tf-faster-rcnn_7": "the other process (a Jupyter kernel holding the GPU) is in the reporter's later answer: the "
                         "post is TensorFlow's allocator message for a 392 MiB request, with no totals",
+    # test28 split (held out: misses at its first measurement, 8/22 with the rules of 12972fa, session 15's final
+    # rules, benchmarks/results/doctor-threads-test28-frozen.json; listed, not analysed)
+    **{n: TEST28_MISS for n in ("chinese-vicuna_29", "deepspeedexamples_411", "fastchat_2429", "freetoken-web_2",
+                               "happy-llm_106", "koalpaca_112", "koboldai_381", "koboldcpp_1185", "llama-int8_7",
+                               "local-llasa-tts_5", "openrlhf_519", "qwen3_873", "scholarcopilot_1", "web-llm_500")},
     # test26 and test27 splits (seen since the end of session 15: each measured held out once, 21/41 in all with the
     # rules of 5c54abf, then studied; the misses left after session 15's rules)
     "club-3090_32": "'OOM on container boot' and an nvidia-smi table: that the container serves with vLLM and its KV "

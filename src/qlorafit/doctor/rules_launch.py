@@ -127,10 +127,6 @@ def ddp_replica(c: Case) -> Cause | None:
     # sharded, and even each GPU's share of the full fine-tune's states is larger than the GPU (or would be, on fewer
     # GPUs than the states need, when the count is not shown)
     at_one = None if exceeds else _full_states_at_batch_one(c)
-    short_sharded = (bool(states_exceed) or bool(need) or bool(at_one)) and _shards_states(c)
-    moments_sharded = _OPTIM_STATE_FRAMES.search(t) if c.oom.kind == "cuda" and _shards_states(c) and \
-        not E.adapter_named(c) and not E.weights_quantized(c) else None
-    short_sharded = short_sharded or bool(moments_sharded)
     frames = _REPLICA_FRAMES.search(t) if c.oom.kind == "cuda" else None
     # Trainer moves the whole model to each process's GPU unless DeepSpeed/FSDP shard it: with several processes, an
     # OOM there is each one's replica (with one process it is the weights alone: load_too_big)
@@ -144,6 +140,8 @@ def ddp_replica(c: Case) -> Cause | None:
     bucket = _GRAD_BUCKET_FRAMES.search(t) if c.oom.kind == "cuda" and not states and not moments and \
         (c.oom.requested_bytes or 0) >= GRAD_BUCKET_MIN_BYTES and not E.adapter_named(c) else None
     states = states or moments or bucket
+    moments_sharded = moments if _shards_states(c) else None
+    short_sharded = _shards_states(c) and any((states_exceed, need, at_one, moments_sharded))
     # the GPUs' memory added up by a report that trains several of them with 16-bit weights: the pooled memory it
     # counts on is each GPU's own (4-bit replicas are small enough that the batch is the likelier reading)
     # (a dataset named is a run that trains: inference split over the cards by a device map does pool them)

@@ -58,9 +58,9 @@ SPLITS = ("test30", "test28", "test27", "test26", "test25", "test24", "test23", 
           "test8", "test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
 """Split names, held-out first. test30: a thirtieth held-out split collected 2026-11-30 (session 16, helper
 collect30) from GitHub issue threads (training and fine-tuning, RL, serving engines other than vLLM (llama.cpp,
-mistral.rs, vLLM-Ascend), in-situ quantization, evaluation, host-RAM kills at load, 2025-2026 threads, smaller
-repositories) while helper collect29 collected test29, frozen before its first measurement (UNMEASURED in
-tests/test_doctor_threads.py until then).
+mistral.rs, LMDeploy, Ollama, vLLM-Ascend), in-situ quantization, evaluation, host-RAM kills at load, 2025-2026
+threads, smaller repositories) while helper collect29 collected test29, frozen before its first measurement
+(UNMEASURED in tests/test_doctor_threads.py until then).
 test28: a twenty-eighth held-out split collected 2026-11-30 (session 15, helper
 collect28) from GitHub issue threads (single consumer cards, host-RAM kills of servers, conversions and a LoRA merge,
 serving engines other than vLLM, PPO, long-context inference, Chinese and Korean threads, 2025-2026 threads, smaller

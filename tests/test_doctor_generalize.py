@@ -1679,3 +1679,79 @@ def test_a_report_that_quantized_loading_runs_is_the_missing_quantization(said):
     assert d.primary.id == "no_quant" and d.fixes[0].id == "quantize", [c.id for c in d.causes]
     # a wish is not a cure: asking whether 8-bit would help stays the doctor's reading of the numbers
     assert "quantized loading runs" not in _d("LoRA of a 9B on two 4090s: CUDA out of memory").primary.why
+
+
+# --- session 16: test28, studied after its first measurement -------------------------------------------------------
+
+def test_a_directory_in_a_pasted_path_is_not_a_phase():
+    said = ("it's OOM after some updates\n[ERROR] ['/export/home/envs/rl/bin/python', '-u', '-m', 'trainer.train_ppo'] "
+            "exits with return code = 1")
+    assert phase_from_words(said)[0] != "merge"
+    assert phase_from_words("it hits CUDA out of memory while exporting the merged model")[0] == "merge"  # an export is
+
+
+@pytest.mark.parametrize("said", ["I'm running out of memory trying to load the LLMs on a 6GB GPU",
+                                  "베이스 모델을 로딩하는 부분에서 OutOfMemoryError: CUDA out of memory 오류가 생깁니다"])
+def test_loading_told_as_trying_to_load_or_in_korean_is_the_load(said):
+    assert phase_from_words(said)[0] == "load"
+    d = _d(said)
+    assert d.primary.id == "load_too_big" and d.fixes[0].id == "smaller_model", [c.id for c in d.causes]
+
+
+def test_an_engine_that_cannot_fit_its_kv_cache_says_so_at_start_and_fp4_weights_are_4_bit():
+    assert parse("Engine failure - Not enough memory for KV cache, try reducing --num page").kind == "kv_cache"
+    d = _d("Engine failure - Not enough memory for KV cache\n4090 24gb, Qwen 27b nvfp4 would not load")
+    assert d.primary.id == "vllm_memory" and d.fixes[0].id == "vllm_memory", [c.id for c in d.causes]
+    from qlorafit.doctor.prose import QUANT_WORDS
+
+    assert QUANT_WORDS.search("a 27b nvfp4 build") and QUANT_WORDS.search("MXFP4 weights")
+    assert not QUANT_WORDS.search("fp16 weights")
+
+
+def test_super_cards_have_their_own_memory():
+    assert gpus("NVIDIA GeForce RTX 4070 Ti SUPER").memory_bytes == 16376 * 2**20
+    assert gpus("RTX 4070 Ti").memory_bytes == 12282 * 2**20
+    assert gpus("my 4080 Super").memory_bytes == 16376 * 2**20
+
+
+def test_an_engine_that_offloads_layers_fails_on_the_layers_it_put_on_the_card_not_on_the_models_size():
+    said = ("koboldcpp crashes when I set the GPU layers by hand\nRTX 4070 Ti SUPER\n"
+            "Llama-3.1-70B-Instruct-Q4_K_L.gguf")
+    d = _d(said)
+    assert d.primary.id == "vllm_memory" and d.fixes[0].id == "vllm_memory", [c.id for c in d.causes]
+    # the same weights on vLLM, which keeps every layer on the card: the model's size is the cause
+    v = _d("vllm serve of a 70B in 4-bit on an RTX 4070 Ti SUPER: CUDA out of memory while loading the model")
+    assert v.primary.id == "load_too_big", [c.id for c in v.causes]
+
+
+@pytest.mark.parametrize("said", ["4张80G的A100不能支持lora的7b在batch为4的条件下训练，batch只能设置到1",
+                                  "LoRA fine-tune of a 7B: I can only use a batch size of 1 on my A100"])
+def test_a_batch_that_goes_no_higher_than_one_is_a_memory_limit_and_checkpointing_lets_it_grow(said):
+    d = _d(said)
+    assert d.case.oom.kind is not None and d.primary.id == "batch_or_seq", [c.id for c in d.causes]
+    assert d.fixes[0].id == "checkpointing", [f.id for f in d.fixes]
+    # a batch said to fit, not capped: the batch lever still leads
+    assert _d("LoRA fine-tune of a 7B on my A100: CUDA out of memory").fixes[0].id != "checkpointing"
+
+
+def test_a_lora_adapter_loaded_to_generate_does_not_fit_like_any_model():
+    said = ("python generate.py --model_path llama-13b-hf --lora_path Chinese-Vicuna-lora-13b\n"
+            "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 68.00 MiB (GPU 0; 10.75 GiB total "
+            "capacity; 10.17 GiB already allocated; 47.94 MiB free; 10.17 GiB reserved in total by PyTorch)")
+    d = _d(said)
+    assert d.primary.id == "load_too_big", [c.id for c in d.causes]
+    # the same adapter trained on the same card: the missing 4-bit loading is the cause
+    t = _d(said.replace("python generate.py", "python finetune.py"))
+    assert t.primary.id == "no_quant", [c.id for c in t.causes]
+
+
+def test_an_oom_with_far_more_free_than_asked_is_memory_this_process_could_not_get():
+    said = ("loading vicuna-7b in fp16 on my 16GB card: torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to "
+            "allocate 86.00 MiB (GPU 0; 16.00 GiB total capacity; 7.36 GiB already allocated; 7.19 GiB free; 7.36 GiB "
+            "reserved in total by PyTorch)")
+    d = _d(said)
+    assert d.primary.id == "other_process" and d.fixes[0].id == "free_gpu", [c.id for c in d.causes]
+    # the card full when it failed: the run's own size
+    full = said.replace("7.19 GiB free", "20.00 MiB free").replace("7.36 GiB already", "14.90 GiB already") \
+        .replace("7.36 GiB reserved", "14.95 GiB reserved")
+    assert _d(full).primary.id != "other_process", [c.id for c in _d(full).causes]

@@ -231,15 +231,28 @@ _RESERVING_ENGINE = re.compile(r"\bsglang\b|mem[_-]fraction[_-]static|\blmdeploy
                                r"text-generation-launcher|max[_-]total[_-]tokens|max[_-]batch[_-]prefill[_-]tokens|"
                                r"(?:key|value|kv)_buffer\s*=\s*\[?\s*torch\.(?:empty|zeros)\(|"
                                r"\bollama\b|\bnum_ctx\b|llama\.cpp|llama[-_]cpp|\bn_ctx\b|--ctx-size|\bexllama\w*|"
-                               r"--gpu_split", re.I)
+                               r"--gpu_split|\bkoboldcpp\b|n_gpu_layers|--n-gpu-layers|--gpulayers|\bgpu[ _-]layers\b", re.I)
 """Inference engines that reserve a share of the card at start for weights and KV cache the way vLLM does, by their
 names and their knobs: SGLang (--mem-fraction-static), LMDeploy (cache_max_entry_count), TensorRT-LLM
 (kv_cache_free_gpu_mem_fraction), LightLLM (max_total_token_num: the tokens its KV buffers are allocated for), Hugging
 Face TGI (text-generation-launcher, --max-total-tokens, --max-batch-prefill-tokens), Ollama and llama.cpp (num_ctx,
 n_ctx, --ctx-size: the whole context's KV cache is allocated when the model loads), ExLlama (its cache for --length,
-next to the weights its --gpu_split places); and, unnamed, the line that
+next to the weights its --gpu_split places); llama.cpp's layer offload (n_gpu_layers, koboldcpp's 'GPU layers'):
+the layers put on the card by hand, with their share of the context; and, unnamed, the line that
 allocates such an engine's per-layer KV buffers up front ('self.value_buffer = [torch.empty(...) for _ in
 range(layer_num)]', LightLLM's memory manager)."""
+
+
+_LAYER_OFFLOAD = re.compile(r"\bollama\b|llama\.cpp|llama[-_]cpp|\bkoboldcpp\b|n_gpu_layers|--n-gpu-layers|--gpulayers|"
+                            r"\bgpu[ _-]layers\b|-ngl\b", re.I)
+"""Engines that put only some of a model's layers on the card and keep the rest in host RAM (llama.cpp, Ollama,
+koboldcpp), or their layer count: weights larger than the card still run there, so what fails is the share placed
+on it (the layers and the context's KV cache), not the model's size."""
+
+
+def offloads_layers(c: Case) -> bool:
+    """The engine splits the layers between the card and host RAM (_LAYER_OFFLOAD)."""
+    return bool(_LAYER_OFFLOAD.search(text(c)))
 
 
 def reserving_engine(c: Case) -> str | None:

@@ -94,7 +94,8 @@ def _size(pattern: str, text: str) -> int | None:
 _DISPATCH = re.compile(r"Some modules are dispatched on the CPU or the disk")
 _KV_CACHE = re.compile(r"larger than the maximum number of tokens that can be stored in KV cache|No available memory "
                        r"for the cache blocks|Insufficient memory for (?:the )?KV cache|larger than the available KV "
-                       r"cache memory|not enough KV cache space|KV cache is needed, which is larger", re.I)
+                       r"cache memory|not enough KV cache space|KV cache is needed, which is larger|"
+                       r"Not enough memory for (?:the )?KV[ -]?cache", re.I)
 _SHELL_KILLED = re.compile(r"(?<![A-Za-z0-9_-])(?:Killed|KILLED)(?![A-Za-z0-9_-])(?! process)")
 """The shell's word for a process the kernel's OOM killer ended, capitalised as it prints it, quoted inside a
 sentence ('出现 Killed 输出', 'it just prints Killed', '加载Killed了'): host RAM, whatever the reporter guesses about
@@ -138,6 +139,12 @@ _FIT_TALK = re.compile(r"\b(?:fits?|fitting|get\w* (?:it |\w+ )?(?:to )?(?:work\
                        r"(?:RTX\s?|GTX\s?)?(?:[AHLTV]\d{1,3}|[1-5]0[5-9]0(?:\s?Ti)?|A[2-6]000)\b)", re.I)
 """Whether a run fits a card ('fits on a single 4090', 'get it working on one A100'): the report is about memory, and
 a report brought to the doctor about fitting a card is about one that did not fit."""
+BATCH_CAPPED = re.compile(r"batch(?:[_ ]?size)?\s?(?:can |could )?only (?:be )?(?:set )?(?:to |up to |at |as high as )?(?:a )?"
+                          r"(?:1|one|2|two)\b|(?:can|could) only (?:use|run|train with|fit|set) (?:a )?batch(?:[_ ]?size)? "
+                          r"(?:of |to |at )?(?:1|one|2|two)\b|batch(?:[_ ]?size)?\s?(?:只能|最多|最大只能)(?:设置?|开|调|跑)?(?:到|为|成)?\s?[12一二]"
+                          r"(?![0-9])|只能(?:跑|用|开|设置?)?\s?batch(?:[_ ]?size)?\s?(?:=|为|到)?\s?[12一二](?![0-9])", re.I)
+"""The report says the batch cannot go above one or two ('batch只能设置到1', 'I can only use a batch size of 1'): the
+memory limits it, told without an error."""
 _NOT_GPU = re.compile(r"(?:不是|并非|而非|并不是|非)显存|not (?:the )?(?:gpu|cuda|video|device) (?:memory|ram)\b|not (?:the )?vram\b|"
                       r"rather than (?:the )?(?:gpu memory|vram)", re.I)
 """The report says the memory that ran out is not the GPU's ('内存不够，不是显存不够', 'the CPU RAM runs out, not the VRAM')."""
@@ -403,7 +410,8 @@ def parse(text: str) -> OomText:
     parse_fp16(text, out)
     if out.kind is None and not out.fp16_signs and (_FAILURE_WORDS.search(text) or phase.STALL.search(text)
                                                      or re.search(phase.WONT_LOAD, text, re.I)
-                                                     or MEMORY_TALK.search(text) or _FIT_TALK.search(text)):
+                                                     or MEMORY_TALK.search(text) or _FIT_TALK.search(text)
+                                                     or BATCH_CAPPED.search(text)):
         out.kind, out.form = "presumed", "presumed"  # asked about an OOM, told of a failure: presumed, never proven
         if host_memory_named(text):
             out.kind = "cpu"  # the memory the report talks about is the host's ('CPU memory usage climbs past 1T')

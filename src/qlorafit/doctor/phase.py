@@ -216,6 +216,9 @@ _PROSE = (  # (phase, words): checked in this order inside one sentence that als
     ("load", r"load(?:ing|s)? (?:the |a |my )?(?:full |whole |entire |complete |original )?(?:model|checkpoint|weights)|"
              r"load(?:ing|s)? (?:[\w.-]+ ){1,3}\d+(?:\.\d+)?[bB]\b|load(?:ing|s)? (?:a |my )?[\w.-]*\d(?:\.\d+)?[bB]\b|(?:at|on|during|while|when) load(?:ing)?\b|"
              r"from_pretrained|moving the model|when (?:i |we )?load\b|加载模型|"
+             # 'running out of memory trying to load the LLMs'; Korean 'loading the base model' (베이스 모델을 로딩하는)
+             r"(?:trying|tried|try|attempting|attempted) to load\b|load(?:ing|s)? (?:the |a |my )?(?:llms?|models)\b|"
+             r"로딩|로드(?:하|할|한|중)|불러오|"
              # the program's start-up is its load: '启动的时候报错显存不足', 'OOM at startup'
              r"启动(?:的)?时(?:候)?|(?:at|on|during) start-?up\b|" + WONT_LOAD),
 )
@@ -327,7 +330,7 @@ def _done_before_the_failure(text: str, m: re.Match) -> bool:
 def _in_identifier(text: str, m: re.Match) -> bool:
     """The word is a piece of a longer code name, not the last part of a dotted call: 'actor_rollout_ref.rollout.
     gpu_memory_utilization' is a setting, not a rollout; 'text-generation-launcher' is a server's name;
-    'AutoModelForCausalLM.from_pretrained' is still a load."""
+    'AutoModelForCausalLM.from_pretrained' is still a load; '/export/home/' is a directory, not an export."""
     def code(ch: str) -> bool:
         return ch.isascii() and (ch.isalnum() or ch == "_")
 
@@ -339,7 +342,9 @@ def _in_identifier(text: str, m: re.Match) -> bool:
     hyphen_after = after[0] == "-" and code(after[1])
     joined_before = code(word[0]) and (code(before) or hyphen_before)  # '合并lora' is CJK next to a name, not one name
     joined_after = code(word[-1]) and (code(after[0]) or (after[0] == "." and code(after[1])) or hyphen_after)
-    return joined_before or joined_after
+    # a directory of a path: '/export/home/envs/...' is where the files are, not an export
+    directory = before == "/" and after[0] == "/"
+    return joined_before or joined_after or directory
 
 
 def step_from_words(text: str) -> tuple[str | None, int | None, str]:

@@ -106,9 +106,10 @@ def _failing(text: str, found: list[tuple[int, float]]) -> list[tuple[int, float
 _A = r"(?<![A-Za-z0-9_])"  # edges made of Latin letters and digits only: Chinese written against a word ('了int8量化')
 _Z = r"(?![A-Za-z0-9_])"  # is still outside it (Python's \b counts CJK as word characters)
 _BITS = _A + r"(?:4|8)[- ]?bit" + _Z + r"(?![- ]?(?:adam|optim|paged))"  # not the 8-bit Adam optimizer
-QUANT_WORDS = re.compile(_BITS + r"|load[_-]in[_-][48]bit(?!\s*[=:]\s*False)|" + _A + r"(?:int[48]|nf4|gptq|awq|gguf)" + _Z
+QUANT_WORDS = re.compile(_BITS + r"|load[_-]in[_-][48]bit(?!\s*[=:]\s*False)|" + _A + r"(?:int[48]|nf4|gptq|awq|gguf|(?:nv|mx)?fp4)" + _Z
                          + r"|quantiz|qlora|量化", re.I)
-"""The report says the weights are quantized: 4-/8-bit, int4/int8, NF4, GPTQ, AWQ, GGUF, quantization (量化), QLoRA."""
+"""The report says the weights are quantized: 4-/8-bit, int4/int8, NF4, FP4 (NVFP4, MXFP4), GPTQ, AWQ, GGUF,
+quantization (量化), QLoRA."""
 _EIGHT_BIT = re.compile(_A + r"8[- ]?bit" + _Z + r"(?![- ]?(?:adam|optim|paged))|load[_-]in[_-]8bit(?!\s*[=:]\s*False)|"
                         + _A + r"int8" + _Z, re.I)
 
@@ -190,7 +191,7 @@ _NUMBER = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seve
 """Counts written as words: English one..eight, 'a pair of', 'dual'; Chinese numerals and 双 (双卡 = 2); 单卡 is
 _SINGLE's."""
 _N = r"(?<![A-Za-z0-9_.第一二两三四五六七八九十])(\d{1,2}|one|two|three|four|five|six|seven|eight|a pair of|dual|[一二两双三四五六七八九十])"
-_CARD = (r"(?:RTX\s?|GTX\s?)?(?:[AHLV]\d{2,3}S?|P40|P100|[LT]4|A[2-6]000|[12345]0[5-9]0(?:\s?Ti|\s?Super|D)?|MI\d{3}\w?|B200|"
+_CARD = (r"(?:RTX\s?|GTX\s?)?(?:[AHLV]\d{2,3}S?|P40|P100|[LT]4|A[2-6]000|[12345]0[5-9]0(?:\s?Ti(?:\s?Super)?|\s?Super|D)?|MI\d{3}\w?|B200|"
          r"H20|L40S?)(?![0-9])")
 _VENDOR = r"(?:(?:NVIDIA|Tesla|GeForce|AMD)[\s-])?"
 _ONE_SIZE = re.compile(r"(?<![\d.])(\d{1,3})\s?G(?:B|iB)?(?![A-Za-z0-9])", re.I)

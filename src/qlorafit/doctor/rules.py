@@ -12,7 +12,7 @@ from qlorafit.core import options as O
 from qlorafit.doctor import evidence as E
 from qlorafit.doctor.case import Case, gib
 from qlorafit.doctor.cause import STRENGTH, Action, Cause
-from qlorafit.doctor.parse import VLLM_KV_SIZING
+from qlorafit.doctor.parse import BATCH_CAPPED, VLLM_KV_SIZING
 from qlorafit.doctor.phase import CHAT_HISTORY
 from qlorafit.doctor.ruled_out import STATIC_CAUSES, batch_one_fails, ruled_out, some_data_fails
 from qlorafit.core.sizes import GIB, MIB
@@ -155,13 +155,34 @@ def _other_process_words(c: Case) -> Cause | None:
                                  id="free_gpu")])
 
 
+FREE_UNUSED_FACTOR = 4
+"""The card reports this many times the request free (and at least 1 GiB) when the allocation failed: the memory was
+there, so this process could not use it (something else took it at that moment, or a cap or a MIG slice limits it)."""
+
+
+def _free_but_refused(c: Case) -> Cause | None:
+    """The message says the card had far more free than was asked for: no size of this run explains the failure."""
+    o = c.oom
+    if o.free_bytes is None or o.requested_bytes is None or c.oom.kind != "cuda" or \
+            o.free_bytes < max(FREE_UNUSED_FACTOR * o.requested_bytes, GIB) or \
+            re.search(r"memory fraction|per_process_memory_fraction|\bMIG\b", c.inputs.error_text or "", re.I):
+        return None
+    return Cause("other_process", "the card had the memory free, yet this process could not get it",
+                 "another process (a second launch, a notebook kernel, a stuck run) was taking memory at that moment, "
+                 "or the driver held it: a reboot or a free card clears it",
+                 [_numbers(c), f"free {gib(o.free_bytes)} when {gib(o.requested_bytes)} was asked for: the run's own "
+                               f"size did not run out"],
+                 actions=[Action("check nvidia-smi for other processes and stop them (or restart the machine), or pick "
+                                 "a free GPU with CUDA_VISIBLE_DEVICES", "none", id="free_gpu")])
+
+
 def other_process(c: Case) -> Cause | None:
     other = _other_bytes(c)
     if other is None:
-        return _other_process_words(c)
+        return _other_process_words(c) or _free_but_refused(c)
     o = c.oom
     if other < max(OTHER_PROCESS_MIN_BYTES, 0.1 * (o.total_bytes or 0)):
-        return None  # the numbers show nothing held outside this process: they outweigh the words
+        return _free_but_refused(c)  # the numbers show nothing held outside this process: they outweigh the words
     ev = [f"GPU {o.gpu_index}: total {gib(o.total_bytes)}, free {gib(o.free_bytes)}, so {gib(o.total_bytes - o.free_bytes)} "
           f"in use; this process's PyTorch pool is {gib(o.reserved_bytes)}"
           + (f" (the process reports {gib(o.process_bytes)})" if o.process_bytes is not None else ""),
@@ -295,7 +316,7 @@ def _lora_weights_heavy(c: Case) -> str | None:
         not E.weights_quantized(c) and E.TRAINING_WORDS.search(E.text(c)) is not None and \
         max(E.world_size(c) or 1, E.gpu_count(c) or 1) == 1 and c.oom.phase != "later_step"
     # (not after steps ran: the weights had fitted, so whatever they were loaded as is not what ran out)
-    if not (lora or unnamed):
+    if not (lora or unnamed) or _infers_with_adapter(c):
         return None
     w, card = E.named_weights(c), E.card_bytes(c)
     if w is None or card is None:
@@ -587,7 +608,7 @@ def _weights_exceed_card(c: Case) -> str | None:
     if w is None or card is None or w[0] <= WEIGHTS_ROOM_SHARE * card or (E.world_size(c) or 1) > 1 \
             or (E.gpu_count(c) or 1) > 1:
         return None
-    if E.lora_16bit(c) and c.oom.phase not in ("load", "generation"):
+    if E.lora_16bit(c) and c.oom.phase not in ("load", "generation") and not _infers_with_adapter(c):
         # a 16-bit LoRA: the missing 4-bit loading is the cause (no_quant), not the model's size (generating with a
         # LoRA adapter is no LoRA training: the weights still have to fit first)
         return None
@@ -637,6 +658,14 @@ inference or training, its weights are larger than one card, and the others are 
 
 _TRAINED = re.compile(r"\btrain|fine-?tun|\bsft\b|微调|训练", re.I)
 """The report trains (a LoRA adapter alone is used for inference too, so it is not training)."""
+_INFERS = re.compile(r"\bgenerat\w*|\binferenc\w*|\bserv(?:e|es|ing)\b|推理|生成", re.I)  # not 'chat': '-Chat' names models
+
+
+def _infers_with_adapter(c: Case) -> bool:
+    """A LoRA adapter loaded to generate ('generate.py --lora_path ...'), nothing trained: its base weights have to
+    fit the card like any model's (load_too_big), no 4-bit training option is missing."""
+    t = E.text(c) + " " + E.settings_text(c)
+    return bool(_INFERS.search(t)) and not _TRAINED.search(t) and "do_train" not in c.settings
 
 
 def load_too_big(c: Case) -> Cause | None:
@@ -967,6 +996,9 @@ def _step_levers(c: Case, ev: list) -> list[Action]:
         ev.append(f"the report says '{off.group(0)}'" if hasattr(off, "group") else "gradient_checkpointing=False")
         first.append(ckpt)
     ml, bs = c.settings.get("max_length"), c.settings.get("per_device_train_batch_size")
+    # a batch said to go no higher than 1 or 2 ('batch只能设置到1', 'I can only use a batch size of 1'): it runs there
+    # and is as small as it gets, so what lets it grow again is checkpointing, not the length a failing batch of 1 points to
+    capped = BATCH_CAPPED.search(flat)
     why = [w for w in (long_said(t), _CAP_ADDED.search(t), _VISION.search(t)) if w]
     large = isinstance(bs, int) and bs >= LARGE_MICRO_BATCH
     if why and large and isinstance(ml, int) and ml < LONG_CONTEXT_TOKENS:
@@ -974,7 +1006,7 @@ def _step_levers(c: Case, ev: list) -> list[Action]:
         ev.append(f"the report says '{why[0].group(0)}', but the samples are cut to {ml:,} tokens and the "
                   f"micro-batch is {bs}")
         first.append(batch)
-    elif why or bs == 1:
+    elif why or (bs == 1 and not capped):
         ev.append(f"the report says '{why[0].group(0)}'" if why else "the micro-batch is already 1")
         first.append(length)
     elif isinstance(ml, int) and ml >= LONG_CONTEXT_TOKENS:
@@ -988,7 +1020,9 @@ def _step_levers(c: Case, ev: list) -> list[Action]:
         # only not shown, not said off: a smaller micro-batch (with accumulation) works whether or not it is on, so
         # it goes first where nothing else leads. (Checkpointing led here until session 15: on the 523 studied threads
         # it was the accepted fix on 15 of the 51 it led, the batch on about 23.)
-        if not first and not batch_one_fails(flat):
+        if capped:
+            ev.append(f"the report says '{capped.group(0)}'")
+        if not first and not batch_one_fails(flat) and not capped:
             first.append(batch)
         first.append(ckpt)
     tried = batch_one_fails(flat)

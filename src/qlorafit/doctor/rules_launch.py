@@ -406,8 +406,8 @@ def _vllm_weights_exceed_card(c: Case, util: float) -> Cause | None:
     engine's share of one GPU: no utilization or max_model_len setting can make them fit, so the reservation is not
     the cause. The lever is tensor parallelism over the GPUs the machine has, else a 4-bit build."""
     w, card = E.named_weights(c), c.oom.total_bytes or E.card_bytes(c)
-    if w is None or card is None:
-        return None
+    if w is None or card is None or E.offloads_layers(c):
+        return None  # llama.cpp's family keeps the layers that do not fit in host RAM: the share on the card failed
     tp = c.settings.get("tensor_parallel_size")
     tp = tp if isinstance(tp, int) and tp > 0 else 1
     if w[0] / tp <= util * card:

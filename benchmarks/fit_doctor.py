@@ -72,7 +72,9 @@ FIRST_COMMIT = {"train": ("cee5fcb", "doctor-threads-baseline.json"),
                 "test25": ("3c219be", "doctor-threads-test25-frozen.json"),
                 "test26": ("5c54abf", "doctor-threads-test26-frozen.json"),
                 "test27": ("5c54abf", "doctor-threads-test27-frozen.json"),
-                "test28": ("e972e22", "doctor-threads-test28-frozen.json")}
+                "test28": ("e972e22", "doctor-threads-test28-frozen.json"),
+                "test29": ("d53a936", "doctor-threads-test29-frozen.json"),
+                "test30": ("d53a936", "doctor-threads-test30-frozen.json")}
 RESULTS_SPLIT = {"seen": "test"}  # the first test split was called 'test' when it was first measured
 
 

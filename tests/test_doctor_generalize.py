@@ -1755,3 +1755,107 @@ def test_an_oom_with_far_more_free_than_asked_is_memory_this_process_could_not_g
     full = said.replace("7.19 GiB free", "20.00 MiB free").replace("7.36 GiB already", "14.90 GiB already") \
         .replace("7.36 GiB reserved", "14.95 GiB reserved")
     assert _d(full).primary.id != "other_process", [c.id for c in _d(full).causes]
+
+
+# --- session 16: test29 and test30, studied after their first measurement ------------------------------------------
+
+def test_ascends_npu_message_is_read_like_pytorchs_and_a_910b_is_no_model_size():
+    said = ("910B OOM\nRuntimeError: NPU out of memory. Tried to allocate 88.00 MiB (NPU 0; 60.96 GiB total capacity; "
+            "4.24 GiB already allocated; 4.24 GiB current active; 7.47 MiB free; 4.37 GiB reserved in total by PyTorch)")
+    o = parse(said)
+    assert o.total_bytes is not None and o.reserved_bytes is not None and o.gpu_index == 0
+    assert model_params_b("Ascend 910B runs out of memory") is None
+    assert model_params_b("a 70B on 910B2 cards") == 70
+    d = _d(said)
+    assert d.primary.id == "other_process" and d.fixes[0].id == "free_gpu", [c.id for c in d.causes]
+
+
+def test_paddles_message_is_read_and_its_printed_advice_is_not_the_reporters_words():
+    said = ("evaluating a large dataset with the trainer reports out of memory after a while\nResourceExhaustedError:\n"
+            "Out of memory error on GPU 3. Cannot allocate 12.447770GB memory on GPU 3, 27.584717GB memory has been "
+            "allocated and available memory is only 4.163818GB.\n\nPlease check whether there is any other process "
+            "using GPU 3.\n1. If yes, please stop them, or start PaddlePaddle on another GPU.")
+    o = parse(said)
+    assert o.form == "paddle" and o.requested_bytes > 12 * 10**9 and o.free_bytes < 5 * 10**9
+    d = _d(said)
+    assert d.primary.id == "eval_logits", [c.id for c in d.causes]
+    # the reporter's own words about another process still count
+    assert _d("CUDA out of memory: another process is using GPU 0 (nvidia-smi shows a jupyter kernel)").primary.id \
+        == "other_process"
+
+
+def test_one_visible_gpu_is_no_dataparallel_replica_whatever_the_machine_has():
+    said = ("CUDA_VISIBLE_DEVICES=1 python src/train_ppo.py --model_name_or_path baichuan-7B --do_train "
+            "--finetuning_type lora --quantization_bit 4 --per_device_train_batch_size 1\n"
+            "OutOfMemoryError: CUDA out of memory. Tried to allocate 192.00 MiB (GPU 0; 15.78 GiB total capacity; "
+            "14.03 GiB already allocated; 5.69 MiB free; 14.72 GiB reserved in total by PyTorch)\n我有2张显卡")
+    assert _d(said).primary.id == "batch_or_seq", [c.id for c in _d(said).causes]
+    both = _d(said.replace("CUDA_VISIBLE_DEVICES=1", "CUDA_VISIBLE_DEVICES=0,1"))
+    assert both.primary.id == "ddp_replica", [c.id for c in both.causes]
+
+
+def test_a_phase_the_report_denies_is_not_where_it_failed():
+    said = "The OOM is not validation, not FSDP: every training step peaks at 74 GiB and step 5 runs out of memory."
+    assert phase_from_words(said)[0] != "eval"
+    assert phase_from_words("it runs out of memory during validation")[0] == "eval"
+
+
+def test_one_card_that_cannot_hold_the_model_under_data_parallel_is_the_replica_and_refused_4_bit_is_not_the_cause():
+    said = ("目前运行的脚本貌似都是数据并行。计划两张24G的卡Lora微调Qwen-14B，但单张卡放不下，又不想量化降低性能。")
+    d = _d(said)
+    assert d.case.oom.kind is not None and d.primary.id == "ddp_replica", [c.id for c in d.causes]
+    from qlorafit.doctor.prose import quantization_refused, quantization_stated
+
+    assert quantization_refused(said) and not quantization_stated(said)
+    assert quantization_stated("loaded in 4-bit") and not quantization_refused("loaded in 4-bit")
+    # the same LoRA that does not refuse 4-bit: the missing quantization is the nearer lever
+    assert _d(said.replace("又不想量化降低性能。", "")).primary.id == "no_quant"
+
+
+def test_a_batch_of_one_set_in_other_words_still_fails():
+    from qlorafit.doctor.ruled_out import batch_one_fails
+
+    said = ("I would like to fine-tune the 2B model, but I got the out-of-memory issue even with the batch size setting "
+            "to 1 (on a single GPU with 24G memory).")
+    assert batch_one_fails(said)
+    assert _d(said).primary.id == "ddp_replica", [c.id for c in _d(said).causes]
+
+
+def test_the_failing_clause_names_training_ahead_of_another_clause_and_many_large_images_are_long_samples():
+    said = "数据里有很多大图，我把max pixels设置成和千问2.5一致时，训练时会OOM，而且评测时有许多case会报错"
+    assert phase_from_words(said)[0] == "training"
+    assert _d(said).primary.id == "long_sample", [c.id for c in _d(said).causes]
+    # training said not to fail: the other clause's phase stands
+    assert phase_from_words("训练时候没有报OOM，保存模型的时候报了OOM")[0] == "save"
+    assert phase_from_words("评测时显存不足")[0] == "eval"
+
+
+def test_an_evaluation_harness_is_an_evaluation_and_its_own_batch_is_the_lever():
+    said = ("when running lm_eval across 8xH100 using accelerate and auto-detect batchsize I'm getting NCCL WARN Cuda "
+            "failure 2 'out of memory' at the end\nif I manually set a smaller batchsize it works fine\n"
+            "accelerate launch -m lm_eval --model hf --model_args pretrained=/local_model --tasks lambada_openai "
+            "--batch_size auto")
+    assert phase_from_words(said)[0] == "eval"
+    d = _d(said)
+    assert d.primary.id == "eval_batch" and d.fixes[0].id == "eval_batch", [c.id for c in d.causes]
+
+
+def test_quantizing_while_loading_is_the_load():
+    said = "quantizing large models via insitu quantization leads to out of memory issues"
+    assert phase_from_words(said)[0] == "load"
+    assert _d(said).primary.id == "load_too_big", [c.id for c in _d(said).causes]
+
+
+def test_an_engine_named_as_the_alternative_is_not_the_engine_that_ran():
+    from qlorafit.doctor import evidence as E
+
+    said = "./mistralrs-server --isq Q4K runs out of memory; otherwise I might need to wait for llama.cpp support"
+    assert E.reserving_engine(_d(said).case) is None
+    assert E.reserving_engine(_d("llama.cpp server runs out of memory with -ngl 99").case) is not None
+
+
+def test_a_printed_parameter_count_sizes_the_model_but_not_the_adapters():
+    assert model_params_b("Total number of parameters in the model: 3,161,117,824") == pytest.approx(3.16, abs=0.01)
+    assert model_params_b("trainable params: 4,194,304 || all params: 6,742,609,920 || trainable%: 0.06") == \
+        pytest.approx(6.74, abs=0.01)
+    assert model_params_b("trainable params: 4,194,304") is None

@@ -52,17 +52,29 @@ _LAUNCHER = re.compile(r"\btorchrun\b|torch\.distributed\.(?:run|launch)|acceler
 _PLAIN_PYTHON = re.compile(r"(?<![\w-])python3?\s+(?:-u\s+)?\S+\.py\b", re.I)
 
 
+_DATA_PARALLEL_SAID = re.compile(r"(?<!不)(?:是|都是|用的是|使用了?|采用了?)\S{0,3}数据并行|(?:uses?|using|runs?|running|is|are) "
+                                 r"(?:plain |only |just )?(?:data[- ]parallel(?:ism)?|DDP)\b", re.I)
+"""The report says the run is data parallel ('脚本貌似都是数据并行', 'it uses plain DDP'), not that it wishes it were not."""
+
+
 def data_parallel(c: Case) -> bool:
     """One plain `python train.py` process that sees several GPUs (CUDA_VISIBLE_DEVICES=0,1,2, '4 GPUs'): the
     transformers Trainer then wraps the model in torch.nn.DataParallel, a whole replica on every GPU (and the outputs
     gathered on the first), unless the model is split with a device_map."""
     t = text(c)
     n = gpu_count(c)
+    if n and n > 1 and _DATA_PARALLEL_SAID.search(t) and TRAINING_WORDS.search(t):
+        return True  # the report itself says the training is data parallel: a replica on every GPU
     # the Trainer's wrap: a report that trains (an inference script on several GPUs uses whichever device it is told)
     return bool(n and n > 1 and _PLAIN_PYTHON.search(t)) and bool(TRAINING_WORDS.search(t)) and \
         not _LAUNCHER.search(t) and not re.search(
         r"\bdeepspeed\b|FORCE_TORCHRUN|NPROC_PER_NODE|device_map|llamafactory-cli|\bswift\b", t, re.I) \
-        and setting(c, "world_size") is None
+        and setting(c, "world_size") is None and not ONE_VISIBLE.search(t)
+
+
+ONE_VISIBLE = re.compile(r"CUDA_VISIBLE_DEVICES\s*=\s*[\"']?\d+(?![\d,])")
+"""The process is shown one GPU ('CUDA_VISIBLE_DEVICES=1 python train.py'), whatever the machine has: no
+DataParallel replica on the others."""
 
 
 def launched(c: Case) -> bool:
@@ -256,9 +268,18 @@ def offloads_layers(c: Case) -> bool:
 
 
 def reserving_engine(c: Case) -> str | None:
-    """The words naming an engine other than vLLM that reserves its share of the card up front, or None."""
-    m = _RESERVING_ENGINE.search(text(c))
-    return m.group(0) if m else None
+    """The words naming an engine other than vLLM that reserves its share of the card up front, or None. An engine
+    named as the alternative ('I might need to wait for llama.cpp support', 'instead of Ollama') is not the one that ran."""
+    t = text(c)
+    for m in _RESERVING_ENGINE.finditer(t):
+        if not _ALTERNATIVE_BEFORE.search(t[max(0, m.start() - 30):m.start()]) and \
+                not re.match(r"\s+support\b", t[m.end():m.end() + 12], re.I):
+            return m.group(0)
+    return None
+
+
+_ALTERNATIVE_BEFORE = re.compile(r"(?:wait(?:ing)? for|instead of|switch(?:ing)? to|rather than|than|unlike|compared (?:to|with)"
+                                 r"|改用|换成)\s*(?:the\s+)?$", re.I)
 
 
 def uses_vllm(c: Case) -> bool:

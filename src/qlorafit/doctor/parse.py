@@ -166,7 +166,7 @@ _GPU_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- 
                         r"memory (?:usage|use|consumption)|"
                         # the model does not fit one card: 'cannot run a 72B on a single GPU', '单卡放不下'
                         r"(?:does ?n[o']t|won'?t|cannot|can'?t|can not|unable to) (?:fit|run|load)\b[^.\n]{0,40}\b(?:on|in|into) "
-                        r"(?:a single|one|a|single|my|our|the|this) [\w -]{0,12}?(?:gpu|card|[AHLVT]\d{1,3}|\d{4})\b|无法在单(?:张)?卡|单卡(?:无法|放不下|装不下|跑不了|跑不动)", re.I)
+                        r"(?:a single|one|a|single|my|our|the|this) [\w -]{0,12}?(?:gpu|card|[AHLVT]\d{1,3}|\d{4})\b|无法在单(?:张)?卡|单(?:张|块)?卡(?:无法|放不下|装不下|跑不了|跑不动)", re.I)
 
 
 _HOST_NAMED = re.compile(r"(?:\bhost|\bCPU|\bsystem|\bnode)[ -]?(?:RAM|memory|mem)\b|\bRSS\b|\bfree -[hgm]\b|"
@@ -283,7 +283,8 @@ def parse_cuda_numbers(text: str, out: OomText) -> None:
     """Fill the numbers of a CUDA OOM message, in whichever form it is written."""
     # PyTorch's 'Tried to allocate 2.00 GiB'; TensorFlow's and JAX's 'trying to allocate 392.00MiB' say the same
     out.requested_bytes = _size(r"(?:Tr[a-z]{0,2}ied|trying) to allocate " + _SIZE, text)  # 'Traied': typed by hand
-    m = re.search(r"\(GPU (\d+); " + _SIZE + r" total capacity", text)
+    # Ascend's torch_npu writes PyTorch's message with 'NPU' for 'GPU' ('NPU out of memory ... (NPU 0; 60.96 GiB total')
+    m = re.search(r"\((?:GPU|NPU) (\d+); " + _SIZE + r" total capacity", text)
     if m:  # old form: everything in one parenthesis
         out.form = "old"
         out.gpu_index, out.total_bytes = int(m.group(1)), size_bytes(m.group(2))
@@ -293,7 +294,7 @@ def parse_cuda_numbers(text: str, out: OomText) -> None:
         if out.reserved_bytes is not None and out.allocated_bytes is not None:
             out.unallocated_reserved_bytes = max(0, out.reserved_bytes - out.allocated_bytes)
         return
-    m = re.search(r"GPU (\d+) has a total capac\w* of " + _SIZE + r" of which " + _SIZE + r" is free", text)
+    m = re.search(r"(?:GPU|NPU) (\d+) has a total capac\w* of " + _SIZE + r" of which " + _SIZE + r" is free", text)
     if m:
         out.form = "current"
         out.gpu_index, out.total_bytes, out.free_bytes = int(m.group(1)), size_bytes(m.group(2)), size_bytes(m.group(3))
@@ -304,6 +305,15 @@ def parse_cuda_numbers(text: str, out: OomText) -> None:
         out.unallocated_reserved_bytes = _size(_SIZE + r" is reserved by PyTorch but unallocated", text)
         if out.allocated_bytes is not None and out.unallocated_reserved_bytes is not None:
             out.reserved_bytes = out.allocated_bytes + out.unallocated_reserved_bytes
+        return
+    # PaddlePaddle's ResourceExhaustedError: 'Cannot allocate 12.44GB memory on GPU 3, 27.58GB memory has been allocated
+    # and available memory is only 4.16GB.' (no total: the card's size is the sum)
+    m = re.search(r"Cannot allocate " + _SIZE + r" memory on GPU (\d+), " + _SIZE + r" memory has been allocated and "
+                  r"available memory is only " + _SIZE, text)
+    if m:
+        out.form = "paddle"
+        out.requested_bytes, out.gpu_index = size_bytes(m.group(1)), int(m.group(2))
+        out.allocated_bytes, out.free_bytes = size_bytes(m.group(3)), size_bytes(m.group(4))
         return
     out.form = "bare"
 

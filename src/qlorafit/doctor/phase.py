@@ -189,7 +189,7 @@ will not'): a failure at the load, told in words."""
 _OOM_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]?of[- ]?memory|out of (?:gpu |cuda )?memory|"
                         r"ran out of|crash|killed|die[sd]\b|爆显存|显存\S{0,2}(?:溢出|不足|不够|超|爆)|超出?显存|爆炸|溢出|报错|内存不足|"
                         # the model does not fit one card (parse._GPU_WORDS): '无法在单卡上推理', 'cannot run on one GPU'
-                        r"无法在单张?卡|单卡(?:无法|放不下|装不下|跑不了|跑不动)|(?:does ?n[o']t|won'?t|cannot|can'?t|unable to) "
+                        r"无法在单张?卡|单(?:张|块)?卡(?:无法|放不下|装不下|跑不了|跑不动)|(?:does ?n[o']t|won'?t|cannot|can'?t|unable to) "
                         r"(?:fit|run|load)\b[^.\n]{0,40}\b(?:on|in|into) (?:a single|one|a|single|my|our|the|this) |memory (?:usage|consumption)|"
                         r"allocate|fill(?:s|ed)? up|memory leak|泄漏|泄露|内存\S{0,2}(?:占满|满了|爆|不够)|被(?:系统)?(?:杀|kill)|all (?:of )?(?:the |my |our )?(?:available )?(?:system |host )?RAM\b|"
                         r"exceeds? (?:the )?(?:gpu |cuda )?memory|" + WONT_LOAD, re.I)
@@ -211,7 +211,9 @@ _PROSE = (  # (phase, words): checked in this order inside one sentence that als
                    # a chat whose history grows each turn: every reply is generated from a longer prompt
                    + CHAT_HISTORY),
     # not torch's mode switch: 'from_pretrained(...).eval()' puts a model in inference mode, it is no evaluation
-    ("eval", r"(?<![A-Za-z])eval(?!\(\))\w*|validation|validat\w+|compute_metrics|predictions\b|\.predict\(|评估|验证"),
+    ("eval", r"(?<![A-Za-z])eval(?!\(\))\w*|validation|validat\w+|compute_metrics|predictions\b|\.predict\(|评估|评测|验证|"
+             # evaluation harnesses: running one is an evaluation, whatever its model is
+             r"\blm[_-]eval\b|lm-evaluation-harness|\bopencompass\b|\bevalscope\b"),
     ("tokenization", r"tokeniz\w*|\.map\(|dataset map|(?:数据)?预处理|数据处理|分词"),
     ("load", r"load(?:ing|s)? (?:the |a |my )?(?:full |whole |entire |complete |original )?(?:model|checkpoint|weights)|"
              r"load(?:ing|s)? (?:[\w.-]+ ){1,3}\d+(?:\.\d+)?[bB]\b|load(?:ing|s)? (?:a |my )?[\w.-]*\d(?:\.\d+)?[bB]\b|(?:at|on|during|while|when) load(?:ing)?\b|"
@@ -219,6 +221,8 @@ _PROSE = (  # (phase, words): checked in this order inside one sentence that als
              # 'running out of memory trying to load the LLMs'; Korean 'loading the base model' (베이스 모델을 로딩하는)
              r"(?:trying|tried|try|attempting|attempted) to load\b|load(?:ing|s)? (?:the |a |my )?(?:llms?|models)\b|"
              r"로딩|로드(?:하|할|한|중)|불러오|"
+             # quantizing while loading (mistral.rs' in-situ quantization, --isq): the load holds the full weights
+             r"in[- ]?situ quantiz\w*|\bISQ\b|"
              # the program's start-up is its load: '启动的时候报错显存不足', 'OOM at startup'
              r"启动(?:的)?时(?:候)?|(?:at|on|during) start-?up\b|" + WONT_LOAD),
 )
@@ -289,12 +293,23 @@ def phase_from_words(text: str) -> tuple[str | None, str]:
         for i, s in enumerate(sents):
             if not (words.search(s) or (words is _OOM_WORDS and shortage(s))):
                 continue
+            # the failing clause first: training named in it ('训练时会OOM，而且评测时...报错') is where it ran out,
+            # not the phase another clause of the sentence names
+            if words is _OOM_WORDS:
+                clause = _clause_of(s, words)
+                trained = _TRAINING_CLAUSE.search(clause)
+                named_here = any(re.search(pat, clause, re.I) for _, pat in _PROSE)
+                named_elsewhere = any(re.search(pat, s.replace(clause, " "), re.I) for _, pat in _PROSE)
+                denied = re.search(r"(?:没有?|不会?|未|\bno|\bnot|n't|without)\s?(?:\w+\s)?(?:报|出现|发生)?\s?(?:OOM|out of memory|爆)",
+                                   clause, re.I)  # '训练时候没有报OOM': training is where it did not fail
+                if trained and not named_here and named_elsewhere and not denied:
+                    return "training", f"the report says '{trained.group(0)}' with the out-of-memory"
             # the sentence itself first, then with the one before it ("during eval ... It OOMs"): a phase the
             # failing sentence names ('34B will not load') beats one the sentence before it names ('34B inference')
             for near in (s, " ".join(sents[max(0, i - 1):i + 1])):
                 for ph, pat in _PROSE:
                     named = [m for m in re.finditer(pat, near, re.I)
-                             if not _in_identifier(near, m) and not _a_setting(near, m)]
+                             if not _in_identifier(near, m) and not _a_setting(near, m) and not _ruled_out(near, m)]
                     done |= {ph for m in named if _done_before_the_failure(near, m)}
                     m = next((m for m in named if not _done_before_the_failure(near, m)), None)
                     if m and ph not in done:
@@ -325,6 +340,24 @@ def _done_before_the_failure(text: str, m: re.Match) -> bool:
     OOM', 'I can load the model, but generating OOMs', 'loading the model works fine'. Not the failure's phase ('right
     after loading' is still the load's end)."""
     return bool(_DONE_BEFORE.search(text[max(0, m.start() - 30):m.start()]) or _DONE_AFTER.search(text[m.end():m.end() + 40]))
+
+
+_TRAINING_CLAUSE = re.compile(r"训练(?:时|的时候|中|过程中)|(?:during|while|when) training\b|in training\b", re.I)
+
+
+def _clause_of(sentence: str, words: re.Pattern) -> str:
+    """The comma-separated clause of the sentence that holds the failure words."""
+    m = words.search(sentence)
+    if m is None:
+        return ""
+    start = max(sentence.rfind(ch, 0, m.start()) for ch in ",，;；") + 1
+    ends = [i for i in (sentence.find(ch, m.end()) for ch in ",，;；") if i >= 0]
+    return sentence[start:min(ends) if ends else len(sentence)]
+
+
+def _ruled_out(text: str, m: re.Match) -> bool:
+    """The phase word is denied right before it: 'the OOM is not validation, not FSDP', '不是评估的时候'."""
+    return bool(re.search(r"(?:\bnot|\bnever|n't|不是|并非)\W{0,3}$", text[max(0, m.start() - 12):m.start()], re.I))
 
 
 def _in_identifier(text: str, m: re.Match) -> bool:

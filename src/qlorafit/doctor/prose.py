@@ -84,11 +84,21 @@ def _sizes(text: str) -> list[tuple[int, float]]:
     for m in _PARAMS.finditer(text):
         if re.match(r"[Aa]\d", m.group(0)) and m.start() > 0 and text[m.start() - 1] in "-_":
             continue  # 'Qwen3-30B-A3B', 'MoE-A2.7B': the active parameters, not the weights held
+        if re.search(r"(?<![\d.])910[ABC]\d?$", m.group(0).strip(), re.I):
+            continue  # Huawei's Ascend 910B (910B2, 910C) is an NPU, not a 910B-parameter model
         n = _size(m)
         if 0.05 <= n <= 2000:
             out.append((m.start(), n))
     out += [(m.start(), float(m.group(1)) / 10) for m in _YI.finditer(text)]
+    out += [(m.start(), int(m.group(1).replace(",", "").replace("_", "")) / 1e9) for m in _PARAM_COUNT.finditer(text)
+            if 0.05e9 <= int(m.group(1).replace(",", "").replace("_", "")) <= 2000e9]
     return sorted(out)
+
+
+_PARAM_COUNT = re.compile(r"(?<!trainable )(?:all|total)?\s?(?:number of )?param(?:eter)?s?(?: in the model)?\s?(?:count)?"
+                          r"\s?[:=]\s?(\d{1,3}(?:[,_]\d{3}){2,}|\d{8,})", re.I)
+"""A model's parameter count as a program prints it ('Total number of parameters in the model: 3,161,117,824', PEFT's
+'all params: 6,742,609,920'); not PEFT's 'trainable params', the adapter's."""
 
 
 def _failing(text: str, found: list[tuple[int, float]]) -> list[tuple[int, float]]:
@@ -121,16 +131,35 @@ _ASKED = re.compile(r"(?:need|needs|should|shall|can|could|would|how (?:do i |to
 def quantization_stated(text: str) -> re.Match | None:
     """The first mention of quantized weights that states it, not one that asks or wishes for it: 'loaded in 4-bit',
     'QLoRA', 'int8 quantization added' count; 'does a 7B need quantization?', '可以转换为int8吗', 'should I try 4-bit'
-    do not (a sentence that ends in a question mark, 吗 or 么, or the mention right after need / should / can / how to)."""
+    do not (a sentence that ends in a question mark, 吗 or 么, or the mention right after need / should / can / how to),
+    nor one refused ('又不想量化', 'without quantization')."""
     text = text or ""
     for m in QUANT_WORDS.finditer(text):
         start = max(text.rfind(c, 0, m.start()) for c in ".!?。！？\n") + 1
         ends = [i for i in (text.find(c, m.end()) for c in ".!?。！？\n") if i >= 0]
         end = min(ends) if ends else len(text)
         question = text[end:end + 1] in ("?", "？") or re.search(r"[吗么]\s*$", text[m.end():end])
-        if not question and not _ASKED.search(text[start:m.start()]):
+        refused = _REFUSED.search(text[max(start, m.start() - 24):m.start()])  # '又不想量化', 'without quantization'
+        if not question and not _ASKED.search(text[start:m.start()]) and not refused:
             return m
     return None
+
+
+def quantization_refused(text: str) -> re.Match | None:
+    """A quantization mention the report refuses ('又不想量化降低性能', "I don't want to quantize"): the reporter knows the
+    weights would fit quantized and asks for another way."""
+    text = text or ""
+    for m in QUANT_WORDS.finditer(text):
+        start = max(text.rfind(c, 0, m.start()) for c in ".!?。！？\n") + 1
+        if _REFUSED.search(text[max(start, m.start() - 24):m.start()]):
+            return m
+    return None
+
+
+_REFUSED = re.compile(r"(?:不想|不要|不用|不愿|不打算|没有|没|未|without|no|not|don'?t want to|do not want to|rather not|"
+                      r"avoid|instead of)\W{0,3}(?:\w+\W{1,3}){0,1}$", re.I)
+"""Words before a quantization mention that refuse it ('不想量化降低性能', 'without quantization', "don't want to
+quantize"): the weights stay 16-bit."""
 
 
 def quant_said(text: str) -> str:

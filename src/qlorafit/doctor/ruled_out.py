@@ -39,14 +39,14 @@ _BATCH_TRIED = re.compile(r"regardless of (?:the )?batch|"
                           # a batch of 1 that does not fit: nothing smaller to try ('1 batch，A100 80G显存装不下')
                           r"(?:\b1 ?batch\b|batch[_ ]?size\W{0,3}(?:of |=\s?|is )?1\b)[^.\n。]{0,30}?(?:装不下|放不下|跑不(?:动|起来)|"
                           r"(?:does ?n[o']t|won'?t|can'?t|can ?not) fit)|"
-                          r"(?:even|still)[^.\n]{0,20}batch[_ ]?size\W{0,3}(?:of |=\s?)?1\b|"
+                          r"(?:even|still)[^.\n]{0,20}batch[_ ]?size\W{0,3}(?:(?:set(?:ting)? )?(?:to |of |=\s?))?1\b|"
                           r"batch[_ ]?size\W{0,3}(?:of |=\s?|is )?1\b[^.\n]{0,30}(?:still|also|even)|"
                           r"(?:whatever|any|no matter (?:what|the)) batch[_ ]?size|batch[_ ]?size (?:does not|doesn't) "
                           r"(?:matter|help)", re.I)
 """The report says it fails even at a micro-batch of 1, or at any batch."""
 
 
-_BATCH_ONE = re.compile(r"(?:(?:micro|per[_ ]device[_ ](?:train[_ ])?|train[_ ])?batch[_ ]?size|\bbs|\bbatch)\s?(?:==?|:|to|of|"
+_BATCH_ONE = re.compile(r"(?:(?:micro|per[_ ]device[_ ](?:train[_ ])?|train[_ ])?batch[_ ]?size|\bbs|\bbatch)\s?(?:set(?:ting)? )?(?:==?|:|to|of|"
                         r"at|is|was|设为|设置为|设置成|设成|为|改为|改成|调为|调到)?\s?1(?![\d.])", re.I)
 _STILL = re.compile(r"\b(?:still|even|also|again|anyway|regardless|same (?:error|problem|issue|OOM)|does ?n[o']t help|"
                     r"did ?n[o']t help|no (?:luck|help|change))\b|还是|仍然|依然|仍|也(?:会|是|还|一样)?(?:OOM|oom|爆|报|溢出|不行)|"

@@ -14,6 +14,7 @@ from qlorafit.doctor.case import Case, gib
 from qlorafit.doctor.cause import STRENGTH, Action, Cause
 from qlorafit.doctor.parse import BATCH_CAPPED, VLLM_KV_SIZING
 from qlorafit.doctor.phase import CHAT_HISTORY
+from qlorafit.doctor.prose import quantization_refused
 from qlorafit.doctor.ruled_out import STATIC_CAUSES, batch_one_fails, ruled_out, some_data_fails
 from qlorafit.core.sizes import GIB, MIB
 
@@ -144,8 +145,12 @@ _OTHER_WORDS = re.compile(r"another (?:process|program|job|jupyter|notebook|kern
 same notebook that loaded the model again (the first copy stays referenced)."""
 
 
+_LIBRARY_HINT = re.compile(r"Please check whether there is any other process using (?:GPU|NPU|XPU)", re.I)
+"""A framework's own advice printed with every OOM (PaddlePaddle's), not the reporter's account of another process."""
+
+
 def _other_process_words(c: Case) -> Cause | None:
-    m = _OTHER_WORDS.search(c.inputs.error_text or "")
+    m = _OTHER_WORDS.search(_LIBRARY_HINT.sub("", c.inputs.error_text or ""))
     if m is None or not c.has_oom:
         return None
     return Cause("other_process", "another process holds the GPU", "this process could only use what was left",
@@ -368,7 +373,7 @@ def no_quant(c: Case) -> Cause | None:
                              "released int4/int8 build of the model)", "quality: slight", id="quantize")],
                      strength="inferred")
     heavy_named = _lora_weights_heavy(c) if c.has_oom else None
-    if heavy_named:
+    if heavy_named and not quantization_refused(c.inputs.error_text or ""):  # refused: asks for another way
         return Cause("no_quant", "the base model is not quantized", "a fine-tune loads the base weights in "
                      "16-bit unless 4-bit is asked for (every trainer's default); QLoRA keeps them in 4",
                      [e for e in (_numbers(c), heavy_named) if e], ("quantize",),
@@ -419,6 +424,7 @@ _LONG_WORDS = re.compile(r"(?:long|longer|longest|very long|too long|overly long
                          r"outlier|"
                          # images at a high resolution, several to a sample: thousands of image tokens each
                          r"(?:多张)?高分辨率的?(?:图片|图像)|high[- ]resolution (?:images|pictures|frames)|"
+                         r"(?:很多|大量|许多)大(?:尺寸的?)?图|(?:many|lots of) (?:large|big|huge) (?:images|pictures)|"
                          # a whole document as one input: 'a whole source file as the input', '整篇论文作为输入'
                          r"(?:whole|entire|full|complete) (?:[\w.+#-]+ ){0,2}(?:files?|documents?|books?|articles?|"
                          r"papers?|class(?:es)?|codebases?|repos(?:itory|itories)?|transcripts?|chapters?|pages?) as "
@@ -995,6 +1001,7 @@ def _step_levers(c: Case, ev: list) -> list[Action]:
     if off:
         ev.append(f"the report says '{off.group(0)}'" if hasattr(off, "group") else "gradient_checkpointing=False")
         first.append(ckpt)
+
     ml, bs = c.settings.get("max_length"), c.settings.get("per_device_train_batch_size")
     # a batch said to go no higher than 1 or 2 ('batch只能设置到1', 'I can only use a batch size of 1'): it runs there
     # and is as small as it gets, so what lets it grow again is checkpointing, not the length a failing batch of 1 points to

@@ -240,6 +240,10 @@ _EVAL_BATCH_WORDS = re.compile(r"eval(?:uation)?[_ ]batch[_ ]?size|per_device_ev
                                r"(?:used|uses|defaults? to) (?:a )?batch(?: size)? (?:of )?\d+", re.I)
 
 
+_HARNESS_BATCH = re.compile(r"--batch[_-]size[= ](?:auto\b|\d+)|batch_size=auto\b", re.I)
+_SMALLER_BATCH_WORKS = re.compile(r"(?:smaller|lower|reduc\w*|decreas\w*)[^.\n]{0,12}batch[_ ]?size[^.\n]{0,12}(?:it )?"
+                                  r"(?:works|worked|fits|runs|ran|fine)", re.I)
+"""A smaller batch said to run ('if I manually set a smaller batchsize it works fine')."""
 _METRIC_WORDS = re.compile(r"compute_metrics|metric|accuracy|bleu|rouge|perplexity|\blogits\b|preds_host|nested_concat|"
                            r"predict_with_generate|eval_accumulation", re.I)
 
@@ -261,6 +265,14 @@ def eval_batch_evidence(c: Case) -> list[str]:
     m = _EVAL_BATCH_WORDS.search(c.inputs.error_text or "")
     if m:
         out.append(f"the report says '{m.group(0)}'")
+    # an evaluation harness's own batch ('lm_eval ... --batch_size auto'), or a smaller batch said to work
+    flat = re.sub(r"\s+", " ", c.inputs.error_text or "")
+    harness = _HARNESS_BATCH.search(E.text(c))
+    helps = _SMALLER_BATCH_WORKS.search(flat)
+    if harness and not out:
+        out.append(f"the evaluation sets its own batch ('{harness.group(0)}')")
+    if helps:
+        out.append(f"the report says '{helps.group(0)}'")
     if eval_forward_frames(c) and not out:
         out.append("the traceback fails in the eval forward (prediction_step -> the model), not where the Trainer "
                    "gathers or concatenates logits: one eval batch's activations and logits did not fit")

@@ -53,10 +53,16 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test31", "test30", "test29", "test28", "test27", "test26", "test25", "test24", "test23", "test22", "test21",
-          "test20", "test19", "test18", "test17", "test16", "test15", "test14", "test13", "test12", "test11", "test10",
-          "test9", "test8", "test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
-"""Split names, held-out first. test31: a thirty-first held-out split collected 2026-11-30 (session 16, helper
+SPLITS = ("test32", "test31", "test30", "test29", "test28", "test27", "test26", "test25", "test24", "test23", "test22",
+          "test21", "test20", "test19", "test18", "test17", "test16", "test15", "test14", "test13", "test12", "test11",
+          "test10", "test9", "test8", "test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
+"""Split names, held-out first. test32: a thirty-second held-out split collected 2026-11-30 (session 16, helper
+collect32, while collect31 collected test31) from GitHub issue and pull-request threads (training and fine-tuning:
+full fine-tunes, DPO, PPO and GRPO with a colocated rollout engine, an embedding model; serving engines on NPU, TPU,
+Tenstorrent and Apple Silicon; host-RAM kills of conversions; evaluation harnesses; merged pull requests fixing an OOM;
+one thread per repository, most new to the corpus), frozen before its first measurement (UNMEASURED in
+tests/test_doctor_threads.py until then).
+test31: a thirty-first held-out split collected 2026-11-30 (session 16, helper
 collect31, while helper collect32 collected test32) from GitHub issue and pull-request threads (training first: full
 fine-tunes, LoRA/QLoRA, pretraining, RL, an embedding-model fine-tune, speech and music transformer fine-tunes, single
 consumer cards and Colab; merged pull requests fixing a recipe's or a trainer's OOM at save, resume and load; Chinese

@@ -356,8 +356,10 @@ def _clause_of(sentence: str, words: re.Pattern) -> str:
 
 
 def _ruled_out(text: str, m: re.Match) -> bool:
-    """The phase word is denied right before it: 'the OOM is not validation, not FSDP', '不是评估的时候'."""
-    return bool(re.search(r"(?:\bnot|\bnever|n't|不是|并非)\W{0,3}$", text[max(0, m.start() - 12):m.start()], re.I))
+    """The phase word is denied as the place of the failure: 'the OOM is not validation, not FSDP', '不是评估的时候'.
+    Not a verb's negation: 'it could not load the model' failed at the load."""
+    return bool(re.search(r"(?:(?:\bis|\bwas|\bare|\bwere|'s|,)\s*(?:not|never)|不是|并非)\W{0,3}$",
+                          text[max(0, m.start() - 16):m.start()], re.I))
 
 
 def _in_identifier(text: str, m: re.Match) -> bool:

@@ -1859,3 +1859,49 @@ def test_a_printed_parameter_count_sizes_the_model_but_not_the_adapters():
     assert model_params_b("trainable params: 4,194,304 || all params: 6,742,609,920 || trainable%: 0.06") == \
         pytest.approx(6.74, abs=0.01)
     assert model_params_b("trainable params: 4,194,304") is None
+
+
+# --- session 16: test31 and test32, studied after their first measurement ------------------------------------------
+
+@pytest.mark.parametrize("said", ["Loading checkpoint shards gets killed at 0%",
+                                  'it always pops up a "killed" message. My hardware is i7 16G RAM and an RTX 3060 6G VRAM'])
+def test_a_kill_told_of_the_loading_or_quoted_as_printed_is_host_ram(said):
+    assert parse(said).kind == "cpu"
+    assert _d(said).primary.id == "cpu_ram", [c.id for c in _d(said).causes]
+    assert parse("the run was not killed, it hit CUDA out of memory").kind != "cpu"
+
+
+def test_a_sentence_tokenized_to_a_length_is_no_tokenization_phase_and_one_long_input_is_the_cause():
+    said = ("CUDA error for long sentences? I get CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate(handle) on a "
+            "dataset; this was due to a specific sentence of 2115 characters, which gets tokenized to 580 tokens.")
+    assert phase_from_words(said)[0] != "tokenization"
+    assert _d(said).primary.id == "long_sample", [c.id for c in _d(said).causes]
+    from qlorafit.doctor.ruled_out import some_data_fails
+
+    assert some_data_fails("it crashes, due to a specific sentence in the data")
+    assert phase_from_words("it runs out of memory while the dataset is tokenized")[0] == "tokenization"
+
+
+@pytest.mark.parametrize("said", ["开始用800条数据训练，显存只有10几个g，换成5万条数据之后，现在32g显存直接溢出了",
+                                  "training ran fine, but after switching to a larger dataset it runs out of CUDA memory"])
+def test_the_same_settings_failing_on_another_dataset_are_long_samples(said):
+    assert _d(said).primary.id == "long_sample", [c.id for c in _d(said).causes]
+
+
+def test_lightnings_mixed_precision_keeps_fp32_weights():
+    said = "pretraining LLaMA-7B with precision bf16-mixed on A6000s: CUDA out of memory at the 15th step"
+    d = _d(said)
+    assert d.primary.id == "fp32_training" and d.fixes[0].id == "bf16", [c.id for c in d.causes]
+    assert _d(said.replace("bf16-mixed", "bf16-true")).primary.id != "fp32_training"
+
+
+def test_an_evaluation_whose_code_keeps_no_logits_ran_out_on_its_batch():
+    code = ("from unitxt import evaluate\nmodel = HFAutoModelInferenceEngine(model_name='m', max_new_tokens=32)\n"
+            "predictions = model(dataset)\nresults = evaluate(predictions=predictions, data=dataset)\n")
+    d = _d("I run into Cuda OOM error when I evaluate a 2B model with unitxt on 2 A100 80GB", script=code)
+    assert d.case.oom.phase == "eval" and d.primary.id == "eval_batch", [c.id for c in d.causes]
+    assert d.primary.strength == "inferred" and d.fixes[0].id == "eval_batch"
+    # metrics that keep every batch's logits: the accumulation, not the batch
+    m = _d("I run into Cuda OOM error when I evaluate a 2B model", script="trainer = Trainer(model=m, "
+           "compute_metrics=compute_metrics)\ntrainer.evaluate()\n")
+    assert m.primary.id == "eval_logits", [c.id for c in m.causes]

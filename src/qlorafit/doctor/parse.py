@@ -110,7 +110,11 @@ _CPU_WORDS = re.compile(r"node (?:is )?running low on memory|ray\.exceptions\.Ou
                         r"more (?:memory |RAM )?than (?:the |my |our |this )?(?:node|machine|server|host|system|box|"
                         r"computer|pc|workstation) (?:has|have|had)\b|all available RAM|tried to allocate more memory than is available|insufficient shared memory|\(shm\)|Out of memory: Kill(?:ed)? process|subprocess(?:es)? ha(?:s|ve) ?abruptly died|"
                         r"system oom|not enough (?:host |system |cpu )?RAM|kill(?:s|ed)? the (?:process|kernel|session|job)|"
-                        r"(?:process|kernel|session) (?:was |got |is |gets )?killed|(?:host|cpu|system) (?:RAM|memory) (?:is )?"
+                        r"(?:process|kernel|session) (?:was |got |is |gets )?killed|"
+                        # the kill told of the loading or the program, or quoted as it printed: 'Loading checkpoint shards
+                        # gets killed at 0%', 'it always pops up a "killed" message'
+                        r"(?:shards?|checkpoint|loading|script|program|python|it) (?:gets|got|was|is|being) killed\b|"
+                        r"[\"'“]killed[\"'”]|\bkilled message|(?:host|cpu|system) (?:RAM|memory) (?:is )?"
                         r"(?:full|exhausted|not enough)|shards:\s*\d+%[^\n]*\n?[^\n]*\bkilled\b|"
                         # the memory named is the host's: 'OOM on RAM', 'RAM ran out', '内存' (not 显存, GPU memory)
                         r"\b(?:OOM|out of memory|ran out|runs? out)\s(?:on|of|in)\s(?:the\s)?(?:host\s|cpu\s|system\s)?"

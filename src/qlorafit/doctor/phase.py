@@ -320,6 +320,8 @@ def phase_from_words(text: str) -> tuple[str | None, str]:
 def _a_setting(text: str, m: re.Match) -> bool:
     """The phase word is a schedule or size setting with its value ('eval_steps=500', 'eval_strategy: steps'): when
     a phase runs, or how big its batch is, not that it ran when memory ran out."""
+    if re.match(r"tokeniz", m.group(0), re.I) and re.match(r"\s(?:in)?to\s~?\d[\d,]*\s?tokens", text[m.end():], re.I):
+        return True  # 'a sentence of 2115 characters, which gets tokenized to 580 tokens': a length, not the phase
     return re.search(r"_(?:steps|strategy|delay|batch_size|on_start)$", m.group(0)) is not None and \
         re.match(r"\s*[=:]\s*[\w\"'\[{.-]", text[m.end():]) is not None
 

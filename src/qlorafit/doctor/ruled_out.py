@@ -73,6 +73,9 @@ def batch_one_fails(text: str) -> re.Match | None:
 
 
 _SOME_DATA_FAILS = re.compile(
+    # one input found to be the trigger: 'this was due to a specific sentence of 2115 characters'
+    r"(?:due to|caused by|because of|triggered by) (?:a |one |this )?(?:specific|particular|single|certain|long|very long) "
+    r"(?:sentence|sample|example|input|row|record|document|text|conversation)\b|"
     r"\b(?:only )?(?:on|at|for|with) (?:certain|some|specific|particular|a few|a handful of) (?:of the )?(?:samples?|"
     r"examples?|data(?:points?)?|batches|inputs?|rows?|records?|conversations?)\b[^.\n]{0,20}?(?:\bit )?(?:OOM|runs? out|ran "
     r"out|fails?|crash\w*|out of memory)|(?:OOM|runs? out|ran out|fails?|crash\w*|out of memory)[^.\n]{0,20}?\b(?:only )?(?:on|at|"

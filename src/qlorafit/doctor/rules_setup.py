@@ -91,7 +91,9 @@ def _report_words(c: Case) -> str:
     return without_library_code(c.inputs.error_text or "") + ("\n" + script if script else "")
 
 
-_FP32_WORDS = re.compile(r"\b32[- ]?bit (?:precision|weights|floats?)|(?<![\w.])(?:float32|fp32) (?:checkpoints?|weights|"
+_FP32_WORDS = re.compile(r"\b32[- ]?bit (?:precision|weights|floats?)|"
+                         # Lightning/Fabric's mixed precision keeps fp32 weights and autocasts ('bf16-true' does not)
+                         r"(?<![\w-])(?:bf)?16-mixed\b|(?<![\w.])(?:float32|fp32) (?:checkpoints?|weights|"
                          r"models?|parameters)\b|\b(?:they're|they are|it's|it is|are|is) (?:stored |saved |kept )?(?:in )?"
                          r"(?:float32|fp32)\b(?! (?:logits|loss|output))|\bin fp32\b|\bin float32\b|loads? in fp32|"
                          r"full[- ]precision|torch\.float32|(?:forgot|forget|forgetting|did ?n[o']t|didn't|never) (?:to )?"
@@ -273,6 +275,12 @@ def eval_batch_evidence(c: Case) -> list[str]:
         out.append(f"the evaluation sets its own batch ('{harness.group(0)}')")
     if helps:
         out.append(f"the report says '{helps.group(0)}'")
+    if not out and c.inputs.script is not None and not c.settings.get("compute_metrics") and \
+            not re.search(r"compute_metrics|eval_accumulation|preds_host|nested_concat", E.text(c)):
+        # the posted code evaluates without metrics that keep logits (eval_logits then says nothing): what ran out is
+        # one evaluation batch, or generation inside the evaluation
+        out.append("the posted code computes no metrics that keep every batch's logits: one evaluation batch (or the "
+                   "generation inside it) is what ran out")
     if eval_forward_frames(c) and not out:
         out.append("the traceback fails in the eval forward (prediction_step -> the model), not where the Trainer "
                    "gathers or concatenates logits: one eval batch's activations and logits did not fit")
@@ -311,7 +319,8 @@ def eval_batch(c: Case) -> Cause | None:
                                  patch=["+ per_device_eval_batch_size=1"], id="eval_batch"),
                           Action("preprocess_logits_for_metrics returning argmax / eval_accumulation_steps if metrics "
                                  "are computed", "none", id="eval_accumulation")],
-                 strength="script" if not (why[-1].startswith("the report") or why[-1].startswith("the settings posted"))
+                 strength="script" if not why[-1].startswith(("the report", "the settings posted", "the posted code",
+                                                               "the evaluation sets"))
                  else "inferred")
 
 

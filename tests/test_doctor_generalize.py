@@ -1905,3 +1905,48 @@ def test_an_evaluation_whose_code_keeps_no_logits_ran_out_on_its_batch():
     m = _d("I run into Cuda OOM error when I evaluate a 2B model", script="trainer = Trainer(model=m, "
            "compute_metrics=compute_metrics)\ntrainer.evaluate()\n")
     assert m.primary.id == "eval_logits", [c.id for c in m.causes]
+
+
+# --- session 16: test33 and test34, studied after their first measurement ------------------------------------------
+
+def test_training_said_to_run_on_the_first_gpu_only_is_no_dataparallel_replica():
+    said = ("python train_transmitter.py 训练时出现 WARNING: ran out of memory, skipping batch\n本地的配置是2080Ti X 2 "
+            "12GB的显存，但是都是在第一块gpu训练")
+    assert _d(said).primary.id == "batch_or_seq", [c.id for c in _d(said).causes]
+    both = _d(said.replace("，但是都是在第一块gpu训练", ""))
+    assert both.primary.id == "ddp_replica", [c.id for c in both.causes]
+
+
+def test_how_much_data_decides_it_at_the_same_batch_is_long_samples():
+    said = ("fine tuning Sentence Transformers: the size of the data set has influence on whether training works or "
+            "fails with an CUDA out of memory error, while using the same batch size")
+    assert _d(said).primary.id == "long_sample", [c.id for c in _d(said).causes]
+
+
+def test_accelerates_refusal_to_offload_to_disk_is_a_model_that_does_not_fit_at_the_load():
+    said = ("ValueError: At least one of the model submodule will be offloaded to disk, please pass along an "
+            "`offload_folder`.")
+    o = parse(said)
+    assert o.kind is not None and o.phase == "load"
+    assert _d(said).primary.id == "load_too_big", [c.id for c in _d(said).causes]
+
+
+@pytest.mark.parametrize("said", ["CUDA embedding batch size hardcoded to 256 — OOMs on small GPUs: torch.OutOfMemoryError"
+                                  ": CUDA out of memory during the embedding pass",
+                                  "Reduce GPU batch size for reranker to fit 8GB VRAM: fixes CUDA OOM errors when "
+                                  "reranking 50 documents"])
+def test_an_inference_batch_the_report_names_is_the_inference_batch(said):
+    d = _d(said)
+    assert d.primary.id == "generation_batch" and d.fixes[0].id == "batch", [c.id for c in d.causes]
+    # the same words in a fine-tune: the training batch
+    t = _d("fine-tuning the reranker: " + said)
+    assert t.primary.id != "generation_batch", [c.id for c in t.causes]
+
+
+def test_the_example_scripts_log_line_saying_16_bit_training_is_off_is_fp32_training():
+    said = ("Process rank: -1, device: cuda, n_gpu: 1, distributed training: False, 16-bits training: False\n"
+            "RuntimeError: CUDA out of memory. Tried to allocate 786.00 MiB (GPU 0; 14.73 GiB total capacity; 13.33 "
+            "GiB already allocated; 575.88 MiB free; 13.38 GiB reserved in total by PyTorch)")
+    d = _d(said)
+    assert d.primary.id == "fp32_training" and d.fixes[0].id == "bf16", [c.id for c in d.causes]
+    assert _d(said.replace("16-bits training: False", "16-bits training: True")).primary.id != "fp32_training"

@@ -69,7 +69,14 @@ def data_parallel(c: Case) -> bool:
     return bool(n and n > 1 and _PLAIN_PYTHON.search(t)) and bool(TRAINING_WORDS.search(t)) and \
         not _LAUNCHER.search(t) and not re.search(
         r"\bdeepspeed\b|FORCE_TORCHRUN|NPROC_PER_NODE|device_map|llamafactory-cli|\bswift\b", t, re.I) \
-        and setting(c, "world_size") is None and not ONE_VISIBLE.search(t)
+        and setting(c, "world_size") is None and not ONE_VISIBLE.search(t) and not _FIRST_GPU_ONLY.search(t)
+
+
+_FIRST_GPU_ONLY = re.compile(r"(?:都|只)(?:是|有)?在第一[块张个]\s?(?:gpu|卡|显卡)|(?:all|only) (?:runs? |trains? |training )?"
+                             r"(?:on|uses?|using) (?:the )?first (?:gpu|card)\b|only (?:one|1|a single) (?:gpu|card) "
+                             r"(?:is |was )?(?:used|busy|working|utili[sz]ed)", re.I)
+"""The report says only the first GPU works ('都是在第一块gpu训练', 'it all trains on the first GPU'): no replica on the
+others."""
 
 
 ONE_VISIBLE = re.compile(r"CUDA_VISIBLE_DEVICES\s*=\s*[\"']?\d+(?![\d,])")

@@ -92,6 +92,10 @@ def _size(pattern: str, text: str) -> int | None:
 
 
 _DISPATCH = re.compile(r"Some modules are dispatched on the CPU or the disk")
+DISK_OFFLOAD = re.compile(r"will be offloaded to disk\W+(?:please )?pass along an .?offload_folder", re.I)
+"""accelerate's refusal to place the model when the GPUs and the host RAM together cannot hold it ('At least one of the
+model submodule will be offloaded to disk, please pass along an `offload_folder`'): the weights do not fit, at the
+load."""
 _KV_CACHE = re.compile(r"larger than the maximum number of tokens that can be stored in KV cache|No available memory "
                        r"for the cache blocks|Insufficient memory for (?:the )?KV cache|larger than the available KV "
                        r"cache memory|not enough KV cache space|KV cache is needed, which is larger|"
@@ -261,6 +265,8 @@ def oom_kind(text: str) -> str | None:
     if re.search(r"CUDA out of memory|(?<!ray\.exceptions\.)OutOfMemoryError|CUDA error: out of memory|CUDA_ERROR_OUT_OF_MEMORY|"
                  r"Tried to allocate \d+(?:\.\d+)? ?[KMG]i?B", text):  # the message cut to its middle still is one
         return "bnb" if re.search(r"bitsandbytes[/\\]", text) and not re.search(r"total capacity", text) else "cuda"
+    if DISK_OFFLOAD.search(text):
+        return "cuda"  # the model fits neither the GPUs nor, with them, the host RAM: read as the weights on the GPU
     if _DISPATCH.search(text):
         return "dispatch"
     if _KV_CACHE.search(text):
@@ -435,5 +441,7 @@ def parse(text: str) -> OomText:
     parse_phase(text, out)
     if out.kind == "kv_cache" and out.phase is None:
         out.phase, out.phase_evidence = "load", "vLLM's KV-cache check when the engine starts"
+    if out.phase is None and DISK_OFFLOAD.search(text):
+        out.phase, out.phase_evidence = "load", "accelerate places the model's layers as it loads"
     parse_trainer_logs(text, out)
     return out

@@ -432,7 +432,10 @@ _LONG_WORDS = re.compile(r"(?:long|longer|longest|very long|too long|overly long
                          r"整(?:个|篇|本|份|段)[^，。,.\n]{0,16}?(?:文件|文档|类|文章|书|小说|论文|报告|代码|网页|对话)[^，。,.\n]{0,6}?"
                          r"(?:作为|当作|当成)(?:输入|prompt|上下文|样本)|"
                          # another dataset, more or longer, and the same settings now fail ('换成5万条数据之后...溢出')
-                         r"换成[^，。,.\n]{0,12}?数据(?:集)?(?:之后|以后|后)|(?:after|since) (?:switching|changing|moving) to (?:a |the |my )?"
+                         r"换成[^，。,.\n]{0,12}?数据(?:集)?(?:之后|以后|后)|"
+                         # how much data decides it, at the same batch: more data, more chance of a long sample
+                         r"(?:size of|whole|full|entire) (?:the )?(?:data ?set|training data)\b[^.\n]{0,60}?(?:works or fails|"
+                         r"fails|OOM|out of memory)|(?:after|since) (?:switching|changing|moving) to (?:a |the |my )?"
                          r"(?:larger|bigger|new|different|another|longer)\s(?:\w+\s)?(?:dataset|data)\b|"
                          # the data decides: one dataset trains, this one does not (the length is what differs)
                          r"(?:数据集|dataset)[^，。,.\n]{0,24}?(?:不会(?:报错|OOM|爆)|没(?:有)?问题|(?:works|worked|trains|trained|"

@@ -93,7 +93,10 @@ def _report_words(c: Case) -> str:
 
 _FP32_WORDS = re.compile(r"\b32[- ]?bit (?:precision|weights|floats?)|"
                          # Lightning/Fabric's mixed precision keeps fp32 weights and autocasts ('bf16-true' does not)
-                         r"(?<![\w-])(?:bf)?16-mixed\b|(?<![\w.])(?:float32|fp32) (?:checkpoints?|weights|"
+                         r"(?<![\w-])(?:bf)?16-mixed\b|"
+                         # the transformers example scripts' start-up log line: 'distributed training: False, 16-bits
+                         # training: False'
+                         r"16-bits training:\s*False|(?<![\w.])(?:float32|fp32) (?:checkpoints?|weights|"
                          r"models?|parameters)\b|\b(?:they're|they are|it's|it is|are|is) (?:stored |saved |kept )?(?:in )?"
                          r"(?:float32|fp32)\b(?! (?:logits|loss|output))|\bin fp32\b|\bin float32\b|loads? in fp32|"
                          r"full[- ]precision|torch\.float32|(?:forgot|forget|forgetting|did ?n[o']t|didn't|never) (?:to )?"
@@ -328,11 +331,33 @@ _HISTORY = re.compile(CHAT_HISTORY + r"|\bhistory=", re.I)
 """A chat whose history grows (phase.CHAT_HISTORY), or a history passed to chat()."""
 
 
+_INFERENCE_BATCH = re.compile(r"(?:embedding|embed|encod\w*|rerank\w*|transcri\w*|inference|predict\w*|推理|向量化)"
+                              r"[^.\n]{0,80}?batch[_ ]?size|batch[_ ]?size[^.\n]{0,60}?(?:embedding|encod\w*|rerank\w*|"
+                              r"transcri\w*|inference|推理)", re.I)
+"""A model run without training (embedding, encoding, reranking, transcribing, inference) whose batch the report names
+('CUDA embedding batch size hardcoded to 256', 'Reduce GPU batch size for reranker')."""
+
+
+def _inference_batch(c: Case) -> Cause | None:
+    """An inference batch named in a report that trains nothing: all of it goes through the model in one forward."""
+    t = c.inputs.error_text or ""
+    m = _INFERENCE_BATCH.search(t)
+    if m is None or not c.has_oom or c.oom.kind in ("cpu", "dispatch", "kv_cache") or \
+            c.oom.phase not in (None, "generation") or re.search(r"\btrain|fine-?tun|微调|训练", E.text(c), re.I):
+        return None
+    return Cause("generation_batch", "the inference batch is too large for the card",
+                 "every sequence of the batch goes through the model at once: activations (and any cache) grow with "
+                 "batch x length", [f"the report says '{m.group(0)}'", "nothing is trained: the batch is the "
+                                                                      "inference's own"],
+                 actions=[Action("lower the batch size of the embedding / reranking / transcription / generate call "
+                                 "(and cap the input length)", "speed", id="batch")], strength="inferred")
+
+
 def generation_batch(c: Case) -> Cause | None:
     """Out of memory while generating (predict_with_generate, do_predict, a generate() call): the KV cache grows with
-    batch x (prompt + new tokens)."""
+    batch x (prompt + new tokens); or an inference batch the report names (_inference_batch)."""
     if c.oom.phase != "generation" and not (c.settings.get("predict_with_generate") or c.settings.get("do_predict")):
-        return None
+        return _inference_batch(c)
     if c.oom.phase not in ("generation", None):
         return None
     history = _HISTORY.search(c.inputs.error_text or "")

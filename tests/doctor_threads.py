@@ -53,11 +53,17 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test34", "test33", "test32", "test31", "test30", "test29", "test28", "test27", "test26", "test25", "test24",
-          "test23", "test22", "test21", "test20", "test19", "test18", "test17", "test16", "test15", "test14", "test13",
-          "test12", "test11", "test10", "test9", "test8", "test7", "test6", "test5", "test4", "test3", "test2", "test",
-          "seen", "train")
-"""Split names, held-out first. test34: a thirty-fourth held-out split collected 2026-11-30 (session 16, helper
+SPLITS = ("test35", "test34", "test33", "test32", "test31", "test30", "test29", "test28", "test27", "test26", "test25",
+          "test24", "test23", "test22", "test21", "test20", "test19", "test18", "test17", "test16", "test15", "test14",
+          "test13", "test12", "test11", "test10", "test9", "test8", "test7", "test6", "test5", "test4", "test3", "test2",
+          "test", "seen", "train")
+"""Split names, held-out first. test35: a thirty-fifth held-out split collected 2026-11-30 (session 16, helper
+collect35, while collect36 collected test36) from GitHub issue threads (training and fine-tuning of 2018-2021 BERT,
+Longformer and GPT-2-era models, Chinese BERT fine-tunes, wav2vec2, TVLT and a bge embedding fine-tune, RWKV with
+DeepSpeed offload; TPUs through Colab, PyTorch/XLA and trax; a pre-training data preprocessor, a checkpoint save,
+InstructLab's serve-while-train; RWKV, GPT-Neo and SQLCoder inference; Chinese threads; 16 repositories new to the
+corpus), frozen before its first measurement (UNMEASURED in tests/test_doctor_threads.py until then).
+test34: a thirty-fourth held-out split collected 2026-11-30 (session 16, helper
 collect34, while collect33 collected test33) from GitHub issue and pull-request threads (training and fine-tuning:
 speech and TTS trainers, a 32B long-context SFT, GPT-2 pretraining on a 4 GB card, a VLM on 8 GPUs, a Korean
 instruction tune; speech and TTS inference, embedding and reranker services on small cards and CPU-only containers;

@@ -53,11 +53,19 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test35", "test34", "test33", "test32", "test31", "test30", "test29", "test28", "test27", "test26", "test25",
-          "test24", "test23", "test22", "test21", "test20", "test19", "test18", "test17", "test16", "test15", "test14",
-          "test13", "test12", "test11", "test10", "test9", "test8", "test7", "test6", "test5", "test4", "test3", "test2",
-          "test", "seen", "train")
-"""Split names, held-out first. test35: a thirty-fifth held-out split collected 2026-11-30 (session 16, helper
+SPLITS = ("test36", "test35", "test34", "test33", "test32", "test31", "test30", "test29", "test28", "test27", "test26",
+          "test25", "test24", "test23", "test22", "test21", "test20", "test19", "test18", "test17", "test16", "test15",
+          "test14", "test13", "test12", "test11", "test10", "test9", "test8", "test7", "test6", "test5", "test4", "test3",
+          "test2", "test", "seen", "train")
+"""Split names, held-out first. test36: a thirty-sixth held-out split collected 2026-11-30 (session 16, helper
+collect36, while collect35 collected test35) from GitHub issue and pull-request threads (training and fine-tuning:
+PPO with trlx and RL4LMs, GRPO in torchforge, QuIP# fine-tuning, BERT, T5, BART and GPT-2-era fine-tunes, ESPnet
+and fairseq speech transformers, a 4-bit 30B LoRA; speech inference (Whisper through faster-whisper, WhisperX and a
+standalone build, FunASR Paraformer, GPT-SoVITS), an embedding server, text-adventure generation; a 70B on a Jetson;
+merged pull requests fixing an OOM (torchforge, NeMo Framework Launcher); Chinese threads; at most 2 per
+repository, 16 repositories new to the corpus), frozen before its first measurement (UNMEASURED in
+tests/test_doctor_threads.py until then).
+test35: a thirty-fifth held-out split collected 2026-11-30 (session 16, helper
 collect35, while collect36 collected test36) from GitHub issue threads (training and fine-tuning of 2018-2021 BERT,
 Longformer and GPT-2-era models, Chinese BERT fine-tunes, wav2vec2, TVLT and a bge embedding fine-tune, RWKV with
 DeepSpeed offload; TPUs through Colab, PyTorch/XLA and trax; a pre-training data preprocessor, a checkpoint save,

@@ -1719,6 +1719,9 @@ def test_an_engine_that_offloads_layers_fails_on_the_layers_it_put_on_the_card_n
             "Llama-3.1-70B-Instruct-Q4_K_L.gguf")
     d = _d(said)
     assert d.primary.id == "vllm_memory" and d.fixes[0].id == "vllm_memory", [c.id for c in d.causes]
+    # the engine is named as itself, not as vLLM, and the model's size is not listed as a cause beside it
+    assert "vLLM" not in d.primary.title and not any("vLLM's default" in e for e in d.primary.evidence)
+    assert "load_too_big" not in [c.id for c in d.causes], [c.id for c in d.causes]
     # the same weights on vLLM, which keeps every layer on the card: the model's size is the cause
     v = _d("vllm serve of a 70B in 4-bit on an RTX 4070 Ti SUPER: CUDA out of memory while loading the model")
     assert v.primary.id == "load_too_big", [c.id for c in v.causes]
@@ -1901,6 +1904,7 @@ def test_an_evaluation_whose_code_keeps_no_logits_ran_out_on_its_batch():
     d = _d("I run into Cuda OOM error when I evaluate a 2B model with unitxt on 2 A100 80GB", script=code)
     assert d.case.oom.phase == "eval" and d.primary.id == "eval_batch", [c.id for c in d.causes]
     assert d.primary.strength == "inferred" and d.fixes[0].id == "eval_batch"
+    assert "training" not in d.primary.title  # nothing trains here
     # metrics that keep every batch's logits: the accumulation, not the batch
     m = _d("I run into Cuda OOM error when I evaluate a 2B model", script="trainer = Trainer(model=m, "
            "compute_metrics=compute_metrics)\ntrainer.evaluate()\n")

@@ -618,8 +618,8 @@ def _weights_exceed_card(c: Case) -> str | None:
     smaller (or quantized) model or a bigger card helps. The evidence line, or None."""
     w, card = E.named_weights(c), E.card_bytes(c)
     if w is None or card is None or w[0] <= WEIGHTS_ROOM_SHARE * card or (E.world_size(c) or 1) > 1 \
-            or (E.gpu_count(c) or 1) > 1:
-        return None
+            or (E.gpu_count(c) or 1) > 1 or E.offloads_layers(c):
+        return None  # (llama.cpp's family keeps the layers that do not fit in host RAM: the size alone is no cause)
     if E.lora_16bit(c) and c.oom.phase not in ("load", "generation") and not _infers_with_adapter(c):
         # a 16-bit LoRA: the missing 4-bit loading is the cause (no_quant), not the model's size (generating with a
         # LoRA adapter is no LoRA training: the weights still have to fit first)

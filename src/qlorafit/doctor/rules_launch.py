@@ -476,6 +476,10 @@ def vllm_memory(c: Case) -> Cause | None:
     if isinstance(util, (int, float)):
         ev.append(f"gpu_memory_utilization={util}" + (f": the engine reserves {gib(int(util * total))} of "
                                                       f"{gib(total)}" if total else ""))
+    elif other:
+        # not vLLM: its own knobs size its share (a context's KV cache, the layers it puts on the card)
+        ev.append(f"'{other}' takes its share of the card as it starts: the weights it places there and the KV cache "
+                  f"of its whole context")
     else:
         ev.append("gpu_memory_utilization not set: vLLM's default reserves 0.9 of the card (TRL's older GRPO default "
                   "too)")
@@ -487,7 +491,10 @@ def vllm_memory(c: Case) -> Cause | None:
     # start-up profile_run in the report, is the same start-up
     served = (re.search(r"\bserv(?:e|es|ing)\b|api_server|openai\.entrypoints|部署|\bprofile_run\b", t, re.I) or other) \
         and not E.TRAINING_WORDS.search(t)
-    return Cause("vllm_memory", "the vLLM engine's reservation leaves too little of the card",
+    return Cause("vllm_memory", f"the inference engine's reservation leaves too little of the card" if other else
+                 "the vLLM engine's reservation leaves too little of the card",
+                 f"'{other}' allocates the weights it puts on the card and its whole context's KV cache as it starts; "
+                 f"what it needs beyond the card is the layers or the context it was given" if other else
                  "vLLM takes gpu_memory_utilization x the card at start for weights and KV cache; training (or a "
                  "long max_model_len) needs what is left", ev,
                  actions=[Action("lower vllm_gpu_memory_utilization (e.g. 0.3-0.5 when co-located with training; "
@@ -495,7 +502,8 @@ def vllm_memory(c: Case) -> Cause | None:
                                  "kv_cache_free_gpu_mem_fraction are the same share; LightLLM's max_total_token_num "
                                  "and TGI's --max-total-tokens size the KV cache in tokens; Ollama's num_ctx, "
                                  "llama.cpp's --ctx-size and ExLlama's --length size it by the context, and ExLlama's "
-                                 "--gpu_split must leave room for it) and cap max_model_len to "
+                                 "--gpu_split must leave room for it; llama.cpp's and koboldcpp's --n-gpu-layers put "
+                                 "fewer layers on the card) and cap max_model_len to "
                                  "the longest prompt + completion", "speed: smaller KV cache",
                                  saves, "0.2 of the card per 0.2 of utilization" if saves else "",
                                  ["+ vllm_gpu_memory_utilization=0.4", "+ vllm_max_model_len=4096"], id="vllm_memory")],

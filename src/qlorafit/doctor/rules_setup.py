@@ -315,7 +315,9 @@ def eval_batch(c: Case) -> Cause | None:
     why = eval_batch_evidence(c)
     if not why:
         return None
-    return Cause("eval_batch", "evaluation runs a larger batch than training",
+    trains = isinstance(c.settings.get("per_device_train_batch_size"), int)
+    return Cause("eval_batch", "evaluation runs a larger batch than training" if trains else
+                 "the evaluation's batch is too large for the card",
                  "the eval forward holds batch x length activations and logits; its batch size is separate from "
                  "training's and defaults to 8", [f"phase: evaluation ({c.oom.phase_evidence})", *why],
                  actions=[Action("set per_device_eval_batch_size to the training batch (or 1)", "speed: slower eval",

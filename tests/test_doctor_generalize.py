@@ -1954,3 +1954,12 @@ def test_the_example_scripts_log_line_saying_16_bit_training_is_off_is_fp32_trai
     d = _d(said)
     assert d.primary.id == "fp32_training" and d.fixes[0].id == "bf16", [c.id for c in d.causes]
     assert _d(said.replace("16-bits training: False", "16-bits training: True")).primary.id != "fp32_training"
+
+
+def test_what_the_words_name_is_acknowledged_before_asking_for_it():
+    d = _d("Fine-tuning Qwen2.5-7B on 2 A100 40GB with torchrun, I get CUDA out of memory at the first step.")
+    notes = " ".join(d.case.notes)
+    assert "no GPU known" not in notes and "40.00 GiB card" in notes
+    assert "no model known" not in notes and "7B model" in notes
+    bare = " ".join(_d("I get CUDA out of memory at the first step.").case.notes)
+    assert "no GPU known" in bare and "no model known" in bare

@@ -85,6 +85,11 @@ def _budget(c: Case) -> None:
         c.budget_name = (f"{c.gpu.name} (matched from the {fmt_gib(total)} total capacity in the error)" if c.gpu
                          else f"{fmt_gib(total)} (the total capacity in the error)")
         return
+    said = prose.gpus(c.inputs.error_text or "")
+    if said.memory_bytes:  # the words name a card: the rules weigh it, but no estimate is sized against it
+        c.notes.append(f"the report names a {fmt_gib(said.memory_bytes)} card ('{said.name or 'in words'}'): pass --gpu "
+                       f"NAME to size the fixes against it")
+        return
     c.notes.append("no GPU known: pass --gpu NAME (or paste the full OOM message, which gives the total capacity)")
 
 
@@ -113,6 +118,11 @@ def _model(c: Case) -> None:
             c.notes.append(f"model '{name}' (from {where}) is not in the catalogue or the local HF cache: the estimate "
                            f"needs --model (a catalogue name like llama-3.1-8b, or a directory with its config.json)")
             return
+    size = prose.model_params_b(c.inputs.error_text or "")
+    if size:  # the words give the model's size: the rules weigh it, but no estimate has its shape
+        c.notes.append(f"the report names a {size:g}B model: pass --model NAME (or --script with the from_pretrained "
+                       f"call) for an estimate of its shape")
+        return
     c.notes.append("no model known: pass --model NAME, or --script with the from_pretrained call, for an estimate")
 
 

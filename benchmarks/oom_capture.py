@@ -120,6 +120,11 @@ SCENARIOS = {
                         "GPU to generate"),
     "ds_zero2_lora_7b": (16, "v100-16gb", "ddp_replica", "a LoRA of a 7B's 16-bit weights under ZeRO-2 (deepspeed "
                          "launcher) on two 16 GiB cards: ZeRO-2 shards no weights, so each card holds all 15 GB"),
+    # the ninth batch (capture-s16), one GPU: a cause no capture had yet, written and labelled before the doctor was
+    # run on it, after every rule change of session 16
+    "logits_fp32_3b": (24, "rtx4090", "fp32_logits", "a LoRA of a 3B with gradient checkpointing at a micro-batch of "
+                       "8 x 2048 tokens: the weights and the checkpointed activations take about 9 GB, the loss's "
+                       "full-vocabulary logits (152k) in fp32 and their gradient about 20 GB more"),
 }
 
 LAUNCH = {

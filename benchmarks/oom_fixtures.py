@@ -4,7 +4,8 @@
         benchmarks/results/oom_capture/capture-s13b.json benchmarks/results/oom_capture/capture-s13c.json \
         benchmarks/results/oom_capture/capture-s13d.json benchmarks/results/oom_capture/capture-s14.json \
         benchmarks/results/oom_capture/capture-s14b.json benchmarks/results/oom_capture/capture-s14c.json \
-        benchmarks/results/oom_capture/capture-s15.json benchmarks/results/oom_capture/capture-s15b.json
+        benchmarks/results/oom_capture/capture-s15.json benchmarks/results/oom_capture/capture-s15b.json \
+        benchmarks/results/oom_capture/capture-s16.json
 
 A later capture file wins for a scenario both hold (capture-s13b re-ran qlora_batch on a larger card: on 8 GiB it had
 failed before the batch, and that failure is kept as qlora_prep_8gb).
@@ -78,6 +79,7 @@ PHASES = {  # where each failure happened, read from its traceback's frames
     # capture-s15b (out of sample for capture-s15's fixes: read and labelled before the doctor was run on it)
     "grpo_zero3_lora": "generation",  # TRL's unwrap_model_for_generation gathering the ZeRO-3 shards (0/150)
     "ds_zero2_lora_7b": "first_step",  # the first backward: ZeRO-2 setting up its gradient buckets (0/25)
+    "logits_fp32_3b": "first_step",  # the first forward's loss: cross_entropy on the fp32 logits (0/8)
 }
 
 _CAPACITY = re.compile(r"GPU (\d+) has a total capacity of [\d.]+ [KMG]iB of which [\d.]+ [KMG]iB is free\. "

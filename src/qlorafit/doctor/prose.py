@@ -139,8 +139,7 @@ def quantization_stated(text: str) -> re.Match | None:
         ends = [i for i in (text.find(c, m.end()) for c in ".!?。！？\n") if i >= 0]
         end = min(ends) if ends else len(text)
         question = text[end:end + 1] in ("?", "？") or re.search(r"[吗么]\s*$", text[m.end():end])
-        refused = _REFUSED.search(text[max(start, m.start() - 24):m.start()])  # '又不想量化', 'without quantization'
-        if not question and not _ASKED.search(text[start:m.start()]) and not refused:
+        if not question and not _ASKED.search(text[start:m.start()]) and not _refused(text, m, start):
             return m
     return None
 
@@ -149,11 +148,14 @@ def quantization_refused(text: str) -> re.Match | None:
     """A quantization mention the report refuses ('又不想量化降低性能', "I don't want to quantize"): the reporter knows the
     weights would fit quantized and asks for another way."""
     text = text or ""
-    for m in QUANT_WORDS.finditer(text):
+    return next((m for m in QUANT_WORDS.finditer(text) if _refused(text, m)), None)
+
+
+def _refused(text: str, m: re.Match, start: int | None = None) -> bool:
+    """The words just before the mention, in its sentence, refuse it ('又不想量化', 'without quantization')."""
+    if start is None:
         start = max(text.rfind(c, 0, m.start()) for c in ".!?。！？\n") + 1
-        if _REFUSED.search(text[max(start, m.start() - 24):m.start()]):
-            return m
-    return None
+    return bool(_REFUSED.search(text[max(start, m.start() - 24):m.start()]))
 
 
 _REFUSED = re.compile(r"(?:不想|不要|不用|不愿|不打算|没有|没|未|without|no|not|don'?t want to|do not want to|rather not|"

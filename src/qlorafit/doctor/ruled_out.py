@@ -90,6 +90,17 @@ def some_data_fails(text: str) -> re.Match | None:
     return _SOME_DATA_FAILS.search(re.sub(r"\s+", " ", text or ""))
 
 
+_BATCH_HELPS = re.compile(r"(?:lower|reduc|decreas|chang|halv|smaller)\w*[^.\n]{0,20}batch[_ ]?size[^.\n]{0,30}"
+                          r"(?:fix|work|help|solv|avoid)\w*|"
+                          r"batch[_ ]?size[^.\n]{0,30}(?:fixes|fixed|works|solves|solved)", re.I)
+
+
+def batch_helps(text: str) -> re.Match | None:
+    """The report says a smaller batch made it run ('if I manually set a smaller batchsize it works fine', 'reducing
+    the batch size fixed it'): the batch is the lever (the training step's, or an evaluation's own)."""
+    return _BATCH_HELPS.search(text or "")
+
+
 def smaller_works(text: str) -> re.Match | None:
     """The report says the run works at a shorter length or a smaller batch (not on more GPUs)."""
     return _SMALLER_WORKS.search(re.sub(r"\s+", " ", text or ""))

@@ -15,7 +15,7 @@ from qlorafit.doctor.cause import STRENGTH, Action, Cause
 from qlorafit.doctor.parse import BATCH_CAPPED, VLLM_KV_SIZING
 from qlorafit.doctor.phase import CHAT_HISTORY
 from qlorafit.doctor.prose import quantization_refused
-from qlorafit.doctor.ruled_out import STATIC_CAUSES, batch_one_fails, ruled_out, some_data_fails
+from qlorafit.doctor.ruled_out import STATIC_CAUSES, batch_helps, batch_one_fails, ruled_out, some_data_fails
 from qlorafit.core.sizes import GIB, MIB
 
 OTHER_PROCESS_MIN_BYTES = int(1.5 * GIB)
@@ -899,9 +899,6 @@ _VISION = re.compile(r"image tokens|pixel|max_pixels|high[- ]resolution|\w+-vl\b
                      r"paligemma|molmo", re.I)
 
 
-_BATCH_HELPS = re.compile(r"(?:lower|reduc|decreas|chang|halv|smaller)\w*[^.\n]{0,20}batch[_ ]?size[^.\n]{0,30}"
-                          r"(?:fix|work|help|solv|avoid)\w*|"
-                          r"batch[_ ]?size[^.\n]{0,30}(?:fixes|fixed|works|solves|solved)", re.I)
 _BATCH_WISH = re.compile(r"(?:have|need|want|ought|trying|try|how (?:do|can|could|should) (?:i|we)|should (?:i|we)|"
                          r"can (?:i|we)|could (?:i|we)|where (?:do|can) (?:i|we)) (?:to )?(?:reduce|lower|decrease|shrink|"
                          r"halve|change|set) (?:the |my |a )?(?:\w+ )?batch[_ ]?size|batch[_ ]?size (?:is |seems |may be |might "
@@ -992,7 +989,7 @@ def _step_levers(c: Case, ev: list) -> list[Action]:
     flat = re.sub(r"\s+", " ", t)  # a sentence wrapped across lines is one sentence
     off = _CKPT_OFF.search(t) or c.settings.get("gradient_checkpointing") is False
     off = off if c.settings.get("gradient_checkpointing") is not True else None
-    helps = _BATCH_HELPS.search(flat)
+    helps = batch_helps(flat)
     if helps:
         ev.append(f"the report says '{helps.group(0)}'")
         return [batch]

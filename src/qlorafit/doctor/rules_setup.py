@@ -8,6 +8,7 @@ from qlorafit.doctor import evidence as E
 from qlorafit.doctor.case import Case, gib
 from qlorafit.doctor.cause import Action, Cause
 from qlorafit.doctor.phase import CHAT_HISTORY
+from qlorafit.doctor.ruled_out import batch_helps
 
 
 def bnb_cpu_dispatch(c: Case) -> Cause | None:
@@ -246,9 +247,6 @@ _EVAL_BATCH_WORDS = re.compile(r"eval(?:uation)?[_ ]batch[_ ]?size|per_device_ev
 
 
 _HARNESS_BATCH = re.compile(r"--batch[_-]size[= ](?:auto\b|\d+)|batch_size=auto\b", re.I)
-_SMALLER_BATCH_WORKS = re.compile(r"(?:smaller|lower|reduc\w*|decreas\w*)[^.\n]{0,12}batch[_ ]?size[^.\n]{0,12}(?:it )?"
-                                  r"(?:works|worked|fits|runs|ran|fine)", re.I)
-"""A smaller batch said to run ('if I manually set a smaller batchsize it works fine')."""
 _METRIC_WORDS = re.compile(r"compute_metrics|metric|accuracy|bleu|rouge|perplexity|\blogits\b|preds_host|nested_concat|"
                            r"predict_with_generate|eval_accumulation", re.I)
 
@@ -273,7 +271,7 @@ def eval_batch_evidence(c: Case) -> list[str]:
     # an evaluation harness's own batch ('lm_eval ... --batch_size auto'), or a smaller batch said to work
     flat = re.sub(r"\s+", " ", c.inputs.error_text or "")
     harness = _HARNESS_BATCH.search(E.text(c))
-    helps = _SMALLER_BATCH_WORKS.search(flat)
+    helps = batch_helps(flat)
     if harness and not out:
         out.append(f"the evaluation sets its own batch ('{harness.group(0)}')")
     if helps:

@@ -6,9 +6,11 @@ import doctest
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -29,8 +31,9 @@ ONE_PROC = {"train": {"micro_batch_size": 4, "grad_accum": 2, "max_steps": 3}, "
 
 
 def _env() -> dict:
+    # PYTHONFAULTHANDLER: a rank killed by a signal (SIGABRT from C++) prints every thread's Python stack
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(HERE), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+               OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONFAULTHANDLER="1")
     for k in D.LAUNCH_VARS + ("MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE", "GROUP_RANK"):
         env.pop(k, None)
     return env
@@ -46,13 +49,32 @@ def torchrun(spec: dict, tmp: Path, expect_ok: bool = True) -> subprocess.Comple
     """tests/dist_worker.py on 2 ranks: config sections, faults per rank, resume."""
     path = tmp / f"spec-{abs(hash(json.dumps(spec, sort_keys=True)))}.json"
     path.write_text(json.dumps(spec))
+    out, aborted = Path(spec["out"]), False
+    before = tmp / (out.name + "-before")  # what a resumed run starts from, to start the retry from the same
+    if out.exists():
+        shutil.copytree(out, before)
     for _ in range(3):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-addr=127.0.0.1",
                f"--master-port={_free_port()}", str(HERE / "dist_worker.py"), str(path)]
         p = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
-        # the free port picked can be taken by another job before the rendezvous binds it: only that is retried
-        if not re.search(r"EADDRINUSE|address already in use", p.stderr, re.I):
-            break
+        # the free port picked can be taken by another job before the rendezvous binds it: retried
+        if re.search(r"EADDRINUSE|address already in use", p.stderr, re.I):
+            continue
+        # a rank aborted from C++ ('terminate called without an active exception', SIGABRT): seen in CI at the end of
+        # session 16, not reproduced in 70 runs here, with and without CPU load. Retried once, from a fresh output folder (the first
+        # attempt may have written part of it) or from the folder a resume started from, and reported as a warning
+        # with where it was, so the next time says whether it happens at teardown; a second abort, or any other
+        # failure, fails the test.
+        if expect_ok and p.returncode != 0 and not aborted and "terminate called without an active exception" in p.stderr:
+            aborted = True
+            warnings.warn(f"torchrun rank aborted by C++ (final/ written: {(out / 'final').is_dir()}); retried "
+                          f"once:\n{p.stderr[-3000:]}")
+            if out.exists():
+                out.rename(out.with_name(out.name + "-aborted"))
+            if before.exists():
+                shutil.copytree(before, out)
+            continue
+        break
     if expect_ok and p.returncode != 0:
         raise AssertionError(p.stderr[-4000:])
     return p

@@ -79,7 +79,9 @@ FIRST_COMMIT = {"train": ("cee5fcb", "doctor-threads-baseline.json"),
                 "test31": ("8e2e351", "doctor-threads-test31-frozen.json"),
                 "test32": ("8e2e351", "doctor-threads-test32-frozen.json"),
                 "test33": ("d3a5b62", "doctor-threads-test33-frozen.json"),
-                "test34": ("d3a5b62", "doctor-threads-test34-frozen.json")}
+                "test34": ("d3a5b62", "doctor-threads-test34-frozen.json"),
+                "test35": ("9d9279f", "doctor-threads-test35-frozen.json"),
+                "test36": ("9d9279f", "doctor-threads-test36-frozen.json")}
 RESULTS_SPLIT = {"seen": "test"}  # the first test split was called 'test' when it was first measured
 
 

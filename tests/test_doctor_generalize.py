@@ -1963,3 +1963,103 @@ def test_what_the_words_name_is_acknowledged_before_asking_for_it():
     assert "no model known" not in notes and "7B model" in notes
     bare = " ".join(_d("I get CUDA out of memory at the first step.").case.notes)
     assert "no GPU known" in bare and "no model known" in bare
+
+
+# --- session 17: test35 and test36, studied after their first measurement ------------------------------------------
+
+@pytest.mark.parametrize("said", ["`llm serve` is still running when I start training and it fails with CUDA out of "
+                                  "memory",
+                                  "CUDA out of memory when fine-tuning. My GPU0 memory is full but GPU1 is free.",
+                                  "Training OOMs: the first GPU is busy with another job"])
+def test_a_server_left_running_or_a_full_card_of_several_is_another_process(said):
+    d = _d(said)
+    assert d.primary.id == "other_process" and d.fixes[0].id == "free_gpu", [c.id for c in d.causes]
+    assert _d("CUDA out of memory when fine-tuning on 2 GPUs.").primary.id != "other_process"
+
+
+def test_ctranslate2s_message_is_a_cuda_oom_and_a_constructor_frame_is_the_load():
+    said = ('Traceback (most recent call last):\nFile "app\\main.py", line 638, in <module>\nFile "faster_whisper\\'
+            'transcribe.py", line 125, in __init__\nRuntimeError: CUDA failed with error out of memory')
+    o = parse(said)
+    assert (o.kind, o.phase) == ("cuda", "load")
+    assert _d(said).primary.id == "load_too_big", [c.id for c in _d(said).causes]
+    # a constructor under a training step is the step's, not the load
+    step = said.replace('File "faster_whisper', 'File "trainer.py", line 9, in training_step\nFile "faster_whisper')
+    assert parse(step).phase != "load"
+
+
+def test_the_report_reading_the_model_as_too_big_for_the_card_is_the_load_where_nothing_trains():
+    said = ("Running Whisper large on my GTX 1650 gives CUDA out of memory; I think it is too big for the video card "
+            "ram, can I share the system ram with it?")
+    d = _d(said)
+    assert d.case.oom.kind == "cuda" and d.primary.id == "load_too_big", [c.id for c in d.causes]
+    assert _d(said.replace("Running", "Fine-tuning")).primary.id != "load_too_big"
+
+
+def test_a_launch_that_makes_copies_of_the_network_is_the_replica():
+    said = ("parallelism parameters are not passed, and instead of using tensor parallelism it makes copies of the "
+            "network, and for the 250GB model it OOMs")
+    d = _d(said)
+    assert d.primary.id == "ddp_replica" and d.primary.strength == "proven", [c.id for c in d.causes]
+
+
+def test_raising_max_new_tokens_is_the_generation_and_a_stage_only_mentioned_is_no_setup():
+    said = ("I was trying to increase `max_new_tokens` to 512 and got cuda OOM on 8 A100s. Some previous issues "
+            "mentioned zero3 doesn't work well with PPO either.")
+    d = _d(said)
+    assert d.case.oom.phase == "generation" and d.primary.id == "generation_batch", [c.id for c in d.causes]
+    assert read_settings(said).get("zero_stage") is None
+    assert read_settings("I use zero3 and it OOMs").get("zero_stage") == 3
+
+
+def test_text_that_grows_as_it_is_generated_is_the_generation():
+    said = ("Game starts fine but after my story gets longer I get this error. RuntimeError: CUDA out of memory. Tried "
+            "to allocate 308.00 MiB (GPU 0; 8.00 GiB total capacity; 5.79 GiB already allocated; 51.50 MiB free; 6.28 "
+            "GiB reserved in total by PyTorch)")
+    d = _d(said)
+    assert d.case.oom.phase == "generation" and d.primary.id == "generation_batch", [c.id for c in d.causes]
+
+
+def test_an_oom_in_cpu_memory_is_the_hosts():
+    said = "V100 32G GPU memory, 40G CPU memory. The training was killed due to OOM in CPU memory with ZeRO-2 offload."
+    assert parse(said).kind == "cpu"
+    assert _d(said).primary.id == "cpu_ram"
+
+
+def test_a_served_embedding_model_is_the_inference_batch_and_an_epoch_is_training():
+    said = "torch.OutOfMemoryError: CUDA out of memory when serving NV-Embed-v2 on 8 40G A100 GPUs"
+    d = _d(said)
+    assert d.primary.id == "generation_batch" and d.fixes[0].id == "batch", [c.id for c in d.causes]
+    epoch = _d("I use BERT embeddings and get CUDA out of memory in the first epoch even with batch size 3")
+    assert epoch.primary.id == "batch_or_seq", [c.id for c in epoch.causes]
+
+
+def test_a_fairseq_command_without_half_precision_trains_in_fp32():
+    cmd = ("python train.py data-bin --task speech_to_text --criterion label_smoothed_cross_entropy --arch "
+           "s2t_transformer_s --optimizer adam --max-tokens 10000")
+    d = _d("I got OOM issue with 4 V100 GPUs", script=cmd)
+    assert d.primary.id == "fp32_training" and d.fixes[0].id == "bf16", [c.id for c in d.causes]
+    assert read_settings(cmd + " --fp16").get("fp16") is True
+    assert read_settings(cmd + " --memory-efficient-fp16").get("fp16") is None
+    assert "fp16" not in read_settings("python train.py --max-tokens 100")  # not fairseq's command
+
+
+def test_a_length_the_report_runs_without_running_out_of_memory_is_no_missing_cap():
+    said = ("I cannot do any context size larger than 2048 without running out of memory for the fine-tuning step on "
+            "4 GPUs with 48GB each")
+    d = _d(said)
+    assert d.primary.id == "batch_or_seq", [c.id for c in d.causes]
+    cap = _d("without max_length it runs out of memory at step 400 of 1000")
+    assert cap.primary.id == "long_sample", [c.id for c in cap.causes]
+
+
+def test_running_a_16_bit_model_that_fills_most_of_the_card_is_the_missing_quantization():
+    said = ("How big will sqlcoder-7B occupy, 16G memory can't be used. torch.cuda.OutOfMemoryError: CUDA out of "
+            "memory. Tried to allocate 124.00 MiB. GPU 0 has a total capacity of 15.77 GiB of which 112.12 MiB is "
+            "free. Of the allocated memory 14.08 GiB is allocated by PyTorch")
+    d = _d(said)
+    assert d.primary.id == "no_quant" and d.fixes[0].id == "quantize", [c.id for c in d.causes]
+    # a smaller model leaves room: not the weights
+    assert _d(said.replace("sqlcoder-7B", "sqlcoder-3B")).primary.id != "no_quant"
+    # training the same model: the training causes, not this inference rule
+    assert "the 16-bit weights leave too little" not in _d("Fine-tuning " + said).primary.title

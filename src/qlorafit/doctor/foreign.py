@@ -72,6 +72,18 @@ def _flatten(d: dict, out: dict) -> None:
             out[key] = _value(v) if isinstance(v, str) else v
 
 
+_STAGE_HEARSAY = re.compile(r"\bmention\w*|\bheard\b|\baccording to\b|\b(?:previous|other|some) (?:issues|posts|threads)\b",
+                            re.I)
+"""A ZeRO stage named as hearsay or a failure of its own ('previous issues mentioned zero3 doesn't work well with
+PPO'): not the setup the report runs."""
+
+
+def _sentence_around(text: str, m: re.Match) -> str:
+    start = max(text.rfind(".", 0, m.start()), text.rfind("\n", 0, m.start())) + 1
+    ends = [i for i in (text.find(".", m.end()), text.find("\n", m.end())) if i >= 0]
+    return text[start:min(ends) if ends else len(text)]
+
+
 def _launch(text: str) -> dict:
     out = {}
     for pat in _LAUNCH:
@@ -81,8 +93,8 @@ def _launch(text: str) -> dict:
             break
     if re.search(r"\bdeepspeed\s+(?:--\S+\s+)*\S+\.py", text) and "world_size" not in out:
         out["world_size"] = "several"  # deepspeed's launcher takes every visible GPU
-    m = re.search(r"ds_z(\d)(?!\d)", text) or re.search(r"zero[_-]?(?:stage[_ ]?)?([0-3])\b", text, re.I) \
-        or re.search(r"zero\W{0,3}(?:\(|\s)*stage[\s_-]*([0-3])\b", text, re.I)
+    m = next((m for pat in (r"ds_z(\d)(?!\d)", r"zero[_-]?(?:stage[_ ]?)?([0-3])\b", r"zero\W{0,3}(?:\(|\s)*stage[\s_-]*([0-3])\b")
+              for m in re.finditer(pat, text, re.I) if not _STAGE_HEARSAY.search(_sentence_around(text, m))), None)
     if m:
         out["zero_stage"] = int(m.group(1))
         if re.search(r"ds_z\d_offload|zero\d?_?(?:bf16_)?(?:cpu)?offload|offload", text, re.I):
@@ -147,6 +159,12 @@ def _flags(text: str) -> dict:
     return out
 
 
+def _fairseq(text: str) -> bool:
+    """A fairseq training command: fairseq-train, or a train.py given --arch, --task or --criterion, and --max-tokens."""
+    return "fairseq-train" in text or all(re.search(p, text) for p in (r"--arch\s", r"--(?:task|criterion)\s",
+                                                                       r"--max-tokens\s"))
+
+
 def read_settings(text: str) -> dict:
     """Every setting the text states, whatever its form, folded onto the doctor's names."""
     if not text or not text.strip():
@@ -158,6 +176,8 @@ def read_settings(text: str) -> dict:
     if not any(k.rsplit(".", 1)[-1] in KNOWN_KEYS for k in raw):  # not a config: a sentence with a colon is no mapping
         raw = _flags(text)
     raw.update({k: v for k, v in _launch(text).items() if k not in raw})
+    if _fairseq(text) and not re.search(r"--(?:memory-efficient-)?(?:fp16|bf16)\b|--amp\b", text):
+        raw.setdefault("fp16", False)  # fairseq trains in fp32 unless its command line asks for half precision
     if isinstance(raw.get("deepspeed"), str) and "zero_stage" not in raw:
         raw.update(named_config_facts(raw["deepspeed"]))
     return normalize(raw)

@@ -122,7 +122,7 @@ _CPU_WORDS = re.compile(r"node (?:is )?running low on memory|ray\.exceptions\.Ou
                         r"(?:full|exhausted|not enough)|shards:\s*\d+%[^\n]*\n?[^\n]*\bkilled\b|"
                         # the memory named is the host's: 'OOM on RAM', 'RAM ran out', '内存' (not 显存, GPU memory)
                         r"\b(?:OOM|out of memory|ran out|runs? out)\s(?:on|of|in)\s(?:the\s)?(?:host\s|cpu\s|system\s)?"
-                        r"(?:RAM|host memory|system memory)\b|(?<![\w-])RAM\s(?:OOM|ran out|runs? out|is full|exhausted)|"
+                        r"(?:RAM|host memory|system memory|CPU memory)\b|(?<![\w-])RAM\s(?:OOM|ran out|runs? out|is full|exhausted)|"
                         r"(?:RAM|host memory|CPU memory)(?: usage)? (?:keeps |kept )?(?:grow|ris|increas|climb)\w*[^.\n]{0,60}"
                         r"(?:crash|killed|OOM|die[sd]?\b)|爆内存|(?<!GPU)(?<!GPU )(?<!卡)内存(?:不足|溢出|爆|不够|超|泄漏|泄露|占满|满了)|"
                         # the kernel's kill in other words: exit code 137 (128 + SIGKILL), -9, a notebook kernel dying,
@@ -196,7 +196,7 @@ _OFFLOAD_TO_CPU = re.compile(r"offload\w*[^.\n]{0,30}?(?:\bto|\binto|到)\s?(?:t
 VLLM_KV_SIZING = re.compile(r"determine_num_available_blocks|_initialize_kv_caches|\bprofile_run\b")
 """vLLM's frames that size the KV cache when the engine starts: the weights are on the GPU by then, and the profile
 run measures what is left of the card."""
-GPU_MEMORY_NAMED = re.compile(r"显存|\bVRAM\b|(?:GPU|CUDA|video|device)[ -]?(?:memory|RAM|mem\b|内存)|显卡内存|"
+GPU_MEMORY_NAMED = re.compile(r"显存|\bVRAM\b|(?:GPU|CUDA|video|device|(?:video|graphics) card)[ -]?(?:memory|RAM|mem\b|内存)|显卡内存|"
                                r"\bcuda:\d|nvidia-smi|out of memory on (?:the |my )?(?:GPU|card)|\bGPU OOM\b|"
                                # a GPU given with its memory: 'a 4090 GPU (24 GB)', 'a 24GB GPU'
                                r"\bGPUs? \(\d+\s?GB\)|\b\d+\s?GB (?:GPU|graphics card)s?\b|"
@@ -262,7 +262,9 @@ def oom_kind(text: str) -> str | None:
         return "cudnn"
     if re.search(r"cudaMalloc(?:Managed|Host)? failed|bitsandbytes[^\n]*(?:out of memory|alloc)", text, re.I):
         return "bnb"
+    # ('CUDA failed with error out of memory': CTranslate2's, under faster-whisper and WhisperX)
     if re.search(r"CUDA out of memory|(?<!ray\.exceptions\.)OutOfMemoryError|CUDA error: out of memory|CUDA_ERROR_OUT_OF_MEMORY|"
+                 r"CUDA failed with error out of memory|"
                  r"Tried to allocate \d+(?:\.\d+)? ?[KMG]i?B", text):  # the message cut to its middle still is one
         return "bnb" if re.search(r"bitsandbytes[/\\]", text) and not re.search(r"total capacity", text) else "cuda"
     if DISK_OFFLOAD.search(text):

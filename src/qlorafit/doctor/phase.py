@@ -41,7 +41,9 @@ _FRAMES = {
                 r"_engine_run_backward|optimizer_step|train_step|train|train_epoch|fit",
 }
 CHAT_HISTORY = (r"(?:每次|每轮|多轮|连续)对话|对话(?:轮数|历史)|历史(?:对话|记录)|(?:each|every|per) (?:chat |conversation |"
-                r"dialog(?:ue)? )?turn\b|(?:chat|conversation|dialog(?:ue)?) history\b")
+                r"dialog(?:ue)? )?turn\b|(?:chat|conversation|dialog(?:ue)?) history\b|"
+                # the text generated from grows as it goes: 'after my story gets longer I get this error'
+                r"\b(?:story|conversation|chat|dialog(?:ue)?|history) (?:gets|got|grows|grew|becomes|became) (?:longer|too long)\b")
 """A chat whose history grows turn by turn: each reply is generated from every turn before it (a generation word here,
 and generation_batch's reason to trim the history)."""
 _FRAME_RE = {ph: re.compile(rf"(?:{pat})") for ph, pat in _FRAMES.items()}
@@ -81,6 +83,11 @@ def phase_from_frames(names: list[str]) -> tuple[str | None, str]:
     for ph in ("load", "training"):
         if ph in last:
             return ph, names[last[ph]]
+    # nothing but a constructor ('WhisperModel.__init__', 'in init' where a frozen executable drops the underscores):
+    # building a model object places its weights, the load. Only where no other phase's frame is there
+    built = [n for n in names if n.rsplit(".", 1)[-1] in ("__init__", "init")]
+    if built:
+        return "load", built[-1]
     return None, ""
 
 
@@ -205,6 +212,9 @@ _PROSE = (  # (phase, words): checked in this order inside one sentence that als
                    r"\b(?:generate|sample)s?\s(?:~?\d+|a (?:number|batch|lot|bunch) of|many|multiple|several|lots of|more)"
                    r"\s(?:\w+\s)?(?:sequences|samples|texts|outputs|completions|responses|answers|sentences|images)\b|"
                    r"num[_-]return[_-]sequences|"
+                   # the generation's own length or settings named in the failing sentence: 'increasing max_new_tokens
+                   # in gen_kwargs to 512 got OOM'
+                   r"\bmax[_-]new[_-]tokens\b|\bgen(?:eration)?[_-]kwargs\b|"
                    # a chat model's own chat() generates the reply: 'model.chat(', 'when I call the chat method'
                    r"\.chat\(|\bchat (?:method|function|api|interface)s?\b|\bcall(?:s|ed|ing)? (?:the )?chat\b|"
                    r"推理|预测|"

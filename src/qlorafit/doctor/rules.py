@@ -140,9 +140,17 @@ _OTHER_WORDS = re.compile(r"another (?:process|program|job|jupyter|notebook|kern
                           # the same notebook loaded the model again: the first copy is still on the GPU
                           r"(?:re-?ran|re-?run(?:ning)?|ran again|run again|executed again|re-?executed) (?:the |that |my )?"
                           r"(?:cell|notebook cell)|(?:load\w*|the model)[^.\n]{0,20}(?:a second time|twice)|重新运行|再次加载|"
-                          r"加载了两次", re.I)
-"""The report says something else holds the GPU: another process, notebook or job, a zombie, nvidia-smi's list, or the
-same notebook that loaded the model again (the first copy stays referenced)."""
+                          r"加载了两次|"
+                          # a server or notebook left running beside the run: 'fails if `ilab serve` is still running'
+                          r"\b(?:serve|server|serving|service|notebook|kernel|jupyter|ollama|webui|process|job)\W{0,2} "
+                          r"(?:is |was |are |were )?still running|"
+                          # one card of several already full or busy: 'My GPU1 memory is full but GPU2 can ok'
+                          r"\bGPU\s?\d+(?:'s)? (?:memory )?is (?:already )?(?:full|busy|occupied|in use)\b|"
+                          r"\b(?:first|one|the other) GPU is (?:already )?(?:full|busy|occupied|in use|running other)\b",
+                          re.I)
+"""The report says something else holds the GPU: another process, notebook or job, a zombie, nvidia-smi's list, the
+same notebook that loaded the model again (the first copy stays referenced), a server left running beside it, or one
+of its cards already full or busy."""
 
 
 _LIBRARY_HINT = re.compile(r"Please check whether there is any other process using (?:GPU|NPU|XPU)", re.I)
@@ -333,6 +341,23 @@ def _lora_weights_heavy(c: Case) -> str | None:
     return f"the 16-bit weights alone are {gib(w[0])} ({w[1]}){per}, {w[0] / n / card:.0%} of one GPU's {gib(card)}"
 
 
+INFER_CROWD_SHARE = 0.75
+"""16-bit weights above this share of one GPU (and up to WEIGHTS_ROOM_SHARE, where they no longer fit at all:
+load_too_big), in a report that trains nothing: they load, and the rest of the card is too little to run them."""
+
+
+def _inference_weights_crowd(c: Case) -> str | None:
+    """Running (not training) a 16-bit model whose weights take most of one GPU: the evidence line, or None."""
+    if c.est is not None or c.oom.kind != "cuda" or c.oom.phase not in (None, "load", "generation") or \
+            E.TRAINING_WORDS.search(E.text(c)) or E.quantized(c) or E.weights_quantized(c) or E.offloads_layers(c) \
+            or max(E.world_size(c) or 1, E.gpu_count(c) or 1) > 1:
+        return None
+    w, card = E.named_weights(c), E.card_bytes(c)
+    if w is None or card is None or not INFER_CROWD_SHARE * card < w[0] <= WEIGHTS_ROOM_SHARE * card:
+        return None
+    return f"the 16-bit weights are {gib(w[0])} ({w[1]}), {w[0] / card:.0%} of the GPU's {gib(card)}: too little is left"
+
+
 _QUANT_WISH = re.compile(r"(?:how (?:do|can|could|should) (?:i|we)|how to|is it possible to|can (?:i|we)|怎么|怎样|如何|能否|能不能|"
                          r"可以|可不可以|想)[^。.\n?？]{0,24}?(?:改成|换成|用|使用|开启|设置|load|use|switch|run|train|enable)"
                          r"[^。.\n?？]{0,12}?(?:int4|int8|4[- ]?bit|8[- ]?bit|量化|quantiz\w*)|"
@@ -372,6 +397,15 @@ def no_quant(c: Case) -> Cause | None:
                      [Action("load the weights in 4-bit (bitsandbytes NF4: load_in_4bit / quantization_bit 4; or a "
                              "released int4/int8 build of the model)", "quality: slight", id="quantize")],
                      strength="inferred")
+    crowded = _inference_weights_crowd(c) if c.has_oom and not quantization_refused(c.inputs.error_text or "") else None
+    if crowded:
+        return Cause("no_quant", "the 16-bit weights leave too little of the card to run",
+                     "the weights load in 16-bit unless 4- or 8-bit is asked for; what is left of the card is too "
+                     "little for the activations and the generation cache",
+                     [e for e in (_numbers(c), crowded) if e], ("quantize",),
+                     [Action("load the weights in 4-bit or 8-bit (bitsandbytes load_in_4bit / load_in_8bit, or a GPTQ/AWQ "
+                             "build): a quarter or half of them, and the rest of the card to run", "quality: slight",
+                             id="quantize")], strength="inferred")
     heavy_named = _lora_weights_heavy(c) if c.has_oom else None
     if heavy_named and not quantization_refused(c.inputs.error_text or ""):  # refused: asks for another way
         return Cause("no_quant", "the base model is not quantized", "a fine-tune loads the base weights in "
@@ -445,7 +479,9 @@ _LONG_WORDS = re.compile(r"(?:long|longer|longest|very long|too long|overly long
 _LEN_KNOB = r"(?:--)?(?:max[_-]?(?:seq[_-]?)?len(?:gth)?|cutoff[_-]len|max[_-]seq[_-]length|model[_-]max[_-]length)"
 _CAP_ADDED = re.compile(rf"(?:\badd\w*|\bset(?:ting)?|\bpass\w*|添加|加上?|设置|设定|指定)\s?(?:the |a )?{_LEN_KNOB}\b"
                         rf"[^.\n。,，?？]{{0,30}}?(?:works?|worked|fix\w*|help\w*|solv\w*|starts?|runs?|可以|就行|正常|解决|启动)|"
-                        rf"(?:\bwithout|不加|没(?:有)?(?:加|设置?))\s?(?:the |a |这个参数|这个)?{_LEN_KNOB}?[^.\n。,，?？]{{0,12}}?"
+                        # (not 'without running out of memory', 'without an OOM': what runs, not a missing cap)
+                        rf"(?:\bwithout(?!\s+(?:\w+ing\s)?(?:an?\s)?(?:OOM|out of))|不加|没(?:有)?(?:加|设置?))\s?"
+                        rf"(?:the |a |这个参数|这个)?{_LEN_KNOB}?[^.\n。,，?？]{{0,12}}?"
                         rf"(?:OOM|out of (?:\w+ )?memory|runs? out|ran out|fails|crash\w*|不可以|不行|爆)|"
                         rf"{_LEN_KNOB}\s(?:is |was )?(?:not set|unset|None)\b|{_LEN_KNOB}[^.\n。]{{0,12}}?默认(?:是|为)?None", re.I)
 """The report says a length cap that was not there makes it work (added, or missing when it fails, or unset): with
@@ -668,6 +704,10 @@ GPU', 'not using my second GPU', '只用了其中一张'), or asks how to get th
 inference or training, its weights are larger than one card, and the others are there to split it over."""
 
 
+_TOO_BIG = re.compile(r"\b(?:the |this |that |my )?model (?:is|was|'s|seems(?: to be)?|might be|must be) (?:probably |just |simply |"
+                      r"way |much |far |still )?too (?:big|large)\b|\bI think (?:it|the model)(?:'s| is) too (?:big|large)\b|"
+                      r"模型太大", re.I)
+"""The report reads the model as too big for the card ('I think it is too big', '模型太大')."""
 _TRAINED = re.compile(r"\btrain|fine-?tun|\bsft\b|微调|训练", re.I)
 """The report trains (a LoRA adapter alone is used for inference too, so it is not training)."""
 _INFERS = re.compile(r"\bgenerat\w*|\binferenc\w*|\bserv(?:e|es|ing)\b|推理|生成", re.I)  # not 'chat': '-Chat' names models
@@ -693,10 +733,14 @@ def load_too_big(c: Case) -> Cause | None:
         not re.search(CHAT_HISTORY, E.text(c), re.I)
     exceed = _weights_exceed_card(c) if (c.oom.phase in (None, "load") or infer_only) and \
         c.oom.kind not in ("cpu", "dispatch") and c.has_oom else None
-    if c.oom.phase != "load" and not exceed and not said:
+    # the reporter's own reading, where nothing trains: 'I think it is too big' (a guess: it places the load, it
+    # proves nothing)
+    guess = _TOO_BIG.search(E.text(c)) if c.has_oom and c.oom.kind not in ("cpu", "dispatch") and \
+        c.oom.phase in (None, "load") and not _TRAINED.search(E.text(c)) else None
+    if c.oom.phase != "load" and not exceed and not said and not guess:
         return None
     ev = [f"phase: model load ({c.oom.phase_evidence})" if c.oom.phase else "", _numbers(c), exceed or "",
-          f"the report says '{said.group(0)}'" if said else ""]
+          f"the report says '{(said or guess).group(0)}'" if said or guess else ""]
     if c.est:
         ev.append(f"estimate: the weights as loaded take {gib(c.est.phases['load'])}"
                   + (f" of {gib(c.budget_bytes)}" if c.budget_bytes else ""))
@@ -718,7 +762,7 @@ def load_too_big(c: Case) -> Cause | None:
                            "the CPU (slow)", "speed or quality", id="smaller_model")],
                  strength="proven" if said else "numbers" if exceed or (
                      c.est and c.budget_bytes and c.est.phases["load"] > c.budget_bytes)
-                 else "inferred", phase="load" if exceed or said else None)  # weights beyond the card never get past the load
+                 else "inferred", phase="load" if exceed or said or guess else None)  # weights beyond the card never get past the load
 
 
 _REFERENCE_RUN = re.compile(r"(?<![A-Za-z])(?:dpo|kto|ppo|rlhf)(?![A-Za-z])", re.I)

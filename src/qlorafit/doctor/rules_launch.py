@@ -39,7 +39,11 @@ _EACH_GPU = re.compile(r"(?:each|every|all) (?:the )?(?:gpus?|cards?|ranks?|proc
                        # one GPU works, several fail: the launch's per-GPU copy is what does not fit
                        r"(?:single|one)[- ]gpu\b[^.\n]{0,30}?\b(?:works|is fine|runs fine|fits)\b|works (?:fine |well )?(?:on|with) (?:a )?(?:single|one) gpu|"
                        r"单卡(?:可以|能跑|正常|没问题)|"
-                       r"only one gpu|each gpu load|没有(?:做)?分布式|no distributed loading|not (?:being )?(?:sharded|distributed)", re.I)
+                       r"only one gpu|each gpu load|没有(?:做)?分布式|no distributed loading|not (?:being )?(?:sharded|distributed)|"
+                       # the launch copies the network where it should split it: 'instead of using tensor/pipeline
+                       # parallelism it makes copies of the network'
+                       r"(?:makes?|making|made|creates?|creating|created) (?:a |full |whole )?(?:copy|copies) of the "
+                       r"(?:whole |entire |full )?(?:network|model)\b", re.I)
 _SUMMED = re.compile(r"(?:\btotal(?:l?ing)?|\bin total|\bcombined|\baltogether|共计?|总共|一共|合计)\W{0,3}(?:of\s)?"
                      r"(?:\d+\s?[x*×]\s?)?\d+\s?(?:GB|GiB|G)(?![A-Za-z])", re.I)
 """The report adds up its GPUs' memory ('8 A800 GPUs, totaling 640GB', '共8*11G显存', '四台V100，一共128G'): it expects
@@ -148,7 +152,7 @@ def ddp_replica(c: Case) -> Cause | None:
     summed = _SUMMED.search(t) if (several or (E.gpu_count(c) or 1) > 1) and not E.weights_quantized(c) and \
         re.search(E.TRAINING_WORDS.pattern + r"|\bdatasets?\b|数据集", E.text(c), re.I) else None
     if z3_materialized or frames or states or (says and (several or c.oom.distributed or (E.gpu_count(c) or 1) > 1
-                                     or re.search(r"gpu|card|卡", says.group(0), re.I))):
+                                     or re.search(r"gpu|card|卡|copies of the", says.group(0), re.I))):
         strength = "proven"
     elif several and E.replicates(c) and c.oom.phase in ("load", None, "training", "first_step", "generation"):
         # the launch shows replicas; they are the cause when the weights are a large share of each GPU, which needs

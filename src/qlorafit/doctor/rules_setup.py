@@ -338,13 +338,19 @@ _INFERENCE_BATCH = re.compile(r"(?:embedding|embed|encod\w*|rerank\w*|transcri\w
 ('CUDA embedding batch size hardcoded to 256', 'Reduce GPU batch size for reranker')."""
 
 
+_EMBED_SERVED = re.compile(r"\b(?:serv(?:e|es|ed|ing)|ingest\w*|index(?:es|ed|ing)?|encod(?:e|es|ed|ing))\b[^.\n]{0,40}?"
+                           r"(?:embed\w*|rerank\w*|\bbge\b|\be5\b)|(?:embedding|reranker) (?:server|service|api)\b", re.I)
+"""An embedding or reranker model served or run over documents ('serving NV-Embed-V2', 'an embedding server'): it
+generates nothing, so what grows with the load is the batch each forward takes."""
+
+
 def _inference_batch(c: Case) -> Cause | None:
     """An inference batch named in a report that trains nothing: all of it goes through the model in one forward."""
     t = c.inputs.error_text or ""
-    m = _INFERENCE_BATCH.search(t)
+    m = _INFERENCE_BATCH.search(t) or _EMBED_SERVED.search(t)
     if m is None or not c.has_oom or c.oom.kind in ("cpu", "dispatch", "kv_cache") or \
-            c.oom.phase not in (None, "generation") or re.search(r"\btrain|fine-?tun|微调|训练", E.text(c), re.I):
-        return None
+            c.oom.phase not in (None, "generation") or re.search(r"\btrain|fine-?tun|微调|训练|\bepochs?\b", E.text(c), re.I):
+        return None  # (an epoch is training's: 'OOM in the first epoch even at batch size 3')
     return Cause("generation_batch", "the inference batch is too large for the card",
                  "every sequence of the batch goes through the model at once: activations (and any cache) grow with "
                  "batch x length", [f"the report says '{m.group(0)}'", "nothing is trained: the batch is the "

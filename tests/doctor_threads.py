@@ -53,11 +53,20 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test36", "test35", "test34", "test33", "test32", "test31", "test30", "test29", "test28", "test27", "test26",
-          "test25", "test24", "test23", "test22", "test21", "test20", "test19", "test18", "test17", "test16", "test15",
-          "test14", "test13", "test12", "test11", "test10", "test9", "test8", "test7", "test6", "test5", "test4", "test3",
-          "test2", "test", "seen", "train")
-"""Split names, held-out first. test36: a thirty-sixth held-out split collected 2026-11-30 (session 16, helper
+SPLITS = ("test37", "test36", "test35", "test34", "test33", "test32", "test31", "test30", "test29", "test28", "test27",
+          "test26", "test25", "test24", "test23", "test22", "test21", "test20", "test19", "test18", "test17", "test16",
+          "test15", "test14", "test13", "test12", "test11", "test10", "test9", "test8", "test7", "test6", "test5",
+          "test4", "test3", "test2", "test", "seen", "train")
+"""Split names, held-out first. test37: a thirty-seventh held-out split collected 2026-11-30 (session 17, helper
+collect37, while collect38 collected test38) from GitHub issue and pull-request threads (training and fine-tuning:
+GRPO of Qwen2.5-VL in verl, a Qwen3-30B-A3B RL example in SkyRL and a Qwen3.5-VL FSDP recipe in Megatron Bridge
+(merged pull requests fixing an OOM), video SFT of Qwen2.5-VL, BERT, BART and GPT-2-era fine-tunes (spaCy
+transformers, DyGIE++, a Chinese BERT NER, KQA Pro), F5-TTS; inference and serving: a MindIE engine on an Ascend NPU
+through GPUStack, an embedding server (Xinference), a bge reranker, MegaTTS3, CogVLM, BlenderBot2 in ParlAI, a
+KoboldAI chat behind TavernAI; a GPTQ quantization of Llama-3.1-70B with llm-compressor; Chinese threads; eight from
+2025-2026; 22 repositories, one thread each, 15 new to the corpus), frozen before its first measurement (UNMEASURED in
+tests/test_doctor_threads.py until then).
+test36: a thirty-sixth held-out split collected 2026-11-30 (session 16, helper
 collect36, while collect35 collected test35) from GitHub issue and pull-request threads (training and fine-tuning:
 PPO with trlx and RL4LMs, GRPO in torchforge, QuIP# fine-tuning, BERT, T5, BART and GPT-2-era fine-tunes, ESPnet
 and fairseq speech transformers, a 4-bit 30B LoRA; speech inference (Whisper through faster-whisper, WhisperX and a

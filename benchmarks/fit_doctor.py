@@ -5,10 +5,9 @@
     PYTHONPATH=src python benchmarks/fit_doctor.py dump-first-sight   # rebuilds FIRST_SIGHT from old commits
 
 Only the studied splits are ever read: train, seen and every split whose `<split>_status` in split.json says it was
-studied, and of those the ones with a known first measurement (FIRST_COMMIT). A split still held out (test10,
-test11, test12, test13, test14, test15, test16, test17, test18, test19, test20, test21, test22, test23, test24, test25,
-test26, test27, test28, test29, test30, test31, test32, test33, test34, test35, test36, test37, ...) and every split
-named in QLORAFIT_THREADS_SKIP is never loaded (`seen_threads`).
+studied, and of those the ones with a known first measurement (FIRST_COMMIT). A split still held out (no
+`<split>_status`: test37 and test38 when this was written) and every split named in QLORAFIT_THREADS_SKIP is never
+loaded (`seen_threads`).
 
 Where the rules' causes come from:
 - `first-sight` (the default): each thread as answered by the rules of its own split's first measurement (the commit

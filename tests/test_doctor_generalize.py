@@ -2063,3 +2063,49 @@ def test_running_a_16_bit_model_that_fills_most_of_the_card_is_the_missing_quant
     assert _d(said.replace("sqlcoder-7B", "sqlcoder-3B")).primary.id != "no_quant"
     # training the same model: the training causes, not this inference rule
     assert "the 16-bit weights leave too little" not in _d("Fine-tuning " + said).primary.title
+
+
+# --- session 17: test37 and test38, studied after their first measurement ------------------------------------------
+
+@pytest.mark.parametrize("said", ["I am training on documents of 40 sentences, some are long. I got out of memory on a "
+                                  "32GB GPU.",
+                                  "I ran the model over the slides and found one slide cause the OOM; without it the "
+                                  "peak is 39 GB.",
+                                  "Token indices sequence length is longer than the specified maximum sequence length "
+                                  "for this model (514 > 512).\nCUDA out of memory while training the NER model"])
+def test_some_long_inputs_said_or_warned_are_long_samples(said):
+    d = _d(said)
+    assert d.primary.id == "long_sample", [c.id for c in d.causes]
+
+
+def test_spacys_abort_and_save_after_the_exception_is_not_the_save_phase():
+    said = ("⚠ Aborting and saving the final best model. Encountered exception: OutOfMemoryError('CUDA out of memory. "
+            "Tried to allocate 144.00 MiB (GPU 0; 3.81 GiB total capacity; 2.75 GiB already allocated; 81.12 MiB free; "
+            "2.79 GiB reserved in total by PyTorch)')")
+    assert _d(said).case.oom.phase != "save"
+    assert _d("CUDA out of memory while saving the final model").case.oom.phase == "save"
+
+
+def test_tokens_generated_before_the_failure_place_it_in_the_generation():
+    said = "I'm running 30B in 4bit on my 4090; after generating some tokens I get out of memory errors"
+    d = _d(said)
+    assert d.case.oom.phase == "generation" and d.primary.id == "generation_batch", [c.id for c in d.causes]
+    assert phase_from_words("after generating the summaries, training runs out of memory")[0] != "generation"
+
+
+def test_a_rerankers_batch_asked_about_is_the_inference_batch():
+    d = _d("请问reranker类可以设置batch吗？16g的显存hold不住")
+    assert d.primary.id == "generation_batch" and d.fixes[0].id == "batch", [c.id for c in d.causes]
+
+
+def test_ascends_mindie_warm_up_is_an_engine_reserving_the_card():
+    said = ("[ERROR] Warmup failed, because of multimodal model inference out of memory when `maxInputTokenLen` set to "
+            "8192. Please try to decrease `maxPrefillTokens` in config.json of mindie-service.")
+    d = _d(said)
+    assert d.primary.id == "vllm_memory" and d.fixes[0].id == "vllm_memory", [c.id for c in d.causes]
+
+
+def test_cpu_oom_in_the_title_is_the_hosts():
+    said = "CPU OOM when training Qwen2.5-VL-7B with GRPO (vllm 0.11.0, ray 2.53.0)"
+    assert parse(said).kind == "cpu"
+    assert _d(said).primary.id == "cpu_ram", [c.id for c in _d(said).causes]

@@ -111,6 +111,7 @@ _NEGATED = re.compile(r"\b(?:not|no|never|without|instead of)\b[^.\n]{0,30}$|n't
 _FAILURE_WORDS = re.compile(r"\b(?:error|exception|breaks?|broke|fail(?:s|ed|ing|ure)?|crash\w*|hangs?|stops?|di(?:es|ed))\b|"
                             r"Traceback|报错|崩溃|中断", re.I)
 _CPU_WORDS = re.compile(r"node (?:is )?running low on memory|ray\.exceptions\.OutOfMemoryError|\bray oom\b|"  # Ray's monitor
+                        r"\b(?:CPU|host|system) OOM\b|"  # 'CPU OOM when training Qwen2.5-VL-7B with GRPO' 
                         r"more (?:memory |RAM )?than (?:the |my |our |this )?(?:node|machine|server|host|system|box|"
                         r"computer|pc|workstation) (?:has|have|had)\b|all available RAM|tried to allocate more memory than is available|insufficient shared memory|\(shm\)|Out of memory: Kill(?:ed)? process|subprocess(?:es)? ha(?:s|ve) ?abruptly died|"
                         r"system oom|not enough (?:host |system |cpu )?RAM|kill(?:s|ed)? the (?:process|kernel|session|job)|"

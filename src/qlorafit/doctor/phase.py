@@ -203,7 +203,8 @@ _OOM_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]?of[-
 _PROSE = (  # (phase, words): checked in this order inside one sentence that also says it ran out of memory
     ("merge", r"merg\w*|export\w*|合并|导出"),
     # saving a checkpoint, not 'save (the) memory': a verb whose object is memory is the user's wish, not a phase
-    ("save", r"\bsav(?:e|es|ing)\b(?!\s(?:\w+\s)?(?:gpu\s|cuda\s)?(?:memory|vram|ram|space)\b)|"
+    # (not spaCy's 'Aborting and saving the final best model. Encountered exception': its reaction to the failure)
+    ("save", r"(?<!Aborting and )\bsav(?:e|es|ing)\b(?!\s(?:\w+\s)?(?:gpu\s|cuda\s)?(?:memory|vram|ram|space)\b)|"
              r"\bsave_(?:model|pretrained|checkpoint|state)\b|保存"),
     # 'generation', 'generating', 'generate()', not 'the processor generates N tokens' (that is the data, not the phase)
     # 'predictions' and Trainer's .predict() are the evaluation loop's outputs, not generated text
@@ -351,7 +352,14 @@ def _done_before_the_failure(text: str, m: re.Match) -> bool:
     """The phase word names a step that finished before the failure: 'after merging, training OOMs', '合并lora后sft报
     OOM', 'I can load the model, but generating OOMs', 'loading the model works fine'. Not the failure's phase ('right
     after loading' is still the load's end)."""
+    if _PART_OF_IT.match(text[m.end():m.end() + 40]):
+        return False  # 'after generating some tokens' is in the middle of the generation, not after it
     return bool(_DONE_BEFORE.search(text[max(0, m.start() - 30):m.start()]) or _DONE_AFTER.search(text[m.end():m.end() + 40]))
+
+
+_PART_OF_IT = re.compile(r"\s(?:some|a few|a couple of|several|many|a number of|~?\d+)\s(?:\w+\s)?(?:tokens|steps|"
+                         r"iterations|batches|samples|words|sentences|lines|epochs)\b", re.I)
+"""Progress inside the phase named ('generating some tokens', 'training 200 steps'): where the failure happened."""
 
 
 _TRAINING_CLAUSE = re.compile(r"训练(?:时|的时候|中|过程中)|(?:during|while|when) training\b|in training\b", re.I)

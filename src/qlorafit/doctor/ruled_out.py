@@ -80,7 +80,10 @@ _SOME_DATA_FAILS = re.compile(
     r"examples?|data(?:points?)?|batches|inputs?|rows?|records?|conversations?)\b[^.\n]{0,20}?(?:\bit )?(?:OOM|runs? out|ran "
     r"out|fails?|crash\w*|out of memory)|(?:OOM|runs? out|ran out|fails?|crash\w*|out of memory)[^.\n]{0,20}?\b(?:only )?(?:on|at|"
     r"for|with) (?:certain|some|specific|particular|a few) (?:samples?|examples?|data|batches|inputs?|rows?|records?)\b|"
-    r"(?:一定|某些|部分|特定|个别|某个|某条|某一)的?(?:数据|样本|batch|批次)[^，。,.\n]{0,6}?(?:出现|会|就|时)?\s?(?:OOM|oom|爆|溢出)",
+    r"(?:一定|某些|部分|特定|个别|某个|某条|某一)的?(?:数据|样本|batch|批次)[^，。,.\n]{0,6}?(?:出现|会|就|时)?\s?(?:OOM|oom|爆|溢出)|"
+    # one input found to cause it: 'found one slide cause the OOM', 'one video causes the OOM'
+    r"\bone (?:\w+ )?(?:slide|sample|example|image|document|doc|file|video|sentence|input|text|record|row|audio|batch)"
+    r" (?:that )?caus\w* (?:the |an? )?(?:OOM|out of memory|crash)",
     re.I)
 """The report says it runs out only on certain samples ('OOM on certain batches', '在一定数据出现OOM'): every other batch
 fit, so what does not grow with the input fits too, and the samples that fail are the long ones."""

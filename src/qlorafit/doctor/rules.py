@@ -456,6 +456,10 @@ _LONG_WORDS = re.compile(r"(?:long|longer|longest|very long|too long|overly long
                          r"exceed\w* max|variable (?:number|length)s? of (?:\w+ )?tokens|too many (?:\w+ )?tokens|"
                          r"token\s?(?:数量|数)\S{0,2}(?:太多|过多|过大|太大)|"
                          r"outlier|"
+                         # some of the inputs are long: 'a document of 40 sentences. some are long'
+                         r"\bsome (?:of them |of the \w+ )?(?:are|were) (?:very |quite |too |really )?long\b|"
+                         # the tokenizer's own warning: a sample longer than the model's maximum went in uncut
+                         r"Token indices sequence length is longer than the specified maximum sequence length|"
                          # images at a high resolution, several to a sample: thousands of image tokens each
                          r"(?:多张)?高分辨率的?(?:图片|图像)|high[- ]resolution (?:images|pictures|frames)|"
                          r"(?:很多|大量|许多)大(?:尺寸的?)?图|(?:many|lots of) (?:large|big|huge) (?:images|pictures)|"

@@ -332,7 +332,7 @@ _HISTORY = re.compile(CHAT_HISTORY + r"|\bhistory=", re.I)
 
 
 _INFERENCE_BATCH = re.compile(r"(?:embedding|embed|encod\w*|rerank\w*|transcri\w*|inference|predict\w*|推理|向量化)"
-                              r"[^.\n]{0,80}?batch[_ ]?size|batch[_ ]?size[^.\n]{0,60}?(?:embedding|encod\w*|rerank\w*|"
+                              r"[^.\n]{0,80}?batch(?:[_ ]?size)?(?![A-Za-z0-9_-])|batch[_ ]?size[^.\n]{0,60}?(?:embedding|encod\w*|rerank\w*|"
                               r"transcri\w*|inference|推理)", re.I)
 """A model run without training (embedding, encoding, reranking, transcribing, inference) whose batch the report names
 ('CUDA embedding batch size hardcoded to 256', 'Reduce GPU batch size for reranker')."""

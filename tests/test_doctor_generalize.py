@@ -2109,3 +2109,17 @@ def test_cpu_oom_in_the_title_is_the_hosts():
     said = "CPU OOM when training Qwen2.5-VL-7B with GRPO (vllm 0.11.0, ray 2.53.0)"
     assert parse(said).kind == "cpu"
     assert _d(said).primary.id == "cpu_ram", [c.id for c in _d(said).causes]
+
+
+@pytest.mark.parametrize("name,size", [("MiniCPM-V 2.5", 8.5), ("miniCPM-V2.5", 8.5), ("MiniCPM-Llama3-V 2.5", 8.5),
+                                       ("minicpm-v2", 2.8), ("bart-large", 0.41), ("xlm-roberta-large", 0.56),
+                                       ("roberta-large", 0.36), ("Whisper large-v2", 1.55), ("wav2vec2-large", 0.32)])
+def test_size_less_model_names_of_one_size_are_sized(name, size):
+    assert model_params_b(f"fine-tuning {name} runs out of memory") == size
+    assert model_params_b(f"fine-tuning {name}-7B runs out of memory") != size  # a size written with it wins
+
+
+def test_a_full_fine_tune_of_a_model_sized_by_its_name_on_cards_too_small_for_its_states_is_the_replica():
+    said = "8张32GB V100的服务器在miniCPM-V2.5全量微调的时候出现CUDA out of memory"
+    d = _d(said)
+    assert d.primary.id == "ddp_replica", [c.id for c in d.causes]

@@ -88,8 +88,6 @@ MISSES = {
                              "being too small for the 7B (use the 0.5B) is the maintainer's answer",
     "minicpm-v_145": "a batch that goes no higher than 4 under ZeRO-2 on eight A800s reads as the replica; that this "
                      "is expected (accumulate instead) is the maintainer's answer",
-    "minicpm-v_380": "a full fine-tune of MiniCPM-V 2.5 on eight 32 GB V100s: the model's size is not in the post, so "
-                     "its states cannot be weighed against the cards; ZeRO-3 with offload is the answer",
     "spacy_7593": "spaCy's transformer pipeline failing at the 31,000th of 100K texts whatever the batch reads as the "
                   "inference batch; one very long document is the maintainer's answer",
     "ssbuild-chatglm3-finetuning_31": "a QLoRA of ChatGLM3-6B failing at the first step even at max_seq_length 24: "
@@ -486,8 +484,8 @@ MISSES = {
                                  "still fail are in the reporter's later comment",
     "eullm_410": "a frozen 30B MoE base that ZeRO-3 gathers layer by layer: the pull request's fix (an 8-bit base "
                  "replicated under DDP) is a design change the post argues for, not a setting it shows",
-    "ms-swift_2731": "a LoRA of MiniCPM-V 2.6 on 3090s 'however many cards': the video frames' resolution is the "
-                     "answer's; studied vision fine-tunes of this kind were as often the batch",
+    "ms-swift_2731": "a LoRA of MiniCPM-V 2.6 (8B) on 3090s 'however many cards' reads as its 16-bit weights taking "
+                     "two thirds of a card (no 4-bit); the video frames' resolution is the answer's",
     "ms-swift_9980": "the pull request describes two failures, the GPU at load and host RAM filled by a copy per rank "
                      "(the OOM killer): host RAM is ranked first, as a reported host kill always is",
     "nemo-automodel_2600": "a full fine-tune at 67 of 80 GiB whose backward intermittently exceeds it with variable "

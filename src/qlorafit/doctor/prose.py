@@ -72,6 +72,10 @@ _NAMED = [(re.compile(rf"(?<![A-Za-z0-9_.-]){p}(?![A-Za-z0-9_.]|[-_ ]?\d+(?:\.\d
               (r"qwen-vl(?:-chat)?", 9.6), (r"gpt-?2-xl", 1.56), (r"gpt-?2-large", 0.77), (r"gpt-?2-medium", 0.36),
               (r"(?:flan-)?t5-small", 0.06), (r"(?:flan-)?t5-base", 0.25), (r"(?:flan-)?t5-large", 0.78),
               (r"(?:flan-)?t5-xl", 2.85), (r"(?:flan-)?t5-xxl", 11.1), (r"bert-base", 0.11), (r"bert-large", 0.34),
+              (r"bart-base", 0.14), (r"bart-large", 0.41), (r"roberta-base", 0.125), (r"roberta-large", 0.36),
+              (r"xlm-roberta-base", 0.28), (r"xlm-roberta-large", 0.56), (r"wav2vec2-base", 0.095),
+              (r"wav2vec2-large", 0.32), (r"whisper[-_ ]medium", 0.77), (r"whisper[-_ ]large(?:-v[123])?", 1.55),
+              (r"minicpm-?(?:llama3-?)?v[-_ ]?2\.[56]", 8.5), (r"minicpm-?v[-_ ]?2(?:\.0)?", 2.8),
           )]
 """Size-less model names with one size: 'ChatGLM' (6.2B), 'Mixtral' (8x7B), 't5-base', 'StarCoder' (15.5B; StarCoder2
 names its sizes). Not DeepSeek-R1/V3: their

@@ -943,7 +943,7 @@ def batch_or_seq(c: Case) -> Cause | None:
 _CKPT_OFF = re.compile(r"(?:never|not|n't|without|no|drop\w*|disabl\w*|remov\w*|turn\w* off|enabl\w*|turn\w* on)\b"
                        r"[^.\n]{0,60}?\bgradient[_ ]checkpointing|gradient[_ ]checkpointing\W{0,3}(?:is |was )?(?:never|not|"
                        r"off|disabled|false|inert|has no effect)", re.I)
-_VISION = re.compile(r"image tokens|pixel|max_pixels|high[- ]resolution|\w+-vl\b|\bvl\b|vision|llava|idefics|pixtral|"
+_VISION = re.compile(r"image tokens|pixel|max_pixels|high[- ]resolution|[\w.]+-vl\b|\bvl\b|vision|llava|idefics|pixtral|"
                      r"paligemma|molmo", re.I)
 
 

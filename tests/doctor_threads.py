@@ -53,11 +53,12 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test38", "test37", "test36", "test35", "test34", "test33", "test32", "test31", "test30", "test29", "test28",
+SPLITS = ("test39", "test38", "test37", "test36", "test35", "test34", "test33", "test32", "test31", "test30", "test29", "test28",
           "test27", "test26", "test25", "test24", "test23", "test22", "test21", "test20", "test19", "test18", "test17", "test16",
           "test15", "test14", "test13", "test12", "test11", "test10", "test9", "test8", "test7", "test6", "test5",
           "test4", "test3", "test2", "test", "seen", "train")
-"""Split names, held-out first. test38: a thirty-eighth held-out split collected 2026-11-30 (session 17, helper
+"""Split names, held-out first. test39: TEST39_DOC
+test38: a thirty-eighth held-out split collected 2026-11-30 (session 17, helper
 collect38, while collect37 collected test37) from GitHub issue threads (Chinese and Korean threads foremost: CodeS,
 ChatGLM3, XrayGLM, VisualGLM-6B, MiniCPM-V, ms-swift video, Yi-34B-200K, ERNIE on a CPU, Whisper LoRA, KoAlpaca;
 BERT-era and encoder models: BERT multi-label, CamemBERT, BERT-fused NMT, a multilingual distillation, spaCy's

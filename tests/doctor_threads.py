@@ -62,10 +62,11 @@ collect39, while collect40 collected test40) from GitHub issue and pull-request 
 current families foremost: a Mistral-7B freeze fine-tune and a Qwen2 full fine-tune in LLaMA-Factory, a LLaMA 7B
 full fine-tune in LMFlow, Llama 2 70B pretraining in ColossalAI and on a TPU v5p in MaxText (a merged pull request),
 a draft model distilled from a LLaMA-7B target, a Qwen2.5-7B SFT in slime, a codellama-13b PPO in OpenRLHF, Llama 3B
-configs in oumi (a merged pull request), RL of Qwen2.5-VL-3B in Med-R1, of Qwen2.5-7B in SkillRL and in DeepEyes;
-speech synthesis: ESPnet VITS, JETS, StyleTTS2; a bge-m3 embedder fine-tune, a BERT contrastive classifier, AWQ
-calibration in ms-swift, a 70B code-model evaluation, LLaMA 7B inference; seven Chinese threads; 19 repositories, 8
-new to the corpus), frozen before its first measurement (UNMEASURED in tests/test_doctor_threads.py until then).
+configs in oumi (a merged pull request), RL of Qwen2.5-VL-3B in Med-R1, of Qwen2.5-7B in SkillRL and in DeepEyes,
+a Llama-2-7B quantization-aware training (TSLD), an ORPO of 4-bit Qwen2.5 with Unsloth; speech synthesis: ESPnet
+VITS, JETS, StyleTTS2; a bge-m3 embedder fine-tune, a BERT contrastive classifier, AWQ calibration in ms-swift, a 70B
+code-model evaluation, LLaMA 7B inference; seven Chinese threads; 21 repositories, 9 new to the corpus), frozen
+before its first measurement (UNMEASURED in tests/test_doctor_threads.py until then).
 test38: a thirty-eighth held-out split collected 2026-11-30 (session 17, helper
 collect38, while collect37 collected test37) from GitHub issue threads (Chinese and Korean threads foremost: CodeS,
 ChatGLM3, XrayGLM, VisualGLM-6B, MiniCPM-V, ms-swift video, Yi-34B-200K, ERNIE on a CPU, Whisper LoRA, KoAlpaca;

@@ -53,11 +53,21 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test38", "test37", "test36", "test35", "test34", "test33", "test32", "test31", "test30", "test29", "test28",
+SPLITS = ("test39", "test38", "test37", "test36", "test35", "test34", "test33", "test32", "test31", "test30", "test29", "test28",
           "test27", "test26", "test25", "test24", "test23", "test22", "test21", "test20", "test19", "test18", "test17", "test16",
           "test15", "test14", "test13", "test12", "test11", "test10", "test9", "test8", "test7", "test6", "test5",
           "test4", "test3", "test2", "test", "seen", "train")
-"""Split names, held-out first. test38: a thirty-eighth held-out split collected 2026-11-30 (session 17, helper
+"""Split names, held-out first. test39: a thirty-ninth held-out split collected 2026-11-30 (session 17, helper
+collect39, while collect40 collected test40) from GitHub issue and pull-request threads (LLM fine-tuning and RL on
+current families foremost: a Mistral-7B freeze fine-tune and a Qwen2 full fine-tune in LLaMA-Factory, a LLaMA 7B
+full fine-tune in LMFlow, Llama 2 70B pretraining in ColossalAI and on a TPU v5p in MaxText (a merged pull request),
+a draft model distilled from a LLaMA-7B target, a Qwen2.5-7B SFT in slime, a codellama-13b PPO in OpenRLHF, Llama 3B
+configs in oumi (a merged pull request), RL of Qwen2.5-VL-3B in Med-R1, of Qwen2.5-7B in SkillRL and in DeepEyes,
+a Llama-2-7B quantization-aware training (TSLD), an ORPO of 4-bit Qwen2.5 with Unsloth; speech synthesis: ESPnet
+VITS, JETS, StyleTTS2; a bge-m3 embedder fine-tune, a BERT contrastive classifier, AWQ calibration in ms-swift, a 70B
+code-model evaluation, LLaMA 7B inference; seven Chinese threads; 21 repositories, 9 new to the corpus), frozen
+before its first measurement (UNMEASURED in tests/test_doctor_threads.py until then).
+test38: a thirty-eighth held-out split collected 2026-11-30 (session 17, helper
 collect38, while collect37 collected test37) from GitHub issue threads (Chinese and Korean threads foremost: CodeS,
 ChatGLM3, XrayGLM, VisualGLM-6B, MiniCPM-V, ms-swift video, Yi-34B-200K, ERNIE on a CPU, Whisper LoRA, KoAlpaca;
 BERT-era and encoder models: BERT multi-label, CamemBERT, BERT-fused NMT, a multilingual distillation, spaCy's

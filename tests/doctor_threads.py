@@ -53,11 +53,20 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test38", "test37", "test36", "test35", "test34", "test33", "test32", "test31", "test30", "test29", "test28",
-          "test27", "test26", "test25", "test24", "test23", "test22", "test21", "test20", "test19", "test18", "test17", "test16",
+SPLITS = ("test40", "test38", "test37", "test36", "test35", "test34", "test33", "test32", "test31", "test30", "test29",
+          "test28", "test27", "test26", "test25", "test24", "test23", "test22", "test21", "test20", "test19", "test18", "test17", "test16",
           "test15", "test14", "test13", "test12", "test11", "test10", "test9", "test8", "test7", "test6", "test5",
           "test4", "test3", "test2", "test", "seen", "train")
-"""Split names, held-out first. test38: a thirty-eighth held-out split collected 2026-11-30 (session 17, helper
+"""Split names, held-out first. test40: a fortieth held-out split collected 2026-11-30 (session 17, helper collect40,
+while collect39 collected test39) from GitHub issue and pull-request threads (inference, serving, quantization and
+conversion foremost: embedding, reranker and retrieval models (an embedding client, ColQwen2, ColBERT, a Korean
+sentence encoder, a T5 query generator), speech recognition (FunASR Paraformer, SenseVoice, Whisper in icefall,
+Fun-ASR with vLLM, MOSS-Transcribe-Diarize), serving engines (tabbyAPI, TGI on TPU, vLLM on Gaudi, Ollama on a Jetson
+Thor), quantization calibration (lmdeploy, llm-compressor), checkpoint conversions (GGUF, lit-llama, llama.cpp and
+MLX on Apple Silicon); two training threads (a RESDSQL cross-encoder, BERT-large on SQuAD); two merged pull requests
+fixing an OOM; Chinese and Korean threads; 22 repositories, one thread each, 11 new to the corpus), frozen before
+its first measurement (UNMEASURED in tests/test_doctor_threads.py until then).
+test38: a thirty-eighth held-out split collected 2026-11-30 (session 17, helper
 collect38, while collect37 collected test37) from GitHub issue threads (Chinese and Korean threads foremost: CodeS,
 ChatGLM3, XrayGLM, VisualGLM-6B, MiniCPM-V, ms-swift video, Yi-34B-200K, ERNIE on a CPU, Whisper LoRA, KoAlpaca;
 BERT-era and encoder models: BERT multi-label, CamemBERT, BERT-fused NMT, a multilingual distillation, spaCy's

@@ -53,11 +53,20 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test39", "test38", "test37", "test36", "test35", "test34", "test33", "test32", "test31", "test30", "test29", "test28",
-          "test27", "test26", "test25", "test24", "test23", "test22", "test21", "test20", "test19", "test18", "test17", "test16",
-          "test15", "test14", "test13", "test12", "test11", "test10", "test9", "test8", "test7", "test6", "test5",
-          "test4", "test3", "test2", "test", "seen", "train")
-"""Split names, held-out first. test39: a thirty-ninth held-out split collected 2026-11-30 (session 17, helper
+SPLITS = ("test40", "test39", "test38", "test37", "test36", "test35", "test34", "test33", "test32", "test31", "test30",
+          "test29", "test28", "test27", "test26", "test25", "test24", "test23", "test22", "test21", "test20", "test19",
+          "test18", "test17", "test16", "test15", "test14", "test13", "test12", "test11", "test10", "test9", "test8",
+          "test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
+"""Split names, held-out first. test40: a fortieth held-out split collected 2026-11-30 (session 17, helper collect40,
+while collect39 collected test39) from GitHub issue and pull-request threads (inference, serving, quantization and
+conversion foremost: embedding, reranker and retrieval models (an embedding client, ColQwen2, ColBERT, a Korean
+sentence encoder, a T5 query generator), speech recognition (FunASR Paraformer, SenseVoice, Whisper in icefall,
+Fun-ASR with vLLM, MOSS-Transcribe-Diarize), serving engines (tabbyAPI, TGI on TPU, vLLM on Gaudi, Ollama on a Jetson
+Thor), quantization calibration (lmdeploy, llm-compressor), checkpoint conversions (GGUF, lit-llama, llama.cpp and
+MLX on Apple Silicon); two training threads (a RESDSQL cross-encoder, BERT-large on SQuAD); two merged pull requests
+fixing an OOM; Chinese and Korean threads; 22 repositories, one thread each, 11 new to the corpus), frozen before
+its first measurement (UNMEASURED in tests/test_doctor_threads.py until then).
+test39: a thirty-ninth held-out split collected 2026-11-30 (session 17, helper
 collect39, while collect40 collected test40) from GitHub issue and pull-request threads (LLM fine-tuning and RL on
 current families foremost: a Mistral-7B freeze fine-tune and a Qwen2 full fine-tune in LLaMA-Factory, a LLaMA 7B
 full fine-tune in LMFlow, Llama 2 70B pretraining in ColossalAI and on a TPU v5p in MaxText (a merged pull request),

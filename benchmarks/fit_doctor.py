@@ -82,7 +82,9 @@ FIRST_COMMIT = {"train": ("cee5fcb", "doctor-threads-baseline.json"),
                 "test35": ("9d9279f", "doctor-threads-test35-frozen.json"),
                 "test36": ("9d9279f", "doctor-threads-test36-frozen.json"),
                 "test37": ("fe1da9e", "doctor-threads-test37-frozen.json"),
-                "test38": ("fe1da9e", "doctor-threads-test38-frozen.json")}
+                "test38": ("fe1da9e", "doctor-threads-test38-frozen.json"),
+                "test39": ("54ca95b", "doctor-threads-test39-frozen.json"),
+                "test40": ("54ca95b", "doctor-threads-test40-frozen.json")}
 RESULTS_SPLIT = {"seen": "test"}  # the first test split was called 'test' when it was first measured
 
 

@@ -2123,3 +2123,41 @@ def test_a_full_fine_tune_of_a_model_sized_by_its_name_on_cards_too_small_for_it
     said = "8张32GB V100的服务器在miniCPM-V2.5全量微调的时候出现CUDA out of memory"
     d = _d(said)
     assert d.primary.id == "ddp_replica", [c.id for c in d.causes]
+
+
+# --- session 17: test39 and test40, studied after their first measurement ------------------------------------------
+
+def test_an_evaluation_on_several_cards_each_holding_weights_larger_than_one_is_the_replica():
+    said = "When I run the evaluation of the 70b model, I used 8*80G GPUs, but it still oom."
+    d = _d(said)
+    assert d.primary.id == "ddp_replica", [c.id for c in d.causes]
+    assert gpus(said).memory_bytes == 80 * GIB  # 'used' before a size of the cards is no usage
+    assert gpus("the run used 8 x 18G of memory").memory_bytes is None
+
+
+def test_logits_seen_allocated_again_in_the_loss_are_the_fp32_logits():
+    said = "Profiling SFT of a 7B, the memory spike is where the logits are allocated three times, and it often OOMs."
+    d = _d(said)
+    assert d.primary.id == "fp32_logits", [c.id for c in d.causes]
+
+
+def test_a_conversion_killed_on_a_mac_is_the_hosts_ram():
+    said = ("convert-hf-to-gguf.py on my Mac Studio M1 Ultra with 128GB: the process gets killed at part 38 of 59 "
+            "while converting Mixtral to f16")
+    assert parse(said).kind == "cpu"
+    assert _d(said).primary.id == "cpu_ram", [c.id for c in _d(said).causes]
+    assert parse("running the model, my 16GB M2 runs out of RAM").kind == "cuda"  # running, not converting: the GPU's
+
+
+def test_host_memory_growing_until_exhausted_is_the_hosts():
+    said = ("During GPTQ quantization the host memory usage grows until it is completely exhausted, even though the "
+            "GPU has sufficient VRAM")
+    assert parse(said).kind == "cpu"
+    assert _d(said).primary.id == "cpu_ram"
+
+
+@pytest.mark.parametrize("said", ["转录一小时的音频，直接报显存溢出", "对于2小时的音频，会爆显存，24G显存",
+                                  "transcribing an hour of audio in one go gives CUDA out of memory"])
+def test_hours_of_audio_in_one_input_are_a_long_sample(said):
+    d = _d(said)
+    assert d.primary.id == "long_sample", [c.id for c in d.causes]

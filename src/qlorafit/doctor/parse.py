@@ -125,7 +125,7 @@ _CPU_WORDS = re.compile(r"node (?:is )?running low on memory|ray\.exceptions\.Ou
                         r"\b(?:OOM|out of memory|ran out|runs? out)\s(?:on|of|in)\s(?:the\s)?(?:host\s|cpu\s|system\s)?"
                         r"(?:RAM|host memory|system memory|CPU memory)\b|(?<![\w-])RAM\s(?:OOM|ran out|runs? out|is full|exhausted)|"
                         r"(?:RAM|host memory|CPU memory)(?: usage)? (?:keeps |kept )?(?:grow|ris|increas|climb)\w*[^.\n]{0,60}"
-                        r"(?:crash|killed|OOM|die[sd]?\b)|爆内存|(?<!GPU)(?<!GPU )(?<!卡)内存(?:不足|溢出|爆|不够|超|泄漏|泄露|占满|满了)|"
+                        r"(?:crash|killed|OOM|die[sd]?\b|exhaust\w*|(?:all|every) [^.\n]{0,12}consumed)|爆内存|(?<!GPU)(?<!GPU )(?<!卡)内存(?:不足|溢出|爆|不够|超|泄漏|泄露|占满|满了)|"
                         # the kernel's kill in other words: exit code 137 (128 + SIGKILL), -9, a notebook kernel dying,
                         # the host's memory at 100 %
                         r"exit (?:code|status)\W{0,3}(?:137|-9)\b|(?:return(?:ed)?|exit) (?:code|status)\W{0,3}-9\b|"
@@ -218,6 +218,11 @@ _UNIFIED = re.compile(r"(?<![\w-])M[1-5](?: (?:Pro|Max|Ultra))?(?![\w-])|Apple (
 'RAM' such a report names (a 16GB M2) is the GPU's memory, and running out of it is the accelerator's OOM."""
 
 
+_CONVERSION = re.compile(r"\bconvert[\w-]*\.py\b|\bconvert(?:s|ed|ing|er)?\b[^.\n]{0,40}?\b(?:to|into)\s(?:gguf|npz|mlx|"
+                         r"safetensors|f16|f32|fp16|bf16)\b|\bconversion\b", re.I)
+"""A checkpoint conversion (convert-hf-to-gguf.py, 'conversion to npz'): a CPU job, whatever the machine's GPU."""
+
+
 def unified_memory(text: str) -> bool:
     """The report runs on Apple's unified memory (an M-series Mac, MLX, Metal, MPS): its RAM is the GPU's."""
     return bool(_UNIFIED.search(text))
@@ -282,7 +287,8 @@ def oom_kind(text: str) -> str | None:
             and re.search(r"显存", text) and not re.search(r"\d+\s?[GT]i?B?\s?的?内存", text, re.I):  # '720G的内存': RAM
         cpu = None
     if cpu:
-        return "cuda" if unified_memory(text) else "cpu"  # 'a 16GB M2 runs out of RAM' is the GPU's memory
+        # 'a 16GB M2 runs out of RAM' is the GPU's memory; a conversion killed on a Mac is not (it runs on the CPU)
+        return "cuda" if unified_memory(text) and not _CONVERSION.search(text) else "cpu"
     if _GPU_WORDS.search(text):
         return "cpu" if host_memory_named(text) else "cuda"
     told = shortage(text)  # a shortage in words the phrases above do not list: its memory noun says whose

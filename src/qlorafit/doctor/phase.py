@@ -201,7 +201,8 @@ _OOM_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]?of[-
                         r"allocate|fill(?:s|ed)? up|memory leak|泄漏|泄露|内存\S{0,2}(?:占满|满了|爆|不够)|被(?:系统)?(?:杀|kill)|all (?:of )?(?:the |my |our )?(?:available )?(?:system |host )?RAM\b|"
                         r"exceeds? (?:the )?(?:gpu |cuda )?memory|" + WONT_LOAD, re.I)
 _PROSE = (  # (phase, words): checked in this order inside one sentence that also says it ran out of memory
-    ("merge", r"merg\w*|export\w*|合并|导出"),
+    # (an export that quantizes, 'swift export ... awq量化', is a calibration, not a merge)
+    ("merge", r"merg\w*|export\w*(?![^.\n。]{0,40}(?:awq|gptq|量化|quantiz))|合并|导出"),
     # saving a checkpoint, not 'save (the) memory': a verb whose object is memory is the user's wish, not a phase
     # (not spaCy's 'Aborting and saving the final best model. Encountered exception': its reaction to the failure)
     ("save", r"(?<!Aborting and )\bsav(?:e|es|ing)\b(?!\s(?:\w+\s)?(?:gpu\s|cuda\s)?(?:memory|vram|ram|space)\b)|"

@@ -312,7 +312,9 @@ def _capacity(text: str, m: re.Match, per_card: bool = False) -> int | None:
     if s is None:
         return None
     before, after = text[max(0, s.start() - 24):s.start()], text[s.end():s.end() + 16]
-    if _USAGE_BEFORE.search(before) or _USAGE_AFTER.search(after):
+    # a size followed by the cards it belongs to is their capacity, whatever verb comes before ('I used 8*80G GPUs')
+    of_cards = re.match(r"\s?(?:GPUs?|cards?|显卡|卡)\b", after, re.I) is not None
+    if (_USAGE_BEFORE.search(before) and not of_cards) or _USAGE_AFTER.search(after):
         return None
     if not per_card and (_HOST_BEFORE.search(before) or _HOST_AFTER.search(after)):
         return None

@@ -456,6 +456,9 @@ _LONG_WORDS = re.compile(r"(?:long|longer|longest|very long|too long|overly long
                          r"exceed\w* max|variable (?:number|length)s? of (?:\w+ )?tokens|too many (?:\w+ )?tokens|"
                          r"token\s?(?:数量|数)\S{0,2}(?:太多|过多|过大|太大)|"
                          r"outlier|"
+                         # hours of audio or video in one input ('对于2小时的音频', 'transcribing an hour of audio')
+                         r"(?:\d+(?:\.\d+)?|一|两|二|三|半|an?)\s?(?:个)?(?:小时|hours?|hrs?)\s?(?:的|of|long)?\s?"
+                         r"(?:音频|视频|audio|recording|video)|"
                          # some of the inputs are long: 'a document of 40 sentences. some are long'
                          r"\bsome (?:of them |of the \w+ )?(?:are|were) (?:very |quite |too |really )?long\b|"
                          # the tokenizer's own warning: a sample longer than the model's maximum went in uncut
@@ -822,8 +825,12 @@ def eager_in_frames(c: Case) -> Cause | None:
 
 
 _LOSS_WORDS = re.compile(r"\b(?:in|at|during|inside) (?:the )?(?:loss|cross[-_ ]?entropy|log_?softmax)\b(?!\.backward)|"
-                         r"\blogits?\b[^.\n]{0,40}\bvocab|\b(?:large|huge|big|\d{3}k|\d{3},\d{3}) vocab(?:ulary)?\b", re.I)
-"""The report says the loss or the vocabulary-wide logits are where it ran out."""
+                         r"\blogits?\b[^.\n]{0,40}\bvocab|\b(?:large|huge|big|\d{3}k|\d{3},\d{3}) vocab(?:ulary)?\b|"
+                         # the logits seen allocated or copied (a profile): '连续分配了3次logits', 'allocations of logits'
+                         r"(?:分配|拷贝|复制|allocat\w*|cop(?:y|ies|ied))[^.\n。]{0,12}?\blogits\b|"
+                         r"\blogits\b[^.\n。]{0,12}?(?:are |is |was |were |get |gets )?(?:allocat\w*|copied|拷贝|复制|分配)", re.I)
+"""The report says the loss or the vocabulary-wide logits are where it ran out, or that the logits are allocated or
+copied (again) where memory peaks."""
 
 
 def fp32_logits(c: Case) -> Cause | None:

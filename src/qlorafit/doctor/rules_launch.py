@@ -262,7 +262,8 @@ def _four_bit_unsharded(c: Case) -> bool:
 def _exceeds_one_card(c: Case) -> str | None:
     """Several GPUs, and the weights of the named model (as loaded) larger than one of them, while each process holds
     them whole (no ZeRO-3/FSDP, or 4-bit weights they cannot shard): the evidence line, or None."""
-    if c.oom.phase not in (None, "load", "training", "first_step", "later_step", "generation"):
+    # (an evaluation too: a harness or trainer evaluating runs a process per GPU, each with the whole model)
+    if c.oom.phase not in (None, "load", "training", "first_step", "later_step", "generation", "eval"):
         return None
     n = max(E.world_size(c) or 1, E.gpu_count(c) or 1)
     w, card = E.named_weights(c), E.card_bytes(c)

@@ -53,11 +53,20 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test40", "test39", "test38", "test37", "test36", "test35", "test34", "test33", "test32", "test31", "test30",
+SPLITS = ("test41", "test40", "test39", "test38", "test37", "test36", "test35", "test34", "test33", "test32", "test31", "test30",
           "test29", "test28", "test27", "test26", "test25", "test24", "test23", "test22", "test21", "test20", "test19",
           "test18", "test17", "test16", "test15", "test14", "test13", "test12", "test11", "test10", "test9", "test8",
           "test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
-"""Split names, held-out first. test40: a fortieth held-out split collected 2026-11-30 (session 17, helper collect40,
+"""Split names, held-out first. test41: a forty-first held-out split collected 2026-11-30 (session 17, helper
+collect41, while collect42 collected test42) from GitHub issue threads (what the corpus is thin on: BERT-era and
+TensorFlow-era transformer threads from 2018-2021 (XLNet, ALBERT, BERT pre-training data and further pre-training,
+UDA, OpenAI's first GPT, pytorchic-bert, Chinese XLNet, an XLNet NER extension), tokenizer training killed for host
+RAM (SentencePiece, Hugging Face tokenizers), an OpenNMT-py translation, GPT-Neo loading, a Flair XLM-R tagger, a
+bge reranker, an OmniGen full fine-tune, in-browser and on-device inference (Transformers.js WASM, MLC LLM on a 2 GB
+laptop GPU), LocalAI's layer offload, Yi-6B-200K without FlashAttention, DeepSeek-OCR-2 loaded in full precision;
+three Chinese threads; 21 repositories, 17 new to the corpus), frozen before its first measurement (UNMEASURED in
+tests/test_doctor_threads.py until then).
+test40: a fortieth held-out split collected 2026-11-30 (session 17, helper collect40,
 while collect39 collected test39) from GitHub issue and pull-request threads (inference, serving, quantization and
 conversion foremost: embedding, reranker and retrieval models (an embedding client, ColQwen2, ColBERT, a Korean
 sentence encoder, a T5 query generator), speech recognition (FunASR Paraformer, SenseVoice, Whisper in icefall,

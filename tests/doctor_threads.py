@@ -53,11 +53,20 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test41", "test40", "test39", "test38", "test37", "test36", "test35", "test34", "test33", "test32", "test31", "test30",
-          "test29", "test28", "test27", "test26", "test25", "test24", "test23", "test22", "test21", "test20", "test19",
-          "test18", "test17", "test16", "test15", "test14", "test13", "test12", "test11", "test10", "test9", "test8",
-          "test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
-"""Split names, held-out first. test41: a forty-first held-out split collected 2026-11-30 (session 17, helper
+SPLITS = ("test42", "test41", "test40", "test39", "test38", "test37", "test36", "test35", "test34", "test33", "test32",
+          "test31", "test30", "test29", "test28", "test27", "test26", "test25", "test24", "test23", "test22", "test21",
+          "test20", "test19", "test18", "test17", "test16", "test15", "test14", "test13", "test12", "test11", "test10",
+          "test9", "test8", "test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
+"""Split names, held-out first. test42: a forty-second held-out split collected 2026-11-30 (session 17, helper
+collect42, while collect41 collected test41) from GitHub issue and pull-request threads and one PyTorch Forums post
+(where a nearly saturated search still found threads the corpus lacks: six merged pull requests fixing an OOM
+(accelerate's state loading, Optimum Neuron's merge, TEI's start-up, Megatron-LLM's and colibri's checkpoint
+conversions, llama.cpp's HellaSwag evaluation), host memory of conversions, loads and small machines (ColBERT
+indexing, a Raspberry Pi cluster, a Mac's unified memory under MTPLX), GGML engines' own buffers (ctransformers,
+llama.cpp under textgen), saving with tensor parallelism (eole), DPO and an Ascend NPU in training; speech,
+summarization, coreference, embedding and sentence-simplification models; five Chinese or Korean threads;
+21 sources, 13 repositories new to the corpus), frozen before its first measurement (UNMEASURED in
+test41: a forty-first held-out split collected 2026-11-30 (session 17, helper
 collect41, while collect42 collected test42) from GitHub issue threads (what the corpus is thin on: BERT-era and
 TensorFlow-era transformer threads from 2018-2021 (XLNet, ALBERT, BERT pre-training data and further pre-training,
 UDA, OpenAI's first GPT, pytorchic-bert, Chinese XLNet, an XLNet NER extension), tokenizer training killed for host

@@ -6,7 +6,7 @@
 
 Only the studied splits are ever read: train, seen and every split whose `<split>_status` in split.json says it was
 studied, and of those the ones with a known first measurement (FIRST_COMMIT). A split still held out (no
-`<split>_status`: test37 and test38 when this was written) and every split named in QLORAFIT_THREADS_SKIP is never
+`<split>_status`; none at the end of session 17) and every split named in QLORAFIT_THREADS_SKIP is never
 loaded (`seen_threads`).
 
 Where the rules' causes come from:
@@ -84,7 +84,9 @@ FIRST_COMMIT = {"train": ("cee5fcb", "doctor-threads-baseline.json"),
                 "test37": ("fe1da9e", "doctor-threads-test37-frozen.json"),
                 "test38": ("fe1da9e", "doctor-threads-test38-frozen.json"),
                 "test39": ("54ca95b", "doctor-threads-test39-frozen.json"),
-                "test40": ("54ca95b", "doctor-threads-test40-frozen.json")}
+                "test40": ("54ca95b", "doctor-threads-test40-frozen.json"),
+                "test41": ("0cfc161", "doctor-threads-test41-frozen.json"),
+                "test42": ("0cfc161", "doctor-threads-test42-frozen.json")}
 RESULTS_SPLIT = {"seen": "test"}  # the first test split was called 'test' when it was first measured
 
 

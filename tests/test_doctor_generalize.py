@@ -2161,3 +2161,49 @@ def test_host_memory_growing_until_exhausted_is_the_hosts():
 def test_hours_of_audio_in_one_input_are_a_long_sample(said):
     d = _d(said)
     assert d.primary.id == "long_sample", [c.id for c in d.causes]
+
+
+# --- session 17: test41 and test42, studied after their first measurement ------------------------------------------
+
+@pytest.mark.parametrize("said", ["I run this model on a 1080ti and got ResourceExhaustedError",
+                                  "Check failed: (__e == VK_SUCCESS) is false: Vulkan Error, code=-2: "
+                                  "VK_ERROR_OUT_OF_DEVICE_MEMORY"])
+def test_tensorflows_and_vulkans_oom_errors_are_a_gpu_oom(said):
+    assert parse(said).kind == "cuda"
+
+
+def test_a_conversion_that_gets_kill_is_the_hosts_ram():
+    said = "convertion to hf format of llama2 70b get kill. RAM: 20G, A100-80GB"
+    assert parse(said).kind == "cpu"
+    assert _d(said).primary.id == "cpu_ram", [c.id for c in _d(said).causes]
+
+
+def test_a_shell_export_is_no_merge_and_a_generation_script_is_the_generation():
+    said = ("python translate.py -model m.pt -src test.en -gpu 0 gives CUDA out of memory. I have already exported the "
+            "CUDA_VISIBLE_DEVICES=7")
+    d = _d(said)
+    assert d.case.oom.phase == "generation" and d.primary.id == "generation_batch", [c.id for c in d.causes]
+    assert _d("Generate.py is consuming too much GPU memory on a large file").case.oom.phase == "generation"
+    assert _d("CUDA out of memory while exporting the merged model").case.oom.phase == "merge"
+
+
+def test_a_checkpoint_consolidated_on_the_device_is_the_merge():
+    said = ("Consolidation was happening on the XLA device, which could lead to OOM if the checkpoint was bigger than "
+            "the device memory")
+    d = _d(said)
+    assert d.case.oom.phase == "merge" and d.primary.id == "save_merge", [c.id for c in d.causes]
+
+
+def test_a_state_loaded_again_onto_gpu_0_by_another_rank_is_the_resume():
+    said = ("the optimizer state is loaded on GPU 0 by process 0 but also loaded a second time in GPU 0 by process 1 "
+            "during load_state_dict, which may result in an OOM")
+    d = _d(said)
+    assert d.primary.id == "resume_state" and d.fixes[0].id == "resume_on_cpu", [c.id for c in d.causes]
+    assert _d("the notebook loaded the model a second time and now CUDA out of memory").primary.id == "other_process"
+
+
+def test_a_benchmarks_context_longer_than_the_evaluators_batch_is_the_eval_batch():
+    said = ("If one wants to do a few-shot HellaSwag evaluation, the context may end up being larger than the maximum "
+            "batch size, which leads to out-of-memory errors.")
+    d = _d(said)
+    assert d.primary.id == "eval_batch", [c.id for c in d.causes]

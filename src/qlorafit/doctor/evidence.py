@@ -251,7 +251,8 @@ _RESERVING_ENGINE = re.compile(r"\bsglang\b|mem[_-]fraction[_-]static|\blmdeploy
                                r"(?:key|value|kv)_buffer\s*=\s*\[?\s*torch\.(?:empty|zeros)\(|"
                                r"\bollama\b|\bnum_ctx\b|llama\.cpp|llama[-_]cpp|\bn_ctx\b|--ctx-size|\bexllama\w*|"
                                r"--gpu_split|\bkoboldcpp\b|n_gpu_layers|--n-gpu-layers|--gpulayers|\bgpu[ _-]layers\b|"
-                               r"\bmindie\w*|maxPrefillTokens|maxInputTokenLen", re.I)
+                               r"\bmindie\w*|maxPrefillTokens|maxInputTokenLen|text[_-]embeddings[_-](?:inference|router)|"
+                               r"max[_-]batch[_-]tokens", re.I)
 """Inference engines that reserve a share of the card at start for weights and KV cache the way vLLM does, by their
 names and their knobs: SGLang (--mem-fraction-static), LMDeploy (cache_max_entry_count), TensorRT-LLM
 (kv_cache_free_gpu_mem_fraction), LightLLM (max_total_token_num: the tokens its KV buffers are allocated for), Hugging
@@ -259,7 +260,8 @@ Face TGI (text-generation-launcher, --max-total-tokens, --max-batch-prefill-toke
 n_ctx, --ctx-size: the whole context's KV cache is allocated when the model loads), ExLlama (its cache for --length,
 next to the weights its --gpu_split places); llama.cpp's layer offload (n_gpu_layers, koboldcpp's 'GPU layers'):
 the layers put on the card by hand, with their share of the context; Ascend's MindIE (its warm-up sizes the
-cache from maxPrefillTokens and maxInputTokenLen); and, unnamed, the line that
+cache from maxPrefillTokens and maxInputTokenLen); Hugging Face's Text Embeddings Inference (its warm-up runs
+max_batch_tokens); and, unnamed, the line that
 allocates such an engine's per-layer KV buffers up front ('self.value_buffer = [torch.empty(...) for _ in
 range(layer_num)]', LightLLM's memory manager)."""
 

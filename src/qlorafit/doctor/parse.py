@@ -111,7 +111,7 @@ _NEGATED = re.compile(r"\b(?:not|no|never|without|instead of)\b[^.\n]{0,30}$|n't
 _FAILURE_WORDS = re.compile(r"\b(?:error|exception|breaks?|broke|fail(?:s|ed|ing|ure)?|crash\w*|hangs?|stops?|di(?:es|ed))\b|"
                             r"Traceback|报错|崩溃|中断", re.I)
 _CPU_WORDS = re.compile(r"node (?:is )?running low on memory|ray\.exceptions\.OutOfMemoryError|\bray oom\b|"  # Ray's monitor
-                        r"\b(?:CPU|host|system) OOM\b|"  # 'CPU OOM when training Qwen2.5-VL-7B with GRPO' 
+                        r"\b(?:CPU|host|system) OOM\b|\b(?:gets?|got) kill\b|"  # 'CPU OOM when training Qwen2.5-VL-7B with GRPO'
                         r"more (?:memory |RAM )?than (?:the |my |our |this )?(?:node|machine|server|host|system|box|"
                         r"computer|pc|workstation) (?:has|have|had)\b|all available RAM|tried to allocate more memory than is available|insufficient shared memory|\(shm\)|Out of memory: Kill(?:ed)? process|subprocess(?:es)? ha(?:s|ve) ?abruptly died|"
                         r"system oom|not enough (?:host |system |cpu )?RAM|kill(?:s|ed)? the (?:process|kernel|session|job)|"
@@ -268,9 +268,10 @@ def oom_kind(text: str) -> str | None:
         return "cudnn"
     if re.search(r"cudaMalloc(?:Managed|Host)? failed|bitsandbytes[^\n]*(?:out of memory|alloc)", text, re.I):
         return "bnb"
-    # ('CUDA failed with error out of memory': CTranslate2's, under faster-whisper and WhisperX)
+    # ('CUDA failed with error out of memory': CTranslate2's, under faster-whisper and WhisperX; TensorFlow's
+    # ResourceExhaustedError; Vulkan's VK_ERROR_OUT_OF_DEVICE_MEMORY: MLC LLM, llama.cpp's Vulkan build)
     if re.search(r"CUDA out of memory|(?<!ray\.exceptions\.)OutOfMemoryError|CUDA error: out of memory|CUDA_ERROR_OUT_OF_MEMORY|"
-                 r"CUDA failed with error out of memory|"
+                 r"CUDA failed with error out of memory|ResourceExhaustedError|VK_ERROR_OUT_OF_DEVICE_MEMORY|"
                  r"Tried to allocate \d+(?:\.\d+)? ?[KMG]i?B", text):  # the message cut to its middle still is one
         return "bnb" if re.search(r"bitsandbytes[/\\]", text) and not re.search(r"total capacity", text) else "cuda"
     if DISK_OFFLOAD.search(text):

@@ -202,7 +202,9 @@ _OOM_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]?of[-
                         r"exceeds? (?:the )?(?:gpu |cuda )?memory|" + WONT_LOAD, re.I)
 _PROSE = (  # (phase, words): checked in this order inside one sentence that also says it ran out of memory
     # (an export that quantizes, 'swift export ... awq量化', is a calibration, not a merge)
-    ("merge", r"merg\w*|export\w*(?![^.\n。]{0,40}(?:awq|gptq|量化|quantiz))|合并|导出"),
+    # (not a shell's 'export CUDA_VISIBLE_DEVICES=7': a variable, not a model; a checkpoint consolidated is merged)
+    ("merge", r"merg\w*|export\w*(?![^.\n。]{0,40}(?:awq|gptq|量化|quantiz))(?!\s(?:the\s)?[A-Z][A-Z0-9_]{2,}\b)|"
+              r"consolidat\w*|合并|导出"),
     # saving a checkpoint, not 'save (the) memory': a verb whose object is memory is the user's wish, not a phase
     # (not spaCy's 'Aborting and saving the final best model. Encountered exception': its reaction to the failure)
     ("save", r"(?<!Aborting and )\bsav(?:e|es|ing)\b(?!\s(?:\w+\s)?(?:gpu\s|cuda\s)?(?:memory|vram|ram|space)\b)|"
@@ -217,6 +219,8 @@ _PROSE = (  # (phase, words): checked in this order inside one sentence that als
                    # the generation's own length or settings named in the failing sentence: 'increasing max_new_tokens
                    # in gen_kwargs to 512 got OOM'
                    r"\bmax[_-]new[_-]tokens\b|\bgen(?:eration)?[_-]kwargs\b|"
+                   # a generation or translation script named: 'Generate.py is consuming too much memory'
+                   r"\b(?:generate|translate|inference|infer)\.py\b|\btranslating\b|"
                    # a chat model's own chat() generates the reply: 'model.chat(', 'when I call the chat method'
                    r"\.chat\(|\bchat (?:method|function|api|interface)s?\b|\bcall(?:s|ed|ing)? (?:the )?chat\b|"
                    r"推理|预测|"

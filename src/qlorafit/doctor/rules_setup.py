@@ -211,6 +211,9 @@ _RESUME_WORDS = re.compile(r"resum\w* (?:the )?(?:training )?from (?:a |the )?ch
 
 _ONE_GPU_LOAD = re.compile(r"(?:load\w*|allocat\w*|deserializ\w*)\b[^.\n]{0,50}?(?:multiple|several|many) times[^.\n]{0,20}?"
                            r"(?:on|to|onto) (?:the )?(?:first gpu|gpu ?0|cuda:0|rank ?0)|"
+                           # 'loaded a second time in GPU 0 by process 1'
+                           r"load\w*\b[^.\n]{0,20}?(?:a second time|twice|again) (?:in|on|to|onto) (?:the )?(?:first gpu|"
+                           r"gpu ?0|cuda:0)|"
                            r"(?:load\w*|allocat\w*)\b[^.\n]{0,40}?(?:to|on|onto) (?:gpu )?`?rank ?0`?|"
                            r"(?:every|each) (?:rank|process)[^.\n]{0,40}(?:load\w*|deserializ\w*)[^.\n]{0,30}(?:gpu ?0|cuda:0|"
                            r"first gpu)", re.I)
@@ -243,7 +246,11 @@ def resume_state(c: Case) -> Cause | None:
 
 
 _EVAL_BATCH_WORDS = re.compile(r"eval(?:uation)?[_ ]batch[_ ]?size|per_device_eval_batch_size|eval(?:uation)? (?:\w+ )?"
-                               r"(?:used|uses|defaults? to) (?:a )?batch(?: size)? (?:of )?\d+", re.I)
+                               r"(?:used|uses|defaults? to) (?:a )?batch(?: size)? (?:of )?\d+|"
+                               # a benchmark's context longer than the evaluator's batch ('HellaSwag ... larger than the
+                               # maximum batch size')
+                               r"\b(?:hellaswag|winogrande|mmlu|arc|truthfulqa|perplexity)\b[^.\n]{0,120}?(?:larger|longer|more) "
+                               r"than the (?:maximum |max )?batch(?: size)?", re.I)
 
 
 _HARNESS_BATCH = re.compile(r"--batch[_-]size[= ](?:auto\b|\d+)|batch_size=auto\b", re.I)

@@ -66,6 +66,7 @@ indexing, a Raspberry Pi cluster, a Mac's unified memory under MTPLX), GGML engi
 llama.cpp under textgen), saving with tensor parallelism (eole), DPO and an Ascend NPU in training; speech,
 summarization, coreference, embedding and sentence-simplification models; five Chinese or Korean threads;
 21 sources, 13 repositories new to the corpus), frozen before its first measurement (UNMEASURED in
+tests/test_doctor_threads.py until then).
 test41: a forty-first held-out split collected 2026-11-30 (session 17, helper
 collect41, while collect42 collected test42) from GitHub issue threads (what the corpus is thin on: BERT-era and
 TensorFlow-era transformer threads from 2018-2021 (XLNet, ALBERT, BERT pre-training data and further pre-training,

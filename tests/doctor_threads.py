@@ -53,11 +53,20 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test42", "test41", "test40", "test39", "test38", "test37", "test36", "test35", "test34", "test33", "test32",
-          "test31", "test30", "test29", "test28", "test27", "test26", "test25", "test24", "test23", "test22", "test21",
-          "test20", "test19", "test18", "test17", "test16", "test15", "test14", "test13", "test12", "test11", "test10",
-          "test9", "test8", "test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
-"""Split names, held-out first. test42: a forty-second held-out split collected 2026-11-30 (session 17, helper
+SPLITS = ("test43", "test42", "test41", "test40", "test39", "test38", "test37", "test36", "test35", "test34", "test33",
+          "test32", "test31", "test30", "test29", "test28", "test27", "test26", "test25", "test24", "test23", "test22",
+          "test21", "test20", "test19", "test18", "test17", "test16", "test15", "test14", "test13", "test12", "test11",
+          "test10", "test9", "test8", "test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
+"""Split names, held-out first. test43: a forty-third held-out split collected 2026-11-30 (session 17, helper
+collect43, while collect44 collected test44) from GitHub issue and pull-request threads (where a nearly saturated
+search still found threads the corpus lacks: six merged pull requests fixing an OOM (InstructLab's training profile,
+the Trainer's and Accelerate's state loading, the Liger kernel's evaluation logits, GPT Academic's local model,
+MaxText's checkpoint converter), TPU and JAX threads (Gemma, Long Range Arena, a Flax GPT-2), 2019-2021
+TensorFlow-era and NMT threads (Grover, sticker, OpenNMT-py and OpenNMT-tf, TensorFlowASR, T5 PEGASUS), speech
+(SeamlessM4T twice), a reranker served by Xinference, RWKV and CodeGeeX inference, an Anyscale LoRA template and a
+Doc-to-LoRA hypernetwork; three Chinese threads; 19 sources, 12 repositories new to the corpus), frozen before its
+first measurement (UNMEASURED in tests/test_doctor_threads.py until then).
+test42: a forty-second held-out split collected 2026-11-30 (session 17, helper
 collect42, while collect41 collected test41) from GitHub issue and pull-request threads and one PyTorch Forums post
 (where a nearly saturated search still found threads the corpus lacks: six merged pull requests fixing an OOM
 (accelerate's state loading, Optimum Neuron's merge, TEI's start-up, Megatron-LLM's and colibri's checkpoint

@@ -53,11 +53,20 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test43", "test42", "test41", "test40", "test39", "test38", "test37", "test36", "test35", "test34", "test33",
-          "test32", "test31", "test30", "test29", "test28", "test27", "test26", "test25", "test24", "test23", "test22",
-          "test21", "test20", "test19", "test18", "test17", "test16", "test15", "test14", "test13", "test12", "test11",
-          "test10", "test9", "test8", "test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
-"""Split names, held-out first. test43: a forty-third held-out split collected 2026-11-30 (session 17, helper
+SPLITS = ("test44", "test43", "test42", "test41", "test40", "test39", "test38", "test37", "test36", "test35", "test34",
+          "test33", "test32", "test31", "test30", "test29", "test28", "test27", "test26", "test25", "test24", "test23",
+          "test22", "test21", "test20", "test19", "test18", "test17", "test16", "test15", "test14", "test13", "test12",
+          "test11", "test10", "test9", "test8", "test7", "test6", "test5", "test4", "test3", "test2", "test", "seen",
+          "train")
+"""Split names, held-out first. test44: a forty-fourth held-out split collected 2026-11-30 (session 17, helper
+collect44, while collect43 collected test43) from GitHub issue and pull-request threads (where an extremely saturated
+search still found threads the corpus lacks: BERT/TensorFlow-era NLP repositories, most of them Chinese (ERNIE,
+PaddleNLP, PaddlePaddle models, roberta_zh, TENER, PTR, gpt2-quickly, BERT4doc), speech and TTS trainers (Parler-TTS,
+Speech-Transformer, WeNet, FunASR), Marian NMT, SetFit, JEREX, host-RAM kills (CodeGeeX, TigerBot), fp32 models and
+logits at inference (FlagAI, MolmoBot, LLaVA-NeXT) and two merged pull requests fixing an OOM (tinygrad's MLPerf BERT
+evaluation, vLLM-Omni's VoxCPM2 KV cache); nine Chinese threads; 22 repositories, 18 new to the corpus), frozen
+before its first measurement (UNMEASURED in tests/test_doctor_threads.py until then).
+test43: a forty-third held-out split collected 2026-11-30 (session 17, helper
 collect43, while collect44 collected test44) from GitHub issue and pull-request threads (where a nearly saturated
 search still found threads the corpus lacks: six merged pull requests fixing an OOM (InstructLab's training profile,
 the Trainer's and Accelerate's state loading, the Liger kernel's evaluation logits, GPT Academic's local model,

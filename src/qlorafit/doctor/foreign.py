@@ -13,6 +13,7 @@ import textwrap
 
 import yaml
 
+from qlorafit.doctor.ruled_out import sentence_around
 from qlorafit.doctor.settings import KNOWN_KEYS, normalize
 
 _NULL_WORDS = frozenset(("none", "null", "~"))
@@ -78,12 +79,6 @@ _STAGE_HEARSAY = re.compile(r"\bmention\w*|\bheard\b|\baccording to\b|\b(?:previ
 PPO'): not the setup the report runs."""
 
 
-def _sentence_around(text: str, m: re.Match) -> str:
-    start = max(text.rfind(".", 0, m.start()), text.rfind("\n", 0, m.start())) + 1
-    ends = [i for i in (text.find(".", m.end()), text.find("\n", m.end())) if i >= 0]
-    return text[start:min(ends) if ends else len(text)]
-
-
 def _launch(text: str) -> dict:
     out = {}
     for pat in _LAUNCH:
@@ -94,7 +89,7 @@ def _launch(text: str) -> dict:
     if re.search(r"\bdeepspeed\s+(?:--\S+\s+)*\S+\.py", text) and "world_size" not in out:
         out["world_size"] = "several"  # deepspeed's launcher takes every visible GPU
     m = next((m for pat in (r"ds_z(\d)(?!\d)", r"zero[_-]?(?:stage[_ ]?)?([0-3])\b", r"zero\W{0,3}(?:\(|\s)*stage[\s_-]*([0-3])\b")
-              for m in re.finditer(pat, text, re.I) if not _STAGE_HEARSAY.search(_sentence_around(text, m))), None)
+              for m in re.finditer(pat, text, re.I) if not _STAGE_HEARSAY.search(sentence_around(text, m))), None)
     if m:
         out["zero_stage"] = int(m.group(1))
         if re.search(r"ds_z\d_offload|zero\d?_?(?:bf16_)?(?:cpu)?offload|offload", text, re.I):

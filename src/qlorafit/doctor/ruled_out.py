@@ -54,6 +54,15 @@ _STILL = re.compile(r"\b(?:still|even|also|again|anyway|regardless|same (?:error
 """The failure stays: 'still', 'even', 'same error'; 还是, 仍然, 依然, 也会爆, 不起作用."""
 
 
+def sentence_around(text: str, m: re.Match) -> str:
+    """The sentence of `text` that holds match m: from the last '.', '。' or line break before it to the next '. ',
+    '。', '?' or line break after it (a dot inside a name, 'ds_z3_config.json', ends nothing)."""
+    start = max(text.rfind(".", 0, m.start()), text.rfind("。", 0, m.start()), text.rfind("\n", 0, m.start())) + 1
+    ends = [i for i in (text.find(". ", m.end()), text.find("。", m.end()), text.find("?", m.end()),
+                        text.find("\n", m.end())) if i >= 0]
+    return text[start:min(ends) if ends else len(text)]
+
+
 def batch_one_fails(text: str) -> re.Match | None:
     """The report says it still runs out at a batch of 1 ('even with a batch size of 1', 'I set the batch size to 1
     but still get OOM', 'bs=1 还是oom', 'regardless of batch'): what ran out does not shrink with the batch. A batch of
@@ -63,9 +72,7 @@ def batch_one_fails(text: str) -> re.Match | None:
     if m:
         return m
     for m in _BATCH_ONE.finditer(flat):
-        start = max(flat.rfind(".", 0, m.start()), flat.rfind("。", 0, m.start()), flat.rfind("\n", 0, m.start())) + 1
-        ends = [i for i in (flat.find(". ", m.end()), flat.find("。", m.end()), flat.find("?", m.end())) if i >= 0]
-        sentence = flat[start:min(ends) if ends else len(flat)]
+        sentence = sentence_around(flat, m)
         if _STILL.search(sentence) and re.search(r"OOM|oom|out of memory|爆|溢出|不足|error|错|fail|不起作用|不行|没用|无效",
                                                  sentence, re.I):
             return m

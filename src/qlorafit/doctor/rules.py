@@ -158,11 +158,11 @@ _LIBRARY_HINT = re.compile(r"Please check whether there is any other process usi
 
 
 def _other_process_words(c: Case) -> Cause | None:
-    from qlorafit.doctor.rules_setup import _ONE_GPU_LOAD
+    from qlorafit.doctor.rules_setup import ONE_GPU_LOAD
 
     t = _LIBRARY_HINT.sub("", c.inputs.error_text or "")
     m = _OTHER_WORDS.search(t)
-    if m is None or not c.has_oom or _ONE_GPU_LOAD.search(t):
+    if m is None or not c.has_oom or ONE_GPU_LOAD.search(t):
         return None  # (a state loaded again onto GPU 0 by the other ranks is the resume's, not another program's)
     return Cause("other_process", "another process holds the GPU", "this process could only use what was left",
                  [f"the report says '{m.group(0)}'"],

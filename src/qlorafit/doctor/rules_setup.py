@@ -209,7 +209,7 @@ _RESUME_WORDS = re.compile(r"resum\w* (?:the )?(?:training )?from (?:a |the )?ch
                            re.I)
 
 
-_ONE_GPU_LOAD = re.compile(r"(?:load\w*|allocat\w*|deserializ\w*)\b[^.\n]{0,50}?(?:multiple|several|many) times[^.\n]{0,20}?"
+ONE_GPU_LOAD = re.compile(r"(?:load\w*|allocat\w*|deserializ\w*)\b[^.\n]{0,50}?(?:multiple|several|many) times[^.\n]{0,20}?"
                            r"(?:on|to|onto) (?:the )?(?:first gpu|gpu ?0|cuda:0|rank ?0)|"
                            # 'loaded a second time in GPU 0 by process 1'
                            r"load\w*\b[^.\n]{0,20}?(?:a second time|twice|again) (?:in|on|to|onto) (?:the )?(?:first gpu|"
@@ -224,13 +224,13 @@ device they were saved from (cuda:0) unless map_location says otherwise, so N ra
 def resume_state(c: Case) -> Cause | None:
     """Resuming from a checkpoint: the optimizer state (and the loaded checkpoint dict) land on the GPU next to the
     live ones, so a run that trained fine from scratch no longer fits. Also every rank of a multi-GPU run loading a
-    saved state onto GPU 0 (_ONE_GPU_LOAD)."""
+    saved state onto GPU 0 (ONE_GPU_LOAD)."""
     from qlorafit.doctor.foreign import without_library_code
 
     t = c.inputs.error_text or ""
     frames = _RESUME_FRAMES.search(t)
     said = without_library_code(t)  # Trainer's own code passes resume_from_checkpoint along on every run
-    words = _RESUME_WORDS.search(said) or _ONE_GPU_LOAD.search(said)
+    words = _RESUME_WORDS.search(said) or ONE_GPU_LOAD.search(said)
     if not (frames or words) or not c.has_oom:
         return None
     ev = [f"the traceback loads the checkpoint state ({frames.group(0)})" if frames else

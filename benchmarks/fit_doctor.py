@@ -86,7 +86,9 @@ FIRST_COMMIT = {"train": ("cee5fcb", "doctor-threads-baseline.json"),
                 "test39": ("54ca95b", "doctor-threads-test39-frozen.json"),
                 "test40": ("54ca95b", "doctor-threads-test40-frozen.json"),
                 "test41": ("0cfc161", "doctor-threads-test41-frozen.json"),
-                "test42": ("0cfc161", "doctor-threads-test42-frozen.json")}
+                "test42": ("0cfc161", "doctor-threads-test42-frozen.json"),
+                "test43": ("e89dd47", "doctor-threads-test43-frozen.json"),
+                "test44": ("e89dd47", "doctor-threads-test44-frozen.json")}
 RESULTS_SPLIT = {"seen": "test"}  # the first test split was called 'test' when it was first measured
 
 

@@ -2207,3 +2207,66 @@ def test_a_benchmarks_context_longer_than_the_evaluators_batch_is_the_eval_batch
             "batch size, which leads to out-of-memory errors.")
     d = _d(said)
     assert d.primary.id == "eval_batch", [c.id for c in d.causes]
+
+
+# --- session 18: test43 and test44, studied after their first measurement ------------------------------------------
+
+def test_a_size_said_of_graphics_memory_is_the_cards():
+    assert gpus("I only have 24GB graphics memory").memory_bytes == 24 * GIB
+    assert gpus("a card with 16 GB of video memory").memory_bytes == 16 * GIB
+    d = _d("Running chat.py with the 30B model gives CUDA out of memory on my 48GB graphics memory")
+    assert d.primary.id == "load_too_big", [c.id for c in d.causes]
+
+
+def test_a_repositorys_own_loader_moving_weights_to_the_card_is_the_load():
+    tb = ('Traceback (most recent call last):\n  File "serve.py", line 40, in <module>\n    engine.load(path)\n'
+          '  File "/src/engine.py", line 210, in load\n    self.cuda()\n  File "/src/engine.py", line 230, in cuda\n'
+          '    self.params.apply(lambda p: p.cuda())\n'
+          'RuntimeError: CUDA out of memory. Tried to allocate 120.00 MiB (GPU 0; 16.00 GiB total capacity; '
+          '15.20 GiB already allocated; 0 bytes free; 15.20 GiB reserved in total by PyTorch)')
+    d = _d(tb)
+    assert d.case.oom.phase == "load" and d.primary.id == "load_too_big", [c.id for c in d.causes]
+
+
+@pytest.mark.parametrize("said", ["The notebook worked fine the first time, but when I run it again I get CUDA out of "
+                                  "memory", "第一次可以正常运行，第二次再运行就显存溢出了"])
+def test_a_script_that_ran_once_and_fails_when_run_again_is_held_memory(said):
+    d = _d(said)
+    assert d.primary.id == "other_process", [c.id for c in d.causes]
+
+
+@pytest.mark.parametrize("said", ["restoring the trainer loads the scheduler states to GPUs and we hit CUDA OOM",
+                                  "OOM right after loading the best model after training ends"])
+def test_a_saved_state_read_onto_the_card_is_the_resume(said):
+    d = _d(said)
+    assert d.primary.id == "resume_state", [c.id for c in d.causes]
+
+
+def test_one_long_input_at_an_evaluation_is_its_length_unless_the_eval_batch_is_named():
+    d = _d("I evaluate the model on one very long document (50k tokens) and get CUDA out of memory")
+    assert d.primary.id == "long_sample", [c.id for c in d.causes]
+    d = _d("CUDA OOM in evaluation with long sequences; the eval bs is 64")
+    assert d.primary.id == "eval_batch", [c.id for c in d.causes]
+
+
+def test_logits_said_materialized_are_the_logits_in_any_phase():
+    d = _d("OOM during validation: the model materializes the full logits in GPU memory although only the loss is used")
+    assert d.primary.id == "fp32_logits", [c.id for c in d.causes]
+
+
+def test_a_length_filter_removed_is_the_long_samples():
+    d = _d("After upgrading, training hits CUDA out of memory; the new recipe dropped the filter_long_utterances step")
+    assert d.primary.id == "long_sample", [c.id for c in d.causes]
+
+
+def test_a_model_needing_more_than_its_peers_of_one_size_is_held_in_fp32():
+    d = _d("Running inference with this 13B model gives CUDA out of memory on a 40GB card, while other 13B models run "
+           "fine")
+    assert d.primary.id == "fp32_training", [c.id for c in d.causes]
+
+
+def test_inputs_already_cut_to_a_length_are_no_rare_long_sample():
+    said = ("Training my speech model, clips up to 8 seconds (I tried 20 first), I get CUDA out of memory after some "
+            "time (epoch 3)")
+    d = _d(said)
+    assert d.primary.id == "batch_or_seq", [c.id for c in d.causes]

@@ -18,8 +18,6 @@ SPLIT = corpus.split()
 UNMEASURED: dict = {}
 """Held-out splits committed before their first measurement: their threads run, but an outcome cannot fail the suite
 until that measurement (whoever measures replaces the entry with the split's misses in MISSES, as test7's were)."""
-TEST43_MISS = "test43: held out, not analysed"
-TEST44_MISS = "test44: held out, not analysed"
 
 # Threads the doctor gets wrong, and why (every split here is tuned on; a held-out split's misses are only listed, so
 # that a rule change that fixes one of its threads flips its strict xfail).
@@ -57,14 +55,31 @@ MISSES = {
                    "to weigh the 19.8 GiB allocated against, so generation's KV cache is the likeliest reading",
     "tf-faster-rcnn_7": "the other process (a Jupyter kernel holding the GPU) is in the reporter's later answer: the "
                         "post is TensorFlow's allocator message for a 392 MiB request, with no totals",
-    # test43 and test44 splits (held out: misses at their first measurement, 10/22 and 12/22 with the rules of bccfdcd,
-    # session 17's final rules, benchmarks/results/doctor-threads-test43-frozen.json and -test44-; listed, not analysed)
-    **{n: TEST43_MISS for n in ("accelerate_1156", "anyscale-templates_174", "chatrwkv_21",
-                               "codegeex-fastertransformer_8", "doc-to-lora_2", "gemma_85", "inference_2644",
-                               "seamless-communication_421", "t5-pegasus_8", "tensorflowasr_62", "transformers_20920",
-                               "transformers_45273")},
-    **{n: TEST44_MISS for n in ("codegeex_158", "flagai_334", "llava-next_431", "molmobot_2", "roberta_zh_43",
-                               "setfit_472", "speech-transformer_34", "tigerbot_108", "tinygrad_9590", "wenet_979")},
+    # test43 and test44 splits (seen since session 18: measured held out once, 10/22 and 12/22 with the rules of
+    # bccfdcd, then studied; the misses left after session 18's rules)
+    "anyscale-templates_174": "a LoRA config of a 70B on 24 GB cards reads as the 16-bit weights that 4-bit loading "
+                              "would shrink; that the template's config had lost its LoRA section (so every weight "
+                              "trained) is the maintainer's finding",
+    "inference_2644": "the reranker server that 'just dies' reads as the host's kill; the GPU filled by scoring 10 "
+                      "passages at once is the reporter's later finding",
+    "seamless-communication_421": "fine-tuning on a 40 GB A100 names no model size the catalogue knows (SeamlessM4T v2 "
+                                  "large): the full fine-tune's states are the other users' answer",
+    "t5-pegasus_8": "T5 PEGASUS base at batch 2 x 512 on a 16 GB V100 reads as the batch; the small model is another "
+                    "user's answer from his own card",
+    "codegeex_158": "a screenshot and 'cannot run inference on a 32G V100': the host RAM that killed the process is "
+                    "the maintainer's answer",
+    "llava-next_431": "a 0.5B vision-language model running out on 12 GB at inference: the old transformers computing "
+                      "every position's logits is the reporter's own later finding",
+    "molmobot_2": "a robot policy running out at inference names neither a size nor a dtype: the fp32 weights are the "
+                  "maintainer's answer",
+    "roberta_zh_43": "RoBERTa-large still out of memory at batch 1 and length 32 on 8 GB reads as the batch; the "
+                     "earlier crashed run still holding the card is another user's finding",
+    "setfit_472": "the posted SetFit script sets no 16-bit flag, read as fp32 training; the contrastive pairs of 800k "
+                  "samples filling the Mac's RAM are the maintainer's answer",
+    "speech-transformer_34": "still out of memory at batch 2 reads as the batch; over-long utterances are the "
+                             "maintainer's guess",
+    "tigerbot_108": "a full fine-tune of a 70B under ZeRO-3 on eight A100s weighs as the states per GPU; the host RAM "
+                    "at DeepSpeed's init is in a later screenshot and the reporter's fix",
     # test41 and test42 splits (seen since session 17: measured held out once, 12/22 and 6/22 with the rules of
     # fe53f43, then studied; the misses left after session 17's rules)
     "chinese-xlnet_38": "'OOM when load model' in the title reads as the load; the failure is in Adam's update (XLNet-"

@@ -35,6 +35,8 @@ _FRAMES = {
             r"_load_state_dict_into_meta_model|create_quantized_param|load_checkpoint_in_model|load_model|"
             r"set_module_quantized_tensor_to_device|prepare_model_for_kbit_training|_load_optimizer_and_scheduler|"
             r"_load_from_checkpoint|_load_rng_state|"
+            # a repository's own loader moving the weights to the card: 'in load', Module.cuda / Module._apply
+            r"load|cuda|_apply|"
             # set-up before the first step: accelerate's prepare_model wraps the model (DDP, FSDP) on its GPU
             r"_prepare_for_training|prepare_model",
     "training": r"training_step|_inner_training_loop|_fast_inner_training_loop|compute_loss|backward|run_backward|"

@@ -15,6 +15,7 @@ from qlorafit.doctor.cause import STRENGTH, Action, Cause
 from qlorafit.doctor.parse import BATCH_CAPPED, VLLM_KV_SIZING
 from qlorafit.doctor.phase import CHAT_HISTORY
 from qlorafit.doctor.prose import quantization_refused
+from qlorafit.doctor.rules_setup import EVAL_BATCH_WORDS
 from qlorafit.doctor.ruled_out import STATIC_CAUSES, batch_helps, batch_one_fails, ruled_out, some_data_fails
 from qlorafit.core.sizes import GIB, MIB
 
@@ -141,6 +142,10 @@ _OTHER_WORDS = re.compile(r"another (?:process|program|job|jupyter|notebook|kern
                           r"(?:re-?ran|re-?run(?:ning)?|ran again|run again|executed again|re-?executed) (?:the |that |my )?"
                           r"(?:cell|notebook cell)|(?:load\w*|the model)[^.\n]{0,20}(?:a second time|twice)|重新运行|再次加载|"
                           r"加载了两次|"
+                          # the same script ran once and fails when started again: the first run's memory is still held
+                          r"\b(?:ran|runs?|worked|works) (?:properly |fine |well |ok |okay |successfully |correctly )?(?:the )?"
+                          r"first time\b[^\n]{0,80}?\b(?:again|second time|re-?ran|re-?run)\b|"
+                          r"第一次(?:可以|能|正常){0,2}(?:运行|跑)[^。\n]{0,30}?(?:第二次|再次|再)(?:运行|跑)|"
                           # a server or notebook left running beside the run: 'fails if `ilab serve` is still running'
                           r"\b(?:serve|server|serving|service|notebook|kernel|jupyter|ollama|webui|process|job)\W{0,2} "
                           r"(?:is |was |are |were )?still running|"
@@ -149,8 +154,8 @@ _OTHER_WORDS = re.compile(r"another (?:process|program|job|jupyter|notebook|kern
                           r"\b(?:first|one|the other) GPU is (?:already )?(?:full|busy|occupied|in use|running other)\b",
                           re.I)
 """The report says something else holds the GPU: another process, notebook or job, a zombie, nvidia-smi's list, the
-same notebook that loaded the model again (the first copy stays referenced), a server left running beside it, or one
-of its cards already full or busy."""
+same notebook that loaded the model again (the first copy stays referenced), a script that ran once and fails when run
+again, a server left running beside it, or one of its cards already full or busy."""
 
 
 _LIBRARY_HINT = re.compile(r"Please check whether there is any other process using (?:GPU|NPU|XPU)", re.I)
@@ -459,6 +464,8 @@ _LONG_WORDS = re.compile(r"(?:long|longer|longest|very long|too long|overly long
                          r"exceed\w* max|variable (?:number|length)s? of (?:\w+ )?tokens|too many (?:\w+ )?tokens|"
                          r"token\s?(?:数量|数)\S{0,2}(?:太多|过多|过大|太大)|"
                          r"outlier|"
+                         # the step that dropped the long samples is gone or off: 'removes the remove_longshortdata'
+                         r"\blong_?short_?data\b|\bremove_long\w*|filter\w*?[_ ](?:out[_ ])?(?:the[_ ])?long[_ ](?:samples?|utterances?|data)|"
                          # hours of audio or video in one input ('对于2小时的音频', 'transcribing an hour of audio')
                          r"(?:\d+(?:\.\d+)?|一|两|二|三|半|an?)\s?(?:个)?(?:小时|hours?|hrs?)\s?(?:的|of|long)?\s?"
                          r"(?:音频|视频|audio|recording|video)|"
@@ -602,6 +609,13 @@ _PACKED = re.compile(r"(?<![\w-])(?:packing\s*[=:]\s*(?:true|1)\b|--packing\b(?!
 no rare long sample can arrive late ('unpacked' does not match)."""
 
 
+_CAP_SAID = re.compile(r"\b(?:files?|audios?|clips?|utterances?|recordings?|samples?|sequences?|inputs?|texts?|sentences?|"
+                       r"documents?)\b[^.\n]{0,30}?\b(?:up to|at most|no (?:longer|more) than|shorter than|under|below|"
+                       r"max(?:imum)?(?: of)?) \d+(?:\.\d+)?\s?(?:s|sec|secs|seconds|tokens)\b", re.I)
+"""The report says its inputs are already cut to a length ('wav audio files up to 10 seconds'): no sample is longer than
+that, so a failure late in the run is not a rare long one."""
+
+
 def long_sample(c: Case) -> Cause | None:
     o = c.oom
     t0 = c.inputs.error_text or ""
@@ -612,10 +626,14 @@ def long_sample(c: Case) -> Cause | None:
     t = c.inputs.error_text or ""
     added = _CAP_ADDED.search(t)  # the cap is what made it work: any length posted is that fix, not what failed
     words = (long_said(t) or added) if c.has_oom else None
+    if not words and _CAP_SAID.search(t):
+        return None  # every input is cut to a length the report gives: the batch of them is what ran out
     # max_length=None set in the script or config: nothing is truncated, so a batch is as long as its longest sample
     uncapped = "max_length" in c.settings and c.settings["max_length"] is None and c.has_oom
     capped = isinstance(c.settings.get("max_length"), int) and not o.step and not added
-    if o.phase != "later_step" and not late and not (words and o.phase in (None, "training", "first_step")
+    # (an evaluation of one long input the report names is that input's length, unless it names the eval batch)
+    evaluated = o.phase == "eval" and not EVAL_BATCH_WORDS.search(t)
+    if o.phase != "later_step" and not late and not (words and (o.phase in (None, "training", "first_step") or evaluated)
                                                      and not capped):
         return None  # long samples under a length cap make every batch as long as the cap: that is the batch
     seen = o.total_steps and o.step and o.step / o.total_steps >= EARLY_SHARE  # a good part of the epoch went by
@@ -834,12 +852,16 @@ _LOSS_WORDS = re.compile(r"\b(?:in|at|during|inside) (?:the )?(?:loss|cross[-_ ]
                          r"\blogits\b[^.\n。]{0,12}?(?:are |is |was |were |get |gets )?(?:allocat\w*|copied|拷贝|复制|分配)", re.I)
 """The report says the loss or the vocabulary-wide logits are where it ran out, or that the logits are allocated or
 copied (again) where memory peaks."""
+_MATERIALIZED = re.compile(r"materiali[sz]\w*[^.\n]{0,20}?\blogits\b|\blogits\b[^.\n]{0,20}?materiali[sz]\w*", re.I)
+"""The logits said to be built whole ('materializes logits in VRAM during eval'): the tensor itself, in any phase (an
+evaluation that keeps them batch after batch says so otherwise: eval_logits)."""
 
 
 def fp32_logits(c: Case) -> Cause | None:
     text = c.inputs.error_text or ""
     frames = _loss_frames(text)
     said = _LOSS_WORDS.search(text) if c.oom.phase not in ("eval", "generation") else None
+    said = said or _MATERIALIZED.search(text)
     share = c.est.component("logits and loss") / c.est.peak_bytes if c.est else 0.0
     if c.setup is not None and (O.loss(c.setup.loss_impl).chunked or c.setup.offload_lm_head):
         return None  # chunked/fused, or the head in host RAM (always the streamed loss): no full logits

@@ -111,9 +111,12 @@ _FP32_WORDS = re.compile(r"\b32[- ]?bit (?:precision|weights|floats?)|"
                          # no 16-bit said in words: '没有开fp16和bf16', 'without mixed precision'
                          r"(?:using|uses|use|trains? in|training in|runs? in|running in) (?:fp32|float32)\b|(?:fp32|float32) "
                          r"instead of|(?:没有?|未|不)(?:开|开启|启用|用|使用|设置)\s?(?:fp16|bf16|混合精度|半精度)|without (?:fp16|bf16|mixed "
-                         r"precision)|(?:no|not using|disabled) mixed precision", re.I)
-"""The report says the weights are (or become) fp32: stated, cast ('casting model params to float32', upcast), or
-shown by its cure ('loading in lower precision works')."""
+                         r"precision)|(?:no|not using|disabled) mixed precision|"
+                         # this model takes more than its peers of the same size: 'other 7B models run', '其他7B大模型是可以跑的'
+                         r"\bother \d+(?:\.\d+)?\s?B (?:\w+ )?models? (?:can |could |do |does |will )?(?:run|work|fit|load)|"
+                         r"其他\s?\d+(?:\.\d+)?\s?B\S{0,3}模型\S{0,3}(?:可以|能)(?:跑|运行|加载)", re.I)
+"""The report says the weights are (or become) fp32: stated, cast ('casting model params to float32', upcast), shown
+by its cure ('loading in lower precision works'), or by a model that needs more than others of its size."""
 
 
 _MOVE_THEN_CAST = re.compile(r"\.(?:cuda\(\s*\d*\s*\)|to\(\s*(?:[\"']cuda(?::\d)?[\"']|device|torch\.device\([^)]*\))\s*\))\s*"
@@ -205,7 +208,11 @@ _RESUME_WORDS = re.compile(r"resum\w* (?:the )?(?:training )?from (?:a |the )?ch
                            r"(?:saved |last |latest |previous |earlier )?checkpoint|"
                            r"(?:restor|reload|load)\w* (?:the |its |saved |my )*optimi[sz]er(?:'s)? state|"
                            r"resume_from_checkpoint|init_from=resume|loading optimizer states?|from checkpoint, I run|"
-                           r"断点续训|断点续练|断点训练|恢复训练|从(?:断点|checkpoint)(?:恢复|继续)",
+                           r"断点续训|断点续练|断点训练|恢复训练|从(?:断点|checkpoint)(?:恢复|继续)|"
+                           # a saved state read onto the card: 'loads custom states to GPUs', 'loads the weights in a
+                           # state_dict on a GPU', 'loading the best checkpoint after training is finished'
+                           r"\bload\w*\b[^.\n]{0,40}?\bstate(?:s|_dict| dicts?)?`?\s(?:on|to|onto) (?:the |a )?GPUs?\b|"
+                           r"\bload\w* the best (?:model|checkpoint)\b[^.\n]{0,20}?\bafter (?:the )?training",
                            re.I)
 
 
@@ -245,7 +252,7 @@ def resume_state(c: Case) -> Cause | None:
                  strength="proven" if frames else "inferred")
 
 
-_EVAL_BATCH_WORDS = re.compile(r"eval(?:uation)?[_ ]batch[_ ]?size|per_device_eval_batch_size|eval(?:uation)? (?:\w+ )?"
+EVAL_BATCH_WORDS = re.compile(r"eval(?:uation)?[_ ]batch[_ ]?size|per_device_eval_batch_size|eval(?:uation)?[_ ]bs\b|eval(?:uation)? (?:\w+ )?"
                                r"(?:used|uses|defaults? to) (?:a )?batch(?: size)? (?:of )?\d+|"
                                # a benchmark's context longer than the evaluator's batch ('HellaSwag ... larger than the
                                # maximum batch size')
@@ -269,10 +276,10 @@ def eval_batch_evidence(c: Case) -> list[str]:
         out.append(f"per_device_eval_batch_size is not set: transformers and TRL default it to 8, against a training "
                    f"batch of {tr_bs}")
     elif ev_bs is None and isinstance(tr_bs, int) and tr_bs < 8 and not _METRIC_WORDS.search(E.text(c)) \
-            and not _EVAL_BATCH_WORDS.search(c.inputs.error_text or ""):
+            and not EVAL_BATCH_WORDS.search(c.inputs.error_text or ""):
         out.append(f"the settings posted give a training batch of {tr_bs} and no eval batch, and nothing posted "
                    f"computes metrics: the eval batch then defaults to 8 (transformers, TRL) and no logits are kept")
-    m = _EVAL_BATCH_WORDS.search(c.inputs.error_text or "")
+    m = EVAL_BATCH_WORDS.search(c.inputs.error_text or "")
     if m:
         out.append(f"the report says '{m.group(0)}'")
     # an evaluation harness's own batch ('lm_eval ... --batch_size auto'), or a smaller batch said to work

@@ -16,9 +16,10 @@ SPLIT = corpus.split()
 
 
 
-UNMEASURED = {"test46": "test46: held out, not yet measured (its first measurement lists its misses as strict xfails)"}
+UNMEASURED: dict = {}
 """Held-out splits committed before their first measurement: their threads run, but an outcome cannot fail the suite
 until that measurement (whoever measures replaces the entry with the split's misses in MISSES, as test7's were)."""
+TEST46_MISS = "test46: held out, not analysed"
 
 # Threads the doctor gets wrong, and why (every split here is tuned on; a held-out split's misses are only listed, so
 # that a rule change that fixes one of its threads flips its strict xfail).
@@ -56,6 +57,11 @@ MISSES = {
                    "to weigh the 19.8 GiB allocated against, so generation's KV cache is the likeliest reading",
     "tf-faster-rcnn_7": "the other process (a Jupyter kernel holding the GPU) is in the reporter's later answer: the "
                         "post is TensorFlow's allocator message for a 392 MiB request, with no totals",
+    # test46 split (held out: misses at its first measurement, 10/22 with the rules of 44d69f3, session 18's rules
+    # after round 1, benchmarks/results/doctor-threads-test46-frozen.json; listed, not analysed)
+    **{n: TEST46_MISS for n in ("chinese-llama-alpaca_236", "colbert_151", "comfyui-index-tts_104", "easyedit_26",
+                               "easyedit_563", "finetune-chatglm2-6b_5", "gpt2-ml-torch_24", "jetson-containers_795",
+                               "mteb_726", "transformers_tasks_60", "trlx_307", "vllm-ascend_436")},
     # test43 and test44 splits (seen since session 18: measured held out once, 10/22 and 12/22 with the rules of
     # bccfdcd, then studied; the misses left after session 18's rules)
     "anyscale-templates_174": "a LoRA config of a 70B on 24 GB cards reads as the 16-bit weights that 4-bit loading "

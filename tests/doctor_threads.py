@@ -53,11 +53,11 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test46", "test44", "test43", "test42", "test41", "test40", "test39", "test38", "test37", "test36", "test35",
-          "test34", "test33", "test32", "test31", "test30", "test29", "test28", "test27", "test26", "test25", "test24",
-          "test23", "test22", "test21", "test20", "test19", "test18", "test17", "test16", "test15", "test14", "test13",
-          "test12", "test11", "test10", "test9", "test8", "test7", "test6", "test5", "test4", "test3", "test2", "test",
-          "seen", "train")
+SPLITS = ("test46", "test45", "test44", "test43", "test42", "test41", "test40", "test39", "test38", "test37", "test36",
+          "test35", "test34", "test33", "test32", "test31", "test30", "test29", "test28", "test27", "test26", "test25",
+          "test24", "test23", "test22", "test21", "test20", "test19", "test18", "test17", "test16", "test15", "test14",
+          "test13", "test12", "test11", "test10", "test9", "test8", "test7", "test6", "test5", "test4", "test3",
+          "test2", "test", "seen", "train")
 """Split names, held-out first. test46: a forty-sixth held-out split collected 2026-11-30 (session 18, helper
 collect46, while collect45 collected test45) from GitHub issue threads (where an extremely saturated search still
 found threads the corpus lacks: Ascend NPU and Jetson serving budgets, embedding, reranker and retrieval models
@@ -65,6 +65,13 @@ found threads the corpus lacks: Ascend NPU and Jetson serving budgets, embedding
 (trlx), a GPT-style TTS (IndexTTS2), an MPS Mac (slowllama), BERT- and GPT-2-era Chinese repositories and 2023
 ChatGLM/Alpaca fine-tuning repositories; twelve Chinese threads; 18 repositories, 11 new to the corpus), frozen
 before its first measurement (UNMEASURED in tests/test_doctor_threads.py until then).
+test45: a forty-fifth held-out split collected 2026-11-30 (session 18, helper collect45, while collect46 collected
+test46) from GitHub issue and pull-request threads (where an extremely saturated search still found threads the corpus
+lacks: speech and TTS models (CosyVoice, GPT-SoVITS, IndexTTS, Tortoise-TTS, ESPnet, Parakeet on MLX, IndicConformer,
+ArTST), Apple Silicon, TPU and JAX training (marin, torchprime, TTT-LM), Tenstorrent hardware (tt-metal, tt-xla), an
+ExLlamaV2 cache budget, merged pull requests fixing an OOM (Megatron-Bridge's checkpoint resume, torchprime, tt-metal),
+GPT-Neo and Chinese repositories (CLUE, ChatGLM2-SFT); four Chinese threads; 19 repositories, 14 new to the corpus),
+frozen before its first measurement (UNMEASURED in tests/test_doctor_threads.py until then).
 test44: a forty-fourth held-out split collected 2026-11-30 (session 17, helper
 collect44, while collect43 collected test43) from GitHub issue and pull-request threads (where an extremely saturated
 search still found threads the corpus lacks: BERT/TensorFlow-era NLP repositories, most of them Chinese (ERNIE,

@@ -133,9 +133,9 @@ SCENARIOS = {
     "lora_bnb_not_passed": (16, "v100-16gb", "no_quant", "a LoRA of a 7B whose BitsAndBytesConfig was written but never "
                             "passed to from_pretrained: 14.2 GiB of 16-bit weights on a 16 GiB card, where the 4-bit "
                             "load (5.2 GiB) fits"),
-    "grpo_lora_generations": (24, "rtx4090", "generation_batch", "a GRPO LoRA of Qwen3-4B without vLLM at "
-                              "per_device_train_batch_size=8 x gradient_accumulation_steps=32: one generate() of 256 "
-                              "completions (16 prompts x 16) of up to 1024 tokens, a KV cache of about 50 GB"),
+    "grpo_lora_generations": (24, "rtx4090", "generation_batch", "a GRPO LoRA of Qwen3-4B without vLLM with "
+                              "generation_batch_size=256: one generate() of 256 completions (16 prompts x 16) of up to "
+                              "512 tokens, a KV cache of 12 GiB after the prefill and 30 GiB at full length"),
     "eval_loop_keep_logits": (16, "v100-16gb", "eval_logits", "a hand-written evaluation loop that appends every "
                               "batch's full-vocabulary logits (4 x 1023 x 152k in bf16, 1.16 GiB) to a list on the GPU"),
     "eager_summarize": (16, "rtx4080", "eager_attention", "generate() on chapters of about 17,400 tokens with "

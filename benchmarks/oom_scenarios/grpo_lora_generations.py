@@ -12,15 +12,16 @@ def format_reward(completions, **kwargs):
 
 
 def length_reward(completions, **kwargs):
-    return [-abs(400 - len(c)) / 400 for c in completions]
+    return [-abs(300 - len(c)) / 300 for c in completions]
 
 
 config = GRPOConfig(
     output_dir="qwen3-4b-grpo-lora",
-    per_device_train_batch_size=8,
-    gradient_accumulation_steps=32,
+    per_device_train_batch_size=4,
+    gradient_accumulation_steps=8,
     num_generations=16,
-    max_completion_length=1024,
+    generation_batch_size=256,
+    max_completion_length=512,
     use_vllm=False,
     learning_rate=1e-5,
     beta=0.0,

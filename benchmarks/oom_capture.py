@@ -235,13 +235,15 @@ def script_path(name: str) -> Path:
     return HERE / "oom_scenarios" / f"{SCRIPT_OF.get(name, name)}.py"
 
 
-HOLDS = {"lora_beside_notebook": 16, "ddp_beside_notebook": 16, "qlora_beside_server": 12}  # GiB another process holds on the card during the run
+HOLDS = {"lora_beside_notebook": 16, "ddp_beside_notebook": 16,
+         "qlora_beside_server": 12}  # GiB another process holds on the card during the run
 HOLD_GPU = {"ddp_beside_notebook": 1}  # the GPU it holds them on (0 where not listed)
 HOLDER = ("import sys, time, torch; x = torch.empty({gib} * 1024**3, dtype=torch.uint8, device='cuda'); "
           "print('held', flush=True); time.sleep(3600)")
 
 MODELS = {"Qwen/Qwen2.5-3B": "qwen2.5-3b", "Qwen/Qwen2.5-7B": "qwen2.5-7b", "Qwen/Qwen3-4B": "qwen3-4b",
-          "Qwen/Qwen3-8B": "qwen3-8b", "Qwen/Qwen3-30B-A3B": "qwen3-30b-a3b", "meta-llama/Llama-3.1-8B": "llama-3.1-8b"}
+          "Qwen/Qwen3-8B": "qwen3-8b", "Qwen/Qwen3-30B-A3B": "qwen3-30b-a3b",
+          "meta-llama/Llama-3.1-8B": "llama-3.1-8b"}
 VOCAB = 5000  # words w0..w4999: about 6 characters (tokens) each with the space
 
 SITE = '''import os

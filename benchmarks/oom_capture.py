@@ -125,6 +125,38 @@ SCENARIOS = {
     "logits_fp32_3b": (24, "rtx4090", "fp32_logits", "a LoRA of a 3B with gradient checkpointing at a micro-batch of "
                        "8 x 2048 tokens: the weights and the checkpointed activations take about 9 GB, the loss's "
                        "full-vocabulary logits (152k) in fp32 and their gradient about 20 GB more"),
+    # the eighth batch (capture-s18), written blind (session 18): one GPU, twelve causes, written and labelled by a
+    # writer who never read or ran the doctor; the arithmetic of each is in oom_scenarios/CAPTURE_S18.md
+    "sft_chat_model_max": (24, "rtx4090", "long_sample", "TRL SFT of chat conversations (\"messages\") with "
+                           "max_length=tokenizer.model_max_length, which is 1e30 (no cap): four conversations of about "
+                           "58,000 tokens among 44 of about 1,200"),
+    "lora_bnb_not_passed": (16, "v100-16gb", "no_quant", "a LoRA of a 7B whose BitsAndBytesConfig was written but never "
+                            "passed to from_pretrained: 14.2 GiB of 16-bit weights on a 16 GiB card, where the 4-bit "
+                            "load (5.2 GiB) fits"),
+    "grpo_lora_generations": (24, "rtx4090", "generation_batch", "a GRPO LoRA of Qwen3-4B without vLLM with "
+                              "generation_batch_size=256: one generate() of 256 completions (16 prompts x 16) of up to "
+                              "512 tokens, a KV cache of 12 GiB after the prefill and 30 GiB at full length"),
+    "eval_loop_keep_logits": (16, "v100-16gb", "eval_logits", "a hand-written evaluation loop that appends every "
+                              "batch's full-vocabulary logits (4 x 1023 x 152k in bf16, 1.16 GiB) to a list on the GPU"),
+    "eager_summarize": (16, "rtx4080", "eager_attention", "generate() on chapters of about 17,400 tokens with "
+                        "attn_implementation='eager': the prefill's scores matrix, 32 heads x 17,400^2, per layer"),
+    "train_then_merge": (12, "rtx3060", "save_merge", "merging the adapter at the end of the training script: a second "
+                         "16-bit copy of the 3B base loaded onto the GPU for merge_and_unload beside the trained model "
+                         "and its optimizer state"),
+    "qlora_beside_server": (24, "rtx4090", "other_process", "a QLoRA SFT of Qwen3-8B that fits a 24 GiB card alone, "
+                            "started while another process (an inference server) holds 12 GiB of it"),
+    "accelerate_fp32_lora": (32, "rtx5090", "fp32_training", "a LoRA of a 7B in a hand-written accelerate loop on "
+                             "weights loaded in float32 (28.4 GiB), counting on Accelerator(mixed_precision='bf16') "
+                             "to halve them"),
+    "dpo_lora_batch": (24, "rtx4090", "batch_or_seq", "a DPO LoRA of Qwen3-4B at per_device_train_batch_size=16 x "
+                       "1024 tokens: 32 sequences (chosen and rejected) per forward"),
+    "full_ft_llama_loop": (40, "a100-40gb", "ddp_replica", "a full fine-tune of Llama-3.1-8B in a plain PyTorch loop "
+                           "(AdamW) on a 40 GiB card: 16-bit weights, gradients and AdamW state about 60 GiB"),
+    "pipeline_llama_12gb": (12, "rtx3060", "load_too_big", "pipeline('text-generation') of Llama-3.1-8B in bf16 "
+                            "(15 GiB of weights) on a 12 GiB card"),
+    "manual_loss_fp32": (24, "rtx4090", "fp32_logits", "a LoRA of Qwen3-4B in a hand loop with checkpointing at 8 x "
+                         "2048 tokens: weights and checkpoints take about 10.5 GiB, the loss's .float() copy of the "
+                         "[8, 2047, 152k] logits 9.3 GiB and its log-softmax 9.3 GiB more"),
 }
 
 LAUNCH = {
@@ -203,13 +235,15 @@ def script_path(name: str) -> Path:
     return HERE / "oom_scenarios" / f"{SCRIPT_OF.get(name, name)}.py"
 
 
-HOLDS = {"lora_beside_notebook": 16, "ddp_beside_notebook": 16}  # GiB another process holds on the card during the run
+HOLDS = {"lora_beside_notebook": 16, "ddp_beside_notebook": 16,
+         "qlora_beside_server": 12}  # GiB another process holds on the card during the run
 HOLD_GPU = {"ddp_beside_notebook": 1}  # the GPU it holds them on (0 where not listed)
 HOLDER = ("import sys, time, torch; x = torch.empty({gib} * 1024**3, dtype=torch.uint8, device='cuda'); "
           "print('held', flush=True); time.sleep(3600)")
 
 MODELS = {"Qwen/Qwen2.5-3B": "qwen2.5-3b", "Qwen/Qwen2.5-7B": "qwen2.5-7b", "Qwen/Qwen3-4B": "qwen3-4b",
-          "Qwen/Qwen3-8B": "qwen3-8b", "Qwen/Qwen3-30B-A3B": "qwen3-30b-a3b"}
+          "Qwen/Qwen3-8B": "qwen3-8b", "Qwen/Qwen3-30B-A3B": "qwen3-30b-a3b",
+          "meta-llama/Llama-3.1-8B": "llama-3.1-8b"}
 VOCAB = 5000  # words w0..w4999: about 6 characters (tokens) each with the space
 
 SITE = '''import os
@@ -271,6 +305,12 @@ def prepare(work: Path, needed: set | None = None) -> None:
     with open(work / "books.jsonl", "w") as f:
         for _ in range(64):
             f.write(json.dumps({"text": words(rng, 3000)}) + "\n")
+    with open(work / "chat.jsonl", "w") as f:  # conversations ("messages"), four of them very long (about 59k tokens)
+        for i in range(48):
+            n = 10000 if i in (5, 17, 29, 41) else rng.randrange(100, 200)
+            f.write(json.dumps({"messages": [{"role": "system", "content": "You are a helpful assistant."},
+                                             {"role": "user", "content": words(rng, rng.randrange(30, 60))},
+                                             {"role": "assistant", "content": words(rng, n)}]}) + "\n")
     (work / "fsdp.yaml").write_text(FSDP_YAML)
     (work / "zero3.yaml").write_text(ZERO3_YAML)
     for name, stage in DS_CONFIG.items():

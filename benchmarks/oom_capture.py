@@ -144,7 +144,8 @@ SCENARIOS = {
                          "16-bit copy of the 3B base loaded onto the GPU for merge_and_unload beside the trained model "
                          "and its optimizer state"),
     "qlora_beside_server": (24, "rtx4090", "other_process", "a QLoRA SFT of Qwen3-8B that fits a 24 GiB card alone, "
-                            "started while another process (an inference server) holds 12 GiB of it"),
+                            "started while another process (an inference server) holds 16 GiB of it (12 GiB left it room: it trained, "
+                            "capture-s18b)"),
     "accelerate_fp32_lora": (32, "rtx5090", "fp32_training", "a LoRA of a 7B in a hand-written accelerate loop on "
                              "weights loaded in float32 (28.4 GiB), counting on Accelerator(mixed_precision='bf16') "
                              "to halve them"),
@@ -236,7 +237,7 @@ def script_path(name: str) -> Path:
 
 
 HOLDS = {"lora_beside_notebook": 16, "ddp_beside_notebook": 16,
-         "qlora_beside_server": 12}  # GiB another process holds on the card during the run
+         "qlora_beside_server": 16}  # GiB another process holds on the card during the run
 HOLD_GPU = {"ddp_beside_notebook": 1}  # the GPU it holds them on (0 where not listed)
 HOLDER = ("import sys, time, torch; x = torch.empty({gib} * 1024**3, dtype=torch.uint8, device='cuda'); "
           "print('held', flush=True); time.sleep(3600)")

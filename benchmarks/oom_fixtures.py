@@ -5,7 +5,8 @@
         benchmarks/results/oom_capture/capture-s13d.json benchmarks/results/oom_capture/capture-s14.json \
         benchmarks/results/oom_capture/capture-s14b.json benchmarks/results/oom_capture/capture-s14c.json \
         benchmarks/results/oom_capture/capture-s15.json benchmarks/results/oom_capture/capture-s15b.json \
-        benchmarks/results/oom_capture/capture-s16.json
+        benchmarks/results/oom_capture/capture-s16.json benchmarks/results/oom_capture/capture-s18.json \
+        benchmarks/results/oom_capture/capture-s18b.json benchmarks/results/oom_capture/capture-s18c.json
 
 A later capture file wins for a scenario both hold (capture-s13b re-ran qlora_batch on a larger card: on 8 GiB it had
 failed before the batch, and that failure is kept as qlora_prep_8gb).
@@ -80,6 +81,20 @@ PHASES = {  # where each failure happened, read from its traceback's frames
     "grpo_zero3_lora": "generation",  # TRL's unwrap_model_for_generation gathering the ZeRO-3 shards (0/150)
     "ds_zero2_lora_7b": "first_step",  # the first backward: ZeRO-2 setting up its gradient buckets (0/25)
     "logits_fp32_3b": "first_step",  # the first forward's loss: cross_entropy on the fp32 logits (0/8)
+    # capture-s18, -s18b, -s18c: twelve scenarios written blind (by a writer who never read or ran the doctor), read and
+    # labelled before the doctor was run on them
+    "sft_chat_model_max": "first_step",  # a micro-step of the first optimizer step (0/9): a long conversation drawn early
+    "grpo_lora_generations": "generation",  # GRPOTrainer._prepare_inputs generating the group's completions (0/288)
+    "eval_loop_keep_logits": "eval",  # the user's evaluation loop's forward, the kept logits of earlier batches beside it
+    "eager_summarize": "generation",  # generate() -> _prefill -> eager_attention_forward
+    "train_then_merge": "merge",  # from_pretrained of the base for the merge, after training finished
+    "dpo_lora_batch": "first_step",  # DPOTrainer's first forward (0/13)
+    "manual_loss_fp32": "first_step",  # the first batch's `logits.float()` in the user's loss
+    "lora_bnb_not_passed": "first_step",  # the first forward (0/25)
+    "accelerate_fp32_lora": "first_step",  # the first forward under autocast
+    "full_ft_llama_loop": "first_step",  # the first optimizer step: Adam's _init_group creating the moments
+    "pipeline_llama_12gb": "load",  # pipeline -> from_pretrained's caching_allocator_warmup
+    "qlora_beside_server": "first_step",  # the first forward, next to the other process (0/25)
 }
 
 _CAPACITY = re.compile(r"GPU (\d+) has a total capacity of [\d.]+ [KMG]iB of which [\d.]+ [KMG]iB is free\. "

@@ -33,7 +33,25 @@ ERROR_ONLY_MISS = {
     # capture-s15b, DeepSpeed
     "ds_zero2_lora_7b": "the ranks fail in the loss and in ZeRO-2's bucket set-up at the first step; the 7B's 16-bit "
                         "weights that fill each card are in the script only",
+    # capture-s18, written blind
+    "accelerate_fp32_lora": "the fp32 loading is in the script only; the traceback is an autocast forward of a "
+                            "hand-written loop",
+    "eval_loop_keep_logits": "the list that keeps every batch's logits is in the script only; the traceback is a "
+                             "forward with no evaluation frame",
+    "sft_chat_model_max": "the missing cap (max_length=tokenizer.model_max_length) is in the script only; the "
+                          "traceback is an attention forward at the first optimizer step",
 }
+
+PHASE_NOT_SHOWN = {
+    # the traceback shows no step, trainer or bar that places the failure: the doctor says the phase is unknown (it
+    # does not guess), where the scenario's writer knew it was the first step
+    "accelerate_fp32_lora": "a hand-written accelerate loop: the model's forward, with no trainer frame or step bar",
+    "manual_loss_fp32": "one line of the user's own loop (`logits[:, :-1, :].float()`), with no step shown",
+}
+
+
+def _phase_ok(name: str, d) -> bool:
+    return d.case.oom.phase is None if name in PHASE_NOT_SHOWN else d.case.oom.phase == _load(name)["label"]["phase"]
 
 
 def _load(name: str) -> dict:
@@ -74,7 +92,7 @@ def test_the_doctor_names_the_cause_each_capture_was_built_with_given_the_error_
     fx = _load(name)
     d = _diagnose(fx, True, tmp_path)
     assert d.primary.id == fx["label"]["cause"], [c.id for c in d.causes]
-    assert d.case.oom.phase == fx["label"]["phase"]
+    assert _phase_ok(name, d), d.case.oom.phase
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -84,7 +102,7 @@ def test_the_doctor_on_the_error_alone(name, tmp_path):
         pytest.xfail(ERROR_ONLY_MISS[name])
     d = _diagnose(fx, False, tmp_path)
     assert d.primary.id == fx["label"]["cause"], [c.id for c in d.causes]
-    assert d.case.oom.phase == fx["label"]["phase"]
+    assert _phase_ok(name, d), d.case.oom.phase
 
 
 @pytest.mark.parametrize("name", sorted(ERROR_ONLY_MISS))
@@ -537,3 +555,102 @@ def test_the_loss_frame_is_the_last_straw_where_the_users_settings_size_the_logi
     assert logits.strength == "inferred" and any("last straw" in e or "not what filled it" in e for e in logits.evidence)
     # the same frame without the user's settings still proves the loss
     assert diagnose(Inputs(error_text=err)).primary.id == "fp32_logits"
+
+
+# --- capture-s18 (written blind): what its misses showed, on synthetic text -------------------------------------------
+
+_LORA_7B = ("import torch\nfrom peft import LoraConfig, get_peft_model\n"
+            "from transformers import AutoModelForCausalLM, BitsAndBytesConfig, Trainer, TrainingArguments\n"
+            "bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4')\n"
+            "model = AutoModelForCausalLM.from_pretrained('Qwen/Qwen2.5-7B', {load})\n"
+            "model = get_peft_model(model, LoraConfig(r=16, target_modules='all-linear'))\n"
+            "args = TrainingArguments(output_dir='o', per_device_train_batch_size=1, bf16=True, "
+            "gradient_checkpointing=True)\nTrainer(model=model, args=args, train_dataset=ds).train()\n")
+_FWD = ('Traceback (most recent call last):\n  File "/venv/lib/python3.12/site-packages/transformers/models/qwen2/'
+        'modeling_qwen2.py", line 220, in forward\n    attn_output, attn_weights = attention_interface(\n'
+        '  File "/venv/lib/python3.12/site-packages/transformers/integrations/sdpa_attention.py", line 158, in '
+        'sdpa_attention_forward\n    attn_output = torch.nn.functional.scaled_dot_product_attention(\n')
+
+
+def test_a_bitsandbytes_config_written_but_not_passed_quantizes_nothing():
+    oom20 = ("  0%|          | 0/25 [00:01<?, ?it/s]\nTraceback (most recent call last):\n  File \"/venv/lib/python3.12/"
+             "site-packages/transformers/trainer.py\", line 4020, in training_step\n"
+             "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 70.00 MiB. GPU 0 has a total capacity of "
+             "20.00 GiB of which 45.00 MiB is free. Including non-PyTorch memory, this process has 19.50 GiB memory in "
+             "use. Of the allocated memory 18.81 GiB is allocated by PyTorch, and 70.00 MiB is reserved by PyTorch but "
+             "unallocated.\n")
+    unused = analyse(_LORA_7B.format(load="dtype=torch.bfloat16"), "t.py")
+    assert not unused.settings.get("load_in_4bit")
+    assert diagnose(Inputs(error_text=oom20, script=unused)).primary.id == "no_quant"
+    passed = analyse(_LORA_7B.format(load="quantization_config=bnb"), "t.py")
+    assert passed.settings.get("load_in_4bit") is True
+    assert diagnose(Inputs(error_text=oom20, script=passed)).primary.id != "no_quant"
+
+
+def test_a_loop_of_the_users_own_that_keeps_every_batchs_logits_is_the_evaluation_keeping_them():
+    loop = ("import torch\nfrom transformers import AutoModelForCausalLM\n"
+            "model = AutoModelForCausalLM.from_pretrained('Qwen/Qwen3-4B', dtype=torch.bfloat16, device_map='cuda')\n"
+            "preds = []\nwith torch.no_grad():\n    for batch in loader:\n        out = model(**batch)\n"
+            "        preds.append(out.logits)\n")
+    d = diagnose(Inputs(error_text=_OOM, script=analyse(loop, "eval.py")))
+    assert d.case.oom.phase == "eval" and d.primary.id == "eval_logits", [c.id for c in d.causes]
+    moved = loop.replace("preds.append(out.logits)", "preds.append(out.logits.argmax(-1).cpu())")
+    assert diagnose(Inputs(error_text=_OOM, script=analyse(moved, "eval.py"))).primary.id != "eval_logits"
+    trains = loop.replace("preds.append(out.logits)", "preds.append(out.logits)\n        out.loss.backward()")
+    assert diagnose(Inputs(error_text=_OOM, script=analyse(trains, "t.py"))).case.oom.phase != "eval"
+
+
+def test_a_model_loaded_after_training_finished_is_the_merges_second_copy():
+    log = ("{'train_runtime': '512.3', 'train_samples_per_second': '3.1', 'train_loss': '1.22', 'epoch': '1.0'}\n"
+           'Traceback (most recent call last):\n  File "/venv/lib/python3.12/site-packages/transformers/'
+           'modeling_utils.py", line 4313, in from_pretrained\n    loading_info = cls._load_pretrained_model(\n' + _OOM)
+    d = diagnose(Inputs(error_text=log))
+    assert d.case.oom.phase == "merge" and d.primary.id == "save_merge", [c.id for c in d.causes]
+    merge = "trainer.train()\nbase = AutoModelForCausalLM.from_pretrained('m')\nPeftModel.from_pretrained(base, 'a')" \
+            ".merge_and_unload()\n"
+    assert diagnose(Inputs(error_text=log, script=analyse(merge, "t.py"))).primary.id == "save_merge"
+    infer = "trainer.train()\nmodel = AutoModelForCausalLM.from_pretrained('m')\nmodel.generate(**inputs)\n"
+    assert diagnose(Inputs(error_text=log, script=analyse(infer, "t.py"))).case.oom.phase == "load"
+    assert diagnose(Inputs(error_text=log.split("\n", 1)[1])).case.oom.phase == "load"  # no training before it
+
+
+def test_transformers_attention_call_is_not_eager_attention_and_the_models_forward_is_no_load():
+    bar = "Loading weights:  70%|######9   | 303/434 [00:00<00:00, 462.24it/s]\n"
+    d = diagnose(Inputs(error_text=bar + _FWD + _OOM))
+    assert d.primary.id != "eager_attention", [c.id for c in d.causes]
+    assert d.case.oom.phase != "load"
+    eager = _FWD.replace("sdpa_attention.py", "modeling_qwen2.py").replace("sdpa_attention_forward",
+                                                                           "eager_attention_forward")
+    assert diagnose(Inputs(error_text=eager + _OOM)).primary.id == "eager_attention"
+    assert diagnose(Inputs(error_text=bar + _OOM)).case.oom.phase == "load"  # a bar alone still places the load
+
+
+def test_the_tokenizers_model_max_length_as_the_cap_is_no_cap():
+    sft = ("from trl import SFTConfig, SFTTrainer\nfrom peft import LoraConfig\n"
+           "import torch\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n"
+           "tok = AutoTokenizer.from_pretrained('Qwen/Qwen2.5-3B')\n"
+           "model = AutoModelForCausalLM.from_pretrained('Qwen/Qwen2.5-3B', dtype=torch.bfloat16)\n"
+           "cfg = SFTConfig(output_dir='o', per_device_train_batch_size=2, gradient_checkpointing=True, bf16=True, "
+           "max_length={cap})\nSFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok, "
+           "peft_config=LoraConfig(r=16)).train()\n")
+    err = _FWD + _OOM.replace("44.00 MiB", "12.61 GiB")
+    d = diagnose(Inputs(error_text=err, script=analyse(sft.format(cap="tok.model_max_length"), "t.py")))
+    assert d.primary.id == "long_sample", [(c.id, c.strength) for c in d.causes]
+    logits = [c for c in d.causes if c.id == "fp32_logits"]
+    assert all(c.strength == "inferred" for c in logits)  # its share rests on a length the estimate had to guess
+    capped = diagnose(Inputs(error_text=err, script=analyse(sft.format(cap="1024"), "t.py")))
+    assert capped.primary.id != "long_sample"
+
+
+def test_the_optimizer_creating_its_state_is_the_first_step_and_a_generation_computes_no_loss():
+    step = ('Traceback (most recent call last):\n  File "/venv/lib/python3.12/site-packages/torch/optim/adam.py", '
+            'line 247, in step\n  File "/venv/lib/python3.12/site-packages/torch/optim/adam.py", line 178, in '
+            '_init_group\n    state["exp_avg"] = torch.zeros_like(\n' + _OOM)
+    assert diagnose(Inputs(error_text=step)).case.oom.phase == "first_step"
+    gen = ('Traceback (most recent call last):\n  File "/venv/lib/python3.12/site-packages/transformers/generation/'
+           'utils.py", line 2790, in _sample\n    outputs = self(**model_inputs)\n' + _OOM)
+    grpo = ("from trl import GRPOConfig, GRPOTrainer\nGRPOTrainer(model='Qwen/Qwen3-4B', reward_funcs=r, args=GRPOConfig("
+            "output_dir='o', per_device_train_batch_size=16, max_completion_length=2048, bf16=True), "
+            "train_dataset=ds).train()\n")
+    d = diagnose(Inputs(error_text=gen, script=analyse(grpo, "t.py")))
+    assert d.case.oom.phase == "generation" and "fp32_logits" not in [c.id for c in d.causes]

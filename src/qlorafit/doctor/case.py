@@ -237,6 +237,36 @@ def _generating_eval_is_generation(c: Case) -> None:
         o.phase_evidence += "; predict_with_generate is set, so the evaluation generates"
 
 
+_TRAINING_DONE = re.compile(r"['\"]train_runtime['\"]\s*:|\btrain_runtime\s*=")
+"""The Trainer's summary line, printed when train() returns ({'train_runtime': ...}): training has finished."""
+_MERGES = re.compile(r"merge_and_unload|merge_adapter|PeftModel\.from_pretrained")
+_TRAINS = re.compile(r"\.backward\(|\.train\(\s*\)|\.train\(resume|Trainer\(|\boptimizer\.step\(")
+
+
+def _load_after_training_is_the_merge(c: Case) -> None:
+    """A model loaded after the log shows training finished: the base loaded again for the merge, beside the trained
+    model and its optimizer state that the same process still holds (the tutorials' train-then-merge notebook). With a
+    script, only where it merges."""
+    o = c.oom
+    script = c.inputs.script.text if c.inputs.script is not None else None
+    if o.phase == "load" and _TRAINING_DONE.search(c.inputs.error_text or "") and \
+            (script is None or _MERGES.search(script)):
+        o.phase = "merge"
+        o.phase_evidence += ("; training had finished (train_runtime in the log): a model loaded again for the merge, "
+                             "beside the trained one")
+
+
+def _kept_logits_is_the_eval(c: Case) -> None:
+    """A script of the user's own that keeps every batch's logits in a list and trains nothing is an evaluation loop:
+    that is where its memory grows, whatever frames the last forward shows."""
+    o = c.oom
+    kept = c.settings.get("keeps_logits")
+    if kept and o.phase in (None, "first_step", "training") and c.inputs.script is not None \
+            and not _TRAINS.search(c.inputs.script.text):
+        o.phase = "eval"
+        o.phase_evidence = f"the script evaluates, keeping every batch's logits ({kept})"
+
+
 def build_case(inputs: Inputs) -> Case:
     """Parse, resolve and estimate once."""
     c = Case(inputs=inputs, oom=parse(inputs.error_text or ""))
@@ -249,6 +279,8 @@ def build_case(inputs: Inputs) -> Case:
     _gpu_oom_is_not_tokenization(c)
     _stalled_load_is_host_ram(c)
     _generating_eval_is_generation(c)
+    _load_after_training_is_the_merge(c)
+    _kept_logits_is_the_eval(c)
     _budget(c)
     _model(c)
     _setup(c)

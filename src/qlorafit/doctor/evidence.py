@@ -175,6 +175,16 @@ def full_by_default(c: Case) -> bool:
         and not any(k in c.settings for k in ("finetuning_type", "use_lora", "use_peft", "lora_r", "lora_rank"))
 
 
+def length_uncapped(c: Case) -> bool:
+    """The script or config sets no length cap: max_length=None, or the tokenizer's own model_max_length (a sentinel of
+    1e30 for a tokenizer that names no limit, or the model's whole context): nothing is truncated, so a batch is as
+    long as its longest sample, and any size the estimate gives the length is a guess."""
+    if "max_length" not in c.settings:
+        return False
+    v = c.settings["max_length"]
+    return v is None or (isinstance(v, str) and "model_max_length" in v)
+
+
 def model_params(c: Case) -> tuple[float, str] | None:
     """Billions of parameters of the model the settings or the report name, and where it was read."""
     b = prose.model_params_b(str(c.settings.get("model") or ""))
@@ -306,6 +316,11 @@ def quantized(c: Case) -> bool | None:
     """True: 4-/8-bit loading is asked for; False: a script or config that loads without it; None: not known."""
     if c.from_user and c.setup is not None and O.quant(c.setup.quant).bits < 16:  # not the QLoRA the doctor assumes
         return True
+    script = c.inputs.script
+    if c.from_user and script is not None and script.model_call is not None:
+        # the script's own from_pretrained call says how it loads: a BitsAndBytesConfig written but never passed to it
+        # quantizes nothing (script.py reads the config only where quantization_config is passed)
+        return bool(c.settings.get("load_in_4bit") or c.settings.get("load_in_8bit"))
     if re.search(r"load_in_4bit\s*[=:]\s*True|load[_-]in[_-](?:4|8)bit(?!\s*[=:]\s*False)|bnb[-_]4bit|BitsAndBytesConfig|"
                  r"quantization_bit|\bnf4\b", text(c), re.I):
         return True

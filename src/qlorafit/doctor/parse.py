@@ -360,6 +360,8 @@ def parse_phase(text: str, out: OomText) -> None:
     ph, why = phase.phase_from_frames(phase.frame_names(text))
     if ph in (None, "training"):  # frames that name load, eval, save... are the strongest evidence there is
         mph, mwhy, _ = phase.last_marker(text)
+        if mph == "load" and phase.MODEL_RAN.search(text):
+            mph = None  # the model's own forward is in the traceback: it was loaded and ran, whatever bar came last
         if mph and (ph is None or mph in ("eval", "generation", "save", "merge")):
             ph, why = mph, mwhy
     step_ph, step, step_why = phase.step_from_words(text)
@@ -376,6 +378,8 @@ def parse_phase(text: str, out: OomText) -> None:
         if out.step is not None:
             ph = "later_step" if out.step > 0 else "first_step"
             why = f"{why}; progress bar at step {out.step}" if why else f"progress bar at step {out.step}"
+        elif phase.OPTIMIZER_STATE_CREATED.search(text):
+            ph, why = "first_step", f"{why}; the optimizer creates its state, which it does at its first step"
         elif re.search(r"\{'loss': ", text):
             ph, why = "later_step", f"{why}; a logged loss before the error" if why else "a logged loss before the error"
         elif step_ph:

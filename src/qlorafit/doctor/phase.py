@@ -40,7 +40,7 @@ _FRAMES = {
             # set-up before the first step: accelerate's prepare_model wraps the model (DDP, FSDP) on its GPU
             r"_prepare_for_training|prepare_model",
     "training": r"training_step|_inner_training_loop|_fast_inner_training_loop|compute_loss|backward|run_backward|"
-                r"_engine_run_backward|optimizer_step|train_step|train|train_epoch|fit",
+                r"_engine_run_backward|optimizer_step|train_step|train|train_epoch|fit|_init_group",
 }
 CHAT_HISTORY = (r"(?:每次|每轮|多轮|连续)对话|对话(?:轮数|历史)|历史(?:对话|记录)|(?:each|every|per) (?:chat |conversation |"
                 r"dialog(?:ue)? )?turn\b|(?:chat|conversation|dialog(?:ue)?) history\b|"
@@ -49,6 +49,12 @@ CHAT_HISTORY = (r"(?:每次|每轮|多轮|连续)对话|对话(?:轮数|历史)|
 """A chat whose history grows turn by turn: each reply is generated from every turn before it (a generation word here,
 and generation_batch's reason to trim the history)."""
 _FRAME_RE = {ph: re.compile(rf"(?:{pat})") for ph, pat in _FRAMES.items()}
+OPTIMIZER_STATE_CREATED = re.compile(r"torch[/\\]optim[/\\]\w+\.py\"?,? line \d+,? in _init_group\b")
+"""torch.optim creating a parameter's state (Adam's exp_avg and exp_avg_sq) in _init_group: it does so only while the
+state is empty, at the optimizer's first step."""
+MODEL_RAN = re.compile(r"(?:modeling_\w+|peft[/\\]tuners[/\\][\w/\\]+)\.py\"?,? line \d+,? in forward\b")
+"""A model's own forward among the traceback's frames (transformers' modeling_*.py, a PEFT layer): the model was
+loaded and ran, so a loading bar printed before it is not where the failure was."""
 
 _FRAME_LINES = (
     re.compile(r"File \"[^\"]*\", line \d+, in ([\w<>.]+)"),  # plain, loguru, [rankN]: prefixes

@@ -257,14 +257,18 @@ def eval_logits(c: Case) -> Cause | None:
 
     if c.oom.phase != "eval":
         return None
-    script_metrics = bool(c.settings.get("compute_metrics")) and not c.settings.get("preprocess_logits")
+    script_metrics = bool(c.settings.get("compute_metrics")) and not c.settings.get("preprocess_logits") \
+        or bool(c.settings.get("keeps_logits"))
     words = _ACCUMULATION.search(E.text(c))
     if not (script_metrics or words):
         if eval_batch_evidence(c) or (c.inputs.script is not None and not c.settings.get("compute_metrics")):
             return None  # no metrics, nothing accumulates, or the forward failed before any gathering: the eval
             # batch is the cause (rules_setup.eval_batch)
     ev = [f"phase: evaluation ({c.oom.phase_evidence})", _numbers(c)]
-    if script_metrics:
+    if c.settings.get("keeps_logits"):
+        ev.append(f"the script keeps every batch's logits on the GPU ({c.settings['keeps_logits']}): tokens x vocab "
+                  f"values per batch, until the loop ends")
+    elif script_metrics:
         ev.append("the script passes compute_metrics without preprocess_logits_for_metrics: every eval batch's "
                   "logits are kept")
     elif words:
@@ -629,12 +633,12 @@ def long_sample(c: Case) -> Cause | None:
     if not words and _CAP_SAID.search(t):
         return None  # every input is cut to a length the report gives: the batch of them is what ran out
     # max_length=None set in the script or config: nothing is truncated, so a batch is as long as its longest sample
-    uncapped = "max_length" in c.settings and c.settings["max_length"] is None and c.has_oom
+    uncapped = E.length_uncapped(c) and c.has_oom
     capped = isinstance(c.settings.get("max_length"), int) and not o.step and not added
     # (an evaluation of one long input the report names is that input's length, unless it names the eval batch)
     evaluated = o.phase == "eval" and not EVAL_BATCH_WORDS.search(t)
-    if o.phase != "later_step" and not late and not (words and (o.phase in (None, "training", "first_step") or evaluated)
-                                                     and not capped):
+    if o.phase != "later_step" and not late and not ((words or uncapped) and (o.phase in (None, "training", "first_step")
+                                                                          or evaluated) and not capped):
         return None  # long samples under a length cap make every batch as long as the cap: that is the batch
     seen = o.total_steps and o.step and o.step / o.total_steps >= EARLY_SHARE  # a good part of the epoch went by
     if not (words or late or uncapped or seen) and o.step is not None and 0 < o.step <= EARLY_STEPS:
@@ -652,8 +656,8 @@ def long_sample(c: Case) -> Cause | None:
     if words:
         ev.append(f"the report says '{words.group(0)}'")
     if uncapped:
-        ev.append("the script or config sets max_length=None: no sample is truncated, so a batch is as long as its "
-                  "longest sample")
+        ev.append(f"the script or config sets max_length={c.settings['max_length']}: no sample is truncated, so a "
+                  f"batch is as long as its longest sample")
     for e in late[:3]:
         where = f"ranks/rank-{e['rank']}/events.jsonl" if "rank" in e else "events.jsonl"
         ev.append(f"{where}: oom_recovery at step {e.get('step')} ({e.get('phase')}), micro-batch "
@@ -819,7 +823,10 @@ def reference_copy(c: Case) -> Cause | None:
 
 _LOSS_FRAMES = ("_convert_to_fp32", "cross_entropy", "log_softmax", "logits.float()", "ForCausalLMLoss",
                 "_get_per_token_logps", "selective_log_softmax", "logprobs_from_logits")
-_EAGER_FRAMES = ("eager_attention_forward", "attn_weights", "torch.matmul(query")
+_EAGER_FRAMES = ("eager_attention_forward", "attn_weights = torch.matmul", "attn_weights = nn.functional.softmax",
+                 "torch.matmul(query")
+"""Eager attention's own frame or source lines. Not 'attn_weights' alone: transformers' attention layers print
+`attn_output, attn_weights = attention_interface(` for every implementation, sdpa and flash included."""
 _EAGER_WORDS = re.compile(r"attn_implementation\s*[=:]\s*[\"']?eager\b|\beager attention\b", re.I)
 """The report says attention is eager, in words or as a setting inside a sentence (a string value prose does not set)."""
 
@@ -860,6 +867,8 @@ evaluation that keeps them batch after batch says so otherwise: eval_logits)."""
 def fp32_logits(c: Case) -> Cause | None:
     text = c.inputs.error_text or ""
     frames = _loss_frames(text)
+    if not frames and c.oom.phase in ("load", "merge", "save", "generation"):
+        return None  # no loss is computed there: a training step's logits, however large, are not what ran out
     said = _LOSS_WORDS.search(text) if c.oom.phase not in ("eval", "generation") else None
     said = said or _MATERIALIZED.search(text)
     share = c.est.component("logits and loss") / c.est.peak_bytes if c.est else 0.0
@@ -899,7 +908,8 @@ def fp32_logits(c: Case) -> Cause | None:
                  "the loss materializes tokens x vocab logits in fp32 (and their gradient): with a 128k-256k vocabulary "
                  "that is the largest tensor of the step", ev, ("loss", "seq", "batch"), acts,
                  strength="inferred" if straw else "proven" if frames else
-                 "numbers" if share >= LOGITS_SHARE and c.from_user else "inferred")
+                 # (with no length cap the estimate's length is a guess: its share of logits proves nothing)
+                 "numbers" if share >= LOGITS_SHARE and c.from_user and not E.length_uncapped(c) else "inferred")
 
 
 def eager_attention(c: Case) -> Cause | None:

@@ -274,6 +274,13 @@ def _trl_loading(info: ScriptInfo, s: dict) -> None:
         s["trl_fp32_default"] = True
 
 
+_KEPT_LOGITS = re.compile(r"^[ \t]*[\w.\[\]]+\.(?:append|extend)\([^\n]*\blogits\b[^\n]*\)[ \t]*$", re.M)
+"""A loop of the user's own that keeps each batch's logits in a list ('all_logits.append(out.logits[:, :-1])'): they
+stay on the GPU, batch after batch, until the loop ends."""
+_MOVED_OFF = re.compile(r"\.(?:cpu|item|tolist|numpy|argmax)\(|\.to\([\"']cpu")
+"""What keeps only a small part, or keeps it off the GPU: moved to the CPU, a number, the argmax's token ids."""
+
+
 def _settings(info: ScriptInfo) -> dict:
     s: dict = {}
     m = info.model_call
@@ -290,7 +297,10 @@ def _settings(info: ScriptInfo) -> dict:
         if "max_seq_length" in m.kwargs:  # Unsloth's loader takes the length
             s["max_length"] = m.value("max_seq_length")
         q = m.value("quantization_config")
-        bnb = q if isinstance(q, CallRef) else info.first("BitsAndBytesConfig")
+        # a BitsAndBytesConfig the script writes but never passes to from_pretrained quantizes nothing: the weights
+        # load in the dtype given (a name the resolver cannot follow still counts, where quantization_config is passed)
+        bnb = q if isinstance(q, CallRef) else info.first("BitsAndBytesConfig") if "quantization_config" in m.kwargs \
+            else None
         if bnb is not None:
             for k in ("load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant"):
                 if k in bnb.kwargs:
@@ -333,6 +343,9 @@ def _settings(info: ScriptInfo) -> dict:
                 _trl_loading(info, s)
     if _trains_every_weight(info):
         s.setdefault("finetuning_type", "full")
+    kept = _KEPT_LOGITS.search(info.text)
+    if kept and not _MOVED_OFF.search(kept.group(0)):
+        s["keeps_logits"] = f"line {info.text.count(chr(10), 0, kept.start()) + 1}: {kept.group(0).strip()}"
     for ref in info.calls.get("SFTTrainer", []) + info.calls.get("Trainer", []):
         s["has_eval"] = s.get("has_eval") or "eval_dataset" in ref.kwargs
         s["compute_metrics"] = s.get("compute_metrics") or "compute_metrics" in ref.kwargs

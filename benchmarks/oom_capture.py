@@ -158,6 +158,35 @@ SCENARIOS = {
     "manual_loss_fp32": (24, "rtx4090", "fp32_logits", "a LoRA of Qwen3-4B in a hand loop with checkpointing at 8 x "
                          "2048 tokens: weights and checkpoints take about 10.5 GiB, the loss's .float() copy of the "
                          "[8, 2047, 152k] logits 9.3 GiB and its log-softmax 9.3 GiB more"),
+    # the ninth batch (capture-s18d), written blind (session 18): one GPU, seven causes in forms no earlier script
+    # has, written and labelled by a writer who never read or ran the doctor; the arithmetic is in
+    # oom_scenarios/CAPTURE_S18D.md
+    "pad_max_length_trainer": (24, "rtx4090", "batch_or_seq", "a LoRA of a 3B (Trainer, checkpointing, batch 2) whose "
+                               "tokenizer call pads every sample to max_length=8192 (padding='max_length'): 2 x 8,192 "
+                               "tokens per step where the samples are at most 2,028"),
+    "loss_accum_graph": (16, "v100-16gb", "batch_or_seq", "a hand loop that sums the loss over 16 micro-batches of 2 x "
+                         "1024 and calls backward once: every micro-batch's graph (checkpoints, fp32 log-softmax) is "
+                         "kept until then, as if the micro-batch were 16 times larger"),
+    "embed_corpus_once": (24, "rtx4090", "batch_or_seq", "embedding a 400-document corpus with a 4B model (AutoModel, "
+                          "last-token pooling) in one forward: 400 x 2,028 tokens at once"),
+    "generate_with_scores": (16, "v100-16gb", "generation_batch", "generate() on 32 prompts x 1024 new tokens with "
+                             "output_scores and output_logits: two fp32 [32, 152k] tensors kept per new token"),
+    "sft_eval_default_batch": (24, "rtx4090", "eval_batch", "TRL SFT of a 3B at max_length=4096 with the train batch "
+                               "lowered to 1 but per_device_eval_batch_size left at its default of 8: the eval forward "
+                               "is 8 x 4,096 tokens"),
+    "dpo_second_run": (24, "rtx4090", "other_process", "a DPO LoRA of a 3B that fits a 24 GiB card alone, started while "
+                       "another process (the previous run) holds 16 GiB of it"),
+    "fp32_master_fp16": (40, "a100-40gb", "fp32_training", "a LoRA of Qwen3-8B loaded with dtype=torch.float32 "
+                         "(30.5 GiB) and trained with fp16=True, expecting fp16 mixed precision to keep the weights "
+                         "in 16-bit"),
+    "trainer_predict_test": (24, "rtx4090", "eval_logits", "trainer.predict() on a 100-sample test set to compute "
+                             "next-token accuracy: every batch's 8 x 1024 x 152k logits kept (and concatenated) on the "
+                             "GPU"),
+    "attention_maps": (24, "rtx4090", "eager_attention", "a forward of a 17,265-token book with "
+                       "attn_implementation='eager' and output_attentions=True to inspect attention maps: the scores "
+                       "matrix of 16 heads x 17,265^2 per layer"),
+    "sft_packing_16k": (24, "rtx4090", "batch_or_seq", "a QLoRA SFT of Qwen3-8B with packing=True and max_length=16384 "
+                        "at batch 2: 32,768 tokens per micro-batch"),
 }
 
 LAUNCH = {
@@ -237,7 +266,7 @@ def script_path(name: str) -> Path:
 
 
 HOLDS = {"lora_beside_notebook": 16, "ddp_beside_notebook": 16,
-         "qlora_beside_server": 16}  # GiB another process holds on the card during the run
+         "qlora_beside_server": 16, "dpo_second_run": 16}  # GiB another process holds on the card during the run
 HOLD_GPU = {"ddp_beside_notebook": 1}  # the GPU it holds them on (0 where not listed)
 HOLDER = ("import sys, time, torch; x = torch.empty({gib} * 1024**3, dtype=torch.uint8, device='cuda'); "
           "print('held', flush=True); time.sleep(3600)")

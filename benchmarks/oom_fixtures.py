@@ -6,7 +6,8 @@
         benchmarks/results/oom_capture/capture-s14b.json benchmarks/results/oom_capture/capture-s14c.json \
         benchmarks/results/oom_capture/capture-s15.json benchmarks/results/oom_capture/capture-s15b.json \
         benchmarks/results/oom_capture/capture-s16.json benchmarks/results/oom_capture/capture-s18.json \
-        benchmarks/results/oom_capture/capture-s18b.json benchmarks/results/oom_capture/capture-s18c.json
+        benchmarks/results/oom_capture/capture-s18b.json benchmarks/results/oom_capture/capture-s18c.json \
+        benchmarks/results/oom_capture/capture-s18d.json benchmarks/results/oom_capture/capture-s18e.json
 
 A later capture file wins for a scenario both hold (capture-s13b re-ran qlora_batch on a larger card: on 8 GiB it had
 failed before the batch, and that failure is kept as qlora_prep_8gb).
@@ -95,6 +96,17 @@ PHASES = {  # where each failure happened, read from its traceback's frames
     "full_ft_llama_loop": "first_step",  # the first optimizer step: Adam's _init_group creating the moments
     "pipeline_llama_12gb": "load",  # pipeline -> from_pretrained's caching_allocator_warmup
     "qlora_beside_server": "first_step",  # the first forward, next to the other process (0/25)
+    # capture-s18d, -s18e: ten more written blind after the capture-s18 fixes, read and labelled before the doctor was
+    # run on them (sft_eval_default_batch did not reach its evaluation within 70 s: no fixture)
+    "pad_max_length_trainer": "first_step",  # Trainer.compute_loss at 0/25
+    "loss_accum_graph": "later_step",  # the user's loop, the fifth or sixth micro-batch's loss (no step shown)
+    "generate_with_scores": "generation",  # generate() -> _sample
+    "dpo_second_run": "first_step",  # DPOTrainer's first forward (0/39), next to the other process
+    "trainer_predict_test": "eval",  # Trainer.predict -> evaluation_loop -> nested_concat
+    "attention_maps": "unknown",  # a plain forward of the user's script (no generate, no training): eager attention
+    "embed_corpus_once": "unknown",  # the user's embed() forward over the whole corpus (inference, no generate)
+    "fp32_master_fp16": "first_step",  # Trainer.compute_loss at 0/25
+    "sft_packing_16k": "first_step",  # SFTTrainer's first forward (0/6)
 }
 
 _CAPACITY = re.compile(r"GPU (\d+) has a total capacity of [\d.]+ [KMG]iB of which [\d.]+ [KMG]iB is free\. "

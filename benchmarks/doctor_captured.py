@@ -50,7 +50,7 @@ def main() -> None:
                 else d.get("primary_cause")
             rows.append({"name": fx["name"], "capture": Path(fx["capture_file"]).stem, "given": given, "label": fx["label"]["cause"], "cause": cause,
                          "cause_ok": cause == fx["label"]["cause"], "phase": d.get("phase"),
-                         "phase_ok": d.get("phase") == fx["label"]["phase"], "confidence": d.get("confidence"),
+                         "phase_ok": (d.get("phase") or "unknown") == fx["label"]["phase"], "confidence": d.get("confidence"),
                          "second": [c["id"] for c in d.get("causes", [])[1:3]]})
             r = rows[-1]
             print(f"{'ok ' if r['cause_ok'] else 'MISS'} {r['name']:22} {given:13} cause={cause} (want {r['label']}) "

@@ -40,6 +40,11 @@ ERROR_ONLY_MISS = {
                              "forward with no evaluation frame",
     "sft_chat_model_max": "the missing cap (max_length=tokenizer.model_max_length) is in the script only; the "
                           "traceback is an attention forward at the first optimizer step",
+    # capture-s18d/e, written blind after capture-s18's fixes: the loss frame shows where it ran out, the script what
+    # made the step large
+    "pad_max_length_trainer": "padding='max_length' is in the script only; the traceback is the loss's cross_entropy",
+    "loss_accum_graph": "the losses summed before one backward are in the script only; the traceback is the loss",
+    "fp32_master_fp16": "the float32 loading is in the script only; the traceback is the loss under fp16 autocast",
 }
 
 PHASE_NOT_SHOWN = {
@@ -47,11 +52,16 @@ PHASE_NOT_SHOWN = {
     # does not guess), where the scenario's writer knew it was the first step
     "accelerate_fp32_lora": "a hand-written accelerate loop: the model's forward, with no trainer frame or step bar",
     "manual_loss_fp32": "one line of the user's own loop (`logits[:, :-1, :].float()`), with no step shown",
+    "loss_accum_graph": "the user's own loop's loss at its fifth or sixth micro-batch, with no step shown",
 }
 
 
 def _phase_ok(name: str, d) -> bool:
-    return d.case.oom.phase is None if name in PHASE_NOT_SHOWN else d.case.oom.phase == _load(name)["label"]["phase"]
+    """The labelled phase ('unknown': no phase, a forward of the user's own inference script), or, where the
+    traceback shows none, no phase at all."""
+    if name in PHASE_NOT_SHOWN:
+        return d.case.oom.phase is None
+    return (d.case.oom.phase or "unknown") == _load(name)["label"]["phase"]
 
 
 def _load(name: str) -> dict:
@@ -654,3 +664,39 @@ def test_the_optimizer_creating_its_state_is_the_first_step_and_a_generation_com
             "train_dataset=ds).train()\n")
     d = diagnose(Inputs(error_text=gen, script=analyse(grpo, "t.py")))
     assert d.case.oom.phase == "generation" and "fp32_logits" not in [c.id for c in d.causes]
+
+
+# --- capture-s18d/e (written blind after capture-s18's fixes): what its misses showed --------------------------------
+
+_LOSS_FRAME = ('Traceback (most recent call last):\n  File "/venv/lib/python3.12/site-packages/transformers/loss/'
+               'loss_utils.py", line 67, in ForCausalLMLoss\n    loss = fixed_cross_entropy(logits, shift_labels)\n'
+               '  File "/venv/lib/python3.12/site-packages/torch/nn/functional.py", line 3504, in cross_entropy\n' + _OOM)
+
+
+@pytest.mark.parametrize("mistake,cause", [
+    ("enc = tok(texts, truncation=True, max_length=8192, padding='max_length')", "batch_or_seq"),
+    ("total = total + out.loss / 16\n    if i % 16 == 15:\n        total.backward()", "batch_or_seq"),
+    ("FP32", "fp32_training"),
+])
+def test_what_the_script_did_to_the_step_outranks_the_loss_frame_it_ran_out_in(mistake, cause):
+    base = ("import torch\nfrom transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments\n"
+            "args = TrainingArguments(output_dir='o', fp16=True)\n"
+            "model = AutoModelForCausalLM.from_pretrained('Qwen/Qwen3-8B', dtype=torch.{dtype})\n"
+            "for i, batch in enumerate(loader):\n    out = model(**batch)\n    {m}\n")
+    fp32 = mistake == "FP32"
+    base = base.replace("{dtype}", "float32" if fp32 else "bfloat16")
+    mistake = "out.loss.backward()" if fp32 else mistake
+    err = _LOSS_FRAME.replace(_OOM, "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.32 GiB. GPU 0 has "
+                              "a total capacity of 40.00 GiB of which 1.02 GiB is free. Including non-PyTorch memory, "
+                              "this process has 38.97 GiB memory in use. Of the allocated memory 37.80 GiB is "
+                              "allocated by PyTorch, and 500.00 MiB is reserved by PyTorch but unallocated.\n")
+    d = diagnose(Inputs(error_text=err, script=analyse(base.format(m=mistake), "t.py")))
+    assert d.primary.id == cause, [(c.id, c.strength) for c in d.causes]
+    assert next(c for c in d.causes if c.id == "fp32_logits").strength == "inferred"
+    # without the mistake nothing in the script is blamed for the step
+    plain_script = base.replace("float32", "bfloat16").format(m="out.loss.backward()")
+    plain = diagnose(Inputs(error_text=err, script=analyse(plain_script, "t.py")))
+    assert not any(c.strength == "script" and c.id in ("batch_or_seq", "fp32_training") for c in plain.causes)
+    # a loss summed as a number (.item()) keeps no graph
+    assert "sums_losses" not in analyse(base.format(m="total = total + out.loss.item()\n    total.backward()"),
+                                        "t.py").settings

@@ -904,12 +904,64 @@ def fp32_logits(c: Case) -> Cause | None:
     if straw:
         ev.append(f"but by your settings the logits are {share:.0%} of the step: the loss is where the card ran out, "
                   f"not what filled it")
+    # the user's script shows what made the step (and so its logits) large: that mistake is the cause, the loss only
+    # where it surfaced
+    why = _step_made_large(c) if frames else None
+    if why:
+        straw = True
+        ev.append(f"but {why}: the loss is where the card ran out, not what filled it")
     return Cause("fp32_logits", "fp32 logits at a large vocabulary",
                  "the loss materializes tokens x vocab logits in fp32 (and their gradient): with a 128k-256k vocabulary "
                  "that is the largest tensor of the step", ev, ("loss", "seq", "batch"), acts,
                  strength="inferred" if straw else "proven" if frames else
                  # (with no length cap the estimate's length is a guess: its share of logits proves nothing)
                  "numbers" if share >= LOGITS_SHARE and c.from_user and not E.length_uncapped(c) else "inferred")
+
+
+FP32_WEIGHTS_SHARE = 0.5
+"""Weights loaded in fp32 above this share of the card are what filled it, whatever allocation failed last."""
+
+
+def _step_made_large(c: Case) -> str | None:
+    """What the user's script did that makes the step large beyond its batch and length, or None: every row padded to
+    max_length, the micro-batches' losses summed before one backward, or weights loaded in fp32 that fill the card."""
+    s = c.settings
+    if s.get("pads_to_max_length"):
+        return f"the script pads every sample to max_length ({s['pads_to_max_length']})"
+    if s.get("sums_losses"):
+        return (f"the script sums the micro-batches' losses before one backward ({s['sums_losses']}): every "
+                f"micro-batch's activations and logits stay alive until it")
+    named, card = E.model_params(c), c.budget_bytes or E.card_bytes(c)
+    if named and card and "32" in str(s.get("torch_dtype") or "") and named[0] * 1e9 * 4 > FP32_WEIGHTS_SHARE * card:
+        return f"the script loads the {named[0]:g}B model's weights in fp32 ({gib(int(named[0] * 4e9))} of the card)"
+    return None
+
+
+def step_made_large(c: Case) -> Cause | None:
+    """The user's script pads every row to max_length or sums the micro-batches' losses before one backward: the step
+    holds far more tokens at once than its batch says, and that is the cause (fp32 weights are fp32_training's)."""
+    s = c.settings
+    if not c.has_oom or not (s.get("pads_to_max_length") or s.get("sums_losses")) or \
+            c.oom.phase not in (None, "training", "first_step", "later_step"):
+        return None
+    if s.get("pads_to_max_length"):
+        return Cause("batch_or_seq", "every sample is padded to max_length",
+                     "padding='max_length' makes every row of every batch max_length tokens, whatever the texts' "
+                     "lengths: activations and logits for all of them", [_numbers(c), _step_made_large(c)],
+                     ("seq", "batch", "checkpointing"),
+                     [Action("pad each batch to its own longest sample: drop padding='max_length' and let the collator "
+                             "pad (DataCollatorForLanguageModeling / DataCollatorWithPadding pad dynamically)", "none",
+                             patch=["- tokenizer(..., padding='max_length', max_length=N)",
+                                    "+ tokenizer(..., truncation=True, max_length=N)  # the collator pads per batch"],
+                             id="seq")], strength="script")
+    return Cause("batch_or_seq", "gradient accumulation that keeps every micro-batch's graph",
+                 "summing the micro-batches' losses before one backward keeps every micro-batch's activations and "
+                 "logits alive: the step is the whole accumulation at once", [_numbers(c), _step_made_large(c)],
+                 ("batch", "checkpointing"),
+                 [Action("call backward on each micro-batch's loss divided by the accumulation steps, and step the "
+                         "optimizer every N micro-batches: (loss / N).backward()", "none",
+                         patch=["- total_loss = total_loss + loss / N", "+ (loss / N).backward()"], id="batch")],
+                 strength="script")
 
 
 def eager_attention(c: Case) -> Cause | None:
@@ -1151,7 +1203,7 @@ def _rules():
     # the failing frame's own cause (fp32 logits, eager attention scores) comes before causes a launch or a word
     # proves: the traceback shows what the memory was being allocated for
     return (fp16_overflow, script_breaks, S.bnb_cpu_dispatch, cpu_ram, other_process, eager_in_frames,
-            fp32_logits_in_frames, request_above_card, L.vllm_memory, L.zero3_generation, L.ddp_replica, S.resume_state, S.kbit_prep_fp32,
+            fp32_logits_in_frames, step_made_large, request_above_card, L.vllm_memory, L.zero3_generation, L.ddp_replica, S.resume_state, S.kbit_prep_fp32,
             save_merge, S.cache_at_max_length, eval_logits, vision_tokens, reference_copy, S.eval_batch, S.generation_batch, fragmentation, long_sample,
             load_too_big, no_quant, S.fp32_training, fp32_logits, eager_attention, batch_or_seq, fp16_with_oom)
 

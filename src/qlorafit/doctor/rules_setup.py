@@ -176,7 +176,9 @@ def fp32_training(c: Case) -> Cause | None:
                                      "from_pretrained(torch_dtype=torch.bfloat16)", "none on Ampere or newer",
                                      patch=["+ bf16=True  # fp16=True before Ampere",
                                             "+ from_pretrained(..., torch_dtype=torch.bfloat16)"], id="bf16")],
-                 strength="script" if prec == "fp32" else "inferred")
+                 # the script's own from_pretrained asking for float32 shows it too (fp16=True then only autocasts)
+                 strength="script" if prec == "fp32" or (c.inputs.script is not None and not c.settings.get(
+                     "trl_fp32_default") and "32" in str(c.settings.get("torch_dtype") or "")) else "inferred")
 
 
 def _trl_fp32(c: Case) -> Cause:

@@ -281,6 +281,15 @@ _MOVED_OFF = re.compile(r"\.(?:cpu|item|tolist|numpy|argmax)\(|\.to\([\"']cpu")
 """What keeps only a small part, or keeps it off the GPU: moved to the CPU, a number, the argmax's token ids."""
 
 
+_PADS_TO_MAX = re.compile(r"padding\s*=\s*[\"']max_length[\"']|pad_to_max_length\s*=\s*True")
+"""Every sample padded to max_length (the tokenizer call, or the old flag): each row of every batch is that long,
+whatever the texts' own lengths, where dynamic padding pads to the batch's longest."""
+_SUMMED_LOSS = re.compile(r"^[ \t]*(\w+)\s*(?:\+=|=\s*\1\s*\+)\s*([^\n]*\bloss\b[^\n]*)$", re.M)
+"""Micro-batches' losses summed into one tensor ('total_loss = total_loss + loss / 16') that a single backward then
+runs through: every micro-batch's graph (activations, logits) stays alive until it, so accumulating this way saves
+nothing (the backward per micro-batch frees each one)."""
+
+
 def _settings(info: ScriptInfo) -> dict:
     s: dict = {}
     m = info.model_call
@@ -343,6 +352,14 @@ def _settings(info: ScriptInfo) -> dict:
                 _trl_loading(info, s)
     if _trains_every_weight(info):
         s.setdefault("finetuning_type", "full")
+    padded = _PADS_TO_MAX.search(info.text)
+    if padded:
+        s["pads_to_max_length"] = f"line {info.text.count(chr(10), 0, padded.start()) + 1}: {padded.group(0).strip()}"
+    for m in _SUMMED_LOSS.finditer(info.text):
+        if re.search(rf"\b{re.escape(m.group(1))}\.backward\(", info.text) and not _MOVED_OFF.search(m.group(2)) \
+                and not re.search(r"\.detach\(", m.group(2)):
+            s["sums_losses"] = f"line {info.text.count(chr(10), 0, m.start()) + 1}: {m.group(0).strip()}"
+            break
     kept = _KEPT_LOGITS.search(info.text)
     if kept and not _MOVED_OFF.search(kept.group(0)):
         s["keeps_logits"] = f"line {info.text.count(chr(10), 0, kept.start()) + 1}: {kept.group(0).strip()}"

@@ -288,7 +288,8 @@ _NEXT_TO_CARD = re.compile(rf"(?<![A-WYZa-wyz0-9])({_CARD})(?:[a-z]{{0,7}})(?:\s
 """A size written next to the card: 'A100 80GB', 'V100-32G', '3060laptop 6GB', 'RTX 4090 Laptop GPU 16GB', '24g 4090s'."""
 _COUNT_SIZE = re.compile(rf"{_N}\s?(?:[x×*]|{_MEASURE})\s?{_SIZE}|{_N}\s{_SIZE}(?=\s?{_GPU_WORD})", re.I)
 """The size in '8*80G', '8张80G的卡', 'two 48GB GPUs'."""
-_SAID_OF_GPU = re.compile(rf"{_SIZE}\s?(?:显存|VRAM|of VRAM|GPU memory|GPU RAM|(?:of )?(?:graphics|video) (?:card )?memory)|(?:gpu|card|显卡|显存|VRAM)\s?"
+_SAID_OF_GPU = re.compile(rf"{_SIZE}\s?(?:显存|VRAM|of VRAM|GPU memory|GPU RAM|(?:of )?(?:graphics|video) (?:card )?memory)|"
+                          rf"(?:gpu|card|显卡|显存|VRAM)\s?"
                           rf"(?:with\s|of\s|is\s|为|是|[:：]\s?)?{_SIZE}|\bon (?:an? )?{_SIZE}", re.I)
 """A size said of GPU memory: '24G显存', 'gpu with 24G', '显存：24G', 'on a 24GB', '24GB graphics memory'."""
 _USAGE_BEFORE = re.compile(r"(?:占用|占了|用了|使用了|用掉|消耗|used|uses|using|allocate|allocated|reserved|occupied|"

@@ -469,7 +469,8 @@ _LONG_WORDS = re.compile(r"(?:long|longer|longest|very long|too long|overly long
                          r"token\s?(?:数量|数)\S{0,2}(?:太多|过多|过大|太大)|"
                          r"outlier|"
                          # the step that dropped the long samples is gone or off: 'removes the remove_longshortdata'
-                         r"\blong_?short_?data\b|\bremove_long\w*|filter\w*?[_ ](?:out[_ ])?(?:the[_ ])?long[_ ](?:samples?|utterances?|data)|"
+                         r"\blong_?short_?data\b|\bremove_long\w*|"
+                         r"filter\w*?[_ ](?:out[_ ])?(?:the[_ ])?long[_ ](?:samples?|utterances?|data)|"
                          # hours of audio or video in one input ('对于2小时的音频', 'transcribing an hour of audio')
                          r"(?:\d+(?:\.\d+)?|一|两|二|三|半|an?)\s?(?:个)?(?:小时|hours?|hrs?)\s?(?:的|of|long)?\s?"
                          r"(?:音频|视频|audio|recording|video)|"

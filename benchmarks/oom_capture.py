@@ -187,6 +187,33 @@ SCENARIOS = {
                        "matrix of 16 heads x 17,265^2 per layer"),
     "sft_packing_16k": (24, "rtx4090", "batch_or_seq", "a QLoRA SFT of Qwen3-8B with packing=True and max_length=16384 "
                         "at batch 2: 32,768 tokens per micro-batch"),
+    # the tenth batch (capture-s18f), written blind (session 18): one GPU, eight causes in forms no earlier script has,
+    # written and labelled by a writer who never read or ran the doctor; the arithmetic is in
+    # oom_scenarios/CAPTURE_S18F.md
+    "sft_modelconfig_qlora": (16, "rtx4080", "no_quant", "a QLoRA recipe through TRL's ModelConfig (nf4, nested quant, "
+                              "PEFT) without load_in_4bit=True: get_quantization_config returns None and Qwen3-8B's "
+                              "16-bit weights (15.3 GiB) go onto a 16 GiB card, where the 4-bit QLoRA fits"),
+    "finetune_loop_truncation": (16, "rtx4080", "long_sample", "a hand LoRA loop whose collator calls the tokenizer with "
+                                 "truncation=True but no max_length (model_max_length is 1e30, no cap): the batch "
+                                 "holding the one document of about 59,000 tokens is 4 x 59k tokens"),
+    "eval_generations_beside_training": (24, "rtx4090", "other_process", "generate() with Qwen3-8B in bf16 (15.3 GiB), "
+                                         "which fits a 24 GiB card alone, started while another process (a training "
+                                         "run) holds 10 GiB of it"),
+    "best_of_n_sampling": (24, "rtx4090", "generation_batch", "best-of-n sampling with Qwen3-4B: one generate() on 16 "
+                           "prompts with num_return_sequences=64, 1,024 sequences of ~370 prompt tokens prefilled at "
+                           "once"),
+    "accelerate_accumulate_batch": (24, "rtx3090", "batch_or_seq", "a hand accelerate loop with "
+                                    "gradient_accumulation_steps=8 whose DataLoader batch_size is the global batch "
+                                    "(32): every micro-batch is 32 x 1024 tokens, not 4"),
+    "full_ft_adam8bit": (40, "a100-40gb", "ddp_replica", "a full fine-tune of Qwen3-8B (Trainer) counting on "
+                         "optim='adamw_bnb_8bit' to fit a 40 GiB card: bf16 weights and gradients 30.5 GiB, then the "
+                         "8-bit AdamW states 15.3 GiB more"),
+    "distill_kl_loss": (48, "rtx-a6000", "fp32_logits", "a hand knowledge-distillation loop (Qwen3-8B teacher, Qwen3-4B "
+                        "LoRA student) at 8 x 1024 tokens whose KL loss upcasts both models' full-vocabulary logits to "
+                        "fp32 (log_softmax, softmax, kl_div elementwise): about 8 fp32 [8192, 152k] tensors of 4.6 GiB"),
+    "eval_on_start_trainer": (24, "rtx4090", "eval_batch", "a LoRA of Qwen3-4B (Trainer) with eval_on_start=True and "
+                              "per_device_eval_batch_size=32 at 1024 tokens: the evaluation before the first step runs "
+                              "32 x 1,024 tokens with the loss"),
 }
 
 LAUNCH = {
@@ -266,7 +293,7 @@ def script_path(name: str) -> Path:
 
 
 HOLDS = {"lora_beside_notebook": 16, "ddp_beside_notebook": 16,
-         "qlora_beside_server": 16, "dpo_second_run": 16}  # GiB another process holds on the card during the run
+         "qlora_beside_server": 16, "dpo_second_run": 16, "eval_generations_beside_training": 10}  # GiB another process holds on the card during the run
 HOLD_GPU = {"ddp_beside_notebook": 1}  # the GPU it holds them on (0 where not listed)
 HOLDER = ("import sys, time, torch; x = torch.empty({gib} * 1024**3, dtype=torch.uint8, device='cuda'); "
           "print('held', flush=True); time.sleep(3600)")

@@ -7,7 +7,8 @@
         benchmarks/results/oom_capture/capture-s15.json benchmarks/results/oom_capture/capture-s15b.json \
         benchmarks/results/oom_capture/capture-s16.json benchmarks/results/oom_capture/capture-s18.json \
         benchmarks/results/oom_capture/capture-s18b.json benchmarks/results/oom_capture/capture-s18c.json \
-        benchmarks/results/oom_capture/capture-s18d.json benchmarks/results/oom_capture/capture-s18e.json
+        benchmarks/results/oom_capture/capture-s18d.json benchmarks/results/oom_capture/capture-s18e.json \
+        benchmarks/results/oom_capture/capture-s18f.json
 
 A later capture file wins for a scenario both hold (capture-s13b re-ran qlora_batch on a larger card: on 8 GiB it had
 failed before the batch, and that failure is kept as qlora_prep_8gb).
@@ -107,6 +108,15 @@ PHASES = {  # where each failure happened, read from its traceback's frames
     "embed_corpus_once": "unknown",  # the user's embed() forward over the whole corpus (inference, no generate)
     "fp32_master_fp16": "first_step",  # Trainer.compute_loss at 0/25
     "sft_packing_16k": "first_step",  # SFTTrainer's first forward (0/6)
+    # capture-s18f: eight more written blind after the capture-s18d fixes, read and labelled before the doctor was run
+    "sft_modelconfig_qlora": "load",  # from_pretrained's caching_allocator_warmup (bf16: the 4-bit flag never set)
+    "finetune_loop_truncation": "later_step",  # the user's loop, the batch holding the long document (no step shown)
+    "eval_generations_beside_training": "load",  # from_pretrained's caching_allocator_warmup beside the other process
+    "best_of_n_sampling": "generation",  # generate() -> _prefill
+    "accelerate_accumulate_batch": "first_step",  # the user's accelerate loop, its first micro-batch's loss
+    "full_ft_adam8bit": "first_step",  # the first optimizer step: bitsandbytes' 8-bit AdamW creating its state (0/100)
+    "distill_kl_loss": "first_step",  # the first batch's fp32 KL of the user's loop (one <module> frame)
+    "eval_on_start_trainer": "eval",  # Trainer._evaluate before the first step (eval_on_start)
 }
 
 _CAPACITY = re.compile(r"GPU (\d+) has a total capacity of [\d.]+ [KMG]iB of which [\d.]+ [KMG]iB is free\. "

@@ -45,7 +45,21 @@ ERROR_ONLY_MISS = {
     "pad_max_length_trainer": "padding='max_length' is in the script only; the traceback is the loss's cross_entropy",
     "loss_accum_graph": "the losses summed before one backward are in the script only; the traceback is the loss",
     "fp32_master_fp16": "the float32 loading is in the script only; the traceback is the loss under fp16 autocast",
+    # capture-s18f, written blind after capture-s18d's fixes
+    "finetune_loop_truncation": "the tokenizer call that truncates at no length is in the script only; the "
+                                "traceback is a forward of the user's own loop",
 }
+
+SCRIPT_MISS = {
+    "sft_modelconfig_qlora": "TRL's ModelConfig with a 4-bit quant type but load_in_4bit never set loads the 8B in "
+                             "bf16: the doctor reads bf16 weights filling the card (load_too_big); that the user meant "
+                             "QLoRA is not read from ModelConfig",
+    "accelerate_accumulate_batch": "the micro-batch is the DataLoader's batch_size=32 (the global batch) under "
+                                   "accelerate's gradient accumulation: a DataLoader's batch size is not read, so the "
+                                   "loss frame's fp32 logits rank first",
+}
+"""Captures the doctor misses even with the script (strict: a rule that fixes one flips it)."""
+ERROR_ONLY_MISS.update(SCRIPT_MISS)  # what the script does not show, the error alone shows less
 
 PHASE_NOT_SHOWN = {
     # the traceback shows no step, trainer or bar that places the failure: the doctor says the phase is unknown (it
@@ -53,6 +67,8 @@ PHASE_NOT_SHOWN = {
     "accelerate_fp32_lora": "a hand-written accelerate loop: the model's forward, with no trainer frame or step bar",
     "manual_loss_fp32": "one line of the user's own loop (`logits[:, :-1, :].float()`), with no step shown",
     "loss_accum_graph": "the user's own loop's loss at its fifth or sixth micro-batch, with no step shown",
+    "finetune_loop_truncation": "the user's own loop's forward on the batch with the long document, no step shown",
+    "distill_kl_loss": "one line of the user's own loop (the fp32 KL of the two models' logits), no step shown",
 }
 
 
@@ -97,7 +113,8 @@ def test_the_captures_are_the_scenarios_as_run_and_their_cards_as_labelled():
     assert len(causes) >= 10  # the captures cover most of the doctor's causes, not one mistake many times
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=SCRIPT_MISS[n], strict=True))
+                                  if n in SCRIPT_MISS else n for n in NAMES])
 def test_the_doctor_names_the_cause_each_capture_was_built_with_given_the_error_and_the_script(name, tmp_path):
     fx = _load(name)
     d = _diagnose(fx, True, tmp_path)
@@ -700,3 +717,38 @@ def test_what_the_script_did_to_the_step_outranks_the_loss_frame_it_ran_out_in(m
     # a loss summed as a number (.item()) keeps no graph
     assert "sums_losses" not in analyse(base.format(m="total = total + out.loss.item()\n    total.backward()"),
                                         "t.py").settings
+
+
+# --- capture-s18f (written blind after capture-s18d's fixes): what its misses showed ---------------------------------
+
+def test_bitsandbytes_8bit_optimizer_creating_its_state_is_the_first_step_of_a_full_fine_tune():
+    tb = ('  0%|          | 0/100 [00:00<?, ?it/s]\nTraceback (most recent call last):\n'
+          '  File "/venv/lib/python3.12/site-packages/bitsandbytes/optim/optimizer.py", line 331, in step\n'
+          '    self.init_state(group, p, gindex, pindex)\n'
+          '  File "/venv/lib/python3.12/site-packages/bitsandbytes/optim/optimizer.py", line 518, in init_state\n'
+          '    state["state1"] = self.get_state_buffer(p, dtype=torch.uint8)\n' + _OOM)
+    d = diagnose(Inputs(error_text=tb))
+    assert d.case.oom.phase == "first_step" and d.primary.id == "ddp_replica", [c.id for c in d.causes]
+
+
+def test_a_tokenizer_call_that_truncates_at_no_length_is_no_cap():
+    loop = ("import torch\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n"
+            "model = AutoModelForCausalLM.from_pretrained('Qwen/Qwen2.5-3B', dtype=torch.bfloat16)\n"
+            "def collate(batch):\n    return tokenizer([b['text'] for b in batch], truncation=True, {extra}"
+            "return_tensors='pt')\n")
+    assert "model_max_length" in analyse(loop.format(extra=""), "t.py").settings["max_length"]
+    assert analyse(loop.format(extra="max_length=1024, "), "t.py").settings.get("max_length") is None
+
+
+def test_an_evaluation_batch_larger_than_the_trainings_outranks_the_loss_frame_it_ran_out_in():
+    script = ("import torch\nfrom transformers import AutoModelForCausalLM, Trainer, TrainingArguments\n"
+              "model = AutoModelForCausalLM.from_pretrained('Qwen/Qwen3-4B', dtype=torch.bfloat16)\n"
+              "args = TrainingArguments(output_dir='o', per_device_train_batch_size=2, per_device_eval_batch_size={ev}, "
+              "bf16=True, eval_strategy='steps')\nTrainer(model=model, args=args, train_dataset=a, eval_dataset=b)"
+              ".train()\n")
+    err = ('Traceback (most recent call last):\n  File "/venv/lib/python3.12/site-packages/transformers/trainer.py", '
+           'line 4400, in prediction_step\n' + _LOSS_FRAME.split("\n", 1)[1])
+    d = diagnose(Inputs(error_text=err, script=analyse(script.format(ev=32), "t.py")))
+    assert d.case.oom.phase == "eval" and d.primary.id == "eval_batch", [(c.id, c.strength) for c in d.causes]
+    same = diagnose(Inputs(error_text=err, script=analyse(script.format(ev=2), "t.py")))
+    assert same.primary.id != "eval_batch" or same.primary.strength != "script"

@@ -49,7 +49,8 @@ CHAT_HISTORY = (r"(?:每次|每轮|多轮|连续)对话|对话(?:轮数|历史)|
 """A chat whose history grows turn by turn: each reply is generated from every turn before it (a generation word here,
 and generation_batch's reason to trim the history)."""
 _FRAME_RE = {ph: re.compile(rf"(?:{pat})") for ph, pat in _FRAMES.items()}
-OPTIMIZER_STATE_CREATED = re.compile(r"torch[/\\]optim[/\\]\w+\.py\"?,? line \d+,? in _init_group\b")
+OPTIMIZER_STATE_CREATED = re.compile(r"torch[/\\]optim[/\\]\w+\.py\"?,? line \d+,? in _init_group\b|"
+                                     r"bitsandbytes[/\\]optim[/\\]\w+\.py\"?,? line \d+,? in init_state\b")
 """torch.optim creating a parameter's state (Adam's exp_avg and exp_avg_sq) in _init_group: it does so only while the
 state is empty, at the optimizer's first step."""
 MODEL_RAN = re.compile(r"(?:modeling_\w+|peft[/\\]tuners[/\\][\w/\\]+)\.py\"?,? line \d+,? in forward\b")

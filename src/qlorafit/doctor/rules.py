@@ -924,9 +924,15 @@ FP32_WEIGHTS_SHARE = 0.5
 
 
 def _step_made_large(c: Case) -> str | None:
-    """What the user's script did that makes the step large beyond its batch and length, or None: every row padded to
-    max_length, the micro-batches' losses summed before one backward, or weights loaded in fp32 that fill the card."""
+    """What the user's script did that makes the step large beyond its batch and length, or None: an evaluation batch
+    larger than the training's, every row padded to max_length, the micro-batches' losses summed before one backward,
+    or weights loaded in fp32 that fill the card."""
+    from qlorafit.doctor.rules_setup import eval_batch_evidence
+
     s = c.settings
+    if c.oom.phase == "eval":
+        told = eval_batch_evidence(c)  # the evaluation's own batch, larger than the training's, built those logits
+        return told[0] if told else None
     if s.get("pads_to_max_length"):
         return f"the script pads every sample to max_length ({s['pads_to_max_length']})"
     if s.get("sums_losses"):

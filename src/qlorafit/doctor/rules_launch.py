@@ -63,7 +63,9 @@ _STATES_FRAMES = re.compile(r"zero[/\\]stage_1_and_2\.py\"?,? line \d+, in (?:st
 """Frames where DeepSpeed's ZeRO-1/2 optimizer allocates its fp32 copy of the parameters and Adam's moments: what
 fails there is the full fine-tune's optimizer state on each GPU, whatever the batch."""
 _OPTIM_STATE_FRAMES = re.compile(r"torch[/\\]optim[/\\]\w+\.py\"?,? line \d+, in _init_group|"
-                                 r"state\[[\"']exp_avg(?:_sq)?[\"']\]\s*=\s*torch\.zeros_like")
+                                 r"state\[[\"']exp_avg(?:_sq)?[\"']\]\s*=\s*torch\.zeros_like|"
+                                 # bitsandbytes' 8-bit optimizers create theirs in init_state (get_state_buffer)
+                                 r"bitsandbytes[/\\]optim[/\\]\w+\.py\"?,? line \d+, in init_state")
 """Frames where a PyTorch optimizer creates its state at the first step (Adam's exp_avg and exp_avg_sq, torch.zeros_like
 of each trained parameter): when every weight is trained that is 8 bytes per parameter in fp32 on top of the weights and
 gradients already there, so what fails there is the full fine-tune's optimizer state, whatever the batch. A LoRA's

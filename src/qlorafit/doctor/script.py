@@ -281,6 +281,9 @@ _MOVED_OFF = re.compile(r"\.(?:cpu|item|tolist|numpy|argmax)\(|\.to\([\"']cpu")
 """What keeps only a small part, or keeps it off the GPU: moved to the CPU, a number, the argmax's token ids."""
 
 
+_TRUNCATES_TO_MODEL_MAX = re.compile(r"\b\w*tok\w*\((?:[^()\n]|\([^()\n]*\))*\btruncation\s*=\s*True(?:[^()\n]|"
+                                     r"\([^()\n]*\))*\)", re.I)
+"""A tokenizer call that truncates ('tokenizer(texts, truncation=True, ...)'): with no max_length of its own."""
 _PADS_TO_MAX = re.compile(r"padding\s*=\s*[\"']max_length[\"']|pad_to_max_length\s*=\s*True")
 """Every sample padded to max_length (the tokenizer call, or the old flag): each row of every batch is that long,
 whatever the texts' own lengths, where dynamic padding pads to the batch's longest."""
@@ -352,6 +355,11 @@ def _settings(info: ScriptInfo) -> dict:
                 _trl_loading(info, s)
     if _trains_every_weight(info):
         s.setdefault("finetuning_type", "full")
+    uncut = _TRUNCATES_TO_MODEL_MAX.search(info.text)
+    if uncut and "max_length" not in s and "max_length" not in uncut.group(0):
+        # truncation=True with no max_length cuts at the tokenizer's model_max_length: no cap where the tokenizer
+        # names no limit (1e30), the model's whole context otherwise
+        s["max_length"] = "tokenizer.model_max_length (truncation=True without max_length)"
     padded = _PADS_TO_MAX.search(info.text)
     if padded:
         s["pads_to_max_length"] = f"line {info.text.count(chr(10), 0, padded.start()) + 1}: {padded.group(0).strip()}"

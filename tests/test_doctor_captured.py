@@ -48,15 +48,14 @@ ERROR_ONLY_MISS = {
     # capture-s18f, written blind after capture-s18d's fixes
     "finetune_loop_truncation": "the tokenizer call that truncates at no length is in the script only; the "
                                 "traceback is a forward of the user's own loop",
+    "accelerate_accumulate_batch": "the DataLoader's global batch of 32 is in the script only; the traceback is the "
+                                   "loss of the user's own loop",
 }
 
 SCRIPT_MISS = {
     "sft_modelconfig_qlora": "TRL's ModelConfig with a 4-bit quant type but load_in_4bit never set loads the 8B in "
                              "bf16: the doctor reads bf16 weights filling the card (load_too_big); that the user meant "
                              "QLoRA is not read from ModelConfig",
-    "accelerate_accumulate_batch": "the micro-batch is the DataLoader's batch_size=32 (the global batch) under "
-                                   "accelerate's gradient accumulation: a DataLoader's batch size is not read, so the "
-                                   "loss frame's fp32 logits rank first",
 }
 """Captures the doctor misses even with the script (strict: a rule that fixes one flips it)."""
 ERROR_ONLY_MISS.update(SCRIPT_MISS)  # what the script does not show, the error alone shows less
@@ -69,6 +68,7 @@ PHASE_NOT_SHOWN = {
     "loss_accum_graph": "the user's own loop's loss at its fifth or sixth micro-batch, with no step shown",
     "finetune_loop_truncation": "the user's own loop's forward on the batch with the long document, no step shown",
     "distill_kl_loss": "one line of the user's own loop (the fp32 KL of the two models' logits), no step shown",
+    "accelerate_accumulate_batch": "the loss of the user's own accelerate loop, no step shown",
 }
 
 
@@ -752,3 +752,16 @@ def test_an_evaluation_batch_larger_than_the_trainings_outranks_the_loss_frame_i
     assert d.case.oom.phase == "eval" and d.primary.id == "eval_batch", [(c.id, c.strength) for c in d.causes]
     same = diagnose(Inputs(error_text=err, script=analyse(script.format(ev=2), "t.py")))
     assert same.primary.id != "eval_batch" or same.primary.strength != "script"
+
+
+def test_a_dataloaders_batch_in_a_training_loop_of_the_users_own_is_the_micro_batch():
+    loop = ("import torch\nfrom torch.utils.data import DataLoader\nfrom transformers import AutoModelForCausalLM\n"
+            "model = AutoModelForCausalLM.from_pretrained('Qwen/Qwen3-4B', dtype=torch.bfloat16)\n"
+            "bs = 32\nloader = DataLoader(ds, batch_size=bs, shuffle=True)\nfor batch in loader:\n"
+            "    loss = model(**batch).loss\n    {step}\n")
+    trains = analyse(loop.format(step="accelerator.backward(loss)"), "t.py")
+    assert trains.settings.get("per_device_train_batch_size") == 32
+    d = diagnose(Inputs(error_text=_LOSS_FRAME, script=trains))
+    assert d.primary.id == "batch_or_seq" and d.primary.strength == "script", [(c.id, c.strength) for c in d.causes]
+    # a loop that trains nothing (an evaluation, an embedding pass) has no micro-batch to read
+    assert "per_device_train_batch_size" not in analyse(loop.format(step="print(loss.item())"), "t.py").settings

@@ -938,6 +938,9 @@ def _step_made_large(c: Case) -> str | None:
     if s.get("sums_losses"):
         return (f"the script sums the micro-batches' losses before one backward ({s['sums_losses']}): every "
                 f"micro-batch's activations and logits stay alive until it")
+    bs = s.get("per_device_train_batch_size")
+    if c.from_user and isinstance(bs, int) and bs >= LARGE_MICRO_BATCH:
+        return f"the script's micro-batch is {bs} sequences"
     named, card = E.model_params(c), c.budget_bytes or E.card_bytes(c)
     if named and card and "32" in str(s.get("torch_dtype") or "") and named[0] * 1e9 * 4 > FP32_WEIGHTS_SHARE * card:
         return f"the script loads the {named[0]:g}B model's weights in fp32 ({gib(int(named[0] * 4e9))} of the card)"
@@ -1021,7 +1024,9 @@ def batch_or_seq(c: Case) -> Cause | None:
     acts = [] if c.est else _step_levers(c, ev)
     # the user's own script or config sets a large micro-batch and the first step fails: what they wrote shows it
     bs = c.settings.get("per_device_train_batch_size")
-    shown = c.from_user and isinstance(bs, int) and bs >= LARGE_MICRO_BATCH and c.oom.phase == "first_step"
+    # (a training loop of the user's own posted whole shows no step: its failure at that micro-batch is as much shown)
+    own_loop = c.oom.phase is None and c.inputs.script is not None and ".backward(" in c.inputs.script.text
+    shown = c.from_user and isinstance(bs, int) and bs >= LARGE_MICRO_BATCH and (c.oom.phase == "first_step" or own_loop)
     if shown:
         ev.append(f"your settings: a micro-batch of {bs}"
                   + (", gradient checkpointing off" if c.settings.get("gradient_checkpointing") in (None, False) else ""))

@@ -22,7 +22,7 @@ TRAINER_CALLS = ("Trainer", "Seq2SeqTrainer", "SFTTrainer", "DPOTrainer", "GRPOT
 """transformers' and TRL's trainers: the calls that train what they are given."""
 CALLS = ("BitsAndBytesConfig", "LoraConfig", "TrainingArguments", "Seq2SeqTrainingArguments", "SFTConfig", "DPOConfig",
          "GRPOConfig", "ORPOConfig", "KTOConfig", "RewardConfig", "PPOConfig", "OnlineDPOConfig", "LLM",
-         "get_peft_model", "prepare_model_for_kbit_training", "gradient_checkpointing_enable") + TRAINER_CALLS
+         "get_peft_model", "prepare_model_for_kbit_training", "gradient_checkpointing_enable", "DataLoader") + TRAINER_CALLS
 _DEPTH = 6
 
 
@@ -360,6 +360,12 @@ def _settings(info: ScriptInfo) -> dict:
         # truncation=True with no max_length cuts at the tokenizer's model_max_length: no cap where the tokenizer
         # names no limit (1e30), the model's whole context otherwise
         s["max_length"] = "tokenizer.model_max_length (truncation=True without max_length)"
+    loader = info.first("DataLoader")
+    if "per_device_train_batch_size" not in s and loader is not None and isinstance(loader.value("batch_size"), int) \
+            and re.search(r"\.backward\(", info.text):
+        # a loop of the user's own: the DataLoader's batch is the micro-batch (gradient accumulation, where there is
+        # any, only decides how many of them one optimizer step sums)
+        s["per_device_train_batch_size"] = loader.value("batch_size")
     padded = _PADS_TO_MAX.search(info.text)
     if padded:
         s["pads_to_max_length"] = f"line {info.text.count(chr(10), 0, padded.start()) + 1}: {padded.group(0).strip()}"

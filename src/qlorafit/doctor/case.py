@@ -240,7 +240,6 @@ def _generating_eval_is_generation(c: Case) -> None:
 _TRAINING_DONE = re.compile(r"['\"]train_runtime['\"]\s*:|\btrain_runtime\s*=")
 """The Trainer's summary line, printed when train() returns ({'train_runtime': ...}): training has finished."""
 _MERGES = re.compile(r"merge_and_unload|merge_adapter|PeftModel\.from_pretrained")
-_TRAINS = re.compile(r"\.backward\(|\.train\(\s*\)|\.train\(resume|Trainer\(|\boptimizer\.step\(")
 
 
 def _load_after_training_is_the_merge(c: Case) -> None:
@@ -262,7 +261,7 @@ def _kept_logits_is_the_eval(c: Case) -> None:
     o = c.oom
     kept = c.settings.get("keeps_logits")
     if kept and o.phase in (None, "first_step", "training") and c.inputs.script is not None \
-            and not _TRAINS.search(c.inputs.script.text):
+            and not c.inputs.script.trains:
         o.phase = "eval"
         o.phase_evidence = f"the script evaluates, keeping every batch's logits ({kept})"
 

@@ -15,7 +15,7 @@ from qlorafit.doctor.cause import STRENGTH, Action, Cause
 from qlorafit.doctor.parse import BATCH_CAPPED, VLLM_KV_SIZING
 from qlorafit.doctor.phase import CHAT_HISTORY
 from qlorafit.doctor.prose import quantization_refused
-from qlorafit.doctor.rules_setup import EVAL_BATCH_WORDS
+from qlorafit.doctor.rules_setup import EVAL_BATCH_WORDS, eval_batch_evidence
 from qlorafit.doctor.ruled_out import STATIC_CAUSES, batch_helps, batch_one_fails, ruled_out, some_data_fails
 from qlorafit.core.sizes import GIB, MIB
 
@@ -927,8 +927,6 @@ def _step_made_large(c: Case) -> str | None:
     """What the user's script did that makes the step large beyond its batch and length, or None: an evaluation batch
     larger than the training's, every row padded to max_length, the micro-batches' losses summed before one backward,
     or weights loaded in fp32 that fill the card."""
-    from qlorafit.doctor.rules_setup import eval_batch_evidence
-
     s = c.settings
     if c.oom.phase == "eval":
         told = eval_batch_evidence(c)  # the evaluation's own batch, larger than the training's, built those logits
@@ -1025,7 +1023,7 @@ def batch_or_seq(c: Case) -> Cause | None:
     # the user's own script or config sets a large micro-batch and the first step fails: what they wrote shows it
     bs = c.settings.get("per_device_train_batch_size")
     # (a training loop of the user's own posted whole shows no step: its failure at that micro-batch is as much shown)
-    own_loop = c.oom.phase is None and c.inputs.script is not None and ".backward(" in c.inputs.script.text
+    own_loop = c.oom.phase is None and c.inputs.script is not None and c.inputs.script.backward_by_hand
     shown = c.from_user and isinstance(bs, int) and bs >= LARGE_MICRO_BATCH and (c.oom.phase == "first_step" or own_loop)
     if shown:
         ev.append(f"your settings: a micro-batch of {bs}"

@@ -61,6 +61,20 @@ class ScriptInfo:
     def model_id(self):
         return self.settings.get("model")
 
+    @property
+    def backward_by_hand(self) -> bool:
+        """The script runs a backward itself (its own training loop, plain or through accelerate)."""
+        return bool(_BACKWARD.search(self.text))
+
+    @property
+    def trains(self) -> bool:
+        """The script trains: a backward of its own, a trainer, or an optimizer step."""
+        return self.backward_by_hand or bool(_TRAINS.search(self.text))
+
+
+_BACKWARD = re.compile(r"\.backward\(")
+_TRAINS = re.compile(r"\.train\(\s*\)|\.train\(resume|Trainer\(|\boptimizer\.step\(")
+
 
 class _Resolver:
     """Turns an expression into a Python value where it is a literal, or a name bound to one earlier."""
@@ -362,7 +376,7 @@ def _settings(info: ScriptInfo) -> dict:
         s["max_length"] = "tokenizer.model_max_length (truncation=True without max_length)"
     loader = info.first("DataLoader")
     if "per_device_train_batch_size" not in s and loader is not None and isinstance(loader.value("batch_size"), int) \
-            and re.search(r"\.backward\(", info.text):
+            and info.backward_by_hand:
         # a loop of the user's own: the DataLoader's batch is the micro-batch (gradient accumulation, where there is
         # any, only decides how many of them one optimizer step sums)
         s["per_device_train_batch_size"] = loader.value("batch_size")

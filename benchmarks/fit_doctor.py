@@ -88,7 +88,9 @@ FIRST_COMMIT = {"train": ("cee5fcb", "doctor-threads-baseline.json"),
                 "test41": ("0cfc161", "doctor-threads-test41-frozen.json"),
                 "test42": ("0cfc161", "doctor-threads-test42-frozen.json"),
                 "test43": ("e89dd47", "doctor-threads-test43-frozen.json"),
-                "test44": ("e89dd47", "doctor-threads-test44-frozen.json")}
+                "test44": ("e89dd47", "doctor-threads-test44-frozen.json"),
+                "test45": ("3270fb9", "doctor-threads-test45-frozen.json"),
+                "test46": ("3f8bee9", "doctor-threads-test46-frozen.json")}
 RESULTS_SPLIT = {"seen": "test"}  # the first test split was called 'test' when it was first measured
 
 

@@ -2270,3 +2270,81 @@ def test_inputs_already_cut_to_a_length_are_no_rare_long_sample():
             "time (epoch 3)")
     d = _d(said)
     assert d.primary.id == "batch_or_seq", [c.id for c in d.causes]
+
+
+# --- session 19: test45 and test46, studied after their first measurement ------------------------------------------
+
+@pytest.mark.parametrize("said", [
+    "With accelerate on 4 GPUs the weights are replicated on every device and the memory per GPU does not go down",
+    "The sharding config seems wrong: the optimizer states end up replicated instead of sharded, and we OOM",
+    "Adding more GPUs does not help: each one still OOMs with the same 30 GB used"])
+def test_copies_the_report_sees_on_its_devices_are_the_replica(said):
+    d = _d(said)
+    assert d.primary.id == "ddp_replica" and d.primary.strength == "proven", [c.id for c in d.causes]
+
+
+def test_a_failure_placed_at_the_resume_is_the_resume():
+    d = _d("We see a CUDA OOM while resuming the distributed optimizer from its checkpoint; a fresh start is fine")
+    assert d.primary.id == "resume_state", [c.id for c in d.causes]
+
+
+@pytest.mark.parametrize("said", [
+    "After the first synthesis the GPU memory is not released, so the second call runs out of memory",
+    "第一次合成后显存没有释放，再次生成就显存不足了"])
+def test_memory_not_given_back_before_the_next_run_is_held_memory(said):
+    d = _d(said)
+    assert d.primary.id == "other_process", [c.id for c in d.causes]
+
+
+@pytest.mark.parametrize("said", [
+    "Loading turboderp/Llama-3-70B-exl2 at 4.0bpw on my 48 GB runs out of memory, how do I shrink the cache?",
+    "The 8B model went OOM on the board with trace_region_size=90000000"])
+def test_an_engine_that_reserves_its_share_at_load_is_its_budget(said):
+    d = _d(said)
+    assert d.primary.id == "vllm_memory", [c.id for c in d.causes]
+
+
+def test_vllm_killed_on_a_board_sharing_its_ram_with_the_gpu_is_the_engines_budget():
+    log = ("Jetson AGX Orin 32GB\nllm = LLM(model='Qwen2.5-7B-Instruct-AWQ', max_model_len=1024)\n"
+           "INFO worker.py:240] Memory profiling takes 3.1 seconds\nINFO gpu_executor.py:122] # GPU blocks: 9000\n"
+           "Killed")
+    d = _d(log)
+    assert d.case.oom.kind == "cpu" and d.primary.id == "vllm_memory", [c.id for c in d.causes]
+    # the same kill on an ordinary host is the host's RAM
+    assert _d(log.replace("Jetson AGX Orin 32GB\n", "")).primary.id == "cpu_ram"
+
+
+@pytest.mark.parametrize("said", [
+    "Transcribing with whisper-large-v3 works for short clips but a 2 hour recording gives CUDA out of memory",
+    "The TTS model runs out of GPU memory at inference when the reference audio is long",
+    "CUDA out of memory when I run speech recognition on long audio files"])
+def test_one_long_input_at_inference_is_its_length(said):
+    d = _d(said)
+    assert d.primary.id == "long_sample" and d.fixes[0].id == "cap_length", [c.id for c in d.causes]
+
+
+def test_a_longer_prompt_to_a_generating_model_stays_the_generation():
+    d = _d("Any prompt that is longer than five words gives CUDA out of memory in model.generate(prompt)")
+    assert d.primary.id == "generation_batch", [c.id for c in d.causes]
+
+
+def test_an_evaluation_that_ran_all_its_batches_fails_on_their_outputs():
+    log = ("Encoding: 100%|██████████| 500/500 [02:10<00:00, 3.83it/s]\n"
+           "Error while evaluating NQ: CUDA out of memory. Tried to allocate 40.00 GiB")
+    d = _d(log)
+    assert d.case.oom.phase == "eval" and d.primary.id == "eval_logits", [c.id for c in d.causes]
+    assert d.primary.strength == "numbers" and any("all ran" in e for e in d.primary.evidence)
+    # still in the middle of the batches: nothing shows that their outputs, not one batch, ran out
+    d = _d(log.replace("100%|██████████| 500/500", " 40%|████      | 200/500"))
+    assert d.case.oom.phase == "eval" and not any("all ran" in e for c in d.causes for e in c.evidence)
+    assert all(c.strength == "inferred" for c in d.causes if c.id == "eval_logits")
+
+
+def test_a_full_fine_tunes_second_copy_of_everything_allocated_is_its_states():
+    err = ("全参数微调 Baichuan，单卡 A6000 报错 torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate "
+           "14.50 GiB (GPU 0; 47.54 GiB total capacity; 14.52 GiB already allocated; 30.10 GiB free; 14.60 GiB reserved "
+           "in total by PyTorch)")
+    d = _d(err)
+    assert d.primary.id == "ddp_replica", [c.id for c in d.causes]
+    # a LoRA asking for the same: no states of every weight
+    assert _d(err.replace("全参数微调", "LoRA 微调")).primary.id != "ddp_replica"

@@ -262,7 +262,11 @@ _RESERVING_ENGINE = re.compile(r"\bsglang\b|mem[_-]fraction[_-]static|\blmdeploy
                                r"\bollama\b|\bnum_ctx\b|llama\.cpp|llama[-_]cpp|\bn_ctx\b|--ctx-size|\bexllama\w*|"
                                r"--gpu_split|\bkoboldcpp\b|n_gpu_layers|--n-gpu-layers|--gpulayers|\bgpu[ _-]layers\b|"
                                r"\bmindie\w*|maxPrefillTokens|maxInputTokenLen|text[_-]embeddings[_-](?:inference|router)|"
-                               r"max[_-]batch[_-]tokens", re.I)
+                               r"max[_-]batch[_-]tokens|"
+                               # ExLlamaV2's own quantized format (only ExLlama runs an exl2 model; its cache is sized
+                               # for the model's whole context at load); Tenstorrent's trace region, device memory its
+                               # inference server reserves for captured traces
+                               r"(?<![A-Za-z])exl2\b|trace[_ ]region[_ ]size", re.I)
 """Inference engines that reserve a share of the card at start for weights and KV cache the way vLLM does, by their
 names and their knobs: SGLang (--mem-fraction-static), LMDeploy (cache_max_entry_count), TensorRT-LLM
 (kv_cache_free_gpu_mem_fraction), LightLLM (max_total_token_num: the tokens its KV buffers are allocated for), Hugging

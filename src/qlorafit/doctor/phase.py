@@ -119,7 +119,10 @@ _BAR_KIND = (  # a bar's description -> the phase it is a bar of (no description
     (r"sav|merg|unsloth", "save"),
 )
 _MARKERS = (
-    (r"\*{3,} Running Evaluation|Running Evaluation|\*{3,} Running Prediction", "eval"),
+    # (and an evaluation framework's own report of the failure: MTEB's 'Error while evaluating MSMARCO: CUDA out of
+    # memory', printed after the encoding bars it ran the model with)
+    (r"\*{3,} Running Evaluation|Running Evaluation|\*{3,} Running Prediction|"
+     r"(?:Error|Exception|[Ff]ailed|failure) (?:while|when) evaluating\b", "eval"),
     (r"Merging 4bit and LoRA|Merging LoRA|merge_and_unload|save_pretrained_merged|export_model\.py|"
      r"merged_16bit|push_to_hub_gguf|save_pretrained_gguf", "merge"),
     # FSDP gathering the full state dict to save it (its post-state-dict hook warns per tensor it cannot clone)

@@ -128,7 +128,19 @@ def cpu_ram(c: Case) -> Cause | None:
     return Cause("cpu_ram", "host (CPU) RAM ran out, not GPU memory",
                  "the process's RAM is exhausted: weights read or merged in 16/32-bit, a checkpoint written from RAM, "
                  "or tokenizer workers each holding a copy", ev, actions=order,
-                 strength="inferred" if presumed else "proven")
+                 strength="inferred" if presumed or _engine_on_shared_memory(c) else "proven")
+
+
+_SHARED_MEMORY_BOARD = re.compile(r"\bjetson\b|\b(?:AGX )?orin\b|\bxavier\b|\btegra\b|\bDGX Spark\b|\bGB10\b", re.I)
+"""Boards whose GPU has no memory of its own (NVIDIA Jetson Orin/Xavier, DGX Spark's GB10): the host RAM the kernel
+ran out of is the GPU's memory too."""
+
+
+def _engine_on_shared_memory(c: Case) -> bool:
+    """An inference engine that reserves its share of the memory at start (vLLM's gpu_memory_utilization, ...) on a
+    board whose GPU shares the host RAM: the kill is the engine's reservation taking the machine's memory, so the
+    engine's budget (vllm_memory) is the lever and the kill only how it showed."""
+    return bool(_SHARED_MEMORY_BOARD.search(E.text(c))) and E.uses_vllm(c)
 
 
 _OTHER_WORDS = re.compile(r"another (?:process|program|job|jupyter|notebook|kernel|instance)\b[^.\n]{0,40}(?:us(?:es|ing)|"
@@ -146,6 +158,11 @@ _OTHER_WORDS = re.compile(r"another (?:process|program|job|jupyter|notebook|kern
                           r"\b(?:ran|runs?|worked|works) (?:properly |fine |well |ok |okay |successfully |correctly )?(?:the )?"
                           r"first time\b[^\n]{0,80}?\b(?:again|second time|re-?ran|re-?run)\b|"
                           r"第一次(?:可以|能|正常){0,2}(?:运行|跑)[^。\n]{0,30}?(?:第二次|再次|再)(?:运行|跑)|"
+                          # the first run's memory not given back, and the next run fails: 'after the audio is generated
+                          # the GPU memory is not released; generating again runs out', 'memory is never freed between runs'
+                          r"(?:显存|内存|memory)\S{0,4}(?:并|都|也)?(?:未|没有|没|不)(?:被)?释放[^\n]{0,40}?(?:再次|再|第二次|又)|"
+                          r"\bmemory (?:is|was|isn'?t|wasn'?t|does ?n[o']t get|never gets?|is never|was never) "
+                          r"(?:not )?(?:released|freed)\b[^\n]{0,60}?\b(?:again|second|next (?:run|call|generation|time))\b|"
                           # a server or notebook left running beside the run: 'fails if `ilab serve` is still running'
                           r"\b(?:serve|server|serving|service|notebook|kernel|jupyter|ollama|webui|process|job)\W{0,2} "
                           r"(?:is |was |are |were )?still running|"
@@ -251,6 +268,21 @@ _ACCUMULATION = re.compile(r"nested_concat|torch_pad_and_concatenate|_pad_and_co
                            r"accumulated|\blogits\b", re.I)
 
 
+def _eval_batches_done(c: Case) -> str | None:
+    """In an evaluation, the last progress bar before the failure ran to its end (3125/3125): every batch went through
+    the model, so what ran out afterwards holds all of their outputs at once (the logits or embeddings gathered for the
+    metric), not one batch. The evidence line, or None."""
+    from qlorafit.doctor.phase import progress_bars
+
+    t = c.inputs.error_text or ""
+    at = re.search(r"out of memory|OutOfMemoryError|Tried to allocate", t, re.I)
+    bars = [b for b in progress_bars(t[:at.start()] if at else t) if b.phase not in ("load", "tokenization")]
+    if c.oom.phase != "eval" or not bars or bars[-1].total < 2 or bars[-1].n < bars[-1].total:
+        return None
+    return (f"the evaluation's batches all ran (progress bar {bars[-1].n}/{bars[-1].total}) before it failed: what "
+            f"ran out holds every batch's outputs at once")
+
+
 def eval_logits(c: Case) -> Cause | None:
     """Evaluation keeps every batch's logits (tokens x vocab) until the loop ends when metrics need them."""
     from qlorafit.doctor.rules_setup import eval_batch_evidence, gather_frames
@@ -260,7 +292,8 @@ def eval_logits(c: Case) -> Cause | None:
     script_metrics = bool(c.settings.get("compute_metrics")) and not c.settings.get("preprocess_logits") \
         or bool(c.settings.get("keeps_logits"))
     words = _ACCUMULATION.search(E.text(c))
-    if not (script_metrics or words):
+    done = _eval_batches_done(c)
+    if not (script_metrics or words or done):
         if eval_batch_evidence(c) or (c.inputs.script is not None and not c.settings.get("compute_metrics")):
             return None  # no metrics, nothing accumulates, or the forward failed before any gathering: the eval
             # batch is the cause (rules_setup.eval_batch)
@@ -273,6 +306,8 @@ def eval_logits(c: Case) -> Cause | None:
                   "logits are kept")
     elif words:
         ev.append(f"the text names the accumulation: '{words.group(0)}'")
+    elif done:
+        ev.append(done)
     else:
         ev.append("no script to tell: with compute_metrics (the usual case for an eval-only OOM) every eval batch's "
                   "logits are kept; paste the Trainer call to be sure")
@@ -287,7 +322,8 @@ def eval_logits(c: Case) -> Cause | None:
                          "none", patch=["+ preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1)",
                                         "+ eval_accumulation_steps=4"], id="eval_accumulation"),
                   Action("lower per_device_eval_batch_size", "speed: slower eval", id="eval_batch")],
-                 strength="script" if script_metrics else ("proven" if gather_frames(c) else "inferred"))
+                 strength="script" if script_metrics else ("proven" if gather_frames(c) else
+                                                           "numbers" if done else "inferred"))
 
 
 def fragmentation(c: Case) -> Cause | None:
@@ -606,6 +642,43 @@ def vision_tokens(c: Case) -> Cause | None:
                                    "instead of the 16384*28*28 default), image_max_pixels (LLaMA-Factory), MAX_PIXELS "
                                    "(ms-swift); and cap max_length for the text", "quality: smaller images",
                                    id="cap_length")], strength="inferred")
+
+
+_MEDIA = r"(?:audio|speech|recording|wav|mp3|flac|video|transcri\w*|tts|asr|语音|音频|视频|录音)"
+_LONG_INPUT = re.compile(r"\b(?:long|longer|lengthy|very long|too long)\s(?:audios?|recordings?|wav(?:e)?(?:\s?files?)?|"
+                         r"audio\s?files?|videos?|utterances?|clips?|speech|inputs?|documents?)\b|"
+                         r"\b(?:audio|recording|input|video|clip|document)s?\s(?:is|are|was|were|gets?|"
+                         r"becomes?)\s(?:too |very |quite |a bit |slightly |really )?(?:long|longer)\b|"
+                         # minutes or hours of media in one call: '11 minutes of audio', '3-hour audio', 'audio files,
+                         # around ~3 hours'
+                         r"(?:\d+(?:\.\d+)?|an?|several|a few)[\s-]?(?:minutes?|mins?|hours?|hrs?)[\s-](?:of\s|long\s)?"
+                         rf"{_MEDIA}|{_MEDIA}\w*\s(?:files?\s)?(?:of\s)?(?:about |around |~|over )*~?\d+(?:\.\d+)?\s?"
+                         r"(?:minutes?|mins?|hours?|hrs?)\b|"
+                         r"(?:音频|视频|录音|输入)\S{0,3}(?:较长|很长|过长|太长|比较长|长一点|长一些)|"
+                         r"(?:较|比较|很|特别|非常|过|太|超)长的?(?:音频|视频|录音|输入)", re.I)
+"""The report ties its failure to one input's length at inference: a long audio, prompt or document, minutes or
+hours of audio or video in one call ('Cuda out of memory if the audio is long', 'transcribe long audio files, around
+~3 hours', '11 minutes of audio ... slightly larger files cause it to run out'). Not a 'longer prompt' of a generating
+model: there the cache of what it generates grows too (generation_batch), and users call a few words long."""
+_LARGER_MEDIA = re.compile(r"\b(?:larger|bigger|longer) (?:audio |video |wav )?files?\b", re.I)
+
+
+def long_input(c: Case) -> Cause | None:
+    """Inference (nothing trained) that runs out on one long input the report names: the input's own length (an
+    encoder's attention over a whole recording, a long prompt's activations) is what grows, not a batch, so cutting
+    the input into pieces is the lever."""
+    t = c.inputs.error_text or ""
+    m = _LONG_INPUT.search(t) or (_LARGER_MEDIA.search(t) if re.search(_MEDIA, t, re.I) else None)
+    if not (c.has_oom and m) or c.oom.phase not in (None, "generation") or c.oom.kind in ("cpu", "dispatch") or \
+            re.search(r"\btrain|fine-?tun|微调|训练|\bepochs?\b", E.text(c), re.I) or E.uses_vllm(c):
+        return None  # (a serving engine's context is its own reservation: vllm_memory)
+    return Cause("long_sample", "one input is too long to run at once",
+                 "an input's activations (an encoder's attention over a whole recording, a long prompt's keys and "
+                 "values) grow with its length; a batch of one does not help", [f"the report says '{m.group(0)}'"],
+                 ("seq",), [Action("cut the input into pieces the model was trained on (audio: 20-30 s chunks with a "
+                                   "little overlap, or the pipeline's chunk_length_s; text: max_length or a sliding "
+                                   "window) and join the outputs", "quality: context at the cuts", id="cap_length")],
+                 strength="inferred")
 
 
 _PACKED = re.compile(r"(?<![\w-])(?:packing\s*[=:]\s*(?:true|1)\b|--packing\b(?!\s+(?:false|0)\b)|neat_packing|pack_size|"
@@ -1214,7 +1287,7 @@ def _rules():
     # proves: the traceback shows what the memory was being allocated for
     return (fp16_overflow, script_breaks, S.bnb_cpu_dispatch, cpu_ram, other_process, eager_in_frames,
             fp32_logits_in_frames, step_made_large, request_above_card, L.vllm_memory, L.zero3_generation, L.ddp_replica, S.resume_state, S.kbit_prep_fp32,
-            save_merge, S.cache_at_max_length, eval_logits, vision_tokens, reference_copy, S.eval_batch, S.generation_batch, fragmentation, long_sample,
+            save_merge, S.cache_at_max_length, eval_logits, vision_tokens, long_input, reference_copy, S.eval_batch, S.generation_batch, fragmentation, long_sample,
             load_too_big, no_quant, S.fp32_training, fp32_logits, eager_attention, batch_or_seq, fp16_with_oom)
 
 
@@ -1243,7 +1316,8 @@ def diagnose_causes(c: Case) -> list[Cause]:
             out.append(cause)
     # the host's RAM ran out: causes of GPU memory (a replica per GPU, vLLM's share of the card) explain another
     # memory, however they are known, so host RAM comes first
-    host = c.oom.kind == "cpu"
+    # (unless the host's RAM is the GPU's too and an engine reserved its share of it: _engine_on_shared_memory)
+    host = c.oom.kind == "cpu" and not _engine_on_shared_memory(c)
     # a cause the report rules out (it fits at a smaller step, and this cause does not grow with the step) goes last,
     # with the words that rule it out
     out_ = {x.id: ruled_out(c.inputs.error_text or "", x) for x in out}

@@ -43,7 +43,14 @@ _EACH_GPU = re.compile(r"(?:each|every|all) (?:the )?(?:gpus?|cards?|ranks?|proc
                        # the launch copies the network where it should split it: 'instead of using tensor/pipeline
                        # parallelism it makes copies of the network'
                        r"(?:makes?|making|made|creates?|creating|created) (?:a |full |whole )?(?:copy|copies) of the "
-                       r"(?:whole |entire |full )?(?:network|model)\b", re.I)
+                       r"(?:whole |entire |full )?(?:network|model)\b|"
+                       # the report sees the copies: 'the model is replicated across GPUs', 'forces the optimizer state
+                       # to be replicated instead of sharded', 'increasing the number of GPUs does not resolve it'
+                       r"\b(?:model|weights|parameters|(?:optimizer |training )?states?)\b[^.\n]{0,30}?\breplicated "
+                       r"(?:across|on|to|over) (?:the |all |each |every |multiple |several )?(?:gpus|cards|devices|ranks|"
+                       r"processes|chips)|\breplicated instead of (?:being )?sharded|"
+                       r"(?:increas\w*|add\w*|more) (?:the )?(?:number of )?(?:gpus|cards)\b[^.\n]{0,20}?"
+                       r"(?:does ?n[o']t|did ?n[o']t|not) (?:resolve|help|reduce|lower|change|fix)", re.I)
 _SUMMED = re.compile(r"(?:\btotal(?:l?ing)?|\bin total|\bcombined|\baltogether|共计?|总共|一共|合计)\W{0,3}(?:of\s)?"
                      r"(?:\d+\s?[x*×]\s?)?\d+\s?(?:GB|GiB|G)(?![A-Za-z])", re.I)
 """The report adds up its GPUs' memory ('8 A800 GPUs, totaling 640GB', '共8*11G显存', '四台V100，一共128G'): it expects
@@ -128,7 +135,7 @@ def ddp_replica(c: Case) -> Cause | None:
     several = (ws is not None and ws > 1) or E.data_parallel(c)
     ws = ws if ws is not None or not several else E.gpu_count(c)
     states_exceed = _full_states_exceed_one_card(c)
-    exceeds = _exceeds_one_card(c) or states_exceed or _flat_fp32_request(c)
+    exceeds = _exceeds_one_card(c) or states_exceed or _flat_fp32_request(c) or _second_copy_request(c)
     need = None if exceeds else _sharded_states_need(c)
     # sharded, and even each GPU's share of the full fine-tune's states is larger than the GPU (or would be, on fewer
     # GPUs than the states need, when the count is not shown)
@@ -154,7 +161,7 @@ def ddp_replica(c: Case) -> Cause | None:
     summed = _SUMMED.search(t) if (several or (E.gpu_count(c) or 1) > 1) and not E.weights_quantized(c) and \
         re.search(E.TRAINING_WORDS.pattern + r"|\bdatasets?\b|数据集", E.text(c), re.I) else None
     if z3_materialized or frames or states or (says and (several or c.oom.distributed or (E.gpu_count(c) or 1) > 1
-                                     or re.search(r"gpu|card|卡|copies of the", says.group(0), re.I))):
+                                     or re.search(r"gpu|card|卡|copies of the|device|shard", says.group(0), re.I))):
         strength = "proven"
     elif several and E.replicates(c) and c.oom.phase in ("load", None, "training", "first_step", "generation"):
         # the launch shows replicas; they are the cause when the weights are a large share of each GPU, which needs
@@ -232,7 +239,8 @@ def ddp_replica(c: Case) -> Cause | None:
                   "(bnb_4bit_quant_storage=torch.bfloat16); without it every GPU keeps the whole 4-bit model")
     if c.est and c.budget_bytes and not short_sharded:
         ev.append(f"estimate: one replica's weights take {gib(c.est.phases['load'])} of {gib(c.budget_bytes)} per GPU")
-    one = max(ws or 1, E.gpu_count(c) or 1) == 1
+    # (a report that sees the copies on its devices is about several of them, whatever count it gives)
+    one = max(ws or 1, E.gpu_count(c) or 1) == 1 and not (says and re.search(r"replicat|copies", says.group(0), re.I))
     return Cause("ddp_replica", "even sharded, each GPU's share of the full fine-tune's states is too large"
                  if short_sharded else "the full fine-tune's states do not fit one GPU" if one else
                  "every GPU holds a full copy of the model",
@@ -361,6 +369,28 @@ def _flat_fp32_request(c: Case) -> str | None:
     return (f"the failed request of {gib(req)} is 4 bytes for each of the {named[0]:g}B parameters (named in "
             f"{named[1]}): an fp32 copy of the whole model at once, which a full fine-tune's optimizer allocates (fp32 "
             f"master weights or an Adam moment, flattened)")
+
+
+SECOND_COPY_TOLERANCE = 0.03
+"""How close a failed request must be to everything already allocated to be a second copy of it."""
+SECOND_COPY_MIN_SHARE = 0.3
+"""...and the share of the card that allocation must fill: a small model's copy is no evidence of its states."""
+
+
+def _second_copy_request(c: Case) -> str | None:
+    """A full fine-tune whose failed request is the size of everything already allocated (11.63 GiB asked with 11.63
+    GiB allocated on a 24 GiB card), when that is a large share of the card: before the first step what is allocated
+    is the weights, and a second tensor of all their size at once is their gradients or the optimizer's flat copy,
+    which only training every weight asks for. The evidence line, or None."""
+    o = c.oom
+    req, held, card = o.requested_bytes, o.allocated_bytes, o.total_bytes or E.card_bytes(c)
+    if not (req and held and card) or o.kind != "cuda" or not E.full_tune(c) or E.weights_quantized(c) or \
+            abs(req - held) > SECOND_COPY_TOLERANCE * held or held < SECOND_COPY_MIN_SHARE * card or \
+            o.phase not in (None, "training", "first_step"):
+        return None
+    return (f"the failed request of {gib(req)} is the size of everything already allocated ({gib(held)}) in a full "
+            f"fine-tune: a second copy of all the weights at once (their gradients, or the optimizer's flat copy), "
+            f"which does not fit beside them on the {gib(card)} GPU")
 
 
 SMALL_NODE_GPUS = 2

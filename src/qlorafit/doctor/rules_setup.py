@@ -206,6 +206,8 @@ _RESUME_FRAMES = re.compile(r"_load_optimizer_and_scheduler|_load_from_checkpoin
                             # accelerate's restore of a whole training state (model, optimizer, scheduler, RNG)
                             r"\baccelerator\.load_state\b|\bload_accelerator_state\b")
 _RESUME_WORDS = re.compile(r"resum\w* (?:the )?(?:training )?from (?:a |the )?checkpoint|when resuming|"
+                           # the failure placed at the resume: 'a transient CUDA OOM while resuming ... checkpoints'
+                           r"\b(?:while|during|upon|on) resum(?:ing|e)\b|"
                            r"(?:continu\w*|restart\w*|pick\w* up|carry\w* on) (?:the |my )?(?:training |run )?from (?:a |the |my )?"
                            r"(?:saved |last |latest |previous |earlier )?checkpoint|"
                            r"(?:restor|reload|load)\w* (?:the |its |saved |my )*optimi[sz]er(?:'s)? state|"

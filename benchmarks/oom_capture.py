@@ -214,6 +214,37 @@ SCENARIOS = {
     "eval_on_start_trainer": (24, "rtx4090", "eval_batch", "a LoRA of Qwen3-4B (Trainer) with eval_on_start=True and "
                               "per_device_eval_batch_size=32 at 1024 tokens: the evaluation before the first step runs "
                               "32 x 1,024 tokens with the loss"),
+    # the eleventh batch (capture-s19), written blind (session 19): one GPU, eight causes in forms no earlier script
+    # has, written and labelled by a writer who never read or ran the doctor; the arithmetic is in
+    # oom_scenarios/CAPTURE_S19.md
+    "qlora_merge_bf16_base": (16, "rtx4080", "save_merge", "a TRL QLoRA SFT of Qwen2.5-7B that fits, then the merge in "
+                              "the same script: the 16-bit base (14.2 GiB) loaded onto the GPU beside the 4-bit trained "
+                              "model (about 5.9 GiB with its LoRA state) for merge_and_unload"),
+    "chat_with_adapter": (12, "rtx3060", "no_quant", "chatting with a QLoRA adapter of Qwen3-8B through "
+                          "AutoPeftModelForCausalLM.from_pretrained(adapter, dtype=bfloat16) without a "
+                          "quantization_config: the base loads in 16-bit (15.3 GiB) where the 4-bit load (5.7 GiB) "
+                          "fits"),
+    "thinking_static_cache": (24, "rtx4090", "generation_batch", "generate() with Qwen3-4B on 16 prompts at "
+                              "max_new_tokens=32768 (the model card's thinking budget) with "
+                              "cache_implementation='static': a KV cache of 16 x 33k tokens (2 GiB per layer, 73 GiB) "
+                              "allocated in the prefill"),
+    "embed_inbatch_negatives": (24, "rtx4090", "batch_or_seq", "a contrastive (in-batch negatives) LoRA fine-tune of "
+                                "Qwen3-4B as an embedding model in a hand loop at batch_size=128 query/passage pairs: "
+                                "about 120k tokens with gradients per step"),
+    "lora_context_window": (16, "rtx4080", "long_sample", "a Trainer LoRA of Qwen2.5-3B whose tokenizer call truncates "
+                            "at max_length=model.config.max_position_embeddings (32,768): the batch holding the one "
+                            "57,784-token document is 4 x 32,768 tokens, the others at most 4 x 460"),
+    "sft_baseline_eval_batch": (24, "rtx4090", "eval_batch", "a TRL QLoRA SFT of Llama-3.1-8B with "
+                                "per_device_eval_batch_size set to the effective batch (32) and a baseline "
+                                "trainer.evaluate() before training: the eval forward is 32 x 1,024 tokens with the "
+                                "loss"),
+    "trainer_sequence_mean_loss": (40, "a100-40gb", "fp32_logits", "a Trainer subclass whose compute_loss upcasts the "
+                                   "logits (.float()) for a per-sequence mean cross-entropy, LoRA of Qwen2.5-7B with "
+                                   "checkpointing at 8 x ~2,000 tokens: fp32 copy and log-softmax of the [8, 2k, 152k] "
+                                   "logits, 8.9 GiB each"),
+    "accelerate_lora_shared_gpu": (24, "rtx4090", "other_process", "a hand accelerate LoRA of Qwen3-4B (batch 4 x "
+                                   "1024, checkpointing) that fits a 24 GiB card alone, started while another process "
+                                   "holds 14 GiB of it"),
 }
 
 LAUNCH = {
@@ -293,7 +324,8 @@ def script_path(name: str) -> Path:
 
 
 HOLDS = {"lora_beside_notebook": 16, "ddp_beside_notebook": 16,
-         "qlora_beside_server": 16, "dpo_second_run": 16, "eval_generations_beside_training": 10}  # GiB another process holds on the card during the run
+         "qlora_beside_server": 16, "dpo_second_run": 16, "eval_generations_beside_training": 10,
+         "accelerate_lora_shared_gpu": 14}  # GiB another process holds on the card during the run
 HOLD_GPU = {"ddp_beside_notebook": 1}  # the GPU it holds them on (0 where not listed)
 HOLDER = ("import sys, time, torch; x = torch.empty({gib} * 1024**3, dtype=torch.uint8, device='cuda'); "
           "print('held', flush=True); time.sleep(3600)")
@@ -320,6 +352,35 @@ if os.environ.get("CAP_GIB") and (os.environ.get("LOCAL_RANK") or os.environ.get
                 f.write(f"{context} {int(cap)} {total}\\n")
     torch.cuda.set_device(int(rank) if rank else 0)
 '''
+
+
+ADAPTERS = {"qwen3-8b-support-qlora": "Qwen/Qwen3-8B"}
+"""LoRA adapters (folder: base model) a scenario loads as users load the one they trained: r=16 on every linear layer,
+random A and zero B, built on the meta device from the catalogue's shapes (no weights read, no GPU)."""
+
+
+def save_adapter(out: Path, base: str) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
+    from safetensors.torch import save_file
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from qlorafit.core.catalog import model_config
+
+    fields = dict(model_config(MODELS[base]))
+    cfg = AutoConfig.for_model(fields.pop("model_type"), **fields)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(cfg)
+    peft_model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
+                                                  task_type="CAUSAL_LM"))
+    g = torch.Generator().manual_seed(0)
+    state = {k: (torch.randn(v.shape, generator=g) * 0.01 if "lora_A" in k else torch.zeros(v.shape)).to(torch.bfloat16)
+             for k, v in get_peft_model_state_dict(peft_model).items()}
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(out / "adapter_model.safetensors"))
+    peft_config = peft_model.peft_config["default"]
+    peft_config.base_model_name_or_path = base
+    peft_config.save_pretrained(str(out))
 
 
 def words(rng: random.Random, n: int) -> str:
@@ -368,6 +429,9 @@ def prepare(work: Path, needed: set | None = None) -> None:
             f.write(json.dumps({"messages": [{"role": "system", "content": "You are a helpful assistant."},
                                              {"role": "user", "content": words(rng, rng.randrange(30, 60))},
                                              {"role": "assistant", "content": words(rng, n)}]}) + "\n")
+    for adapter, base in ADAPTERS.items():
+        if (work / base).exists() and not (work / adapter / "adapter_config.json").exists():
+            save_adapter(work / adapter, base)
     (work / "fsdp.yaml").write_text(FSDP_YAML)
     (work / "zero3.yaml").write_text(ZERO3_YAML)
     for name, stage in DS_CONFIG.items():

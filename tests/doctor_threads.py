@@ -53,8 +53,8 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test48", "test46", "test45", "test44", "test43", "test42", "test41", "test40", "test39", "test38", "test37",
-          "test36", "test35", "test34", "test33", "test32", "test31", "test30", "test29", "test28", "test27", "test26",
+SPLITS = ("test48", "test47", "test46", "test45", "test44", "test43", "test42", "test41", "test40", "test39",
+          "test38", "test37", "test36", "test35", "test34", "test33", "test32", "test31", "test30", "test29", "test28", "test27", "test26",
           "test25", "test24", "test23", "test22", "test21", "test20", "test19", "test18", "test17", "test16", "test15",
           "test14", "test13", "test12", "test11", "test10", "test9", "test8", "test7", "test6", "test5", "test4",
           "test3", "test2", "test", "seen", "train")
@@ -67,6 +67,14 @@ video LLM inference (VideoLLaMA3), an Ascend NPU fine-tune and 2019-2021 BERT-, 
 (transformers, ru_transformers, CheckList, fairseq's M2M-100, DeepSpeed's T5-11B); two Chinese threads; 18
 repositories, 7 new to the corpus), frozen before its first measurement (UNMEASURED in tests/test_doctor_threads.py
 until then).
+test47: a forty-seventh held-out split collected 2026-12-01 (session 19, helper
+collect47, while collect48 collected test48) from GitHub issue and pull-request threads (where an extremely saturated
+search still found threads the corpus lacks: host-RAM kills on Colab's GPU and TPU runtimes (ChatGLM notebooks,
+DALL-E mini, Jukebox, GPT-J), TPU and JAX training and serving (EasyDeL), inference engines' context and buffer budgets
+outside vLLM (onnxruntime-genai, Ollama, ik_llama.cpp, Orpheus TTS), speech and talking-face models (VoiceCraft,
+VoxCPM, UniTalker), a video LLM, MiniMind pretraining, an RL agent framework (ToolBrain) and an RL recipe's optimizer
+offload (SkyPilot); four Chinese threads; 21 repositories, 16 new to the corpus), frozen before its first
+measurement (UNMEASURED in tests/test_doctor_threads.py until then).
 test46: a forty-sixth held-out split collected 2026-11-30 (session 18, helper
 collect46, while collect45 collected test45) from GitHub issue threads (where an extremely saturated search still
 found threads the corpus lacks: Ascend NPU and Jetson serving budgets, embedding, reranker and retrieval models

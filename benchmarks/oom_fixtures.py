@@ -8,7 +8,7 @@
         benchmarks/results/oom_capture/capture-s16.json benchmarks/results/oom_capture/capture-s18.json \
         benchmarks/results/oom_capture/capture-s18b.json benchmarks/results/oom_capture/capture-s18c.json \
         benchmarks/results/oom_capture/capture-s18d.json benchmarks/results/oom_capture/capture-s18e.json \
-        benchmarks/results/oom_capture/capture-s18f.json
+        benchmarks/results/oom_capture/capture-s18f.json benchmarks/results/oom_capture/capture-s19.json
 
 A later capture file wins for a scenario both hold (capture-s13b re-ran qlora_batch on a larger card: on 8 GiB it had
 failed before the batch, and that failure is kept as qlora_prep_8gb).
@@ -117,6 +117,15 @@ PHASES = {  # where each failure happened, read from its traceback's frames
     "full_ft_adam8bit": "first_step",  # the first optimizer step: bitsandbytes' 8-bit AdamW creating its state (0/100)
     "distill_kl_loss": "first_step",  # the first batch's fp32 KL of the user's loop (one <module> frame)
     "eval_on_start_trainer": "eval",  # Trainer._evaluate before the first step (eval_on_start)
+    # capture-s19: eight more written blind in session 19 (seven ran out; sft_baseline_eval_batch fitted, no fixture),
+    # read and labelled before the doctor was run on them
+    "qlora_merge_bf16_base": "merge",  # from_pretrained of the bf16 base for merge_and_unload, after training finished
+    "chat_with_adapter": "load",  # AutoPeftModelForCausalLM -> from_pretrained's caching_allocator_warmup
+    "thinking_static_cache": "generation",  # generate() -> _prefill
+    "embed_inbatch_negatives": "first_step",  # the user's loop, the first batch's forward (no step shown)
+    "lora_context_window": "later_step",  # Trainer step 6 of 26, the batch holding the long document
+    "trainer_sequence_mean_loss": "first_step",  # training_step -> the user's compute_loss cross_entropy (0/N)
+    "accelerate_lora_shared_gpu": "first_step",  # the user's accelerate loop, its first forward beside the other process
 }
 
 _CAPACITY = re.compile(r"GPU (\d+) has a total capacity of [\d.]+ [KMG]iB of which [\d.]+ [KMG]iB is free\. "

@@ -50,6 +50,11 @@ ERROR_ONLY_MISS = {
                                 "traceback is a forward of the user's own loop",
     "accelerate_accumulate_batch": "the DataLoader's global batch of 32 is in the script only; the traceback is the "
                                    "loss of the user's own loop",
+    # capture-s19, written blind after session 19's thread rules
+    "chat_with_adapter": "the 8B's bf16 weights are larger than the 12 GiB card as they load (load_too_big); that they "
+                         "belong under a QLoRA adapter trained on a 4-bit base is in the script only",
+    "lora_context_window": "the cap set to the model's whole context is in the script only; at step 5 of 26 the error "
+                           "alone reads as the ordinary batch",
 }
 
 SCRIPT_MISS = {
@@ -69,6 +74,8 @@ PHASE_NOT_SHOWN = {
     "finetune_loop_truncation": "the user's own loop's forward on the batch with the long document, no step shown",
     "distill_kl_loss": "one line of the user's own loop (the fp32 KL of the two models' logits), no step shown",
     "accelerate_accumulate_batch": "the loss of the user's own accelerate loop, no step shown",
+    "embed_inbatch_negatives": "the forward of the user's own embedding loop, no step shown",
+    "accelerate_lora_shared_gpu": "the forward of the user's own accelerate loop, no step shown",
 }
 
 
@@ -765,3 +772,38 @@ def test_a_dataloaders_batch_in_a_training_loop_of_the_users_own_is_the_micro_ba
     assert d.primary.id == "batch_or_seq" and d.primary.strength == "script", [(c.id, c.strength) for c in d.causes]
     # a loop that trains nothing (an evaluation, an embedding pass) has no micro-batch to read
     assert "per_device_train_batch_size" not in analyse(loop.format(step="print(loss.item())"), "t.py").settings
+
+
+# --- capture-s19 (written blind after session 19's thread rules): what its misses showed ---------------------------
+
+_LOAD_FAILS = ('Traceback (most recent call last):\n  File "/work/chat.py", line 16, in <module>\n'
+               '  File "/venv/lib/python3.12/site-packages/transformers/modeling_utils.py", line 4393, in '
+               '_load_pretrained_model\n  File "/venv/lib/python3.12/site-packages/transformers/modeling_utils.py", '
+               'line 5064, in caching_allocator_warmup\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate '
+               '15.26 GiB. GPU 0 has a total capacity of 12.00 GiB of which 11.49 GiB is free. Including non-PyTorch '
+               'memory, this process has 518.00 MiB memory in use. Of the allocated memory 0 bytes is allocated by '
+               'PyTorch, and 0 bytes is reserved by PyTorch but unallocated.')
+
+
+@pytest.mark.parametrize("load", [
+    "model = AutoPeftModelForCausalLM.from_pretrained('{a}', dtype=torch.bfloat16, device_map='cuda')\n",
+    "base = AutoModelForCausalLM.from_pretrained('Qwen/Qwen3-8B', dtype=torch.bfloat16, device_map='cuda')\n"
+    "model = PeftModel.from_pretrained(base, '{a}')\n"])
+def test_a_qlora_adapter_loaded_onto_a_16bit_base_is_the_missing_quantization(load):
+    head = "import torch\nfrom peft import AutoPeftModelForCausalLM, PeftModel\nfrom transformers import AutoModelForCausalLM\n"
+    d = diagnose(Inputs(error_text=_LOAD_FAILS, script=analyse(head + load.format(a="me/qwen3-8b-chat-qlora"), "t.py")))
+    assert d.primary.id == "no_quant" and d.primary.strength == "script", [(c.id, c.strength) for c in d.causes]
+    assert d.fixes[0].id == "quantize"
+    # an adapter whose name says nothing of a quantized base: the 16-bit weights larger than the card are the cause
+    d = diagnose(Inputs(error_text=_LOAD_FAILS, script=analyse(head + load.format(a="me/qwen3-8b-chat-lora"), "t.py")))
+    assert d.primary.id == "load_too_big", [(c.id, c.strength) for c in d.causes]
+
+
+def test_a_length_cap_set_to_the_models_own_maximum_is_no_cap():
+    script = ("import torch\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n"
+              "model = AutoModelForCausalLM.from_pretrained('Qwen/Qwen2.5-3B', dtype=torch.bfloat16)\n"
+              "tok = AutoTokenizer.from_pretrained('Qwen/Qwen2.5-3B')\nmax_length = {cap}\n"
+              "ds = ds.map(lambda b: tok(b['text'], truncation=True, max_length=max_length), batched=True)\n")
+    s = analyse(script.format(cap="model.config.max_position_embeddings"), "t.py").settings
+    assert "the model's whole context" in s["max_length"]
+    assert "the model's whole context" not in str(analyse(script.format(cap="2048"), "t.py").settings.get("max_length"))

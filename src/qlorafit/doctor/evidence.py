@@ -177,12 +177,13 @@ def full_by_default(c: Case) -> bool:
 
 def length_uncapped(c: Case) -> bool:
     """The script or config sets no length cap: max_length=None, or the tokenizer's own model_max_length (a sentinel of
-    1e30 for a tokenizer that names no limit, or the model's whole context): nothing is truncated, so a batch is as
+    1e30 for a tokenizer that names no limit, or the model's whole context), or the model config's own maximum
+    (max_position_embeddings, script._CAP_IS_MODEL_MAX): nothing is truncated, so a batch is as
     long as its longest sample, and any size the estimate gives the length is a guess."""
     if "max_length" not in c.settings:
         return False
     v = c.settings["max_length"]
-    return v is None or (isinstance(v, str) and "model_max_length" in v)
+    return v is None or (isinstance(v, str) and ("model_max_length" in v or "the model's whole context" in v))
 
 
 def model_params(c: Case) -> tuple[float, str] | None:

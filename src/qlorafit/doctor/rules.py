@@ -425,9 +425,37 @@ _QUANT_CURES = re.compile(r"(?:增加|加上|加了|添加|使用|用了|开启|
 the run that ran out loaded the weights unquantized, even where the code posted is the fixed one."""
 
 
+_QUANT_TRAINED_NAME = re.compile(r"q[-_]?lora|(?<![a-z0-9])(?:4|8)[-_ ]?bit|(?<![a-z])nf4|(?<![a-z])bnb(?![a-z])|int4", re.I)
+"""An adapter's name that says it was trained on a quantized base ('qwen3-8b-support-qlora', 'llama-4bit-lora')."""
+
+
+def _quantized_adapter_on_16bit(c: Case) -> str | None:
+    """The script loads a LoRA adapter trained on a 4-bit base (QLoRA, its name says so) onto a base it loads in 16-bit
+    (AutoPeftModelForCausalLM.from_pretrained(adapter, dtype=bfloat16), no quantization_config): the weights take 16
+    bits where 4 were meant, so 4-bit loading, not a larger card, is what is missing. The evidence line, or None."""
+    a = c.settings.get("adapter_loaded")
+    m = _QUANT_TRAINED_NAME.search(a) if isinstance(a, str) else None
+    if m is None or not c.has_oom or E.quantized(c) or E.weights_quantized(c):
+        return None
+    return (f"the script loads the adapter '{a}', whose name says it was trained on a quantized base ('{m.group(0)}'), "
+            f"onto a base it loads in 16-bit (no quantization_config): 16 bits per frozen weight where 4 were meant")
+
+
 def no_quant(c: Case) -> Cause | None:
     if c.full_fine_tune:
         return None  # every weight is trained: 4-bit frozen weights are a LoRA's option, not this run's (ddp_replica)
+    qlora_on_16bit = _quantized_adapter_on_16bit(c)
+    if qlora_on_16bit:
+        return Cause("no_quant", "the QLoRA adapter's base is loaded in 16-bit",
+                     "an adapter trained with QLoRA runs on the 4-bit base it was trained on; loaded without a "
+                     "quantization_config the base takes four times the memory",
+                     [e for e in (_numbers(c), qlora_on_16bit) if e], ("quantize",),
+                     [Action("load the base in 4-bit as it was trained: quantization_config=BitsAndBytesConfig("
+                             "load_in_4bit=True, bnb_4bit_quant_type='nf4', bnb_4bit_compute_dtype=torch.bfloat16) in "
+                             "the from_pretrained call", "quality: none (the adapter was trained on it)",
+                             patch=["+ quantization_config=BitsAndBytesConfig(load_in_4bit=True, "
+                                    "bnb_4bit_quant_type='nf4', bnb_4bit_compute_dtype=torch.bfloat16)"],
+                             id="quantize")], strength="script")
     cured = _QUANT_CURES.search(c.inputs.error_text or "") if c.has_oom else None
     if cured:
         return Cause("no_quant", "the model was not quantized when it ran out",

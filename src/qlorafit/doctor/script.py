@@ -216,6 +216,8 @@ def analyse(text: str, path: str = "<script>") -> ScriptInfo:
             name, owner = call_name(node)
             if name == "from_pretrained" and MODEL_OWNER.search(owner) and info.model_call is None:
                 info.model_call = r.call(node)
+            elif name == "from_pretrained" and owner.split(".")[-1] == "PeftModel":
+                info.calls.setdefault("PeftModel.from_pretrained", []).append(r.call(node))
             elif name in CALLS:
                 info.calls.setdefault(name, []).append(r.call(node))
         elif isinstance(node, (ast.Assign, ast.AugAssign)):
@@ -298,6 +300,11 @@ _MOVED_OFF = re.compile(r"\.(?:cpu|item|tolist|numpy|argmax)\(|\.to\([\"']cpu")
 _TRUNCATES_TO_MODEL_MAX = re.compile(r"\b\w*tok\w*\((?:[^()\n]|\([^()\n]*\))*\btruncation\s*=\s*True(?:[^()\n]|"
                                      r"\([^()\n]*\))*\)", re.I)
 """A tokenizer call that truncates ('tokenizer(texts, truncation=True, ...)'): with no max_length of its own."""
+_CAP_IS_MODEL_MAX = re.compile(r"\b(?:max_(?:seq_)?len(?:gth)?|max_seq_length|cutoff_len|seq_len|block_size)\s*=\s*"
+                               r"(?:[\w.]+\.)?(?:max_position_embeddings|model_max_length|n_positions|max_seq_len)\b")
+"""A length cap set to the model's own maximum ('max_length = model.config.max_position_embeddings'): the whole context
+(32k to 128k tokens today), which no ordinary sample reaches, so it cuts nothing and a batch is as long as its longest
+sample."""
 _PADS_TO_MAX = re.compile(r"padding\s*=\s*[\"']max_length[\"']|pad_to_max_length\s*=\s*True")
 """Every sample padded to max_length (the tokenizer call, or the old flag): each row of every batch is that long,
 whatever the texts' own lengths, where dynamic padding pads to the batch's longest."""
@@ -374,6 +381,19 @@ def _settings(info: ScriptInfo) -> dict:
         # truncation=True with no max_length cuts at the tokenizer's model_max_length: no cap where the tokenizer
         # names no limit (1e30), the model's whole context otherwise
         s["max_length"] = "tokenizer.model_max_length (truncation=True without max_length)"
+    # a LoRA adapter loaded for use: AutoPeftModelForCausalLM.from_pretrained(adapter) loads its base itself,
+    # PeftModel.from_pretrained(base, adapter) puts it on a base loaded before
+    peft = info.calls.get("PeftModel.from_pretrained", [])
+    if m is not None and m.owner.split(".")[-1].startswith("AutoPeftModel") and isinstance(s.get("model"), str):
+        s["adapter_loaded"] = s["model"]
+    elif peft:
+        a = peft[0].args[1][0] if len(peft[0].args) > 1 else peft[0].value("model_id")
+        if isinstance(a, str):
+            s["adapter_loaded"] = a
+    at_model_max = _CAP_IS_MODEL_MAX.search(info.text)
+    if at_model_max and not isinstance(s.get("max_length"), int):
+        rhs = at_model_max.group(0).split("=", 1)[1].strip()
+        s["max_length"] = f"{rhs} (line {info.text.count(chr(10), 0, at_model_max.start()) + 1}: the model's whole context)"
     loader = info.first("DataLoader")
     if "per_device_train_batch_size" not in s and loader is not None and isinstance(loader.value("batch_size"), int) \
             and info.backward_by_hand:

@@ -2348,3 +2348,69 @@ def test_a_full_fine_tunes_second_copy_of_everything_allocated_is_its_states():
     assert d.primary.id == "ddp_replica", [c.id for c in d.causes]
     # a LoRA asking for the same: no states of every weight
     assert _d(err.replace("全参数微调", "LoRA 微调")).primary.id != "ddp_replica"
+
+
+# --- session 19, second round: test47 and test48, studied after their first measurement ----------------------------
+
+@pytest.mark.parametrize("said", [
+    "Colab crashes after using all avilable RAM while the model loads",
+    "The old reader will crash instances that don't have at least 12 GiB of system RAM",
+    "This PR loads the checkpoint to meta to work around an OOM issue on CPU"])
+def test_the_hosts_ram_named_in_more_words_is_host_ram(said):
+    d = _d(said)
+    assert d.case.oom.kind == "cpu" and d.primary.id == "cpu_ram", [c.id for c in d.causes]
+
+
+def test_llama_cpps_context_creation_and_onnxruntime_genai_reserve_their_share():
+    log = ("llama_kv_cache_init:      CUDA0 KV buffer size =   379.23 MiB\n"
+           "ggml_backend_cuda_buffer_type_alloc_buffer: allocating 90000.00 MiB on device 0: cudaMalloc failed: out of "
+           "memory\nllama_new_context_with_model: failed to allocate compute buffers")
+    assert _d(log).primary.id == "vllm_memory", [c.id for c in _d(log).causes]
+    said = "OnnxRuntimeGenAI throws 'bad allocation' with the 128k model unless max_length is set"
+    assert _d(said).primary.id == "vllm_memory", [c.id for c in _d(said).causes]
+
+
+def test_offloading_the_optimizer_state_is_no_resume():
+    said = ("The RL trainer runs out of memory after several steps: the per-GPU statics are about 16 bytes/param on "
+            "each GPU, so we offload optimizer state to host RAM")
+    d = _d(said)
+    assert d.primary.id == "ddp_replica" and "resume_state" not in [c.id for c in d.causes], [c.id for c in d.causes]
+
+
+def test_outputs_kept_on_the_gpu_over_many_inputs_accumulate():
+    d = _d("Running inference over many audio files ends in CUDA OOM because all the outputs are kept on the GPU")
+    assert d.primary.id == "eval_logits" and d.fixes[0].id == "eval_accumulation", [c.id for c in d.causes]
+
+
+def test_the_best_models_state_read_back_onto_the_gpu_is_the_resume():
+    d = _d("CUDA OOM while loading best model state at the end of training; it works if I load the state onto the CPU "
+           "first")
+    assert d.primary.id == "resume_state", [c.id for c in d.causes]
+
+
+def test_a_beam_search_is_generation():
+    d = _d("CUDA out of memory in beam search when the beam size is large")
+    assert d.case.oom.phase == "generation" and d.primary.id == "generation_batch", [c.id for c in d.causes]
+
+
+def test_video_frames_at_inference_are_the_visual_tokens():
+    d = _d("Running the README inference on a video I get CUDA out of memory, even after lowering max_frames to 16")
+    assert d.primary.id == "long_sample" and d.fixes[0].id == "cap_length", [c.id for c in d.causes]
+
+
+def test_bf16_asked_for_on_a_card_without_it_is_fp32_training():
+    said = "Fine-tuning with --deepspeed ds_config_bf16.json on 4 x V100-32G gives CUDA OOM even at batch size 1"
+    d = _d(said)
+    assert d.primary.id == "fp32_training" and d.fixes[0].id == "bf16", [c.id for c in d.causes]
+    assert _d(said.replace("V100-32G", "A100-80G")).primary.id != "fp32_training"
+
+
+def test_a_posted_config_without_a_quantization_key_loads_16bit_whatever_the_words_say():
+    config = ("model_name_or_path: meta-llama/Meta-Llama-3-70B\nstage: sft\ndo_train: true\nfinetuning_type: lora\n"
+              "per_device_train_batch_size: 1\ncutoff_len: 1024\n")
+    d = diagnose(read_posted("Running the 70B in 4bit on 8 x 32G cards overflows GPU memory", config=config))
+    assert d.primary.id == "no_quant", [c.id for c in d.causes]
+    assert any("sets no quantization key" in e for e in d.primary.evidence)
+    d = diagnose(read_posted("Running the 70B in 4bit on 8 x 32G cards overflows GPU memory",
+                             config=config + "quantization_bit: 4\n"))
+    assert not any("sets no quantization key" in e for c in d.causes for e in c.evidence)

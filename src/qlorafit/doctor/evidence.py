@@ -267,7 +267,13 @@ _RESERVING_ENGINE = re.compile(r"\bsglang\b|mem[_-]fraction[_-]static|\blmdeploy
                                # ExLlamaV2's own quantized format (only ExLlama runs an exl2 model; its cache is sized
                                # for the model's whole context at load); Tenstorrent's trace region, device memory its
                                # inference server reserves for captured traces
-                               r"(?<![A-Za-z])exl2\b|trace[_ ]region[_ ]size", re.I)
+                               r"(?<![A-Za-z])exl2\b|trace[_ ]region[_ ]size|"
+                               # llama.cpp's own log lines as it creates the context (forks print them too: the KV
+                               # buffers and compute buffers it reserves on each device at start); onnxruntime-genai,
+                               # whose generator allocates the KV cache for its max_length (the model's whole context
+                               # unless set) up front
+                               r"\bllama_new_context_with_model\b|\bllama_kv_cache_init\b|\bllama_init_from_\w+|"
+                               r"onnxruntime[_-]genai|OnnxRuntimeGenAI", re.I)
 """Inference engines that reserve a share of the card at start for weights and KV cache the way vLLM does, by their
 names and their knobs: SGLang (--mem-fraction-static), LMDeploy (cache_max_entry_count), TensorRT-LLM
 (kv_cache_free_gpu_mem_fraction), LightLLM (max_total_token_num: the tokens its KV buffers are allocated for), Hugging
@@ -331,7 +337,21 @@ def quantized(c: Case) -> bool | None:
         return True
     if c.from_user and (c.inputs.script is not None and c.inputs.script.model_call is not None):
         return False
+    # a whole trainer config (LLaMA-Factory's YAML, axolotl's) is where its trainer takes the quantization: one that
+    # names a method and no quantization key loads 16-bit weights, whatever the words say of them ('2bit' in the title,
+    # a train_qlora folder: the config posted is what ran)
+    if c.from_user and c.inputs.settings and not c.inputs.partial_settings and \
+            any(k in c.settings for k in _METHOD_KEYS) and not any(k in c.settings for k in _QUANT_KEYS):
+        return False
     return None
+
+
+_METHOD_KEYS = ("finetuning_type", "stage", "adapter", "train_type", "sft_type")
+"""A trainer config's keys that name its method: LLaMA-Factory's finetuning_type and stage, axolotl's adapter,
+ms-swift's train_type / sft_type."""
+_QUANT_KEYS = ("quantization_bit", "load_in_4bit", "load_in_8bit", "quantization_method", "quantize", "quant_bits",
+               "bnb_4bit_quant_type", "quantization_config")
+"""The keys through which those configs ask for quantized weights."""
 
 
 def loading_known(c: Case) -> bool:

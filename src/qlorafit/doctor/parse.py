@@ -134,7 +134,11 @@ _CPU_WORDS = re.compile(r"node (?:is )?running low on memory|ray\.exceptions\.Ou
                         r"spikes?|explodes?|blows? up)(?: up)?(?: to 100)?|"
                         r"(?:(?<![\w-])RAM|system memory|host memory|CPU memory) (?:fills? up|filled up|maxe[sd] out|is all used)|"
                         r"(?:uses?|using|used|eats?|eating|ate|takes?|took|consumes?|consuming) (?:up )?all (?:of )?(?:the |my |"
-                        r"our )?(?:available )?(?:system |host |cpu )?RAM\b|"
+                        r"our )?(?:a\w{3,7}ble )?(?:system |host |cpu )?RAM\b|"  # ('avilable' as typed too)
+                        # the host's RAM named as what the work lacks: 'crash ... instances that don't have at least 13-14
+                        # GiB of system RAM', 'an OOM issue on CPU'
+                        r"\bcrash\w*\b[^.\n]{0,80}?\b(?:system|host|CPU) RAM\b|"
+                        r"\b(?:OOM|out[- ]of[- ]memory)(?: (?:issue|error|problem|crash))? on (?:the )?(?:CPU|host)\b|"
                         r"(?<!GPU)(?<!GPU )(?<!卡)内存[^，。,.\n]{0,6}(?:升高|增长|上涨|增加|暴涨)[^。.\n]{0,16}(?:崩溃|挂|killed|"
                         r"爆|溢出|OOM)|"
                         # a process that ends with no error at all: the kernel's OOM killer leaves no traceback
@@ -161,6 +165,8 @@ _GPU_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- 
                         r"(?:ran|run|runs|running) out of (?:gpu |cuda |video )?(?:memory|vram)|out of (?:gpu|cuda|video) memory|"
                         # filler between 显存 and the verb: '显存都要爆了', '显存快不够'
                         r"显存[^，。,.；;!！?？\s]{0,4}?(?:溢出|不足|不够|超|爆)|爆显存|超(?:出)?显存|Unable to allocate|"
+                        # C++'s failed allocation, as native runtimes print it (onnxruntime, llama.cpp's forks)
+                        r"std::bad_alloc|\bbad[ _]alloc(?:ation)?\b|"
                         r"memory (?:overflow|spike)|CUDA error: out of|exceeds? (?:the )?(?:gpu |cuda )?memory|"
                         r"(?:not enough|insufficient) (?:free )?(?:gpu |cuda |video )?(?:memory|vram)|(?:(?:cuda|gpu|video) )?memory errors?\b|"
                         r"cudaErrorMemoryAllocation|Insufficient Memory|memory leak|"

@@ -228,6 +228,8 @@ _PROSE = (  # (phase, words): checked in this order inside one sentence that als
                    r"\b(?:generate|sample)s?\s(?:~?\d+|a (?:number|batch|lot|bunch) of|many|multiple|several|lots of|more)"
                    r"\s(?:\w+\s)?(?:sequences|samples|texts|outputs|completions|responses|answers|sentences|images)\b|"
                    r"num[_-]return[_-]sequences|"
+                   # a beam search is decoding, whatever calls it ('CUDA OOM for beam search in perturbation')
+                   r"\bbeam[ _-]?(?:search|size|width)\b|\bnum[_-]beams\b|"
                    # the generation's own length or settings named in the failing sentence: 'increasing max_new_tokens
                    # in gen_kwargs to 512 got OOM'
                    r"\bmax[_-]new[_-]tokens\b|\bgen(?:eration)?[_-]kwargs\b|"

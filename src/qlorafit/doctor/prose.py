@@ -354,6 +354,17 @@ def gpus(text: str) -> Gpus:
     return Gpus(_count(text), mem, name)
 
 
+def card_lacks_bf16(text: str) -> str | None:
+    """The card the text names, where the catalogue says it has no bf16 (V100, T4, P100, P40, RTX 2080 Ti: before
+    Ampere), or None (no card named, one with bf16, or one the catalogue does not know)."""
+    card = re.search(rf"(?<![A-WYZa-wyz0-9]){_CARD}", text or "", re.I)
+    if not card:
+        return None
+    key = re.sub(r"[\s-]", "", card.group(0).strip().lower())
+    found = [catalog.get_gpu(n) for n in catalog.gpu_names() if key in (n.split("-")[0], n.replace("-", ""))]
+    return card.group(0).strip() if found and not any(g.bf16 for g in found) else None
+
+
 def _catalogue_memory(card: str) -> int | None:
     """The catalogue's memory for a card's name; the largest variant when the name is shared (A100 40/80 GB): an
     argument that the weights do not fit then holds for every variant."""

@@ -14,7 +14,7 @@ from qlorafit.doctor.case import Case, gib
 from qlorafit.doctor.cause import STRENGTH, Action, Cause
 from qlorafit.doctor.parse import BATCH_CAPPED, VLLM_KV_SIZING
 from qlorafit.doctor.phase import CHAT_HISTORY
-from qlorafit.doctor.prose import quantization_refused
+from qlorafit.doctor.prose import quantization_refused, quantization_stated
 from qlorafit.doctor.rules_setup import EVAL_BATCH_WORDS, eval_batch_evidence
 from qlorafit.doctor.ruled_out import STATIC_CAUSES, batch_helps, batch_one_fails, ruled_out, some_data_fails
 from qlorafit.core.sizes import GIB, MIB
@@ -260,12 +260,17 @@ def _phase_strength(c: Case) -> str:
     return "inferred" if c.oom.phase_evidence.startswith("the report says") else "proven"
 
 
+_KEPT_ON_GPU = re.compile(r"(?:predictions|outputs|results|embeddings)\b[^.\n]{0,20}?\b(?:are |is |get |were )?"
+                          r"(?:saved|kept|stored|held|left|collected)\b[^.\n]{0,12}?\b(?:in|on) (?:the )?(?:GPU|device|cuda)\b",
+                          re.I)
+"""The report says every input's outputs stay on the GPU ('all the predictions are saved in GPU'): they accumulate with
+the number of inputs, at an inference loop as at an evaluation."""
 _ACCUMULATION = re.compile(r"nested_concat|torch_pad_and_concatenate|_pad_and_concatenate|preds_host|compute_metrics|"
                            # the predictions kept on the GPU, said in words: 'aggregates the predictions on the GPU'
                            r"(?:aggregat|concatenat|accumulat|gather)\w*[^.\n]{0,30}\b(?:predictions|outputs)\b|"
                            r"\b(?:predictions|outputs)\b[^.\n]{0,30}\b(?:aggregated|concatenated|accumulated)\b|"
                            r"accumulat\w* (?:all )?(?:the )?(?:eval )?(?:logits|predictions)|logits (?:are|get) "
-                           r"accumulated|\blogits\b", re.I)
+                           r"accumulated|\blogits\b|" + _KEPT_ON_GPU.pattern, re.I)
 
 
 def _eval_batches_done(c: Case) -> str | None:
@@ -287,7 +292,8 @@ def eval_logits(c: Case) -> Cause | None:
     """Evaluation keeps every batch's logits (tokens x vocab) until the loop ends when metrics need them."""
     from qlorafit.doctor.rules_setup import eval_batch_evidence, gather_frames
 
-    if c.oom.phase != "eval":
+    kept_on_gpu = _KEPT_ON_GPU.search(E.text(c)) if c.has_oom else None
+    if c.oom.phase != "eval" and not (kept_on_gpu and c.oom.phase in (None, "generation")):
         return None
     script_metrics = bool(c.settings.get("compute_metrics")) and not c.settings.get("preprocess_logits") \
         or bool(c.settings.get("keeps_logits"))
@@ -297,7 +303,8 @@ def eval_logits(c: Case) -> Cause | None:
         if eval_batch_evidence(c) or (c.inputs.script is not None and not c.settings.get("compute_metrics")):
             return None  # no metrics, nothing accumulates, or the forward failed before any gathering: the eval
             # batch is the cause (rules_setup.eval_batch)
-    ev = [f"phase: evaluation ({c.oom.phase_evidence})", _numbers(c)]
+    ev = [f"phase: evaluation ({c.oom.phase_evidence})" if c.oom.phase == "eval" else
+          f"phase: {c.oom.phase or 'unknown'}, over many inputs", _numbers(c)]
     if c.settings.get("keeps_logits"):
         ev.append(f"the script keeps every batch's logits on the GPU ({c.settings['keeps_logits']}): tokens x vocab "
                   f"values per batch, until the loop ends")
@@ -314,9 +321,14 @@ def eval_logits(c: Case) -> Cause | None:
     if c.shape is not None:
         ev.append(f"each eval token's logits are {c.shape.vocab_size:,} values; the Trainer concatenates every "
                   f"batch's logits until the loop ends unless eval_accumulation_steps is set")
-    return Cause("eval_logits", "evaluation accumulates logits",
-                 "with compute_metrics the Trainer keeps all eval logits (tokens x vocab) on the GPU",
+    return Cause("eval_logits", "evaluation accumulates logits" if c.oom.phase == "eval" else
+                 "every input's outputs stay on the GPU",
+                 "with compute_metrics the Trainer keeps all eval logits (tokens x vocab) on the GPU" if c.oom.phase ==
+                 "eval" else "outputs kept on the GPU add up with the number of inputs until the card is full",
                  [e for e in ev if e], ("loss",),
+                 [Action("move each output off the GPU as it is produced (out.cpu(), or write it to disk) instead of "
+                         "keeping every input's result on the card", "none", patch=["+ results[key] = out.cpu()"],
+                         id="eval_accumulation")] if c.oom.phase != "eval" else
                  [Action("preprocess_logits_for_metrics returning argmax (keeps token ids, not logits), or "
                          "eval_accumulation_steps (moves them to the CPU every N steps), or prediction_loss_only=True",
                          "none", patch=["+ preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1)",
@@ -364,6 +376,9 @@ loading the cause; higher than a LoRA's share, since without a method named the 
 merely large model."""
 
 
+_ZERO_OFFLOAD = re.compile(r"zero[-_ ]?offload|cpu_offload|offload_optimizer", re.I)
+
+
 def _lora_weights_heavy(c: Case) -> str | None:
     """A LoRA fine-tune (or, on one GPU, a fine-tune that names no method) that loads 16-bit weights, sized from the
     model the settings or the report name, filling more than NO_QUANT_HEAVY_SHARE (NO_METHOD_HEAVY_SHARE) of one GPU:
@@ -375,8 +390,10 @@ def _lora_weights_heavy(c: Case) -> str | None:
     # little for training either way, and 4-bit loading (QLoRA) is the lever that gives the most back
     unnamed = not lora and not E.adapter_named(c) and not E.full_tune(c) and not E.full_by_default(c) and \
         not E.weights_quantized(c) and E.TRAINING_WORDS.search(E.text(c)) is not None and \
-        max(E.world_size(c) or 1, E.gpu_count(c) or 1) == 1 and c.oom.phase != "later_step"
-    # (not after steps ran: the weights had fitted, so whatever they were loaded as is not what ran out)
+        max(E.world_size(c) or 1, E.gpu_count(c) or 1) == 1 and c.oom.phase != "later_step" and \
+        not _ZERO_OFFLOAD.search(E.text(c) + " " + E.settings_text(c))
+    # (not after steps ran: the weights had fitted, so whatever they were loaded as is not what ran out; nor under
+    # DeepSpeed's ZeRO-Offload, a full fine-tune's tool: its optimizer state is already off the card)
     if not (lora or unnamed) or _infers_with_adapter(c):
         return None
     w, card = E.named_weights(c), E.card_bytes(c)
@@ -484,9 +501,12 @@ def no_quant(c: Case) -> Cause | None:
                              id="quantize")], strength="inferred")
     heavy_named = _lora_weights_heavy(c) if c.has_oom else None
     if heavy_named and not quantization_refused(c.inputs.error_text or ""):  # refused: asks for another way
+        said = quantization_stated(E.text(c)) if E.quantized(c) is False else None
+        unset = (f"the report speaks of '{said.group(0)}', but the posted config sets no quantization key (quantization_bit, "
+                 f"load_in_4bit): the weights load in 16-bit") if said else None
         return Cause("no_quant", "the base model is not quantized", "a fine-tune loads the base weights in "
                      "16-bit unless 4-bit is asked for (every trainer's default); QLoRA keeps them in 4",
-                     [e for e in (_numbers(c), heavy_named) if e], ("quantize",),
+                     [e for e in (_numbers(c), unset, heavy_named) if e], ("quantize",),
                      [Action("load the base weights in 4-bit (QLoRA: load_in_4bit / quantization_bit 4 / adapter: "
                              "qlora): a quarter of the 16-bit weights", "quality: slight", id="quantize")],
                      strength="numbers")
@@ -644,13 +664,18 @@ def request_above_card(c: Case) -> Cause | None:
 
 
 _VL_MODEL = re.compile(r"qwen[\d.]*-?vl|\w+-vl\b|\w+vl-?\d|llava|internvl|minicpm-?v|cogvlm|idefics|pixtral|molmo|paligemma|"
-                       r"llama[-_ ]?3\.2[-_ ]?(?:\d+b[-_ ]?)?vision|glm-4v", re.I)
+                       r"llama[-_ ]?3\.2[-_ ]?(?:\d+b[-_ ]?)?vision|glm-4v|"
+                       # video LLMs: every sampled frame is an image's worth of tokens
+                       r"video-?llama\d*|video-?llava|video-?chat\w*|internvideo\d*|llava-?video|longva|"
+                       r"qwen[\d.]*-?omni", re.I)
 """A vision-language model named (Qwen2-VL, Qwen2.5-VL, LLaVA, InternVL, MiniCPM-V, Pixtral, Llama 3.2 Vision, ...)."""
 
 
 _VL_INPUT = re.compile(r"多图|多张(?:高分辨率的?)?(?:图片|图像)|(?:图片|图像|视频)推理|推理(?:图片|图像|视频)|multi-?image|multiple "
                        r"images|video (?:inference|understanding|input)|(?:inferring|inference on|generating for) an? "
-                       r"(?:image|video)", re.I)
+                       r"(?:image|video)|"
+                       # the frames a video is sampled into: 'changed the max_frames from 180 to 16', 'fps=2'
+                       r"\bmax_frames\b|\bnum_frames\b|\b\d+ (?:video )?frames\b|video frames", re.I)
 """Images or video as the input of an inference, named without the model ('多图推理', 'video inference')."""
 
 
@@ -659,12 +684,14 @@ def vision_tokens(c: Case) -> Cause | None:
     variable is the image, not the batch. Qwen2-VL-style processors turn an image into one token per 28x28 patch
     up to max_pixels (16384 tokens by default), so one high-resolution image is a very long sample."""
     bs = c.settings.get("per_device_eval_batch_size") or c.settings.get("per_device_train_batch_size")
-    m = _VL_MODEL.search(E.text(c) + " " + str(c.settings.get("model") or "")) or _VL_INPUT.search(E.text(c))
+    named = _VL_MODEL.search(E.text(c) + " " + str(c.settings.get("model") or ""))
+    m = named or _VL_INPUT.search(E.text(c))
     if not (c.has_oom and m and c.oom.phase in ("eval", "generation") and (bs is None or bs == 1)):
         return None
     return Cause("long_sample", "images at full resolution make very long inputs",
                  "a vision-language model turns each image into tokens by its resolution; unbounded, one large image "
-                 "is thousands of tokens", [f"a vision-language model ('{m.group(0)}') in {c.oom.phase} "
+                 "is thousands of tokens", [(f"a vision-language model ('{m.group(0)}')" if named else
+                                             f"images or video frames as the input ('{m.group(0)}')") + f" in {c.oom.phase} "
                                             f"({c.oom.phase_evidence})" + (", one sample at a time" if bs == 1 else "")],
                  ("seq",), [Action("cap the image resolution: max_pixels (Qwen2-VL: e.g. 256*28*28 to 1024*28*28 "
                                    "instead of the 16384*28*28 default), image_max_pixels (LLaMA-Factory), MAX_PIXELS "

@@ -50,7 +50,12 @@ _EACH_GPU = re.compile(r"(?:each|every|all) (?:the )?(?:gpus?|cards?|ranks?|proc
                        r"(?:across|on|to|over) (?:the |all |each |every |multiple |several )?(?:gpus|cards|devices|ranks|"
                        r"processes|chips)|\breplicated instead of (?:being )?sharded|"
                        r"(?:increas\w*|add\w*|more) (?:the )?(?:number of )?(?:gpus|cards)\b[^.\n]{0,20}?"
-                       r"(?:does ?n[o']t|did ?n[o']t|not) (?:resolve|help|reduce|lower|change|fix)", re.I)
+                       r"(?:does ?n[o']t|did ?n[o']t|not) (?:resolve|help|reduce|lower|change|fix)|"
+                       # the report weighs the full fine-tune's states on each device: 'per-GPU statics are ~16
+                       # bytes/param ... once optimizer state sits on-device'
+                       r"\b1[2-8] bytes ?(?:/|per) ?param\w*[^.\n]{0,80}?(?:per[- ]gpu|each gpu|on[- ]device|on the gpu)|"
+                       r"(?:per[- ]gpu|each gpu)[^.\n]{0,40}?\b1[2-8] bytes ?(?:/|per) ?param|"
+                       r"optimi[sz]er states? (?:sits?|lives?|stays?|resides?|is kept) on[- ](?:the )?(?:device|gpu)", re.I)
 _SUMMED = re.compile(r"(?:\btotal(?:l?ing)?|\bin total|\bcombined|\baltogether|共计?|总共|一共|合计)\W{0,3}(?:of\s)?"
                      r"(?:\d+\s?[x*×]\s?)?\d+\s?(?:GB|GiB|G)(?![A-Za-z])", re.I)
 """The report adds up its GPUs' memory ('8 A800 GPUs, totaling 640GB', '共8*11G显存', '四台V100，一共128G'): it expects
@@ -126,7 +131,7 @@ def ddp_replica(c: Case) -> Cause | None:
     ws = E.world_size(c)
     says = _EACH_GPU.search(t) or (_SPLIT_WORKS.search(t) if E.launched(c) else None) or \
         (_ONE_NAMED_WORKS.search(t) if max(ws or 1, E.gpu_count(c) or 1) > 1 else None)
-    if says and c.oom.phase == "later_step" and not re.search(r"each|every|all|每|所有", says.group(0), re.I):
+    if says and c.oom.phase == "later_step" and not re.search(r"each|every|all|每|所有|bytes|optimi", says.group(0), re.I):
         # 'more GPUs still fail' after the run trained for a while: every GPU held its replica from the first step,
         # and more GPUs do not shrink a sample's activations either, so it proves nothing about the replica
         says = None

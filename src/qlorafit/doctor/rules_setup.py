@@ -5,6 +5,7 @@ the card cannot hold. Each rule says how it knows (Cause.strength)."""
 import re
 
 from qlorafit.doctor import evidence as E
+from qlorafit.doctor import prose
 from qlorafit.doctor.case import Case, gib
 from qlorafit.doctor.cause import Action, Cause
 from qlorafit.doctor.phase import CHAT_HISTORY
@@ -157,7 +158,7 @@ def fp32_training(c: Case) -> Cause | None:
     if prec != "fp32" and not words and c.settings.get("trl_fp32_default"):
         return _trl_fp32(c)
     if prec != "fp32" and not words:
-        return None
+        return _bf16_on_old_card(c)
     ev = []
     for k in ("bf16", "fp16"):
         if f"commented_{k}" in c.settings:
@@ -179,6 +180,27 @@ def fp32_training(c: Case) -> Cause | None:
                  # the script's own from_pretrained asking for float32 shows it too (fp16=True then only autocasts)
                  strength="script" if prec == "fp32" or (c.inputs.script is not None and not c.settings.get(
                      "trl_fp32_default") and "32" in str(c.settings.get("torch_dtype") or "")) else "inferred")
+
+
+_BF16_ASKED = re.compile(r"(?<![A-Za-z0-9])bf16(?![A-Za-z0-9])|_bf16|bf16_|bfloat16", re.I)
+
+
+def _bf16_on_old_card(c: Case) -> Cause | None:
+    """A training run that asks for bf16 on a card without it (V100, T4, P100: before Ampere): the bf16 config does
+    not give it 16-bit training there (DeepSpeed and the Trainer refuse it or run it emulated), so it runs at fp32's
+    memory unless fp16 is asked for instead."""
+    t = E.text(c) + " " + E.settings_text(c)
+    asked = _BF16_ASKED.search(t)
+    card = prose.card_lacks_bf16(c.inputs.error_text or "")
+    if not (asked and card) or not E.TRAINING_WORDS.search(t) or re.search(r"(?<![A-Za-z0-9])fp16|float16", t, re.I):
+        return None
+    return Cause("fp32_training", f"bf16 asked for on a {card}, which has none",
+                 "cards before Ampere (V100, T4, P100) have no bf16: a bf16 configuration there does not train in 16-bit",
+                 [f"the report asks for bf16 ('{asked.group(0)}') on a {card}, a card without bf16"],
+                 actions=[Action("train in fp16 on this card: fp16=True (DeepSpeed: \"fp16\": {\"enabled\": \"auto\"}) "
+                                 "instead of bf16; or use an Ampere or newer GPU", "numerics: fp16 loss scaling",
+                                 patch=["- bf16=True", "+ fp16=True"], id="bf16")],
+                 strength="inferred")
 
 
 def _trl_fp32(c: Case) -> Cause:
@@ -210,13 +232,17 @@ _RESUME_WORDS = re.compile(r"resum\w* (?:the )?(?:training )?from (?:a |the )?ch
                            r"\b(?:while|during|upon|on) resum(?:ing|e)\b|"
                            r"(?:continu\w*|restart\w*|pick\w* up|carry\w* on) (?:the |my )?(?:training |run )?from (?:a |the |my )?"
                            r"(?:saved |last |latest |previous |earlier )?checkpoint|"
-                           r"(?:restor|reload|load)\w* (?:the |its |saved |my )*optimi[sz]er(?:'s)? state|"
+                           r"\b(?:restor|reload|load)\w* (?:the |its |saved |my )*optimi[sz]er(?:'s)? state|"
                            r"resume_from_checkpoint|init_from=resume|loading optimizer states?|from checkpoint, I run|"
                            r"断点续训|断点续练|断点训练|恢复训练|从(?:断点|checkpoint)(?:恢复|继续)|"
                            # a saved state read onto the card: 'loads custom states to GPUs', 'loads the weights in a
                            # state_dict on a GPU', 'loading the best checkpoint after training is finished'
                            r"\bload\w*\b[^.\n]{0,40}?\bstate(?:s|_dict| dicts?)?`?\s(?:on|to|onto) (?:the |a )?GPUs?\b|"
-                           r"\bload\w* the best (?:model|checkpoint)\b[^.\n]{0,20}?\bafter (?:the )?training",
+                           r"\bload\w* the best (?:model|checkpoint)\b[^.\n]{0,20}?\bafter (?:the )?training|"
+                           # the best model's saved state read back at the end of a training ('OOM while loading best
+                           # model state'), or the report's own cure: reading the saved state onto the CPU first
+                           r"\bload\w* (?:the )?best[_ ]model[_ ]state|\bbest_model_state\b|"
+                           r"\bload\w* (?:the )?(?:saved )?(?:state|state_dict|checkpoint) (?:on ?to|into|to) the CPU\b",
                            re.I)
 
 

@@ -414,9 +414,12 @@ LONG_PAIRS = (3, 17, 29, 41, 53)
 LORA_JSON = {"model_name_or_path": "Qwen/Qwen3-8B", "torch_dtype": "float32", "train_file": "train.jsonl",
              "max_length": 1024, "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05,
              "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-             "per_device_train_batch_size": 2, "gradient_accumulation_steps": 8, "learning_rate": 2e-4,
+             "per_device_train_batch_size": 1, "gradient_accumulation_steps": 16, "learning_rate": 2e-4,
              "num_train_epochs": 1, "output_dir": "qwen3-8b-lora"}
 """configs/qwen3_8b_lora.json, the experiment config json_config_fp32 reads (its torch_dtype is the mistake)."""
+
+MODELS_OF = {"json_config_fp32": [LORA_JSON["model_name_or_path"]]}
+"""Models a scenario uses that its script does not name (json_config_fp32 reads its model id from the JSON)."""
 
 CHECKPOINT_SCRIPT = """
 import os, torch
@@ -526,6 +529,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     names = [n for n in SCENARIOS if not a.only or n in a.only.split(",")]
     needed = {m for n in names for m in MODELS if m in script_path(n).read_text()}
+    needed |= {m for n in names for m in MODELS_OF.get(n, ())}
     prepare(work, needed)
     make_checkpoints(work, names)
     from gpu_common import provenance

@@ -6,9 +6,9 @@ dataset = load_dataset("json", data_files="prefs.jsonl", split="train").train_te
 
 config = DPOConfig(
     output_dir="qwen3-4b-dpo-lora",
-    per_device_train_batch_size=2,
+    per_device_train_batch_size=1,
     per_device_eval_batch_size=32,
-    gradient_accumulation_steps=2,
+    gradient_accumulation_steps=4,
     learning_rate=5e-6,
     beta=0.1,
     max_length=1536,

@@ -6,8 +6,8 @@ dataset = load_dataset("json", data_files="prefs_long.jsonl", split="train")
 
 config = DPOConfig(
     output_dir="qwen2.5-3b-dpo-lora",
-    per_device_train_batch_size=2,
-    gradient_accumulation_steps=4,
+    per_device_train_batch_size=1,
+    gradient_accumulation_steps=8,
     learning_rate=5e-6,
     beta=0.1,
     max_length=None,

@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, get_cosine_schedul
 
 model_id = "Qwen/Qwen3-4B"
 ckpt_path = "checkpoints/last.pt"
-batch_size, max_length, total_steps, save_every = 1, 1024, 400, 50
+batch_size, max_length, total_steps, save_every = 1, 512, 400, 50
 
 tokenizer = AutoTokenizer.from_pretrained(model_id)
 model = AutoModelForCausalLM.from_pretrained(model_id, dtype=torch.bfloat16).cuda()

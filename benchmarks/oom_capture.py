@@ -245,6 +245,31 @@ SCENARIOS = {
     "accelerate_lora_shared_gpu": (24, "rtx4090", "other_process", "a hand accelerate LoRA of Qwen3-4B (batch 4 x "
                                    "1024, checkpointing) that fits a 24 GiB card alone, started while another process "
                                    "holds 14 GiB of it"),
+    # the twelfth batch (capture-s19b), written blind (session 19): one GPU, eight causes in forms no earlier script
+    # has, written and labelled by a writer who never read or ran the doctor; the arithmetic is in
+    # oom_scenarios/CAPTURE_S19B.md
+    "json_config_fp32": (24, "rtx4090", "fp32_training", "a Trainer LoRA of Qwen3-8B whose experiment config (JSON) "
+                         "says \"torch_dtype\": \"float32\": 30.5 GiB of fp32 weights on a 24 GiB card, where bf16 "
+                         "(15.3 GiB) fits"),
+    "eval_softmax_probs": (24, "rtx4090", "eval_logits", "a Trainer LoRA of Qwen2.5-3B whose preprocess_logits_for_metrics "
+                           "returns softmax(logits.float()) for a calibration metric: every eval batch's fp32 "
+                           "full-vocabulary probabilities (8 x 1024 x 152k, 4.6 GiB) kept on the GPU"),
+    "pipeline_batch_summaries": (16, "rtx4080", "generation_batch", "pipeline('text-generation') of Qwen3-4B on 256 "
+                                 "documents of ~1,800 tokens with batch_size=64: a prefill of 64 x ~2,060 tokens"),
+    "reward_model_lora": (24, "rtx4090", "other_process", "a TRL RewardTrainer LoRA of Qwen2.5-7B (bf16, sequence "
+                          "classification) that fits a 24 GiB card alone, started while another process holds 12 GiB "
+                          "of it"),
+    "accumulate_loss_list": (24, "rtx4090", "batch_or_seq", "a hand LoRA loop of Qwen3-4B (micro-batch 4 x 1024, "
+                             "checkpointing) that appends each micro-batch's loss to a list and calls "
+                             "torch.stack(losses).mean().backward() every 8: eight micro-batches' graphs alive at once"),
+    "dpo_no_max_length": (24, "rtx4090", "long_sample", "a TRL DPO LoRA of Qwen2.5-3B with max_length=None on "
+                          "preference pairs of which five have a chosen answer of ~46,000 tokens"),
+    "lora_resume_checkpoint": (12, "rtx3060", "resume_state", "a hand LoRA loop of Qwen3-4B resuming from its own "
+                               "checkpoint (the PeftModel's whole state_dict, 7.5 GiB, saved from the GPU) with "
+                               "torch.load and no map_location: a second copy of the weights lands on the GPU"),
+    "dpo_eval_batch": (24, "rtx4090", "eval_batch", "a TRL DPO LoRA of Qwen3-4B (train batch 2) with "
+                       "per_device_eval_batch_size=32: the eval forward is 64 sequences (chosen and rejected) of "
+                       "~1,210 tokens"),
 }
 
 LAUNCH = {
@@ -325,7 +350,7 @@ def script_path(name: str) -> Path:
 
 HOLDS = {"lora_beside_notebook": 16, "ddp_beside_notebook": 16,
          "qlora_beside_server": 16, "dpo_second_run": 16, "eval_generations_beside_training": 10,
-         "accelerate_lora_shared_gpu": 14}  # GiB another process holds on the card during the run
+         "accelerate_lora_shared_gpu": 14, "reward_model_lora": 12}  # GiB another process holds on the card during the run
 HOLD_GPU = {"ddp_beside_notebook": 1}  # the GPU it holds them on (0 where not listed)
 HOLDER = ("import sys, time, torch; x = torch.empty({gib} * 1024**3, dtype=torch.uint8, device='cuda'); "
           "print('held', flush=True); time.sleep(3600)")
@@ -383,6 +408,51 @@ def save_adapter(out: Path, base: str) -> None:
     peft_config.save_pretrained(str(out))
 
 
+LONG_PAIRS = (3, 17, 29, 41, 53)
+"""The pairs of prefs_long.jsonl whose chosen answer is 8,000 words long."""
+
+LORA_JSON = {"model_name_or_path": "Qwen/Qwen3-8B", "torch_dtype": "float32", "train_file": "train.jsonl",
+             "max_length": 1024, "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05,
+             "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+             "per_device_train_batch_size": 1, "gradient_accumulation_steps": 16, "learning_rate": 2e-4,
+             "num_train_epochs": 1, "output_dir": "qwen3-8b-lora"}
+"""configs/qwen3_8b_lora.json, the experiment config json_config_fp32 reads (its torch_dtype is the mistake)."""
+
+MODELS_OF = {"json_config_fp32": [LORA_JSON["model_name_or_path"]]}
+"""Models a scenario uses that its script does not name (json_config_fp32 reads its model id from the JSON)."""
+
+CHECKPOINT_SCRIPT = """
+import os, torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM, get_cosine_schedule_with_warmup
+model = AutoModelForCausalLM.from_pretrained("Qwen/Qwen3-4B", dtype=torch.bfloat16).cuda()
+model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
+                                         task_type="CAUSAL_LM"))
+optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, weight_decay=0.0)
+scheduler = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=20, num_training_steps=400)
+for _ in range(2):
+    for p in model.parameters():
+        if p.requires_grad:
+            p.grad = torch.randn_like(p) * 1e-3
+    optimizer.step()
+    scheduler.step()
+optimizer.zero_grad(set_to_none=True)
+os.makedirs("checkpoints", exist_ok=True)
+torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "step": 150}, "checkpoints/last.pt")
+print("checkpoint written", flush=True)
+"""
+"""lora_resume_checkpoint's checkpoints/last.pt as its own loop saves it (from the GPU: the tensors' location is cuda:0),
+written by a separate process (the runner itself never touches the GPU) with no cap, before the scenarios run."""
+CHECKPOINTS = {"lora_resume_checkpoint": CHECKPOINT_SCRIPT}
+
+
+def make_checkpoints(work: Path, names: list) -> None:
+    for name, script in CHECKPOINTS.items():
+        if name in names and not (work / "checkpoints" / "last.pt").exists():
+            subprocess.run([sys.executable, "-c", script], cwd=work, check=True)
+
+
 def words(rng: random.Random, n: int) -> str:
     return " ".join(f"w{rng.randrange(VOCAB)}" for _ in range(n))
 
@@ -429,6 +499,13 @@ def prepare(work: Path, needed: set | None = None) -> None:
             f.write(json.dumps({"messages": [{"role": "system", "content": "You are a helpful assistant."},
                                              {"role": "user", "content": words(rng, rng.randrange(30, 60))},
                                              {"role": "assistant", "content": words(rng, n)}]}) + "\n")
+    rng = random.Random(19)
+    with open(work / "prefs_long.jsonl", "w") as f:  # 60 pairs, five with a chosen answer of 8,000 words (~46k tokens)
+        for i in range(60):
+            f.write(json.dumps({"prompt": words(rng, 60), "chosen": words(rng, 8000 if i in LONG_PAIRS else 150),
+                                "rejected": words(rng, 150)}) + "\n")
+    (work / "configs").mkdir(exist_ok=True)
+    (work / "configs" / "qwen3_8b_lora.json").write_text(json.dumps(LORA_JSON, indent=2) + "\n")
     for adapter, base in ADAPTERS.items():
         if (work / base).exists() and not (work / adapter / "adapter_config.json").exists():
             save_adapter(work / adapter, base)
@@ -452,7 +529,9 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     names = [n for n in SCENARIOS if not a.only or n in a.only.split(",")]
     needed = {m for n in names for m in MODELS if m in script_path(n).read_text()}
+    needed |= {m for n in names for m in MODELS_OF.get(n, ())}
     prepare(work, needed)
+    make_checkpoints(work, names)
     from gpu_common import provenance
 
     facts = {"provenance": provenance(" ".join(["python"] + sys.argv)), "runner_pid": os.getpid(), "runs": {}}

@@ -8,7 +8,8 @@
         benchmarks/results/oom_capture/capture-s16.json benchmarks/results/oom_capture/capture-s18.json \
         benchmarks/results/oom_capture/capture-s18b.json benchmarks/results/oom_capture/capture-s18c.json \
         benchmarks/results/oom_capture/capture-s18d.json benchmarks/results/oom_capture/capture-s18e.json \
-        benchmarks/results/oom_capture/capture-s18f.json benchmarks/results/oom_capture/capture-s19.json
+        benchmarks/results/oom_capture/capture-s18f.json benchmarks/results/oom_capture/capture-s19.json \
+        benchmarks/results/oom_capture/capture-s19b.json benchmarks/results/oom_capture/capture-s19c.json
 
 A later capture file wins for a scenario both hold (capture-s13b re-ran qlora_batch on a larger card: on 8 GiB it had
 failed before the batch, and that failure is kept as qlora_prep_8gb).
@@ -126,6 +127,16 @@ PHASES = {  # where each failure happened, read from its traceback's frames
     "lora_context_window": "later_step",  # Trainer step 6 of 26, the batch holding the long document
     "trainer_sequence_mean_loss": "first_step",  # training_step -> the user's compute_loss cross_entropy (0/N)
     "accelerate_lora_shared_gpu": "first_step",  # the user's accelerate loop, its first forward beside the other process
+    # capture-s19b (capture-s19b.json and capture-s19c.json): eight more written blind in session 19 after capture-s19's
+    # fixes, read and labelled before the doctor was run on them
+    "json_config_fp32": "load",  # from_pretrained's caching_allocator_warmup (float32 from the JSON config)
+    "eval_softmax_probs": "eval",  # the evaluation loop's nested_concat of the kept probabilities (step 5)
+    "pipeline_batch_summaries": "generation",  # pipeline(...) -> generate's forward at batch 64
+    "reward_model_lora": "load",  # from_pretrained's caching_allocator_warmup beside the other process
+    "accumulate_loss_list": "first_step",  # the user's loop, a later micro-batch's forward before the first backward
+    "dpo_no_max_length": "later_step",  # DPOTrainer step 2 of 8 (bar 1/8), the batch with the long pair
+    "lora_resume_checkpoint": "load",  # torch.load of the checkpoint onto cuda:0 (storage .to)
+    "dpo_eval_batch": "eval",  # the evaluation at step 5 (bar 5/40), the LoRA forward at eval batch 32
 }
 
 _CAPACITY = re.compile(r"GPU (\d+) has a total capacity of [\d.]+ [KMG]iB of which [\d.]+ [KMG]iB is free\. "

@@ -55,9 +55,18 @@ ERROR_ONLY_MISS = {
                          "belong under a QLoRA adapter trained on a 4-bit base is in the script only",
     "lora_context_window": "the cap set to the model's whole context is in the script only; at step 5 of 26 the error "
                            "alone reads as the ordinary batch",
+    # capture-s19b, written blind after capture-s19's fixes
+    "accumulate_loss_list": "the losses kept in a list until one backward are in the script only; the traceback is "
+                            "the loss of the user's own loop",
+    "dpo_no_max_length": "max_length=None is in the script only; at DPO's second step of eight the error alone reads "
+                         "as the ordinary batch",
+    "json_config_fp32": "a 30.51 GiB request while loading reads as weights too big for the card; that they are "
+                        "float32 is in a JSON config the user did not post",
 }
 
 SCRIPT_MISS = {
+    "json_config_fp32": "the script takes the model and its dtype from a JSON config (cfg['torch_dtype']) the user did "
+                        "not post: the float32 weights are not in what the doctor is given",
     "sft_modelconfig_qlora": "TRL's ModelConfig with a 4-bit quant type but load_in_4bit never set loads the 8B in "
                              "bf16: the doctor reads bf16 weights filling the card (load_too_big); that the user meant "
                              "QLoRA is not read from ModelConfig",
@@ -76,6 +85,7 @@ PHASE_NOT_SHOWN = {
     "accelerate_accumulate_batch": "the loss of the user's own accelerate loop, no step shown",
     "embed_inbatch_negatives": "the forward of the user's own embedding loop, no step shown",
     "accelerate_lora_shared_gpu": "the forward of the user's own accelerate loop, no step shown",
+    "accumulate_loss_list": "the loss of the user's own loop at a later micro-batch, no step shown",
 }
 
 
@@ -807,3 +817,37 @@ def test_a_length_cap_set_to_the_models_own_maximum_is_no_cap():
     s = analyse(script.format(cap="model.config.max_position_embeddings"), "t.py").settings
     assert "the model's whole context" in s["max_length"]
     assert "the model's whole context" not in str(analyse(script.format(cap="2048"), "t.py").settings.get("max_length"))
+
+
+# --- capture-s19b (written blind after capture-s19's fixes): what its misses showed --------------------------------
+
+_RESTORE = ('Traceback (most recent call last):\n  File "/work/train.py", line 25, in <module>\n'
+            '    state = torch.load({arg})\n'
+            '  File "/venv/lib/python3.12/site-packages/torch/serialization.py", line 1570, in load\n'
+            '  File "/venv/lib/python3.12/site-packages/torch/serialization.py", line 734, in default_restore_location\n'
+            '  File "/venv/lib/python3.12/site-packages/torch/serialization.py", line 668, in _deserialize\n'
+            '  File "/venv/lib/python3.12/site-packages/torch/storage.py", line 289, in to\n'
+            'torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 has a total capacity of '
+            '12.00 GiB of which 0 bytes is free. Of the allocated memory 11.48 GiB is allocated by PyTorch, and 1.44 '
+            'MiB is reserved by PyTorch but unallocated.')
+
+
+def test_torch_load_restoring_a_checkpoint_onto_the_gpu_is_the_resume():
+    d = diagnose(Inputs(error_text=_RESTORE.format(arg="ckpt_path")))
+    assert d.primary.id == "resume_state" and d.primary.strength == "proven", [(c.id, c.strength) for c in d.causes]
+    assert d.fixes[0].id == "resume_on_cpu"
+    # a torch.load of something no name calls a checkpoint: the restore alone does not make it a resume
+    d = diagnose(Inputs(error_text=_RESTORE.format(arg="'embeddings.pt'")))
+    assert d.primary.id != "resume_state", [(c.id, c.strength) for c in d.causes]
+
+
+def test_losses_kept_in_a_list_until_one_backward_make_the_step_large():
+    loop = ("import torch\nfrom torch.utils.data import DataLoader\nfrom transformers import AutoModelForCausalLM\n"
+            "model = AutoModelForCausalLM.from_pretrained('Qwen/Qwen3-4B', dtype=torch.bfloat16)\n"
+            "loader = DataLoader(ds, batch_size=2)\nlosses = []\nfor batch in loader:\n"
+            "    out = model(**batch)\n    losses.append({kept})\n    if len(losses) == 8:\n"
+            "        torch.stack(losses).mean().backward()\n        losses = []\n")
+    assert "sums_losses" in analyse(loop.format(kept="out.loss"), "t.py").settings
+    # a list of numbers for logging keeps no graph
+    assert "sums_losses" not in analyse(loop.format(kept="out.loss.item()"), "t.py").settings
+    assert "sums_losses" not in analyse(loop.format(kept="out.loss.detach()"), "t.py").settings

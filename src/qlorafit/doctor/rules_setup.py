@@ -227,6 +227,11 @@ _RESUME_FRAMES = re.compile(r"_load_optimizer_and_scheduler|_load_from_checkpoin
                             r"\b(?:torch|th)\.load\([^\n]{0,80}optim\w*\.(?:bin|pt|pth|ckpt)|"
                             # accelerate's restore of a whole training state (model, optimizer, scheduler, RNG)
                             r"\baccelerator\.load_state\b|\bload_accelerator_state\b")
+_RESTORED_TO_GPU = re.compile(r"serialization\.py\"?,? line \d+, in (?:default_restore_location|_deserialize|_cuda_deserialize)")
+"""torch.load putting each saved tensor back on the device it was saved from (no map_location): a checkpoint written
+on the GPU is read straight onto it, beside the live model and optimizer."""
+_CKPT_NAMED = re.compile(r"\b\w*(?:ckpt|checkpoint|optimi[sz]er|resum)\w*\b|\blast\.pt\b|\bstate_dict\b", re.I)
+"""What a torch.load reads is a training checkpoint: a name saying so (ckpt_path, checkpoint, optimizer, resume)."""
 _RESUME_WORDS = re.compile(r"resum\w* (?:the )?(?:training )?from (?:a |the )?checkpoint|when resuming|"
                            # the failure placed at the resume: 'a transient CUDA OOM while resuming ... checkpoints'
                            r"\b(?:while|during|upon|on) resum(?:ing|e)\b|"
@@ -266,11 +271,16 @@ def resume_state(c: Case) -> Cause | None:
 
     t = c.inputs.error_text or ""
     frames = _RESUME_FRAMES.search(t)
+    if frames is None and _CKPT_NAMED.search(t + "\n" + (c.inputs.script.text if c.inputs.script else "")):
+        frames = _RESTORED_TO_GPU.search(t)
     said = without_library_code(t)  # Trainer's own code passes resume_from_checkpoint along on every run
     words = _RESUME_WORDS.search(said) or ONE_GPU_LOAD.search(said)
     if not (frames or words) or not c.has_oom:
         return None
-    ev = [f"the traceback loads the checkpoint state ({frames.group(0)})" if frames else
+    restored = frames is not None and _RESTORED_TO_GPU.fullmatch(frames.group(0)) is not None
+    ev = [("torch.load puts each saved tensor back on the GPU it was saved from (no map_location): the checkpoint is "
+           f"read onto the card beside the live model and optimizer ({frames.group(0)})") if restored else
+          f"the traceback loads the checkpoint state ({frames.group(0)})" if frames else
           f"the report says '{words.group(0)}'"]
     return Cause("resume_state", "resuming puts the saved optimizer state on the GPU",
                  "the checkpoint is read onto the GPU (map_location=the device) next to the live model and optimizer, "

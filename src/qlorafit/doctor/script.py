@@ -308,6 +308,8 @@ sample."""
 _PADS_TO_MAX = re.compile(r"padding\s*=\s*[\"']max_length[\"']|pad_to_max_length\s*=\s*True")
 """Every sample padded to max_length (the tokenizer call, or the old flag): each row of every batch is that long,
 whatever the texts' own lengths, where dynamic padding pads to the batch's longest."""
+_LISTED_LOSS = re.compile(r"^[ \t]*(\w+)\.append\(([^\n]*\bloss\b[^\n]*)\)\s*$", re.M)
+"""Micro-batches' losses appended to a list ('losses.append(outputs.loss)'), reduced later into one tensor."""
 _SUMMED_LOSS = re.compile(r"^[ \t]*(\w+)\s*(?:\+=|=\s*\1\s*\+)\s*([^\n]*\bloss\b[^\n]*)$", re.M)
 """Micro-batches' losses summed into one tensor ('total_loss = total_loss + loss / 16') that a single backward then
 runs through: every micro-batch's graph (activations, logits) stays alive until it, so accumulating this way saves
@@ -403,6 +405,14 @@ def _settings(info: ScriptInfo) -> dict:
     padded = _PADS_TO_MAX.search(info.text)
     if padded:
         s["pads_to_max_length"] = f"line {info.text.count(chr(10), 0, padded.start()) + 1}: {padded.group(0).strip()}"
+    for m in _LISTED_LOSS.finditer(info.text):
+        # the losses kept in a list and reduced into one tensor that a single backward runs through (torch.stack(
+        # losses).mean().backward()): the same as summing them, every micro-batch's graph stays alive until then
+        if not _MOVED_OFF.search(m.group(2)) and not re.search(r"\.detach\(", m.group(2)) and \
+                re.search(rf"(?:torch\.(?:stack|cat)|\bsum)\(\s*{re.escape(m.group(1))}\b", info.text) and \
+                ".backward(" in info.text:
+            s["sums_losses"] = f"line {info.text.count(chr(10), 0, m.start()) + 1}: {m.group(0).strip()}"
+            break
     for m in _SUMMED_LOSS.finditer(info.text):
         if re.search(rf"\b{re.escape(m.group(1))}\.backward\(", info.text) and not _MOVED_OFF.search(m.group(2)) \
                 and not re.search(r"\.detach\(", m.group(2)):

@@ -53,12 +53,23 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test48", "test47", "test46", "test45", "test44", "test43", "test42", "test41", "test40", "test39",
+SPLITS = ("test49", "test48", "test47", "test46", "test45", "test44", "test43", "test42", "test41", "test40",
+          "test39",
           "test38", "test37", "test36", "test35", "test34", "test33", "test32", "test31", "test30", "test29", "test28", "test27", "test26",
           "test25", "test24", "test23", "test22", "test21", "test20", "test19", "test18", "test17", "test16", "test15",
           "test14", "test13", "test12", "test11", "test10", "test9", "test8", "test7", "test6", "test5", "test4",
           "test3", "test2", "test", "seen", "train")
-"""Split names, held-out first. test48: a forty-eighth held-out split collected 2026-12-01 (session 19, helper
+"""Split names, held-out first. test49: a forty-ninth held-out split collected 2026-12-01 (session 19, helper
+collect49, while collect50 collected test50) from GitHub issue and pull-request threads (where an extremely saturated
+search still found threads the corpus lacks: host-RAM kills while loading checkpoints (LAVIS's BLIP-2,
+Chinese-LLaMA-Alpaca), from dataloader workers (LXMERT, VLN-SIG) or in a reranker's unbatched pass (hindsight, a merged
+pull request), vision-language models (InternLM-XComposer, BAGEL's checkpoint save, SigLIP in open_clip, ViperGPT,
+Caption-Anything), 2019-2021 BERT- and ALBERT-era reading-comprehension and dialogue repositories, full-parameter
+training with memory-saving optimizers (LOMO, Adam-mini), AutoAWQ calibration, exllamav2's cache, XTuner and
+PaddleNLP 70B fine-tunes, an RL prompt-optimization trainer (RLPrompt) and optimum's ONNX export (a merged pull
+request); nine Chinese threads; 22 repositories, 15 new to the corpus), frozen before its first measurement
+(UNMEASURED in tests/test_doctor_threads.py until then).
+test48: a forty-eighth held-out split collected 2026-12-01 (session 19, helper
 collect48, while collect47 collected test47) from GitHub issue and pull-request threads (where an extremely saturated
 search still found threads the corpus lacks: host-RAM kills while loading or converting checkpoints and the merged pull
 requests that fixed them (FlexLLMGen, mesh-transformer-jax, MaxText, rtp-llm on ROCm, optimum-habana on Gaudi,

@@ -53,13 +53,22 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test49", "test48", "test47", "test46", "test45", "test44", "test43", "test42", "test41", "test40",
-          "test39",
-          "test38", "test37", "test36", "test35", "test34", "test33", "test32", "test31", "test30", "test29", "test28", "test27", "test26",
-          "test25", "test24", "test23", "test22", "test21", "test20", "test19", "test18", "test17", "test16", "test15",
-          "test14", "test13", "test12", "test11", "test10", "test9", "test8", "test7", "test6", "test5", "test4",
-          "test3", "test2", "test", "seen", "train")
-"""Split names, held-out first. test49: a forty-ninth held-out split collected 2026-12-01 (session 19, helper
+SPLITS = ("test50", "test49", "test48", "test47", "test46", "test45", "test44", "test43", "test42", "test41",
+          "test40", "test39", "test38", "test37", "test36", "test35", "test34", "test33", "test32", "test31", "test30",
+          "test29", "test28", "test27", "test26", "test25", "test24", "test23", "test22", "test21", "test20", "test19",
+          "test18", "test17", "test16", "test15", "test14", "test13", "test12", "test11", "test10", "test9", "test8",
+          "test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
+"""Split names, held-out first. test50: a fiftieth held-out split collected 2026-12-01 (session 19, helper
+collect50, while collect49 collected test49) from GitHub issue and pull-request threads (where an extremely saturated
+search still found threads the corpus lacks: host-RAM kills while loading LLMs (Pythia-12B on a 16 GB machine, a
+Jetson Nano, a Mojo llama2 port, Pygmalion-6B under WSL2, HQQ quantizing Mixtral, Tenstorrent's 70B load in fp32),
+serving engines' start-up budgets outside the corpus's usual vLLM threads (Tabby's llama.cpp parallelism, privateGPT,
+Aphrodite (sonar), ChatTTS-vLLM, LMCache, vLLM recipes on H20s and vLLM on TPU), ONNX exports running out of GPU memory
+(a Qwen-7B exporter, SparseML's merged fix, llama.onnx in fp32), a draft model as large as the model (exllamav2), a
+checkpoint resumed onto rank 0's GPU (templar), a RoBERTa NER fine-tune (simpletransformers) and ms-swift's
+data-parallel inference; three Chinese threads; 21 repositories, 13 new to the corpus), frozen before its first measurement (UNMEASURED in
+tests/test_doctor_threads.py until then).
+test49: a forty-ninth held-out split collected 2026-12-01 (session 19, helper
 collect49, while collect50 collected test50) from GitHub issue and pull-request threads (where an extremely saturated
 search still found threads the corpus lacks: host-RAM kills while loading checkpoints (LAVIS's BLIP-2,
 Chinese-LLaMA-Alpaca), from dataloader workers (LXMERT, VLN-SIG) or in a reranker's unbatched pass (hindsight, a merged

@@ -92,7 +92,9 @@ FIRST_COMMIT = {"train": ("cee5fcb", "doctor-threads-baseline.json"),
                 "test45": ("3270fb9", "doctor-threads-test45-frozen.json"),
                 "test46": ("3f8bee9", "doctor-threads-test46-frozen.json"),
                 "test47": ("da8f9e8", "doctor-threads-test47-frozen.json"),
-                "test48": ("ba3a3a3", "doctor-threads-test48-frozen.json")}
+                "test48": ("ba3a3a3", "doctor-threads-test48-frozen.json"),
+                "test49": ("9174200", "doctor-threads-test49-frozen.json"),
+                "test50": ("9174200", "doctor-threads-test50-frozen.json")}
 RESULTS_SPLIT = {"seen": "test"}  # the first test split was called 'test' when it was first measured
 
 

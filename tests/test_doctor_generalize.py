@@ -2414,3 +2414,56 @@ def test_a_posted_config_without_a_quantization_key_loads_16bit_whatever_the_wor
     d = diagnose(read_posted("Running the 70B in 4bit on 8 x 32G cards overflows GPU memory",
                              config=config + "quantization_bit: 4\n"))
     assert not any("sets no quantization key" in e for c in d.causes for e in c.evidence)
+
+
+# --- session 19, third round: test49 and test50, studied after their first measurement ----------------------------
+
+def test_gpu_memory_written_with_its_homophone_typo_is_the_cards():
+    assert gpus("在24G现存的单卡上微调").memory_bytes == 24 * GIB
+
+
+def test_several_sizes_named_bound_a_full_fine_tunes_states_from_below():
+    d = _d("全参数微调 OOM: I tried the 13B and then the 7B on a single A100 40GB, and both run out of memory")
+    assert d.primary.id == "ddp_replica", [c.id for c in d.causes]
+    # a LoRA of the same models: no states of every weight to weigh
+    assert _d("LoRA OOM: I tried the 13B and then the 7B on a single A100 40GB, and both run out of memory").primary.id != \
+        "ddp_replica"
+
+
+def test_llama_cpps_loader_log_is_the_engine_and_its_allocation_the_request():
+    log = ("llama_model_loader: loaded meta data with 24 key-value pairs from models/mistral-7b.Q4_K_M.gguf\n"
+           "ggml_backend_cuda_buffer_type_alloc_buffer: allocating 3800.00 MiB on device 0: cudaMalloc failed: out of "
+           "memory")
+    d = _d(log)
+    assert d.primary.id == "vllm_memory" and d.case.oom.requested_bytes == int(3800 * 1024**2), \
+        [c.id for c in d.causes]
+
+
+def test_one_allocation_of_nearly_the_whole_card_at_start_is_the_weights():
+    said = ("tool.exe serve --model SomeCoder-16B on a Tesla P100 fails: allocating 15700.00 MiB on device 0: "
+            "cudaMalloc failed: out of memory")
+    d = _d(said)
+    assert d.primary.id == "load_too_big", [c.id for c in d.causes]
+    # the same allocation in a run that trains is the step's, not the load's
+    assert _d("Fine-tuning on a Tesla P100: tried to allocate 15.30 GiB, CUDA out of memory").primary.id != "load_too_big"
+
+
+@pytest.mark.parametrize("said", ["Whisper tiny on my Jetson Nano 2GB gives an Out Of Memory error",
+                                  "On the Orin board the model load ends in OOM"])
+def test_an_oom_on_a_board_sharing_its_ram_names_the_machines_memory(said):
+    d = _d(said)
+    assert d.case.oom.kind == "cpu" and d.primary.id == "cpu_ram", [c.id for c in d.causes]
+    # one that names the GPU's memory stays the GPU's
+    assert _d("On the Orin board GPU memory hits 90 GB and then OOM while saving").case.oom.kind != "cpu"
+
+
+def test_tenstorrents_tt_metal_is_no_apple_unified_memory():
+    d = _d("With tt-metal the system memory usage explodes beyond 350GB during Loading checkpoint shards")
+    assert d.case.oom.kind == "cpu" and d.primary.id == "cpu_ram", [c.id for c in d.causes]
+
+
+@pytest.mark.parametrize("said", ["Rank 0 was loading the entire checkpoint to GPU memory before broadcasting it, OOM",
+                                  "Fix the checkpoint OOM by loading to CPU first"])
+def test_a_checkpoint_read_onto_the_gpu_is_the_resume(said):
+    d = _d(said)
+    assert d.primary.id == "resume_state", [c.id for c in d.causes]

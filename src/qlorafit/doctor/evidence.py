@@ -273,6 +273,9 @@ _RESERVING_ENGINE = re.compile(r"\bsglang\b|mem[_-]fraction[_-]static|\blmdeploy
                                # whose generator allocates the KV cache for its max_length (the model's whole context
                                # unless set) up front
                                r"\bllama_new_context_with_model\b|\bllama_kv_cache_init\b|\bllama_init_from_\w+|"
+                               r"\bllama_model_loader\b|\bggml_init_cublas\b|"
+                               # ExLlama's bits per weight ('the 2.3bpw version fits'): its EXL2 quantization
+                               r"\b\d(?:\.\d+)?\s?bpw\b|"
                                r"onnxruntime[_-]genai|OnnxRuntimeGenAI", re.I)
 """Inference engines that reserve a share of the card at start for weights and KV cache the way vLLM does, by their
 names and their knobs: SGLang (--mem-fraction-static), LMDeploy (cache_max_entry_count), TensorRT-LLM

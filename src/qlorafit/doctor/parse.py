@@ -218,15 +218,22 @@ _RAM_SIZED = re.compile(r"\b\d+(?:\.\d+)?\s?(?:[GT]i?B?|gigs?)\s?(?:of\s)?(?:DDR
 
 
 _UNIFIED = re.compile(r"(?<![\w-])M[1-5](?: (?:Pro|Max|Ultra))?(?![\w-])|Apple (?:silicon|M\d)|\bMac(?:Book(?: Pro| Air)?|"
-                      r" ?Studio| ?mini| ?Pro)?\b|\bmacOS\b|\bmlx(?:[-_]\w+)?\b|\bMetal\b|\[METAL\]|kIOGPU\w+|\bMPS\b|"
+                      r" ?Studio| ?mini| ?Pro)?\b|\bmacOS\b|\bmlx(?:[-_]\w+)?\b|(?<![\w-])Metal(?![\w-])|\[METAL\]|kIOGPU\w+|\bMPS\b|"
                       r"unified memory", re.I)
-"""Apple silicon, MLX, Metal or PyTorch's MPS backend: the GPU has no memory of its own (unified memory), so the
-'RAM' such a report names (a 16GB M2) is the GPU's memory, and running out of it is the accelerator's OOM."""
+"""Apple silicon, MLX, Metal (not Tenstorrent's tt-metal) or PyTorch's MPS backend: the GPU has no memory of its own
+(unified memory), so the 'RAM' such a report names (a 16GB M2) is the GPU's memory, and running out of it is the
+accelerator's OOM."""
 
 
 _CONVERSION = re.compile(r"\bconvert[\w-]*\.py\b|\bconvert(?:s|ed|ing|er)?\b[^.\n]{0,40}?\b(?:to|into)\s(?:gguf|npz|mlx|"
                          r"safetensors|f16|f32|fp16|bf16)\b|\bconversion\b", re.I)
 """A checkpoint conversion (convert-hf-to-gguf.py, 'conversion to npz'): a CPU job, whatever the machine's GPU."""
+
+
+SHARED_MEMORY_BOARD = re.compile(r"\bjetson\b|\b(?:AGX )?orin\b|\bxavier\b|\btegra\b|\bDGX Spark\b|\bGB10\b", re.I)
+"""NVIDIA boards whose GPU has no memory of its own (Jetson Nano/Orin/Xavier, DGX Spark's GB10): the host RAM the
+kernel runs out of is the GPU's memory too, so an out-of-memory told without CUDA's own message is the machine's
+RAM."""
 
 
 def unified_memory(text: str) -> bool:
@@ -297,7 +304,9 @@ def oom_kind(text: str) -> str | None:
         # 'a 16GB M2 runs out of RAM' is the GPU's memory; a conversion killed on a Mac is not (it runs on the CPU)
         return "cuda" if unified_memory(text) and not _CONVERSION.search(text) else "cpu"
     if _GPU_WORDS.search(text):
-        return "cpu" if host_memory_named(text) else "cuda"
+        # (on a board that shares its RAM with the GPU, an out-of-memory that names no GPU memory is the machine's)
+        return "cpu" if host_memory_named(text) or (SHARED_MEMORY_BOARD.search(text) and
+                                                    not GPU_MEMORY_NAMED.search(text)) else "cuda"
     told = shortage(text)  # a shortage in words the phrases above do not list: its memory noun says whose
     if told:
         kind = told[0] or ("cpu" if host_memory_named(text) else "cuda")
@@ -309,6 +318,8 @@ def parse_cuda_numbers(text: str, out: OomText) -> None:
     """Fill the numbers of a CUDA OOM message, in whichever form it is written."""
     # PyTorch's 'Tried to allocate 2.00 GiB'; TensorFlow's and JAX's 'trying to allocate 392.00MiB' say the same
     out.requested_bytes = _size(r"(?:Tr[a-z]{0,2}ied|trying) to allocate " + _SIZE, text)  # 'Traied': typed by hand
+    if out.requested_bytes is None:  # ggml's (llama.cpp and its forks): 'allocating 15712.47 MiB on device 0: cudaMalloc failed'
+        out.requested_bytes = _size(r"allocating " + _SIZE + r" on device \d+: cudaMalloc failed", text)
     # Ascend's torch_npu writes PyTorch's message with 'NPU' for 'GPU' ('NPU out of memory ... (NPU 0; 60.96 GiB total')
     m = re.search(r"\((?:GPU|NPU) (\d+); " + _SIZE + r" total capacity", text)
     if m:  # old form: everything in one parenthesis

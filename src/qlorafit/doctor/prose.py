@@ -205,6 +205,14 @@ def model_params_b(text: str) -> float | None:
     return top if k > rest[0][1] else None
 
 
+def smallest_model_params_b(text: str) -> float | None:
+    """The smallest model size the text names among those not said to work ('全参量微调7B ... 压缩到5.7B' is 5.7), or
+    None: a bound, for a verdict every named model shares (if even the smallest one's training states exceed the card,
+    the one that failed does too), never the model's size itself."""
+    sizes = [n for _, n in _failing(text or "", _sizes(text or ""))]
+    return min(sizes) if sizes else None
+
+
 # --- the GPUs -------------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -288,10 +296,11 @@ _NEXT_TO_CARD = re.compile(rf"(?<![A-WYZa-wyz0-9])({_CARD})(?:[a-z]{{0,7}})(?:\s
 """A size written next to the card: 'A100 80GB', 'V100-32G', '3060laptop 6GB', 'RTX 4090 Laptop GPU 16GB', '24g 4090s'."""
 _COUNT_SIZE = re.compile(rf"{_N}\s?(?:[x×*]|{_MEASURE})\s?{_SIZE}|{_N}\s{_SIZE}(?=\s?{_GPU_WORD})", re.I)
 """The size in '8*80G', '8张80G的卡', 'two 48GB GPUs'."""
-_SAID_OF_GPU = re.compile(rf"{_SIZE}\s?(?:显存|VRAM|of VRAM|GPU memory|GPU RAM|(?:of )?(?:graphics|video) (?:card )?memory)|"
+_SAID_OF_GPU = re.compile(rf"{_SIZE}\s?(?:显存|现存|VRAM|of VRAM|GPU memory|GPU RAM|(?:of )?(?:graphics|video) (?:card )?memory)|"
                           rf"(?:gpu|card|显卡|显存|VRAM)\s?"
                           rf"(?:with\s|of\s|is\s|为|是|[:：]\s?)?{_SIZE}|\bon (?:an? )?{_SIZE}", re.I)
-"""A size said of GPU memory: '24G显存', 'gpu with 24G', '显存：24G', 'on a 24GB', '24GB graphics memory'."""
+"""A size said of GPU memory: '24G显存' (and '24G现存', its common homophone typo), 'gpu with 24G', '显存：24G', 'on a 24GB',
+'24GB graphics memory'."""
 _USAGE_BEFORE = re.compile(r"(?:占用|占了|用了|使用了|用掉|消耗|used|uses|using|allocate|allocated|reserved|occupied|"
                            r"occupies|consumed|consumes|takes|took|free)(?:\s|了|[:：~≈]|约|大概|大约|为|是|about\s|around\s|"
                            r"approximately\s|roughly\s|up to\s|only\s|just\s|\d{1,2}\s?[xX×*]\s?)*$", re.I)

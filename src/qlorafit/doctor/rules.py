@@ -12,7 +12,7 @@ from qlorafit.core import options as O
 from qlorafit.doctor import evidence as E
 from qlorafit.doctor.case import Case, gib
 from qlorafit.doctor.cause import STRENGTH, Action, Cause
-from qlorafit.doctor.parse import BATCH_CAPPED, VLLM_KV_SIZING
+from qlorafit.doctor.parse import BATCH_CAPPED, SHARED_MEMORY_BOARD, VLLM_KV_SIZING
 from qlorafit.doctor.phase import CHAT_HISTORY
 from qlorafit.doctor.prose import quantization_refused, quantization_stated
 from qlorafit.doctor.rules_setup import EVAL_BATCH_WORDS, eval_batch_evidence
@@ -131,16 +131,11 @@ def cpu_ram(c: Case) -> Cause | None:
                  strength="inferred" if presumed or _engine_on_shared_memory(c) else "proven")
 
 
-_SHARED_MEMORY_BOARD = re.compile(r"\bjetson\b|\b(?:AGX )?orin\b|\bxavier\b|\btegra\b|\bDGX Spark\b|\bGB10\b", re.I)
-"""Boards whose GPU has no memory of its own (NVIDIA Jetson Orin/Xavier, DGX Spark's GB10): the host RAM the kernel
-ran out of is the GPU's memory too."""
-
-
 def _engine_on_shared_memory(c: Case) -> bool:
     """An inference engine that reserves its share of the memory at start (vLLM's gpu_memory_utilization, ...) on a
     board whose GPU shares the host RAM: the kill is the engine's reservation taking the machine's memory, so the
     engine's budget (vllm_memory) is the lever and the kill only how it showed."""
-    return bool(_SHARED_MEMORY_BOARD.search(E.text(c))) and E.uses_vllm(c)
+    return bool(SHARED_MEMORY_BOARD.search(E.text(c))) and E.uses_vllm(c)
 
 
 _OTHER_WORDS = re.compile(r"another (?:process|program|job|jupyter|notebook|kernel|instance)\b[^.\n]{0,40}(?:us(?:es|ing)|"
@@ -881,6 +876,19 @@ def _infers_with_adapter(c: Case) -> bool:
     return bool(_INFERS.search(t)) and not _TRAINED.search(t) and "do_train" not in c.settings
 
 
+def _whole_card_at_start(c: Case) -> str | None:
+    """One allocation of nearly the whole card (WEIGHTS_ROOM_SHARE or more) by a job that trains nothing, before any
+    step or generation is shown: what a program puts on the card at once as it starts is its weights ('allocating
+    15712.47 MiB on device 0' on a 16 GB P100 serving a 16B model), so they alone do not fit. The evidence line, or
+    None."""
+    req, card = c.oom.requested_bytes, c.oom.total_bytes or E.card_bytes(c)
+    if not (req and card) or req < WEIGHTS_ROOM_SHARE * card or req > card or c.oom.phase not in (None, "load") or \
+            _TRAINED.search(E.text(c)) or E.TRAINING_WORDS.search(E.text(c)):
+        return None
+    return (f"one allocation of {gib(req)} as the job starts is {req / card:.0%} of the GPU's {gib(card)}: the weights "
+            f"it places on the card at once leave no room to run")
+
+
 def load_too_big(c: Case) -> Cause | None:
     # in a merge or save, loading the whole model on one card is that step's own cause (save_merge)
     said = _ONE_CARD_LOAD.search(E.text(c)) if c.has_oom and c.oom.kind not in ("cpu", "dispatch") and \
@@ -894,6 +902,7 @@ def load_too_big(c: Case) -> Cause | None:
         not re.search(CHAT_HISTORY, E.text(c), re.I)
     exceed = _weights_exceed_card(c) if (c.oom.phase in (None, "load") or infer_only) and \
         c.oom.kind not in ("cpu", "dispatch") and c.has_oom else None
+    exceed = exceed or (_whole_card_at_start(c) if c.has_oom and c.oom.kind not in ("cpu", "dispatch") else None)
     # the reporter's own reading, where nothing trains: 'I think it is too big' (a guess: it places the load, it
     # proves nothing)
     guess = _TOO_BIG.search(E.text(c)) if c.has_oom and c.oom.kind not in ("cpu", "dispatch") and \

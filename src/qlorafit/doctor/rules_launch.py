@@ -7,6 +7,7 @@ import re
 from qlorafit.core import catalog
 
 from qlorafit.doctor import evidence as E
+from qlorafit.doctor import prose
 from qlorafit.doctor.case import Case, gib
 from qlorafit.doctor.cause import Action, Cause
 from qlorafit.doctor.parse import VLLM_KV_SIZING
@@ -140,7 +141,8 @@ def ddp_replica(c: Case) -> Cause | None:
     several = (ws is not None and ws > 1) or E.data_parallel(c)
     ws = ws if ws is not None or not several else E.gpu_count(c)
     states_exceed = _full_states_exceed_one_card(c)
-    exceeds = _exceeds_one_card(c) or states_exceed or _flat_fp32_request(c) or _second_copy_request(c)
+    # (the request's own evidence before the arithmetic: a flat fp32 copy shows what ran out)
+    exceeds = _exceeds_one_card(c) or _flat_fp32_request(c) or states_exceed or _second_copy_request(c)
     need = None if exceeds else _sharded_states_need(c)
     # sharded, and even each GPU's share of the full fine-tune's states is larger than the GPU (or would be, on fewer
     # GPUs than the states need, when the count is not shown)
@@ -325,6 +327,11 @@ def _full_states_exceed_one_card(c: Case) -> str | None:
         return None
     n = max(E.world_size(c) or 1, E.gpu_count(c) or 1)
     named, card = E.model_params(c), E.card_bytes(c)
+    if named is None and E.full_tune(c):
+        # several sizes named ('a 7B ... compressed to 5.7B'): the smallest is a lower bound on the states, so a
+        # verdict that they exceed the card holds for whichever model it was
+        low = prose.smallest_model_params_b(c.inputs.error_text or "")
+        named = (low, "the report (the smallest size it names)") if low is not None else None
     z = E.zero_stage(c) or 0
     if card is None:
         # no card named: the largest card made is the bound; states above it fit no single GPU at all (a 14B full

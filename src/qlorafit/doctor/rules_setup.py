@@ -247,7 +247,11 @@ _RESUME_WORDS = re.compile(r"resum\w* (?:the )?(?:training )?from (?:a |the )?ch
                            # the best model's saved state read back at the end of a training ('OOM while loading best
                            # model state'), or the report's own cure: reading the saved state onto the CPU first
                            r"\bload\w* (?:the )?best[_ ]model[_ ]state|\bbest_model_state\b|"
-                           r"\bload\w* (?:the )?(?:saved )?(?:state|state_dict|checkpoint) (?:on ?to|into|to) the CPU\b",
+                           r"\bload\w* (?:the )?(?:saved )?(?:state|state_dict|checkpoint) (?:on ?to|into|to) the CPU\b|"
+                           # a whole checkpoint read onto a GPU ('rank 0 was loading the entire checkpoint to GPU
+                           # memory'), or the cure said: 'fix checkpoint OOM by loading to CPU first'
+                           r"\bload\w*\b[^.\n]{0,20}?\b(?:entire |whole |full )?checkpoints?\b[^.\n]{0,10}?\b(?:to|on|onto|"
+                           r"into) (?:the )?GPU\b|\bcheckpoint\b[^.\n]{0,30}?\bload\w* (?:it |them )?(?:on)?to (?:the )?CPU first\b",
                            re.I)
 
 

@@ -53,12 +53,23 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test50", "test49", "test48", "test47", "test46", "test45", "test44", "test43", "test42", "test41",
+SPLITS = ("test51", "test50", "test49", "test48", "test47", "test46", "test45", "test44", "test43", "test42", "test41",
           "test40", "test39", "test38", "test37", "test36", "test35", "test34", "test33", "test32", "test31", "test30",
           "test29", "test28", "test27", "test26", "test25", "test24", "test23", "test22", "test21", "test20", "test19",
           "test18", "test17", "test16", "test15", "test14", "test13", "test12", "test11", "test10", "test9", "test8",
           "test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
-"""Split names, held-out first. test50: a fiftieth held-out split collected 2026-12-01 (session 19, helper
+"""Split names, held-out first. test51: a fifty-first held-out split collected 2026-12-01 (session 19, helper
+collect51, while collect52 collected test52) from GitHub issue and pull-request threads (where an extremely saturated
+search still found threads the corpus lacks: merged pull requests read from their diffs (TencentPretrain loading
+shards one at a time under ZeRO-3, mini_trainer's checkpoint offloaded to the CPU, miles' SFT scripts with
+expandable segments and a GLM-4.5 RL script's SGLang memory fraction, slime's FSDP actor sleeping before its memory
+was freed, NorBench's TensorFlow import and Jerboa's second model in evaluation, AutoIntent's embedding batch,
+neural-compressor's and vLLM-Omni's vLLM budgets), niche hardware (Gaudi2 host RAM in optimum-habana, a Trainium
+trace of LLaVA-1.5), CogVLM2's multi-GPU demo on 12-15 GB cards, RWKV-v7 training without --grad_cp, LongBench's
+eager attention, ESPnet, ColossalAI, mLoRA, ChatBLOOM, a uniem embedding fine-tune and a 2020 transformers thread
+on the CPU; five with Chinese text and one Russian; 20 repositories, 10 new to the corpus), frozen before its first
+measurement (UNMEASURED in tests/test_doctor_threads.py until then).
+test50: a fiftieth held-out split collected 2026-12-01 (session 19, helper
 collect50, while collect49 collected test49) from GitHub issue and pull-request threads (where an extremely saturated
 search still found threads the corpus lacks: host-RAM kills while loading LLMs (Pythia-12B on a 16 GB machine, a
 Jetson Nano, a Mojo llama2 port, Pygmalion-6B under WSL2, HQQ quantizing Mixtral, Tenstorrent's 70B load in fp32),

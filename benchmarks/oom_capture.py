@@ -270,6 +270,31 @@ SCENARIOS = {
     "dpo_eval_batch": (24, "rtx4090", "eval_batch", "a TRL DPO LoRA of Qwen3-4B (train batch 2) with "
                        "per_device_eval_batch_size=32: the eval forward is 64 sequences (chosen and rejected) of "
                        "~1,210 tokens"),
+    # the thirteenth batch (capture-s19d), written blind (session 19): one GPU, seven causes in forms no earlier
+    # script has, written and labelled by a writer who never read or ran the doctor; the arithmetic of each is in
+    # oom_scenarios/CAPTURE_S19D.md
+    "sft_eager_qlora": (48, "rtx-a6000", "eager_attention", "a TRL SFT QLoRA of Llama-3.1-8B loaded with "
+                        "attn_implementation='eager' at max_length=12288 (books): the backward of each checkpointed "
+                        "layer holds 32 heads x 12288^2 scores in fp32 and bf16, 45-54 GiB"),
+    "merge_dequantize": (12, "rtx3060", "save_merge", "an adapter merge script that loads Qwen3-8B in 4-bit on the GPU and "
+                         "calls base.dequantize() before PeftModel/merge_and_unload: 15.3 GiB of 16-bit weights"),
+    "lora_8bit_max_memory": (12, "rtx3060", "bnb_cpu_dispatch", "an 8-bit LoRA of Llama-3.1-8B loaded with "
+                             "device_map='auto' and max_memory={0: '8GiB'}: 8.5 GiB of 8-bit weights do not fit the "
+                             "budget, layers go to the CPU and bitsandbytes refuses"),
+    "eval_full_documents": (24, "rtx4090", "long_sample", "a Trainer LoRA of Qwen2.5-3B whose eval set (mixed.jsonl, "
+                            "for whole-document perplexity) is tokenized without truncation: the eval batch holding "
+                            "the 57,784-token document"),
+    "sft_by_name_no_dtype": (24, "rtx4090", "fp32_training", "TRL SFTTrainer given the model id of Qwen2.5-7B with no "
+                             "model_init_kwargs dtype: TRL 1.16 loads it in float32 (28.4 GiB), bf16=True or not"),
+    "sft_quant_config_ignored": (12, "rtx3060", "no_quant", "a QLoRA SFT that loads Qwen2.5-7B itself in bf16 and "
+                                 "passes quantization_config to SFTTrainer, which ignores it for an instantiated model: "
+                                 "14.2 GiB of 16-bit weights on a 12 GiB card"),
+    "generate_keep_outputs": (16, "rtx4080", "generation_batch", "batched summarization with Qwen3-4B that keeps every "
+                              "generate() output (return_dict_in_generate=True, so each batch's KV cache, ~2.3 GiB) in "
+                              "a list until the end"),
+    "classifier_amp_float": (24, "rtx4090", "fp32_training", "a LoRA sequence classifier of Qwen2.5-7B in a hand "
+                             "autocast loop that calls model.float() before moving it to the GPU: 26.3 GiB of fp32 "
+                             "weights"),
 }
 
 LAUNCH = {
@@ -506,6 +531,10 @@ def prepare(work: Path, needed: set | None = None) -> None:
                                 "rejected": words(rng, 150)}) + "\n")
     (work / "configs").mkdir(exist_ok=True)
     (work / "configs" / "qwen3_8b_lora.json").write_text(json.dumps(LORA_JSON, indent=2) + "\n")
+    rng = random.Random(1919)
+    with open(work / "reviews.jsonl", "w") as f:  # 300 product reviews labelled 0-4 (classifier_amp_float)
+        for _ in range(300):
+            f.write(json.dumps({"text": words(rng, rng.randrange(30, 80)), "label": rng.randrange(5)}) + "\n")
     for adapter, base in ADAPTERS.items():
         if (work / base).exists() and not (work / adapter / "adapter_config.json").exists():
             save_adapter(work / adapter, base)

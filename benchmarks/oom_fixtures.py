@@ -9,7 +9,8 @@
         benchmarks/results/oom_capture/capture-s18b.json benchmarks/results/oom_capture/capture-s18c.json \
         benchmarks/results/oom_capture/capture-s18d.json benchmarks/results/oom_capture/capture-s18e.json \
         benchmarks/results/oom_capture/capture-s18f.json benchmarks/results/oom_capture/capture-s19.json \
-        benchmarks/results/oom_capture/capture-s19b.json benchmarks/results/oom_capture/capture-s19c.json
+        benchmarks/results/oom_capture/capture-s19b.json benchmarks/results/oom_capture/capture-s19c.json \
+        benchmarks/results/oom_capture/capture-s19d.json
 
 A later capture file wins for a scenario both hold (capture-s13b re-ran qlora_batch on a larger card: on 8 GiB it had
 failed before the batch, and that failure is kept as qlora_prep_8gb).
@@ -137,6 +138,16 @@ PHASES = {  # where each failure happened, read from its traceback's frames
     "dpo_no_max_length": "later_step",  # DPOTrainer step 2 of 8 (bar 1/8), the batch with the long pair
     "lora_resume_checkpoint": "load",  # torch.load of the checkpoint onto cuda:0 (storage .to)
     "dpo_eval_batch": "eval",  # the evaluation at step 5 (bar 5/40), the LoRA forward at eval batch 32
+    # capture-s19d: eight more written blind in session 19 after capture-s19b's fixes, read and labelled before the
+    # doctor was run on them
+    "sft_eager_qlora": "first_step",  # SFTTrainer's first step (0/8): eager attention's softmax over 12k tokens
+    "merge_dequantize": "merge",  # the merge script's model.dequantize() of the 4-bit base on the GPU
+    "lora_8bit_max_memory": "load",  # from_pretrained's device map: bitsandbytes refuses the CPU-dispatched modules
+    "eval_full_documents": "eval",  # the evaluation at step 5 (eval bar 9/15), the batch holding the long document
+    "sft_by_name_no_dtype": "load",  # SFTTrainer loading the model by name: caching_allocator_warmup in float32
+    "sft_quant_config_ignored": "load",  # the Trainer moving the bf16 model onto the GPU (Module._apply)
+    "generate_keep_outputs": "generation",  # the third batch's generate(), beside the kept outputs
+    "classifier_amp_float": "load",  # model.float().to(device): Module._apply
 }
 
 _CAPACITY = re.compile(r"GPU (\d+) has a total capacity of [\d.]+ [KMG]iB of which [\d.]+ [KMG]iB is free\. "

@@ -62,14 +62,22 @@ ERROR_ONLY_MISS = {
                          "as the ordinary batch",
     "json_config_fp32": "a 30.51 GiB request while loading reads as weights too big for the card; that they are "
                         "float32 is in a JSON config the user did not post",
+    # capture-s19d, written blind after capture-s19b's fixes
+    "eval_full_documents": "the eval set tokenized with no truncation is in the script only; the error is the eval's "
+                           "attention mask at batch 4",
+    "sft_by_name_no_dtype": "the model named only in the script (TRL loading it by name, in float32); the error's "
+                            "28.37 GiB request has no model to weigh it against",
+    "sft_quant_config_ignored": "the BitsAndBytesConfig that never reaches from_pretrained is in the script only; the "
+                                "error is the bf16 weights moving onto a 12 GiB card",
+    "sft_modelconfig_qlora": "TRL's ModelConfig with the 4-bit options but not load_in_4bit is in the script only; the "
+                             "error is bf16 weights too big for the card as they load",
 }
 
 SCRIPT_MISS = {
+    "eval_full_documents": "the eval set is tokenized with no truncation (one 57k-token document), but the eval batch "
+                           "of 4, twice the training's, is what the posted arguments show: read as the eval batch",
     "json_config_fp32": "the script takes the model and its dtype from a JSON config (cfg['torch_dtype']) the user did "
                         "not post: the float32 weights are not in what the doctor is given",
-    "sft_modelconfig_qlora": "TRL's ModelConfig with a 4-bit quant type but load_in_4bit never set loads the 8B in "
-                             "bf16: the doctor reads bf16 weights filling the card (load_too_big); that the user meant "
-                             "QLoRA is not read from ModelConfig",
 }
 """Captures the doctor misses even with the script (strict: a rule that fixes one flips it)."""
 ERROR_ONLY_MISS.update(SCRIPT_MISS)  # what the script does not show, the error alone shows less
@@ -851,3 +859,61 @@ def test_losses_kept_in_a_list_until_one_backward_make_the_step_large():
     # a list of numbers for logging keeps no graph
     assert "sums_losses" not in analyse(loop.format(kept="out.loss.item()"), "t.py").settings
     assert "sums_losses" not in analyse(loop.format(kept="out.loss.detach()"), "t.py").settings
+
+
+# --- capture-s19d (written blind after capture-s19b's fixes): what its misses showed --------------------------------
+
+_MOVE = ('Traceback (most recent call last):\n  File "/work/train.py", line 17, in <module>\n'
+         '    model = model{cast}.to(device)\n'
+         '  File "/venv/lib/python3.12/site-packages/torch/nn/modules/module.py", line 1384, in to\n'
+         '  File "/venv/lib/python3.12/site-packages/torch/nn/modules/module.py", line 934, in _apply\n'
+         'torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 260.00 MiB. GPU 0 has a total capacity of '
+         '24.00 GiB of which 100.00 MiB is free. Of the allocated memory 22.90 GiB is allocated by PyTorch, and 10.00 '
+         'MiB is reserved by PyTorch but unallocated.')
+
+
+def test_the_model_cast_to_fp32_by_the_users_own_line_is_fp32_training():
+    d = diagnose(Inputs(error_text=_MOVE.format(cast=".float()")))
+    assert d.primary.id == "fp32_training" and d.primary.strength == "proven", [(c.id, c.strength) for c in d.causes]
+    assert not any(c.id == "fp32_training" and "casts the model" in " ".join(c.evidence)
+                   for c in diagnose(Inputs(error_text=_MOVE.format(cast=""))).causes)
+
+
+def test_a_load_requesting_four_bytes_per_parameter_is_float32_weights():
+    err = ('Traceback (most recent call last):\n  File "/venv/lib/python3.12/site-packages/transformers/modeling_utils.py'
+           '", line 5064, in caching_allocator_warmup\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate '
+           '{req} GiB. GPU 0 has a total capacity of 24.00 GiB of which 23.49 GiB is free. Of the allocated memory 0 '
+           'bytes is allocated by PyTorch, and 0 bytes is reserved by PyTorch but unallocated.')
+    script = ("from trl import SFTConfig, SFTTrainer\nfrom peft import LoraConfig\n"
+              "trainer = SFTTrainer(model='Qwen/Qwen2.5-7B', args=SFTConfig(output_dir='o', bf16=True), "
+              "train_dataset=ds, peft_config=LoraConfig(r=16))\ntrainer.train()\n")
+    d = diagnose(Inputs(error_text=err.format(req="28.37"), script=analyse(script, "t.py")))
+    assert d.primary.id == "fp32_training" and d.primary.strength == "proven", [(c.id, c.strength) for c in d.causes]
+    # half that is the 16-bit weights: no dtype to blame
+    d = diagnose(Inputs(error_text=err.format(req="14.19"), script=analyse(script, "t.py")))
+    assert not any("4 bytes for each" in " ".join(c.evidence) for c in d.causes)
+
+
+@pytest.mark.parametrize("where", ["trainer = SFTTrainer(model=model, train_dataset=ds, quantization_config=bnb)\n",
+                                   "print(bnb)\n"])
+def test_4bit_loading_written_but_never_given_to_the_load_is_the_missing_quantization(where):
+    script = ("import torch\nfrom transformers import AutoModelForCausalLM, BitsAndBytesConfig\n"
+              "bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4')\n"
+              "model = AutoModelForCausalLM.from_pretrained('Qwen/Qwen2.5-7B', dtype=torch.bfloat16, "
+              "device_map={'': 0})\n" + where)
+    # on a 12 GiB card, where the 7B's 16-bit weights alone are too big: the load's size, unless 4-bit was meant
+    err = _MOVE.format(cast="").replace("24.00 GiB", "12.00 GiB").replace("22.90 GiB", "11.20 GiB")
+    d = diagnose(Inputs(error_text=err, script=analyse(script, "t.py")))
+    assert d.primary.id == "no_quant" and d.primary.strength == "script", [(c.id, c.strength) for c in d.causes]
+    passed = script.replace("device_map={'': 0})", "device_map={'': 0}, quantization_config=bnb)")
+    d = diagnose(Inputs(error_text=err, script=analyse(passed, "t.py")))
+    assert not any("never receives it" in " ".join(c.evidence) for c in d.causes)
+
+
+def test_dequantizing_the_whole_model_is_the_merge():
+    err = ('Traceback (most recent call last):\n  File "/work/merge.py", line 18, in <module>\n'
+           '  File "/venv/lib/python3.12/site-packages/transformers/modeling_utils.py", line 1357, in dequantize\n'
+           '  File "/venv/lib/python3.12/site-packages/transformers/quantizers/base.py", line 217, in dequantize\n'
+           'torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 96.00 MiB.')
+    d = diagnose(Inputs(error_text=err))
+    assert d.case.oom.phase == "merge" and d.primary.id == "save_merge", [(c.id, c.strength) for c in d.causes]

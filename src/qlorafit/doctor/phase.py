@@ -21,7 +21,10 @@ from qlorafit.doctor.shortage import MEMORY_TALK, shortage
 _FRAMES = {
     "merge": r"merge_and_unload|merge_adapter|_unload_and_optionally_merge|save_pretrained_merged|unsloth_save_model|"
              r"push_to_hub_merged|push_to_hub_gguf|save_pretrained_gguf|_merge_lora|merge_lora\w*|export_model|"
-             r"merge_weights",
+             r"merge_weights|"
+             # transformers' PreTrainedModel.dequantize: the whole 16-bit model rebuilt from the 4-bit one, as a merge
+             # does (not bitsandbytes' per-layer dequantize_4bit of every 4-bit forward)
+             r"dequantize",
     "save": r"save_pretrained|save_model|_save_checkpoint|_save|save_state|save_file|save_checkpoint|"
             r"_save_optimizer_and_scheduler|consolidated_state_dict",
     "eval": r"evaluate|evaluation_loop|prediction_loop|prediction_step|_evaluate|eval_step|validation_step|"

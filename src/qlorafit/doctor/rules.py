@@ -453,9 +453,38 @@ def _quantized_adapter_on_16bit(c: Case) -> str | None:
             f"onto a base it loads in 16-bit (no quantization_config): 16 bits per frozen weight where 4 were meant")
 
 
+_QUANT_MEANT = re.compile(r"BitsAndBytesConfig\((?:[^()]|\([^()]*\))*?\bload_in_[48]bit\s*=\s*True|"
+                          r"\bbnb_4bit_(?:quant_type|compute_dtype|use_double_quant)\s*=", re.S)
+"""4-bit (or 8-bit) loading written in the script: a BitsAndBytesConfig asking for it, or the 4-bit options (TRL's
+ModelConfig(bnb_4bit_quant_type='nf4'))."""
+
+
+def _quantization_meant_not_applied(c: Case) -> str | None:
+    """The script writes 4-bit loading, yet the model it loads gets none of it (a BitsAndBytesConfig passed to the
+    trainer, which ignores it for a model already loaded; a ModelConfig with the 4-bit options but not load_in_4bit,
+    so get_quantization_config returns None): the weights load in 16-bit where 4 bits were meant. The evidence line."""
+    script = c.inputs.script.text if c.inputs.script is not None else ""
+    m = _QUANT_MEANT.search(script)
+    if m is None or not c.has_oom or E.quantized(c) is not False:
+        return None
+    line = script.count("\n", 0, m.start()) + 1
+    return (f"the script writes 4-bit loading (line {line}: `{m.group(0).splitlines()[0].strip()}`), but the model it "
+            f"loads never receives it: its from_pretrained asks for no quantization, so the weights load in 16-bit")
+
+
 def no_quant(c: Case) -> Cause | None:
     if c.full_fine_tune:
         return None  # every weight is trained: 4-bit frozen weights are a LoRA's option, not this run's (ddp_replica)
+    meant = _quantization_meant_not_applied(c)
+    if meant:
+        return Cause("no_quant", "the 4-bit loading the script writes never reaches the model",
+                     "the weights load in 16-bit unless the from_pretrained that builds the model is given the "
+                     "quantization config", [e for e in (_numbers(c), meant) if e], ("quantize",),
+                     [Action("pass the config to the load itself: from_pretrained(..., quantization_config=bnb_config) "
+                             "(TRL: load_in_4bit=True in ModelConfig, or the quantization_config in model_init_kwargs "
+                             "when the trainer loads the model by name)", "quality: slight",
+                             patch=["+ AutoModelForCausalLM.from_pretrained(..., quantization_config=bnb_config)"],
+                             id="quantize")], strength="script")
     qlora_on_16bit = _quantized_adapter_on_16bit(c)
     if qlora_on_16bit:
         return Cause("no_quant", "the QLoRA adapter's base is loaded in 16-bit",

@@ -145,12 +145,66 @@ def _move_then_cast(c: Case) -> Cause | None:
                  strength="script", phase="load")
 
 
+_CAST_TO_FP32 = re.compile(r"\b(?:model|base_model|net|policy|classifier|encoder|backbone)\w*\s*(?:=\s*\w+)?\."
+                           r"(?:float\(\)|to\((?:dtype\s*=\s*)?torch\.float32\))")
+"""The code casts the whole model to fp32 ('model = model.float().to(device)', 'model.to(torch.float32)'): every weight
+takes 4 bytes, whatever dtype it was loaded in. (Not a tensor's .float(): the logits' upcast is fp32_logits.)"""
+
+
+def _cast_to_fp32(c: Case) -> Cause | None:
+    """The model cast to fp32 by the user's own code: in the traceback's failing line (proven) or the posted script."""
+    in_trace = _CAST_TO_FP32.search(c.inputs.error_text or "")
+    m = in_trace or _CAST_TO_FP32.search(c.inputs.script.text if c.inputs.script is not None else "")
+    if m is None:
+        return None
+    return Cause("fp32_training", "the code casts the model to fp32",
+                 "`.float()` on a model makes every weight (and so every activation and gradient) 4 bytes, twice the "
+                 "16-bit size it was loaded in", [f"the {'traceback' if in_trace else 'script'} casts the model: "
+                                                   f"`{m.group(0)}`"],
+                 actions=[Action("keep the model in 16-bit (drop .float(); use autocast for mixed precision, and fp32 "
+                                 "only for the few weights that need it, such as a classification head)", "none",
+                                 patch=["- model = model.float()"], id="bf16")],
+                 strength="proven" if in_trace else "script", phase="load" if in_trace else None)
+
+
+FP32_LOAD_TOLERANCE = 0.03
+"""How close a load's one request must be to 4 bytes per parameter of the model to be its fp32 weights."""
+_WHOLE_MODEL_AT_ONCE = re.compile(r"\bin caching_allocator_warmup\b")
+"""transformers' from_pretrained reserving the bytes of every weight at once, at the dtype it loads them in."""
+
+
+def _fp32_load_request(c: Case) -> Cause | None:
+    """A load whose one failed request is 4 bytes for every parameter of the model the settings name (28.37 GiB for
+    Qwen2.5-7B's 7.6B): the weights are loaded in float32, whatever the run meant (a TRL trainer given the model by
+    name, a dtype left out). Proven where the request is from_pretrained's reservation of the whole model."""
+    req = c.oom.requested_bytes
+    params = c.shape.total_params() if c.shape is not None else None
+    if not (req and params) or c.oom.phase not in (None, "load") or abs(req - 4 * params) > FP32_LOAD_TOLERANCE * 4 * params:
+        return None
+    if c.full_fine_tune or E.full_tune(c):
+        return None  # every weight trained: its states (ddp_replica) outweigh the load's dtype, fp32 master weights anyway
+    whole = _WHOLE_MODEL_AT_ONCE.search(c.inputs.error_text or "")
+    ev = [f"the failed request of {gib(req)} is 4 bytes for each of {c.shape.name}'s {params / 1e9:.2f}B parameters: "
+          f"the weights are being loaded in float32" + (" (from_pretrained reserving the whole model at once)" if whole
+                                                       else "")]
+    if c.settings.get("trl_fp32_default"):
+        ev.append("the script gives the TRL trainer the model by name with no dtype in model_init_kwargs: TRL loads it "
+                  "in float32 (bf16=True only autocasts the compute)")
+    return Cause("fp32_training", "the weights are loaded in float32",
+                 "a checkpoint loads in float32 unless a 16-bit dtype is asked for: every weight takes 4 bytes, twice "
+                 "what it needs", ev,
+                 actions=[Action("load in 16-bit: from_pretrained(..., dtype=torch.bfloat16), or for a TRL trainer "
+                                 "given the model by name model_init_kwargs={'dtype': torch.bfloat16}", "none",
+                                 patch=["+ model_init_kwargs={'dtype': torch.bfloat16}"], id="bf16")],
+                 strength="proven" if whole else "numbers", phase="load")
+
+
 def fp32_training(c: Case) -> Cause | None:
     """Training in fp32: bf16/fp16 absent, False or commented out, and no 16-bit dtype for the weights; the weights,
     activations and logits all take twice the memory."""
     if not c.has_oom:
         return None
-    moved = _move_then_cast(c)
+    moved = _move_then_cast(c) or _cast_to_fp32(c) or _fp32_load_request(c)
     if moved is not None:
         return moved
     words = _FP32_WORDS.search(_report_words(c))

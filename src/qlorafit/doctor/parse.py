@@ -135,8 +135,8 @@ _CPU_WORDS = re.compile(r"node (?:is )?running low on memory|ray\.exceptions\.Ou
                         r"(?:(?<![\w-])RAM|system memory|host memory|CPU memory) (?:fills? up|filled up|maxe[sd] out|is all used)|"
                         r"(?:uses?|using|used|eats?|eating|ate|takes?|took|consumes?|consuming) (?:up )?all (?:of )?(?:the |my |"
                         r"our )?(?:a\w{3,7}ble )?(?:system |host |cpu )?RAM\b|"  # ('avilable' as typed too)
-                        # the host's RAM named as what the work lacks: 'crash ... instances that don't have at least 13-14
-                        # GiB of system RAM', 'an OOM issue on CPU'
+                        # the host's RAM named as what the work lacks: 'crash ... instances that don't have at
+                        # least 13-14 GiB of system RAM', 'an OOM issue on CPU'
                         r"\bcrash\w*\b[^.\n]{0,80}?\b(?:system|host|CPU) RAM\b|"
                         r"\b(?:OOM|out[- ]of[- ]memory)(?: (?:issue|error|problem|crash))? on (?:the )?(?:CPU|host)\b|"
                         r"(?<!GPU)(?<!GPU )(?<!卡)内存[^，。,.\n]{0,6}(?:升高|增长|上涨|增加|暴涨)[^。.\n]{0,16}(?:崩溃|挂|killed|"
@@ -318,7 +318,8 @@ def parse_cuda_numbers(text: str, out: OomText) -> None:
     """Fill the numbers of a CUDA OOM message, in whichever form it is written."""
     # PyTorch's 'Tried to allocate 2.00 GiB'; TensorFlow's and JAX's 'trying to allocate 392.00MiB' say the same
     out.requested_bytes = _size(r"(?:Tr[a-z]{0,2}ied|trying) to allocate " + _SIZE, text)  # 'Traied': typed by hand
-    if out.requested_bytes is None:  # ggml's (llama.cpp and its forks): 'allocating 15712.47 MiB on device 0: cudaMalloc failed'
+    if out.requested_bytes is None:
+        # ggml's (llama.cpp and its forks): 'allocating 15712.47 MiB on device 0: cudaMalloc failed'
         out.requested_bytes = _size(r"allocating " + _SIZE + r" on device \d+: cudaMalloc failed", text)
     # Ascend's torch_npu writes PyTorch's message with 'NPU' for 'GPU' ('NPU out of memory ... (NPU 0; 60.96 GiB total')
     m = re.search(r"\((?:GPU|NPU) (\d+); " + _SIZE + r" total capacity", text)

@@ -153,11 +153,12 @@ _OTHER_WORDS = re.compile(r"another (?:process|program|job|jupyter|notebook|kern
                           r"\b(?:ran|runs?|worked|works) (?:properly |fine |well |ok |okay |successfully |correctly )?(?:the )?"
                           r"first time\b[^\n]{0,80}?\b(?:again|second time|re-?ran|re-?run)\b|"
                           r"第一次(?:可以|能|正常){0,2}(?:运行|跑)[^。\n]{0,30}?(?:第二次|再次|再)(?:运行|跑)|"
-                          # the first run's memory not given back, and the next run fails: 'after the audio is generated
-                          # the GPU memory is not released; generating again runs out', 'memory is never freed between runs'
+                          # the first run's memory not given back, and the next run fails: 'after the audio is
+                          # generated the GPU memory is not released; generating again runs out'
                           r"(?:显存|内存|memory)\S{0,4}(?:并|都|也)?(?:未|没有|没|不)(?:被)?释放[^\n]{0,40}?(?:再次|再|第二次|又)|"
                           r"\bmemory (?:is|was|isn'?t|wasn'?t|does ?n[o']t get|never gets?|is never|was never) "
-                          r"(?:not )?(?:released|freed)\b[^\n]{0,60}?\b(?:again|second|next (?:run|call|generation|time))\b|"
+                          r"(?:not )?(?:released|freed)\b[^\n]{0,60}?\b(?:again|second|"
+                          r"next (?:run|call|generation|time))\b|"
                           # a server or notebook left running beside the run: 'fails if `ilab serve` is still running'
                           r"\b(?:serve|server|serving|service|notebook|kernel|jupyter|ollama|webui|process|job)\W{0,2} "
                           r"(?:is |was |are |were )?still running|"
@@ -256,8 +257,8 @@ def _phase_strength(c: Case) -> str:
 
 
 _KEPT_ON_GPU = re.compile(r"(?:predictions|outputs|results|embeddings)\b[^.\n]{0,20}?\b(?:are |is |get |were )?"
-                          r"(?:saved|kept|stored|held|left|collected)\b[^.\n]{0,12}?\b(?:in|on) (?:the )?(?:GPU|device|cuda)\b",
-                          re.I)
+                          r"(?:saved|kept|stored|held|left|collected)\b[^.\n]{0,12}?\b(?:in|on) (?:the )?"
+                          r"(?:GPU|device|cuda)\b", re.I)
 """The report says every input's outputs stay on the GPU ('all the predictions are saved in GPU'): they accumulate with
 the number of inputs, at an inference loop as at an evaluation."""
 _ACCUMULATION = re.compile(r"nested_concat|torch_pad_and_concatenate|_pad_and_concatenate|preds_host|compute_metrics|"

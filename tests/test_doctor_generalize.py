@@ -2453,6 +2453,7 @@ def test_one_allocation_of_nearly_the_whole_card_at_start_is_the_weights():
 def test_an_oom_on_a_board_sharing_its_ram_names_the_machines_memory(said):
     d = _d(said)
     assert d.case.oom.kind == "cpu" and d.primary.id == "cpu_ram", [c.id for c in d.causes]
+    assert "shares the host's" in d.primary.evidence[0]
     # one that names the GPU's memory stays the GPU's
     assert _d("On the Orin board GPU memory hits 90 GB and then OOM while saving").case.oom.kind != "cpu"
 

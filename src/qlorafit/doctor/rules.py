@@ -82,9 +82,11 @@ def cpu_ram(c: Case) -> Cause | None:
         return None
     o = c.oom
     presumed = o.form == "presumed"  # no out-of-memory said: the report names the host's memory, or a load stalls
+    board = SHARED_MEMORY_BOARD.search(E.text(c))
     ev = [f"host allocation failed: tried to allocate {gib(o.requested_bytes)} ({o.requested_bytes:,} bytes)"
           if o.requested_bytes else "the report names the host's memory, with no out-of-memory error quoted"
-          if presumed else "the host ran out of RAM (the kernel or the notebook killed the process)"]
+          if presumed else f"the machine's RAM ran out: on a {board.group(0)} the GPU has no memory of its own, it "
+          f"shares the host's" if board else "the host ran out of RAM (the kernel or the notebook killed the process)"]
     if o.phase:
         ev.append(f"phase: {o.phase.replace('_', ' ')} ({o.phase_evidence})")
     ram = Action("add RAM or swap (or a larger notebook runtime), or close other programs", "money or speed",

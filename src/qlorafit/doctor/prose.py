@@ -369,25 +369,31 @@ def card_lacks_bf16(text: str) -> str | None:
     card = re.search(rf"(?<![A-WYZa-wyz0-9]){_CARD}", text or "", re.I)
     if not card:
         return None
-    key = re.sub(r"[\s-]", "", card.group(0).strip().lower())
-    found = [catalog.get_gpu(n) for n in catalog.gpu_names() if key in (n.split("-")[0], n.replace("-", ""))]
+    found = _catalogue_cards(card.group(0).strip())
     return card.group(0).strip() if found and not any(g.bf16 for g in found) else None
+
+
+def _catalogue_cards(card: str) -> list:
+    """The catalogue's cards a name stands for: every variant of a shared name (A100 -> 40 and 80 GB), [] for one the
+    catalogue does not know."""
+    key = re.sub(r"[\s-]", "", card.lower())
+    found = []
+    for n in catalog.gpu_names():
+        base = n.split("-")[0]
+        for k in (key, key[:-1] if key.endswith("s") else key):  # '8 A100s': a plural, where no card ends in s
+            if k in (base, n.replace("-", "")):
+                found.append(catalog.get_gpu(n))
+                break
+    if not found:
+        try:
+            found.append(catalog.get_gpu(key))
+        except Exception:  # not in the catalogue
+            return []
+    return found
 
 
 def _catalogue_memory(card: str) -> int | None:
     """The catalogue's memory for a card's name; the largest variant when the name is shared (A100 40/80 GB): an
     argument that the weights do not fit then holds for every variant."""
-    key = re.sub(r"[\s-]", "", card.lower())
-    sizes = []
-    for n in catalog.gpu_names():
-        base = n.split("-")[0]
-        for k in (key, key[:-1] if key.endswith("s") else key):  # '8 A100s': a plural, where no card ends in s
-            if k in (base, n.replace("-", "")):
-                sizes.append(catalog.get_gpu(n).memory_bytes)
-                break
-    if not sizes:
-        try:
-            sizes.append(catalog.get_gpu(key).memory_bytes)
-        except Exception:  # not in the catalogue: the words gave no size
-            return None
-    return max(sizes)
+    found = _catalogue_cards(card)
+    return max(g.memory_bytes for g in found) if found else None

@@ -13,9 +13,9 @@ from qlorafit.doctor import evidence as E
 from qlorafit.doctor.case import Case, gib
 from qlorafit.doctor.cause import STRENGTH, Action, Cause
 from qlorafit.doctor.parse import BATCH_CAPPED, SHARED_MEMORY_BOARD, VLLM_KV_SIZING
-from qlorafit.doctor.phase import CHAT_HISTORY
+from qlorafit.doctor.phase import CHAT_HISTORY, progress_bars
 from qlorafit.doctor.prose import quantization_refused, quantization_stated
-from qlorafit.doctor.rules_setup import EVAL_BATCH_WORDS, eval_batch_evidence
+from qlorafit.doctor.rules_setup import EVAL_BATCH_WORDS, TRAINS_OR_EPOCHS, eval_batch_evidence
 from qlorafit.doctor.ruled_out import STATIC_CAUSES, batch_helps, batch_one_fails, ruled_out, some_data_fails
 from qlorafit.core.sizes import GIB, MIB
 
@@ -275,8 +275,6 @@ def _eval_batches_done(c: Case) -> str | None:
     """In an evaluation, the last progress bar before the failure ran to its end (3125/3125): every batch went through
     the model, so what ran out afterwards holds all of their outputs at once (the logits or embeddings gathered for the
     metric), not one batch. The evidence line, or None."""
-    from qlorafit.doctor.phase import progress_bars
-
     t = c.inputs.error_text or ""
     at = re.search(r"out of memory|OutOfMemoryError|Tried to allocate", t, re.I)
     bars = [b for b in progress_bars(t[:at.start()] if at else t) if b.phase not in ("load", "tokenization")]
@@ -752,7 +750,7 @@ def long_input(c: Case) -> Cause | None:
     t = c.inputs.error_text or ""
     m = _LONG_INPUT.search(t) or (_LARGER_MEDIA.search(t) if re.search(_MEDIA, t, re.I) else None)
     if not (c.has_oom and m) or c.oom.phase not in (None, "generation") or c.oom.kind in ("cpu", "dispatch") or \
-            re.search(r"\btrain|fine-?tun|微调|训练|\bepochs?\b", E.text(c), re.I) or E.uses_vllm(c):
+            TRAINS_OR_EPOCHS.search(E.text(c)) or E.uses_vllm(c):
         return None  # (a serving engine's context is its own reservation: vllm_memory)
     return Cause("long_sample", "one input is too long to run at once",
                  "an input's activations (an encoder's attention over a whole recording, a long prompt's keys and "

@@ -456,13 +456,18 @@ _EMBED_SERVED = re.compile(r"\b(?:serv(?:e|es|ed|ing)|ingest\w*|index(?:es|ed|in
 generates nothing, so what grows with the load is the batch each forward takes."""
 
 
+TRAINS_OR_EPOCHS = re.compile(r"\btrain|fine-?tun|微调|训练|\bepochs?\b", re.I)
+"""The report trains something (an epoch is training's: 'OOM in the first epoch even at batch size 3'): what runs out
+is then no inference of its own."""
+
+
 def _inference_batch(c: Case) -> Cause | None:
     """An inference batch named in a report that trains nothing: all of it goes through the model in one forward."""
     t = c.inputs.error_text or ""
     m = _INFERENCE_BATCH.search(t) or _EMBED_SERVED.search(t)
     if m is None or not c.has_oom or c.oom.kind in ("cpu", "dispatch", "kv_cache") or \
-            c.oom.phase not in (None, "generation") or re.search(r"\btrain|fine-?tun|微调|训练|\bepochs?\b", E.text(c), re.I):
-        return None  # (an epoch is training's: 'OOM in the first epoch even at batch size 3')
+            c.oom.phase not in (None, "generation") or TRAINS_OR_EPOCHS.search(E.text(c)):
+        return None
     return Cause("generation_batch", "the inference batch is too large for the card",
                  "every sequence of the batch goes through the model at once: activations (and any cache) grow with "
                  "batch x length", [f"the report says '{m.group(0)}'", "nothing is trained: the batch is the "

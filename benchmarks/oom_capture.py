@@ -295,6 +295,33 @@ SCENARIOS = {
     "classifier_amp_float": (24, "rtx4090", "fp32_training", "a LoRA sequence classifier of Qwen2.5-7B in a hand "
                              "autocast loop that calls model.float() before moving it to the GPU: 26.3 GiB of fp32 "
                              "weights"),
+    # the fourteenth batch (capture-s20), written blind (session 20): one GPU, eight causes in forms no earlier script
+    # has, written and labelled by a writer who never read or ran the doctor; the arithmetic of each is in
+    # oom_scenarios/CAPTURE_S20.md
+    "embed_docs_no_truncation": (16, "rtx4080", "long_sample", "embedding mixed.jsonl with Qwen3-4B (AutoModel, "
+                                 "last-token pooling) at batch 32 with padding=True and no truncation: the second "
+                                 "batch holds the 57,784-token document, so it is 32 x 57,784 tokens"),
+    "generate_hidden_states": (24, "rtx4090", "generation_batch", "generate() with Qwen3-4B on 24 documents of ~2,000 "
+                               "tokens with output_hidden_states=True and return_dict_in_generate=True: the prefill "
+                               "keeps all 37 layers' hidden states (24 x 2,100 x 2,560 each, 8.9 GiB) beside a 6.9 GiB "
+                               "KV cache"),
+    "sft_flag_kbit_prep": (24, "rtx4090", "kbit_prep_fp32", "a TRL SFT LoRA script whose load_in_4bit flag defaults to "
+                           "False but which calls prepare_model_for_kbit_training anyway: Qwen3-8B's 16-bit weights "
+                           "(15.3 GiB) cast to fp32 (30.5 GiB) on the GPU"),
+    "merge_fp32_base": (24, "rtx4090", "save_merge", "an adapter merge script that loads the Qwen3-8B base in float32 on "
+                        "the GPU to merge in full precision: 30.5 GiB of weights on a 24 GiB card, where the bf16 "
+                        "merge (15.3 GiB) fits"),
+    "grpo_shared_gpu": (24, "rtx4090", "other_process", "a TRL GRPO LoRA of Qwen3-4B (bf16, no vLLM, 16 completions of "
+                        "256 tokens per step) that fits a 24 GiB card alone, started while another process holds 14 "
+                        "GiB of it"),
+    "best_of_n_reward_model": (16, "rtx4080", "load_too_big", "best-of-n sampling that loads the Qwen3-4B policy "
+                               "(7.5 GiB) and a Qwen2.5-7B reward model (13.2 GiB) onto one 16 GiB card at once"),
+    "lora_on_merged_checkpoint": (24, "rtx4090", "fp32_training", "a Trainer LoRA of a merged Qwen3-8B checkpoint "
+                                  "loaded with dtype='auto' whose config.json says float32: 30.5 GiB of weights, "
+                                  "where bf16 (15.3 GiB) fits"),
+    "reward_model_batch": (16, "rtx4080", "batch_or_seq", "a TRL RewardTrainer LoRA of Qwen3-4B at "
+                           "per_device_train_batch_size=32: 64 sequences (chosen and rejected) of ~1,230 tokens per "
+                           "forward, 13.5 GiB of checkpoints beside 7.5 GiB of weights"),
 }
 
 LAUNCH = {
@@ -375,7 +402,8 @@ def script_path(name: str) -> Path:
 
 HOLDS = {"lora_beside_notebook": 16, "ddp_beside_notebook": 16,
          "qlora_beside_server": 16, "dpo_second_run": 16, "eval_generations_beside_training": 10,
-         "accelerate_lora_shared_gpu": 14, "reward_model_lora": 12}  # GiB another process holds on the card during the run
+         "accelerate_lora_shared_gpu": 14, "reward_model_lora": 12,
+         "grpo_shared_gpu": 14}  # GiB another process holds on the card during the run
 HOLD_GPU = {"ddp_beside_notebook": 1}  # the GPU it holds them on (0 where not listed)
 HOLDER = ("import sys, time, torch; x = torch.empty({gib} * 1024**3, dtype=torch.uint8, device='cuda'); "
           "print('held', flush=True); time.sleep(3600)")
@@ -443,8 +471,27 @@ LORA_JSON = {"model_name_or_path": "Qwen/Qwen3-8B", "torch_dtype": "float32", "t
              "num_train_epochs": 1, "output_dir": "qwen3-8b-lora"}
 """configs/qwen3_8b_lora.json, the experiment config json_config_fp32 reads (its torch_dtype is the mistake)."""
 
-MODELS_OF = {"json_config_fp32": [LORA_JSON["model_name_or_path"]]}
-"""Models a scenario uses that its script does not name (json_config_fp32 reads its model id from the JSON)."""
+MODELS_OF = {"json_config_fp32": [LORA_JSON["model_name_or_path"]], "lora_on_merged_checkpoint": ["Qwen/Qwen3-8B"]}
+"""Models a scenario uses that its script does not name (json_config_fp32 reads its model id from the JSON,
+lora_on_merged_checkpoint loads a merged checkpoint folder built from Qwen3-8B, MERGED)."""
+
+MERGED = {"qwen3-8b-sft-merged": ("Qwen/Qwen3-8B", "float32")}
+"""Merged checkpoints (folder: base model, the dtype its config.json records), as a merge script that merged and saved
+in float32 leaves them: the base's files linked, its config.json rewritten with that dtype (the weights stay bf16 on
+disk; from_pretrained(dtype='auto') reads the config's dtype and loads them in it)."""
+
+
+def save_merged(work: Path, folder: str, base: str, dtype: str) -> None:
+    src, out = (work / base).resolve(), work / folder
+    out.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():
+        if f.name != "config.json" and not (out / f.name).exists():
+            (out / f.name).symlink_to(f)
+    cfg = json.loads((src / "config.json").read_text())
+    for key in ("dtype", "torch_dtype"):
+        if key in cfg or key == "dtype":
+            cfg[key] = dtype
+    (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
 
 CHECKPOINT_SCRIPT = """
 import os, torch
@@ -538,6 +585,9 @@ def prepare(work: Path, needed: set | None = None) -> None:
     for adapter, base in ADAPTERS.items():
         if (work / base).exists() and not (work / adapter / "adapter_config.json").exists():
             save_adapter(work / adapter, base)
+    for folder, (base, dtype) in MERGED.items():
+        if (work / base).exists() and not (work / folder / "config.json").exists():
+            save_merged(work, folder, base, dtype)
     (work / "fsdp.yaml").write_text(FSDP_YAML)
     (work / "zero3.yaml").write_text(ZERO3_YAML)
     for name, stage in DS_CONFIG.items():

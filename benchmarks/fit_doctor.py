@@ -94,7 +94,9 @@ FIRST_COMMIT = {"train": ("cee5fcb", "doctor-threads-baseline.json"),
                 "test47": ("da8f9e8", "doctor-threads-test47-frozen.json"),
                 "test48": ("ba3a3a3", "doctor-threads-test48-frozen.json"),
                 "test49": ("9174200", "doctor-threads-test49-frozen.json"),
-                "test50": ("9174200", "doctor-threads-test50-frozen.json")}
+                "test50": ("9174200", "doctor-threads-test50-frozen.json"),
+                "test51": ("5752ab5", "doctor-threads-test51-frozen.json"),
+                "test52": ("5752ab5", "doctor-threads-test52-frozen.json")}
 RESULTS_SPLIT = {"seen": "test"}  # the first test split was called 'test' when it was first measured
 
 

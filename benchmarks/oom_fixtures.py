@@ -148,6 +148,15 @@ PHASES = {  # where each failure happened, read from its traceback's frames
     "sft_quant_config_ignored": "load",  # the Trainer moving the bf16 model onto the GPU (Module._apply)
     "generate_keep_outputs": "generation",  # the third batch's generate(), beside the kept outputs
     "classifier_amp_float": "load",  # model.float().to(device): Module._apply
+    # capture-s20: eight written blind in session 20, read and labelled before the doctor was run on them
+    "embed_docs_no_truncation": "unknown",  # the user's embed() forward at batch 32 (inference, no generate)
+    "generate_hidden_states": "generation",  # generate() -> _sample's prefill forward (an MLP of the 24 prompts)
+    "sft_flag_kbit_prep": "load",  # peft's prepare_model_for_kbit_training casting to fp32, before the trainer
+    "merge_fp32_base": "merge",  # the merge script's from_pretrained of the fp32 base (caching_allocator_warmup)
+    "grpo_shared_gpu": "generation",  # GRPOTrainer's first training_step (0/75): generate's forward
+    "best_of_n_reward_model": "load",  # from_pretrained of the reward model beside the policy
+    "lora_on_merged_checkpoint": "load",  # from_pretrained(dtype='auto') of a float32 checkpoint
+    "reward_model_batch": "first_step",  # RewardTrainer's first step (0/12): compute_loss's forward
 }
 
 _CAPACITY = re.compile(r"GPU (\d+) has a total capacity of [\d.]+ [KMG]iB of which [\d.]+ [KMG]iB is free\. "

@@ -134,11 +134,15 @@ def _catalogue_variant(name: str) -> str | None:
     instruct, chat or pre-quantized release has the shape of its base model."""
     leaf = _VARIANT.sub("", name.strip().rsplit("/", 1)[-1].lower())
     leaf = leaf.replace("meta-llama-", "llama-")
+    derived = []
     for cname, m in catalog._load("models.json")["models"].items():  # the catalogue's own table (name -> hf_id)
         hf_leaf = _VARIANT.sub("", m["hf_id"].rsplit("/", 1)[-1].lower()).replace("meta-llama-", "llama-")
         if leaf in (cname, hf_leaf):
             return cname
-    return None
+        # a folder of the user's own named after its base ('qwen3-8b-sft-merged', 'llama-3-8b_finetuned'): the base's
+        # shape, by the longest catalogue name it starts with
+        derived += [(len(n), cname) for n in (cname, hf_leaf) if re.match(re.escape(n) + r"[-_]", leaf)]
+    return max(derived)[1] if derived else None
 
 
 def _setup(c: Case) -> None:
@@ -263,7 +267,7 @@ def _kept_logits_is_the_eval(c: Case) -> None:
     if kept and o.phase in (None, "first_step", "training") and c.inputs.script is not None \
             and not c.inputs.script.trains:
         o.phase = "eval"
-        o.phase_evidence = f"the script evaluates, keeping every batch's logits ({kept})"
+        o.phase_evidence = f"the script evaluates, keeping every batch's outputs ({kept})"
 
 
 def build_case(inputs: Inputs) -> Case:

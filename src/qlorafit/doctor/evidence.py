@@ -104,6 +104,40 @@ _SIXTEEN_WORDS = re.compile(r"\b(?:16[- ]?bit|bf16|fp16|b?float16|half precision
 TRAINING_WORDS = re.compile(r"\btrain|fine-?tun|\blora\b|\bsft\b|\bdpo\b|\bgrpo\b|batch[ _]size|微调|训练", re.I)
 
 
+_FORWARD_FRAME = re.compile(r"\b(?:activations|functional|modeling_\w+|linear|normalization|sparse|conv|activation|"
+                            r"\w*attention\w*)\.py\W{1,3},? line \d+, in (?:forward|_forward|\w*gelu\w*|\w*silu\w*|\w*swish\w*|"
+                            r"softmax|linear|layer_norm|rms_norm|\w*attn\w*|\w*attention\w*|embedding|_conv_forward)\b", re.I)
+"""A frame of a model's forward computation (an activation, a linear layer, attention, a norm): where a batch's
+activations are allocated."""
+_LOAD_FRAME = re.compile(r"\bin (?:from_pretrained|_load_pretrained_model|load_state_dict|load_checkpoint\w*|"
+                         r"_load_state_dict_into\w*|safe_open|load_file|torch_load|save_pretrained|save_model|"
+                         r"_save\w*|merge_and_unload|map|_map_single|tokenize\w*)\b")
+_ON_CPU = re.compile(r"\bonnx\s?runtime\b|\bonnxruntime\b(?![_-]genai)|\bONNX (?:embedder|embedding model|model)\b|"
+                     r"\b(?:runs?|running|ran|inference|infer\w*|embedd\w*|encod\w*|train\w*) on (?:the )?CPU\b|"
+                     r"\bCPU[- ]only\b|device\s*=\s*[\"']cpu[\"']", re.I)
+"""The report's model runs on the CPU: ONNX Runtime (CPU unless given the CUDA provider), an inference or a training
+said to run on the CPU, a CPU-only machine, device='cpu'."""
+
+
+def forward_on_cpu(c: Case) -> str | None:
+    """A host out-of-memory raised by the model's own forward on the CPU: the evidence, or None. A model that runs on
+    the CPU keeps its activations in host RAM, so what ran out is the batch's (or the input's) activations, as on a
+    card; host RAM is only where they lived. Shown by a forward frame of the failed allocation with no load, save,
+    merge or tokenization frame; or said: a model run on the CPU (ONNX Runtime, 'inference on CPU') whose batch the
+    report names."""
+    if c.oom.kind != "cpu" or c.oom.phase in ("load", "save", "merge", "tokenization"):
+        return None
+    t = c.inputs.error_text or ""
+    frame = _FORWARD_FRAME.search(t)
+    if frame and not _LOAD_FRAME.search(t) and re.search(r"DefaultCPUAllocator|can't allocate memory|not enough memory: "
+                                                        r"you tried to allocate", t):
+        return f"the host allocation failed in the model's forward ('{frame.group(0)}'): the model runs on the CPU"
+    cpu = _ON_CPU.search(text(c))
+    if cpu and re.search(r"batch", t, re.I):
+        return f"the report says '{cpu.group(0)}': the model runs on the CPU, so its batch's activations are in host RAM"
+    return None
+
+
 _PLAIN_TUNE = re.compile(r"(?<![A-Za-z])lora(?![A-Za-z])|full[- ]?(?:fine-?tun\w*|parameter)|全参|全量", re.I)
 """A LoRA (not QLoRA: 'qlora' does not match) or a full fine-tune named in words."""
 
@@ -120,8 +154,10 @@ def weights_quantized(c: Case) -> bool:
     return prose.quantization_stated(text(c)) is not None
 
 
-_LORA_NAMED = re.compile(r"(?<![A-Za-z_])q?lora(?![A-Za-z_])", re.I)
-"""LoRA or QLoRA named as a method, not inside a flag's name ('--lora_rank 8' is in every LLaMA-Factory command)."""
+_LORA_NAMED = re.compile(r"(?<!between )(?<!than )(?<!instead of )(?<!compared to )(?<!compared with )(?<!vs\. )(?<!vs )"
+                         r"(?<![A-Za-z_])q?lora(?![A-Za-z_])(?! (?:and|or|vs\.?|versus) full\b)", re.I)
+"""LoRA or QLoRA named as a method, not inside a flag's name ('--lora_rank 8' is in every LLaMA-Factory command),
+nor as the other side of a comparison ('performance between LoRA and fully fine-tuning', 'LoRA vs full')."""
 
 
 def lora_16bit(c: Case) -> bool:
@@ -136,6 +172,9 @@ def lora_16bit(c: Case) -> bool:
 
 
 _FULL_TUNE = re.compile(r"(?:continu\w*|continual|incremental) pre-?train\w*|继续预训练|增量预训练|二次预训练|"
+                        # pretraining a model (not the pretrained one, nor pretraining's data): every weight trains
+                        r"(?<![A-Za-z])pre-?training\b(?! (?:data|dataset|corpus|checkpoints?|weights|objective|stage|"
+                        r"phase|tokens))|\bfrom scratch\b|"
                         r"full(?:y)?[- ]?(?:fine-?tun\w*|fune?tun\w*|finetun\w*|parameter|param|training|tuning)|全参|全量(?:微调|训练)?|"
                         # 'full微调', 'full模式' (ms-swift's sft_type full, said in Chinese), '--sft_type full'
                         r"(?<![A-Za-z])full\s?(?:微调|训练|模式)|(?:sft|train)_type\W{1,3}full\b", re.I)
@@ -274,6 +313,8 @@ _RESERVING_ENGINE = re.compile(r"\bsglang\b|mem[_-]fraction[_-]static|\blmdeploy
                                # unless set) up front
                                r"\bllama_new_context_with_model\b|\bllama_kv_cache_init\b|\bllama_init_from_\w+|"
                                r"\bllama_model_loader\b|\bggml_init_cublas\b|"
+                               # ggml's GPU backends by their log prefix (llama.cpp's Vulkan, CUDA, Metal, SYCL builds)
+                               r"\bggml_(?:vulkan|cuda|metal|sycl)\b|"
                                # ExLlama's bits per weight ('the 2.3bpw version fits'): its EXL2 quantization
                                r"\b\d(?:\.\d+)?\s?bpw\b|"
                                r"onnxruntime[_-]genai|OnnxRuntimeGenAI", re.I)
@@ -290,7 +331,8 @@ allocates such an engine's per-layer KV buffers up front ('self.value_buffer = [
 range(layer_num)]', LightLLM's memory manager)."""
 
 
-_LAYER_OFFLOAD = re.compile(r"\bollama\b|llama\.cpp|llama[-_]cpp|\bkoboldcpp\b|n_gpu_layers|--n-gpu-layers|--gpulayers|"
+_LAYER_OFFLOAD = re.compile(r"\bollama\b|llama\.cpp|llama[-_]cpp|\bkoboldcpp\b|\bggml_(?:vulkan|cuda|metal|sycl)\b|"
+                            r"n_gpu_layers|--n-gpu-layers|--gpulayers|"
                             r"\bgpu[ _-]layers\b|-ngl\b", re.I)
 """Engines that put only some of a model's layers on the card and keep the rest in host RAM (llama.cpp, Ollama,
 koboldcpp), or their layer count: weights larger than the card still run there, so what fails is the share placed
@@ -378,6 +420,13 @@ def _sets_precision(script) -> bool:
     return script.model_call is not None or any(script.first(n) is not None for n in ARGS_CALLS)
 
 
+def _trainer_args(script) -> bool:
+    """The posted script builds a trainer's arguments (TrainingArguments, a TRL config): it trains."""
+    from qlorafit.doctor.script import ARGS_CALLS
+
+    return script is not None and any(script.first(n) is not None for n in ARGS_CALLS)
+
+
 def precision(c: Case) -> str | None:
     """'16-bit' when bf16/fp16 is on (or set from an expression), 'fp32' when the flags are off, absent or commented
     out and nothing else sets a 16-bit dtype, None when the input does not say."""
@@ -390,6 +439,10 @@ def precision(c: Case) -> str | None:
         return "16-bit"
     dtype = str(s.get("torch_dtype") or s.get("dtype") or "").lower()
     if c.inputs.script is None and not c.from_user:
+        return None
+    if s.get("quant") and not _trainer_args(c.inputs.script) and not any(k in s for k in ("bf16", "fp16")):
+        # a 4/8-bit load that trains nothing: bitsandbytes keeps what it does not quantize in 16-bit by default
+        # (transformers overrides a missing torch_dtype with float16 for it), so no flag left unset makes it fp32
         return None
     if any(k in s for k in ("bf16", "fp16", "commented_bf16", "commented_fp16")) or _sets_precision(c.inputs.script):
         if ("16" in dtype and "float32" not in dtype) or dtype == "auto":

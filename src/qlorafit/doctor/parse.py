@@ -91,7 +91,11 @@ def _size(pattern: str, text: str) -> int | None:
     return size_bytes(m.group(1)) if m else None
 
 
-_DISPATCH = re.compile(r"Some modules are dispatched on the CPU or the disk")
+DISPATCH = re.compile(r"Some modules are dispatched on the CPU or the disk|"
+                       # bitsandbytes' older refusal of the same placement: 'If max_memory=max_memory, it will throw
+                       # 8-bit operations are not supported under CPU'
+                       r"[48]-bit operations? (?:on `?bitsandbytes`? )?(?:are|is) not supported under CPU", re.I)
+"""bitsandbytes' refusal of 4/8-bit layers that accelerate's device map put on the CPU, in its current and older words."""
 DISK_OFFLOAD = re.compile(r"will be offloaded to disk\W+(?:please )?pass along an .?offload_folder", re.I)
 """accelerate's refusal to place the model when the GPUs and the host RAM together cannot hold it ('At least one of the
 model submodule will be offloaded to disk, please pass along an `offload_folder`'): the weights do not fit, at the
@@ -181,7 +185,9 @@ _GPU_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- 
                         r"memory (?:usage|use|consumption)|"
                         # the model does not fit one card: 'cannot run a 72B on a single GPU', '单卡放不下'
                         r"(?:does ?n[o']t|won'?t|cannot|can'?t|can not|unable to) (?:fit|run|load)\b[^.\n]{0,40}\b(?:on|in|into) "
-                        r"(?:a single|one|a|single|my|our|the|this) [\w -]{0,12}?(?:gpu|card|[AHLVT]\d{1,3}|\d{4})\b|无法在单(?:张)?卡|单(?:张|块)?卡(?:无法|放不下|装不下|跑不了|跑不动)", re.I)
+                        r"(?:a single|one|a|single|my|our|the|this) [\w -]{0,12}?(?:gpu|card|[AHLVT]\d{1,3}|\d{4})\b|无法在单(?:张)?卡|单(?:张|块)?卡(?:无法|放不下|装不下|跑不了|跑不动)|"
+                        # 'cannot hold' said of what the memory must hold: '80G A100放不下80的batch_size'
+                        r"(?:放|装|塞)不下", re.I)
 
 
 _HOST_NAMED = re.compile(r"(?:\bhost|\bCPU|\bsystem|\bnode)[ -]?(?:RAM|memory|mem)\b|\bRSS\b|\bfree -[hgm]\b|"
@@ -282,14 +288,19 @@ def oom_kind(text: str) -> str | None:
     if re.search(r"cudaMalloc(?:Managed|Host)? failed|bitsandbytes[^\n]*(?:out of memory|alloc)", text, re.I):
         return "bnb"
     # ('CUDA failed with error out of memory': CTranslate2's, under faster-whisper and WhisperX; TensorFlow's
-    # ResourceExhaustedError; Vulkan's VK_ERROR_OUT_OF_DEVICE_MEMORY: MLC LLM, llama.cpp's Vulkan build)
+    # ResourceExhaustedError; Vulkan's VK_ERROR_OUT_OF_DEVICE_MEMORY: MLC LLM, llama.cpp's Vulkan build, whose
+    # ggml_vulkan prints it as 'vk::Device::allocateMemory: ErrorOutOfDeviceMemory' after 'Device memory allocation of
+    # size N failed')
+    if DISPATCH.search(text) and not re.search(r"Tried to allocate|total capacity", text):
+        return "dispatch"  # the library's refusal quoted beside an OOM told only in words: the refusal is what it printed
     if re.search(r"CUDA out of memory|(?<!ray\.exceptions\.)OutOfMemoryError|CUDA error: out of memory|CUDA_ERROR_OUT_OF_MEMORY|"
                  r"CUDA failed with error out of memory|ResourceExhaustedError|VK_ERROR_OUT_OF_DEVICE_MEMORY|"
+                 r"ErrorOutOfDeviceMemory|Device memory allocation of size \d+ failed|"
                  r"Tried to allocate \d+(?:\.\d+)? ?[KMG]i?B", text):  # the message cut to its middle still is one
         return "bnb" if re.search(r"bitsandbytes[/\\]", text) and not re.search(r"total capacity", text) else "cuda"
     if DISK_OFFLOAD.search(text):
         return "cuda"  # the model fits neither the GPUs nor, with them, the host RAM: read as the weights on the GPU
-    if _DISPATCH.search(text):
+    if DISPATCH.search(text):
         return "dispatch"
     if _KV_CACHE.search(text):
         return "kv_cache"
@@ -321,6 +332,9 @@ def parse_cuda_numbers(text: str, out: OomText) -> None:
     if out.requested_bytes is None:
         # ggml's (llama.cpp and its forks): 'allocating 15712.47 MiB on device 0: cudaMalloc failed'
         out.requested_bytes = _size(r"allocating " + _SIZE + r" on device \d+: cudaMalloc failed", text)
+    if out.requested_bytes is None:  # ggml's Vulkan backend, in bytes: 'Device memory allocation of size 118497280 failed'
+        m = re.search(r"Device memory allocation of size (\d+) failed", text)
+        out.requested_bytes = int(m.group(1)) if m else None
     # Ascend's torch_npu writes PyTorch's message with 'NPU' for 'GPU' ('NPU out of memory ... (NPU 0; 60.96 GiB total')
     m = re.search(r"\((?:GPU|NPU) (\d+); " + _SIZE + r" total capacity", text)
     if m:  # old form: everything in one parenthesis

@@ -21,7 +21,7 @@ from qlorafit.doctor.shortage import MEMORY_TALK, shortage
 _FRAMES = {
     "merge": r"merge_and_unload|merge_adapter|_unload_and_optionally_merge|save_pretrained_merged|unsloth_save_model|"
              r"push_to_hub_merged|push_to_hub_gguf|save_pretrained_gguf|_merge_lora|merge_lora\w*|export_model|"
-             r"merge_weights|"
+             r"merge_weights|merge_script|"
              # transformers' PreTrainedModel.dequantize: the whole 16-bit model rebuilt from the 4-bit one, as a merge
              # does (not bitsandbytes' per-layer dequantize_4bit of every 4-bit forward)
              r"dequantize",
@@ -68,12 +68,19 @@ _FRAME_LINES = (
 )
 
 
+_MERGE_SCRIPT = re.compile(r"File \"(?:[^\"]*[/\\])?merge\w*\.py\", line \d+, in <module>")
+"""The top frame of a script the user named for the merge ('merge_lora.py', 'merge_peft_adapter.py'): every line of it,
+its loads included, serves the merge."""
+
+
 def frame_names(text: str) -> list[str]:
-    """Function names of the traceback frames, outermost first, whatever the traceback's form."""
+    """Function names of the traceback frames, outermost first, whatever the traceback's form (a merge script's top
+    frame is named 'merge_script')."""
     hits = []
     for rx in _FRAME_LINES:
         hits += [(m.start(), m.group(1)) for m in rx.finditer(text)]
-    return [n for _, n in sorted(hits)]
+    merge = {m.start() for m in _MERGE_SCRIPT.finditer(text)}
+    return ["merge_script" if at in merge else n for at, n in sorted(hits)]
 
 
 def phase_from_frames(names: list[str]) -> tuple[str | None, str]:

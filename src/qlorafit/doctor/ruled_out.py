@@ -46,7 +46,8 @@ _BATCH_TRIED = re.compile(r"regardless of (?:the )?batch|"
 """The report says it fails even at a micro-batch of 1, or at any batch."""
 
 
-_BATCH_ONE = re.compile(r"(?:(?:micro|per[_ ]device[_ ](?:train[_ ])?|train[_ ])?batch[_ ]?size|\bbs|\bbatch)\s?(?:set(?:ting)? )?(?:==?|:|to|of|"
+_BATCH_ONE = re.compile(r"(?:(?:micro|per[_ ]device[_ ](?:train[_ ])?|train[_ ])?batch[_ ]?size|\bbs|\bbatch)\s?"
+                        r"(?:(?:had |has |have |was |is )?(?:been )?set(?:ting)? )?(?:==?|:|to|of|"
                         r"at|is|was|设为|设置为|设置成|设成|为|改为|改成|调为|调到)?\s?1(?![\d.])", re.I)
 _STILL = re.compile(r"\b(?:still|even|also|again|anyway|regardless|same (?:error|problem|issue|OOM)|does ?n[o']t help|"
                     r"did ?n[o']t help|no (?:luck|help|change))\b|还是|仍然|依然|仍|也(?:会|是|还|一样)?(?:OOM|oom|爆|报|溢出|不行)|"

@@ -21,6 +21,11 @@ from qlorafit.core.sizes import GIB, MIB
 
 OTHER_PROCESS_MIN_BYTES = int(1.5 * GIB)
 """GPU memory outside this process's PyTorch pool beyond this is another process (a CUDA context is ~0.3-1 GiB)."""
+OTHER_HOLDS_MOST = 0.5
+OWN_POOL_SMALL = 0.25
+"""Memory held outside this process of at least half the card, while this process's own pool is at most a quarter of
+it: the card was taken before this process could use it (another process, or another framework in the same process
+such as TensorFlow taking the whole card at import), known from the numbers alone."""
 FRAGMENTATION_SHARE = 0.2
 """Fragmentation needs reserved-but-unallocated memory that is this share of the card or more AND larger than the
 failed request: a few hundred MiB of free fragments on a 24 GiB card next to a 2 GiB request is not the cause. (0.1
@@ -78,7 +83,7 @@ _LOADER_WORKER = re.compile(r"DataLoader worker \(pids?[^)]*\) (?:is killed|exit
 
 def cpu_ram(c: Case) -> Cause | None:
     """Host RAM, with the fix for the phase it ran out in: the load, tokenization, saving or merging."""
-    if c.oom.kind != "cpu":
+    if c.oom.kind != "cpu" or E.forward_on_cpu(c):  # a model run on the CPU: its batch, not the RAM (batch_or_seq)
         return None
     o = c.oom
     presumed = o.form == "presumed"  # no out-of-memory said: the report names the host's memory, or a load stalls
@@ -161,6 +166,11 @@ _OTHER_WORDS = re.compile(r"another (?:process|program|job|jupyter|notebook|kern
                           r"\bmemory (?:is|was|isn'?t|wasn'?t|does ?n[o']t get|never gets?|is never|was never) "
                           r"(?:not )?(?:released|freed)\b[^\n]{0,60}?\b(?:again|second|"
                           r"next (?:run|call|generation|time))\b|"
+                          # earlier work that never gives the card back: 'ONNX Runtime has the bad habit of not
+                          # releasing GPU memory', so each finished session's memory stays held (said, not asked:
+                          # 'or is something not releasing GPU memory?' is a guess)
+                          r"\b(?:not|never|does ?n[o']t|won'?t|fails? to) releas\w* (?:the |its |any |their )?(?:gpu|cuda|"
+                          r"device|video) memory\b(?![^\n.?]*\?)|"
                           # a server or notebook left running beside the run: 'fails if `ilab serve` is still running'
                           r"\b(?:serve|server|serving|service|notebook|kernel|jupyter|ollama|webui|process|job)\W{0,2} "
                           r"(?:is |was |are |were )?still running|"
@@ -230,27 +240,42 @@ def other_process(c: Case) -> Cause | None:
     # - this process) it stays a guess: a display, another rank or the context may be what holds it
     named = any(b >= max(OTHER_PROCESS_MIN_BYTES, 0.1 * (o.total_bytes or 0)) for b in o.other_processes.values()) \
         and not _weights_exceed_card(c)
+    # most of the card held outside a small pool of this process's own (22.5 of 23.7 GiB, with 1.2 GiB in the pool):
+    # no display, context or batch of this process explains it, the numbers show the card taken from it
+    most = other >= OTHER_HOLDS_MOST * o.total_bytes and max(o.reserved_bytes, o.process_bytes or 0) <= \
+        OWN_POOL_SMALL * o.total_bytes
     return Cause("other_process", "another process holds the GPU", "this process could only use what was left", ev,
                  actions=[Action("stop the other process (nvidia-smi lists it; restart the notebook kernel that "
                                  "loaded a model earlier), or pick a free GPU with CUDA_VISIBLE_DEVICES", "none",
                                  other, "parsed: total - free - this process", id="free_gpu")],
-                 strength="proven" if named else "inferred")
+                 strength="proven" if named else "numbers" if most else "inferred")
 
 
 def save_merge(c: Case) -> Cause | None:
     if c.oom.phase not in ("save", "merge"):
         return None
     what = "merging the adapter" if c.oom.phase == "merge" else "saving a checkpoint"
+    # the merge's base loaded in float32 ('dtype=torch.float32' on the failing line or in the script): twice the
+    # memory a 16-bit merge needs, and the first lever
+    fp32 = _FP32_LOAD.search(E.text(c)) if c.oom.phase == "merge" else None
+    bf16 = [Action("load the base in 16-bit for the merge (dtype=torch.bfloat16): a float32 base takes twice the "
+                   "memory, and the merged weights are saved in 16-bit anyway", "none",
+                   patch=["- dtype=torch.float32", "+ dtype=torch.bfloat16"], id="bf16")] if fp32 else []
     return Cause("save_merge", f"out of memory while {what}",
                  "merging dequantizes the base model to 16-bit (about 4x its 4-bit size) on top of the training state; "
                  "saving gathers the weights (and optimizer state) before writing them",
-                 [f"phase: {c.oom.phase} ({c.oom.phase_evidence})", _numbers(c)],
-                 actions=[Action("save only the adapter during training; merge afterwards in a fresh process, layer by "
+                 [f"phase: {c.oom.phase} ({c.oom.phase_evidence})", _numbers(c)]
+                 + ([f"the merge loads the base in float32 ('{fp32.group(0)}')"] if fp32 else []),
+                 actions=bf16 + [Action("save only the adapter during training; merge afterwards in a fresh process, layer by "
                                  "layer (`qlorafit merge`) or on the CPU", "speed: a separate merge step",
                                  id="merge_separately"),
                           Action("free the trainer before merging: del trainer, optimizer; gc.collect(); "
                                  "torch.cuda.empty_cache()", "none", id="free_trainer")],
                  strength=_phase_strength(c))
+
+
+_FP32_LOAD = re.compile(r"(?:torch_)?dtype\s*=\s*(?:torch\.)?float32|(?:torch_)?dtype\s*=\s*[\"']float32[\"']")
+"""A load asking for float32 weights by its dtype argument."""
 
 
 def _phase_strength(c: Case) -> str:
@@ -302,8 +327,9 @@ def eval_logits(c: Case) -> Cause | None:
     ev = [f"phase: evaluation ({c.oom.phase_evidence})" if c.oom.phase == "eval" else
           f"phase: {c.oom.phase or 'unknown'}, over many inputs", _numbers(c)]
     if c.settings.get("keeps_logits"):
-        ev.append(f"the script keeps every batch's logits on the GPU ({c.settings['keeps_logits']}): tokens x vocab "
-                  f"values per batch, until the loop ends")
+        ev.append(f"the script keeps every batch's outputs on the GPU ({c.settings['keeps_logits']}): logits are "
+                  f"tokens x vocab values per batch, and an output kept with its autograd history keeps the activations "
+                  f"behind it, until the loop ends")
     elif script_metrics:
         ev.append("the script passes compute_metrics without preprocess_logits_for_metrics: every eval batch's "
                   "logits are kept")
@@ -568,7 +594,7 @@ def no_quant(c: Case) -> Cause | None:
 
 
 _LONG_WORDS = re.compile(r"(?:long|longer|longest|very long|too long|overly long|over-long) (?:sentences?|samples?|"
-                         r"sequences?|examples?|inputs?|outputs?|data|documents?)|"
+                         r"sequences?|examples?|inputs?|outputs?|data|documents?|lines (?:of|in)\b|texts)|"
                          # the thing too long is the text ('文本过长', '超长文本'), not a wait ('等待时间过长')
                          r"(?:文本|序列|样本|句子|数据|输入|输出|上下文|长度|回答|回复|token|output|input|text|prompt|response|answer)\S{0,3}"
                          r"(?:超长|过长|太长|(?:比较|较|很|特别|非常)长)|(?:较|比较|很|特别|非常|过|太|超)长的?(?:文本|序列|样本|句子|数据|输入|回答)|"
@@ -1171,7 +1197,7 @@ def batch_or_seq(c: Case) -> Cause | None:
     training = c.oom.phase in ("training", "first_step", "later_step") or (c.oom.kind and c.oom.phase is None)
     if not ((c.has_oom and training) or c.over_budget):
         return None
-    ev = [_numbers(c)]
+    ev = [_numbers(c), E.forward_on_cpu(c)]
     if c.oom.phase:
         ev.append(f"phase: {c.oom.phase.replace('_', ' ')} ({c.oom.phase_evidence})")
     if c.est:

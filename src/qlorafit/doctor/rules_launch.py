@@ -369,7 +369,9 @@ def _flat_fp32_request(c: Case) -> str | None:
     which only a full fine-tune's optimizer allocates (fp32 master weights or an Adam moment, flattened by ZeRO-1/2,
     ColossalAI or FSDP's flat parameters). The evidence line, or None."""
     req = c.oom.requested_bytes
-    if not req or c.oom.kind != "cuda" or E.lora_16bit(c) or E.weights_quantized(c):
+    if not req or c.oom.kind != "cuda" or E.lora_16bit(c) or E.weights_quantized(c) or \
+            c.oom.phase_evidence in _LOAD_RESERVES:
+        # (from_pretrained reserving the model it loads is the weights' own size: another model's, or fp32 weights)
         return None
     # every size the report names ('BaiChuan-7B/13B' names two): the request says which one ran
     named = E.model_params(c)
@@ -381,6 +383,10 @@ def _flat_fp32_request(c: Case) -> str | None:
     return (f"the failed request of {gib(req)} is 4 bytes for each of the {named[0]:g}B parameters (named in "
             f"{named[1]}): an fp32 copy of the whole model at once, which a full fine-tune's optimizer allocates (fp32 "
             f"master weights or an Adam moment, flattened)")
+
+
+_LOAD_RESERVES = ("_load_pretrained_model", "caching_allocator_warmup", "from_pretrained")
+"""Frames of from_pretrained reserving the memory of the model it loads: a request there is that model's weights."""
 
 
 SECOND_COPY_TOLERANCE = 0.03
@@ -497,6 +503,11 @@ def _engine_on_one_of_several(c: Case) -> Cause | None:
                  strength="inferred", phase="load")
 
 
+_ENGINE_WEIGHTS_LOAD = re.compile(r"exllamav2[/\\]\w+\.py\W{1,3},? line \d+, in (?:load|load_gen)\b")
+"""ExLlamaV2 loading the model's weights module by module (model.load, load_gen, a module's load): its weights have to
+fit the GPUs it is given, and the cache comes after them, so a failure there is the weights' size."""
+
+
 def vllm_memory(c: Case) -> Cause | None:
     """A vLLM engine reserves gpu_memory_utilization of the card up front for weights and KV cache; co-located with
     training (GRPO/online RL) the trainer gets only the rest, and the engine itself OOMs when max_model_len is long."""
@@ -519,6 +530,9 @@ def vllm_memory(c: Case) -> Cause | None:
     unsplit = _engine_on_one_of_several(c)
     if unsplit:
         return unsplit
+    if _ENGINE_WEIGHTS_LOAD.search(c.inputs.error_text or "") and not re.search(r"Cache\b|cache\.py",
+                                                                            c.inputs.error_text or ""):
+        return None  # the engine failed placing the weights, before any cache: their size is the cause (load_too_big)
     other = E.reserving_engine(c) if not re.search(r"vllm", E.text(c), re.I) else None
     ev = [f"an inference engine that reserves its share of the card at start runs in this job ('{other}')" if other
           else "a vLLM engine runs in this job (vllm in the traceback, or use_vllm / gpu_memory_utilization set)"]

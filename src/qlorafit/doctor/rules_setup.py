@@ -8,6 +8,7 @@ from qlorafit.doctor import evidence as E
 from qlorafit.doctor import prose
 from qlorafit.doctor.case import Case, gib
 from qlorafit.doctor.cause import Action, Cause
+from qlorafit.doctor.parse import DISPATCH
 from qlorafit.doctor.phase import CHAT_HISTORY
 from qlorafit.doctor.ruled_out import batch_helps
 
@@ -17,8 +18,9 @@ def bnb_cpu_dispatch(c: Case) -> Cause | None:
     into the free GPU memory, so it put layers on the CPU, which bitsandbytes refuses for 4/8-bit weights."""
     if c.oom.kind != "dispatch":
         return None
-    ev = ["the error is bitsandbytes' refusal: 'Some modules are dispatched on the CPU or the disk' (the device map "
-          "placed layers on the CPU because the GPU's free memory could not hold the quantized model)"]
+    said = DISPATCH.search(c.inputs.error_text or "")
+    ev = [f"the error is bitsandbytes' refusal: '{said.group(0) if said else 'Some modules are dispatched on the CPU or the disk'}'"
+          " (the device map placed layers on the CPU because the GPU's free memory could not hold the quantized model)"]
     if c.est and c.budget_bytes:
         ev.append(f"estimate: the weights as loaded take {gib(c.est.phases['load'])} of {gib(c.budget_bytes)}")
     return Cause("bnb_cpu_dispatch", "the quantized model does not fit the GPU memory that is free",
@@ -451,9 +453,13 @@ _INFERENCE_BATCH = re.compile(r"(?:embedding|embed|encod\w*|rerank\w*|transcri\w
 
 
 _EMBED_SERVED = re.compile(r"\b(?:serv(?:e|es|ed|ing)|ingest\w*|index(?:es|ed|ing)?|encod(?:e|es|ed|ing))\b[^.\n]{0,40}?"
-                           r"(?:embed\w*|rerank\w*|\bbge\b|\be5\b)|(?:embedding|reranker) (?:server|service|api)\b", re.I)
-"""An embedding or reranker model served or run over documents ('serving NV-Embed-V2', 'an embedding server'): it
-generates nothing, so what grows with the load is the batch each forward takes."""
+                           r"(?:embed\w*|rerank\w*|\bbge\b|\be5\b)|(?:embedding|reranker) (?:server|service|api)\b|"
+                           # a sentence-transformers model loaded or run, or every text encoded at once
+                           r"\bSentenceTransformer\b(?!s?Trainer)|\bencod(?:e|es|ed|ing) (?:them|it|all|every\w*|the "
+                           r"(?:whole |entire )?(?:texts?|documents?|docs|corpus|sentences?|queries|passages?))\b", re.I)
+"""An embedding or reranker model served or run over documents ('serving NV-Embed-V2', 'an embedding server', 'Load
+pretrained SentenceTransformer', 'gather all texts together and encode them'): it generates nothing, so what grows
+with the load is the batch each forward takes."""
 
 
 TRAINS_OR_EPOCHS = re.compile(r"\btrain|fine-?tun|微调|训练|\bepochs?\b", re.I)
@@ -465,13 +471,15 @@ def _inference_batch(c: Case) -> Cause | None:
     """An inference batch named in a report that trains nothing: all of it goes through the model in one forward."""
     t = c.inputs.error_text or ""
     m = _INFERENCE_BATCH.search(t) or _EMBED_SERVED.search(t)
-    if m is None or not c.has_oom or c.oom.kind in ("cpu", "dispatch", "kv_cache") or \
+    if m is None or not c.has_oom or c.oom.kind in ("dispatch", "kv_cache") or \
+            (c.oom.kind == "cpu" and not E.forward_on_cpu(c)) or \
             c.oom.phase not in (None, "generation") or TRAINS_OR_EPOCHS.search(E.text(c)):
         return None
     return Cause("generation_batch", "the inference batch is too large for the card",
                  "every sequence of the batch goes through the model at once: activations (and any cache) grow with "
                  "batch x length", [f"the report says '{m.group(0)}'", "nothing is trained: the batch is the "
-                                                                      "inference's own"],
+                                                                      "inference's own"]
+                 + ([E.forward_on_cpu(c)] if c.oom.kind == "cpu" else []),
                  actions=[Action("lower the batch size of the embedding / reranking / transcription / generate call "
                                  "(and cap the input length)", "speed", id="batch")], strength="inferred")
 

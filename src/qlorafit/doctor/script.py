@@ -290,9 +290,30 @@ def _trl_loading(info: ScriptInfo, s: dict) -> None:
         s["trl_fp32_default"] = True
 
 
-_KEPT_LOGITS = re.compile(r"^[ \t]*[\w.\[\]]+\.(?:append|extend)\([^\n]*\blogits\b[^\n]*\)[ \t]*$", re.M)
-"""A loop of the user's own that keeps each batch's logits in a list ('all_logits.append(out.logits[:, :-1])'): they
-stay on the GPU, batch after batch, until the loop ends."""
+_KEPT_LOGITS = re.compile(r"^[ \t]*[\w.\[\]]+\.(?:append|extend)\([^\n]*\b(?:logits|last_hidden_state|hidden_states|"
+                          r"pooler_output|get_embedding\(\))[^\n]*\)[ \t]*$", re.M)
+"""A loop of the user's own that keeps each batch's logits (or hidden states, or embeddings) in a list
+('all_logits.append(out.logits[:, :-1])'): they stay on the GPU, batch after batch, until the loop ends."""
+_STORED_IN = re.compile(r"^[ \t]*(\w+)\[[^\]\n]+\]\s*=\s*[^\n]*\b(?:logits|last_hidden_state|hidden_states|pooler_output|"
+                        r"get_embedding\(\)|embed\w*\(|encode\()[^\n]*$", re.M)
+"""A model output written into a tensor row by row inside the user's loop ('X[i] = sentence.get_embedding()')."""
+_NO_GRAPH = re.compile(r"torch\.no_grad|inference_mode|\.detach\(|requires_grad_?\(\s*False|fine_tune\s*=\s*False")
+"""What keeps autograd from recording the outputs (no graph is kept with them)."""
+
+
+def _kept_outputs(text: str) -> re.Match | None:
+    """Outputs kept on the GPU across the inputs of a loop: appended to a list, or, with their autograd history,
+    written into a tensor made on the GPU (every assignment records the output's whole graph in the tensor's
+    history, so each input's activations stay alive until the loop ends)."""
+    kept = _KEPT_LOGITS.search(text)
+    if kept and not _MOVED_OFF.search(kept.group(0)):
+        return kept
+    for m in _STORED_IN.finditer(text):
+        on_gpu = re.search(rf"^[ \t]*{re.escape(m.group(1))}\s*=[^\n]*(?:\.cuda\(|\.to\([^)\n]*(?:cuda|device)|"
+                           rf"device\s*=\s*[^,)\n]*(?:cuda|device))", text, re.M)
+        if on_gpu and not _MOVED_OFF.search(m.group(0)) and not _NO_GRAPH.search(text):
+            return m
+    return None
 _MOVED_OFF = re.compile(r"\.(?:cpu|item|tolist|numpy|argmax)\(|\.to\([\"']cpu")
 """What keeps only a small part, or keeps it off the GPU: moved to the CPU, a number, the argmax's token ids."""
 
@@ -305,6 +326,10 @@ _CAP_IS_MODEL_MAX = re.compile(r"\b(?:max_(?:seq_)?len(?:gth)?|max_seq_length|cu
 """A length cap set to the model's own maximum ('max_length = model.config.max_position_embeddings'): the whole context
 (32k to 128k tokens today), which no ordinary sample reaches, so it cuts nothing and a batch is as long as its longest
 sample."""
+_PADS_UNCUT = re.compile(r"\b\w*tok\w*\((?:[^()\n]|\([^()\n]*\))*\bpadding\s*=\s*(?:True|[\"']longest[\"'])"
+                         r"(?:[^()\n]|\([^()\n]*\))*\)")
+"""A tokenizer call padding a batch to its longest text ('tokenizer(batch, padding=True, return_tensors="pt")'):
+without truncation it cuts nothing, so one long text makes every row of its batch that long."""
 _PADS_TO_MAX = re.compile(r"padding\s*=\s*[\"']max_length[\"']|pad_to_max_length\s*=\s*True")
 """Every sample padded to max_length (the tokenizer call, or the old flag): each row of every batch is that long,
 whatever the texts' own lengths, where dynamic padding pads to the batch's longest."""
@@ -392,6 +417,12 @@ def _settings(info: ScriptInfo) -> dict:
         a = peft[0].args[1][0] if len(peft[0].args) > 1 else peft[0].value("model_id")
         if isinstance(a, str):
             s["adapter_loaded"] = a
+    padded = _PADS_UNCUT.search(info.text)
+    if padded and "max_length" not in s and not re.search(r"\btruncation\s*=|\bmax_length\s*=", padded.group(0)) and \
+            not re.search(r"\btruncation\s*=\s*True|\bmax_length\s*=", info.text):
+        # the script's tensors come from a call that pads and never truncates (nothing else in the script cuts)
+        s["max_length"] = (f"None (line {info.text.count(chr(10), 0, padded.start()) + 1}: padding without "
+                           f"truncation, the model's whole context)")
     at_model_max = _CAP_IS_MODEL_MAX.search(info.text)
     if at_model_max and not isinstance(s.get("max_length"), int):
         rhs = at_model_max.group(0).split("=", 1)[1].strip()
@@ -418,8 +449,8 @@ def _settings(info: ScriptInfo) -> dict:
                 and not re.search(r"\.detach\(", m.group(2)):
             s["sums_losses"] = f"line {info.text.count(chr(10), 0, m.start()) + 1}: {m.group(0).strip()}"
             break
-    kept = _KEPT_LOGITS.search(info.text)
-    if kept and not _MOVED_OFF.search(kept.group(0)):
+    kept = _kept_outputs(info.text)
+    if kept:
         s["keeps_logits"] = f"line {info.text.count(chr(10), 0, kept.start()) + 1}: {kept.group(0).strip()}"
     for ref in info.calls.get("SFTTrainer", []) + info.calls.get("Trainer", []):
         s["has_eval"] = s.get("has_eval") or "eval_dataset" in ref.kwargs

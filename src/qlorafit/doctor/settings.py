@@ -45,6 +45,9 @@ TRAINER_NAMES = {  # more trainers' names, by trainer (a name some trainer gives
     "Firefly": {"train_mode": "finetuning_type"},  # full | lora | qlora
     "torchtune": {"enable_activation_checkpointing": "gradient_checkpointing"},
     "litgpt / mlx-lm": {"devices": "world_size", "grad_checkpoint": "gradient_checkpointing"},
+    "llm-foundry / Composer": {"device_train_microbatch_size": "per_device_train_batch_size",
+                               "device_eval_batch_size": "per_device_eval_batch_size",
+                               "activation_checkpointing": "gradient_checkpointing"},
     "accelerate": {"fsdp_offload_params": "offload_param"},
     "ChatGLM / FastChat": {"max_input_length": "max_source_length", "max_output_length": "max_target_length",
                            "q_lora": "load_in_4bit"},

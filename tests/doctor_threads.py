@@ -53,13 +53,23 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test52", "test51", "test50", "test49", "test48", "test47", "test46", "test45", "test44", "test43", "test42",
-          "test41", "test40", "test39", "test38", "test37", "test36", "test35", "test34", "test33", "test32",
+SPLITS = ("test53", "test52", "test51", "test50", "test49", "test48", "test47", "test46", "test45", "test44", "test43",
+          "test42", "test41", "test40", "test39", "test38", "test37", "test36", "test35", "test34", "test33", "test32",
 "test31", "test30",
           "test29", "test28", "test27", "test26", "test25", "test24", "test23", "test22", "test21", "test20", "test19",
           "test18", "test17", "test16", "test15", "test14", "test13", "test12", "test11", "test10", "test9", "test8",
           "test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
-"""Split names, held-out first. test52: a fifty-second held-out split collected 2026-12-01 (session 19, helper
+"""Split names, held-out first. test53: a fifty-third held-out split collected 2026-12-01 (session 20, helper
+collect53, while collect54 collected test54) from GitHub issue and pull-request threads (where an extremely saturated
+search still found threads the corpus lacks: BERT- to GPT-NeoX-era Transformer training (pytorch-pretrained-BERT's
+MRPC example, Longformer, GPT-2 XL, GPT-Neo on a Colab TPU, GPT-NeoX-20B, GPT-J's resharding example and a merged
+early-cast fix), engines on less common hardware (batched prefill on Tenstorrent boards with a merged tt-metal fix,
+llama.cpp's Vulkan backend behind a RISC-V board, web-rwkv on a 6 GB card, EasyLM on a TPU v3-8), host-RAM kills
+while loading or setting up (vLLM's tensor-parallel workers and a merged fix, DeepSpeed-MII, ZeRO-2 pinned memory
+under WSL2, ChatGLM-6B, LongLoRA), speech and dialogue models (Bark, Orpheus-TTS, Moshi's q8 server, BlenderBot 3
+30B through metaseq), CodeGeeX under ZeRO-2 and an AutoGPTQ quantization; four with Chinese text; 19 repositories,
+7 new to the corpus), frozen before its first measurement (UNMEASURED in tests/test_doctor_threads.py until then).
+test52: a fifty-second held-out split collected 2026-12-01 (session 19, helper
 collect52, while collect51 collected test51) from GitHub issue and pull-request threads (where an extremely saturated
 search still found threads the corpus lacks: embedding and reranking passes batched too large (MTEB, flair, ONNX
 embedders in cuga-agent and loreai, lean-explore), engines on less common hardware (vLLM on Intel Gaudi, levanter on a

@@ -53,13 +53,24 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test53", "test52", "test51", "test50", "test49", "test48", "test47", "test46", "test45", "test44", "test43",
-          "test42", "test41", "test40", "test39", "test38", "test37", "test36", "test35", "test34", "test33", "test32",
+SPLITS = ("test54", "test53", "test52", "test51", "test50", "test49", "test48", "test47", "test46", "test45", "test44",
+          "test43", "test42", "test41", "test40", "test39", "test38", "test37", "test36", "test35", "test34", "test33", "test32",
 "test31", "test30",
           "test29", "test28", "test27", "test26", "test25", "test24", "test23", "test22", "test21", "test20", "test19",
           "test18", "test17", "test16", "test15", "test14", "test13", "test12", "test11", "test10", "test9", "test8",
           "test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
-"""Split names, held-out first. test53: a fifty-third held-out split collected 2026-12-01 (session 20, helper
+"""Split names, held-out first. test54: a fifty-fourth held-out split collected 2026-12-01 (session 20, helper
+collect54, while collect53 collected test53) from GitHub issue and pull-request threads (where an extremely saturated
+search still found threads the corpus lacks: merged pull requests read from their descriptions (bionemo-recipes' ESM-2
+15B micro batch sizes, SkyRL's and Megatron-Bridge's expandable segments, Oumi's Llama 3B SFT max length, ipex-llm's
+embedding moved off an 8 GB Intel iGPU, ZipVoice's long-text chunking, LoRAX's quantized warm-up budget,
+Whisper-WebUI's cache release between Whisper and translation, an ASR Transformer's validation without gradients,
+xFasterTransformer's Qwen-72B conversion in host RAM, FastChat's --max-gpu-memory), a Tenstorrent n150 benchmark, an
+embedding pass and an AWQ calibration, vLLM budgets in OpenLLM and Qwen1.5 (Chinese), llama.cpp's early conversion in
+host RAM, gpt-oss-120b loading in LLaMA-Factory (Chinese), ChatGLM PPO lengths (two, Chinese), CosyVoice's long-text
+synthesis (Chinese); 20 repositories, 7 new to the corpus), frozen before its first measurement (UNMEASURED in
+tests/test_doctor_threads.py until then).
+test53: a fifty-third held-out split collected 2026-12-01 (session 20, helper
 collect53, while collect54 collected test54) from GitHub issue and pull-request threads (where an extremely saturated
 search still found threads the corpus lacks: BERT- to GPT-NeoX-era Transformer training (pytorch-pretrained-BERT's
 MRPC example, Longformer, GPT-2 XL, GPT-Neo on a Colab TPU, GPT-NeoX-20B, GPT-J's resharding example and a merged

@@ -71,6 +71,11 @@ ERROR_ONLY_MISS = {
                                 "error is the bf16 weights moving onto a 12 GiB card",
     "sft_modelconfig_qlora": "TRL's ModelConfig with the 4-bit options but not load_in_4bit is in the script only; the "
                              "error is bf16 weights too big for the card as they load",
+    # capture-s20, written blind after session 20's thread rules
+    "embed_docs_no_truncation": "the tokenizer call that pads and never truncates is in the script only; the error "
+                                "is the embedding layer's 8.82 GiB output in a forward of the user's own function",
+    "lora_on_merged_checkpoint": "the model (a folder named after Qwen3-8B) is named in the script only; the error's "
+                                 "30.51 GiB request has no model to weigh it against",
 }
 
 SCRIPT_MISS = {
@@ -911,9 +916,70 @@ def test_4bit_loading_written_but_never_given_to_the_load_is_the_missing_quantiz
 
 
 def test_dequantizing_the_whole_model_is_the_merge():
-    err = ('Traceback (most recent call last):\n  File "/work/merge.py", line 18, in <module>\n'
+    err = ('Traceback (most recent call last):\n  File "/work/run.py", line 18, in <module>\n'
            '  File "/venv/lib/python3.12/site-packages/transformers/modeling_utils.py", line 1357, in dequantize\n'
            '  File "/venv/lib/python3.12/site-packages/transformers/quantizers/base.py", line 217, in dequantize\n'
            'torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 96.00 MiB.')
     d = diagnose(Inputs(error_text=err))
     assert d.case.oom.phase == "merge" and d.primary.id == "save_merge", [(c.id, c.strength) for c in d.causes]
+
+
+# --- capture-s20 (written blind after session 20's thread rules): what its misses showed ---------------------------
+
+_WARMUP = ('Traceback (most recent call last):\n  File "/work/{script}", line 9, in <module>\n'
+           '  File "/venv/lib/python3.12/site-packages/transformers/modeling_utils.py", line 4393, in '
+           '_load_pretrained_model\n'
+           '  File "/venv/lib/python3.12/site-packages/transformers/modeling_utils.py", line 5064, in '
+           'caching_allocator_warmup\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate {req} GiB. GPU 0 '
+           'has a total capacity of {card} GiB of which {free} GiB is free. Of the allocated memory {held} GiB is '
+           'allocated by PyTorch, and 0 bytes is reserved by PyTorch but unallocated.')
+
+
+def test_a_second_models_load_is_its_weights_not_an_optimizers_flat_copy():
+    script = ("import torch\nfrom transformers import AutoModelForCausalLM, AutoModelForSequenceClassification\n"
+              "policy = AutoModelForCausalLM.from_pretrained('Qwen/Qwen3-4B', dtype=torch.bfloat16, "
+              "device_map='cuda')\n"
+              "rm = AutoModelForSequenceClassification.from_pretrained('Qwen/Qwen2.5-7B', num_labels=1, "
+              "dtype=torch.bfloat16, device_map='cuda')\n")
+    err = _WARMUP.format(script="best_of_n.py", req="13.17", card="16.00", free="8.00", held="7.49")
+    d = diagnose(Inputs(error_text=err, script=analyse(script, "t.py")))
+    assert d.primary.id == "load_too_big", [(c.id, c.strength) for c in d.causes]
+    assert not any("optimizer" in " ".join(c.evidence) for c in d.causes)
+
+
+@pytest.mark.parametrize("folder", ["qwen3-8b-sft-merged", "out/Qwen3-8B_finetuned"])
+def test_a_folder_named_after_its_base_has_the_bases_shape(folder):
+    script = ("from transformers import AutoModelForCausalLM\n"
+              f"model = AutoModelForCausalLM.from_pretrained('{folder}', dtype='auto', device_map={{'': 0}})\n")
+    err = _WARMUP.format(script="train.py", req="30.51", card="24.00", free="23.49", held="0")
+    d = diagnose(Inputs(error_text=err, script=analyse(script, "t.py")))
+    assert d.case.shape is not None and d.case.shape.name == "qwen3-8b"
+    assert d.primary.id == "fp32_training" and d.primary.strength == "proven", [(c.id, c.strength) for c in d.causes]
+
+
+def test_a_merge_scripts_loads_are_the_merge_and_a_float32_base_its_first_lever():
+    err = _WARMUP.format(script="merge_lora.py", req="30.51", card="24.00", free="23.49", held="0").replace(
+        'line 9, in <module>\n', 'line 9, in <module>\n    base = AutoModelForCausalLM.from_pretrained(base_id, '
+        'dtype=torch.float32, device_map="cuda")\n')
+    d = diagnose(Inputs(error_text=err))
+    assert d.case.oom.phase == "merge" and d.primary.id == "save_merge", [(c.id, c.strength) for c in d.causes]
+    assert d.primary.actions[0].id == "bf16"
+    # the same load in a script named for something else is the load
+    d = diagnose(Inputs(error_text=err.replace("merge_lora.py", "train_and_merge.py")))
+    assert d.case.oom.phase == "load"
+
+
+def test_a_tokenizer_call_that_pads_and_never_truncates_is_no_cap():
+    script = ("import torch\nfrom transformers import AutoModel, AutoTokenizer\n"
+              "tok = AutoTokenizer.from_pretrained('Qwen/Qwen3-4B')\n"
+              "model = AutoModel.from_pretrained('Qwen/Qwen3-4B', dtype=torch.bfloat16, device_map='cuda')\n"
+              "for start in range(0, len(docs), 32):\n"
+              "    batch = tok(docs[start:start + 32], padding=True, return_tensors='pt').to('cuda')\n"
+              "    out = model(**batch).last_hidden_state[:, -1].cpu()\n")
+    err = ('  File "/work/embed.py", line 7, in <module>\ntorch.OutOfMemoryError: CUDA out of memory. Tried to '
+           'allocate 8.82 GiB. GPU 0 has a total capacity of 16.00 GiB of which 7.45 GiB is free.')
+    d = diagnose(Inputs(error_text=err, script=analyse(script, "t.py")))
+    assert d.primary.id == "long_sample", [(c.id, c.strength) for c in d.causes]
+    cut = script.replace("padding=True,", "padding=True, truncation=True, max_length=512,")
+    d = diagnose(Inputs(error_text=err, script=analyse(cut, "t.py")))
+    assert d.primary.id != "long_sample"

@@ -2468,3 +2468,143 @@ def test_tenstorrents_tt_metal_is_no_apple_unified_memory():
 def test_a_checkpoint_read_onto_the_gpu_is_the_resume(said):
     d = _d(said)
     assert d.primary.id == "resume_state", [c.id for c in d.causes]
+
+
+# --- session 20: what test51 and test52 showed (studied after their one measurement) ---------------------------------
+
+@pytest.mark.parametrize("said", ["With max_memory set, it throws 8-bit operations are not supported under CPU.",
+                                  "ValueError: 4-bit operation on `bitsandbytes` is not supported under CPU"])
+def test_bitsandbytes_older_refusal_of_cpu_layers_is_the_dispatch(said):
+    d = _d("I load the model with device_map='auto' and load_in_8bit. Without max_memory the GPU runs out of memory. "
+           + said, script="model = AutoModelForCausalLM.from_pretrained(name, device_map='auto', load_in_8bit=True)")
+    assert d.case.oom.kind == "dispatch" and d.primary.id == "bnb_cpu_dispatch", [c.id for c in d.causes]
+    assert "not supported under CPU" in d.primary.evidence[0]  # the refusal as the report printed it
+
+
+def test_a_quantized_load_that_trains_nothing_is_not_fp32():
+    load = "model = AutoModelForCausalLM.from_pretrained(name, device_map='auto', load_in_4bit=True)"
+    d = _d("CUDA out of memory while loading the model", script=load)
+    assert "fp32_training" not in [c.id for c in d.causes]
+    # the same load under a trainer with no 16-bit flag: its activations are fp32
+    d = _d("CUDA out of memory at the first step",
+           script="from transformers import TrainingArguments\n" + load + "\nargs = TrainingArguments(output_dir='o')")
+    assert "fp32_training" in [c.id for c in d.causes]
+
+
+def test_ggml_vulkans_device_memory_failure_is_the_engines_share_of_the_card():
+    text = ("ggml_vulkan: Device memory allocation of size 118497280 failed.\n"
+            "ggml_vulkan: vk::Device::allocateMemory: ErrorOutOfDeviceMemory\nI have an RTX 2060.")
+    o = parse(text)
+    assert o.kind == "cuda" and o.requested_bytes == 118497280
+    assert _d(text).primary.id == "vllm_memory"
+
+
+@pytest.mark.parametrize("word", ["放不下", "装不下"])
+def test_cannot_hold_in_chinese_is_an_out_of_memory(word):
+    d = _d(f"80G A100{word}batch_size为80的训练", config="batch_size: 80\nmax_length: 512")
+    assert d.case.oom.kind == "cuda" and d.primary.id == "batch_or_seq", [c.id for c in d.causes]
+
+
+_CPU_FORWARD = ('Traceback (most recent call last):\n  File "run.py", line 9, in <module>\n'
+                '  File "/py/transformers/{where}", line 30, in {fn}\n'
+                "RuntimeError: [enforce fail at CPUAllocator.cpp:64] . DefaultCPUAllocator: can't allocate memory: "
+                "you tried to allocate 100663296 bytes. Error code 12 (Cannot allocate memory)")
+
+
+def test_a_host_allocation_failing_in_the_models_forward_is_the_batch_not_the_ram():
+    d = _d("Fine-tuning distilgpt2 with --do_train\n" + _CPU_FORWARD.format(where="activations.py", fn="gelu_new"))
+    assert d.primary.id == "batch_or_seq", [c.id for c in d.causes]
+    assert any("runs on the CPU" in e for e in d.primary.evidence if e)
+    # the same allocation failing in the load is the host's RAM
+    d = _d("Fine-tuning distilgpt2\n" + _CPU_FORWARD.format(where="modeling_utils.py", fn="load_state_dict"))
+    assert d.primary.id == "cpu_ram", [c.id for c in d.causes]
+
+
+def test_an_embedder_run_on_the_cpu_killed_for_its_batch_is_the_inference_batch():
+    said = ("The pod was OOM-killed at its 4 GB limit: the local ONNX embedder allocates tensors growing with batch x "
+            "sequence, so embedding_batch_size sets the resident peak.")
+    d = _d(said)
+    assert d.case.oom.kind == "cpu" and d.primary.id == "generation_batch", [c.id for c in d.causes]
+    # a host kill with no model run on the CPU stays the host's RAM
+    assert _d("The pod was OOM-killed at its 4 GB limit while loading the checkpoint").primary.id == "cpu_ram"
+
+
+@pytest.mark.parametrize("said", ["Load pretrained SentenceTransformer: BAAI/bge-m3 and then CUDA out of memory",
+                                  "The reranking script gathers all texts together and encode them, CUDA OOM on a "
+                                  "V100"])
+def test_an_encoders_run_over_texts_is_the_inference_batch(said):
+    d = _d(said)
+    assert d.primary.id == "generation_batch", [c.id for c in d.causes]
+    # the same words in a fine-tune are its training batch
+    assert _d(said + " while fine-tuning for 3 epochs").primary.id != "generation_batch"
+
+
+_KEEP_LOOP = ("X = torch.empty(size=(len(docs), 768)).cuda()\nfor i, text in enumerate(docs):\n"
+              "    sentence = Sentence(text)\n    embeddings.embed(sentence)\n    X[i] = sentence.get_embedding()\n")
+
+
+def test_outputs_written_with_their_graph_into_a_gpu_tensor_accumulate():
+    d = _d("RuntimeError: CUDA out of memory after 10-20 iterations of the loop", script=_KEEP_LOOP)
+    assert d.primary.id == "eval_logits", [c.id for c in d.causes]
+    # without autograd nothing but the preallocated rows stays
+    d = _d("RuntimeError: CUDA out of memory after 10-20 iterations of the loop",
+           script="with torch.no_grad():\n" + "".join("    " + ln + "\n" for ln in _KEEP_LOOP.splitlines()))
+    assert d.primary.id != "eval_logits"
+
+
+@pytest.mark.parametrize("said", ["Is it possible to do pretraining of a 7B model on a single A100 80GB? OOM even "
+                                  "with batch size 1",
+                                  "A full fine-tuning of a 7B model, batch_size had set to 1 and a lower max_len, "
+                                  "but still running into OOM on my 80G GPU. Have you tested performance between "
+                                  "LoRA and fully fine-tuning?"])
+def test_a_whole_model_trained_on_one_card_at_batch_one_is_its_states(said):
+    d = _d(said)
+    assert d.primary.id == "ddp_replica", [c.id for c in d.causes]
+    # a LoRA run is no full fine-tune, and a pretrained model is no pretraining
+    assert _d("LoRA of a 7B on a single A100 80GB: OOM even with batch size 1").primary.id != "ddp_replica"
+    assert _d("Fine-tuning the pretrained 7B model on a single A100 80GB: CUDA out of memory").primary.id != \
+        "ddp_replica"
+
+
+def test_composers_micro_batch_names_are_read():
+    from qlorafit.doctor.settings import normalize
+
+    s = normalize(read_settings("device_train_microbatch_size: 1\nactivation_checkpointing: true"))
+    assert s["per_device_train_batch_size"] == 1 and s["gradient_checkpointing"] is True
+
+
+def test_most_of_the_card_held_outside_a_small_pool_is_known_from_the_numbers():
+    err = ("RuntimeError: CUDA out of memory. Tried to allocate 12.00 MiB (GPU 0; 23.70 GiB total capacity; 1.10 GiB "
+           "already allocated; 10.56 MiB free; 1.18 GiB reserved in total by PyTorch)")
+    d = _d("Training fails at any batch size.\n" + err)
+    assert d.primary.id == "other_process" and d.primary.strength == "numbers", [(c.id, c.strength) for c in d.causes]
+    # a pool that is most of the card leaves nothing unexplained outside it
+    d = _d(err.replace("1.10 GiB already", "22.10 GiB already").replace("1.18 GiB reserved", "23.18 GiB reserved"))
+    assert d.primary.id != "other_process"
+
+
+def test_earlier_work_that_never_releases_the_gpu_is_held_memory():
+    d = _d("ONNX Runtime has the bad habit of not releasing GPU memory when a session is deleted, so the export's "
+           "validation sessions accumulate until CUDA out of memory")
+    assert d.primary.id == "other_process", [c.id for c in d.causes]
+    # asked, not said: a guess
+    d = _d("CUDA out of memory in the second epoch: is batch_size 16 too large, or is something not releasing GPU "
+           "memory?")
+    assert d.primary.id != "other_process"
+
+
+def test_long_lines_of_text_are_long_samples():
+    d = _d("Out Of Memory (OOM) when having long lines of text to translate. ResourceExhaustedError: OOM when "
+           "allocating tensor")
+    assert d.primary.id == "long_sample", [c.id for c in d.causes]
+
+
+def test_exllama_placing_its_weights_is_their_size_not_its_cache():
+    tb = ('  File "/env/Lib/site-packages/exllamav2/model.py", line 244, in load\n'
+          '  File "/env/Lib/site-packages/exllamav2/model.py", line 263, in load_gen\n'
+          "torch.cuda.OutOfMemoryError: CUDA out of memory.")
+    d = _d("Loading a Mixtral GPTQ with the ExLlamav2_HF loader\n" + tb)
+    assert d.primary.id == "load_too_big", [c.id for c in d.causes]
+    # the cache it builds after the weights is the engine's share
+    cache = tb.replace("model.py\", line 263, in load_gen", "cache.py\", line 90, in create_state_tensors")
+    assert _d("Loading a Mixtral GPTQ with the ExLlamav2_HF loader\n" + cache).primary.id == "vllm_memory"

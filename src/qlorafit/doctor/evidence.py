@@ -105,8 +105,9 @@ TRAINING_WORDS = re.compile(r"\btrain|fine-?tun|\blora\b|\bsft\b|\bdpo\b|\bgrpo\
 
 
 _FORWARD_FRAME = re.compile(r"\b(?:activations|functional|modeling_\w+|linear|normalization|sparse|conv|activation|"
-                            r"\w*attention\w*)\.py\W{1,3},? line \d+, in (?:forward|_forward|\w*gelu\w*|\w*silu\w*|\w*swish\w*|"
-                            r"softmax|linear|layer_norm|rms_norm|\w*attn\w*|\w*attention\w*|embedding|_conv_forward)\b", re.I)
+                            r"\w*attention\w*)\.py\W{1,3},? line \d+, in (?:forward|_forward|\w*gelu\w*|\w*silu\w*|"
+                            r"\w*swish\w*|softmax|linear|layer_norm|rms_norm|\w*attn\w*|\w*attention\w*|embedding|"
+                            r"_conv_forward)\b", re.I)
 """A frame of a model's forward computation (an activation, a linear layer, attention, a norm): where a batch's
 activations are allocated."""
 _LOAD_FRAME = re.compile(r"\bin (?:from_pretrained|_load_pretrained_model|load_state_dict|load_checkpoint\w*|"
@@ -129,12 +130,13 @@ def forward_on_cpu(c: Case) -> str | None:
         return None
     t = c.inputs.error_text or ""
     frame = _FORWARD_FRAME.search(t)
-    if frame and not _LOAD_FRAME.search(t) and re.search(r"DefaultCPUAllocator|can't allocate memory|not enough memory: "
-                                                        r"you tried to allocate", t):
+    host = re.search(r"DefaultCPUAllocator|can't allocate memory|not enough memory: you tried to allocate", t)
+    if frame and host and not _LOAD_FRAME.search(t):
         return f"the host allocation failed in the model's forward ('{frame.group(0)}'): the model runs on the CPU"
     cpu = _ON_CPU.search(text(c))
     if cpu and re.search(r"batch", t, re.I):
-        return f"the report says '{cpu.group(0)}': the model runs on the CPU, so its batch's activations are in host RAM"
+        return (f"the report says '{cpu.group(0)}': the model runs on the CPU, so its batch's activations are in "
+                f"host RAM")
     return None
 
 
@@ -154,8 +156,9 @@ def weights_quantized(c: Case) -> bool:
     return prose.quantization_stated(text(c)) is not None
 
 
-_LORA_NAMED = re.compile(r"(?<!between )(?<!than )(?<!instead of )(?<!compared to )(?<!compared with )(?<!vs\. )(?<!vs )"
-                         r"(?<![A-Za-z_])q?lora(?![A-Za-z_])(?! (?:and|or|vs\.?|versus) full\b)", re.I)
+_LORA_NAMED = re.compile(r"(?<!between )(?<!than )(?<!instead of )(?<!compared to )(?<!compared with )"
+                         r"(?<!vs\. )(?<!vs )(?<![A-Za-z_])q?lora(?![A-Za-z_])(?! (?:and|or|vs\.?|versus) full\b)",
+                         re.I)
 """LoRA or QLoRA named as a method, not inside a flag's name ('--lora_rank 8' is in every LLaMA-Factory command),
 nor as the other side of a comparison ('performance between LoRA and fully fine-tuning', 'LoRA vs full')."""
 

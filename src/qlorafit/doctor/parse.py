@@ -95,7 +95,8 @@ DISPATCH = re.compile(r"Some modules are dispatched on the CPU or the disk|"
                        # bitsandbytes' older refusal of the same placement: 'If max_memory=max_memory, it will throw
                        # 8-bit operations are not supported under CPU'
                        r"[48]-bit operations? (?:on `?bitsandbytes`? )?(?:are|is) not supported under CPU", re.I)
-"""bitsandbytes' refusal of 4/8-bit layers that accelerate's device map put on the CPU, in its current and older words."""
+"""bitsandbytes' refusal of 4/8-bit layers that accelerate's device map put on the CPU, in its current and older
+words."""
 DISK_OFFLOAD = re.compile(r"will be offloaded to disk\W+(?:please )?pass along an .?offload_folder", re.I)
 """accelerate's refusal to place the model when the GPUs and the host RAM together cannot hold it ('At least one of the
 model submodule will be offloaded to disk, please pass along an `offload_folder`'): the weights do not fit, at the
@@ -292,7 +293,7 @@ def oom_kind(text: str) -> str | None:
     # ggml_vulkan prints it as 'vk::Device::allocateMemory: ErrorOutOfDeviceMemory' after 'Device memory allocation of
     # size N failed')
     if DISPATCH.search(text) and not re.search(r"Tried to allocate|total capacity", text):
-        return "dispatch"  # the library's refusal quoted beside an OOM told only in words: the refusal is what it printed
+        return "dispatch"  # the library's refusal quoted beside an OOM told only in words: the refusal is what printed
     if re.search(r"CUDA out of memory|(?<!ray\.exceptions\.)OutOfMemoryError|CUDA error: out of memory|CUDA_ERROR_OUT_OF_MEMORY|"
                  r"CUDA failed with error out of memory|ResourceExhaustedError|VK_ERROR_OUT_OF_DEVICE_MEMORY|"
                  r"ErrorOutOfDeviceMemory|Device memory allocation of size \d+ failed|"
@@ -332,7 +333,7 @@ def parse_cuda_numbers(text: str, out: OomText) -> None:
     if out.requested_bytes is None:
         # ggml's (llama.cpp and its forks): 'allocating 15712.47 MiB on device 0: cudaMalloc failed'
         out.requested_bytes = _size(r"allocating " + _SIZE + r" on device \d+: cudaMalloc failed", text)
-    if out.requested_bytes is None:  # ggml's Vulkan backend, in bytes: 'Device memory allocation of size 118497280 failed'
+    if out.requested_bytes is None:  # ggml's Vulkan backend, in bytes ('Device memory allocation of size N failed')
         m = re.search(r"Device memory allocation of size (\d+) failed", text)
         out.requested_bytes = int(m.group(1)) if m else None
     # Ascend's torch_npu writes PyTorch's message with 'NPU' for 'GPU' ('NPU out of memory ... (NPU 0; 60.96 GiB total')

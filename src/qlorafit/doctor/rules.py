@@ -169,8 +169,8 @@ _OTHER_WORDS = re.compile(r"another (?:process|program|job|jupyter|notebook|kern
                           # earlier work that never gives the card back: 'ONNX Runtime has the bad habit of not
                           # releasing GPU memory', so each finished session's memory stays held (said, not asked:
                           # 'or is something not releasing GPU memory?' is a guess)
-                          r"\b(?:not|never|does ?n[o']t|won'?t|fails? to) releas\w* (?:the |its |any |their )?(?:gpu|cuda|"
-                          r"device|video) memory\b(?![^\n.?]*\?)|"
+                          r"\b(?:not|never|does ?n[o']t|won'?t|fails? to) releas\w* (?:the |its |any |their )?"
+                          r"(?:gpu|cuda|device|video) memory\b(?![^\n.?]*\?)|"
                           # a server or notebook left running beside the run: 'fails if `ilab serve` is still running'
                           r"\b(?:serve|server|serving|service|notebook|kernel|jupyter|ollama|webui|process|job)\W{0,2} "
                           r"(?:is |was |are |were )?still running|"
@@ -266,8 +266,8 @@ def save_merge(c: Case) -> Cause | None:
                  "saving gathers the weights (and optimizer state) before writing them",
                  [f"phase: {c.oom.phase} ({c.oom.phase_evidence})", _numbers(c)]
                  + ([f"the merge loads the base in float32 ('{fp32.group(0)}')"] if fp32 else []),
-                 actions=bf16 + [Action("save only the adapter during training; merge afterwards in a fresh process, layer by "
-                                 "layer (`qlorafit merge`) or on the CPU", "speed: a separate merge step",
+                 actions=bf16 + [Action("save only the adapter during training; merge afterwards in a fresh process, "
+                                 "layer by layer (`qlorafit merge`) or on the CPU", "speed: a separate merge step",
                                  id="merge_separately"),
                           Action("free the trainer before merging: del trainer, optimizer; gc.collect(); "
                                  "torch.cuda.empty_cache()", "none", id="free_trainer")],
@@ -328,8 +328,8 @@ def eval_logits(c: Case) -> Cause | None:
           f"phase: {c.oom.phase or 'unknown'}, over many inputs", _numbers(c)]
     if c.settings.get("keeps_logits"):
         ev.append(f"the script keeps every batch's outputs on the GPU ({c.settings['keeps_logits']}): logits are "
-                  f"tokens x vocab values per batch, and an output kept with its autograd history keeps the activations "
-                  f"behind it, until the loop ends")
+                  f"tokens x vocab values per batch, and an output kept with its autograd history keeps the "
+                  f"activations behind it, until the loop ends")
     elif script_metrics:
         ev.append("the script passes compute_metrics without preprocess_logits_for_metrics: every eval batch's "
                   "logits are kept")

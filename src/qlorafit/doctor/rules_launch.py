@@ -325,6 +325,8 @@ def _full_states_exceed_one_card(c: Case) -> str | None:
     if not (E.full_tune(c) or E.full_by_default(c)) or \
             c.oom.phase not in (None, "load", "training", "first_step", "later_step"):
         return None
+    if _MIXED_KEEPS_FP32.search(E.text(c)):
+        return None  # Lightning's mixed precision names where the 16 bytes come from (fp32 weights): fp32_training
     n = max(E.world_size(c) or 1, E.gpu_count(c) or 1)
     named, card = E.model_params(c), E.card_bytes(c)
     if named is None and E.full_tune(c):
@@ -357,6 +359,11 @@ def _full_states_exceed_one_card(c: Case) -> str | None:
     return (f"a full fine-tune of a {named[0]:g}B model (named in {named[1]}) keeps 16 bytes per parameter; under "
             f"{launch} on {n} GPUs each holds {gib(int(per_gpu))} of weights, gradients and Adam state, more than "
             f"its {gib(card)}")
+
+
+_MIXED_KEEPS_FP32 = re.compile(r"(?<![\w-])(?:bf)?16-mixed\b")
+"""Lightning/Fabric's mixed precision ('bf16-mixed'): fp32 weights, gradients and optimizer state under autocast;
+'bf16-true' halves them, so the precision is the lever the report names, not the sharding."""
 
 
 FLAT_FP32_TOLERANCE = 0.12

@@ -19,8 +19,9 @@ def bnb_cpu_dispatch(c: Case) -> Cause | None:
     if c.oom.kind != "dispatch":
         return None
     said = DISPATCH.search(c.inputs.error_text or "")
-    ev = [f"the error is bitsandbytes' refusal: '{said.group(0) if said else 'Some modules are dispatched on the CPU or the disk'}'"
-          " (the device map placed layers on the CPU because the GPU's free memory could not hold the quantized model)"]
+    said = said.group(0) if said else "Some modules are dispatched on the CPU or the disk"
+    ev = [f"the error is bitsandbytes' refusal: '{said}' (the device map placed layers on the CPU because the GPU's "
+          f"free memory could not hold the quantized model)"]
     if c.est and c.budget_bytes:
         ev.append(f"estimate: the weights as loaded take {gib(c.est.phases['load'])} of {gib(c.budget_bytes)}")
     return Cause("bnb_cpu_dispatch", "the quantized model does not fit the GPU memory that is free",
@@ -456,7 +457,8 @@ _EMBED_SERVED = re.compile(r"\b(?:serv(?:e|es|ed|ing)|ingest\w*|index(?:es|ed|in
                            r"(?:embed\w*|rerank\w*|\bbge\b|\be5\b)|(?:embedding|reranker) (?:server|service|api)\b|"
                            # a sentence-transformers model loaded or run, or every text encoded at once
                            r"\bSentenceTransformer\b(?!s?Trainer)|\bencod(?:e|es|ed|ing) (?:them|it|all|every\w*|the "
-                           r"(?:whole |entire )?(?:texts?|documents?|docs|corpus|sentences?|queries|passages?))\b", re.I)
+                           r"(?:whole |entire )?(?:texts?|documents?|docs|corpus|sentences?|queries|passages?))\b",
+                           re.I)
 """An embedding or reranker model served or run over documents ('serving NV-Embed-V2', 'an embedding server', 'Load
 pretrained SentenceTransformer', 'gather all texts together and encode them'): it generates nothing, so what grows
 with the load is the batch each forward takes."""

@@ -294,8 +294,8 @@ _KEPT_LOGITS = re.compile(r"^[ \t]*[\w.\[\]]+\.(?:append|extend)\([^\n]*\b(?:log
                           r"pooler_output|get_embedding\(\))[^\n]*\)[ \t]*$", re.M)
 """A loop of the user's own that keeps each batch's logits (or hidden states, or embeddings) in a list
 ('all_logits.append(out.logits[:, :-1])'): they stay on the GPU, batch after batch, until the loop ends."""
-_STORED_IN = re.compile(r"^[ \t]*(\w+)\[[^\]\n]+\]\s*=\s*[^\n]*\b(?:logits|last_hidden_state|hidden_states|pooler_output|"
-                        r"get_embedding\(\)|embed\w*\(|encode\()[^\n]*$", re.M)
+_STORED_IN = re.compile(r"^[ \t]*(\w+)\[[^\]\n]+\]\s*=\s*[^\n]*\b(?:logits|last_hidden_state|hidden_states|"
+                        r"pooler_output|get_embedding\(\)|embed\w*\(|encode\()[^\n]*$", re.M)
 """A model output written into a tensor row by row inside the user's loop ('X[i] = sentence.get_embedding()')."""
 _NO_GRAPH = re.compile(r"torch\.no_grad|inference_mode|\.detach\(|requires_grad_?\(\s*False|fine_tune\s*=\s*False")
 """What keeps autograd from recording the outputs (no graph is kept with them)."""

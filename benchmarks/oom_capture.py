@@ -322,6 +322,32 @@ SCENARIOS = {
     "reward_model_batch": (16, "rtx4080", "batch_or_seq", "a TRL RewardTrainer LoRA of Qwen3-4B at "
                            "per_device_train_batch_size=32: 64 sequences (chosen and rejected) of ~1,230 tokens per "
                            "forward, 13.5 GiB of checkpoints beside 7.5 GiB of weights"),
+    # the fifteenth batch (capture-s20b), written blind (session 20): one GPU, seven causes in forms no earlier script
+    # has, written and labelled by a writer who never read or ran the doctor; the arithmetic is in
+    # oom_scenarios/CAPTURE_S20B.md
+    "merge_compare_copy": (24, "rtx4090", "save_merge", "a merge script that compares the adapter with the merged "
+                           "model: copy.deepcopy(model).merge_and_unload() of a PeftModel on Qwen3-8B's 16-bit weights "
+                           "puts a second 15.3 GiB copy on a 24 GiB card"),
+    "notebook_pipeline_by_id": (24, "rtx4090", "load_too_big", "a notebook-style script that loads Qwen3-8B in bf16 "
+                                "onto the card, then builds pipeline('text-generation', model=<the same id>): a second "
+                                "15.3 GiB copy of the weights"),
+    "orpo_lora_batch": (24, "rtx4090", "batch_or_seq", "an ORPO LoRA of Qwen3-4B (TRL's experimental ORPOTrainer, "
+                        "full-vocabulary logits) at per_device_train_batch_size=16 x 1024 tokens: 32 sequences "
+                        "(chosen and rejected) per forward, their bf16 logits alone 9.3 GiB"),
+    "ticket_classifier_lora": (16, "rtx4080", "long_sample", "a sequence-classification LoRA of Qwen3-4B whose "
+                               "tokenizer call has truncation=True but no max_length (the tokenizer's model_max_length "
+                               "is no cap): four tickets with a pasted log of about 58,000 tokens among short ones"),
+    "merge_checkpoint_adapter": (24, "rtx4090", "other_process", "a correct merge of a Qwen3-8B adapter (bf16 base, "
+                                 "15.3 GiB) started while the training run (another process) still holds 14 GiB of "
+                                 "the 24 GiB card"),
+    "doc_qa_cache_sessions": (24, "rtx4090", "generation_batch", "question answering over a cached document prefix "
+                              "(8,000 tokens) with Qwen3-8B: every question's deep-copied KV cache (1.1 GiB each) "
+                              "kept in a sessions dict for follow-ups"),
+    "kto_lora_fast": (24, "rtx4090", "batch_or_seq", "a KTO LoRA of Qwen3-4B (TRL KTOTrainer) with "
+                      "gradient_checkpointing=False at a micro-batch of 8 x 1024 tokens: every layer's activations "
+                      "kept"),
+    "lora_tf32_float32": (24, "rtx4090", "fp32_training", "a LoRA of Llama-3.1-8B loaded with dtype=torch.float32 "
+                          "and tf32=True (TF32 taken for a 16-bit mode): 29.9 GiB of fp32 weights on a 24 GiB card"),
 }
 
 LAUNCH = {
@@ -403,7 +429,7 @@ def script_path(name: str) -> Path:
 HOLDS = {"lora_beside_notebook": 16, "ddp_beside_notebook": 16,
          "qlora_beside_server": 16, "dpo_second_run": 16, "eval_generations_beside_training": 10,
          "accelerate_lora_shared_gpu": 14, "reward_model_lora": 12,
-         "grpo_shared_gpu": 14}  # GiB another process holds on the card during the run
+         "grpo_shared_gpu": 14, "merge_checkpoint_adapter": 14}  # GiB another process holds on the card during the run
 HOLD_GPU = {"ddp_beside_notebook": 1}  # the GPU it holds them on (0 where not listed)
 HOLDER = ("import sys, time, torch; x = torch.empty({gib} * 1024**3, dtype=torch.uint8, device='cuda'); "
           "print('held', flush=True); time.sleep(3600)")
@@ -460,6 +486,9 @@ def save_adapter(out: Path, base: str) -> None:
     peft_config.base_model_name_or_path = base
     peft_config.save_pretrained(str(out))
 
+
+TICKET_LOGS = (9, 51, 88, 130)
+"""The tickets of tickets.jsonl with a pasted log of 10,000 words (ticket_classifier_lora)."""
 
 LONG_PAIRS = (3, 17, 29, 41, 53)
 """The pairs of prefs_long.jsonl whose chosen answer is 8,000 words long."""
@@ -578,6 +607,11 @@ def prepare(work: Path, needed: set | None = None) -> None:
                                 "rejected": words(rng, 150)}) + "\n")
     (work / "configs").mkdir(exist_ok=True)
     (work / "configs" / "qwen3_8b_lora.json").write_text(json.dumps(LORA_JSON, indent=2) + "\n")
+    rng = random.Random(2020)
+    with open(work / "tickets.jsonl", "w") as f:  # 160 support tickets labelled 0-7, four with a pasted log (~58k tokens)
+        for i in range(160):
+            n = 10000 if i in TICKET_LOGS else rng.randrange(30, 80)
+            f.write(json.dumps({"text": words(rng, n), "label": rng.randrange(8)}) + "\n")
     rng = random.Random(1919)
     with open(work / "reviews.jsonl", "w") as f:  # 300 product reviews labelled 0-4 (classifier_amp_float)
         for _ in range(300):

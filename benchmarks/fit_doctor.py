@@ -96,7 +96,9 @@ FIRST_COMMIT = {"train": ("cee5fcb", "doctor-threads-baseline.json"),
                 "test49": ("9174200", "doctor-threads-test49-frozen.json"),
                 "test50": ("9174200", "doctor-threads-test50-frozen.json"),
                 "test51": ("5752ab5", "doctor-threads-test51-frozen.json"),
-                "test52": ("5752ab5", "doctor-threads-test52-frozen.json")}
+                "test52": ("5752ab5", "doctor-threads-test52-frozen.json"),
+                "test53": ("5092791", "doctor-threads-test53-frozen.json"),
+                "test54": ("5092791", "doctor-threads-test54-frozen.json")}
 RESULTS_SPLIT = {"seen": "test"}  # the first test split was called 'test' when it was first measured
 
 

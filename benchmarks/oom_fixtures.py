@@ -157,6 +157,16 @@ PHASES = {  # where each failure happened, read from its traceback's frames
     "best_of_n_reward_model": "load",  # from_pretrained of the reward model beside the policy
     "lora_on_merged_checkpoint": "load",  # from_pretrained(dtype='auto') of a float32 checkpoint
     "reward_model_batch": "first_step",  # RewardTrainer's first step (0/12): compute_loss's forward
+    # capture-s20b: eight more written blind in session 20 after capture-s20's fixes, read and labelled before the
+    # doctor was run on them
+    "merge_compare_copy": "merge",  # copy.deepcopy of the PeftModel to merge the copy (merge_and_unload after it)
+    "notebook_pipeline_by_id": "load",  # pipeline(model=id) loading the weights again: caching_allocator_warmup
+    "orpo_lora_batch": "first_step",  # ORPO's first step (0/13): compute_loss's forward
+    "ticket_classifier_lora": "later_step",  # the fourth step (3/36): the long ticket's attention mask
+    "merge_checkpoint_adapter": "load",  # the merge's bf16 base loading beside the other process's 14 GiB
+    "doc_qa_cache_sessions": "generation",  # the user's question loop: deepcopy of the prompt cache, the 6th question
+    "kto_lora_fast": "first_step",  # KTO's first step (0/25): a LoRA forward without checkpointing
+    "lora_tf32_float32": "load",  # from_pretrained(dtype=torch.float32): caching_allocator_warmup
 }
 
 _CAPACITY = re.compile(r"GPU (\d+) has a total capacity of [\d.]+ [KMG]iB of which [\d.]+ [KMG]iB is free\. "

@@ -423,6 +423,17 @@ def _sets_precision(script) -> bool:
     return script.model_call is not None or any(script.first(n) is not None for n in ARGS_CALLS)
 
 
+QUANTIZER = re.compile(r"\b(?:AutoAWQForCausalLM|AutoGPTQForCausalLM|GPTQModel|llmcompressor)\b|\bmodel\.quantize\(|"
+                       r"\boneshot\(")
+"""A post-training quantization job (AutoAWQ, AutoGPTQ, GPTQModel, llm-compressor's oneshot): it loads the 16-bit model
+(16-bit by the quantizer's own default), runs calibration samples through it layer by layer, and trains nothing."""
+
+
+def quantizes(c: Case) -> bool:
+    """The job quantizes a model with calibration data (QUANTIZER in the report or the script)."""
+    return bool(QUANTIZER.search(text(c)))
+
+
 def _trainer_args(script) -> bool:
     """The posted script builds a trainer's arguments (TrainingArguments, a TRL config): it trains."""
     from qlorafit.doctor.script import ARGS_CALLS
@@ -443,6 +454,8 @@ def precision(c: Case) -> str | None:
     dtype = str(s.get("torch_dtype") or s.get("dtype") or "").lower()
     if c.inputs.script is None and not c.from_user:
         return None
+    if QUANTIZER.search(text(c)):
+        return None  # a quantizer's loader takes the model in 16-bit unless told otherwise
     if s.get("quant") and not _trainer_args(c.inputs.script) and not any(k in s for k in ("bf16", "fp16")):
         # a 4/8-bit load that trains nothing: bitsandbytes keeps what it does not quantize in 16-bit by default
         # (transformers overrides a missing torch_dtype with float16 for it), so no flag left unset makes it fp32

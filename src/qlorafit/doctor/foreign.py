@@ -136,6 +136,7 @@ def _flags(text: str) -> dict:
             out[key] = _value(m.group(2))
     for m in re.finditer(r"^[\s#>]*([A-Za-z_][\w.]*)\s*[:=]\s*([^\n#,)]+)", text, re.M):
         key = m.group(1).rsplit(".", 1)[-1]
+        key = key.lower() if key.isupper() else key  # a module of constants: 'MODEL_PARALLEL = 4'
         if key in KNOWN_KEYS and key not in out:
             out[key] = _value(m.group(2))
     # inside a sentence: 'with max_seq_length=32768 on one A100', 'max_seq_length 16384': a known name written as code
@@ -160,6 +161,11 @@ def _fairseq(text: str) -> bool:
                                                                        r"--max-tokens\s"))
 
 
+def _lowered(raw: dict) -> dict:
+    """A module of constants names its settings in capitals ('MODEL_PARALLEL = 4'): read them as their names."""
+    return {(k.lower() if isinstance(k, str) and k.isupper() else k): v for k, v in raw.items()}
+
+
 def read_settings(text: str) -> dict:
     """Every setting the text states, whatever its form, folded onto the doctor's names."""
     if not text or not text.strip():
@@ -168,8 +174,9 @@ def read_settings(text: str) -> dict:
     d = _mapping(textwrap.dedent(text))
     if d is not None:
         _flatten(d, raw)
-    if not any(k.rsplit(".", 1)[-1] in KNOWN_KEYS for k in raw):  # not a config: a sentence with a colon is no mapping
-        raw = _flags(text)
+    if not any(k.rsplit(".", 1)[-1] in KNOWN_KEYS for k in _lowered(raw)):  # not a config: a sentence with a colon
+        raw = _flags(text)  # is no mapping
+    raw = _lowered(raw)
     raw.update({k: v for k, v in _launch(text).items() if k not in raw})
     if _fairseq(text) and not re.search(r"--(?:memory-efficient-)?(?:fp16|bf16)\b|--amp\b", text):
         raw.setdefault("fp16", False)  # fairseq trains in fp32 unless its command line asks for half precision

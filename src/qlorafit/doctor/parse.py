@@ -101,7 +101,7 @@ DISK_OFFLOAD = re.compile(r"will be offloaded to disk\W+(?:please )?pass along a
 """accelerate's refusal to place the model when the GPUs and the host RAM together cannot hold it ('At least one of the
 model submodule will be offloaded to disk, please pass along an `offload_folder`'): the weights do not fit, at the
 load."""
-_KV_CACHE = re.compile(r"larger than the maximum number of tokens that can be stored in KV cache|No available memory "
+_KV_CACHE = re.compile(r"number of tokens that can be stored in (?:the )?KV cache|No available memory "
                        r"for the cache blocks|Insufficient memory for (?:the )?KV cache|larger than the available KV "
                        r"cache memory|not enough KV cache space|KV cache is needed, which is larger|"
                        r"Not enough memory for (?:the )?KV[ -]?cache", re.I)
@@ -123,7 +123,8 @@ _CPU_WORDS = re.compile(r"node (?:is )?running low on memory|ray\.exceptions\.Ou
                         r"(?:process|kernel|session) (?:was |got |is |gets )?killed|"
                         # the kill told of the loading or the program, or quoted as it printed: 'Loading checkpoint shards
                         # gets killed at 0%', 'it always pops up a "killed" message'
-                        r"(?:shards?|checkpoint|loading|script|program|python|it) (?:gets|got|was|is|being) killed\b|"
+                        r"(?:shards?|checkpoint|loading|script|program|python|it) (?:gets|got|was|is|being) "
+                        r"(?:always |often |sometimes |just |suddenly |eventually |then )?killed\b|"
                         r"[\"'“]killed[\"'”]|\bkilled message|(?:host|cpu|system) (?:RAM|memory) (?:is )?"
                         r"(?:full|exhausted|not enough)|shards:\s*\d+%[^\n]*\n?[^\n]*\bkilled\b|"
                         # the memory named is the host's: 'OOM on RAM', 'RAM ran out', '内存' (not 显存, GPU memory)
@@ -199,8 +200,9 @@ _HOST_NAMED = re.compile(r"(?:\bhost|\bCPU|\bsystem|\bnode)[ -]?(?:RAM|memory|me
                          r"\bdmesg\b|\bOOM[- ]?kill\w*|\boom_kill\w*|\bpage ?file\b|\bpaging file\b|虚拟内存|"
                          r"(?:worker|rank|container|pod|job|trial)s? (?:was |got |is |are |gets |were )?(?:OOM[- ])?killed|"
                          r"(?<!GPU)(?<!GPU )(?<!显卡)(?<!显卡 )(?<![卡显])内存|"
-                         r"\d+(?:\.\d+)?\s?(?:TB|TiB|T)\b[^.\n]{0,12}\b(?:memory|RAM)\b|"
-                         r"\b(?:memory|RAM)\b[^.\n]{0,30}?\d+(?:\.\d+)?\s?(?:TB|TiB|T)\b", re.I)
+                         # (a number that is a size, not inside a name: 't2t translation' is no 2 TB)
+                         r"(?<![A-Za-z])\d+(?:\.\d+)?\s?(?:TB|TiB|T)\b[^.\n]{0,12}\b(?:memory|RAM)\b|"
+                         r"\b(?:memory|RAM)\b[^.\n]{0,30}?(?<![A-Za-z\d.])\d+(?:\.\d+)?\s?(?:TB|TiB|T)\b", re.I)
 """Words that name the host's memory, not a GPU's: host/CPU/system/node RAM or memory, a process's RSS, `free -h`,
 swap, dmesg, the kernel's OOM killer, a worker or container killed, 内存 (RAM; 显存 is GPU memory), a memory size in
 terabytes (no GPU has that much). A CPU named as where weights are offloaded to is not the memory that ran out."""
@@ -237,6 +239,10 @@ _CONVERSION = re.compile(r"\bconvert[\w-]*\.py\b|\bconvert(?:s|ed|ing|er)?\b[^.\
 """A checkpoint conversion (convert-hf-to-gguf.py, 'conversion to npz'): a CPU job, whatever the machine's GPU."""
 
 
+PINNED_ON_WSL = re.compile(r"(?=[\s\S]*\bWSL2?\b)[\s\S]*?(?:[\"']?pin_memory[\"']?\s*[:=]\s*[\"']?true|pinned memory)",
+                           re.I)
+"""Pinned (page-locked) host memory asked for (DeepSpeed's offload with pin_memory: true) under WSL2, whose CUDA has
+only a small pinned-memory budget: the out-of-memory is that host budget's, not the GPU's."""
 SHARED_MEMORY_BOARD = re.compile(r"\bjetson\b|\b(?:AGX )?orin\b|\bxavier\b|\btegra\b|\bDGX Spark\b|\bGB10\b", re.I)
 """NVIDIA boards whose GPU has no memory of its own (Jetson Nano/Orin/Xavier, DGX Spark's GB10): the host RAM the
 kernel runs out of is the GPU's memory too, so an out-of-memory told without CUDA's own message is the machine's
@@ -297,6 +303,8 @@ def oom_kind(text: str) -> str | None:
     if re.search(r"CUDA out of memory|(?<!ray\.exceptions\.)OutOfMemoryError|CUDA error: out of memory|CUDA_ERROR_OUT_OF_MEMORY|"
                  r"CUDA failed with error out of memory|ResourceExhaustedError|VK_ERROR_OUT_OF_DEVICE_MEMORY|"
                  r"ErrorOutOfDeviceMemory|Device memory allocation of size \d+ failed|"
+                 # XLA's (JAX and PyTorch/XLA on TPUs): 'RESOURCE_EXHAUSTED: Failed to allocate request for 12.50MiB'
+                 r"RESOURCE_EXHAUSTED: Failed to allocate|XlaRuntimeError: RESOURCE_EXHAUSTED|"
                  r"Tried to allocate \d+(?:\.\d+)? ?[KMG]i?B", text):  # the message cut to its middle still is one
         return "bnb" if re.search(r"bitsandbytes[/\\]", text) and not re.search(r"total capacity", text) else "cuda"
     if DISK_OFFLOAD.search(text):
@@ -315,6 +323,8 @@ def oom_kind(text: str) -> str | None:
     if cpu:
         # 'a 16GB M2 runs out of RAM' is the GPU's memory; a conversion killed on a Mac is not (it runs on the CPU)
         return "cuda" if unified_memory(text) and not _CONVERSION.search(text) else "cpu"
+    if _GPU_WORDS.search(text) and PINNED_ON_WSL.search(text):
+        return "cpu"  # WSL2 gives CUDA little pinned host memory: an offload that pins its buffers runs out of it
     if _GPU_WORDS.search(text):
         # (on a board that shares its RAM with the GPU, an out-of-memory that names no GPU memory is the machine's)
         return "cpu" if host_memory_named(text) or (SHARED_MEMORY_BOARD.search(text) and
@@ -333,6 +343,11 @@ def parse_cuda_numbers(text: str, out: OomText) -> None:
     if out.requested_bytes is None:
         # ggml's (llama.cpp and its forks): 'allocating 15712.47 MiB on device 0: cudaMalloc failed'
         out.requested_bytes = _size(r"allocating " + _SIZE + r" on device \d+: cudaMalloc failed", text)
+    if out.requested_bytes is None:  # XLA's: 'Failed to allocate request for 12.50MiB'
+        out.requested_bytes = _size(r"Failed to allocate request for " + _SIZE, text)
+    if out.requested_bytes is None:  # Tenstorrent's: 'Not enough space to allocate 2147483648 B DRAM buffer'
+        m = re.search(r"Not enough space to allocate (\d+) B\b", text)
+        out.requested_bytes = int(m.group(1)) if m else None
     if out.requested_bytes is None:  # ggml's Vulkan backend, in bytes ('Device memory allocation of size N failed')
         m = re.search(r"Device memory allocation of size (\d+) failed", text)
         out.requested_bytes = int(m.group(1)) if m else None
@@ -480,8 +495,10 @@ def parse(text: str) -> OomText:
                                                      or MEMORY_TALK.search(text) or _FIT_TALK.search(text)
                                                      or BATCH_CAPPED.search(text)):
         out.kind, out.form = "presumed", "presumed"  # asked about an OOM, told of a failure: presumed, never proven
-        if host_memory_named(text):
-            out.kind = "cpu"  # the memory the report talks about is the host's ('CPU memory usage climbs past 1T')
+        if host_memory_named(text) or (_CONVERSION.search(text) and not GPU_MEMORY_NAMED.search(text)):
+            # the memory the report talks about is the host's ('CPU memory usage climbs past 1T'); a checkpoint
+            # conversion's memory is the host's too ('the conversion consumes approximately 282GB of memory')
+            out.kind = "cpu"
     out.cudnn_not_supported = "CUDNN_STATUS_NOT_SUPPORTED" in text
     out.in_bitsandbytes = bool(re.search(r"bitsandbytes[/\\]", text))
     parse_progress(text, out)

@@ -251,7 +251,7 @@ _PROSE = (  # (phase, words): checked in this order inside one sentence that als
                    # a chat whose history grows each turn: every reply is generated from a longer prompt
                    + CHAT_HISTORY),
     # not torch's mode switch: 'from_pretrained(...).eval()' puts a model in inference mode, it is no evaluation
-    ("eval", r"(?<![A-Za-z])eval(?!\(\))\w*|validation|validat\w+|compute_metrics|predictions\b|\.predict\(|评估|评测|验证|"
+    ("eval", r"(?<![A-Za-z])eval(?!\(\))\w*|validat\w+\b(?! [Ee]rror)|compute_metrics|predictions\b|\.predict\(|评估|评测|验证|"
              # evaluation harnesses: running one is an evaluation, whatever its model is
              r"\blm[_-]eval\b|lm-evaluation-harness|\bopencompass\b|\bevalscope\b"),
     ("tokenization", r"tokeniz\w*|\.map\(|dataset map|(?:数据)?预处理|数据处理|分词"),

@@ -12,7 +12,7 @@ from qlorafit.core import options as O
 from qlorafit.doctor import evidence as E
 from qlorafit.doctor.case import Case, gib
 from qlorafit.doctor.cause import STRENGTH, Action, Cause
-from qlorafit.doctor.parse import BATCH_CAPPED, SHARED_MEMORY_BOARD, VLLM_KV_SIZING
+from qlorafit.doctor.parse import BATCH_CAPPED, PINNED_ON_WSL, SHARED_MEMORY_BOARD, VLLM_KV_SIZING
 from qlorafit.doctor.phase import CHAT_HISTORY, progress_bars
 from qlorafit.doctor.prose import quantization_refused, quantization_stated
 from qlorafit.doctor.rules_setup import EVAL_BATCH_WORDS, TRAINS_OR_EPOCHS, eval_batch_evidence
@@ -94,6 +94,10 @@ def cpu_ram(c: Case) -> Cause | None:
           f"shares the host's" if board else "the host ran out of RAM (the kernel or the notebook killed the process)"]
     if o.phase:
         ev.append(f"phase: {o.phase.replace('_', ' ')} ({o.phase_evidence})")
+    pinned = PINNED_ON_WSL.search(E.text(c)) is not None and not o.requested_bytes
+    if pinned:  # (not a kill: the out-of-memory is the pinned budget's)
+        ev[0] = ("pinned host memory is asked for (pin_memory: true) under WSL2, whose CUDA pins only a little host "
+                 "memory: set pin_memory to false in the offload configuration")
     ram = Action("add RAM or swap (or a larger notebook runtime), or close other programs", "money or speed",
                  id="more_ram")
     low = Action("load straight to the GPU, shard by shard: device_map={'': 0} with low_cpu_mem_usage=True and a 16-bit "
@@ -135,7 +139,7 @@ def cpu_ram(c: Case) -> Cause | None:
     return Cause("cpu_ram", "host (CPU) RAM ran out, not GPU memory",
                  "the process's RAM is exhausted: weights read or merged in 16/32-bit, a checkpoint written from RAM, "
                  "or tokenizer workers each holding a copy", ev, actions=order,
-                 strength="inferred" if presumed or _engine_on_shared_memory(c) else "proven")
+                 strength="inferred" if presumed or pinned or _engine_on_shared_memory(c) else "proven")
 
 
 def _engine_on_shared_memory(c: Case) -> bool:
@@ -171,6 +175,10 @@ _OTHER_WORDS = re.compile(r"another (?:process|program|job|jupyter|notebook|kern
                           # 'or is something not releasing GPU memory?' is a guess)
                           r"\b(?:not|never|does ?n[o']t|won'?t|fails? to) releas\w* (?:the |its |any |their )?"
                           r"(?:gpu|cuda|device|video) memory\b(?![^\n.?]*\?)|"
+                          # the finished job's memory that the next one needs: 'release cuda cache when finished job'
+                          r"\breleas\w* (?:the )?(?:cuda |gpu |torch )?(?:cache|memory) (?:when|after|once|between) "
+                          r"(?:the |a |each |every )?(?:finished |previous |earlier |first )?(?:job|run|task|generation|"
+                          r"request|inference|transcription)|"
                           # a server or notebook left running beside the run: 'fails if `ilab serve` is still running'
                           r"\b(?:serve|server|serving|service|notebook|kernel|jupyter|ollama|webui|process|job)\W{0,2} "
                           r"(?:is |was |are |were )?still running|"
@@ -288,6 +296,11 @@ _KEPT_ON_GPU = re.compile(r"(?:predictions|outputs|results|embeddings)\b[^.\n]{0
                           r"(?:GPU|device|cuda)\b", re.I)
 """The report says every input's outputs stay on the GPU ('all the predictions are saved in GPU'): they accumulate with
 the number of inputs, at an inference loop as at an evaluation."""
+MANY_INPUTS = re.compile(r"(?:encod\w*|embed\w*|vectori[sz]\w*|predict\w*|infer\w*)\b[^.\n]{0,40}?\b\d+(?:\.\d+)?(?:\s?-\s?"
+                         r"\d+(?:\.\d+)?)?\s?(?:million|mio|billion)\s(?:of\s)?(?:records|sentences|texts|documents|"
+                         r"docs|passages|rows|samples|queries|items|embeddings)\b", re.I)
+"""Millions of inputs run through the model at once ('encode around 100 million records'): what one call returns for
+all of them stays on the GPU until it ends, whatever the batch it runs them in."""
 _ACCUMULATION = re.compile(r"nested_concat|torch_pad_and_concatenate|_pad_and_concatenate|preds_host|compute_metrics|"
                            # the predictions kept on the GPU, said in words: 'aggregates the predictions on the GPU'
                            r"(?:aggregat|concatenat|accumulat|gather)\w*[^.\n]{0,30}\b(?:predictions|outputs)\b|"
@@ -313,14 +326,15 @@ def eval_logits(c: Case) -> Cause | None:
     """Evaluation keeps every batch's logits (tokens x vocab) until the loop ends when metrics need them."""
     from qlorafit.doctor.rules_setup import eval_batch_evidence, gather_frames
 
-    kept_on_gpu = _KEPT_ON_GPU.search(E.text(c)) if c.has_oom else None
+    kept_on_gpu = (_KEPT_ON_GPU.search(E.text(c)) or MANY_INPUTS.search(E.text(c))) if c.has_oom else None
     if c.oom.phase != "eval" and not (kept_on_gpu and c.oom.phase in (None, "generation")):
         return None
     script_metrics = bool(c.settings.get("compute_metrics")) and not c.settings.get("preprocess_logits") \
         or bool(c.settings.get("keeps_logits"))
     words = _ACCUMULATION.search(E.text(c))
+    many = MANY_INPUTS.search(E.text(c))
     done = _eval_batches_done(c)
-    if not (script_metrics or words or done):
+    if not (script_metrics or words or done or many):
         if eval_batch_evidence(c) or (c.inputs.script is not None and not c.settings.get("compute_metrics")):
             return None  # no metrics, nothing accumulates, or the forward failed before any gathering: the eval
             # batch is the cause (rules_setup.eval_batch)
@@ -335,6 +349,9 @@ def eval_logits(c: Case) -> Cause | None:
                   "logits are kept")
     elif words:
         ev.append(f"the text names the accumulation: '{words.group(0)}'")
+    elif many:
+        ev.append(f"the report says '{many.group(0)}': what one call returns for all of them stays on the GPU until "
+                  f"it ends")
     elif done:
         ev.append(done)
     else:
@@ -594,7 +611,7 @@ def no_quant(c: Case) -> Cause | None:
 
 
 _LONG_WORDS = re.compile(r"(?:long|longer|longest|very long|too long|overly long|over-long) (?:sentences?|samples?|"
-                         r"sequences?|examples?|inputs?|outputs?|data|documents?|lines (?:of|in)\b|texts)|"
+                         r"sequences?|examples?|inputs?|outputs?|data|documents?|lines (?:of|in)\b|texts?\b)|"
                          # the thing too long is the text ('文本过长', '超长文本'), not a wait ('等待时间过长')
                          r"(?:文本|序列|样本|句子|数据|输入|输出|上下文|长度|回答|回复|token|output|input|text|prompt|response|answer)\S{0,3}"
                          r"(?:超长|过长|太长|(?:比较|较|很|特别|非常)长)|(?:较|比较|很|特别|非常|过|太|超)长的?(?:文本|序列|样本|句子|数据|输入|回答)|"
@@ -1406,7 +1423,8 @@ def _rules():
     # the failing frame's own cause (fp32 logits, eager attention scores) comes before causes a launch or a word
     # proves: the traceback shows what the memory was being allocated for
     return (fp16_overflow, script_breaks, S.bnb_cpu_dispatch, cpu_ram, other_process, eager_in_frames,
-            fp32_logits_in_frames, step_made_large, request_above_card, L.vllm_memory, L.zero3_generation, L.ddp_replica, S.resume_state, S.kbit_prep_fp32,
+            fp32_logits_in_frames, step_made_large, request_above_card, S.quantize_job, L.vllm_memory, L.zero3_generation,
+            L.ddp_replica, S.resume_state, S.kbit_prep_fp32,
             save_merge, S.cache_at_max_length, eval_logits, vision_tokens, long_input, reference_copy, S.eval_batch, S.generation_batch, fragmentation, long_sample,
             load_too_big, no_quant, S.fp32_training, fp32_logits, eager_attention, batch_or_seq, fp16_with_oom)
 

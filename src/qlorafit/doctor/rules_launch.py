@@ -126,8 +126,8 @@ REPLICA_LIGHT_SHARE = 0.2
 def ddp_replica(c: Case) -> Cause | None:
     """Several processes, each holding the whole model: DDP (and ZeRO-1/2, which shard only optimizer state and
     gradients) needs the model to fit on one GPU with room to train; sharding the weights needs ZeRO-3 or FSDP."""
-    if not c.has_oom:
-        return None
+    if not c.has_oom or (E.quantizes(c) and not E.launched(c)):
+        return None  # (a quantization job is one process: its GPUs hold layers, not replicas)
     t = c.inputs.error_text or ""
     ws = E.world_size(c)
     says = _EACH_GPU.search(t) or (_SPLIT_WORKS.search(t) if E.launched(c) else None) or \
@@ -293,6 +293,9 @@ def _exceeds_one_card(c: Case) -> str | None:
         return None
     if E.sharded(c) and not _four_bit_unsharded(c):
         return None
+    tp = c.settings.get("tensor_parallel_size")
+    if isinstance(tp, int) and tp > 1:
+        return None  # model parallelism splits the weights over the GPUs: no GPU holds them whole
     return (f"the weights alone are {gib(w[0])} ({w[1]}), more than one GPU's {gib(card)}, and each of the {n} GPUs "
             f"holds them whole")
 
@@ -510,6 +513,9 @@ def _engine_on_one_of_several(c: Case) -> Cause | None:
                  strength="inferred", phase="load")
 
 
+PREFILL_BATCH = re.compile(r"\bbatched prefill\b", re.I)
+"""An engine's prefill of several requests at once, named as what failed ('Batched prefill DRAM OOM'; not SGLang's
+'Prefill batch. #new-seq' log line, which every run prints)."""
 _ENGINE_WEIGHTS_LOAD = re.compile(r"exllamav2[/\\]\w+\.py\W{1,3},? line \d+, in (?:load|load_gen)\b")
 """ExLlamaV2 loading the model's weights module by module (model.load, load_gen, a module's load): its weights have to
 fit the GPUs it is given, and the cache comes after them, so a failure there is the weights' size."""
@@ -537,6 +543,8 @@ def vllm_memory(c: Case) -> Cause | None:
     unsplit = _engine_on_one_of_several(c)
     if unsplit:
         return unsplit
+    if PREFILL_BATCH.search(c.inputs.error_text or "") and c.oom.kind != "kv_cache":
+        return None  # the engine ran, and its prefill of several requests at once is what ran out (generation_batch)
     if _ENGINE_WEIGHTS_LOAD.search(c.inputs.error_text or "") and not re.search(r"Cache\b|cache\.py",
                                                                             c.inputs.error_text or ""):
         return None  # the engine failed placing the weights, before any cache: their size is the cause (load_too_big)

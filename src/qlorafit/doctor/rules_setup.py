@@ -202,6 +202,41 @@ def _fp32_load_request(c: Case) -> Cause | None:
                  strength="proven" if whole else "numbers", phase="load")
 
 
+_CALIB_LEN = re.compile(r"\b(?:max_calib_seq_len|calib_seq_len|seqlen|max_seq_len(?:gth)?)\s*=\s*(\d{3,6})\b")
+"""The calibration samples' length a quantization script sets ('max_calib_seq_len=20000')."""
+CALIB_LONG_TOKENS = 4096
+"""A calibration length from this many tokens up is what a quantizer's layer-by-layer forward runs out on (AutoAWQ's
+default is 512, AutoGPTQ's examples 2048)."""
+_WHOLE_ON_GPU = re.compile(r"\bmax_memory\s*=|device_map\s*=\s*[\"'](?:auto|cuda)[\"']|\.cuda\(\)|\.to\([\"']cuda")
+"""The script places the whole model on the GPUs, where a quantizer would keep it in RAM and move one layer at a time."""
+
+
+def quantize_job(c: Case) -> Cause | None:
+    """A post-training quantization (AutoAWQ, AutoGPTQ, llm-compressor) that runs out: its calibration forward at a
+    long sample length, or the whole 16-bit model placed on the GPU beside the layer being quantized. Read from the
+    script: the quantizer's own memory is a layer and its calibration activations."""
+    if not c.has_oom or not E.quantizes(c) or E.TRAINING_WORDS.search(E.text(c).replace("batch_size", "")):
+        return None
+    t = E.text(c)
+    long = next((m for m in _CALIB_LEN.finditer(t) if int(m.group(1)) >= CALIB_LONG_TOKENS), None)
+    if long:
+        return Cause("batch_or_seq", "the calibration samples are too long",
+                     "the quantizer runs every calibration sample through each layer at once: activations grow with "
+                     "samples x length", [f"the script sets '{long.group(0)}' for the calibration samples"],
+                     ("seq",), [Action("shorten the calibration samples (512-2048 tokens) or use fewer per batch "
+                                       "(n_parallel_calib_samples)", "quality: slight", patch=["+ max_calib_seq_len=2048"],
+                                       id="seq")], strength="script")
+    whole = _WHOLE_ON_GPU.search(t)
+    if whole:
+        return Cause("load_too_big", "the whole model is placed on the GPU to be quantized",
+                     "a quantizer needs only the layer it works on on the GPU; the whole 16-bit model there leaves no "
+                     "room for it", [f"the script places the model on the GPU ('{whole.group(0)}') for quantization"],
+                     ("quantize",), [Action("load the model into CPU RAM (no max_memory / device_map) and let the "
+                                            "quantizer move one layer at a time to the GPU", "speed: slower",
+                                            id="low_cpu_mem")], strength="script", phase="load")
+    return None
+
+
 def fp32_training(c: Case) -> Cause | None:
     """Training in fp32: bf16/fp16 absent, False or commented out, and no 16-bit dtype for the weights; the weights,
     activations and logits all take twice the memory."""
@@ -446,8 +481,10 @@ _HISTORY = re.compile(CHAT_HISTORY + r"|\bhistory=", re.I)
 """A chat whose history grows (phase.CHAT_HISTORY), or a history passed to chat()."""
 
 
-_INFERENCE_BATCH = re.compile(r"(?:embedding|embed|encod\w*|rerank\w*|transcri\w*|inference|predict\w*|推理|向量化)"
-                              r"[^.\n]{0,80}?batch(?:[_ ]?size)?(?![A-Za-z0-9_-])|batch[_ ]?size[^.\n]{0,60}?(?:embedding|encod\w*|rerank\w*|"
+_INFERENCE_BATCH = re.compile(r"(?:embedding|embed|encod\w*|rerank\w*|transcri\w*|inference|predict\w*|prefill|"
+                              r"benchmark\w*|推理|向量化)[^.\n]{0,80}?(?:batch(?:[_ ]?size)?(?![A-Za-z0-9_-])|\bBS\b)|"
+                              # an engine's prefill of several requests at once: 'batched prefill DRAM OOM'
+                              r"\bbatched prefill\b|batch[_ ]?size[^.\n]{0,60}?(?:embedding|encod\w*|rerank\w*|"
                               r"transcri\w*|inference|推理)", re.I)
 """A model run without training (embedding, encoding, reranking, transcribing, inference) whose batch the report names
 ('CUDA embedding batch size hardcoded to 256', 'Reduce GPU batch size for reranker')."""
@@ -472,8 +509,10 @@ is then no inference of its own."""
 def _inference_batch(c: Case) -> Cause | None:
     """An inference batch named in a report that trains nothing: all of it goes through the model in one forward."""
     t = c.inputs.error_text or ""
+    from qlorafit.doctor.rules import MANY_INPUTS
+
     m = _INFERENCE_BATCH.search(t) or _EMBED_SERVED.search(t)
-    if m is None or not c.has_oom or c.oom.kind in ("dispatch", "kv_cache") or \
+    if m is None or not c.has_oom or c.oom.kind in ("dispatch", "kv_cache") or MANY_INPUTS.search(t) or \
             (c.oom.kind == "cpu" and not E.forward_on_cpu(c)) or \
             c.oom.phase not in (None, "generation") or TRAINS_OR_EPOCHS.search(E.text(c)):
         return None

@@ -25,6 +25,8 @@ ALIASES = {
     "pretrain": "model", "model_path_to_load": "model",
     "gradient_accumulation": "gradient_accumulation_steps", "attn_impl": "attn_implementation",
     "gpu_memory_utilization": "vllm_gpu_memory_utilization", "max_model_len": "vllm_max_model_len",
+    "model_parallel": "tensor_parallel_size", "model_parallel_size": "tensor_parallel_size",
+    "tensor_model_parallel_size": "tensor_parallel_size", "tp_size": "tensor_parallel_size",
     "nproc_per_node": "world_size", "num_processes": "world_size", "num_gpus": "world_size",
     "preprocessing_num_workers": "map_workers", "dataset_num_proc": "map_workers", "num_proc": "map_workers",
     "evaluation_strategy": "eval_strategy", "enable_gradit_checkpoing": "gradient_checkpointing",
@@ -92,6 +94,7 @@ def normalize(raw: dict) -> dict:
     s: dict = {}
     for k, v in raw.items():
         k = str(k).replace("-", "_").rsplit(".", 1)[-1]  # a dotted path by its last part
+        k = k.lower() if k.isupper() else k  # a module of constants ('MODEL_PARALLEL = 4') names them in capitals
         s[ALIASES.get(k, k)] = v
     _trainer_specials(s, {str(k).replace("-", "_").rsplit(".", 1)[-1] for k in raw})
     if "max_length" not in s and isinstance(s.get("max_source_length"), int):  # LLaMA-Factory's older split lengths

@@ -163,7 +163,7 @@ PHASES = {  # where each failure happened, read from its traceback's frames
     "notebook_pipeline_by_id": "load",  # pipeline(model=id) loading the weights again: caching_allocator_warmup
     "orpo_lora_batch": "first_step",  # ORPO's first step (0/13): compute_loss's forward
     "ticket_classifier_lora": "later_step",  # the fourth step (3/36): the long ticket's attention mask
-    "merge_checkpoint_adapter": "load",  # the merge's bf16 base loading beside the other process's 14 GiB
+    "merge_checkpoint_adapter": "merge",  # the merge script loading its bf16 base beside the other process's 14 GiB
     "doc_qa_cache_sessions": "generation",  # the user's question loop: deepcopy of the prompt cache, the 6th question
     "kto_lora_fast": "first_step",  # KTO's first step (0/25): a LoRA forward without checkpointing
     "lora_tf32_float32": "load",  # from_pretrained(dtype=torch.float32): caching_allocator_warmup

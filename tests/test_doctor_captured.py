@@ -76,6 +76,11 @@ ERROR_ONLY_MISS = {
                                 "is the embedding layer's 8.82 GiB output in a forward of the user's own function",
     "lora_on_merged_checkpoint": "the model (a folder named after Qwen3-8B) is named in the script only; the error's "
                                  "30.51 GiB request has no model to weigh it against",
+    # capture-s20b, written blind after capture-s20's fixes
+    "doc_qa_cache_sessions": "the dict that keeps every question's KV cache is in the script only; the error is a "
+                             "deepcopy of the prompt cache in the user's own loop, with no generate frame",
+    "ticket_classifier_lora": "the tokenizer call that truncates at no length is in the script only; at step 4 of 36 "
+                              "the error alone (an attention mask) reads as the ordinary batch",
 }
 
 SCRIPT_MISS = {
@@ -99,14 +104,15 @@ PHASE_NOT_SHOWN = {
     "embed_inbatch_negatives": "the forward of the user's own embedding loop, no step shown",
     "accelerate_lora_shared_gpu": "the forward of the user's own accelerate loop, no step shown",
     "accumulate_loss_list": "the loss of the user's own loop at a later micro-batch, no step shown",
+    "doc_qa_cache_sessions": "a deepcopy of the prompt cache in the user's own question loop, no generate frame",
 }
 
 
 def _phase_ok(name: str, d) -> bool:
     """The labelled phase ('unknown': no phase, a forward of the user's own inference script), or, where the
     traceback shows none, no phase at all."""
-    if name in PHASE_NOT_SHOWN:
-        return d.case.oom.phase is None
+    if name in PHASE_NOT_SHOWN:  # (or the labelled phase, where the script shows it)
+        return d.case.oom.phase in (None, _load(name)["label"]["phase"])
     return (d.case.oom.phase or "unknown") == _load(name)["label"]["phase"]
 
 
@@ -983,3 +989,32 @@ def test_a_tokenizer_call_that_pads_and_never_truncates_is_no_cap():
     cut = script.replace("padding=True,", "padding=True, truncation=True, max_length=512,")
     d = diagnose(Inputs(error_text=err, script=analyse(cut, "t.py")))
     assert d.primary.id != "long_sample"
+
+
+# --- capture-s20b (written blind after capture-s20's fixes): what its misses showed --------------------------------
+
+def test_a_script_that_loads_the_same_model_twice_holds_two_copies():
+    script = ("import torch\nfrom transformers import AutoModelForCausalLM, AutoTokenizer, pipeline\n"
+              "model_id = 'Qwen/Qwen3-8B'\ntok = AutoTokenizer.from_pretrained(model_id)\n"
+              "model = AutoModelForCausalLM.from_pretrained(model_id, dtype=torch.bfloat16, device_map='cuda')\n"
+              "gen = pipeline(\n    'text-generation',\n    model=model_id,\n    device_map='cuda',\n)\n")
+    err = _WARMUP.format(script="nb.py", req="15.25", card="24.00", free="8.04", held="15.29")
+    d = diagnose(Inputs(error_text=err, script=analyse(script, "t.py")))
+    assert d.primary.id == "load_too_big" and d.primary.strength == "script", [(c.id, c.strength) for c in d.causes]
+    # the loaded model passed on (and a tokenizer of the same id) is one copy
+    once = script.replace("model=model_id,", "model=model, tokenizer=tok,")
+    d = diagnose(Inputs(error_text=err, script=analyse(once, "t.py")))
+    assert not any("both load" in " ".join(c.evidence) for c in d.causes)
+
+
+def test_every_generations_cache_kept_across_a_loop_is_the_generation():
+    script = ("sessions = {}\nfor i, q in enumerate(questions):\n    cache = copy.deepcopy(prompt_cache)\n"
+              "    out = model.generate(**inputs, past_key_values=cache, return_dict_in_generate=True)\n"
+              "    sessions[i] = {'history': out.sequences, 'cache': out.past_key_values}\n")
+    err = ('  File "/work/qa.py", line 3, in <module>\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate '
+           '16.00 MiB. GPU 0 has a total capacity of 24.00 GiB of which 0.45 GiB is free.')
+    d = diagnose(Inputs(error_text=err, script=analyse(script, "t.py")))
+    assert d.primary.id == "generation_batch" and d.primary.strength == "script", [(c.id, c.strength) for c in d.causes]
+    kept_text = script.replace("'cache': out.past_key_values", "'cache': None")
+    d = diagnose(Inputs(error_text=err, script=analyse(kept_text, "t.py")))
+    assert not (d.primary and d.primary.strength == "script" and d.primary.id == "generation_batch")

@@ -2608,3 +2608,117 @@ def test_exllama_placing_its_weights_is_their_size_not_its_cache():
     # the cache it builds after the weights is the engine's share
     cache = tb.replace("model.py\", line 263, in load_gen", "cache.py\", line 90, in create_state_tensors")
     assert _d("Loading a Mixtral GPTQ with the ExLlamav2_HF loader\n" + cache).primary.id == "vllm_memory"
+
+
+# --- session 20, second round: what test53 and test54 showed (studied after their one measurement) ------------------
+
+@pytest.mark.parametrize("script,cause", [
+    ("model = AutoAWQForCausalLM.from_pretrained(path, low_cpu_mem_usage=True)\n"
+     "model.quantize(tok, quant_config=cfg, calib_data=data, max_calib_seq_len=20000)", "batch_or_seq"),
+    ("max_memory = {0: '32GIB'}\nmodel = AutoGPTQForCausalLM.from_pretrained(path, cfg, max_memory=max_memory)\n"
+     "model.quantize(examples, batch_size=1)", "load_too_big")])
+def test_a_quantization_job_runs_out_on_its_calibration_length_or_its_placement(script, cause):
+    d = _d("Quantizing the model runs CUDA out of memory, and it uses only one gpu", script=script)
+    assert d.primary.id == cause and d.primary.strength == "script", [(c.id, c.strength) for c in d.causes]
+    assert "fp32_training" not in [c.id for c in d.causes]  # a quantizer loads in 16-bit
+    # at a short calibration length, with the model left in RAM, the script shows neither
+    plain = ("model = AutoAWQForCausalLM.from_pretrained(path)\n"
+             "model.quantize(tok, quant_config=cfg, max_calib_seq_len=512)")
+    assert _d("Quantizing the model runs CUDA out of memory", script=plain).primary.strength != "script"
+
+
+def test_xlas_resource_exhausted_is_an_out_of_memory():
+    o = parse("jaxlib.xla_extension.XlaRuntimeError: RESOURCE_EXHAUSTED: Failed to allocate request for 12.50MiB "
+              "(13107200B) on device ordinal 0")
+    assert o.kind == "cuda" and o.requested_bytes == int(12.5 * 2**20)
+
+
+def test_tenstorrents_dram_message_gives_its_request():
+    o = parse("TT_FATAL: Out of Memory: Not enough space to allocate 2147483648 B DRAM buffer across 12 banks")
+    assert o.kind == "cuda" and o.requested_bytes == 2147483648
+
+
+def test_vllms_kv_cache_refusal_however_spelled():
+    text = ("ValueError : the model's max seq len (32768) is larger than the maxinum number of tokens that can be "
+            "stored in KV cache")
+    assert parse(text).kind == "kv_cache" and _d(text).primary.id == "vllm_memory"
+
+
+def test_a_kill_told_with_an_adverb_is_the_hosts():
+    assert parse("When I run the example, my program was always killed because of big memory").kind == "cpu"
+
+
+def test_long_text_in_one_input_is_a_long_sample():
+    d = _d("To handle long text without OOM, we break the sentence into chunks and infer them in batches")
+    assert d.primary.id == "long_sample", [c.id for c in d.causes]
+
+
+def test_a_librarys_validation_error_is_no_evaluation():
+    said = "Error in Queue::submit: Validation Error. Caused by: device lost. Is this OOM?"
+    assert phase_from_words(said)[0] != "eval"
+    assert phase_from_words("CUDA out of memory during validation")[0] == "eval"
+
+
+def test_a_job_that_must_release_the_previous_ones_cache_is_held_memory():
+    d = _d("Add code to release cuda cache when finished job: mitigates 'CUDA Out of memory error' when running the "
+           "translation after the transcription")
+    assert d.case.oom.kind == "cuda" and d.primary.id == "other_process", [c.id for c in d.causes]
+
+
+def test_a_name_with_a_digit_and_t_is_no_terabyte():
+    assert parse("CUDA Out of memory error in case of running t2t translation").kind == "cuda"
+    assert parse("killed while loading: the host has 2T of memory").kind == "cpu"
+
+
+def test_a_conversion_that_consumes_memory_is_the_hosts():
+    d = _d("The Qwen-72B model conversion process consumes approximately 282GB of memory, which far exceeds the "
+           "machines we have")
+    assert d.case.oom.kind == "cpu" and d.primary.id == "cpu_ram", [c.id for c in d.causes]
+
+
+def test_pinned_memory_under_wsl2_is_the_hosts():
+    said = ('training with CPU offload raises an OOM error in a wsl2 system:\n'
+            '"offload_optimizer": {"device": "cpu", "pin_memory": true}')
+    d = _d(said)
+    assert d.case.oom.kind == "cpu" and d.primary.id == "cpu_ram", [c.id for c in d.causes]
+    assert "pin_memory" in d.primary.evidence[0]
+    assert _d(said.replace("wsl2 system", "linux box")).case.oom.kind != "cpu"
+
+
+def test_millions_of_inputs_encoded_at_once_keep_their_outputs():
+    d = _d("I am trying to encode around 100 million records using SentenceTransformer; above 5-10 million it throws "
+           "CUDA OOM")
+    assert d.primary.id == "eval_logits", [c.id for c in d.causes]
+    assert _d("Load pretrained SentenceTransformer and encode them: CUDA OOM").primary.id == "generation_batch"
+
+
+@pytest.mark.parametrize("said", ["Batched prefill DRAM OOM during the benchmarks: the vLLM server crashes",
+                                  "Some benchmark LLMs fail with OOM issues with BS 32 and input sequence 64"])
+def test_an_engines_prefill_or_a_benchmarks_batch_is_the_inference_batch(said):
+    d = _d(said)
+    assert d.primary.id == "generation_batch", [c.id for c in d.causes]
+
+
+def test_constants_in_capitals_are_settings():
+    s = read_settings("MAX_SEQ_LEN = 1024\nMODEL_PARALLEL = 4\nBATCH_SIZE = 8\n")
+    assert s["tensor_parallel_size"] == 4 and s["max_length"] == 1024 and s["per_device_train_batch_size"] == 8
+
+
+def test_model_parallelism_holds_no_whole_copy_per_gpu():
+    said = "Evaluating a 30B model with 4 T4 GPUs: CUDA out of memory"
+    assert any("holds them whole" in " ".join(c.evidence) for c in _d(said).causes)
+    assert not any("holds them whole" in " ".join(c.evidence) for c in _d(said, config="MODEL_PARALLEL = 4").causes)
+
+
+def test_a_progress_bar_that_ended_later_is_no_phase():
+    text = ("Map:  99%|#########9| 395/399 [00:05<00:00]\rMap: 100%|##########| 399/399 "
+            "[00:05<00:00]\nanswer 0\nanswer 1\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate "
+            "16.00 MiB.")
+    assert parse(text).phase != "tokenization"
+    assert parse(text.replace("\rMap: 100%|##########| 399/399 [00:05<00:00]", "")).phase == "tokenization"
+
+
+@pytest.mark.parametrize("said", ["用deepspeed方式返回错误码-9 啥意思", "训练时退出码: 137"])
+def test_a_kill_signals_exit_code_in_chinese_is_the_hosts(said):
+    assert parse(said).kind == "cpu"
+    assert parse("返回错误码-1").kind != "cpu"

@@ -135,6 +135,7 @@ _CPU_WORDS = re.compile(r"node (?:is )?running low on memory|ray\.exceptions\.Ou
                         # the kernel's kill in other words: exit code 137 (128 + SIGKILL), -9, a notebook kernel dying,
                         # the host's memory at 100 %
                         r"exit (?:code|status)\W{0,3}(?:137|-9)\b|(?:return(?:ed)?|exit) (?:code|status)\W{0,3}-9\b|"
+                        r"(?:错误码|返回码|退出码|状态码)\s?[:：=]?\s?(?:-9|137)(?!\d)|"
                         r"(?:进程|程序|任务)被(?:系统)?(?:杀|kill)|(?:kernel|notebook) (?:has |appears to have )?(?:di(?:es|ed)|crash(?:es|ed)|restart\w*)|"
                         r"(?:RAM|host memory|CPU memory|system memory)(?: usage)? (?:goes|went|reach\w*|hits?|climbs?|"
                         r"spikes?|explodes?|blows? up)(?: up)?(?: to 100)?|"

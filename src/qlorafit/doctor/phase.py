@@ -202,8 +202,12 @@ def last_marker(text: str) -> tuple[str | None, str, int]:
         for m in re.finditer(pat, text):
             if m.start() > best[2] and not _done_before_the_failure(text, m):  # 'export_model.py 合并后sft报OOM'
                 best = (ph, f"log line '{m.group(0)}'", m.start())
-    for b in progress_bars(text):
-        done = b.total and b.n >= b.total and b.phase in ("load", "tokenization")
+    bars = progress_bars(text)
+    # a load or map bar that reached its end, in a later update too ('395/399' then '399/399'): every update of it
+    ended = {(b.phase, b.total, i) for i, b in enumerate(bars) if b.total and b.n >= b.total}
+    for i, b in enumerate(bars):
+        done = b.phase in ("load", "tokenization") and any(
+            (ph, t) == (b.phase, b.total) and j >= i for ph, t, j in ended)
         if b.pos > best[2] and not done:  # a finished load or map bar says nothing about what failed after it
             best = (b.phase, f"progress bar {b.n}/{b.total}", b.pos)
     return best
@@ -251,7 +255,8 @@ _PROSE = (  # (phase, words): checked in this order inside one sentence that als
                    # a chat whose history grows each turn: every reply is generated from a longer prompt
                    + CHAT_HISTORY),
     # not torch's mode switch: 'from_pretrained(...).eval()' puts a model in inference mode, it is no evaluation
-    ("eval", r"(?<![A-Za-z])eval(?!\(\))\w*|validat\w+\b(?! [Ee]rror)|compute_metrics|predictions\b|\.predict\(|评估|评测|验证|"
+    ("eval", r"(?<![A-Za-z])eval(?!\(\))\w*|validat\w+\b(?! [Ee]rror)|compute_metrics|predictions\b|\.predict\(|"
+             r"评估|评测|验证|"
              # evaluation harnesses: running one is an evaluation, whatever its model is
              r"\blm[_-]eval\b|lm-evaluation-harness|\bopencompass\b|\bevalscope\b"),
     ("tokenization", r"tokeniz\w*|\.map\(|dataset map|(?:数据)?预处理|数据处理|分词"),

@@ -177,8 +177,8 @@ _OTHER_WORDS = re.compile(r"another (?:process|program|job|jupyter|notebook|kern
                           r"(?:gpu|cuda|device|video) memory\b(?![^\n.?]*\?)|"
                           # the finished job's memory that the next one needs: 'release cuda cache when finished job'
                           r"\breleas\w* (?:the )?(?:cuda |gpu |torch )?(?:cache|memory) (?:when|after|once|between) "
-                          r"(?:the |a |each |every )?(?:finished |previous |earlier |first )?(?:job|run|task|generation|"
-                          r"request|inference|transcription)|"
+                          r"(?:the |a |each |every )?(?:finished |previous |earlier |first )?(?:job|run|task|"
+                          r"generation|request|inference|transcription)|"
                           # a server or notebook left running beside the run: 'fails if `ilab serve` is still running'
                           r"\b(?:serve|server|serving|service|notebook|kernel|jupyter|ollama|webui|process|job)\W{0,2} "
                           r"(?:is |was |are |were )?still running|"
@@ -296,9 +296,9 @@ _KEPT_ON_GPU = re.compile(r"(?:predictions|outputs|results|embeddings)\b[^.\n]{0
                           r"(?:GPU|device|cuda)\b", re.I)
 """The report says every input's outputs stay on the GPU ('all the predictions are saved in GPU'): they accumulate with
 the number of inputs, at an inference loop as at an evaluation."""
-MANY_INPUTS = re.compile(r"(?:encod\w*|embed\w*|vectori[sz]\w*|predict\w*|infer\w*)\b[^.\n]{0,40}?\b\d+(?:\.\d+)?(?:\s?-\s?"
-                         r"\d+(?:\.\d+)?)?\s?(?:million|mio|billion)\s(?:of\s)?(?:records|sentences|texts|documents|"
-                         r"docs|passages|rows|samples|queries|items|embeddings)\b", re.I)
+MANY_INPUTS = re.compile(r"(?:encod\w*|embed\w*|vectori[sz]\w*|predict\w*|infer\w*)\b[^.\n]{0,40}?\b\d+(?:\.\d+)?"
+                         r"(?:\s?-\s?\d+(?:\.\d+)?)?\s?(?:million|mio|billion)\s(?:of\s)?(?:records|sentences|texts|"
+                         r"documents|docs|passages|rows|samples|queries|items|embeddings)\b", re.I)
 """Millions of inputs run through the model at once ('encode around 100 million records'): what one call returns for
 all of them stays on the GPU until it ends, whatever the batch it runs them in."""
 _ACCUMULATION = re.compile(r"nested_concat|torch_pad_and_concatenate|_pad_and_concatenate|preds_host|compute_metrics|"
@@ -1423,8 +1423,8 @@ def _rules():
     # the failing frame's own cause (fp32 logits, eager attention scores) comes before causes a launch or a word
     # proves: the traceback shows what the memory was being allocated for
     return (fp16_overflow, script_breaks, S.bnb_cpu_dispatch, cpu_ram, other_process, eager_in_frames,
-            fp32_logits_in_frames, step_made_large, request_above_card, S.quantize_job, L.vllm_memory, L.zero3_generation,
-            L.ddp_replica, S.resume_state, S.kbit_prep_fp32,
+            fp32_logits_in_frames, step_made_large, request_above_card, S.quantize_job, S.script_holds_twice,
+            L.vllm_memory, L.zero3_generation, L.ddp_replica, S.resume_state, S.kbit_prep_fp32,
             save_merge, S.cache_at_max_length, eval_logits, vision_tokens, long_input, reference_copy, S.eval_batch, S.generation_batch, fragmentation, long_sample,
             load_too_big, no_quant, S.fp32_training, fp32_logits, eager_attention, batch_or_seq, fp16_with_oom)
 

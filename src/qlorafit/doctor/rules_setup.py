@@ -208,7 +208,8 @@ CALIB_LONG_TOKENS = 4096
 """A calibration length from this many tokens up is what a quantizer's layer-by-layer forward runs out on (AutoAWQ's
 default is 512, AutoGPTQ's examples 2048)."""
 _WHOLE_ON_GPU = re.compile(r"\bmax_memory\s*=|device_map\s*=\s*[\"'](?:auto|cuda)[\"']|\.cuda\(\)|\.to\([\"']cuda")
-"""The script places the whole model on the GPUs, where a quantizer would keep it in RAM and move one layer at a time."""
+"""The script places the whole model on the GPUs, where a quantizer would keep it in RAM and move one layer at a
+time."""
 
 
 def quantize_job(c: Case) -> Cause | None:
@@ -224,8 +225,8 @@ def quantize_job(c: Case) -> Cause | None:
                      "the quantizer runs every calibration sample through each layer at once: activations grow with "
                      "samples x length", [f"the script sets '{long.group(0)}' for the calibration samples"],
                      ("seq",), [Action("shorten the calibration samples (512-2048 tokens) or use fewer per batch "
-                                       "(n_parallel_calib_samples)", "quality: slight", patch=["+ max_calib_seq_len=2048"],
-                                       id="seq")], strength="script")
+                                       "(n_parallel_calib_samples)", "quality: slight",
+                                       patch=["+ max_calib_seq_len=2048"], id="seq")], strength="script")
     whole = _WHOLE_ON_GPU.search(t)
     if whole:
         return Cause("load_too_big", "the whole model is placed on the GPU to be quantized",
@@ -234,6 +235,28 @@ def quantize_job(c: Case) -> Cause | None:
                      ("quantize",), [Action("load the model into CPU RAM (no max_memory / device_map) and let the "
                                             "quantizer move one layer at a time to the GPU", "speed: slower",
                                             id="low_cpu_mem")], strength="script", phase="load")
+    return None
+
+
+def script_holds_twice(c: Case) -> Cause | None:
+    """What the user's script keeps on the GPU on top of the model, read from it: a second load of the same model (a
+    pipeline given the model's id after the model was loaded), or every generation's KV cache kept across a loop."""
+    if not c.has_oom or c.inputs.script is None:
+        return None
+    s = c.settings
+    if s.get("keeps_cache"):
+        return Cause("generation_batch", "every generation's KV cache is kept",
+                     "a KV cache holds keys and values for every layer and token; one kept per input adds up until "
+                     "the card is full", [f"the script keeps each generation's cache ({s['keeps_cache']})"],
+                     ("batch",), [Action("keep only the text (out.sequences) or move the cache off the GPU; reuse "
+                                         "one prompt cache copy per question and drop it after", "none", id="batch")],
+                     strength="script", phase="generation")
+    if s.get("loads_twice"):
+        return Cause("load_too_big", "the same model is loaded twice",
+                     "each load puts a full copy of the weights on the GPU", [f"the script {s['loads_twice']}"],
+                     ("quantize",), [Action("load it once and pass the loaded model on (pipeline(model=model, "
+                                            "tokenizer=tokenizer))", "none", id="smaller_model")],
+                     strength="script", phase="load")
     return None
 
 
@@ -482,7 +505,8 @@ _HISTORY = re.compile(CHAT_HISTORY + r"|\bhistory=", re.I)
 
 
 _INFERENCE_BATCH = re.compile(r"(?:embedding|embed|encod\w*|rerank\w*|transcri\w*|inference|predict\w*|prefill|"
-                              r"benchmark\w*|推理|向量化)[^.\n]{0,80}?(?:batch(?:[_ ]?size)?(?![A-Za-z0-9_-])|\bBS\b)|"
+                              r"benchmark\w*|推理|向量化)[^.\n]{0,80}?(?:batch(?:[_ ]?size)?(?![A-Za-z0-9_-])|"
+                              r"\bBS\b)|"
                               # an engine's prefill of several requests at once: 'batched prefill DRAM OOM'
                               r"\bbatched prefill\b|batch[_ ]?size[^.\n]{0,60}?(?:embedding|encod\w*|rerank\w*|"
                               r"transcri\w*|inference|推理)", re.I)

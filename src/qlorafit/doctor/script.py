@@ -301,6 +301,32 @@ _NO_GRAPH = re.compile(r"torch\.no_grad|inference_mode|\.detach\(|requires_grad_
 """What keeps autograd from recording the outputs (no graph is kept with them)."""
 
 
+_KEPT_CACHE = re.compile(r"^[ \t]+(?:\w+\[[^\]\n]+\]\s*=|\w+\.append\()[^\n]*\bpast_key_values\b(?![^\n]*=\s*None)",
+                         re.M)
+"""A generation's KV cache stored per input inside a loop ('sessions[i] = {"cache": out.past_key_values}'): every
+input's cache stays on the GPU."""
+_LOADS = re.compile(r"\b(\w+)\.from_pretrained\(\s*([\w.\"'/-]+)|"
+                    r"\bpipeline\((?:[^()]|\([^()]*\))*?\bmodel\s*=\s*([\w.\"'/-]+)")
+"""A model loaded by name: Model.from_pretrained('id') or (var), pipeline(..., model='id' or var); not a tokenizer,
+processor or config of the same id, nor an adapter put on a loaded model (PeftModel.from_pretrained(model, ...))."""
+
+
+def _loaded_twice(text: str) -> str | None:
+    """The same model id (or the variable holding it) loaded by two calls: two copies of its weights."""
+    seen: dict[str, int] = {}
+    for m in _LOADS.finditer(text):
+        if m.group(1) and re.search(r"Tokenizer|Processor|Config|Extractor|Peft|Adapter", m.group(1)):
+            continue
+        name = (m.group(2) or m.group(3)).strip("\"'")
+        if not name or name in ("model", "self", "cls") or "." in name and not ("/" in name or "-" in name):
+            continue
+        line = text.count("\n", 0, m.start()) + 1
+        if name in seen:
+            return f"lines {seen[name]} and {line} both load '{name}'"
+        seen[name] = line
+    return None
+
+
 def _kept_outputs(text: str) -> re.Match | None:
     """Outputs kept on the GPU across the inputs of a loop: appended to a list, or, with their autograd history,
     written into a tensor made on the GPU (every assignment records the output's whole graph in the tensor's
@@ -449,6 +475,12 @@ def _settings(info: ScriptInfo) -> dict:
                 and not re.search(r"\.detach\(", m.group(2)):
             s["sums_losses"] = f"line {info.text.count(chr(10), 0, m.start()) + 1}: {m.group(0).strip()}"
             break
+    cache = _KEPT_CACHE.search(info.text)
+    if cache:
+        s["keeps_cache"] = f"line {info.text.count(chr(10), 0, cache.start()) + 1}: {cache.group(0).strip()}"
+    twice = _loaded_twice(info.text)
+    if twice:
+        s["loads_twice"] = twice
     kept = _kept_outputs(info.text)
     if kept:
         s["keeps_logits"] = f"line {info.text.count(chr(10), 0, kept.start()) + 1}: {kept.group(0).strip()}"

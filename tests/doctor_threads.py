@@ -53,13 +53,22 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test54", "test53", "test52", "test51", "test50", "test49", "test48", "test47", "test46", "test45", "test44",
-          "test43", "test42", "test41", "test40", "test39", "test38", "test37", "test36", "test35", "test34", "test33",
-          "test32", "test31", "test30",
+SPLITS = ("test55", "test54", "test53", "test52", "test51", "test50", "test49", "test48", "test47", "test46", "test45",
+          "test44", "test43", "test42", "test41", "test40", "test39", "test38", "test37", "test36", "test35", "test34",
+          "test33", "test32", "test31", "test30",
           "test29", "test28", "test27", "test26", "test25", "test24", "test23", "test22", "test21", "test20", "test19",
           "test18", "test17", "test16", "test15", "test14", "test13", "test12", "test11", "test10", "test9", "test8",
           "test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
-"""Split names, held-out first. test54: a fifty-fourth held-out split collected 2026-12-01 (session 20, helper
+"""Split names, held-out first. test55: a fifty-fifth held-out split collected 2026-12-01 (session 20, helper
+collect55, while collect56 collected test56) from GitHub issue threads (where an extremely saturated search still found
+threads the corpus lacks: speech, TTS and ASR trainers and servers (icefall's transducers twice, Athena, ESPnet, FunASR,
+GPT-SoVITS, dots.tts and OuteTTS (Chinese), whisper-standalone-win), 2019-2021 BERT/T5/GPT-2-era threads (Pegasus,
+Indico's finetune, gpt2-ml (Chinese), RoBERTa-wwm large Chinese, a roberta-base MLM fine-tune, fairseq on a TPU), an
+INSTRUCTOR embedding fine-tune, Chinese BERT fine-tunes (a text classifier, DeepKE's relation extraction), a ChatGLM web
+UI killed in host RAM while loading, LLaMA-Factory's multi-GPU load (Chinese), Ollama's budget and an AMD playbook's
+load; eight with Chinese text; 21 repositories, 9 new to the corpus), frozen before its first measurement (UNMEASURED in
+tests/test_doctor_threads.py until then).
+test54: a fifty-fourth held-out split collected 2026-12-01 (session 20, helper
 collect54, while collect53 collected test53) from GitHub issue and pull-request threads (where an extremely saturated
 search still found threads the corpus lacks: merged pull requests read from their descriptions (bionemo-recipes' ESM-2
 15B micro batch sizes, SkyRL's and Megatron-Bridge's expandable segments, Oumi's Llama 3B SFT max length, ipex-llm's

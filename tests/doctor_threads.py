@@ -53,13 +53,23 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test54", "test53", "test52", "test51", "test50", "test49", "test48", "test47", "test46", "test45", "test44",
+SPLITS = ("test56",
+          "test54", "test53", "test52", "test51", "test50", "test49", "test48", "test47", "test46", "test45", "test44",
           "test43", "test42", "test41", "test40", "test39", "test38", "test37", "test36", "test35", "test34", "test33",
           "test32", "test31", "test30",
           "test29", "test28", "test27", "test26", "test25", "test24", "test23", "test22", "test21", "test20", "test19",
           "test18", "test17", "test16", "test15", "test14", "test13", "test12", "test11", "test10", "test9", "test8",
           "test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
-"""Split names, held-out first. test54: a fifty-fourth held-out split collected 2026-12-01 (session 20, helper
+"""Split names, held-out first. test56: a fifty-sixth held-out split collected 2026-12-01 (session 20, helper
+collect56, while collect55 collected test55) from GitHub issue and pull-request threads (where an extremely saturated
+search still found threads the corpus lacks: embedding and OCR inference (a FastEmbed/ONNX corpus embedding, Surya
+OCR's recognition batch twice, marker's PDF models), PaddlePaddle ERNIE fine-tuning and prediction (Chinese), BERT-era
+classifiers on small cards, merged pull requests (ChatGLM-6B's chat-history truncation, machine.py's NLLB batch
+back-off, MaxText's TPU v4 batch, XTuner's LLaVA-InternLM2 batch), chat histories fed back as input (ChatGLM-6B,
+ChatGLM3, Chinese), a Qwen2.5-VL video inference, SGLang's static memory fraction, memory held by a stopped
+lm-evaluation-harness job, DeepSpeed-Chat with gradient checkpointing; 19 repositories, 6 new to the corpus), frozen
+before its first measurement (UNMEASURED in tests/test_doctor_threads.py until then).
+test54: a fifty-fourth held-out split collected 2026-12-01 (session 20, helper
 collect54, while collect53 collected test53) from GitHub issue and pull-request threads (where an extremely saturated
 search still found threads the corpus lacks: merged pull requests read from their descriptions (bionemo-recipes' ESM-2
 15B micro batch sizes, SkyRL's and Megatron-Bridge's expandable segments, Oumi's Llama 3B SFT max length, ipex-llm's

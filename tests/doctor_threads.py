@@ -53,8 +53,8 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test55", "test54", "test53", "test52", "test51", "test50", "test49", "test48", "test47", "test46", "test45",
-          "test44", "test43", "test42", "test41", "test40", "test39", "test38", "test37", "test36", "test35", "test34",
+SPLITS = ("test56", "test55", "test54", "test53", "test52", "test51", "test50", "test49", "test48", "test47", "test46",
+          "test45", "test44", "test43", "test42", "test41", "test40", "test39", "test38", "test37", "test36", "test35", "test34",
           "test33", "test32", "test31", "test30",
           "test29", "test28", "test27", "test26", "test25", "test24", "test23", "test22", "test21", "test20", "test19",
           "test18", "test17", "test16", "test15", "test14", "test13", "test12", "test11", "test10", "test9", "test8",

@@ -98,7 +98,9 @@ FIRST_COMMIT = {"train": ("cee5fcb", "doctor-threads-baseline.json"),
                 "test51": ("5752ab5", "doctor-threads-test51-frozen.json"),
                 "test52": ("5752ab5", "doctor-threads-test52-frozen.json"),
                 "test53": ("5092791", "doctor-threads-test53-frozen.json"),
-                "test54": ("5092791", "doctor-threads-test54-frozen.json")}
+                "test54": ("5092791", "doctor-threads-test54-frozen.json"),
+                "test55": ("7e2bb01", "doctor-threads-test55-frozen.json"),
+                "test56": ("7e2bb01", "doctor-threads-test56-frozen.json")}
 RESULTS_SPLIT = {"seen": "test"}  # the first test split was called 'test' when it was first measured
 
 

@@ -2722,3 +2722,53 @@ def test_a_progress_bar_that_ended_later_is_no_phase():
 def test_a_kill_signals_exit_code_in_chinese_is_the_hosts(said):
     assert parse(said).kind == "cpu"
     assert parse("返回错误码-1").kind != "cpu"
+
+
+# --- session 20, third round: what test55 and test56 showed (studied after their one measurement) -------------------
+
+def test_ram_inside_a_word_is_no_host_memory():
+    said = "In my tests the program hits OOM in the backward pass of the fine-tune"
+    assert parse(said).kind == "cuda"
+    assert parse("the RAM hits 100% and then the process dies").kind == "cpu"
+
+
+def test_a_little_memory_outside_a_process_that_holds_most_of_the_card_is_no_cause():
+    err = ("RuntimeError: CUDA out of memory. Tried to allocate 192.00 MiB (GPU 0; 11.75 GiB total capacity; 9.90 GiB "
+           "already allocated; 89.25 MiB free; 9.97 GiB reserved in total by PyTorch)")
+    d = _d("Training the relation extraction model with bert\n" + err)
+    assert d.primary.id == "batch_or_seq", [c.id for c in d.causes]
+    # the same little outside it, said to be another process, still is
+    assert _d("another process is using the GPU\n" + err).primary.id == "other_process"
+
+
+@pytest.mark.parametrize("said", ["问答过程中显存累积增长，每次问题结束后显存不降", "GPU memory grows with every question until OOM"])
+def test_memory_growing_over_a_chat_is_its_history(said):
+    d = _d(said)
+    assert d.case.oom.phase == "generation" and d.primary.id == "generation_batch", [c.id for c in d.causes]
+
+
+def test_memory_in_the_later_training_is_a_later_step():
+    from qlorafit.doctor.phase import step_from_words
+
+    assert step_from_words("There's no problem at the start, but it's always oom in the later training")[0] == \
+        "later_step"
+
+
+def test_an_inference_progress_bar_is_no_training_step():
+    text = ("Detecting bboxes: 100%|####| 24/24 [00:14<00:00]\nRecognizing Text:  11%|#  | 379/3400 [01:02<04:19]"
+            "\nCUDA out of memory")
+    o = parse(text)
+    assert o.phase == "generation" and o.step is None
+    assert parse(text.replace("Recognizing Text", "Epoch 1")).phase != "generation"
+
+
+def test_an_ocr_recognizers_batch_is_the_inference_batch():
+    d = _d("RECOGNITION_BATCH_SIZE is by default set to 256, and with 5 images I get an OOM")
+    assert d.primary.id == "generation_batch", [c.id for c in d.causes]
+
+
+@pytest.mark.parametrize("said", ["batchsize已经调整到1了,还是OOM", "batch_size已改为1，仍然爆显存"])
+def test_a_batch_of_one_said_in_chinese_still_fails(said):
+    from qlorafit.doctor.ruled_out import batch_one_fails
+
+    assert batch_one_fails(said)

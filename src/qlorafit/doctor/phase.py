@@ -48,7 +48,14 @@ _FRAMES = {
 CHAT_HISTORY = (r"(?:每次|每轮|多轮|连续)对话|对话(?:轮数|历史)|历史(?:对话|记录)|(?:each|every|per) (?:chat |conversation |"
                 r"dialog(?:ue)? )?turn\b|(?:chat|conversation|dialog(?:ue)?) history\b|"
                 # the text generated from grows as it goes: 'after my story gets longer I get this error'
-                r"\b(?:story|conversation|chat|dialog(?:ue)?|history) (?:gets|got|grows|grew|becomes|became) (?:longer|too long)\b")
+                r"\b(?:story|conversation|chat|dialog(?:ue)?|history) (?:gets|got|grows|grew|becomes|became) "
+                r"(?:longer|too long)\b|"
+                # the memory grows as the chat goes on: '问答过程中显存累积增长', '单次对话不终止显存不断增加', 'memory grows
+                # with every question'
+                r"(?:对话|问答|聊天)[^。\n]{0,16}?(?:显存|内存)[^。\n]{0,6}?(?:增加|增长|上涨|上升|累积)|"
+                r"\bmemory (?:usage )?(?:grows|increases|keeps (?:growing|increasing)|goes up) (?:with|after) "
+                r"(?:each|every) "
+                r"(?:question|turn|message|reply|answer|round)\b")
 """A chat whose history grows turn by turn: each reply is generated from every turn before it (a generation word here,
 and generation_batch's reason to trim the history)."""
 _FRAME_RE = {ph: re.compile(rf"(?:{pat})") for ph, pat in _FRAMES.items()}
@@ -126,6 +133,8 @@ _BAR_KIND = (  # a bar's description -> the phase it is a bar of (no description
     (r"loading checkpoint shards|loading|downloading|fetching", "load"),
     (r"\bmap\b|tokeniz|filter|generating \w+ split|convert|preprocess|packing|running tokenizer", "tokenization"),
     (r"evaluat|predict|validat", "eval"),
+    # an inference pass over its inputs: 'Recognizing Text: 379/3400', 'Detecting bboxes', 'Transcribing', 'Embedding'
+    (r"recogni[sz]|detecting|transcrib|embedding|encoding|generating(?! \w+ split)|translating|inferenc", "generation"),
     (r"sav|merg|unsloth", "save"),
 )
 _MARKERS = (
@@ -275,6 +284,9 @@ _LATER = re.compile(r"(?:at|after|on|until|till|around|near|by|reach\w*) (?:trai
                     r"iter) ?~?\d+|\bstep ~?\d+ ?(?:of|/) ?\d+|\d+ ?/ ?\d+ (?:steps|iterations)|after (?:a few|some|several|~?\d+\+?) "
                     r"(?:steps|iterations|batches|epochs|samples)|at some batch|over \d+ epochs|for a while|"
                     r"(?:for|after) some time|training (?:for )?(?:a while|some steps)|after (?:tens of|many) steps|"
+                    r"\b(?:in|during) the later (?:training|stages? of training|epochs?)\b|\blater (?:in|during) "
+                    r"(?:the )?"
+                    r"training\b|"
                     r"一阵子|中途|几十步|一段时间后|训练到\s*\d+\s*%|\d+\s?步|"
                     # an occasional failure: most steps ran, one batch did not
                     r"偶发|偶尔|时不时|\boccasional(?:ly)?\b|\bintermittent(?:ly)?\b|\bsporadic(?:ally)?\b|"

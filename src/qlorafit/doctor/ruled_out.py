@@ -48,7 +48,8 @@ _BATCH_TRIED = re.compile(r"regardless of (?:the )?batch|"
 
 _BATCH_ONE = re.compile(r"(?:(?:micro|per[_ ]device[_ ](?:train[_ ])?|train[_ ])?batch[_ ]?size|\bbs|\bbatch)\s?"
                         r"(?:(?:had |has |have |was |is )?(?:been )?set(?:ting)? )?(?:==?|:|to|of|"
-                        r"at|is|was|设为|设置为|设置成|设成|为|改为|改成|调为|调到)?\s?1(?![\d.])", re.I)
+                        r"at|is|was|设为|设置为|设置成|设成|为|改为|改成|调为|调到|(?:已经|已)?(?:调整|调|改|设置?)(?:到|为|成))?"
+                        r"\s?1(?![\d.])", re.I)
 _STILL = re.compile(r"\b(?:still|even|also|again|anyway|regardless|same (?:error|problem|issue|OOM)|does ?n[o']t help|"
                     r"did ?n[o']t help|no (?:luck|help|change))\b|还是|仍然|依然|仍|也(?:会|是|还|一样)?(?:OOM|oom|爆|报|溢出|不行)|"
                     r"都(?:会|报|是)|不起作用|没用|无效|照样", re.I)

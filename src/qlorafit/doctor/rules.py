@@ -21,6 +21,10 @@ from qlorafit.core.sizes import GIB, MIB
 
 OTHER_PROCESS_MIN_BYTES = int(1.5 * GIB)
 """GPU memory outside this process's PyTorch pool beyond this is another process (a CUDA context is ~0.3-1 GiB)."""
+OTHER_SMALL_SHARE = 0.2
+OWN_POOL_MOST = 0.7
+"""Less than this share of the card held outside, while this process's own pool is at least OWN_POOL_MOST of it: a
+desktop's display or the CUDA contexts, not the cause (what this process holds is)."""
 OTHER_HOLDS_MOST = 0.5
 OWN_POOL_SMALL = 0.25
 """Memory held outside this process of at least half the card, while this process's own pool is at most a quarter of
@@ -237,6 +241,9 @@ def other_process(c: Case) -> Cause | None:
     o = c.oom
     if other < max(OTHER_PROCESS_MIN_BYTES, 0.1 * (o.total_bytes or 0)):
         return _free_but_refused(c)  # the numbers show nothing held outside this process: they outweigh the words
+    if not o.other_processes and other < OTHER_SMALL_SHARE * o.total_bytes and \
+            o.reserved_bytes >= OWN_POOL_MOST * o.total_bytes and not _other_process_words(c):
+        return None  # this process holds most of the card: the little outside it (a display, the contexts) is no cause
     ev = [f"GPU {o.gpu_index}: total {gib(o.total_bytes)}, free {gib(o.free_bytes)}, so {gib(o.total_bytes - o.free_bytes)} "
           f"in use; this process's PyTorch pool is {gib(o.reserved_bytes)}"
           + (f" (the process reports {gib(o.process_bytes)})" if o.process_bytes is not None else ""),

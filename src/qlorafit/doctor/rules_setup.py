@@ -505,6 +505,7 @@ _HISTORY = re.compile(CHAT_HISTORY + r"|\bhistory=", re.I)
 
 
 _INFERENCE_BATCH = re.compile(r"(?:embedding|embed|encod\w*|rerank\w*|transcri\w*|inference|predict\w*|prefill|"
+                              r"recogni\w*|"
                               r"benchmark\w*|推理|向量化)[^.\n]{0,80}?(?:batch(?:[_ ]?size)?(?![A-Za-z0-9_-])|"
                               r"\bBS\b)|"
                               # an engine's prefill of several requests at once: 'batched prefill DRAM OOM'

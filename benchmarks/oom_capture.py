@@ -348,6 +348,30 @@ SCENARIOS = {
                       "kept"),
     "lora_tf32_float32": (24, "rtx4090", "fp32_training", "a LoRA of Llama-3.1-8B loaded with dtype=torch.float32 "
                           "and tf32=True (TF32 taken for a 16-bit mode): 29.9 GiB of fp32 weights on a 24 GiB card"),
+    # the sixteenth batch (capture-s20c), written blind (session 20): one GPU, six causes in forms no earlier script
+    # has, written and labelled by a writer who never read or ran the doctor; the arithmetic of each is in
+    # oom_scenarios/CAPTURE_S20C.md
+    "eval_no_grad_loop": (24, "rtx4090", "eval_batch", "a hand LoRA loop of Qwen3-4B whose baseline evaluation (eval "
+                          "batch 4 x 1024, model.eval()) runs without torch.no_grad(): every layer's activations and the "
+                          "loss's logits kept for a backward that never comes, with checkpointing off in eval mode"),
+    "dpo_ref_model_copy": (24, "rtx4090", "load_too_big", "a TRL DPO LoRA of Qwen3-8B given an explicit ref_model: a "
+                           "second bf16 copy (15.3 GiB) loaded onto the card beside the policy, where the LoRA policy "
+                           "with its adapters disabled is the reference"),
+    "map_pad_longest": (16, "rtx4080", "long_sample", "a Trainer LoRA of Qwen2.5-3B whose batched map calls the tokenizer "
+                        "with padding=True and no truncation: every sample padded to the longest (57,784 tokens)"),
+    "review_classifier_shared": (24, "rtx4090", "other_process", "a sequence-classification LoRA of Qwen2.5-3B (Trainer, "
+                                 "batch 16 x <=480, checkpointing) that fits the card alone, started while another "
+                                 "process holds 17 GiB of it"),
+    "merge_upcast_save": (24, "rtx4090", "save_merge", "an adapter merge of Qwen3-8B (bf16 base on the GPU) that upcasts "
+                          "the merged model with .to(torch.float32) before save_pretrained: 30.5 GiB of fp32 weights"),
+    "self_consistency_generate": (24, "rtx4090", "generation_batch", "self-consistency sampling with Qwen3-4B: 16 prompts "
+                                  "x num_return_sequences=32 in one generate(), 512 sequences of ~420 prompt tokens "
+                                  "in the prefill (a KV cache of ~29 GiB)"),
+    "adapter_sweep_reload": (24, "rtx4090", "load_too_big", "comparing two LoRA adapters of Qwen3-8B by reloading the "
+                             "bf16 base in a loop without freeing the previous one: two 15.3 GiB copies at the second "
+                             "load"),
+    "chat_template_loop": (16, "rtx4080", "long_sample", "a hand LoRA loop of Qwen3-4B on chat conversations tokenized "
+                           "by apply_chat_template with no truncation: the sixth conversation is 58,172 tokens"),
 }
 
 LAUNCH = {
@@ -429,7 +453,8 @@ def script_path(name: str) -> Path:
 HOLDS = {"lora_beside_notebook": 16, "ddp_beside_notebook": 16,
          "qlora_beside_server": 16, "dpo_second_run": 16, "eval_generations_beside_training": 10,
          "accelerate_lora_shared_gpu": 14, "reward_model_lora": 12,
-         "grpo_shared_gpu": 14, "merge_checkpoint_adapter": 14}  # GiB another process holds on the card during the run
+         "grpo_shared_gpu": 14, "merge_checkpoint_adapter": 14,
+         "review_classifier_shared": 17}  # GiB another process holds on the card during the run
 HOLD_GPU = {"ddp_beside_notebook": 1}  # the GPU it holds them on (0 where not listed)
 HOLDER = ("import sys, time, torch; x = torch.empty({gib} * 1024**3, dtype=torch.uint8, device='cuda'); "
           "print('held', flush=True); time.sleep(3600)")
@@ -458,7 +483,7 @@ if os.environ.get("CAP_GIB") and (os.environ.get("LOCAL_RANK") or os.environ.get
 '''
 
 
-ADAPTERS = {"qwen3-8b-support-qlora": "Qwen/Qwen3-8B"}
+ADAPTERS = {"qwen3-8b-support-qlora": "Qwen/Qwen3-8B", "qwen3-8b-support-qlora-v2": "Qwen/Qwen3-8B"}
 """LoRA adapters (folder: base model) a scenario loads as users load the one they trained: r=16 on every linear layer,
 random A and zero B, built on the meta device from the catalogue's shapes (no weights read, no GPU)."""
 

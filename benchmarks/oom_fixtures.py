@@ -167,6 +167,16 @@ PHASES = {  # where each failure happened, read from its traceback's frames
     "doc_qa_cache_sessions": "generation",  # the user's question loop: deepcopy of the prompt cache, the 6th question
     "kto_lora_fast": "first_step",  # KTO's first step (0/25): a LoRA forward without checkpointing
     "lora_tf32_float32": "load",  # from_pretrained(dtype=torch.float32): caching_allocator_warmup
+    # capture-s20c: eight more written blind in session 20 after capture-s20b's fixes, read and labelled before the
+    # doctor was run on them
+    "eval_no_grad_loop": "eval",  # the user's evaluate() before training: a LoRA forward with no torch.no_grad
+    "dpo_ref_model_copy": "load",  # the explicit ref_model's from_pretrained beside the policy
+    "map_pad_longest": "first_step",  # the Trainer's first step (0/26): the attention mask of rows padded to 57k
+    "review_classifier_shared": "load",  # the Trainer moving the model to the GPU (Module._apply) beside the 17 GiB
+    "merge_upcast_save": "merge",  # the merge script's merged.to(torch.float32) after merge_and_unload
+    "self_consistency_generate": "generation",  # generate() -> _sample's prefill of 16 x 32 sequences
+    "adapter_sweep_reload": "load",  # the second iteration's from_pretrained of the base, the first still held
+    "chat_template_loop": "later_step",  # the user's own loop at the fifth conversation (no step shown)
 }
 
 _CAPACITY = re.compile(r"GPU (\d+) has a total capacity of [\d.]+ [KMG]iB of which [\d.]+ [KMG]iB is free\. "

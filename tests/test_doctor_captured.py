@@ -81,6 +81,13 @@ ERROR_ONLY_MISS = {
                              "deepcopy of the prompt cache in the user's own loop, with no generate frame",
     "ticket_classifier_lora": "the tokenizer call that truncates at no length is in the script only; at step 4 of 36 "
                               "the error alone (an attention mask) reads as the ordinary batch",
+    # capture-s20c, written blind after session 20's third round
+    "chat_template_loop": "apply_chat_template tokenizing whole conversations is in the script only; the error is a "
+                          "LoRA forward of the user's own loop",
+    "eval_no_grad_loop": "the evaluation without torch.no_grad() is in the script only; the error's evaluate() frame "
+                         "reads as evaluation keeping its outputs",
+    "map_pad_longest": "the map that pads every row to the longest and never truncates is in the script only; the "
+                       "error is the first step's attention mask",
 }
 
 SCRIPT_MISS = {
@@ -105,6 +112,7 @@ PHASE_NOT_SHOWN = {
     "accelerate_lora_shared_gpu": "the forward of the user's own accelerate loop, no step shown",
     "accumulate_loss_list": "the loss of the user's own loop at a later micro-batch, no step shown",
     "doc_qa_cache_sessions": "a deepcopy of the prompt cache in the user's own question loop, no generate frame",
+    "chat_template_loop": "a LoRA forward of the user's own loop at its fifth conversation, no step shown",
 }
 
 
@@ -1018,3 +1026,42 @@ def test_every_generations_cache_kept_across_a_loop_is_the_generation():
     kept_text = script.replace("'cache': out.past_key_values", "'cache': None")
     d = diagnose(Inputs(error_text=err, script=analyse(kept_text, "t.py")))
     assert not (d.primary and d.primary.strength == "script" and d.primary.id == "generation_batch")
+
+
+# --- capture-s20c (written blind after session 20's third round): what its misses showed ---------------------------
+
+def test_a_model_loaded_in_every_pass_of_a_loop_without_freeing_holds_two_copies():
+    script = ("for adapter in adapters:\n"
+              "    base = AutoModelForCausalLM.from_pretrained(base_id, dtype=torch.bfloat16, device_map='cuda')\n"
+              "    model = PeftModel.from_pretrained(base, adapter)\n    score(model)\n")
+    err = _WARMUP.format(script="sweep.py", req="13.37", card="24.00", free="7.88", held="15.45")
+    d = diagnose(Inputs(error_text=err, script=analyse(script, "t.py")))
+    assert d.primary.id == "load_too_big" and d.primary.strength == "script", [(c.id, c.strength) for c in d.causes]
+    freed = script + "    del model, base\n    torch.cuda.empty_cache()\n"
+    d = diagnose(Inputs(error_text=err, script=analyse(freed, "t.py")))
+    assert not any("inside a loop" in " ".join(c.evidence) for c in d.causes)
+
+
+def test_a_chat_template_tokenizing_whole_conversations_is_no_cap():
+    script = ("for conv in conversations:\n"
+              "    enc = tokenizer.apply_chat_template(conv, tokenize=True, return_dict=True, return_tensors='pt')\n"
+              "    loss = model(**enc.to('cuda'), labels=enc['input_ids'].to('cuda')).loss\n    loss.backward()\n")
+    err = ('  File "/work/train.py", line 3, in <module>\ntorch.OutOfMemoryError: CUDA out of memory. Tried to '
+           'allocate 2.11 GiB. GPU 0 has a total capacity of 16.00 GiB of which 1.11 GiB is free.')
+    d = diagnose(Inputs(error_text=err, script=analyse(script, "t.py")))
+    assert d.primary.id == "long_sample", [(c.id, c.strength) for c in d.causes]
+    cut = script.replace("tokenize=True,", "tokenize=True, truncation=True, max_length=2048,")
+    assert diagnose(Inputs(error_text=err, script=analyse(cut, "t.py"))).primary.id != "long_sample"
+
+
+def test_an_evaluation_without_no_grad_keeps_its_graph():
+    script = ("def evaluate():\n    model.eval()\n    for batch in val_loader:\n        out = model(**batch)\n"
+              "        total += out.loss.item()\n    model.train()\n\nevaluate()\n")
+    err = ('  File "/work/train.py", line 8, in <module>\n  File "/work/train.py", line 4, in evaluate\n'
+           'torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 150.00 MiB. GPU 0 has a total capacity of '
+           '24.00 GiB of which 0.58 GiB is free.')
+    d = diagnose(Inputs(error_text=err, script=analyse(script, "t.py")))
+    assert d.primary.id == "eval_batch" and d.primary.strength == "script", [(c.id, c.strength) for c in d.causes]
+    graded = script.replace("def evaluate():\n", "@torch.no_grad()\ndef evaluate():\n")
+    d = diagnose(Inputs(error_text=err, script=analyse(graded, "t.py")))
+    assert not any("without torch.no_grad" in " ".join(c.evidence) for c in d.causes)

@@ -484,6 +484,9 @@ def eval_batch(c: Case) -> Cause | None:
     if c.oom.phase != "eval":
         return None
     why = eval_batch_evidence(c)
+    if c.settings.get("eval_keeps_graph"):
+        why = [f"{c.settings['eval_keeps_graph']}: every activation of the eval forward is kept for a backward that "
+               f"never comes (wrap it in torch.no_grad())"]
     if not why:
         return None
     trains = isinstance(c.settings.get("per_device_train_batch_size"), int)

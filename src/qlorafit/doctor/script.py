@@ -311,8 +311,43 @@ _LOADS = re.compile(r"\b(\w+)\.from_pretrained\(\s*([\w.\"'/-]+)|"
 processor or config of the same id, nor an adapter put on a loaded model (PeftModel.from_pretrained(model, ...))."""
 
 
+_LOOP = re.compile(r"^([ \t]*)for [^\n]+:[ \t]*\n((?:\1[ \t]+[^\n]*\n|[ \t]*\n)+)", re.M)
+"""A for-loop and its indented body."""
+_EVAL_DEF = re.compile(r"^([ \t]*)def \w*(?:eval|valid)\w*\([^\n]*\):[ \t]*\n((?:\1[ \t]+[^\n]*\n|[ \t]*\n)+)",
+                       re.M | re.I)
+"""The user's own evaluation function and its body ('def evaluate():')."""
+
+
+def _eval_keeps_graph(text: str) -> str | None:
+    """An evaluation function of the user's that runs the model with autograd on (no torch.no_grad, inference_mode or
+    decorator): every activation is kept for a backward that never comes. The evidence, or None."""
+    for m in _EVAL_DEF.finditer(text + "\n"):
+        body = m.group(2)
+        head = text[max(0, m.start() - 80):m.start()]
+        forward = re.search(r"\bmodel\s*\(|\boutputs?\s*=\s*\w+\(\*\*", body)
+        if forward and not _NO_GRAPH.search(body) and not re.search(r"no_grad|inference_mode", head):
+            return (f"line {text.count(chr(10), 0, m.start()) + 1}: the evaluation function runs the model without "
+                    f"torch.no_grad()")
+    return None
+
+
+def _reloaded_in_loop(text: str) -> str | None:
+    """A model loaded inside a loop with nothing freeing the previous iteration's: two copies at the second pass."""
+    for m in _LOOP.finditer(text + "\n"):
+        body = m.group(2)
+        load = re.search(r"^[ \t]*(\w+)\s*=\s*\w*(?:Model|For\w+)\w*\.from_pretrained\(", body, re.M)
+        if load and not re.search(rf"\bdel\b[^\n]*\b{re.escape(load.group(1))}\b", body):
+            line = text.count("\n", 0, m.start(2) + load.start()) + 1
+            return f"line {line} loads '{load.group(1)}' inside a loop, and nothing frees the previous one"
+    return None
+
+
 def _loaded_twice(text: str) -> str | None:
-    """The same model id (or the variable holding it) loaded by two calls: two copies of its weights."""
+    """The same model id (or the variable holding it) loaded by two calls, or loaded again in every pass of a loop
+    without the previous copy being freed: two copies of its weights."""
+    again = _reloaded_in_loop(text)
+    if again:
+        return again
     seen: dict[str, int] = {}
     for m in _LOADS.finditer(text):
         if m.group(1) and re.search(r"Tokenizer|Processor|Config|Extractor|Peft|Adapter", m.group(1)):
@@ -356,6 +391,8 @@ _PADS_UNCUT = re.compile(r"\b\w*tok\w*\((?:[^()\n]|\([^()\n]*\))*\bpadding\s*=\s
                          r"(?:[^()\n]|\([^()\n]*\))*\)")
 """A tokenizer call padding a batch to its longest text ('tokenizer(batch, padding=True, return_tensors="pt")'):
 without truncation it cuts nothing, so one long text makes every row of its batch that long."""
+_CHAT_UNCUT = re.compile(r"\bapply_chat_template\((?:[^()]|\([^()]*\))*\btokenize\s*=\s*True(?:[^()]|\([^()]*\))*\)")
+"""A chat template applied and tokenized in one call: it truncates nothing unless given max_length/truncation."""
 _PADS_TO_MAX = re.compile(r"padding\s*=\s*[\"']max_length[\"']|pad_to_max_length\s*=\s*True")
 """Every sample padded to max_length (the tokenizer call, or the old flag): each row of every batch is that long,
 whatever the texts' own lengths, where dynamic padding pads to the batch's longest."""
@@ -481,6 +518,14 @@ def _settings(info: ScriptInfo) -> dict:
     twice = _loaded_twice(info.text)
     if twice:
         s["loads_twice"] = twice
+    graph = _eval_keeps_graph(info.text)
+    if graph:
+        s["eval_keeps_graph"] = graph
+    chat = _CHAT_UNCUT.search(info.text)
+    if chat and "max_length" not in s and not re.search(r"\btruncation\s*=\s*True|\bmax_length\s*=", info.text):
+        # a conversation tokenized whole by its chat template: nothing cuts a long one
+        s["max_length"] = (f"None (line {info.text.count(chr(10), 0, chat.start()) + 1}: apply_chat_template "
+                           f"tokenizes without truncation, the model's whole context)")
     kept = _kept_outputs(info.text)
     if kept:
         s["keeps_logits"] = f"line {info.text.count(chr(10), 0, kept.start()) + 1}: {kept.group(0).strip()}"

@@ -413,13 +413,17 @@ def _sets_precision(script) -> bool:
     """The posted script holds the calls where precision is chosen (a from_pretrained call, TrainingArguments or a
     TRL config): only then does a missing bf16/fp16 flag mean fp32. An excerpt (a compute_metrics function, a data
     collator) says nothing about precision."""
-    if script is None:
-        return False
-    from qlorafit.doctor.script import ARGS_CALLS
-
-    return script.model_call is not None or any(script.first(n) is not None for n in ARGS_CALLS)
+    return script is not None and (script.model_call is not None or _trainer_args(script))
 
 
+MANY_INPUTS = re.compile(r"(?:encod\w*|embed\w*|vectori[sz]\w*|predict\w*|infer\w*)\b[^.\n]{0,40}?\b\d+(?:\.\d+)?"
+                         r"(?:\s?-\s?\d+(?:\.\d+)?)?\s?(?:million|mio|billion)\s(?:of\s)?(?:records|sentences|texts|"
+                         r"documents|docs|passages|rows|samples|queries|items|embeddings)\b", re.I)
+"""Millions of inputs run through the model at once ('encode around 100 million records'): what one call returns for
+all of them stays on the GPU until it ends, whatever the batch it runs them in."""
+PREFILL_BATCH = re.compile(r"\bbatched prefill\b", re.I)
+"""An engine's prefill of several requests at once, named as what failed ('Batched prefill DRAM OOM'; not SGLang's
+'Prefill batch. #new-seq' log line, which every run prints)."""
 QUANTIZER = re.compile(r"\b(?:AutoAWQForCausalLM|AutoGPTQForCausalLM|GPTQModel|llmcompressor)\b|\bmodel\.quantize\(|"
                        r"\boneshot\(")
 """A post-training quantization job (AutoAWQ, AutoGPTQ, GPTQModel, llm-compressor's oneshot): it loads the 16-bit model

@@ -303,11 +303,6 @@ _KEPT_ON_GPU = re.compile(r"(?:predictions|outputs|results|embeddings)\b[^.\n]{0
                           r"(?:GPU|device|cuda)\b", re.I)
 """The report says every input's outputs stay on the GPU ('all the predictions are saved in GPU'): they accumulate with
 the number of inputs, at an inference loop as at an evaluation."""
-MANY_INPUTS = re.compile(r"(?:encod\w*|embed\w*|vectori[sz]\w*|predict\w*|infer\w*)\b[^.\n]{0,40}?\b\d+(?:\.\d+)?"
-                         r"(?:\s?-\s?\d+(?:\.\d+)?)?\s?(?:million|mio|billion)\s(?:of\s)?(?:records|sentences|texts|"
-                         r"documents|docs|passages|rows|samples|queries|items|embeddings)\b", re.I)
-"""Millions of inputs run through the model at once ('encode around 100 million records'): what one call returns for
-all of them stays on the GPU until it ends, whatever the batch it runs them in."""
 _ACCUMULATION = re.compile(r"nested_concat|torch_pad_and_concatenate|_pad_and_concatenate|preds_host|compute_metrics|"
                            # the predictions kept on the GPU, said in words: 'aggregates the predictions on the GPU'
                            r"(?:aggregat|concatenat|accumulat|gather)\w*[^.\n]{0,30}\b(?:predictions|outputs)\b|"
@@ -333,13 +328,13 @@ def eval_logits(c: Case) -> Cause | None:
     """Evaluation keeps every batch's logits (tokens x vocab) until the loop ends when metrics need them."""
     from qlorafit.doctor.rules_setup import eval_batch_evidence, gather_frames
 
-    kept_on_gpu = (_KEPT_ON_GPU.search(E.text(c)) or MANY_INPUTS.search(E.text(c))) if c.has_oom else None
+    kept_on_gpu = (_KEPT_ON_GPU.search(E.text(c)) or E.MANY_INPUTS.search(E.text(c))) if c.has_oom else None
     if c.oom.phase != "eval" and not (kept_on_gpu and c.oom.phase in (None, "generation")):
         return None
     script_metrics = bool(c.settings.get("compute_metrics")) and not c.settings.get("preprocess_logits") \
         or bool(c.settings.get("keeps_logits"))
     words = _ACCUMULATION.search(E.text(c))
-    many = MANY_INPUTS.search(E.text(c))
+    many = E.MANY_INPUTS.search(E.text(c))
     done = _eval_batches_done(c)
     if not (script_metrics or words or done or many):
         if eval_batch_evidence(c) or (c.inputs.script is not None and not c.settings.get("compute_metrics")):

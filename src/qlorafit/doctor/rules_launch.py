@@ -513,9 +513,6 @@ def _engine_on_one_of_several(c: Case) -> Cause | None:
                  strength="inferred", phase="load")
 
 
-PREFILL_BATCH = re.compile(r"\bbatched prefill\b", re.I)
-"""An engine's prefill of several requests at once, named as what failed ('Batched prefill DRAM OOM'; not SGLang's
-'Prefill batch. #new-seq' log line, which every run prints)."""
 _ENGINE_WEIGHTS_LOAD = re.compile(r"exllamav2[/\\]\w+\.py\W{1,3},? line \d+, in (?:load|load_gen)\b")
 """ExLlamaV2 loading the model's weights module by module (model.load, load_gen, a module's load): its weights have to
 fit the GPUs it is given, and the cache comes after them, so a failure there is the weights' size."""
@@ -543,7 +540,7 @@ def vllm_memory(c: Case) -> Cause | None:
     unsplit = _engine_on_one_of_several(c)
     if unsplit:
         return unsplit
-    if PREFILL_BATCH.search(c.inputs.error_text or "") and c.oom.kind != "kv_cache":
+    if E.PREFILL_BATCH.search(c.inputs.error_text or "") and c.oom.kind != "kv_cache":
         return None  # the engine ran, and its prefill of several requests at once is what ran out (generation_batch)
     if _ENGINE_WEIGHTS_LOAD.search(c.inputs.error_text or "") and not re.search(r"Cache\b|cache\.py",
                                                                             c.inputs.error_text or ""):

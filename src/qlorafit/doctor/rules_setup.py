@@ -512,7 +512,8 @@ _INFERENCE_BATCH = re.compile(r"(?:embedding|embed|encod\w*|rerank\w*|transcri\w
                               r"benchmark\w*|推理|向量化)[^.\n]{0,80}?(?:batch(?:[_ ]?size)?(?![A-Za-z0-9_-])|"
                               r"\bBS\b)|"
                               # an engine's prefill of several requests at once: 'batched prefill DRAM OOM'
-                              r"\bbatched prefill\b|batch[_ ]?size[^.\n]{0,60}?(?:embedding|encod\w*|rerank\w*|"
+                              + E.PREFILL_BATCH.pattern
+                              + r"|batch[_ ]?size[^.\n]{0,60}?(?:embedding|encod\w*|rerank\w*|"
                               r"transcri\w*|inference|推理)", re.I)
 """A model run without training (embedding, encoding, reranking, transcribing, inference) whose batch the report names
 ('CUDA embedding batch size hardcoded to 256', 'Reduce GPU batch size for reranker')."""
@@ -537,10 +538,8 @@ is then no inference of its own."""
 def _inference_batch(c: Case) -> Cause | None:
     """An inference batch named in a report that trains nothing: all of it goes through the model in one forward."""
     t = c.inputs.error_text or ""
-    from qlorafit.doctor.rules import MANY_INPUTS
-
     m = _INFERENCE_BATCH.search(t) or _EMBED_SERVED.search(t)
-    if m is None or not c.has_oom or c.oom.kind in ("dispatch", "kv_cache") or MANY_INPUTS.search(t) or \
+    if m is None or not c.has_oom or c.oom.kind in ("dispatch", "kv_cache") or E.MANY_INPUTS.search(t) or \
             (c.oom.kind == "cpu" and not E.forward_on_cpu(c)) or \
             c.oom.phase not in (None, "generation") or TRAINS_OR_EPOCHS.search(E.text(c)):
         return None

@@ -100,7 +100,9 @@ FIRST_COMMIT = {"train": ("cee5fcb", "doctor-threads-baseline.json"),
                 "test53": ("5092791", "doctor-threads-test53-frozen.json"),
                 "test54": ("5092791", "doctor-threads-test54-frozen.json"),
                 "test55": ("7e2bb01", "doctor-threads-test55-frozen.json"),
-                "test56": ("7e2bb01", "doctor-threads-test56-frozen.json")}
+                "test56": ("7e2bb01", "doctor-threads-test56-frozen.json"),
+                "test57": ("1afe62b", "doctor-threads-test57-frozen.json"),
+                "test58": ("1afe62b", "doctor-threads-test58-frozen.json")}
 RESULTS_SPLIT = {"seen": "test"}  # the first test split was called 'test' when it was first measured
 
 

@@ -2772,3 +2772,97 @@ def test_a_batch_of_one_said_in_chinese_still_fails(said):
     from qlorafit.doctor.ruled_out import batch_one_fails
 
     assert batch_one_fails(said)
+
+
+# --- session 21: what test57 and test58 showed (studied after their one measurement) ---------------------------------
+
+@pytest.mark.parametrize("said", ["The problem is that the Llama model does not fit inside the RAM of the VM.",
+                                  "my job gets a -9 kill code when the trainer starts",
+                                  "llama_finetune: failed to allocate CPU buffer of size 40 GB"])
+def test_host_ram_named_as_what_ran_out(said):
+    assert parse(said).kind == "cpu"
+    assert _d(said).primary.id == "cpu_ram"
+
+
+def test_a_model_that_does_not_fit_the_gpu_is_no_host_ram():
+    assert parse("the model does not fit on my GPU, OOM at load").kind != "cpu"
+    assert parse("llama_model_load: failed to allocate CUDA buffer of size 40 GB").kind != "cpu"
+
+
+def test_applying_a_weight_delta_is_a_merge_in_host_ram():
+    said = ("The peak memory of python3 -m fastchat.model.apply_delta --base llama-13b --delta vicuna-13b-delta is "
+            "too high, can we keep it under 16GB?")
+    d = _d(said)
+    assert d.case.oom.phase == "merge" and d.case.oom.kind == "cpu" and d.primary.id == "cpu_ram"
+    assert _d("The peak memory of the fine-tune is too high, can we keep it under 16GB?").case.oom.kind != "cpu"
+
+
+def test_metrics_named_as_what_the_memory_is_about_place_the_evaluation():
+    d = _d("Moved the argmax into preprocess_logits_for_metrics. This reduces the memory consumption that made the "
+           "Trainer run out of memory.")
+    assert d.case.oom.phase == "eval" and d.primary.id == "eval_logits"
+
+
+def test_a_full_fine_tune_said_on_several_gpus_with_no_size_is_each_gpus_states():
+    d = _d("全参sft，4*24G爆显存了")
+    assert d.primary.id == "ddp_replica", [c.id for c in d.causes]
+    # the same words with a LoRA, or on one GPU, are not
+    assert _d("lora sft，4*24G爆显存了").primary.id != "ddp_replica"
+    assert _d("全参sft，单卡24G爆显存了").primary.id != "ddp_replica"
+
+
+def test_a_similarity_matrix_in_an_evaluation_is_the_evaluations_block_not_gathered_logits():
+    text = ('  File "evaluator.py", line 164, in _compute_metrics\n    similarity = dist_func(query_embeddings, '
+            'doc_chunk)\n  File "evaluator.py", line 301, in euclidean_distance\n    return 100 / (torch.cdist(e1, e2) '
+            '+ 1e-4)\ntorch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 15.27 GiB.')
+    d = _d("Retrieval evaluation fails\n" + text)
+    assert d.case.oom.phase == "eval" and d.primary.id == "eval_batch", [c.id for c in d.causes]
+    # the same evaluation failing where the Trainer gathers its logits is the logits
+    gathered = text.replace("in euclidean_distance", "in nested_concat").replace("torch.cdist(e1, e2)", "x")
+    assert _d("Retrieval evaluation fails\n" + gathered).primary.id == "eval_logits"
+
+
+def test_a_fix_that_clears_memory_after_a_metric_computation_is_memory_left_held():
+    d = _d("Fix: clear memory after metric computation. This fixes CUDA OOM errors from the scorer model moved to CUDA.")
+    assert d.primary.id == "other_process", [c.id for c in d.causes]
+    assert _d("Fix: lower the batch of the metric computation. This fixes CUDA OOM errors.").primary.id != \
+        "other_process"
+
+
+def test_an_engine_named_as_the_one_a_feature_exists_for_is_not_the_one_that_ran():
+    said = ("truncate_prompt_tokens was previously only implemented for vLLM models. For embeddings it was ignored, so "
+            "long documents were embedded at full length and ran out of GPU memory.")
+    d = _d(said)
+    assert d.primary.id == "long_sample", [c.id for c in d.causes]
+    assert _d(said.replace("previously only implemented for vLLM models", "run by vLLM")).primary.id == "vllm_memory"
+
+
+def test_a_batch_named_before_the_encoding_is_the_inference_batch():
+    d = _d("perf: chunked batch encoding of the catalogue to prevent OOM crashes")
+    assert d.primary.id == "generation_batch", [c.id for c in d.causes]
+
+
+def test_weights_packed_by_an_auto_device_map_leave_no_room_to_run():
+    said = ('model = AutoModelForCausalLM.from_pretrained("big-model", device_map="auto")\nout = model(ids)\nThe forward '
+            'runs out of memory: the first GPUs were maxed out by the weights while the other GPUs are free.')
+    d = _d(said)
+    assert d.primary.id == "load_too_big" and d.fixes[0].id == "shard", [c.id for c in d.causes]
+    # placed on one GPU by hand, no auto map filled the cards: no per-GPU cap to give
+    other = _d(said.replace('device_map="auto"', 'device_map={"": 0}'))
+    assert "device_map='auto'" not in other.primary.title and other.fixes[0].id != "shard"
+
+
+@pytest.mark.parametrize("said", ["I tried an A100 with 80GB and received OOM. I've set batch size to 1 and workers to 0.",
+                                  "I run out of memory while training (with batch size set to 1 and short audio)",
+                                  "It throws an OOM error no matter how small the batch size is."])
+def test_a_failing_run_at_a_batch_of_one_told_as_its_setting(said):
+    from qlorafit.doctor.ruled_out import batch_one_fails
+
+    assert batch_one_fails(said)
+
+
+def test_a_batch_of_one_that_worked_is_no_failing_batch_of_one():
+    from qlorafit.doctor.ruled_out import batch_one_fails
+
+    assert not batch_one_fails("I ran out of memory at batch size 8. With batch size 1 it works fine.")
+    assert not batch_one_fails("With batch size set to 1 the training fits; at 4 it runs out of memory.")

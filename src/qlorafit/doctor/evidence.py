@@ -347,16 +347,27 @@ def offloads_layers(c: Case) -> bool:
 def reserving_engine(c: Case) -> str | None:
     """The words naming an engine other than vLLM that reserves its share of the card up front, or None. An engine
     named as the alternative ('I might need to wait for llama.cpp support', 'instead of Ollama') is not the one that ran."""
-    t = text(c)
-    for m in _RESERVING_ENGINE.finditer(t):
-        if not _ALTERNATIVE_BEFORE.search(t[max(0, m.start() - 30):m.start()]) and \
-                not re.match(r"\s+support\b", t[m.end():m.end() + 12], re.I):
-            return m.group(0)
-    return None
+    m = _engine_named(text(c), _RESERVING_ENGINE)
+    return m.group(0) if m else None
 
 
 _ALTERNATIVE_BEFORE = re.compile(r"(?:wait(?:ing)? for|instead of|switch(?:ing)? to|rather than|than|unlike|compared (?:to|with)"
+                                 # a feature the engine has that this job lacks: 'was previously only implemented for
+                                 # vLLM LLMs' (the embedding model that ran is not vLLM's)
+                                 r"|\bonly (?:been )?(?:implemented|supported|available|handled) (?:for|with|in|by)"
                                  r"|改用|换成)\s*(?:the\s+)?$", re.I)
+"""An engine named as the alternative to what ran: waited for, switched to, compared with, or the one a feature exists
+for."""
+
+
+def _engine_named(t: str, pattern: re.Pattern) -> re.Match | None:
+    """The first name of an engine in `t` that is not named as the alternative ('instead of Ollama', 'wait for
+    llama.cpp support', 'only implemented for vLLM'), or None."""
+    for m in pattern.finditer(t):
+        if not _ALTERNATIVE_BEFORE.search(t[max(0, m.start() - 40):m.start()]) and \
+                not re.match(r"\s+support\b", t[m.end():m.end() + 12], re.I):
+            return m
+    return None
 
 
 def uses_vllm(c: Case) -> bool:
@@ -364,7 +375,7 @@ def uses_vllm(c: Case) -> bool:
     t = c.inputs.error_text or ""
     return bool(reserving_engine(c) is not None or setting(c, "use_vllm") is True or setting(c, "vllm_gpu_memory_utilization") is not None
                 or setting(c, "fast_inference") is True or str(setting(c, "infer_backend", "")).lower() == "vllm"
-                or c.oom.kind == "kv_cache" or _VLLM.search(t)
+                or c.oom.kind == "kv_cache" or _engine_named(t, _VLLM)
                 or (c.inputs.script is not None and c.inputs.script.first("LLM") is not None))
 
 

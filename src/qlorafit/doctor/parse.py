@@ -154,7 +154,14 @@ _CPU_WORDS = re.compile(r"node (?:is )?running low on memory|ray\.exceptions\.Ou
                         r"\b(?:just|simply|silently|suddenly) (?:stops|stopped|dies|died)\b(?! (?:at|on|after|in) (?:step|epoch|"
                         r"iteration|batch))|"
                         r"\bexit(?:s|ed)? (?:silently|without (?:any |an )?(?:error|message|traceback|output))|"
-                        r"(?:直接|自动|突然)退出|没有(?:任何)?报错(?:就|直接)?(?:退出|结束)", re.I)
+                        r"(?:直接|自动|突然)退出|没有(?:任何)?报错(?:就|直接)?(?:退出|结束)|"
+                        # the host's RAM named as what the model does not fit: 'the Mistral model does not fit inside
+                        # the RAM'; the kill's -9 told as a code ('getting this -9 kill code'); llama.cpp's (ggml's)
+                        # failed host allocation ('failed to allocate CPU buffer')
+                        r"(?:does ?n[o']t|doesn't|won'?t|cannot|can'?t|can not|unable to) fit (?:in|inside|into|within) "
+                        r"(?:the |my |our )?(?:host |system |cpu |machine's )?RAM\b|"
+                        r"(?<![\w-])-9 kill\b|\bkill(?:ed)? (?:code|signal)\W{0,3}-?9\b|"
+                        r"failed to allocate (?:a |the )?CPU buffer|cpu_buffer_type_alloc_buffer", re.I)
 _FIT_TALK = re.compile(r"\b(?:fits?|fitting|get\w* (?:it |\w+ )?(?:to )?(?:work\w*|run\w*|fit)) (?:on|in(?:to)?|within|"
                        r"with) (?:a |one |the |my |our )?(?:single |one )?(?:\d{1,3}\s?G(?:B|iB)? )?(?:card|gpu|"
                        r"(?:RTX\s?|GTX\s?)?(?:[AHLTV]\d{1,3}|[1-5]0[5-9]0(?:\s?Ti)?|A[2-6]000)\b)", re.I)
@@ -237,8 +244,9 @@ accelerator's OOM."""
 
 
 _CONVERSION = re.compile(r"\bconvert[\w-]*\.py\b|\bconvert(?:s|ed|ing|er)?\b[^.\n]{0,40}?\b(?:to|into)\s(?:gguf|npz|mlx|"
-                         r"safetensors|f16|f32|fp16|bf16)\b|\bconversion\b", re.I)
-"""A checkpoint conversion (convert-hf-to-gguf.py, 'conversion to npz'): a CPU job, whatever the machine's GPU."""
+                         r"safetensors|f16|f32|fp16|bf16)\b|\bconversion\b|" + phase.DELTA_APPLIED, re.I)
+"""A checkpoint conversion (convert-hf-to-gguf.py, 'conversion to npz'), or a weight delta added to a base checkpoint
+(FastChat's apply_delta for Vicuna): a CPU job on whole state dicts, whatever the machine's GPU."""
 
 
 PINNED_ON_WSL = re.compile(r"(?=[\s\S]*\bWSL2?\b)[\s\S]*?(?:[\"']?pin_memory[\"']?\s*[:=]\s*[\"']?true|pinned memory)",

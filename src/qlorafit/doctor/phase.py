@@ -17,6 +17,10 @@ from dataclasses import dataclass
 
 from qlorafit.doctor.shortage import MEMORY_TALK, shortage
 
+DELTA_APPLIED = r"\bapply_delta\b|\bappl(?:y|ies|ying|ied) (?:the |a |its )?(?:weight |model )?(?:delta|diff)s?\b"
+"""A published weight delta added to the base weights (FastChat's `apply_delta`, 'applying the delta'): a merge of two
+whole checkpoints."""
+
 # Leaf function names per phase. Order matters only for names in two lists (none today).
 _FRAMES = {
     "merge": r"merge_and_unload|merge_adapter|_unload_and_optionally_merge|save_pretrained_merged|unsloth_save_model|"
@@ -239,7 +243,7 @@ _PROSE = (  # (phase, words): checked in this order inside one sentence that als
     # (an export that quantizes, 'swift export ... awq量化', is a calibration, not a merge)
     # (not a shell's 'export CUDA_VISIBLE_DEVICES=7': a variable, not a model; a checkpoint consolidated is merged)
     ("merge", r"merg\w*|export\w*(?![^.\n。]{0,40}(?:awq|gptq|量化|quantiz))(?!\s(?:the\s)?[A-Z][A-Z0-9_]{2,}\b)|"
-              r"consolidat\w*|合并|导出"),
+              r"consolidat\w*|合并|导出|" + DELTA_APPLIED),
     # saving a checkpoint, not 'save (the) memory': a verb whose object is memory is the user's wish, not a phase
     # (not spaCy's 'Aborting and saving the final best model. Encountered exception': its reaction to the failure)
     ("save", r"(?<!Aborting and )\bsav(?:e|es|ing)\b(?!\s(?:\w+\s)?(?:gpu\s|cuda\s)?(?:memory|vram|ram|space)\b)|"
@@ -264,7 +268,7 @@ _PROSE = (  # (phase, words): checked in this order inside one sentence that als
                    # a chat whose history grows each turn: every reply is generated from a longer prompt
                    + CHAT_HISTORY),
     # not torch's mode switch: 'from_pretrained(...).eval()' puts a model in inference mode, it is no evaluation
-    ("eval", r"(?<![A-Za-z])eval(?!\(\))\w*|validat\w+\b(?! [Ee]rror)|compute_metrics|predictions\b|\.predict\(|"
+    ("eval", r"(?<![A-Za-z])eval(?!\(\))\w*|validat\w+\b(?! [Ee]rror)|compute[_-]metrics|preprocess_logits_for_metrics|predictions\b|\.predict\(|"
              r"评估|评测|验证|"
              # evaluation harnesses: running one is an evaluation, whatever its model is
              r"\blm[_-]eval\b|lm-evaluation-harness|\bopencompass\b|\bevalscope\b"),

@@ -42,6 +42,9 @@ _BATCH_TRIED = re.compile(r"regardless of (?:the )?batch|"
                           r"(?:even|still)[^.\n]{0,20}batch[_ ]?size\W{0,3}(?:(?:set(?:ting)? )?(?:to |of |=\s?))?1\b|"
                           r"batch[_ ]?size\W{0,3}(?:of |=\s?|is )?1\b[^.\n]{0,30}(?:still|also|even)|"
                           r"(?:whatever|any|no matter (?:what|the)) batch[_ ]?size|batch[_ ]?size (?:does not|doesn't) "
+                          # 'no matter how small the batch size is'
+                          r"(?:matter|help)|no matter how (?:small|low|much I (?:reduce|lower|decrease)) (?:the |my )?"
+                          r"batch[_ ]?size|batch[_ ]?size (?:does not|doesn't) "
                           r"(?:matter|help)", re.I)
 """The report says it fails even at a micro-batch of 1, or at any batch."""
 
@@ -78,7 +81,24 @@ def batch_one_fails(text: str) -> re.Match | None:
         if _STILL.search(sentence) and re.search(r"OOM|oom|out of memory|爆|溢出|不足|error|错|fail|不起作用|不行|没用|无效",
                                                  sentence, re.I):
             return m
+        # the run that failed was at a batch of 1, told as its setting beside the failure: 'I run out of memory while
+        # training (with batch size set to 1 ...)', 'I ... received OOM. I've set batch size to 1' (the sentence or
+        # the one before it), when nothing in them says some run worked
+        start = flat.find(sentence)
+        before = sentence_around(flat, re.compile(r"\S").search(flat, max(0, start - 3))) if start > 2 else ""
+        near = sentence if before == sentence else before + " " + sentence
+        if _SET_AT_ONE.search(flat[max(0, m.start() - 40):m.end()]) and _FAILED.search(near) and not _WORKED.search(near):
+            return m
     return None
+
+
+_SET_AT_ONE = re.compile(r"(?:\b(?:with|at|using)\s(?:a\s|the\s)?|(?:I've|I have|I|we've|we have|we) (?:already )?"
+                         r"(?:set|use[d]?|tried|reduced|lowered)\s(?:the\s|my\s)?)(?:micro[_ ]|per[_ ]device[_ ](?:train[_ ])?)?"
+                         r"(?:batch[_ ]?size|bs)\b", re.I)
+"""A batch of 1 given as the failing run's setting ('with batch size set to 1', "I've set batch size to 1")."""
+_FAILED = re.compile(r"\bOOM|out of memory|run(?:s|ning)? out\b|ran out\b|爆显存|显存不足", re.I)
+_WORKED = re.compile(r"\b(?:works?|worked|working|fine(?![-_ ]?tun)|succeed\w*|success\w*|ok(?:ay)?|fits?|fitted|passes|passed)\b|"
+                     r"可以|正常|成功", re.I)
 
 
 _SOME_DATA_FAILS = re.compile(

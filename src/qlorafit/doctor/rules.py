@@ -180,9 +180,10 @@ _OTHER_WORDS = re.compile(r"another (?:process|program|job|jupyter|notebook|kern
                           r"\b(?:not|never|does ?n[o']t|won'?t|fails? to) releas\w* (?:the |its |any |their )?"
                           r"(?:gpu|cuda|device|video) memory\b(?![^\n.?]*\?)|"
                           # the finished job's memory that the next one needs: 'release cuda cache when finished job'
-                          r"\breleas\w* (?:the )?(?:cuda |gpu |torch )?(?:cache|memory) (?:when|after|once|between) "
-                          r"(?:the |a |each |every )?(?:finished |previous |earlier |first )?(?:job|run|task|"
-                          r"generation|request|inference|transcription)|"
+                          # ('Fix/clear memory after metric computation': a scoring model left on the card)
+                          r"\b(?:releas|clear|free|empty)\w* (?:the )?(?:cuda |gpu |torch )?(?:cache|memory) (?:when|after|"
+                          r"once|between) (?:the |a |each |every )?(?:finished |previous |earlier |first )?(?:job|run|task|"
+                          r"generation|request|inference|transcription|(?:metrics? |scoring )?computation|scoring)|"
                           # a server or notebook left running beside the run: 'fails if `ilab serve` is still running'
                           r"\b(?:serve|server|serving|service|notebook|kernel|jupyter|ollama|webui|process|job)\W{0,2} "
                           r"(?:is |was |are |were )?still running|"
@@ -326,11 +327,13 @@ def _eval_batches_done(c: Case) -> str | None:
 
 def eval_logits(c: Case) -> Cause | None:
     """Evaluation keeps every batch's logits (tokens x vocab) until the loop ends when metrics need them."""
-    from qlorafit.doctor.rules_setup import eval_batch_evidence, gather_frames
+    from qlorafit.doctor.rules_setup import eval_batch_evidence, gather_frames, similarity_block
 
     kept_on_gpu = (_KEPT_ON_GPU.search(E.text(c)) or E.MANY_INPUTS.search(E.text(c))) if c.has_oom else None
     if c.oom.phase != "eval" and not (kept_on_gpu and c.oom.phase in (None, "generation")):
         return None
+    if similarity_block(c) and not gather_frames(c):
+        return None  # the failing frame scores embeddings against each other: the eval's block, not gathered logits
     script_metrics = bool(c.settings.get("compute_metrics")) and not c.settings.get("preprocess_logits") \
         or bool(c.settings.get("keeps_logits"))
     words = _ACCUMULATION.search(E.text(c))
@@ -964,6 +967,23 @@ def _whole_card_at_start(c: Case) -> str | None:
             f"it places on the card at once leave no room to run")
 
 
+_AUTO_MAP = re.compile(r"device_map\W{0,4}auto\b", re.I)
+_PACKED_FULL = re.compile(r"\b(?:gpus?|cards?|devices?)\b[^.\n]{0,30}?\b(?:maxed out|max(?:ed)?[- ]out|filled (?:up|to (?:the )?"
+                          r"(?:max|capacity|the brim))|full)\b|\bmax_memory\b", re.I)
+"""device_map='auto' placed the weights, and the report says the GPUs it filled were maxed out ('the GPUs were maxed out
+just right on their capacity, even if the other GPUs are free'), or reaches for max_memory: the placement left no room
+on those cards for the forward pass. (accelerate fills each GPU in turn up to its free memory.)"""
+
+
+def _packed_by_auto_map(c: Case) -> str | None:
+    """The weights packed onto the first GPUs by device_map='auto', leaving no room to run: the words, or None."""
+    if not c.has_oom or c.oom.kind not in ("cuda", "presumed") or c.oom.phase not in (None, "load", "generation") or \
+            E.TRAINING_WORDS.search(E.text(c)) or not _AUTO_MAP.search(E.text(c)):
+        return None
+    m = _PACKED_FULL.search(c.inputs.error_text or "")
+    return m.group(0) if m else None
+
+
 def load_too_big(c: Case) -> Cause | None:
     # in a merge or save, loading the whole model on one card is that step's own cause (save_merge)
     said = _ONE_CARD_LOAD.search(E.text(c)) if c.has_oom and c.oom.kind not in ("cpu", "dispatch") and \
@@ -982,6 +1002,18 @@ def load_too_big(c: Case) -> Cause | None:
     # proves nothing)
     guess = _TOO_BIG.search(E.text(c)) if c.has_oom and c.oom.kind not in ("cpu", "dispatch") and \
         c.oom.phase in (None, "load") and not _TRAINED.search(E.text(c)) else None
+    packed = _packed_by_auto_map(c) if not (exceed or said or guess) else None
+    if packed:
+        return Cause("load_too_big", "device_map='auto' filled the GPUs with weights, leaving no room to run",
+                     "accelerate fills each GPU in turn up to its free memory: the cards it filled have nothing left "
+                     "for the activations of the forward pass",
+                     [e for e in (f"the report says '{packed}' of a model placed with device_map='auto'", _numbers(c))
+                      if e],
+                     actions=[Action("cap what each GPU gets for weights so that every card keeps room to run: "
+                                     "from_pretrained(..., device_map='auto', max_memory={0: '30GiB', 1: '30GiB', ...}) "
+                                     "below each card's size, or device_map='balanced'", "speed: more cards used",
+                                     patch=["+ max_memory={i: '<card minus a few GiB>' for i in range(n_gpus)}"],
+                                     id="shard")], strength="inferred", phase=c.oom.phase)
     if c.oom.phase != "load" and not exceed and not said and not guess:
         return None
     ev = [f"phase: model load ({c.oom.phase_evidence})" if c.oom.phase else "", _numbers(c), exceed or "",

@@ -147,6 +147,9 @@ def ddp_replica(c: Case) -> Cause | None:
     # sharded, and even each GPU's share of the full fine-tune's states is larger than the GPU (or would be, on fewer
     # GPUs than the states need, when the count is not shown)
     at_one = None if exceeds else _full_states_at_batch_one(c)
+    # a full fine-tune said ('全参sft，8*40G爆显存了') on several GPUs that ran out, with no model size or launch to
+    # weigh: each GPU holds the weights, gradients and Adam state (16 bytes per parameter) unless ZeRO-3/FSDP shard them
+    full_several = None if exceeds or at_one or need else _full_tune_on_several(c)
     frames = _REPLICA_FRAMES.search(t) if c.oom.kind == "cuda" else None
     # Trainer moves the whole model to each process's GPU unless DeepSpeed/FSDP shard it: with several processes, an
     # OOM there is each one's replica (with one process it is the weights alone: load_too_big)
@@ -188,6 +191,8 @@ def ddp_replica(c: Case) -> Cause | None:
             else "inferred"
     elif at_one or need:
         strength = "inferred"  # no sizes to weigh (the batch of 1 is the whole argument), or no GPU count to divide by
+    elif full_several:
+        strength = "inferred"  # a full fine-tune said, on several GPUs, and nothing else known: its states per GPU
     elif summed:
         strength = "inferred"  # the words show the expectation, not the copy: no sizes weigh it
     elif exceeds:
@@ -239,8 +244,8 @@ def ddp_replica(c: Case) -> Cause | None:
     if c.settings.get("offload_param") and E.zero_stage(c) in (0, 1, 2):
         ev.append(f"offload_param is set, but ZeRO stage {E.zero_stage(c)} ignores it: parameter offload needs "
                   f"ZeRO-3, so every GPU still holds all the weights")
-    if exceeds or at_one or need:
-        ev.append(exceeds or at_one or need)
+    if exceeds or at_one or need or full_several:
+        ev.append(exceeds or at_one or need or full_several)
     if _four_bit_unsharded(c):
         ev.append("ZeRO-3 and FSDP shard bitsandbytes 4-bit weights only when they are stored in the compute dtype "
                   "(bnb_4bit_quant_storage=torch.bfloat16); without it every GPU keeps the whole 4-bit model")
@@ -442,6 +447,17 @@ def _sharded_states_need(c: Case) -> str | None:
     return (f"a full fine-tune of a {named[0]:g}B model (named in {named[1]}) keeps 16 bytes per parameter, "
             f"{gib(int(states))} in all: sharded over GPUs of {gib(card)}, it needs {need} or more of them before the "
             f"batch's activations (the launch's GPU count is not shown)")
+
+
+def _full_tune_on_several(c: Case) -> str | None:
+    """A full fine-tune said in words or config on several GPUs, in a phase where its states are held: the evidence
+    line, or None. (A LoRA named, or states sharded or offloaded, is not this.)"""
+    n = E.gpu_count(c) or 1
+    if not E.full_tune(c) or n < 2 or c.oom.phase not in (None, "load", "training", "first_step") or \
+            E.sharded(c) or _states_offloaded(c) or E.model_params(c) is not None:
+        return None  # (a size known is weighed by _full_states_exceed_one_card, which can find that they fit)
+    return (f"a full fine-tune on {n} GPUs with no model size to weigh it: unless ZeRO-3/FSDP shard them, each GPU "
+            f"holds the weights, gradients and Adam state, 16 bytes per parameter (a 7B's 112 GB)")
 
 
 def _full_states_at_batch_one(c: Case) -> str | None:

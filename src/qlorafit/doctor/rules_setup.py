@@ -424,6 +424,19 @@ _METRIC_WORDS = re.compile(r"compute_metrics|metric|accuracy|bleu|rouge|perplexi
                            r"predict_with_generate|eval_accumulation", re.I)
 
 
+_SIMILARITY_FRAMES = re.compile(r"\bin (?:cdist|cosine_similarity|pairwise_\w+|\w*similarit\w*|\w*_distance|\w*_sim)\b|"
+                                r"\btorch\.cdist\(|\bF\.cosine_similarity\(|\bsimilarity\s*=\s*\w+\(\s*\w*quer\w*", re.I)
+"""The traceback fails computing a similarity or distance matrix between embeddings (torch.cdist, cosine_similarity,
+a retrieval evaluator's score of queries against a chunk of documents): one block of queries x documents scored at
+once, sized by the evaluation's chunk or batch, not logits gathered for metrics."""
+
+
+def similarity_block(c: Case) -> str | None:
+    """The frame evidence that the evaluation ran out scoring one block of embeddings against another, or None."""
+    m = _SIMILARITY_FRAMES.search(c.inputs.error_text or "") if c.oom.kind == "cuda" else None
+    return m.group(0) if m else None
+
+
 def eval_batch_evidence(c: Case) -> list[str]:
     """Why the eval batch, not the logits, is what ran out: the settings or the report say so; [] when nothing does."""
     ev_bs = c.settings.get("per_device_eval_batch_size")
@@ -455,6 +468,10 @@ def eval_batch_evidence(c: Case) -> list[str]:
         # one evaluation batch, or generation inside the evaluation
         out.append("the posted code computes no metrics that keep every batch's logits: one evaluation batch (or the "
                    "generation inside it) is what ran out")
+    block = similarity_block(c)
+    if block and not out:
+        out.append(f"the traceback fails computing a similarity matrix ('{block}'): one block of queries x documents "
+                   f"scored at once, sized by the evaluation's chunk or batch")
     if eval_forward_frames(c) and not out:
         out.append("the traceback fails in the eval forward (prediction_step -> the model), not where the Trainer "
                    "gathers or concatenates logits: one eval batch's activations and logits did not fit")
@@ -514,7 +531,9 @@ _INFERENCE_BATCH = re.compile(r"(?:embedding|embed|encod\w*|rerank\w*|transcri\w
                               # an engine's prefill of several requests at once: 'batched prefill DRAM OOM'
                               + E.PREFILL_BATCH.pattern
                               + r"|batch[_ ]?size[^.\n]{0,60}?(?:embedding|encod\w*|rerank\w*|"
-                              r"transcri\w*|inference|推理)", re.I)
+                              r"transcri\w*|inference|推理)|"
+                              # the batch named before the pass: 'chunked batch encoding loops', 'batched embedding'
+                              r"\bbatch(?:ed)?[_ ](?:encod\w*|embedd?\w*|inference|predict\w*|rerank\w*)", re.I)
 """A model run without training (embedding, encoding, reranking, transcribing, inference) whose batch the report names
 ('CUDA embedding batch size hardcoded to 256', 'Reduce GPU batch size for reranker')."""
 

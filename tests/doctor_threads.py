@@ -53,13 +53,22 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test59", "test58", "test57", "test56", "test55", "test54", "test53", "test52", "test51", "test50", "test49",
-          "test48", "test47", "test46", "test45", "test44", "test43", "test42", "test41", "test40", "test39", "test38",
-          "test37", "test36", "test35", "test34", "test33", "test32", "test31", "test30", "test29", "test28", "test27",
-          "test26", "test25", "test24", "test23", "test22", "test21", "test20", "test19", "test18", "test17", "test16",
-          "test15", "test14", "test13", "test12", "test11", "test10", "test9", "test8", "test7", "test6", "test5",
-          "test4", "test3", "test2", "test", "seen", "train")
-"""Split names, held-out first. test59: a fifty-ninth held-out split collected 2026-12-01 (session 21, helper
+SPLITS = ("test60", "test59", "test58", "test57", "test56", "test55", "test54", "test53", "test52", "test51", "test50",
+          "test49", "test48", "test47", "test46", "test45", "test44", "test43", "test42", "test41", "test40", "test39",
+          "test38", "test37", "test36", "test35", "test34", "test33", "test32", "test31", "test30", "test29", "test28",
+          "test27", "test26", "test25", "test24", "test23", "test22", "test21", "test20", "test19", "test18", "test17",
+          "test16", "test15", "test14", "test13", "test12", "test11", "test10", "test9", "test8", "test7", "test6",
+          "test5", "test4", "test3", "test2", "test", "seen", "train")
+"""Split names, held-out first. test60: a sixtieth held-out split collected 2026-12-01 (session 21, helper
+collect60, while collect59 collected test59) from GitHub issue and pull-request threads (where an extremely saturated
+search still found threads the corpus lacks: merged pull requests fixing an OOM in a library (checkpoints loaded onto
+the GPU in timm, ALF, wespeaker and FastWAM; inference without no_grad in OLMo, sukima and SeqNet; DeCLUTR's encoder
+outputs; a full model per card before FSDP on Gaudi and full FSDP parameters gathered per card in SparseML;
+llama-recipes' micro batch; vLLM's default memory utilization; miles beside SGLang), speech and TTS (Tortoise TTS,
+Bark), older NLP (fairseq, a constituency parser), ColossalAI, OpenChat, a ChatGLM-6B QLoRA merge, the TensorRT-LLM
+backend's KV cache and an open-world evaluation (czsl); 22 repositories, 13 new to the corpus), frozen before its
+first measurement (UNMEASURED in tests/test_doctor_threads.py until then).
+test59: a fifty-ninth held-out split collected 2026-12-01 (session 21, helper
 collect59, while collect60 collected test60) from GitHub issue and pull-request threads (where an extremely saturated
 search still found threads the corpus lacks: speech, TTS and voice conversion (so-vits-svc and so-vits-svc-fork on long
 audio, three in Chinese; F5-TTS with an unneeded ASR model loaded; OmniVoice; Faster-Whisper with 10 beams), 2018-2021

@@ -372,6 +372,37 @@ SCENARIOS = {
                              "load"),
     "chat_template_loop": (16, "rtx4080", "long_sample", "a hand LoRA loop of Qwen3-4B on chat conversations tokenized "
                            "by apply_chat_template with no truncation: the sixth conversation is 58,172 tokens"),
+    # the seventeenth batch (capture-s21), written blind (session 21): one GPU, eight causes in forms no earlier
+    # script has, written and labelled by a writer who never read or ran the doctor; the arithmetic of each is in
+    # oom_scenarios/CAPTURE_S21.md
+    "mc_eval_one_forward": (24, "rtx4090", "eval_batch", "a multiple-choice log-likelihood evaluation of Qwen3-8B (bf16) "
+                            "that scores all 800 question/option sequences (200 questions x 4 options, ~425 tokens "
+                            "each) in one padded forward: 340k tokens at once, a single MLP activation 8 GiB"),
+    "chat_lm_head_cpu": (8, "rtx4060ti", "bnb_cpu_dispatch", "a 4-bit (nf4) chat load of Llama-3.1-8B with "
+                         "device_map={'model': 0, 'lm_head': 'cpu'} to keep the 1 GiB head off an 8 GiB card: "
+                         "bitsandbytes refuses a device map with modules on the CPU"),
+    "rerank_beside_notebook": (16, "rtx4080", "other_process", "a Qwen3-4B (bf16, 7.5 GiB) yes/no reranker that fits a "
+                               "16 GiB card alone, started while another process (a notebook kernel) holds 10 GiB of "
+                               "it"),
+    "grpo_summaries_long_prompts": (24, "rtx4090", "generation_batch", "a TRL GRPO LoRA of Qwen3-4B (bf16, no vLLM) "
+                                    "on summarization prompts of ~2,000 tokens with per_device_train_batch_size=16 x "
+                                    "gradient_accumulation_steps=4: steps_per_generation defaults to the accumulation, "
+                                    "so one generate() prefills 64 sequences (4 prompts x 16 generations), a KV cache "
+                                    "of ~18 GiB"),
+    "dpo_modelconfig_dtype": (24, "rtx4090", "fp32_training", "a DPO LoRA of Qwen3-8B written like TRL's dpo.py: "
+                              "model_init_kwargs take dtype=model_args.dtype from a ModelConfig that never sets it, "
+                              "and ModelConfig's dtype defaults to 'float32': 30.5 GiB of weights, where bf16 "
+                              "(15.3 GiB) fits"),
+    "pipeline_quant_kwarg": (12, "rtx3060", "no_quant", "pipeline('text-generation') of Qwen3-8B given "
+                             "quantization_config=BitsAndBytesConfig(4-bit) as a pipeline keyword instead of in "
+                             "model_kwargs: it is not passed to from_pretrained, so 15.3 GiB of bf16 weights load onto "
+                             "a 12 GiB card where the 4-bit load (5.7 GiB) fits"),
+    "sft_chat_lora_forgotten": (24, "rtx4090", "ddp_replica", "a chat SFT of Qwen3-4B (TRL, bf16, assistant_only_loss) "
+                                "whose LoraConfig is written but never passed to SFTTrainer: a full fine-tune, 7.5 GiB "
+                                "of weights, 7.5 of gradients and 15 of AdamW state on a 24 GiB card"),
+    "ticket_triage_generate": (24, "rtx4090", "long_sample", "zero-shot ticket routing with Qwen3-8B generate() in "
+                               "batches of 4, tokenized with padding and no truncation: the third ticket batch holds a "
+                               "pasted log of 57,858 tokens, so the batch is 4 x ~57,900 tokens (KV cache 32 GiB)"),
 }
 
 LAUNCH = {
@@ -454,7 +485,7 @@ HOLDS = {"lora_beside_notebook": 16, "ddp_beside_notebook": 16,
          "qlora_beside_server": 16, "dpo_second_run": 16, "eval_generations_beside_training": 10,
          "accelerate_lora_shared_gpu": 14, "reward_model_lora": 12,
          "grpo_shared_gpu": 14, "merge_checkpoint_adapter": 14,
-         "review_classifier_shared": 17}  # GiB another process holds on the card during the run
+         "review_classifier_shared": 17, "rerank_beside_notebook": 10}  # GiB another process holds on the card during the run
 HOLD_GPU = {"ddp_beside_notebook": 1}  # the GPU it holds them on (0 where not listed)
 HOLDER = ("import sys, time, torch; x = torch.empty({gib} * 1024**3, dtype=torch.uint8, device='cuda'); "
           "print('held', flush=True); time.sleep(3600)")

@@ -177,6 +177,16 @@ PHASES = {  # where each failure happened, read from its traceback's frames
     "self_consistency_generate": "generation",  # generate() -> _sample's prefill of 16 x 32 sequences
     "adapter_sweep_reload": "load",  # the second iteration's from_pretrained of the base, the first still held
     "chat_template_loop": "later_step",  # the user's own loop at the fifth conversation (no step shown)
+    # capture-s21: eight written blind in session 21 after session 21's first study round, read and labelled before
+    # the doctor was run on them
+    "mc_eval_one_forward": "eval",  # the user's multiple-choice scoring: one forward of every question and option
+    "chat_lm_head_cpu": "load",  # from_pretrained: bitsandbytes' validate_environment refuses the CPU lm_head
+    "rerank_beside_notebook": "load",  # model.to('cuda') (Module._apply) beside the other process's 10 GiB
+    "grpo_summaries_long_prompts": "generation",  # GRPO's generate() of 64 sequences: the prefill's forward
+    "dpo_modelconfig_dtype": "load",  # DPOTrainer's create_model_from_path: caching_allocator_warmup of fp32 weights
+    "pipeline_quant_kwarg": "load",  # pipeline's load_model -> from_pretrained: caching_allocator_warmup
+    "sft_chat_lora_forgotten": "first_step",  # the first optimizer step: Adam's _init_group creating its moments
+    "ticket_triage_generate": "generation",  # generate() of the third batch: the causal mask of rows padded to 57k
 }
 
 _CAPACITY = re.compile(r"GPU (\d+) has a total capacity of [\d.]+ [KMG]iB of which [\d.]+ [KMG]iB is free\. "

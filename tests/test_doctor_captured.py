@@ -88,6 +88,15 @@ ERROR_ONLY_MISS = {
                          "reads as evaluation keeping its outputs",
     "map_pad_longest": "the map that pads every row to the longest and never truncates is in the script only; the "
                        "error is the first step's attention mask",
+    # capture-s21, written blind after session 21's first round
+    "dpo_modelconfig_dtype": "the ModelConfig whose default dtype is float32 is in the script only; the error is a "
+                             "30.51 GiB load request with no model named to weigh it against",
+    "pipeline_quant_kwarg": "the quantization_config given to pipeline() instead of model_kwargs is in the script "
+                            "only; the error is a load larger than the card",
+    "mc_eval_one_forward": "every question and option in one forward is in the script only; the error is a forward "
+                           "of the user's own script with no batch or phase shown",
+    "sft_chat_lora_forgotten": "the LoraConfig never passed to the trainer is in the script only; the traceback names "
+                               "the script file, whose name says lora, so the optimizer's moments read as a LoRA's",
 }
 
 SCRIPT_MISS = {
@@ -113,6 +122,7 @@ PHASE_NOT_SHOWN = {
     "accumulate_loss_list": "the loss of the user's own loop at a later micro-batch, no step shown",
     "doc_qa_cache_sessions": "a deepcopy of the prompt cache in the user's own question loop, no generate frame",
     "chat_template_loop": "a LoRA forward of the user's own loop at its fifth conversation, no step shown",
+    "mc_eval_one_forward": "the forward of the user's own scoring script, no evaluation frame or bar",
 }
 
 
@@ -1065,3 +1075,93 @@ def test_an_evaluation_without_no_grad_keeps_its_graph():
     graded = script.replace("def evaluate():\n", "@torch.no_grad()\ndef evaluate():\n")
     d = diagnose(Inputs(error_text=err, script=analyse(graded, "t.py")))
     assert not any("without torch.no_grad" in " ".join(c.evidence) for c in d.causes)
+
+
+# --- capture-s21 (written blind after session 21's first round): what its misses showed ------------------------------
+
+def test_a_config_objects_field_left_out_reads_as_its_default():
+    from qlorafit.doctor.script import analyse as read
+
+    script = ("model_args = ModelConfig(model_name_or_path='Qwen/Qwen3-8B', use_peft=True)\n"
+              "args = DPOConfig(output_dir='o', bf16=True)\n"
+              "args.model_init_kwargs = dict(attn_implementation='sdpa', dtype=model_args.dtype)\n"
+              "trainer = DPOTrainer(model=model_args.model_name_or_path, args=args, train_dataset=ds,\n"
+              "                     peft_config=get_peft_config(model_args))\n")
+    s = read(script, "t.py").settings
+    assert s["model"] == "Qwen/Qwen3-8B" and s["torch_dtype"] == "float32"  # TRL's ModelConfig: float32 unless set
+    err = _WARMUP.format(script="dpo.py", req="30.51", card="24.00", free="23.49", held="0.00")
+    d = diagnose(Inputs(error_text=err, script=analyse(script, "t.py")))
+    assert d.primary.id == "fp32_training", [(c.id, c.strength) for c in d.causes]
+    given = script.replace("model_name_or_path='Qwen/Qwen3-8B',", "model_name_or_path='Qwen/Qwen3-8B', dtype='bfloat16',")
+    assert read(given, "t.py").settings["torch_dtype"] == "bfloat16"
+
+
+def test_a_quantization_config_given_to_pipeline_itself_never_reaches_the_load():
+    script = ("bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4')\n"
+              "gen = pipeline('text-generation', model='Qwen/Qwen3-8B', dtype=torch.bfloat16, device_map='cuda',\n"
+              "               quantization_config=bnb)\n")
+    err = _WARMUP.format(script="gen.py", req="15.26", card="12.00", free="11.49", held="0.00")
+    d = diagnose(Inputs(error_text=err, script=analyse(script, "t.py")))
+    assert d.primary.id == "no_quant" and d.primary.strength == "script", [(c.id, c.strength) for c in d.causes]
+    passed = script.replace("quantization_config=bnb)", "model_kwargs={'quantization_config': bnb})")
+    assert analyse(passed, "t.py").settings.get("load_in_4bit") is True
+    assert diagnose(Inputs(error_text=err, script=analyse(passed, "t.py"))).primary.id != "no_quant"
+
+
+def test_a_lora_config_never_passed_to_the_trainer_trains_every_weight():
+    script = ("model = AutoModelForCausalLM.from_pretrained('Qwen/Qwen3-4B', dtype=torch.bfloat16)\n"
+              "lora_config = LoraConfig(r=32, target_modules='all-linear')\n"
+              "args = SFTConfig(output_dir='qwen3-4b-chat-lora', per_device_train_batch_size=4, bf16=True)\n"
+              "trainer = SFTTrainer(model=model, args=args, train_dataset=ds)\ntrainer.train()\n")
+    s = analyse(script, "t.py").settings
+    assert s.get("finetuning_type") == "full" and "LoraConfig" in s.get("adapter_unused", "")
+    passed = script.replace("train_dataset=ds)", "train_dataset=ds, peft_config=lora_config)")
+    s = analyse(passed, "t.py").settings
+    assert s.get("finetuning_type") != "full" and "adapter_unused" not in s
+
+
+def test_a_library_warning_about_the_loss_mask_is_no_loss_named():
+    from qlorafit.doctor.rules import _LOSS_WORDS
+
+    assert not _LOSS_WORDS.search("the end-of-turn token is not in the loss mask; the model may not learn to stop")
+    assert _LOSS_WORDS.search("it runs out of memory in the loss")
+
+
+def test_every_input_in_one_forward_is_the_batch():
+    script = ("texts = []\nfor q in questions:\n    for o in q['options']:\n        texts.append(q['question'] + o)\n"
+              "enc = tokenizer(texts, padding=True, return_tensors='pt').to('cuda')\n"
+              "with torch.no_grad():\n    logits = model(**enc).logits\n"
+              "acc = (scores.argmax(-1) == answers).float().mean()\n")
+    err = ('  File "/work/score.py", line 7, in <module>\ntorch.OutOfMemoryError: CUDA out of memory. Tried to '
+           'allocate 5.13 GiB. GPU 0 has a total capacity of 24.00 GiB of which 5.33 GiB is free.')
+    d = diagnose(Inputs(error_text=err, script=analyse(script, "t.py")))
+    assert d.primary.id == "eval_batch" and d.case.oom.phase == "eval", [(c.id, c.strength) for c in d.causes]
+    batched = script.replace("enc = tokenizer(texts,", "for i in range(0, len(texts), 8):\n    enc = tokenizer("
+                             "texts[i:i + 8],").replace("with torch.no_grad():\n    logits", "    logits")
+    assert analyse(batched, "t.py").settings.get("whole_set_forward") is None
+
+
+def test_a_loop_that_printed_its_progress_then_failed_on_uncut_inputs_is_a_long_input():
+    err = ('160 tickets\n4/160\n8/160\nTraceback (most recent call last):\n  File "/work/triage.py", line 28, in '
+           '<module>\n    out = model.generate(**inputs, max_new_tokens=8)\n  File "/venv/lib/python3.12/site-packages/'
+           'transformers/generation/utils.py", line 2500, in _sample\ntorch.OutOfMemoryError: CUDA out of memory. '
+           'Tried to allocate 3.13 GiB. GPU 0 has a total capacity of 24.00 GiB of which 3.11 GiB is free.')
+    d = diagnose(Inputs(error_text=err))
+    assert d.primary.id == "long_sample", [(c.id, c.strength) for c in d.causes]
+    # the first batch failing shows no batch that fit
+    assert diagnose(Inputs(error_text=err.replace("4/160\n8/160\n", ""))).primary.id != "long_sample"
+
+
+def test_an_inference_script_with_half_the_card_in_weights_has_room_to_run():
+    script = ("model = AutoModelForCausalLM.from_pretrained('Qwen/Qwen3-8B', dtype=torch.bfloat16, device_map='cuda')\n"
+              "for batch in batches:\n    inputs = tokenizer(batch, return_tensors='pt', padding=True, truncation=True,"
+              " max_length=1024).to('cuda')\n    out = model.generate(**inputs, max_new_tokens=64)\n")
+    err = ('  File "/work/gen.py", line 4, in <module>\n  File "/venv/lib/python3.12/site-packages/transformers/'
+           'generation/utils.py", line 2500, in _sample\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate '
+           '3.13 GiB. GPU 0 has a total capacity of 24.00 GiB of which 3.11 GiB is free.')
+    d = diagnose(Inputs(error_text=err, script=analyse(script, "t.py")))
+    assert d.primary.id != "no_quant", [(c.id, c.strength) for c in d.causes]
+    # the same 8B trained with a LoRA on the card: half the card in 16-bit weights is the 4-bit lever
+    trained = script + "trainer = SFTTrainer(model=model, args=SFTConfig(output_dir='o'), peft_config=LoraConfig())\n" \
+        "trainer.train()\n"
+    assert any(c.id == "no_quant" for c in diagnose(Inputs(error_text=err, script=analyse(trained, "t.py"))).causes)

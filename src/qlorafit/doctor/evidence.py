@@ -197,7 +197,10 @@ and Firefly's configs, the ChatGLM tuning repos): a run of theirs that names no 
 
 def adapter_named(c: Case) -> bool:
     """An adapter method (LoRA, QLoRA, PEFT, DoRA, prefix/prompt tuning, freezing) or a trainer's method setting is named
-    in the report or the posted script."""
+    in the report or the posted script. Not a script's adapter config that it never applies (script.py reads that
+    run as training every weight): only the report's own words then."""
+    if c.settings.get("adapter_unused"):
+        return bool(prose.ADAPTER_WORDS.search(c.inputs.error_text or ""))
     return bool(prose.ADAPTER_WORDS.search(text(c)))
 
 

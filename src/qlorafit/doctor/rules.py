@@ -605,6 +605,12 @@ def no_quant(c: Case) -> Cause | None:
     heavy = bool(c.est and c.budget_bytes and weights > 0.5 * c.budget_bytes)
     if "32" in chosen:
         heavy = False  # weights the user loads in fp32: 16-bit loading (fp32_training) halves them before any 4-bit
+    script = c.inputs.script
+    if heavy and script is not None and not script.trains and c.budget_bytes and \
+            weights <= INFER_CROWD_SHARE * c.budget_bytes:
+        # a script that only runs the model (no trainer, no backward): no gradients or optimizer beside the weights,
+        # so half the card leaves room to run; only weights crowding the card are the cause (_inference_weights_crowd)
+        heavy = False
     if not heavy and c.has_oom and not E.adapter_named(c) and not E.lora_16bit(c):
         return None  # light weights and no adapter named: 4-bit loading is a LoRA's lever, and it gives back little
     if not heavy and c.est and c.budget_bytes and \
@@ -839,8 +845,13 @@ def long_sample(c: Case) -> Cause | None:
     capped = isinstance(c.settings.get("max_length"), int) and not o.step and not added
     # (an evaluation of one long input the report names is that input's length, unless it names the eval batch)
     evaluated = o.phase == "eval" and not EVAL_BATCH_WORDS.search(t)
-    if o.phase != "later_step" and not late and not ((words or uncapped) and (o.phase in (None, "training", "first_step")
-                                                                          or evaluated) and not capped):
+    # an inference loop of the user's own that printed its progress ('4/160', '8/160') before failing on uncut inputs:
+    # the batches before it fit at the same size, so what changed is the length of this batch's longest input
+    # (with no script to say the inputs are cut, the length is still the one thing that changes between batches)
+    looped = _loop_progress(t) if o.phase in ("generation", "eval") and (words or uncapped or c.inputs.script is None) \
+        and not capped and not re.search(CHAT_HISTORY, t, re.I) else None
+    if o.phase != "later_step" and not late and not looped and not (
+            (words or uncapped) and (o.phase in (None, "training", "first_step") or evaluated) and not capped):
         return None  # long samples under a length cap make every batch as long as the cap: that is the batch
     seen = o.total_steps and o.step and o.step / o.total_steps >= EARLY_SHARE  # a good part of the epoch went by
     if not (words or late or uncapped or seen) and o.step is not None and 0 < o.step <= EARLY_STEPS:
@@ -855,6 +866,8 @@ def long_sample(c: Case) -> Cause | None:
                   "ordinary batches")
     elif o.phase == "later_step":
         ev.append(f"the run trained for a while before failing ({o.phase_evidence}): the setup fits ordinary batches")
+    if looped:
+        ev.append(f"the loop printed its progress up to {looped} before failing: batches of the same size fit")
     if words:
         ev.append(f"the report says '{words.group(0)}'")
     if uncapped:
@@ -874,7 +887,20 @@ def long_sample(c: Case) -> Cause | None:
                          "puts the longest batch first so an OOM shows at step 1", "quality: outliers truncated",
                          id="cap_length"),
                   Action("qlorafit train re-splits the step on OOM and keeps going (guard.on_oom)", "speed: that step",
-                         id="guard")], strength="numbers" if (o.step or late) else "inferred")
+                         id="guard")], strength="numbers" if (o.step or late or looped) else "inferred")
+
+
+_LOOP_PROGRESS = re.compile(r"^[ \t]*(?:[A-Za-z]\w* )?(\d+)\s?/\s?(\d+)[ \t]*$", re.M)
+"""A line a user's loop prints as it goes ('8/160', 'batch 8/160'): inputs done of all."""
+
+
+def _loop_progress(text: str) -> str | None:
+    """The last progress line a loop printed before the traceback, where some inputs were done and not all: 'n/total',
+    or None."""
+    at = re.search(r"Traceback|out of memory|OutOfMemoryError", text)
+    done = [m for m in _LOOP_PROGRESS.finditer(text[:at.start()] if at else text)
+            if 0 < int(m.group(1)) < int(m.group(2))]
+    return f"{done[-1].group(1)}/{done[-1].group(2)}" if done else None
 
 
 WEIGHTS_ROOM_SHARE = 0.9
@@ -1097,7 +1123,8 @@ def eager_in_frames(c: Case) -> Cause | None:
     return eager_attention(c)
 
 
-_LOSS_WORDS = re.compile(r"\b(?:in|at|during|inside) (?:the )?(?:loss|cross[-_ ]?entropy|log_?softmax)\b(?!\.backward)|"
+_LOSS_WORDS = re.compile(r"\b(?:in|at|during|inside) (?:the )?(?:loss|cross[-_ ]?entropy|log_?softmax)\b(?!\.backward)"
+                         r"(?![ _-]?mask)|"  # (not TRL's warning about 'the loss mask': which tokens are trained)
                          r"\blogits?\b[^.\n]{0,40}\bvocab|\b(?:large|huge|big|\d{3}k|\d{3},\d{3}) vocab(?:ulary)?\b|"
                          # the logits seen allocated or copied (a profile): '连续分配了3次logits', 'allocations of logits'
                          r"(?:分配|拷贝|复制|allocat\w*|cop(?:y|ies|ied))[^.\n。]{0,12}?\blogits\b|"
@@ -1459,7 +1486,7 @@ def _rules():
     return (fp16_overflow, script_breaks, S.bnb_cpu_dispatch, cpu_ram, other_process, eager_in_frames,
             fp32_logits_in_frames, step_made_large, request_above_card, S.quantize_job, S.script_holds_twice,
             L.vllm_memory, L.zero3_generation, L.ddp_replica, S.resume_state, S.kbit_prep_fp32,
-            save_merge, S.cache_at_max_length, eval_logits, vision_tokens, long_input, reference_copy, S.eval_batch, S.generation_batch, fragmentation, long_sample,
+            save_merge, S.cache_at_max_length, S.whole_set_at_once, eval_logits, vision_tokens, long_input, reference_copy, S.eval_batch, S.generation_batch, fragmentation, long_sample,
             load_too_big, no_quant, S.fp32_training, fp32_logits, eager_attention, batch_or_seq, fp16_with_oom)
 
 

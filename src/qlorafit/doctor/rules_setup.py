@@ -571,6 +571,30 @@ def _inference_batch(c: Case) -> Cause | None:
                                  "(and cap the input length)", "speed", id="batch")], strength="inferred")
 
 
+_SCORES = re.compile(r"\baccuracy\b|\bacc\b|\bevaluat\w*|\bscores?\b|\bmetric\w*|\bbenchmark\w*|\bf1\b|\bperplexity\b",
+                     re.I)
+"""A script that grades what the model answered (accuracy, scores, a metric): its forward pass is an evaluation."""
+
+
+def whole_set_at_once(c: Case) -> Cause | None:
+    """The script sends every input of its dataset through the model in one call (script.py whole_set_forward): the
+    batch is the dataset, whatever the card. An evaluation where the script grades the answers, else an inference."""
+    whole = c.settings.get("whole_set_forward")
+    if not (whole and c.has_oom and c.oom.kind == "cuda") or c.oom.phase not in (None, "eval", "generation"):
+        return None
+    script = c.inputs.script.text if c.inputs.script is not None else ""
+    graded = bool(_SCORES.search(script))
+    return Cause("eval_batch" if graded else "generation_batch",
+                 "the whole dataset goes through the model in one forward",
+                 "every text tokenized together is one batch: activations (and logits, tokens x vocab) for all of them "
+                 "at once", [f"the script: {whole}"],
+                 actions=[Action("run the inputs in batches (for i in range(0, len(texts), 8): tokenize and run "
+                                 "texts[i:i + 8], keeping only each batch's scores)", "speed: more forward calls",
+                                 patch=["+ for i in range(0, len(texts), batch_size): enc = tokenizer(texts[i:i + "
+                                        "batch_size], ...)"], id="eval_batch" if graded else "batch")],
+                 strength="script", phase="eval" if graded else "generation")
+
+
 def generation_batch(c: Case) -> Cause | None:
     """Out of memory while generating (predict_with_generate, do_predict, a generate() call): the KV cache grows with
     batch x (prompt + new tokens); or an inference batch the report names (_inference_batch)."""

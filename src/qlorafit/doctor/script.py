@@ -22,8 +22,16 @@ TRAINER_CALLS = ("Trainer", "Seq2SeqTrainer", "SFTTrainer", "DPOTrainer", "GRPOT
 """transformers' and TRL's trainers: the calls that train what they are given."""
 CALLS = ("BitsAndBytesConfig", "LoraConfig", "TrainingArguments", "Seq2SeqTrainingArguments", "SFTConfig", "DPOConfig",
          "GRPOConfig", "ORPOConfig", "KTOConfig", "RewardConfig", "PPOConfig", "OnlineDPOConfig", "LLM",
-         "get_peft_model", "prepare_model_for_kbit_training", "gradient_checkpointing_enable", "DataLoader") + TRAINER_CALLS
+         "get_peft_model", "prepare_model_for_kbit_training", "gradient_checkpointing_enable", "DataLoader",
+         "pipeline") + TRAINER_CALLS
 _DEPTH = 6
+CONFIG_DEFAULTS = {"ModelConfig": {"dtype": "float32"}}
+"""Defaults of the config objects scripts read their model settings from, where a field left out decides memory: TRL
+1.x's ModelConfig loads the model 'under this dtype', float32 unless set (trl/trainer/model_config.py). A script that
+passes `dtype=model_args.dtype` from a ModelConfig without a dtype loads every weight in 4 bytes."""
+_CONFIG_CALL = re.compile(r"(?:Config|Arguments|Args)$")
+"""A call that builds a config object (ModelConfig, SFTConfig, TrainingArguments, ScriptArguments): its fields are the
+keywords it was built with."""
 
 
 @dataclass
@@ -53,6 +61,8 @@ class ScriptInfo:
     """HF-named settings (qlorafit.doctor.settings) read from the calls above."""
     assigns: dict = field(default_factory=dict)
     """Attribute assignments seen, 'tokenizer.pad_token' -> (line, source text)."""
+    assigned: dict = field(default_factory=dict)
+    """The same attribute assignments' values where they resolve ('training_args.model_init_kwargs' -> a dict)."""
 
     def first(self, name: str) -> CallRef | None:
         return (self.calls.get(name) or [None])[0]
@@ -74,6 +84,9 @@ class ScriptInfo:
 
 _BACKWARD = re.compile(r"\.backward\(")
 _TRAINS = re.compile(r"\.train\(\s*\)|\.train\(resume|Trainer\(|\boptimizer\.step\(")
+
+
+_UNSET = object()
 
 
 class _Resolver:
@@ -114,10 +127,29 @@ class _Resolver:
             bound = self.lookup(node.id, node.lineno)
             return self.value(bound, depth + 1) if bound is not None else self.source(node)
         if isinstance(node, ast.Attribute):
-            return dotted(node) or self.source(node)
+            field_ = self.config_field(node, depth)
+            return field_ if field_ is not _UNSET else dotted(node) or self.source(node)
         if isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
+                return {kw.arg: self.value(kw.value, depth + 1) for kw in node.keywords if kw.arg}
             return self.call(node, depth + 1)
         return self.source(node)
+
+    def config_field(self, node: ast.Attribute, depth: int):
+        """`model_args.dtype` where `model_args = ModelConfig(...)`: the keyword it was built with, else the config's
+        known default (CONFIG_DEFAULTS); _UNSET where the name is no config object or the field is not known."""
+        if not isinstance(node.value, ast.Name):
+            return _UNSET
+        bound = self.lookup(node.value.id, node.lineno)
+        if not isinstance(bound, ast.Call):
+            return _UNSET
+        name, _ = call_name(bound)
+        if not _CONFIG_CALL.search(name):
+            return _UNSET
+        for kw in bound.keywords:
+            if kw.arg == node.attr:
+                return self.value(kw.value, depth + 1)
+        return CONFIG_DEFAULTS.get(name, {}).get(node.attr, _UNSET)
 
     def expression(self, node: ast.expr, depth: int):
         """`not x`, `a and b`, `2 * n`, `x if c else y`, comparisons: evaluated when every part is known; otherwise
@@ -226,10 +258,33 @@ def analyse(text: str, path: str = "<script>") -> ScriptInfo:
                 d = dotted(t) if isinstance(t, ast.Attribute) else None
                 if d:
                     info.assigns[d] = (node.lineno, r.source(node.value))
+                    info.assigned[d] = r.value(node.value)
     for refs in info.calls.values():
         refs.sort(key=lambda c: c.line)
+    if info.model_call is None and info.first("pipeline") is not None:
+        info.model_call = _pipeline_load(info.first("pipeline"))
     info.settings = _settings(info)
     return info
+
+
+_PIPELINE_LOAD_KEYS = ("dtype", "torch_dtype", "device_map", "trust_remote_code", "revision")
+"""The keywords pipeline() hands to the model's from_pretrained itself; everything else for the load goes in
+model_kwargs (transformers' pipeline factory): a quantization_config given to pipeline() beside them never reaches the
+load."""
+
+
+def _pipeline_load(pipe: CallRef) -> CallRef | None:
+    """pipeline('text-generation', model='id', dtype=..., model_kwargs={...}) read as the from_pretrained it runs: the
+    model named, the load keywords pipeline() passes on, and model_kwargs. None where the model is no name."""
+    model = pipe.value("model", pipe.args[1][0] if len(pipe.args) > 1 else None)
+    if not isinstance(model, str):
+        return None
+    load = CallRef(name="from_pretrained", owner="pipeline", line=pipe.line, args=[(model, repr(model))])
+    load.kwargs = {k: v for k, v in pipe.kwargs.items() if k in _PIPELINE_LOAD_KEYS}
+    extra = pipe.value("model_kwargs")
+    if isinstance(extra, dict):
+        load.kwargs.update({k: (v, repr(v)) for k, v in extra.items()})
+    return load
 
 
 ARGS_CALLS = ("TrainingArguments", "Seq2SeqTrainingArguments", "SFTConfig", "DPOConfig", "GRPOConfig", "ORPOConfig",
@@ -259,6 +314,25 @@ _FREEZES = re.compile(r"requires_grad\s*=\s*False|requires_grad_\(\s*False|FastL
 (which make a LoRA through their own get_peft_model)."""
 
 
+_ADAPTER_CONFIG = re.compile(r"\b(?:LoraConfig|AdaLoraConfig|LoHaConfig|LoKrConfig|IA3Config|BOFTConfig|OFTConfig|"
+                             r"VeraConfig|PrefixTuningConfig|PromptTuningConfig|PromptEncoderConfig)\(")
+_APPLIES_ADAPTER = re.compile(r"\bpeft_config\s*=|get_peft_model\(|\.add_adapter\(|\.load_adapter\(|\bPeftModel\w*|"
+                              r"AutoPeftModel\w*|inject_adapter\w*|\bFastLanguageModel\b|\bFastModel\b|"
+                              r"use_peft\s*=\s*True|get_peft_config\(")
+"""PEFT's adapter configs, and the calls that put an adapter on a model (or hand its config to a trainer)."""
+
+
+def _adapter_never_applied(info: ScriptInfo) -> str | None:
+    """An adapter config the script builds and never applies ('lora_config = LoraConfig(...)' with no peft_config= on
+    the trainer, no get_peft_model): the trainer then trains every weight. The config's line, or None."""
+    m = _ADAPTER_CONFIG.search(info.text)
+    if m is None or _APPLIES_ADAPTER.search(info.text):
+        return None
+    if not any(info.calls.get(n) for n in TRAINER_CALLS) and not info.backward_by_hand:
+        return None  # no training here to apply it to (an excerpt)
+    return f"{m.group(0)}...) at line {info.text.count(chr(10), 0, m.start()) + 1} is never applied"
+
+
 def _trains_every_weight(info: ScriptInfo) -> bool:
     """A whole training script that makes no adapter: it builds the model (from_pretrained, or a TRL trainer given a
     model name), hands it to a trainer, and nowhere names PEFT, LoRA or any other adapter, nor freezes weights. Then
@@ -271,7 +345,9 @@ def _trains_every_weight(info: ScriptInfo) -> bool:
     builds = info.model_call is not None or isinstance(trainer.value("model"), str)
     # 4/8-bit weights cannot be trained directly (transformers refuses): such a script means an adapter, or fails
     quantized = re.search(r"load_in_[48]bit|BitsAndBytesConfig|quantization_config", info.text)
-    return builds and not quantized and not ADAPTER_WORDS.search(info.text) and not _FREEZES.search(info.text)
+    # (an adapter config built and never applied names LoRA, yet trains every weight)
+    return builds and not quantized and (not ADAPTER_WORDS.search(info.text) or _adapter_never_applied(info) is not None) \
+        and not _FREEZES.search(info.text)
 
 
 def _trl_loading(info: ScriptInfo, s: dict) -> None:
@@ -279,7 +355,9 @@ def _trl_loading(info: ScriptInfo, s: dict) -> None:
     TRL's own default where they say nothing: float32 weights ('If not explicitly set, `dtype` defaults to
     `'float32'`', trl/trainer/utils.py create_model_from_path, TRL 1.x), whatever bf16=True does to the compute."""
     kw = next((r.value("model_init_kwargs") for n in ARGS_CALLS for r in info.calls.get(n, [])
-               if isinstance(r.value("model_init_kwargs"), dict)), {})
+               if isinstance(r.value("model_init_kwargs"), dict)), None)
+    if kw is None:  # set on the config after it was built: 'training_args.model_init_kwargs = dict(dtype=...)'
+        kw = next((v for k, v in info.assigned.items() if k.endswith(".model_init_kwargs") and isinstance(v, dict)), {})
     for k in ("dtype", "torch_dtype"):
         if k in kw:
             s.setdefault("torch_dtype", str(kw[k]))
@@ -404,6 +482,42 @@ runs through: every micro-batch's graph (activations, logits) stays alive until 
 nothing (the backward per micro-batch frees each one)."""
 
 
+_TOKENIZED_LIST = re.compile(r"^(\w+)\s*=\s*\w*(?:tok\w*|processor)\(\s*(\w+)\s*,[^\n]*$", re.M | re.I)
+"""A tokenizer call at the top level of the script over a name ('enc = tokenizer(texts, padding=True, ...)')."""
+
+
+def _in_loop(lines: list[str], i: int) -> bool:
+    """Line i is inside a for or while block (an enclosing line with less indentation opens one)."""
+    indent = len(lines[i]) - len(lines[i].lstrip())
+    for line in reversed(lines[:i]):
+        if not line.strip():
+            continue
+        ind = len(line) - len(line.lstrip())
+        if ind < indent:
+            if re.match(r"\s*(?:async\s+)?(?:for|while)\b", line):
+                return True
+            indent = ind
+            if ind == 0:
+                return False
+    return False
+
+
+def _whole_set_at_once(text: str) -> str | None:
+    """Every input of a list the script built sent through the model in one call: the list tokenized at once
+    ('enc = tokenizer(texts, padding=True, ...)', where `texts` is appended to in a loop) and the model called on all of
+    it outside any loop ('model(**enc)', 'model.generate(**enc)'): the batch is the whole dataset. The line, or None."""
+    lines = text.splitlines()
+    for m in _TOKENIZED_LIST.finditer(text):
+        enc, names = m.group(1), m.group(2)
+        if not re.search(rf"^[ \t]*{names}\.(?:append|extend)\(|^{names}\s*=\s*\[[^\]\n]*\bfor\b", text, re.M):
+            continue  # not a list the script fills with every input
+        for i, line in enumerate(lines):
+            if re.search(rf"\b\w+(?:\.generate)?\(\s*\*\*{enc}\b", line) and "tok" not in line.split("(")[0] \
+                    and not _in_loop(lines, i):
+                return f"line {i + 1}: {line.strip()} (every text of `{names}` tokenized at once into `{enc}`)"
+    return None
+
+
 def _settings(info: ScriptInfo) -> dict:
     s: dict = {}
     m = info.model_call
@@ -466,6 +580,9 @@ def _settings(info: ScriptInfo) -> dict:
                 _trl_loading(info, s)
     if _trains_every_weight(info):
         s.setdefault("finetuning_type", "full")
+        unused = _adapter_never_applied(info)
+        if unused:
+            s["adapter_unused"] = unused
     uncut = _TRUNCATES_TO_MODEL_MAX.search(info.text)
     if uncut and "max_length" not in s and "max_length" not in uncut.group(0):
         # truncation=True with no max_length cuts at the tokenizer's model_max_length: no cap where the tokenizer
@@ -526,6 +643,9 @@ def _settings(info: ScriptInfo) -> dict:
         # a conversation tokenized whole by its chat template: nothing cuts a long one
         s["max_length"] = (f"None (line {info.text.count(chr(10), 0, chat.start()) + 1}: apply_chat_template "
                            f"tokenizes without truncation, the model's whole context)")
+    whole = _whole_set_at_once(info.text)
+    if whole:
+        s["whole_set_forward"] = whole
     kept = _kept_outputs(info.text)
     if kept:
         s["keeps_logits"] = f"line {info.text.count(chr(10), 0, kept.start()) + 1}: {kept.group(0).strip()}"

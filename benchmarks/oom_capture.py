@@ -403,6 +403,41 @@ SCENARIOS = {
     "ticket_triage_generate": (24, "rtx4090", "long_sample", "zero-shot ticket routing with Qwen3-8B generate() in "
                                "batches of 4, tokenized with padding and no truncation: the third ticket batch holds a "
                                "pasted log of 57,858 tokens, so the batch is 4 x ~57,900 tokens (KV cache 32 GiB)"),
+    # the eighteenth batch (capture-s21b), written blind (session 21): one GPU, eight causes in forms no earlier
+    # script has, written and labelled by a writer who never read or ran the doctor; the arithmetic of each is in
+    # oom_scenarios/CAPTURE_S21B.md
+    "probe_layer_features": (24, "rtx4090", "eval_logits", "a layer-wise linear-probe feature extraction with Qwen3-4B "
+                             "(bf16, no_grad) that keeps every batch's output_hidden_states, all 37 layers stacked "
+                             "(8 x 1024 x 2560 each, 1.45 GiB a batch), on the GPU until the end: 20 batches would be "
+                             "29 GiB beside 7.5 GiB of weights"),
+    "train_then_eval_subprocess": (16, "rtx4080", "other_process", "a Trainer LoRA of Qwen3-4B that, when training "
+                                   "ends, starts its generation eval as a fresh python process (subprocess.run of "
+                                   "itself) while the training process, still alive, holds the model and its cached "
+                                   "memory (8-13 GiB): the child's 7.5 GiB bf16 load does not fit beside it"),
+    "entropy_bonus_loop": (40, "a100-40gb", "fp32_logits", "a hand LoRA loop of Qwen3-4B (checkpointing, 4 x 2048 "
+                           "tokens) whose loss adds an entropy bonus on logits.float(): the fp32 logits, their shifted "
+                           "copy, two log-softmaxes and a softmax over 152k entries, 4.6 GiB each, about 28 GiB "
+                           "before the backward"),
+    "perplexity_sliding_window": (48, "rtx-a6000", "eager_attention", "the sliding-window perplexity recipe (windows "
+                                  "of 16,384 tokens, stride 8,192) on Qwen3-4B loaded with attn_implementation="
+                                  "'eager': each layer's scores, 32 heads x 16,384^2, are 16 GiB in bf16 and 32 GiB "
+                                  "in fp32 for the softmax"),
+    "qlora_chat_train_embeddings": (24, "rtx4090", "kbit_prep_fp32", "a ChatML QLoRA of Qwen3-8B (Trainer) with "
+                                    "modules_to_save=['embed_tokens', 'lm_head'] after prepare_model_for_kbit_training: "
+                                    "the unquantized 152k x 4096 embeddings and head are cast to fp32 (4.6 GiB), "
+                                    "their trainable copies are fp32 too (4.6), with fp32 gradients (4.6) and AdamW "
+                                    "states (9.3)"),
+    "sft_books_no_checkpointing": (24, "rtx4090", "batch_or_seq", "a TRL SFT LoRA of Qwen3-4B on books at "
+                                   "max_length=8192 (batch 1) with gradient_checkpointing=False set explicitly (TRL's "
+                                   "default is True): every layer's activations for 8,192 tokens, tens of GiB"),
+    "partial_unfreeze_loop": (24, "rtx4090", "ddp_replica", "a hand loop meant to train the top two layers of "
+                              "Qwen3-4B whose freeze test reads `if \"layers.34\" in name or \"layers.35\" or ...`: "
+                              "the bare string is true, so all 4.0B parameters train (bf16 weights 7.5 GiB, gradients "
+                              "7.5, AdamW states 15)"),
+    "grpo_report_summaries": (24, "rtx4090", "long_sample", "a TRL GRPO LoRA of Qwen3-4B (no vLLM) summarizing "
+                              "incident reports whose prompts are built from the whole document (GRPO has no prompt "
+                              "cap): six of 40 reports are ~59,000 tokens, two in the first generation batch of 16 "
+                              "(4 prompts x 4), so the prefill is 16 x ~59k tokens"),
 }
 
 LAUNCH = {
@@ -546,6 +581,10 @@ def save_adapter(out: Path, base: str) -> None:
 TICKET_LOGS = (9, 51, 88, 130)
 """The tickets of tickets.jsonl with a pasted log of 10,000 words (ticket_classifier_lora)."""
 
+LONG_REPORTS = (4, 9, 17, 22, 30, 35)
+"""The incident reports of reports.jsonl that are 10,000 words long (about 59,000 tokens), among 40; GRPO's sampler
+(seed 42) draws 22 and 9 among the first four prompts (grpo_report_summaries)."""
+
 LONG_PAIRS = (3, 17, 29, 41, 53)
 """The pairs of prefs_long.jsonl whose chosen answer is 8,000 words long."""
 
@@ -672,6 +711,10 @@ def prepare(work: Path, needed: set | None = None) -> None:
     with open(work / "reviews.jsonl", "w") as f:  # 300 product reviews labelled 0-4 (classifier_amp_float)
         for _ in range(300):
             f.write(json.dumps({"text": words(rng, rng.randrange(30, 80)), "label": rng.randrange(5)}) + "\n")
+    rng = random.Random(2121)
+    with open(work / "reports.jsonl", "w") as f:  # 40 incident reports, six of about 59k tokens (LONG_REPORTS)
+        for i in range(40):
+            f.write(json.dumps({"document": words(rng, 10000 if i in LONG_REPORTS else rng.randrange(80, 150))}) + "\n")
     for adapter, base in ADAPTERS.items():
         if (work / base).exists() and not (work / adapter / "adapter_config.json").exists():
             save_adapter(work / adapter, base)

@@ -187,6 +187,16 @@ PHASES = {  # where each failure happened, read from its traceback's frames
     "pipeline_quant_kwarg": "load",  # pipeline's load_model -> from_pretrained: caching_allocator_warmup
     "sft_chat_lora_forgotten": "first_step",  # the first optimizer step: Adam's _init_group creating its moments
     "ticket_triage_generate": "generation",  # generate() of the third batch: the causal mask of rows padded to 57k
+    # capture-s21b: eight more written blind in session 21 after capture-s21's fixes, read and labelled before the
+    # doctor was run on them
+    "probe_layer_features": "eval",  # the probe's no_grad forward at a later batch, every batch's hidden states kept
+    "train_then_eval_subprocess": "load",  # the child process's from_pretrained beside the parent still holding its
+    "entropy_bonus_loop": "first_step",  # the hand loop's first backward through the fp32 entropy of the logits
+    "perplexity_sliding_window": "eval",  # the perplexity window's forward: eager_attention_forward's softmax
+    "qlora_chat_train_embeddings": "first_step",  # the Trainer's first step: the loss's cross_entropy
+    "sft_books_no_checkpointing": "first_step",  # the Trainer's first step: a LoRA forward with checkpointing off
+    "partial_unfreeze_loop": "first_step",  # the first optimizer step: Adam's _init_group for every weight
+    "grpo_report_summaries": "generation",  # GRPO's generate(): the causal mask of prompts 59k tokens long
 }
 
 _CAPACITY = re.compile(r"GPU (\d+) has a total capacity of [\d.]+ [KMG]iB of which [\d.]+ [KMG]iB is free\. "

@@ -88,6 +88,13 @@ ERROR_ONLY_MISS = {
                          "reads as evaluation keeping its outputs",
     "map_pad_longest": "the map that pads every row to the longest and never truncates is in the script only; the "
                        "error is the first step's attention mask",
+    # capture-s21b, written blind after capture-s21's fixes
+    "entropy_bonus_loop": "the entropy bonus computed on logits.float() is in the script only; the error is the "
+                          "backward of the user's own loop",
+    "probe_layer_features": "the hidden states of every layer kept per batch are in the script only; the error is a "
+                            "forward of the user's own loop",
+    "qlora_chat_train_embeddings": "modules_to_save training the fp32 embeddings and head is in the script only; the "
+                                   "error's last frame is the loss",
     # capture-s21, written blind after session 21's first round
     "dpo_modelconfig_dtype": "the ModelConfig whose default dtype is float32 is in the script only; the error is a "
                              "30.51 GiB load request with no model named to weigh it against",
@@ -123,14 +130,24 @@ PHASE_NOT_SHOWN = {
     "doc_qa_cache_sessions": "a deepcopy of the prompt cache in the user's own question loop, no generate frame",
     "chat_template_loop": "a LoRA forward of the user's own loop at its fifth conversation, no step shown",
     "mc_eval_one_forward": "the forward of the user's own scoring script, no evaluation frame or bar",
+    "entropy_bonus_loop": "the backward of the user's own loop, with no step shown: training, step unknown",
+    "probe_layer_features": "the forward of the user's own probe loop, no evaluation frame or bar",
+}
+
+PHASE_MISREAD = {
+    # the error alone places the failure in another phase (the doctor's answer, kept so that a fix flips it)
+    "perplexity_sliding_window": ("first_step", "a bare progress bar (0/136) over the user's own forward reads as the "
+                                                "first training step; the script shows it trains nothing (eval)"),
 }
 
 
 def _phase_ok(name: str, d) -> bool:
     """The labelled phase ('unknown': no phase, a forward of the user's own inference script), or, where the
     traceback shows none, no phase at all."""
-    if name in PHASE_NOT_SHOWN:  # (or the labelled phase, where the script shows it)
-        return d.case.oom.phase in (None, _load(name)["label"]["phase"])
+    if name in PHASE_NOT_SHOWN:  # (or the labelled phase, where the script shows it; 'training': step unknown)
+        return d.case.oom.phase in (None, "training", _load(name)["label"]["phase"])
+    if name in PHASE_MISREAD and d.case.inputs.script is None:
+        return d.case.oom.phase == PHASE_MISREAD[name][0]
     return (d.case.oom.phase or "unknown") == _load(name)["label"]["phase"]
 
 
@@ -1165,3 +1182,41 @@ def test_an_inference_script_with_half_the_card_in_weights_has_room_to_run():
     trained = script + "trainer = SFTTrainer(model=model, args=SFTConfig(output_dir='o'), peft_config=LoraConfig())\n" \
         "trainer.train()\n"
     assert any(c.id == "no_quant" for c in diagnose(Inputs(error_text=err, script=analyse(trained, "t.py"))).causes)
+
+
+# --- capture-s21b (written blind after capture-s21's fixes): what its misses showed ----------------------------------
+
+_QLORA_VOCAB = ("bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4')\n"
+                "model = AutoModelForCausalLM.from_pretrained('Qwen/Qwen3-8B', quantization_config=bnb)\n"
+                "model = prepare_model_for_kbit_training(model)\n"
+                "cfg = LoraConfig(r=16, target_modules='all-linear', modules_to_save=['embed_tokens', 'lm_head'])\n"
+                "model = get_peft_model(model, cfg)\n"
+                "Trainer(model=model, args=TrainingArguments(output_dir='o', bf16=True), train_dataset=ds).train()\n")
+_LOSS_OOM = ('  File "/venv/lib/python3.12/site-packages/transformers/loss/loss_utils.py", line 70, in ForCausalLMLoss\n'
+             '  File "/venv/lib/python3.12/site-packages/torch/nn/functional.py", line 3504, in cross_entropy\n'
+             'torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1.16 GiB. GPU 0 has a total capacity of '
+             '24.00 GiB of which 1.36 GiB is free. Of the allocated memory 21.84 GiB is allocated by PyTorch, and 0 '
+             'bytes is reserved by PyTorch but unallocated.')
+
+
+def test_fp32_embeddings_trained_whole_after_kbit_prep_fill_the_card_whatever_frame_failed_last():
+    d = diagnose(Inputs(error_text=_LOSS_OOM, script=analyse(_QLORA_VOCAB, "t.py")))
+    assert d.primary.id == "kbit_prep_fp32" and d.primary.strength == "script", [(c.id, c.strength) for c in d.causes]
+    # the adapters alone: the loss frame is the logits' again
+    plain = _QLORA_VOCAB.replace(", modules_to_save=['embed_tokens', 'lm_head']", "")
+    assert diagnose(Inputs(error_text=_LOSS_OOM, script=analyse(plain, "t.py"))).primary.id == "fp32_logits"
+
+
+def test_a_bare_progress_bar_in_a_script_that_trains_nothing_counts_inputs_not_steps():
+    script = ("model = AutoModelForCausalLM.from_pretrained('Qwen/Qwen3-4B', dtype=torch.bfloat16).cuda()\n"
+              "nlls = []\nfor begin in tqdm(range(0, n, stride)):\n    with torch.no_grad():\n"
+              "        nlls.append(model(ids[:, begin:begin + 4096], labels=ids[:, begin:begin + 4096]).loss)\n"
+              "print('perplexity', torch.exp(torch.stack(nlls).mean()))\n")
+    err = ("  0%|          | 0/136 [00:00<?, ?it/s]\nTraceback (most recent call last):\n  File \"/work/ppl.py\", line 5, "
+           "in <module>\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total "
+           "capacity of 48.00 GiB of which 1.00 GiB is free.")
+    assert diagnose(Inputs(error_text=err)).case.oom.phase == "first_step"  # the error alone: a step bar
+    d = diagnose(Inputs(error_text=err, script=analyse(script, "t.py")))
+    assert d.case.oom.phase == "eval" and d.case.oom.step is None
+    trains = script + "loss.backward()\noptimizer.step()\n"
+    assert diagnose(Inputs(error_text=err, script=analyse(trains, "t.py"))).case.oom.phase == "first_step"

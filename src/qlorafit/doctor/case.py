@@ -270,6 +270,30 @@ def _kept_logits_is_the_eval(c: Case) -> None:
         o.phase_evidence = f"the script evaluates, keeping every batch's outputs ({kept})"
 
 
+_GRADES = re.compile(r"\bperplexity\b|\bppl\b|\baccuracy\b|\bevaluat\w*|\bmetric\w*|\bscores?\b|\bbenchmark\w*",
+                     re.I)
+
+
+def _bar_of_a_script_that_trains_nothing(c: Case) -> None:
+    """A step read from a bare progress bar ('0/136') in a script that trains nothing (no trainer, no backward, no
+    optimizer step): the bar counts the script's own inputs, not training steps. An evaluation where the script grades
+    what the model does (perplexity, accuracy, a metric), else an inference."""
+    o = c.oom
+    script = c.inputs.script
+    told = (c.inputs.error_text or "") + "\n" + (script.text if script is not None else "")
+    if script is None or script.trains or o.phase not in ("first_step", "later_step", "training") or \
+            re.search(r"\btrain|fine-?tun|finetun|\bepochs?\b|\.fit\(|quantiz|calibrat|训练|微调|量化", told, re.I) or \
+            "progress bar" not in o.phase_evidence or re.search(r"in (?:training_step|_inner_training_loop|train)\b|"
+                                                                r"backward", c.inputs.error_text or ""):
+        return
+    graded = _GRADES.search(script.text)
+    o.phase = "eval" if graded else "generation"
+    o.step = None
+    o.phase_evidence = (f"the script trains nothing and {'grades the outputs' if graded else 'runs the model'} "
+                        f"('{graded.group(0)}')" if graded else "the script trains nothing: it runs the model") + \
+        ": its progress bar counts inputs, not steps"
+
+
 def build_case(inputs: Inputs) -> Case:
     """Parse, resolve and estimate once."""
     c = Case(inputs=inputs, oom=parse(inputs.error_text or ""))
@@ -284,6 +308,7 @@ def build_case(inputs: Inputs) -> Case:
     _generating_eval_is_generation(c)
     _load_after_training_is_the_merge(c)
     _kept_logits_is_the_eval(c)
+    _bar_of_a_script_that_trains_nothing(c)
     _budget(c)
     _model(c)
     _setup(c)

@@ -1138,7 +1138,10 @@ evaluation that keeps them batch after batch says so otherwise: eval_logits)."""
 
 def fp32_logits(c: Case) -> Cause | None:
     text = c.inputs.error_text or ""
-    frames = _loss_frames(text)
+    from qlorafit.doctor.rules_setup import vocab_states
+
+    # the loss frame is where the last allocation failed; trained fp32 embeddings that fill the card are what took it
+    frames = _loss_frames(text) and not vocab_states(c)
     if not frames and c.oom.phase in ("load", "merge", "save", "generation"):
         return None  # no loss is computed there: a training step's logits, however large, are not what ran out
     said = _LOSS_WORDS.search(text) if c.oom.phase not in ("eval", "generation") else None

@@ -41,10 +41,43 @@ _SIXTEEN = re.compile(r"\b16[- ]?bit\b|\bfp16\b|\bbf16\b|float16|unquantized|non
                       r"without quantization", re.I)
 
 
+VOCAB_STATES_SHARE = 0.4
+"""Trained embedding and head matrices whose fp32 weights, gradients and Adam state take this share of the card or
+more are what filled it, whichever allocation failed last."""
+
+
+def vocab_states(c: Case) -> str | None:
+    """A 4-bit run whose script trains the embeddings or the LM head whole (modules_to_save) after
+    prepare_model_for_kbit_training made them fp32: their weights, gradients and two Adam moments are 16 bytes per
+    parameter, vocabulary x hidden apiece. The evidence line where that is VOCAB_STATES_SHARE of the card or more."""
+    named = c.settings.get("trains_vocab_modules")
+    script = c.inputs.script
+    card = E.card_bytes(c) or c.oom.total_bytes
+    if not (named and script is not None and script.first("prepare_model_for_kbit_training") and c.shape and card) \
+            or E.quantized(c) is not True:
+        return None
+    n = len(re.findall(r"embed|lm_head|wte|output|word_embeddings", named))
+    states = 16 * c.shape.vocab_size * c.shape.hidden_size * n
+    if states < VOCAB_STATES_SHARE * card:
+        return None
+    return (f"the script trains {named}: prepare_model_for_kbit_training made them fp32, and each trained matrix "
+            f"({c.shape.vocab_size:,} x {c.shape.hidden_size:,}) keeps weights, gradients and two Adam moments, 16 "
+            f"bytes per parameter: {gib(states)} for {n}, on a {gib(card)} card")
+
+
 def kbit_prep_fp32(c: Case) -> Cause | None:
     """prepare_model_for_kbit_training on a model that is not 4/8-bit: PEFT casts every non-quantized weight to fp32,
     so a 16-bit model doubles in size before training starts."""
     t = E.text(c)
+    vocab = vocab_states(c) if c.has_oom else None
+    if vocab:
+        return Cause("kbit_prep_fp32", "the embeddings and LM head, cast to fp32, are trained whole",
+                     "prepare_model_for_kbit_training casts what it did not quantize to fp32, and modules_to_save "
+                     "trains a full copy of each: vocabulary-sized matrices with gradients and Adam state",
+                     [vocab], actions=[Action("train only the adapters: drop embed_tokens/lm_head from modules_to_save "
+                                              "(PEFT's trainable_token_indices trains just new tokens' rows)", "none",
+                                              patch=["- modules_to_save=['embed_tokens', 'lm_head']"],
+                                              id="skip_kbit_prep")], strength="script")
     called = (c.inputs.script is not None and c.inputs.script.first("prepare_model_for_kbit_training") is not None) \
         or _KBIT_CAST.search(c.inputs.error_text or "") is not None
     if not called:

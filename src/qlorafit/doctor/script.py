@@ -486,6 +486,12 @@ _TOKENIZED_LIST = re.compile(r"^(\w+)\s*=\s*\w*(?:tok\w*|processor)\(\s*(\w+)\s*
 """A tokenizer call at the top level of the script over a name ('enc = tokenizer(texts, padding=True, ...)')."""
 
 
+_VOCAB_MODULES = re.compile(r"modules_to_save\s*=\s*\[[^\]\n]*[\"'](?:embed_tokens|lm_head|wte|embed_in|embed_out|"
+                            r"word_embeddings|tok_embeddings|output)[\"'][^\]\n]*\]")
+"""PEFT's modules_to_save naming the embeddings or the LM head: each is trained whole (a full copy, its gradients and
+Adam state), vocabulary x hidden parameters apiece."""
+
+
 def _in_loop(lines: list[str], i: int) -> bool:
     """Line i is inside a for or while block (an enclosing line with less indentation opens one)."""
     indent = len(lines[i]) - len(lines[i].lstrip())
@@ -643,6 +649,9 @@ def _settings(info: ScriptInfo) -> dict:
         # a conversation tokenized whole by its chat template: nothing cuts a long one
         s["max_length"] = (f"None (line {info.text.count(chr(10), 0, chat.start()) + 1}: apply_chat_template "
                            f"tokenizes without truncation, the model's whole context)")
+    vocab = _VOCAB_MODULES.search(info.text)
+    if vocab:
+        s["trains_vocab_modules"] = vocab.group(0)
     whole = _whole_set_at_once(info.text)
     if whole:
         s["whole_set_forward"] = whole

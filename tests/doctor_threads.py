@@ -53,13 +53,22 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test61", "test60", "test59", "test58", "test57", "test56", "test55", "test54", "test53", "test52", "test51",
-          "test50", "test49", "test48", "test47", "test46", "test45", "test44", "test43", "test42", "test41", "test40",
-          "test39", "test38", "test37", "test36", "test35", "test34", "test33", "test32", "test31", "test30", "test29",
-          "test28", "test27", "test26", "test25", "test24", "test23", "test22", "test21", "test20", "test19", "test18",
-          "test17", "test16", "test15", "test14", "test13", "test12", "test11", "test10", "test9", "test8", "test7",
-          "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
-"""Split names, held-out first. test61: a sixty-first held-out split collected 2026-12-01 (session 21, helper
+SPLITS = ("test62", "test61", "test60", "test59", "test58", "test57", "test56", "test55", "test54", "test53", "test52",
+          "test51", "test50", "test49", "test48", "test47", "test46", "test45", "test44", "test43", "test42", "test41",
+          "test40", "test39", "test38", "test37", "test36", "test35", "test34", "test33", "test32", "test31", "test30",
+          "test29", "test28", "test27", "test26", "test25", "test24", "test23", "test22", "test21", "test20", "test19",
+          "test18", "test17", "test16", "test15", "test14", "test13", "test12", "test11", "test10", "test9", "test8",
+          "test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
+"""Split names, held-out first. test62: a sixty-second held-out split collected 2026-12-01 (session 21, helper
+collect62, while collect61 collected test61) from GitHub issue and pull-request threads (where an extremely saturated
+search still found threads the corpus lacks: object detection and segmentation training (MMDetection, detectron2,
+CenterMask2, an HRNet detector, MXNet Mask R-CNN, a parking-space Faster R-CNN) with oversized images or too many
+images per GPU, a Whisper-medium fine-tune and Voice-Cloning-App, older NLP and captioning (fairseq, wl-coref,
+ContextualSP, CATR, ruGPT-2, a BERT LoRA notebook's evaluation), host-RAM kills at load, a 175B DeepSpeed inference
+load, LLaVA and Llama-3-70B full fine-tuning under ZeRO-3 and axolotl's sharded final FSDP save of a 405B model; 20
+repositories, 13 new to the corpus), frozen before its first measurement (UNMEASURED in tests/test_doctor_threads.py
+until then).
+test61: a sixty-first held-out split collected 2026-12-01 (session 21, helper
 collect61, while collect62 collected test62) from GitHub issue and pull-request threads (where an extremely saturated
 search still found threads the corpus lacks: older BERT/T5/GPT-2-era research code (Longformer, LayoutLM, Pegasus, T0,
 gpt-2-simple, a BERT coreference model, Soft-Masked BERT, CodeT5+ embeddings), TPU and JAX (Gemma on a TPU v2-8, a Gemma

@@ -102,7 +102,9 @@ FIRST_COMMIT = {"train": ("cee5fcb", "doctor-threads-baseline.json"),
                 "test55": ("7e2bb01", "doctor-threads-test55-frozen.json"),
                 "test56": ("7e2bb01", "doctor-threads-test56-frozen.json"),
                 "test57": ("1afe62b", "doctor-threads-test57-frozen.json"),
-                "test58": ("1afe62b", "doctor-threads-test58-frozen.json")}
+                "test58": ("1afe62b", "doctor-threads-test58-frozen.json"),
+                "test59": ("be69e7d", "doctor-threads-test59-frozen.json"),
+                "test60": ("be69e7d", "doctor-threads-test60-frozen.json")}
 RESULTS_SPLIT = {"seen": "test"}  # the first test split was called 'test' when it was first measured
 
 

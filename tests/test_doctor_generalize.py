@@ -2866,3 +2866,67 @@ def test_a_batch_of_one_that_worked_is_no_failing_batch_of_one():
 
     assert not batch_one_fails("I ran out of memory at batch size 8. With batch size 1 it works fine.")
     assert not batch_one_fails("With batch size set to 1 the training fits; at 4 it runs out of memory.")
+
+
+# --- session 21, second round: what test59 and test60 showed (studied after their one measurement) -----------------
+
+@pytest.mark.parametrize("said", ["Fix: change map_location to cpu to avoid OOM",
+                                  "The root cause was loading large checkpoints/state_dicts directly onto CUDA, and the "
+                                  "startup ran out of memory",
+                                  "fix the problem that checkpoint loading cause out of memory"])
+def test_a_saved_state_read_onto_the_card_is_the_resume(said):
+    assert _d(said).primary.id == "resume_state", [c.id for c in _d(said).causes]
+
+
+def test_loading_a_models_checkpoint_shards_is_no_resume():
+    d = _d("Loading checkpoint shards: 50%|#####     | 2/4 [00:10<00:10]\ntorch.OutOfMemoryError: CUDA out of memory. "
+           "Tried to allocate 500.00 MiB.")
+    assert d.primary.id != "resume_state", [c.id for c in d.causes]
+
+
+def test_inference_without_no_grad_keeps_its_graph():
+    said = ("Add torch.no_grad() to generate: without it the small model goes up to 24GB generating 100 steps and "
+            "OOMs on a 48GB GPU at 200 steps")
+    d = _d(said)
+    assert d.primary.id == "eval_logits", [c.id for c in d.causes]
+    assert _d(said.replace("generate", "the training loop") + " while training").primary.id != "eval_logits"
+
+
+def test_tensors_accumulated_on_the_gpu_are_kept_outputs():
+    d = _d("The Encoder was accumulating tensors on the GPU when cuda_device=0, so it quickly runs out of memory.")
+    assert d.primary.id == "eval_logits", [c.id for c in d.causes]
+
+
+def test_one_huge_request_while_running_a_model_with_no_batch_named_is_one_long_input():
+    err = ("Running python inference_main.py fails: torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate "
+           "9.93 GiB (GPU 0; 12.00 GiB total capacity; 8.22 GiB already allocated; 393.00 MiB free)")
+    assert _d(err).primary.id == "long_sample", [c.id for c in _d(err).causes]
+    # a batch named: the batch may be what is large; a small request: nothing says one input is long
+    assert _d(err.replace("inference_main.py", "inference_main.py --batch_size 64")).primary.id != "long_sample"
+    assert _d(err.replace("9.93 GiB (GPU", "20.00 MiB (GPU")).primary.id != "long_sample"
+
+
+def test_cs_bad_alloc_with_no_gpu_named_is_the_hosts_memory():
+    said = "parser.parse('hi')\nterminate called after throwing an instance of 'std::bad_alloc'\n  what():  std::bad_alloc"
+    assert parse(said).kind == "cpu"
+    assert parse(said + "\nrunning on CUDA").kind != "cpu"
+    assert parse("OnnxRuntimeGenAIException: 'bad allocation' on " + said).kind != "cpu"  # a native runtime's device
+
+
+def test_lowering_the_gpu_memory_utilization_as_the_fix_names_the_engine():
+    d = _d("Reduce GPU memory utilization to make sure OOM doesn't happen")
+    assert d.primary.id == "vllm_memory", [c.id for c in d.causes]
+    assert _d("The GPU memory utilization is at 100% and it runs out of memory").primary.id != "vllm_memory"
+
+
+def test_the_whole_model_moved_to_each_device_before_the_fsdp_wrap_is_a_replica():
+    d = _d("Revert 'Move model to device before wrapping with FSDP': it causes OOM when running on 8 cards with "
+           "--fsdp auto_wrap")
+    assert d.primary.id == "ddp_replica", [c.id for c in d.causes]
+
+
+def test_coatis_pretrain_flag_is_not_openrlhf():
+    from qlorafit.doctor.settings import normalize
+
+    assert normalize({"pretrain": "llama-7b", "micro_train_batch_size": 2})["attn_implementation"] == "eager"
+    assert "attn_implementation" not in normalize({"pretrain": "llama-7b", "strategy": "colossalai_zero2"})

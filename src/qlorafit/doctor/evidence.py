@@ -281,6 +281,8 @@ def replicates(c: Case) -> bool:
 
 
 _VLLM = re.compile(r"(?<![A-Za-z0-9_])vllm(?![A-Za-z_])|use_vllm\s*=\s*True|\bself\.llm = LLM\(|gpu[_-]memory[_-]utilization|max[_-]model[_-]len|"
+                   # the engine's knob in words, as its fix: 'Reduce GPU memory utilization to make sure OOM doesn't happen'
+                   r"\b(?:reduc|lower|decreas)\w* (?:the )?(?:default )?gpu memory utili[sz]ation\b|"
                    r"infer_backend\W+vllm|\bLLMRayActor\b|"
                    # its own source files, classes and engine flags, in a traceback or a log without the package name
                    r"cumem_allocator|CuMemAllocator|\bLLMEngine\b|\bEngineCore\w*|gpu_model_runner|"

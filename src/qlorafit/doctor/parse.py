@@ -178,6 +178,7 @@ _NOT_GPU = re.compile(r"(?:不是|并非|而非|并不是|非)显存|not (?:the 
 """The report says the memory that ran out is not the GPU's ('内存不够，不是显存不够', 'the CPU RAM runs out, not the VRAM')."""
 _GPU_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]of[- ]memory|"
                         r"(?:ran|run|runs|running) out of (?:gpu |cuda |video )?(?:memory|vram)|out of (?:gpu|cuda|video) memory|"
+                        r"(?:ran|run|runs|running) out of (?:the )?GPUs?\b(?! (?:hours|time|quota|credits))|"
                         # filler between 显存 and the verb: '显存都要爆了', '显存快不够'
                         r"显存[^，。,.；;!！?？\s]{0,4}?(?:溢出|不足|不够|超|爆)|爆显存|超(?:出)?显存|Unable to allocate|"
                         # C++'s failed allocation, as native runtimes print it (onnxruntime, llama.cpp's forks)
@@ -335,7 +336,15 @@ def oom_kind(text: str) -> str | None:
         return "cuda" if unified_memory(text) and not _CONVERSION.search(text) else "cpu"
     if _GPU_WORDS.search(text) and PINNED_ON_WSL.search(text):
         return "cpu"  # WSL2 gives CUDA little pinned host memory: an offload that pins its buffers runs out of it
-    if _GPU_WORDS.search(text):
+    gpu_words = _GPU_WORDS.search(text)
+    if gpu_words and all(re.fullmatch(r"std::bad_alloc|bad[ _]alloc(?:ation)?", w.group(0), re.I)
+                         for w in _GPU_WORDS.finditer(text)) and not _GPU_ANY.search(text) and \
+            not re.search(r"onnx|ggml|llama[.-]?cpp|directml|ctranslate|tensorrt|openvino", text, re.I):
+        # (not a native runtime's: onnxruntime or ggml print bad_alloc for their device's memory too)
+        # C++'s operator new failing with no GPU named anywhere: the host's memory ('parser.parse("hi") terminate
+        # called after throwing an instance of 'std::bad_alloc' ... Aborted (core dumped)')
+        return "cpu"
+    if gpu_words:
         # (on a board that shares its RAM with the GPU, an out-of-memory that names no GPU memory is the machine's)
         return "cpu" if host_memory_named(text) or (SHARED_MEMORY_BOARD.search(text) and
                                                     not GPU_MEMORY_NAMED.search(text)) else "cuda"

@@ -301,9 +301,17 @@ def _phase_strength(c: Case) -> str:
 
 _KEPT_ON_GPU = re.compile(r"(?:predictions|outputs|results|embeddings)\b[^.\n]{0,20}?\b(?:are |is |get |were )?"
                           r"(?:saved|kept|stored|held|left|collected)\b[^.\n]{0,12}?\b(?:in|on) (?:the )?"
+                          r"(?:GPU|device|cuda)\b|"
+                          # 'Encoder was accumulating tensors on the GPU'
+                          r"\baccumulat\w* (?:the |all )?(?:tensors|outputs|embeddings|predictions|results) on (?:the )?"
                           r"(?:GPU|device|cuda)\b", re.I)
 """The report says every input's outputs stay on the GPU ('all the predictions are saved in GPU'): they accumulate with
 the number of inputs, at an inference loop as at an evaluation."""
+_GRAPH_KEPT = re.compile(r"\b(?:add\w*|wrap\w*|us(?:e|es|ed|ing)|without|missing|forg[eo]t\w*|no)\b[^.\n]{0,40}?"
+                         r"(?:torch\.)?(?:no_grad|inference_mode)\b|\bcomputation(?:al)? graph\b", re.I)
+"""The report says the model ran without torch.no_grad() / inference_mode(), or names the computation graph, at an
+inference ('Add torch.no_grad() for vastly less memory usage', 'wrapping the model in torch.no_grad() to disable the
+computation graph'): each forward keeps its graph, and with it every activation, as long as its outputs live."""
 _ACCUMULATION = re.compile(r"nested_concat|torch_pad_and_concatenate|_pad_and_concatenate|preds_host|compute_metrics|"
                            # the predictions kept on the GPU, said in words: 'aggregates the predictions on the GPU'
                            r"(?:aggregat|concatenat|accumulat|gather)\w*[^.\n]{0,30}\b(?:predictions|outputs)\b|"
@@ -329,7 +337,9 @@ def eval_logits(c: Case) -> Cause | None:
     """Evaluation keeps every batch's logits (tokens x vocab) until the loop ends when metrics need them."""
     from qlorafit.doctor.rules_setup import eval_batch_evidence, gather_frames, similarity_block
 
-    kept_on_gpu = (_KEPT_ON_GPU.search(E.text(c)) or E.MANY_INPUTS.search(E.text(c))) if c.has_oom else None
+    graph = _GRAPH_KEPT.search(c.inputs.error_text or "") if c.has_oom and not E.TRAINING_WORDS.search(E.text(c)) \
+        else None
+    kept_on_gpu = (_KEPT_ON_GPU.search(E.text(c)) or E.MANY_INPUTS.search(E.text(c)) or graph) if c.has_oom else None
     if c.oom.phase != "eval" and not (kept_on_gpu and c.oom.phase in (None, "generation")):
         return None
     if similarity_block(c) and not gather_frames(c):
@@ -339,12 +349,15 @@ def eval_logits(c: Case) -> Cause | None:
     words = _ACCUMULATION.search(E.text(c))
     many = E.MANY_INPUTS.search(E.text(c))
     done = _eval_batches_done(c)
-    if not (script_metrics or words or done or many):
+    if not (script_metrics or words or done or many or graph):
         if eval_batch_evidence(c) or (c.inputs.script is not None and not c.settings.get("compute_metrics")):
             return None  # no metrics, nothing accumulates, or the forward failed before any gathering: the eval
             # batch is the cause (rules_setup.eval_batch)
     ev = [f"phase: evaluation ({c.oom.phase_evidence})" if c.oom.phase == "eval" else
           f"phase: {c.oom.phase or 'unknown'}, over many inputs", _numbers(c)]
+    if graph:
+        ev.append(f"the report says '{graph.group(0)}': run with autograd on, every forward keeps its graph and the "
+                  f"activations behind it for as long as its outputs live")
     if c.settings.get("keeps_logits"):
         ev.append(f"the script keeps every batch's outputs on the GPU ({c.settings['keeps_logits']}): logits are "
                   f"tokens x vocab values per batch, and an output kept with its autograd history keeps the "
@@ -797,18 +810,41 @@ model: there the cache of what it generates grows too (generation_batch), and us
 _LARGER_MEDIA = re.compile(r"\b(?:larger|bigger|longer) (?:audio |video |wav )?files?\b", re.I)
 
 
+ONE_INPUT_BLOCK_SHARE = 0.25
+"""One failed request of this share of the card or more while running a model on its input (an inference, a voice
+conversion, a transcription) with no batch named: a block sized by one input's length (attention over all its frames
+or tokens), not by a batch."""
+_RUNS_ONE_INPUT = re.compile(r"\binfer\w*|推理|\bconvert\w*|转换|\btranscri\w*|\bsvc\b|\bvoice\b|\bvits\b|\btts\b|"
+                              r"\bspeech\b|\baudio\b|音频|语音", re.I)
+
+
+def _one_input_block(c: Case) -> str | None:
+    """Inference (a generation, a voice conversion, a transcription) whose one failed request is ONE_INPUT_BLOCK_SHARE
+    of the card or more, with no batch named: the evidence line, or None."""
+    req, card = c.oom.requested_bytes, c.oom.total_bytes or E.card_bytes(c)
+    t = c.inputs.error_text or ""
+    if not (req and card) or req < ONE_INPUT_BLOCK_SHARE * card or c.oom.phase not in (None, "generation") or \
+            not _RUNS_ONE_INPUT.search(t) or \
+            re.search(r"batch[_ ]?size|\bbs\b|--batch", t, re.I):
+        return None
+    return (f"one request of {gib(req)}, {req / card:.0%} of the card, while running the model with no batch named: a "
+            f"block as long as the input (one input is this large only when it is long)")
+
+
 def long_input(c: Case) -> Cause | None:
     """Inference (nothing trained) that runs out on one long input the report names: the input's own length (an
     encoder's attention over a whole recording, a long prompt's activations) is what grows, not a batch, so cutting
     the input into pieces is the lever."""
     t = c.inputs.error_text or ""
     m = _LONG_INPUT.search(t) or (_LARGER_MEDIA.search(t) if re.search(_MEDIA, t, re.I) else None)
-    if not (c.has_oom and m) or c.oom.phase not in (None, "generation") or c.oom.kind in ("cpu", "dispatch") or \
-            TRAINS_OR_EPOCHS.search(E.text(c)) or E.uses_vllm(c):
+    big = _one_input_block(c) if not m else None
+    if not (c.has_oom and (m or big)) or c.oom.phase not in (None, "generation") or \
+            c.oom.kind in ("cpu", "dispatch") or TRAINS_OR_EPOCHS.search(E.text(c)) or E.uses_vllm(c):
         return None  # (a serving engine's context is its own reservation: vllm_memory)
     return Cause("long_sample", "one input is too long to run at once",
                  "an input's activations (an encoder's attention over a whole recording, a long prompt's keys and "
-                 "values) grow with its length; a batch of one does not help", [f"the report says '{m.group(0)}'"],
+                 "values) grow with its length; a batch of one does not help",
+                 [f"the report says '{m.group(0)}'" if m else big],
                  ("seq",), [Action("cut the input into pieces the model was trained on (audio: 20-30 s chunks with a "
                                    "little overlap, or the pipeline's chunk_length_s; text: max_length or a sliding "
                                    "window) and join the outputs", "quality: context at the cuts", id="cap_length")],
@@ -1260,7 +1296,7 @@ def eager_attention(c: Case) -> Cause | None:
     ev = ["the failing frame is eager attention's score matrix"] if frames else []
     if said:
         ev.append(f"the report says '{said.group(0)}'")
-    if not c.from_user and "attn_implementation" in c.settings:
+    if set_eager and "attn_implementation" in c.settings:
         ev.append(f"attention is {c.settings['attn_implementation']!r} by the posted settings (a trainer's default "
                   f"where they leave it out: OpenRLHF without --flash_attn, LLaMA-Factory's flash_attn: disabled)")
     if c.setup is not None and c.shape is not None:

@@ -23,7 +23,9 @@ _ONE_NAMED_WORKS = re.compile(r"(?:single|one)[- ]" + _CARD + r"\b[^.\n]{0,30}?\
                               r"works (?:fine |well )?(?:on|with) (?:a )?(?:single|one) " + _CARD + r"\b", re.I)
 """One card named by its model works ('with a single A800, it works well'): read only where the report also names
 several GPUs, since 'SFT works on one A100, but DPO fails' compares stages, not GPU counts."""
-_EACH_GPU = re.compile(r"(?:each|every|all) (?:the )?(?:gpus?|cards?|ranks?|process(?:es)?)\b[^.\n]{0,40}"
+_EACH_GPU = re.compile(r"\bmov\w* (?:the )?(?:whole |full |entire )?model to (?:the )?(?:devices?|gpus?|cuda|hpus?) before "
+                       r"(?:wrapping|sharding|it is wrapped)|"  # (every rank puts the whole model on its card first)
+                       r"(?:each|every|all) (?:the )?(?:gpus?|cards?|ranks?|process(?:es)?)\b[^.\n]{0,40}"
                        r"(?:load|hold|keep|copy|cop(?:y|ied))|(?:copied|loaded|replicated) (?:\w+ )?(?:times )?on "
                        r"(?:each|every|all)|full (?:copy|replica) (?:of the model )?on each|所有的显卡同时加载|"
                        r"每(?:张|个|块)\s?(?:GPU|卡|显卡)(?!\s?(?:占用|显存)?\s?\d)|(?:each|every|all) (?:the )?(?:of the )?(?:gpus?|cards?) (?:is |are |was |were |gets? |got )?"

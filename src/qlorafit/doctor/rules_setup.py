@@ -399,7 +399,14 @@ _RESUME_WORDS = re.compile(r"resum\w* (?:the )?(?:training )?from (?:a |the )?ch
                            # a whole checkpoint read onto a GPU ('rank 0 was loading the entire checkpoint to GPU
                            # memory'), or the cure said: 'fix checkpoint OOM by loading to CPU first'
                            r"\bload\w*\b[^.\n]{0,20}?\b(?:entire |whole |full )?checkpoints?\b[^.\n]{0,10}?\b(?:to|on|onto|"
-                           r"into) (?:the )?GPU\b|\bcheckpoint\b[^.\n]{0,30}?\bload\w* (?:it |them )?(?:on)?to (?:the )?CPU first\b",
+                           r"into) (?:the )?GPU\b|\bcheckpoint\b[^.\n]{0,30}?\bload\w* (?:it |them )?(?:on)?to (?:the )?CPU first\b|"
+                           # the saved state read onto the card, or the cure named: 'loading large checkpoints/state_dicts
+                           # directly onto CUDA', 'change map_location to cpu', 'checkpoint loading cause out of memory',
+                           # 'out of GPU memory issue when loading checkpoints' (not from_pretrained's checkpoint shards)
+                           r"\bload\w* (?:large |saved |the |model |whole )*(?:checkpoints?|state_dicts?)(?:/state_dicts?)?"
+                           r"\b[^.\n]{0,20}?\b(?:directly )?(?:to|on|onto|into) (?:the )?(?:GPU|CUDA)\b|"
+                           r"\bmap_location\b[^.\n]{0,15}?\bcpu\b|\bcheckpoints? loading\b|"
+                           r"\b(?:when|while) loading (?:the |model |saved )?checkpoints\b(?! shards)",
                            re.I)
 
 
@@ -558,7 +565,7 @@ _HISTORY = re.compile(CHAT_HISTORY + r"|\bhistory=", re.I)
 
 
 _INFERENCE_BATCH = re.compile(r"(?:embedding|embed|encod\w*|rerank\w*|transcri\w*|inference|predict\w*|prefill|"
-                              r"recogni\w*|"
+                              r"recogni\w*|summari[sz]\w*|caption\w*|"
                               r"benchmark\w*|推理|向量化)[^.\n]{0,80}?(?:batch(?:[_ ]?size)?(?![A-Za-z0-9_-])|"
                               r"\bBS\b)|"
                               # an engine's prefill of several requests at once: 'batched prefill DRAM OOM'

@@ -136,11 +136,11 @@ def _trainer_specials(s: dict, names: set) -> None:
         s.setdefault("gradient_checkpointing", s["disable_gradient_checkpointing"] is not True)
     elif "gradient_checkpointing" not in s and names & {"cutoff_len", "finetuning_type", "quantization_bit"}:
         s["gradient_checkpointing"] = True  # LLaMA-Factory turns it on by default (transformers does not)
-    if names & {"micro_train_batch_size", "micro_rollout_batch_size", "pretrain"} and "flash_attn" not in names \
-            and "attn_implementation" not in s:
+    # OpenRLHF's flags (ColossalAI's Coati also takes --pretrain, beside its --strategy: not OpenRLHF's defaults)
+    openrlhf = bool(names & {"micro_train_batch_size", "micro_rollout_batch_size", "pretrain"}) and "strategy" not in names
+    if openrlhf and "flash_attn" not in names and "attn_implementation" not in s:
         s["attn_implementation"] = "eager"  # OpenRLHF loads with eager attention unless --flash_attn
-    if names & {"micro_train_batch_size", "micro_rollout_batch_size", "pretrain"} and \
-            not names & {"lora_rank", "lora_r", "lora_alpha", "finetuning_type"}:
+    if openrlhf and not names & {"lora_rank", "lora_r", "lora_alpha", "finetuning_type"}:
         s.setdefault("finetuning_type", "full")  # OpenRLHF trains every weight unless --lora_rank is given
     if str(s.get("quantize", "")).startswith("bnb.nf4"):  # litgpt
         s.setdefault("load_in_4bit", True)

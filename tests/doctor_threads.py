@@ -61,10 +61,10 @@ SPLITS = ("test64", "test62", "test61", "test60", "test59", "test58", "test57", 
           "test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
 """Split names, held-out first. test64: a sixty-fourth held-out split collected 2026-12-01 (session 21, helper
 collect64, while collect63 collected test63) from GitHub issue threads (where an extremely saturated search still found
-LLM threads the corpus lacks: quantization runs (llm-awq, AutoAWQ, llm-compressor), a 16-bit 70B on one card, serving-engine KV budgets
+LLM threads the corpus lacks: quantization runs (llm-awq, AutoAWQ, llm-compressor, TensorRT-LLM), a 16-bit 70B on one card, serving-engine KV budgets
 (vLLM, LLaMA-Factory's vLLM backend, QAnything, Xinference, SGLang decode workers, two vLLM forks for DeepSeek-V4),
 eager attention in long generation, host-RAM kills of exports, conversions and loads, a DDP replica and a 13B LoRA on
-24 GB cards, Chinese threads; 19 repositories), frozen before its first measurement (UNMEASURED in
+24 GB cards, Chinese threads; 20 repositories), frozen before its first measurement (UNMEASURED in
 tests/test_doctor_threads.py until then).
 test62: a sixty-second held-out split collected 2026-12-01 (session 21, helper
 collect62, while collect61 collected test61) from GitHub issue and pull-request threads (where an extremely saturated

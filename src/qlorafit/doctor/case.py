@@ -270,10 +270,6 @@ def _kept_logits_is_the_eval(c: Case) -> None:
         o.phase_evidence = f"the script evaluates, keeping every batch's outputs ({kept})"
 
 
-_GRADES = re.compile(r"\bperplexity\b|\bppl\b|\baccuracy\b|\bevaluat\w*|\bmetric\w*|\bscores?\b|\bbenchmark\w*",
-                     re.I)
-
-
 def _bar_of_a_script_that_trains_nothing(c: Case) -> None:
     """A step read from a bare progress bar ('0/136') in a script that trains nothing (no trainer, no backward, no
     optimizer step): the bar counts the script's own inputs, not training steps. An evaluation where the script grades
@@ -286,7 +282,7 @@ def _bar_of_a_script_that_trains_nothing(c: Case) -> None:
             "progress bar" not in o.phase_evidence or re.search(r"in (?:training_step|_inner_training_loop|train)\b|"
                                                                 r"backward", c.inputs.error_text or ""):
         return
-    graded = _GRADES.search(script.text)
+    graded = script.grades
     o.phase = "eval" if graded else "generation"
     o.step = None
     o.phase_evidence = (f"the script trains nothing and {'grades the outputs' if graded else 'runs the model'} "

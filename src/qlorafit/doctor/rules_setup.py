@@ -56,11 +56,11 @@ def vocab_states(c: Case) -> str | None:
     if not (named and script is not None and script.first("prepare_model_for_kbit_training") and c.shape and card) \
             or E.quantized(c) is not True:
         return None
-    n = len(re.findall(r"embed|lm_head|wte|output|word_embeddings", named))
+    n = len(named)
     states = 16 * c.shape.vocab_size * c.shape.hidden_size * n
     if states < VOCAB_STATES_SHARE * card:
         return None
-    return (f"the script trains {named}: prepare_model_for_kbit_training made them fp32, and each trained matrix "
+    return (f"the script trains {', '.join(named)} whole (modules_to_save): prepare_model_for_kbit_training made them fp32, and each trained matrix "
             f"({c.shape.vocab_size:,} x {c.shape.hidden_size:,}) keeps weights, gradients and two Adam moments, 16 "
             f"bytes per parameter: {gib(states)} for {n}, on a {gib(card)} card")
 
@@ -611,19 +611,13 @@ def _inference_batch(c: Case) -> Cause | None:
                                  "(and cap the input length)", "speed", id="batch")], strength="inferred")
 
 
-_SCORES = re.compile(r"\baccuracy\b|\bacc\b|\bevaluat\w*|\bscores?\b|\bmetric\w*|\bbenchmark\w*|\bf1\b|\bperplexity\b",
-                     re.I)
-"""A script that grades what the model answered (accuracy, scores, a metric): its forward pass is an evaluation."""
-
-
 def whole_set_at_once(c: Case) -> Cause | None:
     """The script sends every input of its dataset through the model in one call (script.py whole_set_forward): the
     batch is the dataset, whatever the card. An evaluation where the script grades the answers, else an inference."""
     whole = c.settings.get("whole_set_forward")
     if not (whole and c.has_oom and c.oom.kind == "cuda") or c.oom.phase not in (None, "eval", "generation"):
         return None
-    script = c.inputs.script.text if c.inputs.script is not None else ""
-    graded = bool(_SCORES.search(script))
+    graded = bool(c.inputs.script is not None and c.inputs.script.grades)
     return Cause("eval_batch" if graded else "generation_batch",
                  "the whole dataset goes through the model in one forward",
                  "every text tokenized together is one batch: activations (and logits, tokens x vocab) for all of them "

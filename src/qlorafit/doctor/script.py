@@ -77,11 +77,19 @@ class ScriptInfo:
         return bool(_BACKWARD.search(self.text))
 
     @property
+    def grades(self) -> re.Match | None:
+        """The words by which the script grades the model's outputs (_GRADES), or None."""
+        return _GRADES.search(self.text)
+
+    @property
     def trains(self) -> bool:
         """The script trains: a backward of its own, a trainer, or an optimizer step."""
         return self.backward_by_hand or bool(_TRAINS.search(self.text))
 
 
+_GRADES = re.compile(r"\bperplexity\b|\bppl\b|\baccuracy\b|\bacc\b|\bf1\b|\bevaluat\w*|\bmetric\w*|\bscores?\b|"
+                     r"\bbenchmark\w*", re.I)
+"""A script that grades what the model does (perplexity, accuracy, a metric): its forward passes are an evaluation."""
 _BACKWARD = re.compile(r"\.backward\(")
 _TRAINS = re.compile(r"\.train\(\s*\)|\.train\(resume|Trainer\(|\boptimizer\.step\(")
 
@@ -486,8 +494,8 @@ _TOKENIZED_LIST = re.compile(r"^(\w+)\s*=\s*\w*(?:tok\w*|processor)\(\s*(\w+)\s*
 """A tokenizer call at the top level of the script over a name ('enc = tokenizer(texts, padding=True, ...)')."""
 
 
-_VOCAB_MODULES = re.compile(r"modules_to_save\s*=\s*\[[^\]\n]*[\"'](?:embed_tokens|lm_head|wte|embed_in|embed_out|"
-                            r"word_embeddings|tok_embeddings|output)[\"'][^\]\n]*\]")
+_VOCAB_NAMES = r"embed_tokens|lm_head|wte|embed_in|embed_out|word_embeddings|tok_embeddings|output"
+_VOCAB_MODULES = re.compile(rf"modules_to_save\s*=\s*\[[^\]\n]*[\"'](?:{_VOCAB_NAMES})[\"'][^\]\n]*\]")
 """PEFT's modules_to_save naming the embeddings or the LM head: each is trained whole (a full copy, its gradients and
 Adam state), vocabulary x hidden parameters apiece."""
 
@@ -650,8 +658,8 @@ def _settings(info: ScriptInfo) -> dict:
         s["max_length"] = (f"None (line {info.text.count(chr(10), 0, chat.start()) + 1}: apply_chat_template "
                            f"tokenizes without truncation, the model's whole context)")
     vocab = _VOCAB_MODULES.search(info.text)
-    if vocab:
-        s["trains_vocab_modules"] = vocab.group(0)
+    if vocab:  # the vocabulary-sized modules it names, each trained whole
+        s["trains_vocab_modules"] = re.findall(rf"[\"']({_VOCAB_NAMES})[\"']", vocab.group(0))
     whole = _whole_set_at_once(info.text)
     if whole:
         s["whole_set_forward"] = whole

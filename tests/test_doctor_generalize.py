@@ -2930,3 +2930,110 @@ def test_coatis_pretrain_flag_is_not_openrlhf():
 
     assert normalize({"pretrain": "llama-7b", "micro_train_batch_size": 2})["attn_implementation"] == "eager"
     assert "attn_implementation" not in normalize({"pretrain": "llama-7b", "strategy": "colossalai_zero2"})
+
+
+# --- session 22: what test61 and test62 showed (studied after their one measurement) --------------------------------
+
+def test_a_config_named_for_a_full_fine_tune_is_one():
+    from qlorafit.doctor.case import build_case
+    from qlorafit.doctor.evidence import full_tune
+
+    for said in ("xtuner train configs/llama3_70b_full_alpaca_e3.py --deepspeed deepspeed_zero3 gives CUDA OOM",
+                 "llamafactory-cli train examples/train_full/llama3_full_sft.yaml runs out of memory"):
+        assert full_tune(build_case(read_posted(said))), said
+    for said in ("fsdp_sharding_strategy: full_shard and CUDA out of memory",
+                 "FSDP saves a full_state_dict and runs out of memory"):
+        assert not full_tune(build_case(read_posted(said))), said
+
+
+def test_a_state_dict_taken_to_save_is_the_save():
+    assert phase_from_words("I train llama 13 with lora. But when model get state dict, gpu is OOM.")[0] == "save"
+    assert phase_from_words("When I load the state dict onto the GPU it is OOM.")[0] != "save"
+    d = _d("needed because gathering the full state dict for 405b will either CPU OOM or nccl timeout")
+    assert d.primary.id == "save_merge", [c.id for c in d.causes]  # the gather, not more RAM
+    d = _d("Saving the checkpoint at the end, the process was killed: CPU OOM")
+    assert d.primary.id == "cpu_ram", [c.id for c in d.causes]  # a save without a gathered state dict stays the host's
+
+
+def test_a_tiny_card_that_fails_training_at_batch_one_is_too_small():
+    err = "RuntimeError: CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 2.00 GiB total capacity; 1.28 GiB " \
+          "already allocated; 4.55 MiB free)\nNote: batch size is 1. The fine-tuning script runs out."
+    d = _d(err)
+    assert d.primary.id == "load_too_big", [c.id for c in d.causes]
+    assert _d("Training on my 4GB GPU runs out of memory even at a batch size of 1").primary.id == "load_too_big"
+    # a large card, or a batch that was never 1: the batch is still the likelier lever
+    assert _d(err.replace("2.00 GiB total", "24.00 GiB total")).primary.id != "load_too_big"
+    assert _d(err.replace("batch size is 1", "batch size is 16")).primary.id != "load_too_big"
+
+
+def test_a_size_said_of_my_gpu_is_the_cards():
+    assert gpus("Training on my 4GB GPU runs out of memory").memory_bytes == 4 * 10**9 or \
+        gpus("Training on my 4GB GPU runs out of memory").memory_bytes == 4 * GIB
+    assert gpus("the model uses 12GB of memory").memory_bytes is None
+
+
+def test_sixteen_bit_unknown_or_missing_is_fp32_training():
+    for said in ("CUDA out of memory at seq length 3400 with batch size 1 while training. Dont know about fp16?",
+                 "The training code does not have fp16 support, and it runs out of CUDA memory"):
+        assert _d(said).primary.id == "fp32_training", (said, [c.id for c in _d(said).causes])
+    assert _d("CUDA out of memory at batch 1 while training with fp16 on").primary.id != "fp32_training"
+
+
+def test_the_start_of_the_first_epoch_is_the_first_step():
+    d = _d("The OOM was at the start of Epoch 1 after the model was init-ed. RuntimeError: CUDA out of memory. "
+           "Lowering the batch size as well as validation lets training start.")
+    assert d.case.oom.phase == "first_step", d.case.oom.phase_evidence
+    assert _d("The OOM was at the start of epoch 5. RuntimeError: CUDA out of memory.").case.oom.phase != "first_step"
+
+
+def test_a_services_workers_each_holding_the_model_are_other_processes():
+    said = ("one backend worker will take around 7GB of GPU's VRAM, so after a few requests CUDA runs out of memory "
+            "(I think the spawned worker needs another 7GB VRAM)")
+    d = _d(said)
+    assert d.primary.id == "other_process" and d.fixes[0].id == "fewer_workers", [c.id for c in d.causes]
+    assert _d("the dataloader uses 4 workers and CUDA runs out of memory at batch 32").primary.id != "other_process"
+
+
+def test_loading_a_larger_dataset_is_no_model_load():
+    assert phase_from_words("When loading inseq with a larger dataset, an out-of-memory error occurs")[0] != "load"
+    assert phase_from_words("When loading the model, an out-of-memory error occurs")[0] == "load"
+
+
+def test_the_whole_input_set_run_at_once_is_the_inference_batch():
+    said = ("When running attribution over 1000 samples an out-of-memory error occurs regardless of batch_size: "
+            "encode is operating on the full inputs instead of a single batch. CUDA out of memory.")
+    assert _d(said).primary.id == "generation_batch", [c.id for c in _d(said).causes]
+    assert _d(said + " It happens while training the model.").primary.id != "generation_batch"
+
+
+def test_zshs_job_report_of_a_kill_is_the_hosts_memory():
+    assert parse("[1]    16699 killed     python3 genText.py").kind == "cpu"
+    assert parse("[1]+  Done                    python3 genText.py").kind != "cpu"
+
+
+def test_weights_of_twice_the_card_never_loaded_whatever_the_phase_said():
+    said = "Text generation with a 175B model on one A100 80GB with ZeRO inference: out of memory error raised"
+    d = _d(said)
+    assert d.primary.id == "load_too_big", [c.id for c in d.causes]
+    # a model the report fine-tuned on that card, or a 4-bit build, did load there
+    assert _d("I finetuned a 30B model on my A100 80GB, but at inference I get cuda oom").primary.id != "load_too_big"
+
+
+def test_fairseqs_max_tokens_refusal_and_huge_images_are_long_samples():
+    said = ("AssertionError: sentence at index 25683144 exceeds max_tokens limit! I cannot increase the max tokens "
+            "otherwise it gives CUDA oom error.")
+    assert _d(said).primary.id == "long_sample", [c.id for c in _d(said).causes]
+    for said in ("If my own dataset has some big size images like 7127*7127, it has cuda memory error.",
+                 "CUDA out of memory. The image size of mmdetection is (1333, 800), but my own data is (2048, 1080)."):
+        assert _d(said).primary.id == "long_sample", (said, [c.id for c in _d(said).causes])
+    assert _d("CUDA out of memory training on 8*80G GPUs at batch 1024, 512 tokens").primary.id != "long_sample"
+
+
+def test_tgi_named_is_the_serving_engine():
+    d = _d("Lower TGI batch size to avoid memory issues with some models")
+    assert d.primary.id == "vllm_memory", [c.id for c in d.causes]
+
+
+def test_a_question_whether_one_card_runs_it_is_no_replica():
+    d = _d("请问V100单卡能跑得动 glm-10b-ch 的推理吗？改成glm-10b-ch 就会 OOM")
+    assert d.primary.id != "ddp_replica", [c.id for c in d.causes]

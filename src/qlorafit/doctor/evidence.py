@@ -177,7 +177,11 @@ _FULL_TUNE = re.compile(r"(?:continu\w*|continual|incremental) pre-?train\w*|继
                         r"phase|tokens))|\bfrom scratch\b|"
                         r"full(?:y)?[- ]?(?:fine-?tun\w*|fune?tun\w*|finetun\w*|parameter|param|training|tuning)|全参|全量(?:微调|训练)?|"
                         # 'full微调', 'full模式' (ms-swift's sft_type full, said in Chinese), '--sft_type full'
-                        r"(?<![A-Za-z])full\s?(?:微调|训练|模式)|(?:sft|train)_type\W{1,3}full\b", re.I)
+                        r"(?<![A-Za-z])full\s?(?:微调|训练|模式)|(?:sft|train)_type\W{1,3}full\b|"
+                        # a config named for a full fine-tune: XTuner's 'llama3_70b_full_alpaca_e3', LLaMA-Factory's
+                        # 'examples/train_full/llama3_full_sft.yaml' (not FSDP's full_shard or a full state dict)
+                        r"(?<=[_/])full_(?:sft|alpaca|ft|finetun\w*|pt|dpo|orpo|kto|train\w*|custom\w*)\b|"
+                        r"(?<=[_/])full_\w*?_e\d+\b|\btrain_full\b", re.I)
 
 
 def full_tune(c: Case) -> bool:
@@ -301,7 +305,7 @@ HF generate() has one too."""
 
 _RESERVING_ENGINE = re.compile(r"\bsglang\b|mem[_-]fraction[_-]static|\blmdeploy\b|cache[_-]max[_-]entry[_-]count|"
                                r"tensorrt[_-]?llm|\btrtllm\b|kv[_-]cache[_-]free[_-]gpu[_-]mem[_-]fraction|"
-                               r"\blightllm\b|max[_-]total[_-]token[_-]num|text[_-]generation[_-]inference|"
+                               r"\blightllm\b|max[_-]total[_-]token[_-]num|text[_-]generation[_-]inference|\bTGI\b|"
                                r"text-generation-launcher|max[_-]total[_-]tokens|max[_-]batch[_-]prefill[_-]tokens|"
                                r"(?:key|value|kv)_buffer\s*=\s*\[?\s*torch\.(?:empty|zeros)\(|"
                                r"\bollama\b|\bnum_ctx\b|llama\.cpp|llama[-_]cpp|\bn_ctx\b|--ctx-size|\bexllama\w*|"

@@ -115,7 +115,8 @@ _NEGATED = re.compile(r"\b(?:not|no|never|without|instead of)\b[^.\n]{0,30}$|n't
 """A word said not to have happened: the few words before it deny it."""
 _FAILURE_WORDS = re.compile(r"\b(?:error|exception|breaks?|broke|fail(?:s|ed|ing|ure)?|crash\w*|hangs?|stops?|di(?:es|ed))\b|"
                             r"Traceback|报错|崩溃|中断", re.I)
-_CPU_WORDS = re.compile(r"node (?:is )?running low on memory|ray\.exceptions\.OutOfMemoryError|\bray oom\b|"  # Ray's monitor
+_CPU_WORDS = re.compile(r"\[\d{1,3}\]\s+\d{2,7}\s+killed\s+\S|"  # zsh's job report: '[1]    16699 killed     python3 gen.py'
+                        r"node (?:is )?running low on memory|ray\.exceptions\.OutOfMemoryError|\bray oom\b|"  # Ray's monitor
                         r"\b(?:CPU|host|system) OOM\b|\b(?:gets?|got) kill\b|"  # 'CPU OOM when training Qwen2.5-VL-7B with GRPO'
                         r"more (?:memory |RAM )?than (?:the |my |our |this )?(?:node|machine|server|host|system|box|"
                         r"computer|pc|workstation) (?:has|have|had)\b|all available RAM|tried to allocate more memory than is available|insufficient shared memory|\(shm\)|Out of memory: Kill(?:ed)? process|subprocess(?:es)? ha(?:s|ve) ?abruptly died|"

@@ -232,6 +232,10 @@ WONT_LOAD = (r"加载不了|无法加载|加载失败|won'?t load\b|will not loa
              r"can(?:not|'t) (?:be )?load(?:ed)?\b|(?:will|would) load\b[^\n]{0,80}?\bbut\b[^\n]{0,60}?\b(?:will|would|does|did) ?n[o']t\b")
 """The report says the model does not load ('34B加载不了', "the 34b will not load", 'the 7b will load in the demo, but the 34b
 will not'): a failure at the load, told in words."""
+GATHERED_STATE = (r"\b(?:get|gets|getting|got|gather\w*|collect\w*|consolidat\w*)\s(?:the\s)?(?:full\s|whole\s|entire\s|"
+                  r"complete\s)?(?:model'?s?\s)?state[_ ]dicts?\b")
+"""The model's state dict taken whole to save it ('when model get state dict', 'gathering the full state dict for
+405b'): every weight (under FSDP, every shard) brought to one place before the write."""
 _OOM_WORDS = re.compile(r"(?<![A-Za-z])OOM(?:ed|s|ing)?(?![A-Za-z])|out[- ]?of[- ]?memory|out of (?:gpu |cuda )?memory|"
                         r"ran out of|crash|killed|die[sd]\b|爆显存|显存\S{0,2}(?:溢出|不足|不够|超|爆)|超出?显存|爆炸|溢出|报错|内存不足|"
                         # the model does not fit one card (parse._GPU_WORDS): '无法在单卡上推理', 'cannot run on one GPU'
@@ -247,7 +251,10 @@ _PROSE = (  # (phase, words): checked in this order inside one sentence that als
     # saving a checkpoint, not 'save (the) memory': a verb whose object is memory is the user's wish, not a phase
     # (not spaCy's 'Aborting and saving the final best model. Encountered exception': its reaction to the failure)
     ("save", r"(?<!Aborting and )\bsav(?:e|es|ing)\b(?!\s(?:\w+\s)?(?:gpu\s|cuda\s)?(?:memory|vram|ram|space)\b)|"
-             r"\bsave_(?:model|pretrained|checkpoint|state)\b|保存"),
+             r"\bsave_(?:model|pretrained|checkpoint|state)\b|保存|"
+             # the state dict taken to be written: 'when model get state dict, gpu is OOM', 'gathering the full state
+             # dict' (not a state dict loaded: that is the resume)
+             + GATHERED_STATE),
     # 'generation', 'generating', 'generate()', not 'the processor generates N tokens' (that is the data, not the phase)
     # 'predictions' and Trainer's .predict() are the evaluation loop's outputs, not generated text
     ("generation", r"generat(?:ion|ing)\b|\bgenerate\(|\.generate\b|inference|(?<!\.)predict(?!ions\b)\w*|rollout|"
@@ -274,7 +281,10 @@ _PROSE = (  # (phase, words): checked in this order inside one sentence that als
              r"\blm[_-]eval\b|lm-evaluation-harness|\bopencompass\b|\bevalscope\b"),
     ("tokenization", r"tokeniz\w*|\.map\(|dataset map|(?:数据)?预处理|数据处理|分词"),
     ("load", r"load(?:ing|s)? (?:the |a |my )?(?:full |whole |entire |complete |original )?(?:model|checkpoint|weights)|"
-             r"load(?:ing|s)? (?:[\w.-]+ ){1,3}\d+(?:\.\d+)?[bB]\b|load(?:ing|s)? (?:a |my )?[\w.-]*\d(?:\.\d+)?[bB]\b|(?:at|on|during|while|when) load(?:ing)?\b|"
+             r"load(?:ing|s)? (?:[\w.-]+ ){1,3}\d+(?:\.\d+)?[bB]\b|load(?:ing|s)? (?:a |my )?[\w.-]*\d(?:\.\d+)?[bB]\b|"
+             # (not the data: 'When loading inseq with a larger dataset' is a run over more inputs)
+             r"(?:at|on|during|while|when) load(?:ing)?\b(?!(?: [\w.-]+){0,3} (?:with |on |for )?(?:a |the |my )?(?:larger |"
+             r"large |big |bigger |whole |full |entire )?(?:datasets?|data\b|corpus|samples))|"
              r"from_pretrained|moving the model|when (?:i |we )?load\b|加载模型|"
              # 'running out of memory trying to load the LLMs'; Korean 'loading the base model' (베이스 모델을 로딩하는)
              r"(?:trying|tried|try|attempting|attempted) to load\b|load(?:ing|s)? (?:the |a |my )?(?:llms?|models)\b|"
@@ -318,7 +328,10 @@ _LATER = re.compile(r"(?:at|after|on|until|till|around|near|by|reach\w*) (?:trai
 _FIRST = re.compile(r"first (?:training )?(?:step|batch|forward)|not a single step|before (?:the )?first step|"
                     # Adam allocates its two moments at the first optimizer step: an OOM there is the first step
                     r"(?:during|in|inside|at) (?:the )?(?:optimizer(?:'s)? step|step function|optimizer\.step\(\))|"
-                    r"(?:at|on) step 0\b|when (?:i )?start(?:ing)? (?:the )?training|第一步", re.I)
+                    r"(?:at|on) step 0\b|when (?:i )?start(?:ing)? (?:the )?training|第一步|"
+                    # 'The OOM was at the start of Epoch 1', 'at the beginning of training'
+                    r"(?:at|on|in) the (?:very )?(?:start|beginning) of (?:the )?(?:first |1st )?(?:epoch(?:\s?[01])?(?!\s?\d)|"
+                    r"training\b)", re.I)
 _STEP_NUMBER = re.compile(r"(?:at|after|on|until|till|around|near|by|reach\w*) (?:training |optimizer |global )?(?:step|"
                           r"iteration|iter) ?~?(\d+)|\bstep ~?(\d+) ?(?:of|/)|(\d+) ?/ ?\d+ (?:steps|iterations)|(\d+)\s?步|"
                           r"(?:after|for) ~?(\d+)\+? (?:training )?(?:steps|iterations)", re.I)

@@ -298,9 +298,11 @@ _COUNT_SIZE = re.compile(rf"{_N}\s?(?:[x×*]|{_MEASURE})\s?{_SIZE}|{_N}\s{_SIZE}
 """The size in '8*80G', '8张80G的卡', 'two 48GB GPUs'."""
 _SAID_OF_GPU = re.compile(rf"{_SIZE}\s?(?:显存|现存|VRAM|of VRAM|GPU memory|GPU RAM|(?:of )?(?:graphics|video) (?:card )?memory)|"
                           rf"(?:gpu|card|显卡|显存|VRAM)\s?"
-                          rf"(?:with\s|of\s|is\s|为|是|[:：]\s?)?{_SIZE}|\bon (?:an? )?{_SIZE}", re.I)
+                          rf"(?:with\s|of\s|is\s|为|是|[:：]\s?)?{_SIZE}|\bon (?:an? )?{_SIZE}|"
+                          # 'my 4GB GPU', 'a 12 GB card'
+                          rf"\b(?:my|our|an?|the|this)\s{_SIZE}\s?(?:GPU|graphics card|video card|card)\b", re.I)
 """A size said of GPU memory: '24G显存' (and '24G现存', its common homophone typo), 'gpu with 24G', '显存：24G', 'on a 24GB',
-'24GB graphics memory'."""
+'24GB graphics memory', 'my 4GB GPU'."""
 _USAGE_BEFORE = re.compile(r"(?:占用|占了|用了|使用了|用掉|消耗|used|uses|using|allocate|allocated|reserved|occupied|"
                            r"occupies|consumed|consumes|takes|took|free)(?:\s|了|[:：~≈]|约|大概|大约|为|是|about\s|around\s|"
                            r"approximately\s|roughly\s|up to\s|only\s|just\s|\d{1,2}\s?[xX×*]\s?)*$", re.I)

@@ -13,7 +13,7 @@ from qlorafit.doctor import evidence as E
 from qlorafit.doctor.case import Case, gib
 from qlorafit.doctor.cause import STRENGTH, Action, Cause
 from qlorafit.doctor.parse import BATCH_CAPPED, PINNED_ON_WSL, SHARED_MEMORY_BOARD, VLLM_KV_SIZING
-from qlorafit.doctor.phase import CHAT_HISTORY, progress_bars
+from qlorafit.doctor.phase import CHAT_HISTORY, GATHERED_STATE, progress_bars
 from qlorafit.doctor.prose import quantization_refused, quantization_stated
 from qlorafit.doctor.rules_setup import EVAL_BATCH_WORDS, TRAINS_OR_EPOCHS, eval_batch_evidence
 from qlorafit.doctor.ruled_out import STATIC_CAUSES, batch_helps, batch_one_fails, ruled_out, some_data_fails
@@ -200,13 +200,29 @@ _LIBRARY_HINT = re.compile(r"Please check whether there is any other process usi
 """A framework's own advice printed with every OOM (PaddlePaddle's), not the reporter's account of another process."""
 
 
+_WORKER_COPIES = re.compile(r"\b(?:each|every|one|another|a second|the second|the spawned|spawned|new|extra) (?:backend |"
+                            r"gunicorn |uvicorn |api |server |serving |model )?workers?\b[^.\n]{0,60}?(?:\d+(?:\.\d+)?\s?(?:GB|G|GiB)\b|"
+                            r"\bVRAM\b|GPU memory|its own (?:copy|model))|\bworkers?\b[^.\n]{0,30}?\b(?:each|all)\b[^.\n]{0,30}?"
+                            r"(?:load|hold|take)s? (?:its|their|a|the) (?:own )?(?:copy|model)", re.I)
+"""Several workers of one service each holding their own copy of the model on the same GPU ('one backend worker will
+take around 7GB of GPU's VRAM ... the spawned worker need another 7GB'): the memory is held by the other workers."""
+
+
 def _other_process_words(c: Case) -> Cause | None:
     from qlorafit.doctor.rules_setup import ONE_GPU_LOAD
 
     t = _LIBRARY_HINT.sub("", c.inputs.error_text or "")
     m = _OTHER_WORDS.search(t)
-    if m is None or not c.has_oom or ONE_GPU_LOAD.search(t):
+    workers = _WORKER_COPIES.search(t) if m is None else None
+    if (m is None and workers is None) or not c.has_oom or ONE_GPU_LOAD.search(t):
         return None  # (a state loaded again onto GPU 0 by the other ranks is the resume's, not another program's)
+    if workers:
+        return Cause("other_process", "the service's other workers hold the GPU",
+                     "each worker process loads its own copy of the model on the same card: the next one finds only "
+                     "what the others left", [f"the report says '{workers.group(0)}'"],
+                     actions=[Action("run one worker per GPU (the server's workers setting, e.g. MAX_WORKERS / "
+                                     "--workers 1) and scale with one process per card", "throughput per card",
+                                     id="fewer_workers")])
     return Cause("other_process", "another process holds the GPU", "this process could only use what was left",
                  [f"the report says '{m.group(0)}'"],
                  actions=[Action("stop the other process (nvidia-smi lists it; restart the notebook kernel that "
@@ -644,6 +660,9 @@ _LONG_WORDS = re.compile(r"(?:long|longer|longest|very long|too long|overly long
                          r"exceed\w* max|variable (?:number|length)s? of (?:\w+ )?tokens|too many (?:\w+ )?tokens|"
                          r"token\s?(?:数量|数)\S{0,2}(?:太多|过多|过大|太大)|"
                          r"outlier|"
+                         # fairseq's refusal of one sample longer than the token budget of a batch
+                         r"exceeds max_tokens limit|"
+                         r"(?:big|large|huge|very large|oversized)[- ](?:size[d]? |resolution )?(?:images|pictures|photos)|"
                          # the step that dropped the long samples is gone or off: 'removes the remove_longshortdata'
                          r"\blong_?short_?data\b|\bremove_long\w*|"
                          r"filter\w*?[_ ](?:out[_ ])?(?:the[_ ])?long[_ ](?:samples?|utterances?|data)|"
@@ -694,11 +713,28 @@ _SAMPLE_TOKENS = re.compile(r"\b(?:entr(?:y|ies)|samples?|examples?|sequences?|i
                             r"than|exceed\w*|to|and|reach\w*)\s~?(\d[\d,]*(?:\.\d+)?k?)\s?tokens", re.I)
 
 
+LARGE_IMAGE_SIDE = 2000
+"""An image side of this many pixels or more (4000x3000 photos, 7127*7127 scans) is far above what detectors and
+vision encoders resize to (1333x800, 448, 1024): one such input is the long sample of a vision model."""
+_IMAGE_DIMS = re.compile(r"(?<![\w.])\(?(\d{3,5})\s?(?:[*x×]|,\s?)\s?(\d{3,5})\)?(?![\w.])")
+_IMAGE_WORDS = re.compile(r"\bimages?\b|\bphotos?\b|\bpictures?\b|\bresolution\b|\bpixels?\b|\bpx\b|图片|图像|分辨率", re.I)
+
+
+def _large_image(text: str) -> re.Match | None:
+    """Image dimensions of LARGE_IMAGE_SIDE or more, said beside an image word ('big size images like 7127*7127',
+    'my own data is (2048, 1080)', 'resolution 4000x3000')."""
+    for m in _IMAGE_DIMS.finditer(text):
+        if max(int(m.group(1)), int(m.group(2))) >= LARGE_IMAGE_SIDE and \
+                _IMAGE_WORDS.search(text[max(0, m.start() - 80):m.end() + 40]):
+            return m
+    return None
+
+
 def long_said(text: str) -> re.Match | None:
     """The report says the samples are long: in words ('very long samples', '文本过长', too many image tokens), that
     only certain samples fail (ruled_out.some_data_fails), or by a sample length in tokens of LONG_SAMPLE_TOKENS or
-    more."""
-    m = _LONG_WORDS.search(text) or some_data_fails(text)
+    more; for a vision model, images far larger than it resizes to."""
+    m = _LONG_WORDS.search(text) or some_data_fails(text) or _large_image(text)
     if m:
         return m
     for m in _SAMPLE_TOKENS.finditer(text):
@@ -1046,6 +1082,28 @@ def _packed_by_auto_map(c: Case) -> str | None:
     return m.group(0) if m else None
 
 
+WEIGHTS_FAR_OVER = 2
+_RAN_THERE = re.compile(r"\b(?:I|we) (?:have |had )?(?:fine-?tuned|finetuned|trained)\b|\bcan (?:fine-?tune|finetune|train)\b|"
+                        r"(?<![A-Za-z])(?:4|3|2|8)[-_ ]?bits?(?![A-Za-z])|\bint[48]\b|\bgptq\b|\bawq\b|\bgguf\b|\bnf4\b|\bexl2\b", re.I)
+"""Weights this many times the card or more cannot have loaded: whatever phase the report names, it failed there."""
+SMALL_TRAINING_CARD_BYTES = int(4.5 * 2**30)
+"""A card this small (a 2 GB Quadro, a 4 GB laptop GPU) holds no transformer's training state beside its weights."""
+_BATCH_IS_ONE = re.compile(r"\bbatch[_ ]?size (?:is|of|=) ?1(?!\d|\.\d)|\bbs ?= ?1(?!\d|\.\d)", re.I)
+
+
+def _card_too_small_to_train(c: Case) -> str | None:
+    """Training on a card of SMALL_TRAINING_CARD_BYTES or less that fails at a batch of 1 (or at any batch): with
+    nothing left to shrink, the model and its training state are larger than the card. The evidence line, or None."""
+    card = E.card_bytes(c) or c.oom.total_bytes
+    t = c.inputs.error_text or ""
+    if not (c.has_oom and card and card <= SMALL_TRAINING_CARD_BYTES) or c.oom.kind not in ("cuda", "words", None) or \
+            not _TRAINED.search(E.text(c)) or c.oom.phase not in (None, "load", "training", "first_step"):
+        return None
+    one = batch_one_fails(t) or _BATCH_IS_ONE.search(t)
+    return (f"training on a GPU of {gib(card)} fails at a batch of 1 ('{one.group(0)}'): the model and its "
+            f"training state (weights, gradients, optimizer) do not fit so small a card") if one else None
+
+
 def load_too_big(c: Case) -> Cause | None:
     # in a merge or save, loading the whole model on one card is that step's own cause (save_merge)
     said = _ONE_CARD_LOAD.search(E.text(c)) if c.has_oom and c.oom.kind not in ("cpu", "dispatch") and \
@@ -1057,13 +1115,29 @@ def load_too_big(c: Case) -> Cause | None:
     # Nor where the chat ran turns before it failed (its history grew): the weights were loaded and answered
     infer_only = c.oom.phase == "generation" and not _TRAINED.search(E.text(c)) and \
         not re.search(CHAT_HISTORY, E.text(c), re.I)
-    exceed = _weights_exceed_card(c) if (c.oom.phase in (None, "load") or infer_only) and \
+    # weights of twice the card or more never loaded, whatever the report says it ran (a 175B 'for text-generation'
+    # on one 80 GB card): the failure was at the load
+    w, card = E.named_weights(c), E.card_bytes(c)
+    # (not weights the report shows running on that card: a model it fine-tuned there, or a 4-bit build)
+    far = bool(w and card and w[0] >= WEIGHTS_FAR_OVER * card) and c.oom.phase in ("generation", "eval") and \
+        not _RAN_THERE.search(E.text(c))
+    exceed = _weights_exceed_card(c) if (c.oom.phase in (None, "load") or infer_only or far) and \
         c.oom.kind not in ("cpu", "dispatch") and c.has_oom else None
     exceed = exceed or (_whole_card_at_start(c) if c.has_oom and c.oom.kind not in ("cpu", "dispatch") else None)
     # the reporter's own reading, where nothing trains: 'I think it is too big' (a guess: it places the load, it
     # proves nothing)
     guess = _TOO_BIG.search(E.text(c)) if c.has_oom and c.oom.kind not in ("cpu", "dispatch") and \
         c.oom.phase in (None, "load") and not _TRAINED.search(E.text(c)) else None
+    small = _card_too_small_to_train(c) if not (exceed or said or guess) else None
+    if small:
+        return Cause("load_too_big", "the card is too small to train this model",
+                     "at a batch of 1 the activations are the smallest they get; what is left, the weights with their "
+                     "gradients and optimizer state, needs a larger card", [e for e in (small, _numbers(c)) if e],
+                     actions=[Action("train on a GPU with more memory (8 GB or more for a base-size transformer), or "
+                                     "a smaller model; a 4-bit LoRA (QLoRA) where the model is a causal LM",
+                                     "cost or quality", id="shard"),
+                              Action("cap the input length", "quality: less context", id="cap_length")],
+                     strength="inferred", phase=c.oom.phase)
     packed = _packed_by_auto_map(c) if not (exceed or said or guess) else None
     if packed:
         return Cause("load_too_big", "device_map='auto' filled the GPUs with weights, leaving no room to run",
@@ -1078,7 +1152,9 @@ def load_too_big(c: Case) -> Cause | None:
                                      id="shard")], strength="inferred", phase=c.oom.phase)
     if c.oom.phase != "load" and not exceed and not said and not guess:
         return None
-    ev = [f"phase: model load ({c.oom.phase_evidence})" if c.oom.phase else "", _numbers(c), exceed or "",
+    ev = [(f"phase: model load (weights of {WEIGHTS_FAR_OVER}x the card or more cannot have loaded, whatever the "
+           f"report names: {c.oom.phase_evidence})" if far and exceed else f"phase: model load ({c.oom.phase_evidence})")
+          if c.oom.phase else "", _numbers(c), exceed or "",
           f"the report says '{(said or guess).group(0)}'" if said or guess else ""]
     if c.est:
         ev.append(f"estimate: the weights as loaded take {gib(c.est.phases['load'])}"
@@ -1556,6 +1632,10 @@ def diagnose_causes(c: Case) -> list[Cause]:
     # memory, however they are known, so host RAM comes first
     # (unless the host's RAM is the GPU's too and an engine reserved its share of it: _engine_on_shared_memory)
     host = c.oom.kind == "cpu" and not _engine_on_shared_memory(c)
+    # a save that gathers the whole state dict in one place ('gathering the full state dict for 405b will CPU OOM'):
+    # whichever memory it fills, the gather is the cause, and a sharded save is the fix, not more RAM
+    gathered = c.oom.phase == "save" and re.search(GATHERED_STATE, E.text(c), re.I)
+    first = "save_merge" if gathered else "cpu_ram" if host else None
     # a cause the report rules out (it fits at a smaller step, and this cause does not grow with the step) goes last,
     # with the words that rule it out
     out_ = {x.id: ruled_out(c.inputs.error_text or "", x) for x in out}
@@ -1566,7 +1646,7 @@ def diagnose_causes(c: Case) -> list[Cause]:
     # grow with the batch (the weights, a replica, a full fine-tune's states) goes ahead of it
     one = batch_one_fails(c.inputs.error_text or "") and any(x.id in STATIC_CAUSES for x in out)
     # stable: among causes known equally well, one the report's own words point to comes first, then rule order
-    return sorted(out, key=lambda x: (not (host and x.id == "cpu_ram"), bool(out_[x.id]), STRENGTH.index(x.strength),
+    return sorted(out, key=lambda x: (x.id != first, bool(out_[x.id]), STRENGTH.index(x.strength),
                                       bool(one and x.id == "batch_or_seq"), not _said(x)))
 
 

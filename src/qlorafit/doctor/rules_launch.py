@@ -41,7 +41,7 @@ _EACH_GPU = re.compile(r"\bmov\w* (?:the )?(?:whole |full |entire )?model to (?:
                        r"(?:加|增加|多)(?:了)?(?:卡|GPU|显卡)(?:也|还是|仍然|依然)|(?:多卡|双卡|两张卡)[^，。,.\n]{0,12}(?:和|跟|与)单卡(?:一样|相同)|"
                        # one GPU works, several fail: the launch's per-GPU copy is what does not fit
                        r"(?:single|one)[- ]gpu\b[^.\n]{0,30}?\b(?:works|is fine|runs fine|fits)\b|works (?:fine |well )?(?:on|with) (?:a )?(?:single|one) gpu|"
-                       r"单卡(?:可以|能跑|正常|没问题)|"
+                       r"单卡(?:可以|能跑|正常|没问题)(?![^。.\n]{0,30}?[吗?？])|"  # (not a question: '单卡能跑得动…吗？')
                        r"only one gpu|each gpu load|没有(?:做)?分布式|no distributed loading|not (?:being )?(?:sharded|distributed)|"
                        # the launch copies the network where it should split it: 'instead of using tensor/pipeline
                        # parallelism it makes copies of the network'

@@ -149,6 +149,11 @@ _FP32_WORDS = re.compile(r"\b32[- ]?bit (?:precision|weights|floats?)|"
                          r"(?:using|uses|use|trains? in|training in|runs? in|running in) (?:fp32|float32)\b|(?:fp32|float32) "
                          r"instead of|(?:没有?|未|不)(?:开|开启|启用|用|使用|设置)\s?(?:fp16|bf16|混合精度|半精度)|without (?:fp16|bf16|mixed "
                          r"precision)|(?:no|not using|disabled) mixed precision|"
+                         # 16-bit unknown to the user or missing from the code: 'Dont know about fp16', 'the code there
+                         # does not have fp16 support added'
+                         r"\b(?:do ?n[o']t|dont|doesn'?t) know (?:about |what )?(?:fp16|bf16|mixed[- ]precision|half[- ]precision)\b|"
+                         r"(?:does ?n[o']t|doesn't|do ?n[o']t|has no|have no|no|without) (?:have )?(?:any )?(?:fp16|bf16|"
+                         r"half[- ]precision|mixed[- ]precision) support\b|"
                          # this model takes more than its peers of the same size: 'other 7B models run', '其他7B大模型是可以跑的'
                          r"\bother \d+(?:\.\d+)?\s?B (?:\w+ )?models? (?:can |could |do |does |will )?(?:run|work|fit|load)|"
                          r"其他\s?\d+(?:\.\d+)?\s?B\S{0,3}模型\S{0,3}(?:可以|能)(?:跑|运行|加载)", re.I)
@@ -594,10 +599,18 @@ TRAINS_OR_EPOCHS = re.compile(r"\btrain|fine-?tun|微调|训练|\bepochs?\b", re
 is then no inference of its own."""
 
 
+_UNBATCHED = re.compile(r"\b(?:on|over|with|encod\w*|process\w*|generat\w*|run\w*|operat\w*) (?:all|the full|the whole|"
+                        r"the entire|all the|all of the) (?:inputs?|dataset|data|texts|samples|prompts|sentences)\b[^.\n]{0,30}?"
+                        r"\b(?:instead of|rather than) (?:a |one |in )?(?:single |each )?batch|\bbatch(?:ing|es)? (?:was |is |were |are )?"
+                        r"not (?:applied|used|respected|honou?red)\b|\bignor\w* (?:the |my )?batch[_ ]?size\b", re.I)
+"""The report says the whole input set went through at once, the batch setting not applied ('operating on the full
+inputs instead of a single batch', 'batching was not applied to model.generate')."""
+
+
 def _inference_batch(c: Case) -> Cause | None:
     """An inference batch named in a report that trains nothing: all of it goes through the model in one forward."""
     t = c.inputs.error_text or ""
-    m = _INFERENCE_BATCH.search(t) or _EMBED_SERVED.search(t)
+    m = _INFERENCE_BATCH.search(t) or _EMBED_SERVED.search(t) or _UNBATCHED.search(t)
     if m is None or not c.has_oom or c.oom.kind in ("dispatch", "kv_cache") or E.MANY_INPUTS.search(t) or \
             (c.oom.kind == "cpu" and not E.forward_on_cpu(c)) or \
             c.oom.phase not in (None, "generation") or TRAINS_OR_EPOCHS.search(E.text(c)):

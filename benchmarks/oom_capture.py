@@ -438,6 +438,33 @@ SCENARIOS = {
                               "incident reports whose prompts are built from the whole document (GRPO has no prompt "
                               "cap): six of 40 reports are ~59,000 tokens, two in the first generation batch of 16 "
                               "(4 prompts x 4), so the prefill is 16 x ~59k tokens"),
+    # the nineteenth batch (capture-s22), written blind (session 22): one GPU, seven causes in eight forms no earlier
+    # script has, written and labelled by a writer who never read or ran the doctor; the arithmetic of each is in
+    # oom_scenarios/CAPTURE_S22.md
+    "accelerate_domain_lora": (12, "rtx3060", "resume_state", "a hand accelerate LoRA loop of Qwen3-4B that resumes "
+                               "with accelerator.load_state(..., map_location='on_device'): the saved state holds the "
+                               "whole model (7.5 GiB, frozen base included), loaded onto the GPU beside the model"),
+    "sft_story_samples": (24, "rtx4090", "generation_batch", "a TRL SFT LoRA of Qwen3-4B with a sampling callback that "
+                          "every 10 steps generates 4 continuations of all 64 held-out openings in one generate(): "
+                          "256 sequences of ~350 prompt tokens + 512 new, a KV cache of 13 GiB after the prefill"),
+    "embed_books_index": (24, "rtx4090", "eager_attention", "embedding books with Qwen3-4B (AutoModel, last-token "
+                          "pooling) at 8 x 8,192 tokens, loaded with attn_implementation='eager' in place of the "
+                          "recipe's flash_attention_2: each layer's scores are 8 x 32 x 8,192^2, 32 GiB in bf16"),
+    "recipe_lora_trainer": (24, "rtx3090", "ddp_replica", "a Trainer LoRA of Qwen3-4B that sets requires_grad=True on "
+                            "every parameter after get_peft_model (a forum fix for 'element 0 of tensors does not "
+                            "require grad'): a full fine-tune, 7.5 GiB of gradients and 15 GiB of AdamW state"),
+    "claims_classifier_lora": (16, "rtx4080", "eval_batch", "a sequence-classification LoRA of Qwen3-4B (Trainer) with "
+                               "per_device_eval_batch_size=512: the 500-claim validation split in one no-grad forward "
+                               "of 500 x ~512 tokens, 4.6 GiB per MLP activation"),
+    "sft_chosen_responses": (16, "rtx4060ti", "long_sample", "a Trainer LoRA of Qwen3-4B on the chosen answers of "
+                             "preference pairs whose tokenization truncates the prompt but not the answer: five "
+                             "answers are ~46,000 tokens, so a batch holding one is 2 x ~46,500 tokens"),
+    "sft_books_deterministic": (24, "rtx4090", "eager_attention", "a TRL SFT LoRA of Qwen3-4B on books at "
+                                "max_length=8192 run inside sdpa_kernel(SDPBackend.MATH) for repeatable losses: the "
+                                "math kernel materializes each layer's 32 x 8,192^2 scores (8 GiB in fp32)"),
+    "pipeline_assisted_replies": (22, "l4", "load_too_big", "pipeline('text-generation') of Qwen3-8B in bf16 (15.3 "
+                                  "GiB) with assistant_model='Qwen/Qwen3-4B' for assisted generation: the 7.5 GiB "
+                                  "draft model moved onto a 22 GiB card beside it"),
 }
 
 LAUNCH = {
@@ -640,12 +667,45 @@ print("checkpoint written", flush=True)
 """
 """lora_resume_checkpoint's checkpoints/last.pt as its own loop saves it (from the GPU: the tensors' location is cuda:0),
 written by a separate process (the runner itself never touches the GPU) with no cap, before the scenarios run."""
-CHECKPOINTS = {"lora_resume_checkpoint": CHECKPOINT_SCRIPT}
+
+ACCELERATE_STATE_SCRIPT = """
+import torch
+from accelerate import Accelerator
+from peft import LoraConfig, get_peft_model
+from torch.utils.data import DataLoader
+from transformers import AutoModelForCausalLM, get_cosine_schedule_with_warmup
+accelerator = Accelerator(mixed_precision="bf16", gradient_accumulation_steps=8)
+model = AutoModelForCausalLM.from_pretrained("Qwen/Qwen3-4B", dtype=torch.bfloat16)
+model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+model.enable_input_require_grads()
+model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
+                                         task_type="CAUSAL_LM"))
+optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, weight_decay=0.0)
+scheduler = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=50, num_training_steps=2000)
+loader = DataLoader(list(range(16)), batch_size=1, shuffle=True)
+model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+for _ in range(2):
+    for p in model.parameters():
+        if p.requires_grad:
+            p.grad = torch.randn_like(p) * 1e-3
+    optimizer.step()
+    scheduler.step()
+optimizer.zero_grad(set_to_none=True)
+accelerator.save_state("runs/qwen3-4b-domain-lora/checkpoints/step_000300")
+print("accelerate state written", flush=True)
+"""
+"""accelerate_domain_lora's runs/qwen3-4b-domain-lora/checkpoints/step_000300/ as its loop's accelerator.save_state
+leaves it: model.safetensors holds the PeftModel's whole state dict (the frozen bf16 base too, 7.5 GB; the tied head
+dropped), optimizer.bin the LoRA's AdamW state, scheduler.bin, random_states_0.pkl; written like CHECKPOINT_SCRIPT."""
+CHECKPOINTS = {"lora_resume_checkpoint": (CHECKPOINT_SCRIPT, "checkpoints/last.pt"),
+               "accelerate_domain_lora": (ACCELERATE_STATE_SCRIPT,
+                                          "runs/qwen3-4b-domain-lora/checkpoints/step_000300/model.safetensors")}
+"""Checkpoints a scenario resumes from (name: the script that writes it, the file that says it is written)."""
 
 
 def make_checkpoints(work: Path, names: list) -> None:
-    for name, script in CHECKPOINTS.items():
-        if name in names and not (work / "checkpoints" / "last.pt").exists():
+    for name, (script, written) in CHECKPOINTS.items():
+        if name in names and not (work / written).exists():
             subprocess.run([sys.executable, "-c", script], cwd=work, check=True)
 
 
@@ -715,6 +775,10 @@ def prepare(work: Path, needed: set | None = None) -> None:
     with open(work / "reports.jsonl", "w") as f:  # 40 incident reports, six of about 59k tokens (LONG_REPORTS)
         for i in range(40):
             f.write(json.dumps({"document": words(rng, 10000 if i in LONG_REPORTS else rng.randrange(80, 150))}) + "\n")
+    rng = random.Random(2222)
+    with open(work / "claims.jsonl", "w") as f:  # 2,000 claims labelled 0-3, 350-520 tokens (claims_classifier_lora)
+        for _ in range(2000):
+            f.write(json.dumps({"text": words(rng, rng.randrange(60, 90)), "label": rng.randrange(4)}) + "\n")
     for adapter, base in ADAPTERS.items():
         if (work / base).exists() and not (work / adapter / "adapter_config.json").exists():
             save_adapter(work / adapter, base)

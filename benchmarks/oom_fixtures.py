@@ -197,6 +197,16 @@ PHASES = {  # where each failure happened, read from its traceback's frames
     "sft_books_no_checkpointing": "first_step",  # the Trainer's first step: a LoRA forward with checkpointing off
     "partial_unfreeze_loop": "first_step",  # the first optimizer step: Adam's _init_group for every weight
     "grpo_report_summaries": "generation",  # GRPO's generate(): the causal mask of prompts 59k tokens long
+    # capture-s22: eight written blind in session 22; the phase each is expected to fail in, to be corrected from
+    # the real traceback
+    "accelerate_domain_lora": "load",  # accelerator.load_state(map_location='on_device'): safetensors onto the GPU
+    "sft_story_samples": "generation",  # the sampling callback's generate() of 256 sequences at step 10
+    "embed_books_index": "unknown",  # the user's embed() forward of the first batch (inference): eager scores
+    "recipe_lora_trainer": "first_step",  # the first optimizer step: AdamW state for every weight
+    "claims_classifier_lora": "eval",  # the first evaluation (step 25): one forward of 500 x ~512 tokens
+    "sft_chosen_responses": "first_step",  # the 8th micro-batch of step 1 holds a 46,511-token answer (CPU smoke)
+    "sft_books_deterministic": "first_step",  # the first forward under the math SDPA kernel
+    "pipeline_assisted_replies": "load",  # pipeline's load_assistant_model: the draft's .to(cuda)
 }
 
 _CAPACITY = re.compile(r"GPU (\d+) has a total capacity of [\d.]+ [KMG]iB of which [\d.]+ [KMG]iB is free\. "

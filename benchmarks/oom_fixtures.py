@@ -197,8 +197,8 @@ PHASES = {  # where each failure happened, read from its traceback's frames
     "sft_books_no_checkpointing": "first_step",  # the Trainer's first step: a LoRA forward with checkpointing off
     "partial_unfreeze_loop": "first_step",  # the first optimizer step: Adam's _init_group for every weight
     "grpo_report_summaries": "generation",  # GRPO's generate(): the causal mask of prompts 59k tokens long
-    # capture-s22: eight written blind in session 22; the phase each is expected to fail in, to be corrected from
-    # the real traceback
+    # capture-s22: eight written blind in session 22, run on an H200 (capture-s22.json); each phase read from its
+    # traceback (every one failed where its writer expected)
     "accelerate_domain_lora": "load",  # accelerator.load_state(map_location='on_device'): safetensors onto the GPU
     "sft_story_samples": "generation",  # the sampling callback's generate() of 256 sequences at step 10
     "embed_books_index": "unknown",  # the user's embed() forward of the first batch (inference): eager scores

@@ -104,6 +104,11 @@ ERROR_ONLY_MISS = {
                            "of the user's own script with no batch or phase shown",
     "sft_chat_lora_forgotten": "the LoraConfig never passed to the trainer is in the script only; the traceback names "
                                "the script file, whose name says lora, so the optimizer's moments read as a LoRA's",
+    # capture-s22 (session 22, blind)
+    "sft_books_deterministic": "the math-kernel context is in the script only; the error is an 8 GiB request in the "
+                               "loss with no attention frame named",
+    "sft_chosen_responses": "the untruncated answers are in the data and the script; the error is a 4 GiB request in "
+                            "the first step's loss",
 }
 
 SCRIPT_MISS = {

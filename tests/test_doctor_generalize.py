@@ -3037,3 +3037,202 @@ def test_tgi_named_is_the_serving_engine():
 def test_a_question_whether_one_card_runs_it_is_no_replica():
     d = _d("请问V100单卡能跑得动 glm-10b-ch 的推理吗？改成glm-10b-ch 就会 OOM")
     assert d.primary.id != "ddp_replica", [c.id for c in d.causes]
+
+
+# --- capture-s22 misses (session 23): script facts read from code -------------------------------------------------
+
+_LOAD = ("from transformers import AutoTokenizer, TrainingArguments, Trainer, {cls}\n"
+         "from peft import LoraConfig, get_peft_model\n"
+         "model = {cls}.from_pretrained('meta-llama/Llama-3.2-1B', torch_dtype='bfloat16')\n")
+
+
+def test_a_label_head_keeps_no_vocabulary_logits_for_its_metrics():
+    src = (_LOAD.format(cls="AutoModelForSequenceClassification")
+           + "trainer = Trainer(model=model, args=TrainingArguments('o', per_device_eval_batch_size=64), "
+             "eval_dataset=ev, compute_metrics=metrics)\ntrainer.train()\n")
+    s = analyse(src).settings
+    assert s.get("label_head") == "AutoModelForSequenceClassification"
+    d = diagnose(Inputs(error_text="CUDA out of memory. Tried to allocate 2.00 GiB during evaluation",
+                        script=analyse(src)))
+    assert d.primary.id != "eval_logits", [c.id for c in d.causes]
+    lm = src.replace("AutoModelForSequenceClassification", "AutoModelForCausalLM")
+    assert "label_head" not in analyse(lm).settings
+    d = diagnose(Inputs(error_text="CUDA out of memory. Tried to allocate 2.00 GiB during evaluation",
+                        script=analyse(lm)))
+    assert d.primary.id == "eval_logits", [c.id for c in d.causes]
+
+
+def test_every_parameter_set_to_train_after_the_adapter_is_a_full_fine_tune():
+    body = (_LOAD.format(cls="AutoModelForCausalLM")
+            + "model = get_peft_model(model, LoraConfig(r=16, target_modules=['q_proj', 'v_proj']))\n"
+            + "{loop}"
+            + "trainer = Trainer(model=model, args=TrainingArguments('o', per_device_train_batch_size=4))\n"
+              "trainer.train()\n")
+    for loop in ("for p in model.parameters():\n    p.requires_grad = True\n",
+                 "for n, p in model.named_parameters():\n    p.requires_grad_(True)\n",
+                 "model.requires_grad_(True)\n"):
+        s = analyse(body.format(loop=loop)).settings
+        assert s.get("finetuning_type") == "full" and s["unfreezes_all"].startswith("line 5"), (loop, s)
+    # a loop with a condition (only the adapter's weights), or one before get_peft_model (which freezes the base), is not
+    guarded = "for n, p in model.named_parameters():\n    if 'lora' in n:\n        p.requires_grad = True\n"
+    assert "unfreezes_all" not in analyse(body.format(loop=guarded)).settings
+    before = body.format(loop="").replace("model = get_peft_model",
+                                          "for p in model.parameters():\n    p.requires_grad = True\n"
+                                          "model = get_peft_model")
+    assert "unfreezes_all" not in analyse(before).settings
+    assert "unfreezes_all" not in analyse(body.format(loop="model.enable_input_require_grads()\n")).settings
+
+
+def test_peft_printing_every_weight_trainable_is_a_full_fine_tune():
+    said = ("trainable params: 1,235,814,400 || all params: 1,235,814,400 || trainable%: 100.0000\n"
+            "Traceback (most recent call last):\n"
+            '  File "train.py", line 48, in <module>\n    trainer.train()\n'
+            '  File "/usr/lib/python3/site-packages/torch/optim/adamw.py", line 143, in _init_group\n'
+            "    state['exp_avg'] = torch.zeros_like(p, memory_format=torch.preserve_format)\n"
+            "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1.00 GiB. GPU 0 has a total capacity "
+            "of 23.54 GiB of which 512.00 MiB is free. Including non-PyTorch memory, this process has 23.03 GiB "
+            "memory in use. Of the allocated memory 22.60 GiB is allocated by PyTorch.\n"
+            "I am training a LoRA with peft.")
+    d = _d(said)
+    assert d.primary.id == "ddp_replica", [c.id for c in d.causes]
+    assert "trainable%: 100" in " ".join(d.primary.evidence)
+    small = said.replace("trainable params: 1,235,814,400", "trainable params: 5,636,096").replace(
+        "trainable%: 100.0000", "trainable%: 0.4561")
+    assert _d(small).primary.id != "ddp_replica", [c.id for c in _d(small).causes]
+
+
+def test_the_math_only_sdpa_kernel_is_eager_attention():
+    for ctx in ("with sdpa_kernel(SDPBackend.MATH):\n",
+                "with torch.nn.attention.sdpa_kernel([SDPBackend.MATH]):\n",
+                "with torch.backends.cuda.sdp_kernel(enable_flash=False, enable_math=True, "
+                "enable_mem_efficient=False):\n"):
+        src = (_LOAD.format(cls="AutoModelForCausalLM")
+               + "trainer = Trainer(model=model, args=TrainingArguments('o', per_device_train_batch_size=4))\n"
+               + ctx + "    trainer.train()\n")
+        s = analyse(src).settings
+        assert s.get("attn_implementation") == "eager" and "sdpa_math_only" in s, (ctx, s)
+    flash_on = ("with torch.backends.cuda.sdp_kernel(enable_flash=True, enable_mem_efficient=False):\n"
+                "    trainer.train()\n")
+    assert "sdpa_math_only" not in analyse(_LOAD.format(cls="AutoModelForCausalLM") + flash_on).settings
+
+
+def test_a_sample_field_tokenized_whole_leaves_the_length_uncapped():
+    src = (_LOAD.format(cls="AutoModelForCausalLM")
+           + "tok = AutoTokenizer.from_pretrained('meta-llama/Llama-3.2-1B')\n"
+             "def build(example):\n"
+             "    prompt = tok(example['prompt'], truncation=True, max_length=256)['input_ids']\n"
+             "    answer = tok(example['chosen'] + tok.eos_token)['input_ids']\n"
+             "    return {'input_ids': prompt + answer}\n"
+             "trainer = Trainer(model=model, args=TrainingArguments('o', per_device_train_batch_size=4))\n"
+             "trainer.train()\n")
+    ml = analyse(src).settings.get("max_length")
+    assert isinstance(ml, str) and ml.startswith("None (line 7"), ml
+    cut = src.replace("tok(example['chosen'] + tok.eos_token)", "tok(example['chosen'], truncation=True, max_length=512)")
+    assert not str(analyse(cut).settings.get("max_length", "")).startswith("None"), analyse(cut).settings
+    no_trainer = src.replace("trainer = Trainer(model=model, args=TrainingArguments('o', per_device_train_batch_size=4))\n"
+                             "trainer.train()\n", "")
+    assert "max_length" not in analyse(no_trainer).settings
+
+
+# --- session 23, first round (test63 and test64 studied) ----------------------------------------------------------
+
+def test_a_quantization_run_holds_the_16_bit_model():
+    said = ("Quantization of larger models on smaller GPUs. I was trying to quantize facebook/opt-6.7b on RTX 3060 "
+            "(12GB of VRAM) and was running into OOM errors.")
+    d = _d(said)
+    assert d.primary.id == "load_too_big", [c.id for c in d.causes]
+    assert "16-bit" in " ".join(d.primary.evidence)
+    # calibration in words, on a card the 16-bit weights fill more than half of
+    said = ("Running oneshot calibration of meta-llama/Llama-3.1-8B --max_sequence_length 2048 will OOM on a 24GiB "
+            "VRAM GPU like my 3090Ti.")
+    d = _d(said)
+    assert d.primary.id == "load_too_big" and d.fixes[0].id == "shard", ([c.id for c in d.causes], d.fixes[0].id)
+    # a 4-bit build being loaded is not a quantization run: its weights are a quarter
+    assert _d("I load a 4-bit AWQ build of opt-6.7b on my RTX 3060 (12GB) and get CUDA out of memory at step 3 "
+              "of training").primary.id != "load_too_big"
+
+
+def test_an_engines_checkpoint_conversion_is_no_serving_reservation():
+    said = ("g4dn.2xlarge AWS instance. CUDA out of memory\npython3 TensorRT-LLM/examples/llama/convert_checkpoint.py "
+            "--model_dir models/llava-1.5-7b-hf --dtype float16 --use_weight_only --weight_only_precision int4")
+    d = _d(said)
+    assert d.primary.id == "load_too_big", [c.id for c in d.causes]
+    served = "trtllm-serve models/llava-1.5-7b-hf on a g4dn.2xlarge: CUDA out of memory with tensorrt_llm"
+    assert _d(served).primary.id == "vllm_memory", [c.id for c in _d(served).causes]
+
+
+@pytest.mark.parametrize("text, count, gib, card", [
+    ("on a g4dn.2xlarge", 1, 16, "T4"), ("p4d.24xlarge", 8, 40, "A100"), ("g5.12xlarge", 4, 24, "A10G"),
+    ("p3.8xlarge instance", 4, 16, "V100")])
+def test_a_cloud_instance_names_its_cards(text, count, gib, card):
+    g = gpus(text)
+    assert (g.count, g.memory_bytes, g.name) == (count, gib * GIB, card)
+    assert gpus("an A100 80GB on p4d.24xlarge").memory_bytes == 80 * GIB  # a card named beats the instance
+
+
+def test_one_card_of_two_used_said_in_chinese_is_the_unsplit_model():
+    said = ("一台双3090的服务器，设置了CUDA_VISIBLE_DEVICES='0,1'，但是通过nvidia-smi查看，只有一张卡被利用推理，导致显存不够，"
+            "另一张卡还空着。CUDA out of memory")
+    d = _d(said)
+    assert d.primary.id == "load_too_big" and d.fixes[0].id == "shard", ([c.id for c in d.causes], d.fixes[0].id)
+
+
+def test_xinference_is_a_serving_engine():
+    said = "用xinference部署Qwen1.5-14b，几轮对话后显存就会溢出 CUDA out of memory"
+    assert _d(said).primary.id == "vllm_memory", [c.id for c in _d(said).causes]
+
+
+def test_the_whole_model_materialized_on_each_gpu_before_fsdp_is_a_replica():
+    said = ("It materializes the full model on each GPU before applying FSDP: loading Qwen3-32B with FP32 parameters "
+            "exhausts an 80 GB H100 before sharding. CUDA out of memory")
+    d = _d(said)
+    assert d.primary.id == "ddp_replica", [c.id for c in d.causes]
+
+
+def test_an_operation_without_batching_is_the_inference_batch():
+    said = ("BackTranslationAug fails when fed with a large corpus: CUDA out of memory. Tried to allocate 5.51 GiB. "
+            "Possible solution: add batching to the augmentation operation")
+    assert _d(said).primary.id == "generation_batch", [c.id for c in _d(said).causes]
+    assert _d("CUDA out of memory at step 40 of training. I tried adding batching to the dataloader").primary.id \
+        != "generation_batch"
+
+
+def test_an_engine_said_not_to_run_does_not_run():
+    said = ("8张V100，使用官方的HuggingFace推理脚本（没有vllm，没有flash-attention），输入约1500 tokens，"
+            "max_new_tokens 1024，CUDA out of memory")
+    d = _d(said)
+    assert d.primary.id == "eager_attention", [c.id for c in d.causes]
+    # flash attention missing is no cause where nothing long is run
+    assert _d("without flash-attention, CUDA out of memory at batch 64 of training").primary.id != "eager_attention"
+    assert _d("I run it without vLLM: CUDA out of memory in generate").primary.id != "vllm_memory"
+
+
+def test_only_particular_questions_failing_is_a_long_input():
+    said = "正常提问没问题。问特定问题会出现爆显存：CUDA out of memory. Tried to allocate 4.46 GiB"
+    assert _d(said).primary.id == "long_sample", [c.id for c in _d(said).causes]
+    said = "Normal prompts work. It runs out only on certain questions: CUDA out of memory."
+    assert _d(said).primary.id == "long_sample", [c.id for c in _d(said).causes]
+
+
+def test_wsl_freezing_and_disconnecting_is_the_hosts_memory():
+    assert parse("It freezes and disconnects from WSL while loading the 14B model").kind == "cpu"
+    assert parse("My WSL2 session crashed while loading checkpoint shards").kind == "cpu"
+    assert parse("I run it in WSL2 and get CUDA out of memory. Tried to allocate 2.00 GiB").kind == "cuda"
+
+
+def test_a_shorter_output_that_still_fails_is_the_weights():
+    said = ("python cli_demo.py --model-name $model_dir: torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to "
+            "allocate 270.00 MiB. 将输入的max-new-tokens改成64也不行")
+    d = _d(said)
+    assert d.primary.id == "load_too_big", [c.id for c in d.causes]
+    assert _d("fine-tuning with max_new_tokens=64 didn't help, CUDA out of memory at step 5").primary.id \
+        != "load_too_big"
+
+
+def test_many_beams_are_the_generation_batch():
+    said = ("CUDA out of memory on one RTX 3090:\ngen = model.generate(**batch, num_return_sequences=128, "
+            "num_beam_groups=16, num_beams=128)")
+    assert _d(said).primary.id == "generation_batch", [c.id for c in _d(said).causes]
+    # four beams multiply little: no inference batch is read from them
+    assert all(c.id != "generation_batch" for c in _d("CUDA out of memory on one RTX 3090:\n"
+                                                      "gen = model.generate(**batch, num_beams=4)").causes)

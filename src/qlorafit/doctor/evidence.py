@@ -150,6 +150,10 @@ def weights_quantized(c: Case) -> bool:
     q = quantized(c)
     if q is not None:
         return q
+    if quantizes(c):
+        # a run that quantizes the model (AWQ/GPTQ calibration, llm-compressor's oneshot, a weight-only conversion)
+        # holds it at 16 bits while it measures and packs it: the 4-bit size is its output, not what it loads
+        return False
     return prose.quantization_stated(text(c)) is not None
 
 
@@ -184,10 +188,23 @@ _FULL_TUNE = re.compile(r"(?:continu\w*|continual|incremental) pre-?train\w*|继
                         r"(?<=[_/])full_\w*?_e\d+\b|\btrain_full\b", re.I)
 
 
+_TRAINABLE_SHARE = re.compile(r"trainable%\s*:\s*(\d+(?:\.\d+)?)")
+"""PEFT's print_trainable_parameters line ('trainable params: 4,194,304 || all params: ... || trainable%: 0.0622')."""
+TRAINS_MOST_SHARE = 50.0
+"""A printed trainable share at or above this (percent) is every weight training: an adapter's is under a few %."""
+
+
+def trains_most_printed(c: Case) -> str | None:
+    """The run printed that most of its parameters train ('trainable%: 100.0000'): whatever adapter it names, every
+    base weight gets gradients and optimizer state. The printed line's share, or None."""
+    shares = [float(m.group(1)) for m in _TRAINABLE_SHARE.finditer(c.inputs.error_text or "")]
+    return f"trainable%: {shares[-1]:g}" if shares and shares[-1] >= TRAINS_MOST_SHARE else None
+
+
 def full_tune(c: Case) -> bool:
     """A full fine-tune (every weight trained, so gradients and optimizer state for all of them): said in words, or
-    the config's finetuning_type: full, and no LoRA named."""
-    if str(c.settings.get("finetuning_type", "")).lower() == "full":
+    the config's finetuning_type: full, or printed by PEFT (trainable% near 100), and no LoRA named."""
+    if str(c.settings.get("finetuning_type", "")).lower() == "full" or trains_most_printed(c):
         return True  # the config says so; a lora_rank flag left in the same command trains nothing
     # LoRA named as a method, not inside a flag's name ('--lora_rank 8' is there in every LLaMA-Factory command)
     return bool(_FULL_TUNE.search(text(c))) and not _LORA_NAMED.search(text(c))
@@ -202,8 +219,12 @@ and Firefly's configs, the ChatGLM tuning repos): a run of theirs that names no 
 def adapter_named(c: Case) -> bool:
     """An adapter method (LoRA, QLoRA, PEFT, DoRA, prefix/prompt tuning, freezing) or a trainer's method setting is named
     in the report or the posted script. Not a script's adapter config that it never applies (script.py reads that
-    run as training every weight): only the report's own words then."""
-    if c.settings.get("adapter_unused"):
+    run as training every weight), nor one whose every weight is set to train afterwards: only the report's own
+    words then. Never where the run printed that most of its weights train."""
+    if trains_most_printed(c):
+        return False  # an adapter that does not keep the base frozen is no adapter for memory
+    if c.settings.get("adapter_unused") or c.settings.get("unfreezes_all"):
+        # (an adapter applied and then every weight set to train: a full fine-tune in LoRA's clothes)
         return bool(prose.ADAPTER_WORDS.search(c.inputs.error_text or ""))
     return bool(prose.ADAPTER_WORDS.search(text(c)))
 
@@ -229,7 +250,8 @@ def length_uncapped(c: Case) -> bool:
     if "max_length" not in c.settings:
         return False
     v = c.settings["max_length"]
-    return v is None or (isinstance(v, str) and ("model_max_length" in v or "the model's whole context" in v))
+    return v is None or (isinstance(v, str) and (v.startswith("None") or "model_max_length" in v or
+                                                 "the model's whole context" in v))
 
 
 def model_params(c: Case) -> tuple[float, str] | None:
@@ -326,7 +348,10 @@ _RESERVING_ENGINE = re.compile(r"\bsglang\b|mem[_-]fraction[_-]static|\blmdeploy
                                r"\bggml_(?:vulkan|cuda|metal|sycl)\b|"
                                # ExLlama's bits per weight ('the 2.3bpw version fits'): its EXL2 quantization
                                r"\b\d(?:\.\d+)?\s?bpw\b|"
-                               r"onnxruntime[_-]genai|OnnxRuntimeGenAI", re.I)
+                               r"onnxruntime[_-]genai|OnnxRuntimeGenAI|"
+                               # Xorbits Inference (its model launches run vLLM, SGLang or llama.cpp underneath; the
+                               # name as people type it too)
+                               r"(?<![A-Za-z0-9_])xinfer(?:ence|nece|ance)(?![A-Za-z0-9_])", re.I)
 """Inference engines that reserve a share of the card at start for weights and KV cache the way vLLM does, by their
 names and their knobs: SGLang (--mem-fraction-static), LMDeploy (cache_max_entry_count), TensorRT-LLM
 (kv_cache_free_gpu_mem_fraction), LightLLM (max_total_token_num: the tokens its KV buffers are allocated for), Hugging
@@ -364,9 +389,13 @@ _ALTERNATIVE_BEFORE = re.compile(r"(?:wait(?:ing)? for|instead of|switch(?:ing)?
                                  # a feature the engine has that this job lacks: 'was previously only implemented for
                                  # vLLM LLMs' (the embedding model that ran is not vLLM's)
                                  r"|\bonly (?:been )?(?:implemented|supported|available|handled) (?:for|with|in|by)"
-                                 r"|改用|换成)\s*(?:the\s+)?$", re.I)
-"""An engine named as the alternative to what ran: waited for, switched to, compared with, or the one a feature exists
-for."""
+                                 r"|改用|换成"
+                                 # the engine said not to run ('the HuggingFace script (no vllm, no flash-attention)',
+                                 # 'without vLLM', '没有vllm')
+                                 r"|\bwithout|(?<![A-Za-z])no|\bnot (?:using|use|with|run(?:ning)?)|没有|没用|不用|未使用|不使用"
+                                 r")\s*(?:the\s+)?$", re.I)
+"""An engine named as the alternative to what ran: waited for, switched to, compared with, the one a feature exists
+for, or said not to run."""
 
 
 def _engine_named(t: str, pattern: re.Pattern) -> re.Match | None:
@@ -444,10 +473,18 @@ all of them stays on the GPU until it ends, whatever the batch it runs them in."
 PREFILL_BATCH = re.compile(r"\bbatched prefill\b", re.I)
 """An engine's prefill of several requests at once, named as what failed ('Batched prefill DRAM OOM'; not SGLang's
 'Prefill batch. #new-seq' log line, which every run prints)."""
-QUANTIZER = re.compile(r"\b(?:AutoAWQForCausalLM|AutoGPTQForCausalLM|GPTQModel|llmcompressor)\b|\bmodel\.quantize\(|"
-                       r"\boneshot\(")
-"""A post-training quantization job (AutoAWQ, AutoGPTQ, GPTQModel, llm-compressor's oneshot): it loads the 16-bit model
-(16-bit by the quantizer's own default), runs calibration samples through it layer by layer, and trains nothing."""
+QUANTIZER = re.compile(r"\b(?:AutoAWQForCausalLM|AutoGPTQForCausalLM|GPTQModel|llmcompressor|GPTQQuantizer)\b|"
+                       r"\bmodel\.quantize\(|\boneshot\(|"
+                       # in words: 'quantize facebook/opt-6.7b', 'Quantization of larger models on smaller GPUs',
+                       # 'oneshot calibration'; TensorRT-LLM's weight-only conversion of a checkpoint
+                       r"(?<![A-Za-z])(?:quantiz(?:e|ing)|calibrat(?:e|ing))\s+(?:`|\*\*)?(?:[\w-]+/[\w.-]+|"
+                       r"(?:the |a |my |this |larger |large |big |bigger )*(?:models?|llm|checkpoint|weights)\b)|"
+                       r"\bquantization of (?:the |a |my |larger |large |big |bigger )*(?:models?|llm|[\w-]+/[\w.-]+)|"
+                       r"\boneshot\b[^\n]{0,40}calibration|\bcalibration\b[^\n]{0,40}\boneshot\b|"
+                       r"convert_checkpoint\.py[^\n]*(?:\n[^\n]*){0,6}?--use_weight_only", re.I)
+"""A post-training quantization job (AutoAWQ, AutoGPTQ, GPTQModel, llm-compressor's oneshot, TensorRT-LLM's
+weight-only conversion), in code or in words: it loads the 16-bit model (16-bit by the quantizer's own default), runs
+calibration samples through it layer by layer, and trains nothing."""
 
 
 def quantizes(c: Case) -> bool:

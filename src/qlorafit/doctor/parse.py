@@ -116,6 +116,11 @@ _NEGATED = re.compile(r"\b(?:not|no|never|without|instead of)\b[^.\n]{0,30}$|n't
 _FAILURE_WORDS = re.compile(r"\b(?:error|exception|breaks?|broke|fail(?:s|ed|ing|ure)?|crash\w*|hangs?|stops?|di(?:es|ed))\b|"
                             r"Traceback|报错|崩溃|中断", re.I)
 _CPU_WORDS = re.compile(r"\[\d{1,3}\]\s+\d{2,7}\s+killed\s+\S|"  # zsh's job report: '[1]    16699 killed     python3 gen.py'
+                        # WSL's Linux VM stopped under Windows when the memory given to it runs out: 'it freezes and
+                        # disconnects from WSL'
+                        r"\bdisconnect\w* (?:me )?(?:from )?(?:the )?WSL2?\b|\bWSL2? (?:session |instance |vm |itself )?"
+                        r"(?:crash\w*|disconnect\w*|freez\w*|froze|shuts? down|shut down|dies|died|closes|closed|"
+                        r"terminat\w*)\b|"
                         r"node (?:is )?running low on memory|ray\.exceptions\.OutOfMemoryError|\bray oom\b|"  # Ray's monitor
                         r"\b(?:CPU|host|system) OOM\b|\b(?:gets?|got) kill\b|"  # 'CPU OOM when training Qwen2.5-VL-7B with GRPO'
                         r"more (?:memory |RAM )?than (?:the |my |our |this )?(?:node|machine|server|host|system|box|"

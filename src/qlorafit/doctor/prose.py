@@ -245,7 +245,8 @@ _GPU_WORD = r"(?:显卡|卡|GPUs?(?![A-Za-z])|gpus?(?![A-Za-z])|cards)"
 
 _COUNTS = [re.compile(p, re.I) for p in (
     # '8 A100', '8*A100', '七张h100', 'two 24g 4090s', '2 16G A4000', '5个24G的P40', '4x Tesla V100'
-    rf"{_N}\s?(?:[x×*]\s?|{_MEASURE}\s?|\s)(?:{_SIZE}\s?(?:的\s?)?)?{_VENDOR}{_CARD}",
+    # ('双3090', '两A100': a Chinese count written against the card)
+    rf"{_N}\s?(?:[x×*]\s?|{_MEASURE}\s?|\s|(?<=[双两二三四五六七八]))(?:{_SIZE}\s?(?:的\s?)?)?{_VENDOR}{_CARD}",
     # 'V100-32G * 8', 'A100-80Gx8'
     rf"(?<![A-WYZa-wyz0-9]){_CARD}(?:[-\s]?\d{{2,3}}\s?G(?:B|iB)?)?\)?\s?[x×*]\s?(\d{{1,2}})\b",
     # '8*80G', '8张80G的卡', '6块24G显卡', '5个24G的P4090', 'two 48GB GPUs': a count and a size, no card the catalogue
@@ -343,9 +344,37 @@ def _first_size(pattern: re.Pattern, text: str) -> tuple[int | None, re.Match | 
     return None, None
 
 
+_INSTANCE = re.compile(r"(?<![A-Za-z0-9])(g4dn|g5|g6e|g6|p3|p4de|p4d|p5)\.(\d{0,2}xlarge|metal)\b", re.I)
+_INSTANCE_CARD = {"g4dn": ("T4", 16), "g5": ("A10G", 24), "g6": ("L4", 24), "g6e": ("L40S", 48), "p3": ("V100", 16),
+                  "p4d": ("A100", 40), "p4de": ("A100", 80), "p5": ("H100", 80)}
+"""AWS GPU instance families and the card each carries ('g4dn.2xlarge' is one 16 GB T4): a report that names only its
+instance still says its card."""
+_INSTANCE_COUNT = {"12xlarge": 4, "24xlarge": 4, "48xlarge": 8, "metal": 8}
+"""GPUs by instance size where it is not one (g4dn/g5/g6 12xlarge and 24xlarge: 4; 48xlarge and metal: 8); the p3
+sizes and the 8-GPU p4/p5 families are in _instance."""
+
+
+def _instance(text: str) -> Gpus | None:
+    """The GPUs of an AWS instance type named in the text, or None."""
+    m = _INSTANCE.search(text)
+    if m is None:
+        return None
+    family, size = m.group(1).lower(), m.group(2).lower()
+    card, gib = _INSTANCE_CARD[family]
+    if family in ("p4d", "p4de", "p5"):
+        count = 8
+    elif family == "p3":
+        count = {"2xlarge": 1, "8xlarge": 4, "16xlarge": 8}.get(size)
+    else:
+        count = _INSTANCE_COUNT.get(size, 1)
+    return Gpus(count, gib * GIB, card)
+
+
 def gpus(text: str) -> Gpus:
-    """How many GPUs the text says, and one GPU's memory."""
+    """How many GPUs the text says, and one GPU's memory (a cloud instance's card where no card is named)."""
     text = text or ""
+    if not re.search(rf"(?<![A-WYZa-wyz0-9]){_CARD}", text, re.I) and _instance(text) is not None:
+        return _instance(text)
     card = re.search(rf"(?<![A-WYZa-wyz0-9]){_CARD}", text, re.I)
     name = card.group(0).strip() if card else ""
     known = _catalogue_memory(name) if card else None

@@ -106,10 +106,11 @@ _SOME_DATA_FAILS = re.compile(
     r"(?:due to|caused by|because of|triggered by) (?:a |one |this )?(?:specific|particular|single|certain|long|very long) "
     r"(?:sentence|sample|example|input|row|record|document|text|conversation)\b|"
     r"\b(?:only )?(?:on|at|for|with) (?:certain|some|specific|particular|a few|a handful of) (?:of the )?(?:samples?|"
-    r"examples?|data(?:points?)?|batches|inputs?|rows?|records?|conversations?)\b[^.\n]{0,20}?(?:\bit )?(?:OOM|runs? out|ran "
+    r"examples?|data(?:points?)?|batches|inputs?|rows?|records?|conversations?|questions?|prompts?|queries)\b[^.\n]{0,20}?(?:\bit )?(?:OOM|runs? out|ran "
     r"out|fails?|crash\w*|out of memory)|(?:OOM|runs? out|ran out|fails?|crash\w*|out of memory)[^.\n]{0,20}?\b(?:only )?(?:on|at|"
     r"for|with) (?:certain|some|specific|particular|a few) (?:samples?|examples?|data|batches|inputs?|rows?|records?)\b|"
-    r"(?:一定|某些|部分|特定|个别|某个|某条|某一)的?(?:数据|样本|batch|批次)[^，。,.\n]{0,6}?(?:出现|会|就|时)?\s?(?:OOM|oom|爆|溢出)|"
+    r"(?:一定|某些|部分|特定|个别|某个|某条|某一)的?(?:数据|样本|batch|批次|问题|提问|输入|请求|文本|prompt)[^，。,.\n]{0,6}?"
+    r"(?:出现|会|就|时)?\s?(?:OOM|oom|爆|溢出)|"
     # one input found to cause it: 'found one slide cause the OOM', 'one video causes the OOM'
     r"\bone (?:\w+ )?(?:slide|sample|example|image|document|doc|file|video|sentence|input|text|record|row|audio|batch)"
     r" (?:that )?caus\w* (?:the |an? )?(?:OOM|out of memory|crash)",

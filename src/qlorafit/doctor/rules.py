@@ -361,7 +361,8 @@ def eval_logits(c: Case) -> Cause | None:
     if similarity_block(c) and not gather_frames(c):
         return None  # the failing frame scores embeddings against each other: the eval's block, not gathered logits
     script_metrics = bool(c.settings.get("compute_metrics")) and not c.settings.get("preprocess_logits") \
-        or bool(c.settings.get("keeps_logits"))
+        and not c.settings.get("label_head") or bool(c.settings.get("keeps_logits"))
+    # (a classifier's logits are a few values per sample: kept for its metrics, they never fill a card)
     words = _ACCUMULATION.search(E.text(c))
     many = E.MANY_INPUTS.search(E.text(c))
     done = _eval_batches_done(c)
@@ -997,6 +998,27 @@ def _weights_exceed_card(c: Case) -> str | None:
         f"over {WEIGHTS_ROOM_SHARE:.0%} of the GPU's {gib(card)}: no room left to run")
 
 
+QUANTIZING_SHARE = 0.5
+"""A quantization run whose 16-bit weights take this share of the card or more: with the calibration's activations
+(hundreds of samples of 512-2,048 tokens through each layer) and the packed copy it writes, the card is full."""
+
+
+def _quantizing_run_fills(c: Case) -> str | None:
+    """A quantization or conversion run (E.quantizes: AWQ/GPTQ calibration, llm-compressor's oneshot, a
+    weight-only conversion), not a training one, whose 16-bit weights take QUANTIZING_SHARE of the card or more. The
+    evidence line, or None."""
+    if not c.has_oom or c.oom.kind in ("cpu", "dispatch") or not E.quantizes(c) or \
+            _TRAINED.search(E.text(c)) or c.oom.phase not in (None, "load", "eval"):
+        return None
+    w, card = E.named_weights(c), E.card_bytes(c)
+    if w is None or card is None or w[0] < QUANTIZING_SHARE * card:
+        return None
+    said = " ".join(E.QUANTIZER.search(E.text(c)).group(0).split())
+    said = said if len(said) <= 60 else said[:57] + "..."
+    return (f"the report quantizes the model ('{said}'): its weights "
+            f"are {gib(w[0])} ({w[1]}) while it runs, {w[0] / card:.0%} of the GPU's {gib(card)}")
+
+
 _SERVER = re.compile(r"text[-_]generation[-_](?:launcher|inference|server)|\bTGI\b|\bserv(?:e|ing|er)\b|"
                      r"\bdeploy(?:ing|ment)?\b|\binference server|部署", re.I)
 _SPLIT_SET = re.compile(r"num[-_]shard|tensor[-_]parallel(?:[-_]size)?|--tp\b|device_map|pipeline[-_]parallel", re.I)
@@ -1026,7 +1048,9 @@ _ONE_CARD_LOAD = re.compile(r"无法(?:在)?单(?:张)?卡(?:上)?加载|单(?:�
                             r"not using (?:my|the) (?:second|other) (?:gpus?|cards?)|"
                             r"(?:the )?other (?:\d+ )?(?:gpus|cards) (?:are|were|stay|stayed|sit|sat) (?:completely )?"
                             r"(?:empty|idle|unused|not used)|"
-                            r"只用了(?:其中)?(?:一张|一块|一个)|(?:另一张|另外一张|其[他余])\S{0,6}(?:压根|完全)?没(?:有)?(?:被)?(?:使用|用到|用上)|"
+                            r"只(?:使)?用了(?:其中)?(?:一张|一块|一个)|只有(?:一张|一块|一个)(?:卡|GPU|显卡)(?:被)?(?:利用|使用|用)|"
+                            r"(?:另|还有)(?:一张|一块|一个)(?:卡|GPU|显卡)(?:还)?(?:没有?(?:被)?(?:利用|使用|用到|用上)|(?:还)?空着)|"
+                            r"only (?:one|a single|the first) (?:gpu|card) (?:is |was |gets? |got )?(?:being )?(?:used|utili[sz]ed)|(?:另一张|另外一张|其[他余])\S{0,6}(?:压根|完全)?没(?:有)?(?:被)?(?:使用|用到|用上)|"
                             # asking how to get every card used ('才能把4张卡都用起来', 'how do I use all 4 GPUs?')
                             r"把\S{0,4}(?:卡|GPU|显卡)都用(?:起来|上)|(?:how (?:do|can|could|should) (?:i|we)|is there a way to)"
                             r"[^.\n?]{0,30}?\b(?:use|utili[sz]e)\b[^.\n?]{0,6}?\ball (?:the |my )?(?:\d+ |four |two |eight )?(?:gpus|cards)\b", re.I)
@@ -1040,6 +1064,12 @@ _TOO_BIG = re.compile(r"\b(?:the |this |that |my )?model (?:is|was|'s|seems(?: t
                       r"way |much |far |still )?too (?:big|large)\b|\bI think (?:it|the model)(?:'s| is) too (?:big|large)\b|"
                       r"模型太大", re.I)
 """The report reads the model as too big for the card ('I think it is too big', '模型太大')."""
+_SHORTER_OUTPUT_FAILS = re.compile(r"(?:max[-_ ]new[-_ ]tokens|max[-_ ]length|max[-_ ]tokens|输出长度|生成长度)\S{0,4}"
+                                   r"(?:[^。.\n]{0,24}?)(?:也不行|还是不行|也没用|都不行|仍然不行|依然不行|"
+                                   r"(?:did ?n[o']t|does ?n[o']t|didn't|doesn't|did not|does not) (?:help|work|change)|"
+                                   r"still (?:fails|OOMs|runs out|the same))", re.I)
+"""The report says a shorter generation still fails ('将输入的max-new-tokens改成64也不行', 'max_new_tokens=64 didn't
+help')."""
 _TRAINED = re.compile(r"\btrain|fine-?tun|\bsft\b|微调|训练", re.I)
 """The report trains (a LoRA adapter alone is used for inference too, so it is not training)."""
 _INFERS = re.compile(r"\bgenerat\w*|\binferenc\w*|\bserv(?:e|es|ing)\b|推理|生成", re.I)  # not 'chat': '-Chat' names models
@@ -1128,6 +1158,25 @@ def load_too_big(c: Case) -> Cause | None:
     # proves nothing)
     guess = _TOO_BIG.search(E.text(c)) if c.has_oom and c.oom.kind not in ("cpu", "dispatch") and \
         c.oom.phase in (None, "load") and not _TRAINED.search(E.text(c)) else None
+    # an inference whose shorter output still fails: what the generation length sizes (the KV cache, the output) is
+    # not what fills the card, the weights are
+    guess = guess or (_SHORTER_OUTPUT_FAILS.search(E.text(c)) if c.has_oom and c.oom.kind not in ("cpu", "dispatch")
+                      and c.oom.phase in (None, "load", "generation") and not _TRAINED.search(E.text(c)) else None)
+    quantizing = _quantizing_run_fills(c) if not (exceed or said or guess) else None
+    if quantizing:
+        return Cause("load_too_big", "the quantization run holds the 16-bit model on the card",
+                     "a calibration or conversion loads the model at 16 bits before it packs it: those weights, with "
+                     "the calibration activations beside them, need the card the 4-bit result will not",
+                     [quantizing, _numbers(c)] if _numbers(c) else [quantizing],
+                     actions=[Action("offload while quantizing: load with device_map='auto' and max_memory below the "
+                                     "card (the layers left on the CPU are moved in one at a time), or the tool's "
+                                     "own sequential / CPU-offload option; or run it on a larger GPU",
+                                     "speed: layers cross PCIe", patch=["+ device_map='auto', max_memory={0: '<card "
+                                                                        "minus a few GiB>', 'cpu': '<RAM>'}"],
+                                     id="shard"),
+                              Action("fewer or shorter calibration samples", "quality: a coarser calibration",
+                                     id="cap_length")],
+                     strength="numbers", phase=c.oom.phase)
     small = _card_too_small_to_train(c) if not (exceed or said or guess) else None
     if small:
         return Cause("load_too_big", "the card is too small to train this model",
@@ -1358,13 +1407,40 @@ def step_made_large(c: Case) -> Cause | None:
                  strength="script")
 
 
-def eager_attention(c: Case) -> Cause | None:
+_NO_FLASH = re.compile(r"(?:没有|无法使用|不能用|不能使用|用不了|不支持|没装|没有安装|未安装|without|(?<![A-Za-z])no|"
+                       r"can(?:no|')t use|cannot use|unable to use|not using|could ?n[o']t install|can(?:no|')t install)"
+                       r"\s*(?:the\s+)?flash[-_ ]?(?:attn|attention)", re.I)
+"""The report says the run had no flash attention ('HuggingFace推理脚本（没有vllm，没有flash-attention）', 'since I
+cannot use flash-attention'): the models whose own code picks flash-attn or nothing (Qwen 1, ChatGLM, Baichuan,
+InternLM remote code; torch before 2.0) then compute attention the eager way."""
+_THOUSANDS_OF_TOKENS = re.compile(r"(?<![\d.])\d{1,3}(?:,?\d{3})+\s*(?:tokens?|个\s?token|字)|\b\d+k (?:tokens?|context)|"
+                         r"\blong (?:context|input|prompt|sequence|text|document)s?\b|长文本|长序列|长上下文", re.I)
+"""A length of a thousand tokens or more named in the report, or a long text input said in words (long media:
+_LONG_INPUT)."""
+
+
+def eager_without_flash(c: Case) -> Cause | None:
+    """The report says it runs without flash attention, on inputs of thousands of tokens: the seq x seq scores of the
+    eager path are what a long input makes large (ahead of the long input itself, which they turn quadratic)."""
+    text = c.inputs.error_text or ""
+    said = _NO_FLASH.search(text) if _THOUSANDS_OF_TOKENS.search(text) or _LONG_INPUT.search(text) else None
+    if said is None or not c.has_oom or c.oom.kind in ("cpu", "dispatch") or c.oom.phase in ("load", "merge", "save"):
+        return None
+    cause = eager_attention(c, said)
+    cause.evidence.append("the models whose own code falls back from flash-attn to plain matmul-softmax attention "
+                          "(Qwen 1, ChatGLM, Baichuan remote code; any model on torch < 2.0) build every head's "
+                          "seq x seq scores")
+    return cause
+
+
+def eager_attention(c: Case, no_flash: re.Match | None = None) -> Cause | None:
     text = c.inputs.error_text or ""
     frames = any(k in text for k in _EAGER_FRAMES)
     told = c.from_user or "attn_implementation" in c.settings  # a whole config, or the posted settings name it
     set_eager = told and c.setup is not None and O.attention(c.setup.attn_impl).materializes_scores \
         and c.setup.seq_len >= 1024
     said = _EAGER_WORDS.search(text) if not (frames or set_eager) else None
+    said = said or no_flash
     if not (frames or set_eager or said):
         return None
     if not (c.has_oom or c.over_budget):
@@ -1372,13 +1448,17 @@ def eager_attention(c: Case) -> Cause | None:
     ev = ["the failing frame is eager attention's score matrix"] if frames else []
     if said:
         ev.append(f"the report says '{said.group(0)}'")
-    if set_eager and "attn_implementation" in c.settings:
+    if set_eager and c.settings.get("sdpa_math_only"):
+        ev.append(f"the script allows sdpa only its math kernel ({c.settings['sdpa_math_only']}): it computes "
+                  f"attention the eager way, every head's seq x seq scores in fp32 (drop the context, or allow "
+                  f"SDPBackend.EFFICIENT_ATTENTION / FLASH_ATTENTION beside it)")
+    elif set_eager and "attn_implementation" in c.settings:
         ev.append(f"attention is {c.settings['attn_implementation']!r} by the posted settings (a trainer's default "
                   f"where they leave it out: OpenRLHF without --flash_attn, LLaMA-Factory's flash_attn: disabled)")
     if c.setup is not None and c.shape is not None:
         t = c.setup.seq_len
         ev.append(f"eager attention keeps {c.shape.num_heads} heads x {t} x {t} scores per sequence per layer "
-                  f"(sdpa and flash never build them)")
+                  f"(sdpa's fused kernels and flash never build them)")
     acts = [] if c.est else [Action("load the model with attn_implementation='sdpa' (or flash_attention_2)", "none",
                                     patch=['+ from_pretrained(attn_implementation="sdpa")'], id="use_sdpa")]
     return Cause("eager_attention", "eager attention's seq x seq scores",
@@ -1601,7 +1681,7 @@ def _rules():
     return (fp16_overflow, script_breaks, S.bnb_cpu_dispatch, cpu_ram, other_process, eager_in_frames,
             fp32_logits_in_frames, step_made_large, request_above_card, S.quantize_job, S.script_holds_twice,
             L.vllm_memory, L.zero3_generation, L.ddp_replica, S.resume_state, S.kbit_prep_fp32,
-            save_merge, S.cache_at_max_length, S.whole_set_at_once, eval_logits, vision_tokens, long_input, reference_copy, S.eval_batch, S.generation_batch, fragmentation, long_sample,
+            save_merge, S.cache_at_max_length, S.whole_set_at_once, eval_logits, eager_without_flash, vision_tokens, long_input, reference_copy, S.eval_batch, S.generation_batch, fragmentation, long_sample,
             load_too_big, no_quant, S.fp32_training, fp32_logits, eager_attention, batch_or_seq, fp16_with_oom)
 
 

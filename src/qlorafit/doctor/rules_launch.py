@@ -23,8 +23,10 @@ _ONE_NAMED_WORKS = re.compile(r"(?:single|one)[- ]" + _CARD + r"\b[^.\n]{0,30}?\
                               r"works (?:fine |well )?(?:on|with) (?:a )?(?:single|one) " + _CARD + r"\b", re.I)
 """One card named by its model works ('with a single A800, it works well'): read only where the report also names
 several GPUs, since 'SFT works on one A100, but DPO fails' compares stages, not GPU counts."""
-_EACH_GPU = re.compile(r"\bmov\w* (?:the )?(?:whole |full |entire )?model to (?:the )?(?:devices?|gpus?|cuda|hpus?) before "
-                       r"(?:wrapping|sharding|it is wrapped)|"  # (every rank puts the whole model on its card first)
+_EACH_GPU = re.compile(r"\b(?:mov|materiali[sz]|load|put|plac)\w* (?:the )?(?:whole |full |entire )?model (?:to|on|onto) "
+                       r"(?:the |each |every )?(?:devices?|gpus?|cuda|hpus?|ranks?) before "
+                       r"(?:wrapping|sharding|it is wrapped|(?:applying |calling )?(?:FSDP2?|fully_shard|sharding|"
+                       r"the FSDP wrap))|"  # (every rank puts the whole model on its card first)
                        r"(?:each|every|all) (?:the )?(?:gpus?|cards?|ranks?|process(?:es)?)\b[^.\n]{0,40}"
                        r"(?:load|hold|keep|copy|cop(?:y|ied))|(?:copied|loaded|replicated) (?:\w+ )?(?:times )?on "
                        r"(?:each|every|all)|full (?:copy|replica) (?:of the model )?on each|所有的显卡同时加载|"
@@ -223,7 +225,9 @@ def ddp_replica(c: Case) -> Cause | None:
     if moments:
         ev.append("the OOM is raised as the optimizer creates Adam's moments at its first step (exp_avg, "
                   "torch.zeros_like of each trained weight): with every weight trained they take 8 bytes per parameter "
-                  "on top of the weights and gradients, and no adapter is named"
+                  "on top of the weights and gradients, and "
+                  + (f"the run printed '{E.trains_most_printed(c)}'" if E.trains_most_printed(c) else
+                     "no adapter is named")
                   + (" (sharded, this GPU's share of them)" if moments_sharded else ""))
     elif bucket:
         ev.append(f"the OOM is in ZeRO-1/2's gradient reduction, flattening a bucket of {gib(c.oom.requested_bytes)} "
@@ -232,6 +236,11 @@ def ddp_replica(c: Case) -> Cause | None:
     elif states:
         ev.append("the OOM is in DeepSpeed's ZeRO-1/2 optimizer as it allocates the fp32 copy of the parameters "
                   "(and Adam's moments): the full fine-tune's optimizer state does not fit each GPU")
+    if c.settings.get("unfreezes_all"):
+        ev.append(f"the script sets every parameter to train after the adapter is applied "
+                  f"({c.settings['unfreezes_all']}): the base weights train beside the adapter, with their gradients "
+                  f"and Adam state; delete that loop (PEFT already trains the adapter, and "
+                  f"model.enable_input_require_grads() is the fix for 'does not require grad' under checkpointing)")
     if says:
         ev.append(f"the report says '{says.group(0)}'")
     if summed and not says:
@@ -541,6 +550,8 @@ def vllm_memory(c: Case) -> Cause | None:
     training (GRPO/online RL) the trainer gets only the rest, and the engine itself OOMs when max_model_len is long."""
     if not c.has_oom or not E.uses_vllm(c) or c.oom.phase in ("merge", "save"):
         return None  # a merge or a save is its own cause (save_merge), whatever engine the model is bound for
+    if E.quantizes(c) and not re.search(r"vllm", E.text(c), re.I):
+        return None  # an engine's checkpoint conversion or quantization loads the 16-bit model: no engine runs yet
     util = c.settings.get("vllm_gpu_memory_utilization")
     total = c.oom.total_bytes or c.budget_bytes
     if c.shape is not None and total and isinstance(util, (int, float)):

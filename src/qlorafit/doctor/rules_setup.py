@@ -602,15 +602,30 @@ is then no inference of its own."""
 _UNBATCHED = re.compile(r"\b(?:on|over|with|encod\w*|process\w*|generat\w*|run\w*|operat\w*) (?:all|the full|the whole|"
                         r"the entire|all the|all of the) (?:inputs?|dataset|data|texts|samples|prompts|sentences)\b[^.\n]{0,30}?"
                         r"\b(?:instead of|rather than) (?:a |one |in )?(?:single |each )?batch|\bbatch(?:ing|es)? (?:was |is |were |are )?"
-                        r"not (?:applied|used|respected|honou?red)\b|\bignor\w* (?:the |my )?batch[_ ]?size\b", re.I)
+                        r"not (?:applied|used|respected|honou?red)\b|\bignor\w* (?:the |my )?batch[_ ]?size\b|"
+                        # the fix proposed in the report: the operation has no batching of its own ('Possible
+                        # solution: add batching to the augmentation operation')
+                        r"\badd(?:ing)? (?:a |mini-?)?batch(?:ing|es)? (?:to|for|in) (?:the |this |its )?\w+|"
+                        r"\b(?:has|have|with|without|there is|there's) no (?:mini-?)?batching\b", re.I)
 """The report says the whole input set went through at once, the batch setting not applied ('operating on the full
 inputs instead of a single batch', 'batching was not applied to model.generate')."""
+
+
+_BEAMS = re.compile(r"\b(?:num_beams|num_return_sequences|num_beam_groups|n_beams|beam_size)\s*=\s*(\d+)")
+MANY_BEAMS = 16
+"""generate() runs every beam (and every returned sequence) as a row of its batch: a call with this many or more
+multiplies the batch it is given by that much ('num_beams=128, num_return_sequences=128' over a batch of articles)."""
+
+
+def _many_beams(t: str) -> re.Match | None:
+    """The first beam or return-sequence count of MANY_BEAMS or more in the text, or None."""
+    return next((m for m in _BEAMS.finditer(t) if int(m.group(1)) >= MANY_BEAMS), None)
 
 
 def _inference_batch(c: Case) -> Cause | None:
     """An inference batch named in a report that trains nothing: all of it goes through the model in one forward."""
     t = c.inputs.error_text or ""
-    m = _INFERENCE_BATCH.search(t) or _EMBED_SERVED.search(t) or _UNBATCHED.search(t)
+    m = _INFERENCE_BATCH.search(t) or _EMBED_SERVED.search(t) or _UNBATCHED.search(t) or _many_beams(t)
     if m is None or not c.has_oom or c.oom.kind in ("dispatch", "kv_cache") or E.MANY_INPUTS.search(t) or \
             (c.oom.kind == "cpu" and not E.forward_on_cpu(c)) or \
             c.oom.phase not in (None, "generation") or TRAINS_OR_EPOCHS.search(E.text(c)):

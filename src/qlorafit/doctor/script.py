@@ -17,6 +17,7 @@ from qlorafit.errors import UserError
 
 MODEL_OWNER = re.compile(r"(AutoModel\w*|\w*ForCausalLM|\w*ForConditionalGeneration|AutoPeftModel\w*|FastLanguageModel|"
                          r"FastModel|FastVisionModel)$")
+_LABEL_HEAD = re.compile(r"For(?:SequenceClassification|TokenClassification|MultipleChoice|QuestionAnswering)$")
 TRAINER_CALLS = ("Trainer", "Seq2SeqTrainer", "SFTTrainer", "DPOTrainer", "GRPOTrainer", "ORPOTrainer", "KTOTrainer",
                  "RewardTrainer", "PPOTrainer", "OnlineDPOTrainer")
 """transformers' and TRL's trainers: the calls that train what they are given."""
@@ -358,6 +359,30 @@ def _trains_every_weight(info: ScriptInfo) -> bool:
         and not _FREEZES.search(info.text)
 
 
+_UNFREEZES_ALL = re.compile(r"^[ \t]*for\s+(?:\w+\s*,\s*)?(\w+)\s+in\s+[\w.]+\.(?:named_)?parameters\(\)\s*:[ \t]*\n"
+                            r"[ \t]+\1\.requires_grad(?:\s*=\s*True|_\(\s*(?:True)?\s*\))|"
+                            r"^[ \t]*[\w.]+\.requires_grad_\(\s*(?:True)?\s*\)", re.M)
+"""A loop that sets every parameter to train, its first line the unconditional `p.requires_grad = True` (a forum fix
+for 'element 0 of tensors does not require grad' or a leftover), or the model's own requires_grad_(True)."""
+
+
+_MATH_SDPA = re.compile(r"sdpa_kernel\(\s*(?:\[\s*)?(?:torch\.nn\.attention\.)?SDPBackend\.MATH\s*\]?\s*\)|"
+                        r"sdp_kernel\([^)]*enable_flash\s*=\s*False[^)]*enable_mem_efficient\s*=\s*False[^)]*\)")
+"""A context that leaves sdpa only its math kernel (torch.nn.attention.sdpa_kernel(SDPBackend.MATH), the older
+torch.backends.cuda.sdp_kernel with flash and memory-efficient off): often for bit-for-bit repeatable runs."""
+
+
+def _unfreezes_after_adapter(text: str) -> str | None:
+    """Every parameter set to train after the adapter is applied (get_peft_model, an Unsloth loader's adapter): the
+    adapter then trains beside every base weight, a full fine-tune's gradients and optimizer state. Its line, or
+    None (a loop before the adapter is undone by get_peft_model, which freezes the base)."""
+    applied = _APPLIES_ADAPTER.search(text)
+    for m in _UNFREEZES_ALL.finditer(text):
+        if applied is not None and m.start() > applied.start() and "input_require" not in m.group(0):
+            return f"line {text.count(chr(10), 0, m.start()) + 1}: {' '.join(m.group(0).split())}"
+    return None
+
+
 def _trl_loading(info: ScriptInfo, s: dict) -> None:
     """How a TRL trainer loads a model it is given by name: the config's model_init_kwargs (dtype, attention), and
     TRL's own default where they say nothing: float32 weights ('If not explicitly set, `dtype` defaults to
@@ -477,6 +502,10 @@ _PADS_UNCUT = re.compile(r"\b\w*tok\w*\((?:[^()\n]|\([^()\n]*\))*\bpadding\s*=\s
                          r"(?:[^()\n]|\([^()\n]*\))*\)")
 """A tokenizer call padding a batch to its longest text ('tokenizer(batch, padding=True, return_tensors="pt")'):
 without truncation it cuts nothing, so one long text makes every row of its batch that long."""
+_FIELD_UNCUT = re.compile(r"\b\w*tok\w*\(\s*(?:example|examples|sample|samples|ex|row|item|record|rec|conv|"
+                          r"datum)\[(?:[^()\n]|\([^()\n]*\))*\)\s*(?:\[\s*[\"']input_ids[\"']\s*\]|\.input_ids)")
+"""A field of each dataset sample tokenized and its input_ids taken ('tokenizer(example["chosen"] + eos)["input_ids"]'):
+with no truncation or max_length in the call, that part of a sample is kept whole, however long."""
 _CHAT_UNCUT = re.compile(r"\bapply_chat_template\((?:[^()]|\([^()]*\))*\btokenize\s*=\s*True(?:[^()]|\([^()]*\))*\)")
 """A chat template applied and tokenized in one call: it truncates nothing unless given max_length/truncation."""
 _PADS_TO_MAX = re.compile(r"padding\s*=\s*[\"']max_length[\"']|pad_to_max_length\s*=\s*True")
@@ -592,6 +621,17 @@ def _settings(info: ScriptInfo) -> dict:
                 s["model"] = mid
             if isinstance(mid, str) and name not in ("Trainer", "Seq2SeqTrainer") and info.model_call is None:
                 _trl_loading(info, s)
+    math = _MATH_SDPA.search(info.text)
+    if math:
+        # torch's math kernel is the only one allowed: sdpa then computes attention the eager way (the scores matrix
+        # seq x seq per head, upcast to fp32), whatever attn_implementation the model was loaded with
+        s["attn_implementation"] = "eager"
+        s["sdpa_math_only"] = f"line {info.text.count(chr(10), 0, math.start()) + 1}: {' '.join(math.group(0).split())}"
+    unfrozen = _unfreezes_after_adapter(info.text)
+    if unfrozen and not info.text.count("load_in_4bit") and not info.text.count("load_in_8bit"):
+        # (a quantized base cannot train: transformers refuses, a different error than memory)
+        s["finetuning_type"] = "full"
+        s["unfreezes_all"] = unfrozen
     if _trains_every_weight(info):
         s.setdefault("finetuning_type", "full")
         unused = _adapter_never_applied(info)
@@ -617,6 +657,12 @@ def _settings(info: ScriptInfo) -> dict:
         # the script's tensors come from a call that pads and never truncates (nothing else in the script cuts)
         s["max_length"] = (f"None (line {info.text.count(chr(10), 0, padded.start()) + 1}: padding without "
                            f"truncation, the model's whole context)")
+    field = next((f for f in _FIELD_UNCUT.finditer(info.text)
+                  if not re.search(r"\btruncation\s*=\s*True|\bmax_length\s*=", f.group(0))), None)
+    if field and "max_length" not in s and any(info.calls.get(n) for n in TRAINER_CALLS):
+        # a training sample built from a field tokenized whole: a cut elsewhere (the prompt's) leaves this part uncut
+        s["max_length"] = (f"None (line {info.text.count(chr(10), 0, field.start()) + 1}: "
+                           f"{' '.join(field.group(0).split())} tokenizes without truncation)")
     at_model_max = _CAP_IS_MODEL_MAX.search(info.text)
     if at_model_max and not isinstance(s.get("max_length"), int):
         rhs = at_model_max.group(0).split("=", 1)[1].strip()
@@ -666,6 +712,9 @@ def _settings(info: ScriptInfo) -> dict:
     kept = _kept_outputs(info.text)
     if kept:
         s["keeps_logits"] = f"line {info.text.count(chr(10), 0, kept.start()) + 1}: {kept.group(0).strip()}"
+    if info.model_call is not None and _LABEL_HEAD.search(info.model_call.owner):
+        # a classification / span head: its logits are a few labels per sample (or two per token), not the vocabulary
+        s["label_head"] = info.model_call.owner.split(".")[-1]
     for ref in info.calls.get("SFTTrainer", []) + info.calls.get("Trainer", []):
         s["has_eval"] = s.get("has_eval") or "eval_dataset" in ref.kwargs
         s["compute_metrics"] = s.get("compute_metrics") or "compute_metrics" in ref.kwargs

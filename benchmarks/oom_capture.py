@@ -465,6 +465,34 @@ SCENARIOS = {
     "pipeline_assisted_replies": (22, "l4", "load_too_big", "pipeline('text-generation') of Qwen3-8B in bf16 (15.3 "
                                   "GiB) with assistant_model='Qwen/Qwen3-4B' for assisted generation: the 7.5 GiB "
                                   "draft model moved onto a 22 GiB card beside it"),
+    # the twentieth batch (capture-s23), written blind (session 23): one GPU, seven causes in eight forms no earlier
+    # script has, written and labelled by a writer who never read or ran the doctor; the arithmetic of each is in
+    # oom_scenarios/CAPTURE_S23.md
+    "support_lora_loop": (24, "rtx4090", "batch_or_seq", "a hand LoRA loop of Qwen3-4B (4 x 1024, checkpointing "
+                          "enabled) whose baseline validation at step 0 calls model.eval() and never model.train(): "
+                          "checkpointing runs only in training mode, so every layer keeps its activations (~28 GiB)"),
+    "distill_student_4b": (20, "rtx4000-ada", "load_too_big", "a Trainer distillation of a Qwen3-4B LoRA student "
+                           "from a Qwen3-8B teacher loaded in bf16 onto a 20 GiB card (15.3 GiB): the Trainer's move of "
+                           "the 7.5 GiB student does not fit beside it, where a 4-bit teacher (5.7 GiB) does"),
+    "sft_domain_docs": (16, "rtx4080", "long_sample", "a TRL SFT LoRA of Qwen3-4B at max_length=2048 on a dataset "
+                        "tokenized by hand without truncation and passed with skip_prepare_dataset=True, which skips "
+                        "TRL's truncation: micro-batch 21 holds the 57,798-token document, 4 x 57,798 tokens"),
+    "qa_calibration_lora": (24, "rtx4090", "eval_logits", "a Trainer LoRA of Qwen3-4B with batch_eval_metrics=True "
+                            "whose stateful calibration metric appends every eval batch's full-vocabulary logits "
+                            "(8 x 1024 x 152k bf16, 2.3 GiB) to a list on the GPU until the last batch"),
+    "dpo_support_prefs": (24, "rtx4090", "eval_batch", "a TRL DPO LoRA of Qwen3-4B with precompute_ref_log_probs=True "
+                          "and precompute_ref_batch_size=256: the reference pass is one no-grad forward of 400 "
+                          "sequences (200 pairs) x 1,024 tokens, 7.4 GiB per MLP activation"),
+    "sft_support_chat_8b": (24, "rtx4090", "fp32_training", "a TRL SFT LoRA of Qwen3-8B whose model_init_kwargs give "
+                            "the dtype under the old key torch_dtype='bfloat16': TRL 1.16 adds dtype=float32 when "
+                            "'dtype' is absent, which wins, so 30.5 GiB of fp32 weights load onto cuda:0"),
+    "review_replies_generate": (16, "rtx4080", "generation_batch", "batched reply generation with Qwen3-4B (batch "
+                                "32, 256 new tokens) whose encode() pads every prompt to max_length=4096 "
+                                "(padding='max_length') where the longest is ~540 tokens: a prefill of 32 x 4,096 "
+                                "tokens, an 18 GiB KV cache"),
+    "chapter_summaries": (24, "rtx4090", "generation_batch", "summarizing books with Qwen3-4B, batches of 8 prompts "
+                          "truncated at 6,144 tokens, with num_beams=4: the beams are expanded before the prefill, "
+                          "32 x 6,144 tokens, a KV cache of 27 GiB"),
 }
 
 LAUNCH = {

@@ -207,6 +207,16 @@ PHASES = {  # where each failure happened, read from its traceback's frames
     "sft_chosen_responses": "first_step",  # the 8th micro-batch of step 1 holds a 46,511-token answer (CPU smoke)
     "sft_books_deterministic": "first_step",  # the first forward under the math SDPA kernel
     "pipeline_assisted_replies": "load",  # pipeline's load_assistant_model: the draft's .to(cuda)
+    # capture-s23: eight written blind in session 23; the phase each is expected to fail in, to be corrected from
+    # the real traceback
+    "support_lora_loop": "first_step",  # the first training forward after the step-0 validation (eval mode)
+    "distill_student_4b": "load",  # the Trainer's _move_model_to_device of the student beside the bf16 teacher
+    "sft_domain_docs": "later_step",  # step 6 (micro-batch 21) holds the 57,798-token document (CPU smoke)
+    "qa_calibration_lora": "eval",  # the first evaluation (step 10): the 3rd-4th eval batch's forward
+    "dpo_support_prefs": "eval",  # DPOTrainer.__init__'s reference log-prob precompute: one forward of 400 x 1024
+    "sft_support_chat_8b": "load",  # TRL's from_pretrained of Qwen3-8B in fp32 straight onto cuda:0
+    "review_replies_generate": "generation",  # the first generate()'s prefill of 32 x 4096 tokens
+    "chapter_summaries": "generation",  # the first generate()'s beam-expanded prefill of 32 x 6144 tokens
 }
 
 _CAPACITY = re.compile(r"GPU (\d+) has a total capacity of [\d.]+ [KMG]iB of which [\d.]+ [KMG]iB is free\. "

@@ -109,6 +109,13 @@ ERROR_ONLY_MISS = {
                                "loss with no attention frame named",
     "sft_chosen_responses": "the untruncated answers are in the data and the script; the error is a 4 GiB request in "
                             "the first step's loss",
+    # capture-s23 (session 23, blind)
+    "qa_calibration_lora": "the metric that keeps each eval batch's logits (batch_eval_metrics) is in the script "
+                           "only; the error is the evaluation's loss, read as its batch",
+    "sft_domain_docs": "skip_prepare_dataset (TRL's truncation skipped) is in the script only; the error is step 5 "
+                       "of 26, read as an ordinary batch",
+    "sft_support_chat_8b": "the float32 default TRL keeps when model_init_kwargs names torch_dtype is in the script "
+                           "only; the error is a 30.51 GiB load request with no model named to weigh it against",
 }
 
 SCRIPT_MISS = {
@@ -124,6 +131,7 @@ PHASE_NOT_SHOWN = {
     # the traceback shows no step, trainer or bar that places the failure: the doctor says the phase is unknown (it
     # does not guess), where the scenario's writer knew it was the first step
     "accelerate_fp32_lora": "a hand-written accelerate loop: the model's forward, with no trainer frame or step bar",
+    "support_lora_loop": "the forward of the user's own loop after its first evaluation, no step shown",
     "manual_loss_fp32": "one line of the user's own loop (`logits[:, :-1, :].float()`), with no step shown",
     "loss_accum_graph": "the user's own loop's loss at its fifth or sixth micro-batch, with no step shown",
     "finetune_loop_truncation": "the user's own loop's forward on the batch with the long document, no step shown",

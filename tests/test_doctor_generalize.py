@@ -3236,3 +3236,94 @@ def test_many_beams_are_the_generation_batch():
     # four beams multiply little: no inference batch is read from them
     assert all(c.id != "generation_batch" for c in _d("CUDA out of memory on one RTX 3090:\n"
                                                       "gen = model.generate(**batch, num_beams=4)").causes)
+
+
+# --- capture-s23 misses (session 23) -----------------------------------------------------------------------------
+
+_REF_PASS = ('Traceback (most recent call last):\n  File "dpo.py", line 25, in <module>\n'
+             '    trainer = DPOTrainer(model=model, args=args, train_dataset=ds, peft_config=peft_config)\n'
+             '  File "/usr/lib/python3/site-packages/trl/trainer/dpo_trainer.py", line 1014, in __init__\n'
+             '  File "/usr/lib/python3/site-packages/trl/trainer/dpo_trainer.py", line 1212, in _precompute_ref_logps\n'
+             '  File "/usr/lib/python3/site-packages/trl/trainer/dpo_trainer.py", line 1264, in compute_ref_log_probs\n'
+             '  File "/usr/lib/python3/site-packages/transformers/models/qwen3/modeling_qwen3.py", line 61, in forward\n'
+             "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 6.25 GiB. GPU 0 has a total capacity of "
+             "24.00 GiB of which 5.90 GiB is free. Of the allocated memory 14.69 GiB is allocated by PyTorch, and "
+             "2.74 GiB is reserved by PyTorch but unallocated.\n")
+
+
+def test_trls_reference_pass_is_an_evaluation_batch():
+    d = _d(_REF_PASS)
+    assert d.case.oom.phase == "eval", d.case.oom.phase_evidence
+    assert d.primary.id == "eval_batch", [c.id for c in d.causes]
+    script = ("from trl import DPOConfig, DPOTrainer\n"
+              "args = DPOConfig(output_dir='o', per_device_train_batch_size=2, precompute_ref_log_probs=True, "
+              "precompute_ref_batch_size=256, bf16=True)\n"
+              "trainer = DPOTrainer(model='Qwen/Qwen3-4B', args=args, train_dataset=ds)\ntrainer.train()\n")
+    d = diagnose(Inputs(error_text=_REF_PASS, script=analyse(script)))
+    assert d.primary.id == "eval_batch" and "precompute_ref_batch_size=256" in " ".join(d.primary.evidence)
+    # the same forward under the Trainer's own evaluation is not the reference pass
+    plain = _REF_PASS.replace("_precompute_ref_logps", "evaluation_loop").replace("compute_ref_log_probs",
+                                                                                "prediction_step")
+    assert "reference pass" not in " ".join(_d(plain).primary.evidence)
+
+
+def test_fragmentation_while_generating_is_the_caches_own_churn():
+    oom = ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 3.56 GiB. GPU 0 has a total capacity of "
+           "24.00 GiB of which 1.44 GiB is free. Of the allocated memory 14.75 GiB is allocated by PyTorch, and 7.14 "
+           "GiB is reserved by PyTorch but unallocated.\n")
+    gen = ('  File "/usr/lib/python3/site-packages/transformers/generation/utils.py", line 2802, in generate\n'
+           '  File "/usr/lib/python3/site-packages/transformers/generation/utils.py", line 3400, in _beam_search\n')
+    d = _d("Traceback (most recent call last):\n" + gen + oom)
+    assert d.primary.id == "generation_batch", [c.id for c in d.causes]
+    train = ('  File "/usr/lib/python3/site-packages/transformers/trainer.py", line 1602, in _inner_training_loop\n'
+             '  File "/usr/lib/python3/site-packages/transformers/trainer.py", line 2000, in training_step\n')
+    assert _d("Traceback (most recent call last):\n" + train + oom).primary.id == "fragmentation"
+
+
+_LOOP = '''
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM
+batch_size, grad_accum, max_length = 4, 4, 1024
+model = AutoModelForCausalLM.from_pretrained("Qwen/Qwen3-4B", dtype=torch.bfloat16)
+model.gradient_checkpointing_enable()
+model = get_peft_model(model, LoraConfig(r=16, target_modules="all-linear"))
+loader = torch.utils.data.DataLoader(texts, batch_size=batch_size, collate_fn=collate)
+
+
+def evaluate():
+    model.eval()
+    with torch.no_grad():
+        return sum(model(**b).loss.item() for b in val_loader)
+
+
+model.train()
+for step, batch in enumerate(loader):
+    if step % 100 == 0:
+        print(evaluate())
+    loss = model(**batch).loss
+    loss.backward()
+    optimizer.step()
+'''
+
+
+def test_an_evaluation_that_leaves_eval_mode_turns_checkpointing_off():
+    s = analyse(_LOOP).settings
+    assert s["per_device_train_batch_size"] == 4  # bound by the tuple assignment
+    assert s["gradient_checkpointing"] is False and s["eval_mode_left"].startswith("line 13"), s
+    back = _LOOP.replace("        print(evaluate())\n", "        print(evaluate())\n        model.train()\n")
+    assert analyse(back).settings["gradient_checkpointing"] is True
+    inside = _LOOP.replace("        return sum(", "        out = sum(").replace(
+        "for b in val_loader)\n", "for b in val_loader)\n    model.train()\n    return out\n")
+    assert "eval_mode_left" not in analyse(inside).settings
+
+
+def test_trl_told_to_skip_dataset_preparation_truncates_nothing():
+    src = ('from trl import SFTConfig, SFTTrainer\n'
+           'config = SFTConfig(output_dir="o", max_length=2048, per_device_train_batch_size=4, '
+           'dataset_kwargs={"skip_prepare_dataset": True})\n'
+           'trainer = SFTTrainer(model="Qwen/Qwen3-4B", args=config, train_dataset=ds)\ntrainer.train()\n')
+    ml = analyse(src).settings["max_length"]
+    assert isinstance(ml, str) and ml.startswith("None (line 2"), ml
+    assert analyse(src.replace('"skip_prepare_dataset": True', '"skip_prepare_dataset": False')).settings[
+        "max_length"] == 2048

@@ -465,6 +465,10 @@ def _sets_precision(script) -> bool:
     return script is not None and (script.model_call is not None or _trainer_args(script))
 
 
+REFERENCE_PASS = re.compile(r"\bin (?:_precompute_ref_logps|_precompute_ref_log_probs|compute_ref_log_probs|"
+                            r"compute_ref_logps)\b")
+"""TRL's pass of the reference model over the whole dataset before training (precompute_ref_log_probs=True), in the
+traceback: no gradients, in batches of precompute_ref_batch_size (the eval batch when unset)."""
 MANY_INPUTS = re.compile(r"(?:encod\w*|embed\w*|vectori[sz]\w*|predict\w*|infer\w*)\b[^.\n]{0,40}?\b\d+(?:\.\d+)?"
                          r"(?:\s?-\s?\d+(?:\.\d+)?)?\s?(?:million|mio|billion)\s(?:of\s)?(?:records|sentences|texts|"
                          r"documents|docs|passages|rows|samples|queries|items|embeddings)\b", re.I)

@@ -33,7 +33,10 @@ _FRAMES = {
             r"_save_optimizer_and_scheduler|consolidated_state_dict",
     "eval": r"evaluate|evaluation_loop|prediction_loop|prediction_step|_evaluate|eval_step|validation_step|"
             r"nested_concat|torch_pad_and_concatenate|_pad_and_concatenate|compute_metrics|gather_for_metrics|"
-            r"_nested_gather",
+            r"_nested_gather|"
+            # TRL's reference pass before training (precompute_ref_log_probs): a no-grad pass over the whole dataset
+            # at precompute_ref_batch_size, an evaluation's forward in all but name
+            r"_precompute_ref_logps|_precompute_ref_log_probs|compute_ref_log_probs|compute_ref_logps",
     "generation": r"generate|_sample|greedy_search|beam_search|_beam_search|sample|unwrap_model_for_generation|"
                   r"_generate_and_score_completions|_generate\w*|generate_completions",
     "tokenization": r"map|_map_single|iflatmap_unordered|tokenize\w*|_tokenize\w*|_prepare_dataset|"

@@ -360,6 +360,8 @@ def eval_logits(c: Case) -> Cause | None:
         return None
     if similarity_block(c) and not gather_frames(c):
         return None  # the failing frame scores embeddings against each other: the eval's block, not gathered logits
+    if E.REFERENCE_PASS.search(c.inputs.error_text or ""):
+        return None  # TRL's reference pass keeps each batch's log-probs (a number per sequence), never its logits
     script_metrics = bool(c.settings.get("compute_metrics")) and not c.settings.get("preprocess_logits") \
         and not c.settings.get("label_head") or bool(c.settings.get("keeps_logits"))
     # (a classifier's logits are a few values per sample: kept for its metrics, they never fill a card)
@@ -436,7 +438,11 @@ def fragmentation(c: Case) -> Cause | None:
                          "by default)", "none", free_frag, "parsed: reserved but unallocated",
                          ["+ export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True"], id="expandable_segments"),
                   Action("pad batches to a few fixed lengths (group_by_length, or pad_to_multiple_of=64)", "none",
-                         id="fixed_lengths")], strength="numbers")
+                         id="fixed_lengths")],
+                 # generating, the KV cache grows by a step's keys and values each token (and beam search reorders
+                 # it): the pieces it frees behind are the cache's own churn, so the batch x length that sizes the
+                 # cache is the cause the numbers show, and fragmentation only a reading of them
+                 strength="inferred" if o.phase == "generation" else "numbers")
 
 
 NO_QUANT_HEAVY_SHARE = 0.5
@@ -1471,6 +1477,9 @@ def batch_or_seq(c: Case) -> Cause | None:
     if not ((c.has_oom and training) or c.over_budget):
         return None
     ev = [_numbers(c), E.forward_on_cpu(c)]
+    if c.settings.get("eval_mode_left"):
+        ev.append(f"gradient checkpointing is off while training: {c.settings['eval_mode_left']} (transformers "
+                  f"checkpoints only in training mode; call model.train() after each evaluation)")
     if c.oom.phase:
         ev.append(f"phase: {c.oom.phase.replace('_', ' ')} ({c.oom.phase_evidence})")
     if c.est:

@@ -499,6 +499,13 @@ def eval_batch_evidence(c: Case) -> list[str]:
     m = EVAL_BATCH_WORDS.search(c.inputs.error_text or "")
     if m:
         out.append(f"the report says '{m.group(0)}'")
+    if E.REFERENCE_PASS.search(c.inputs.error_text or ""):
+        ref_bs = c.settings.get("precompute_ref_batch_size")
+        out.append("the OOM is in TRL's reference pass (precompute_ref_log_probs): the reference model runs over the "
+                   "whole dataset without gradients, one batch of "
+                   + (f"precompute_ref_batch_size={ref_bs}" if ref_bs is not None else
+                      "precompute_ref_batch_size (per_device_eval_batch_size when unset)")
+                   + " sequences at a time: lower it")
     # an evaluation harness's own batch ('lm_eval ... --batch_size auto'), or a smaller batch said to work
     flat = re.sub(r"\s+", " ", c.inputs.error_text or "")
     harness = _HARNESS_BATCH.search(E.text(c))

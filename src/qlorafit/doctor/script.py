@@ -109,6 +109,12 @@ class _Resolver:
                 for t in node.targets:
                     if isinstance(t, ast.Name):
                         self.bound.setdefault(t.id, []).append((node.lineno, node.value))
+                    elif isinstance(t, (ast.Tuple, ast.List)) and isinstance(node.value, (ast.Tuple, ast.List)) and \
+                            len(t.elts) == len(node.value.elts):
+                        # 'batch_size, grad_accum, max_length = 4, 4, 1024': each name bound to its own value
+                        for name, v in zip(t.elts, node.value.elts):
+                            if isinstance(name, ast.Name):
+                                self.bound.setdefault(name.id, []).append((node.lineno, v))
             elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
                 self.bound.setdefault(node.target.id, []).append((node.lineno, node.value))
         for v in self.bound.values():
@@ -276,6 +282,43 @@ def analyse(text: str, path: str = "<script>") -> ScriptInfo:
     return info
 
 
+def _is_call(node: ast.AST, attr: str) -> bool:
+    """node calls a method named attr with no argument or True ('model.eval()', 'model.train()', 'model.train(True)')."""
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == attr and \
+        (not node.args or (isinstance(node.args[0], ast.Constant) and node.args[0].value is True)) and not node.keywords
+
+
+def _eval_mode_left(text: str) -> str | None:
+    """A training loop of the user's own (a for loop that calls .backward()) that calls a function of the script which
+    switches the model to eval mode ('model.eval()'), while nothing in the loop or that function switches it back
+    (.train()): every step after the first evaluation trains in eval mode. The line of that .eval(), or None."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return None
+    evals = {}
+    for f in ast.walk(tree):
+        if isinstance(f, ast.FunctionDef):
+            inner = list(ast.walk(f))
+            e = next((n for n in inner if _is_call(n, "eval")), None)
+            if e is not None and not any(_is_call(n, "train") for n in inner):
+                evals[f.name] = e
+    for loop in ast.walk(tree):
+        if not isinstance(loop, (ast.For, ast.While)):
+            continue
+        inner = list(ast.walk(loop))
+        if not any(_is_call(n, "backward") or (isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and
+                                               n.func.attr == "backward") for n in inner):
+            continue
+        if any(_is_call(n, "train") for n in inner):
+            continue
+        for n in inner:
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in evals:
+                e = evals[n.func.id]
+                return f"line {e.lineno}: {n.func.id}() calls model.eval() and the training loop never calls .train()"
+    return None
+
+
 _PIPELINE_LOAD_KEYS = ("dtype", "torch_dtype", "device_map", "trust_remote_code", "revision")
 """The keywords pipeline() hands to the model's from_pretrained itself; everything else for the load goes in
 model_kwargs (transformers' pipeline factory): a quantization_config given to pipeline() beside them never reaches the
@@ -315,7 +358,7 @@ _TRAIN_KEYS = ("per_device_train_batch_size", "gradient_accumulation_steps", "gr
                "prediction_loss_only", "use_liger_kernel", "eval_strategy", "evaluation_strategy", "do_eval",
                "dataset_text_field", "per_device_eval_batch_size", "per_gpu_train_batch_size", "use_vllm",
                "vllm_gpu_memory_utilization", "num_generations", "max_completion_length", "ds3_gather_for_generation",
-               "predict_with_generate", "deepspeed", "optim")
+               "predict_with_generate", "deepspeed", "optim", "precompute_ref_log_probs", "precompute_ref_batch_size")
 
 
 _FREEZES = re.compile(r"requires_grad\s*=\s*False|requires_grad_\(\s*False|FastLanguageModel|FastModel|unsloth", re.I)
@@ -506,6 +549,9 @@ _FIELD_UNCUT = re.compile(r"\b\w*tok\w*\(\s*(?:example|examples|sample|samples|e
                           r"datum)\[(?:[^()\n]|\([^()\n]*\))*\)\s*(?:\[\s*[\"']input_ids[\"']\s*\]|\.input_ids)")
 """A field of each dataset sample tokenized and its input_ids taken ('tokenizer(example["chosen"] + eos)["input_ids"]'):
 with no truncation or max_length in the call, that part of a sample is kept whole, however long."""
+_SKIPS_PREPARE = re.compile(r"[\"']?skip_prepare_dataset[\"']?\s*[:=]\s*True")
+"""TRL's dataset_kwargs={'skip_prepare_dataset': True}: the trainer takes the dataset as given (tokenized by the user),
+and the truncation to max_length that its preparation does is skipped with it."""
 _CHAT_UNCUT = re.compile(r"\bapply_chat_template\((?:[^()]|\([^()]*\))*\btokenize\s*=\s*True(?:[^()]|\([^()]*\))*\)")
 """A chat template applied and tokenized in one call: it truncates nothing unless given max_length/truncation."""
 _PADS_TO_MAX = re.compile(r"padding\s*=\s*[\"']max_length[\"']|pad_to_max_length\s*=\s*True")
@@ -663,6 +709,12 @@ def _settings(info: ScriptInfo) -> dict:
         # a training sample built from a field tokenized whole: a cut elsewhere (the prompt's) leaves this part uncut
         s["max_length"] = (f"None (line {info.text.count(chr(10), 0, field.start()) + 1}: "
                            f"{' '.join(field.group(0).split())} tokenizes without truncation)")
+    skipped = _SKIPS_PREPARE.search(info.text)
+    if skipped and info.calls.get("SFTTrainer"):
+        # TRL truncates to max_length while it prepares the dataset; told to skip that, it takes the rows as they
+        # come, so max_length cuts nothing and a batch is as long as its longest row
+        s["max_length"] = (f"None (line {info.text.count(chr(10), 0, skipped.start()) + 1}: skip_prepare_dataset=True, "
+                           f"so TRL's truncation to max_length never runs)")
     at_model_max = _CAP_IS_MODEL_MAX.search(info.text)
     if at_model_max and not isinstance(s.get("max_length"), int):
         rhs = at_model_max.group(0).split("=", 1)[1].strip()
@@ -673,6 +725,13 @@ def _settings(info: ScriptInfo) -> dict:
         # a loop of the user's own: the DataLoader's batch is the micro-batch (gradient accumulation, where there is
         # any, only decides how many of them one optimizer step sums)
         s["per_device_train_batch_size"] = loader.value("batch_size")
+    left_in_eval = _eval_mode_left(info.text)
+    if left_in_eval and s.get("gradient_checkpointing") is True:
+        # transformers checkpoints only while the model is in training mode: an evaluation that switches it to eval
+        # mode, called from the training loop with nothing switching it back, trains every step after it without
+        # checkpointing (and without dropout)
+        s["gradient_checkpointing"] = False
+        s["eval_mode_left"] = left_in_eval
     padded = _PADS_TO_MAX.search(info.text)
     if padded:
         s["pads_to_max_length"] = f"line {info.text.count(chr(10), 0, padded.start()) + 1}: {padded.group(0).strip()}"

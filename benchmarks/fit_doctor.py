@@ -106,7 +106,9 @@ FIRST_COMMIT = {"train": ("cee5fcb", "doctor-threads-baseline.json"),
                 "test59": ("be69e7d", "doctor-threads-test59-frozen.json"),
                 "test60": ("be69e7d", "doctor-threads-test60-frozen.json"),
                 "test61": ("3c3d354", "doctor-threads-test61-frozen.json"),
-                "test62": ("3c3d354", "doctor-threads-test62-frozen.json")}
+                "test62": ("3c3d354", "doctor-threads-test62-frozen.json"),
+                "test63": ("cf692ce", "doctor-threads-test63-frozen.json"),
+                "test64": ("cf692ce", "doctor-threads-test64-frozen.json")}
 RESULTS_SPLIT = {"seen": "test"}  # the first test split was called 'test' when it was first measured
 
 

@@ -53,13 +53,31 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test64", "test63", "test62", "test61", "test60", "test59", "test58", "test57", "test56", "test55", "test54",
-          "test53", "test52", "test51", "test50", "test49", "test48", "test47", "test46", "test45", "test44", "test43",
-          "test42", "test41", "test40", "test39", "test38", "test37", "test36", "test35", "test34", "test33", "test32",
-          "test31", "test30", "test29", "test28", "test27", "test26", "test25", "test24", "test23", "test22", "test21",
-          "test20", "test19", "test18", "test17", "test16", "test15", "test14", "test13", "test12", "test11", "test10",
-          "test9", "test8", "test7", "test6", "test5", "test4", "test3", "test2", "test", "seen", "train")
-"""Split names, held-out first. test64: a sixty-fourth held-out split collected 2026-12-01 (session 21, helper
+SPLITS = ("test66", "test65", "test64", "test63", "test62", "test61", "test60", "test59", "test58", "test57",
+          "test56", "test55", "test54", "test53", "test52", "test51", "test50", "test49", "test48", "test47",
+          "test46", "test45", "test44", "test43", "test42", "test41", "test40", "test39", "test38", "test37",
+          "test36", "test35", "test34", "test33", "test32", "test31", "test30", "test29", "test28", "test27",
+          "test26", "test25", "test24", "test23", "test22", "test21", "test20", "test19", "test18", "test17",
+          "test16", "test15", "test14", "test13", "test12", "test11", "test10", "test9", "test8", "test7", "test6",
+          "test5", "test4", "test3", "test2", "test", "seen", "train")
+"""Split names, held-out first. test66: a sixty-sixth held-out split collected 2026-12-02 (session 23, helper
+collect66, while collect65 collected test65) from GitHub issue threads (where an extremely saturated search still found
+threads the corpus lacks: weights or training states too big for the card (OpenChat, alpaca-lora, nanoGPT, gpt-oss-20b
+in LLaMA-Factory, 13B GPTQ models in text-generation-webui, a FLUX.1-dev fine-tune in kohya_ss), serving-engine KV
+budgets (vLLM with DeepSeek-R1-AWQ, two club-3090 composes), over-long inputs in generation (Qwen2-VL document images,
+marian-decoder, Bert-VITS2, FineVQ videos, an SDXL fine-tune above 1024 px), eager attention in Qwen2-VL, an NLLB
+translation batch, host RAM in CPU-only OCR and in ray preprocessing, activation memory in VITS, Hotshot-XL and
+Dreambooth training, Chinese threads; 18 repositories), frozen before its first measurement (UNMEASURED in
+tests/test_doctor_threads.py until then).
+test65: a sixty-fifth held-out split collected 2026-12-02 (session 23, helper
+collect65, while collect66 collected its split) from GitHub issue and pull-request threads (where an extremely saturated
+search still found threads the corpus lacks: host-RAM kills of llama.cpp and Ollama prompt caches, vLLM CPU pods and
+embedding pods in Kubernetes fixed by merged pull requests, serving-engine cache budgets (Ollama, vLLM Mamba cache blocks
+for hybrid Qwen3.6 models), long-context inference in fp32 or without a working flash attention (LongCite, LongBench),
+a full fine-tune of a 7B on one card, Chinese threads (ms-swift, LMFlow, LongBench, DiffAttack), and older vision,
+point-cloud, tracking and chatbot training threads; 18 repositories), frozen before its first measurement (UNMEASURED in
+tests/test_doctor_threads.py until then).
+test64: a sixty-fourth held-out split collected 2026-12-01 (session 21, helper
 collect64, while collect63 collected test63) from GitHub issue threads (where an extremely saturated search still found
 LLM threads the corpus lacks: quantization runs (llm-awq, AutoAWQ, llm-compressor, TensorRT-LLM), a 16-bit 70B on one card, serving-engine KV budgets
 (vLLM, LLaMA-Factory's vLLM backend, QAnything, Xinference, SGLang decode workers, two vLLM forks for DeepSeek-V4),

@@ -2,7 +2,7 @@
 test3, test4, test5, test6, test7, test8, test9, test10, test11, test12, test13, test14, test15, test16, test17, test18,
 test19, test20, test21, test22, test23, test24, test25, test26, test27, test28, test29, test30, test31, test32, test33,
 test34, test35, test36, test37, test38, test39, test40, test41, test42, test43, test44, test45, test46, test47, test48,
-test49, test50, test51, test52, test53, test54, test55, test56, test57, test58, test59, test60, test61, test62, test63, test64) asserts its labelled
+test49, test50, test51, test52, test53, test54, test55, test56, test57, test58, test59, test60, test61, test62, test63, test64, test65, test66) asserts its labelled
 primary cause; QLORAFIT_THREADS_SKIP=SPLIT leaves a held-out split's threads unrun. A thread the doctor still gets wrong is
 xfail with the reason, never dropped; the reasons say what the posted text lacks or what the doctor misreads. A held-out
 split not yet measured (UNMEASURED) runs as non-strict xfails, so that it cannot fail the suite before its first
@@ -20,6 +20,9 @@ UNMEASURED = {}
 until that measurement (whoever measures replaces the entry with the split's misses in MISSES, as test7's were)."""
 
 
+
+TEST65_MISS = "test65: held out, not analysed"
+TEST66_MISS = "test66: held out, not analysed"
 
 # Threads the doctor gets wrong, and why (every split here is tuned on; a held-out split's misses are only listed, so
 # that a rule change that fixes one of its threads flips its strict xfail).
@@ -57,6 +60,15 @@ MISSES = {
                    "to weigh the 19.8 GiB allocated against, so generation's KV cache is the likeliest reading",
     "tf-faster-rcnn_7": "the other process (a Jupyter kernel holding the GPU) is in the reporter's later answer: the "
                         "post is TensorFlow's allocator message for a 392 MiB request, with no totals",
+    # test65 split (held out: misses at its first measurement, 13/22 with the rules of fad3257 (a9cbb40's: session 23's
+    # first round), benchmarks/results/doctor-threads-test65-frozen.json; listed, not analysed)
+    **{n: TEST65_MISS for n in ("diffattack_37", "home-ops_13936", "home-ops_9818", "lab-net_1", "longbench_43",
+                               "longcite_7", "ms-swift_411", "ms-swift_4407", "unsloth_3903")},
+    # test66 split (held out: misses at its first measurement, 8/22 with the rules of fad3257,
+    # benchmarks/results/doctor-threads-test66-frozen.json; listed, not analysed)
+    **{n: TEST66_MISS for n in ("alpaca-lora_442", "club-3090_35", "dreambooth-stable-diffusion_18", "kdl-vqa_21",
+                               "kohya-ss_1407", "kohya-ss_2972", "llamafactory_8872", "machine-py_52", "marian_223",
+                               "nanogpt_208", "neuralrecon_129", "qwen3-vl_541", "qwen3-vl_891", "textgen_963")},
     # test63 and test64 splits (seen since session 23: measured held out once, 7/22 and 14/22 with the rules of
     # cf692ce, then studied; the misses left after session 23's first round)
     "cgft-llm_4": "only the OOM line and 'setting the GPU memory size did not help': the 8B model and the 12 GB card "
@@ -1007,6 +1019,8 @@ def test_corpus_is_large_and_the_splits_are_frozen():
     assert len(SPLIT["test62"]) >= 20
     assert len(SPLIT["test63"]) >= 20
     assert len(SPLIT["test64"]) >= 20
+    assert len(SPLIT["test65"]) >= 20
+    assert len(SPLIT["test66"]) >= 20
     # every thread in exactly one split
     assert sorted(SPLIT["seen"] + SPLIT["train"] + SPLIT["test2"] + SPLIT["test3"] + SPLIT["test4"]
                   + SPLIT["test5"] + SPLIT["test6"] + SPLIT["test7"] + SPLIT["test8"] + SPLIT["test9"]
@@ -1025,7 +1039,7 @@ def test_corpus_is_large_and_the_splits_are_frozen():
                   + SPLIT["test57"] + SPLIT["test58"] + SPLIT["test59"]
                   + SPLIT["test60"] + SPLIT["test61"]
                   + SPLIT["test62"] + SPLIT["test63"]
-                  + SPLIT["test64"]) == names
+                  + SPLIT["test64"] + SPLIT["test65"] + SPLIT["test66"]) == names
     urls = [corpus.load(n)["url"] for n in names]
     assert len(set(urls)) == len(urls)  # no thread twice
     for n in names:
@@ -1050,7 +1064,7 @@ def test_corpus_is_large_and_the_splits_are_frozen():
                      + SPLIT["test57"] + SPLIT["test58"] + SPLIT["test59"]
                      + SPLIT["test60"] + SPLIT["test61"]
                      + SPLIT["test62"] + SPLIT["test63"]
-                     + SPLIT["test64"]):
+                     + SPLIT["test64"] + SPLIT["test65"] + SPLIT["test66"]):
             assert corpus.split_of_url(fx["url"]) == ("test" if n in SPLIT["seen"] else "train"), n
         want = fx["label"]["fix"] if isinstance(fx["label"]["fix"], list) else [fx["label"]["fix"]]
         assert set(want) <= set(corpus.FIX_CLASS.values()), n  # every labelled fix is a class the doctor can name
@@ -1086,7 +1100,7 @@ def test_every_threads_setup_facts_are_answers_the_doctor_takes():
                  *SPLIT.get("test59", ()),
                  *SPLIT.get("test60", ()), *SPLIT.get("test61", ()),
                  *SPLIT.get("test62", ()), *SPLIT.get("test63", ()),
-                 *SPLIT.get("test64", ())] and "facts" not in fx:
+                 *SPLIT.get("test64", ()), *SPLIT.get("test65", ()), *SPLIT.get("test66", ())] and "facts" not in fx:
             continue  # a split collected this session gets its facts annotated after it lands
         facts = fx.get("facts")
         assert isinstance(facts, dict) and set(facts) == set(BY_ID), n

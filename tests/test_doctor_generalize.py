@@ -3327,3 +3327,40 @@ def test_trl_told_to_skip_dataset_preparation_truncates_nothing():
     assert isinstance(ml, str) and ml.startswith("None (line 2"), ml
     assert analyse(src.replace('"skip_prepare_dataset": True', '"skip_prepare_dataset": False')).settings[
         "max_length"] == 2048
+
+
+# --- session 23, second round (test65 and test66 studied) ---------------------------------------------------------
+
+def test_rays_older_memory_monitor_is_the_hosts_memory():
+    text = ("ray._private.memory_monitor.RayOutOfMemoryError: More than 95% of the memory on node yanwm5 is used "
+            "(15.08 / 15.73 GB).")
+    assert parse(text).kind == "cpu"
+    assert _d(text).primary.id == "cpu_ram"
+
+
+@pytest.mark.parametrize("text", [
+    "ollama-0 was being OOMKilled (exit 137, reason: OOMKilled) roughly every 1.5 days",
+    "the 40 GiB prompt cache pushed the pod past its new 16Gi cap and it OOM-looped 11 times",
+    "the container exited with code 137 while loading the model",
+])
+def test_a_container_killed_at_its_memory_limit_is_the_hosts_memory(text):
+    assert parse(text).kind == "cpu", text
+
+
+def test_ram_use_on_the_cpu_only_is_the_hosts_memory_even_on_a_mac():
+    text = ("Qwen 2.5 VL 7B seems to occupy over 80GB of RAM for one scan. This is on Windows 11 with CPU only "
+            "processing; the same on a Mac, where it asks for 128GB of RAM.")
+    assert parse(text).kind == "cpu"
+    # on a Mac without the CPU named, the unified memory is the GPU's
+    assert parse("My M2 Mac runs out of RAM: it uses 80GB of RAM in generate").kind != "cpu"
+    # GPU RAM is no host RAM
+    assert parse("excessive GPU RAM usage when training").kind != "cpu"
+
+
+def test_a_config_described_in_words_is_read_as_words():
+    said = "[bug] long-text.yml 180K + 0.93 default boot-OOMs on baseline RTX 3090 24 GB clean rigs"
+    config = "long-text.yml (the single-card vLLM compose: max-model-len 180K, gpu-memory-utilization 0.93)"
+    d = diagnose(read_posted(said, config=config))
+    assert d.primary.id == "vllm_memory", [c.id for c in d.causes]
+    # a config of key: value lines is read as settings, not as words
+    assert read_posted(said, config="max_model_len: 4096\nmodel: Qwen/Qwen3-8B").partial_settings is False

@@ -413,7 +413,7 @@ def uses_vllm(c: Case) -> bool:
     t = c.inputs.error_text or ""
     return bool(reserving_engine(c) is not None or setting(c, "use_vllm") is True or setting(c, "vllm_gpu_memory_utilization") is not None
                 or setting(c, "fast_inference") is True or str(setting(c, "infer_backend", "")).lower() == "vllm"
-                or c.oom.kind == "kv_cache" or _engine_named(t, _VLLM)
+                or c.oom.kind == "kv_cache" or _engine_named(t, _VLLM) or _engine_named(settings_text(c), _VLLM)
                 or (c.inputs.script is not None and c.inputs.script.first("LLM") is not None))
 
 

@@ -241,7 +241,12 @@ def read_posted(error_text: str, config: str = "", script: str = ""):
     settings = read_settings(_without_traceback_code(error_text))
     whole = bool(config and config.strip() and not looks_like_python(config))
     if whole:
-        settings.update(read_settings(config))
+        from_config = read_settings(config)
+        settings.update(from_config)
+        if not from_config and not re.search(r"^\s*[\w.\-]+\s*[:=]", config, re.M):
+            # nothing in it reads as key: value (a config described in words, 'the vLLM compose with max-model-len
+            # 180K'): it is more of the report, read as words, and no whole config
+            error_text, whole = f"{error_text}\n{config}", False
     info = None
     for text in (script, config if looks_like_python(config) else ""):
         if text and text.strip():

@@ -122,6 +122,17 @@ _CPU_WORDS = re.compile(r"\[\d{1,3}\]\s+\d{2,7}\s+killed\s+\S|"  # zsh's job rep
                         r"(?:crash\w*|disconnect\w*|freez\w*|froze|shuts? down|shut down|dies|died|closes|closed|"
                         r"terminat\w*)\b|"
                         r"node (?:is )?running low on memory|ray\.exceptions\.OutOfMemoryError|\bray oom\b|"  # Ray's monitor
+                        r"\bRayOutOfMemoryError\b|of the memory on node\b|"  # (older Ray's memory monitor)
+                        # Kubernetes: the container killed at its memory limit ('OOMKilled', 'exit 137'), the pod
+                        # pushed past its memory cap
+                        r"\bOOMKilled\b|\bexit(?:ed)?(?: with)?(?: code)?:? 137\b|"
+                        r"\b(?:pod|container)s?\b[^.\n]{0,40}\b(?:past|over|above|exceed\w*) (?:its |the )?(?:new )?"
+                        r"(?:\d+\s?Gi?B? )?(?:memory )?(?:cap|limit)\b|"
+                        # host RAM use complained of ('excessive ram usage', 'occupy over 80GB of RAM'): not GPU RAM
+                        r"\b(?:excessive|huge|high|massive|insane|enormous) (?:host |system |cpu )?(?<!GPU )(?<!V)RAM "
+                        r"(?:usage|use|consumption)\b|"
+                        r"\b(?:occup\w*|us(?:es|ing|ed)|tak(?:es|ing)|eat(?:s|ing)) (?:over |up to |about |around |~)?\d+\s?GB "
+                        r"of (?:system |host |CPU )?RAM\b|"
                         r"\b(?:CPU|host|system) OOM\b|\b(?:gets?|got) kill\b|"  # 'CPU OOM when training Qwen2.5-VL-7B with GRPO'
                         r"more (?:memory |RAM )?than (?:the |my |our |this )?(?:node|machine|server|host|system|box|"
                         r"computer|pc|workstation) (?:has|have|had)\b|all available RAM|tried to allocate more memory than is available|insufficient shared memory|\(shm\)|Out of memory: Kill(?:ed)? process|subprocess(?:es)? ha(?:s|ve) ?abruptly died|"
@@ -266,6 +277,11 @@ kernel runs out of is the GPU's memory too, so an out-of-memory told without CUD
 RAM."""
 
 
+_CPU_ONLY = re.compile(r"\bCPU[- ]only\b|\b(?:only )?on (?:the )?CPU only\b|\bonly (?:on )?(?:the )?CPU\b|"
+                       r"device(?:_map)?\s*=\s*[\"']cpu[\"']|仅(?:用|使用)?\s?CPU|只用\s?CPU", re.I)
+"""The report runs on the CPU only: its RAM is the host's, whatever machine (a Mac's unified memory included)."""
+
+
 def unified_memory(text: str) -> bool:
     """The report runs on Apple's unified memory (an M-series Mac, MLX, Metal, MPS): its RAM is the GPU's."""
     return bool(_UNIFIED.search(text))
@@ -317,7 +333,7 @@ def oom_kind(text: str) -> str | None:
     # size N failed')
     if DISPATCH.search(text) and not re.search(r"Tried to allocate|total capacity", text):
         return "dispatch"  # the library's refusal quoted beside an OOM told only in words: the refusal is what printed
-    if re.search(r"CUDA out of memory|(?<!ray\.exceptions\.)OutOfMemoryError|CUDA error: out of memory|CUDA_ERROR_OUT_OF_MEMORY|"
+    if re.search(r"CUDA out of memory|(?<!ray\.exceptions\.)(?<!Ray)OutOfMemoryError|CUDA error: out of memory|CUDA_ERROR_OUT_OF_MEMORY|"
                  r"CUDA failed with error out of memory|ResourceExhaustedError|VK_ERROR_OUT_OF_DEVICE_MEMORY|"
                  r"ErrorOutOfDeviceMemory|Device memory allocation of size \d+ failed|"
                  # XLA's (JAX and PyTorch/XLA on TPUs): 'RESOURCE_EXHAUSTED: Failed to allocate request for 12.50MiB'
@@ -339,7 +355,9 @@ def oom_kind(text: str) -> str | None:
         cpu = None
     if cpu:
         # 'a 16GB M2 runs out of RAM' is the GPU's memory; a conversion killed on a Mac is not (it runs on the CPU)
-        return "cuda" if unified_memory(text) and not _CONVERSION.search(text) else "cpu"
+        # (nor a run said to be on the CPU only: 'CPU only processing', on a PC and on a Mac alike)
+        return "cuda" if unified_memory(text) and not _CONVERSION.search(text) and not _CPU_ONLY.search(text) \
+            else "cpu"
     if _GPU_WORDS.search(text) and PINNED_ON_WSL.search(text):
         return "cpu"  # WSL2 gives CUDA little pinned host memory: an offload that pins its buffers runs out of it
     gpu_words = _GPU_WORDS.search(text)

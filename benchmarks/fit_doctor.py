@@ -108,7 +108,9 @@ FIRST_COMMIT = {"train": ("cee5fcb", "doctor-threads-baseline.json"),
                 "test61": ("3c3d354", "doctor-threads-test61-frozen.json"),
                 "test62": ("3c3d354", "doctor-threads-test62-frozen.json"),
                 "test63": ("cf692ce", "doctor-threads-test63-frozen.json"),
-                "test64": ("cf692ce", "doctor-threads-test64-frozen.json")}
+                "test64": ("cf692ce", "doctor-threads-test64-frozen.json"),
+                "test65": ("fad3257", "doctor-threads-test65-frozen.json"),
+                "test66": ("fad3257", "doctor-threads-test66-frozen.json")}
 RESULTS_SPLIT = {"seen": "test"}  # the first test split was called 'test' when it was first measured
 
 

@@ -53,14 +53,18 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test68", "test66", "test65", "test64", "test63", "test62", "test61", "test60", "test59", "test58", "test57",
+SPLITS = ("test70", "test68", "test66", "test65", "test64", "test63", "test62", "test61", "test60", "test59", "test58", "test57",
           "test56", "test55", "test54", "test53", "test52", "test51", "test50", "test49", "test48", "test47",
           "test46", "test45", "test44", "test43", "test42", "test41", "test40", "test39", "test38", "test37",
           "test36", "test35", "test34", "test33", "test32", "test31", "test30", "test29", "test28", "test27",
           "test26", "test25", "test24", "test23", "test22", "test21", "test20", "test19", "test18", "test17",
           "test16", "test15", "test14", "test13", "test12", "test11", "test10", "test9", "test8", "test7", "test6",
           "test5", "test4", "test3", "test2", "test", "seen", "train")
-"""Split names, held-out first. test68: a small (10-thread) held-out split collected 2026-12-02 (session 23, helper
+"""Split names, held-out first. test70: a small (11-thread) held-out split collected 2026-12-02 (session 24, helper
+collect70; committed partial, registered by the session before its first measurement) from GitHub issue threads
+(AgentCPM-GUI and vLLM serving, ms-swift Qwen2-VL, a ComfyUI GLM-4 wrapper, LoRA_Easy_Training_Scripts, speech
+(PaddlePaddle DeepSpeech, SpeechBrain), image restoration (RGT, SeD), PySOT tracking and LimiX; 11 repositories).
+test68: a small (10-thread) held-out split collected 2026-12-02 (session 23, helper
 collect68; committed partial at its deadline, registered by the session before its first measurement) from GitHub
 issue and pull-request threads (slime, Kosmos-2, lm-evaluation-harness, unsloth-zoo, MuseTalk, Tacotron 2,
 DeepSpeech, RefineDet, Xception and Chinese BERT classification; 10 repositories).

@@ -53,7 +53,7 @@ class Outcome:
     """... and those the thread's annotated `facts` answered (the outcome is then the doctor's after the answers)."""
 
 
-SPLITS = ("test70", "test68", "test66", "test65", "test64", "test63", "test62", "test61", "test60", "test59", "test58", "test57",
+SPLITS = ("test70", "test69", "test68", "test66", "test65", "test64", "test63", "test62", "test61", "test60", "test59", "test58", "test57",
           "test56", "test55", "test54", "test53", "test52", "test51", "test50", "test49", "test48", "test47",
           "test46", "test45", "test44", "test43", "test42", "test41", "test40", "test39", "test38", "test37",
           "test36", "test35", "test34", "test33", "test32", "test31", "test30", "test29", "test28", "test27",
@@ -64,6 +64,11 @@ SPLITS = ("test70", "test68", "test66", "test65", "test64", "test63", "test62", 
 collect70; committed partial, registered by the session before its first measurement) from GitHub issue threads
 (AgentCPM-GUI and vLLM serving, ms-swift Qwen2-VL, a ComfyUI GLM-4 wrapper, LoRA_Easy_Training_Scripts, speech
 (PaddlePaddle DeepSpeech, SpeechBrain), image restoration (RGT, SeD), PySOT tracking and LimiX; 11 repositories).
+test69: a held-out split of 22 threads collected 2026-12-02 (session 24, helper collect69, while collect70 collected
+test70) from GitHub issue threads (serving engines and their default context: vLLM, llama.cpp, llama-cpp-python,
+KoboldCpp, exllama, exui, LMDeploy; DeepSpeed, accelerate; VLM and video LLM fine-tunes (InternVL, LLaVA, VisualGLM,
+AnomalyGPT, Video-3D-LLM); Chinese LLMs (MOSS, Baichuan2, ChatYuan, ChatLM-mini-Chinese); a FLUX LoRA trainer; COMET,
+DeepSpeech and PaddleSeg; 22 repositories).
 test68: a small (10-thread) held-out split collected 2026-12-02 (session 23, helper
 collect68; committed partial at its deadline, registered by the session before its first measurement) from GitHub
 issue and pull-request threads (slime, Kosmos-2, lm-evaluation-harness, unsloth-zoo, MuseTalk, Tacotron 2,

@@ -18,26 +18,11 @@ OOM wherever a failure is told and names a cause, and stays silent only where no
 """
 
 import math
-import re
+
+from qlorafit.doctor.thread_prior import words  # the one tokenizer of reports
 
 PRIOR_DOCS = 2.0  # the corpus-wide word rate counts as this many reports of each cause
 
-_WORD = re.compile(r"[a-z][a-z0-9]+")
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]+")  # kana, CJK ideographs, hangul
-
-
-def words(text: str) -> set[str]:
-    """The report's words as a set: lower-case Latin words of two letters or more (identifiers split at '_' and '.'),
-    and every pair of neighbouring CJK characters (Chinese has no spaces, and a pair like 显存 is a word).
-
-    >>> sorted(words("CUDA out_of_memory: 显存不足"))
-    ['cuda', 'memory', 'of', 'out', '不足', '存不', '显存']
-    """
-    low = text.lower()
-    out = set(_WORD.findall(low))
-    for run in _CJK.findall(low):
-        out.update(run[i:i + 2] for i in range(len(run) - 1))
-    return out
 
 
 def summary(causes, oom_kind, text: str) -> dict:

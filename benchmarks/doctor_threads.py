@@ -33,12 +33,16 @@ def main() -> None:
     ap.add_argument("--split", choices=("all",) + corpus.SPLITS, default="all",
                     help="which split to print case by case; a held-out split is run only when named here")
     ap.add_argument("--answers", action="store_true", help="the doctor's questions answered by the threads' annotated facts")
+    ap.add_argument("--rules-only", action="store_true",
+                    help="the rules alone, without the thread prior (which is fitted on the studied threads' labels, so "
+                         "on them the full doctor is in-sample; only held-out splits measure it)")
     a = ap.parse_args()
     sp = corpus.split()
     hidden = {n for s in corpus.held_out(sp) - {a.split} for n in sp[s]} | corpus.skipped(sp)
-    outcomes = [corpus.run(n, sp, answer=a.answers) for n in corpus.names() if n not in hidden]
+    prior = not a.rules_only
+    outcomes = [corpus.run(n, sp, answer=a.answers, prior=prior) for n in corpus.names() if n not in hidden]
     scores = corpus.score(outcomes)
-    first = corpus.score([corpus.run(n, sp) for n in corpus.names() if n not in hidden]) if a.answers else None
+    first = corpus.score([corpus.run(n, sp, prior=prior) for n in corpus.names() if n not in hidden]) if a.answers else None
     for o in outcomes:
         if a.split != "all" and o.split != a.split:
             continue

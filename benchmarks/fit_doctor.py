@@ -3,6 +3,8 @@
     PYTHONPATH=src python benchmarks/fit_doctor.py cv [--rules first-sight|current] [--out FILE]
     PYTHONPATH=src python benchmarks/fit_doctor.py record      # writes src/qlorafit/assets/doctor_first_sight.json
     PYTHONPATH=src python benchmarks/fit_doctor.py dump-first-sight   # rebuilds FIRST_SIGHT from old commits
+    PYTHONPATH=src python benchmarks/fit_doctor.py prior       # writes src/qlorafit/assets/doctor_thread_prior.json
+    PYTHONPATH=src python benchmarks/fit_doctor.py prior-cv    # writes benchmarks/results/doctor-thread-prior-cv.json
 
 Only the studied splits are ever read: train, seen and every split whose `<split>_status` in split.json says it was
 studied, and of those the ones with a known first measurement (FIRST_COMMIT). A split still held out (no
@@ -36,10 +38,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import doctor_prior as prior  # noqa: E402
 import doctor_scorer as scorer  # noqa: E402
 import doctor_threads as corpus  # noqa: E402
 
-from qlorafit.doctor import diagnose, first_sight  # noqa: E402
+from qlorafit.doctor import diagnose, first_sight, thread_prior  # noqa: E402
 
 FIRST_SIGHT = ROOT / "benchmarks" / "results" / "doctor-candidates-first-sight.json"
 # Each studied split's first measurement: the commit whose rules had never seen it, and its results file. A split
@@ -138,7 +141,9 @@ def current_records(threads: dict) -> list[dict]:
     out = []
     for s, names in threads.items():
         for n in names:
-            d = diagnose(corpus.inputs(corpus.load(n)))
+            inp = corpus.inputs(corpus.load(n))
+            inp.thread_prior = False  # the rules' causes only
+            d = diagnose(inp)
             out.append(_record(n, s, [(c.id, c.strength) for c in d.causes], d.case.oom.kind))
     return out
 
@@ -161,7 +166,10 @@ import doctor_threads as corpus
 from qlorafit.doctor import diagnose
 out = {}
 for n in json.load(open(sys.argv[1])):
-    d = diagnose(corpus.inputs(corpus.load(n)))
+    inp = corpus.inputs(corpus.load(n))
+    if hasattr(inp, "thread_prior"):  # the rules' causes only, never the thread prior's pick
+        inp.thread_prior = False
+    d = diagnose(inp)
     out[n] = {"causes": [[c.id, getattr(c, "strength", None)] for c in d.causes], "oom": d.case.oom.kind}
 json.dump(out, open(sys.argv[2], "w"))
 """
@@ -263,9 +271,43 @@ def write_record(threads: dict, out: Path) -> None:
         "splits": {s: FIRST_COMMIT[s][0] for s in threads}, "buckets": buckets(recs)}, indent=1) + "\n")
 
 
+def write_prior(threads: dict, out: Path) -> None:
+    """The thread prior fitted on every studied split (never a held-out one: seen_threads)."""
+    m = prior.fit(first_sight_records(threads))
+    # what the report quotes when the prior overrules the rules' guess: how often that was right out of sample
+    cv_ = json.loads((ROOT / "benchmarks" / "results" / "doctor-thread-prior-cv.json").read_text())
+    rows = [r for k, v in cv_.items() if isinstance(v, dict) and "rows" in v for r in v["rows"]
+            if r["doctor"] != r["rules"]]
+    m["overruled_out_of_sample"] = [sum(r["doctor"] == r["label"] for r in rows), len(rows)]
+    out.write_text(json.dumps({"what": "the doctor's thread prior (qlorafit/doctor/thread_prior.py)",
+                               "command": "python benchmarks/fit_doctor.py prior", "splits": sorted(threads),
+                               "l2": prior.L2, "min_docs": prior.MIN_DOCS, "steps": prior.STEPS, **m},
+                              ensure_ascii=False, sort_keys=True, separators=(",", ":")) + "\n")
+
+
+def write_prior_cv(threads: dict, out: Path) -> None:
+    """The prior out of sample: the early splits (which chose its settings) and the late ones (measured once), each
+    by 5-fold cross-validation over whole splits."""
+    recs = first_sight_records(threads)
+    order = list(threads)
+    cut = order.index(prior.CUT)
+    res = {}
+    for part, splits in (("early (chose the settings)", order[:cut]), ("late (measured once)", order[cut:])):
+        rows = prior.cv(recs, splits)
+        res[part] = {**prior.tally(rows), "rows": rows}
+        print(part, {k: v for k, v in res[part].items() if k != "rows"})
+    out.write_text(json.dumps({"date": _now(), "command": "python benchmarks/fit_doctor.py prior-cv",
+                               "settings": {"l2": prior.L2, "min_docs": prior.MIN_DOCS, "steps": prior.STEPS},
+                               "note": "rules: the rules' first cause at first sight; model: the prior's most likely "
+                                       "cause everywhere; doctor: the prior only where it may overrule the rules "
+                                       "(thread_prior.overrules: no cause, or the batch/length fallback), as "
+                                       "qlorafit.doctor uses it",
+                               **res}, indent=1, ensure_ascii=False) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=("cv", "record", "dump-first-sight"))
+    ap.add_argument("what", choices=("cv", "record", "dump-first-sight", "prior", "prior-cv"))
     ap.add_argument("--rules", choices=("first-sight", "current"), default="first-sight")
     ap.add_argument("--l2", type=float, default=scorer.L2)
     ap.add_argument("--out")
@@ -273,6 +315,10 @@ def main() -> None:
     threads = seen_threads()
     if a.what == "dump-first-sight":
         dump_first_sight(threads)
+    elif a.what == "prior":
+        write_prior(threads, Path(a.out) if a.out else thread_prior.MODEL)
+    elif a.what == "prior-cv":
+        write_prior_cv(threads, Path(a.out) if a.out else ROOT / "benchmarks" / "results" / "doctor-thread-prior-cv.json")
     elif a.what == "record":
         write_record(threads, Path(a.out) if a.out else first_sight.RECORD)
     else:

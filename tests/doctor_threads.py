@@ -520,13 +520,16 @@ def answers(fx: dict, asked) -> dict:
     return {f: str(facts[f]) for f in asked if str(facts.get(f, "unknown")) not in ("unknown", "None", "")}
 
 
-def run(name: str, sp: dict | None = None, answer: bool = False) -> Outcome:
+def run(name: str, sp: dict | None = None, answer: bool = False, prior: bool = True) -> Outcome:
     """One thread through the doctor. answer=True: the doctor asks the facts that would change its cause, the thread's
     annotated facts answer what they can, and the doctor is run again with them, round after round until it asks
-    nothing new that the thread answers (each fact is answered once); the outcome is its last answer."""
+    nothing new that the thread answers (each fact is answered once); the outcome is its last answer. prior=False: the
+    rules alone (the thread prior, fitted on these threads' labels, left out)."""
     sp = sp or split()
     fx = load(name)
     given = inputs(fx)
+    if not prior:
+        given.thread_prior = False
     d = diagnose(given)
     asked, answered = (), ()
     if answer:

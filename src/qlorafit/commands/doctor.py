@@ -51,6 +51,9 @@ def add_arguments(p) -> None:
     p.add_argument("--dtype", help="how the base weights are loaded, when the report does not say: fp32, 16bit, "
                    "8bit or 4bit")
     p.add_argument("--json", action="store_true", help="print JSON instead of the report")
+    p.add_argument("--rules-only", action="store_true",
+                   help="only causes the rules find evidence for: where they can only guess, the doctor otherwise asks "
+                        "a word model learned from labelled public OOM threads, and says so")
 
 
 def _read_error(a) -> str:
@@ -114,6 +117,7 @@ def run(a) -> int:
     answers = {k: check(BY_ID[k], getattr(a, k)) for k in ("method", "gpus", "dtype") if getattr(a, k) is not None}
     inputs = read_posted(_read_error(a))  # settings stated in the pasted text (a command line) count too
     inputs.model, inputs.gpu = a.model, a.gpu
+    inputs.thread_prior = not a.rules_only
     if a.script:
         inputs.script = read_script(a.script)
     for path in a.config or []:

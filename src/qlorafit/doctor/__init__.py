@@ -9,7 +9,8 @@ Modules: parse (message forms, numbers), phase (phase and step from evidence), s
 foreign (other trainers' configs and command lines), antipatterns (script checks), settings (-> Setup), rundir (run
 directory), case (everything resolved once), evidence (facts rules ask), cause (Cause, Action, evidence strength),
 rules / rules_setup / rules_launch (causes), fixes (sized fixes, corrected config), report (text, JSON, confidence),
-first_sight (how often first causes known each way were right on public threads their rules had never seen).
+first_sight (how often first causes known each way were right on public threads their rules had never seen),
+thread_prior (where the rules only guess, the cause labelled public threads with the report's words had).
 """
 
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from qlorafit.doctor.case import Case, Inputs, build_case
 from qlorafit.doctor.fixes import Fix, config_yaml, corrected_setup, ranked, script_patch
 from qlorafit.doctor.rules import Cause, diagnose_causes
+from qlorafit.doctor.thread_prior import reconsider
 from qlorafit.core.estimate import Setup
 
 
@@ -42,8 +44,10 @@ def diagnose(inputs: Inputs) -> Diagnosis:
     """Parse, estimate, match the rules, size and rank the fixes, and write the corrected configuration."""
     c = build_case(inputs)
     causes = diagnose_causes(c)
+    if inputs.thread_prior and c.has_oom:  # where the rules only guess an OOM's cause, the labelled threads decide
+        causes = reconsider(_report_text(inputs), causes)
     d = Diagnosis(case=c, causes=causes)
-    if c.oom.phase is None and d.primary and d.primary.phase and d.primary.strength != "inferred":
+    if c.oom.phase is None and d.primary and d.primary.phase and d.primary.strength not in ("inferred", "words"):
         # the cause proves where it failed (its message, its frames or its numbers); a guessed cause places nothing
         c.oom.phase, c.oom.phase_evidence = d.primary.phase, f"implied by the cause: {d.primary.title}"
     d.fixes = ranked(c, d.primary)
@@ -60,6 +64,11 @@ def diagnose(inputs: Inputs) -> Diagnosis:
             if f.breaks_run or (d.primary and f.id == d.primary.id):
                 d.patch += [p for p in f.patch if p not in d.patch]
     return d
+
+
+def _report_text(inputs: Inputs) -> str:
+    """The words the thread prior reads: the pasted text and the script, as it was fitted on."""
+    return inputs.error_text + ("\n" + inputs.script.text if inputs.script is not None else "")
 
 
 __all__ = ["Inputs", "Diagnosis", "diagnose", "Cause", "Fix"]

@@ -35,6 +35,9 @@ class Inputs:
     run: RunInfo | None = None
     model: str | None = None
     gpu: str | None = None
+    thread_prior: bool = True
+    """Where the rules only guess, let the word model learned from labelled public threads pick the cause
+    (thread_prior.py); False keeps the rules' order (`qlorafit doctor --rules-only`)."""
 
 
 @dataclass

@@ -2,9 +2,11 @@
 
 from dataclasses import dataclass, field
 
-STRENGTH = ("proven", "script", "numbers", "inferred")
+STRENGTH = ("proven", "script", "numbers", "inferred", "words")
 """How a cause is known, strongest first: the error or traceback names it; the user's script or config shows it; the
-parsed numbers or the estimate point to it; only the phase or library defaults suggest it. Causes rank by this first."""
+parsed numbers or the estimate point to it; only the phase or library defaults suggest it; only the words of labelled
+public threads like the report point to it (thread_prior.py, where the rules only guessed). Causes rank by this first
+(the thread prior puts its pick ahead of a guess after the rules have ranked)."""
 
 
 @dataclass

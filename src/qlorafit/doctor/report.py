@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from qlorafit.doctor import Diagnosis, first_sight
+from qlorafit.doctor import Diagnosis, first_sight, thread_prior
 from qlorafit.core.sizes import fmt_gib
 
 _WHAT_TO_PASTE = {
@@ -29,6 +29,7 @@ _HOW = {
     "script": ("medium", "your script or config shows it; the error itself does not name it"),
     "numbers": ("medium", "inferred from the numbers in the error and the estimate"),
     "inferred": ("low", "only the phase, your words or library defaults point to it"),
+    "words": ("low", "the rules only guessed; the words of labelled public threads like this one point to it"),
 }
 
 
@@ -43,8 +44,10 @@ def confidence(d: Diagnosis) -> tuple[str, str]:
         level = "low" if level == "medium" else level
     if c.oom.kind and c.oom.phase is None:
         why += "; the phase is unknown"
-    rec = first_sight.right_of(p.id, p.strength)
-    if rec:  # measured, not assumed: first causes known this way on public threads their rules had never seen
+    rec = thread_prior.record() if p.strength == "words" else first_sight.right_of(p.id, p.strength)
+    if rec and p.strength == "words":  # the prior's own cross-validation, on threads it was not fitted on
+        why += f"; where it overruled the rules' guess it was right on {rec[0]} of {rec[1]} threads it had not seen"
+    elif rec:  # measured, not assumed: first causes known this way on public threads their rules had never seen
         why += f"; first causes known this way were right on {rec[0]} of {rec[1]} public threads at first sight"
     if c.oom.form == "presumed":  # no OOM form or word: every cause rests on the presumption
         level, why = "low", why + "; the text does not say it ran out of memory (an OOM is presumed)"

@@ -124,4 +124,12 @@ def test_the_committed_prior_reproduces_from_its_script(tmp_path, monkeypatch):
 
     out = tmp_path / "prior.json"
     fit_doctor.write_prior(fit_doctor.seen_threads(), out)
-    assert json.loads(out.read_text()) == json.loads(thread_prior.MODEL.read_text())
+    got, kept = json.loads(out.read_text()), json.loads(thread_prior.MODEL.read_text())
+    # the same fit; a BLAS summing in another order may move a weight's last rounded digit
+    assert {k: v for k, v in got.items() if k not in ("words", "bias", "rules")} == \
+        {k: v for k, v in kept.items() if k not in ("words", "bias", "rules")}
+    assert got["words"].keys() == kept["words"].keys()
+    for w, v in kept["words"].items():
+        assert got["words"][w] == pytest.approx(v, abs=2e-3), w
+    assert got["bias"] == pytest.approx(kept["bias"], abs=2e-3)
+    assert got["rules"] == pytest.approx(kept["rules"], abs=2e-3)

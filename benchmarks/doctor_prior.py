@@ -22,6 +22,7 @@ import math
 import numpy as np
 
 from qlorafit.doctor import thread_prior
+from qlorafit.doctor.cause import STRENGTH
 
 L2 = 1e-4
 MIN_DOCS = 3
@@ -35,7 +36,8 @@ def _causes(recs: list[dict]) -> list[str]:
 
 
 def _rule_names() -> list[str]:
-    hows = ("proven", "script", "numbers", "inferred", "fallback")
+    # how the rules knew a cause (thread_prior.rule_features): each strength of the rules, and their fallback apart
+    hows = [s for s in STRENGTH if s != "words"] + ["fallback"]
     return [f"{place}:{h}" for place in ("first", "second", "later") for h in hows]
 
 

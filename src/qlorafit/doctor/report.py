@@ -44,11 +44,14 @@ def confidence(d: Diagnosis) -> tuple[str, str]:
         level = "low" if level == "medium" else level
     if c.oom.kind and c.oom.phase is None:
         why += "; the phase is unknown"
-    rec = thread_prior.record() if p.strength == "words" else first_sight.right_of(p.id, p.strength)
-    if rec and p.strength == "words":  # the prior's own cross-validation, on threads it was not fitted on
-        why += f"; where it overruled the rules' guess it was right on {rec[0]} of {rec[1]} threads it had not seen"
-    elif rec:  # measured, not assumed: first causes known this way on public threads their rules had never seen
-        why += f"; first causes known this way were right on {rec[0]} of {rec[1]} public threads at first sight"
+    if p.strength == "words":  # the prior's own cross-validation, on threads it was not fitted on
+        rec, said = thread_prior.record(), "where it overruled the rules' guess it was right on {} of {} threads it " \
+                                            "had not seen"
+    else:  # measured, not assumed: first causes known this way on public threads their rules had never seen
+        rec, said = first_sight.right_of(p.id, p.strength), "first causes known this way were right on {} of {} " \
+                                                            "public threads at first sight"
+    if rec:
+        why += "; " + said.format(*rec)
     if c.oom.form == "presumed":  # no OOM form or word: every cause rests on the presumption
         level, why = "low", why + "; the text does not say it ran out of memory (an OOM is presumed)"
     return level, why
